@@ -1,0 +1,32 @@
+/* vmshift: what the subcommands of the vmshift program share.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+/* Exit codes, documented in vmshift(1).  Scripts tell "QEMU said no" from
+ * "could not talk to QEMU" by them. */
+enum
+{
+  VMS_EXIT_OK = 0,        /* success */
+  VMS_EXIT_FAILED = 1,    /* the operation ran and failed (e.g. QMP error reply) */
+  VMS_EXIT_USAGE = 2,     /* bad command line */
+  VMS_EXIT_CONNECT = 3,   /* a peer could not be reached, broke, or timed out */
+};
+
+typedef struct
+{
+  const char *name;                    /* subcommand as typed */
+  const char *summary;                 /* one line for vmshift --help */
+  int (*run) (int argc, char **argv);  /* argv[0] is the subcommand */
+} VmsCliCommand;
+
+int vms_cmd_qmp (int argc, char **argv);
+
+/* Print "vmshift: SUBCOMMAND: message" on stderr. */
+void vms_cli_error (const char *subcommand, const char *format, ...)
+    G_GNUC_PRINTF (2, 3);
+
+/* Map an error of the QMP client to an exit code. */
+int vms_cli_exit_code_for (const GError *error);
