@@ -1,0 +1,82 @@
+/* vmshift test harness: a real QEMU (TCG) running the test guest.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "vms-qmp.h"
+
+/* A TCG guest boots in about 3 s when the machine is idle; the margin is
+ * for two cores shared with parallel tests. */
+#define VMS_TEST_VM_BOOT_TIMEOUT_MS 60000
+
+#define VMS_TEST_VM_MAX_DISKS 4
+
+typedef struct
+{
+  const char *format;  /* "raw" or "qcow2" */
+  guint64 size;        /* bytes; the image is created empty */
+  const char *path;    /* use this existing image instead (size ignored) */
+} VmsTestDisk;
+
+typedef struct
+{
+  const char *workload;       /* vms.workload= for the guest; NULL: idle */
+  const char *extra_cmdline;  /* more kernel parameters, or NULL */
+  guint memory_mib;           /* guest RAM; 0: 256 */
+  VmsTestDisk disks[VMS_TEST_VM_MAX_DISKS]; /* disk i is node d<i>, device vd<i> */
+  const char *netns;          /* run QEMU inside this network namespace */
+  const char *qmp_tcp;        /* also serve QMP on tcp HOST:PORT */
+  gboolean incoming;          /* start with -incoming defer */
+  gboolean no_guest;          /* no kernel: just a machine, for QMP tests */
+} VmsTestVmOptions;
+
+typedef struct
+{
+  char *dir;                  /* private directory with all files below */
+  char *qmp_path;             /* QMP unix socket */
+  char *serial_path;          /* guest serial console log */
+  char *log_path;             /* QEMU's stderr */
+  char *disk_paths[VMS_TEST_VM_MAX_DISKS]; /* images, NULL-terminated */
+  GPid pid;                   /* QEMU's process id */
+  gboolean exited;            /* QEMU has been reaped */
+  VmsQmp *qmp;                /* connected QMP client */
+} VmsTestVm;
+
+/* Build the guest kernel and initramfs once per process (the build is
+ * cached and safe to run from parallel tests).  Exits 77 when a needed
+ * package is missing. */
+void vms_test_guest_prepare (void);
+
+/* Start QEMU, connect QMP.  QEMU dies with the test process even when the
+ * test crashes.  Returns NULL with an error that includes QEMU's log. */
+VmsTestVm *vms_test_vm_start (const VmsTestVmOptions *options,
+                              GError **error);
+
+/* Wait until the serial log contains needle. */
+gboolean vms_test_vm_wait_serial (VmsTestVm *vm, const char *needle,
+                                  guint timeout_ms, GError **error);
+
+/* The guest printed "vms-guest: ready". */
+gboolean vms_test_vm_wait_ready (VmsTestVm *vm, GError **error);
+
+/* The highest "vms-heartbeat N" seen on the serial console, 0 if none. */
+guint64 vms_test_vm_last_heartbeat (VmsTestVm *vm);
+
+/* Write through the guest's virtio device with HMP qemu-io, e.g.
+ * "write -P 0x11 1M 64k"; fails if qemu-io reports an error (a failed I/O,
+ * a pattern mismatch on "read -P", an unknown command). */
+gboolean vms_test_vm_qemu_io (VmsTestVm *vm, const char *device_id,
+                              const char *qemu_io_command, GError **error);
+
+/* SIGKILL QEMU and reap it. */
+void vms_test_vm_kill (VmsTestVm *vm);
+
+/* Wait up to timeout_ms for QEMU to exit by itself; TRUE if it did. */
+gboolean vms_test_vm_wait_exit (VmsTestVm *vm, guint timeout_ms);
+
+/* Kill QEMU if still running and remove every file. */
+void vms_test_vm_free (VmsTestVm *vm);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsTestVm, vms_test_vm_free)

@@ -1,0 +1,112 @@
+/* vmshift test harness: common helpers for integration tests.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void
+vms_test_require_program (const char *program, const char *package)
+{
+  g_autofree char *path = g_find_program_in_path (program);
+
+  if (!path)
+    {
+      printf ("SKIP: %s not found (install the Debian package %s, or run "
+              "scripts/setup)\n", program, package);
+      exit (VMS_TEST_EXIT_SKIP);
+    }
+}
+
+gboolean
+vms_test_is_root (void)
+{
+  return geteuid () == 0;
+}
+
+void
+vms_test_require_root (const char *why)
+{
+  if (!vms_test_is_root ())
+    {
+      printf ("SKIP: needs root for %s\n", why);
+      exit (VMS_TEST_EXIT_SKIP);
+    }
+}
+
+char *
+vms_test_make_tmpdir (const char *prefix)
+{
+  g_autofree char *template = g_strdup_printf ("%s-XXXXXX", prefix);
+  g_autoptr (GError) error = NULL;
+  char *path = g_dir_make_tmp (template, &error);
+
+  if (!path)
+    g_error ("cannot make a temporary directory: %s", error->message);
+  return path;
+}
+
+void
+vms_test_rmtree (const char *path)
+{
+  g_autoptr (GDir) dir = NULL;
+  const char *name;
+  GStatBuf st;
+
+  if (!path || g_lstat (path, &st) != 0)
+    return;
+  if (!S_ISDIR (st.st_mode))
+    {
+      g_unlink (path);
+      return;
+    }
+  dir = g_dir_open (path, 0, NULL);
+  while (dir && (name = g_dir_read_name (dir)))
+    {
+      g_autofree char *child = g_build_filename (path, name, NULL);
+
+      vms_test_rmtree (child);
+    }
+  g_rmdir (path);
+}
+
+gboolean
+vms_test_run (const char *const *argv, char **stdout_out, GError **error)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *command = g_strjoinv (" ", (char **) argv);
+  int status;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL,
+                     NULL, &out, &err, &status, error))
+    return FALSE;
+  if (!g_spawn_check_wait_status (status, error))
+    {
+      g_prefix_error (error, "%s: %s: ", command, g_strstrip (err));
+      return FALSE;
+    }
+  if (stdout_out)
+    *stdout_out = g_steal_pointer (&out);
+  return TRUE;
+}
+
+const char *
+vms_test_built_program (const char *variable)
+{
+  const char *path = g_getenv (variable);
+
+  if (!path || !g_file_test (path, G_FILE_TEST_IS_EXECUTABLE))
+    {
+      printf ("SKIP: %s is not set to a built program; run the tests with "
+              "'meson test'\n", variable);
+      exit (VMS_TEST_EXIT_SKIP);
+    }
+  return path;
+}

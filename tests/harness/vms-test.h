@@ -1,0 +1,62 @@
+/* vmshift test harness: common helpers for integration tests.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+/* setjmp.h etc. must precede cmocka.h. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* meson's "skipped" exit status for a test binary that cannot run here. */
+#define VMS_TEST_EXIT_SKIP 77
+
+/* Fail the current cmocka test with a GError's message. */
+#define vms_assert_no_error(error)                                            \
+  do                                                                          \
+    {                                                                         \
+      if ((error) != NULL)                                                    \
+        fail_msg ("unexpected error: %s", (error)->message);                 \
+    }                                                                         \
+  while (0)
+
+/* Assert that expr (which sets error on failure) succeeded, and show the
+ * error's message when it did not. */
+#define vms_assert_ok(expr, error)                                            \
+  do                                                                          \
+    {                                                                         \
+      if (!(expr))                                                            \
+        fail_msg ("%s failed: %s", #expr,                                     \
+                  (error) ? (error)->message : "(no error set)");            \
+    }                                                                         \
+  while (0)
+
+/* When a program the tests need is missing, say so and exit 77 so meson
+ * counts the binary as skipped instead of failed. */
+void vms_test_require_program (const char *program, const char *package);
+
+/* Exit 77 unless running as root (network namespaces, nft, libvirtd). */
+void vms_test_require_root (const char *why);
+
+/* TRUE when running as root. */
+gboolean vms_test_is_root (void);
+
+/* Make a private temporary directory; caller removes it with
+ * vms_test_rmtree() and frees the path. */
+char *vms_test_make_tmpdir (const char *prefix);
+
+/* Remove a directory tree (no symlinks are followed). */
+void vms_test_rmtree (const char *path);
+
+/* Run argv, wait, and fail with its stderr unless it exits 0.  stdout_out
+ * (may be NULL) receives its standard output. */
+gboolean vms_test_run (const char *const *argv, char **stdout_out,
+                       GError **error);
+
+/* Path of a built program from the environment variable that meson sets
+ * (e.g. VMS_VMSHIFT for tools/vmshift). */
+const char *vms_test_built_program (const char *variable);
