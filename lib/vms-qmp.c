@@ -466,16 +466,14 @@ vms_qmp_execute (VmsQmp *qmp, const char *command, JsonObject *arguments,
   return pending.result;
 }
 
-JsonNode *
-vms_qmp_execute_json (VmsQmp *qmp, const char *command,
-                      const char *arguments_json, GError **error)
+JsonObject *
+vms_qmp_parse_arguments (const char *command, const char *arguments_json,
+                         GError **error)
 {
   g_autoptr (JsonParser) parser = json_parser_new_immutable ();
   g_autoptr (GError) parse_error = NULL;
   JsonNode *root;
 
-  if (!arguments_json || !*arguments_json)
-    return vms_qmp_execute (qmp, command, NULL, error);
   if (!json_parser_load_from_data (parser, arguments_json, -1, &parse_error))
     {
       g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_INVALID_ARGUMENT,
@@ -484,14 +482,28 @@ vms_qmp_execute_json (VmsQmp *qmp, const char *command,
       return NULL;
     }
   root = json_parser_get_root (parser);
-  if (!JSON_NODE_HOLDS_OBJECT (root))
+  if (!root || !JSON_NODE_HOLDS_OBJECT (root))
     {
       g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_INVALID_ARGUMENT,
                    "arguments of '%s' must be a JSON object, like "
                    "'{\"device\": \"vd0\"}'", command);
       return NULL;
     }
-  return vms_qmp_execute (qmp, command, json_node_get_object (root), error);
+  return json_object_ref (json_node_get_object (root));
+}
+
+JsonNode *
+vms_qmp_execute_json (VmsQmp *qmp, const char *command,
+                      const char *arguments_json, GError **error)
+{
+  g_autoptr (JsonObject) arguments = NULL;
+
+  if (!arguments_json || !*arguments_json)
+    return vms_qmp_execute (qmp, command, NULL, error);
+  arguments = vms_qmp_parse_arguments (command, arguments_json, error);
+  if (!arguments)
+    return NULL;
+  return vms_qmp_execute (qmp, command, arguments, error);
 }
 
 char *

@@ -59,6 +59,12 @@ JsonNode *vms_qmp_execute (VmsQmp *qmp, const char *command,
 JsonNode *vms_qmp_execute_json (VmsQmp *qmp, const char *command,
                                 const char *arguments_json, GError **error);
 
+/* Parse arguments typed by a user: a JSON object, or an INVALID_ARGUMENT
+ * error naming command.  Caller unrefs. */
+JsonObject *vms_qmp_parse_arguments (const char *command,
+                                     const char *arguments_json,
+                                     GError **error);
+
 /* Run an HMP command line through human-monitor-command; returns its
  * output (caller frees). */
 char *vms_qmp_execute_hmp (VmsQmp *qmp, const char *command_line,

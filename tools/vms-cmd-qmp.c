@@ -96,6 +96,7 @@ vms_cmd_qmp (int argc, char **argv)
   g_autoptr (VmsQmp) qmp = NULL;
   g_autoptr (JsonNode) result = NULL;
   g_autoptr (JsonObject) event_data = NULL;
+  g_autoptr (JsonObject) arguments = NULL;
   g_autofree char *event_name = NULL;
   g_autofree char *wait_event = NULL;
   gint64 timestamp_us;
@@ -130,21 +131,27 @@ vms_cmd_qmp (int argc, char **argv)
   if (timeout_ms == 0)
     timeout_ms = 1;
 
+  /* A typo in the arguments is reported before QEMU is touched. */
+  if (argc == 4 && *argv[3])
+    {
+      arguments = vms_qmp_parse_arguments (argv[2], argv[3], &error);
+      if (!arguments)
+        return report (error);
+    }
+
   qmp = vms_qmp_connect (argv[1], timeout_ms, &error);
   if (!qmp)
     return report (error);
 
   if (options.hmp)
     {
-      g_autoptr (JsonObject) arguments = json_object_new ();
-
+      arguments = json_object_new ();
       json_object_set_string_member (arguments, "command-line", argv[2]);
       result = vms_qmp_execute (qmp, "human-monitor-command", arguments,
                                 &error);
     }
   else
-    result = vms_qmp_execute_json (qmp, argv[2], argc == 4 ? argv[3] : NULL,
-                                   &error);
+    result = vms_qmp_execute (qmp, argv[2], arguments, &error);
   if (!result)
     return report (error);
   print_node (result, &options);

@@ -138,6 +138,7 @@ test_qmp_errors_and_exit_codes (void **state)
   g_auto (Run) unknown = { 0 };
   g_auto (Run) bad_json = { 0 };
   g_auto (Run) not_object = { 0 };
+  g_auto (Run) early = { 0 };
   g_auto (Run) missing = { 0 };
   g_auto (Run) usage = { 0 };
   g_auto (Run) bad_timeout = { 0 };
@@ -149,6 +150,11 @@ test_qmp_errors_and_exit_codes (void **state)
   run_vmshift (&bad_json, "qmp", vm->qmp_path, "query-status", "{oops", NULL);
   assert_int_equal (bad_json.status, 2);
   assert_non_null (strstr (bad_json.err, "not valid JSON"));
+
+  /* Checked before connecting: no QEMU needed to learn about a typo. */
+  run_vmshift (&early, "qmp", "/nonexistent/qmp.sock", "query-status", "{oops",
+               NULL);
+  assert_int_equal (early.status, 2);
 
   run_vmshift (&not_object, "qmp", vm->qmp_path, "query-status", "[1]", NULL);
   assert_int_equal (not_object.status, 2);
