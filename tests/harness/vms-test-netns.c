@@ -8,19 +8,28 @@
 #include <unistd.h>
 
 static gboolean
-ip (GError **error, const char *first, ...) G_GNUC_NULL_TERMINATED;
+run_in (VmsTestHosts *hosts, int host, GError **error, const char *first,
+        ...) G_GNUC_NULL_TERMINATED;
 
-/* Run "ip ARGS..." and fail with its message. */
+/* Run a command, inside host's namespace when host >= 0.  nsenter is used
+ * rather than "ip -n" or "ip netns exec", which remount /sys and fail in
+ * a chroot or a container. */
 static gboolean
-ip (GError **error, const char *first, ...)
+run_in (VmsTestHosts *hosts, int host, GError **error, const char *first, ...)
 {
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
   va_list args;
 
-  g_ptr_array_add (argv, (gpointer) "ip");
+  if (host >= 0)
+    {
+      g_ptr_array_add (argv, g_strdup ("nsenter"));
+      g_ptr_array_add (argv, g_strdup_printf ("--net=/run/netns/%s",
+                                              hosts->namespace[host]));
+      g_ptr_array_add (argv, g_strdup ("--"));
+    }
   va_start (args, first);
   for (const char *arg = first; arg; arg = va_arg (args, const char *))
-    g_ptr_array_add (argv, (gpointer) arg);
+    g_ptr_array_add (argv, g_strdup (arg));
   va_end (args);
   g_ptr_array_add (argv, NULL);
   return vms_test_run ((const char *const *) argv->pdata, NULL, error);
@@ -29,14 +38,13 @@ ip (GError **error, const char *first, ...)
 static gboolean
 setup_host (VmsTestHosts *hosts, guint host, GError **error)
 {
-  const char *ns = hosts->namespace[host];
   g_autofree char *cidr = g_strdup_printf ("%s/30", hosts->address[host]);
 
-  return ip (error, "-n", ns, "link", "set", "lo", "up", NULL)
-         && ip (error, "-n", ns, "addr", "add", cidr, "dev",
-                hosts->device[host], NULL)
-         && ip (error, "-n", ns, "link", "set", hosts->device[host], "up",
-                NULL);
+  return run_in (hosts, host, error, "ip", "link", "set", "lo", "up", NULL)
+         && run_in (hosts, host, error, "ip", "addr", "add", cidr, "dev",
+                    hosts->device[host], NULL)
+         && run_in (hosts, host, error, "ip", "link", "set",
+                    hosts->device[host], "up", NULL);
 }
 
 VmsTestHosts *
@@ -60,11 +68,12 @@ vms_test_hosts_new (GError **error)
   hosts->address[1] = g_strdup (VMS_TEST_HOST_B_ADDRESS);
 
   for (guint host = 0; host < 2; host++)
-    if (!ip (error, "netns", "add", hosts->namespace[host], NULL))
+    if (!run_in (hosts, -1, error, "ip", "netns", "add",
+                 hosts->namespace[host], NULL))
       return NULL;
-  if (!ip (error, "link", "add", hosts->device[0], "netns",
-           hosts->namespace[0], "type", "veth", "peer", "name",
-           hosts->device[1], "netns", hosts->namespace[1], NULL))
+  if (!run_in (hosts, -1, error, "ip", "link", "add", hosts->device[0],
+               "netns", hosts->namespace[0], "type", "veth", "peer", "name",
+               hosts->device[1], "netns", hosts->namespace[1], NULL))
     return NULL;
   for (guint host = 0; host < 2; host++)
     if (!setup_host (hosts, host, error))
@@ -77,8 +86,8 @@ vms_test_hosts_set_link (VmsTestHosts *hosts, guint host, gboolean up,
                          GError **error)
 {
   g_return_val_if_fail (host < 2, FALSE);
-  return ip (error, "-n", hosts->namespace[host], "link", "set",
-             hosts->device[host], up ? "up" : "down", NULL);
+  return run_in (hosts, host, error, "ip", "link", "set",
+                 hosts->device[host], up ? "up" : "down", NULL);
 }
 
 gboolean
@@ -86,13 +95,11 @@ vms_test_hosts_limit_rate (VmsTestHosts *hosts, guint host, guint rate_kbit,
                            GError **error)
 {
   g_autofree char *rate = g_strdup_printf ("%ukbit", rate_kbit);
-  const char *argv[] = { "ip", "netns", "exec", hosts->namespace[host],
-                         "tc", "qdisc", "replace", "dev", hosts->device[host],
-                         "root", "tbf", "rate", rate, "burst", "32kbit",
-                         "latency", "400ms", NULL };
 
   g_return_val_if_fail (host < 2, FALSE);
-  return vms_test_run (argv, NULL, error);
+  return run_in (hosts, host, error, "tc", "qdisc", "replace", "dev",
+                 hosts->device[host], "root", "tbf", "rate", rate, "burst",
+                 "32kbit", "latency", "400ms", NULL);
 }
 
 char **
@@ -101,10 +108,10 @@ vms_test_hosts_wrap_argv (VmsTestHosts *hosts, guint host,
 {
   GPtrArray *argv = g_ptr_array_new ();
 
-  g_ptr_array_add (argv, g_strdup ("ip"));
-  g_ptr_array_add (argv, g_strdup ("netns"));
-  g_ptr_array_add (argv, g_strdup ("exec"));
-  g_ptr_array_add (argv, g_strdup (hosts->namespace[host]));
+  g_ptr_array_add (argv, g_strdup ("nsenter"));
+  g_ptr_array_add (argv, g_strdup_printf ("--net=/run/netns/%s",
+                                          hosts->namespace[host]));
+  g_ptr_array_add (argv, g_strdup ("--"));
   for (const char *const *arg = program_argv; *arg; arg++)
     g_ptr_array_add (argv, g_strdup (*arg));
   g_ptr_array_add (argv, NULL);
@@ -142,7 +149,8 @@ vms_test_hosts_free (VmsTestHosts *hosts)
         continue;
       kill_namespace_processes (hosts->namespace[host]);
       /* Deleting a namespace also deletes the veth end inside it. */
-      ip (NULL, "netns", "delete", hosts->namespace[host], NULL);
+      run_in (hosts, -1, NULL, "ip", "netns", "delete",
+              hosts->namespace[host], NULL);
       g_free (hosts->namespace[host]);
       g_free (hosts->device[host]);
       g_free (hosts->address[host]);

@@ -102,10 +102,10 @@ build_argv (VmsTestVm *vm, const VmsTestVmOptions *options)
 #define ADD(...) g_ptr_array_add (argv, g_strdup_printf (__VA_ARGS__))
   if (options->netns)
     {
-      ADD ("ip");
-      ADD ("netns");
-      ADD ("exec");
-      ADD ("%s", options->netns);
+      /* nsenter, unlike "ip netns exec", works in a chroot too. */
+      ADD ("nsenter");
+      ADD ("--net=/run/netns/%s", options->netns);
+      ADD ("--");
     }
   ADD ("qemu-system-x86_64");
   ADD ("-accel");
