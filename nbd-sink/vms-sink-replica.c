@@ -1,0 +1,763 @@
+/* vmshift sink: the replicas a sink serves, and I/O on them.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#define _GNU_SOURCE
+#include "vms-sink-replica.h"
+#include "vms-sink-export.h"
+#include "vms-range-set.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Zeroes written by hand (when the file system cannot punch or zero a
+ * range) go out in pieces of this size from one shared zero buffer. */
+#define ZERO_BUFFER_SIZE (1024 * 1024)
+
+struct _VmsSinkStore
+{
+  char *dir;             /* replica directory, absolute */
+  GHashTable *devices;   /* replica name -> block device path */
+  GMutex lock;           /* guards open_replicas */
+  GHashTable *open_replicas; /* name -> VmsSinkReplica*, while in use */
+};
+
+struct _VmsSinkReplica
+{
+  gint refcount;           /* connections using it; atomic */
+  VmsSinkStore *store;     /* owner, outlives every replica */
+  char *name;              /* replica name */
+  int fd;                  /* the data, opened read-write */
+  guint64 size;            /* bytes exported */
+  gboolean is_device;      /* data is a block device */
+  GMutex meta_lock;        /* guards meta and its file */
+  VmsSinkMeta *meta;       /* metadata as last saved */
+  gint known_incomplete;   /* atomic: meta says incomplete, no check needed */
+  /* Plain writes take order_lock shared, so they run in parallel; live
+   * writes take it exclusively, so a plain write can never check the live
+   * ranges, then land after a live write to the same bytes. */
+  pthread_rwlock_t order_lock;
+  VmsRangeSet *live;       /* ranges written via @live; under order_lock */
+  gint can_punch_hole;     /* atomic: FALLOC_FL_PUNCH_HOLE not refused yet */
+  gint can_zero_range;     /* atomic: FALLOC_FL_ZERO_RANGE not refused yet */
+};
+
+static const guint8 zero_buffer[ZERO_BUFFER_SIZE];
+
+static int
+fail_errno (GError **error, int err, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
+
+/* Set error to "format: strerror(err)" and return err. */
+static int
+fail_errno (GError **error, int err, const char *format, ...)
+{
+  va_list args;
+  g_autofree char *what = NULL;
+
+  va_start (args, format);
+  what = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_IO, "%s: %s", what,
+               g_strerror (err));
+  return err;
+}
+
+VmsSinkStore *
+vms_sink_store_new (const char *dir, GError **error)
+{
+  g_autoptr (VmsSinkStore) store = g_new0 (VmsSinkStore, 1);
+  g_autofree char *meta_dir = NULL;
+
+  store->dir = g_canonicalize_filename (dir, NULL);
+  store->devices = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                          g_free);
+  store->open_replicas = g_hash_table_new (g_str_hash, g_str_equal);
+  g_mutex_init (&store->lock);
+
+  if (!g_file_test (store->dir, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_IO,
+                   "replica directory %s does not exist or is not a "
+                   "directory", store->dir);
+      return NULL;
+    }
+  if (access (store->dir, W_OK) < 0)
+    {
+      fail_errno (error, errno, "replica directory %s", store->dir);
+      return NULL;
+    }
+  meta_dir = g_build_filename (store->dir, VMS_SINK_META_DIR, NULL);
+  if (g_mkdir_with_parents (meta_dir, 0700) < 0)
+    {
+      fail_errno (error, errno, "mkdir %s", meta_dir);
+      return NULL;
+    }
+  return g_steal_pointer (&store);
+}
+
+void
+vms_sink_store_free (VmsSinkStore *store)
+{
+  if (!store)
+    return;
+  g_warn_if_fail (g_hash_table_size (store->open_replicas) == 0);
+  g_hash_table_unref (store->open_replicas);
+  g_hash_table_unref (store->devices);
+  g_mutex_clear (&store->lock);
+  g_free (store->dir);
+  g_free (store);
+}
+
+const char *
+vms_sink_store_get_dir (VmsSinkStore *store)
+{
+  return store->dir;
+}
+
+gboolean
+vms_sink_store_add_device (VmsSinkStore *store, const char *name,
+                           const char *path, GError **error)
+{
+  struct stat st;
+
+  if (!vms_sink_name_is_valid (name, error))
+    return FALSE;
+  if (stat (path, &st) < 0)
+    {
+      fail_errno (error, errno, "device %s", path);
+      return FALSE;
+    }
+  if (!S_ISBLK (st.st_mode))
+    {
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_BAD_NAME,
+                   "device %s for replica '%s' is not a block device", path,
+                   name);
+      return FALSE;
+    }
+  if (g_hash_table_contains (store->devices, name))
+    {
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_BAD_NAME,
+                   "replica '%s' is given two devices", name);
+      return FALSE;
+    }
+  g_hash_table_insert (store->devices, g_strdup (name), g_strdup (path));
+  return TRUE;
+}
+
+/* Size of an open file or block device. */
+static int
+data_size (int fd, gboolean is_device, guint64 *size, GError **error,
+           const char *path)
+{
+  struct stat st;
+
+  if (is_device)
+    {
+      if (ioctl (fd, BLKGETSIZE64, size) < 0)
+        return fail_errno (error, errno, "BLKGETSIZE64 %s", path);
+      return 0;
+    }
+  if (fstat (fd, &st) < 0)
+    return fail_errno (error, errno, "fstat %s", path);
+  *size = st.st_size;
+  return 0;
+}
+
+static int
+sync_dir (const char *dir, GError **error)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int err;
+
+  if (fd < 0)
+    return fail_errno (error, errno, "open %s", dir);
+  err = fsync (fd) < 0 ? errno : 0;
+  close (fd);
+  return err ? fail_errno (error, err, "fsync %s", dir) : 0;
+}
+
+/* Create the data and the metadata of a new replica, data first: a crash
+ * in between leaves a data file of the right size and no metadata, which
+ * the next create adopts. */
+static int
+create_replica (VmsSinkStore *store, const char *name, guint64 size,
+                GError **error)
+{
+  const char *device = g_hash_table_lookup (store->devices, name);
+  g_autoptr (VmsSinkMeta) meta = vms_sink_meta_new (name, size, device);
+  g_autofree char *path = vms_sink_meta_data_path (store->dir, meta);
+  guint64 existing = 0;
+  int fd, err;
+
+  fd = open (path, O_RDWR | O_CLOEXEC | (device ? 0 : O_CREAT), 0600);
+  if (fd < 0)
+    return fail_errno (error, errno, "create replica '%s': open %s", name,
+                       path);
+  err = data_size (fd, device != NULL, &existing, error, path);
+  if (!err && device && existing < size)
+    {
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_SIZE_MISMATCH,
+                   "replica '%s' needs %" G_GUINT64_FORMAT " bytes but "
+                   "device %s holds %" G_GUINT64_FORMAT, name, size, path,
+                   existing);
+      err = ENOSPC;
+    }
+  else if (!err && !device && existing != 0 && existing != size)
+    {
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_SIZE_MISMATCH,
+                   "cannot create replica '%s' of %" G_GUINT64_FORMAT
+                   " bytes: %s exists with %" G_GUINT64_FORMAT " bytes and "
+                   "no metadata", name, size, path, existing);
+      err = EEXIST;
+    }
+  else if (!err && !device && existing == 0 && ftruncate (fd, size) < 0)
+    err = fail_errno (error, errno, "ftruncate %s to %" G_GUINT64_FORMAT,
+                      path, size);
+  if (!err && fsync (fd) < 0)
+    err = fail_errno (error, errno, "fsync %s", path);
+  close (fd);
+  if (!err && !device)
+    err = sync_dir (store->dir, error);
+  if (!err && !vms_sink_meta_save (store->dir, meta, error))
+    err = EIO;
+  return err;
+}
+
+static VmsSinkReplica *
+replica_new (VmsSinkStore *store, VmsSinkMeta *meta, int *errno_out,
+             GError **error)
+{
+  g_autofree char *path = vms_sink_meta_data_path (store->dir, meta);
+  VmsSinkReplica *replica;
+  guint64 actual = 0;
+  int fd, err;
+
+  fd = open (path, O_RDWR | O_CLOEXEC);
+  if (fd < 0)
+    {
+      *errno_out = fail_errno (error, errno, "replica '%s': open %s",
+                               meta->name, path);
+      return NULL;
+    }
+  err = data_size (fd, meta->device != NULL, &actual, error, path);
+  if (!err && (meta->device ? actual < meta->size : actual != meta->size))
+    {
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_SIZE_MISMATCH,
+                   "replica '%s': %s holds %" G_GUINT64_FORMAT " bytes but "
+                   "the replica has %" G_GUINT64_FORMAT, meta->name, path,
+                   actual, meta->size);
+      err = EIO;
+    }
+  if (err)
+    {
+      close (fd);
+      *errno_out = err;
+      return NULL;
+    }
+
+  replica = g_new0 (VmsSinkReplica, 1);
+  replica->refcount = 1;
+  replica->store = store;
+  replica->name = g_strdup (meta->name);
+  replica->fd = fd;
+  replica->size = meta->size;
+  replica->is_device = meta->device != NULL;
+  replica->meta = meta;
+  replica->known_incomplete = !meta->complete;
+  replica->can_punch_hole = TRUE;
+  replica->can_zero_range = TRUE;
+  g_mutex_init (&replica->meta_lock);
+  {
+    pthread_rwlockattr_t attr;
+
+    /* Writer preference: a guest write through @live must not wait
+     * behind an endless stream of replicator writes. */
+    pthread_rwlockattr_init (&attr);
+    pthread_rwlockattr_setkind_np (&attr,
+                                   PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init (&replica->order_lock, &attr);
+    pthread_rwlockattr_destroy (&attr);
+  }
+  return replica;
+}
+
+VmsSinkReplica *
+vms_sink_store_open (VmsSinkStore *store, const char *name, gboolean create,
+                     guint64 create_size, int *errno_out, GError **error)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&store->lock);
+  g_autoptr (GError) load_error = NULL;
+  VmsSinkReplica *replica;
+  VmsSinkMeta *meta;
+  int err;
+
+  *errno_out = 0;
+  replica = g_hash_table_lookup (store->open_replicas, name);
+  if (!replica)
+    {
+      meta = vms_sink_meta_load (store->dir, name, &load_error);
+      if (!meta && create
+          && g_error_matches (load_error, VMS_SINK_ERROR,
+                              VMS_SINK_ERROR_NOT_FOUND))
+        {
+          g_clear_error (&load_error);
+          err = create_replica (store, name, create_size, error);
+          if (err)
+            {
+              *errno_out = err;
+              return NULL;
+            }
+          meta = vms_sink_meta_load (store->dir, name, &load_error);
+        }
+      if (!meta)
+        {
+          *errno_out = g_error_matches (load_error, VMS_SINK_ERROR,
+                                        VMS_SINK_ERROR_NOT_FOUND)
+                           ? ENOENT : EIO;
+          g_propagate_error (error, g_steal_pointer (&load_error));
+          return NULL;
+        }
+      replica = replica_new (store, meta, errno_out, error);
+      if (!replica)
+        {
+          vms_sink_meta_free (meta);
+          return NULL;
+        }
+      g_hash_table_insert (store->open_replicas, replica->name, replica);
+    }
+  else
+    g_atomic_int_inc (&replica->refcount);
+
+  if (create && replica->size != create_size)
+    {
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_SIZE_MISMATCH,
+                   "replica '%s' exists with %" G_GUINT64_FORMAT " bytes, "
+                   "not %" G_GUINT64_FORMAT " as asked", name, replica->size,
+                   create_size);
+      *errno_out = EINVAL;
+      g_clear_pointer (&locker, g_mutex_locker_free);
+      vms_sink_replica_unref (replica);
+      return NULL;
+    }
+  return replica;
+}
+
+void
+vms_sink_replica_unref (VmsSinkReplica *replica)
+{
+  VmsSinkStore *store;
+
+  if (!replica)
+    return;
+  store = replica->store;
+  g_mutex_lock (&store->lock);
+  if (!g_atomic_int_dec_and_test (&replica->refcount))
+    {
+      g_mutex_unlock (&store->lock);
+      return;
+    }
+  g_hash_table_remove (store->open_replicas, replica->name);
+  g_mutex_unlock (&store->lock);
+
+  close (replica->fd);
+  vms_range_set_free (replica->live);
+  pthread_rwlock_destroy (&replica->order_lock);
+  g_mutex_clear (&replica->meta_lock);
+  vms_sink_meta_free (replica->meta);
+  g_free (replica->name);
+  g_free (replica);
+}
+
+guint64
+vms_sink_replica_get_size (VmsSinkReplica *replica)
+{
+  return replica->size;
+}
+
+gboolean
+vms_sink_replica_is_device (VmsSinkReplica *replica)
+{
+  return replica->is_device;
+}
+
+int
+vms_sink_replica_get_fd (VmsSinkReplica *replica)
+{
+  return replica->fd;
+}
+
+static int
+check_range (VmsSinkReplica *replica, guint64 count, guint64 offset,
+             GError **error)
+{
+  /* nbdkit checks this too; the sink does not rely on it. */
+  if (offset > replica->size || count > replica->size - offset)
+    {
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_IO,
+                   "replica '%s': request at %" G_GUINT64_FORMAT " for %"
+                   G_GUINT64_FORMAT " bytes is beyond its %" G_GUINT64_FORMAT
+                   " bytes", replica->name, offset, count, replica->size);
+      return EINVAL;
+    }
+  return 0;
+}
+
+int
+vms_sink_replica_read (VmsSinkReplica *replica, void *buffer, guint32 count,
+                       guint64 offset, GError **error)
+{
+  char *out = buffer;
+  int err = check_range (replica, count, offset, error);
+
+  if (err)
+    return err;
+  while (count > 0)
+    {
+      ssize_t n = pread (replica->fd, out, count, offset);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return fail_errno (error, errno, "replica '%s': pread", replica->name);
+      if (n == 0)
+        {
+          /* Shortened behind our back: what is not there reads as zero. */
+          memset (out, 0, count);
+          break;
+        }
+      out += n;
+      offset += n;
+      count -= n;
+    }
+  return 0;
+}
+
+/* The first change to a complete replica makes it incomplete, on disk,
+ * before the change is acknowledged: a crash must not leave a replica that
+ * claims to be complete and is not. */
+static int
+mark_incomplete (VmsSinkReplica *replica, GError **error)
+{
+  g_autoptr (GMutexLocker) locker = NULL;
+
+  if (g_atomic_int_get (&replica->known_incomplete))
+    return 0;
+  locker = g_mutex_locker_new (&replica->meta_lock);
+  if (replica->meta->complete)
+    {
+      replica->meta->complete = FALSE;
+      if (!vms_sink_meta_save (replica->store->dir, replica->meta, error))
+        {
+          replica->meta->complete = TRUE;
+          return EIO;
+        }
+    }
+  g_atomic_int_set (&replica->known_incomplete, TRUE);
+  return 0;
+}
+
+static int
+write_all (VmsSinkReplica *replica, const guint8 *data, guint64 count,
+           guint64 offset, GError **error)
+{
+  while (count > 0)
+    {
+      ssize_t n = pwrite (replica->fd, data, count, offset);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return fail_errno (error, errno, "replica '%s': pwrite %"
+                           G_GUINT64_FORMAT " bytes at %" G_GUINT64_FORMAT,
+                           replica->name, count, offset);
+      data += n;
+      offset += n;
+      count -= n;
+    }
+  return 0;
+}
+
+static int
+zero_by_writing (VmsSinkReplica *replica, guint64 count, guint64 offset,
+                 GError **error)
+{
+  while (count > 0)
+    {
+      guint64 piece = MIN (count, ZERO_BUFFER_SIZE);
+      int err = write_all (replica, zero_buffer, piece, offset, error);
+
+      if (err)
+        return err;
+      offset += piece;
+      count -= piece;
+    }
+  return 0;
+}
+
+/* Try one fallocate mode, remembering a refusal so that it is asked once
+ * per replica.  Returns 0 when done, ENOTSUP when the mode is not
+ * available, another errno on failure. */
+static int
+try_fallocate (VmsSinkReplica *replica, gint *capability, int mode,
+               guint64 count, guint64 offset, GError **error)
+{
+  if (!g_atomic_int_get (capability))
+    return ENOTSUP;
+  for (;;)
+    {
+      if (fallocate (replica->fd, mode, offset, count) == 0)
+        return 0;
+      if (errno == EINTR)
+        continue;
+      if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)
+        {
+          g_atomic_int_set (capability, FALSE);
+          return ENOTSUP;
+        }
+      return fail_errno (error, errno, "replica '%s': fallocate", replica->name);
+    }
+}
+
+typedef enum
+{
+  CHANGE_WRITE, /* data from the client */
+  CHANGE_ZERO,  /* read back as zeroes */
+  CHANGE_TRIM,  /* content no longer needed */
+} ChangeKind;
+
+typedef struct
+{
+  VmsSinkReplica *replica; /* where */
+  ChangeKind kind;         /* what */
+  const guint8 *data;      /* CHANGE_WRITE: bytes of the whole request */
+  guint64 request_offset;  /* offset of data[0] */
+  gboolean may_trim;       /* CHANGE_ZERO: a hole is fine */
+  gboolean fast;           /* CHANGE_ZERO: fail rather than write zeroes */
+  int err;                 /* first failure */
+  GError **error;          /* where to say why */
+} Change;
+
+static int
+apply_zero (Change *change, guint64 offset, guint64 length)
+{
+  VmsSinkReplica *replica = change->replica;
+  int err = ENOTSUP;
+
+  if (change->may_trim)
+    err = try_fallocate (replica, &replica->can_punch_hole,
+                         FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, length,
+                         offset, change->error);
+  if (err == ENOTSUP)
+    err = try_fallocate (replica, &replica->can_zero_range,
+                         FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, length,
+                         offset, change->error);
+  if (err == ENOTSUP && !change->fast)
+    err = zero_by_writing (replica, length, offset, change->error);
+  else if (err == ENOTSUP)
+    g_set_error (change->error, VMS_SINK_ERROR, VMS_SINK_ERROR_IO,
+                 "replica '%s': no fast way to zero", replica->name);
+  return err;
+}
+
+/* Apply the part [offset, offset + length) of a change. */
+static gboolean
+apply_piece (guint64 offset, guint64 length, gpointer user_data)
+{
+  Change *change = user_data;
+  VmsSinkReplica *replica = change->replica;
+
+  switch (change->kind)
+    {
+    case CHANGE_WRITE:
+      change->err = write_all (replica,
+                               change->data + (offset - change->request_offset),
+                               length, offset, change->error);
+      break;
+    case CHANGE_ZERO:
+      change->err = apply_zero (change, offset, length);
+      break;
+    case CHANGE_TRIM:
+      /* Trim is advisory: where holes cannot be punched, keep the data. */
+      change->err = try_fallocate (replica, &replica->can_punch_hole,
+                                   FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                   length, offset, change->error);
+      if (change->err == ENOTSUP)
+        change->err = 0;
+      break;
+    }
+  return change->err == 0;
+}
+
+static int
+apply_change (Change *change, guint64 count, guint64 offset, gboolean live,
+              gboolean fua)
+{
+  VmsSinkReplica *replica = change->replica;
+  int err = check_range (replica, count, offset, change->error);
+
+  if (!err)
+    err = mark_incomplete (replica, change->error);
+  if (err)
+    return err;
+
+  if (live)
+    {
+      pthread_rwlock_wrlock (&replica->order_lock);
+      apply_piece (offset, count, change);
+      /* Remembered even if it failed: QEMU retries a failed live write,
+       * and a replicator write must not slip in between. */
+      if (!replica->live)
+        replica->live = vms_range_set_new ();
+      vms_range_set_add (replica->live, offset, count);
+    }
+  else
+    {
+      pthread_rwlock_rdlock (&replica->order_lock);
+      if (replica->live)
+        vms_range_set_foreach_gap (replica->live, offset, count, apply_piece,
+                                   change);
+      else
+        apply_piece (offset, count, change);
+    }
+  pthread_rwlock_unlock (&replica->order_lock);
+
+  if (!change->err && fua)
+    return vms_sink_replica_flush (replica, change->error);
+  return change->err;
+}
+
+int
+vms_sink_replica_write (VmsSinkReplica *replica, const void *buffer,
+                        guint32 count, guint64 offset, gboolean live,
+                        gboolean fua, GError **error)
+{
+  Change change = { .replica = replica, .kind = CHANGE_WRITE,
+                    .data = buffer, .request_offset = offset,
+                    .error = error };
+
+  return apply_change (&change, count, offset, live, fua);
+}
+
+int
+vms_sink_replica_zero (VmsSinkReplica *replica, guint32 count,
+                       guint64 offset, gboolean may_trim, gboolean fast,
+                       gboolean live, gboolean fua, GError **error)
+{
+  Change change = { .replica = replica, .kind = CHANGE_ZERO,
+                    .may_trim = may_trim, .fast = fast, .error = error };
+
+  return apply_change (&change, count, offset, live, fua);
+}
+
+int
+vms_sink_replica_trim (VmsSinkReplica *replica, guint32 count,
+                       guint64 offset, gboolean live, gboolean fua,
+                       GError **error)
+{
+  Change change = { .replica = replica, .kind = CHANGE_TRIM, .error = error };
+
+  return apply_change (&change, count, offset, live, fua);
+}
+
+int
+vms_sink_replica_flush (VmsSinkReplica *replica, GError **error)
+{
+  /* One descriptor per replica, shared by all connections: this covers
+   * every write acknowledged on any of them. */
+  if (fdatasync (replica->fd) < 0)
+    return fail_errno (error, errno, "replica '%s': fdatasync", replica->name);
+  return 0;
+}
+
+int
+vms_sink_replica_extents (VmsSinkReplica *replica, guint32 count,
+                          guint64 offset, gboolean req_one,
+                          VmsSinkExtentFunc func, gpointer user_data,
+                          GError **error)
+{
+  guint64 end;
+  int err = check_range (replica, count, offset, error);
+
+  if (err)
+    return err;
+  end = offset + count;
+  if (replica->is_device)
+    {
+      func (offset, count, FALSE, user_data);
+      return 0;
+    }
+  while (offset < end)
+    {
+      off_t data = lseek (replica->fd, offset, SEEK_DATA);
+      off_t hole;
+
+      if (data < 0 && errno == ENXIO)
+        data = end; /* nothing but hole up to the end of the file */
+      else if (data < 0)
+        {
+          /* No SEEK_DATA on this file system: all data. */
+          func (offset, end - offset, FALSE, user_data);
+          return 0;
+        }
+      if ((guint64) data > offset)
+        {
+          guint64 hole_end = MIN ((guint64) data, end);
+
+          if (!func (offset, hole_end - offset, TRUE, user_data) || req_one)
+            return 0;
+          offset = hole_end;
+          continue;
+        }
+      hole = lseek (replica->fd, offset, SEEK_HOLE);
+      if (hole < 0)
+        return fail_errno (error, errno, "replica '%s': lseek SEEK_HOLE",
+                           replica->name);
+      hole = MIN ((guint64) hole, end);
+      if (!func (offset, hole - offset, FALSE, user_data) || req_one)
+        return 0;
+      offset = hole;
+    }
+  return 0;
+}
+
+int
+vms_sink_replica_commit (VmsSinkReplica *replica, GError **error)
+{
+  g_autoptr (GMutexLocker) locker = NULL;
+  int err = vms_sink_replica_flush (replica, error);
+
+  if (err)
+    return err;
+  locker = g_mutex_locker_new (&replica->meta_lock);
+  replica->meta->complete = TRUE;
+  replica->meta->committed = g_get_real_time () / G_USEC_PER_SEC;
+  if (!vms_sink_meta_save (replica->store->dir, replica->meta, error))
+    {
+      replica->meta->complete = FALSE;
+      return EIO;
+    }
+  g_atomic_int_set (&replica->known_incomplete, FALSE);
+
+  /* The migration is over: later plain writes start a new one. */
+  pthread_rwlock_wrlock (&replica->order_lock);
+  g_clear_pointer (&replica->live, vms_range_set_free);
+  pthread_rwlock_unlock (&replica->order_lock);
+  return 0;
+}
+
+guint64
+vms_sink_replica_live_bytes (VmsSinkReplica *replica)
+{
+  guint64 total;
+
+  pthread_rwlock_rdlock (&replica->order_lock);
+  total = replica->live ? vms_range_set_total (replica->live) : 0;
+  pthread_rwlock_unlock (&replica->order_lock);
+  return total;
+}

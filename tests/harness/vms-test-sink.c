@@ -1,0 +1,199 @@
+/* vmshift test harness: a real nbdkit running the vmshift sink plugin.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-test-sink.h"
+#include "vms-test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* nbdkit loads the plugin and listens within milliseconds; this bounds a
+ * start that went wrong. */
+#define START_TIMEOUT_MS 20000
+
+static void
+child_setup (gpointer data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
+char *
+vms_test_sink_log (VmsTestSink *sink)
+{
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+
+  if (!g_file_get_contents (sink->log_path, &contents, &length, NULL))
+    return g_strdup ("(no nbdkit log)");
+  return g_strdup (length > 3000 ? contents + length - 3000 : contents);
+}
+
+static gboolean
+spawn_nbdkit (VmsTestSink *sink, GError **error)
+{
+  const char *plugin = g_getenv ("VMS_SINK_PLUGIN");
+  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  gint64 deadline = g_get_monotonic_time () + START_TIMEOUT_MS * 1000;
+  int log_fd;
+  gboolean ok;
+
+  if (!plugin)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   "VMS_SINK_PLUGIN is not set; run with meson test");
+      return FALSE;
+    }
+  g_unlink (sink->socket_path);
+  g_ptr_array_add (argv, g_strdup ("nbdkit"));
+  g_ptr_array_add (argv, g_strdup ("-f"));
+  g_ptr_array_add (argv, g_strdup ("-U"));
+  g_ptr_array_add (argv, g_strdup (sink->socket_path));
+  g_ptr_array_add (argv, g_strdup (plugin));
+  g_ptr_array_add (argv, g_strdup_printf ("dir=%s", sink->replica_dir));
+  for (guint i = 0; sink->plugin_args && sink->plugin_args[i]; i++)
+    g_ptr_array_add (argv, g_strdup (sink->plugin_args[i]));
+  g_ptr_array_add (argv, NULL);
+
+  log_fd = open (sink->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                 0600);
+  if (log_fd < 0)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno),
+                   "open %s: %s", sink->log_path, g_strerror (errno));
+      return FALSE;
+    }
+  ok = g_spawn_async_with_fds (NULL, (char **) argv->pdata, NULL,
+                               G_SPAWN_SEARCH_PATH
+                                   | G_SPAWN_DO_NOT_REAP_CHILD,
+                               child_setup, NULL, &sink->pid, -1, log_fd,
+                               log_fd, error);
+  close (log_fd);
+  if (!ok)
+    return FALSE;
+  sink->running = TRUE;
+
+  /* Ready once it accepts a connection to the probe export. */
+  while (g_get_monotonic_time () < deadline)
+    {
+      int status;
+      g_autoptr (nbd_handle) nbd = NULL;
+
+      if (waitpid (sink->pid, &status, WNOHANG) == sink->pid)
+        {
+          g_autofree char *log = vms_test_sink_log (sink);
+
+          sink->running = FALSE;
+          g_set_error (error, G_SPAWN_ERROR, G_SPAWN_ERROR_FAILED,
+                       "nbdkit exited at start: %s", log);
+          return FALSE;
+        }
+      nbd = nbd_create ();
+      if (nbd && g_file_test (sink->socket_path, G_FILE_TEST_EXISTS)
+          && nbd_set_export_name (nbd, "@probe") == 0
+          && nbd_connect_unix (nbd, sink->socket_path) == 0)
+        return TRUE;
+      g_usleep (20 * 1000);
+    }
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+               "nbdkit did not accept connections within %d ms",
+               START_TIMEOUT_MS);
+  return FALSE;
+}
+
+VmsTestSink *
+vms_test_sink_start (const char *replica_dir, const char *const *plugin_args,
+                     GError **error)
+{
+  g_autoptr (VmsTestSink) sink = g_new0 (VmsTestSink, 1);
+
+  sink->dir = vms_test_make_tmpdir ("vms-sink");
+  if (replica_dir)
+    sink->replica_dir = g_strdup (replica_dir);
+  else
+    {
+      sink->replica_dir = g_build_filename (sink->dir, "replicas", NULL);
+      g_mkdir (sink->replica_dir, 0700);
+    }
+  sink->socket_path = g_build_filename (sink->dir, "sink.sock", NULL);
+  sink->log_path = g_build_filename (sink->dir, "nbdkit.log", NULL);
+  sink->plugin_args = g_strdupv ((char **) plugin_args);
+  if (!spawn_nbdkit (sink, error))
+    return NULL;
+  return g_steal_pointer (&sink);
+}
+
+void
+vms_test_sink_kill (VmsTestSink *sink)
+{
+  int status;
+
+  if (!sink->running)
+    return;
+  kill (sink->pid, SIGKILL);
+  waitpid (sink->pid, &status, 0);
+  sink->running = FALSE;
+}
+
+gboolean
+vms_test_sink_restart (VmsTestSink *sink, GError **error)
+{
+  vms_test_sink_kill (sink);
+  return spawn_nbdkit (sink, error);
+}
+
+char *
+vms_test_sink_uri (VmsTestSink *sink, const char *export_name)
+{
+  g_autofree char *escaped = g_uri_escape_string (export_name, "@=", FALSE);
+
+  return g_strdup_printf ("nbd+unix:///%s?socket=%s", escaped,
+                          sink->socket_path);
+}
+
+struct nbd_handle *
+vms_test_sink_connect (VmsTestSink *sink, const char *export_name,
+                       GError **error)
+{
+  g_autoptr (nbd_handle) nbd = nbd_create ();
+
+  if (!nbd || nbd_set_export_name (nbd, export_name) < 0
+      || nbd_connect_unix (nbd, sink->socket_path) < 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   "connect to export '%s': %s", export_name,
+                   nbd_get_error ());
+      return NULL;
+    }
+  return g_steal_pointer (&nbd);
+}
+
+char *
+vms_test_sink_replica_path (VmsTestSink *sink, const char *name)
+{
+  return g_build_filename (sink->replica_dir, name, NULL);
+}
+
+void
+vms_test_sink_free (VmsTestSink *sink)
+{
+  if (!sink)
+    return;
+  vms_test_sink_kill (sink);
+  if (g_getenv ("VMS_TEST_KEEP"))
+    g_printerr ("# kept %s\n", sink->dir);
+  else
+    vms_test_rmtree (sink->dir);
+  g_free (sink->dir);
+  g_free (sink->replica_dir);
+  g_free (sink->socket_path);
+  g_free (sink->log_path);
+  g_strfreev (sink->plugin_args);
+  g_free (sink);
+}

@@ -1,0 +1,53 @@
+/* vmshift test harness: a real nbdkit running the vmshift sink plugin.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <gio/gio.h>
+#include <libnbd.h>
+
+typedef struct
+{
+  char *dir;          /* private directory holding everything below */
+  char *replica_dir;  /* the plugin's dir= */
+  char *socket_path;  /* nbdkit's unix socket */
+  char *log_path;     /* nbdkit's stderr */
+  GStrv plugin_args;  /* extra plugin parameters, e.g. "hash-chunk=64K" */
+  GPid pid;           /* nbdkit, running in the foreground */
+  gboolean running;   /* pid is alive and not reaped */
+} VmsTestSink;
+
+/* Start nbdkit with the plugin (VMS_SINK_PLUGIN) on a private socket.
+ * replica_dir NULL makes one in the private directory.  nbdkit dies with
+ * the test process. */
+VmsTestSink *vms_test_sink_start (const char *replica_dir,
+                                  const char *const *plugin_args,
+                                  GError **error);
+
+/* SIGKILL nbdkit and reap it: the harshest crash a process can have. */
+void vms_test_sink_kill (VmsTestSink *sink);
+
+/* Start nbdkit again on the same directory and socket. */
+gboolean vms_test_sink_restart (VmsTestSink *sink, GError **error);
+
+/* "nbd+unix:///EXPORT?socket=..." (caller frees). */
+char *vms_test_sink_uri (VmsTestSink *sink, const char *export_name);
+
+/* A libnbd handle connected to export_name; NULL with the server's
+ * refusal in error. */
+struct nbd_handle *vms_test_sink_connect (VmsTestSink *sink,
+                                          const char *export_name,
+                                          GError **error);
+
+/* Path of a replica's data file. */
+char *vms_test_sink_replica_path (VmsTestSink *sink, const char *name);
+
+/* The tail of nbdkit's log, for failure messages (caller frees). */
+char *vms_test_sink_log (VmsTestSink *sink);
+
+void vms_test_sink_free (VmsTestSink *sink);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsTestSink, vms_test_sink_free)
+/* libnbd names its handle only as a struct. */
+typedef struct nbd_handle nbd_handle;
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (nbd_handle, nbd_close)

@@ -1,0 +1,735 @@
+/* Integration tests: the sink plugin in real nbdkit, driven by real NBD
+ * clients (libnbd, qemu-img, nbdcopy, nbdinfo).
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-test.h"
+#include "vms-test-sink.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MiB (1024 * 1024)
+/* The source image: data, an explicit zero run, holes, data at the end. */
+#define SOURCE_SIZE (8 * MiB)
+
+typedef struct
+{
+  VmsTestSink *sink;  /* nbdkit with the plugin */
+  char *source;       /* source image with data, zeroes and holes */
+} Fixture;
+
+static void
+fill_random (guint8 *buffer, gsize length, guint32 seed)
+{
+  g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
+
+  for (gsize i = 0; i < length; i += 4)
+    {
+      guint32 value = g_rand_int (rand);
+
+      memcpy (buffer + i, &value, MIN (4, length - i));
+    }
+}
+
+static void
+write_at (int fd, const guint8 *data, gsize length, off_t offset)
+{
+  assert_int_equal (pwrite (fd, data, length, offset), (ssize_t) length);
+}
+
+/* [0,2M) data, [2M,3M) zeroes written out, [3M,5M) hole, [5M,6M) data,
+ * [6M,8M-4K) hole, last 4K data. */
+static char *
+make_source (const char *dir)
+{
+  char *path = g_build_filename (dir, "source.raw", NULL);
+  g_autofree guint8 *data = g_malloc (2 * MiB);
+  int fd = open (path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+  assert_true (fd >= 0);
+  assert_int_equal (ftruncate (fd, SOURCE_SIZE), 0);
+  fill_random (data, 2 * MiB, 1);
+  write_at (fd, data, 2 * MiB, 0);
+  memset (data, 0, MiB);
+  write_at (fd, data, MiB, 2 * MiB);
+  fill_random (data, MiB, 2);
+  write_at (fd, data, MiB, 5 * MiB);
+  fill_random (data, 4096, 3);
+  write_at (fd, data, 4096, SOURCE_SIZE - 4096);
+  close (fd);
+  return path;
+}
+
+static void
+assert_files_equal (const char *a, const char *b)
+{
+  g_autofree char *x = NULL;
+  g_autofree char *y = NULL;
+  gsize x_length, y_length;
+
+  assert_true (g_file_get_contents (a, &x, &x_length, NULL));
+  assert_true (g_file_get_contents (b, &y, &y_length, NULL));
+  assert_int_equal (x_length, y_length);
+  for (gsize i = 0; i < x_length; i++)
+    if (x[i] != y[i])
+      fail_msg ("%s and %s differ first at byte %" G_GSIZE_FORMAT, a, b, i);
+}
+
+static int
+setup (void **state)
+{
+  Fixture *fixture = g_new0 (Fixture, 1);
+  const char *args[] = { "hash-chunk=64K", NULL };
+  g_autoptr (GError) error = NULL;
+
+  fixture->sink = vms_test_sink_start (NULL, args, &error);
+  if (!fixture->sink)
+    {
+      print_error ("cannot start the sink: %s\n", error->message);
+      g_free (fixture);
+      return -1;
+    }
+  fixture->source = make_source (fixture->sink->dir);
+  *state = fixture;
+  return 0;
+}
+
+static int
+teardown (void **state)
+{
+  Fixture *fixture = *state;
+
+  vms_test_sink_free (fixture->sink);
+  g_free (fixture->source);
+  g_free (fixture);
+  return 0;
+}
+
+static void
+run_ok (const char *const *argv, char **out)
+{
+  g_autoptr (GError) error = NULL;
+
+  vms_assert_ok (vms_test_run (argv, out, &error), error);
+}
+
+static void
+create_replica (VmsTestSink *sink, const char *name, guint64 size)
+{
+  g_autofree char *export_name = g_strdup_printf ("%s@create=%" G_GUINT64_FORMAT,
+                                                  name, size);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) nbd = vms_test_sink_connect (sink, export_name,
+                                                      &error);
+
+  vms_assert_ok (nbd, error);
+  assert_int_equal (nbd_get_size (nbd), (int64_t) size);
+  nbd_shutdown (nbd, 0);
+}
+
+/* Every byte range of [offset, offset + length) in nbdinfo's map has the
+ * given hole bit. */
+static void
+assert_map_range (JsonArray *map, guint64 offset, guint64 length,
+                  gboolean hole)
+{
+  guint64 end = offset + length;
+
+  for (guint i = 0; i < json_array_get_length (map); i++)
+    {
+      JsonObject *extent = json_array_get_object_element (map, i);
+      guint64 start = json_object_get_int_member (extent, "offset");
+      guint64 stop = start + json_object_get_int_member (extent, "length");
+      gboolean is_hole = json_object_get_int_member (extent, "type") & 1;
+
+      if (stop <= offset || start >= end)
+        continue;
+      if (is_hole != hole)
+        fail_msg ("extent [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+                  ") is %s, expected %s", start, stop,
+                  is_hole ? "a hole" : "data", hole ? "a hole" : "data");
+    }
+}
+
+static void
+test_third_party_clients (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  g_autofree char *qemu_uri = vms_test_sink_uri (sink, "by-qemu-img");
+  g_autofree char *copy_uri = vms_test_sink_uri (sink, "by-nbdcopy@create=8388608");
+  g_autofree char *map_uri = vms_test_sink_uri (sink, "by-nbdcopy");
+  g_autofree char *qemu_path = vms_test_sink_replica_path (sink, "by-qemu-img");
+  g_autofree char *copy_path = vms_test_sink_replica_path (sink, "by-nbdcopy");
+  g_autofree char *map_text = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonArray *map;
+
+  /* qemu-img writes into an existing target: create it over NBD first. */
+  create_replica (sink, "by-qemu-img", SOURCE_SIZE);
+  const char *qemu_img[] = { "qemu-img", "convert", "-n", "-f", "raw", "-O",
+                             "raw", fixture->source, qemu_uri, NULL };
+  run_ok (qemu_img, NULL);
+  assert_files_equal (fixture->source, qemu_path);
+
+  const char *nbdcopy[] = { "nbdcopy", fixture->source, copy_uri, NULL };
+  run_ok (nbdcopy, NULL);
+  assert_files_equal (fixture->source, copy_path);
+
+  /* Holes where the source has holes or zeroes, data where it has data. */
+  const char *nbdinfo[] = { "nbdinfo", "--map", "--json", map_uri, NULL };
+  run_ok (nbdinfo, &map_text);
+  assert_true (json_parser_load_from_data (parser, map_text, -1, NULL));
+  map = json_node_get_array (json_parser_get_root (parser));
+  assert_map_range (map, 0, 2 * MiB, FALSE);
+  assert_map_range (map, 2 * MiB, 3 * MiB, TRUE);
+  assert_map_range (map, 5 * MiB, MiB, FALSE);
+  assert_map_range (map, 6 * MiB, 2 * MiB - 4096, TRUE);
+  assert_map_range (map, SOURCE_SIZE - 4096, 4096, FALSE);
+}
+
+static void
+test_flush_survives_kill9 (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) writer = NULL;
+  g_autoptr (nbd_handle) flusher = NULL;
+  g_autoptr (nbd_handle) reader = NULL;
+  g_autofree guint8 *data = g_malloc (MiB);
+  g_autofree guint8 *back = g_malloc (MiB);
+
+  create_replica (sink, "durable", 4 * MiB);
+  writer = vms_test_sink_connect (sink, "durable", &error);
+  flusher = vms_test_sink_connect (sink, "durable", &error);
+  vms_assert_ok (writer && flusher, error);
+  assert_true (nbd_can_multi_conn (writer) == 1);
+  fill_random (data, MiB, 7);
+  assert_int_equal (nbd_pwrite (writer, data, MiB, MiB, 0), 0);
+  /* Multi-conn: a FLUSH on another connection covers this write. */
+  assert_int_equal (nbd_flush (flusher, 0), 0);
+
+  vms_test_sink_kill (sink);
+  vms_assert_ok (vms_test_sink_restart (sink, &error), error);
+  reader = vms_test_sink_connect (sink, "durable", &error);
+  vms_assert_ok (reader, error);
+  assert_int_equal (nbd_pread (reader, back, MiB, MiB, 0), 0);
+  assert_memory_equal (back, data, MiB);
+}
+
+/* ---- live ordering ---- */
+
+#define BLOCK 4096
+
+static void
+pattern (guint8 *buffer, gsize length, guint8 value)
+{
+  memset (buffer, value, length);
+}
+
+static void
+assert_bytes (nbd_handle *nbd, guint64 offset, gsize length, guint8 value)
+{
+  g_autofree guint8 *back = g_malloc (length);
+
+  assert_int_equal (nbd_pread (nbd, back, length, offset, 0), 0);
+  for (gsize i = 0; i < length; i++)
+    if (back[i] != value)
+      fail_msg ("byte %" G_GUINT64_FORMAT " is 0x%02x, expected 0x%02x",
+                offset + i, back[i], value);
+}
+
+static void
+test_live_ordering_sequences (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) plain = NULL;
+  g_autoptr (nbd_handle) live = NULL;
+  guint8 buffer[16 * BLOCK];
+
+  create_replica (fixture->sink, "ordered", MiB);
+  plain = vms_test_sink_connect (fixture->sink, "ordered", &error);
+  live = vms_test_sink_connect (fixture->sink, "ordered@live", &error);
+  vms_assert_ok (plain && live, error);
+
+  /* Plain first, then live: live lands on top. */
+  pattern (buffer, sizeof buffer, 0xaa);
+  assert_int_equal (nbd_pwrite (plain, buffer, 16 * BLOCK, 0, 0), 0);
+  pattern (buffer, 4 * BLOCK, 0x11);
+  assert_int_equal (nbd_pwrite (live, buffer, 4 * BLOCK, 4 * BLOCK, 0), 0);
+  assert_bytes (plain, 0, 4 * BLOCK, 0xaa);
+  assert_bytes (plain, 4 * BLOCK, 4 * BLOCK, 0x11);
+  assert_bytes (plain, 8 * BLOCK, 8 * BLOCK, 0xaa);
+
+  /* Live first, then plain over it: the older plain data is dropped where
+   * live wrote, and applied around it. */
+  pattern (buffer, 4 * BLOCK, 0x22);
+  assert_int_equal (nbd_pwrite (live, buffer, 2 * BLOCK, 20 * BLOCK, 0), 0);
+  pattern (buffer, sizeof buffer, 0xbb);
+  assert_int_equal (nbd_pwrite (plain, buffer, 8 * BLOCK, 18 * BLOCK, 0), 0);
+  assert_bytes (plain, 18 * BLOCK, 2 * BLOCK, 0xbb);
+  assert_bytes (plain, 20 * BLOCK, 2 * BLOCK, 0x22);
+  assert_bytes (plain, 22 * BLOCK, 4 * BLOCK, 0xbb);
+  /* ... and the earlier live range too. */
+  assert_int_equal (nbd_pwrite (plain, buffer, 16 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 4 * BLOCK, 4 * BLOCK, 0x11);
+
+  /* Zeroes and trims through the plain export respect live data. */
+  assert_int_equal (nbd_zero (plain, 16 * BLOCK, 0, LIBNBD_CMD_FLAG_NO_HOLE),
+                    0);
+  assert_bytes (plain, 0, 4 * BLOCK, 0);
+  assert_bytes (plain, 4 * BLOCK, 4 * BLOCK, 0x11);
+  assert_int_equal (nbd_zero (plain, 16 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 4 * BLOCK, 4 * BLOCK, 0x11);
+  assert_int_equal (nbd_trim (plain, 16 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 4 * BLOCK, 4 * BLOCK, 0x11);
+
+  /* A live zero is live data too. */
+  assert_int_equal (nbd_zero (live, BLOCK, 40 * BLOCK, 0), 0);
+  pattern (buffer, BLOCK, 0xcc);
+  assert_int_equal (nbd_pwrite (plain, buffer, BLOCK, 40 * BLOCK, 0), 0);
+  assert_bytes (plain, 40 * BLOCK, BLOCK, 0);
+
+  /* A commit ends the migration: plain writes apply everywhere again. */
+  {
+    g_autoptr (nbd_handle) commit = vms_test_sink_connect (
+        fixture->sink, "ordered@commit", &error);
+
+    vms_assert_ok (commit, error);
+  }
+  pattern (buffer, 4 * BLOCK, 0xdd);
+  assert_int_equal (nbd_pwrite (plain, buffer, 4 * BLOCK, 4 * BLOCK, 0), 0);
+  assert_bytes (plain, 4 * BLOCK, 4 * BLOCK, 0xdd);
+}
+
+/* Stale replicator writes race with live writes to the same blocks; every
+ * block the live export wrote must end with live data, whatever order
+ * the requests were processed in. */
+static void
+test_live_ordering_concurrent (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) plain = NULL;
+  g_autoptr (nbd_handle) live = NULL;
+  g_autoptr (GRand) rand = g_rand_new_with_seed (99);
+  const guint blocks = 256;
+  g_autofree gboolean *live_written = g_new0 (gboolean, blocks);
+  guint8 stale[BLOCK], fresh[BLOCK];
+
+  create_replica (fixture->sink, "racing", blocks * BLOCK);
+  plain = vms_test_sink_connect (fixture->sink, "racing", &error);
+  live = vms_test_sink_connect (fixture->sink, "racing@live", &error);
+  vms_assert_ok (plain && live, error);
+  pattern (stale, BLOCK, 0x5a);
+  pattern (fresh, BLOCK, 0xa5);
+
+  for (guint round = 0; round < 8; round++)
+    {
+      /* Queue stale writes to every block, then live writes to some while
+       * the stale ones are in flight. */
+      for (guint block = 0; block < blocks; block++)
+        assert_true (nbd_aio_pwrite (plain, stale, BLOCK,
+                                     (guint64) block * BLOCK,
+                                     NBD_NULL_COMPLETION, 0)
+                     >= 0);
+      for (guint i = 0; i < 16; i++)
+        {
+          guint block = g_rand_int_range (rand, 0, blocks);
+
+          live_written[block] = TRUE;
+          assert_int_equal (nbd_pwrite (live, fresh, BLOCK,
+                                        (guint64) block * BLOCK, 0),
+                            0);
+        }
+      while (nbd_aio_in_flight (plain) > 0)
+        assert_true (nbd_poll (plain, -1) >= 0);
+    }
+  for (guint block = 0; block < blocks; block++)
+    assert_bytes (plain, (guint64) block * BLOCK, BLOCK,
+                  live_written[block] ? 0xa5 : 0x5a);
+}
+
+/* ---- hashes ---- */
+
+static void
+test_hashes_match_xxhsum (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  /* Not a multiple of the 64 KiB chunk: the last chunk is short. */
+  const guint64 size = MiB + 1000;
+  const guint64 chunk = 64 * 1024;
+  g_autofree char *copy_uri = vms_test_sink_uri (sink, "hashed@create=1049576");
+  g_autofree char *source = g_build_filename (sink->dir, "hash-src.raw", NULL);
+  g_autofree char *piece = g_build_filename (sink->dir, "piece", NULL);
+  g_autofree guint8 *data = g_malloc0 (size);
+  g_autofree guint8 *hashes = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) nbd = NULL;
+  guint64 chunks = (size + chunk - 1) / chunk;
+  g_autofree char *xxhsum = g_find_program_in_path ("xxhsum");
+
+  if (!xxhsum)
+    skip ();
+  /* Chunks of data, one all-zero chunk in the middle, a short tail. */
+  fill_random (data, size, 5);
+  memset (data + 3 * chunk, 0, chunk);
+  assert_true (g_file_set_contents (source, (char *) data, size, NULL));
+  const char *nbdcopy[] = { "nbdcopy", source, copy_uri, NULL };
+  run_ok (nbdcopy, NULL);
+
+  nbd = vms_test_sink_connect (sink, "hashed@hashes", &error);
+  vms_assert_ok (nbd, error);
+  assert_int_equal (nbd_get_size (nbd), (int64_t) (chunks * 16));
+  assert_int_equal (nbd_is_read_only (nbd), 1);
+  hashes = g_malloc (chunks * 16);
+  assert_int_equal (nbd_pread (nbd, hashes, chunks * 16, 0, 0), 0);
+
+  for (guint64 i = 0; i < chunks; i++)
+    {
+      guint64 length = MIN (chunk, size - i * chunk);
+      g_autofree char *out = NULL;
+      g_autofree char *ours = NULL;
+      const char *argv[] = { "xxhsum", "-H2", piece, NULL };
+
+      assert_true (g_file_set_contents (piece, (char *) data + i * chunk,
+                                        length, NULL));
+      run_ok (argv, &out);
+      ours = g_strnfill (32, ' ');
+      for (int b = 0; b < 16; b++)
+        g_snprintf (ours + 2 * b, 3, "%02x", hashes[i * 16 + b]);
+      if (!g_str_has_prefix (out, ours))
+        fail_msg ("chunk %" G_GUINT64_FORMAT ": sink says %s, xxhsum says %s",
+                  i, ours, out);
+    }
+}
+
+/* ---- commit and names ---- */
+
+static JsonObject *
+load_meta (VmsTestSink *sink, const char *name, JsonParser *parser)
+{
+  g_autofree char *file = g_strconcat (name, ".json", NULL);
+  g_autofree char *path = g_build_filename (sink->replica_dir, ".vmshift",
+                                            file, NULL);
+
+  assert_true (json_parser_load_from_file (parser, path, NULL));
+  return json_node_get_object (json_parser_get_root (parser));
+}
+
+static void
+test_commit_is_explicit (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonParser) before = json_parser_new ();
+  g_autoptr (JsonParser) after = json_parser_new ();
+  g_autoptr (JsonParser) rewritten = json_parser_new ();
+  g_autoptr (nbd_handle) commit = NULL;
+  g_autoptr (nbd_handle) writer = NULL;
+  g_autoptr (nbd_handle) missing = NULL;
+  guint8 byte = 1;
+
+  create_replica (sink, "committed", MiB);
+  assert_false (json_object_get_boolean_member (
+      load_meta (sink, "committed", before), "complete"));
+
+  commit = vms_test_sink_connect (sink, "committed@commit", &error);
+  vms_assert_ok (commit, error);
+  assert_int_equal (nbd_get_size (commit), 0);
+  assert_true (json_object_get_boolean_member (
+      load_meta (sink, "committed", after), "complete"));
+
+  /* Writing to a complete replica makes it incomplete again. */
+  writer = vms_test_sink_connect (sink, "committed", &error);
+  vms_assert_ok (writer, error);
+  assert_int_equal (nbd_pwrite (writer, &byte, 1, 0, 0), 0);
+  assert_false (json_object_get_boolean_member (
+      load_meta (sink, "committed", rewritten), "complete"));
+
+  missing = vms_test_sink_connect (sink, "never-created@commit", &error);
+  assert_null (missing);
+}
+
+static void
+test_bad_export_names_refused (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *long_name = g_strnfill (201, 'a');
+  const char *const refused[] = {
+    "", "a/b", "../etc", "a..b", ".hidden", "-x", "x@unknown", "x@create=0",
+    "x@create=12abc", "x@create=-5", "x@create=", "bad\x01name", "sp ace",
+    "never-created", "never-created@live", "never-created@hashes",
+    long_name,
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (nbd_handle) nbd = vms_test_sink_connect (
+          fixture->sink, refused[i], &error);
+
+      if (nbd)
+        fail_msg ("export name '%s' was accepted", refused[i]);
+    }
+  /* Nothing was created by the refused names. */
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (nbd_handle) good = vms_test_sink_connect (
+        fixture->sink, "Good-name_1.2+3@create=4096", &error);
+
+    vms_assert_ok (good, error);
+    assert_false (g_file_test (fixture->sink->replica_dir, G_FILE_TEST_IS_DIR)
+                  && g_file_test ("x", G_FILE_TEST_EXISTS));
+  }
+}
+
+static void
+test_requests_beyond_end_refused (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) nbd = NULL;
+  g_autofree char *path = vms_test_sink_replica_path (fixture->sink, "small");
+  guint8 buffer[1024] = { 0 };
+  GStatBuf st;
+
+  create_replica (fixture->sink, "small", 8192);
+  nbd = vms_test_sink_connect (fixture->sink, "small", &error);
+  vms_assert_ok (nbd, error);
+  /* Let the requests reach the server instead of libnbd refusing them. */
+  assert_int_equal (nbd_set_strict_mode (nbd, 0), 0);
+  assert_int_equal (nbd_pwrite (nbd, buffer, 1024, 8192 - 512, 0), -1);
+  assert_int_equal (nbd_pread (nbd, buffer, 1024, 8192, 0), -1);
+  assert_int_equal (nbd_zero (nbd, 1024, G_MAXINT64 - 10, 0), -1);
+  assert_int_equal (nbd_trim (nbd, 4096, 8192, 0), -1);
+  /* The connection and the replica are still fine. */
+  assert_int_equal (nbd_pwrite (nbd, buffer, 1024, 0, 0), 0);
+  assert_int_equal (g_stat (path, &st), 0);
+  assert_int_equal (st.st_size, 8192);
+}
+
+/* A client that dies with requests in flight leaves the replica as it was
+ * acknowledged, and the sink serving. */
+static void
+test_client_hangup_mid_request (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) nbd = NULL;
+  g_autofree guint8 *kept = g_malloc (MiB);
+  pid_t child;
+  int status;
+
+  create_replica (fixture->sink, "hangup", 16 * MiB);
+  nbd = vms_test_sink_connect (fixture->sink, "hangup", &error);
+  vms_assert_ok (nbd, error);
+  fill_random (kept, MiB, 11);
+  assert_int_equal (nbd_pwrite (nbd, kept, MiB, 0, 0), 0);
+  assert_int_equal (nbd_flush (nbd, 0), 0);
+
+  child = fork ();
+  assert_true (child >= 0);
+  if (child == 0)
+    {
+      struct nbd_handle *doomed = nbd_create ();
+      static guint8 junk[MiB];
+
+      if (nbd_set_export_name (doomed, "hangup") < 0
+          || nbd_connect_unix (doomed, fixture->sink->socket_path) < 0)
+        _exit (2);
+      for (int i = 1; i < 16; i++)
+        nbd_aio_pwrite (doomed, junk, MiB, (guint64) i * MiB,
+                        NBD_NULL_COMPLETION, 0);
+      nbd_aio_notify_write (doomed);
+      kill (getpid (), SIGKILL);
+      _exit (3);
+    }
+  assert_int_equal (waitpid (child, &status, 0), child);
+  assert_true (WIFSIGNALED (status));
+
+  assert_bytes (nbd, 0, 1, kept[0]);
+  {
+    g_autofree guint8 *back = g_malloc (MiB);
+
+    assert_int_equal (nbd_pread (nbd, back, MiB, 0, 0), 0);
+    assert_memory_equal (back, kept, MiB);
+  }
+  nbd_close (g_steal_pointer (&nbd));
+  nbd = vms_test_sink_connect (fixture->sink, "hangup", &error);
+  vms_assert_ok (nbd, error);
+}
+
+/* ---- a full disk ---- */
+
+static void
+test_disk_full_is_enospc (void **state)
+{
+  g_autofree char *mount_dir = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsTestSink) sink = NULL;
+  g_autoptr (nbd_handle) nbd = NULL;
+  g_autofree guint8 *data = g_malloc (256 * 1024);
+  guint64 acknowledged = 0;
+  int failed_errno = 0;
+
+  if (!vms_test_is_root ())
+    skip ();
+  mount_dir = vms_test_make_tmpdir ("vms-full");
+  if (mount ("tmpfs", mount_dir, "tmpfs", 0, "size=2m") < 0)
+    {
+      print_message ("cannot mount a small tmpfs (%s): skipped\n",
+                     g_strerror (errno));
+      vms_test_rmtree (mount_dir);
+      skip ();
+    }
+  sink = vms_test_sink_start (mount_dir, NULL, &error);
+  if (!sink)
+    {
+      umount (mount_dir);
+      vms_test_rmtree (mount_dir);
+      fail_msg ("cannot start sink on tmpfs: %s", error->message);
+    }
+  create_replica (sink, "full", 8 * MiB);
+  nbd = vms_test_sink_connect (sink, "full", &error);
+  vms_assert_ok (nbd, error);
+
+  for (guint64 offset = 0; offset < 8 * MiB; offset += 256 * 1024)
+    {
+      fill_random (data, 256 * 1024, offset / 4096 + 1);
+      if (nbd_pwrite (nbd, data, 256 * 1024, offset, 0) < 0)
+        {
+          failed_errno = nbd_get_errno ();
+          break;
+        }
+      acknowledged = offset + 256 * 1024;
+    }
+  assert_int_equal (failed_errno, ENOSPC);
+  assert_true (acknowledged > 0);
+  /* What was acknowledged is there, byte for byte. */
+  for (guint64 offset = 0; offset < acknowledged; offset += 256 * 1024)
+    {
+      g_autofree guint8 *back = g_malloc (256 * 1024);
+
+      fill_random (data, 256 * 1024, offset / 4096 + 1);
+      assert_int_equal (nbd_pread (nbd, back, 256 * 1024, offset, 0), 0);
+      assert_memory_equal (back, data, 256 * 1024);
+    }
+  nbd_close (g_steal_pointer (&nbd));
+  vms_test_sink_free (g_steal_pointer (&sink));
+  umount (mount_dir);
+  vms_test_rmtree (mount_dir);
+}
+
+/* ---- a block device as replica ---- */
+
+static void
+test_block_device_replica (void **state)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *backing = NULL;
+  g_autofree char *loop = NULL;
+  g_autofree char *device_arg = NULL;
+  g_autofree guint8 *data = g_malloc (MiB);
+  g_autofree char *contents = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsTestSink) sink = NULL;
+  g_autoptr (nbd_handle) nbd = NULL;
+  g_autoptr (nbd_handle) too_big = NULL;
+  g_autofree char *losetup = g_find_program_in_path ("losetup");
+
+  if (!vms_test_is_root () || !losetup)
+    skip ();
+  dir = vms_test_make_tmpdir ("vms-blk");
+  backing = g_build_filename (dir, "backing.img", NULL);
+  {
+    int fd = open (backing, O_RDWR | O_CREAT, 0600);
+
+    assert_true (fd >= 0);
+    assert_int_equal (ftruncate (fd, 8 * MiB), 0);
+    close (fd);
+  }
+  const char *attach[] = { "losetup", "--find", "--show", backing, NULL };
+  if (!vms_test_run (attach, &loop, &error))
+    {
+      print_message ("no loop device (%s): skipped\n", error->message);
+      vms_test_rmtree (dir);
+      skip ();
+    }
+  g_strstrip (loop);
+  device_arg = g_strdup_printf ("device=blk:%s", loop);
+  {
+    const char *args[] = { device_arg, NULL };
+
+    sink = vms_test_sink_start (NULL, args, &error);
+  }
+  if (sink)
+    {
+      too_big = vms_test_sink_connect (sink, "blk@create=16777216", NULL);
+      nbd = vms_test_sink_connect (sink, "blk@create=4194304", &error);
+    }
+  if (sink && nbd)
+    {
+      fill_random (data, MiB, 13);
+      assert_int_equal (nbd_pwrite (nbd, data, MiB, MiB, 0), 0);
+      assert_int_equal (nbd_flush (nbd, 0), 0);
+      assert_bytes (nbd, 0, 4096, 0);
+      assert_int_equal (nbd_zero (nbd, 4096, MiB, 0), 0);
+    }
+  g_clear_pointer (&nbd, nbd_close);
+  vms_test_sink_free (g_steal_pointer (&sink));
+  const char *detach[] = { "losetup", "--detach", loop, NULL };
+  vms_test_run (detach, NULL, NULL);
+
+  assert_null (too_big);
+  vms_assert_ok (g_file_get_contents (backing, &contents, NULL, &error),
+                 error);
+  for (gsize i = 0; i < 4096; i++)
+    assert_int_equal (contents[MiB + i], 0);
+  assert_memory_equal (contents + MiB + 4096, data + 4096, MiB - 4096);
+  vms_test_rmtree (dir);
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown (test_third_party_clients, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_flush_survives_kill9, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_live_ordering_sequences, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_live_ordering_concurrent, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_hashes_match_xxhsum, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_commit_is_explicit, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_bad_export_names_refused, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_requests_beyond_end_refused, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_client_hangup_mid_request, setup,
+                                     teardown),
+    cmocka_unit_test (test_disk_full_is_enospc),
+    cmocka_unit_test (test_block_device_replica),
+  };
+
+  vms_test_require_program ("nbdkit", "nbdkit");
+  vms_test_require_program ("nbdcopy", "libnbd-bin");
+  vms_test_require_program ("nbdinfo", "libnbd-bin");
+  vms_test_require_program ("qemu-img", "qemu-utils");
+  return cmocka_run_group_tests_name ("sink", tests, NULL, NULL);
+}
