@@ -72,7 +72,8 @@ vms_sink_meta_load (const char *dir, const char *name, GError **error)
                      "no replica named '%s'; create it by opening the "
                      "export %s@create=SIZE", name, name);
       else
-        metadata_error (error, path, load_error->message);
+        g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_METADATA,
+                     "replica metadata: %s", load_error->message);
       return NULL;
     }
   root = json_parser_get_root (parser);
