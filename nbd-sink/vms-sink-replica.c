@@ -24,12 +24,12 @@ struct _VmsSinkStore
   char *dir;             /* replica directory, absolute */
   GHashTable *devices;   /* replica name -> block device path */
   GMutex lock;           /* guards open_replicas */
-  GHashTable *open_replicas; /* name -> VmsSinkReplica*, while in use */
+  GHashTable *open_replicas; /* name -> VmsSinkReplica*, opened once */
 };
 
 struct _VmsSinkReplica
 {
-  gint refcount;           /* connections using it; atomic */
+  gint refcount;           /* connections using it; atomic, informative */
   VmsSinkStore *store;     /* owner, outlives every replica */
   char *name;              /* replica name */
   int fd;                  /* the data, opened read-write */
@@ -48,6 +48,8 @@ struct _VmsSinkReplica
 };
 
 static const guint8 zero_buffer[ZERO_BUFFER_SIZE];
+
+static void replica_free (VmsSinkReplica *replica);
 
 static int
 fail_errno (GError **error, int err, const char *format, ...)
@@ -77,7 +79,8 @@ vms_sink_store_new (const char *dir, GError **error)
   store->dir = g_canonicalize_filename (dir, NULL);
   store->devices = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                           g_free);
-  store->open_replicas = g_hash_table_new (g_str_hash, g_str_equal);
+  store->open_replicas = g_hash_table_new_full (
+      g_str_hash, g_str_equal, NULL, (GDestroyNotify) replica_free);
   g_mutex_init (&store->lock);
 
   if (!g_file_test (store->dir, G_FILE_TEST_IS_DIR))
@@ -106,7 +109,6 @@ vms_sink_store_free (VmsSinkStore *store)
 {
   if (!store)
     return;
-  g_warn_if_fail (g_hash_table_size (store->open_replicas) == 0);
   g_hash_table_unref (store->open_replicas);
   g_hash_table_unref (store->devices);
   g_mutex_clear (&store->lock);
@@ -348,23 +350,9 @@ vms_sink_store_open (VmsSinkStore *store, const char *name, gboolean create,
   return replica;
 }
 
-void
-vms_sink_replica_unref (VmsSinkReplica *replica)
+static void
+replica_free (VmsSinkReplica *replica)
 {
-  VmsSinkStore *store;
-
-  if (!replica)
-    return;
-  store = replica->store;
-  g_mutex_lock (&store->lock);
-  if (!g_atomic_int_dec_and_test (&replica->refcount))
-    {
-      g_mutex_unlock (&store->lock);
-      return;
-    }
-  g_hash_table_remove (store->open_replicas, replica->name);
-  g_mutex_unlock (&store->lock);
-
   close (replica->fd);
   vms_range_set_free (replica->live);
   pthread_rwlock_destroy (&replica->order_lock);
@@ -372,6 +360,17 @@ vms_sink_replica_unref (VmsSinkReplica *replica)
   vms_sink_meta_free (replica->meta);
   g_free (replica->name);
   g_free (replica);
+}
+
+/* A replica stays open after its last connection closes: the ranges QEMU's
+ * mirror wrote must outlive a reconnect of the mirror while no replicator
+ * connection happens to be open.  A sink serves a handful of disks, so
+ * keeping them costs one descriptor each. */
+void
+vms_sink_replica_unref (VmsSinkReplica *replica)
+{
+  if (replica)
+    g_atomic_int_dec_and_test (&replica->refcount);
 }
 
 guint64

@@ -311,6 +311,34 @@ test_live_ordering_sequences (void **state)
   assert_bytes (plain, 4 * BLOCK, 4 * BLOCK, 0xdd);
 }
 
+/* QEMU's mirror reconnects (reconnect-delay) while no replicator
+ * connection is open: what it wrote must still win afterwards. */
+static void
+test_live_ranges_outlive_connections (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) plain = NULL;
+  guint8 buffer[2 * BLOCK];
+
+  create_replica (fixture->sink, "reconnected", MiB);
+  {
+    g_autoptr (nbd_handle) live = vms_test_sink_connect (
+        fixture->sink, "reconnected@live", &error);
+
+    vms_assert_ok (live, error);
+    pattern (buffer, BLOCK, 0x77);
+    assert_int_equal (nbd_pwrite (live, buffer, BLOCK, BLOCK, 0), 0);
+    nbd_shutdown (live, 0);
+  }
+  plain = vms_test_sink_connect (fixture->sink, "reconnected", &error);
+  vms_assert_ok (plain, error);
+  pattern (buffer, sizeof buffer, 0x33);
+  assert_int_equal (nbd_pwrite (plain, buffer, 2 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, BLOCK, 0x33);
+  assert_bytes (plain, BLOCK, BLOCK, 0x77);
+}
+
 /* Stale replicator writes race with live writes to the same blocks; every
  * block the live export wrote must end with live data, whatever order
  * the requests were processed in. */
@@ -713,6 +741,8 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_live_ordering_concurrent, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_live_ranges_outlive_connections,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_hashes_match_xxhsum, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_commit_is_explicit, setup,
