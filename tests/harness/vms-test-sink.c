@@ -14,9 +14,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* nbdkit loads the plugin and listens within milliseconds; this bounds a
- * start that went wrong. */
-#define START_TIMEOUT_MS 20000
+/* nbdkit loads the plugin and listens within milliseconds (seconds under
+ * valgrind); this bounds a start that went wrong. */
+#define START_TIMEOUT_MS 30000
+
+/* How long nbdkit gets to exit cleanly on SIGTERM before SIGKILL. */
+#define STOP_TIMEOUT_MS 30000
+
+/* Exit status valgrind uses when it found errors in nbdkit. */
+#define VALGRIND_ERROR_EXIT 99
 
 static void
 child_setup (gpointer data)
@@ -51,6 +57,23 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
       return FALSE;
     }
   g_unlink (sink->socket_path);
+  /* The plugin runs inside nbdkit, out of reach of the sanitizer build;
+   * scripts/test runs the sink tests once more with nbdkit under
+   * memcheck. */
+  if (g_getenv ("VMS_SINK_VALGRIND"))
+    {
+      g_ptr_array_add (argv, g_strdup ("valgrind"));
+      g_ptr_array_add (argv, g_strdup ("--quiet"));
+      g_ptr_array_add (argv, g_strdup_printf ("--error-exitcode=%d",
+                                              VALGRIND_ERROR_EXIT));
+      g_ptr_array_add (argv, g_strdup ("--leak-check=full"));
+      g_ptr_array_add (argv, g_strdup ("--errors-for-leak-kinds=definite"));
+      g_ptr_array_add (argv, g_strdup ("--show-leak-kinds=definite"));
+      if (g_getenv ("VMS_NBDKIT_SUPPRESSIONS"))
+        g_ptr_array_add (argv,
+                         g_strdup_printf ("--suppressions=%s",
+                                          g_getenv ("VMS_NBDKIT_SUPPRESSIONS")));
+    }
   g_ptr_array_add (argv, g_strdup ("nbdkit"));
   g_ptr_array_add (argv, g_strdup ("-f"));
   g_ptr_array_add (argv, g_strdup ("-U"));
@@ -139,6 +162,39 @@ vms_test_sink_kill (VmsTestSink *sink)
   kill (sink->pid, SIGKILL);
   waitpid (sink->pid, &status, 0);
   sink->running = FALSE;
+}
+
+gboolean
+vms_test_sink_stop (VmsTestSink *sink, GError **error)
+{
+  gint64 deadline = g_get_monotonic_time () + STOP_TIMEOUT_MS * 1000;
+  int status = 0;
+
+  if (!sink->running)
+    return TRUE;
+  kill (sink->pid, SIGTERM);
+  while (waitpid (sink->pid, &status, WNOHANG) != sink->pid)
+    {
+      if (g_get_monotonic_time () > deadline)
+        {
+          vms_test_sink_kill (sink);
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                       "nbdkit did not exit within %d ms of SIGTERM",
+                       STOP_TIMEOUT_MS);
+          return FALSE;
+        }
+      g_usleep (20 * 1000);
+    }
+  sink->running = FALSE;
+  if (WIFEXITED (status) && WEXITSTATUS (status) == VALGRIND_ERROR_EXIT)
+    {
+      g_autofree char *log = vms_test_sink_log (sink);
+
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   "valgrind found errors in nbdkit: %s", log);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 gboolean

@@ -27,6 +27,10 @@ VmsTestSink *vms_test_sink_start (const char *replica_dir,
 /* SIGKILL nbdkit and reap it: the harshest crash a process can have. */
 void vms_test_sink_kill (VmsTestSink *sink);
 
+/* Stop nbdkit cleanly (SIGTERM) and check how it exited: FALSE if it
+ * hung, or if valgrind (VMS_SINK_VALGRIND set) found errors in it. */
+gboolean vms_test_sink_stop (VmsTestSink *sink, GError **error);
+
 /* Start nbdkit again on the same directory and socket. */
 gboolean vms_test_sink_restart (VmsTestSink *sink, GError **error);
 

@@ -105,11 +105,18 @@ static int
 teardown (void **state)
 {
   Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  int result = 0;
 
+  if (!vms_test_sink_stop (fixture->sink, &error))
+    {
+      print_error ("%s\n", error->message);
+      result = -1;
+    }
   vms_test_sink_free (fixture->sink);
   g_free (fixture->source);
   g_free (fixture);
-  return 0;
+  return result;
 }
 
 static void
