@@ -1,0 +1,911 @@
+/* vmshift: copy a disk range from an NBD source to an NBD destination.
+ *
+ * One thread drives every connection through libnbd's asynchronous API:
+ * reads are issued in offset order on the source connections, each read's
+ * completion issues the write (or a zero request, when the data is all
+ * zeroes) on the matching destination connection.  Issuing in order keeps
+ * a single watermark below which everything has been acknowledged; a FLUSH
+ * makes it durable, and that is what a checkpoint records.  After a crash
+ * the copy resumes at the last durable watermark, so what is sent twice is
+ * bounded by the checkpoint interval plus the requests in flight.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-copy.h"
+
+#include <errno.h>
+#include <libnbd.h>
+#include <poll.h>
+
+G_DEFINE_QUARK (vms-copy-error-quark, vms_copy_error)
+
+/* Block status is asked for this much of the disk at a time: one reply
+ * covers a large area while keeping the reply small. */
+#define STATUS_WINDOW (G_GUINT64_CONSTANT (1) << 30)
+/* One zero request covers at most this much (NBD counts are 32-bit). */
+#define MAX_ZERO_REQUEST (G_GUINT64_CONSTANT (1) << 30)
+/* How often the progress callback runs. */
+#define PROGRESS_INTERVAL_US (250 * 1000)
+/* Longest single wait in poll(), so stop requests are seen promptly. */
+#define MAX_POLL_MS 200
+
+typedef struct _Copy Copy;
+
+typedef struct
+{
+  guint64 offset;   /* first byte */
+  guint64 length;   /* bytes */
+  guint32 flags;    /* NBD block status flags for the chosen context */
+} Extent;
+
+typedef struct
+{
+  Copy *copy;       /* owner */
+  guint64 offset;   /* first byte */
+  guint64 length;   /* bytes */
+  guint8 *buffer;   /* read buffer, NULL for a zero request */
+  guint conn;       /* connection pair index */
+  gboolean done;    /* acknowledged by the destination */
+  gboolean failed;  /* failed: the watermark stops before it */
+} Request;
+
+struct _Copy
+{
+  const VmsCopySpec *spec;      /* what to do */
+  VmsCopyStats *stats;          /* figures, shared with the caller */
+  guint n;                      /* connection pairs */
+  struct nbd_handle **src;      /* source connections, reads */
+  struct nbd_handle **dst;      /* destination connections */
+  struct nbd_handle *map;       /* source connection for block status */
+  const char *map_context;      /* meta context asked on map */
+  gboolean dst_multi_conn;      /* one FLUSH covers every dst connection */
+  guint32 request_size;         /* bytes per read */
+  guint depth;                  /* requests in flight per pair */
+  guint *in_flight;             /* requests in flight per pair */
+  GQueue requests;              /* Request*, in flight, by offset */
+  GArray *extents;              /* Extent, fetched but not yet issued */
+  guint next_extent;            /* first extent of extents not done */
+  guint64 frontier;             /* next byte to issue */
+  GPtrArray *free_buffers;      /* request_size buffers to reuse */
+  GError *error;                /* first failure, or NULL */
+  gint64 last_activity_us;      /* last completion or issue */
+  gint64 last_checkpoint_us;    /* last FLUSH */
+  guint64 checkpoint_watermark; /* watermark at the last FLUSH */
+  gint64 last_progress_us;      /* last progress callback */
+  gint64 rate_wake_us;          /* when the rate limit allows more, or 0 */
+  guint io_timeout_ms;          /* silence taken for a dead peer */
+  gboolean flush_pending;       /* a FLUSH is in flight */
+  int flush_errno;              /* how the last FLUSH ended */
+};
+
+gboolean
+vms_copy_is_zero (const void *buffer, gsize length)
+{
+  const guint8 *bytes = buffer;
+  gsize head = MIN (length, 16);
+
+  /* The first 16 bytes one by one, then the rest against itself shifted by
+   * 16: memcmp is far faster than a byte loop. */
+  for (gsize i = 0; i < head; i++)
+    if (bytes[i])
+      return FALSE;
+  return length <= 16 || memcmp (bytes, bytes + 16, length - 16) == 0;
+}
+
+static void
+set_error (Copy *copy, VmsCopyError code, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
+
+/* Keep the first failure: later ones are usually its consequences. */
+static void
+set_error (Copy *copy, VmsCopyError code, const char *format, ...)
+{
+  va_list args;
+
+  if (copy->error)
+    return;
+  va_start (args, format);
+  copy->error = g_error_new_valist (VMS_COPY_ERROR, code, format, args);
+  va_end (args);
+}
+
+/* ---- connections ---- */
+
+static gboolean
+wait_connected (struct nbd_handle *nbd, const char *what, guint timeout_ms,
+                GError **error)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * (gint64) 1000;
+
+  while (nbd_aio_is_connecting (nbd))
+    {
+      struct pollfd fd = { .fd = nbd_aio_get_fd (nbd) };
+      unsigned direction = nbd_aio_get_direction (nbd);
+      gint64 left = deadline - g_get_monotonic_time ();
+
+      if (left <= 0)
+        {
+          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT,
+                       "%s: no answer within %u ms", what, timeout_ms);
+          return FALSE;
+        }
+      fd.events = ((direction & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0)
+                  | ((direction & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0);
+      if (fd.fd >= 0 && poll (&fd, 1, MIN (left / 1000 + 1, MAX_POLL_MS)) > 0)
+        {
+          if (fd.revents & (POLLIN | POLLHUP | POLLERR))
+            nbd_aio_notify_read (nbd);
+          else if (fd.revents & POLLOUT)
+            nbd_aio_notify_write (nbd);
+        }
+      else if (fd.fd < 0)
+        break;
+    }
+  if (!nbd_aio_is_ready (nbd))
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s: %s",
+                   what, nbd_get_error () ? nbd_get_error ()
+                                          : "connection failed");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static struct nbd_handle *
+open_endpoint (const char *uri, const char *name, const char *meta_context,
+               guint timeout_ms, GError **error)
+{
+  struct nbd_handle *nbd = nbd_create ();
+  g_autofree char *what = g_strdup_printf ("%s (%s)", name, uri);
+
+  if (!nbd)
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s: %s",
+                   what, nbd_get_error ());
+      return NULL;
+    }
+  nbd_set_handle_name (nbd, name);
+  /* The URI comes from the operator, who may name a TLS key file in it. */
+  nbd_set_uri_allow_local_file (nbd, true);
+  if ((meta_context && nbd_add_meta_context (nbd, meta_context) < 0)
+      || nbd_aio_connect_uri (nbd, uri) < 0)
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s: %s",
+                   what, nbd_get_error ());
+      nbd_close (nbd);
+      return NULL;
+    }
+  if (!wait_connected (nbd, what, timeout_ms, error))
+    {
+      nbd_close (nbd);
+      return NULL;
+    }
+  if (meta_context && nbd_can_meta_context (nbd, meta_context) != 1)
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_SOURCE,
+                   "%s does not offer %s (is the bitmap exported?)", what,
+                   meta_context);
+      nbd_close (nbd);
+      return NULL;
+    }
+  return nbd;
+}
+
+static void
+close_all (Copy *copy)
+{
+  for (guint i = 0; i < copy->n; i++)
+    {
+      g_clear_pointer (&copy->src[i], nbd_close);
+      g_clear_pointer (&copy->dst[i], nbd_close);
+    }
+  g_clear_pointer (&copy->map, nbd_close);
+}
+
+static gboolean
+connect_all (Copy *copy, guint wanted, guint timeout_ms, GError **error)
+{
+  const VmsCopySpec *spec = copy->spec;
+
+  copy->map = open_endpoint (spec->source_uri, "source-map",
+                             copy->map_context, timeout_ms, error);
+  if (!copy->map)
+    return FALSE;
+  copy->src = g_new0 (struct nbd_handle *, wanted);
+  copy->dst = g_new0 (struct nbd_handle *, wanted);
+  copy->src[0] = open_endpoint (spec->source_uri, "source0", NULL, timeout_ms,
+                                error);
+  if (!copy->src[0])
+    return FALSE;
+  copy->dst[0] = open_endpoint (spec->dest_uri, "dest0", NULL, timeout_ms,
+                                error);
+  if (!copy->dst[0])
+    return FALSE;
+  copy->n = 1;
+  if (nbd_is_read_only (copy->dst[0]) == 1)
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_DEST,
+                   "destination %s is read-only", spec->dest_uri);
+      return FALSE;
+    }
+  /* More connections only where each side says they see one another's
+   * writes (the source is read-only, so only the destination matters). */
+  copy->dst_multi_conn = nbd_can_multi_conn (copy->dst[0]) == 1;
+  if (!copy->dst_multi_conn)
+    wanted = 1;
+  for (guint i = 1; i < wanted; i++)
+    {
+      g_autofree char *src_name = g_strdup_printf ("source%u", i);
+      g_autofree char *dst_name = g_strdup_printf ("dest%u", i);
+
+      copy->src[i] = open_endpoint (spec->source_uri, src_name, NULL,
+                                    timeout_ms, error);
+      if (!copy->src[i])
+        return FALSE;
+      copy->dst[i] = open_endpoint (spec->dest_uri, dst_name, NULL,
+                                    timeout_ms, error);
+      if (!copy->dst[i])
+        return FALSE;
+      copy->n = i + 1;
+    }
+  return TRUE;
+}
+
+/* ---- the map of what to copy ---- */
+
+typedef struct
+{
+  Copy *copy;         /* owner */
+  guint64 start;      /* first byte asked */
+  guint64 end;        /* one past the last byte asked */
+} MapQuery;
+
+static int
+collect_extents (void *user_data, const char *context, uint64_t offset,
+                 uint32_t *entries, size_t count, int *error)
+{
+  MapQuery *query = user_data;
+  Copy *copy = query->copy;
+
+  if (g_strcmp0 (context, copy->map_context) != 0)
+    return 0;
+  for (size_t i = 0; i + 1 < count && offset < query->end; i += 2)
+    {
+      Extent extent = { offset, MIN (entries[i], query->end - offset),
+                        entries[i + 1] };
+
+      if (entries[i] == 0)
+        break; /* a broken server; the caller sees no progress */
+      if (offset >= query->start)
+        g_array_append_val (copy->extents, extent);
+      offset += entries[i];
+    }
+  return 0;
+}
+
+/* Fetch the map from the frontier on.  The source is QEMU's export on a
+ * local socket, so a synchronous call costs little. */
+static gboolean
+fetch_extents (Copy *copy)
+{
+  guint64 end = copy->stats->end;
+  MapQuery query = { copy, copy->frontier,
+                     copy->frontier + MIN (end - copy->frontier,
+                                           STATUS_WINDOW) };
+  nbd_extent_callback callback = { .callback = collect_extents,
+                                   .user_data = &query };
+
+  g_array_set_size (copy->extents, 0);
+  copy->next_extent = 0;
+  if (nbd_block_status (copy->map, query.end - query.start, query.start,
+                        callback, 0) < 0)
+    {
+      set_error (copy, VMS_COPY_ERROR_SOURCE,
+                 "block status of the source at %" G_GUINT64_FORMAT ": %s",
+                 query.start, nbd_get_error ());
+      return FALSE;
+    }
+  if (copy->extents->len == 0
+      || g_array_index (copy->extents, Extent, 0).offset != query.start)
+    {
+      set_error (copy, VMS_COPY_ERROR_SOURCE,
+                 "the source's %s map does not cover offset %" G_GUINT64_FORMAT,
+                 copy->map_context, query.start);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- requests ---- */
+
+static guint8 *
+take_buffer (Copy *copy)
+{
+  if (copy->free_buffers->len > 0)
+    return g_ptr_array_steal_index_fast (copy->free_buffers,
+                                         copy->free_buffers->len - 1);
+  return g_malloc (copy->request_size);
+}
+
+static void
+give_buffer (Copy *copy, guint8 *buffer)
+{
+  if (buffer)
+    g_ptr_array_add (copy->free_buffers, buffer);
+}
+
+static int
+write_done (void *user_data, int *error)
+{
+  Request *request = user_data;
+  Copy *copy = request->copy;
+
+  copy->last_activity_us = g_get_monotonic_time ();
+  copy->in_flight[request->conn]--;
+  if (*error)
+    {
+      set_error (copy, VMS_COPY_ERROR_DEST,
+                 "writing %" G_GUINT64_FORMAT " bytes at %" G_GUINT64_FORMAT
+                 " to the destination: %s", request->length, request->offset,
+                 g_strerror (*error));
+      request->failed = TRUE;
+    }
+  else
+    request->done = TRUE;
+  give_buffer (copy, g_steal_pointer (&request->buffer));
+  return 1;
+}
+
+static gboolean
+issue_zero (Copy *copy, Request *request)
+{
+  nbd_completion_callback done = { .callback = write_done,
+                                   .user_data = request };
+
+  /* No NO_HOLE flag: the sink may punch a hole, which reads as zeroes. */
+  if (nbd_aio_zero (copy->dst[request->conn], request->length,
+                    request->offset, done, 0) < 0)
+    {
+      set_error (copy, VMS_COPY_ERROR_DEST, "zeroing at %" G_GUINT64_FORMAT
+                 ": %s", request->offset, nbd_get_error ());
+      return FALSE;
+    }
+  copy->stats->bytes_zeroed += request->length;
+  return TRUE;
+}
+
+static int
+read_done (void *user_data, int *error)
+{
+  Request *request = user_data;
+  Copy *copy = request->copy;
+  nbd_completion_callback done = { .callback = write_done,
+                                   .user_data = request };
+
+  copy->last_activity_us = g_get_monotonic_time ();
+  if (*error)
+    {
+      set_error (copy, VMS_COPY_ERROR_SOURCE,
+                 "reading %" G_GUINT64_FORMAT " bytes at %" G_GUINT64_FORMAT
+                 " from the source: %s", request->length, request->offset,
+                 g_strerror (*error));
+      request->failed = TRUE;
+      copy->in_flight[request->conn]--;
+      give_buffer (copy, g_steal_pointer (&request->buffer));
+      return 1;
+    }
+  copy->stats->bytes_read += request->length;
+  if (vms_copy_is_zero (request->buffer, request->length))
+    {
+      vms_rate_refund (copy->spec->rate, request->length);
+      give_buffer (copy, g_steal_pointer (&request->buffer));
+      if (!issue_zero (copy, request))
+        {
+          request->failed = TRUE;
+          copy->in_flight[request->conn]--;
+        }
+      return 1;
+    }
+  if (nbd_aio_pwrite (copy->dst[request->conn], request->buffer,
+                      request->length, request->offset, done, 0) < 0)
+    {
+      set_error (copy, VMS_COPY_ERROR_DEST, "writing at %" G_GUINT64_FORMAT
+                 ": %s", request->offset, nbd_get_error ());
+      request->failed = TRUE;
+      copy->in_flight[request->conn]--;
+      give_buffer (copy, g_steal_pointer (&request->buffer));
+      return 1;
+    }
+  copy->stats->bytes_written += request->length;
+  return 1;
+}
+
+/* The least busy pair with room, or -1. */
+static int
+pick_connection (Copy *copy)
+{
+  int best = -1;
+
+  for (guint i = 0; i < copy->n; i++)
+    if (copy->in_flight[i] < copy->depth
+        && (best < 0 || copy->in_flight[i] < copy->in_flight[best]))
+      best = i;
+  return best;
+}
+
+static Request *
+new_request (Copy *copy, guint64 offset, guint64 length, guint conn)
+{
+  Request *request = g_new0 (Request, 1);
+
+  request->copy = copy;
+  request->offset = offset;
+  request->length = length;
+  request->conn = conn;
+  g_queue_push_tail (&copy->requests, request);
+  copy->in_flight[conn]++;
+  copy->last_activity_us = g_get_monotonic_time ();
+  return request;
+}
+
+/* Issue what the limits allow.  Returns FALSE on a failure to issue. */
+static gboolean
+issue_more (Copy *copy, gint64 now)
+{
+  gboolean copy_dirty_only = copy->spec->bitmap != NULL;
+
+  while (!copy->error && copy->frontier < copy->stats->end
+         && !(copy->spec->stop && g_atomic_int_get (copy->spec->stop)))
+    {
+      Extent *extent;
+      guint64 extent_end, length;
+      int conn;
+
+      if (copy->next_extent >= copy->extents->len && !fetch_extents (copy))
+        return FALSE;
+      extent = &g_array_index (copy->extents, Extent, copy->next_extent);
+      extent_end = extent->offset + extent->length;
+      if (copy->frontier >= extent_end)
+        {
+          copy->next_extent++;
+          continue;
+        }
+
+      if (copy_dirty_only && !(extent->flags & 1))
+        {
+          /* Clean: nothing to send. */
+          copy->stats->bytes_skipped += extent_end - copy->frontier;
+          copy->frontier = extent_end;
+          continue;
+        }
+      conn = pick_connection (copy);
+      if (conn < 0)
+        break;
+
+      if (!copy_dirty_only && (extent->flags & LIBNBD_STATE_ZERO))
+        {
+          Request *request;
+
+          length = MIN (extent_end - copy->frontier, MAX_ZERO_REQUEST);
+          request = new_request (copy, copy->frontier, length, conn);
+          copy->frontier += length;
+          if (!issue_zero (copy, request))
+            {
+              request->failed = TRUE;
+              copy->in_flight[conn]--;
+              return FALSE;
+            }
+          continue;
+        }
+
+      length = MIN (extent_end - copy->frontier, copy->request_size);
+      if (copy->spec->rate)
+        {
+          gint64 wait = vms_rate_try_take (copy->spec->rate, length, now);
+
+          if (wait > 0)
+            {
+              copy->rate_wake_us = now + wait;
+              break;
+            }
+        }
+      {
+        Request *request = new_request (copy, copy->frontier, length, conn);
+        nbd_completion_callback done = { .callback = read_done,
+                                         .user_data = request };
+
+        if (copy_dirty_only)
+          copy->stats->dirty_bytes += length;
+        request->buffer = take_buffer (copy);
+        copy->frontier += length;
+        if (nbd_aio_pread (copy->src[conn], request->buffer, length,
+                           request->offset, done, 0) < 0)
+          {
+            set_error (copy, VMS_COPY_ERROR_SOURCE,
+                       "reading at %" G_GUINT64_FORMAT ": %s",
+                       request->offset, nbd_get_error ());
+            request->failed = TRUE;
+            copy->in_flight[conn]--;
+            return FALSE;
+          }
+      }
+    }
+  return TRUE;
+}
+
+/* Drop finished requests from the head and move the watermark. */
+static void
+retire (Copy *copy)
+{
+  Request *head;
+
+  while ((head = g_queue_peek_head (&copy->requests)) && head->done)
+    {
+      g_queue_pop_head (&copy->requests);
+      g_free (head);
+    }
+  head = g_queue_peek_head (&copy->requests);
+  copy->stats->watermark = head ? head->offset : copy->frontier;
+}
+
+static guint
+requests_in_flight (Copy *copy)
+{
+  guint total = 0;
+
+  for (guint i = 0; i < copy->n; i++)
+    total += copy->in_flight[i];
+  return total;
+}
+
+/* ---- durability ---- */
+
+static int poll_handles (Copy *copy, int timeout_ms);
+static void check_dead_handles (Copy *copy);
+
+static int
+flush_done (void *user_data, int *error)
+{
+  Copy *copy = user_data;
+
+  copy->flush_pending = FALSE;
+  copy->flush_errno = *error;
+  copy->last_activity_us = g_get_monotonic_time ();
+  return 1;
+}
+
+/* FLUSH the destination, waiting no longer than the I/O timeout: a
+ * synchronous flush would hang for as long as a cut link stays cut.
+ * Other requests keep completing meanwhile. */
+static gboolean
+flush_destination (Copy *copy)
+{
+  nbd_completion_callback done = { .callback = flush_done,
+                                   .user_data = copy };
+  gint64 deadline = g_get_monotonic_time ()
+                    + copy->io_timeout_ms * (gint64) 1000;
+
+  /* With multi-conn one FLUSH covers writes acknowledged on every
+   * connection; without it there is only one connection. */
+  copy->flush_pending = TRUE;
+  if (nbd_aio_flush (copy->dst[0], done, 0) < 0)
+    {
+      copy->flush_pending = FALSE;
+      set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
+                 nbd_get_error ());
+      return FALSE;
+    }
+  while (copy->flush_pending)
+    {
+      if (g_get_monotonic_time () > deadline)
+        {
+          set_error (copy, VMS_COPY_ERROR_TIMEOUT,
+                     "the destination did not answer a FLUSH for %u s",
+                     copy->io_timeout_ms / 1000);
+          return FALSE;
+        }
+      if (poll_handles (copy, MAX_POLL_MS) < 0)
+        {
+          set_error (copy, VMS_COPY_ERROR_DEST, "poll: %s",
+                     g_strerror (errno));
+          return FALSE;
+        }
+      if (nbd_aio_is_dead (copy->dst[0]))
+        {
+          set_error (copy, VMS_COPY_ERROR_DEST,
+                     "the destination connection was lost during a FLUSH: %s",
+                     nbd_get_error ());
+          return FALSE;
+        }
+    }
+  if (copy->flush_errno)
+    {
+      set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
+                 g_strerror (copy->flush_errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* FLUSH what is below the watermark and report it as a checkpoint. */
+static gboolean
+checkpoint (Copy *copy)
+{
+  guint64 watermark = copy->stats->watermark;
+  GError *error = NULL;
+
+  copy->last_checkpoint_us = g_get_monotonic_time ();
+  if (!flush_destination (copy))
+    return FALSE;
+  copy->stats->flushes++;
+  copy->stats->durable = watermark;
+  copy->checkpoint_watermark = watermark;
+  if (copy->spec->checkpoint
+      && !copy->spec->checkpoint (copy->stats, copy->spec->user_data, &error))
+    {
+      if (!copy->error)
+        copy->error = error;
+      else
+        g_error_free (error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+checkpoint_due (Copy *copy, gint64 now)
+{
+  const VmsCopySpec *spec = copy->spec;
+  guint64 bytes = spec->checkpoint_bytes ? spec->checkpoint_bytes
+                                         : VMS_COPY_DEFAULT_CHECKPOINT_BYTES;
+  guint ms = spec->checkpoint_ms ? spec->checkpoint_ms
+                                 : VMS_COPY_DEFAULT_CHECKPOINT_MS;
+
+  if (copy->stats->watermark <= copy->checkpoint_watermark)
+    return FALSE;
+  return copy->stats->watermark - copy->checkpoint_watermark >= bytes
+         || now - copy->last_checkpoint_us >= ms * (gint64) 1000;
+}
+
+/* ---- the loop ---- */
+
+static int
+poll_handles (Copy *copy, int timeout_ms)
+{
+  struct pollfd fds[2 * VMS_COPY_MAX_CONNECTIONS];
+  struct nbd_handle *handles[2 * VMS_COPY_MAX_CONNECTIONS];
+  guint count = 0;
+  int ready;
+
+  for (guint i = 0; i < 2 * copy->n; i++)
+    {
+      struct nbd_handle *nbd = i < copy->n ? copy->src[i]
+                                           : copy->dst[i - copy->n];
+      unsigned direction = nbd_aio_get_direction (nbd);
+      int fd = nbd_aio_get_fd (nbd);
+
+      if (fd < 0)
+        continue;
+      handles[count] = nbd;
+      fds[count].fd = fd;
+      fds[count].events
+          = ((direction & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0)
+            | ((direction & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0);
+      fds[count].revents = 0;
+      count++;
+    }
+  ready = poll (fds, count, timeout_ms);
+  if (ready < 0)
+    return errno == EINTR ? 0 : -1;
+  for (guint i = 0; i < count; i++)
+    {
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+        nbd_aio_notify_read (handles[i]);
+      else if (fds[i].revents & POLLOUT)
+        nbd_aio_notify_write (handles[i]);
+    }
+  return ready;
+}
+
+static void
+check_dead_handles (Copy *copy)
+{
+  for (guint i = 0; i < copy->n; i++)
+    {
+      if (nbd_aio_is_dead (copy->src[i]) || nbd_aio_is_closed (copy->src[i]))
+        set_error (copy, VMS_COPY_ERROR_SOURCE,
+                   "the source connection was lost: %s", nbd_get_error ());
+      if (nbd_aio_is_dead (copy->dst[i]) || nbd_aio_is_closed (copy->dst[i]))
+        set_error (copy, VMS_COPY_ERROR_DEST,
+                   "the destination connection was lost: %s",
+                   nbd_get_error ());
+    }
+}
+
+/* Requests that failed or never completed are lost with the connections;
+ * free their records. */
+static void
+free_requests (Copy *copy)
+{
+  Request *request;
+
+  while ((request = g_queue_pop_head (&copy->requests)))
+    {
+      g_free (request->buffer);
+      g_free (request);
+    }
+}
+
+static gboolean
+run_loop (Copy *copy)
+{
+  const VmsCopySpec *spec = copy->spec;
+  guint io_timeout_ms = copy->io_timeout_ms;
+
+  for (;;)
+    {
+      gint64 now = g_get_monotonic_time ();
+      gboolean stopping = (spec->stop && g_atomic_int_get (spec->stop))
+                          || copy->error;
+      int timeout_ms = MAX_POLL_MS;
+
+      if (!stopping && (!copy->rate_wake_us || now >= copy->rate_wake_us))
+        {
+          copy->rate_wake_us = 0;
+          issue_more (copy, now);
+        }
+      retire (copy);
+      if (requests_in_flight (copy) == 0
+          && (copy->error || copy->frontier >= copy->stats->end
+              || (spec->stop && g_atomic_int_get (spec->stop))))
+        break;
+      if (!copy->error && checkpoint_due (copy, now))
+        checkpoint (copy);
+
+      if (now - copy->last_progress_us >= PROGRESS_INTERVAL_US)
+        {
+          copy->last_progress_us = now;
+          if (spec->progress)
+            spec->progress (copy->stats, spec->user_data);
+        }
+      if (requests_in_flight (copy) > 0
+          && now - copy->last_activity_us > io_timeout_ms * (gint64) 1000)
+        {
+          set_error (copy, VMS_COPY_ERROR_TIMEOUT,
+                     "no reply from the source or destination for %u s "
+                     "(link down?)", io_timeout_ms / 1000);
+          /* The stuck requests will never complete: leave now. */
+          return FALSE;
+        }
+      if (copy->rate_wake_us)
+        timeout_ms = CLAMP ((copy->rate_wake_us - now) / 1000 + 1, 1,
+                            MAX_POLL_MS);
+      if (poll_handles (copy, timeout_ms) < 0)
+        {
+          set_error (copy, VMS_COPY_ERROR_SOURCE, "poll: %s",
+                     g_strerror (errno));
+          return FALSE;
+        }
+      check_dead_handles (copy);
+    }
+  return copy->error == NULL;
+}
+
+static gboolean
+validate (const VmsCopySpec *spec, GError **error)
+{
+  if (!spec->source_uri || !spec->dest_uri)
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_INVALID,
+                   "a source and a destination are needed");
+      return FALSE;
+    }
+  if (spec->request_size
+      && (spec->request_size < 4096
+          || spec->request_size > VMS_COPY_MAX_REQUEST_SIZE))
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_INVALID,
+                   "request size %u is outside 4096..%d", spec->request_size,
+                   VMS_COPY_MAX_REQUEST_SIZE);
+      return FALSE;
+    }
+  if (spec->connections > VMS_COPY_MAX_CONNECTIONS
+      || spec->queue_depth > VMS_COPY_MAX_QUEUE_DEPTH)
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_INVALID,
+                   "at most %d connections and %d requests in flight each",
+                   VMS_COPY_MAX_CONNECTIONS, VMS_COPY_MAX_QUEUE_DEPTH);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
+{
+  Copy copy = { .spec = spec, .stats = stats };
+  g_autofree char *bitmap_context = NULL;
+  guint io_timeout_ms = spec->io_timeout_ms ? spec->io_timeout_ms
+                                            : VMS_COPY_DEFAULT_IO_TIMEOUT_MS;
+  gboolean ok = FALSE;
+  int64_t size;
+
+  if (!validate (spec, error))
+    return FALSE;
+  if (spec->bitmap)
+    bitmap_context = g_strdup_printf ("qemu:dirty-bitmap:%s", spec->bitmap);
+  copy.map_context = spec->bitmap ? bitmap_context : "base:allocation";
+  copy.io_timeout_ms = io_timeout_ms;
+  copy.request_size = spec->request_size ? spec->request_size
+                                         : VMS_COPY_DEFAULT_REQUEST_SIZE;
+  copy.depth = spec->queue_depth ? spec->queue_depth
+                                 : VMS_COPY_DEFAULT_QUEUE_DEPTH;
+  copy.extents = g_array_new (FALSE, FALSE, sizeof (Extent));
+  copy.free_buffers = g_ptr_array_new_with_free_func (g_free);
+  g_queue_init (&copy.requests);
+
+  if (!connect_all (&copy,
+                    spec->connections ? spec->connections
+                                      : VMS_COPY_DEFAULT_CONNECTIONS,
+                    io_timeout_ms, error))
+    goto out;
+  copy.in_flight = g_new0 (guint, copy.n);
+
+  size = nbd_get_size (copy.map);
+  if (size < 0 || nbd_get_size (copy.dst[0]) < size)
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_DEST,
+                   "the destination holds %" G_GINT64_FORMAT " bytes, the "
+                   "source %" G_GINT64_FORMAT, nbd_get_size (copy.dst[0]),
+                   size);
+      goto out;
+    }
+  stats->end = spec->end ? MIN (spec->end, (guint64) size) : (guint64) size;
+  if (spec->start > stats->end)
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_INVALID,
+                   "start %" G_GUINT64_FORMAT " is beyond the end %"
+                   G_GUINT64_FORMAT, spec->start, stats->end);
+      goto out;
+    }
+  copy.frontier = spec->start;
+  stats->watermark = stats->durable = copy.checkpoint_watermark = spec->start;
+  copy.last_checkpoint_us = copy.last_activity_us = g_get_monotonic_time ();
+
+  ok = run_loop (&copy);
+  retire (&copy);
+  /* Whatever is acknowledged below the watermark is worth a last FLUSH,
+   * also after a failure: it is less to send again. */
+  if (!nbd_aio_is_dead (copy.dst[0])
+      && !g_error_matches (copy.error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT)
+      && (copy.stats->watermark > copy.checkpoint_watermark || ok))
+    ok = checkpoint (&copy) && ok;
+  if (spec->progress)
+    spec->progress (stats, spec->user_data);
+  if (!ok || copy.error)
+    {
+      ok = FALSE;
+      if (copy.error)
+        g_propagate_error (error, g_steal_pointer (&copy.error));
+    }
+  else if (spec->stop && g_atomic_int_get (spec->stop)
+           && stats->durable < stats->end)
+    {
+      ok = FALSE;
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED,
+                   "stopped at %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT,
+                   stats->durable, stats->end);
+    }
+
+out:
+  /* Close before freeing requests: closing retires pending callbacks. */
+  close_all (&copy);
+  free_requests (&copy);
+  g_clear_error (&copy.error);
+  g_free (copy.src);
+  g_free (copy.dst);
+  g_free (copy.in_flight);
+  g_array_unref (copy.extents);
+  g_ptr_array_unref (copy.free_buffers);
+  return ok;
+}

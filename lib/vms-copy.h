@@ -1,0 +1,98 @@
+/* vmshift: copy a disk range from an NBD source to an NBD destination.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "vms-rate.h"
+
+G_BEGIN_DECLS
+
+#define VMS_COPY_ERROR (vms_copy_error_quark ())
+GQuark vms_copy_error_quark (void);
+
+typedef enum
+{
+  VMS_COPY_ERROR_CONNECT,   /* an endpoint could not be reached */
+  VMS_COPY_ERROR_SOURCE,    /* reading or mapping the source failed */
+  VMS_COPY_ERROR_DEST,      /* writing or flushing the destination failed */
+  VMS_COPY_ERROR_TIMEOUT,   /* no reply within the I/O timeout */
+  VMS_COPY_ERROR_STOPPED,   /* stopped on request (Ctrl-C) */
+  VMS_COPY_ERROR_INVALID,   /* bad parameters */
+} VmsCopyError;
+
+/* nbdcopy's default request: big enough to amortise a round trip on a
+ * LAN, small enough to keep many in flight. */
+#define VMS_COPY_DEFAULT_REQUEST_SIZE (256 * 1024)
+/* QEMU's NBD server refuses requests above 32 MiB. */
+#define VMS_COPY_MAX_REQUEST_SIZE (32 * 1024 * 1024)
+/* Requests in flight per connection. */
+#define VMS_COPY_DEFAULT_QUEUE_DEPTH 16
+#define VMS_COPY_MAX_QUEUE_DEPTH 256
+/* Connections per side when the server allows multi-conn. */
+#define VMS_COPY_DEFAULT_CONNECTIONS 4
+#define VMS_COPY_MAX_CONNECTIONS 16
+/* A FLUSH and a checkpoint after this much data, or this much time,
+ * whichever comes first: what a crash can cost us again. */
+#define VMS_COPY_DEFAULT_CHECKPOINT_BYTES (64 * 1024 * 1024)
+#define VMS_COPY_DEFAULT_CHECKPOINT_MS 10000
+/* A peer that answers nothing for this long is taken for gone. */
+#define VMS_COPY_DEFAULT_IO_TIMEOUT_MS 60000
+
+typedef struct
+{
+  guint64 watermark;      /* every byte below is at the destination */
+  guint64 durable;        /* every byte below was covered by a FLUSH */
+  guint64 end;            /* end of the range being copied */
+  guint64 bytes_read;     /* read from the source */
+  guint64 bytes_written;  /* data written to the destination (on the wire) */
+  guint64 bytes_zeroed;   /* ranges zeroed at the destination (no payload) */
+  guint64 bytes_skipped;  /* clean ranges not sent */
+  guint64 dirty_bytes;    /* dirty mode: dirty bytes seen in the map so far */
+  guint flushes;          /* FLUSH requests completed */
+} VmsCopyStats;
+
+/* Called after each FLUSH: stats->durable may be recorded as done.
+ * Returning FALSE stops the copy with that error. */
+typedef gboolean (*VmsCopyCheckpointFunc) (const VmsCopyStats *stats,
+                                           gpointer user_data,
+                                           GError **error);
+
+/* Called a few times a second with the current figures. */
+typedef void (*VmsCopyProgressFunc) (const VmsCopyStats *stats,
+                                     gpointer user_data);
+
+typedef struct
+{
+  const char *source_uri;  /* NBD URI of the source (QEMU's export) */
+  const char *bitmap;      /* copy only what qemu:dirty-bitmap:BITMAP marks;
+                              NULL: copy all, zeroing holes and zeroes */
+  const char *dest_uri;    /* NBD URI of the destination replica */
+  guint64 start;           /* first byte to copy */
+  guint64 end;             /* one past the last; 0 means the source size */
+  guint connections;       /* per side; 0: default */
+  guint queue_depth;       /* per connection; 0: default */
+  guint32 request_size;    /* bytes per read; 0: default */
+  guint64 checkpoint_bytes;/* 0: default */
+  guint checkpoint_ms;     /* 0: default */
+  guint io_timeout_ms;     /* 0: default */
+  VmsRate *rate;           /* bandwidth limit, or NULL */
+  volatile gint *stop;     /* nonzero asks for a clean stop (signal safe) */
+  VmsCopyCheckpointFunc checkpoint; /* or NULL */
+  VmsCopyProgressFunc progress;     /* or NULL */
+  gpointer user_data;      /* for both callbacks */
+} VmsCopySpec;
+
+/* Copy [start, end) of the source to the destination.  Requests are
+ * issued in offset order, many in flight on several connections; data that
+ * reads as zeroes is sent as a zero request.  On success everything is
+ * flushed and stats->durable == end.  On failure or stop, whatever could
+ * be flushed was, and the last checkpoint says where to resume. */
+gboolean vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats,
+                       GError **error);
+
+/* TRUE if length bytes at buffer are all zero. */
+gboolean vms_copy_is_zero (const void *buffer, gsize length);
+
+G_END_DECLS

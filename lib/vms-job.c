@@ -1,0 +1,391 @@
+/* vmshift: the state of a job, kept so that no work is done twice.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-glib/json-glib.h>
+#include <unistd.h>
+
+G_DEFINE_QUARK (vms-job-error-quark, vms_job_error)
+
+static const char *const phase_names[] = { "copying", "synced" };
+
+const char *
+vms_job_phase_name (VmsJobPhase phase)
+{
+  return phase < G_N_ELEMENTS (phase_names) ? phase_names[phase] : "unknown";
+}
+
+gboolean
+vms_job_id_is_valid (const char *id, GError **error)
+{
+  gsize length = strlen (id);
+
+  for (gsize i = 0; i < length; i++)
+    if (!g_ascii_isalnum (id[i]) && id[i] != '-' && id[i] != '_'
+        && id[i] != '.')
+      {
+        g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                     "job id may hold letters, digits, '-', '_' and '.' "
+                     "only");
+        return FALSE;
+      }
+  if (length == 0 || length > VMS_JOB_MAX_ID || id[0] == '.' || id[0] == '-')
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                   "job id must have 1 to %d characters and not start with "
+                   "'.' or '-'", VMS_JOB_MAX_ID);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+disk_free (gpointer data)
+{
+  VmsJobDisk *disk = data;
+
+  g_free (disk->name);
+  g_free (disk->node);
+  g_free (disk->format);
+  g_free (disk->replica);
+  g_free (disk->recording_bitmap);
+  g_free (disk->copying_bitmap);
+  g_free (disk);
+}
+
+VmsJob *
+vms_job_new (const char *state_dir, const char *id)
+{
+  VmsJob *job = g_new0 (VmsJob, 1);
+
+  job->id = g_strdup (id);
+  job->state_dir = g_strdup (state_dir);
+  job->disks = g_ptr_array_new_with_free_func (disk_free);
+  job->created = g_get_real_time () / G_USEC_PER_SEC;
+  job->vm_name = g_strdup ("");
+  job->vm_uuid = g_strdup ("");
+  return job;
+}
+
+void
+vms_job_free (VmsJob *job)
+{
+  if (!job)
+    return;
+  g_ptr_array_unref (job->disks);
+  g_free (job->id);
+  g_free (job->state_dir);
+  g_free (job->source);
+  g_free (job->sink);
+  g_free (job->vm_name);
+  g_free (job->vm_uuid);
+  g_free (job);
+}
+
+VmsJobDisk *
+vms_job_add_disk (VmsJob *job, const char *name)
+{
+  VmsJobDisk *disk = g_new0 (VmsJobDisk, 1);
+
+  disk->name = g_strdup (name);
+  g_ptr_array_add (job->disks, disk);
+  return disk;
+}
+
+VmsJobDisk *
+vms_job_find_disk (VmsJob *job, const char *name)
+{
+  for (guint i = 0; i < job->disks->len; i++)
+    {
+      VmsJobDisk *disk = job->disks->pdata[i];
+
+      if (g_str_equal (disk->name, name))
+        return disk;
+    }
+  return NULL;
+}
+
+static char *
+job_path (const char *state_dir, const char *id)
+{
+  g_autofree char *file = g_strconcat (id, ".json", NULL);
+
+  return g_build_filename (state_dir, file, NULL);
+}
+
+/* Serialisation: one helper per type keeps the field list readable. */
+static void
+put_string (JsonBuilder *builder, const char *name, const char *value)
+{
+  json_builder_set_member_name (builder, name);
+  if (value)
+    json_builder_add_string_value (builder, value);
+  else
+    json_builder_add_null_value (builder);
+}
+
+static void
+put_int (JsonBuilder *builder, const char *name, gint64 value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_int_value (builder, value);
+}
+
+static void
+put_bool (JsonBuilder *builder, const char *name, gboolean value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_boolean_value (builder, value);
+}
+
+static void
+build_disk (JsonBuilder *builder, const VmsJobDisk *disk)
+{
+  json_builder_begin_object (builder);
+  put_string (builder, "name", disk->name);
+  put_string (builder, "node", disk->node);
+  put_string (builder, "format", disk->format);
+  put_int (builder, "size", disk->size);
+  put_string (builder, "replica", disk->replica);
+  put_bool (builder, "persistent", disk->persistent);
+  put_int (builder, "round", disk->round);
+  put_string (builder, "recording-bitmap", disk->recording_bitmap);
+  put_string (builder, "copying-bitmap", disk->copying_bitmap);
+  put_int (builder, "round-dirty", disk->round_dirty);
+  put_int (builder, "watermark", disk->watermark);
+  put_int (builder, "last-round-dirty", disk->last_round_dirty);
+  put_int (builder, "bytes-read", disk->bytes_read);
+  put_int (builder, "bytes-written", disk->bytes_written);
+  put_int (builder, "bytes-zeroed", disk->bytes_zeroed);
+  put_int (builder, "resumed-from", disk->resumed_from);
+  json_builder_end_object (builder);
+}
+
+static char *
+serialise (const VmsJob *job)
+{
+  g_autoptr (JsonBuilder) builder = json_builder_new ();
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+
+  json_builder_begin_object (builder);
+  put_int (builder, "version", 1);
+  put_string (builder, "id", job->id);
+  put_string (builder, "source", job->source);
+  put_string (builder, "sink", job->sink);
+  put_string (builder, "vm-name", job->vm_name);
+  put_string (builder, "vm-uuid", job->vm_uuid);
+  put_string (builder, "phase", vms_job_phase_name (job->phase));
+  put_int (builder, "runs", job->runs);
+  put_int (builder, "created", job->created);
+  put_int (builder, "updated", job->updated);
+  json_builder_set_member_name (builder, "disks");
+  json_builder_begin_array (builder);
+  for (guint i = 0; i < job->disks->len; i++)
+    build_disk (builder, job->disks->pdata[i]);
+  json_builder_end_array (builder);
+  json_builder_end_object (builder);
+
+  root = json_builder_get_root (builder);
+  json_generator_set_root (generator, root);
+  json_generator_set_pretty (generator, TRUE);
+  return json_generator_to_data (generator, NULL);
+}
+
+static gboolean
+sync_directory (const char *path, GError **error)
+{
+  int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int saved;
+
+  if (fd >= 0 && fsync (fd) == 0)
+    {
+      close (fd);
+      return TRUE;
+    }
+  saved = errno;
+  if (fd >= 0)
+    close (fd);
+  g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO, "fsync %s: %s", path,
+               g_strerror (saved));
+  return FALSE;
+}
+
+gboolean
+vms_job_save (VmsJob *job, GError **error)
+{
+  g_autofree char *path = job_path (job->state_dir, job->id);
+  g_autofree char *text = NULL;
+  g_autoptr (GError) write_error = NULL;
+
+  if (g_mkdir_with_parents (job->state_dir, 0700) < 0)
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO,
+                   "cannot create state directory %s: %s", job->state_dir,
+                   g_strerror (errno));
+      return FALSE;
+    }
+  job->updated = g_get_real_time () / G_USEC_PER_SEC;
+  text = serialise (job);
+  if (!g_file_set_contents_full (path, text, -1,
+                                 G_FILE_SET_CONTENTS_CONSISTENT
+                                     | G_FILE_SET_CONTENTS_DURABLE,
+                                 0600, &write_error))
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO,
+                   "cannot save job state: %s", write_error->message);
+      return FALSE;
+    }
+  return sync_directory (job->state_dir, error);
+}
+
+/* Loading: members are checked for type; a file that does not hold what
+ * we wrote is refused rather than half-trusted. */
+typedef struct
+{
+  JsonObject *object; /* what is being read */
+  const char *path;   /* for messages */
+  gboolean ok;        /* no member was missing or mistyped */
+} Reader;
+
+static const char *
+get_string (Reader *reader, const char *name, gboolean nullable)
+{
+  JsonNode *node = json_object_get_member (reader->object, name);
+
+  if (node && JSON_NODE_HOLDS_NULL (node) && nullable)
+    return NULL;
+  if (!node || !JSON_NODE_HOLDS_VALUE (node)
+      || json_node_get_value_type (node) != G_TYPE_STRING)
+    {
+      reader->ok = FALSE;
+      return NULL;
+    }
+  return json_node_get_string (node);
+}
+
+static gint64
+get_int (Reader *reader, const char *name)
+{
+  JsonNode *node = json_object_get_member (reader->object, name);
+
+  if (!node || !JSON_NODE_HOLDS_VALUE (node)
+      || json_node_get_value_type (node) != G_TYPE_INT64
+      || json_node_get_int (node) < 0)
+    {
+      reader->ok = FALSE;
+      return 0;
+    }
+  return json_node_get_int (node);
+}
+
+static gboolean
+get_bool (Reader *reader, const char *name)
+{
+  JsonNode *node = json_object_get_member (reader->object, name);
+
+  if (!node || !JSON_NODE_HOLDS_VALUE (node)
+      || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
+    {
+      reader->ok = FALSE;
+      return FALSE;
+    }
+  return json_node_get_boolean (node);
+}
+
+static gboolean
+read_disk (VmsJob *job, JsonNode *node, const char *path)
+{
+  Reader reader = { NULL, path, TRUE };
+  VmsJobDisk *disk;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return FALSE;
+  reader.object = json_node_get_object (node);
+  disk = vms_job_add_disk (job, "");
+  g_free (disk->name);
+  disk->name = g_strdup (get_string (&reader, "name", FALSE));
+  disk->node = g_strdup (get_string (&reader, "node", FALSE));
+  disk->format = g_strdup (get_string (&reader, "format", FALSE));
+  disk->size = get_int (&reader, "size");
+  disk->replica = g_strdup (get_string (&reader, "replica", FALSE));
+  disk->persistent = get_bool (&reader, "persistent");
+  disk->round = get_int (&reader, "round");
+  disk->recording_bitmap = g_strdup (get_string (&reader, "recording-bitmap",
+                                                 TRUE));
+  disk->copying_bitmap = g_strdup (get_string (&reader, "copying-bitmap",
+                                               TRUE));
+  disk->round_dirty = get_int (&reader, "round-dirty");
+  disk->watermark = get_int (&reader, "watermark");
+  disk->last_round_dirty = get_int (&reader, "last-round-dirty");
+  disk->bytes_read = get_int (&reader, "bytes-read");
+  disk->bytes_written = get_int (&reader, "bytes-written");
+  disk->bytes_zeroed = get_int (&reader, "bytes-zeroed");
+  disk->resumed_from = get_int (&reader, "resumed-from");
+  return reader.ok && disk->watermark <= disk->size;
+}
+
+VmsJob *
+vms_job_load (const char *state_dir, const char *id, GError **error)
+{
+  g_autofree char *path = job_path (state_dir, id);
+  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+  g_autoptr (GError) load_error = NULL;
+  g_autoptr (VmsJob) job = NULL;
+  Reader reader = { NULL, path, TRUE };
+  const char *phase;
+  JsonNode *root, *disks;
+
+  if (!vms_job_id_is_valid (id, error))
+    return NULL;
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_NOT_FOUND,
+                   "no job '%s' in %s", id, state_dir);
+      return NULL;
+    }
+  if (!json_parser_load_from_mapped_file (parser, path, &load_error))
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_CORRUPT,
+                   "job state %s: %s", path, load_error->message);
+      return NULL;
+    }
+  root = json_parser_get_root (parser);
+  if (!root || !JSON_NODE_HOLDS_OBJECT (root))
+    goto corrupt;
+  reader.object = json_node_get_object (root);
+  job = vms_job_new (state_dir, id);
+  if (get_int (&reader, "version") != 1
+      || g_strcmp0 (get_string (&reader, "id", FALSE), id) != 0)
+    goto corrupt;
+  job->source = g_strdup (get_string (&reader, "source", FALSE));
+  job->sink = g_strdup (get_string (&reader, "sink", FALSE));
+  g_free (job->vm_name);
+  job->vm_name = g_strdup (get_string (&reader, "vm-name", FALSE));
+  g_free (job->vm_uuid);
+  job->vm_uuid = g_strdup (get_string (&reader, "vm-uuid", FALSE));
+  phase = get_string (&reader, "phase", FALSE);
+  job->phase = g_strcmp0 (phase, "synced") == 0 ? VMS_JOB_PHASE_SYNCED
+                                                 : VMS_JOB_PHASE_COPYING;
+  job->runs = get_int (&reader, "runs");
+  job->created = get_int (&reader, "created");
+  job->updated = get_int (&reader, "updated");
+  disks = json_object_get_member (reader.object, "disks");
+  if (!reader.ok || !disks || !JSON_NODE_HOLDS_ARRAY (disks))
+    goto corrupt;
+  for (guint i = 0; i < json_array_get_length (json_node_get_array (disks));
+       i++)
+    if (!read_disk (job,
+                    json_array_get_element (json_node_get_array (disks), i),
+                    path))
+      goto corrupt;
+  return g_steal_pointer (&job);
+
+corrupt:
+  g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_CORRUPT,
+               "job state %s is damaged or from another version", path);
+  return NULL;
+}

@@ -1,0 +1,83 @@
+/* vmshift: the state of a job, kept so that no work is done twice.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define VMS_JOB_ERROR (vms_job_error_quark ())
+GQuark vms_job_error_quark (void);
+
+typedef enum
+{
+  VMS_JOB_ERROR_NOT_FOUND,  /* no such job in the state directory */
+  VMS_JOB_ERROR_CORRUPT,    /* the state file cannot be read */
+  VMS_JOB_ERROR_IO,         /* the state file cannot be written */
+  VMS_JOB_ERROR_MISMATCH,   /* the job belongs to another VM or sink */
+} VmsJobError;
+
+/* Longest job id; ids become file and bitmap names. */
+#define VMS_JOB_MAX_ID 64
+
+typedef struct
+{
+  char *name;              /* disk name (guest device id) */
+  char *node;              /* QEMU format node the bitmaps live on */
+  char *format;            /* image format, e.g. "qcow2" */
+  guint64 size;            /* virtual size in bytes */
+  char *replica;           /* replica name at the sink */
+  gboolean persistent;     /* bitmaps are stored in the image */
+  guint round;             /* 0: background copy; k >= 1: dirty round k */
+  char *recording_bitmap;  /* enabled bitmap collecting new writes */
+  char *copying_bitmap;    /* disabled bitmap of the round being copied */
+  guint64 round_dirty;     /* dirty bytes of the round being copied */
+  guint64 watermark;       /* durable position of the current pass */
+  guint64 last_round_dirty;/* dirty bytes of the last finished round */
+  guint64 bytes_read;      /* from the source, all runs, to the last checkpoint */
+  guint64 bytes_written;   /* data sent to the sink, likewise */
+  guint64 bytes_zeroed;    /* zeroed at the sink, likewise */
+  guint64 resumed_from;    /* watermark the latest run started from */
+} VmsJobDisk;
+
+typedef enum
+{
+  VMS_JOB_PHASE_COPYING,  /* background copy or dirty rounds in progress */
+  VMS_JOB_PHASE_SYNCED,   /* rounds ended; bitmaps left recording */
+} VmsJobPhase;
+
+typedef struct
+{
+  char *id;           /* job id, also the file name */
+  char *state_dir;    /* where the file lives */
+  char *source;       /* QMP address of the source */
+  char *sink;         /* sink URI, without export name */
+  char *vm_name;      /* from query-name, "" if unnamed */
+  char *vm_uuid;      /* from query-uuid */
+  VmsJobPhase phase;  /* where the job stands */
+  guint runs;         /* times a sync ran on this job */
+  gint64 created;     /* seconds since the epoch */
+  gint64 updated;     /* last save */
+  GPtrArray *disks;   /* VmsJobDisk* */
+} VmsJob;
+
+gboolean vms_job_id_is_valid (const char *id, GError **error);
+
+VmsJob *vms_job_new (const char *state_dir, const char *id);
+VmsJobDisk *vms_job_add_disk (VmsJob *job, const char *name);
+VmsJobDisk *vms_job_find_disk (VmsJob *job, const char *name);
+void vms_job_free (VmsJob *job);
+
+/* Read STATE_DIR/ID.json. */
+VmsJob *vms_job_load (const char *state_dir, const char *id, GError **error);
+
+/* Write the file atomically and durably (temp file, fsync, rename, fsync
+ * of the directory): a crash leaves the old state or the new one. */
+gboolean vms_job_save (VmsJob *job, GError **error);
+
+const char *vms_job_phase_name (VmsJobPhase phase);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsJob, vms_job_free)
+
+G_END_DECLS

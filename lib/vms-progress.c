@@ -1,0 +1,202 @@
+/* vmshift: progress for people and for programs.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-progress.h"
+
+#include <unistd.h>
+
+/* Weight of the newest sample in the smoothed rate: about a three second
+ * memory at four updates a second. */
+#define RATE_SMOOTHING 0.08
+/* Text mode prints a line this often at most. */
+#define TEXT_INTERVAL_US (5 * G_USEC_PER_SEC)
+/* Width of the bar in characters. */
+#define BAR_WIDTH 30
+
+struct _VmsProgress
+{
+  VmsProgressMode mode;   /* how to show it */
+  gboolean bar_drawn;     /* a bar line is on screen, unterminated */
+  char *key;              /* disk/phase of the last update */
+  guint64 last_sent;      /* sent at the last update */
+  gint64 last_us;         /* time of the last update */
+  gint64 last_text_us;    /* time of the last text line */
+  double rate;            /* smoothed bytes per second */
+};
+
+VmsProgress *
+vms_progress_new (VmsProgressMode mode)
+{
+  VmsProgress *progress = g_new0 (VmsProgress, 1);
+
+  if (mode == VMS_PROGRESS_TEXT && isatty (STDERR_FILENO))
+    mode = VMS_PROGRESS_BAR;
+  progress->mode = mode;
+  return progress;
+}
+
+static void
+end_bar (VmsProgress *progress)
+{
+  if (progress->bar_drawn)
+    {
+      fputc ('\n', stderr);
+      progress->bar_drawn = FALSE;
+    }
+}
+
+void
+vms_progress_free (VmsProgress *progress)
+{
+  if (!progress)
+    return;
+  end_bar (progress);
+  g_free (progress->key);
+  g_free (progress);
+}
+
+double
+vms_progress_rate (VmsProgress *progress)
+{
+  return progress->rate;
+}
+
+static void
+print_json (JsonObject *object)
+{
+  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autofree char *text = NULL;
+
+  json_node_set_object (node, object);
+  json_generator_set_root (generator, node);
+  text = json_generator_to_data (generator, NULL);
+  printf ("%s\n", text);
+  fflush (stdout);
+}
+
+static char *
+format_eta (double seconds)
+{
+  guint64 s = seconds;
+
+  if (seconds < 0 || seconds > 100 * 3600)
+    return g_strdup ("--:--");
+  if (s >= 3600)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT ":%02u:%02u", s / 3600,
+                            (guint) (s / 60 % 60), (guint) (s % 60));
+  return g_strdup_printf ("%u:%02u", (guint) (s / 60), (guint) (s % 60));
+}
+
+void
+vms_progress_update (VmsProgress *progress, const char *disk,
+                     const char *phase, guint64 done, guint64 total,
+                     guint64 sent)
+{
+  g_autofree char *key = g_strconcat (disk, "/", phase, NULL);
+  gint64 now = g_get_monotonic_time ();
+  double eta;
+
+  if (g_strcmp0 (key, progress->key) != 0)
+    {
+      end_bar (progress);
+      g_free (progress->key);
+      progress->key = g_steal_pointer (&key);
+      progress->last_sent = sent;
+      progress->last_us = now;
+      progress->rate = 0;
+    }
+  else if (now > progress->last_us)
+    {
+      double sample = (double) (sent - MIN (sent, progress->last_sent))
+                      * G_USEC_PER_SEC / (now - progress->last_us);
+
+      progress->rate = progress->rate == 0
+                           ? sample
+                           : progress->rate
+                                 + RATE_SMOOTHING * (sample - progress->rate);
+      progress->last_sent = sent;
+      progress->last_us = now;
+    }
+  eta = progress->rate > 0 ? (double) (total - MIN (done, total))
+                                 * ((double) sent / MAX (done, 1))
+                                 / progress->rate
+                           : -1;
+
+  switch (progress->mode)
+    {
+    case VMS_PROGRESS_JSON:
+      {
+        JsonObject *object = json_object_new ();
+
+        json_object_set_string_member (object, "event", "progress");
+        json_object_set_string_member (object, "disk", disk);
+        json_object_set_string_member (object, "phase", phase);
+        json_object_set_int_member (object, "done", done);
+        json_object_set_int_member (object, "total", total);
+        json_object_set_int_member (object, "sent", sent);
+        json_object_set_int_member (object, "rate", (gint64) progress->rate);
+        json_object_set_int_member (object, "eta", eta < 0 ? -1 : (gint64) eta);
+        print_json (object);
+        json_object_unref (object);
+        break;
+      }
+    case VMS_PROGRESS_BAR:
+    case VMS_PROGRESS_TEXT:
+      {
+        g_autofree char *done_text = g_format_size (done);
+        g_autofree char *total_text = g_format_size (total);
+        g_autofree char *rate_text = g_format_size ((guint64) progress->rate);
+        g_autofree char *eta_text = format_eta (eta);
+        double fraction = total ? (double) done / total : 1;
+        char bar[BAR_WIDTH + 1];
+        guint filled = CLAMP (fraction * BAR_WIDTH, 0, BAR_WIDTH);
+
+        if (progress->mode == VMS_PROGRESS_TEXT)
+          {
+            if (now - progress->last_text_us < TEXT_INTERVAL_US
+                && done < total)
+              break;
+            progress->last_text_us = now;
+            g_printerr ("%s %s: %3.0f%% %s of %s, %s/s, ETA %s\n", disk,
+                        phase, fraction * 100, done_text, total_text,
+                        rate_text, eta_text);
+            break;
+          }
+        memset (bar, '#', filled);
+        memset (bar + filled, '.', BAR_WIDTH - filled);
+        bar[BAR_WIDTH] = 0;
+        g_printerr ("\r%s %-10s [%s] %3.0f%% %s/%s %s/s ETA %s\033[K", disk,
+                    phase, bar, fraction * 100, done_text, total_text,
+                    rate_text, eta_text);
+        progress->bar_drawn = TRUE;
+        break;
+      }
+    }
+}
+
+void
+vms_progress_event (VmsProgress *progress, const char *event,
+                    JsonObject *fields, const char *format, ...)
+{
+  g_autofree char *text = NULL;
+  va_list args;
+
+  va_start (args, format);
+  text = g_strdup_vprintf (format, args);
+  va_end (args);
+  if (progress->mode == VMS_PROGRESS_JSON)
+    {
+      JsonObject *object = fields ? fields : json_object_new ();
+
+      json_object_set_string_member (object, "event", event);
+      json_object_set_string_member (object, "message", text);
+      print_json (object);
+      json_object_unref (object);
+      return;
+    }
+  if (fields)
+    json_object_unref (fields);
+  end_bar (progress);
+  g_printerr ("%s\n", text);
+}

@@ -1,0 +1,43 @@
+/* vmshift: progress for people (a bar on a terminal) and for programs
+ * (one JSON object per line).
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <stdio.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+typedef enum
+{
+  VMS_PROGRESS_TEXT,  /* plain lines on stderr (not a terminal) */
+  VMS_PROGRESS_BAR,   /* a redrawn bar on stderr (a terminal) */
+  VMS_PROGRESS_JSON,  /* JSON lines on stdout */
+} VmsProgressMode;
+
+typedef struct _VmsProgress VmsProgress;
+
+/* mode TEXT is promoted to BAR when stderr is a terminal. */
+VmsProgress *vms_progress_new (VmsProgressMode mode);
+void vms_progress_free (VmsProgress *progress);
+
+/* Position of one pass: done of total bytes, sent bytes on the wire. */
+void vms_progress_update (VmsProgress *progress, const char *disk,
+                          const char *phase, guint64 done, guint64 total,
+                          guint64 sent);
+
+/* A notable moment, e.g. "round" with fields; text is what people read
+ * (printf format).  fields may be NULL; it is taken. */
+void vms_progress_event (VmsProgress *progress, const char *event,
+                         JsonObject *fields, const char *format, ...)
+    G_GNUC_PRINTF (4, 5);
+
+/* Rate in bytes per second over the last few seconds of updates. */
+double vms_progress_rate (VmsProgress *progress);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsProgress, vms_progress_free)
+
+G_END_DECLS

@@ -1,0 +1,72 @@
+/* vmshift: a token bucket that holds a copy to a bandwidth limit.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-rate.h"
+
+struct _VmsRate
+{
+  guint64 limit;       /* bytes per second, 0 for none */
+  double capacity;     /* bucket size in bytes */
+  double tokens;       /* bytes that may be sent now */
+  gint64 last_us;      /* when tokens were last refilled; 0 before first use */
+};
+
+VmsRate *
+vms_rate_new (guint64 bytes_per_second, guint64 burst)
+{
+  VmsRate *rate = g_new0 (VmsRate, 1);
+
+  rate->limit = bytes_per_second;
+  rate->capacity = MAX (burst, 1);
+  rate->tokens = rate->capacity;
+  return rate;
+}
+
+void
+vms_rate_free (VmsRate *rate)
+{
+  g_free (rate);
+}
+
+static void
+refill (VmsRate *rate, gint64 now_us)
+{
+  if (rate->last_us && now_us > rate->last_us)
+    rate->tokens = MIN (rate->capacity,
+                        rate->tokens
+                            + (double) (now_us - rate->last_us) * rate->limit
+                                  / G_USEC_PER_SEC);
+  rate->last_us = now_us;
+}
+
+gint64
+vms_rate_try_take (VmsRate *rate, guint64 bytes, gint64 now_us)
+{
+  double needed;
+
+  if (!rate || rate->limit == 0)
+    return 0;
+  refill (rate, now_us);
+  /* A request bigger than the bucket waits for a full bucket, then goes,
+   * leaving the bucket in debt: the average rate still holds. */
+  needed = MIN ((double) bytes, rate->capacity);
+  if (rate->tokens >= needed)
+    {
+      rate->tokens -= bytes;
+      return 0;
+    }
+  return (gint64) ((needed - rate->tokens) * G_USEC_PER_SEC / rate->limit) + 1;
+}
+
+void
+vms_rate_refund (VmsRate *rate, guint64 bytes)
+{
+  if (rate && rate->limit)
+    rate->tokens = MIN (rate->capacity, rate->tokens + bytes);
+}
+
+guint64
+vms_rate_get_limit (VmsRate *rate)
+{
+  return rate ? rate->limit : 0;
+}

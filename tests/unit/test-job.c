@@ -1,0 +1,177 @@
+/* Unit tests: job state files, and the zero test of the copy engine.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <glib/gstdio.h>
+
+#include "vms-copy.h"
+#include "vms-job.h"
+
+static int
+make_dir (void **state)
+{
+  *state = g_dir_make_tmp ("vms-job-XXXXXX", NULL);
+  return *state ? 0 : -1;
+}
+
+static int
+remove_dir (void **state)
+{
+  g_autoptr (GDir) dir = g_dir_open (*state, 0, NULL);
+  const char *name;
+
+  while (dir && (name = g_dir_read_name (dir)))
+    {
+      g_autofree char *path = g_build_filename (*state, name, NULL);
+
+      g_unlink (path);
+    }
+  g_rmdir (*state);
+  g_free (*state);
+  return 0;
+}
+
+static void
+test_round_trip (void **state)
+{
+  const char *dir = *state;
+  g_autoptr (VmsJob) job = vms_job_new (dir, "job-1");
+  g_autoptr (VmsJob) loaded = NULL;
+  g_autoptr (GError) error = NULL;
+  VmsJobDisk *disk;
+
+  job->source = g_strdup ("qmp:/run/vm.qmp");
+  job->sink = g_strdup ("nbd+unix:///?socket=/run/sink.sock");
+  g_free (job->vm_name);
+  job->vm_name = g_strdup ("web1");
+  job->runs = 3;
+  disk = vms_job_add_disk (job, "vd0");
+  disk->node = g_strdup ("#block155");
+  disk->format = g_strdup ("qcow2");
+  disk->size = G_GUINT64_CONSTANT (1) << 40;
+  disk->replica = g_strdup ("web1-vd0");
+  disk->persistent = TRUE;
+  disk->round = 4;
+  disk->recording_bitmap = g_strdup ("vmshift-job-1-5");
+  disk->copying_bitmap = g_strdup ("vmshift-job-1-4");
+  disk->watermark = 123456789;
+  disk->bytes_written = 42;
+  assert_true (vms_job_save (job, &error));
+
+  loaded = vms_job_load (dir, "job-1", &error);
+  assert_non_null (loaded);
+  assert_string_equal (loaded->source, job->source);
+  assert_string_equal (loaded->sink, job->sink);
+  assert_string_equal (loaded->vm_name, "web1");
+  assert_int_equal (loaded->runs, 3);
+  disk = vms_job_find_disk (loaded, "vd0");
+  assert_non_null (disk);
+  assert_string_equal (disk->node, "#block155");
+  assert_int_equal (disk->size, G_GUINT64_CONSTANT (1) << 40);
+  assert_true (disk->persistent);
+  assert_int_equal (disk->round, 4);
+  assert_string_equal (disk->recording_bitmap, "vmshift-job-1-5");
+  assert_string_equal (disk->copying_bitmap, "vmshift-job-1-4");
+  assert_int_equal (disk->watermark, 123456789);
+  assert_int_equal (disk->bytes_written, 42);
+  assert_null (vms_job_find_disk (loaded, "vd1"));
+}
+
+static void
+assert_load_fails (const char *dir, const char *id, const char *contents,
+                   VmsJobError code)
+{
+  g_autofree char *file = g_strconcat (id, ".json", NULL);
+  g_autofree char *path = g_build_filename (dir, file, NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsJob) job = NULL;
+
+  if (contents)
+    assert_true (g_file_set_contents (path, contents, -1, NULL));
+  job = vms_job_load (dir, id, &error);
+  assert_null (job);
+  if (!g_error_matches (error, VMS_JOB_ERROR, code))
+    fail_msg ("'%s': unexpected error %s", contents ? contents : "(none)",
+              error ? error->message : "(none)");
+}
+
+static void
+test_bad_files_refused (void **state)
+{
+  const char *dir = *state;
+
+  assert_load_fails (dir, "absent", NULL, VMS_JOB_ERROR_NOT_FOUND);
+  assert_load_fails (dir, "garbage", "{not json", VMS_JOB_ERROR_CORRUPT);
+  assert_load_fails (dir, "array", "[]", VMS_JOB_ERROR_CORRUPT);
+  assert_load_fails (dir, "wrongid",
+                     "{\"version\":1,\"id\":\"other\",\"disks\":[]}",
+                     VMS_JOB_ERROR_CORRUPT);
+  assert_load_fails (dir, "future",
+                     "{\"version\":2,\"id\":\"future\",\"disks\":[]}",
+                     VMS_JOB_ERROR_CORRUPT);
+  /* A watermark past the end of the disk would skip data. */
+  assert_load_fails (
+      dir, "beyond",
+      "{\"version\":1,\"id\":\"beyond\",\"source\":\"s\",\"sink\":\"k\","
+      "\"vm-name\":\"\",\"vm-uuid\":\"\",\"phase\":\"copying\",\"runs\":1,"
+      "\"created\":1,\"updated\":1,\"disks\":[{\"name\":\"vd0\",\"node\":"
+      "\"d0\",\"format\":\"raw\",\"size\":10,\"replica\":\"r\","
+      "\"persistent\":false,\"round\":0,\"recording-bitmap\":null,"
+      "\"copying-bitmap\":null,\"round-dirty\":0,\"watermark\":11,"
+      "\"last-round-dirty\":0,\"bytes-read\":0,\"bytes-written\":0,"
+      "\"bytes-zeroed\":0,\"resumed-from\":0}]}",
+      VMS_JOB_ERROR_CORRUPT);
+  assert_load_fails (dir, "../etc/passwd", NULL, VMS_JOB_ERROR_MISMATCH);
+}
+
+static void
+test_job_ids (void **state)
+{
+  g_autofree char *long_id = g_strnfill (VMS_JOB_MAX_ID + 1, 'a');
+
+  assert_true (vms_job_id_is_valid ("web1-2026.11_25", NULL));
+  assert_false (vms_job_id_is_valid ("", NULL));
+  assert_false (vms_job_id_is_valid ("a/b", NULL));
+  assert_false (vms_job_id_is_valid ("..", NULL));
+  assert_false (vms_job_id_is_valid ("-x", NULL));
+  assert_false (vms_job_id_is_valid ("a b", NULL));
+  assert_false (vms_job_id_is_valid (long_id, NULL));
+}
+
+static void
+test_is_zero (void **state)
+{
+  guint8 buffer[4096] = { 0 };
+
+  assert_true (vms_copy_is_zero (buffer, sizeof buffer));
+  assert_true (vms_copy_is_zero (buffer, 0));
+  assert_true (vms_copy_is_zero (buffer, 7));
+  for (gsize at = 0; at < sizeof buffer; at += 511)
+    {
+      buffer[at] = 1;
+      assert_false (vms_copy_is_zero (buffer, sizeof buffer));
+      buffer[at] = 0;
+    }
+  buffer[4095] = 0x80;
+  assert_false (vms_copy_is_zero (buffer, sizeof buffer));
+  assert_true (vms_copy_is_zero (buffer, 4095));
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown (test_round_trip, make_dir, remove_dir),
+    cmocka_unit_test_setup_teardown (test_bad_files_refused, make_dir,
+                                     remove_dir),
+    cmocka_unit_test (test_job_ids),
+    cmocka_unit_test (test_is_zero),
+  };
+
+  return cmocka_run_group_tests_name ("job", tests, NULL, NULL);
+}
