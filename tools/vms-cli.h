@@ -13,6 +13,7 @@ enum
   VMS_EXIT_FAILED = 1,    /* the operation ran and failed (e.g. QMP error reply) */
   VMS_EXIT_USAGE = 2,     /* bad command line */
   VMS_EXIT_CONNECT = 3,   /* a peer could not be reached, broke, or timed out */
+  VMS_EXIT_STOPPED = 4,   /* stopped on request (Ctrl-C); state saved */
 };
 
 typedef struct
@@ -23,6 +24,7 @@ typedef struct
 } VmsCliCommand;
 
 int vms_cmd_qmp (int argc, char **argv);
+int vms_cmd_sync (int argc, char **argv);
 
 /* Print "vmshift: SUBCOMMAND: message" on stderr. */
 void vms_cli_error (const char *subcommand, const char *format, ...)

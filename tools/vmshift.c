@@ -11,6 +11,8 @@
 static const VmsCliCommand commands[] = {
   { "qmp", "Run one QMP command on a QEMU monitor socket and print the reply",
     vms_cmd_qmp },
+  { "sync", "Copy a running VM's disks to a sink, then dirty rounds",
+    vms_cmd_sync },
 };
 
 void

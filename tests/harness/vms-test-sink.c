@@ -57,6 +57,7 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
       return FALSE;
     }
   g_unlink (sink->socket_path);
+  g_unlink (sink->pid_path);
   /* The plugin runs inside nbdkit, out of reach of the sanitizer build;
    * scripts/test runs the sink tests once more with nbdkit under
    * memcheck. */
@@ -74,10 +75,33 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
                          g_strdup_printf ("--suppressions=%s",
                                           g_getenv ("VMS_NBDKIT_SUPPRESSIONS")));
     }
+  if (sink->netns)
+    {
+      /* nsenter, unlike "ip netns exec", works in a chroot too. */
+      g_ptr_array_add (argv, g_strdup ("nsenter"));
+      g_ptr_array_add (argv, g_strdup_printf ("--net=/run/netns/%s",
+                                              sink->netns));
+      g_ptr_array_add (argv, g_strdup ("--"));
+    }
   g_ptr_array_add (argv, g_strdup ("nbdkit"));
   g_ptr_array_add (argv, g_strdup ("-f"));
-  g_ptr_array_add (argv, g_strdup ("-U"));
-  g_ptr_array_add (argv, g_strdup (sink->socket_path));
+  g_ptr_array_add (argv, g_strdup ("-P"));
+  g_ptr_array_add (argv, g_strdup (sink->pid_path));
+  if (sink->tcp_address)
+    {
+      g_ptr_array_add (argv, g_strdup ("-i"));
+      g_ptr_array_add (argv, g_strdup (sink->tcp_address));
+      g_ptr_array_add (argv, g_strdup ("-p"));
+      g_ptr_array_add (argv, g_strdup_printf ("%d", VMS_TEST_SINK_PORT));
+      g_ptr_array_add (argv, g_strdup ("--tls=require"));
+      g_ptr_array_add (argv, g_strdup_printf ("--tls-psk=%s",
+                                              sink->psk_file));
+    }
+  else
+    {
+      g_ptr_array_add (argv, g_strdup ("-U"));
+      g_ptr_array_add (argv, g_strdup (sink->socket_path));
+    }
   g_ptr_array_add (argv, g_strdup (plugin));
   g_ptr_array_add (argv, g_strdup_printf ("dir=%s", sink->replica_dir));
   for (guint i = 0; sink->plugin_args && sink->plugin_args[i]; i++)
@@ -117,6 +141,15 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
                        "nbdkit exited at start: %s", log);
           return FALSE;
         }
+      /* A sink in another namespace cannot be probed from here; nbdkit
+       * writes its pid file once it listens. */
+      if (sink->tcp_address)
+        {
+          if (g_file_test (sink->pid_path, G_FILE_TEST_EXISTS))
+            return TRUE;
+          g_usleep (20 * 1000);
+          continue;
+        }
       nbd = nbd_create ();
       if (nbd && g_file_test (sink->socket_path, G_FILE_TEST_EXISTS)
           && nbd_set_export_name (nbd, "@probe") == 0
@@ -130,11 +163,10 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
   return FALSE;
 }
 
-VmsTestSink *
-vms_test_sink_start (const char *replica_dir, const char *const *plugin_args,
-                     GError **error)
+static VmsTestSink *
+sink_new (const char *replica_dir, const char *const *plugin_args)
 {
-  g_autoptr (VmsTestSink) sink = g_new0 (VmsTestSink, 1);
+  VmsTestSink *sink = g_new0 (VmsTestSink, 1);
 
   sink->dir = vms_test_make_tmpdir ("vms-sink");
   if (replica_dir)
@@ -146,10 +178,47 @@ vms_test_sink_start (const char *replica_dir, const char *const *plugin_args,
     }
   sink->socket_path = g_build_filename (sink->dir, "sink.sock", NULL);
   sink->log_path = g_build_filename (sink->dir, "nbdkit.log", NULL);
+  sink->pid_path = g_build_filename (sink->dir, "nbdkit.pid", NULL);
   sink->plugin_args = g_strdupv ((char **) plugin_args);
+  return sink;
+}
+
+VmsTestSink *
+vms_test_sink_start (const char *replica_dir, const char *const *plugin_args,
+                     GError **error)
+{
+  g_autoptr (VmsTestSink) sink = sink_new (replica_dir, plugin_args);
+
   if (!spawn_nbdkit (sink, error))
     return NULL;
   return g_steal_pointer (&sink);
+}
+
+VmsTestSink *
+vms_test_sink_start_tcp (const char *netns, const char *address,
+                         GError **error)
+{
+  g_autoptr (VmsTestSink) sink = sink_new (NULL, NULL);
+  /* A fixed test key: the sink is reachable only inside our namespaces. */
+  const char *keys = "vmshift:"
+                     "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc\n";
+
+  sink->netns = g_strdup (netns);
+  sink->tcp_address = g_strdup (address);
+  sink->psk_file = g_build_filename (sink->dir, "keys.psk", NULL);
+  if (!g_file_set_contents_full (sink->psk_file, keys, -1,
+                                 G_FILE_SET_CONTENTS_NONE, 0600, error)
+      || !spawn_nbdkit (sink, error))
+    return NULL;
+  return g_steal_pointer (&sink);
+}
+
+char *
+vms_test_sink_tcp_uri (VmsTestSink *sink, const char *export_name)
+{
+  return g_strdup_printf ("nbds://vmshift@%s:%d/%s?tls-psk-file=%s",
+                          sink->tcp_address, VMS_TEST_SINK_PORT, export_name,
+                          sink->psk_file);
 }
 
 void
@@ -251,5 +320,9 @@ vms_test_sink_free (VmsTestSink *sink)
   g_free (sink->socket_path);
   g_free (sink->log_path);
   g_strfreev (sink->plugin_args);
+  g_free (sink->netns);
+  g_free (sink->tcp_address);
+  g_free (sink->psk_file);
+  g_free (sink->pid_path);
   g_free (sink);
 }

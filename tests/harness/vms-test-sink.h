@@ -13,6 +13,10 @@ typedef struct
   char *socket_path;  /* nbdkit's unix socket */
   char *log_path;     /* nbdkit's stderr */
   GStrv plugin_args;  /* extra plugin parameters, e.g. "hash-chunk=64K" */
+  char *netns;        /* network namespace to run in, or NULL */
+  char *tcp_address;  /* listen on this IPv4 address instead of a socket */
+  char *psk_file;     /* TLS-PSK keys ("vmshift:HEX"), with tcp_address */
+  char *pid_path;     /* nbdkit's pid file */
   GPid pid;           /* nbdkit, running in the foreground */
   gboolean running;   /* pid is alive and not reaped */
 } VmsTestSink;
@@ -23,6 +27,18 @@ typedef struct
 VmsTestSink *vms_test_sink_start (const char *replica_dir,
                                   const char *const *plugin_args,
                                   GError **error);
+
+/* Port the TCP sink listens on (inside its namespace only). */
+#define VMS_TEST_SINK_PORT 10809
+
+/* The same, listening on address:VMS_TEST_SINK_PORT inside network
+ * namespace netns with TLS-PSK required; clients use
+ * vms_test_sink_tcp_uri().  Needs root. */
+VmsTestSink *vms_test_sink_start_tcp (const char *netns, const char *address,
+                                      GError **error);
+
+/* "nbds://vmshift@ADDRESS:PORT/EXPORT?tls-psk-file=..." (caller frees). */
+char *vms_test_sink_tcp_uri (VmsTestSink *sink, const char *export_name);
 
 /* SIGKILL nbdkit and reap it: the harshest crash a process can have. */
 void vms_test_sink_kill (VmsTestSink *sink);

@@ -120,6 +120,11 @@ build_argv (VmsTestVm *vm, const VmsTestVmOptions *options)
   ADD ("none");
   ADD ("-qmp");
   ADD ("unix:%s,server=on,wait=off", vm->qmp_path);
+  if (vm->qmp2_path)
+    {
+      ADD ("-qmp");
+      ADD ("unix:%s,server=on,wait=off", vm->qmp2_path);
+    }
   if (options->qmp_tcp)
     {
       ADD ("-qmp");
@@ -209,6 +214,8 @@ vms_test_vm_start (const VmsTestVmOptions *options, GError **error)
   vm->dir = vms_test_make_tmpdir ("vms-vm");
   vm->qmp_path = g_build_filename (vm->dir, "qmp.sock", NULL);
   vm->serial_path = g_build_filename (vm->dir, "serial.log", NULL);
+  if (options->second_qmp)
+    vm->qmp2_path = g_build_filename (vm->dir, "vmshift.qmp", NULL);
   vm->log_path = g_build_filename (vm->dir, "qemu.log", NULL);
   for (guint i = 0; i < VMS_TEST_VM_MAX_DISKS; i++)
     if ((options->disks[i].size || options->disks[i].path)
@@ -367,6 +374,7 @@ vms_test_vm_free (VmsTestVm *vm)
     vms_test_rmtree (vm->dir);
   g_free (vm->dir);
   g_free (vm->qmp_path);
+  g_free (vm->qmp2_path);
   g_free (vm->serial_path);
   g_free (vm->log_path);
   for (guint i = 0; i < VMS_TEST_VM_MAX_DISKS; i++)

@@ -30,12 +30,15 @@ typedef struct
   const char *qmp_tcp;        /* also serve QMP on tcp HOST:PORT */
   gboolean incoming;          /* start with -incoming defer */
   gboolean no_guest;          /* no kernel: just a machine, for QMP tests */
+  gboolean second_qmp;        /* a second monitor for vmshift (QEMU serves
+                                 one client per monitor) */
 } VmsTestVmOptions;
 
 typedef struct
 {
   char *dir;                  /* private directory with all files below */
-  char *qmp_path;             /* QMP unix socket */
+  char *qmp_path;             /* QMP unix socket, the harness's */
+  char *qmp2_path;            /* second monitor socket, or NULL */
   char *serial_path;          /* guest serial console log */
   char *log_path;             /* QEMU's stderr */
   char *disk_paths[VMS_TEST_VM_MAX_DISKS]; /* images, NULL-terminated */

@@ -1,0 +1,648 @@
+/* Integration tests: vmshift sync against a real QEMU whose guest writes
+ * to its disks, into the real sink; replicas compared byte for byte.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-test.h"
+#include "vms-test-netns.h"
+#include "vms-test-sink.h"
+#include "vms-test-vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MiB (1024 * 1024)
+/* Runs of vmshift in these tests take seconds; this bounds a hang. */
+#define RUN_TIMEOUT_MS (180 * 1000)
+
+static const char *vmshift;
+
+typedef struct
+{
+  VmsTestVm *vm;       /* source QEMU, guest writing to vd0 */
+  VmsTestSink *sink;   /* destination */
+  char *state_dir;     /* vmshift job state */
+  char *sink_uri;      /* --sink */
+  char *data_dir;      /* holds a prefilled source image, or NULL */
+  VmsTestHosts *hosts; /* vmshift in host A, the sink in host B, or NULL */
+} Fixture;
+
+/* ---- running vmshift ---- */
+
+typedef struct
+{
+  GPid pid;            /* vmshift */
+  int out_fd;          /* its stdout (JSON events) */
+  GString *out;        /* what it printed so far */
+  char *err_path;      /* its stderr, in a file */
+  int status;          /* exit status once reaped, else -1 */
+} Run;
+
+static void
+run_free (Run *run)
+{
+  if (run->status < 0 && run->pid > 0)
+    {
+      kill (run->pid, SIGKILL);
+      waitpid (run->pid, NULL, 0);
+    }
+  if (run->out_fd >= 0)
+    close (run->out_fd);
+  g_string_free (run->out, TRUE);
+  if (run->err_path)
+    g_unlink (run->err_path);
+  g_free (run->err_path);
+  g_free (run);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Run, run_free)
+
+static Run *
+run_start (Fixture *fixture, ...)
+{
+  Run *run = g_new0 (Run, 1);
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *netns = NULL;
+  int err_fd;
+  va_list args;
+
+  if (fixture->hosts)
+    {
+      netns = g_strdup_printf ("--net=/run/netns/%s",
+                               fixture->hosts->namespace[0]);
+      g_ptr_array_add (argv, (gpointer) "nsenter");
+      g_ptr_array_add (argv, netns);
+      g_ptr_array_add (argv, (gpointer) "--");
+    }
+  g_ptr_array_add (argv, (gpointer) vmshift);
+  g_ptr_array_add (argv, (gpointer) "sync");
+  va_start (args, fixture);
+  for (const char *arg; (arg = va_arg (args, const char *));)
+    g_ptr_array_add (argv, (gpointer) arg);
+  va_end (args);
+  g_ptr_array_add (argv, (gpointer) "--state-dir");
+  g_ptr_array_add (argv, fixture->state_dir);
+  g_ptr_array_add (argv, (gpointer) "--json");
+  g_ptr_array_add (argv, NULL);
+
+  run->out = g_string_new (NULL);
+  run->status = -1;
+  run->err_path = g_build_filename (fixture->state_dir, "stderr.txt", NULL);
+  err_fd = open (run->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  assert_true (err_fd >= 0);
+  if (!g_spawn_async_with_pipes_and_fds (
+          NULL, (const char *const *) argv->pdata, NULL,
+          G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH, NULL, NULL, -1, -1, err_fd, NULL, NULL, 0,
+          &run->pid, NULL, &run->out_fd, NULL, &error))
+    fail_msg ("cannot run vmshift: %s", error->message);
+  close (err_fd);
+  return run;
+}
+
+/* Read what vmshift printed, for up to timeout_ms; TRUE once it exited. */
+static gboolean
+run_pump (Run *run, int timeout_ms)
+{
+  struct pollfd fd = { .fd = run->out_fd, .events = POLLIN };
+  char buffer[4096];
+  int status;
+
+  if (poll (&fd, 1, timeout_ms) > 0)
+    {
+      ssize_t n = read (run->out_fd, buffer, sizeof buffer);
+
+      if (n > 0)
+        g_string_append_len (run->out, buffer, n);
+    }
+  if (run->status < 0 && waitpid (run->pid, &status, WNOHANG) == run->pid)
+    run->status = WIFEXITED (status) ? WEXITSTATUS (status) : 128;
+  return run->status >= 0;
+}
+
+static char *
+run_stderr (Run *run)
+{
+  char *text = NULL;
+
+  g_file_get_contents (run->err_path, &text, NULL, NULL);
+  return text ? text : g_strdup ("");
+}
+
+static int
+run_wait (Run *run)
+{
+  gint64 deadline = g_get_monotonic_time () + RUN_TIMEOUT_MS * 1000;
+
+  while (!run_pump (run, 100))
+    if (g_get_monotonic_time () > deadline)
+      fail_msg ("vmshift did not finish within %d ms", RUN_TIMEOUT_MS);
+  while (run_pump (run, 0) && run->out_fd >= 0)
+    {
+      struct pollfd fd = { .fd = run->out_fd, .events = POLLIN };
+      if (poll (&fd, 1, 0) <= 0)
+        break;
+      if (!(fd.revents & POLLIN))
+        break;
+      {
+        char buffer[4096];
+        ssize_t n = read (run->out_fd, buffer, sizeof buffer);
+        if (n <= 0)
+          break;
+        g_string_append_len (run->out, buffer, n);
+      }
+    }
+  return run->status;
+}
+
+static void
+run_expect_success (Run *run)
+{
+  int status = run_wait (run);
+
+  if (status != 0)
+    {
+      g_autofree char *err = run_stderr (run);
+
+      fail_msg ("vmshift sync exited %d: %s%s", status, err, run->out->str);
+    }
+}
+
+/* The highest "done" of progress events for disk in phase. */
+static guint64
+last_progress (Run *run, const char *disk, const char *phase)
+{
+  g_auto (GStrv) lines = g_strsplit (run->out->str, "\n", -1);
+  guint64 best = 0;
+
+  for (guint i = 0; lines[i]; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      JsonObject *event;
+
+      if (!*lines[i] || !json_parser_load_from_data (parser, lines[i], -1,
+                                                     NULL))
+        continue;
+      event = json_node_get_object (json_parser_get_root (parser));
+      if (g_strcmp0 (json_object_get_string_member_with_default (
+                         event, "event", ""), "progress") == 0
+          && g_strcmp0 (json_object_get_string_member_with_default (
+                            event, "disk", ""), disk) == 0
+          && g_strcmp0 (json_object_get_string_member_with_default (
+                            event, "phase", ""), phase) == 0)
+        best = MAX (best, (guint64) json_object_get_int_member (event,
+                                                                "done"));
+    }
+  return best;
+}
+
+/* ---- state and comparison ---- */
+
+static JsonObject *
+job_disk (Fixture *fixture, const char *job, const char *disk,
+          JsonParser *parser)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  JsonArray *disks;
+
+  if (!json_parser_load_from_file (parser, path, NULL))
+    fail_msg ("no job state at %s", path);
+  disks = json_object_get_array_member (
+      json_node_get_object (json_parser_get_root (parser)), "disks");
+  for (guint i = 0; i < json_array_get_length (disks); i++)
+    {
+      JsonObject *object = json_array_get_object_element (disks, i);
+
+      if (g_str_equal (json_object_get_string_member (object, "name"), disk))
+        return object;
+    }
+  fail_msg ("job %s has no disk %s", job, disk);
+  return NULL;
+}
+
+/* Source disk (any format, held open by QEMU) against a raw replica. */
+static void
+assert_identical (const char *source, const char *format,
+                  const char *replica)
+{
+  const char *argv[] = { "qemu-img", "compare", "-U", "-f", format, "-F",
+                         "raw", source, replica, NULL };
+  g_autoptr (GError) error = NULL;
+  g_autofree char *out = NULL;
+
+  if (!vms_test_run (argv, &out, &error))
+    fail_msg ("%s and %s differ: %s %s", source, replica, error->message,
+              out ? out : "");
+}
+
+/* ---- fixtures ---- */
+
+static int
+setup_with (void **state, const char *disk1_path)
+{
+  Fixture *fixture = g_new0 (Fixture, 1);
+  g_autoptr (GError) error = NULL;
+  VmsTestVmOptions options = {
+    .workload = "writer",
+    .extra_cmdline = "vms.write_rate_kib=2048 vms.write_span_mib=24",
+    .disks = { { "qcow2", 48 * MiB }, { "raw", 32 * MiB, disk1_path } },
+    .second_qmp = TRUE,
+  };
+
+  *state = fixture;
+  fixture->vm = vms_test_vm_start (&options, &error);
+  if (!fixture->vm || !vms_test_vm_wait_ready (fixture->vm, &error))
+    {
+      print_error ("cannot start the source: %s\n", error->message);
+      return -1;
+    }
+  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
+  if (!fixture->sink)
+    {
+      print_error ("cannot start the sink: %s\n", error->message);
+      return -1;
+    }
+  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
+  g_mkdir (fixture->state_dir, 0700);
+  fixture->sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s",
+                                       fixture->sink->socket_path);
+  return 0;
+}
+
+static int
+setup (void **state)
+{
+  return setup_with (state, NULL);
+}
+
+/* vd1 is a raw image full of random data: a copy with something to send. */
+static int
+setup_data (void **state)
+{
+  g_autofree char *dir = vms_test_make_tmpdir ("vms-sync-data");
+  g_autofree char *path = g_build_filename (dir, "data.raw", NULL);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (17);
+  g_autofree guint32 *chunk = g_new (guint32, MiB / 4);
+  int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  int result;
+
+  if (fd < 0)
+    return -1;
+  for (int i = 0; i < 32; i++)
+    {
+      for (gsize j = 0; j < MiB / 4; j++)
+        chunk[j] = g_rand_int (rand);
+      if (write (fd, chunk, MiB) != MiB)
+        return -1;
+    }
+  close (fd);
+  result = setup_with (state, path);
+  ((Fixture *) *state)->data_dir = g_steal_pointer (&dir);
+  return result;
+}
+
+/* Two hosts: the sink listens with TLS on host B; vmshift runs in host A
+ * (it reaches QEMU through unix sockets, which ignore namespaces). */
+static int
+setup_hosts (void **state)
+{
+  g_autoptr (GError) error = NULL;
+  Fixture *fixture;
+
+  if (setup_data (state) < 0)
+    return -1;
+  fixture = *state;
+  if (!vms_test_is_root ())
+    return 0; /* the test skips */
+  fixture->hosts = vms_test_hosts_new (&error);
+  if (!fixture->hosts)
+    {
+      print_error ("cannot make test hosts: %s\n", error->message);
+      return -1;
+    }
+  vms_test_sink_free (fixture->sink);
+  fixture->sink = vms_test_sink_start_tcp (fixture->hosts->namespace[1],
+                                           fixture->hosts->address[1],
+                                           &error);
+  if (!fixture->sink)
+    {
+      print_error ("cannot start the sink in host B: %s\n", error->message);
+      return -1;
+    }
+  g_free (fixture->state_dir);
+  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
+  g_mkdir (fixture->state_dir, 0700);
+  g_free (fixture->sink_uri);
+  fixture->sink_uri = vms_test_sink_tcp_uri (fixture->sink, "");
+  return 0;
+}
+
+static int
+teardown (void **state)
+{
+  Fixture *fixture = *state;
+
+  vms_test_vm_free (fixture->vm);
+  vms_test_sink_free (fixture->sink);
+  vms_test_hosts_free (fixture->hosts);
+  g_free (fixture->state_dir);
+  g_free (fixture->sink_uri);
+  if (fixture->data_dir)
+    vms_test_rmtree (fixture->data_dir);
+  g_free (fixture->data_dir);
+  g_free (fixture);
+  return 0;
+}
+
+static void
+qemu_io (Fixture *fixture, const char *device, const char *command)
+{
+  g_autoptr (GError) error = NULL;
+
+  vms_assert_ok (vms_test_vm_qemu_io (fixture->vm, device, command, &error),
+                 error);
+}
+
+static void
+pause_guest (Fixture *fixture)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) stopped = vms_qmp_execute (fixture->vm->qmp, "stop",
+                                                  NULL, &error);
+
+  vms_assert_ok (stopped, error);
+}
+
+static char *
+replica_path (Fixture *fixture, const char *name)
+{
+  return vms_test_sink_replica_path (fixture->sink, name);
+}
+
+/* ---- tests ---- */
+
+/* Copy and rounds while the guest writes; pause; one last round; the
+ * replicas equal the paused source disks. */
+static void
+test_sync_rounds_then_final_round (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autoptr (Run) first = NULL;
+  g_autoptr (Run) last = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *vd0 = replica_path (fixture, "t1-vd0");
+  g_autofree char *vd1 = replica_path (fixture, "t1-vd1");
+  JsonObject *disk;
+
+  /* Data on the raw disk before, and writes to it during, the sync. */
+  qemu_io (fixture, "vd1", "write -P 0x42 1M 3M");
+  qemu_io (fixture, "vd1", "write -z 2M 512k");
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j1", "--replica-prefix", "t1", "--rounds", "2", NULL);
+  for (int i = 0; i < 5 && !run_pump (first, 200); i++)
+    {
+      g_autofree char *command = g_strdup_printf ("write -P 0x%02x %dM 64k",
+                                                  0x60 + i, 8 + i);
+
+      qemu_io (fixture, "vd1", command);
+    }
+  run_expect_success (first);
+  assert_non_null (strstr (first->out->str, "\"event\":\"synced\""));
+
+  pause_guest (fixture);
+  qemu_io (fixture, "vd1", "write -P 0x77 20M 128k"); /* after the pause */
+  last = run_start (fixture, "--resume", "j1", "--rounds", "1", NULL);
+  run_expect_success (last);
+
+  assert_identical (fixture->vm->disk_paths[0], "qcow2", vd0);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+
+  disk = job_disk (fixture, "j1", "vd0", parser);
+  assert_true (json_object_get_boolean_member (disk, "persistent"));
+  assert_int_equal (json_object_get_int_member (disk, "round"), 4);
+  assert_true (json_object_get_int_member (disk, "bytes-written") > 0);
+}
+
+/* kill -9 of vmshift in the middle of the background copy: the rerun
+ * resumes from the last checkpoint and sends again at most a checkpoint
+ * interval plus what was in flight. */
+static void
+test_resume_after_kill9_of_vmshift (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autoptr (Run) first = NULL;
+  g_autoptr (Run) second = NULL;
+  g_autoptr (Run) last = NULL;
+  g_autoptr (JsonParser) killed = json_parser_new ();
+  g_autofree char *vd1 = replica_path (fixture, "t2-vd1");
+  const guint64 checkpoint = 4 * MiB;
+  /* --max-bandwidth keeps one 256 KiB request in flight at a time. */
+  const guint64 in_flight = 4 * 16 * 256 * 1024;
+  guint64 reached = 0, durable;
+  gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j2", "--replica-prefix", "t2", "--disk", "vd1",
+                     "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
+                     "--rounds", "1", NULL);
+  while (reached < 18 * MiB)
+    {
+      if (run_pump (first, 100))
+        fail_msg ("vmshift ended before it could be killed: %s",
+                  first->out->str);
+      if (g_get_monotonic_time () > deadline)
+        fail_msg ("no progress from vmshift: %s", first->out->str);
+      reached = last_progress (first, "vd1", "background");
+    }
+  kill (first->pid, SIGKILL);
+  run_wait (first);
+  reached = last_progress (first, "vd1", "background");
+
+  durable = json_object_get_int_member (
+      job_disk (fixture, "j2", "vd1", killed), "watermark");
+  assert_true (durable > 0);
+  assert_true (durable <= reached);
+  if (reached - durable > checkpoint + in_flight)
+    fail_msg ("%" G_GUINT64_FORMAT " bytes would be sent again",
+              reached - durable);
+
+  second = run_start (fixture, "--resume", "j2", "--rounds", "1", NULL);
+  run_expect_success (second);
+  {
+    g_autofree char *resumed_at = g_strdup_printf (
+        "resuming the background copy at %" G_GUINT64_FORMAT " of", durable);
+
+    assert_non_null (strstr (second->out->str, resumed_at));
+  }
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", "j2", "--rounds", "1", NULL);
+  run_expect_success (last);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* kill -9 of the sink mid-copy: vmshift fails with the state saved; once
+ * the sink is back, a rerun finishes. */
+static void
+test_resume_after_sink_killed (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autoptr (Run) first = NULL;
+  g_autoptr (Run) second = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *vd1 = replica_path (fixture, "t3-vd1");
+  g_autofree char *err = NULL;
+  int status;
+
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j3", "--replica-prefix", "t3", "--disk", "vd1",
+                     "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
+                     "--rounds", "1", NULL);
+  while (last_progress (first, "vd1", "background") < 10 * MiB)
+    if (run_pump (first, 100))
+      fail_msg ("vmshift ended early: %s", first->out->str);
+  vms_test_sink_kill (fixture->sink);
+  status = run_wait (first);
+  err = run_stderr (first);
+  assert_int_not_equal (status, 0);
+  assert_non_null (strstr (first->out->str, "--resume j3"));
+
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  pause_guest (fixture);
+  second = run_start (fixture, "--resume", "j3", "--rounds", "1", NULL);
+  run_expect_success (second);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* The link between the hosts goes down for 30 s mid-copy: vmshift stops
+ * at its I/O timeout with the state saved (or rides it out), and a rerun
+ * after the link is back finishes with an identical replica, having sent
+ * again no more than a checkpoint interval plus what was in flight. */
+static void
+test_resume_after_link_cut (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd1 = replica_path (fixture, "t4-vd1");
+  g_autoptr (Run) first = NULL;
+  g_autoptr (Run) second = NULL;
+  g_autoptr (Run) last = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  const guint64 checkpoint = 4 * MiB;
+  const guint64 in_flight = 4 * 16 * 256 * 1024;
+  guint64 reached, durable;
+  int status;
+
+  if (!fixture->hosts)
+    skip ();
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j4", "--replica-prefix", "t4", "--disk", "vd1",
+                     "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
+                     "--io-timeout", "10", "--rounds", "1", NULL);
+  while (last_progress (first, "vd1", "background") < 8 * MiB)
+    if (run_pump (first, 100))
+      {
+        g_autofree char *err = run_stderr (first);
+
+        fail_msg ("vmshift ended early: %s %s", first->out->str, err);
+      }
+  vms_assert_ok (vms_test_hosts_set_link (fixture->hosts, 1, FALSE, &error),
+                 error);
+  for (int waited = 0; waited < 30000; waited += 100)
+    run_pump (first, 100);
+  vms_assert_ok (vms_test_hosts_set_link (fixture->hosts, 1, TRUE, &error),
+                 error);
+  status = run_wait (first);
+  reached = last_progress (first, "vd1", "background");
+  if (status != 0)
+    {
+      /* It gave up during the cut: the state is the last checkpoint. */
+      assert_int_equal (status, 3);
+      durable = json_object_get_int_member (
+          job_disk (fixture, "j4", "vd1", parser), "watermark");
+      assert_true (durable > 0 && durable <= reached);
+      if (reached - durable > checkpoint + in_flight)
+        fail_msg ("%" G_GUINT64_FORMAT " bytes would be sent again",
+                  reached - durable);
+      print_message ("vmshift stopped during the cut at %" G_GUINT64_FORMAT
+                     ", durable %" G_GUINT64_FORMAT "\n", reached, durable);
+      second = run_start (fixture, "--resume", "j4", "--rounds", "1", NULL);
+      run_expect_success (second);
+    }
+  else
+    print_message ("vmshift rode out the link cut\n");
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", "j4", "--rounds", "1", NULL);
+  run_expect_success (last);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* Mistakes a user makes get a clear message and no half work. */
+static void
+test_sync_errors (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *missing_sink = g_strdup_printf (
+      "nbd+unix:///?socket=%s/nowhere.sock", fixture->sink->dir);
+  g_autoptr (Run) no_socket = NULL;
+  g_autoptr (Run) no_disk = NULL;
+  g_autoptr (Run) no_sink = NULL;
+  g_autoptr (Run) no_job = NULL;
+  g_autoptr (Run) usage = NULL;
+  g_autofree char *err = NULL;
+
+  no_socket = run_start (fixture, "qmp:/nonexistent/qmp.sock", "--sink",
+                         fixture->sink_uri, NULL);
+  assert_int_equal (run_wait (no_socket), 3);
+  assert_non_null (strstr (no_socket->out->str, "cannot connect to QMP"));
+
+  no_disk = run_start (fixture, source, "--sink", fixture->sink_uri,
+                       "--disk", "vd9", NULL);
+  assert_int_equal (run_wait (no_disk), 1);
+  assert_non_null (strstr (no_disk->out->str, "vd9"));
+
+  no_sink = run_start (fixture, source, "--sink", missing_sink, "--job",
+                       "nosink", NULL);
+  assert_int_not_equal (run_wait (no_sink), 0);
+  assert_non_null (strstr (no_sink->out->str, "sink"));
+
+  no_job = run_start (fixture, "--resume", "never-was", NULL);
+  assert_int_equal (run_wait (no_job), 1);
+  err = run_stderr (no_job);
+  assert_non_null (strstr (err, "no job 'never-was'"));
+
+  usage = run_start (fixture, source, NULL);
+  assert_int_equal (run_wait (usage), 2);
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown (test_sync_rounds_then_final_round,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_resume_after_kill9_of_vmshift,
+                                     setup_data, teardown),
+    cmocka_unit_test_setup_teardown (test_resume_after_sink_killed,
+                                     setup_data, teardown),
+    cmocka_unit_test_setup_teardown (test_sync_errors, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_resume_after_link_cut, setup_hosts,
+                                     teardown),
+  };
+
+  vmshift = vms_test_built_program ("VMS_VMSHIFT");
+  vms_test_require_program ("nbdkit", "nbdkit");
+  vms_test_require_program ("qemu-img", "qemu-utils");
+  vms_test_guest_prepare ();
+  return cmocka_run_group_tests_name ("sync", tests, NULL, NULL);
+}
