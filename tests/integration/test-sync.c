@@ -13,6 +13,7 @@
 #include <json-glib/json-glib.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -586,6 +587,120 @@ test_resume_after_link_cut (void **state)
   assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
 }
 
+/* Ctrl-C (SIGINT) stops at once with the state saved; --resume goes on. */
+static void
+test_interrupt_saves_state (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd1 = replica_path (fixture, "t5-vd1");
+  g_autoptr (Run) first = NULL;
+  g_autoptr (Run) second = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  gint64 interrupted;
+
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j5", "--replica-prefix", "t5", "--disk", "vd1",
+                     "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
+                     "--rounds", "0", NULL);
+  while (last_progress (first, "vd1", "background") < 6 * MiB)
+    if (run_pump (first, 100))
+      fail_msg ("vmshift ended early: %s", first->out->str);
+  kill (first->pid, SIGINT);
+  interrupted = g_get_monotonic_time ();
+  assert_int_equal (run_wait (first), 4);
+  assert_true (g_get_monotonic_time () - interrupted < 5 * G_USEC_PER_SEC);
+  assert_non_null (strstr (first->out->str, "--resume j5"));
+  /* Everything acknowledged before the stop was flushed and recorded. */
+  assert_true (json_object_get_int_member (
+                   job_disk (fixture, "j5", "vd1", parser), "watermark")
+               >= 6 * MiB);
+
+  pause_guest (fixture);
+  second = run_start (fixture, "--resume", "j5", "--rounds", "1", NULL);
+  run_expect_success (second);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* A replica of another size, a full sink and a job of another VM are
+ * refused with messages that say so. */
+static void
+test_refusals (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *file = g_build_filename (fixture->state_dir, "j6.json",
+                                            NULL);
+  g_autofree char *contents = NULL;
+  g_autofree char *forged = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (Run) mismatch = NULL;
+  g_autoptr (Run) other_vm = NULL;
+  g_autoptr (GRegex) regex = g_regex_new ("\"vm-uuid\" : \"[^\"]*\"", 0, 0,
+                                          NULL);
+
+  {
+    g_autoptr (nbd_handle) nbd = vms_test_sink_connect (
+        fixture->sink, "t6-vd1@create=1048576", &error);
+
+    vms_assert_ok (nbd, error);
+  }
+  mismatch = run_start (fixture, source, "--sink", fixture->sink_uri,
+                        "--job", "j6", "--replica-prefix", "t6", "--disk",
+                        "vd1", NULL);
+  assert_int_equal (run_wait (mismatch), 3);
+  assert_non_null (strstr (mismatch->out->str, "exists with another size"));
+
+  /* The job file of j6 now exists; pretend it came from another VM. */
+  assert_true (g_file_get_contents (file, &contents, NULL, NULL));
+  forged = g_regex_replace_literal (
+      regex, contents, -1, 0,
+      "\"vm-uuid\" : \"11111111-2222-3333-4444-555555555555\"", 0, NULL);
+  assert_true (g_file_set_contents (file, forged, -1, NULL));
+  other_vm = run_start (fixture, "--resume", "j6", NULL);
+  assert_int_equal (run_wait (other_vm), 1);
+  assert_non_null (strstr (other_vm->out->str, "belongs to VM"));
+}
+
+/* A sink that runs out of space: the error says so, and what was
+ * checkpointed before stays valid for a resume elsewhere. */
+static void
+test_full_sink (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *mount_dir = NULL;
+  g_autofree char *sink_uri = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsTestSink) small = NULL;
+  g_autoptr (Run) full = NULL;
+
+  if (!vms_test_is_root ())
+    skip ();
+  mount_dir = vms_test_make_tmpdir ("vms-sync-full");
+  if (mount ("tmpfs", mount_dir, "tmpfs", 0, "size=8m") < 0)
+    {
+      vms_test_rmtree (mount_dir);
+      skip ();
+    }
+  small = vms_test_sink_start (mount_dir, NULL, &error);
+  if (small)
+    {
+      sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s",
+                                  small->socket_path);
+      full = run_start (fixture, source, "--sink", sink_uri, "--job", "j7",
+                        "--disk", "vd1", "--rounds", "0", NULL);
+      run_wait (full);
+    }
+  vms_test_sink_free (g_steal_pointer (&small));
+  umount (mount_dir);
+  vms_test_rmtree (mount_dir);
+  vms_assert_ok (full, error);
+  assert_int_equal (full->status, 1);
+  assert_non_null (strstr (full->out->str, "No space left on device"));
+  assert_non_null (strstr (full->out->str, "--resume j7"));
+}
+
 /* Mistakes a user makes get a clear message and no half work. */
 static void
 test_sync_errors (void **state)
@@ -636,6 +751,10 @@ main (void)
     cmocka_unit_test_setup_teardown (test_resume_after_sink_killed,
                                      setup_data, teardown),
     cmocka_unit_test_setup_teardown (test_sync_errors, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_interrupt_saves_state, setup_data,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_refusals, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_full_sink, setup_data, teardown),
     cmocka_unit_test_setup_teardown (test_resume_after_link_cut, setup_hosts,
                                      teardown),
   };
