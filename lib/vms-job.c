@@ -2,11 +2,10 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-job.h"
+#include "vms-file.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <json-glib/json-glib.h>
-#include <unistd.h>
 
 G_DEFINE_QUARK (vms-job-error-quark, vms_job_error)
 
@@ -195,25 +194,6 @@ serialise (const VmsJob *job)
   return json_generator_to_data (generator, NULL);
 }
 
-static gboolean
-sync_directory (const char *path, GError **error)
-{
-  int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int saved;
-
-  if (fd >= 0 && fsync (fd) == 0)
-    {
-      close (fd);
-      return TRUE;
-    }
-  saved = errno;
-  if (fd >= 0)
-    close (fd);
-  g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO, "fsync %s: %s", path,
-               g_strerror (saved));
-  return FALSE;
-}
-
 gboolean
 vms_job_save (VmsJob *job, GError **error)
 {
@@ -230,16 +210,13 @@ vms_job_save (VmsJob *job, GError **error)
     }
   job->updated = g_get_real_time () / G_USEC_PER_SEC;
   text = serialise (job);
-  if (!g_file_set_contents_full (path, text, -1,
-                                 G_FILE_SET_CONTENTS_CONSISTENT
-                                     | G_FILE_SET_CONTENTS_DURABLE,
-                                 0600, &write_error))
+  if (!vms_file_replace_durably (path, text, 0600, &write_error))
     {
       g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO,
                    "cannot save job state: %s", write_error->message);
       return FALSE;
     }
-  return sync_directory (job->state_dir, error);
+  return TRUE;
 }
 
 /* Loading: members are checked for type; a file that does not hold what

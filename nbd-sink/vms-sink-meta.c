@@ -3,11 +3,10 @@
  */
 #include "vms-sink-meta.h"
 #include "vms-sink-export.h"
+#include "vms-file.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <json-glib/json-glib.h>
-#include <unistd.h>
 
 VmsSinkMeta *
 vms_sink_meta_new (const char *name, guint64 size, const char *device)
@@ -104,26 +103,6 @@ vms_sink_meta_load (const char *dir, const char *name, GError **error)
   return g_steal_pointer (&meta);
 }
 
-/* A rename is durable only once its directory is on disk too. */
-static gboolean
-sync_directory (const char *path, GError **error)
-{
-  int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-  if (fd < 0 || fsync (fd) < 0)
-    {
-      int saved = errno;
-
-      if (fd >= 0)
-        close (fd);
-      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_IO, "fsync %s: %s",
-                   path, g_strerror (saved));
-      return FALSE;
-    }
-  close (fd);
-  return TRUE;
-}
-
 gboolean
 vms_sink_meta_save (const char *dir, const VmsSinkMeta *meta, GError **error)
 {
@@ -162,12 +141,7 @@ vms_sink_meta_save (const char *dir, const VmsSinkMeta *meta, GError **error)
   json_generator_set_pretty (generator, TRUE);
   text = json_generator_to_data (generator, NULL);
 
-  if (!g_file_set_contents_full (path, text, -1,
-                                 G_FILE_SET_CONTENTS_CONSISTENT
-                                     | G_FILE_SET_CONTENTS_DURABLE,
-                                 0600, error))
-    return FALSE;
-  return sync_directory (meta_dir, error);
+  return vms_file_replace_durably (path, text, 0600, error);
 }
 
 static int

@@ -5,6 +5,7 @@
 #include "vms-sink-replica.h"
 #include "vms-sink-export.h"
 #include "vms-range-set.h"
+#include "vms-file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -171,19 +172,6 @@ data_size (int fd, gboolean is_device, guint64 *size, GError **error,
   return 0;
 }
 
-static int
-sync_dir (const char *dir, GError **error)
-{
-  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int err;
-
-  if (fd < 0)
-    return fail_errno (error, errno, "open %s", dir);
-  err = fsync (fd) < 0 ? errno : 0;
-  close (fd);
-  return err ? fail_errno (error, err, "fsync %s", dir) : 0;
-}
-
 /* Create the data and the metadata of a new replica, data first: a crash
  * in between leaves a data file of the right size and no metadata, which
  * the next create adopts. */
@@ -224,8 +212,8 @@ create_replica (VmsSinkStore *store, const char *name, guint64 size,
   if (!err && fsync (fd) < 0)
     err = fail_errno (error, errno, "fsync %s", path);
   close (fd);
-  if (!err && !device)
-    err = sync_dir (store->dir, error);
+  if (!err && !device && !vms_file_sync_directory (store->dir, error))
+    err = EIO;
   if (!err && !vms_sink_meta_save (store->dir, meta, error))
     err = EIO;
   return err;
