@@ -870,16 +870,20 @@ vms_cmd_sync (int argc, char **argv)
 
   if (!run_sync (&sync, source, &error))
     {
+      g_autofree char *hint = sync.job
+          ? g_strdup_printf ("state saved in %s/%s.json; continue with: "
+                             "vmshift sync --resume %s", options.state_dir,
+                             sync.job->id, sync.job->id)
+          : g_strdup ("");
+
       status = exit_code_for (error);
-      if (sync.job)
-        vms_progress_event (progress, "error", NULL,
-                            "vmshift: sync: %s\nstate saved in %s/%s.json; "
-                            "continue with: vmshift sync --resume %s",
-                            error->message, options.state_dir, sync.job->id,
-                            sync.job->id);
-      else
-        vms_progress_event (progress, "error", NULL, "vmshift: sync: %s",
-                            error->message);
+      /* People read stderr even with --json; programs get the event. */
+      vms_cli_error ("sync", "%s", error->message);
+      if (*hint)
+        g_printerr ("%s\n", hint);
+      if (options.json)
+        vms_progress_event (progress, "error", NULL, "%s%s%s",
+                            error->message, *hint ? "; " : "", hint);
     }
   else
     report (&sync, started);
