@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void
@@ -95,6 +96,45 @@ vms_test_run (const char *const *argv, char **stdout_out, GError **error)
   if (stdout_out)
     *stdout_out = g_steal_pointer (&out);
   return TRUE;
+}
+
+void
+vms_test_run_clear (VmsTestRun *run)
+{
+  g_clear_pointer (&run->out, g_free);
+  g_clear_pointer (&run->err, g_free);
+}
+
+void
+vms_test_run_capturev (VmsTestRun *run, const char *cwd, char **envp,
+                       const char *const *argv)
+{
+  g_autoptr (GError) error = NULL;
+  int wait_status;
+
+  if (!g_spawn_sync (cwd, (char **) argv, envp, G_SPAWN_SEARCH_PATH, NULL,
+                     NULL, &run->out, &run->err, &wait_status, &error))
+    fail_msg ("cannot run %s: %s", argv[0], error->message);
+  if (!WIFEXITED (wait_status))
+    fail_msg ("%s was killed by signal %d: %s", argv[0],
+              WTERMSIG (wait_status), run->err);
+  run->status = WEXITSTATUS (wait_status);
+}
+
+void
+vms_test_run_capture (VmsTestRun *run, const char *cwd, char **envp,
+                      const char *program, ...)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  va_list args;
+
+  g_ptr_array_add (argv, (gpointer) program);
+  va_start (args, program);
+  for (const char *arg; (arg = va_arg (args, const char *));)
+    g_ptr_array_add (argv, (gpointer) arg);
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+  vms_test_run_capturev (run, cwd, envp, (const char *const *) argv->pdata);
 }
 
 const char *

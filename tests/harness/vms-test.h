@@ -57,6 +57,26 @@ void vms_test_rmtree (const char *path);
 gboolean vms_test_run (const char *const *argv, char **stdout_out,
                        GError **error);
 
+/* A finished program, as a test inspects it. */
+typedef struct
+{
+  int status; /* exit status */
+  char *out;  /* standard output */
+  char *err;  /* standard error */
+} VmsTestRun;
+
+void vms_test_run_clear (VmsTestRun *run);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (VmsTestRun, vms_test_run_clear)
+
+/* Run argv in cwd (NULL: ours) with envp (NULL: ours) and capture its
+ * output; fails the test if it cannot start or is killed by a signal. */
+void vms_test_run_capturev (VmsTestRun *run, const char *cwd, char **envp,
+                            const char *const *argv);
+
+/* The same for program followed by a NULL-terminated list of arguments. */
+void vms_test_run_capture (VmsTestRun *run, const char *cwd, char **envp,
+                           const char *program, ...) G_GNUC_NULL_TERMINATED;
+
 /* Path of a built program from the environment variable that meson sets
  * (e.g. VMS_VMSHIFT for tools/vmshift). */
 const char *vms_test_built_program (const char *variable);

@@ -9,43 +9,11 @@
 
 static const char *vmshift;
 
-typedef struct
-{
-  int status;   /* exit status */
-  char *out;    /* standard output */
-  char *err;    /* standard error */
-} Run;
 
-static void
-run_clear (Run *run)
-{
-  g_free (run->out);
-  g_free (run->err);
-}
-
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Run, run_clear)
 
 /* Run vmshift with args (NULL-terminated). */
-static void
-run_vmshift (Run *run, ...)
-{
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  g_autoptr (GError) error = NULL;
-  int wait_status;
-  va_list args;
-
-  g_ptr_array_add (argv, (gpointer) vmshift);
-  va_start (args, run);
-  for (const char *arg; (arg = va_arg (args, const char *));)
-    g_ptr_array_add (argv, (gpointer) arg);
-  va_end (args);
-  g_ptr_array_add (argv, NULL);
-  if (!g_spawn_sync (NULL, (char **) argv->pdata, NULL, 0, NULL, NULL,
-                     &run->out, &run->err, &wait_status, &error))
-    fail_msg ("cannot run %s: %s", vmshift, error->message);
-  assert_true (WIFEXITED (wait_status));
-  run->status = WEXITSTATUS (wait_status);
-}
+#define run_vmshift(run, ...)                                                 \
+  vms_test_run_capture (run, NULL, NULL, vmshift, __VA_ARGS__)
 
 static int
 start_bare (void **state)
@@ -75,11 +43,11 @@ stop_vm (void **state)
 static void
 test_version_and_help (void **state)
 {
-  g_auto (Run) version = { 0 };
-  g_auto (Run) help = { 0 };
-  g_auto (Run) qmp_help = { 0 };
-  g_auto (Run) none = { 0 };
-  g_auto (Run) unknown = { 0 };
+  g_auto (VmsTestRun) version = { 0 };
+  g_auto (VmsTestRun) help = { 0 };
+  g_auto (VmsTestRun) qmp_help = { 0 };
+  g_auto (VmsTestRun) none = { 0 };
+  g_auto (VmsTestRun) unknown = { 0 };
 
   run_vmshift (&version, "--version", NULL);
   assert_int_equal (version.status, 0);
@@ -102,8 +70,8 @@ test_qmp_command_prints_json (void **state)
 {
   VmsTestVm *vm = *state;
   g_autofree char *source = g_strdup_printf ("qmp:%s", vm->qmp_path);
-  g_auto (Run) status = { 0 };
-  g_auto (Run) hmp = { 0 };
+  g_auto (VmsTestRun) status = { 0 };
+  g_auto (VmsTestRun) hmp = { 0 };
   g_autoptr (JsonParser) parser = json_parser_new ();
 
   run_vmshift (&status, "qmp", source, "query-status", NULL);
@@ -123,7 +91,7 @@ static void
 test_qmp_wait_event (void **state)
 {
   VmsTestVm *vm = *state;
-  g_auto (Run) stop = { 0 };
+  g_auto (VmsTestRun) stop = { 0 };
 
   run_vmshift (&stop, "qmp", "--wait-event", "STOP", vm->qmp_path, "stop",
                NULL);
@@ -135,13 +103,13 @@ static void
 test_qmp_errors_and_exit_codes (void **state)
 {
   VmsTestVm *vm = *state;
-  g_auto (Run) unknown = { 0 };
-  g_auto (Run) bad_json = { 0 };
-  g_auto (Run) not_object = { 0 };
-  g_auto (Run) early = { 0 };
-  g_auto (Run) missing = { 0 };
-  g_auto (Run) usage = { 0 };
-  g_auto (Run) bad_timeout = { 0 };
+  g_auto (VmsTestRun) unknown = { 0 };
+  g_auto (VmsTestRun) bad_json = { 0 };
+  g_auto (VmsTestRun) not_object = { 0 };
+  g_auto (VmsTestRun) early = { 0 };
+  g_auto (VmsTestRun) missing = { 0 };
+  g_auto (VmsTestRun) usage = { 0 };
+  g_auto (VmsTestRun) bad_timeout = { 0 };
 
   run_vmshift (&unknown, "qmp", vm->qmp_path, "no-such-command", NULL);
   assert_int_equal (unknown.status, 1);

@@ -33,21 +33,7 @@
 /* Absolute path of vmshift-sink: some tests run it in another directory. */
 static char *sink;
 
-typedef struct
-{
-  int status; /* exit status */
-  char *out;  /* standard output */
-  char *err;  /* standard error */
-} Run;
 
-static void
-run_clear (Run *run)
-{
-  g_free (run->out);
-  g_free (run->err);
-}
-
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Run, run_clear)
 
 /* Every test gets a private directory, and perhaps a server to stop. */
 typedef struct
@@ -60,51 +46,11 @@ typedef struct
   char *psk_file; /* TLS-PSK keys, inside tmp */
 } Fixture;
 
-/* Run argv (NULL-terminated) in cwd (NULL: ours) with envp (NULL: ours). */
-static void
-run_argv (Run *run, const char *cwd, char **envp, const char *const *argv)
-{
-  g_autoptr (GError) error = NULL;
-  int wait_status;
-
-  if (!g_spawn_sync (cwd, (char **) argv, envp, G_SPAWN_SEARCH_PATH, NULL,
-                     NULL, &run->out, &run->err, &wait_status, &error))
-    fail_msg ("cannot run %s: %s", argv[0], error->message);
-  assert_true (WIFEXITED (wait_status));
-  run->status = WEXITSTATUS (wait_status);
-}
-
-/* Run vmshift-sink with args (NULL-terminated). */
-static void
-run_sink (Run *run, ...)
-{
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  va_list args;
-
-  g_ptr_array_add (argv, (gpointer) sink);
-  va_start (args, run);
-  for (const char *arg; (arg = va_arg (args, const char *));)
-    g_ptr_array_add (argv, (gpointer) arg);
-  va_end (args);
-  g_ptr_array_add (argv, NULL);
-  run_argv (run, NULL, NULL, (const char *const *) argv->pdata);
-}
-
-/* Like run_sink, in cwd and with envp. */
-static void
-run_sink_in (Run *run, const char *cwd, char **envp, ...)
-{
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  va_list args;
-
-  g_ptr_array_add (argv, (gpointer) sink);
-  va_start (args, envp);
-  for (const char *arg; (arg = va_arg (args, const char *));)
-    g_ptr_array_add (argv, (gpointer) arg);
-  va_end (args);
-  g_ptr_array_add (argv, NULL);
-  run_argv (run, cwd, envp, (const char *const *) argv->pdata);
-}
+#define run_argv vms_test_run_capturev
+/* Run vmshift-sink with args (NULL-terminated), here or in cwd with envp. */
+#define run_sink(run, ...) vms_test_run_capture (run, NULL, NULL, sink, __VA_ARGS__)
+#define run_sink_in(run, cwd, envp, ...)                                      \
+  vms_test_run_capture (run, cwd, envp, sink, __VA_ARGS__)
 
 /* Skip this test (not the others) when a program is missing. */
 static void
@@ -266,13 +212,13 @@ test_help_and_version (void **state)
 {
   g_autofree char *expected_version
       = g_strdup_printf ("vmshift-sink %s\n", VMS_VERSION);
-  g_auto (Run) version = { 0 };
-  g_auto (Run) help = { 0 };
-  g_auto (Run) serve_help = { 0 };
-  g_auto (Run) help_list = { 0 };
-  g_auto (Run) help_unknown = { 0 };
-  g_auto (Run) none = { 0 };
-  g_auto (Run) unknown = { 0 };
+  g_auto (VmsTestRun) version = { 0 };
+  g_auto (VmsTestRun) help = { 0 };
+  g_auto (VmsTestRun) serve_help = { 0 };
+  g_auto (VmsTestRun) help_list = { 0 };
+  g_auto (VmsTestRun) help_unknown = { 0 };
+  g_auto (VmsTestRun) none = { 0 };
+  g_auto (VmsTestRun) unknown = { 0 };
 
   run_sink (&version, "--version", NULL);
   assert_int_equal (version.status, 0);
@@ -384,7 +330,7 @@ test_serve_usage_errors (void **state)
       const UsageCase *usage = &usage_cases[i];
       g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
       g_autofree char *shown = NULL;
-      g_auto (Run) run = { 0 };
+      g_auto (VmsTestRun) run = { 0 };
 
       g_ptr_array_add (argv, g_strdup (sink));
       g_ptr_array_add (argv, g_strdup ("serve"));
@@ -410,13 +356,13 @@ test_serve_clear_text_allowed_only_on_loopback (void **state)
   static const char *const loopback[] = {
     "127.0.0.1:10809", "127.3.2.1:10809", "[::1]:10809", "localhost:10809",
   };
-  g_auto (Run) insecure = { 0 };
-  g_auto (Run) psk = { 0 };
+  g_auto (VmsTestRun) insecure = { 0 };
+  g_auto (VmsTestRun) psk = { 0 };
   g_auto (GStrv) insecure_argv = NULL;
 
   for (gsize i = 0; i < G_N_ELEMENTS (loopback); i++)
     {
-      g_auto (Run) run = { 0 };
+      g_auto (VmsTestRun) run = { 0 };
 
       run_sink (&run, "serve", "--dir", fixture->dir, "--listen", loopback[i],
                 "--print-command", NULL);
@@ -456,7 +402,7 @@ test_print_command_shape (void **state)
   g_autofree char *certificates_arg = NULL;
   g_autoptr (GPtrArray) expected = g_ptr_array_new_with_free_func (g_free);
   g_auto (GStrv) argv = NULL;
-  g_auto (Run) run = { 0 };
+  g_auto (VmsTestRun) run = { 0 };
 
   assert_int_equal (g_mkdir (certificates, 0700), 0);
   assert_true (g_file_set_contents (plugin, "", 0, NULL));
@@ -521,9 +467,9 @@ test_print_command_plugin_search (void **state)
   g_autofree char *unix_arg = NULL;
   g_auto (GStrv) found_argv = NULL;
   g_auto (GStrv) beside_argv = NULL;
-  g_auto (Run) found = { 0 };
-  g_auto (Run) gone = { 0 };
-  g_auto (Run) unset = { 0 };
+  g_auto (VmsTestRun) found = { 0 };
+  g_auto (VmsTestRun) gone = { 0 };
+  g_auto (VmsTestRun) unset = { 0 };
 
   assert_true (g_file_set_contents (plugin, "", 0, NULL));
   run_sink_in (&found, NULL, env_found, "serve", "--dir", fixture->dir,
@@ -560,7 +506,7 @@ test_serve_reports_missing_nbdkit (void **state)
   const Fixture *fixture = *state;
   g_autofree char *nbdkit = g_build_filename (fixture->tmp, "no-nbdkit",
                                               NULL);
-  g_auto (Run) run = { 0 };
+  g_auto (VmsTestRun) run = { 0 };
 
   run_sink (&run, "serve", "--dir", fixture->dir, "--unix", fixture->socket,
             "--nbdkit", nbdkit, NULL);
@@ -575,9 +521,9 @@ static void
 test_list_empty_dir (void **state)
 {
   const Fixture *fixture = *state;
-  g_auto (Run) table = { 0 };
-  g_auto (Run) json = { 0 };
-  g_auto (Run) no_dir = { 0 };
+  g_auto (VmsTestRun) table = { 0 };
+  g_auto (VmsTestRun) json = { 0 };
+  g_auto (VmsTestRun) no_dir = { 0 };
 
   run_sink (&table, "list", "--dir", fixture->dir, NULL);
   assert_int_equal (table.status, 0);
@@ -623,8 +569,8 @@ test_list_reports_broken_replicas (void **state)
   g_autofree char *data = g_malloc0 (8192);
   g_autoptr (JsonNode) root = NULL;
   JsonObject *good, *lost;
-  g_auto (Run) json = { 0 };
-  g_auto (Run) table = { 0 };
+  g_auto (VmsTestRun) json = { 0 };
+  g_auto (VmsTestRun) table = { 0 };
   struct stat st;
 
   memset (data, 0x5a, 8192);
@@ -695,7 +641,7 @@ static void
 start_server (const Fixture *fixture, ...)
 {
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  g_auto (Run) run = { 0 };
+  g_auto (VmsTestRun) run = { 0 };
   va_list args;
 
   g_ptr_array_add (argv, (gpointer) sink);
@@ -721,7 +667,7 @@ start_server (const Fixture *fixture, ...)
 
 /* Run nbdinfo on uri; returns its exit status, output in run. */
 static int
-nbdinfo (Run *run, const char *option, const char *uri)
+nbdinfo (VmsTestRun *run, const char *option, const char *uri)
 {
   const char *const argv[] = { "nbdinfo", option ? option : uri,
                                option ? uri : NULL, NULL };
@@ -741,7 +687,7 @@ uri_for (const Fixture *fixture, const char *export_name)
 static JsonNode *
 list_json (const Fixture *fixture)
 {
-  g_auto (Run) run = { 0 };
+  g_auto (VmsTestRun) run = { 0 };
 
   run_sink (&run, "list", "--dir", fixture->dir, "--json", NULL);
   if (run.status != 0)
@@ -765,10 +711,10 @@ test_serve_create_and_commit (void **state)
   g_autoptr (JsonNode) after = NULL;
   JsonObject *probe_export;
   JsonObject *replica;
-  g_auto (Run) probe = { 0 };
-  g_auto (Run) create = { 0 };
-  g_auto (Run) commit = { 0 };
-  g_auto (Run) bad = { 0 };
+  g_auto (VmsTestRun) probe = { 0 };
+  g_auto (VmsTestRun) create = { 0 };
+  g_auto (VmsTestRun) commit = { 0 };
+  g_auto (VmsTestRun) bad = { 0 };
 
   require_program ("nbdkit", "nbdkit");
   require_program ("nbdinfo", "libnbd-bin");
@@ -815,8 +761,8 @@ test_serve_restarts_after_crash (void **state)
   Fixture *fixture = *state;
   g_autofree char *probe_uri = uri_for (fixture, "@probe");
   g_autofree char *text = NULL;
-  g_auto (Run) second = { 0 };
-  g_auto (Run) probe = { 0 };
+  g_auto (VmsTestRun) second = { 0 };
+  g_auto (VmsTestRun) probe = { 0 };
   guint64 pid;
 
   require_program ("nbdkit", "nbdkit");
@@ -854,8 +800,8 @@ test_serve_tls_psk (void **state)
   g_autofree char *tls_uri = NULL;
   g_autofree char *plain_uri = uri_for (fixture, "@probe");
   g_autoptr (JsonNode) root = NULL;
-  g_auto (Run) tls = { 0 };
-  g_auto (Run) plain = { 0 };
+  g_auto (VmsTestRun) tls = { 0 };
+  g_auto (VmsTestRun) plain = { 0 };
 
   require_program ("nbdkit", "nbdkit");
   require_program ("nbdinfo", "libnbd-bin");
