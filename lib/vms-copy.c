@@ -28,6 +28,12 @@ G_DEFINE_QUARK (vms-copy-error-quark, vms_copy_error)
 #define PROGRESS_INTERVAL_US (250 * 1000)
 /* Longest single wait in poll(), so stop requests are seen promptly. */
 #define MAX_POLL_MS 200
+/* Data is checked for zeroes in blocks of this size... */
+#define ZERO_BLOCK 4096
+/* ... and a run of zero blocks inside a read becomes a zero request only
+ * from this length on: shorter runs cost more in requests than they save
+ * on the wire. */
+#define MIN_ZERO_RUN (64 * 1024)
 
 typedef struct _Copy Copy;
 
@@ -45,6 +51,7 @@ typedef struct
   guint64 length;   /* bytes */
   guint8 *buffer;   /* read buffer, NULL for a zero request */
   guint conn;       /* connection pair index */
+  guint parts;      /* destination requests still to complete */
   gboolean done;    /* acknowledged by the destination */
   gboolean failed;  /* failed: the watermark stops before it */
 } Request;
@@ -76,6 +83,9 @@ struct _Copy
   guint io_timeout_ms;          /* silence taken for a dead peer */
   gboolean flush_pending;       /* a FLUSH is in flight */
   int flush_errno;              /* how the last FLUSH ended */
+  guint64 flush_watermark;      /* watermark when the pending FLUSH was sent */
+  gboolean flush_done;          /* a FLUSH completed, not yet recorded */
+  gint64 flush_sent_us;         /* when it was sent */
 };
 
 gboolean
@@ -341,7 +351,6 @@ write_done (void *user_data, int *error)
   Copy *copy = request->copy;
 
   copy->last_activity_us = g_get_monotonic_time ();
-  copy->in_flight[request->conn]--;
   if (*error)
     {
       set_error (copy, VMS_COPY_ERROR_DEST,
@@ -350,27 +359,109 @@ write_done (void *user_data, int *error)
                  g_strerror (*error));
       request->failed = TRUE;
     }
-  else
+  /* A read that turned into several writes is done with the last. */
+  if (--request->parts > 0)
+    return 1;
+  copy->in_flight[request->conn]--;
+  if (!request->failed)
     request->done = TRUE;
   give_buffer (copy, g_steal_pointer (&request->buffer));
   return 1;
 }
 
+/* Send [offset, offset + length) of request as a zero request. */
 static gboolean
-issue_zero (Copy *copy, Request *request)
+issue_zero (Copy *copy, Request *request, guint64 offset, guint64 length)
 {
   nbd_completion_callback done = { .callback = write_done,
                                    .user_data = request };
 
   /* No NO_HOLE flag: the sink may punch a hole, which reads as zeroes. */
-  if (nbd_aio_zero (copy->dst[request->conn], request->length,
-                    request->offset, done, 0) < 0)
+  request->parts++;
+  if (nbd_aio_zero (copy->dst[request->conn], length, offset, done, 0) < 0)
     {
+      request->parts--;
       set_error (copy, VMS_COPY_ERROR_DEST, "zeroing at %" G_GUINT64_FORMAT
-                 ": %s", request->offset, nbd_get_error ());
+                 ": %s", offset, nbd_get_error ());
       return FALSE;
     }
-  copy->stats->bytes_zeroed += request->length;
+  copy->stats->bytes_zeroed += length;
+  return TRUE;
+}
+
+static gboolean
+issue_write (Copy *copy, Request *request, guint64 offset, guint64 length)
+{
+  nbd_completion_callback done = { .callback = write_done,
+                                   .user_data = request };
+
+  request->parts++;
+  if (nbd_aio_pwrite (copy->dst[request->conn],
+                      request->buffer + (offset - request->offset), length,
+                      offset, done, 0) < 0)
+    {
+      request->parts--;
+      set_error (copy, VMS_COPY_ERROR_DEST, "writing at %" G_GUINT64_FORMAT
+                 ": %s", offset, nbd_get_error ());
+      return FALSE;
+    }
+  copy->stats->bytes_written += length;
+  return TRUE;
+}
+
+/* Length of the run of zero blocks (or of data blocks, when zero is FALSE)
+ * starting at position within the request's buffer. */
+static guint64
+run_length (Request *request, guint64 position, gboolean zero)
+{
+  guint64 end = position;
+
+  while (end < request->length)
+    {
+      guint64 block = MIN (ZERO_BLOCK, request->length - end);
+
+      if (vms_copy_is_zero (request->buffer + end, block) != zero)
+        break;
+      end += block;
+    }
+  return end - position;
+}
+
+/* Write what was read: data as writes, long zero runs as zero requests
+ * (they carry no payload), short ones inside the data. */
+static gboolean
+issue_writes (Copy *copy, Request *request)
+{
+  guint64 position = 0, data_start = 0;
+
+  /* Taking a part for ourselves keeps the request alive until all its
+   * writes are issued, even if the first completes at once. */
+  request->parts = 1;
+  while (position < request->length)
+    {
+      guint64 zeroes = run_length (request, position, TRUE);
+
+      if (zeroes >= MIN_ZERO_RUN || (zeroes > 0 && zeroes == request->length))
+        {
+          if (position > data_start
+              && !issue_write (copy, request, request->offset + data_start,
+                               position - data_start))
+            return FALSE;
+          vms_rate_refund (copy->spec->rate, zeroes);
+          if (!issue_zero (copy, request, request->offset + position, zeroes))
+            return FALSE;
+          position += zeroes;
+          data_start = position;
+        }
+      else
+        position += MAX (zeroes, run_length (request, position + zeroes,
+                                             FALSE)
+                                     + zeroes);
+    }
+  if (position > data_start
+      && !issue_write (copy, request, request->offset + data_start,
+                       position - data_start))
+    return FALSE;
   return TRUE;
 }
 
@@ -379,8 +470,7 @@ read_done (void *user_data, int *error)
 {
   Request *request = user_data;
   Copy *copy = request->copy;
-  nbd_completion_callback done = { .callback = write_done,
-                                   .user_data = request };
+  int no_error = 0;
 
   copy->last_activity_us = g_get_monotonic_time ();
   if (*error)
@@ -395,28 +485,11 @@ read_done (void *user_data, int *error)
       return 1;
     }
   copy->stats->bytes_read += request->length;
-  if (vms_copy_is_zero (request->buffer, request->length))
-    {
-      vms_rate_refund (copy->spec->rate, request->length);
-      give_buffer (copy, g_steal_pointer (&request->buffer));
-      if (!issue_zero (copy, request))
-        {
-          request->failed = TRUE;
-          copy->in_flight[request->conn]--;
-        }
-      return 1;
-    }
-  if (nbd_aio_pwrite (copy->dst[request->conn], request->buffer,
-                      request->length, request->offset, done, 0) < 0)
-    {
-      set_error (copy, VMS_COPY_ERROR_DEST, "writing at %" G_GUINT64_FORMAT
-                 ": %s", request->offset, nbd_get_error ());
-      request->failed = TRUE;
-      copy->in_flight[request->conn]--;
-      give_buffer (copy, g_steal_pointer (&request->buffer));
-      return 1;
-    }
-  copy->stats->bytes_written += request->length;
+  if (!issue_writes (copy, request))
+    request->failed = TRUE;
+  /* Drop the part issue_writes held; completes the request if the writes
+   * already have, or if none could be issued. */
+  write_done (request, &no_error);
   return 1;
 }
 
@@ -489,7 +562,7 @@ issue_more (Copy *copy, gint64 now)
           length = MIN (extent_end - copy->frontier, MAX_ZERO_REQUEST);
           request = new_request (copy, copy->frontier, length, conn);
           copy->frontier += length;
-          if (!issue_zero (copy, request))
+          if (!issue_zero (copy, request, request->offset, length))
             {
               request->failed = TRUE;
               copy->in_flight[conn]--;
@@ -569,32 +642,21 @@ flush_done (void *user_data, int *error)
   Copy *copy = user_data;
 
   copy->flush_pending = FALSE;
+  copy->flush_done = TRUE;
   copy->flush_errno = *error;
   copy->last_activity_us = g_get_monotonic_time ();
   return 1;
 }
 
-/* FLUSH the destination, waiting no longer than the I/O timeout: a
- * synchronous flush would hang for as long as a cut link stays cut.
- * Other requests keep completing meanwhile. */
+/* Wait for the pending FLUSH, no longer than the I/O timeout: a
+ * synchronous flush would hang for as long as a cut link stays cut.  Other
+ * requests keep completing meanwhile. */
 static gboolean
-flush_destination (Copy *copy)
+wait_flush (Copy *copy)
 {
-  nbd_completion_callback done = { .callback = flush_done,
-                                   .user_data = copy };
   gint64 deadline = g_get_monotonic_time ()
                     + copy->io_timeout_ms * (gint64) 1000;
 
-  /* With multi-conn one FLUSH covers writes acknowledged on every
-   * connection; without it there is only one connection. */
-  copy->flush_pending = TRUE;
-  if (nbd_aio_flush (copy->dst[0], done, 0) < 0)
-    {
-      copy->flush_pending = FALSE;
-      set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
-                 nbd_get_error ());
-      return FALSE;
-    }
   while (copy->flush_pending)
     {
       if (g_get_monotonic_time () > deadline)
@@ -618,6 +680,29 @@ flush_destination (Copy *copy)
           return FALSE;
         }
     }
+  return TRUE;
+}
+
+/* FLUSH the destination and wait for it. */
+static gboolean
+flush_destination (Copy *copy)
+{
+  nbd_completion_callback done = { .callback = flush_done,
+                                   .user_data = copy };
+
+  /* With multi-conn one FLUSH covers writes acknowledged on every
+   * connection; without it there is only one connection. */
+  copy->flush_pending = TRUE;
+  if (nbd_aio_flush (copy->dst[0], done, 0) < 0)
+    {
+      copy->flush_pending = FALSE;
+      set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
+                 nbd_get_error ());
+      return FALSE;
+    }
+  if (!wait_flush (copy))
+    return FALSE;
+  copy->flush_done = FALSE;
   if (copy->flush_errno)
     {
       set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
@@ -627,19 +712,21 @@ flush_destination (Copy *copy)
   return TRUE;
 }
 
-/* FLUSH what is below the watermark and report it as a checkpoint. */
+/* The FLUSH sent at flush_watermark came back: that much is durable, and
+ * the caller may record it. */
 static gboolean
-checkpoint (Copy *copy)
+record_checkpoint (Copy *copy)
 {
-  guint64 watermark = copy->stats->watermark;
   GError *error = NULL;
 
-  copy->last_checkpoint_us = g_get_monotonic_time ();
-  if (!flush_destination (copy))
-    return FALSE;
+  if (copy->flush_errno)
+    {
+      set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
+                 g_strerror (copy->flush_errno));
+      return FALSE;
+    }
   copy->stats->flushes++;
-  copy->stats->durable = watermark;
-  copy->checkpoint_watermark = watermark;
+  copy->stats->durable = copy->flush_watermark;
   if (copy->spec->checkpoint
       && !copy->spec->checkpoint (copy->stats, copy->spec->user_data, &error))
     {
@@ -650,6 +737,49 @@ checkpoint (Copy *copy)
       return FALSE;
     }
   return TRUE;
+}
+
+/* Send a FLUSH for everything below the watermark without waiting: the
+ * copy goes on meanwhile, and the loop records the checkpoint when the
+ * FLUSH completes.  A FLUSH covers every write completed before it was
+ * sent, and every request below the watermark has completed. */
+static gboolean
+start_checkpoint (Copy *copy)
+{
+  nbd_completion_callback done = { .callback = flush_done,
+                                   .user_data = copy };
+
+  copy->last_checkpoint_us = copy->flush_sent_us = g_get_monotonic_time ();
+  copy->flush_watermark = copy->checkpoint_watermark = copy->stats->watermark;
+  copy->flush_errno = 0;
+  copy->flush_pending = TRUE;
+  if (nbd_aio_flush (copy->dst[0], done, 0) < 0)
+    {
+      copy->flush_pending = FALSE;
+      set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
+                 nbd_get_error ());
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* FLUSH and record synchronously: at the end of a copy. */
+static gboolean
+checkpoint (Copy *copy)
+{
+  guint64 watermark;
+
+  /* A background FLUSH still in flight is waited for first, so that its
+   * completion cannot be taken for this one's. */
+  if (!wait_flush (copy))
+    return FALSE;
+  copy->flush_done = FALSE;
+  watermark = copy->stats->watermark;
+  copy->last_checkpoint_us = g_get_monotonic_time ();
+  if (!flush_destination (copy))
+    return FALSE;
+  copy->flush_watermark = copy->checkpoint_watermark = watermark;
+  return record_checkpoint (copy);
 }
 
 static gboolean
@@ -755,12 +885,29 @@ run_loop (Copy *copy)
           issue_more (copy, now);
         }
       retire (copy);
-      if (requests_in_flight (copy) == 0
+      if (requests_in_flight (copy) == 0 && !copy->flush_pending
           && (copy->error || copy->frontier >= copy->stats->end
               || (spec->stop && g_atomic_int_get (spec->stop))))
         break;
-      if (!copy->error && checkpoint_due (copy, now))
-        checkpoint (copy);
+      if (copy->flush_done)
+        {
+          copy->flush_done = FALSE;
+          record_checkpoint (copy);
+          continue;
+        }
+      if (!copy->error && !copy->flush_pending && checkpoint_due (copy, now))
+        {
+          start_checkpoint (copy);
+          continue;
+        }
+      if (copy->flush_pending
+          && now - copy->flush_sent_us > io_timeout_ms * (gint64) 1000)
+        {
+          set_error (copy, VMS_COPY_ERROR_TIMEOUT,
+                     "the destination did not answer a FLUSH for %u s",
+                     io_timeout_ms / 1000);
+          return FALSE;
+        }
 
       if (now - copy->last_progress_us >= PROGRESS_INTERVAL_US)
         {
@@ -874,6 +1021,12 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
 
   ok = run_loop (&copy);
   retire (&copy);
+  /* A background FLUSH that completed as the loop ended still counts. */
+  if (copy.flush_done)
+    {
+      copy.flush_done = FALSE;
+      record_checkpoint (&copy);
+    }
   /* Whatever is acknowledged below the watermark is worth a last FLUSH,
    * also after a failure: it is less to send again. */
   if (!nbd_aio_is_dead (copy.dst[0])
