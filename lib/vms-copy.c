@@ -992,8 +992,10 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
   g_queue_init (&copy.requests);
 
   if (!connect_all (&copy,
-                    spec->connections ? spec->connections
-                                      : VMS_COPY_DEFAULT_CONNECTIONS,
+                    spec->connections
+                        ? spec->connections
+                        : CLAMP (g_get_num_processors (), 1,
+                                 VMS_COPY_DEFAULT_CONNECTIONS),
                     io_timeout_ms, error))
     goto out;
   copy.in_flight = g_new0 (guint, copy.n);

@@ -445,14 +445,15 @@ test_resume_after_kill9_of_vmshift (void **state)
   g_autoptr (JsonParser) killed = json_parser_new ();
   g_autofree char *vd1 = replica_path (fixture, "t2-vd1");
   const guint64 checkpoint = 4 * MiB;
-  /* --max-bandwidth keeps one 256 KiB request in flight at a time. */
-  const guint64 in_flight = 4 * 16 * 256 * 1024;
+  /* --connections 2 --queue-depth 4 of 256 KiB requests. */
+  const guint64 in_flight = 2 * 4 * 256 * 1024;
   guint64 reached = 0, durable;
   gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
 
   first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
                      "j2", "--replica-prefix", "t2", "--disk", "vd1",
                      "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
+                     "--connections", "2", "--queue-depth", "4",
                      "--rounds", "1", NULL);
   while (reached < 18 * MiB)
     {
@@ -539,7 +540,7 @@ test_resume_after_link_cut (void **state)
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) error = NULL;
   const guint64 checkpoint = 4 * MiB;
-  const guint64 in_flight = 4 * 16 * 256 * 1024;
+  const guint64 in_flight = 2 * 4 * 256 * 1024;
   guint64 reached, durable;
   int status;
 
@@ -548,6 +549,7 @@ test_resume_after_link_cut (void **state)
   first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
                      "j4", "--replica-prefix", "t4", "--disk", "vd1",
                      "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
+                     "--connections", "2", "--queue-depth", "4",
                      "--io-timeout", "10", "--rounds", "1", NULL);
   while (last_progress (first, "vd1", "background") < 8 * MiB)
     if (run_pump (first, 100))
