@@ -683,15 +683,17 @@ wait_flush (Copy *copy)
   return TRUE;
 }
 
-/* FLUSH the destination and wait for it. */
+/* Send a FLUSH; flush_done() notes its completion.  With multi-conn one
+ * FLUSH covers writes acknowledged on every connection; without it there
+ * is only one connection. */
 static gboolean
-flush_destination (Copy *copy)
+send_flush (Copy *copy)
 {
   nbd_completion_callback done = { .callback = flush_done,
                                    .user_data = copy };
 
-  /* With multi-conn one FLUSH covers writes acknowledged on every
-   * connection; without it there is only one connection. */
+  copy->flush_errno = 0;
+  copy->flush_sent_us = g_get_monotonic_time ();
   copy->flush_pending = TRUE;
   if (nbd_aio_flush (copy->dst[0], done, 0) < 0)
     {
@@ -700,7 +702,14 @@ flush_destination (Copy *copy)
                  nbd_get_error ());
       return FALSE;
     }
-  if (!wait_flush (copy))
+  return TRUE;
+}
+
+/* FLUSH the destination and wait for it. */
+static gboolean
+flush_destination (Copy *copy)
+{
+  if (!send_flush (copy) || !wait_flush (copy))
     return FALSE;
   copy->flush_done = FALSE;
   if (copy->flush_errno)
@@ -746,21 +755,9 @@ record_checkpoint (Copy *copy)
 static gboolean
 start_checkpoint (Copy *copy)
 {
-  nbd_completion_callback done = { .callback = flush_done,
-                                   .user_data = copy };
-
-  copy->last_checkpoint_us = copy->flush_sent_us = g_get_monotonic_time ();
+  copy->last_checkpoint_us = g_get_monotonic_time ();
   copy->flush_watermark = copy->checkpoint_watermark = copy->stats->watermark;
-  copy->flush_errno = 0;
-  copy->flush_pending = TRUE;
-  if (nbd_aio_flush (copy->dst[0], done, 0) < 0)
-    {
-      copy->flush_pending = FALSE;
-      set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
-                 nbd_get_error ());
-      return FALSE;
-    }
-  return TRUE;
+  return send_flush (copy);
 }
 
 /* FLUSH and record synchronously: at the end of a copy. */
