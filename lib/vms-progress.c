@@ -55,6 +55,20 @@ vms_progress_free (VmsProgress *progress)
   g_free (progress);
 }
 
+char *
+vms_format_size (guint64 bytes)
+{
+  g_autofree char *text = g_format_size (bytes);
+  GString *plain = g_string_new (NULL);
+
+  for (const char *p = text; *p; p = g_utf8_next_char (p))
+    if (g_utf8_get_char (p) == 0x00a0)
+      g_string_append_c (plain, ' ');
+    else
+      g_string_append_len (plain, p, g_utf8_next_char (p) - p);
+  return g_string_free (plain, FALSE);
+}
+
 double
 vms_progress_rate (VmsProgress *progress)
 {
@@ -144,9 +158,9 @@ vms_progress_update (VmsProgress *progress, const char *disk,
     case VMS_PROGRESS_BAR:
     case VMS_PROGRESS_TEXT:
       {
-        g_autofree char *done_text = g_format_size (done);
-        g_autofree char *total_text = g_format_size (total);
-        g_autofree char *rate_text = g_format_size ((guint64) progress->rate);
+        g_autofree char *done_text = vms_format_size (done);
+        g_autofree char *total_text = vms_format_size (total);
+        g_autofree char *rate_text = vms_format_size ((guint64) progress->rate);
         g_autofree char *eta_text = format_eta (eta);
         double fraction = total ? (double) done / total : 1;
         char bar[BAR_WIDTH + 1];

@@ -38,6 +38,11 @@ void vms_progress_event (VmsProgress *progress, const char *event,
 /* Rate in bytes per second over the last few seconds of updates. */
 double vms_progress_rate (VmsProgress *progress);
 
+/* g_format_size() with a plain space before the unit: GLib puts a
+ * non-breaking one there, which a C-locale terminal shows as '?'.  Caller
+ * frees. */
+char *vms_format_size (guint64 bytes);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsProgress, vms_progress_free)
 
 G_END_DECLS

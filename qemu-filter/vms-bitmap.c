@@ -26,7 +26,7 @@ vms_bitmap_info_free (VmsBitmapInfo *info)
 
 static gboolean
 add_bitmap (VmsQmp *qmp, const char *node, const char *name,
-            gboolean persistent, GError **error)
+            guint32 granularity, gboolean persistent, GError **error)
 {
   g_autoptr (JsonObject) arguments = json_object_new ();
   g_autoptr (JsonNode) reply = NULL;
@@ -37,7 +37,8 @@ add_bitmap (VmsQmp *qmp, const char *node, const char *name,
   /* Explicit: QEMU's own default follows the qcow2 cluster size (4 KiB
    * clusters give 4 KiB bits), and a round copies whole bits. */
   json_object_set_int_member (arguments, "granularity",
-                              VMS_BITMAP_DEFAULT_GRANULARITY);
+                              granularity ? granularity
+                                          : VMS_BITMAP_DEFAULT_GRANULARITY);
   reply = vms_qmp_execute (qmp, "block-dirty-bitmap-add", arguments, error);
   return reply != NULL;
 }
@@ -52,11 +53,11 @@ cannot_persist (const GError *error)
 
 gboolean
 vms_bitmap_add (VmsQmp *qmp, const char *node, const char *name,
-                gboolean *persistent_out, GError **error)
+                guint32 granularity, gboolean *persistent_out, GError **error)
 {
   g_autoptr (GError) persistent_error = NULL;
 
-  if (add_bitmap (qmp, node, name, TRUE, &persistent_error))
+  if (add_bitmap (qmp, node, name, granularity, TRUE, &persistent_error))
     {
       if (persistent_out)
         *persistent_out = TRUE;
@@ -69,7 +70,7 @@ vms_bitmap_add (VmsQmp *qmp, const char *node, const char *name,
                                   node);
       return FALSE;
     }
-  if (!add_bitmap (qmp, node, name, FALSE, error))
+  if (!add_bitmap (qmp, node, name, granularity, FALSE, error))
     {
       g_prefix_error (error,
                       "adding bitmap '%s' on node '%s' (non-persistent: the "

@@ -32,14 +32,16 @@ void vms_bitmap_info_free (VmsBitmapInfo *info);
  * start with what was being done on which node and bitmap, followed by
  * QEMU's own message (VMS_QMP_ERROR, code of the QMP class). */
 
-/* Add an enabled bitmap on node, VMS_BITMAP_DEFAULT_GRANULARITY bytes per
- * bit.  Persistent where the format can store it (qcow2); where it cannot
+/* Add an enabled bitmap on node.  Persistent where the format can store it (qcow2); where it cannot
  * (raw: "Operation not supported", or a qcow2 v2 image) it falls back to a
  * bitmap that lives as long as the QEMU process, and says which in
  * *persistent_out (may be NULL).  Any other failure (name taken, no such
- * node) is not retried. */
+ * node) is not retried.  granularity is bytes per bit, a power of two
+ * (0: VMS_BITMAP_DEFAULT_GRANULARITY); finer bits send less again after
+ * small random writes, and cost QEMU more memory. */
 gboolean vms_bitmap_add (VmsQmp *qmp, const char *node, const char *name,
-                         gboolean *persistent_out, GError **error);
+                         guint32 granularity, gboolean *persistent_out,
+                         GError **error);
 
 /* One dirty round switch, atomically (one QMP transaction): stop
  * recording in old_name and start a new enabled bitmap new_name, with the

@@ -59,6 +59,7 @@ typedef struct
   int queue_depth;          /* --queue-depth */
   char *request_size;       /* --request-size */
   char *checkpoint_bytes;   /* --checkpoint-bytes */
+  char *granularity;        /* --granularity */
   int checkpoint_seconds;   /* --checkpoint-seconds */
   int io_timeout;           /* --io-timeout */
   gboolean json;            /* --json */
@@ -75,6 +76,7 @@ typedef struct
   guint64 converge_bytes;     /* round size that counts as converged */
   guint32 request_size;       /* bytes per request */
   guint64 checkpoint_bytes;   /* bytes between checkpoints */
+  guint32 granularity;        /* bytes per bitmap bit, 0: QEMU's default */
   VmsJobDisk *disk;           /* disk being copied */
   const char *phase;          /* "background" or "round N" */
   VmsCopyStats last;          /* figures at the last checkpoint */
@@ -329,7 +331,8 @@ background_copy (Sync *sync, VmsJobDisk *disk, GError **error)
 
       /* The bitmap comes first: every write from now on is recorded, so
        * whatever the copy reads too early is copied again in round 1. */
-      if (!vms_bitmap_add (sync->qmp, disk->node, name, &disk->persistent,
+      if (!vms_bitmap_add (sync->qmp, disk->node, name, sync->granularity,
+                           &disk->persistent,
                            error))
         return FALSE;
       disk->recording_bitmap = g_steal_pointer (&name);
@@ -403,7 +406,7 @@ dirty_round (Sync *sync, VmsJobDisk *disk, guint64 *dirty, GError **error)
     return FALSE;
   {
     JsonObject *fields = json_object_new ();
-    g_autofree char *size = g_format_size (*dirty);
+    g_autofree char *size = vms_format_size (*dirty);
 
     json_object_set_string_member (fields, "disk", disk->name);
     json_object_set_int_member (fields, "round", disk->round - 1);
@@ -459,7 +462,7 @@ run_rounds (Sync *sync, GError **error)
                   && total >= NOT_SHRINKING_RATIO * previous)
               || done >= MAX_ROUNDS))
         {
-          g_autofree char *size = g_format_size (total);
+          g_autofree char *size = vms_format_size (total);
 
           vms_progress_event (sync->progress, "converged", NULL,
                               "rounds end: the last round held %s%s", size,
@@ -636,9 +639,9 @@ report (Sync *sync, gint64 started)
     {
       VmsJobDisk *disk = sync->job->disks->pdata[i];
       JsonObject *fields = json_object_new ();
-      g_autofree char *written = g_format_size (disk->bytes_written);
-      g_autofree char *zeroed = g_format_size (disk->bytes_zeroed);
-      g_autofree char *last = g_format_size (disk->last_round_dirty);
+      g_autofree char *written = vms_format_size (disk->bytes_written);
+      g_autofree char *zeroed = vms_format_size (disk->bytes_zeroed);
+      g_autofree char *last = vms_format_size (disk->last_round_dirty);
 
       json_object_set_string_member (fields, "disk", disk->name);
       json_object_set_string_member (fields, "replica", disk->replica);
@@ -763,6 +766,22 @@ check_options (Sync *sync, int argc, char **argv, GError **error)
       || !parse_size ("--checkpoint-bytes", options->checkpoint_bytes,
                       1024 * 1024, &sync->checkpoint_bytes, error))
     return FALSE;
+  {
+    guint64 granularity = 0;
+
+    if (!parse_size ("--granularity", options->granularity, 512,
+                     &granularity, error))
+      return FALSE;
+    /* QEMU wants a power of two from 512 bytes to 2 GiB. */
+    if (granularity > (G_GUINT64_CONSTANT (1) << 31)
+        || (granularity & (granularity - 1)) != 0)
+      {
+        g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                     "--granularity must be a power of two from 512 to 2G");
+        return FALSE;
+      }
+    sync->granularity = granularity;
+  }
   if (request > VMS_COPY_MAX_REQUEST_SIZE)
     {
       g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
@@ -819,6 +838,8 @@ vms_cmd_sync (int argc, char **argv)
       "... or after this many seconds (default 10)", "S" },
     { "io-timeout", 0, 0, G_OPTION_ARG_INT, &options.io_timeout,
       "Give up on a silent peer after S seconds (default 60)", "S" },
+    { "granularity", 'g', 0, G_OPTION_ARG_STRING, &options.granularity,
+      "Bytes per dirty-bitmap bit for a new job (default 64K)", "SIZE" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options.json,
       "Print one JSON event per line on stdout", NULL },
     G_OPTION_ENTRY_NULL
@@ -905,5 +926,6 @@ out:
   g_free (options.converge);
   g_free (options.request_size);
   g_free (options.checkpoint_bytes);
+  g_free (options.granularity);
   return status;
 }

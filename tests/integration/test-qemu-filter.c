@@ -151,7 +151,7 @@ add_bitmap (VmsQmp *qmp, const char *node, const char *name,
   g_autoptr (GError) error = NULL;
   gboolean persistent = !expect_persistent;
 
-  vms_assert_ok (vms_bitmap_add (qmp, node, name, &persistent, &error), error);
+  vms_assert_ok (vms_bitmap_add (qmp, node, name, 0, &persistent, &error), error);
   assert_int_equal (persistent, expect_persistent);
 }
 
@@ -508,7 +508,7 @@ test_bitmap_persistent_on_qcow2_fallback_on_raw (void **state)
   assert_string_equal (((VmsBitmapInfo *)listed->pdata[0])->name, "p1");
 
   /* Failures other than persistence are not retried, and say where. */
-  assert_false (vms_bitmap_add (qmp, "d1", "p1", NULL, &error));
+  assert_false (vms_bitmap_add (qmp, "d1", "p1", 0, NULL, &error));
   /* QEMU 7.2 checks persistence before the name, so this is the
    * non-persistent retry's error. */
   assert_true (
@@ -516,11 +516,11 @@ test_bitmap_persistent_on_qcow2_fallback_on_raw (void **state)
   assert_true (
       g_str_has_suffix (error->message, ": Bitmap already exists: p1"));
   g_clear_error (&error);
-  assert_false (vms_bitmap_add (qmp, "d0", "p0", NULL, &error));
+  assert_false (vms_bitmap_add (qmp, "d0", "p0", 0, NULL, &error));
   assert_string_equal (error->message, "adding bitmap 'p0' on node 'd0': "
                                        "Bitmap already exists: p0");
   g_clear_error (&error);
-  assert_false (vms_bitmap_add (qmp, "nope", "p2", NULL, &error));
+  assert_false (vms_bitmap_add (qmp, "nope", "p2", 0, NULL, &error));
   assert_non_null (strstr (error->message, "node 'nope'"));
   assert_non_null (strstr (error->message, "Cannot find device='nope'"));
   g_clear_error (&error);

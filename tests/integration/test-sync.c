@@ -6,6 +6,7 @@
 #include "vms-test-netns.h"
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
+#include "vms-bitmap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -400,13 +401,15 @@ test_sync_rounds_then_final_round (void **state)
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autofree char *vd0 = replica_path (fixture, "t1-vd0");
   g_autofree char *vd1 = replica_path (fixture, "t1-vd1");
+  g_autoptr (GError) error = NULL;
   JsonObject *disk;
 
   /* Data on the raw disk before, and writes to it during, the sync. */
   qemu_io (fixture, "vd1", "write -P 0x42 1M 3M");
   qemu_io (fixture, "vd1", "write -z 2M 512k");
   first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
-                     "j1", "--replica-prefix", "t1", "--rounds", "2", NULL);
+                     "j1", "--replica-prefix", "t1", "--rounds", "2",
+                     "--granularity", "4K", NULL);
   for (int i = 0; i < 5 && !run_pump (first, 200); i++)
     {
       g_autofree char *command = g_strdup_printf ("write -P 0x%02x %dM 64k",
@@ -427,6 +430,16 @@ test_sync_rounds_then_final_round (void **state)
 
   disk = job_disk (fixture, "j1", "vd0", parser);
   assert_true (json_object_get_boolean_member (disk, "persistent"));
+  {
+    g_autoptr (VmsBitmapInfo) info = vms_bitmap_query (
+        fixture->vm->qmp, "d0",
+        json_object_get_string_member (disk, "recording-bitmap"), &error);
+
+    /* --granularity reached QEMU and carried over to later rounds. */
+    vms_assert_ok (info, error);
+    assert_int_equal (info->granularity, 4096);
+    assert_true (info->recording);
+  }
   assert_int_equal (json_object_get_int_member (disk, "round"), 4);
   assert_true (json_object_get_int_member (disk, "bytes-written") > 0);
 }
