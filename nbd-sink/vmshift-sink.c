@@ -9,11 +9,11 @@
 #include "vms-sink-export.h"
 #include "vms-sink-hash.h"
 #include "vms-sink-meta.h"
+#include "vms-cli-main.h"
 
 #include <errno.h>
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
-#include <locale.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1024,87 +1024,24 @@ cmd_list (int argc, char **argv)
 
 /* ----------------------------------------------------------------- main */
 
-typedef struct
-{
-  const char *name;                   /* subcommand as typed */
-  const char *summary;                /* one line for --help */
-  int (*run) (int argc, char **argv); /* argv[0] is the subcommand */
-} SinkCommand;
-
-static const SinkCommand commands[] = {
+static const VmsCliCommand commands[] = {
   { "serve", "Serve a directory of replicas over NBD (runs nbdkit)",
     cmd_serve },
   { "list", "List the replicas in a directory", cmd_list },
 };
 
-static void
-print_usage (FILE *stream)
-{
-  fprintf (stream,
-           "Usage: %s COMMAND [OPTION...]\n"
-           "       %s --help | --version\n"
-           "\n"
-           "The destination side of vmshift: serve replicas of disks over "
-           "NBD.\n"
-           "\n"
-           "Commands:\n",
-           PROGRAM, PROGRAM);
-  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
-    fprintf (stream, "  %-10s %s\n", commands[i].name, commands[i].summary);
-  fprintf (stream,
-           "\n"
-           "Run '%s COMMAND --help' for the options of a command.\n"
-           "See vmshift-sink(8) for export names and exit codes.\n",
-           PROGRAM);
-}
-
-static const SinkCommand *
-find_command (const char *name)
-{
-  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
-    if (g_str_equal (name, commands[i].name))
-      return &commands[i];
-  return NULL;
-}
-
 int
 main (int argc, char **argv)
 {
-  const SinkCommand *command;
+  const VmsCliProgram program = {
+    .name = PROGRAM,
+    .version = VMS_VERSION,
+    .description = "The destination side of vmshift: serve replicas of "
+                   "disks over NBD.",
+    .see_also = "vmshift-sink(8) for export names and exit codes",
+    .commands = commands,
+    .n_commands = G_N_ELEMENTS (commands),
+  };
 
-  setlocale (LC_ALL, "");
-
-  if (argc < 2)
-    {
-      print_usage (stderr);
-      return SINK_EXIT_USAGE;
-    }
-  if (g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h")
-      || g_str_equal (argv[1], "help"))
-    {
-      if (argc > 2 && g_str_equal (argv[1], "help"))
-        {
-          char *help_argv[] = { argv[2], (char *) "--help", NULL };
-
-          command = find_command (argv[2]);
-          if (command)
-            return command->run (2, help_argv);
-          sink_error (NULL, "unknown command '%s'", argv[2]);
-          return SINK_EXIT_USAGE;
-        }
-      print_usage (stdout);
-      return SINK_EXIT_OK;
-    }
-  if (g_str_equal (argv[1], "--version") || g_str_equal (argv[1], "-V"))
-    {
-      printf ("%s %s\n", PROGRAM, VMS_VERSION);
-      return SINK_EXIT_OK;
-    }
-
-  command = find_command (argv[1]);
-  if (command)
-    return command->run (argc - 1, argv + 1);
-  sink_error (NULL, "unknown command '%s' (see '%s --help')", argv[1],
-              PROGRAM);
-  return SINK_EXIT_USAGE;
+  return vms_cli_main (&program, argc, argv);
 }

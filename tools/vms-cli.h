@@ -5,6 +5,8 @@
 
 #include <glib.h>
 
+#include "vms-cli-main.h"
+
 /* Exit codes, documented in vmshift(1).  Scripts tell "QEMU said no" from
  * "could not talk to QEMU" by them. */
 enum
@@ -16,12 +18,6 @@ enum
   VMS_EXIT_STOPPED = 4,   /* stopped on request (Ctrl-C); state saved */
 };
 
-typedef struct
-{
-  const char *name;                    /* subcommand as typed */
-  const char *summary;                 /* one line for vmshift --help */
-  int (*run) (int argc, char **argv);  /* argv[0] is the subcommand */
-} VmsCliCommand;
 
 int vms_cmd_qmp (int argc, char **argv);
 int vms_cmd_sync (int argc, char **argv);

@@ -5,7 +5,6 @@
 #include "vms-cli.h"
 #include "vms-qmp.h"
 
-#include <locale.h>
 #include <stdio.h>
 
 static const VmsCliCommand commands[] = {
@@ -49,62 +48,18 @@ vms_cli_exit_code_for (const GError *error)
     }
 }
 
-static void
-print_usage (FILE *stream)
-{
-  fprintf (stream,
-           "Usage: vmshift COMMAND [OPTION...] [ARGUMENT...]\n"
-           "       vmshift --help | --version\n"
-           "\n"
-           "Live-migrate QEMU/KVM virtual machines together with their "
-           "local disks.\n"
-           "\n"
-           "Commands:\n");
-  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
-    fprintf (stream, "  %-10s %s\n", commands[i].name, commands[i].summary);
-  fprintf (stream,
-           "\n"
-           "Run 'vmshift COMMAND --help' for the options of a command.\n"
-           "See vmshift(1) for details and exit codes.\n");
-}
-
 int
 main (int argc, char **argv)
 {
-  setlocale (LC_ALL, "");
+  const VmsCliProgram program = {
+    .name = VMS_PACKAGE,
+    .version = VMS_VERSION,
+    .description = "Live-migrate QEMU/KVM virtual machines together with "
+                   "their local disks.",
+    .see_also = "vmshift(1) for details and exit codes",
+    .commands = commands,
+    .n_commands = G_N_ELEMENTS (commands),
+  };
 
-  if (argc < 2)
-    {
-      print_usage (stderr);
-      return VMS_EXIT_USAGE;
-    }
-  if (g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h")
-      || g_str_equal (argv[1], "help"))
-    {
-      if (argc > 2 && g_str_equal (argv[1], "help"))
-        {
-          char *help_argv[] = { argv[2], (char *) "--help", NULL };
-
-          for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
-            if (g_str_equal (argv[2], commands[i].name))
-              return commands[i].run (2, help_argv);
-          vms_cli_error (NULL, "unknown command '%s'", argv[2]);
-          return VMS_EXIT_USAGE;
-        }
-      print_usage (stdout);
-      return VMS_EXIT_OK;
-    }
-  if (g_str_equal (argv[1], "--version") || g_str_equal (argv[1], "-V"))
-    {
-      printf ("%s %s\n", VMS_PACKAGE, VMS_VERSION);
-      return VMS_EXIT_OK;
-    }
-
-  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
-    if (g_str_equal (argv[1], commands[i].name))
-      return commands[i].run (argc - 1, argv + 1);
-
-  vms_cli_error (NULL, "unknown command '%s' (see 'vmshift --help')",
-                 argv[1]);
-  return VMS_EXIT_USAGE;
+  return vms_cli_main (&program, argc, argv);
 }

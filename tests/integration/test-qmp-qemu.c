@@ -13,11 +13,10 @@
 #define DISK_SIZE (64 * 1024 * 1024)
 
 static int
-start_guest (void **state)
+start_vm (void **state, const VmsTestVmOptions *options)
 {
-  VmsTestVmOptions options = { .disks = { { "raw", DISK_SIZE } } };
   g_autoptr (GError) error = NULL;
-  VmsTestVm *vm = vms_test_vm_start (&options, &error);
+  VmsTestVm *vm = vms_test_vm_start (options, &error);
 
   if (!vm)
     {
@@ -26,6 +25,14 @@ start_guest (void **state)
     }
   *state = vm;
   return 0;
+}
+
+static int
+start_guest (void **state)
+{
+  VmsTestVmOptions options = { .disks = { { "raw", DISK_SIZE } } };
+
+  return start_vm (state, &options);
 }
 
 static int
@@ -40,16 +47,8 @@ static int
 start_bare (void **state)
 {
   VmsTestVmOptions options = { .no_guest = TRUE };
-  g_autoptr (GError) error = NULL;
-  VmsTestVm *vm = vms_test_vm_start (&options, &error);
 
-  if (!vm)
-    {
-      print_error ("cannot start QEMU: %s\n", error->message);
-      return -1;
-    }
-  *state = vm;
-  return 0;
+  return start_vm (state, &options);
 }
 
 static void
