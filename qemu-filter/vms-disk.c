@@ -175,38 +175,13 @@ filtered_child (Discovery *discovery, const char *filter_name, GError **error)
   return NULL;
 }
 
-/* The query-named-block-nodes entry of node_name (borrowed). */
+/* The query-named-block-nodes entry of node_name (borrowed), queried
+ * once per discovery. */
 static JsonObject *
 named_node (Discovery *discovery, const char *node_name, GError **error)
 {
-  static const char command[] = "query-named-block-nodes";
-  JsonArray *array;
-
-  if (!discovery->nodes)
-    {
-      g_autoptr (JsonObject) arguments = json_object_new ();
-
-      json_object_set_boolean_member (arguments, "flat", TRUE);
-      discovery->nodes
-          = vms_qmp_execute (discovery->qmp, command, arguments, error);
-      if (!discovery->nodes)
-        return NULL;
-    }
-  if (!(array = vms_reply_array (discovery->nodes, command, error)))
-    return NULL;
-  for (guint i = 0; i < json_array_get_length (array); i++)
-    {
-      JsonObject *node = vms_reply_array_object (array, i, command, error);
-      const char *name;
-
-      if (!node || !vms_reply_string (node, "node-name", command, &name, error))
-        return NULL;
-      if (g_str_equal (name, node_name))
-        return node;
-    }
-  g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-               "QEMU has no block node named '%s'", node_name);
-  return NULL;
+  return vms_reply_find_node (discovery->qmp, node_name, &discovery->nodes,
+                              error);
 }
 
 /* inserted (a BlockDeviceInfo) itself, or the first non-filter node below

@@ -145,18 +145,23 @@ vms_reply_opt_array (JsonObject *object, const char *member,
 }
 
 JsonObject *
-vms_reply_find_node (VmsQmp *qmp, const char *node_name, JsonNode **nodes_out,
+vms_reply_find_node (VmsQmp *qmp, const char *node_name, JsonNode **nodes,
                      GError **error)
 {
   static const char command[] = "query-named-block-nodes";
-  g_autoptr (JsonObject) arguments = json_object_new ();
-  g_autoptr (JsonNode) nodes = NULL;
   JsonArray *array;
 
-  /* flat: without it every node also carries its whole backing chain. */
-  json_object_set_boolean_member (arguments, "flat", TRUE);
-  nodes = vms_qmp_execute (qmp, command, arguments, error);
-  if (!nodes || !(array = vms_reply_array (nodes, command, error)))
+  if (!*nodes)
+    {
+      g_autoptr (JsonObject) arguments = json_object_new ();
+
+      /* flat: without it every node also carries its whole backing chain. */
+      json_object_set_boolean_member (arguments, "flat", TRUE);
+      *nodes = vms_qmp_execute (qmp, command, arguments, error);
+      if (!*nodes)
+        return NULL;
+    }
+  if (!(array = vms_reply_array (*nodes, command, error)))
     return NULL;
   for (guint i = 0; i < json_array_get_length (array); i++)
     {
@@ -166,10 +171,7 @@ vms_reply_find_node (VmsQmp *qmp, const char *node_name, JsonNode **nodes_out,
       if (!node || !vms_reply_string (node, "node-name", command, &name, error))
         return NULL;
       if (g_str_equal (name, node_name))
-        {
-          *nodes_out = g_steal_pointer (&nodes);
-          return node;
-        }
+        return node;
     }
   g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
                "QEMU has no block node named '%s'", node_name);

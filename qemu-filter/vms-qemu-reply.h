@@ -48,11 +48,12 @@ gboolean vms_reply_opt_array (JsonObject *object, const char *member,
                               const char *command, JsonArray **out,
                               GError **error);
 
-/* query-named-block-nodes {flat: true}: the entry of node_name, or NULL
- * and G_IO_ERROR_NOT_FOUND.  *nodes_out keeps the reply alive (caller
- * unrefs); the returned object is borrowed from it. */
+/* The query-named-block-nodes {flat: true} entry of node_name, or NULL
+ * and G_IO_ERROR_NOT_FOUND.  *nodes holds the reply (caller unrefs): when
+ * NULL it is queried and stored, else reused, so several lookups cost one
+ * query.  The returned object is borrowed from it. */
 JsonObject *vms_reply_find_node (VmsQmp *qmp, const char *node_name,
-                                 JsonNode **nodes_out, GError **error);
+                                 JsonNode **nodes, GError **error);
 
 /* TRUE when error is a QMP error whose text (QEMU's "desc") contains
  * needle: the only way to tell some GenericErrors apart. */
