@@ -56,17 +56,21 @@ vms_progress_free (VmsProgress *progress)
 }
 
 char *
+vms_format_size_full (guint64 bytes, GFormatSizeFlags flags)
+{
+  g_autofree char *formatted = g_format_size_full (bytes, flags);
+  GString *text = g_string_new (formatted);
+
+  /* GLib puts a no-break space before the unit, which a C-locale terminal
+   * shows as '?' and which throws table columns out. */
+  g_string_replace (text, "\u00a0", " ", 0);
+  return g_string_free (text, FALSE);
+}
+
+char *
 vms_format_size (guint64 bytes)
 {
-  g_autofree char *text = g_format_size (bytes);
-  GString *plain = g_string_new (NULL);
-
-  for (const char *p = text; *p; p = g_utf8_next_char (p))
-    if (g_utf8_get_char (p) == 0x00a0)
-      g_string_append_c (plain, ' ');
-    else
-      g_string_append_len (plain, p, g_utf8_next_char (p) - p);
-  return g_string_free (plain, FALSE);
+  return vms_format_size_full (bytes, G_FORMAT_SIZE_DEFAULT);
 }
 
 double

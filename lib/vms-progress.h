@@ -42,6 +42,7 @@ double vms_progress_rate (VmsProgress *progress);
  * non-breaking one there, which a C-locale terminal shows as '?'.  Caller
  * frees. */
 char *vms_format_size (guint64 bytes);
+char *vms_format_size_full (guint64 bytes, GFormatSizeFlags flags);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsProgress, vms_progress_free)
 

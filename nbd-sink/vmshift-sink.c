@@ -10,6 +10,7 @@
 #include "vms-sink-hash.h"
 #include "vms-sink-meta.h"
 #include "vms-cli-main.h"
+#include "vms-progress.h"
 
 #include <errno.h>
 #include <gio/gio.h>
@@ -815,17 +816,12 @@ static char *
 format_bytes (guint64 bytes)
 {
   g_autofree char *human = NULL;
-  g_autoptr (GString) text = NULL;
 
   if (bytes < 1024)
     return g_strdup_printf ("%" G_GUINT64_FORMAT, bytes);
-  human = g_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS);
-  text = g_string_new (NULL);
-  g_string_printf (text, "%" G_GUINT64_FORMAT " (%s)", bytes, human);
-  /* GLib puts a no-break space before the unit: two bytes that would
-   * throw the columns out, and garbage outside UTF-8 locales. */
-  g_string_replace (text, "\u00a0", " ", 0);
-  return g_string_free (g_steal_pointer (&text), FALSE);
+  /* A plain space before the unit keeps the columns aligned. */
+  human = vms_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS);
+  return g_strdup_printf ("%" G_GUINT64_FORMAT " (%s)", bytes, human);
 }
 
 /* Columns of the table for people. */
