@@ -101,6 +101,8 @@ vms_sink_export_parse (const char *export_name, VmsSinkExport *out,
     out->kind = VMS_SINK_EXPORT_DATA;
   else if (g_str_equal (suffix, "live"))
     out->kind = VMS_SINK_EXPORT_LIVE;
+  else if (g_str_equal (suffix, "live-reset"))
+    out->kind = VMS_SINK_EXPORT_LIVE_RESET;
   else if (g_str_equal (suffix, "hashes"))
     out->kind = VMS_SINK_EXPORT_HASHES;
   else if (g_str_equal (suffix, "commit"))
@@ -114,7 +116,8 @@ vms_sink_export_parse (const char *export_name, VmsSinkExport *out,
   else
     return bad_name (error, "unknown export suffix '@%.40s'; the sink "
                      "serves NAME, NAME@create=SIZE, NAME@live, "
-                     "NAME@hashes, NAME@commit and @probe", suffix);
+                     "NAME@live-reset, NAME@hashes, NAME@commit and @probe",
+                     suffix);
   out->replica = g_steal_pointer (&name);
   return TRUE;
 }
@@ -129,7 +132,8 @@ const char *
 vms_sink_export_kind_name (VmsSinkExportKind kind)
 {
   static const char *const names[] = { "data", "create", "live",
-                                       "hashes", "commit", "probe" };
+                                       "hashes", "commit", "probe",
+                                       "live-reset" };
 
   return kind < G_N_ELEMENTS (names) ? names[kind] : "unknown";
 }

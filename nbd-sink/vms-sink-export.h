@@ -37,6 +37,8 @@ typedef enum
   VMS_SINK_EXPORT_HASHES, /* NAME@hashes: read-only chunk hashes */
   VMS_SINK_EXPORT_COMMIT, /* NAME@commit: opening it marks NAME complete */
   VMS_SINK_EXPORT_PROBE,  /* @probe: discards writes, reads zeros */
+  VMS_SINK_EXPORT_LIVE_RESET, /* NAME@live-reset: opening it forgets the
+                                 ranges @live wrote (a new mirror starts) */
 } VmsSinkExportKind;
 
 typedef struct

@@ -732,10 +732,16 @@ vms_sink_replica_commit (VmsSinkReplica *replica, GError **error)
   g_atomic_int_set (&replica->known_incomplete, FALSE);
 
   /* The migration is over: later plain writes start a new one. */
+  vms_sink_replica_forget_live (replica);
+  return 0;
+}
+
+void
+vms_sink_replica_forget_live (VmsSinkReplica *replica)
+{
   pthread_rwlock_wrlock (&replica->order_lock);
   g_clear_pointer (&replica->live, vms_range_set_free);
   pthread_rwlock_unlock (&replica->order_lock);
-  return 0;
 }
 
 guint64

@@ -68,6 +68,11 @@ int vms_sink_replica_extents (VmsSinkReplica *replica, guint32 count,
 /* Make the replica durable and mark it complete. */
 int vms_sink_replica_commit (VmsSinkReplica *replica, GError **error);
 
+/* Forget the ranges @live wrote: a mirror that was stopped no longer
+ * writes, so plain writes must land everywhere again (a resumed migration
+ * re-copies what the guest wrote after the mirror went away). */
+void vms_sink_replica_forget_live (VmsSinkReplica *replica);
+
 /* Bytes remembered as written through @live (for tests and debugging). */
 guint64 vms_sink_replica_live_bytes (VmsSinkReplica *replica);
 

@@ -133,8 +133,8 @@ static void
 vmshift_dump_plugin (void)
 {
   printf ("vmshift_version=%s\n", VMS_VERSION);
-  printf ("vmshift_exports=NAME,NAME@create=SIZE,NAME@live,NAME@hashes,"
-          "NAME@commit,@probe\n");
+  printf ("vmshift_exports=NAME,NAME@create=SIZE,NAME@live,"
+          "NAME@live-reset,NAME@hashes,NAME@commit,@probe\n");
   printf ("vmshift_hash=xxh3-128\n");
 }
 
@@ -169,7 +169,8 @@ vmshift_open (int readonly)
   handle = g_new0 (Handle, 1);
   handle->kind = export_.kind;
   handle->readonly = readonly || export_.kind == VMS_SINK_EXPORT_HASHES
-                     || export_.kind == VMS_SINK_EXPORT_COMMIT;
+                     || export_.kind == VMS_SINK_EXPORT_COMMIT
+                     || export_.kind == VMS_SINK_EXPORT_LIVE_RESET;
   if (export_.kind == VMS_SINK_EXPORT_PROBE)
     return handle;
 
@@ -184,6 +185,11 @@ vmshift_open (int readonly)
       if (err)
         goto failed;
       nbdkit_debug ("replica '%s' committed", export_.replica);
+    }
+  else if (export_.kind == VMS_SINK_EXPORT_LIVE_RESET)
+    {
+      vms_sink_replica_forget_live (handle->replica);
+      nbdkit_debug ("replica '%s': live ranges forgotten", export_.replica);
     }
   return handle;
 
@@ -213,6 +219,7 @@ vmshift_get_size (void *opaque)
     case VMS_SINK_EXPORT_PROBE:
       return VMS_SINK_PROBE_SIZE;
     case VMS_SINK_EXPORT_COMMIT:
+    case VMS_SINK_EXPORT_LIVE_RESET:
       return 0;
     case VMS_SINK_EXPORT_HASHES:
       return vms_sink_hash_export_size (
@@ -283,6 +290,7 @@ vmshift_pread (void *opaque, void *buffer, uint32_t count, uint64_t offset,
                                 offset, &error);
       break;
     case VMS_SINK_EXPORT_COMMIT:
+    case VMS_SINK_EXPORT_LIVE_RESET:
       return fail (EINVAL, NULL);
     default:
       err = vms_sink_replica_read (handle->replica, buffer, count, offset,

@@ -344,6 +344,17 @@ test_live_ranges_outlive_connections (void **state)
   assert_int_equal (nbd_pwrite (plain, buffer, 2 * BLOCK, 0, 0), 0);
   assert_bytes (plain, 0, BLOCK, 0x33);
   assert_bytes (plain, BLOCK, BLOCK, 0x77);
+
+  /* A rolled-back mirror: after @live-reset plain writes land everywhere. */
+  {
+    g_autoptr (nbd_handle) reset = vms_test_sink_connect (
+        fixture->sink, "reconnected@live-reset", &error);
+
+    vms_assert_ok (reset, error);
+    assert_int_equal (nbd_get_size (reset), 0);
+  }
+  assert_int_equal (nbd_pwrite (plain, buffer, 2 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, 2 * BLOCK, 0x33);
 }
 
 /* Stale replicator writes race with live writes to the same blocks; every

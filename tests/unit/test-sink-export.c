@@ -33,6 +33,7 @@ test_accepted (void **state)
   assert_parses ("vm1-disk0@live", VMS_SINK_EXPORT_LIVE, "vm1-disk0", 0);
   assert_parses ("a.b_c+d@hashes", VMS_SINK_EXPORT_HASHES, "a.b_c+d", 0);
   assert_parses ("x@commit", VMS_SINK_EXPORT_COMMIT, "x", 0);
+  assert_parses ("x@live-reset", VMS_SINK_EXPORT_LIVE_RESET, "x", 0);
   assert_parses ("x@create=1073741824", VMS_SINK_EXPORT_CREATE, "x",
                  G_GUINT64_CONSTANT (1073741824));
   assert_parses ("x@create=9223372036854775807", VMS_SINK_EXPORT_CREATE, "x",
