@@ -9,7 +9,8 @@
 
 G_DEFINE_QUARK (vms-job-error-quark, vms_job_error)
 
-static const char *const phase_names[] = { "copying", "synced" };
+static const char *const phase_names[] = { "copying", "synced", "migrating",
+                                           "rolled-back", "migrated" };
 
 const char *
 vms_job_phase_name (VmsJobPhase phase)
@@ -69,11 +70,33 @@ vms_job_new (const char *state_dir, const char *id)
   return job;
 }
 
+static void
+migration_free (VmsJobMigration *migration)
+{
+  if (!migration)
+    return;
+  g_free (migration->dest_qmp);
+  g_free (migration->dest_uri);
+  g_free (migration->final_sync);
+  g_free (migration->state);
+  g_free (migration->last_error);
+  g_free (migration);
+}
+
+VmsJobMigration *
+vms_job_get_migration (VmsJob *job)
+{
+  if (!job->migration)
+    job->migration = g_new0 (VmsJobMigration, 1);
+  return job->migration;
+}
+
 void
 vms_job_free (VmsJob *job)
 {
   if (!job)
     return;
+  migration_free (job->migration);
   g_ptr_array_unref (job->disks);
   g_free (job->id);
   g_free (job->state_dir);
@@ -160,6 +183,9 @@ build_disk (JsonBuilder *builder, const VmsJobDisk *disk)
   put_int (builder, "bytes-written", disk->bytes_written);
   put_int (builder, "bytes-zeroed", disk->bytes_zeroed);
   put_int (builder, "resumed-from", disk->resumed_from);
+  put_int (builder, "bytes-background", disk->bytes_background);
+  put_int (builder, "bytes-rounds", disk->bytes_rounds);
+  put_int (builder, "bytes-final", disk->bytes_final);
   json_builder_end_object (builder);
 }
 
@@ -186,6 +212,21 @@ serialise (const VmsJob *job)
   for (guint i = 0; i < job->disks->len; i++)
     build_disk (builder, job->disks->pdata[i]);
   json_builder_end_array (builder);
+  if (job->migration)
+    {
+      const VmsJobMigration *migration = job->migration;
+
+      json_builder_set_member_name (builder, "migration");
+      json_builder_begin_object (builder);
+      put_string (builder, "dest-qmp", migration->dest_qmp);
+      put_string (builder, "dest-uri", migration->dest_uri);
+      put_string (builder, "final-sync", migration->final_sync);
+      put_string (builder, "state", migration->state);
+      put_string (builder, "last-error", migration->last_error);
+      put_int (builder, "pid", migration->pid);
+      put_int (builder, "attempts", migration->attempts);
+      json_builder_end_object (builder);
+    }
   json_builder_end_object (builder);
 
   root = json_builder_get_root (builder);
@@ -259,6 +300,14 @@ get_int (Reader *reader, const char *name)
   return json_node_get_int (node);
 }
 
+/* Members added after version 1 was first written: absent means 0. */
+static gint64
+get_int_optional (Reader *reader, const char *name)
+{
+  return json_object_has_member (reader->object, name)
+             ? get_int (reader, name) : 0;
+}
+
 static gboolean
 get_bool (Reader *reader, const char *name)
 {
@@ -302,6 +351,9 @@ read_disk (VmsJob *job, JsonNode *node, const char *path)
   disk->bytes_written = get_int (&reader, "bytes-written");
   disk->bytes_zeroed = get_int (&reader, "bytes-zeroed");
   disk->resumed_from = get_int (&reader, "resumed-from");
+  disk->bytes_background = get_int_optional (&reader, "bytes-background");
+  disk->bytes_rounds = get_int_optional (&reader, "bytes-rounds");
+  disk->bytes_final = get_int_optional (&reader, "bytes-final");
   return reader.ok && disk->watermark <= disk->size;
 }
 
@@ -345,11 +397,34 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
   g_free (job->vm_uuid);
   job->vm_uuid = g_strdup (get_string (&reader, "vm-uuid", FALSE));
   phase = get_string (&reader, "phase", FALSE);
-  job->phase = g_strcmp0 (phase, "synced") == 0 ? VMS_JOB_PHASE_SYNCED
-                                                 : VMS_JOB_PHASE_COPYING;
+  job->phase = VMS_JOB_PHASE_COPYING;
+  for (guint i = 0; phase && i < G_N_ELEMENTS (phase_names); i++)
+    if (g_str_equal (phase, phase_names[i]))
+      job->phase = i;
   job->runs = get_int (&reader, "runs");
   job->created = get_int (&reader, "created");
   job->updated = get_int (&reader, "updated");
+  if (json_object_has_member (reader.object, "migration"))
+    {
+      JsonNode *node = json_object_get_member (reader.object, "migration");
+      Reader part = { NULL, path, TRUE };
+      VmsJobMigration *migration = vms_job_get_migration (job);
+
+      if (!JSON_NODE_HOLDS_OBJECT (node))
+        goto corrupt;
+      part.object = json_node_get_object (node);
+      migration->dest_qmp = g_strdup (get_string (&part, "dest-qmp", TRUE));
+      migration->dest_uri = g_strdup (get_string (&part, "dest-uri", TRUE));
+      migration->final_sync = g_strdup (get_string (&part, "final-sync",
+                                                    TRUE));
+      migration->state = g_strdup (get_string (&part, "state", TRUE));
+      migration->last_error = g_strdup (get_string (&part, "last-error",
+                                                    TRUE));
+      migration->pid = get_int (&part, "pid");
+      migration->attempts = get_int (&part, "attempts");
+      if (!part.ok)
+        goto corrupt;
+    }
   disks = json_object_get_member (reader.object, "disks");
   if (!reader.ok || !disks || !JSON_NODE_HOLDS_ARRAY (disks))
     goto corrupt;

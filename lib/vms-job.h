@@ -39,13 +39,33 @@ typedef struct
   guint64 bytes_written;   /* data sent to the sink, likewise */
   guint64 bytes_zeroed;    /* zeroed at the sink, likewise */
   guint64 resumed_from;    /* watermark the latest run started from */
+  /* Data sent per kind of pass, all runs (a migration reports them). */
+  guint64 bytes_background;/* background copy */
+  guint64 bytes_rounds;    /* dirty rounds while the VM ran */
+  guint64 bytes_final;     /* the last round (pause) or catch-up (mirror) */
 } VmsJobDisk;
 
 typedef enum
 {
   VMS_JOB_PHASE_COPYING,  /* background copy or dirty rounds in progress */
   VMS_JOB_PHASE_SYNCED,   /* rounds ended; bitmaps left recording */
+  VMS_JOB_PHASE_MIGRATING,   /* vmshift migrate is (or was) running */
+  VMS_JOB_PHASE_ROLLED_BACK, /* a migration failed or was aborted before
+                                commit: the source runs, --resume goes on */
+  VMS_JOB_PHASE_MIGRATED,    /* committed: the destination runs */
 } VmsJobPhase;
+
+/* What a migration adds to a job (absent for a plain sync). */
+typedef struct
+{
+  char *dest_qmp;     /* QMP address of the destination QEMU */
+  char *dest_uri;     /* where QEMU sends memory, e.g. tcp:HOST:PORT */
+  char *final_sync;   /* "pause" or "mirror" */
+  char *state;        /* the orchestration state reached */
+  char *last_error;   /* why the last attempt rolled back, or NULL */
+  gint64 pid;         /* vmshift process running it, 0 when none */
+  guint attempts;     /* migrate runs on this job */
+} VmsJobMigration;
 
 typedef struct
 {
@@ -60,12 +80,15 @@ typedef struct
   gint64 created;     /* seconds since the epoch */
   gint64 updated;     /* last save */
   GPtrArray *disks;   /* VmsJobDisk* */
+  VmsJobMigration *migration; /* NULL unless vmshift migrate ran */
 } VmsJob;
 
 gboolean vms_job_id_is_valid (const char *id, GError **error);
 
 VmsJob *vms_job_new (const char *state_dir, const char *id);
 VmsJobDisk *vms_job_add_disk (VmsJob *job, const char *name);
+/* The job's migration part, made empty when missing. */
+VmsJobMigration *vms_job_get_migration (VmsJob *job);
 VmsJobDisk *vms_job_find_disk (VmsJob *job, const char *name);
 void vms_job_free (VmsJob *job);
 

@@ -61,6 +61,14 @@ test_round_trip (void **state)
   disk->copying_bitmap = g_strdup ("vmshift-job-1-4");
   disk->watermark = 123456789;
   disk->bytes_written = 42;
+  disk->bytes_final = 7;
+  assert_null (job->migration);
+  job->phase = VMS_JOB_PHASE_ROLLED_BACK;
+  vms_job_get_migration (job)->dest_qmp = g_strdup ("qmp:/run/dest.qmp");
+  job->migration->final_sync = g_strdup ("mirror");
+  job->migration->state = g_strdup ("memory");
+  job->migration->pid = 4242;
+  job->migration->attempts = 2;
   assert_true (vms_job_save (job, &error));
 
   loaded = vms_job_load (dir, "job-1", &error);
@@ -79,7 +87,17 @@ test_round_trip (void **state)
   assert_string_equal (disk->copying_bitmap, "vmshift-job-1-4");
   assert_int_equal (disk->watermark, 123456789);
   assert_int_equal (disk->bytes_written, 42);
+  assert_int_equal (disk->bytes_final, 7);
   assert_null (vms_job_find_disk (loaded, "vd1"));
+  assert_int_equal (loaded->phase, VMS_JOB_PHASE_ROLLED_BACK);
+  assert_non_null (loaded->migration);
+  assert_string_equal (loaded->migration->dest_qmp, "qmp:/run/dest.qmp");
+  assert_null (loaded->migration->dest_uri);
+  assert_string_equal (loaded->migration->final_sync, "mirror");
+  assert_string_equal (loaded->migration->state, "memory");
+  assert_null (loaded->migration->last_error);
+  assert_int_equal (loaded->migration->pid, 4242);
+  assert_int_equal (loaded->migration->attempts, 2);
 }
 
 static void
