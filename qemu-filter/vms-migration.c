@@ -1,0 +1,258 @@
+/* vmshift qemu-filter: QEMU's memory migration over QMP.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-migration.h"
+#include "vms-qemu-reply.h"
+
+/* How often a waiting caller asks query-migrate again. */
+#define POLL_INTERVAL_MS 100
+
+static const char *const status_names[] = {
+  [VMS_MIGRATION_NONE] = "none",
+  [VMS_MIGRATION_SETUP] = "setup",
+  [VMS_MIGRATION_ACTIVE] = "active",
+  [VMS_MIGRATION_PRE_SWITCHOVER] = "pre-switchover",
+  [VMS_MIGRATION_DEVICE] = "device",
+  [VMS_MIGRATION_COMPLETED] = "completed",
+  [VMS_MIGRATION_FAILED] = "failed",
+  [VMS_MIGRATION_CANCELLING] = "cancelling",
+  [VMS_MIGRATION_CANCELLED] = "cancelled",
+  [VMS_MIGRATION_OTHER] = "other",
+};
+
+VmsMigrationStatus
+vms_migration_status_parse (const char *name)
+{
+  for (guint i = 0; name && i < G_N_ELEMENTS (status_names); i++)
+    if (g_str_equal (name, status_names[i]))
+      return i;
+  return name ? VMS_MIGRATION_OTHER : VMS_MIGRATION_NONE;
+}
+
+const char *
+vms_migration_status_name (VmsMigrationStatus status)
+{
+  return status < G_N_ELEMENTS (status_names) ? status_names[status]
+                                              : "unknown";
+}
+
+gboolean
+vms_migration_status_is_final (VmsMigrationStatus status)
+{
+  return status == VMS_MIGRATION_COMPLETED || status == VMS_MIGRATION_FAILED
+         || status == VMS_MIGRATION_CANCELLED;
+}
+
+void
+vms_migration_info_clear (VmsMigrationInfo *info)
+{
+  g_clear_pointer (&info->status_name, g_free);
+  g_clear_pointer (&info->error_desc, g_free);
+}
+
+static gint64
+optional_int (JsonObject *object, const char *member, gint64 fallback)
+{
+  JsonNode *node = object ? json_object_get_member (object, member) : NULL;
+
+  if (!node || !JSON_NODE_HOLDS_VALUE (node)
+      || json_node_get_value_type (node) != G_TYPE_INT64)
+    return fallback;
+  return json_node_get_int (node);
+}
+
+gboolean
+vms_migration_query (VmsQmp *qmp, VmsMigrationInfo *info, GError **error)
+{
+  g_autoptr (JsonNode) reply
+      = vms_qmp_execute (qmp, "query-migrate", NULL, error);
+  JsonObject *object, *ram = NULL;
+  const char *status = NULL, *desc = NULL;
+  JsonNode *mbps;
+
+  vms_migration_info_clear (info);
+  memset (info, 0, sizeof *info);
+  if (!reply)
+    return FALSE;
+  if (!JSON_NODE_HOLDS_OBJECT (reply))
+    {
+      g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_PROTOCOL,
+                   "query-migrate: reply is not an object");
+      return FALSE;
+    }
+  object = json_node_get_object (reply);
+  /* Before any migration QEMU answers {} . */
+  if (!vms_reply_opt_string (object, "status", "query-migrate", NULL, &status,
+                             error)
+      || !vms_reply_opt_string (object, "error-desc", "query-migrate", NULL,
+                                &desc, error)
+      || !vms_reply_opt_object (object, "ram", "query-migrate", &ram, error))
+    return FALSE;
+  info->status = vms_migration_status_parse (status);
+  info->status_name = g_strdup (status ? status : "none");
+  info->error_desc = g_strdup (desc);
+  info->ram_transferred = optional_int (ram, "transferred", 0);
+  info->ram_remaining = optional_int (ram, "remaining", 0);
+  info->ram_total = optional_int (ram, "total", 0);
+  info->dirty_sync_count = optional_int (ram, "dirty-sync-count", 0);
+  info->dirty_pages_rate = optional_int (ram, "dirty-pages-rate", 0);
+  info->page_size = optional_int (ram, "page-size", 4096);
+  mbps = ram ? json_object_get_member (ram, "mbps") : NULL;
+  if (mbps && JSON_NODE_HOLDS_VALUE (mbps))
+    info->mbps = json_node_get_double (mbps);
+  info->total_time_ms = optional_int (object, "total-time", 0);
+  info->downtime_ms = optional_int (object, "downtime", -1);
+  info->expected_downtime_ms = optional_int (object, "expected-downtime", -1);
+  return TRUE;
+}
+
+static gboolean
+run (VmsQmp *qmp, const char *command, JsonObject *arguments, const char *what,
+     GError **error)
+{
+  g_autoptr (JsonNode) reply = vms_qmp_execute (qmp, command, arguments, error);
+
+  if (!reply)
+    {
+      g_prefix_error (error, "%s: ", what);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+vms_migration_set_capabilities (VmsQmp *qmp, const char *const *names,
+                                gboolean state, GError **error)
+{
+  g_autoptr (JsonObject) arguments = json_object_new ();
+  JsonArray *list = json_array_new ();
+  g_autofree char *joined = g_strjoinv (", ", (char **)names);
+  g_autofree char *what = g_strdup_printf ("setting migration capabilities "
+                                           "%s",
+                                           joined);
+
+  for (guint i = 0; names[i]; i++)
+    {
+      JsonObject *capability = json_object_new ();
+
+      json_object_set_string_member (capability, "capability", names[i]);
+      json_object_set_boolean_member (capability, "state", state);
+      json_array_add_object_element (list, capability);
+    }
+  json_object_set_array_member (arguments, "capabilities", list);
+  return run (qmp, "migrate-set-capabilities", arguments, what, error);
+}
+
+gboolean
+vms_migration_set_parameters (VmsQmp *qmp, JsonObject *parameters,
+                              GError **error)
+{
+  return run (qmp, "migrate-set-parameters", parameters,
+              "setting migration parameters", error);
+}
+
+static gboolean
+run_with_uri (VmsQmp *qmp, const char *command, const char *uri, GError **error)
+{
+  g_autoptr (JsonObject) arguments = json_object_new ();
+  g_autofree char *what = g_strdup_printf ("%s %s", command, uri);
+
+  json_object_set_string_member (arguments, "uri", uri);
+  return run (qmp, command, arguments, what, error);
+}
+
+gboolean
+vms_migration_incoming (VmsQmp *qmp, const char *uri, GError **error)
+{
+  return run_with_uri (qmp, "migrate-incoming", uri, error);
+}
+
+gboolean
+vms_migration_start (VmsQmp *qmp, const char *uri, GError **error)
+{
+  return run_with_uri (qmp, "migrate", uri, error);
+}
+
+gboolean
+vms_migration_continue (VmsQmp *qmp, GError **error)
+{
+  g_autoptr (JsonObject) arguments = json_object_new ();
+
+  json_object_set_string_member (arguments, "state", "pre-switchover");
+  return run (qmp, "migrate-continue", arguments, "migrate-continue", error);
+}
+
+gboolean
+vms_migration_cancel (VmsQmp *qmp, guint timeout_ms, VmsMigrationStatus *final,
+                      GError **error)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * (gint64)1000;
+
+  if (!run (qmp, "migrate_cancel", NULL, "cancelling the migration", error))
+    return FALSE;
+  for (;;)
+    {
+      g_auto (VmsMigrationInfo) info = { 0 };
+
+      if (!vms_migration_query (qmp, &info, error))
+        return FALSE;
+      if (vms_migration_status_is_final (info.status)
+          || info.status == VMS_MIGRATION_NONE)
+        {
+          if (final)
+            *final = info.status;
+          return TRUE;
+        }
+      if (g_get_monotonic_time () > deadline)
+        {
+          g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_TIMEOUT,
+                       "the migration is still '%s' %u ms after "
+                       "migrate_cancel",
+                       info.status_name, timeout_ms);
+          return FALSE;
+        }
+      g_usleep (POLL_INTERVAL_MS * 1000);
+    }
+}
+
+char *
+vms_migration_run_state (VmsQmp *qmp, GError **error)
+{
+  g_autoptr (JsonNode) reply
+      = vms_qmp_execute (qmp, "query-status", NULL, error);
+  const char *status;
+
+  if (!reply)
+    return NULL;
+  if (!JSON_NODE_HOLDS_OBJECT (reply))
+    {
+      g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_PROTOCOL,
+                   "query-status: reply is not an object");
+      return NULL;
+    }
+  if (!vms_reply_string (json_node_get_object (reply), "status", "query-status",
+                         &status, error))
+    return NULL;
+  return g_strdup (status);
+}
+
+char *
+vms_migration_machine_type (VmsQmp *qmp, GError **error)
+{
+  g_autoptr (JsonObject) arguments = json_object_new ();
+  g_autoptr (JsonNode) reply = NULL;
+
+  json_object_set_string_member (arguments, "path", "/machine");
+  json_object_set_string_member (arguments, "property", "type");
+  reply = vms_qmp_execute (qmp, "qom-get", arguments, error);
+  if (!reply)
+    return NULL;
+  if (!JSON_NODE_HOLDS_VALUE (reply)
+      || json_node_get_value_type (reply) != G_TYPE_STRING)
+    {
+      g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_PROTOCOL,
+                   "qom-get /machine type: not a string");
+      return NULL;
+    }
+  return g_strdup (json_node_get_string (reply));
+}
