@@ -102,9 +102,9 @@ vms_migrate_rollback_actions (VmsMigrateState state, VmsMigrateFinalSync mode)
     undo |= VMS_MIGRATE_UNDO_CANCEL_MIGRATION;
   if (mode == VMS_MIGRATE_FINAL_MIRROR && state >= VMS_MIGRATE_MIRROR)
     undo |= VMS_MIGRATE_UNDO_STOP_MIRROR | VMS_MIGRATE_UNDO_FORGET_LIVE;
-  /* From pre-switchover on QEMU may leave the source paused; before that
-   * a cancelled migration leaves it as it was. */
-  if (state >= VMS_MIGRATE_SWITCHOVER)
+  /* QEMU pauses the source at pre-switchover, which the memory phase can
+   * reach at any moment; a cancel does not always resume it. */
+  if (state >= VMS_MIGRATE_MEMORY)
     undo |= VMS_MIGRATE_UNDO_RESUME_SOURCE;
   if (state >= VMS_MIGRATE_DESTINATION)
     undo |= VMS_MIGRATE_UNDO_CHECK_DESTINATION;

@@ -238,8 +238,14 @@ list_bitmaps (VmsQmp *qmp, const char *node, GError **error)
     {
       JsonObject *object = vms_reply_array_object (
           bitmaps, i, "query-named-block-nodes", error);
-      VmsBitmapInfo *info = object ? parse_info (object, error) : NULL;
+      VmsBitmapInfo *info;
 
+      if (!object)
+        return NULL;
+      /* A block job's own bitmap (the mirror's) has no name. */
+      if (!json_object_has_member (object, "name"))
+        continue;
+      info = parse_info (object, error);
       if (!info)
         return NULL;
       g_ptr_array_add (infos, info);

@@ -284,6 +284,12 @@ check_bitmap (VmsReplicate *rep, VmsJobDisk *disk, const char *name,
   if (!name)
     return TRUE;
   info = vms_bitmap_query (rep->qmp, disk->node, name, &query_error);
+  if (!info && !g_error_matches (query_error, G_IO_ERROR,
+                                 G_IO_ERROR_NOT_FOUND))
+    {
+      g_propagate_error (error, g_steal_pointer (&query_error));
+      return FALSE;
+    }
   if (!info)
     {
       g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,

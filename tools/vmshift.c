@@ -12,6 +12,10 @@ static const VmsCliCommand commands[] = {
     vms_cmd_qmp },
   { "sync", "Copy a running VM's disks to a sink, then dirty rounds",
     vms_cmd_sync },
+  { "migrate", "Live-migrate a running VM with its disks to another QEMU",
+    vms_cmd_migrate },
+  { "abort", "Stop a running migration; the source VM keeps running",
+    vms_cmd_abort },
 };
 
 void

@@ -106,7 +106,7 @@ test_rollback_table (void **state)
         assert_int_equal (!!(undo & VMS_MIGRATE_UNDO_FORGET_LIVE),
                           !!(undo & VMS_MIGRATE_UNDO_STOP_MIRROR));
         assert_int_equal (!!(undo & VMS_MIGRATE_UNDO_RESUME_SOURCE),
-                          s >= VMS_MIGRATE_SWITCHOVER);
+                          s >= VMS_MIGRATE_MEMORY);
         assert_int_equal (!!(undo & VMS_MIGRATE_UNDO_CHECK_DESTINATION),
                           s >= VMS_MIGRATE_DESTINATION);
       }
