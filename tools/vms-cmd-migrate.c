@@ -28,6 +28,8 @@
 #define MIRROR_RECONNECT_DELAY_S 10
 #define MIRROR_READY_TIMEOUT_MS 60000
 #define CANCEL_TIMEOUT_MS 30000
+/* What libvirt sets for "no limit" too: far above any link. */
+#define UNLIMITED_BANDWIDTH (G_GINT64_CONSTANT (1) << 50)
 
 static const char *const description
     = "SOURCE is the running QEMU: qmp:PATH (a QMP monitor vmshift may use\n"
@@ -63,6 +65,7 @@ typedef struct
   int multifd_channels;     /* --multifd N */
   gboolean auto_converge;   /* --auto-converge */
   int switchover_timeout_s; /* --switchover-timeout */
+  gboolean suspend;         /* --suspend: leave the destination paused */
 } MigrateOptions;
 
 typedef struct
@@ -544,9 +547,11 @@ setup_memory_migration (Migrate *migrate, GError **error)
     return FALSE;
   json_object_set_int_member (source_parameters, "downtime-limit",
                               options->max_downtime_ms);
-  if (migrate->bandwidth)
-    json_object_set_int_member (source_parameters, "max-bandwidth",
-                                migrate->bandwidth);
+  /* Always set: QEMU keeps an earlier attempt's limit, and its own
+   * default (128 MiB/s) would throttle a fast link. */
+  json_object_set_int_member (source_parameters, "max-bandwidth",
+                              migrate->bandwidth ? migrate->bandwidth
+                                                 : UNLIMITED_BANDWIDTH);
   if (options->multifd_channels > 0)
     {
       json_object_set_int_member (source_parameters, "multifd-channels",
@@ -563,9 +568,10 @@ setup_memory_migration (Migrate *migrate, GError **error)
 static void
 report_memory_progress (Migrate *migrate, const VmsMigrationInfo *info)
 {
-  vms_progress_update (migrate->rep.progress, "RAM", "memory",
-                       MIN (info->ram_transferred, info->ram_total),
-                       info->ram_total, info->ram_transferred);
+  if (info->ram_total > 0)
+    vms_progress_update (migrate->rep.progress, "RAM", "memory",
+                         MIN (info->ram_transferred, info->ram_total),
+                         info->ram_total, info->ram_transferred);
   if (info->dirty_sync_count > migrate->last_sync_count)
     {
       JsonObject *fields = json_object_new ();
@@ -719,7 +725,10 @@ wait_destination (Migrate *migrate, GError **error)
         }
       if (g_str_equal (state, "running"))
         break;
-      /* A destination started with -S waits for cont. */
+      /* With --suspend the destination holding the VM paused is the end;
+       * without, one started with -S waits for cont. */
+      if (g_str_equal (state, "paused") && migrate->options->suspend)
+        break;
       if (g_str_equal (state, "paused") && migrate->source_was_running)
         {
           g_autoptr (JsonNode) reply
@@ -740,7 +749,8 @@ wait_destination (Migrate *migrate, GError **error)
       g_usleep (50 * 1000);
     }
   /* The RESUME event may trail the status by a moment. */
-  for (int i = 0; i < 20 && migrate->resume_us < 0; i++)
+  for (int i = 0;
+       i < 20 && migrate->resume_us < 0 && !migrate->options->suspend; i++)
     {
       vms_qmp_poll (migrate->dest, NULL);
       if (migrate->resume_us < 0)
@@ -797,10 +807,12 @@ cleanup (Migrate *migrate, GError **error)
       if (disk->copying_bitmap)
         vms_bitmap_remove (migrate->rep.qmp, disk->node, disk->copying_bitmap,
                            NULL);
-      if (disk->recording_bitmap
-          && !vms_bitmap_remove (migrate->rep.qmp, disk->node,
-                                 disk->recording_bitmap, error))
-        return FALSE;
+      /* QEMU stored persistent bitmaps into the image and dropped them
+       * when the migration inactivated it; they stay in the qcow2 file,
+       * unused (removing them needs the image active). */
+      if (disk->recording_bitmap)
+        vms_bitmap_remove (migrate->rep.qmp, disk->node, disk->recording_bitmap,
+                           NULL);
       g_clear_pointer (&disk->copying_bitmap, g_free);
       g_clear_pointer (&disk->recording_bitmap, g_free);
     }
@@ -1032,6 +1044,12 @@ report (Migrate *migrate)
   g_autofree char *final
       = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_FINAL]);
   g_autofree char *ram = vms_format_size (migrate->ram_bytes);
+  g_autofree char *downtime_text
+      = downtime_ms >= 0
+            ? g_strdup_printf ("%" G_GINT64_FORMAT " ms from the source's "
+                               "STOP to the destination's RESUME",
+                               downtime_ms)
+            : g_strdup ("not measured (the destination is left paused)");
 
   vms_replicate_report_disks (rep);
   json_object_set_string_member (fields, "job", rep->job->id);
@@ -1052,12 +1070,11 @@ report (Migrate *migrate)
                               rep->job->migration->attempts);
   vms_progress_event (
       rep->progress, "migrated", fields,
-      "job %s migrated in %.1f s (%s): downtime %" G_GINT64_FORMAT
-      " ms from the source's STOP to the destination's RESUME (QEMU says "
+      "job %s migrated in %.1f s (%s): downtime %s (QEMU says "
       "%" G_GINT64_FORMAT " ms); sent disk background %s, disk rounds %s, "
       "disk final %s, RAM %s",
       rep->job->id, seconds, vms_migrate_final_sync_name (migrate->mode),
-      downtime_ms, migrate->qemu_downtime_ms, background, rounds, final, ram);
+      downtime_text, migrate->qemu_downtime_ms, background, rounds, final, ram);
 }
 
 static gboolean
@@ -1148,6 +1165,10 @@ vms_cmd_migrate (int argc, char **argv)
       "Send RAM over N parallel connections (default: one)", "N" },
     { "auto-converge", 0, 0, G_OPTION_ARG_NONE, &options.auto_converge,
       "Let QEMU slow the guest's CPUs if RAM does not converge", NULL },
+    { "suspend", 0, 0, G_OPTION_ARG_NONE, &options.suspend,
+      "Leave the VM paused on the destination (started with -S), as "
+      "virsh migrate --suspend",
+      NULL },
     { "switchover-timeout", 0, 0, G_OPTION_ARG_INT,
       &options.switchover_timeout_s,
       "Roll back if the destination does not run within S s (default 300)",

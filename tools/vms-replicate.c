@@ -284,8 +284,7 @@ check_bitmap (VmsReplicate *rep, VmsJobDisk *disk, const char *name,
   if (!name)
     return TRUE;
   info = vms_bitmap_query (rep->qmp, disk->node, name, &query_error);
-  if (!info && !g_error_matches (query_error, G_IO_ERROR,
-                                 G_IO_ERROR_NOT_FOUND))
+  if (!info && !g_error_matches (query_error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
     {
       g_propagate_error (error, g_steal_pointer (&query_error));
       return FALSE;
@@ -720,9 +719,12 @@ vms_replicate_report_disks (VmsReplicate *rep)
                                      disk->recording_bitmap);
       vms_progress_event (rep->progress, "disk-synced", fields,
                           "%s -> %s: %s sent, %s zeroed, %u rounds, last "
-                          "round %s; bitmap %s keeps recording",
+                          "round %s%s%s%s",
                           disk->name, disk->replica, written, zeroed,
-                          disk->round - 1, last, disk->recording_bitmap);
+                          disk->round - 1, last,
+                          disk->recording_bitmap ? "; bitmap " : "",
+                          disk->recording_bitmap ? disk->recording_bitmap : "",
+                          disk->recording_bitmap ? " keeps recording" : "");
     }
 }
 

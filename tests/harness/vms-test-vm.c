@@ -111,7 +111,9 @@ build_argv (VmsTestVm *vm, const VmsTestVmOptions *options)
   ADD ("-accel");
   ADD ("tcg");
   ADD ("-machine");
-  ADD ("q35");
+  ADD ("%s", options->machine ? options->machine : "q35");
+  if (options->start_paused)
+    ADD ("-S");
   ADD ("-m");
   ADD ("%u", memory);
   ADD ("-nodefaults");

@@ -29,6 +29,8 @@ typedef struct
   const char *netns;          /* run QEMU inside this network namespace */
   const char *qmp_tcp;        /* also serve QMP on tcp HOST:PORT */
   gboolean incoming;          /* start with -incoming defer */
+  gboolean start_paused;      /* -S: the CPUs wait for cont */
+  const char *machine;        /* -machine; NULL: q35 */
   gboolean no_guest;          /* no kernel: just a machine, for QMP tests */
   gboolean second_qmp;        /* a second monitor for vmshift (QEMU serves
                                  one client per monitor) */

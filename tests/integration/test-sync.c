@@ -4,6 +4,7 @@
  */
 #include "vms-test.h"
 #include "vms-test-netns.h"
+#include "vms-test-command.h"
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
 #include "vms-bitmap.h"
@@ -19,8 +20,6 @@
 #include <unistd.h>
 
 #define MiB (1024 * 1024)
-/* Runs of vmshift in these tests take seconds; this bounds a hang. */
-#define RUN_TIMEOUT_MS (180 * 1000)
 
 static const char *vmshift;
 
@@ -36,52 +35,14 @@ typedef struct
 
 /* ---- running vmshift ---- */
 
-typedef struct
-{
-  GPid pid;            /* vmshift */
-  int out_fd;          /* its stdout (JSON events) */
-  GString *out;        /* what it printed so far */
-  char *err_path;      /* its stderr, in a file */
-  int status;          /* exit status once reaped, else -1 */
-} Run;
-
-static void
-run_free (Run *run)
-{
-  if (run->status < 0 && run->pid > 0)
-    {
-      kill (run->pid, SIGKILL);
-      waitpid (run->pid, NULL, 0);
-    }
-  if (run->out_fd >= 0)
-    close (run->out_fd);
-  g_string_free (run->out, TRUE);
-  if (run->err_path)
-    g_unlink (run->err_path);
-  g_free (run->err_path);
-  g_free (run);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Run, run_free)
+typedef VmsTestCommand Run;
 
 static Run *
 run_start (Fixture *fixture, ...)
 {
-  Run *run = g_new0 (Run, 1);
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  g_autoptr (GError) error = NULL;
-  g_autofree char *netns = NULL;
-  int err_fd;
   va_list args;
 
-  if (fixture->hosts)
-    {
-      netns = g_strdup_printf ("--net=/run/netns/%s",
-                               fixture->hosts->namespace[0]);
-      g_ptr_array_add (argv, (gpointer) "nsenter");
-      g_ptr_array_add (argv, netns);
-      g_ptr_array_add (argv, (gpointer) "--");
-    }
   g_ptr_array_add (argv, (gpointer) vmshift);
   g_ptr_array_add (argv, (gpointer) "sync");
   va_start (args, fixture);
@@ -92,116 +53,17 @@ run_start (Fixture *fixture, ...)
   g_ptr_array_add (argv, fixture->state_dir);
   g_ptr_array_add (argv, (gpointer) "--json");
   g_ptr_array_add (argv, NULL);
-
-  run->out = g_string_new (NULL);
-  run->status = -1;
-  run->err_path = g_build_filename (fixture->state_dir, "stderr.txt", NULL);
-  err_fd = open (run->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  assert_true (err_fd >= 0);
-  if (!g_spawn_async_with_pipes_and_fds (
-          NULL, (const char *const *) argv->pdata, NULL,
-          G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH, NULL, NULL, -1, -1, err_fd, NULL, NULL, 0,
-          &run->pid, NULL, &run->out_fd, NULL, &error))
-    fail_msg ("cannot run vmshift: %s", error->message);
-  close (err_fd);
-  return run;
+  return vms_test_command_start (
+      fixture->hosts ? fixture->hosts->namespace[0] : NULL,
+      (const char *const *) argv->pdata, fixture->state_dir);
 }
 
-/* Read what vmshift printed, for up to timeout_ms; TRUE once it exited. */
-static gboolean
-run_pump (Run *run, int timeout_ms)
-{
-  struct pollfd fd = { .fd = run->out_fd, .events = POLLIN };
-  char buffer[4096];
-  int status;
-
-  if (poll (&fd, 1, timeout_ms) > 0)
-    {
-      ssize_t n = read (run->out_fd, buffer, sizeof buffer);
-
-      if (n > 0)
-        g_string_append_len (run->out, buffer, n);
-    }
-  if (run->status < 0 && waitpid (run->pid, &status, WNOHANG) == run->pid)
-    run->status = WIFEXITED (status) ? WEXITSTATUS (status) : 128;
-  return run->status >= 0;
-}
-
-static char *
-run_stderr (Run *run)
-{
-  char *text = NULL;
-
-  g_file_get_contents (run->err_path, &text, NULL, NULL);
-  return text ? text : g_strdup ("");
-}
-
-static int
-run_wait (Run *run)
-{
-  gint64 deadline = g_get_monotonic_time () + RUN_TIMEOUT_MS * 1000;
-
-  while (!run_pump (run, 100))
-    if (g_get_monotonic_time () > deadline)
-      fail_msg ("vmshift did not finish within %d ms", RUN_TIMEOUT_MS);
-  while (run_pump (run, 0) && run->out_fd >= 0)
-    {
-      struct pollfd fd = { .fd = run->out_fd, .events = POLLIN };
-      if (poll (&fd, 1, 0) <= 0)
-        break;
-      if (!(fd.revents & POLLIN))
-        break;
-      {
-        char buffer[4096];
-        ssize_t n = read (run->out_fd, buffer, sizeof buffer);
-        if (n <= 0)
-          break;
-        g_string_append_len (run->out, buffer, n);
-      }
-    }
-  return run->status;
-}
-
-static void
-run_expect_success (Run *run)
-{
-  int status = run_wait (run);
-
-  if (status != 0)
-    {
-      g_autofree char *err = run_stderr (run);
-
-      fail_msg ("vmshift sync exited %d: %s%s", status, err, run->out->str);
-    }
-}
-
-/* The highest "done" of progress events for disk in phase. */
-static guint64
-last_progress (Run *run, const char *disk, const char *phase)
-{
-  g_auto (GStrv) lines = g_strsplit (run->out->str, "\n", -1);
-  guint64 best = 0;
-
-  for (guint i = 0; lines[i]; i++)
-    {
-      g_autoptr (JsonParser) parser = json_parser_new ();
-      JsonObject *event;
-
-      if (!*lines[i] || !json_parser_load_from_data (parser, lines[i], -1,
-                                                     NULL))
-        continue;
-      event = json_node_get_object (json_parser_get_root (parser));
-      if (g_strcmp0 (json_object_get_string_member_with_default (
-                         event, "event", ""), "progress") == 0
-          && g_strcmp0 (json_object_get_string_member_with_default (
-                            event, "disk", ""), disk) == 0
-          && g_strcmp0 (json_object_get_string_member_with_default (
-                            event, "phase", ""), phase) == 0)
-        best = MAX (best, (guint64) json_object_get_int_member (event,
-                                                                "done"));
-    }
-  return best;
-}
+#define run_pump vms_test_command_pump
+#define run_wait vms_test_command_wait
+#define run_stderr vms_test_command_stderr
+#define run_expect_success vms_test_command_expect_success
+#define last_progress vms_test_command_last_progress
+#define assert_identical vms_test_assert_identical
 
 /* ---- state and comparison ---- */
 
@@ -226,21 +88,6 @@ job_disk (Fixture *fixture, const char *job, const char *disk,
     }
   fail_msg ("job %s has no disk %s", job, disk);
   return NULL;
-}
-
-/* Source disk (any format, held open by QEMU) against a raw replica. */
-static void
-assert_identical (const char *source, const char *format,
-                  const char *replica)
-{
-  const char *argv[] = { "qemu-img", "compare", "-U", "-f", format, "-F",
-                         "raw", source, replica, NULL };
-  g_autoptr (GError) error = NULL;
-  g_autofree char *out = NULL;
-
-  if (!vms_test_run (argv, &out, &error))
-    fail_msg ("%s and %s differ: %s %s", source, replica, error->message,
-              out ? out : "");
 }
 
 /* ---- fixtures ---- */
@@ -396,8 +243,8 @@ test_sync_rounds_then_final_round (void **state)
 {
   Fixture *fixture = *state;
   g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
-  g_autoptr (Run) first = NULL;
-  g_autoptr (Run) last = NULL;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autofree char *vd0 = replica_path (fixture, "t1-vd0");
   g_autofree char *vd1 = replica_path (fixture, "t1-vd1");
@@ -452,9 +299,9 @@ test_resume_after_kill9_of_vmshift (void **state)
 {
   Fixture *fixture = *state;
   g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
-  g_autoptr (Run) first = NULL;
-  g_autoptr (Run) second = NULL;
-  g_autoptr (Run) last = NULL;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) second = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
   g_autoptr (JsonParser) killed = json_parser_new ();
   g_autofree char *vd1 = replica_path (fixture, "t2-vd1");
   const guint64 checkpoint = 4 * MiB;
@@ -510,8 +357,8 @@ test_resume_after_sink_killed (void **state)
 {
   Fixture *fixture = *state;
   g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
-  g_autoptr (Run) first = NULL;
-  g_autoptr (Run) second = NULL;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) second = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree char *vd1 = replica_path (fixture, "t3-vd1");
   g_autofree char *err = NULL;
@@ -547,9 +394,9 @@ test_resume_after_link_cut (void **state)
   Fixture *fixture = *state;
   g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
   g_autofree char *vd1 = replica_path (fixture, "t4-vd1");
-  g_autoptr (Run) first = NULL;
-  g_autoptr (Run) second = NULL;
-  g_autoptr (Run) last = NULL;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) second = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) error = NULL;
   const guint64 checkpoint = 4 * MiB;
@@ -609,8 +456,8 @@ test_interrupt_saves_state (void **state)
   Fixture *fixture = *state;
   g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
   g_autofree char *vd1 = replica_path (fixture, "t5-vd1");
-  g_autoptr (Run) first = NULL;
-  g_autoptr (Run) second = NULL;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) second = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
   gint64 interrupted;
 
@@ -649,8 +496,8 @@ test_refusals (void **state)
   g_autofree char *contents = NULL;
   g_autofree char *forged = NULL;
   g_autoptr (GError) error = NULL;
-  g_autoptr (Run) mismatch = NULL;
-  g_autoptr (Run) other_vm = NULL;
+  g_autoptr (VmsTestCommand) mismatch = NULL;
+  g_autoptr (VmsTestCommand) other_vm = NULL;
   g_autoptr (GRegex) regex = g_regex_new ("\"vm-uuid\" : \"[^\"]*\"", 0, 0,
                                           NULL);
 
@@ -688,7 +535,7 @@ test_full_sink (void **state)
   g_autofree char *sink_uri = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsTestSink) small = NULL;
-  g_autoptr (Run) full = NULL;
+  g_autoptr (VmsTestCommand) full = NULL;
 
   if (!vms_test_is_root ())
     skip ();
@@ -724,11 +571,11 @@ test_sync_errors (void **state)
   g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
   g_autofree char *missing_sink = g_strdup_printf (
       "nbd+unix:///?socket=%s/nowhere.sock", fixture->sink->dir);
-  g_autoptr (Run) no_socket = NULL;
-  g_autoptr (Run) no_disk = NULL;
-  g_autoptr (Run) no_sink = NULL;
-  g_autoptr (Run) no_job = NULL;
-  g_autoptr (Run) usage = NULL;
+  g_autoptr (VmsTestCommand) no_socket = NULL;
+  g_autoptr (VmsTestCommand) no_disk = NULL;
+  g_autoptr (VmsTestCommand) no_sink = NULL;
+  g_autoptr (VmsTestCommand) no_job = NULL;
+  g_autoptr (VmsTestCommand) usage = NULL;
   g_autofree char *err = NULL;
 
   no_socket = run_start (fixture, "qmp:/nonexistent/qmp.sock", "--sink",

@@ -1,0 +1,599 @@
+/* Integration tests: vmshift migrate between two real QEMUs (TCG) with a
+ * writing guest, through the real sink; faults before commit roll back
+ * and a resumed migration finishes without sending the disks again.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-test.h"
+#include "vms-test-command.h"
+#include "vms-test-sink.h"
+#include "vms-test-vm.h"
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <signal.h>
+
+#define MiB (1024 * 1024)
+#define VD0_SIZE (48 * MiB)
+#define VD1_SIZE (32 * MiB)
+/* The source's raw disk holds this much data before the migration. */
+#define VD1_DATA (16 * MiB)
+
+static const char *vmshift;
+
+typedef struct
+{
+  VmsTestVm *source;  /* running guest, writer on vd0 */
+  VmsTestVm *dest;    /* waiting with -incoming defer */
+  VmsTestSink *sink;  /* replicas */
+  char *state_dir;    /* vmshift job state */
+  char *sink_uri;     /* --sink */
+  const char *prefix; /* replica prefix of the test */
+  guint attempts;     /* destinations started, for socket names */
+} Fixture;
+
+/* ---- the two QEMUs ---- */
+
+static char *
+replica_path (Fixture *fixture, const char *disk)
+{
+  g_autofree char *name = g_strdup_printf ("%s-%s", fixture->prefix, disk);
+
+  return vms_test_sink_replica_path (fixture->sink, name);
+}
+
+/* The replicas must exist before a destination can open them. */
+static void
+create_replicas (Fixture *fixture)
+{
+  const struct
+  {
+    const char *disk;
+    guint64 size;
+  } disks[] = { { "vd0", VD0_SIZE }, { "vd1", VD1_SIZE } };
+
+  for (guint i = 0; i < G_N_ELEMENTS (disks); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *name
+          = g_strdup_printf ("%s-%s@create=%" G_GUINT64_FORMAT, fixture->prefix,
+                             disks[i].disk, disks[i].size);
+      g_autoptr (nbd_handle) nbd
+          = vms_test_sink_connect (fixture->sink, name, &error);
+
+      vms_assert_ok (nbd, error);
+      nbd_shutdown (nbd, 0);
+    }
+}
+
+/* A destination QEMU waiting for the VM, its disks on the replicas. */
+static void
+start_destination (Fixture *fixture, gboolean paused)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *vd0 = replica_path (fixture, "vd0");
+  g_autofree char *vd1 = replica_path (fixture, "vd1");
+  VmsTestVmOptions options = {
+    .workload = "writer",
+    .extra_cmdline = "vms.write_rate_kib=1024 vms.write_span_mib=24",
+    .disks = { { "raw", 0, vd0 }, { "raw", 0, vd1 } },
+    .incoming = TRUE,
+    .start_paused = paused,
+    .second_qmp = TRUE,
+  };
+
+  if (fixture->dest)
+    vms_test_vm_free (fixture->dest);
+  fixture->dest = vms_test_vm_start (&options, &error);
+  vms_assert_ok (fixture->dest, error);
+  fixture->attempts++;
+}
+
+static char *
+run_state (VmsTestVm *vm)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) reply
+      = vms_qmp_execute (vm->qmp, "query-status", NULL, &error);
+
+  vms_assert_ok (reply, error);
+  return g_strdup (
+      json_object_get_string_member (json_node_get_object (reply), "status"));
+}
+
+static void
+assert_running (VmsTestVm *vm, const char *who)
+{
+  g_autofree char *state = run_state (vm);
+
+  if (!g_str_equal (state, "running"))
+    fail_msg ("%s is '%s', not running", who, state);
+}
+
+/* The guest's heartbeat goes on in vm (the serial log grows). */
+static void
+assert_heartbeat_continues (VmsTestVm *vm, guint64 after, const char *who)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *needle
+      = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, after + 2);
+
+  if (!vms_test_vm_wait_serial (vm, needle, 60000, &error))
+    fail_msg ("no heartbeat on %s after %" G_GUINT64_FORMAT ": %s", who, after,
+              error->message);
+}
+
+static void
+cont (VmsTestVm *vm)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) reply = vms_qmp_execute (vm->qmp, "cont", NULL, &error);
+
+  vms_assert_ok (reply, error);
+}
+
+/* ---- running vmshift ---- */
+
+static VmsTestCommand *
+migrate_start (Fixture *fixture, ...)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  va_list args;
+
+  g_ptr_array_add (argv, g_strdup (vmshift));
+  g_ptr_array_add (argv, g_strdup ("migrate"));
+  va_start (args, fixture);
+  for (const char *arg; (arg = va_arg (args, const char *));)
+    g_ptr_array_add (argv, g_strdup (arg));
+  va_end (args);
+  /* A new destination listens on a new socket. */
+  g_ptr_array_add (
+      argv, g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path));
+  g_ptr_array_add (argv,
+                   g_strdup_printf ("--dest-uri=unix:%s/mig-%u.sock",
+                                    fixture->dest->dir, fixture->attempts));
+  g_ptr_array_add (argv,
+                   g_strdup_printf ("--state-dir=%s", fixture->state_dir));
+  g_ptr_array_add (argv, g_strdup ("--json"));
+  g_ptr_array_add (argv, NULL);
+  return vms_test_command_start (NULL, (const char *const *)argv->pdata,
+                                 fixture->state_dir);
+}
+
+static VmsTestCommand *
+migrate_new (Fixture *fixture, const char *job, ...)
+{
+  g_autofree char *source
+      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
+  const char *extra[8] = { NULL };
+  guint n = 0;
+  va_list args;
+
+  va_start (args, job);
+  for (const char *arg;
+       n < G_N_ELEMENTS (extra) - 1 && (arg = va_arg (args, const char *));)
+    extra[n++] = arg;
+  va_end (args);
+  return migrate_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                        job, "--replica-prefix", fixture->prefix, extra[0],
+                        extra[1], extra[2], extra[3], extra[4], extra[5],
+                        extra[6], NULL);
+}
+
+static gint64
+event_int (VmsTestCommand *command, const char *event, const char *member)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *object = vms_test_command_find_event (command, event, parser);
+
+  if (!object || !json_object_has_member (object, member))
+    fail_msg ("no %s in a '%s' event: %s", member, event, command->out->str);
+  return json_object_get_int_member (object, member);
+}
+
+static char *
+job_phase (Fixture *fixture, const char *job)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+
+  if (!json_parser_load_from_file (parser, path, NULL))
+    fail_msg ("no job state at %s", path);
+  return g_strdup (json_object_get_string_member (
+      json_node_get_object (json_parser_get_root (parser)), "phase"));
+}
+
+/* Source (paused since the switchover) and replicas, byte for byte. */
+static void
+assert_replicas_identical (Fixture *fixture)
+{
+  g_autofree char *vd0 = replica_path (fixture, "vd0");
+  g_autofree char *vd1 = replica_path (fixture, "vd1");
+
+  vms_test_assert_identical (fixture->source->disk_paths[0], "qcow2", vd0);
+  vms_test_assert_identical (fixture->source->disk_paths[1], "raw", vd1);
+}
+
+/* A migration that failed before commit left the source running, its
+ * guest writing, and the job resumable. */
+static void
+assert_rolled_back (Fixture *fixture, VmsTestCommand *command, const char *job)
+{
+  g_autofree char *phase = job_phase (fixture, job);
+  g_autofree char *resume_hint = g_strdup_printf ("--resume %s", job);
+
+  assert_non_null (strstr (command->out->str, "\"event\":\"rolled-back\""));
+  assert_non_null (strstr (command->out->str, resume_hint));
+  assert_string_equal (phase, "rolled-back");
+  assert_running (fixture->source, "the source");
+  assert_heartbeat_continues (fixture->source,
+                              vms_test_vm_last_heartbeat (fixture->source),
+                              "the source");
+}
+
+static gint64
+job_disk_bytes (Fixture *fixture, const char *job, const char *disk)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonArray *disks;
+
+  if (!json_parser_load_from_file (parser, path, NULL))
+    fail_msg ("no job state at %s", path);
+  disks = json_object_get_array_member (
+      json_node_get_object (json_parser_get_root (parser)), "disks");
+  for (guint i = 0; i < json_array_get_length (disks); i++)
+    {
+      JsonObject *object = json_array_get_object_element (disks, i);
+
+      if (g_str_equal (json_object_get_string_member (object, "name"), disk))
+        return json_object_get_int_member (object, "bytes-written");
+    }
+  fail_msg ("job %s has no disk %s", job, disk);
+  return -1;
+}
+
+/* The resumed run sent nothing of the background copy again, and nothing
+ * at all of vd1, which the guest does not write: what the sink held was
+ * kept.  (vd0 gets the writer's new data.) */
+static void
+assert_resumed_cheaply (Fixture *fixture, const char *job, gint64 vd1_before,
+                        VmsTestCommand *resumed)
+{
+  assert_int_equal (event_int (resumed, "migrated", "disk-background-bytes"),
+                    0);
+  assert_true (vd1_before >= VD1_DATA);
+  assert_int_equal (job_disk_bytes (fixture, job, "vd1"), vd1_before);
+}
+
+/* ---- fixtures ---- */
+
+static int
+setup (void **state)
+{
+  Fixture *fixture = g_new0 (Fixture, 1);
+  g_autoptr (GError) error = NULL;
+  VmsTestVmOptions options = {
+    .workload = "writer+dirtier",
+    .extra_cmdline = "vms.write_rate_kib=1024 vms.write_span_mib=24",
+    .disks = { { "qcow2", VD0_SIZE }, { "raw", VD1_SIZE } },
+    .second_qmp = TRUE,
+  };
+
+  *state = fixture;
+  fixture->source = vms_test_vm_start (&options, &error);
+  if (!fixture->source || !vms_test_vm_wait_ready (fixture->source, &error))
+    {
+      print_error ("cannot start the source: %s\n", error->message);
+      return -1;
+    }
+  if (!vms_test_vm_qemu_io (fixture->source, "vd1", "write -P 0x42 4M 16M",
+                            &error))
+    {
+      print_error ("cannot fill vd1: %s\n", error->message);
+      return -1;
+    }
+  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
+  if (!fixture->sink)
+    {
+      print_error ("cannot start the sink: %s\n", error->message);
+      return -1;
+    }
+  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
+  g_mkdir (fixture->state_dir, 0700);
+  fixture->sink_uri
+      = g_strdup_printf ("nbd+unix:///?socket=%s", fixture->sink->socket_path);
+  return 0;
+}
+
+static int
+teardown (void **state)
+{
+  Fixture *fixture = *state;
+
+  vms_test_vm_free (fixture->dest);
+  vms_test_vm_free (fixture->source);
+  vms_test_sink_free (fixture->sink);
+  g_free (fixture->state_dir);
+  g_free (fixture->sink_uri);
+  g_free (fixture);
+  return 0;
+}
+
+/* ---- tests ---- */
+
+/* One mode end to end: the destination holds the VM paused (--suspend),
+ * its disks equal the source's at the pause, and once continued the
+ * guest's heartbeat goes on there. */
+static void
+migrate_and_check (Fixture *fixture, const char *job, const char *mode)
+{
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autofree char *mode_arg = g_strdup_printf ("--final-sync=%s", mode);
+  guint64 beat;
+
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  run = migrate_new (fixture, job, mode_arg, "--suspend", NULL);
+  vms_test_command_expect_success (run);
+  assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
+
+  /* The source stopped at the switchover and stays so. */
+  {
+    g_autofree char *state = run_state (fixture->source);
+
+    assert_string_equal (state, "postmigrate");
+  }
+  assert_replicas_identical (fixture);
+  assert_true (event_int (run, "migrated", "ram-bytes") > 0);
+  assert_true (event_int (run, "migrated", "disk-background-bytes")
+               >= VD1_DATA);
+  if (g_str_equal (mode, "pause"))
+    assert_true (event_int (run, "migrated", "disk-final-bytes") > 0);
+  {
+    g_autofree char *phase = job_phase (fixture, job);
+
+    assert_string_equal (phase, "migrated");
+  }
+
+  beat = vms_test_vm_last_heartbeat (fixture->source);
+  cont (fixture->dest);
+  assert_heartbeat_continues (fixture->dest, beat, "the destination");
+}
+
+static void
+test_migrate_pause (void **state)
+{
+  Fixture *fixture = *state;
+
+  fixture->prefix = "p";
+  migrate_and_check (fixture, "pause", "pause");
+}
+
+static void
+test_migrate_mirror (void **state)
+{
+  Fixture *fixture = *state;
+
+  fixture->prefix = "m";
+  migrate_and_check (fixture, "mirror", "mirror");
+}
+
+/* The destination QEMU dies during memory pre-copy: rollback; with a new
+ * destination, --resume migrates and the destination runs by itself. */
+static void
+test_destination_killed_in_memory (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) resumed = NULL;
+  g_autofree char *vd0 = NULL;
+  guint64 beat;
+  gint64 vd1_before;
+
+  fixture->prefix = "k";
+  create_replicas (fixture);
+  start_destination (fixture, FALSE);
+  /* Slow enough that memory takes many seconds. */
+  first = migrate_new (fixture, "killdest", "--bandwidth=8M", NULL);
+  vms_test_command_wait_for (first, "\"event\":\"memory-round\"", 120000);
+  vms_test_vm_kill (fixture->dest);
+  assert_int_not_equal (vms_test_command_wait (first), 0);
+  assert_rolled_back (fixture, first, "killdest");
+
+  vd1_before = job_disk_bytes (fixture, "killdest", "vd1");
+  start_destination (fixture, FALSE);
+  resumed = migrate_start (fixture, "--resume", "killdest", NULL);
+  vms_test_command_expect_success (resumed);
+  assert_resumed_cheaply (fixture, "killdest", vd1_before, resumed);
+  assert_true (event_int (resumed, "migrated", "downtime-ms") > 0);
+  beat = vms_test_vm_last_heartbeat (fixture->source);
+  assert_heartbeat_continues (fixture->dest, beat, "the destination");
+  assert_running (fixture->dest, "the destination");
+
+  /* Every block the guest wrote is whole on the replica. */
+  vms_test_vm_kill (fixture->dest);
+  vd0 = replica_path (fixture, "vd0");
+  {
+    const char *argv[] = { vms_test_built_program ("VMS_VERIFY_PATTERN"), vd0,
+                           "--span-mib", "24", NULL };
+    g_autoptr (GError) error = NULL;
+
+    vms_assert_ok (vms_test_run (argv, NULL, &error), error);
+  }
+}
+
+/* The sink dies during the last round, with the source paused at
+ * pre-switchover: rollback resumes the source; --resume finishes. */
+static void
+test_sink_killed_in_final_round (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) resumed = NULL;
+  g_autoptr (GError) error = NULL;
+  gint64 vd1_before;
+
+  fixture->prefix = "s";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  /* No rounds before memory, and a slow disk copy: the last round holds
+   * seconds of the guest's writes. */
+  first = migrate_new (fixture, "killsink", "--rounds=0", "--max-bandwidth=2M",
+                       "--checkpoint-bytes=1M", NULL);
+  vms_test_command_wait_for (first, "\"state\":\"switchover\"", 120000);
+  vms_test_sink_kill (fixture->sink);
+  assert_int_not_equal (vms_test_command_wait (first), 0);
+  assert_rolled_back (fixture, first, "killsink");
+
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  vd1_before = job_disk_bytes (fixture, "killsink", "vd1");
+  start_destination (fixture, TRUE);
+  resumed = migrate_start (fixture, "--resume", "killsink", "--suspend", NULL);
+  vms_test_command_expect_success (resumed);
+  assert_resumed_cheaply (fixture, "killsink", vd1_before, resumed);
+  assert_replicas_identical (fixture);
+}
+
+/* vmshift abort mid-way: the migration rolls back; --resume finishes. */
+static void
+test_abort_then_resume (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) resumed = NULL;
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  gint64 vd1_before;
+
+  fixture->prefix = "a";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  first = migrate_new (fixture, "aborted", "--bandwidth=8M", NULL);
+  vms_test_command_wait_for (first, "\"event\":\"memory-round\"", 120000);
+  {
+    g_auto (VmsTestRun) abort_run = { 0 };
+
+    vms_test_run_capture (&abort_run, NULL, NULL, vmshift, "abort", "aborted",
+                          state_arg, NULL);
+    if (abort_run.status != 0)
+      fail_msg ("vmshift abort exited %d: %s", abort_run.status, abort_run.err);
+    assert_non_null (strstr (abort_run.out, "rolled-back"));
+  }
+  assert_int_equal (vms_test_command_wait (first), 4);
+  assert_rolled_back (fixture, first, "aborted");
+
+  /* Nothing left to abort. */
+  {
+    g_auto (VmsTestRun) again = { 0 };
+
+    vms_test_run_capture (&again, NULL, NULL, vmshift, "abort", "aborted",
+                          state_arg, NULL);
+    assert_int_equal (again.status, 1);
+    assert_non_null (strstr (again.err, "not being migrated"));
+  }
+
+  vd1_before = job_disk_bytes (fixture, "aborted", "vd1");
+  start_destination (fixture, TRUE);
+  resumed = migrate_start (fixture, "--resume", "aborted", "--suspend", NULL);
+  vms_test_command_expect_success (resumed);
+  assert_resumed_cheaply (fixture, "aborted", vd1_before, resumed);
+  assert_replicas_identical (fixture);
+}
+
+/* Refusals in the preflight leave the source running, untouched. */
+static void
+test_preflight_refusals (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *wrong
+      = g_build_filename (fixture->sink->dir, "other.raw", NULL);
+
+  fixture->prefix = "r";
+  create_replicas (fixture);
+
+  /* A destination that is not waiting for a migration. */
+  {
+    VmsTestVmOptions options = { .no_guest = TRUE, .second_qmp = TRUE };
+    g_autoptr (VmsTestCommand) run = NULL;
+
+    fixture->dest = vms_test_vm_start (&options, &error);
+    vms_assert_ok (fixture->dest, error);
+    run = migrate_new (fixture, "refused1", NULL);
+    assert_int_equal (vms_test_command_wait (run), 1);
+    assert_non_null (strstr (run->out->str, "-incoming defer"));
+  }
+  /* A destination of another machine type. */
+  {
+    VmsTestVmOptions options = {
+      .no_guest = TRUE, .second_qmp = TRUE, .incoming = TRUE, .machine = "pc"
+    };
+    g_autoptr (VmsTestCommand) run = NULL;
+
+    vms_test_vm_free (fixture->dest);
+    fixture->dest = vms_test_vm_start (&options, &error);
+    vms_assert_ok (fixture->dest, error);
+    run = migrate_new (fixture, "refused2", NULL);
+    assert_int_equal (vms_test_command_wait (run), 1);
+    assert_non_null (strstr (run->out->str, "machine types differ"));
+  }
+  /* A destination whose disk is not the replica. */
+  {
+    g_autofree char *vd1 = replica_path (fixture, "vd1");
+    const char *create[]
+        = { "qemu-img", "create", "-q", "-f", "raw", wrong, "48M", NULL };
+    VmsTestVmOptions options = {
+      .no_guest = TRUE,
+      .second_qmp = TRUE,
+      .incoming = TRUE,
+      .disks = { { "raw", 0, wrong }, { "raw", 0, vd1 } },
+    };
+    g_autoptr (VmsTestCommand) run = NULL;
+
+    vms_assert_ok (vms_test_run (create, NULL, &error), error);
+    vms_test_vm_free (fixture->dest);
+    fixture->dest = vms_test_vm_start (&options, &error);
+    vms_assert_ok (fixture->dest, error);
+    run = migrate_new (fixture, "refused3", NULL);
+    assert_int_equal (vms_test_command_wait (run), 1);
+    assert_non_null (strstr (run->out->str, "not the replica r-vd0"));
+  }
+  /* Bad options. */
+  {
+    g_auto (VmsTestRun) run = { 0 };
+
+    vms_test_run_capture (&run, NULL, NULL, vmshift, "migrate", "qmp:/x",
+                          "--sink", "nbd+unix:///?socket=/x", "--dest-qmp",
+                          "qmp:/y", "--dest-uri", "unix:/z", "--final-sync",
+                          "sometimes", NULL);
+    assert_int_equal (run.status, 2);
+    assert_non_null (strstr (run.err, "pause or mirror"));
+  }
+  assert_running (fixture->source, "the source");
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown (test_migrate_pause, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_mirror, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_destination_killed_in_memory, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_sink_killed_in_final_round, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_abort_then_resume, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_preflight_refusals, setup, teardown),
+  };
+
+  vms_test_require_program ("qemu-system-x86_64", "qemu-system-x86");
+  vms_test_require_program ("qemu-img", "qemu-utils");
+  vms_test_require_program ("nbdkit", "nbdkit");
+  vmshift = vms_test_built_program ("VMS_VMSHIFT");
+  /* VMS_TEST_FILTER=test_abort* runs one test when debugging. */
+  if (g_getenv ("VMS_TEST_FILTER"))
+    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}
