@@ -2,8 +2,9 @@
  *
  * Serves a directory of replicas, one NBD export per replica, plus the
  * special exports described in vmshift-sink(8): NAME@create=SIZE,
- * NAME@live, NAME@hashes, NAME@commit and @probe.  This file is only the
- * nbdkit glue; replicas, export names and hashes live in their modules.
+ * NAME@live, NAME@live-reset, NAME@hashes, NAME@commit and @probe.  This
+ * file is only the nbdkit glue; replicas, export names and hashes live in
+ * their modules.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */

@@ -85,8 +85,8 @@ parse_number (const char *option, const char *text, guint64 min, guint64 max,
 
 static const char *const serve_description =
     "Serve the replicas in DIR over NBD, one export per replica: NAME,\n"
-    "NAME@create=SIZE, NAME@live, NAME@hashes, NAME@commit, and @probe\n"
-    "(see vmshift-sink(8)).  Exactly one of --listen and --unix is needed.\n"
+    "NAME@create=SIZE, NAME@live, NAME@live-reset, NAME@hashes, NAME@commit\n"
+    "and @probe (see vmshift-sink(8)).  Exactly one of --listen and --unix is needed.\n"
     "Off loopback, --listen requires --tls-psk or --tls-certificates, or\n"
     "--insecure to serve in clear text anyway.\n"
     "\n"
