@@ -79,6 +79,8 @@ typedef struct
   gint64 started_us;           /* monotonic start */
   gint64 stop_us;              /* source STOP event timestamp, -1 if none */
   gint64 resume_us;            /* destination RESUME event timestamp */
+  gint64 loaded_us;            /* destination MIGRATION completed: it holds
+                                  the VM, ready to run */
   gboolean source_was_running; /* to resume it on rollback */
   gboolean migration_started;  /* migrate was sent */
   guint64 ram_bytes;           /* RAM sent, from query-migrate */
@@ -149,6 +151,20 @@ on_source_stop (VmsQmp *qmp, const char *event, JsonObject *data,
 
   if (migrate->state >= VMS_MIGRATE_MEMORY && migrate->stop_us < 0)
     migrate->stop_us = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
+}
+
+static void
+on_destination_migration (VmsQmp *qmp, const char *event, JsonObject *data,
+                          gint64 timestamp_us, gpointer user_data)
+{
+  Migrate *migrate = user_data;
+
+  if (data && migrate->loaded_us < 0
+      && g_strcmp0 (
+             json_object_get_string_member_with_default (data, "status", NULL),
+             "completed")
+             == 0)
+    migrate->loaded_us = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
 }
 
 static void
@@ -662,6 +678,7 @@ memory_precopy (Migrate *migrate, GError **error)
     return FALSE;
   migrate->stop_us = -1;
   migrate->resume_us = -1;
+  migrate->loaded_us = -1;
   if (!vms_migration_start (migrate->rep.qmp, uri, error))
     return FALSE;
   migrate->migration_started = TRUE;
@@ -750,10 +767,14 @@ wait_destination (Migrate *migrate, GError **error)
     }
   /* The RESUME event may trail the status by a moment. */
   for (int i = 0;
-       i < 20 && migrate->resume_us < 0 && !migrate->options->suspend; i++)
+       i < 20
+       && (migrate->options->suspend ? migrate->loaded_us : migrate->resume_us)
+              < 0;
+       i++)
     {
       vms_qmp_poll (migrate->dest, NULL);
-      if (migrate->resume_us < 0)
+      if ((migrate->options->suspend ? migrate->loaded_us : migrate->resume_us)
+          < 0)
         g_usleep (50 * 1000);
     }
   {
@@ -959,6 +980,8 @@ connect_destination (Migrate *migrate, GError **error)
       g_prefix_error (error, "destination %s: ", address);
       return FALSE;
     }
+  vms_qmp_subscribe (migrate->dest, "MIGRATION", on_destination_migration,
+                     migrate, NULL);
   vms_qmp_subscribe (migrate->dest, "RESUME", on_destination_resume, migrate,
                      NULL);
   return TRUE;
@@ -1034,8 +1057,11 @@ report (Migrate *migrate)
   VmsReplicate *rep = &migrate->rep;
   JsonObject *fields = json_object_new ();
   double seconds = (g_get_monotonic_time () - migrate->started_us) / 1e6;
-  gint64 downtime_ms = migrate->stop_us >= 0 && migrate->resume_us >= 0
-                           ? (migrate->resume_us - migrate->stop_us) / 1000
+  /* Left paused, the destination is ready when it has loaded the VM. */
+  gint64 ready_us
+      = migrate->options->suspend ? migrate->loaded_us : migrate->resume_us;
+  gint64 downtime_ms = migrate->stop_us >= 0 && ready_us >= 0
+                           ? (ready_us - migrate->stop_us) / 1000
                            : -1;
   g_autofree char *background
       = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_BACKGROUND]);
@@ -1047,9 +1073,13 @@ report (Migrate *migrate)
   g_autofree char *downtime_text
       = downtime_ms >= 0
             ? g_strdup_printf ("%" G_GINT64_FORMAT " ms from the source's "
-                               "STOP to the destination's RESUME",
-                               downtime_ms)
-            : g_strdup ("not measured (the destination is left paused)");
+                               "STOP to %s",
+                               downtime_ms,
+                               migrate->options->suspend
+                                   ? "the destination holding the VM, "
+                                     "paused (--suspend)"
+                                   : "the destination's RESUME")
+            : g_strdup ("not measured (events missing)");
 
   vms_replicate_report_disks (rep);
   json_object_set_string_member (fields, "job", rep->job->id);
@@ -1146,6 +1176,7 @@ vms_cmd_migrate (int argc, char **argv)
           .options = &options,
           .stop_us = -1,
           .resume_us = -1,
+          .loaded_us = -1,
           .qemu_downtime_ms = -1 };
   g_autofree GOptionEntry *copy_entries
       = vms_replicate_option_entries (&options.base);
