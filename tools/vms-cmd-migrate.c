@@ -66,6 +66,7 @@ typedef struct
   gboolean auto_converge;   /* --auto-converge */
   int switchover_timeout_s; /* --switchover-timeout */
   gboolean suspend;         /* --suspend: leave the destination paused */
+  int memory_timeout_s;     /* --memory-timeout, 0: none */
 } MigrateOptions;
 
 typedef struct
@@ -682,7 +683,8 @@ memory_precopy (Migrate *migrate, GError **error)
   if (!vms_migration_start (migrate->rep.qmp, uri, error))
     return FALSE;
   migrate->migration_started = TRUE;
-  return wait_migration (migrate, VMS_MIGRATION_PRE_SWITCHOVER, 0, error);
+  return wait_migration (migrate, VMS_MIGRATION_PRE_SWITCHOVER,
+                         migrate->options->memory_timeout_s, error);
 }
 
 /* ---- switchover ---- */
@@ -1136,11 +1138,12 @@ check_arguments (Migrate *migrate, int argc, GError **error)
       return FALSE;
     }
   if (options->max_downtime_ms < 1 || options->multifd_channels < 0
-      || options->multifd_channels > 255 || options->switchover_timeout_s < 1)
+      || options->memory_timeout_s < 0 || options->multifd_channels > 255
+      || options->switchover_timeout_s < 1)
     {
       g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
-                   "--max-downtime and --switchover-timeout are at least 1; "
-                   "--multifd is 0..255");
+                   "--max-downtime and --switchover-timeout are at least 1, "
+                   "--memory-timeout at least 0; --multifd is 0..255");
       return FALSE;
     }
   if (options->bandwidth)
@@ -1200,6 +1203,8 @@ vms_cmd_migrate (int argc, char **argv)
       "Leave the VM paused on the destination (started with -S), as "
       "virsh migrate --suspend",
       NULL },
+    { "memory-timeout", 0, 0, G_OPTION_ARG_INT, &options.memory_timeout_s,
+      "Roll back if memory has not converged after S s (default: wait)", "S" },
     { "switchover-timeout", 0, 0, G_OPTION_ARG_INT,
       &options.switchover_timeout_s,
       "Roll back if the destination does not run within S s (default 300)",

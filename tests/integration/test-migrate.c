@@ -267,6 +267,21 @@ assert_resumed_cheaply (Fixture *fixture, const char *job, gint64 vd1_before,
   assert_int_equal (job_disk_bytes (fixture, job, "vd1"), vd1_before);
 }
 
+/* After a rollback: a new destination, --resume --suspend, and the
+ * replicas equal the source at the pause. */
+static void
+resume_to_paused_destination (Fixture *fixture, const char *job)
+{
+  g_autoptr (VmsTestCommand) resumed = NULL;
+  gint64 vd1_before = job_disk_bytes (fixture, job, "vd1");
+
+  start_destination (fixture, TRUE);
+  resumed = migrate_start (fixture, "--resume", job, "--suspend", NULL);
+  vms_test_command_expect_success (resumed);
+  assert_resumed_cheaply (fixture, job, vd1_before, resumed);
+  assert_replicas_identical (fixture);
+}
+
 /* ---- fixtures ---- */
 
 static int
@@ -431,9 +446,7 @@ test_sink_killed_in_final_round (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) first = NULL;
-  g_autoptr (VmsTestCommand) resumed = NULL;
   g_autoptr (GError) error = NULL;
-  gint64 vd1_before;
 
   fixture->prefix = "s";
   create_replicas (fixture);
@@ -448,12 +461,7 @@ test_sink_killed_in_final_round (void **state)
   assert_rolled_back (fixture, first, "killsink");
 
   vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
-  vd1_before = job_disk_bytes (fixture, "killsink", "vd1");
-  start_destination (fixture, TRUE);
-  resumed = migrate_start (fixture, "--resume", "killsink", "--suspend", NULL);
-  vms_test_command_expect_success (resumed);
-  assert_resumed_cheaply (fixture, "killsink", vd1_before, resumed);
-  assert_replicas_identical (fixture);
+  resume_to_paused_destination (fixture, "killsink");
 }
 
 /* vmshift abort mid-way, in mirror mode: the migration rolls back, the
@@ -464,10 +472,8 @@ test_abort_then_resume (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) first = NULL;
-  g_autoptr (VmsTestCommand) resumed = NULL;
   g_autofree char *state_arg
       = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
-  gint64 vd1_before;
 
   fixture->prefix = "a";
   create_replicas (fixture);
@@ -497,12 +503,25 @@ test_abort_then_resume (void **state)
     assert_non_null (strstr (again.err, "not being migrated"));
   }
 
-  vd1_before = job_disk_bytes (fixture, "aborted", "vd1");
+  resume_to_paused_destination (fixture, "aborted");
+}
+
+/* Memory that does not converge in --memory-timeout rolls back. */
+static void
+test_memory_timeout (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+
+  fixture->prefix = "t";
+  create_replicas (fixture);
   start_destination (fixture, TRUE);
-  resumed = migrate_start (fixture, "--resume", "aborted", "--suspend", NULL);
-  vms_test_command_expect_success (resumed);
-  assert_resumed_cheaply (fixture, "aborted", vd1_before, resumed);
-  assert_replicas_identical (fixture);
+  /* RAM at 4 MB/s while the guest dirties more; disks at full speed. */
+  run = migrate_new (fixture, "slowram", "--bandwidth=4M",
+                     "--max-bandwidth=1G", "--memory-timeout=4", NULL);
+  assert_int_equal (vms_test_command_wait (run), 3);
+  assert_non_null (strstr (run->out->str, "after 4 s"));
+  assert_rolled_back (fixture, run, "slowram");
 }
 
 /* Refusals in the preflight leave the source running, untouched. */
@@ -588,6 +607,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_sink_killed_in_final_round, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_abort_then_resume, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_memory_timeout, setup, teardown),
     cmocka_unit_test_setup_teardown (test_preflight_refusals, setup, teardown),
   };
 
