@@ -869,7 +869,9 @@ roll_back (Migrate *migrate, const GError *cause, GError **error)
   VmsJob *job = migrate->rep.job;
   gboolean source_ok = TRUE;
 
-  move_to (migrate, VMS_MIGRATE_ROLLBACK, NULL);
+  /* A rollback interrupted earlier is simply done again. */
+  if (migrate->state != VMS_MIGRATE_ROLLBACK)
+    move_to (migrate, VMS_MIGRATE_ROLLBACK, NULL);
   if (source && !vms_qmp_is_connected (source))
     {
       g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_DISCONNECTED,
@@ -1372,6 +1374,66 @@ process_is_vmshift (gint64 pid)
   return FALSE;
 }
 
+/* Roll back a job whose vmshift died, from what its state file says;
+ * takes job. */
+static gboolean
+roll_back_orphan (const char *state_dir, VmsJob *job, GError **error)
+{
+  MigrateOptions options = { .base.state_dir = (char *)state_dir };
+  Migrate migrate
+      = { .rep
+          = { .options = &options.base, .stop = &stop_requested, .job = job },
+          .options = &options,
+          .stop_us = -1,
+          .resume_us = -1,
+          .loaded_us = -1,
+          .qemu_downtime_ms = -1 };
+  int state = vms_migrate_state_parse (job->migration->state);
+  g_autofree char *socket_name = g_strconcat (job->id, ".nbd", NULL);
+  g_autoptr (GError) cause
+      = g_error_new (VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED,
+                     "vmshift died; rolled back by "
+                     "vmshift abort");
+  g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_TEXT);
+  gboolean ok = FALSE;
+
+  migrate.rep.progress = progress;
+  vms_migrate_final_sync_parse (job->migration->final_sync, &migrate.mode);
+  migrate.state = state >= 0 ? state : VMS_MIGRATE_PREFLIGHT;
+  if (!vms_migrate_state_can_roll_back (migrate.state))
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                   "job %s stopped in state %s, after the destination ran: "
+                   "'vmshift migrate --resume %s' finishes it",
+                   job->id, job->migration->state, job->id);
+      goto out;
+    }
+  migrate.rep.qmp = vms_qmp_connect (job->source, 0, error);
+  if (!migrate.rep.qmp)
+    {
+      g_prefix_error (error, "source %s: ", job->source);
+      goto out;
+    }
+  /* The destination only helps decide a completed migration. */
+  if (job->migration->dest_qmp)
+    migrate.dest = vms_qmp_connect (job->migration->dest_qmp, 0, NULL);
+  migrate.migration_started = migrate.state >= VMS_MIGRATE_MEMORY;
+  /* The preflight wanted it running or paused; from the memory phase on
+   * a paused source is QEMU's doing. */
+  migrate.source_was_running = migrate.state >= VMS_MIGRATE_MEMORY;
+  migrate.rep.nbd_socket = g_build_filename (state_dir, socket_name, NULL);
+  ok = roll_back (&migrate, cause, error);
+  if (!vms_job_save (job, ok ? error : NULL))
+    ok = FALSE;
+
+out:
+  vms_qmp_free (migrate.dest);
+  g_free (migrate.tls_object);
+  migrate.rep.options = NULL;
+  vms_replicate_clear (&migrate.rep);
+  return ok;
+}
+
 int
 vms_cmd_abort (int argc, char **argv)
 {
@@ -1415,6 +1477,25 @@ vms_cmd_abort (int argc, char **argv)
       goto out;
     }
   pid = job->migration ? job->migration->pid : 0;
+  if (job->phase == VMS_JOB_PHASE_MIGRATING && !process_is_vmshift (pid))
+    {
+      /* Its vmshift died (kill -9, a crash): QEMU may still migrate, or
+       * hold the source paused at pre-switchover.  Roll back here. */
+      g_printerr ("vmshift: abort: the vmshift of job %s is gone; rolling "
+                  "back from state %s\n",
+                  job->id,
+                  job->migration->state ? job->migration->state : "unknown");
+      if (!roll_back_orphan (state_dir, g_steal_pointer (&job), &error))
+        {
+          vms_cli_error ("abort", "%s", error->message);
+          status = vms_replicate_exit_code (error);
+          goto out;
+        }
+      job = vms_job_load (state_dir, argv[1], NULL);
+      if (job)
+        g_print ("job %s: %s\n", job->id, vms_job_phase_name (job->phase));
+      goto out;
+    }
   if (!process_is_vmshift (pid))
     {
       vms_cli_error (

@@ -506,6 +506,47 @@ test_abort_then_resume (void **state)
   resume_to_paused_destination (fixture, "aborted");
 }
 
+/* kill -9 of vmshift during memory: QEMU goes on migrating without it;
+ * vmshift abort rolls back from the state file, and --resume finishes. */
+static void
+test_kill9_of_vmshift_then_abort (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  g_auto (VmsTestRun) abort_run = { 0 };
+
+  fixture->prefix = "x";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  first = migrate_new (fixture, "orphan", "--bandwidth=8M",
+                       "--max-bandwidth=1G", NULL);
+  vms_test_command_wait_for (first, "\"event\":\"memory-round\"", 120000);
+  kill (first->pid, SIGKILL);
+  vms_test_command_wait (first);
+
+  vms_test_run_capture (&abort_run, NULL, NULL, vmshift, "abort", "orphan",
+                        state_arg, NULL);
+  if (abort_run.status != 0)
+    fail_msg ("vmshift abort exited %d: %s", abort_run.status, abort_run.err);
+  assert_non_null (strstr (abort_run.err, "is gone; rolling back"));
+  {
+    g_autofree char *phase = job_phase (fixture, "orphan");
+    g_autoptr (GError) error = NULL;
+    g_autoptr (JsonNode) migration
+        = vms_qmp_execute (fixture->source->qmp, "query-migrate", NULL, &error);
+
+    assert_string_equal (phase, "rolled-back");
+    vms_assert_ok (migration, error);
+    assert_string_equal (json_object_get_string_member (
+                             json_node_get_object (migration), "status"),
+                         "cancelled");
+  }
+  assert_running (fixture->source, "the source");
+  resume_to_paused_destination (fixture, "orphan");
+}
+
 /* Memory that does not converge in --memory-timeout rolls back. */
 static void
 test_memory_timeout (void **state)
@@ -517,8 +558,8 @@ test_memory_timeout (void **state)
   create_replicas (fixture);
   start_destination (fixture, TRUE);
   /* RAM at 4 MB/s while the guest dirties more; disks at full speed. */
-  run = migrate_new (fixture, "slowram", "--bandwidth=4M",
-                     "--max-bandwidth=1G", "--memory-timeout=4", NULL);
+  run = migrate_new (fixture, "slowram", "--bandwidth=4M", "--max-bandwidth=1G",
+                     "--memory-timeout=4", NULL);
   assert_int_equal (vms_test_command_wait (run), 3);
   assert_non_null (strstr (run->out->str, "after 4 s"));
   assert_rolled_back (fixture, run, "slowram");
@@ -607,6 +648,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_sink_killed_in_final_round, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_abort_then_resume, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_kill9_of_vmshift_then_abort, setup,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_memory_timeout, setup, teardown),
     cmocka_unit_test_setup_teardown (test_preflight_refusals, setup, teardown),
   };
