@@ -320,6 +320,8 @@ check_run_states (Migrate *migrate, GError **error)
   return TRUE;
 }
 
+static gboolean stop_mirrors (Migrate *migrate, GError **error);
+
 static gboolean
 preflight (Migrate *migrate, const char *source, GError **error)
 {
@@ -351,8 +353,11 @@ preflight (Migrate *migrate, const char *source, GError **error)
   if (!vms_job_save (job, error) || !check_destination_disks (migrate, error)
       || !vms_replicate_start (&migrate->rep, error))
     return FALSE;
-  /* A mirror of an earlier attempt may have left live ranges; the plain
-   * writes of this attempt must not be dropped because of them. */
+  /* A mirror of an earlier attempt (its vmshift killed) may still run and
+   * have left live ranges: stop it, then forget them, or the plain writes
+   * of this attempt would be dropped. */
+  if (!stop_mirrors (migrate, error))
+    return FALSE;
   for (guint i = 0; i < job->disks->len; i++)
     if (!vms_replicate_sink_open (&migrate->rep, job->disks->pdata[i],
                                   "live-reset", FALSE, error))
@@ -716,6 +721,14 @@ switchover (Migrate *migrate, GError **error)
        * one FLUSH makes them all durable. */
       if (!check_mirrors (migrate, error) || !flush_replicas (migrate, error))
         return FALSE;
+      /* The destination may reach its disks through the sink's plain
+       * export: from now on its writes are the newest and must not be
+       * dropped for ranges the mirror wrote. */
+      for (guint i = 0; i < migrate->rep.job->disks->len; i++)
+        if (!vms_replicate_sink_open (&migrate->rep,
+                                      migrate->rep.job->disks->pdata[i],
+                                      "live-reset", FALSE, error))
+          return FALSE;
     }
   if (g_atomic_int_get (&stop_requested))
     return stop_error (error);
@@ -746,7 +759,8 @@ wait_destination (Migrate *migrate, GError **error)
         break;
       /* With --suspend the destination holding the VM paused is the end;
        * without, one started with -S waits for cont. */
-      if (g_str_equal (state, "paused") && migrate->options->suspend)
+      if (g_str_equal (state, "paused")
+          && (migrate->options->suspend || !migrate->source_was_running))
         break;
       if (g_str_equal (state, "paused") && migrate->source_was_running)
         {
@@ -892,7 +906,8 @@ roll_back (Migrate *migrate, const GError *cause, GError **error)
             {
               g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
                            "the destination runs the VM: not rolling back; "
-                           "'vmshift migrate --resume %s' commits",
+                           "'vmshift migrate --resume %s' marks the "
+                           "replicas complete",
                            job ? job->id : "JOB");
               return FALSE;
             }
@@ -1219,6 +1234,7 @@ vms_cmd_migrate (int argc, char **argv)
   const char *source;
   struct sigaction action = { .sa_handler = handle_stop_signal };
   VmsMigrateState resume_at = VMS_MIGRATE_PREFLIGHT;
+  int stopped_in = -1;
   int status = VMS_EXIT_OK;
 
   context = g_option_context_new ("[SOURCE] --dest-qmp ADDRESS --dest-uri URI "
@@ -1251,7 +1267,6 @@ vms_cmd_migrate (int argc, char **argv)
     {
       g_autoptr (VmsJob) saved
           = vms_job_load (options.base.state_dir, options.base.resume, &error);
-      int stopped_in;
 
       if (!saved)
         {
@@ -1292,6 +1307,21 @@ vms_cmd_migrate (int argc, char **argv)
   migrate.rep.qmp = vms_qmp_connect (source, 0, &error);
   if (migrate.rep.qmp)
     vms_qmp_subscribe (migrate.rep.qmp, "STOP", on_source_stop, &migrate, NULL);
+  if (migrate.rep.qmp
+      && (stopped_in == VMS_MIGRATE_DESTINATION
+          || stopped_in == VMS_MIGRATE_ROLLBACK))
+    {
+      /* Stopped around the switchover: if the destination got the VM and
+       * runs it, the migration happened and only the commit is left. */
+      g_autofree char *source_state
+          = vms_migration_run_state (migrate.rep.qmp, NULL);
+
+      if (g_strcmp0 (source_state, "postmigrate") == 0
+          && connect_destination (&migrate, NULL)
+          && destination_runs (&migrate))
+        resume_at = VMS_MIGRATE_COMMIT;
+      g_clear_pointer (&migrate.dest, vms_qmp_free);
+    }
   if (migrate.rep.qmp && resume_at != VMS_MIGRATE_PREFLIGHT)
     {
       /* The destination ran: only the commit and cleanup are left. */
@@ -1309,6 +1339,24 @@ vms_cmd_migrate (int argc, char **argv)
 
       status = vms_replicate_exit_code (error);
       vms_cli_error ("migrate", "%s", error->message);
+      if (migrate.state == VMS_MIGRATE_DESTINATION
+          && destination_runs (&migrate))
+        {
+          /* The VM runs at the destination: rolling back would run it
+           * twice.  What failed was only our watching; commit. */
+          g_printerr ("vmshift: migrate: the destination runs the VM: "
+                      "committing instead of rolling back\n");
+          g_clear_error (&error);
+          if (move_to (&migrate, VMS_MIGRATE_COMMIT, &error)
+              && forward (&migrate, source, &error))
+            {
+              report (&migrate);
+              status = VMS_EXIT_OK;
+              goto out;
+            }
+          status = vms_replicate_exit_code (error);
+          vms_cli_error ("migrate", "%s", error->message);
+        }
       if (vms_migrate_state_can_roll_back (migrate.state) && migrate.rep.qmp)
         {
           rolled_back = roll_back (&migrate, error, &rollback_error);
