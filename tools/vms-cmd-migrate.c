@@ -130,16 +130,30 @@ move_to (Migrate *migrate, VmsMigrateState to, GError **error)
 
 /* ---- naming ---- */
 
+/* QEMU allows node names of 31 characters: a job id (up to 64) and a
+ * disk name do not fit, so the mirror's names carry a digest of them;
+ * the same job and disk always give the same names, which lets a later
+ * attempt find what a killed one left. */
+static char *
+mirror_name (const char *kind, VmsJob *job, VmsJobDisk *disk)
+{
+  g_autofree char *key = g_strdup_printf ("%s/%s", job->id, disk->name);
+  g_autofree char *digest
+      = g_compute_checksum_for_string (G_CHECKSUM_SHA256, key, -1);
+
+  return g_strdup_printf ("vms%s-%.16s", kind, digest);
+}
+
 static char *
 mirror_job_id (VmsJob *job, VmsJobDisk *disk)
 {
-  return g_strdup_printf ("vmshift-%s-%s-mirror", job->id, disk->name);
+  return mirror_name ("mirror", job, disk);
 }
 
 static char *
 mirror_node (VmsJob *job, VmsJobDisk *disk)
 {
-  return g_strdup_printf ("vmshift-%s-%s-live", job->id, disk->name);
+  return mirror_name ("live", job, disk);
 }
 
 /* ---- events ---- */
@@ -670,7 +684,11 @@ wait_migration (Migrate *migrate, VmsMigrationStatus wanted, gint64 timeout_s,
               info.status_name, timeout_s);
           return FALSE;
         }
-      g_usleep (POLL_INTERVAL_MS * 1000);
+      /* React to QEMU's MIGRATION event at once (pre-switchover holds
+       * the guest paused); query again after the poll interval at the
+       * latest, for progress. */
+      vms_qmp_wait_event (migrate->rep.qmp, "MIGRATION", POLL_INTERVAL_MS, NULL,
+                          NULL, NULL, NULL);
     }
 }
 
