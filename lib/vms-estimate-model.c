@@ -1,0 +1,312 @@
+/* vmshift: the estimator's model.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-estimate-model.h"
+
+#include <math.h>
+
+/* Memory passes after which QEMU is taken never to converge. */
+#define MAX_MEMORY_PASSES 100
+/* The mirror sends every guest write while memory migrates: at least this
+ * share of the link is left to RAM in the model. */
+#define MIN_MEMORY_SHARE 0.1
+/* Rounds a backpressured guest may take to converge, and the largest
+ * share of the link its writes may then take. */
+#define BACKPRESSURE_ROUNDS 8
+#define BACKPRESSURE_MAX_SHARE 0.5
+/* Backpressure that would cut the guest's disk writes below this share
+ * of what it writes is not a live migration any more. */
+#define MIN_ACCEPTABLE_WRITE_SHARE 0.25
+
+void
+vms_estimate_params_init (VmsEstimateParams *params)
+{
+  memset (params, 0, sizeof *params);
+  params->converge_bytes = 16 * 1024 * 1024;
+  params->not_shrinking = 0.9;
+  params->max_rounds = 50;
+  params->max_downtime_s = 0.3;
+  params->round_overhead_s = 0.05;
+  params->switchover_s = 0.05;
+  params->setup_s = 1.0;
+}
+
+const char *
+vms_estimate_method_name (VmsEstimateMethod method)
+{
+  switch (method)
+    {
+    case VMS_ESTIMATE_SEED:
+      return "seed";
+    case VMS_ESTIMATE_OFFLINE:
+      return "offline";
+    default:
+      return "network";
+    }
+}
+
+/* The observed curve at t, linear between samples, with (0, 0) before
+ * the first. */
+static double
+interpolate (const VmsEstimateDisk *disk, double t)
+{
+  double t0 = 0, w0 = 0;
+
+  for (guint i = 0; i < disk->n_samples; i++)
+    {
+      double t1 = disk->seconds[i], w1 = (double)disk->dirty[i];
+
+      if (t <= t1)
+        return t1 > t0 ? w0 + (w1 - w0) * (t - t0) / (t1 - t0) : w1;
+      t0 = t1;
+      w0 = w1;
+    }
+  return w0;
+}
+
+/* Long-run growth of the dirty set: its slope over the second half of the
+ * window, where the hot blocks are already counted and what remains is
+ * new data. */
+static double
+tail_slope (const VmsEstimateDisk *disk)
+{
+  double last, half;
+
+  if (disk->n_samples == 0)
+    return 0;
+  last = disk->seconds[disk->n_samples - 1];
+  if (last <= 0)
+    return 0;
+  half = last / 2;
+  return MAX (0.0, (interpolate (disk, last) - interpolate (disk, half))
+                       / (last - half));
+}
+
+double
+vms_estimate_disk_dirty_after (const VmsEstimateDisk *disk, double seconds)
+{
+  double last, value;
+
+  if (disk->n_samples == 0 || seconds <= 0)
+    return 0;
+  last = disk->seconds[disk->n_samples - 1];
+  if (seconds <= last)
+    value = interpolate (disk, seconds);
+  else
+    value = interpolate (disk, last) + tail_slope (disk) * (seconds - last);
+  return MIN (value, (double)disk->size);
+}
+
+static double
+dirty_all (const VmsEstimateDisk *disks, guint n, double seconds)
+{
+  double total = 0;
+
+  for (guint i = 0; i < n; i++)
+    total += vms_estimate_disk_dirty_after (&disks[i], seconds);
+  return total;
+}
+
+/* Background copy and rounds, as vmshift runs them: disk after disk, each
+ * disk's bitmap added as its own copy starts.  data overrides the disks'
+ * data_bytes when not NULL (a seeded migration sends only the delta). */
+static void
+simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
+                double throughput, const VmsEstimateParams *params,
+                VmsEstimate *out)
+{
+  double started = 0, previous_duration;
+  guint64 previous = 0;
+
+  out->background_s = 0;
+  for (guint i = 0; i < n; i++)
+    out->background_s
+        += (data ? data[i] : (double)disks[i].data_bytes) / throughput;
+  out->n_rounds = 0;
+  out->rounds_s = 0;
+  out->disks_converge = FALSE;
+  previous_duration = out->background_s;
+  while (out->n_rounds < MIN (params->max_rounds, VMS_ESTIMATE_MAX_ROUNDS))
+    {
+      double bytes = 0, duration;
+      guint k = out->n_rounds;
+
+      if (k == 0)
+        for (guint i = 0; i < n; i++)
+          {
+            bytes += vms_estimate_disk_dirty_after (&disks[i], out->background_s
+                                                                   - started);
+            started
+                += (data ? data[i] : (double)disks[i].data_bytes) / throughput;
+          }
+      else
+        bytes = dirty_all (disks, n, previous_duration);
+      duration = bytes / throughput + n * params->round_overhead_s;
+      out->round_bytes[k] = (guint64)bytes;
+      out->round_s[k] = duration;
+      out->rounds_s += duration;
+      out->n_rounds++;
+      previous_duration = duration;
+      if (bytes <= params->converge_bytes)
+        {
+          out->disks_converge = TRUE;
+          break;
+        }
+      if (k > 0 && bytes >= params->not_shrinking * previous)
+        break;
+      previous = (guint64)bytes;
+    }
+}
+
+/* QEMU's pre-copy: pass after pass over what the guest dirtied during the
+ * previous one, until what is left fits the downtime limit.  Returns the
+ * bytes left for the downtime. */
+static double
+simulate_memory (const VmsEstimateMemory *memory, double bandwidth,
+                 const VmsEstimateParams *params, VmsEstimate *out)
+{
+  double remaining = (double)memory->ram_bytes;
+  double limit = bandwidth * params->max_downtime_s;
+
+  out->memory_s = 0;
+  out->memory_passes = 0;
+  out->memory_converges = TRUE;
+  if (remaining <= limit)
+    return remaining;
+  while (out->memory_passes < MAX_MEMORY_PASSES)
+    {
+      double pass = remaining / bandwidth;
+      double next = MIN ((double)memory->ram_bytes, memory->dirty_rate * pass);
+
+      out->memory_s += pass;
+      out->memory_passes++;
+      if (next <= limit)
+        return next;
+      if (next >= remaining)
+        break;
+      remaining = next;
+    }
+  out->memory_converges = FALSE;
+  return remaining;
+}
+
+void
+vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
+                  const VmsEstimateMemory *memory, const VmsEstimateLink *link,
+                  const VmsEstimateParams *params, VmsEstimate *out)
+{
+  double throughput = MAX (link->throughput, 1.0);
+  double last_round_s, ram_left, mirror_bandwidth, total_data = 0;
+  double network_s;
+  VmsEstimate mirror = { 0 };
+
+  memset (out, 0, sizeof *out);
+  simulate_disks (disks, n_disks, NULL, throughput, params, out);
+  for (guint i = 0; i < n_disks; i++)
+    {
+      out->disk_write_rate += tail_slope (&disks[i]);
+      total_data += (double)disks[i].data_bytes;
+    }
+  if (!out->disks_converge && out->n_rounds > 0)
+    {
+      double first = MAX ((double)out->round_bytes[0], 1.0);
+      double ratio = pow ((double)params->converge_bytes / first,
+                          1.0 / BACKPRESSURE_ROUNDS);
+
+      out->backpressure_rate = throughput * MIN (BACKPRESSURE_MAX_SHARE, ratio);
+    }
+  last_round_s
+      = out->n_rounds ? out->round_s[out->n_rounds - 1] : out->background_s;
+
+  /* pause: memory at the full link, then the last round in the downtime,
+   * over what the guest wrote during the last round and memory. */
+  ram_left = simulate_memory (memory, throughput, params, out);
+  out->final_bytes_pause
+      = (guint64)dirty_all (disks, n_disks, last_round_s + out->memory_s);
+  out->downtime_pause_s = params->switchover_s
+                          + out->final_bytes_pause / throughput
+                          + ram_left / throughput;
+  out->total_pause_s = params->setup_s + out->background_s + out->rounds_s
+                       + out->memory_s + out->downtime_pause_s;
+
+  /* mirror: a catch-up copy behind the mirror, then memory while every
+   * guest write also crosses the link; the downtime holds a FLUSH. */
+  out->catchup_s_mirror = dirty_all (disks, n_disks, last_round_s) / throughput
+                          + n_disks * params->round_overhead_s;
+  mirror_bandwidth
+      = MAX (throughput - out->disk_write_rate, throughput * MIN_MEMORY_SHARE);
+  ram_left = simulate_memory (memory, mirror_bandwidth, params, &mirror);
+  out->downtime_mirror_s
+      = params->switchover_s + link->rtt_s + ram_left / mirror_bandwidth;
+  out->total_mirror_s = params->setup_s + out->background_s + out->rounds_s
+                        + out->catchup_s_mirror + mirror.memory_s
+                        + out->downtime_mirror_s;
+
+  out->offline_s = params->setup_s + total_data / throughput;
+
+  /* Seed: write the device, ship it, import it, then migrate what the
+   * guest wrote meanwhile over the link. */
+  if (params->seed_capacity >= total_data && params->seed_rate > 0
+      && n_disks > 0)
+    {
+      double period
+          = 2 * total_data / params->seed_rate + params->seed_shipping_s;
+      g_autofree double *delta = g_new (double, n_disks);
+      VmsEstimate seeded = { 0 };
+
+      for (guint i = 0; i < n_disks; i++)
+        delta[i] = vms_estimate_disk_dirty_after (&disks[i], period);
+      simulate_disks (disks, n_disks, delta, throughput, params, &seeded);
+      out->seed_s = period + params->setup_s + seeded.background_s
+                    + seeded.rounds_s + out->memory_s + out->downtime_pause_s;
+    }
+
+  network_s = MIN (out->total_pause_s, out->total_mirror_s);
+  if (out->seed_s > 0 && out->seed_s < network_s)
+    {
+      out->method = VMS_ESTIMATE_SEED;
+      out->reason = "shipping a seed device is faster than the link";
+    }
+  else if (!out->disks_converge
+           && out->backpressure_rate
+                  < MIN_ACCEPTABLE_WRITE_SHARE * out->disk_write_rate)
+    {
+      out->method = VMS_ESTIMATE_OFFLINE;
+      out->reason = "the guest writes its disks much faster than the link "
+                    "copies; live migration would need it slowed to a "
+                    "crawl";
+    }
+  else
+    {
+      out->method = VMS_ESTIMATE_NETWORK;
+      out->reason = !out->disks_converge
+                        ? "converges over the link once guest disk writes "
+                          "are throttled (backpressure)"
+                    : !out->memory_converges
+                        ? "disks converge; RAM needs --auto-converge"
+                        : "the dirty rounds and RAM converge over the link";
+    }
+}
+
+static int
+compare_totals (gconstpointer a, gconstpointer b, gpointer totals)
+{
+  double x = ((const double *)totals)[*(const guint *)a];
+  double y = ((const double *)totals)[*(const guint *)b];
+
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+double
+vms_estimate_group_order (const double *totals, guint n, guint *order)
+{
+  double sum = 0;
+
+  for (guint i = 0; i < n; i++)
+    {
+      order[i] = i;
+      sum += totals[i];
+    }
+  g_qsort_with_data (order, n, sizeof *order, compare_totals, (gpointer)totals);
+  return sum;
+}

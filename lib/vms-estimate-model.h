@@ -1,0 +1,116 @@
+/* vmshift: the estimator's model.  From what was observed of a VM (disk
+ * data, how its disks' dirty sets grow, its RAM dirty rate) and of the
+ * link, predict each phase of a migration, the downtime in both switchover
+ * modes, and recommend a method.  Pure arithmetic: no I/O, so it is tested
+ * on synthetic inputs with known answers.  The model is documented in
+ * vmshift(1), ESTIMATE MODEL.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* One disk as observed. */
+typedef struct
+{
+  const char *name;
+  guint64 size;          /* virtual size */
+  guint64 data_bytes;    /* allocated and not known to read as zeroes: what
+                            the background copy sends */
+  guint n_samples;       /* points of the dirty curve */
+  const double *seconds; /* when, since a fresh bitmap was added; ascending */
+  const guint64 *dirty;  /* bytes that bitmap held then (distinct blocks:
+                            a rewrite of the same block counts once) */
+} VmsEstimateDisk;
+
+typedef struct
+{
+  guint64 ram_bytes; /* what the first RAM pass sends (RAM minus zero
+                        pages when known, else the RAM size) */
+  double dirty_rate; /* bytes per second the guest dirties in RAM */
+} VmsEstimateMemory;
+
+typedef struct
+{
+  double throughput; /* bytes per second for the migration */
+  double rtt_s;      /* round-trip time */
+} VmsEstimateLink;
+
+typedef struct
+{
+  guint64 converge_bytes;  /* a round this small ends the rounds */
+  double not_shrinking;    /* a round >= this x the previous: stop */
+  guint max_rounds;        /* hard stop */
+  double max_downtime_s;   /* QEMU's downtime limit for RAM */
+  double round_overhead_s; /* fixed cost of one round of one disk */
+  double switchover_s;     /* fixed part of the downtime (QEMU stops,
+                              flushes, the destination activates) */
+  double setup_s;          /* fixed cost of a migration outside copying */
+  guint64 seed_capacity;   /* bytes of a seed device, 0: none */
+  double seed_rate;        /* bytes per second to write or read it */
+  double seed_shipping_s;  /* door to door */
+} VmsEstimateParams;
+
+/* vmshift's defaults (as in sync and migrate). */
+void vms_estimate_params_init (VmsEstimateParams *params);
+
+typedef enum
+{
+  VMS_ESTIMATE_NETWORK, /* migrate over the link */
+  VMS_ESTIMATE_SEED,    /* seed device first, then the link */
+  VMS_ESTIMATE_OFFLINE, /* stop the VM and copy */
+} VmsEstimateMethod;
+
+const char *vms_estimate_method_name (VmsEstimateMethod method);
+
+#define VMS_ESTIMATE_MAX_ROUNDS 64
+
+typedef struct
+{
+  double background_s; /* background copy of every disk */
+  guint n_rounds;      /* dirty rounds before memory */
+  guint64 round_bytes[VMS_ESTIMATE_MAX_ROUNDS]; /* size of each */
+  double round_s[VMS_ESTIMATE_MAX_ROUNDS];      /* duration of each */
+  double rounds_s;                              /* all rounds */
+  gboolean disks_converge;   /* rounds got below converge_bytes */
+  double disk_write_rate;    /* new distinct dirty bytes per second,
+                                long-run (all disks) */
+  double backpressure_rate;  /* when not converging: cap guest disk
+                                writes at this (bytes/s) to converge;
+                                0 when not needed */
+  double memory_s;           /* RAM pre-copy until switchover */
+  guint memory_passes;       /* RAM passes */
+  gboolean memory_converges; /* RAM dirty rate below the link's */
+  guint64 final_bytes_pause; /* last disk round inside the downtime */
+  double catchup_s_mirror;   /* mirror: copying the bitmap behind the
+                                started mirror */
+  double downtime_pause_s;   /* predicted downtime, --final-sync pause */
+  double downtime_mirror_s;  /* likewise, mirror */
+  double total_pause_s;      /* whole migration, pause */
+  double total_mirror_s;     /* whole migration, mirror */
+  double offline_s;          /* VM stopped, everything copied */
+  double seed_s;             /* seed route, 0 when not possible */
+  VmsEstimateMethod method;  /* recommended */
+  const char *reason;        /* why, one sentence (static) */
+} VmsEstimate;
+
+/* The distinct dirty bytes of one disk after seconds: the observed curve,
+ * interpolated, extended past the window by its last slope, at most the
+ * disk's size. */
+double vms_estimate_disk_dirty_after (const VmsEstimateDisk *disk,
+                                      double seconds);
+
+/* Predict a migration of one VM over link. */
+void vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
+                       const VmsEstimateMemory *memory,
+                       const VmsEstimateLink *link,
+                       const VmsEstimateParams *params, VmsEstimate *out);
+
+/* Several VMs over one shared link, one after another: fills order with
+ * indexes into totals (shortest first, which ends the most migrations
+ * soonest) and returns the sum. */
+double vms_estimate_group_order (const double *totals, guint n, guint *order);
+
+G_END_DECLS

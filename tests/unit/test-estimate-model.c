@@ -1,0 +1,287 @@
+/* Unit tests: the estimator's model on synthetic VMs whose answers are
+ * worked out by hand in the comments.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+
+#include "vms-estimate-model.h"
+
+#define MB 1000000.0
+#define GB 1000000000.0
+
+static void
+assert_near (double value, double expected, double tolerance, const char *what)
+{
+  if (fabs (value - expected) > tolerance)
+    fail_msg ("%s: %.6f, expected %.6f (+-%g)", what, value, expected,
+              tolerance);
+}
+
+/* Exact figures: no fixed costs. */
+static void
+exact_params (VmsEstimateParams *params)
+{
+  vms_estimate_params_init (params);
+  params->round_overhead_s = 0;
+  params->switchover_s = 0;
+  params->setup_s = 0;
+  params->converge_bytes = 16 * 1000 * 1000;
+}
+
+/* A disk whose dirty set grows by rate bytes/s, sampled every 10 s for a
+ * minute. */
+typedef struct
+{
+  double seconds[7];
+  guint64 dirty[7];
+  VmsEstimateDisk disk;
+} LinearDisk;
+
+static void
+linear_disk (LinearDisk *d, const char *name, double data, double rate,
+             double size)
+{
+  for (guint i = 0; i < 7; i++)
+    {
+      d->seconds[i] = 10.0 * i;
+      d->dirty[i] = (guint64)(rate * 10.0 * i);
+    }
+  d->disk = (VmsEstimateDisk){ name, (guint64)size, (guint64)data,
+                               7,    d->seconds,    d->dirty };
+}
+
+static void
+test_dirty_curve (void **state)
+{
+  /* Fills a 20 MB hot set in 20 s, then adds 0.5 MB/s of new data. */
+  const double seconds[] = { 10, 20, 30, 40 };
+  const guint64 dirty[] = { 10 * MB, 20 * MB, 25 * MB, 30 * MB };
+  VmsEstimateDisk disk = { "vd0", 100 * MB, 0, 4, seconds, dirty };
+
+  assert_near (vms_estimate_disk_dirty_after (&disk, 0), 0, 1, "at 0");
+  assert_near (vms_estimate_disk_dirty_after (&disk, 5), 5 * MB, 1, "at 5");
+  assert_near (vms_estimate_disk_dirty_after (&disk, 25), 22.5 * MB, 1,
+               "at 25");
+  /* Past the window: the slope of its second half, (30 - 20) MB over
+   * 20 s = 0.5 MB/s, so 30 + 0.5 x 20 = 40 MB at 60 s. */
+  assert_near (vms_estimate_disk_dirty_after (&disk, 60), 40 * MB, 1, "at 60");
+  /* ... never more than the disk. */
+  assert_near (vms_estimate_disk_dirty_after (&disk, 1e6), 100 * MB, 1,
+               "capped");
+  disk.n_samples = 0;
+  assert_near (vms_estimate_disk_dirty_after (&disk, 60), 0, 0, "no data");
+}
+
+/* Idle VM: 1 GB of data at 100 MB/s is 10 s; round 1 is empty and ends
+ * the rounds; 200 MB of RAM with nothing dirtied is one 2 s pass. */
+static void
+test_idle_vm (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 200 * MB, 0 };
+  VmsEstimateLink link = { 100 * MB, 0.001 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", GB, 0, 10 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 10, 1e-9, "background");
+  assert_int_equal (e.n_rounds, 1);
+  assert_int_equal (e.round_bytes[0], 0);
+  assert_true (e.disks_converge);
+  assert_near (e.memory_s, 2, 1e-9, "memory");
+  assert_int_equal (e.memory_passes, 1);
+  assert_true (e.memory_converges);
+  assert_int_equal (e.final_bytes_pause, 0);
+  assert_near (e.downtime_pause_s, 0, 1e-9, "downtime pause");
+  assert_near (e.downtime_mirror_s, 0.001, 1e-9, "downtime mirror");
+  assert_near (e.total_pause_s, 12, 1e-9, "total pause");
+  assert_near (e.offline_s, 10, 1e-9, "offline");
+  assert_int_equal (e.method, VMS_ESTIMATE_NETWORK);
+}
+
+/* A guest writing 10 MB/s over a 100 MB/s link: the 10 s background copy
+ * leaves 100 MB for round 1 (1 s), which leaves 10 MB for round 2 (0.1 s):
+ * below 16 MB, converged.  Memory (100 MB, 1 s) then the last round in
+ * pause mode holds 10 MB/s x (0.1 + 1) s = 11 MB: 0.11 s of downtime. */
+static void
+test_writing_vm_converges (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 100 * MB, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", GB, 10 * MB, 10 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.n_rounds, 2);
+  assert_near (e.round_bytes[0], 100 * MB, 1, "round 1");
+  assert_near (e.round_s[0], 1, 1e-6, "round 1 time");
+  assert_near (e.round_bytes[1], 10 * MB, 1, "round 2");
+  assert_true (e.disks_converge);
+  assert_near (e.disk_write_rate, 10 * MB, 1, "write rate");
+  assert_near (e.backpressure_rate, 0, 0, "no backpressure");
+  assert_near (e.final_bytes_pause, 11 * MB, 2, "final round");
+  assert_near (e.downtime_pause_s, 0.11, 1e-6, "downtime pause");
+  /* Mirror: a 1 MB catch-up (0.01 s); memory shares the link with the
+   * 10 MB/s of mirrored writes: 100 MB at 90 MB/s. */
+  assert_near (e.catchup_s_mirror, 0.01, 1e-6, "catch-up");
+  assert_near (e.total_mirror_s, 10 + 1.1 + 0.01 + 100 / 90.0, 1e-6,
+               "total mirror");
+  assert_near (e.total_pause_s, 10 + 1.1 + 1 + 0.11, 1e-6, "total pause");
+  assert_true (e.downtime_mirror_s < e.downtime_pause_s);
+}
+
+/* Writing 95 MB/s over 100 MB/s: round 2 is 95% of round 1, not
+ * shrinking.  To converge in 8 rounds from round 1's 950 MB to 16 MB the
+ * guest must write at most (16/950)^(1/8) = 0.600 of the link, capped at
+ * half of it: 50 MB/s, over half of what it writes, so still network. */
+static void
+test_not_converging_needs_backpressure (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 100 * MB, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", GB, 95 * MB, 100 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_false (e.disks_converge);
+  assert_int_equal (e.n_rounds, 2);
+  assert_near (e.round_bytes[0], 950 * MB, 1, "round 1");
+  assert_near (e.round_bytes[1], 902.5 * MB, 1, "round 2");
+  assert_near (e.backpressure_rate, 50 * MB, 1, "backpressure");
+  assert_int_equal (e.method, VMS_ESTIMATE_NETWORK);
+
+  /* 400 MB/s of writes over the same link: the backpressure would leave
+   * the guest an eighth of its writes: offline. */
+  linear_disk (&d, "vd0", GB, 400 * MB, 100 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_false (e.disks_converge);
+  assert_int_equal (e.method, VMS_ESTIMATE_OFFLINE);
+}
+
+/* 1000 MB of RAM, 50 MB/s dirtied, 100 MB/s link, 0.3 s limit (30 MB):
+ * passes of 10, 5, 2.5, 1.25, 0.625 s leave 500, 250, 125, 62.5, 31.25
+ * MB; the sixth (0.3125 s) leaves 15.625 MB: switch over. */
+static void
+test_memory_passes (void **state)
+{
+  VmsEstimateMemory memory = { 1000 * MB, 50 * MB };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_int_equal (e.memory_passes, 6);
+  assert_near (e.memory_s, 19.6875, 1e-9, "memory time");
+  assert_near (e.downtime_pause_s, 0.15625, 1e-9, "RAM downtime");
+  assert_true (e.memory_converges);
+
+  /* Dirtying faster than the link: never converges. */
+  memory.dirty_rate = 150 * MB;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_false (e.memory_converges);
+}
+
+/* Several disks are copied one after another, each bitmap added as its
+ * copy starts: disk 0 (5 s of data) has been recording 10 s when round 1
+ * starts, disk 1 only 5 s. */
+static void
+test_two_disks (void **state)
+{
+  LinearDisk d[2];
+  VmsEstimateDisk disks[2];
+  VmsEstimateMemory memory = { 0, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d[0], "vd0", 500 * MB, 2 * MB, 10 * GB);
+  linear_disk (&d[1], "vd1", 500 * MB, 4 * MB, 10 * GB);
+  disks[0] = d[0].disk;
+  disks[1] = d[1].disk;
+  vms_estimate_run (disks, 2, &memory, &link, &params, &e);
+  assert_near (e.background_s, 10, 1e-9, "background");
+  assert_near (e.round_bytes[0], 2 * MB * 10 + 4 * MB * 5, 1, "round 1");
+  assert_near (e.disk_write_rate, 6 * MB, 1, "write rate");
+}
+
+/* 2 TB over 10 MB/s is 55 hours; a 4 TB device written and read at
+ * 500 MB/s and shipped in 24 h is about 26 h: seed.  Without a device:
+ * network. */
+static void
+test_seed_device (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { GB, 0 };
+  VmsEstimateLink link = { 10 * MB, 0.05 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", 2000 * GB, 0.1 * MB, 4000 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.method, VMS_ESTIMATE_NETWORK);
+  assert_near (e.seed_s, 0, 0, "no device");
+
+  params.seed_capacity = (guint64)(4000 * GB);
+  params.seed_rate = 500 * MB;
+  params.seed_shipping_s = 24 * 3600;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.method, VMS_ESTIMATE_SEED);
+  /* 8000 s of writing and reading, 86400 s shipping, then the delta:
+   * 0.1 MB/s x 94400 s = 9.44 GB at 10 MB/s = 944 s, plus rounds and
+   * memory (100 s). */
+  assert_true (e.seed_s > 8000 + 86400 + 944 + 100);
+  assert_true (e.seed_s < 8000 + 86400 + 944 + 100 + 200);
+  assert_true (e.total_pause_s > 200000);
+
+  /* A device too small for the data does not count. */
+  params.seed_capacity = (guint64)(1000 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.method, VMS_ESTIMATE_NETWORK);
+}
+
+static void
+test_group_order (void **state)
+{
+  const double totals[] = { 30, 10, 20 };
+  guint order[3];
+
+  assert_near (vms_estimate_group_order (totals, 3, order), 60, 0, "sum");
+  assert_int_equal (order[0], 1);
+  assert_int_equal (order[1], 2);
+  assert_int_equal (order[2], 0);
+  assert_near (vms_estimate_group_order (totals, 0, order), 0, 0, "empty");
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_dirty_curve),
+    cmocka_unit_test (test_idle_vm),
+    cmocka_unit_test (test_writing_vm_converges),
+    cmocka_unit_test (test_not_converging_needs_backpressure),
+    cmocka_unit_test (test_memory_passes),
+    cmocka_unit_test (test_two_disks),
+    cmocka_unit_test (test_seed_device),
+    cmocka_unit_test (test_group_order),
+  };
+
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}
