@@ -12,6 +12,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-copy.h"
+#include "vms-nbd-poll.h"
 
 #include <errno.h>
 #include <libnbd.h>
@@ -799,39 +800,14 @@ checkpoint_due (Copy *copy, gint64 now)
 static int
 poll_handles (Copy *copy, int timeout_ms)
 {
-  struct pollfd fds[2 * VMS_COPY_MAX_CONNECTIONS];
   struct nbd_handle *handles[2 * VMS_COPY_MAX_CONNECTIONS];
-  guint count = 0;
-  int ready;
 
-  for (guint i = 0; i < 2 * copy->n; i++)
+  for (guint i = 0; i < copy->n; i++)
     {
-      struct nbd_handle *nbd = i < copy->n ? copy->src[i]
-                                           : copy->dst[i - copy->n];
-      unsigned direction = nbd_aio_get_direction (nbd);
-      int fd = nbd_aio_get_fd (nbd);
-
-      if (fd < 0)
-        continue;
-      handles[count] = nbd;
-      fds[count].fd = fd;
-      fds[count].events
-          = ((direction & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0)
-            | ((direction & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0);
-      fds[count].revents = 0;
-      count++;
+      handles[i] = copy->src[i];
+      handles[copy->n + i] = copy->dst[i];
     }
-  ready = poll (fds, count, timeout_ms);
-  if (ready < 0)
-    return errno == EINTR ? 0 : -1;
-  for (guint i = 0; i < count; i++)
-    {
-      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
-        nbd_aio_notify_read (handles[i]);
-      else if (fds[i].revents & POLLOUT)
-        nbd_aio_notify_write (handles[i]);
-    }
-  return ready;
+  return vms_nbd_poll (handles, 2 * copy->n, timeout_ms);
 }
 
 static void

@@ -52,6 +52,19 @@ cannot_persist (const GError *error)
 }
 
 gboolean
+vms_bitmap_add_temporary (VmsQmp *qmp, const char *node, const char *name,
+                          guint32 granularity, GError **error)
+{
+  if (!add_bitmap (qmp, node, name, granularity, FALSE, error))
+    {
+      g_prefix_error (error, "adding bitmap '%s' on node '%s': ", name,
+                      node);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
 vms_bitmap_add (VmsQmp *qmp, const char *node, const char *name,
                 guint32 granularity, gboolean *persistent_out, GError **error)
 {

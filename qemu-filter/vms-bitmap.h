@@ -43,6 +43,13 @@ gboolean vms_bitmap_add (VmsQmp *qmp, const char *node, const char *name,
                          guint32 granularity, gboolean *persistent_out,
                          GError **error);
 
+/* Add an enabled bitmap that lives only in QEMU's memory, whatever the
+ * format: for observations that must leave nothing in the image even if
+ * QEMU or vmshift dies. */
+gboolean vms_bitmap_add_temporary (VmsQmp *qmp, const char *node,
+                                   const char *name, guint32 granularity,
+                                   GError **error);
+
 /* One dirty round switch, atomically (one QMP transaction): stop
  * recording in old_name and start a new enabled bitmap new_name, with the
  * given persistence (pass what vms_bitmap_add reported for old_name) and

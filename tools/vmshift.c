@@ -12,6 +12,8 @@ static const VmsCliCommand commands[] = {
     vms_cmd_qmp },
   { "sync", "Copy a running VM's disks to a sink, then dirty rounds",
     vms_cmd_sync },
+  { "estimate", "Predict duration, downtime and method before migrating",
+    vms_cmd_estimate },
   { "migrate", "Live-migrate a running VM with its disks to another QEMU",
     vms_cmd_migrate },
   { "abort", "Stop a running migration; the source VM keeps running",

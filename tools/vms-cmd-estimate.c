@@ -1,0 +1,1047 @@
+/* vmshift estimate: observe running VMs and the link to the sink, then
+ * predict how long migrating them takes, their downtime, and the method.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-cli.h"
+#include "vms-bitmap.h"
+#include "vms-copy.h"
+#include "vms-disk.h"
+#include "vms-estimate-model.h"
+#include "vms-export.h"
+#include "vms-file.h"
+#include "vms-job.h"
+#include "vms-probe.h"
+#include "vms-progress.h"
+#include "vms-replicate.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <libnbd.h>
+#include <signal.h>
+#include <unistd.h>
+
+/* Temporary bitmaps carry this prefix, so that a later run can remove
+ * what a killed one left. */
+#define BITMAP_PREFIX "vmshift-estimate-"
+#define DEFAULT_WINDOW_S 120
+#define DEFAULT_INTERVAL_S 5
+/* RAM is sampled in this many chunks for its share of zero pages. */
+#define RAM_SAMPLES 64
+#define RAM_SAMPLE_SIZE (64 * 1024)
+#define PAGE_SIZE 4096
+/* Below 1 MiB lie ROMs and device memory: not sampled. */
+#define RAM_SAMPLE_START (1024 * 1024)
+/* q35 and pc keep at least this much RAM below the 4 GiB hole. */
+#define RAM_SAMPLE_LOW_LIMIT (G_GUINT64_CONSTANT (2) << 30)
+#define RTT_SAMPLES 20
+
+static const char *const description
+    = "Each SOURCE is a running QEMU (qmp:PATH, a monitor vmshift may use\n"
+      "alone); several are estimated as a group sharing one link.  URI is\n"
+      "the sink, as for 'vmshift sync'; its @probe export measures the link.\n"
+      "\n"
+      "estimate watches each VM for --window seconds, sampling every\n"
+      "--interval: a temporary dirty bitmap per disk (always removed), the\n"
+      "RAM dirty rate (calc-dirty-rate, page sampling), the disks' data and\n"
+      "the share of RAM that is not zero.  Then it probes the link with 1, 2,\n"
+      "4 and 8 connections and two request sizes, and predicts each phase,\n"
+      "the downtime of both switchover modes, the total, and the method.\n"
+      "The result is kept in the state directory as estimate-ID.json;\n"
+      "'vmshift migrate --estimate ID' uses its tuning and reports\n"
+      "predicted against actual.  The model is in vmshift(1).\n";
+
+static volatile gint stop_requested;
+
+static void
+handle_stop_signal (int signal_number)
+{
+  g_atomic_int_set (&stop_requested, 1);
+}
+
+typedef struct
+{
+  char *sink;
+  char *id;
+  char *state_dir;
+  int window_s;
+  int interval_s;
+  double probe_seconds;
+  char *bandwidth;
+  char *seed_capacity;
+  char *seed_rate;
+  double seed_shipping_hours;
+  gboolean json;
+} EstimateOptions;
+
+typedef struct
+{
+  VmsDisk *disk;     /* as discovered (borrowed from the VM's list) */
+  char *bitmap;      /* temporary bitmap, NULL once removed */
+  guint64 allocated; /* not a hole */
+  guint64 data;      /* not a hole, not known zero */
+  double read_rate;  /* bytes/s QEMU's export delivers */
+  GArray *seconds;   /* double */
+  GArray *dirty;     /* guint64 */
+} Disk;
+
+typedef struct
+{
+  char *address; /* as given */
+  VmsQmp *qmp;
+  char *name;
+  char *uuid;
+  guint64 ram_size;
+  double nonzero;        /* share of RAM pages that are not zero */
+  GArray *ram_rates;     /* double, bytes/s */
+  gboolean rate_pending; /* a calc-dirty-rate runs */
+  GPtrArray *found;      /* VmsDisk* */
+  GPtrArray *disks;      /* Disk* */
+  VmsEstimate estimate;
+} Vm;
+
+typedef struct
+{
+  EstimateOptions *options;
+  VmsProgress *progress;
+  GPtrArray *vms;      /* Vm* */
+  VmsProbeResult best; /* best link configuration */
+  GPtrArray *probes;   /* VmsProbeResult* */
+  double rtt_s;
+  VmsEstimateParams params;
+  gint64 started; /* wall clock, seconds */
+} Estimate;
+
+static void
+disk_free (Disk *disk)
+{
+  g_free (disk->bitmap);
+  g_array_unref (disk->seconds);
+  g_array_unref (disk->dirty);
+  g_free (disk);
+}
+
+static void
+vm_free (Vm *vm)
+{
+  g_free (vm->address);
+  vms_qmp_free (vm->qmp);
+  g_free (vm->name);
+  g_free (vm->uuid);
+  g_array_unref (vm->ram_rates);
+  if (vm->disks)
+    g_ptr_array_unref (vm->disks);
+  if (vm->found)
+    g_ptr_array_unref (vm->found);
+  g_free (vm);
+}
+
+static char *
+query_string (VmsQmp *qmp, const char *command, const char *member)
+{
+  g_autoptr (JsonNode) result = vms_qmp_execute (qmp, command, NULL, NULL);
+
+  if (!result || !JSON_NODE_HOLDS_OBJECT (result))
+    return g_strdup ("");
+  return g_strdup (json_object_get_string_member_with_default (
+      json_node_get_object (result), member, ""));
+}
+
+/* ---- disk data ---- */
+
+typedef struct
+{
+  guint64 allocated, data;
+  guint64 covered; /* bytes the last reply described */
+} Allocation;
+
+static int
+count_extents (void *user_data, const char *context, uint64_t offset,
+               uint32_t *entries, size_t n, int *error)
+{
+  Allocation *allocation = user_data;
+
+  if (!g_str_equal (context, LIBNBD_CONTEXT_BASE_ALLOCATION))
+    return 0;
+  for (size_t i = 0; i + 1 < n; i += 2)
+    {
+      allocation->covered += entries[i];
+      if (!(entries[i + 1] & LIBNBD_STATE_HOLE))
+        allocation->allocated += entries[i];
+      if (!(entries[i + 1] & (LIBNBD_STATE_HOLE | LIBNBD_STATE_ZERO)))
+        allocation->data += entries[i];
+    }
+  return 0;
+}
+
+/* The disk's map through a read-only export of QEMU's own NBD server. */
+static gboolean
+map_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk, GError **error)
+{
+  g_autofree char *socket_name
+      = g_strdup_printf ("estimate-%s-%u.nbd", estimate->options->id, index);
+  g_autofree char *socket_path
+      = g_build_filename (estimate->options->state_dir, socket_name, NULL);
+  g_autofree char *export_name
+      = g_strdup_printf ("vmshift-estimate-%s", disk->disk->name);
+  g_autofree char *escaped = g_uri_escape_string (socket_path, "/", FALSE);
+  g_autofree char *uri
+      = g_strdup_printf ("nbd+unix:///%s?socket=%s", export_name, escaped);
+  Allocation allocation = { 0 };
+  struct nbd_handle *nbd = NULL;
+  gboolean ok = FALSE;
+  guint64 offset = 0;
+
+  if (!vms_export_server_start (vm->qmp, socket_path, error)
+      || !vms_export_add (vm->qmp, disk->disk->node_name, export_name, NULL,
+                          error))
+    goto out;
+  nbd = nbd_create ();
+  if (!nbd || nbd_add_meta_context (nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0
+      || nbd_connect_uri (nbd, uri) < 0)
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT,
+                   "mapping disk %s: %s", disk->disk->name, nbd_get_error ());
+      goto out;
+    }
+  while (offset < disk->disk->size)
+    {
+      guint64 length
+          = MIN (disk->disk->size - offset, G_GUINT64_CONSTANT (1) << 30);
+      nbd_extent_callback callback
+          = { .callback = count_extents, .user_data = &allocation };
+
+      allocation.covered = 0;
+      if (nbd_block_status (nbd, length, offset, callback, 0) < 0)
+        {
+          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_SOURCE,
+                       "mapping disk %s: %s", disk->disk->name,
+                       nbd_get_error ());
+          goto out;
+        }
+      /* The server may describe less than asked (never nothing). */
+      if (allocation.covered == 0)
+        {
+          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_SOURCE,
+                       "mapping disk %s: empty block status reply",
+                       disk->disk->name);
+          goto out;
+        }
+      offset += MIN (allocation.covered, length);
+    }
+  disk->allocated = MIN (allocation.allocated, disk->disk->size);
+  disk->data = MIN (allocation.data, disk->disk->size);
+  {
+    /* How fast the source side delivers, read as the copy reads. */
+    VmsProbeResult read = { 0 };
+
+    if (disk->disk->size >= VMS_COPY_DEFAULT_REQUEST_SIZE
+        && !vms_probe_read_throughput (
+            uri, VMS_COPY_DEFAULT_CONNECTIONS, VMS_COPY_DEFAULT_REQUEST_SIZE,
+            disk->disk->size, estimate->options->probe_seconds, &read, error))
+      goto out;
+    disk->read_rate = read.throughput;
+  }
+  ok = TRUE;
+
+out:
+  if (nbd)
+    {
+      nbd_shutdown (nbd, 0);
+      nbd_close (nbd);
+    }
+  vms_export_server_stop (vm->qmp, NULL);
+  return ok;
+}
+
+/* ---- RAM ---- */
+
+static gboolean
+sample_ram (Estimate *estimate, Vm *vm, GError **error)
+{
+  g_autoptr (JsonNode) summary
+      = vms_qmp_execute (vm->qmp, "query-memory-size-summary", NULL, error);
+  g_autofree char *file
+      = g_strdup_printf ("estimate-%s-ram.bin", estimate->options->id);
+  g_autofree char *path
+      = g_build_filename (estimate->options->state_dir, file, NULL);
+  guint64 low, pages = 0, zero_pages = 0;
+
+  if (!summary || !JSON_NODE_HOLDS_OBJECT (summary))
+    return FALSE;
+  vm->ram_size = json_object_get_int_member_with_default (
+      json_node_get_object (summary), "base-memory", 0);
+  low = MIN (vm->ram_size, RAM_SAMPLE_LOW_LIMIT);
+  vm->nonzero = 1.0;
+  if (low <= RAM_SAMPLE_START + RAM_SAMPLE_SIZE)
+    return TRUE;
+  for (guint i = 0; i < RAM_SAMPLES; i++)
+    {
+      g_autoptr (JsonObject) arguments = json_object_new ();
+      g_autoptr (JsonNode) reply = NULL;
+      g_autofree guint8 *bytes = NULL;
+      gsize length = 0;
+      guint64 address
+          = RAM_SAMPLE_START
+            + (g_random_double () * (low - RAM_SAMPLE_START - RAM_SAMPLE_SIZE));
+
+      address &= ~(guint64)(PAGE_SIZE - 1);
+      json_object_set_int_member (arguments, "val", address);
+      json_object_set_int_member (arguments, "size", RAM_SAMPLE_SIZE);
+      json_object_set_string_member (arguments, "filename", path);
+      reply = vms_qmp_execute (vm->qmp, "pmemsave", arguments, error);
+      if (!reply
+          || !g_file_get_contents (path, (char **)&bytes, &length, error))
+        {
+          g_unlink (path);
+          g_prefix_error (error, "sampling RAM: ");
+          return FALSE;
+        }
+      for (gsize at = 0; at + PAGE_SIZE <= length; at += PAGE_SIZE)
+        {
+          pages++;
+          zero_pages += vms_copy_is_zero (bytes + at, PAGE_SIZE);
+        }
+    }
+  g_unlink (path);
+  if (pages)
+    vm->nonzero = 1.0 - (double)zero_pages / pages;
+  return TRUE;
+}
+
+/* One calc-dirty-rate at a time: start one, read it the next time. */
+static void
+sample_ram_rate (Vm *vm, guint calc_time_s)
+{
+  if (vm->rate_pending)
+    {
+      g_autoptr (JsonNode) reply
+          = vms_qmp_execute (vm->qmp, "query-dirty-rate", NULL, NULL);
+      JsonObject *object;
+
+      if (!reply || !JSON_NODE_HOLDS_OBJECT (reply))
+        return;
+      object = json_node_get_object (reply);
+      if (g_strcmp0 (
+              json_object_get_string_member_with_default (object, "status", ""),
+              "measured")
+          != 0)
+        return;
+      {
+        /* QEMU reports MiB/s. */
+        double rate
+            = json_object_get_int_member_with_default (object, "dirty-rate", 0)
+              * 1024.0 * 1024.0;
+
+        g_array_append_val (vm->ram_rates, rate);
+      }
+      vm->rate_pending = FALSE;
+    }
+  {
+    g_autoptr (JsonObject) arguments = json_object_new ();
+    g_autoptr (JsonNode) reply = NULL;
+
+    /* Page sampling: the dirty-bitmap mode kills QEMU 7.2 under TCG. */
+    json_object_set_int_member (arguments, "calc-time", calc_time_s);
+    json_object_set_string_member (arguments, "mode", "page-sampling");
+    reply = vms_qmp_execute (vm->qmp, "calc-dirty-rate", arguments, NULL);
+    vm->rate_pending = reply != NULL;
+  }
+}
+
+/* ---- bitmaps ---- */
+
+/* Remove every temporary bitmap of ours on the VM's disks, also those a
+ * killed earlier run left. */
+static void
+remove_bitmaps (Vm *vm)
+{
+  if (!vm->qmp || !vms_qmp_is_connected (vm->qmp))
+    {
+      g_clear_pointer (&vm->qmp, vms_qmp_free);
+      vm->qmp = vms_qmp_connect (vm->address, 0, NULL);
+    }
+  if (!vm->qmp)
+    return;
+  for (guint i = 0; vm->found && i < vm->found->len; i++)
+    {
+      VmsDisk *disk = vm->found->pdata[i];
+      g_autoptr (GPtrArray) bitmaps
+          = vms_bitmap_list (vm->qmp, disk->node_name, NULL);
+
+      for (guint j = 0; bitmaps && j < bitmaps->len; j++)
+        {
+          VmsBitmapInfo *info = bitmaps->pdata[j];
+
+          if (g_str_has_prefix (info->name, BITMAP_PREFIX))
+            vms_bitmap_remove (vm->qmp, disk->node_name, info->name, NULL);
+        }
+    }
+  for (guint i = 0; vm->disks && i < vm->disks->len; i++)
+    g_clear_pointer (&((Disk *)vm->disks->pdata[i])->bitmap, g_free);
+}
+
+static gboolean
+open_vm (Estimate *estimate, Vm *vm, GError **error)
+{
+  vm->qmp = vms_qmp_connect (vm->address, 0, error);
+  if (!vm->qmp)
+    return FALSE;
+  vm->name = query_string (vm->qmp, "query-name", "name");
+  vm->uuid = query_string (vm->qmp, "query-uuid", "UUID");
+  vm->found = vms_disk_discover (vm->qmp, error);
+  if (!vm->found)
+    return FALSE;
+  remove_bitmaps (vm);
+  vm->disks = g_ptr_array_new_with_free_func ((GDestroyNotify)disk_free);
+  for (guint i = 0; i < vm->found->len; i++)
+    {
+      Disk *disk = g_new0 (Disk, 1);
+
+      disk->disk = vm->found->pdata[i];
+      disk->seconds = g_array_new (FALSE, FALSE, sizeof (double));
+      disk->dirty = g_array_new (FALSE, FALSE, sizeof (guint64));
+      g_ptr_array_add (vm->disks, disk);
+      if (!map_disk (estimate, vm, i, disk, error))
+        return FALSE;
+    }
+  if (!sample_ram (estimate, vm, error))
+    return FALSE;
+  for (guint i = 0; i < vm->disks->len; i++)
+    {
+      Disk *disk = vm->disks->pdata[i];
+      g_autofree char *name
+          = g_strdup_printf (BITMAP_PREFIX "%s-%u", estimate->options->id, i);
+
+      if (!vms_bitmap_add_temporary (vm->qmp, disk->disk->node_name, name, 0,
+                                     error))
+        return FALSE;
+      disk->bitmap = g_steal_pointer (&name);
+    }
+  return TRUE;
+}
+
+static gboolean
+sample_disks (Vm *vm, double seconds, GError **error)
+{
+  for (guint i = 0; i < vm->disks->len; i++)
+    {
+      Disk *disk = vm->disks->pdata[i];
+      g_autoptr (VmsBitmapInfo) info = vms_bitmap_query (
+          vm->qmp, disk->disk->node_name, disk->bitmap, error);
+
+      if (!info)
+        return FALSE;
+      g_array_append_val (disk->seconds, seconds);
+      g_array_append_val (disk->dirty, info->count);
+    }
+  return TRUE;
+}
+
+/* ---- observing ---- */
+
+static void
+report_sample (Estimate *estimate, double elapsed)
+{
+  g_autoptr (GString) text = g_string_new (NULL);
+  JsonObject *fields = json_object_new ();
+
+  json_object_set_double_member (fields, "seconds", elapsed);
+  for (guint v = 0; v < estimate->vms->len; v++)
+    {
+      Vm *vm = estimate->vms->pdata[v];
+
+      for (guint i = 0; i < vm->disks->len; i++)
+        {
+          Disk *disk = vm->disks->pdata[i];
+          guint64 dirty
+              = g_array_index (disk->dirty, guint64, disk->dirty->len - 1);
+          g_autofree char *size = vms_format_size (dirty);
+
+          g_string_append_printf (text, "%s%s %s dirty", text->len ? ", " : "",
+                                  disk->disk->name, size);
+        }
+    }
+  vms_progress_event (estimate->progress, "sample", fields, "%.0f of %d s: %s",
+                      elapsed, estimate->options->window_s, text->str);
+}
+
+static gboolean
+observe (Estimate *estimate, GError **error)
+{
+  EstimateOptions *options = estimate->options;
+  gint64 start = g_get_monotonic_time ();
+  guint samples = 0;
+
+  for (guint v = 0; v < estimate->vms->len; v++)
+    sample_ram_rate (estimate->vms->pdata[v], 1);
+  for (;;)
+    {
+      gint64 next
+          = start
+            + (gint64)(samples + 1) * options->interval_s * G_USEC_PER_SEC;
+      double elapsed;
+
+      while (g_get_monotonic_time () < next)
+        {
+          if (g_atomic_int_get (&stop_requested))
+            {
+              g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED,
+                           "stopped on request");
+              return FALSE;
+            }
+          g_usleep (50 * 1000);
+        }
+      elapsed = (g_get_monotonic_time () - start) / 1e6;
+      samples++;
+      for (guint v = 0; v < estimate->vms->len; v++)
+        {
+          Vm *vm = estimate->vms->pdata[v];
+
+          if (!sample_disks (vm, elapsed, error))
+            {
+              g_prefix_error (error, "VM %s: ", vm->address);
+              return FALSE;
+            }
+          sample_ram_rate (vm, MIN (options->interval_s, 60));
+        }
+      report_sample (estimate, elapsed);
+      if (elapsed >= options->window_s)
+        break;
+    }
+  /* A rate still being measured is read once more. */
+  for (guint v = 0; v < estimate->vms->len; v++)
+    {
+      Vm *vm = estimate->vms->pdata[v];
+
+      g_usleep (vm->rate_pending ? 1100 * 1000 : 0);
+      if (vm->rate_pending)
+        sample_ram_rate (vm, 0);
+    }
+  return TRUE;
+}
+
+/* ---- the link ---- */
+
+static gboolean
+probe_link (Estimate *estimate, GError **error)
+{
+  static const guint connections[] = { 1, 2, 4, 8 };
+  static const guint32 sizes[] = { 256 * 1024, 1024 * 1024 };
+  g_autofree char *uri
+      = vms_replicate_sink_uri (estimate->options->sink, "@probe", error);
+
+  if (!uri || !vms_probe_rtt (uri, RTT_SAMPLES, &estimate->rtt_s, error))
+    return FALSE;
+  for (guint c = 0; c < G_N_ELEMENTS (connections); c++)
+    for (guint s = 0; s < G_N_ELEMENTS (sizes); s++)
+      {
+        VmsProbeResult *result = g_new0 (VmsProbeResult, 1);
+
+        if (g_atomic_int_get (&stop_requested))
+          {
+            g_free (result);
+            g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED,
+                         "stopped on request");
+            return FALSE;
+          }
+        if (!vms_probe_throughput (uri, connections[c], sizes[s],
+                                   estimate->options->probe_seconds, result,
+                                   error))
+          {
+            g_free (result);
+            return FALSE;
+          }
+        g_ptr_array_add (estimate->probes, result);
+        /* Fewer connections win unless more give 5% more. */
+        if (result->throughput > estimate->best.throughput * 1.05)
+          estimate->best = *result;
+      }
+  return TRUE;
+}
+
+/* ---- predicting and reporting ---- */
+
+static void
+predict (Estimate *estimate, double bandwidth)
+{
+  VmsEstimateLink link = { estimate->best.throughput, estimate->rtt_s };
+
+  if (bandwidth > 0)
+    link.throughput = MIN (link.throughput, bandwidth);
+  for (guint v = 0; v < estimate->vms->len; v++)
+    {
+      Vm *vm = estimate->vms->pdata[v];
+      g_autofree VmsEstimateDisk *disks
+          = g_new0 (VmsEstimateDisk, vm->disks->len);
+      VmsEstimateMemory memory = { (guint64)(vm->ram_size * vm->nonzero), 0 };
+      VmsEstimateLink vm_link = link;
+
+      /* The copy goes no faster than the source's export delivers. */
+      for (guint i = 0; i < vm->disks->len; i++)
+        {
+          Disk *disk = vm->disks->pdata[i];
+
+          if (disk->read_rate > 0)
+            vm_link.throughput = MIN (vm_link.throughput, disk->read_rate);
+        }
+
+      for (guint i = 0; i < vm->ram_rates->len; i++)
+        memory.dirty_rate
+            += g_array_index (vm->ram_rates, double, i) / vm->ram_rates->len;
+      for (guint i = 0; i < vm->disks->len; i++)
+        {
+          Disk *disk = vm->disks->pdata[i];
+
+          disks[i].name = disk->disk->name;
+          disks[i].size = disk->disk->size;
+          disks[i].data_bytes = disk->data;
+          disks[i].n_samples = disk->seconds->len;
+          disks[i].seconds = (const double *)disk->seconds->data;
+          disks[i].dirty = (const guint64 *)disk->dirty->data;
+        }
+      vms_estimate_run (disks, vm->disks->len, &memory, &vm_link,
+                        &estimate->params, &vm->estimate);
+    }
+}
+
+static JsonNode *
+build_result (Estimate *estimate, guint *order, double group_total)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+
+#define MEMBER(name) json_builder_set_member_name (b, name)
+  json_builder_begin_object (b);
+  MEMBER ("id");
+  json_builder_add_string_value (b, estimate->options->id);
+  MEMBER ("created");
+  json_builder_add_int_value (b, estimate->started);
+  MEMBER ("window-seconds");
+  json_builder_add_int_value (b, estimate->options->window_s);
+  MEMBER ("interval-seconds");
+  json_builder_add_int_value (b, estimate->options->interval_s);
+  MEMBER ("link");
+  json_builder_begin_object (b);
+  MEMBER ("rtt-seconds");
+  json_builder_add_double_value (b, estimate->rtt_s);
+  MEMBER ("throughput");
+  json_builder_add_double_value (b, estimate->best.throughput);
+  MEMBER ("connections");
+  json_builder_add_int_value (b, estimate->best.connections);
+  MEMBER ("request-size");
+  json_builder_add_int_value (b, estimate->best.request_size);
+  MEMBER ("probes");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < estimate->probes->len; i++)
+    {
+      VmsProbeResult *probe = estimate->probes->pdata[i];
+
+      json_builder_begin_object (b);
+      MEMBER ("connections");
+      json_builder_add_int_value (b, probe->connections);
+      MEMBER ("request-size");
+      json_builder_add_int_value (b, probe->request_size);
+      MEMBER ("throughput");
+      json_builder_add_double_value (b, probe->throughput);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  MEMBER ("vms");
+  json_builder_begin_array (b);
+  for (guint v = 0; v < estimate->vms->len; v++)
+    {
+      Vm *vm = estimate->vms->pdata[v];
+      const VmsEstimate *e = &vm->estimate;
+
+      json_builder_begin_object (b);
+      MEMBER ("source");
+      json_builder_add_string_value (b, vm->address);
+      MEMBER ("vm-name");
+      json_builder_add_string_value (b, vm->name);
+      MEMBER ("vm-uuid");
+      json_builder_add_string_value (b, vm->uuid);
+      MEMBER ("ram-size");
+      json_builder_add_int_value (b, vm->ram_size);
+      MEMBER ("ram-nonzero-share");
+      json_builder_add_double_value (b, vm->nonzero);
+      MEMBER ("disks");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < vm->disks->len; i++)
+        {
+          Disk *disk = vm->disks->pdata[i];
+
+          json_builder_begin_object (b);
+          MEMBER ("name");
+          json_builder_add_string_value (b, disk->disk->name);
+          MEMBER ("size");
+          json_builder_add_int_value (b, disk->disk->size);
+          MEMBER ("allocated");
+          json_builder_add_int_value (b, disk->allocated);
+          MEMBER ("data");
+          json_builder_add_int_value (b, disk->data);
+          MEMBER ("read-rate");
+          json_builder_add_double_value (b, disk->read_rate);
+          MEMBER ("dirty-samples");
+          json_builder_begin_array (b);
+          for (guint k = 0; k < disk->seconds->len; k++)
+            {
+              json_builder_begin_array (b);
+              json_builder_add_double_value (
+                  b, g_array_index (disk->seconds, double, k));
+              json_builder_add_int_value (
+                  b, g_array_index (disk->dirty, guint64, k));
+              json_builder_end_array (b);
+            }
+          json_builder_end_array (b);
+          json_builder_end_object (b);
+        }
+      json_builder_end_array (b);
+      MEMBER ("prediction");
+      json_builder_begin_object (b);
+      MEMBER ("background-seconds");
+      json_builder_add_double_value (b, e->background_s);
+      MEMBER ("rounds");
+      json_builder_begin_array (b);
+      for (guint k = 0; k < e->n_rounds; k++)
+        json_builder_add_int_value (b, e->round_bytes[k]);
+      json_builder_end_array (b);
+      MEMBER ("rounds-seconds");
+      json_builder_add_double_value (b, e->rounds_s);
+      MEMBER ("disks-converge");
+      json_builder_add_boolean_value (b, e->disks_converge);
+      MEMBER ("disk-write-rate");
+      json_builder_add_double_value (b, e->disk_write_rate);
+      MEMBER ("backpressure-rate");
+      json_builder_add_double_value (b, e->backpressure_rate);
+      MEMBER ("memory-seconds");
+      json_builder_add_double_value (b, e->memory_s);
+      MEMBER ("memory-converges");
+      json_builder_add_boolean_value (b, e->memory_converges);
+      MEMBER ("downtime-pause-seconds");
+      json_builder_add_double_value (b, e->downtime_pause_s);
+      MEMBER ("downtime-mirror-seconds");
+      json_builder_add_double_value (b, e->downtime_mirror_s);
+      MEMBER ("total-pause-seconds");
+      json_builder_add_double_value (b, e->total_pause_s);
+      MEMBER ("total-mirror-seconds");
+      json_builder_add_double_value (b, e->total_mirror_s);
+      MEMBER ("offline-seconds");
+      json_builder_add_double_value (b, e->offline_s);
+      MEMBER ("seed-seconds");
+      json_builder_add_double_value (b, e->seed_s);
+      MEMBER ("method");
+      json_builder_add_string_value (b, vms_estimate_method_name (e->method));
+      MEMBER ("final-sync");
+      json_builder_add_string_value (
+          b, e->downtime_mirror_s < e->downtime_pause_s ? "mirror" : "pause");
+      MEMBER ("reason");
+      json_builder_add_string_value (b, e->reason);
+      json_builder_end_object (b);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  MEMBER ("group");
+  json_builder_begin_object (b);
+  MEMBER ("order");
+  json_builder_begin_array (b);
+  for (guint v = 0; v < estimate->vms->len; v++)
+    json_builder_add_string_value (
+        b, ((Vm *)estimate->vms->pdata[order[v]])->address);
+  json_builder_end_array (b);
+  MEMBER ("total-seconds");
+  json_builder_add_double_value (b, group_total);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+#undef MEMBER
+  return json_builder_get_root (b);
+}
+
+static void
+print_human (Estimate *estimate, guint *order, double group_total)
+{
+  for (guint v = 0; v < estimate->vms->len; v++)
+    {
+      Vm *vm = estimate->vms->pdata[v];
+      const VmsEstimate *e = &vm->estimate;
+      g_autofree char *ram = vms_format_size (vm->ram_size);
+      g_autofree char *write_rate = vms_format_size (e->disk_write_rate);
+      double ram_rate = 0;
+      g_autofree char *ram_rate_text = NULL;
+      gboolean mirror = e->downtime_mirror_s < e->downtime_pause_s;
+
+      for (guint i = 0; i < vm->ram_rates->len; i++)
+        ram_rate
+            += g_array_index (vm->ram_rates, double, i) / vm->ram_rates->len;
+      ram_rate_text = vms_format_size (ram_rate);
+      g_print ("VM %s (%s): RAM %s, %.0f%% not zero, dirtied at %s/s\n",
+               *vm->name ? vm->name : "(unnamed)", vm->address, ram,
+               vm->nonzero * 100, ram_rate_text);
+      for (guint i = 0; i < vm->disks->len; i++)
+        {
+          Disk *disk = vm->disks->pdata[i];
+          g_autofree char *size = vms_format_size (disk->disk->size);
+          g_autofree char *allocated = vms_format_size (disk->allocated);
+          g_autofree char *data = vms_format_size (disk->data);
+          guint64 last = disk->dirty->len ? g_array_index (disk->dirty, guint64,
+                                                           disk->dirty->len - 1)
+                                          : 0;
+          g_autofree char *dirtied = vms_format_size (last);
+          g_autofree char *read = vms_format_size (disk->read_rate);
+
+          g_print ("  disk %s: %s, %s allocated, %s data, read at %s/s; %s "
+                   "dirtied in %d s\n",
+                   disk->disk->name, size, allocated, data, read, dirtied,
+                   estimate->options->window_s);
+        }
+      g_print ("  disks write new data at %s/s\n", write_rate);
+      g_print ("  %-22s %10.1f s\n", "background copy", e->background_s);
+      g_print ("  %-22s %10.1f s  (%u rounds%s)\n", "dirty rounds", e->rounds_s,
+               e->n_rounds, e->disks_converge ? "" : ", not converging");
+      g_print ("  %-22s %10.1f s  (%u passes%s)\n", "memory pre-copy",
+               e->memory_s, e->memory_passes,
+               e->memory_converges ? "" : ", not converging");
+      g_print ("  %-22s %10.0f ms with --final-sync pause, %.0f ms with "
+               "mirror\n",
+               "downtime", e->downtime_pause_s * 1000,
+               e->downtime_mirror_s * 1000);
+      g_print ("  %-22s %10.1f s with pause, %.1f s with mirror\n", "total",
+               e->total_pause_s, e->total_mirror_s);
+      if (e->backpressure_rate > 0)
+        {
+          g_autofree char *cap = vms_format_size (e->backpressure_rate);
+
+          g_print ("  to converge, throttle the guest's disk writes to %s/s "
+                   "(block_set_io_throttle bps_wr)\n",
+                   cap);
+        }
+      g_print ("  recommended: %s%s: %s\n",
+               vms_estimate_method_name (e->method),
+               e->method == VMS_ESTIMATE_NETWORK
+                   ? (mirror ? ", --final-sync mirror" : ", --final-sync pause")
+                   : "",
+               e->reason);
+    }
+  {
+    g_autofree char *rate = vms_format_size (estimate->best.throughput);
+    g_autofree char *request = vms_format_size (estimate->best.request_size);
+
+    g_print ("link: %s/s with --connections %u --request-size %s; "
+             "round trip %.2f ms\n",
+             rate, estimate->best.connections, request, estimate->rtt_s * 1000);
+  }
+  if (estimate->vms->len > 1)
+    {
+      g_print ("group, one after another over the link (%.1f s):", group_total);
+      for (guint v = 0; v < estimate->vms->len; v++)
+        g_print (" %s", ((Vm *)estimate->vms->pdata[order[v]])->address);
+      g_print ("\n");
+    }
+}
+
+static gboolean
+check_options (Estimate *estimate, int argc, GError **error)
+{
+  EstimateOptions *options = estimate->options;
+  guint64 value = 0;
+
+  if (argc < 2 || !options->sink)
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                   "expected SOURCE... --sink URI (see 'vmshift estimate "
+                   "--help')");
+      return FALSE;
+    }
+  if (options->window_s < 1 || options->interval_s < 1
+      || options->interval_s > options->window_s || options->probe_seconds <= 0
+      || options->seed_shipping_hours < 0)
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                   "--window and --interval are at least 1 s, the interval "
+                   "at most the window; --probe-seconds is positive");
+      return FALSE;
+    }
+  vms_estimate_params_init (&estimate->params);
+  if (!vms_replicate_parse_size ("--seed-capacity", options->seed_capacity, 0,
+                                 &estimate->params.seed_capacity, error)
+      || !vms_replicate_parse_size ("--seed-rate", options->seed_rate, 0,
+                                    &value, error))
+    return FALSE;
+  estimate->params.seed_rate = value;
+  estimate->params.seed_shipping_s = options->seed_shipping_hours * 3600;
+  if (!options->id)
+    options->id = g_strdup_printf ("%" G_GINT64_FORMAT,
+                                   g_get_real_time () / G_USEC_PER_SEC);
+  if (!vms_job_id_is_valid (options->id, error))
+    return FALSE;
+  if (!options->state_dir)
+    options->state_dir
+        = geteuid () == 0
+              ? g_strdup ("/var/lib/vmshift")
+              : g_build_filename (g_get_user_state_dir (), "vmshift", NULL);
+  return TRUE;
+}
+
+int
+vms_cmd_estimate (int argc, char **argv)
+{
+  EstimateOptions options = { .window_s = DEFAULT_WINDOW_S,
+                              .interval_s = DEFAULT_INTERVAL_S,
+                              .probe_seconds = 1.0 };
+  Estimate estimate = { .options = &options };
+  const GOptionEntry entries[]
+      = { { "sink", 's', 0, G_OPTION_ARG_STRING, &options.sink,
+            "NBD URI of the vmshift sink (its @probe export is used)", "URI" },
+          { "id", 0, 0, G_OPTION_ARG_STRING, &options.id,
+            "Name of this estimate (default: the time)", "ID" },
+          { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &options.state_dir,
+            "Where the estimate is kept (default /var/lib/vmshift as root)",
+            "DIR" },
+          { "window", 'w', 0, G_OPTION_ARG_INT, &options.window_s,
+            "Observe for S seconds (default 120)", "S" },
+          { "interval", 'i', 0, G_OPTION_ARG_INT, &options.interval_s,
+            "Sample every S seconds (default 5)", "S" },
+          { "probe-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &options.probe_seconds,
+            "Measure each link configuration for S seconds (default 1)", "S" },
+          { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &options.bandwidth,
+            "The migration will be limited to RATE bytes/s", "RATE" },
+          { "seed-capacity", 0, 0, G_OPTION_ARG_STRING, &options.seed_capacity,
+            "A seed device of SIZE is available", "SIZE" },
+          { "seed-rate", 0, 0, G_OPTION_ARG_STRING, &options.seed_rate,
+            "... written and read at RATE bytes/s", "RATE" },
+          { "seed-shipping-hours", 0, 0, G_OPTION_ARG_DOUBLE,
+            &options.seed_shipping_hours, "... and shipped in H hours", "H" },
+          { "json", 0, 0, G_OPTION_ARG_NONE, &options.json,
+            "Print the result as one JSON event on stdout", NULL },
+          G_OPTION_ENTRY_NULL };
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsProgress) progress = NULL;
+  g_autofree guint *order = NULL;
+  struct sigaction action = { .sa_handler = handle_stop_signal };
+  guint64 bandwidth = 0;
+  double group_total;
+  int status = VMS_EXIT_OK;
+
+  context = g_option_context_new ("SOURCE... --sink URI");
+  g_option_context_set_summary (
+      context, "Predict the duration, downtime and method of migrating "
+               "running VMs, before anything is copied.");
+  g_option_context_set_description (context, description);
+  g_option_context_add_main_entries (context, entries, NULL);
+  g_set_prgname ("vmshift estimate");
+  if (!g_option_context_parse (context, &argc, &argv, &error)
+      || !check_options (&estimate, argc, &error)
+      || !vms_replicate_parse_size ("--bandwidth", options.bandwidth, 0,
+                                    &bandwidth, &error))
+    {
+      vms_cli_error ("estimate", "%s", error->message);
+      status = VMS_EXIT_USAGE;
+      goto out;
+    }
+  progress
+      = vms_progress_new (options.json ? VMS_PROGRESS_JSON : VMS_PROGRESS_TEXT);
+  estimate.progress = progress;
+  estimate.started = g_get_real_time () / G_USEC_PER_SEC;
+  estimate.vms = g_ptr_array_new_with_free_func ((GDestroyNotify)vm_free);
+  estimate.probes = g_ptr_array_new_with_free_func (g_free);
+  sigaction (SIGINT, &action, NULL);
+  sigaction (SIGTERM, &action, NULL);
+  if (g_mkdir_with_parents (options.state_dir, 0700) < 0)
+    {
+      vms_cli_error ("estimate", "cannot create %s: %s", options.state_dir,
+                     g_strerror (errno));
+      status = VMS_EXIT_FAILED;
+      goto out;
+    }
+
+  for (int i = 1; i < argc && !error; i++)
+    {
+      Vm *vm = g_new0 (Vm, 1);
+
+      vm->address = g_strdup (argv[i]);
+      vm->ram_rates = g_array_new (FALSE, FALSE, sizeof (double));
+      g_ptr_array_add (estimate.vms, vm);
+      if (!open_vm (&estimate, vm, &error))
+        g_prefix_error (&error, "VM %s: ", vm->address);
+    }
+  if (!error)
+    {
+      vms_progress_event (progress, "observing", NULL,
+                          "observing %u VM(s) for %d s, a sample every %d s",
+                          estimate.vms->len, options.window_s,
+                          options.interval_s);
+      observe (&estimate, &error);
+    }
+  /* Whatever happened, our bitmaps go. */
+  for (guint v = 0; v < estimate.vms->len; v++)
+    remove_bitmaps (estimate.vms->pdata[v]);
+  if (!error)
+    {
+      vms_progress_event (progress, "probing", NULL, "probing the link to %s",
+                          options.sink);
+      probe_link (&estimate, &error);
+    }
+  if (error)
+    {
+      vms_cli_error ("estimate", "%s", error->message);
+      status = vms_replicate_exit_code (error);
+      goto out;
+    }
+
+  predict (&estimate, (double)bandwidth);
+  order = g_new0 (guint, estimate.vms->len);
+  {
+    g_autofree double *totals = g_new0 (double, estimate.vms->len);
+    g_autoptr (JsonNode) result = NULL;
+    g_autoptr (JsonGenerator) generator = json_generator_new ();
+    g_autofree char *file = g_strdup_printf ("estimate-%s.json", options.id);
+    g_autofree char *path = g_build_filename (options.state_dir, file, NULL);
+    g_autofree char *text = NULL;
+
+    for (guint v = 0; v < estimate.vms->len; v++)
+      {
+        const VmsEstimate *e = &((Vm *)estimate.vms->pdata[v])->estimate;
+
+        totals[v] = MIN (e->total_pause_s, e->total_mirror_s);
+      }
+    group_total = vms_estimate_group_order (totals, estimate.vms->len, order);
+    result = build_result (&estimate, order, group_total);
+    json_generator_set_root (generator, result);
+    json_generator_set_pretty (generator, TRUE);
+    text = json_generator_to_data (generator, NULL);
+    if (!vms_file_replace_durably (path, text, 0600, &error))
+      {
+        vms_cli_error ("estimate", "cannot save %s: %s", path, error->message);
+        status = VMS_EXIT_FAILED;
+        goto out;
+      }
+    if (options.json)
+      {
+        JsonObject *fields = json_object_new ();
+
+        json_object_set_string_member (fields, "file", path);
+        json_object_set_member (fields, "estimate", json_node_copy (result));
+        vms_progress_event (progress, "estimate", fields, "estimate %s",
+                            options.id);
+      }
+    else
+      {
+        print_human (&estimate, order, group_total);
+        g_print ("kept in %s; use it with 'vmshift migrate --estimate %s'\n",
+                 path, options.id);
+      }
+  }
+
+out:
+  if (estimate.vms)
+    g_ptr_array_unref (estimate.vms);
+  if (estimate.probes)
+    g_ptr_array_unref (estimate.probes);
+  g_free (options.sink);
+  g_free (options.id);
+  g_free (options.state_dir);
+  g_free (options.bandwidth);
+  g_free (options.seed_capacity);
+  g_free (options.seed_rate);
+  return status;
+}
