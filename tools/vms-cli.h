@@ -25,6 +25,22 @@ int vms_cmd_migrate (int argc, char **argv);
 int vms_cmd_abort (int argc, char **argv);
 int vms_cmd_estimate (int argc, char **argv);
 
+/* What vmshift estimate predicted for one VM. */
+typedef struct
+{
+  double total_pause_s, total_mirror_s;
+  double downtime_pause_s, downtime_mirror_s;
+  guint connections;     /* best link configuration */
+  guint32 request_size;
+} VmsPrediction;
+
+/* Read STATE_DIR/estimate-ID.json and find the VM with this UUID (or,
+ * when the estimate has no UUID for it, this name). */
+gboolean vms_estimate_load_prediction (const char *state_dir, const char *id,
+                                       const char *vm_uuid,
+                                       const char *vm_name,
+                                       VmsPrediction *out, GError **error);
+
 /* Print "vmshift: SUBCOMMAND: message" on stderr. */
 void vms_cli_error (const char *subcommand, const char *format, ...)
     G_GNUC_PRINTF (2, 3);

@@ -67,6 +67,7 @@ typedef struct
   int switchover_timeout_s; /* --switchover-timeout */
   gboolean suspend;         /* --suspend: leave the destination paused */
   int memory_timeout_s;     /* --memory-timeout, 0: none */
+  char *estimate;           /* --estimate ID */
 } MigrateOptions;
 
 typedef struct
@@ -87,6 +88,8 @@ typedef struct
   guint64 ram_bytes;           /* RAM sent, from query-migrate */
   gint64 qemu_downtime_ms;     /* QEMU's own downtime figure */
   guint64 last_sync_count;     /* RAM rounds already reported */
+  VmsPrediction prediction;    /* from --estimate */
+  gboolean predicted;          /* prediction holds one */
   char *tls_object;            /* id of the tls-creds object the mirror uses */
 } Migrate;
 
@@ -363,6 +366,21 @@ preflight (Migrate *migrate, const char *source, GError **error)
   g_clear_pointer (&part->last_error, g_free);
   part->pid = getpid ();
   part->attempts++;
+  if (options->estimate)
+    {
+      if (!vms_estimate_load_prediction (
+              options->base.state_dir, options->estimate, job->vm_uuid,
+              job->vm_name, &migrate->prediction, error))
+        return FALSE;
+      migrate->predicted = TRUE;
+      /* The estimate's best link configuration, unless told otherwise. */
+      if (options->base.connections == 0 && migrate->prediction.connections)
+        options->base.connections
+            = MIN (migrate->prediction.connections, VMS_COPY_MAX_CONNECTIONS);
+      if (!options->base.request_size && migrate->prediction.request_size)
+        migrate->rep.request_size
+            = MIN (migrate->prediction.request_size, VMS_COPY_MAX_REQUEST_SIZE);
+    }
   job->phase = VMS_JOB_PHASE_MIGRATING;
   if (!vms_job_save (job, error) || !check_destination_disks (migrate, error)
       || !vms_replicate_start (&migrate->rep, error))
@@ -1135,6 +1153,23 @@ report (Migrate *migrate)
   json_object_set_int_member (fields, "ram-bytes", migrate->ram_bytes);
   json_object_set_int_member (fields, "attempts",
                               rep->job->migration->attempts);
+  if (migrate->predicted)
+    {
+      gboolean mirror = migrate->mode == VMS_MIGRATE_FINAL_MIRROR;
+      double total = mirror ? migrate->prediction.total_mirror_s
+                            : migrate->prediction.total_pause_s;
+      double downtime = mirror ? migrate->prediction.downtime_mirror_s
+                               : migrate->prediction.downtime_pause_s;
+
+      json_object_set_double_member (fields, "predicted-seconds", total);
+      json_object_set_int_member (fields, "predicted-downtime-ms",
+                                  (gint64)(downtime * 1000));
+      vms_progress_event (rep->progress, "predicted", NULL,
+                          "estimate %s: predicted %.1f s and %.0f ms of "
+                          "downtime; actual %.1f s and %" G_GINT64_FORMAT " ms",
+                          migrate->options->estimate, total, downtime * 1000,
+                          seconds, downtime_ms);
+    }
   vms_progress_event (
       rep->progress, "migrated", fields,
       "job %s migrated in %.1f s (%s): downtime %s (QEMU says "
@@ -1200,6 +1235,7 @@ options_clear (MigrateOptions *options)
   g_clear_pointer (&options->dest_uri, g_free);
   g_clear_pointer (&options->final_sync, g_free);
   g_clear_pointer (&options->bandwidth, g_free);
+  g_clear_pointer (&options->estimate, g_free);
 }
 
 int
@@ -1238,6 +1274,8 @@ vms_cmd_migrate (int argc, char **argv)
       "Leave the VM paused on the destination (started with -S), as "
       "virsh migrate --suspend",
       NULL },
+    { "estimate", 0, 0, G_OPTION_ARG_STRING, &options.estimate,
+      "Use estimate ID's tuning; report predicted against actual", "ID" },
     { "memory-timeout", 0, 0, G_OPTION_ARG_INT, &options.memory_timeout_s,
       "Roll back if memory has not converged after S s (default: wait)", "S" },
     { "switchover-timeout", 0, 0, G_OPTION_ARG_INT,

@@ -7,6 +7,7 @@
 #include "vms-test-command.h"
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
+#include "vms-bitmap.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -641,6 +642,152 @@ test_preflight_refusals (void **state)
   assert_running (fixture->source, "the source");
 }
 
+/* ---- vmshift estimate ---- */
+
+static VmsTestCommand *
+estimate_start (Fixture *fixture, const char *id, const char *window,
+                const char *bitmap_to_plant)
+{
+  g_autofree char *source
+      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
+  g_autofree char *id_arg = g_strdup_printf ("--id=%s", id);
+  g_autofree char *window_arg = g_strdup_printf ("--window=%s", window);
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  const char *argv[] = { vmshift,    "estimate",        source,
+                         "--sink",   fixture->sink_uri, id_arg,
+                         window_arg, "--interval=2",    "--probe-seconds=0.3",
+                         state_arg,  "--json",          NULL };
+
+  if (bitmap_to_plant)
+    {
+      g_autoptr (GError) error = NULL;
+
+      vms_assert_ok (vms_bitmap_add_temporary (fixture->source->qmp, "d0",
+                                               bitmap_to_plant, 0, &error),
+                     error);
+    }
+  return vms_test_command_start (NULL, argv, fixture->state_dir);
+}
+
+/* No bitmap of the estimator is left on the source's disks. */
+static void
+assert_no_estimate_bitmaps (Fixture *fixture)
+{
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *node = g_strdup_printf ("d%u", i);
+      g_autoptr (GPtrArray) bitmaps
+          = vms_bitmap_list (fixture->source->qmp, node, &error);
+
+      vms_assert_ok (bitmaps, error);
+      for (guint j = 0; j < bitmaps->len; j++)
+        if (g_str_has_prefix (((VmsBitmapInfo *)bitmaps->pdata[j])->name,
+                              "vmshift-estimate-"))
+          fail_msg ("bitmap %s left on %s",
+                    ((VmsBitmapInfo *)bitmaps->pdata[j])->name, node);
+    }
+}
+
+/* Estimate a writing guest, then migrate it with the estimate: the
+ * report shows predicted and actual side by side. */
+static void
+test_estimate_then_migrate (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) estimate = NULL;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *event, *vm, *prediction, *link;
+  JsonArray *disks;
+
+  fixture->prefix = "e";
+  /* A bitmap a killed estimate left: the next one removes it. */
+  estimate = estimate_start (fixture, "e1", "6", "vmshift-estimate-old-0");
+  vms_test_command_expect_success (estimate);
+  assert_no_estimate_bitmaps (fixture);
+
+  event = vms_test_command_find_event (estimate, "estimate", parser);
+  assert_non_null (event);
+  event = json_object_get_object_member (event, "estimate");
+  link = json_object_get_object_member (event, "link");
+  assert_true (json_object_get_double_member (link, "throughput") > 0);
+  assert_true (json_object_get_double_member (link, "rtt-seconds") > 0);
+  assert_int_equal (
+      json_array_get_length (json_object_get_array_member (link, "probes")), 8);
+  vm = json_array_get_object_element (
+      json_object_get_array_member (event, "vms"), 0);
+  assert_true (json_object_get_int_member (vm, "ram-size") == 256 * MiB);
+  assert_true (json_object_get_double_member (vm, "ram-nonzero-share") > 0);
+  assert_true (json_object_get_double_member (vm, "ram-nonzero-share") < 1);
+  disks = json_object_get_array_member (vm, "disks");
+  assert_int_equal (json_array_get_length (disks), 2);
+  {
+    JsonObject *vd0 = json_array_get_object_element (disks, 0);
+    JsonObject *vd1 = json_array_get_object_element (disks, 1);
+    JsonArray *samples = json_object_get_array_member (vd0, "dirty-samples");
+    guint n = json_array_get_length (samples);
+
+    /* vd1 holds the 16 MiB the setup wrote (and the 4 KiB QEMU
+     * allocates first in a raw image), and nothing writes it. */
+    assert_true (json_object_get_int_member (vd1, "data") >= VD1_DATA);
+    assert_true (json_object_get_int_member (vd1, "data")
+                 <= VD1_DATA + 64 * 1024);
+    assert_int_equal (
+        json_array_get_int_element (
+            json_array_get_array_element (
+                json_object_get_array_member (vd1, "dirty-samples"), 0),
+            1),
+        0);
+    /* The writer's disk gets dirtier over the window. */
+    assert_true (n >= 3);
+    assert_true (json_array_get_int_element (
+                     json_array_get_array_element (samples, n - 1), 1)
+                 > json_array_get_int_element (
+                     json_array_get_array_element (samples, 0), 1));
+  }
+  prediction = json_object_get_object_member (vm, "prediction");
+  assert_true (json_object_get_double_member (prediction, "total-pause-seconds")
+               > 0);
+  assert_true (json_object_get_double_member (prediction, "disk-write-rate")
+               > 0);
+  assert_string_equal (json_object_get_string_member (prediction, "method"),
+                       "network");
+
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  run = migrate_new (fixture, "estimated", "--estimate=e1", "--suspend", NULL);
+  vms_test_command_expect_success (run);
+  assert_true (event_int (run, "migrated", "predicted-downtime-ms") >= 0);
+  assert_non_null (strstr (run->out->str, "\"predicted-seconds\""));
+  assert_non_null (strstr (run->out->str, "estimate e1: predicted"));
+  assert_replicas_identical (fixture);
+}
+
+/* Ctrl-C while observing: exit 4, and the bitmaps are gone. */
+static void
+test_estimate_interrupted (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) estimate = NULL;
+
+  estimate = estimate_start (fixture, "e2", "60", NULL);
+  vms_test_command_wait_for (estimate, "\"event\":\"sample\"", 60000);
+  kill (estimate->pid, SIGINT);
+  assert_int_equal (vms_test_command_wait (estimate), 4);
+  assert_no_estimate_bitmaps (fixture);
+  {
+    g_auto (VmsTestRun) run = { 0 };
+
+    vms_test_run_capture (&run, NULL, NULL, vmshift, "estimate", "qmp:/x",
+                          "--sink", fixture->sink_uri, "--window", "2",
+                          "--interval", "5", NULL);
+    assert_int_equal (run.status, 2);
+    assert_non_null (strstr (run.err, "at most the window"));
+  }
+}
+
 int
 main (void)
 {
@@ -655,6 +802,10 @@ main (void)
     cmocka_unit_test_setup_teardown (test_kill9_of_vmshift_then_abort, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_memory_timeout, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_estimate_then_migrate, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_estimate_interrupted, setup,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_preflight_refusals, setup, teardown),
   };
 
