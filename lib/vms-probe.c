@@ -77,10 +77,9 @@ close_handles (struct nbd_handle **handles, guint n)
       }
 }
 
-static gboolean
-run_probe (const char *uri, gboolean reading, guint connections,
-           guint32 request_size, guint64 span, double seconds,
-           VmsProbeResult *result, GError **error)
+gboolean
+vms_probe_throughput (const char *uri, guint connections, guint32 request_size,
+                      double seconds, VmsProbeResult *result, GError **error)
 {
   g_autofree struct nbd_handle **handles = NULL;
   g_autofree guint8 *buffer = NULL;
@@ -91,7 +90,7 @@ run_probe (const char *uri, gboolean reading, guint connections,
   gboolean ok = FALSE;
 
   if (connections == 0 || request_size == 0 || seconds <= 0
-      || span < request_size)
+      || request_size > PROBE_SPAN)
     {
       g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_INVALID,
                    "probe: connections, request size and time must be "
@@ -127,10 +126,8 @@ run_probe (const char *uri, gboolean reading, guint connections,
               nbd_completion_callback done
                   = { .callback = on_done, .user_data = pending };
 
-              if ((reading ? nbd_aio_pread (handles[i], buffer, request_size,
-                                            offset, done, 0)
-                           : nbd_aio_pwrite (handles[i], buffer, request_size,
-                                             offset, done, 0))
+              if (nbd_aio_pwrite (handles[i], buffer, request_size, offset,
+                                  done, 0)
                   < 0)
                 {
                   g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_DEST,
@@ -138,7 +135,7 @@ run_probe (const char *uri, gboolean reading, guint connections,
                   goto out;
                 }
               offset += request_size;
-              if (offset + request_size > span)
+              if (offset + request_size > PROBE_SPAN)
                 offset = 0;
             }
           in_flight += nbd_aio_in_flight (handles[i]);
@@ -177,23 +174,6 @@ run_probe (const char *uri, gboolean reading, guint connections,
 out:
   close_handles (handles, connections);
   return ok;
-}
-
-gboolean
-vms_probe_throughput (const char *uri, guint connections, guint32 request_size,
-                      double seconds, VmsProbeResult *result, GError **error)
-{
-  return run_probe (uri, FALSE, connections, request_size, PROBE_SPAN, seconds,
-                    result, error);
-}
-
-gboolean
-vms_probe_read_throughput (const char *uri, guint connections,
-                           guint32 request_size, guint64 span, double seconds,
-                           VmsProbeResult *result, GError **error)
-{
-  return run_probe (uri, TRUE, connections, request_size, span, seconds, result,
-                    error);
 }
 
 static int

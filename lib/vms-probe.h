@@ -27,13 +27,6 @@ gboolean vms_probe_throughput (const char *uri, guint connections,
                                guint32 request_size, double seconds,
                                VmsProbeResult *result, GError **error);
 
-/* The same reading [0, span) of uri in order, wrapping around: how fast
- * the source side (QEMU's NBD export of a disk) delivers. */
-gboolean vms_probe_read_throughput (const char *uri, guint connections,
-                                    guint32 request_size, guint64 span,
-                                    double seconds, VmsProbeResult *result,
-                                    GError **error);
-
 /* Median of samples one-block reads, each a round trip. */
 gboolean vms_probe_rtt (const char *uri, guint samples, double *rtt_s,
                         GError **error);

@@ -79,7 +79,7 @@ typedef struct
   char *bitmap;      /* temporary bitmap, NULL once removed */
   guint64 allocated; /* not a hole */
   guint64 data;      /* not a hole, not known zero */
-  double read_rate;  /* bytes/s QEMU's export delivers */
+  double copy_rate;  /* bytes/s the copy engine moves it to the sink */
   GArray *seconds;   /* double */
   GArray *dirty;     /* guint64 */
 } Disk;
@@ -173,6 +173,75 @@ count_extents (void *user_data, const char *context, uint64_t offset,
   return 0;
 }
 
+typedef struct
+{
+  gint64 first;        /* monotonic time of the first progress report */
+  guint64 first_bytes; /* bytes read by then */
+  gint64 start;        /* monotonic */
+  double limit_s;      /* stop after this long */
+  volatile gint stop;
+} CopyProbe;
+
+static void
+on_copy_probe_progress (const VmsCopyStats *stats, gpointer user_data)
+{
+  CopyProbe *probe = user_data;
+
+  /* Measured from the first report: connecting is not copying. */
+  if (!probe->first)
+    {
+      probe->first = g_get_monotonic_time ();
+      probe->first_bytes = stats->bytes_read;
+    }
+
+  if ((g_get_monotonic_time () - probe->start) / 1e6 >= probe->limit_s)
+    g_atomic_int_set (&probe->stop, 1);
+}
+
+/* The real copy engine, from QEMU's export of the disk to the sink's
+ * discarding @probe export, for --probe-seconds: the rate a migration
+ * will move this disk's data at, source, engine, link and sink
+ * together. */
+static gboolean
+copy_probe (Estimate *estimate, Disk *disk, const char *source_uri,
+            GError **error)
+{
+  g_autofree char *dest_uri
+      = vms_replicate_sink_uri (estimate->options->sink, "@probe", error);
+  g_autoptr (GError) copy_error = NULL;
+  CopyProbe probe = { .start = g_get_monotonic_time (),
+                      .limit_s = estimate->options->probe_seconds };
+  VmsCopySpec spec = { 0 };
+  VmsCopyStats stats = { 0 };
+  double elapsed;
+
+  if (!dest_uri)
+    return FALSE;
+  spec.source_uri = source_uri;
+  spec.dest_uri = dest_uri;
+  /* No checkpoint FLUSH inside the probe: one at the end as always. */
+  spec.checkpoint_bytes = G_MAXUINT64;
+  spec.checkpoint_ms = G_MAXUINT;
+  spec.stop = &probe.stop;
+  spec.progress = on_copy_probe_progress;
+  spec.user_data = &probe;
+  if (!vms_copy_run (&spec, &stats, &copy_error)
+      && !g_error_matches (copy_error, VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED))
+    {
+      g_propagate_prefixed_error (
+          error, g_steal_pointer (&copy_error),
+          "probing the copy of disk %s: ", disk->disk->name);
+      return FALSE;
+    }
+  elapsed
+      = (g_get_monotonic_time () - (probe.first ? probe.first : probe.start))
+        / 1e6;
+  disk->copy_rate = elapsed > 0 && stats.bytes_read > probe.first_bytes
+                        ? (stats.bytes_read - probe.first_bytes) / elapsed
+                        : 0;
+  return TRUE;
+}
+
 /* The disk's map through a read-only export of QEMU's own NBD server. */
 static gboolean
 map_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk, GError **error)
@@ -230,17 +299,8 @@ map_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk, GError **error)
     }
   disk->allocated = MIN (allocation.allocated, disk->disk->size);
   disk->data = MIN (allocation.data, disk->disk->size);
-  {
-    /* How fast the source side delivers, read as the copy reads. */
-    VmsProbeResult read = { 0 };
-
-    if (disk->disk->size >= VMS_COPY_DEFAULT_REQUEST_SIZE
-        && !vms_probe_read_throughput (
-            uri, VMS_COPY_DEFAULT_CONNECTIONS, VMS_COPY_DEFAULT_REQUEST_SIZE,
-            disk->disk->size, estimate->options->probe_seconds, &read, error))
-      goto out;
-    disk->read_rate = read.throughput;
-  }
+  if (!copy_probe (estimate, disk, uri, error))
+    goto out;
   ok = TRUE;
 
 out:
@@ -581,8 +641,8 @@ predict (Estimate *estimate, double bandwidth)
         {
           Disk *disk = vm->disks->pdata[i];
 
-          if (disk->read_rate > 0)
-            vm_link.throughput = MIN (vm_link.throughput, disk->read_rate);
+          if (disk->copy_rate > 0)
+            vm_link.throughput = MIN (vm_link.throughput, disk->copy_rate);
         }
 
       for (guint i = 0; i < vm->ram_rates->len; i++)
@@ -679,8 +739,8 @@ build_result (Estimate *estimate, guint *order, double group_total)
           json_builder_add_int_value (b, disk->allocated);
           MEMBER ("data");
           json_builder_add_int_value (b, disk->data);
-          MEMBER ("read-rate");
-          json_builder_add_double_value (b, disk->read_rate);
+          MEMBER ("copy-rate");
+          json_builder_add_double_value (b, disk->copy_rate);
           MEMBER ("dirty-samples");
           json_builder_begin_array (b);
           for (guint k = 0; k < disk->seconds->len; k++)
@@ -786,9 +846,9 @@ print_human (Estimate *estimate, guint *order, double group_total)
                                                            disk->dirty->len - 1)
                                           : 0;
           g_autofree char *dirtied = vms_format_size (last);
-          g_autofree char *read = vms_format_size (disk->read_rate);
+          g_autofree char *read = vms_format_size (disk->copy_rate);
 
-          g_print ("  disk %s: %s, %s allocated, %s data, read at %s/s; %s "
+          g_print ("  disk %s: %s, %s allocated, %s data, copied at %s/s; %s "
                    "dirtied in %d s\n",
                    disk->disk->name, size, allocated, data, read, dirtied,
                    estimate->options->window_s);
@@ -947,33 +1007,34 @@ vms_cmd_estimate (int argc, char **argv)
 {
   EstimateOptions options = { .window_s = DEFAULT_WINDOW_S,
                               .interval_s = DEFAULT_INTERVAL_S,
-                              .probe_seconds = 1.0 };
+                              .probe_seconds = 2.0 };
   Estimate estimate = { .options = &options };
-  const GOptionEntry entries[]
-      = { { "sink", 's', 0, G_OPTION_ARG_STRING, &options.sink,
-            "NBD URI of the vmshift sink (its @probe export is used)", "URI" },
-          { "id", 0, 0, G_OPTION_ARG_STRING, &options.id,
-            "Name of this estimate (default: the time)", "ID" },
-          { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &options.state_dir,
-            "Where the estimate is kept (default /var/lib/vmshift as root)",
-            "DIR" },
-          { "window", 'w', 0, G_OPTION_ARG_INT, &options.window_s,
-            "Observe for S seconds (default 120)", "S" },
-          { "interval", 'i', 0, G_OPTION_ARG_INT, &options.interval_s,
-            "Sample every S seconds (default 5)", "S" },
-          { "probe-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &options.probe_seconds,
-            "Measure each link configuration for S seconds (default 1)", "S" },
-          { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &options.bandwidth,
-            "The migration will be limited to RATE bytes/s", "RATE" },
-          { "seed-capacity", 0, 0, G_OPTION_ARG_STRING, &options.seed_capacity,
-            "A seed device of SIZE is available", "SIZE" },
-          { "seed-rate", 0, 0, G_OPTION_ARG_STRING, &options.seed_rate,
-            "... written and read at RATE bytes/s", "RATE" },
-          { "seed-shipping-hours", 0, 0, G_OPTION_ARG_DOUBLE,
-            &options.seed_shipping_hours, "... and shipped in H hours", "H" },
-          { "json", 0, 0, G_OPTION_ARG_NONE, &options.json,
-            "Print the result as one JSON event on stdout", NULL },
-          G_OPTION_ENTRY_NULL };
+  const GOptionEntry entries[] = {
+    { "sink", 's', 0, G_OPTION_ARG_STRING, &options.sink,
+      "NBD URI of the vmshift sink (its @probe export is used)", "URI" },
+    { "id", 0, 0, G_OPTION_ARG_STRING, &options.id,
+      "Name of this estimate (default: the time)", "ID" },
+    { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &options.state_dir,
+      "Where the estimate is kept (default /var/lib/vmshift as root)", "DIR" },
+    { "window", 'w', 0, G_OPTION_ARG_INT, &options.window_s,
+      "Observe for S seconds (default 120)", "S" },
+    { "interval", 'i', 0, G_OPTION_ARG_INT, &options.interval_s,
+      "Sample every S seconds (default 5)", "S" },
+    { "probe-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &options.probe_seconds,
+      "Measure the copy and each link configuration for S seconds (default 2)",
+      "S" },
+    { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &options.bandwidth,
+      "The migration will be limited to RATE bytes/s", "RATE" },
+    { "seed-capacity", 0, 0, G_OPTION_ARG_STRING, &options.seed_capacity,
+      "A seed device of SIZE is available", "SIZE" },
+    { "seed-rate", 0, 0, G_OPTION_ARG_STRING, &options.seed_rate,
+      "... written and read at RATE bytes/s", "RATE" },
+    { "seed-shipping-hours", 0, 0, G_OPTION_ARG_DOUBLE,
+      &options.seed_shipping_hours, "... and shipped in H hours", "H" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &options.json,
+      "Print the result as one JSON event on stdout", NULL },
+    G_OPTION_ENTRY_NULL
+  };
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsProgress) progress = NULL;
