@@ -135,17 +135,6 @@ vm_free (Vm *vm)
   g_free (vm);
 }
 
-static char *
-query_string (VmsQmp *qmp, const char *command, const char *member)
-{
-  g_autoptr (JsonNode) result = vms_qmp_execute (qmp, command, NULL, NULL);
-
-  if (!result || !JSON_NODE_HOLDS_OBJECT (result))
-    return g_strdup ("");
-  return g_strdup (json_object_get_string_member_with_default (
-      json_node_get_object (result), member, ""));
-}
-
 /* ---- disk data ---- */
 
 typedef struct
@@ -446,8 +435,8 @@ open_vm (Estimate *estimate, Vm *vm, GError **error)
   vm->qmp = vms_qmp_connect (vm->address, 0, error);
   if (!vm->qmp)
     return FALSE;
-  vm->name = query_string (vm->qmp, "query-name", "name");
-  vm->uuid = query_string (vm->qmp, "query-uuid", "UUID");
+  vm->name = vms_replicate_query_string (vm->qmp, "query-name", "name");
+  vm->uuid = vms_replicate_query_string (vm->qmp, "query-uuid", "UUID");
   vm->found = vms_disk_discover (vm->qmp, error);
   if (!vm->found)
     return FALSE;
@@ -934,10 +923,7 @@ check_options (Estimate *estimate, int argc, GError **error)
   if (!vms_job_id_is_valid (options->id, error))
     return FALSE;
   if (!options->state_dir)
-    options->state_dir
-        = geteuid () == 0
-              ? g_strdup ("/var/lib/vmshift")
-              : g_build_filename (g_get_user_state_dir (), "vmshift", NULL);
+    options->state_dir = vms_replicate_default_state_dir ();
   return TRUE;
 }
 

@@ -1570,9 +1570,7 @@ vms_cmd_abort (int argc, char **argv)
       goto out;
     }
   if (!state_dir)
-    state_dir = geteuid () == 0 ? g_strdup ("/var/lib/vmshift")
-                                : g_build_filename (g_get_user_state_dir (),
-                                                    "vmshift", NULL);
+    state_dir = vms_replicate_default_state_dir ();
   job = vms_job_load (state_dir, argv[1], &error);
   if (!job)
     {

@@ -61,8 +61,8 @@ vms_replicate_parse_size (const char *option, const char *text, guint64 minimum,
   return TRUE;
 }
 
-static char *
-default_state_dir (void)
+char *
+vms_replicate_default_state_dir (void)
 {
   if (geteuid () == 0)
     return g_strdup ("/var/lib/vmshift");
@@ -543,8 +543,9 @@ vms_replicate_options_clear (VmsReplicateOptions *options)
 
 /* ---- the job ---- */
 
-static char *
-query_string (VmsQmp *qmp, const char *command, const char *member)
+char *
+vms_replicate_query_string (VmsQmp *qmp, const char *command,
+                            const char *member)
 {
   g_autoptr (JsonNode) result = vms_qmp_execute (qmp, command, NULL, NULL);
 
@@ -631,8 +632,8 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
   g_autoptr (GPtrArray) found = NULL;
   g_autoptr (VmsJob) job = NULL;
 
-  vm_name = query_string (rep->qmp, "query-name", "name");
-  vm_uuid = query_string (rep->qmp, "query-uuid", "UUID");
+  vm_name = vms_replicate_query_string (rep->qmp, "query-name", "name");
+  vm_uuid = vms_replicate_query_string (rep->qmp, "query-uuid", "UUID");
   found = vms_disk_discover (rep->qmp, error);
   if (!found)
     return FALSE;
@@ -803,7 +804,7 @@ vms_replicate_check_options (VmsReplicate *rep, GError **error)
     /* A bucket of a tenth of a second smooths without starving. */
     rep->rate = vms_rate_new (bandwidth, MAX (bandwidth / 10, request));
   if (!options->state_dir)
-    options->state_dir = default_state_dir ();
+    options->state_dir = vms_replicate_default_state_dir ();
   return TRUE;
 }
 

@@ -82,6 +82,15 @@ gboolean vms_replicate_parse_size (const char *option, const char *text,
                                    guint64 minimum, guint64 *out,
                                    GError **error);
 
+/* /var/lib/vmshift for root, else $XDG_STATE_HOME/vmshift (caller
+ * frees). */
+char *vms_replicate_default_state_dir (void);
+
+/* member of the reply to a QMP query without arguments ("" when missing;
+ * caller frees), e.g. the VM's name from query-name. */
+char *vms_replicate_query_string (VmsQmp *qmp, const char *command,
+                                  const char *member);
+
 /* The sink URI with the export path set to export_name (caller frees). */
 char *vms_replicate_sink_uri (const char *sink, const char *export_name,
                               GError **error);
