@@ -34,6 +34,7 @@
 /* q35 and pc keep at least this much RAM below the 4 GiB hole. */
 #define RAM_SAMPLE_LOW_LIMIT (G_GUINT64_CONSTANT (2) << 30)
 #define RTT_SAMPLES 20
+#define NO_UUID "00000000-0000-0000-0000-000000000000"
 
 static const char *const description
     = "Each SOURCE is a running QEMU (qmp:PATH, a monitor vmshift may use\n"
@@ -91,11 +92,14 @@ typedef struct
   char *name;
   char *uuid;
   guint64 ram_size;
-  double nonzero;        /* share of RAM pages that are not zero */
-  GArray *ram_rates;     /* double, bytes/s */
-  gboolean rate_pending; /* a calc-dirty-rate runs */
-  GPtrArray *found;      /* VmsDisk* */
-  GPtrArray *disks;      /* Disk* */
+  double nonzero;    /* share of RAM pages that are not zero */
+  GArray *ram_rates; /* double, bytes/s */
+  gboolean rate_pending;
+  double ram_dirty_rate; /* mean of the measurements, bytes/s */
+  double throughput;
+      /* what the model used, bytes/s */ /* a calc-dirty-rate runs */
+  GPtrArray *found;                      /* VmsDisk* */
+  GPtrArray *disks;                      /* Disk* */
   VmsEstimate estimate;
 } Vm;
 
@@ -248,8 +252,11 @@ map_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk, GError **error)
   struct nbd_handle *nbd = NULL;
   gboolean ok = FALSE;
   guint64 offset = 0;
+  gboolean server_started = FALSE;
 
-  if (!vms_export_server_start (vm->qmp, socket_path, error)
+  /* A server that is not ours (a sync or migrate of this VM) is refused
+   * by vms_export_server_start, and must then not be stopped. */
+  if (!(server_started = vms_export_server_start (vm->qmp, socket_path, error))
       || !vms_export_add (vm->qmp, disk->disk->node_name, export_name, NULL,
                           error))
     goto out;
@@ -298,7 +305,8 @@ out:
       nbd_shutdown (nbd, 0);
       nbd_close (nbd);
     }
-  vms_export_server_stop (vm->qmp, NULL);
+  if (server_started)
+    vms_export_server_stop (vm->qmp, NULL);
   return ok;
 }
 
@@ -385,16 +393,17 @@ sample_ram_rate (Vm *vm, guint calc_time_s)
       }
       vm->rate_pending = FALSE;
     }
-  {
-    g_autoptr (JsonObject) arguments = json_object_new ();
-    g_autoptr (JsonNode) reply = NULL;
+  if (calc_time_s > 0)
+    {
+      g_autoptr (JsonObject) arguments = json_object_new ();
+      g_autoptr (JsonNode) reply = NULL;
 
-    /* Page sampling: the dirty-bitmap mode kills QEMU 7.2 under TCG. */
-    json_object_set_int_member (arguments, "calc-time", calc_time_s);
-    json_object_set_string_member (arguments, "mode", "page-sampling");
-    reply = vms_qmp_execute (vm->qmp, "calc-dirty-rate", arguments, NULL);
-    vm->rate_pending = reply != NULL;
-  }
+      /* Page sampling: the dirty-bitmap mode kills QEMU 7.2 under TCG. */
+      json_object_set_int_member (arguments, "calc-time", calc_time_s);
+      json_object_set_string_member (arguments, "mode", "page-sampling");
+      reply = vms_qmp_execute (vm->qmp, "calc-dirty-rate", arguments, NULL);
+      vm->rate_pending = reply != NULL;
+    }
 }
 
 /* ---- bitmaps ---- */
@@ -551,7 +560,9 @@ observe (Estimate *estimate, GError **error)
               g_prefix_error (error, "VM %s: ", vm->address);
               return FALSE;
             }
-          sample_ram_rate (vm, MIN (options->interval_s, 60));
+          /* Each measurement takes 1 s, so the last one is read soon
+           * after the window. */
+          sample_ram_rate (vm, 1);
         }
       report_sample (estimate, elapsed);
       if (elapsed >= options->window_s)
@@ -648,6 +659,8 @@ predict (Estimate *estimate, double bandwidth)
           disks[i].seconds = (const double *)disk->seconds->data;
           disks[i].dirty = (const guint64 *)disk->dirty->data;
         }
+      vm->ram_dirty_rate = memory.dirty_rate;
+      vm->throughput = vm_link.throughput;
       vms_estimate_run (disks, vm->disks->len, &memory, &vm_link,
                         &estimate->params, &vm->estimate);
     }
@@ -713,6 +726,10 @@ build_result (Estimate *estimate, guint *order, double group_total)
       json_builder_add_int_value (b, vm->ram_size);
       MEMBER ("ram-nonzero-share");
       json_builder_add_double_value (b, vm->nonzero);
+      MEMBER ("ram-dirty-rate");
+      json_builder_add_double_value (b, vm->ram_dirty_rate);
+      MEMBER ("throughput");
+      json_builder_add_double_value (b, vm->throughput);
       MEMBER ("disks");
       json_builder_begin_array (b);
       for (guint i = 0; i < vm->disks->len; i++)
@@ -965,9 +982,13 @@ vms_estimate_load_prediction (const char *state_dir, const char *id,
           = json_object_get_string_member_with_default (vm, "vm-name", "");
       JsonObject *prediction = json_object_get_object_member (vm, "prediction");
 
+      /* QEMU reports an all-zero UUID for a VM started without -uuid:
+       * such VMs are told apart by name. */
+      gboolean by_uuid = *uuid && !g_str_equal (uuid, NO_UUID);
+
       if (!prediction
-          || !(*uuid ? g_str_equal (uuid, vm_uuid)
-                     : *name && g_str_equal (name, vm_name)))
+          || !(by_uuid ? g_str_equal (uuid, vm_uuid)
+                       : *name && g_str_equal (name, vm_name)))
         continue;
 #define NUMBER(object, member)                                                 \
   json_object_get_double_member_with_default (object, member, 0)
