@@ -97,9 +97,9 @@ typedef struct
   gboolean rate_pending;
   double ram_dirty_rate; /* mean of the measurements, bytes/s */
   double throughput;
-      /* what the model used, bytes/s */ /* a calc-dirty-rate runs */
-  GPtrArray *found;                      /* VmsDisk* */
-  GPtrArray *disks;                      /* Disk* */
+  /* what the model used, bytes/s */ /* a calc-dirty-rate runs */
+  GPtrArray *found;                  /* VmsDisk* */
+  GPtrArray *disks;                  /* Disk* */
   VmsEstimate estimate;
 } Vm;
 
@@ -947,7 +947,8 @@ check_options (Estimate *estimate, int argc, GError **error)
 gboolean
 vms_estimate_load_prediction (const char *state_dir, const char *id,
                               const char *vm_uuid, const char *vm_name,
-                              VmsPrediction *out, GError **error)
+                              const char *source, VmsPrediction *out,
+                              GError **error)
 {
   g_autofree char *file = g_strdup_printf ("estimate-%s.json", id);
   g_autofree char *path = g_build_filename (state_dir, file, NULL);
@@ -982,13 +983,20 @@ vms_estimate_load_prediction (const char *state_dir, const char *id,
           = json_object_get_string_member_with_default (vm, "vm-name", "");
       JsonObject *prediction = json_object_get_object_member (vm, "prediction");
 
-      /* QEMU reports an all-zero UUID for a VM started without -uuid:
-       * such VMs are told apart by name. */
-      gboolean by_uuid = *uuid && !g_str_equal (uuid, NO_UUID);
+      const char *address
+          = json_object_get_string_member_with_default (vm, "source", "");
+      gboolean match;
 
-      if (!prediction
-          || !(by_uuid ? g_str_equal (uuid, vm_uuid)
-                       : *name && g_str_equal (name, vm_name)))
+      /* QEMU reports an all-zero UUID for a VM started without -uuid:
+       * such VMs are told apart by name, and unnamed ones by the QMP
+       * address they were estimated at. */
+      if (*uuid && !g_str_equal (uuid, NO_UUID))
+        match = g_str_equal (uuid, vm_uuid);
+      else if (*name)
+        match = g_str_equal (name, vm_name);
+      else
+        match = g_str_equal (address, source);
+      if (!prediction || !match)
         continue;
 #define NUMBER(object, member)                                                 \
   json_object_get_double_member_with_default (object, member, 0)

@@ -370,7 +370,7 @@ preflight (Migrate *migrate, const char *source, GError **error)
     {
       if (!vms_estimate_load_prediction (
               options->base.state_dir, options->estimate, job->vm_uuid,
-              job->vm_name, &migrate->prediction, error))
+              job->vm_name, job->source, &migrate->prediction, error))
         return FALSE;
       migrate->predicted = TRUE;
       /* The estimate's best link configuration, unless told otherwise. */
