@@ -29,6 +29,8 @@ vms_estimate_params_init (VmsEstimateParams *params)
   params->round_overhead_s = 0.05;
   params->switchover_s = 0.05;
   params->setup_s = 1.0;
+  params->dirty_expire_s = 30.0;
+  params->host_flush_rate = 1e9;
 }
 
 const char *
@@ -202,6 +204,13 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
 
   memset (out, 0, sizeof *out);
   simulate_disks (disks, n_disks, NULL, throughput, params, out);
+  /* With the host's page cache between QEMU and the image (QEMU's
+   * default), up to dirty_expire_s of the guest's writes wait there, and
+   * stopping the VM writes them back: an fdatasync inside the downtime. */
+  if (params->host_flush_rate > 0)
+    for (guint i = 0; i < n_disks; i++)
+      out->stop_flush_s += disks[i].write_rate * params->dirty_expire_s
+                           / params->host_flush_rate;
   for (guint i = 0; i < n_disks; i++)
     {
       out->disk_write_rate += tail_slope (&disks[i]);
@@ -223,7 +232,7 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
   ram_left = simulate_memory (memory, throughput, params, out);
   out->final_bytes_pause
       = (guint64)dirty_all (disks, n_disks, last_round_s + out->memory_s);
-  out->downtime_pause_s = params->switchover_s
+  out->downtime_pause_s = params->switchover_s + out->stop_flush_s
                           + out->final_bytes_pause / throughput
                           + ram_left / throughput;
   out->total_pause_s = params->setup_s + out->background_s + out->rounds_s
@@ -236,8 +245,8 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
   mirror_bandwidth
       = MAX (throughput - out->disk_write_rate, throughput * MIN_MEMORY_SHARE);
   ram_left = simulate_memory (memory, mirror_bandwidth, params, &mirror);
-  out->downtime_mirror_s
-      = params->switchover_s + link->rtt_s + ram_left / mirror_bandwidth;
+  out->downtime_mirror_s = params->switchover_s + out->stop_flush_s
+                           + link->rtt_s + ram_left / mirror_bandwidth;
   out->total_mirror_s = params->setup_s + out->background_s + out->rounds_s
                         + out->catchup_s_mirror + mirror.memory_s
                         + out->downtime_mirror_s;

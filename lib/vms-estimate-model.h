@@ -23,6 +23,8 @@ typedef struct
   const double *seconds; /* when, since a fresh bitmap was added; ascending */
   const guint64 *dirty;  /* bytes that bitmap held then (distinct blocks:
                             a rewrite of the same block counts once) */
+  double write_rate;     /* bytes per second the guest writes, rewrites
+                            included (QEMU's blockstats); 0 if unknown */
 } VmsEstimateDisk;
 
 typedef struct
@@ -48,6 +50,11 @@ typedef struct
   double switchover_s;     /* fixed part of the downtime (QEMU stops,
                               flushes, the destination activates) */
   double setup_s;          /* fixed cost of a migration outside copying */
+  double dirty_expire_s;   /* the source host keeps written data this
+                              long in its page cache before writing it
+                              back (vm.dirty_expire_centisecs) */
+  double host_flush_rate;  /* bytes per second the source host writes its
+                              page cache back at */
   guint64 seed_capacity;   /* bytes of a seed device, 0: none */
   double seed_rate;        /* bytes per second to write or read it */
   double seed_shipping_s;  /* door to door */
@@ -86,6 +93,8 @@ typedef struct
   guint64 final_bytes_pause; /* last disk round inside the downtime */
   double catchup_s_mirror;   /* mirror: copying the bitmap behind the
                                 started mirror */
+  double stop_flush_s;       /* QEMU flushes the source's page cache when
+                                it stops the VM: in both downtimes */
   double downtime_pause_s;   /* predicted downtime, --final-sync pause */
   double downtime_mirror_s;  /* likewise, mirror */
   double total_pause_s;      /* whole migration, pause */

@@ -76,13 +76,15 @@ typedef struct
 
 typedef struct
 {
-  VmsDisk *disk;     /* as discovered (borrowed from the VM's list) */
-  char *bitmap;      /* temporary bitmap, NULL once removed */
-  guint64 allocated; /* not a hole */
-  guint64 data;      /* not a hole, not known zero */
-  double copy_rate;  /* bytes/s the copy engine moves it to the sink */
-  GArray *seconds;   /* double */
-  GArray *dirty;     /* guint64 */
+  VmsDisk *disk;         /* as discovered (borrowed from the VM's list) */
+  char *bitmap;          /* temporary bitmap, NULL once removed */
+  guint64 allocated;     /* not a hole */
+  guint64 data;          /* not a hole, not known zero */
+  double copy_rate;      /* bytes/s the copy engine moves it to the sink */
+  guint64 written_start; /* QEMU's wr_bytes when the window opened */
+  double write_rate;     /* bytes/s written over the window */
+  GArray *seconds;       /* double */
+  GArray *dirty;         /* guint64 */
 } Disk;
 
 typedef struct
@@ -497,6 +499,61 @@ sample_disks (Vm *vm, double seconds, GError **error)
 
 /* ---- observing ---- */
 
+/* Bytes the guest wrote to disk so far (query-blockstats wr_bytes), found
+ * by node name or by device id. */
+static guint64
+written_bytes (Vm *vm, Disk *disk)
+{
+  g_autoptr (JsonNode) reply
+      = vms_qmp_execute (vm->qmp, "query-blockstats", NULL, NULL);
+  g_autofree char *qdev = g_strdup_printf ("/peripheral/%s/", disk->disk->name);
+  JsonArray *entries;
+
+  if (!reply || !JSON_NODE_HOLDS_ARRAY (reply))
+    return 0;
+  entries = json_node_get_array (reply);
+  for (guint i = 0; i < json_array_get_length (entries); i++)
+    {
+      JsonObject *entry = json_array_get_object_element (entries, i);
+      JsonObject *stats;
+
+      if (!entry
+          || !(g_strcmp0 (json_object_get_string_member_with_default (
+                              entry, "node-name", NULL),
+                          disk->disk->node_name)
+                   == 0
+               || strstr (json_object_get_string_member_with_default (
+                              entry, "qdev", ""),
+                          qdev)))
+        continue;
+      stats = json_object_get_object_member (entry, "stats");
+      return stats ? json_object_get_int_member_with_default (stats, "wr_bytes",
+                                                              0)
+                   : 0;
+    }
+  return 0;
+}
+
+static void
+measure_writes (Estimate *estimate, gboolean at_start, double elapsed)
+{
+  for (guint v = 0; v < estimate->vms->len; v++)
+    {
+      Vm *vm = estimate->vms->pdata[v];
+
+      for (guint i = 0; i < vm->disks->len; i++)
+        {
+          Disk *disk = vm->disks->pdata[i];
+          guint64 now = written_bytes (vm, disk);
+
+          if (at_start)
+            disk->written_start = now;
+          else if (elapsed > 0 && now >= disk->written_start)
+            disk->write_rate = (now - disk->written_start) / elapsed;
+        }
+    }
+}
+
 static void
 report_sample (Estimate *estimate, double elapsed)
 {
@@ -532,6 +589,7 @@ observe (Estimate *estimate, GError **error)
 
   for (guint v = 0; v < estimate->vms->len; v++)
     sample_ram_rate (estimate->vms->pdata[v], 1);
+  measure_writes (estimate, TRUE, 0);
   for (;;)
     {
       gint64 next
@@ -566,7 +624,10 @@ observe (Estimate *estimate, GError **error)
         }
       report_sample (estimate, elapsed);
       if (elapsed >= options->window_s)
-        break;
+        {
+          measure_writes (estimate, FALSE, elapsed);
+          break;
+        }
     }
   /* A rate still being measured is read once more. */
   for (guint v = 0; v < estimate->vms->len; v++)
@@ -658,6 +719,7 @@ predict (Estimate *estimate, double bandwidth)
           disks[i].n_samples = disk->seconds->len;
           disks[i].seconds = (const double *)disk->seconds->data;
           disks[i].dirty = (const guint64 *)disk->dirty->data;
+          disks[i].write_rate = disk->write_rate;
         }
       vm->ram_dirty_rate = memory.dirty_rate;
       vm->throughput = vm_link.throughput;
@@ -747,6 +809,8 @@ build_result (Estimate *estimate, guint *order, double group_total)
           json_builder_add_int_value (b, disk->data);
           MEMBER ("copy-rate");
           json_builder_add_double_value (b, disk->copy_rate);
+          MEMBER ("write-rate");
+          json_builder_add_double_value (b, disk->write_rate);
           MEMBER ("dirty-samples");
           json_builder_begin_array (b);
           for (guint k = 0; k < disk->seconds->len; k++)
@@ -783,6 +847,8 @@ build_result (Estimate *estimate, guint *order, double group_total)
       json_builder_add_double_value (b, e->memory_s);
       MEMBER ("memory-converges");
       json_builder_add_boolean_value (b, e->memory_converges);
+      MEMBER ("stop-flush-seconds");
+      json_builder_add_double_value (b, e->stop_flush_s);
       MEMBER ("downtime-pause-seconds");
       json_builder_add_double_value (b, e->downtime_pause_s);
       MEMBER ("downtime-mirror-seconds");
@@ -934,6 +1000,14 @@ check_options (Estimate *estimate, int argc, GError **error)
     return FALSE;
   estimate->params.seed_rate = value;
   estimate->params.seed_shipping_s = options->seed_shipping_hours * 3600;
+  {
+    /* How long this host keeps written data in its page cache. */
+    g_autofree char *text = NULL;
+
+    if (g_file_get_contents ("/proc/sys/vm/dirty_expire_centisecs", &text, NULL,
+                             NULL))
+      estimate->params.dirty_expire_s = g_ascii_strtod (text, NULL) / 100;
+  }
   if (!options->id)
     options->id = g_strdup_printf ("%" G_GINT64_FORMAT,
                                    g_get_real_time () / G_USEC_PER_SEC);
