@@ -172,6 +172,8 @@ typedef struct
 {
   gint64 first;        /* monotonic time of the first progress report */
   guint64 first_bytes; /* bytes read by then */
+  gint64 last;         /* time of the latest progress report */
+  guint64 last_bytes;  /* bytes read by then */
   gint64 start;        /* monotonic */
   double limit_s;      /* stop after this long */
   volatile gint stop;
@@ -188,6 +190,10 @@ on_copy_probe_progress (const VmsCopyStats *stats, gpointer user_data)
       probe->first = g_get_monotonic_time ();
       probe->first_bytes = stats->bytes_read;
     }
+  /* Up to the latest report: the final drain, FLUSH and disconnect are
+   * not the copy's pace either. */
+  probe->last = g_get_monotonic_time ();
+  probe->last_bytes = stats->bytes_read;
 
   if ((g_get_monotonic_time () - probe->start) / 1e6 >= probe->limit_s)
     g_atomic_int_set (&probe->stop, 1);
@@ -228,11 +234,9 @@ copy_probe (Estimate *estimate, Disk *disk, const char *source_uri,
           "probing the copy of disk %s: ", disk->disk->name);
       return FALSE;
     }
-  elapsed
-      = (g_get_monotonic_time () - (probe.first ? probe.first : probe.start))
-        / 1e6;
-  disk->copy_rate = elapsed > 0 && stats.bytes_read > probe.first_bytes
-                        ? (stats.bytes_read - probe.first_bytes) / elapsed
+  elapsed = (probe.last - probe.first) / 1e6;
+  disk->copy_rate = elapsed > 0 && probe.last_bytes > probe.first_bytes
+                        ? (probe.last_bytes - probe.first_bytes) / elapsed
                         : 0;
   return TRUE;
 }

@@ -200,6 +200,20 @@ test_memory_passes (void **state)
   assert_near (e.downtime_pause_s, 0.15625, 1e-9, "RAM downtime");
   assert_true (e.memory_converges);
 
+  /* RAM that fits the downtime limit is still sent once while the guest
+   * runs: 50 MB at 1000 MB/s is a 0.05 s pass, after which only what
+   * was dirtied meanwhile (10 MB/s x 0.05 s) is left for the downtime. */
+  {
+    VmsEstimateMemory small = { 50 * MB, 10 * MB };
+    VmsEstimateLink fast = { 1000 * MB, 0 };
+
+    vms_estimate_run (NULL, 0, &small, &fast, &params, &e);
+    assert_int_equal (e.memory_passes, 1);
+    assert_near (e.memory_s, 0.05, 1e-9, "one pass");
+    assert_near (e.downtime_pause_s, 0.5 * MB / (1000 * MB), 1e-9,
+                 "RAM left");
+  }
+
   /* Dirtying faster than the link: never converges. */
   memory.dirty_rate = 150 * MB;
   vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
