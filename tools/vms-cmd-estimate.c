@@ -503,19 +503,17 @@ sample_disks (Vm *vm, double seconds, GError **error)
 
 /* ---- observing ---- */
 
-/* Bytes the guest wrote to disk so far (query-blockstats wr_bytes), found
- * by node name or by device id. */
+/* Bytes the guest wrote to disk so far, from a query-blockstats reply
+ * (wr_bytes), found by node name or by device id. */
 static guint64
-written_bytes (Vm *vm, Disk *disk)
+written_bytes (JsonNode *blockstats, Disk *disk)
 {
-  g_autoptr (JsonNode) reply
-      = vms_qmp_execute (vm->qmp, "query-blockstats", NULL, NULL);
   g_autofree char *qdev = g_strdup_printf ("/peripheral/%s/", disk->disk->name);
   JsonArray *entries;
 
-  if (!reply || !JSON_NODE_HOLDS_ARRAY (reply))
+  if (!blockstats || !JSON_NODE_HOLDS_ARRAY (blockstats))
     return 0;
-  entries = json_node_get_array (reply);
+  entries = json_node_get_array (blockstats);
   for (guint i = 0; i < json_array_get_length (entries); i++)
     {
       JsonObject *entry = json_array_get_object_element (entries, i);
@@ -544,11 +542,14 @@ measure_writes (Estimate *estimate, gboolean at_start, double elapsed)
   for (guint v = 0; v < estimate->vms->len; v++)
     {
       Vm *vm = estimate->vms->pdata[v];
+      /* One query answers for all the VM's disks. */
+      g_autoptr (JsonNode) blockstats
+          = vms_qmp_execute (vm->qmp, "query-blockstats", NULL, NULL);
 
       for (guint i = 0; i < vm->disks->len; i++)
         {
           Disk *disk = vm->disks->pdata[i];
-          guint64 now = written_bytes (vm, disk);
+          guint64 now = written_bytes (blockstats, disk);
 
           if (at_start)
             disk->written_start = now;

@@ -93,6 +93,20 @@ typedef struct
   char *tls_object;            /* id of the tls-creds object the mirror uses */
 } Migrate;
 
+/* No event seen yet, no figure from QEMU yet. */
+static void
+migrate_init (Migrate *migrate, MigrateOptions *options)
+{
+  memset (migrate, 0, sizeof *migrate);
+  migrate->rep.options = &options->base;
+  migrate->rep.stop = &stop_requested;
+  migrate->options = options;
+  migrate->stop_us = -1;
+  migrate->resume_us = -1;
+  migrate->loaded_us = -1;
+  migrate->qemu_downtime_ms = -1;
+}
+
 static void
 handle_stop_signal (int signal_number)
 {
@@ -388,13 +402,9 @@ preflight (Migrate *migrate, const char *source, GError **error)
   /* A mirror of an earlier attempt (its vmshift killed) may still run and
    * have left live ranges: stop it, then forget them, or the plain writes
    * of this attempt would be dropped. */
-  if (!stop_mirrors (migrate, error))
-    return FALSE;
-  for (guint i = 0; i < job->disks->len; i++)
-    if (!vms_replicate_sink_open (&migrate->rep, job->disks->pdata[i],
-                                  "live-reset", FALSE, error))
-      return FALSE;
-  return TRUE;
+  return stop_mirrors (migrate, error)
+         && vms_replicate_sink_open_all (&migrate->rep, "live-reset", FALSE,
+                                         error);
 }
 
 /* ---- mirror ---- */
@@ -731,18 +741,6 @@ memory_precopy (Migrate *migrate, GError **error)
 /* ---- switchover ---- */
 
 static gboolean
-flush_replicas (Migrate *migrate, GError **error)
-{
-  VmsJob *job = migrate->rep.job;
-
-  for (guint i = 0; i < job->disks->len; i++)
-    if (!vms_replicate_sink_open (&migrate->rep, job->disks->pdata[i], NULL,
-                                  TRUE, error))
-      return FALSE;
-  return TRUE;
-}
-
-static gboolean
 switchover (Migrate *migrate, GError **error)
 {
   /* QEMU holds the source paused here: no guest write can happen. */
@@ -755,16 +753,15 @@ switchover (Migrate *migrate, GError **error)
     {
       /* Every guest write completed only after the sink acknowledged it;
        * one FLUSH makes them all durable. */
-      if (!check_mirrors (migrate, error) || !flush_replicas (migrate, error))
+      if (!check_mirrors (migrate, error)
+          || !vms_replicate_sink_open_all (&migrate->rep, NULL, TRUE, error))
         return FALSE;
       /* The destination may reach its disks through the sink's plain
        * export: from now on its writes are the newest and must not be
        * dropped for ranges the mirror wrote. */
-      for (guint i = 0; i < migrate->rep.job->disks->len; i++)
-        if (!vms_replicate_sink_open (&migrate->rep,
-                                      migrate->rep.job->disks->pdata[i],
-                                      "live-reset", FALSE, error))
-          return FALSE;
+      if (!vms_replicate_sink_open_all (&migrate->rep, "live-reset", FALSE,
+                                        error))
+        return FALSE;
     }
   if (g_atomic_int_get (&stop_requested))
     return stop_error (error);
@@ -846,19 +843,15 @@ wait_destination (Migrate *migrate, GError **error)
 static gboolean
 commit (Migrate *migrate, GError **error)
 {
-  VmsJob *job = migrate->rep.job;
-
-  for (guint i = 0; i < job->disks->len; i++)
-    if (!vms_replicate_sink_open (&migrate->rep, job->disks->pdata[i], "commit",
-                                  FALSE, error))
-      {
-        g_prefix_error (error,
-                        "the destination runs, but marking the "
-                        "replicas complete failed (run 'vmshift migrate "
-                        "--resume %s' to finish): ",
-                        job->id);
-        return FALSE;
-      }
+  if (!vms_replicate_sink_open_all (&migrate->rep, "commit", FALSE, error))
+    {
+      g_prefix_error (error,
+                      "the destination runs, but marking the "
+                      "replicas complete failed (run 'vmshift migrate "
+                      "--resume %s' to finish): ",
+                      migrate->rep.job->id);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -1245,13 +1238,7 @@ vms_cmd_migrate (int argc, char **argv)
       = { .base.rounds = -1,
           .max_downtime_ms = DEFAULT_MAX_DOWNTIME_MS,
           .switchover_timeout_s = DEFAULT_SWITCHOVER_TIMEOUT_S };
-  Migrate migrate
-      = { .rep = { .options = &options.base, .stop = &stop_requested },
-          .options = &options,
-          .stop_us = -1,
-          .resume_us = -1,
-          .loaded_us = -1,
-          .qemu_downtime_ms = -1 };
+  Migrate migrate;
   g_autofree GOptionEntry *copy_entries
       = vms_replicate_option_entries (&options.base);
   const GOptionEntry entries[] = {
@@ -1293,6 +1280,7 @@ vms_cmd_migrate (int argc, char **argv)
   int stopped_in = -1;
   int status = VMS_EXIT_OK;
 
+  migrate_init (&migrate, &options);
   context = g_option_context_new ("[SOURCE] --dest-qmp ADDRESS --dest-uri URI "
                                   "--sink URI");
   g_option_context_set_summary (context,
@@ -1484,14 +1472,7 @@ static gboolean
 roll_back_orphan (const char *state_dir, VmsJob *job, GError **error)
 {
   MigrateOptions options = { .base.state_dir = (char *)state_dir };
-  Migrate migrate
-      = { .rep
-          = { .options = &options.base, .stop = &stop_requested, .job = job },
-          .options = &options,
-          .stop_us = -1,
-          .resume_us = -1,
-          .loaded_us = -1,
-          .qemu_downtime_ms = -1 };
+  Migrate migrate;
   int state = vms_migrate_state_parse (job->migration->state);
   g_autofree char *socket_name = g_strconcat (job->id, ".nbd", NULL);
   g_autoptr (GError) cause
@@ -1501,6 +1482,8 @@ roll_back_orphan (const char *state_dir, VmsJob *job, GError **error)
   g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_TEXT);
   gboolean ok = FALSE;
 
+  migrate_init (&migrate, &options);
+  migrate.rep.job = job;
   migrate.rep.progress = progress;
   vms_migrate_final_sync_parse (job->migration->final_sync, &migrate.mode);
   migrate.state = state >= 0 ? state : VMS_MIGRATE_PREFLIGHT;

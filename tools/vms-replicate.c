@@ -163,6 +163,17 @@ vms_replicate_sink_open (VmsReplicate *rep, VmsJobDisk *disk,
   return TRUE;
 }
 
+gboolean
+vms_replicate_sink_open_all (VmsReplicate *rep, const char *suffix,
+                             gboolean flush, GError **error)
+{
+  for (guint i = 0; i < rep->job->disks->len; i++)
+    if (!vms_replicate_sink_open (rep, rep->job->disks->pdata[i], suffix, flush,
+                                  error))
+      return FALSE;
+  return TRUE;
+}
+
 /* Make sure the replica exists with the disk's size (creates it over NBD:
  * the sink needs no shell). */
 static gboolean

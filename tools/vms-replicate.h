@@ -102,6 +102,10 @@ gboolean vms_replicate_sink_open (VmsReplicate *rep, VmsJobDisk *disk,
                                   const char *suffix, gboolean flush,
                                   GError **error);
 
+/* The same for every disk of the job, stopping at the first failure. */
+gboolean vms_replicate_sink_open_all (VmsReplicate *rep, const char *suffix,
+                                      gboolean flush, GError **error);
+
 /* Open a new job (or the one --resume names) for the QEMU at rep->qmp:
  * disks discovered, checked against a resumed job, state saved. */
 gboolean vms_replicate_open_job (VmsReplicate *rep, const char *source,

@@ -469,6 +469,17 @@ test_sink_killed_in_final_round (void **state)
   resume_to_paused_destination (fixture, "killsink");
 }
 
+/* Run vmshift abort JOB on the fixture's state directory. */
+static void
+run_abort (Fixture *fixture, const char *job, VmsTestRun *run)
+{
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+
+  vms_test_run_capture (run, NULL, NULL, vmshift, "abort", job, state_arg,
+                        NULL);
+}
+
 /* vmshift abort mid-way, in mirror mode: the migration rolls back, the
  * mirror's live ranges are forgotten at the sink (or the rounds of the
  * resumed run would be dropped there), and --resume finishes. */
@@ -477,8 +488,6 @@ test_abort_then_resume (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) first = NULL;
-  g_autofree char *state_arg
-      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
 
   fixture->prefix = "a";
   create_replicas (fixture);
@@ -489,8 +498,7 @@ test_abort_then_resume (void **state)
   {
     g_auto (VmsTestRun) abort_run = { 0 };
 
-    vms_test_run_capture (&abort_run, NULL, NULL, vmshift, "abort", "aborted",
-                          state_arg, NULL);
+    run_abort (fixture, "aborted", &abort_run);
     if (abort_run.status != 0)
       fail_msg ("vmshift abort exited %d: %s", abort_run.status, abort_run.err);
     assert_non_null (strstr (abort_run.out, "rolled-back"));
@@ -502,8 +510,7 @@ test_abort_then_resume (void **state)
   {
     g_auto (VmsTestRun) again = { 0 };
 
-    vms_test_run_capture (&again, NULL, NULL, vmshift, "abort", "aborted",
-                          state_arg, NULL);
+    run_abort (fixture, "aborted", &again);
     assert_int_equal (again.status, 1);
     assert_non_null (strstr (again.err, "not being migrated"));
   }
@@ -518,8 +525,6 @@ test_kill9_of_vmshift_then_abort (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) first = NULL;
-  g_autofree char *state_arg
-      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
   g_auto (VmsTestRun) abort_run = { 0 };
 
   fixture->prefix = "x";
@@ -531,8 +536,7 @@ test_kill9_of_vmshift_then_abort (void **state)
   kill (first->pid, SIGKILL);
   vms_test_command_wait (first);
 
-  vms_test_run_capture (&abort_run, NULL, NULL, vmshift, "abort", "orphan",
-                        state_arg, NULL);
+  run_abort (fixture, "orphan", &abort_run);
   if (abort_run.status != 0)
     fail_msg ("vmshift abort exited %d: %s", abort_run.status, abort_run.err);
   assert_non_null (strstr (abort_run.err, "is gone; rolling back"));
