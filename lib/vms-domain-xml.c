@@ -75,7 +75,14 @@ static void G_GNUC_PRINTF (2, 3)
 static void
 scope_enter (ErrorScope *scope)
 {
-  xmlInitParser ();
+  static gsize initialised = 0;
+
+  /* libxml2 2.9 wants one first xmlInitParser before threads use it. */
+  if (g_once_init_enter (&initialised))
+    {
+      xmlInitParser ();
+      g_once_init_leave (&initialised, 1);
+    }
   scope->old_structured = xmlStructuredError;
   scope->old_structured_context = xmlStructuredErrorContext;
   scope->old_generic = xmlGenericError;
