@@ -715,10 +715,18 @@ handshake (VmsQmp *qmp, GError **error)
 VmsQmp *
 vms_qmp_new_for_fd (int fd, guint timeout_ms, GError **error)
 {
+  g_autofree char *name = g_strdup_printf ("fd %d", fd);
+
+  return vms_qmp_new_for_fd_named (fd, name, timeout_ms, error);
+}
+
+VmsQmp *
+vms_qmp_new_for_fd_named (int fd, const char *name, guint timeout_ms,
+                          GError **error)
+{
   g_autoptr (GSocket) socket = NULL;
   g_autoptr (VmsQmp) qmp = NULL;
   g_autoptr (GError) socket_error = NULL;
-  g_autofree char *name = g_strdup_printf ("fd %d", fd);
 
   socket = g_socket_new_from_fd (fd, &socket_error);
   if (!socket)

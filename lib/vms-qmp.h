@@ -38,6 +38,9 @@ VmsQmp *vms_qmp_connect (const char *address, guint timeout_ms,
 
 /* The same over a connected socket (fd is taken, also on failure). */
 VmsQmp *vms_qmp_new_for_fd (int fd, guint timeout_ms, GError **error);
+/* The same, called name in messages ("QEMU at NAME did not answer"). */
+VmsQmp *vms_qmp_new_for_fd_named (int fd, const char *name, guint timeout_ms,
+                                  GError **error);
 
 void vms_qmp_free (VmsQmp *qmp);
 
