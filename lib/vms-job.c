@@ -80,6 +80,8 @@ migration_free (VmsJobMigration *migration)
   g_free (migration->final_sync);
   g_free (migration->state);
   g_free (migration->last_error);
+  if (migration->libvirt)
+    json_object_unref (migration->libvirt);
   g_free (migration);
 }
 
@@ -225,6 +227,14 @@ serialise (const VmsJob *job)
       put_string (builder, "last-error", migration->last_error);
       put_int (builder, "pid", migration->pid);
       put_int (builder, "attempts", migration->attempts);
+      if (migration->libvirt)
+        {
+          JsonNode *node = json_node_new (JSON_NODE_OBJECT);
+
+          json_node_set_object (node, migration->libvirt);
+          json_builder_set_member_name (builder, "libvirt");
+          json_builder_add_value (builder, node);
+        }
       json_builder_end_object (builder);
     }
   json_builder_end_object (builder);
@@ -422,6 +432,14 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
                                                     TRUE));
       migration->pid = get_int (&part, "pid");
       migration->attempts = get_int (&part, "attempts");
+      if (json_object_has_member (part.object, "libvirt"))
+        {
+          JsonNode *libvirt = json_object_get_member (part.object, "libvirt");
+
+          if (!JSON_NODE_HOLDS_OBJECT (libvirt))
+            goto corrupt;
+          migration->libvirt = json_object_ref (json_node_get_object (libvirt));
+        }
       if (!part.ok)
         goto corrupt;
     }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 G_BEGIN_DECLS
 
@@ -65,6 +66,7 @@ typedef struct
   char *last_error;   /* why the last attempt rolled back, or NULL */
   gint64 pid;         /* vmshift process running it, 0 when none */
   guint attempts;     /* migrate runs on this job */
+  JsonObject *libvirt;/* the libvirt backend's settings, or NULL (QMP) */
 } VmsJobMigration;
 
 typedef struct
