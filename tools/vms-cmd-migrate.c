@@ -9,6 +9,10 @@
 #include "vms-migration.h"
 #include "vms-mirror.h"
 #include "vms-replicate.h"
+#include "vms-config.h"
+#if VMS_HAVE_LIBVIRT
+#include "vms-libvirt-migrate.h"
+#endif
 
 #include <errno.h>
 #include <signal.h>
@@ -50,7 +54,15 @@ static const char *const description
       "failure before that, Ctrl-C or 'vmshift abort JOB' cancels the\n"
       "migration: the source VM keeps running, the replicas stay incomplete\n"
       "and 'vmshift migrate --resume JOB' goes on without sending again what\n"
-      "the sink already holds.  --resume also takes a job of 'vmshift sync'.\n";
+      "the sink already holds.  --resume also takes a job of 'vmshift sync'.\n"
+      "\n"
+      "With --connect URI, DOMAIN is a libvirt domain and DESTURI the\n"
+      "destination libvirt, as for 'virsh migrate': vmshift copies the\n"
+      "disks to the sink on the destination host and keeps them in sync\n"
+      "with the mirror, then libvirt migrates the domain with every disk\n"
+      "pointing at its replica (in --replica-dir).  Install\n"
+      "vmshift-libvirt-hook on the destination to let it point the disks\n"
+      "at the replicas where its sink keeps them.\n";
 
 static volatile gint stop_requested;
 
@@ -68,6 +80,17 @@ typedef struct
   gboolean suspend;         /* --suspend: leave the destination paused */
   int memory_timeout_s;     /* --memory-timeout, 0: none */
   char *estimate;           /* --estimate ID */
+  /* The libvirt backend, as virsh migrate names them. */
+  char *connect;            /* --connect URI: DOMAIN and DESTURI follow */
+  gboolean live;            /* --live: the only kind; accepted */
+  gboolean p2p;             /* --p2p */
+  gboolean persistent;      /* --persistent */
+  gboolean undefine_source; /* --undefinesource */
+  gboolean verbose;         /* --verbose */
+  int timeout_s;            /* --timeout */
+  char *migrate_uri;        /* --migrateuri */
+  char *dname;              /* --dname */
+  char *replica_dir;        /* --replica-dir */
 } MigrateOptions;
 
 typedef struct
@@ -91,6 +114,11 @@ typedef struct
   VmsPrediction prediction;    /* from --estimate */
   gboolean predicted;          /* prediction holds one */
   char *tls_object;            /* id of the tls-creds object the mirror uses */
+#if VMS_HAVE_LIBVIRT
+  VmsLibvirtMigration *libvirt; /* the libvirt backend, NULL over QMP */
+#else
+  gpointer libvirt;             /* always NULL */
+#endif
 } Migrate;
 
 /* No event seen yet, no figure from QEMU yet. */
@@ -360,8 +388,21 @@ preflight (Migrate *migrate, const char *source, GError **error)
   VmsJob *job;
   VmsJobMigration *part;
 
-  if (!check_run_states (migrate, error) || !check_versions (migrate, error)
-      || !vms_replicate_open_job (&migrate->rep, source, error))
+#if VMS_HAVE_LIBVIRT
+  if (migrate->libvirt)
+    {
+      /* libvirt checks versions, machine and run states itself, and the
+       * destination domain does not exist before libvirt's migration. */
+      migrate->source_was_running = migrate->libvirt->was_running;
+      if (!vms_libvirt_migration_preflight (migrate->libvirt, error)
+          || !vms_replicate_open_job (&migrate->rep, source, error))
+        return FALSE;
+      vms_libvirt_migration_save (migrate->libvirt, migrate->rep.job);
+    }
+  else
+#endif
+    if (!check_run_states (migrate, error) || !check_versions (migrate, error)
+        || !vms_replicate_open_job (&migrate->rep, source, error))
     return FALSE;
   job = migrate->rep.job;
   part = vms_job_get_migration (job);
@@ -396,7 +437,8 @@ preflight (Migrate *migrate, const char *source, GError **error)
             = MIN (migrate->prediction.request_size, VMS_COPY_MAX_REQUEST_SIZE);
     }
   job->phase = VMS_JOB_PHASE_MIGRATING;
-  if (!vms_job_save (job, error) || !check_destination_disks (migrate, error)
+  if (!vms_job_save (job, error)
+      || (!migrate->libvirt && !check_destination_disks (migrate, error))
       || !vms_replicate_start (&migrate->rep, error))
     return FALSE;
   /* A mirror of an earlier attempt (its vmshift killed) may still run and
@@ -720,11 +762,88 @@ wait_migration (Migrate *migrate, VmsMigrationStatus wanted, gint64 timeout_s,
     }
 }
 
+#if VMS_HAVE_LIBVIRT
+/* libvirt migrates memory, switches over and starts the destination in
+ * one call; vmshift watches the mirror and the stop requests meanwhile. */
+static gboolean
+libvirt_migrate (Migrate *migrate, GError **error)
+{
+  VmsLibvirtMigration *libvirt = migrate->libvirt;
+  gint64 deadline
+      = migrate->options->memory_timeout_s > 0
+            ? g_get_monotonic_time ()
+                  + migrate->options->memory_timeout_s * G_USEC_PER_SEC
+            : G_MAXINT64;
+
+  libvirt->bandwidth = migrate->bandwidth;
+  libvirt->max_downtime_ms = migrate->options->max_downtime_ms;
+  libvirt->auto_converge = migrate->options->auto_converge;
+  libvirt->parallel = migrate->options->multifd_channels;
+  if (!vms_libvirt_migration_start (libvirt, migrate->rep.job, error))
+    return FALSE;
+  migrate->migration_started = TRUE;
+  for (;;)
+    {
+      gboolean finished = FALSE;
+      g_autoptr (GError) watch_error = NULL;
+
+      if (!vms_libvirt_migration_poll (libvirt, migrate->rep.progress,
+                                       &finished, error))
+        {
+          /* Failed as libvirt says, unless the domain moved after all:
+           * then it must not run twice. */
+          if (!vms_libvirt_migration_source_active (libvirt)
+              && vms_libvirt_migration_destination_runs (libvirt))
+            {
+              g_clear_error (error);
+              return TRUE;
+            }
+          return FALSE;
+        }
+      if (finished)
+        {
+          migrate->ram_bytes = libvirt->memory_bytes;
+          migrate->qemu_downtime_ms = libvirt->downtime_ms;
+          return TRUE;
+        }
+      if (g_atomic_int_get (&stop_requested))
+        {
+          vms_libvirt_migration_abort (libvirt);
+          if (!vms_libvirt_migration_source_active (libvirt))
+            return TRUE; /* too late: it moved */
+          return stop_error (error);
+        }
+      if (!check_mirrors (migrate, &watch_error)
+          || g_get_monotonic_time () > deadline)
+        {
+          vms_libvirt_migration_abort (libvirt);
+          if (!vms_libvirt_migration_source_active (libvirt))
+            return TRUE;
+          if (watch_error)
+            g_propagate_error (error, g_steal_pointer (&watch_error));
+          else
+            g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_TIMEOUT,
+                         "libvirt's migration did not end within "
+                         "--memory-timeout %d s",
+                         migrate->options->memory_timeout_s);
+          return FALSE;
+        }
+      /* The STOP event tells when the source paused. */
+      vms_qmp_wait_event (migrate->rep.qmp, "MIGRATION", POLL_INTERVAL_MS,
+                          NULL, NULL, NULL, NULL);
+    }
+}
+#endif
+
 static gboolean
 memory_precopy (Migrate *migrate, GError **error)
 {
   const char *uri = vms_job_get_migration (migrate->rep.job)->dest_uri;
 
+#if VMS_HAVE_LIBVIRT
+  if (migrate->libvirt)
+    return libvirt_migrate (migrate, error);
+#endif
   if (!setup_memory_migration (migrate, error)
       || !vms_migration_incoming (migrate->dest, uri, error))
     return FALSE;
@@ -743,6 +862,9 @@ memory_precopy (Migrate *migrate, GError **error)
 static gboolean
 switchover (Migrate *migrate, GError **error)
 {
+  /* libvirt did it; the mirror kept the replicas exact through it. */
+  if (migrate->libvirt)
+    return TRUE;
   /* QEMU holds the source paused here: no guest write can happen. */
   if (migrate->mode == VMS_MIGRATE_FINAL_PAUSE)
     {
@@ -776,6 +898,25 @@ wait_destination (Migrate *migrate, GError **error)
       = g_get_monotonic_time ()
         + migrate->options->switchover_timeout_s * (gint64)G_USEC_PER_SEC;
 
+#if VMS_HAVE_LIBVIRT
+  if (migrate->libvirt)
+    {
+      /* libvirt returned once the destination resumed the domain. */
+      while (!vms_libvirt_migration_destination_runs (migrate->libvirt))
+        {
+          if (g_get_monotonic_time () > deadline)
+            {
+              g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_TIMEOUT,
+                           "libvirt migrated the domain, but it does not "
+                           "run at %s",
+                           migrate->libvirt->dest_uri);
+              return FALSE;
+            }
+          g_usleep (100 * 1000);
+        }
+      return TRUE;
+    }
+#endif
   if (!wait_migration (migrate, VMS_MIGRATION_COMPLETED,
                        migrate->options->switchover_timeout_s, error))
     return FALSE;
@@ -862,6 +1003,24 @@ cleanup (Migrate *migrate, GError **error)
 {
   VmsJob *job = migrate->rep.job;
 
+#if VMS_HAVE_LIBVIRT
+  /* libvirt ended the source QEMU, and with it the mirror, the NBD server
+   * and the in-memory bitmaps. */
+  if (migrate->libvirt
+      && !vms_libvirt_migration_source_active (migrate->libvirt))
+    {
+      for (guint i = 0; i < job->disks->len; i++)
+        {
+          VmsJobDisk *disk = job->disks->pdata[i];
+
+          g_clear_pointer (&disk->copying_bitmap, g_free);
+          g_clear_pointer (&disk->recording_bitmap, g_free);
+        }
+      job->phase = VMS_JOB_PHASE_MIGRATED;
+      job->migration->pid = 0;
+      return vms_job_save (job, error);
+    }
+#endif
   if (migrate->mode == VMS_MIGRATE_FINAL_MIRROR
       && !stop_mirrors (migrate, error))
     return FALSE;
@@ -894,6 +1053,10 @@ destination_runs (Migrate *migrate)
 {
   g_autofree char *state = NULL;
 
+#if VMS_HAVE_LIBVIRT
+  if (migrate->libvirt)
+    return vms_libvirt_migration_destination_runs (migrate->libvirt);
+#endif
   if (!migrate->dest || !vms_qmp_is_connected (migrate->dest))
     return FALSE;
   state = vms_migration_run_state (migrate->dest, NULL);
@@ -915,6 +1078,33 @@ roll_back (Migrate *migrate, const GError *cause, GError **error)
   /* A rollback interrupted earlier is simply done again. */
   if (migrate->state != VMS_MIGRATE_ROLLBACK)
     move_to (migrate, VMS_MIGRATE_ROLLBACK, NULL);
+#if VMS_HAVE_LIBVIRT
+  if (migrate->libvirt)
+    {
+      VmsLibvirtMigration *libvirt = migrate->libvirt;
+
+      if (undo & VMS_MIGRATE_UNDO_CANCEL_MIGRATION)
+        vms_libvirt_migration_abort (libvirt);
+      undo &= ~VMS_MIGRATE_UNDO_CANCEL_MIGRATION;
+      if (!vms_libvirt_migration_source_active (libvirt))
+        {
+          /* Never run both: whoever holds the domain now keeps it. */
+          if (destination_runs (migrate))
+            g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                         "the destination runs the domain: not rolling "
+                         "back; 'vmshift migrate --resume %s' marks the "
+                         "replicas complete",
+                         job ? job->id : "JOB");
+          else
+            g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                         "the source domain %s is no longer active and the "
+                         "destination does not run it: check both hosts "
+                         "('virsh list --all')",
+                         libvirt->domain_name);
+          return FALSE;
+        }
+    }
+#endif
   if (source && !vms_qmp_is_connected (source))
     {
       g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_DISCONNECTED,
@@ -964,6 +1154,14 @@ roll_back (Migrate *migrate, const GError *cause, GError **error)
     }
   if ((undo & VMS_MIGRATE_UNDO_STOP_MIRROR) && source && job)
     stop_mirrors (migrate, NULL);
+#if VMS_HAVE_LIBVIRT
+  if ((undo & VMS_MIGRATE_UNDO_RESUME_SOURCE) && migrate->libvirt)
+    {
+      /* Through libvirt, so that it knows the domain runs. */
+      source_ok = vms_libvirt_migration_resume_source (migrate->libvirt, error);
+      undo &= ~VMS_MIGRATE_UNDO_RESUME_SOURCE;
+    }
+#endif
   if ((undo & VMS_MIGRATE_UNDO_RESUME_SOURCE) && source
       && migrate->source_was_running)
     {
@@ -1014,6 +1212,10 @@ connect_destination (Migrate *migrate, GError **error)
 {
   const char *address = migrate->options->dest_qmp;
 
+#if VMS_HAVE_LIBVIRT
+  if (migrate->libvirt)
+    return vms_libvirt_migration_connect_destination (migrate->libvirt, error);
+#endif
   if (!address && migrate->rep.job && migrate->rep.job->migration)
     address = migrate->rep.job->migration->dest_qmp;
   if (!address)
@@ -1111,15 +1313,25 @@ report (Migrate *migrate)
   gint64 downtime_ms = migrate->stop_us >= 0 && ready_us >= 0
                            ? (ready_us - migrate->stop_us) / 1000
                            : -1;
-  g_autofree char *background
-      = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_BACKGROUND]);
+  g_autofree char *background = NULL;
   g_autofree char *rounds
       = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_ROUNDS]);
   g_autofree char *final
       = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_FINAL]);
   g_autofree char *ram = vms_format_size (migrate->ram_bytes);
-  g_autofree char *downtime_text
-      = downtime_ms >= 0
+  g_autofree char *downtime_text = NULL;
+
+  /* libvirt tells the downtime QEMU measured; its events for the
+   * destination are not ours to watch. */
+  if (migrate->libvirt)
+    downtime_ms = migrate->qemu_downtime_ms;
+  background = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_BACKGROUND]);
+  downtime_text
+      = migrate->libvirt && downtime_ms >= 0
+            ? g_strdup_printf ("%" G_GINT64_FORMAT " ms (libvirt's "
+                               "statistics of the completed job)",
+                               downtime_ms)
+        : downtime_ms >= 0
             ? g_strdup_printf ("%" G_GINT64_FORMAT " ms from the source's "
                                "STOP to %s",
                                downtime_ms,
@@ -1178,7 +1390,68 @@ check_arguments (Migrate *migrate, int argc, GError **error)
   MigrateOptions *options = migrate->options;
   VmsReplicateOptions *base = &options->base;
 
-  if (base->resume ? argc > 2 : argc != 2)
+  if (options->connect)
+    {
+#if !VMS_HAVE_LIBVIRT
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                   "this vmshift was built without libvirt: --connect is "
+                   "not available");
+      return FALSE;
+#endif
+      if (base->resume ? argc > 1 : argc != 3)
+        {
+          g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                       "expected --connect URI DOMAIN DESTURI --sink URI, "
+                       "or --resume JOB (see 'vmshift migrate --help')");
+          return FALSE;
+        }
+      if (!base->resume && !base->sink)
+        {
+          g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                       "--sink is required: the sink on the destination "
+                       "host that receives the disks");
+          return FALSE;
+        }
+      if (options->dest_qmp || options->dest_uri)
+        {
+          g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                       "--dest-qmp and --dest-uri drive QEMU "
+                       "directly; with --connect libvirt starts the "
+                       "destination (use --migrateuri for where memory "
+                       "goes)");
+          return FALSE;
+        }
+      if (options->final_sync && !g_str_equal (options->final_sync, "mirror"))
+        {
+          g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                       "--final-sync %s is not possible with --connect: "
+                       "libvirt drives the switchover and does not let "
+                       "vmshift hold the source paused before it, so only "
+                       "mirror keeps the replicas exact",
+                       options->final_sync);
+          return FALSE;
+        }
+      migrate->mode = VMS_MIGRATE_FINAL_MIRROR;
+    }
+  else if (options->p2p || options->persistent || options->undefine_source
+           || options->timeout_s || options->migrate_uri || options->dname
+           || options->replica_dir || options->verbose)
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                   "--p2p, --persistent, --undefinesource, --timeout, "
+                   "--migrateuri, --dname, --replica-dir and --verbose "
+                   "are for libvirt domains: give --connect URI");
+      return FALSE;
+    }
+  if (options->timeout_s < 0)
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                   "--timeout is at least 0");
+      return FALSE;
+    }
+  if (options->connect)
+    ;
+  else if (base->resume ? argc > 2 : argc != 2)
     {
       g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
                    "expected SOURCE --dest-qmp ADDRESS --dest-uri URI --sink "
@@ -1229,6 +1502,10 @@ options_clear (MigrateOptions *options)
   g_clear_pointer (&options->final_sync, g_free);
   g_clear_pointer (&options->bandwidth, g_free);
   g_clear_pointer (&options->estimate, g_free);
+  g_clear_pointer (&options->connect, g_free);
+  g_clear_pointer (&options->migrate_uri, g_free);
+  g_clear_pointer (&options->dname, g_free);
+  g_clear_pointer (&options->replica_dir, g_free);
 }
 
 int
@@ -1269,6 +1546,31 @@ vms_cmd_migrate (int argc, char **argv)
       &options.switchover_timeout_s,
       "Roll back if the destination does not run within S s (default 300)",
       "S" },
+    { "connect", 'c', 0, G_OPTION_ARG_STRING, &options.connect,
+      "The source libvirt: migrate DOMAIN to DESTURI through libvirt",
+      "URI" },
+    { "live", 0, 0, G_OPTION_ARG_NONE, &options.live,
+      "Live migration (the default and only kind)", NULL },
+    { "p2p", 0, 0, G_OPTION_ARG_NONE, &options.p2p,
+      "Peer-to-peer: the source libvirtd connects to DESTURI itself", NULL },
+    { "persistent", 0, 0, G_OPTION_ARG_NONE, &options.persistent,
+      "Define the domain at the destination for good", NULL },
+    { "undefinesource", 0, 0, G_OPTION_ARG_NONE, &options.undefine_source,
+      "Undefine the domain at the source once migrated", NULL },
+    { "verbose", 0, 0, G_OPTION_ARG_NONE, &options.verbose,
+      "Report libvirt's migration progress at every tick", NULL },
+    { "timeout", 0, 0, G_OPTION_ARG_INT, &options.timeout_s,
+      "Suspend the domain if libvirt's migration takes more than S s", "S" },
+    { "migrateuri", 0, 0, G_OPTION_ARG_STRING, &options.migrate_uri,
+      "Where memory goes, e.g. tcp://10.0.0.2 (libvirt's default: the "
+      "destination's host name)",
+      "URI" },
+    { "dname", 0, 0, G_OPTION_ARG_STRING, &options.dname,
+      "The domain's name at the destination", "NAME" },
+    { "replica-dir", 0, 0, G_OPTION_ARG_FILENAME, &options.replica_dir,
+      "The sink's directory on the destination host (default "
+      "/var/lib/vmshift/replicas; the destination's hook may correct it)",
+      "DIR" },
     G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) context = NULL;
@@ -1281,8 +1583,9 @@ vms_cmd_migrate (int argc, char **argv)
   int status = VMS_EXIT_OK;
 
   migrate_init (&migrate, &options);
-  context = g_option_context_new ("[SOURCE] --dest-qmp ADDRESS --dest-uri URI "
-                                  "--sink URI");
+  context = g_option_context_new (
+      "[SOURCE] --dest-qmp ADDRESS --dest-uri URI --sink URI | --connect URI "
+      "DOMAIN DESTURI --sink URI");
   g_option_context_set_summary (context,
                                 "Live-migrate a running QEMU VM with its "
                                 "disks; roll back on any failure before "
@@ -1306,7 +1609,14 @@ vms_cmd_migrate (int argc, char **argv)
   sigaction (SIGINT, &action, NULL);
   sigaction (SIGTERM, &action, NULL);
 
-  source = argc == 2 ? argv[1] : NULL;
+  source = argc == 2 && !options.connect ? argv[1] : NULL;
+#if VMS_HAVE_LIBVIRT
+  if (options.connect)
+    {
+      migrate.libvirt = g_new0 (VmsLibvirtMigration, 1);
+      vms_libvirt_migration_init (migrate.libvirt);
+    }
+#endif
   if (options.base.resume)
     {
       g_autoptr (VmsJob) saved
@@ -1330,6 +1640,23 @@ vms_cmd_migrate (int argc, char **argv)
           status = VMS_EXIT_FAILED;
           goto out;
         }
+#if VMS_HAVE_LIBVIRT
+      if (saved->migration && saved->migration->libvirt)
+        {
+          if (!migrate.libvirt)
+            {
+              migrate.libvirt = g_new0 (VmsLibvirtMigration, 1);
+              vms_libvirt_migration_init (migrate.libvirt);
+            }
+          /* What is given now wins over what was saved. */
+          migrate.libvirt->connect_uri = g_strdup (options.connect);
+          migrate.libvirt->migrate_uri = g_strdup (options.migrate_uri);
+          migrate.libvirt->dname = g_strdup (options.dname);
+          migrate.libvirt->replica_dir = g_strdup (options.replica_dir);
+          vms_libvirt_migration_load (migrate.libvirt, saved);
+          migrate.mode = VMS_MIGRATE_FINAL_MIRROR;
+        }
+#endif
       if (saved->migration && !options.dest_qmp)
         options.dest_qmp = g_strdup (saved->migration->dest_qmp);
       if (saved->migration && !options.dest_uri)
@@ -1339,7 +1666,8 @@ vms_cmd_migrate (int argc, char **argv)
                        : -1;
       if (stopped_in >= 0)
         resume_at = vms_migrate_resume_state (stopped_in);
-      if (!options.dest_uri && resume_at == VMS_MIGRATE_PREFLIGHT)
+      if (!options.dest_uri && resume_at == VMS_MIGRATE_PREFLIGHT
+          && !migrate.libvirt)
         {
           vms_cli_error ("migrate", "job %s has no --dest-uri yet: give it",
                          saved->id);
@@ -1348,10 +1676,69 @@ vms_cmd_migrate (int argc, char **argv)
         }
     }
 
-  migrate.rep.qmp = vms_qmp_connect (source, 0, &error);
+#if VMS_HAVE_LIBVIRT
+  if (migrate.libvirt)
+    {
+      VmsLibvirtMigration *libvirt = migrate.libvirt;
+
+      if (options.connect && !options.base.resume)
+        {
+          libvirt->connect_uri = g_strdup (options.connect);
+          libvirt->domain_name = g_strdup (argv[1]);
+          libvirt->dest_uri = g_strdup (argv[2]);
+          libvirt->migrate_uri = g_strdup (options.migrate_uri);
+          libvirt->dname = g_strdup (options.dname);
+          libvirt->replica_dir = g_strdup (options.replica_dir);
+        }
+      if (!libvirt->replica_dir)
+        libvirt->replica_dir = g_strdup (VMS_LIBVIRT_DEFAULT_REPLICA_DIR);
+      libvirt->p2p |= options.p2p;
+      libvirt->persistent |= options.persistent;
+      libvirt->undefine_source |= options.undefine_source;
+      libvirt->verbose = options.verbose;
+      libvirt->timeout_s = options.timeout_s;
+      libvirt->suspend = options.suspend;
+      if (vms_libvirt_migration_open (libvirt, &error))
+        migrate.rep.qmp = vms_libvirt_qmp_open (libvirt->domain, &error);
+      if (migrate.rep.qmp)
+        {
+          /* The disks libvirt knows, named by their targets. */
+          if (!options.base.resume)
+            {
+              /* --disk names targets (vda), as virsh does; vmshift finds
+               * the disks in QEMU by their aliases. */
+              g_autoptr (GStrvBuilder) chosen = g_strv_builder_new ();
+
+              for (guint i = 0; libvirt->disk_aliases[i]; i++)
+                {
+                  const char *alias = libvirt->disk_aliases[i];
+                  const char *target = g_hash_table_lookup (
+                      libvirt->disk_targets, alias);
+
+                  if (!options.base.disks
+                      || g_strv_contains (
+                          (const char *const *)options.base.disks, target)
+                      || g_strv_contains (
+                          (const char *const *)options.base.disks, alias))
+                    g_strv_builder_add (chosen, alias);
+                }
+              g_strfreev (options.base.disks);
+              options.base.disks = g_strv_builder_end (chosen);
+              if (!options.base.disks[0])
+                g_set_error (&error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+                             "--disk names no disk of domain %s",
+                             libvirt->domain_name);
+            }
+          migrate.rep.replica_names = libvirt->disk_targets;
+          source = libvirt->domain_name;
+        }
+    }
+  else
+#endif
+    migrate.rep.qmp = vms_qmp_connect (source, 0, &error);
   if (migrate.rep.qmp)
     vms_qmp_subscribe (migrate.rep.qmp, "STOP", on_source_stop, &migrate, NULL);
-  if (migrate.rep.qmp
+  if (migrate.rep.qmp && !migrate.libvirt
       && (stopped_in == VMS_MIGRATE_DESTINATION
           || stopped_in == VMS_MIGRATE_ROLLBACK))
     {
@@ -1417,7 +1804,7 @@ vms_cmd_migrate (int argc, char **argv)
                 "lost; the replicas are incomplete and keep what was "
                 "copied.  Continue with: vmshift migrate --resume %s%s",
                 migrate.rep.job->id,
-                migrate.migration_started
+                migrate.migration_started && !migrate.libvirt
                     ? " (after starting the destination QEMU again: it "
                       "exits when a migration fails)"
                     : "");
@@ -1441,6 +1828,13 @@ out:
   vms_qmp_free (migrate.dest);
   g_free (migrate.tls_object);
   vms_replicate_clear (&migrate.rep);
+#if VMS_HAVE_LIBVIRT
+  if (migrate.libvirt)
+    {
+      vms_libvirt_migration_clear (migrate.libvirt);
+      g_free (migrate.libvirt);
+    }
+#endif
   options_clear (&options);
   return status;
 }

@@ -579,7 +579,12 @@ select_disks (VmsReplicate *rep, GPtrArray *found, GError **error)
     {
       VmsDisk *disk = found->pdata[i];
       VmsJobDisk *job_disk;
-      g_autofree char *disk_name = sanitise_name (disk->name);
+      const char *replica_name
+          = rep->replica_names
+                ? g_hash_table_lookup (rep->replica_names, disk->name)
+                : NULL;
+      g_autofree char *disk_name
+          = sanitise_name (replica_name ? replica_name : disk->name);
 
       if (options->disks
           && !g_strv_contains ((const char *const *)options->disks, disk->name))

@@ -62,6 +62,9 @@ typedef struct
   guint32 request_size;         /* bytes per request */
   guint64 checkpoint_bytes;     /* bytes between checkpoints */
   guint32 granularity;          /* bytes per bitmap bit, 0: QEMU's default */
+  GHashTable *replica_names;    /* disk name -> name in the replica's name
+                                   (libvirt: "virtio-disk0" -> "vda"), or
+                                   NULL: the disk name itself; borrowed */
   VmsJobDisk *disk;             /* disk being copied */
   const char *phase;            /* "background" or "round N" */
   VmsReplicatePass pass;        /* kind of pass running */
