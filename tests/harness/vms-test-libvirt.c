@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* Bounds one virsh run (a migration of the small test guests takes
  * seconds; this only keeps a hang from lasting until meson's timeout). */
@@ -79,6 +80,8 @@ vms_test_libvirt_host_start (VmsTestHosts *hosts, guint index,
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
   g_autofree char *hook_config = NULL;
   g_autofree char *out = NULL;
+  g_autofree char *peer = NULL;
+  g_autofree char *owner = g_strdup_printf ("%d", (int) getpid ());
 
   g_return_val_if_fail (index < 2, NULL);
   /* Short: libvirt's sockets live under DIR/run. */
@@ -94,6 +97,15 @@ vms_test_libvirt_host_start (VmsTestHosts *hosts, guint index,
   g_ptr_array_add (argv, host->dir);
   g_ptr_array_add (argv, host->netns);
   g_ptr_array_add (argv, host->hostname);
+  /* The other host by name, as libvirt migrates to it without
+   * --migrateuri. */
+  peer = g_strdup_printf ("vms-host-%c=%s", 'a' + !index,
+                          hosts->address[!index]);
+  g_ptr_array_add (argv, "--add-host");
+  g_ptr_array_add (argv, peer);
+  /* A test that crashes or times out does not leave the daemons behind. */
+  g_ptr_array_add (argv, "--owner");
+  g_ptr_array_add (argv, owner);
   if (hook_program)
     {
       g_ptr_array_add (argv, "--hook");
