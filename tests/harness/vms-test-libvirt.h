@@ -27,11 +27,13 @@
  *         --undefinesource DOMAIN URI_B --migrateuri tcp://10.231.0.2
  *
  * Needs root, libvirt-daemon-system, libvirt-clients, qemu-system-x86,
- * qemu-utils, iproute2, util-linux; a host's start exits the test process
- * with 77 (skipped) when one is missing.  Start takes ~8 s per host
- * (libvirtd probes QEMU's capabilities).  vms_test_libvirt_host_free()
- * destroys the domains and ends every process of the host; call it before
- * vms_test_hosts_free().
+ * qemu-utils, iproute2, util-linux: vms_test_libvirt_require() exits 77
+ * (skipped) when one is missing.  A host starts in ~8 s the first time
+ * (libvirtd probes QEMU), then in 0.2 s from the probe cache meson names
+ * in VMS_LIBVIRT_CAPS_CACHE.  vms_test_libvirt_host_free() destroys the
+ * domains and ends every process of the host; call it before
+ * vms_test_hosts_free().  If the test process dies, the host stops by
+ * itself.  More in tests/README.md.
  */
 #pragma once
 
