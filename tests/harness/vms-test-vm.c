@@ -51,6 +51,20 @@ vms_test_guest_prepare (void)
   guest_initrd = g_build_filename (outdir, "initramfs.cpio.gz", NULL);
 }
 
+const char *
+vms_test_guest_kernel (void)
+{
+  g_assert (guest_kernel);
+  return guest_kernel;
+}
+
+const char *
+vms_test_guest_initrd (void)
+{
+  g_assert (guest_initrd);
+  return guest_initrd;
+}
+
 /* Runs in the child between fork and exec: QEMU must not outlive a test
  * that crashed or was killed by meson's timeout. */
 static void
@@ -281,10 +295,16 @@ vms_test_vm_wait_ready (VmsTestVm *vm, GError **error)
 guint64
 vms_test_vm_last_heartbeat (VmsTestVm *vm)
 {
+  return vms_test_serial_last_heartbeat (vm->serial_path);
+}
+
+guint64
+vms_test_serial_last_heartbeat (const char *serial_path)
+{
   g_autofree char *contents = NULL;
   const char *p, *last = NULL;
 
-  if (!g_file_get_contents (vm->serial_path, &contents, NULL, NULL))
+  if (!g_file_get_contents (serial_path, &contents, NULL, NULL))
     return 0;
   for (p = contents; (p = strstr (p, "vms-heartbeat ")); p++)
     last = p;

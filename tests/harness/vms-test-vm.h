@@ -54,6 +54,13 @@ typedef struct
  * package is missing. */
 void vms_test_guest_prepare (void);
 
+/* The guest's kernel and initramfs, after vms_test_guest_prepare(). */
+const char *vms_test_guest_kernel (void);
+const char *vms_test_guest_initrd (void);
+
+/* The highest "vms-heartbeat N" in a serial log file, 0 if none. */
+guint64 vms_test_serial_last_heartbeat (const char *serial_path);
+
 /* Start QEMU, connect QMP.  QEMU dies with the test process even when the
  * test crashes.  Returns NULL with an error that includes QEMU's log. */
 VmsTestVm *vms_test_vm_start (const VmsTestVmOptions *options,
