@@ -130,27 +130,35 @@ virDomainPtr
 vms_libvirt_lookup (virConnectPtr connection, const char *name, GError **error)
 {
   virDomainPtr domain = virDomainLookupByName (connection, name);
-  g_autofree char *uri = virConnectGetURI (connection);
+  g_autofree char *uri = NULL;
+  g_autofree char *message = NULL;
+  int code = VIR_ERR_NO_DOMAIN;
   guint64 id;
 
-  if (!domain && g_uuid_string_is_valid (name))
-    domain = virDomainLookupByUUIDString (connection, name);
-  if (!domain && g_ascii_string_to_unsigned (name, 10, 0, G_MAXINT, &id, NULL))
-    domain = virDomainLookupByID (connection, (int)id);
-  if (!domain)
+  /* Every libvirt call clears the thread's last error: keep it now. */
+  if (!domain && virGetLastError ())
     {
-      virErrorPtr last = virGetLastError ();
-
-      if (last && last->code == VIR_ERR_NO_DOMAIN)
-        g_set_error (error, VMS_LIBVIRT_ERROR, VMS_LIBVIRT_ERROR_NO_DOMAIN,
-                     "domain '%s' not found on %s ('virsh -c %s list --all' "
-                     "lists the domains there)",
-                     name, uri ? uri : "libvirt", uri ? uri : "URI");
-      else
-        vms_libvirt_set_error (error, VMS_LIBVIRT_ERROR_FAILED,
-                               "looking up domain '%s'", name);
+      code = virGetLastError ()->code;
+      message = g_strdup (virGetLastErrorMessage ());
     }
-  return domain;
+  if (!domain && code == VIR_ERR_NO_DOMAIN && g_uuid_string_is_valid (name))
+    domain = virDomainLookupByUUIDString (connection, name);
+  if (!domain && code == VIR_ERR_NO_DOMAIN
+      && g_ascii_string_to_unsigned (name, 10, 0, G_MAXINT, &id, NULL))
+    domain = virDomainLookupByID (connection, (int)id);
+  if (domain)
+    return domain;
+  uri = virConnectGetURI (connection);
+  if (code == VIR_ERR_NO_DOMAIN)
+    g_set_error (error, VMS_LIBVIRT_ERROR, VMS_LIBVIRT_ERROR_NO_DOMAIN,
+                 "domain '%s' not found on %s ('virsh -c %s list --all' "
+                 "lists the domains there)",
+                 name, uri ? uri : "libvirt", uri ? uri : "URI");
+  else
+    g_set_error (error, VMS_LIBVIRT_ERROR, VMS_LIBVIRT_ERROR_FAILED,
+                 "looking up domain '%s' on %s: %s", name,
+                 uri ? uri : "libvirt", message ? message : "unknown error");
+  return NULL;
 }
 
 const char *

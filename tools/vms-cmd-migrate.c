@@ -795,30 +795,34 @@ libvirt_migrate (Migrate *migrate, GError **error)
           if (!vms_libvirt_migration_source_active (libvirt)
               && vms_libvirt_migration_destination_runs (libvirt))
             {
+              vms_progress_event (migrate->rep.progress, "warning", NULL,
+                                  "%s; but the domain left the source and "
+                                  "runs at the destination: going on",
+                                  (*error)->message);
               g_clear_error (error);
               return TRUE;
             }
           return FALSE;
         }
       if (finished)
-        {
-          migrate->ram_bytes = libvirt->memory_bytes;
-          migrate->qemu_downtime_ms = libvirt->downtime_ms;
-          return TRUE;
-        }
+        break;
       if (g_atomic_int_get (&stop_requested))
         {
           vms_libvirt_migration_abort (libvirt);
-          if (!vms_libvirt_migration_source_active (libvirt))
-            return TRUE; /* too late: it moved */
+          if (libvirt->succeeded
+              || !vms_libvirt_migration_source_active (libvirt))
+            break; /* too late: it moved */
           return stop_error (error);
         }
+      /* The source QEMU ends as libvirt completes: a mirror that cannot
+       * be asked any more may mean just that. */
       if (!check_mirrors (migrate, &watch_error)
           || g_get_monotonic_time () > deadline)
         {
           vms_libvirt_migration_abort (libvirt);
-          if (!vms_libvirt_migration_source_active (libvirt))
-            return TRUE;
+          if (libvirt->succeeded
+              || !vms_libvirt_migration_source_active (libvirt))
+            break;
           if (watch_error)
             g_propagate_error (error, g_steal_pointer (&watch_error));
           else
@@ -828,10 +832,12 @@ libvirt_migrate (Migrate *migrate, GError **error)
                          migrate->options->memory_timeout_s);
           return FALSE;
         }
-      /* The STOP event tells when the source paused. */
       vms_qmp_wait_event (migrate->rep.qmp, "MIGRATION", POLL_INTERVAL_MS,
                           NULL, NULL, NULL, NULL);
     }
+  migrate->ram_bytes = libvirt->memory_bytes;
+  migrate->qemu_downtime_ms = libvirt->downtime_ms;
+  return TRUE;
 }
 #endif
 
@@ -914,7 +920,7 @@ wait_destination (Migrate *migrate, GError **error)
             }
           g_usleep (100 * 1000);
         }
-      return TRUE;
+      return vms_libvirt_migration_fix_definition (migrate->libvirt, error);
     }
 #endif
   if (!wait_migration (migrate, VMS_MIGRATION_COMPLETED,
@@ -1449,16 +1455,14 @@ check_arguments (Migrate *migrate, int argc, GError **error)
                    "--timeout is at least 0");
       return FALSE;
     }
-  if (options->connect)
-    ;
-  else if (base->resume ? argc > 2 : argc != 2)
+  if (!options->connect && (base->resume ? argc > 2 : argc != 2))
     {
       g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
                    "expected SOURCE --dest-qmp ADDRESS --dest-uri URI --sink "
                    "URI, or --resume JOB (see 'vmshift migrate --help')");
       return FALSE;
     }
-  if (!base->resume
+  if (!options->connect && !base->resume
       && (!base->sink || !options->dest_qmp || !options->dest_uri))
     {
       g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,

@@ -14,11 +14,19 @@
 
 #include <libvirt/virterror.h>
 
+static void collect_destination_figures (VmsLibvirtMigration *migration);
+static void on_job_completed (virConnectPtr connection, virDomainPtr domain,
+                              virTypedParameterPtr params, int n_params,
+                              void *opaque);
+
 void
 vms_libvirt_migration_init (VmsLibvirtMigration *migration)
 {
   memset (migration, 0, sizeof *migration);
   migration->downtime_ms = -1;
+  migration->job_callback = -1;
+  g_mutex_init (&migration->figures_lock);
+  g_cond_init (&migration->figures_cond);
 }
 
 void
@@ -26,6 +34,9 @@ vms_libvirt_migration_clear (VmsLibvirtMigration *migration)
 {
   if (migration->thread)
     vms_libvirt_migration_abort (migration);
+  if (migration->job_callback >= 0)
+    virConnectDomainEventDeregisterAny (migration->source,
+                                        migration->job_callback);
   g_clear_pointer (&migration->connect_uri, g_free);
   g_clear_pointer (&migration->domain_name, g_free);
   g_clear_pointer (&migration->dest_uri, g_free);
@@ -38,6 +49,8 @@ vms_libvirt_migration_clear (VmsLibvirtMigration *migration)
   g_clear_pointer (&migration->domain, virDomainFree);
   g_clear_pointer (&migration->source, virConnectClose);
   g_clear_pointer (&migration->destination, virConnectClose);
+  g_mutex_clear (&migration->figures_lock);
+  g_cond_clear (&migration->figures_cond);
 }
 
 /* ---- the domain and its disks ---- */
@@ -379,12 +392,64 @@ vms_libvirt_migration_start (VmsLibvirtMigration *migration, VmsJob *job,
   migration->suspended_on_timeout = FALSE;
   g_atomic_int_set (&migration->finished, 0);
   migration->started_us = g_get_monotonic_time ();
+  migration->job_completed = FALSE;
+  if (migration->job_callback < 0)
+    migration->job_callback = virConnectDomainEventRegisterAny (
+        migration->source, migration->domain,
+        VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+        VIR_DOMAIN_EVENT_CALLBACK (on_job_completed), migration, NULL);
   migration->thread = g_thread_new ("libvirt-migrate", run_migration, call);
   return TRUE;
 }
 
+/* libvirt reports a finished job, with its statistics, as an event on
+ * the source domain: the only place they are sure to be, since the
+ * domain is gone there and the destination need not keep them. */
+
+static void
+on_job_completed (virConnectPtr connection, virDomainPtr domain,
+                  virTypedParameterPtr params, int n_params, void *opaque)
+{
+  VmsLibvirtMigration *migration = opaque;
+  unsigned long long value;
+
+  g_mutex_lock (&migration->figures_lock);
+  if (virTypedParamsGetULLong (params, n_params, VIR_DOMAIN_JOB_DOWNTIME,
+                               &value)
+      == 1)
+    migration->downtime_ms = value;
+  if (virTypedParamsGetULLong (params, n_params,
+                               VIR_DOMAIN_JOB_MEMORY_PROCESSED, &value)
+      == 1)
+    migration->memory_bytes = value;
+  if (virTypedParamsGetULLong (params, n_params, VIR_DOMAIN_JOB_TIME_ELAPSED,
+                               &value)
+      == 1)
+    migration->elapsed_ms = value;
+  migration->job_completed = TRUE;
+  g_cond_broadcast (&migration->figures_cond);
+  g_mutex_unlock (&migration->figures_lock);
+}
+
 static void
 collect_figures (VmsLibvirtMigration *migration)
+{
+  gint64 deadline = g_get_monotonic_time () + G_USEC_PER_SEC;
+
+  /* The event may trail the end of libvirt's call a moment. */
+  g_mutex_lock (&migration->figures_lock);
+  while (!migration->job_completed
+         && g_cond_wait_until (&migration->figures_cond,
+                               &migration->figures_lock, deadline))
+    ;
+  g_mutex_unlock (&migration->figures_lock);
+  if (!migration->job_completed)
+    collect_destination_figures (migration);
+
+}
+
+static void
+collect_destination_figures (VmsLibvirtMigration *migration)
 {
   virTypedParameterPtr params = NULL;
   int n_params = 0, type = 0;
@@ -515,6 +580,9 @@ vms_libvirt_migration_abort (VmsLibvirtMigration *migration)
     g_printerr ("vmshift: migrate: warning: aborting libvirt's job: %s\n",
                 virGetLastErrorMessage ());
   g_thread_join (g_steal_pointer (&migration->thread));
+  /* It may have completed all the same. */
+  if (migration->succeeded)
+    collect_figures (migration);
 }
 
 gboolean
@@ -530,6 +598,64 @@ vms_libvirt_migration_destination_runs (VmsLibvirtMigration *migration)
   return there && virDomainGetState (there, &state, &reason, 0) == 0
          && (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED
              || (migration->suspend && state == VIR_DOMAIN_PAUSED));
+}
+
+gboolean
+vms_libvirt_migration_fix_definition (VmsLibvirtMigration *migration,
+                                      GError **error)
+{
+  g_autoptr (virDomain) there = NULL;
+  g_autofree char *live = NULL;
+  g_autofree char *inactive = NULL;
+  g_autofree char *job_id = NULL;
+  g_autofree char *fixed = NULL;
+  g_autoptr (GArray) replicas = NULL;
+  gboolean found = FALSE;
+  virDomainPtr defined;
+
+  if (!migration->persistent || !migration->destination)
+    return TRUE;
+  there = virDomainLookupByName (migration->destination,
+                                 destination_name (migration));
+  if (there)
+    live = virDomainGetXMLDesc (there, 0);
+  if (live)
+    inactive = virDomainGetXMLDesc (there, VIR_DOMAIN_XML_INACTIVE
+                                               | VIR_DOMAIN_XML_SECURE);
+  if (!inactive)
+    {
+      vms_libvirt_set_error (error, VMS_LIBVIRT_ERROR_FAILED,
+                             "reading the definition of %s at %s",
+                             destination_name (migration),
+                             migration->dest_uri);
+      return FALSE;
+    }
+  /* The running domain's disks are where the hook (or vmshift) put them;
+   * the persistent definition did not pass through the hook. */
+  if (!vms_domain_xml_read_request (live, &found, &job_id, &replicas, error))
+    return found ? FALSE : TRUE;
+  for (guint i = 0; i < replicas->len; i++)
+    if (!g_array_index (replicas, VmsDomainReplica, i).path)
+      return TRUE;
+  fixed = vms_domain_xml_for_replicas (
+      inactive, job_id, (const VmsDomainReplica *)replicas->data,
+      replicas->len, NULL, error);
+  if (!fixed)
+    return FALSE;
+  if (g_str_equal (fixed, inactive))
+    return TRUE;
+  defined = virDomainDefineXML (migration->destination, fixed);
+  if (!defined)
+    {
+      vms_libvirt_set_error (error, VMS_LIBVIRT_ERROR_FAILED,
+                             "pointing the persistent definition of %s at "
+                             "%s at the replicas",
+                             destination_name (migration),
+                             migration->dest_uri);
+      return FALSE;
+    }
+  virDomainFree (defined);
+  return TRUE;
 }
 
 gboolean

@@ -53,7 +53,11 @@ typedef struct
   gint64 started_us;
   gboolean suspended_on_timeout;
 
-  /* Figures from libvirt's completed job. */
+  /* Figures from libvirt's completed job, set by its event. */
+  GMutex figures_lock;
+  GCond figures_cond;
+  int job_callback;            /* JOB_COMPLETED registration, -1: none */
+  gboolean job_completed;      /* the event came */
   gint64 downtime_ms;          /* -1 until known */
   guint64 memory_bytes;
   gint64 elapsed_ms;
@@ -88,13 +92,20 @@ gboolean vms_libvirt_migration_poll (VmsLibvirtMigration *migration,
                                      VmsProgress *progress,
                                      gboolean *finished, GError **error);
 
-/* Ask libvirt to cancel a migration that runs, and wait for the thread. */
+/* Ask libvirt to cancel a migration that runs, and wait for the thread;
+ * migration->succeeded then says whether it completed all the same. */
 void vms_libvirt_migration_abort (VmsLibvirtMigration *migration);
 
 /* The domain runs at the destination (or, with --suspend, is there
  * paused). */
 gboolean vms_libvirt_migration_destination_runs (
     VmsLibvirtMigration *migration);
+
+/* With --persistent: libvirt passes only the running domain's XML
+ * through the destination's hook, so make the definition kept there use
+ * the disks the running domain uses. */
+gboolean vms_libvirt_migration_fix_definition (VmsLibvirtMigration *migration,
+                                               GError **error);
 
 /* The source domain still exists and is active (running or paused). */
 gboolean vms_libvirt_migration_source_active (VmsLibvirtMigration *migration);

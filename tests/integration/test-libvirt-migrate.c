@@ -1,0 +1,379 @@
+/* Integration tests: vmshift migrate --connect between two real libvirt
+ * hosts (each a libvirtd in namespaces of its own, storage not shared), a
+ * TCG domain with two disks and a writing guest, the sink and the hook on
+ * the destination host.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-test.h"
+#include "vms-test-command.h"
+#include "vms-test-libvirt.h"
+#include "vms-test-netns.h"
+#include "vms-test-sink.h"
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#define MiB (1024 * 1024)
+#define VDA_SIZE (48 * MiB)
+#define VDB_SIZE (32 * MiB)
+
+static const char *vmshift;
+static const char *hook;
+
+typedef struct
+{
+  VmsTestHosts *hosts;
+  VmsTestLibvirtHost *source;      /* host A */
+  VmsTestLibvirtHost *destination; /* host B, with the hook */
+  VmsTestSink *sink;               /* in host B's namespace, TLS-PSK */
+  char *sink_uri;
+  char *state_dir;
+  char *hook_config;               /* host B's hook configuration file */
+} Fixture;
+
+/* The hook on B reads its configuration at every migration. */
+static void
+configure_hook (Fixture *fixture, const char *replica_dir)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *text
+      = g_strdup_printf ("[replicas]\ndir=%s\n", replica_dir);
+
+  vms_assert_ok (g_file_set_contents (fixture->hook_config, text, -1, &error),
+                 error);
+}
+
+static int
+group_setup (void **state)
+{
+  Fixture *fixture = g_new0 (Fixture, 1);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *config = NULL;
+
+  *state = fixture;
+  fixture->hosts = vms_test_hosts_new (&error);
+  if (!fixture->hosts)
+    {
+      print_error ("cannot make the hosts: %s\n", error->message);
+      return -1;
+    }
+  fixture->source
+      = vms_test_libvirt_host_start (fixture->hosts, 0, NULL, NULL, &error);
+  if (!fixture->source)
+    {
+      print_error ("cannot start libvirt host A: %s\n", error->message);
+      return -1;
+    }
+  fixture->sink = vms_test_sink_start_tcp (fixture->hosts->namespace[1],
+                                           fixture->hosts->address[1], &error);
+  if (!fixture->sink)
+    {
+      print_error ("cannot start the sink: %s\n", error->message);
+      return -1;
+    }
+  config = g_strdup_printf ("[replicas]\ndir=%s\n", fixture->sink->replica_dir);
+  fixture->destination = vms_test_libvirt_host_start (fixture->hosts, 1, hook,
+                                                      config, &error);
+  if (!fixture->destination)
+    {
+      print_error ("cannot start libvirt host B: %s\n", error->message);
+      return -1;
+    }
+  fixture->hook_config = g_build_filename (fixture->destination->dir, "etc",
+                                           "libvirt", "hooks", "vmshift.conf",
+                                           NULL);
+  fixture->sink_uri = vms_test_sink_tcp_uri (fixture->sink, "");
+  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
+  g_mkdir (fixture->state_dir, 0700);
+  return 0;
+}
+
+static int
+group_teardown (void **state)
+{
+  Fixture *fixture = *state;
+
+  vms_test_libvirt_host_free (fixture->destination);
+  vms_test_libvirt_host_free (fixture->source);
+  vms_test_sink_free (fixture->sink);
+  vms_test_hosts_free (fixture->hosts);
+  g_free (fixture->sink_uri);
+  g_free (fixture->state_dir);
+  g_free (fixture->hook_config);
+  g_free (fixture);
+  return 0;
+}
+
+/* A guest writing 1 MiB/s to vda (qcow2) and holding data on vdb (raw). */
+static void
+start_guest (Fixture *fixture, const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  VmsTestLibvirtGuest guest = {
+    .name = name,
+    .workload = "writer+dirtier",
+    .extra_cmdline = "vms.write_rate_kib=1024 vms.write_span_mib=24",
+    .disks = { { "qcow2", VDA_SIZE, "vda" }, { "raw", VDB_SIZE, "vdb" } },
+  };
+  g_autofree char *vdb = NULL;
+  g_autofree char *fill = NULL;
+
+  vms_assert_ok (vms_test_libvirt_guest_start (fixture->source, &guest, &error),
+                 error);
+  /* Data on vdb for the background copy to carry. */
+  fill = g_strdup_printf ("qemu-io -d /machine/peripheral/virtio-disk1/"
+                          "virtio-backend \"write -P 0x42 4M 16M\"");
+  vms_assert_ok (vms_test_libvirt_virsh (fixture->source, NULL, &error,
+                                         "qemu-monitor-command", name, "--hmp",
+                                         fill, NULL),
+                 error);
+}
+
+static VmsTestCommand *
+vmshift_start (Fixture *fixture, ...)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  va_list args;
+
+  g_ptr_array_add (argv, g_strdup (vmshift));
+  g_ptr_array_add (argv, g_strdup ("migrate"));
+  va_start (args, fixture);
+  for (const char *arg; (arg = va_arg (args, const char *));)
+    g_ptr_array_add (argv, g_strdup (arg));
+  va_end (args);
+  g_ptr_array_add (argv,
+                   g_strdup_printf ("--state-dir=%s", fixture->state_dir));
+  g_ptr_array_add (argv, g_strdup ("--json"));
+  g_ptr_array_add (argv, NULL);
+  /* vmshift runs on host A: the sink is reachable from there. */
+  return vms_test_command_start (fixture->hosts->namespace[0],
+                                 (const char *const *)argv->pdata,
+                                 fixture->state_dir);
+}
+
+static VmsTestCommand *
+migrate_domain (Fixture *fixture, const char *domain, const char *job)
+{
+  return vmshift_start (fixture, "--connect", fixture->source->uri, domain,
+                        fixture->destination->uri, "--sink", fixture->sink_uri,
+                        "--job", job, "--migrateuri", "tcp://10.231.0.2",
+                        "--persistent", "--undefinesource", "--suspend",
+                        NULL);
+}
+
+static gint64
+event_int (VmsTestCommand *command, const char *event, const char *member)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *object = vms_test_command_find_event (command, event, parser);
+
+  if (!object || !json_object_has_member (object, member))
+    fail_msg ("no %s in a '%s' event: %s", member, event, command->out->str);
+  return json_object_get_int_member (object, member);
+}
+
+/* The destination holds the domain paused (--suspend), so its disks are
+ * still exactly what the source left at the switchover. */
+static void
+assert_disks_identical (Fixture *fixture, const char *domain)
+{
+  const struct
+  {
+    const char *target, *format, *suffix;
+  } disks[] = { { "vda", "qcow2", "qcow2" }, { "vdb", "raw", "raw" } };
+
+  for (guint i = 0; i < G_N_ELEMENTS (disks); i++)
+    {
+      g_autofree char *file
+          = g_strdup_printf ("%s-%s.%s", domain, disks[i].target,
+                             disks[i].suffix);
+      g_autofree char *image
+          = vms_test_libvirt_guest_image (fixture->source, file);
+      g_autofree char *name
+          = g_strdup_printf ("%s-%s", domain, disks[i].target);
+      g_autofree char *replica
+          = vms_test_sink_replica_path (fixture->sink, name);
+
+      vms_test_assert_identical (image, disks[i].format, replica);
+    }
+}
+
+/* Resumed at the destination, the guest goes on from where it was. */
+static void
+assert_runs_at_destination (Fixture *fixture, const char *domain)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *source_log
+      = vms_test_libvirt_serial_path (fixture->source, domain);
+  guint64 beat = vms_test_libvirt_last_heartbeat (source_log);
+  g_autofree char *needle
+      = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
+
+  vms_assert_ok (vms_test_libvirt_virsh (fixture->destination, NULL, &error,
+                                         "resume", domain, NULL),
+                 error);
+  if (!vms_test_libvirt_wait_serial (fixture->destination, domain, needle,
+                                     60000, &error))
+    fail_msg ("no heartbeat at the destination after %" G_GUINT64_FORMAT
+              ": %s",
+              beat, error->message);
+}
+
+static void
+assert_domstate (VmsTestLibvirtHost *host, const char *domain,
+                 const char *expected)
+{
+  g_autofree char *state = vms_test_libvirt_domstate (host, domain);
+
+  if (g_strcmp0 (state, expected) != 0)
+    fail_msg ("domain %s on %s is %s, not %s", domain, host->hostname,
+              state ? state : "unknown", expected ? expected : "unknown");
+}
+
+static void
+assert_contains (const char *text, const char *needle)
+{
+  if (!strstr (text, needle))
+    fail_msg ("'%s' not in: %s", needle, text);
+}
+
+/* ---- tests ---- */
+
+/* What a libvirt user gets wrong is said in libvirt's words. */
+static void
+test_refusals (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) no_domain = NULL;
+  g_autoptr (VmsTestCommand) pause = NULL;
+  g_autofree char *err = NULL;
+
+  no_domain = migrate_domain (fixture, "no-such-domain", "refused");
+  assert_int_not_equal (vms_test_command_wait (no_domain), 0);
+  err = vms_test_command_stderr (no_domain);
+  assert_contains (err, "domain 'no-such-domain' not found");
+  g_clear_pointer (&err, g_free);
+
+  pause = vmshift_start (fixture, "--connect", fixture->source->uri, "x",
+                         fixture->destination->uri, "--sink",
+                         fixture->sink_uri, "--final-sync=pause", NULL);
+  assert_int_equal (vms_test_command_wait (pause), 2);
+  err = vms_test_command_stderr (pause);
+  assert_contains (err, "libvirt drives the switchover");
+}
+
+/* Two disks and a writing guest: the domain runs at the destination on
+ * the replicas the hook chose, it is gone from the source (--persistent
+ * --undefinesource), and the disks are identical. */
+static void
+test_migrate (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *xml = NULL;
+  g_autofree char *info = NULL;
+  g_autofree char *expected_path = NULL;
+
+  configure_hook (fixture, fixture->sink->replica_dir);
+  start_guest (fixture, "lv1");
+  run = migrate_domain (fixture, "lv1", "lv1-job");
+  vms_test_command_expect_success (run);
+  assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
+  assert_true (event_int (run, "migrated", "disk-background-bytes")
+               >= 16 * MiB);
+  /* libvirt's own figures of its job. */
+  assert_true (event_int (run, "migrated", "ram-bytes") > 0);
+  assert_true (event_int (run, "migrated", "qemu-downtime-ms") >= 0);
+
+  assert_domstate (fixture->destination, "lv1", "paused");
+  /* --undefinesource: host A does not know it any more. */
+  assert_domstate (fixture->source, "lv1", NULL);
+  assert_disks_identical (fixture, "lv1");
+
+  /* vmshift named /var/lib/vmshift/replicas; the hook pointed the disks at
+   * its sink's directory, and the persistent definition too. */
+  vms_assert_ok (vms_test_libvirt_virsh (fixture->destination, &xml, &error,
+                                         "dumpxml", "lv1", "--inactive",
+                                         NULL),
+                 error);
+  expected_path = vms_test_sink_replica_path (fixture->sink, "lv1-vda");
+  if (!strstr (xml, expected_path))
+    fail_msg ("the destination's definition does not use %s: %s",
+              expected_path, xml);
+  assert_non_null (strstr (xml, "https://vmshift.org/xmlns/libvirt/1"));
+  vms_assert_ok (vms_test_libvirt_virsh (fixture->destination, &info, &error,
+                                         "dominfo", "lv1", NULL),
+                 error);
+  assert_non_null (g_regex_match_simple ("Persistent: +yes", info, 0, 0));
+
+  assert_runs_at_destination (fixture, "lv1");
+  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv1",
+                          NULL);
+}
+
+/* The destination refuses (its hook finds no replica) after the disks
+ * were copied and the mirror ran: the domain goes on at the source under
+ * libvirt, and --resume later finishes without copying the disks again. */
+static void
+test_refused_then_resume (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) refused = NULL;
+  g_autoptr (VmsTestCommand) resumed = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *source_log = NULL;
+  g_autofree char *needle = NULL;
+  guint64 beat;
+
+  configure_hook (fixture, "/nonexistent/vmshift-replicas");
+  start_guest (fixture, "lv2");
+  refused = migrate_domain (fixture, "lv2", "lv2-job");
+  assert_int_not_equal (vms_test_command_wait (refused), 0);
+  assert_non_null (strstr (refused->out->str, "\"event\":\"rolled-back\""));
+  {
+    g_autofree char *err = vms_test_command_stderr (refused);
+
+    if (!strstr (err, "lv2-vda"))
+      fail_msg ("the hook's refusal is not in vmshift's message: %s", err);
+  }
+  assert_domstate (fixture->source, "lv2", "running");
+  assert_domstate (fixture->destination, "lv2", NULL);
+  source_log = vms_test_libvirt_serial_path (fixture->source, "lv2");
+  beat = vms_test_libvirt_last_heartbeat (source_log);
+  needle = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
+  vms_assert_ok (vms_test_libvirt_wait_serial (fixture->source, "lv2", needle,
+                                               60000, &error),
+                 error);
+
+  configure_hook (fixture, fixture->sink->replica_dir);
+  resumed = vmshift_start (fixture, "--resume", "lv2-job", "--suspend", NULL);
+  vms_test_command_expect_success (resumed);
+  /* Nothing of the background copy again. */
+  assert_int_equal (event_int (resumed, "migrated", "disk-background-bytes"),
+                    0);
+  assert_domstate (fixture->destination, "lv2", "paused");
+  assert_domstate (fixture->source, "lv2", NULL);
+  assert_disks_identical (fixture, "lv2");
+  assert_runs_at_destination (fixture, "lv2");
+  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv2",
+                          NULL);
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_refusals),
+    cmocka_unit_test (test_migrate),
+    cmocka_unit_test (test_refused_then_resume),
+  };
+
+  vms_test_libvirt_require ();
+  vms_test_require_program ("nbdkit", "nbdkit");
+  vmshift = vms_test_built_program ("VMS_VMSHIFT");
+  hook = vms_test_built_program ("VMS_LIBVIRT_HOOK");
+  if (g_getenv ("VMS_TEST_FILTER"))
+    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
+  return cmocka_run_group_tests (tests, group_setup, group_teardown);
+}
