@@ -1893,7 +1893,25 @@ roll_back_orphan (const char *state_dir, VmsJob *job, GError **error)
                    job->id, job->migration->state, job->id);
       goto out;
     }
-  migrate.rep.qmp = vms_qmp_connect (job->source, 0, error);
+#if VMS_HAVE_LIBVIRT
+  if (job->migration->libvirt)
+    {
+      migrate.libvirt = g_new0 (VmsLibvirtMigration, 1);
+      vms_libvirt_migration_init (migrate.libvirt);
+      vms_libvirt_migration_load (migrate.libvirt, job);
+      if (vms_libvirt_migration_open (migrate.libvirt, error))
+        migrate.rep.qmp
+            = vms_libvirt_qmp_open (migrate.libvirt->domain, error);
+      if (migrate.rep.qmp)
+        {
+          /* Back to running, as libvirt leaves a failed migration. */
+          migrate.libvirt->was_running = TRUE;
+          vms_libvirt_migration_connect_destination (migrate.libvirt, NULL);
+        }
+    }
+  else
+#endif
+    migrate.rep.qmp = vms_qmp_connect (job->source, 0, error);
   if (!migrate.rep.qmp)
     {
       g_prefix_error (error, "source %s: ", job->source);
@@ -1916,6 +1934,13 @@ out:
   g_free (migrate.tls_object);
   migrate.rep.options = NULL;
   vms_replicate_clear (&migrate.rep);
+#if VMS_HAVE_LIBVIRT
+  if (migrate.libvirt)
+    {
+      vms_libvirt_migration_clear (migrate.libvirt);
+      g_free (migrate.libvirt);
+    }
+#endif
   return ok;
 }
 

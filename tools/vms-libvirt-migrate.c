@@ -570,11 +570,42 @@ vms_libvirt_migration_poll (VmsLibvirtMigration *migration,
   return TRUE;
 }
 
+/* A migration of the domain under way that this process did not start
+ * (a vmshift killed during a --p2p migration, which the source libvirtd
+ * carries on alone). */
+static gboolean
+foreign_migration_runs (VmsLibvirtMigration *migration)
+{
+  virTypedParameterPtr params = NULL;
+  int n_params = 0, type = VIR_DOMAIN_JOB_NONE, operation = 0;
+  gboolean runs;
+
+  if (!migration->domain
+      || virDomainGetJobStats (migration->domain, &type, &params, &n_params,
+                               0)
+             < 0)
+    return FALSE;
+  runs = type != VIR_DOMAIN_JOB_NONE
+         && virTypedParamsGetInt (params, n_params, VIR_DOMAIN_JOB_OPERATION,
+                                  &operation)
+                == 1
+         && operation == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT;
+  virTypedParamsFree (params, n_params);
+  return runs;
+}
+
 void
 vms_libvirt_migration_abort (VmsLibvirtMigration *migration)
 {
   if (!migration->thread)
-    return;
+    {
+      if (foreign_migration_runs (migration)
+          && virDomainAbortJob (migration->domain) < 0)
+        g_printerr ("vmshift: warning: aborting libvirt's migration of %s: "
+                    "%s\n",
+                    migration->domain_name, virGetLastErrorMessage ());
+      return;
+    }
   if (!g_atomic_int_get (&migration->finished)
       && virDomainAbortJob (migration->domain) < 0)
     g_printerr ("vmshift: migrate: warning: aborting libvirt's job: %s\n",
