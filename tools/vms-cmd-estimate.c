@@ -13,6 +13,10 @@
 #include "vms-probe.h"
 #include "vms-progress.h"
 #include "vms-replicate.h"
+#include "vms-config.h"
+#if VMS_HAVE_LIBVIRT
+#include "vms-libvirt.h"
+#endif
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -38,7 +42,8 @@
 
 static const char *const description
     = "Each SOURCE is a running QEMU (qmp:PATH, a monitor vmshift may use\n"
-      "alone); several are estimated as a group sharing one link.  URI is\n"
+      "alone), or with --connect URI a libvirt domain (name, UUID or id);\n"
+      "several are estimated as a group sharing one link.  URI is\n"
       "the sink, as for 'vmshift sync'; its @probe export measures the link.\n"
       "\n"
       "estimate watches each VM for --window seconds, sampling every\n"
@@ -72,6 +77,7 @@ typedef struct
   char *seed_rate;
   double seed_shipping_hours;
   gboolean json;
+  char *connect; /* --connect: SOURCEs are libvirt domains */
 } EstimateOptions;
 
 typedef struct
@@ -90,6 +96,7 @@ typedef struct
 typedef struct
 {
   char *address; /* as given */
+  gpointer domain; /* the libvirt domain (virDomainPtr), or NULL */
   VmsQmp *qmp;
   char *name;
   char *uuid;
@@ -131,6 +138,10 @@ vm_free (Vm *vm)
 {
   g_free (vm->address);
   vms_qmp_free (vm->qmp);
+#if VMS_HAVE_LIBVIRT
+  if (vm->domain)
+    virDomainFree (vm->domain);
+#endif
   g_free (vm->name);
   g_free (vm->uuid);
   g_array_unref (vm->ram_rates);
@@ -416,13 +427,24 @@ sample_ram_rate (Vm *vm, guint calc_time_s)
 
 /* Remove every temporary bitmap of ours on the VM's disks, also those a
  * killed earlier run left. */
+/* QMP to the VM: its monitor, or libvirt's passthrough. */
+static VmsQmp *
+connect_vm (Vm *vm, GError **error)
+{
+#if VMS_HAVE_LIBVIRT
+  if (vm->domain)
+    return vms_libvirt_qmp_open (vm->domain, error);
+#endif
+  return vms_qmp_connect (vm->address, 0, error);
+}
+
 static void
 remove_bitmaps (Vm *vm)
 {
   if (!vm->qmp || !vms_qmp_is_connected (vm->qmp))
     {
       g_clear_pointer (&vm->qmp, vms_qmp_free);
-      vm->qmp = vms_qmp_connect (vm->address, 0, NULL);
+      vm->qmp = connect_vm (vm, NULL);
     }
   if (!vm->qmp)
     return;
@@ -447,7 +469,7 @@ remove_bitmaps (Vm *vm)
 static gboolean
 open_vm (Estimate *estimate, Vm *vm, GError **error)
 {
-  vm->qmp = vms_qmp_connect (vm->address, 0, error);
+  vm->qmp = connect_vm (vm, error);
   if (!vm->qmp)
     return FALSE;
   vm->name = vms_replicate_query_string (vm->qmp, "query-name", "name");
@@ -1127,6 +1149,8 @@ vms_cmd_estimate (int argc, char **argv)
       &options.seed_shipping_hours, "... and shipped in H hours", "H" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options.json,
       "Print the result as one JSON event on stdout", NULL },
+    { "connect", 'c', 0, G_OPTION_ARG_STRING, &options.connect,
+      "The SOURCEs are domains of the libvirt at URI", "URI" },
     G_OPTION_ENTRY_NULL
   };
   g_autoptr (GOptionContext) context = NULL;
@@ -1137,8 +1161,11 @@ vms_cmd_estimate (int argc, char **argv)
   guint64 bandwidth = 0;
   double group_total;
   int status = VMS_EXIT_OK;
+#if VMS_HAVE_LIBVIRT
+  g_autoptr (virConnect) libvirt = NULL;
+#endif
 
-  context = g_option_context_new ("SOURCE... --sink URI");
+  context = g_option_context_new ("[--connect URI] SOURCE... --sink URI");
   g_option_context_set_summary (
       context, "Predict the duration, downtime and method of migrating "
                "running VMs, before anything is copied.");
@@ -1170,6 +1197,26 @@ vms_cmd_estimate (int argc, char **argv)
       goto out;
     }
 
+#if VMS_HAVE_LIBVIRT
+  if (options.connect)
+    {
+      libvirt = vms_libvirt_connect (options.connect, &error);
+      if (!libvirt)
+        {
+          vms_cli_error ("estimate", "%s", error->message);
+          status = VMS_EXIT_FAILED;
+          goto out;
+        }
+    }
+#else
+  if (options.connect)
+    {
+      vms_cli_error ("estimate", "this vmshift was built without libvirt: "
+                                 "--connect is not available");
+      status = VMS_EXIT_USAGE;
+      goto out;
+    }
+#endif
   for (int i = 1; i < argc && !error; i++)
     {
       Vm *vm = g_new0 (Vm, 1);
@@ -1177,6 +1224,11 @@ vms_cmd_estimate (int argc, char **argv)
       vm->address = g_strdup (argv[i]);
       vm->ram_rates = g_array_new (FALSE, FALSE, sizeof (double));
       g_ptr_array_add (estimate.vms, vm);
+#if VMS_HAVE_LIBVIRT
+      if (libvirt
+          && !(vm->domain = vms_libvirt_lookup (libvirt, argv[i], &error)))
+        break;
+#endif
       if (!open_vm (&estimate, vm, &error))
         g_prefix_error (&error, "VM %s: ", vm->address);
     }
@@ -1259,5 +1311,6 @@ out:
   g_free (options.bandwidth);
   g_free (options.seed_capacity);
   g_free (options.seed_rate);
+  g_free (options.connect);
   return status;
 }
