@@ -360,6 +360,53 @@ test_refused_then_resume (void **state)
                           NULL);
 }
 
+/* A group estimate by libvirt names: the domain's disks and RAM are
+ * observed through libvirt, and the migration reports predicted against
+ * actual. */
+static void
+test_estimate_then_migrate (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) estimate = NULL;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  JsonObject *event, *vm;
+  const char *argv[] = { vmshift, "estimate", "--connect",
+                         fixture->source->uri, "lv3", "--sink",
+                         fixture->sink_uri, "--id", "lv3-estimate",
+                         "--window", "4", "--interval", "1",
+                         "--probe-seconds", "1", state_arg, "--json", NULL };
+
+  configure_hook (fixture, fixture->sink->replica_dir);
+  start_guest (fixture, "lv3");
+  estimate = vms_test_command_start (fixture->hosts->namespace[0], argv,
+                                     fixture->state_dir);
+  vms_test_command_expect_success (estimate);
+  event = vms_test_command_find_event (estimate, "estimate", parser);
+  assert_non_null (event);
+  vm = json_array_get_object_element (
+      json_object_get_array_member (
+          json_object_get_object_member (event, "estimate"), "vms"),
+      0);
+  assert_string_equal (json_object_get_string_member (vm, "vm-name"), "lv3");
+  assert_int_equal (
+      json_array_get_length (json_object_get_array_member (vm, "disks")), 2);
+  assert_true (json_object_get_int_member (vm, "ram-size") == 256 * MiB);
+
+  run = vmshift_start (fixture, "--connect", fixture->source->uri, "lv3",
+                       fixture->destination->uri, "--sink", fixture->sink_uri,
+                       "--job", "lv3-job", "--migrateuri", "tcp://10.231.0.2",
+                       "--estimate", "lv3-estimate", NULL);
+  vms_test_command_expect_success (run);
+  assert_non_null (strstr (run->out->str, "\"event\":\"predicted\""));
+  assert_true (event_int (run, "migrated", "predicted-downtime-ms") > 0);
+  assert_domstate (fixture->destination, "lv3", "running");
+  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv3",
+                          NULL);
+}
+
 int
 main (void)
 {
@@ -367,6 +414,7 @@ main (void)
     cmocka_unit_test (test_refusals),
     cmocka_unit_test (test_migrate),
     cmocka_unit_test (test_refused_then_resume),
+    cmocka_unit_test (test_estimate_then_migrate),
   };
 
   vms_test_libvirt_require ();
