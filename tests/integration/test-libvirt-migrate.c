@@ -12,6 +12,7 @@
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <signal.h>
 
 #define MiB (1024 * 1024)
 #define VDA_SIZE (48 * MiB)
@@ -360,6 +361,72 @@ test_refused_then_resume (void **state)
                           NULL);
 }
 
+/* vmshift killed (kill -9) during libvirt's migration: libvirt cancels
+ * the migration of a client that went away, 'vmshift abort' undoes the
+ * rest through libvirt, the domain runs at the source, and --resume
+ * finishes the job. */
+static void
+test_kill9_then_abort (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) abort_run = NULL;
+  g_autoptr (VmsTestCommand) resumed = NULL;
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  const char *abort_argv[] = { vmshift, "abort", state_arg, "lv4-job", NULL };
+
+  configure_hook (fixture, fixture->sink->replica_dir);
+  start_guest (fixture, "lv4");
+  /* RAM at 8 MiB/s: libvirt's migration runs for seconds. */
+  first = vmshift_start (fixture, "--connect", fixture->source->uri, "lv4",
+                         fixture->destination->uri, "--sink",
+                         fixture->sink_uri, "--job", "lv4-job",
+                         "--migrateuri", "tcp://10.231.0.2", "--bandwidth=8M",
+                         "--max-bandwidth=1G", "--persistent",
+                         "--undefinesource", NULL);
+  vms_test_command_wait_for (first, "\"state\":\"memory\"", 120000);
+  g_usleep (G_USEC_PER_SEC);
+  kill (first->pid, SIGKILL);
+  vms_test_command_wait (first);
+
+  abort_run = vms_test_command_start (fixture->hosts->namespace[0], abort_argv,
+                                      fixture->state_dir);
+  if (vms_test_command_wait (abort_run) != 0)
+    {
+      g_autofree char *err = vms_test_command_stderr (abort_run);
+
+      fail_msg ("vmshift abort failed: %s", err);
+    }
+  {
+    g_autofree char *err = vms_test_command_stderr (abort_run);
+
+    assert_contains (err, "is gone; rolling back");
+  }
+  assert_domstate (fixture->source, "lv4", "running");
+  assert_domstate (fixture->destination, "lv4", NULL);
+  {
+    g_autofree char *jobs = NULL;
+    g_autoptr (GError) error = NULL;
+
+    /* No migration left running at the source. */
+    vms_assert_ok (vms_test_libvirt_virsh (fixture->source, &jobs, &error,
+                                           "domjobinfo", "lv4", NULL),
+                   error);
+    assert_contains (jobs, "None");
+  }
+
+  resumed = vmshift_start (fixture, "--resume", "lv4-job", "--suspend", NULL);
+  vms_test_command_expect_success (resumed);
+  assert_int_equal (event_int (resumed, "migrated", "disk-background-bytes"),
+                    0);
+  assert_domstate (fixture->destination, "lv4", "paused");
+  assert_disks_identical (fixture, "lv4");
+  assert_runs_at_destination (fixture, "lv4");
+  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv4",
+                          NULL);
+}
+
 /* A group estimate by libvirt names: the domain's disks and RAM are
  * observed through libvirt, and the migration reports predicted against
  * actual. */
@@ -370,6 +437,7 @@ test_estimate_then_migrate (void **state)
   g_autoptr (VmsTestCommand) estimate = NULL;
   g_autoptr (VmsTestCommand) run = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *p2p_uri = NULL;
   g_autofree char *state_arg
       = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
   JsonObject *event, *vm;
@@ -395,10 +463,14 @@ test_estimate_then_migrate (void **state)
       json_array_get_length (json_object_get_array_member (vm, "disks")), 2);
   assert_true (json_object_get_int_member (vm, "ram-size") == 256 * MiB);
 
+  /* Peer to peer, libvirtd A opens the destination itself: a plain
+   * qemu:/// URI would be its own driver, qemu+unix:// is host B's. */
+  p2p_uri = g_strconcat ("qemu+unix", strchr (fixture->destination->uri, ':'),
+                         NULL);
   run = vmshift_start (fixture, "--connect", fixture->source->uri, "lv3",
-                       fixture->destination->uri, "--sink", fixture->sink_uri,
+                       p2p_uri, "--sink", fixture->sink_uri,
                        "--job", "lv3-job", "--migrateuri", "tcp://10.231.0.2",
-                       "--estimate", "lv3-estimate", NULL);
+                       "--estimate", "lv3-estimate", "--p2p", NULL);
   vms_test_command_expect_success (run);
   assert_non_null (strstr (run->out->str, "\"event\":\"predicted\""));
   assert_true (event_int (run, "migrated", "predicted-downtime-ms") > 0);
@@ -414,6 +486,7 @@ main (void)
     cmocka_unit_test (test_refusals),
     cmocka_unit_test (test_migrate),
     cmocka_unit_test (test_refused_then_resume),
+    cmocka_unit_test (test_kill9_then_abort),
     cmocka_unit_test (test_estimate_then_migrate),
   };
 
