@@ -35,8 +35,8 @@ ignore_libvirt_error (void *data, virErrorPtr error)
 }
 
 void
-vms_libvirt_set_error (GError **error, VmsLibvirtError code,
-                       const char *format, ...)
+vms_libvirt_set_error (GError **error, VmsLibvirtError code, const char *format,
+                       ...)
 {
   g_autofree char *message = NULL;
   const char *libvirt_message = virGetLastErrorMessage ();
@@ -72,7 +72,8 @@ vms_libvirt_init (GError **error)
       if (ok)
         {
           virSetErrorFunc (NULL, ignore_libvirt_error);
-          g_thread_unref (g_thread_new ("libvirt-events", run_event_loop, NULL));
+          g_thread_unref (
+              g_thread_new ("libvirt-events", run_event_loop, NULL));
         }
       g_once_init_leave (&initialised, 1);
     }
@@ -189,11 +190,11 @@ vms_libvirt_state_name (int state)
 
 typedef struct
 {
-  virDomainPtr domain;  /* a reference of our own */
-  char *name;           /* for messages */
-  GMutex write_lock;    /* replies and events share the stream */
-  int fd;               /* our end of the pair; -1 once closed */
-  int callback_id;      /* monitor event registration, -1 if none */
+  virDomainPtr domain; /* a reference of our own */
+  char *name;          /* for messages */
+  GMutex write_lock;   /* replies and events share the stream */
+  int fd;              /* our end of the pair; -1 once closed */
+  int callback_id;     /* monitor event registration, -1 if none */
 } Bridge;
 
 static void
@@ -230,8 +231,8 @@ bridge_send (Bridge *bridge, JsonNode *message)
   while (ok && done < length)
     {
       ssize_t n = bridge->fd < 0 ? -1
-                                 : send (bridge->fd, line + done,
-                                         length - done, MSG_NOSIGNAL);
+                                 : send (bridge->fd, line + done, length - done,
+                                         MSG_NOSIGNAL);
 
       if (n < 0 && errno == EINTR)
         continue;
@@ -264,8 +265,8 @@ on_monitor_event (virConnectPtr connection, virDomainPtr domain,
           && json_parser_get_root (parser))
         {
           json_builder_set_member_name (builder, "data");
-          json_builder_add_value (builder,
-                                  json_node_copy (json_parser_get_root (parser)));
+          json_builder_add_value (
+              builder, json_node_copy (json_parser_get_root (parser)));
         }
     }
   json_builder_set_member_name (builder, "timestamp");
@@ -421,9 +422,8 @@ send_greeting (Bridge *bridge, GError **error)
   g_autoptr (JsonNode) greeting = NULL;
   JsonObject *reply;
 
-  if (virDomainQemuMonitorCommand (bridge->domain,
-                                   "{\"execute\": \"query-version\"}", &result,
-                                   0)
+  if (virDomainQemuMonitorCommand (
+          bridge->domain, "{\"execute\": \"query-version\"}", &result, 0)
       < 0)
     {
       virErrorPtr last = virGetLastError ();
@@ -453,7 +453,8 @@ send_greeting (Bridge *bridge, GError **error)
     g_autoptr (JsonObject) root = json_object_new ();
 
     json_object_set_member (
-        qmp, "version", json_node_copy (json_object_get_member (reply, "return")));
+        qmp, "version",
+        json_node_copy (json_object_get_member (reply, "return")));
     json_object_set_array_member (qmp, "capabilities", json_array_new ());
     json_object_set_object_member (root, "QMP", g_steal_pointer (&qmp));
     greeting = json_node_new (JSON_NODE_OBJECT);

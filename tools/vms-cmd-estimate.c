@@ -95,7 +95,7 @@ typedef struct
 
 typedef struct
 {
-  char *address; /* as given */
+  char *address;   /* as given */
   gpointer domain; /* the libvirt domain (virDomainPtr), or NULL */
   VmsQmp *qmp;
   char *name;

@@ -117,7 +117,7 @@ typedef struct
 #if VMS_HAVE_LIBVIRT
   VmsLibvirtMigration *libvirt; /* the libvirt backend, NULL over QMP */
 #else
-  gpointer libvirt;             /* always NULL */
+  gpointer libvirt; /* always NULL */
 #endif
 } Migrate;
 
@@ -401,8 +401,8 @@ preflight (Migrate *migrate, const char *source, GError **error)
     }
   else
 #endif
-    if (!check_run_states (migrate, error) || !check_versions (migrate, error)
-        || !vms_replicate_open_job (&migrate->rep, source, error))
+      if (!check_run_states (migrate, error) || !check_versions (migrate, error)
+          || !vms_replicate_open_job (&migrate->rep, source, error))
     return FALSE;
   job = migrate->rep.job;
   part = vms_job_get_migration (job);
@@ -832,8 +832,8 @@ libvirt_migrate (Migrate *migrate, GError **error)
                          migrate->options->memory_timeout_s);
           return FALSE;
         }
-      vms_qmp_wait_event (migrate->rep.qmp, "MIGRATION", POLL_INTERVAL_MS,
-                          NULL, NULL, NULL, NULL);
+      vms_qmp_wait_event (migrate->rep.qmp, "MIGRATION", POLL_INTERVAL_MS, NULL,
+                          NULL, NULL, NULL);
     }
   migrate->ram_bytes = libvirt->memory_bytes;
   migrate->qemu_downtime_ms = libvirt->downtime_ms;
@@ -1551,8 +1551,7 @@ vms_cmd_migrate (int argc, char **argv)
       "Roll back if the destination does not run within S s (default 300)",
       "S" },
     { "connect", 'c', 0, G_OPTION_ARG_STRING, &options.connect,
-      "The source libvirt: migrate DOMAIN to DESTURI through libvirt",
-      "URI" },
+      "The source libvirt: migrate DOMAIN to DESTURI through libvirt", "URI" },
     { "live", 0, 0, G_OPTION_ARG_NONE, &options.live,
       "Live migration (the default and only kind)", NULL },
     { "p2p", 0, 0, G_OPTION_ARG_NONE, &options.p2p,
@@ -1716,8 +1715,8 @@ vms_cmd_migrate (int argc, char **argv)
               for (guint i = 0; libvirt->disk_aliases[i]; i++)
                 {
                   const char *alias = libvirt->disk_aliases[i];
-                  const char *target = g_hash_table_lookup (
-                      libvirt->disk_targets, alias);
+                  const char *target
+                      = g_hash_table_lookup (libvirt->disk_targets, alias);
 
                   if (!options.base.disks
                       || g_strv_contains (
@@ -1900,8 +1899,7 @@ roll_back_orphan (const char *state_dir, VmsJob *job, GError **error)
       vms_libvirt_migration_init (migrate.libvirt);
       vms_libvirt_migration_load (migrate.libvirt, job);
       if (vms_libvirt_migration_open (migrate.libvirt, error))
-        migrate.rep.qmp
-            = vms_libvirt_qmp_open (migrate.libvirt->domain, error);
+        migrate.rep.qmp = vms_libvirt_qmp_open (migrate.libvirt->domain, error);
       if (migrate.rep.qmp)
         {
           /* Back to running, as libvirt leaves a failed migration. */

@@ -200,8 +200,7 @@ destination_name (VmsLibvirtMigration *migration)
 }
 
 gboolean
-vms_libvirt_migration_preflight (VmsLibvirtMigration *migration,
-                                 GError **error)
+vms_libvirt_migration_preflight (VmsLibvirtMigration *migration, GError **error)
 {
   g_autoptr (virDomain) there = NULL;
   char source_uuid[VIR_UUID_STRING_BUFLEN] = "";
@@ -238,8 +237,7 @@ static char *
 xml_for_replicas (VmsLibvirtMigration *migration, VmsJob *job,
                   unsigned int xml_flags, GError **error)
 {
-  g_autofree char *xml
-      = virDomainGetXMLDesc (migration->domain, xml_flags);
+  g_autofree char *xml = virDomainGetXMLDesc (migration->domain, xml_flags);
   g_autoptr (GArray) replicas
       = g_array_new (FALSE, TRUE, sizeof (VmsDomainReplica));
   g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
@@ -274,9 +272,9 @@ xml_for_replicas (VmsLibvirtMigration *migration, VmsJob *job,
       replica.size = disk->size;
       g_array_append_val (replicas, replica);
     }
-  return vms_domain_xml_for_replicas (
-      xml, job->id, (const VmsDomainReplica *)replicas->data, replicas->len,
-      migration->dname, error);
+  return vms_domain_xml_for_replicas (xml, job->id,
+                                      (const VmsDomainReplica *)replicas->data,
+                                      replicas->len, migration->dname, error);
 }
 
 typedef struct
@@ -372,10 +370,9 @@ vms_libvirt_migration_start (VmsLibvirtMigration *migration, VmsJob *job,
     virTypedParamsAddString (&call->params, &call->n_params, &max_params,
                              VIR_MIGRATE_PARAM_DEST_NAME, migration->dname);
   if (migration->bandwidth)
-    virTypedParamsAddULLong (
-        &call->params, &call->n_params, &max_params,
-        VIR_MIGRATE_PARAM_BANDWIDTH,
-        MAX (1, migration->bandwidth / (1024 * 1024)));
+    virTypedParamsAddULLong (&call->params, &call->n_params, &max_params,
+                             VIR_MIGRATE_PARAM_BANDWIDTH,
+                             MAX (1, migration->bandwidth / (1024 * 1024)));
   if (migration->parallel > 0)
     virTypedParamsAddInt (&call->params, &call->n_params, &max_params,
                           VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS,
@@ -395,8 +392,7 @@ vms_libvirt_migration_start (VmsLibvirtMigration *migration, VmsJob *job,
   migration->job_completed = FALSE;
   if (migration->job_callback < 0)
     migration->job_callback = virConnectDomainEventRegisterAny (
-        migration->source, migration->domain,
-        VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+        migration->source, migration->domain, VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
         VIR_DOMAIN_EVENT_CALLBACK (on_job_completed), migration, NULL);
   migration->thread = g_thread_new ("libvirt-migrate", run_migration, call);
   return TRUE;
@@ -445,7 +441,6 @@ collect_figures (VmsLibvirtMigration *migration)
   g_mutex_unlock (&migration->figures_lock);
   if (!migration->job_completed)
     collect_destination_figures (migration);
-
 }
 
 static void
@@ -493,8 +488,7 @@ report_progress (VmsLibvirtMigration *migration, VmsProgress *progress)
   JsonObject *fields;
   g_autofree char *processed_text = NULL, *remaining_text = NULL;
 
-  if (virDomainGetJobStats (migration->domain, &type, &params, &n_params, 0)
-          < 0
+  if (virDomainGetJobStats (migration->domain, &type, &params, &n_params, 0) < 0
       || type == VIR_DOMAIN_JOB_NONE)
     {
       virTypedParamsFree (params, n_params);
@@ -506,8 +500,8 @@ report_progress (VmsLibvirtMigration *migration, VmsProgress *progress)
                            &remaining);
   virTypedParamsGetULLong (params, n_params, VIR_DOMAIN_JOB_MEMORY_TOTAL,
                            &total);
-  virTypedParamsGetULLong (params, n_params,
-                           VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE, &rate);
+  virTypedParamsGetULLong (params, n_params, VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE,
+                           &rate);
   virTypedParamsGetULLong (params, n_params, VIR_DOMAIN_JOB_MEMORY_ITERATION,
                            &iteration);
   virTypedParamsFree (params, n_params);
@@ -581,8 +575,7 @@ foreign_migration_runs (VmsLibvirtMigration *migration)
   gboolean runs;
 
   if (!migration->domain
-      || virDomainGetJobStats (migration->domain, &type, &params, &n_params,
-                               0)
+      || virDomainGetJobStats (migration->domain, &type, &params, &n_params, 0)
              < 0)
     return FALSE;
   runs = type != VIR_DOMAIN_JOB_NONE
@@ -657,8 +650,7 @@ vms_libvirt_migration_fix_definition (VmsLibvirtMigration *migration,
     {
       vms_libvirt_set_error (error, VMS_LIBVIRT_ERROR_FAILED,
                              "reading the definition of %s at %s",
-                             destination_name (migration),
-                             migration->dest_uri);
+                             destination_name (migration), migration->dest_uri);
       return FALSE;
     }
   /* The running domain's disks are where the hook (or vmshift) put them;
@@ -668,9 +660,9 @@ vms_libvirt_migration_fix_definition (VmsLibvirtMigration *migration,
   for (guint i = 0; i < replicas->len; i++)
     if (!g_array_index (replicas, VmsDomainReplica, i).path)
       return TRUE;
-  fixed = vms_domain_xml_for_replicas (
-      inactive, job_id, (const VmsDomainReplica *)replicas->data,
-      replicas->len, NULL, error);
+  fixed = vms_domain_xml_for_replicas (inactive, job_id,
+                                       (const VmsDomainReplica *)replicas->data,
+                                       replicas->len, NULL, error);
   if (!fixed)
     return FALSE;
   if (g_str_equal (fixed, inactive))
@@ -681,8 +673,7 @@ vms_libvirt_migration_fix_definition (VmsLibvirtMigration *migration,
       vms_libvirt_set_error (error, VMS_LIBVIRT_ERROR_FAILED,
                              "pointing the persistent definition of %s at "
                              "%s at the replicas",
-                             destination_name (migration),
-                             migration->dest_uri);
+                             destination_name (migration), migration->dest_uri);
       return FALSE;
     }
   virDomainFree (defined);

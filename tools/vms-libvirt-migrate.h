@@ -19,46 +19,46 @@ G_BEGIN_DECLS
 typedef struct
 {
   /* What the user asked (virsh's names where they mean the same). */
-  char *connect_uri;    /* --connect: the source libvirt */
-  char *domain_name;    /* DOMAIN */
-  char *dest_uri;       /* DESTURI: the destination libvirt */
-  char *migrate_uri;    /* --migrateuri: where memory goes */
-  char *dname;          /* --dname: the domain's name at the destination */
-  char *replica_dir;    /* --replica-dir: the sink's directory there */
-  gboolean p2p;         /* --p2p: the source libvirtd talks to the
-                           destination itself */
-  gboolean persistent;  /* --persistent */
+  char *connect_uri;        /* --connect: the source libvirt */
+  char *domain_name;        /* DOMAIN */
+  char *dest_uri;           /* DESTURI: the destination libvirt */
+  char *migrate_uri;        /* --migrateuri: where memory goes */
+  char *dname;              /* --dname: the domain's name at the destination */
+  char *replica_dir;        /* --replica-dir: the sink's directory there */
+  gboolean p2p;             /* --p2p: the source libvirtd talks to the
+                               destination itself */
+  gboolean persistent;      /* --persistent */
   gboolean undefine_source; /* --undefinesource */
-  gboolean verbose;     /* --verbose: progress of libvirt's job */
-  int timeout_s;        /* --timeout: suspend the domain after S s */
-  gboolean suspend;     /* --suspend: leave it paused at the destination */
+  gboolean verbose;         /* --verbose: progress of libvirt's job */
+  int timeout_s;            /* --timeout: suspend the domain after S s */
+  gboolean suspend;         /* --suspend: leave it paused at the destination */
   gboolean auto_converge;
-  int parallel;         /* --multifd N: parallel connections */
-  guint64 bandwidth;    /* bytes/s, 0: none */
+  int parallel;      /* --multifd N: parallel connections */
+  guint64 bandwidth; /* bytes/s, 0: none */
   int max_downtime_ms;
 
   /* What was found. */
   virConnectPtr source;
-  virConnectPtr destination;   /* NULL with --p2p when not reachable */
+  virConnectPtr destination; /* NULL with --p2p when not reachable */
   virDomainPtr domain;
-  char **disk_aliases;         /* QEMU device ids of the disks to copy */
-  GHashTable *disk_targets;    /* alias -> target ("virtio-disk0" -> "vda") */
-  gboolean was_running;        /* to resume it on rollback */
+  char **disk_aliases;      /* QEMU device ids of the disks to copy */
+  GHashTable *disk_targets; /* alias -> target ("virtio-disk0" -> "vda") */
+  gboolean was_running;     /* to resume it on rollback */
 
   /* libvirt's migration, run in a thread of its own. */
   GThread *thread;
-  gint finished;               /* the thread is done */
-  gboolean succeeded;          /* it migrated */
-  GError *failure;             /* why not */
+  gint finished;      /* the thread is done */
+  gboolean succeeded; /* it migrated */
+  GError *failure;    /* why not */
   gint64 started_us;
   gboolean suspended_on_timeout;
 
   /* Figures from libvirt's completed job, set by its event. */
   GMutex figures_lock;
   GCond figures_cond;
-  int job_callback;            /* JOB_COMPLETED registration, -1: none */
-  gboolean job_completed;      /* the event came */
-  gint64 downtime_ms;          /* -1 until known */
+  int job_callback;       /* JOB_COMPLETED registration, -1: none */
+  gboolean job_completed; /* the event came */
+  gint64 downtime_ms;     /* -1 until known */
   guint64 memory_bytes;
   gint64 elapsed_ms;
 } VmsLibvirtMigration;
@@ -73,8 +73,9 @@ gboolean vms_libvirt_migration_open (VmsLibvirtMigration *migration,
 
 /* The destination libvirt, for the checks before and after.  With --p2p
  * an unreachable one is only a warning: the source libvirtd reaches it. */
-gboolean vms_libvirt_migration_connect_destination (
-    VmsLibvirtMigration *migration, GError **error);
+gboolean
+vms_libvirt_migration_connect_destination (VmsLibvirtMigration *migration,
+                                           GError **error);
 
 /* Refuse early what libvirt would refuse late: a domain of that name
  * already running at the destination, the same host at both ends. */
@@ -89,8 +90,8 @@ gboolean vms_libvirt_migration_start (VmsLibvirtMigration *migration,
 /* Once per tick while it runs: progress, --timeout.  TRUE with
  * *finished when it ended (then migration->succeeded says how). */
 gboolean vms_libvirt_migration_poll (VmsLibvirtMigration *migration,
-                                     VmsProgress *progress,
-                                     gboolean *finished, GError **error);
+                                     VmsProgress *progress, gboolean *finished,
+                                     GError **error);
 
 /* Ask libvirt to cancel a migration that runs, and wait for the thread;
  * migration->succeeded then says whether it completed all the same. */
@@ -98,8 +99,8 @@ void vms_libvirt_migration_abort (VmsLibvirtMigration *migration);
 
 /* The domain runs at the destination (or, with --suspend, is there
  * paused). */
-gboolean vms_libvirt_migration_destination_runs (
-    VmsLibvirtMigration *migration);
+gboolean
+vms_libvirt_migration_destination_runs (VmsLibvirtMigration *migration);
 
 /* With --persistent: libvirt passes only the running domain's XML
  * through the destination's hook, so make the definition kept there use

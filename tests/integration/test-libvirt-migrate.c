@@ -29,7 +29,7 @@ typedef struct
   VmsTestSink *sink;               /* in host B's namespace, TLS-PSK */
   char *sink_uri;
   char *state_dir;
-  char *hook_config;               /* host B's hook configuration file */
+  char *hook_config; /* host B's hook configuration file */
 } Fixture;
 
 /* The hook on B reads its configuration at every migration. */
@@ -37,8 +37,7 @@ static void
 configure_hook (Fixture *fixture, const char *replica_dir)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *text
-      = g_strdup_printf ("[replicas]\ndir=%s\n", replica_dir);
+  g_autofree char *text = g_strdup_printf ("[replicas]\ndir=%s\n", replica_dir);
 
   vms_assert_ok (g_file_set_contents (fixture->hook_config, text, -1, &error),
                  error);
@@ -65,24 +64,24 @@ group_setup (void **state)
       print_error ("cannot start libvirt host A: %s\n", error->message);
       return -1;
     }
-  fixture->sink = vms_test_sink_start_tcp (fixture->hosts->namespace[1],
-                                           fixture->hosts->address[1], &error);
+  fixture->sink = vms_test_sink_start_tcp (
+      fixture->hosts->namespace[1], fixture -> hosts -> address[1], &error);
   if (!fixture->sink)
     {
       print_error ("cannot start the sink: %s\n", error->message);
       return -1;
     }
   config = g_strdup_printf ("[replicas]\ndir=%s\n", fixture->sink->replica_dir);
-  fixture->destination = vms_test_libvirt_host_start (fixture->hosts, 1, hook,
-                                                      config, &error);
+  fixture->destination
+      = vms_test_libvirt_host_start (fixture->hosts, 1, hook, config, &error);
   if (!fixture->destination)
     {
       print_error ("cannot start libvirt host B: %s\n", error->message);
       return -1;
     }
-  fixture->hook_config = g_build_filename (fixture->destination->dir, "etc",
-                                           "libvirt", "hooks", "vmshift.conf",
-                                           NULL);
+  fixture->hook_config
+      = g_build_filename (fixture->destination->dir, "etc", "libvirt", "hooks",
+                          "vmshift.conf", NULL);
   fixture->sink_uri = vms_test_sink_tcp_uri (fixture->sink, "");
   fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
   g_mkdir (fixture->state_dir, 0700);
@@ -148,8 +147,8 @@ vmshift_start (Fixture *fixture, ...)
   g_ptr_array_add (argv, NULL);
   /* vmshift runs on host A: the sink is reachable from there. */
   return vms_test_command_start (fixture->hosts->namespace[0],
-                                 (const char *const *)argv->pdata,
-                                 fixture->state_dir);
+                                 (const char *const *)argv -> pdata,
+                                 fixture -> state_dir);
 }
 
 static VmsTestCommand *
@@ -158,8 +157,7 @@ migrate_domain (Fixture *fixture, const char *domain, const char *job)
   return vmshift_start (fixture, "--connect", fixture->source->uri, domain,
                         fixture->destination->uri, "--sink", fixture->sink_uri,
                         "--job", job, "--migrateuri", "tcp://10.231.0.2",
-                        "--persistent", "--undefinesource", "--suspend",
-                        NULL);
+                        "--persistent", "--undefinesource", "--suspend", NULL);
 }
 
 static gint64
@@ -185,9 +183,8 @@ assert_disks_identical (Fixture *fixture, const char *domain)
 
   for (guint i = 0; i < G_N_ELEMENTS (disks); i++)
     {
-      g_autofree char *file
-          = g_strdup_printf ("%s-%s.%s", domain, disks[i].target,
-                             disks[i].suffix);
+      g_autofree char *file = g_strdup_printf (
+          "%s-%s.%s", domain, disks[i].target, disks[i].suffix);
       g_autofree char *image
           = vms_test_libvirt_guest_image (fixture->source, file);
       g_autofree char *name
@@ -215,8 +212,7 @@ assert_runs_at_destination (Fixture *fixture, const char *domain)
                  error);
   if (!vms_test_libvirt_wait_serial (fixture->destination, domain, needle,
                                      60000, &error))
-    fail_msg ("no heartbeat at the destination after %" G_GUINT64_FORMAT
-              ": %s",
+    fail_msg ("no heartbeat at the destination after %" G_GUINT64_FORMAT ": %s",
               beat, error->message);
 }
 
@@ -256,8 +252,8 @@ test_refusals (void **state)
   g_clear_pointer (&err, g_free);
 
   pause = vmshift_start (fixture, "--connect", fixture->source->uri, "x",
-                         fixture->destination->uri, "--sink",
-                         fixture->sink_uri, "--final-sync=pause", NULL);
+                         fixture->destination->uri, "--sink", fixture->sink_uri,
+                         "--final-sync=pause", NULL);
   assert_int_equal (vms_test_command_wait (pause), 2);
   err = vms_test_command_stderr (pause);
   assert_contains (err, "libvirt drives the switchover");
@@ -295,13 +291,12 @@ test_migrate (void **state)
   /* vmshift named /var/lib/vmshift/replicas; the hook pointed the disks at
    * its sink's directory, and the persistent definition too. */
   vms_assert_ok (vms_test_libvirt_virsh (fixture->destination, &xml, &error,
-                                         "dumpxml", "lv1", "--inactive",
-                                         NULL),
+                                         "dumpxml", "lv1", "--inactive", NULL),
                  error);
   expected_path = vms_test_sink_replica_path (fixture->sink, "lv1-vda");
   if (!strstr (xml, expected_path))
-    fail_msg ("the destination's definition does not use %s: %s",
-              expected_path, xml);
+    fail_msg ("the destination's definition does not use %s: %s", expected_path,
+              xml);
   assert_non_null (strstr (xml, "https://vmshift.org/xmlns/libvirt/1"));
   vms_assert_ok (vms_test_libvirt_virsh (fixture->destination, &info, &error,
                                          "dominfo", "lv1", NULL),
@@ -380,10 +375,9 @@ test_kill9_then_abort (void **state)
   start_guest (fixture, "lv4");
   /* RAM at 8 MiB/s: libvirt's migration runs for seconds. */
   first = vmshift_start (fixture, "--connect", fixture->source->uri, "lv4",
-                         fixture->destination->uri, "--sink",
-                         fixture->sink_uri, "--job", "lv4-job",
-                         "--migrateuri", "tcp://10.231.0.2", "--bandwidth=8M",
-                         "--max-bandwidth=1G", "--persistent",
+                         fixture->destination->uri, "--sink", fixture->sink_uri,
+                         "--job", "lv4-job", "--migrateuri", "tcp://10.231.0.2",
+                         "--bandwidth=8M", "--max-bandwidth=1G", "--persistent",
                          "--undefinesource", NULL);
   vms_test_command_wait_for (first, "\"state\":\"memory\"", 120000);
   g_usleep (G_USEC_PER_SEC);
@@ -391,7 +385,7 @@ test_kill9_then_abort (void **state)
   vms_test_command_wait (first);
 
   abort_run = vms_test_command_start (fixture->hosts->namespace[0], abort_argv,
-                                      fixture->state_dir);
+                                      fixture -> state_dir);
   if (vms_test_command_wait (abort_run) != 0)
     {
       g_autofree char *err = vms_test_command_stderr (abort_run);
@@ -441,16 +435,17 @@ test_estimate_then_migrate (void **state)
   g_autofree char *state_arg
       = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
   JsonObject *event, *vm;
-  const char *argv[] = { vmshift, "estimate", "--connect",
-                         fixture->source->uri, "lv3", "--sink",
-                         fixture->sink_uri, "--id", "lv3-estimate",
-                         "--window", "4", "--interval", "1",
-                         "--probe-seconds", "1", state_arg, "--json", NULL };
+  const char *argv[] = {
+    vmshift,   "estimate",        "--connect", fixture->source->uri, "lv3",
+    "--sink",  fixture->sink_uri, "--id",      "lv3-estimate",       "--window",
+    "4",       "--interval",      "1",         "--probe-seconds",    "1",
+    state_arg, "--json",          NULL
+  };
 
   configure_hook (fixture, fixture->sink->replica_dir);
   start_guest (fixture, "lv3");
   estimate = vms_test_command_start (fixture->hosts->namespace[0], argv,
-                                     fixture->state_dir);
+                                     fixture -> state_dir);
   vms_test_command_expect_success (estimate);
   event = vms_test_command_find_event (estimate, "estimate", parser);
   assert_non_null (event);
@@ -468,9 +463,9 @@ test_estimate_then_migrate (void **state)
   p2p_uri = g_strconcat ("qemu+unix", strchr (fixture->destination->uri, ':'),
                          NULL);
   run = vmshift_start (fixture, "--connect", fixture->source->uri, "lv3",
-                       p2p_uri, "--sink", fixture->sink_uri,
-                       "--job", "lv3-job", "--migrateuri", "tcp://10.231.0.2",
-                       "--estimate", "lv3-estimate", "--p2p", NULL);
+                       p2p_uri, "--sink", fixture->sink_uri, "--job", "lv3-job",
+                       "--migrateuri", "tcp://10.231.0.2", "--estimate",
+                       "lv3-estimate", "--p2p", NULL);
   vms_test_command_expect_success (run);
   assert_non_null (strstr (run->out->str, "\"event\":\"predicted\""));
   assert_true (event_int (run, "migrated", "predicted-downtime-ms") > 0);
