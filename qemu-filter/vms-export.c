@@ -163,6 +163,10 @@ check_running_server (VmsQmp *qmp, const char *socket_path, GError **error)
     }
   server_pid = peer_pid (fd);
   qemu_pid = peer_pid (vms_qmp_get_fd (qmp));
+  /* Through libvirt the monitor's peer is our own bridge thread, not
+   * QEMU: then only the socket's answering as NBD below tells. */
+  if (qemu_pid == getpid ())
+    qemu_pid = -1;
   if (server_pid > 0 && qemu_pid > 0 && server_pid != qemu_pid)
     {
       close (fd);
