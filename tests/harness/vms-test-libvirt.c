@@ -43,6 +43,24 @@ vms_test_libvirt_require (void)
   vms_test_require_program ("ip", "iproute2");
   vms_test_require_program ("qemu-img", "qemu-utils");
   vms_test_require_program ("qemu-system-x86_64", "qemu-system-x86");
+  {
+    /* A host needs a private mount namespace; in a chroot whose root is
+     * no mount point (as in a bare debootstrap tree) there is none. */
+    const char *argv[]
+        = { "unshare", "--mount", "--propagation", "private", "true", NULL };
+    g_autofree char *err = NULL;
+    int status = -1;
+
+    if (!g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL,
+                       NULL, NULL, &err, &status, NULL)
+        || !g_spawn_check_wait_status (status, NULL))
+      {
+        g_printerr ("skipped: no private mount namespace can be made here "
+                    "(is / a mount point?): %s",
+                    err ? err : "");
+        exit (77);
+      }
+  }
 }
 
 /* Run the script; its stderr becomes the error's message. */

@@ -250,7 +250,11 @@ validate_with_libvirt (Fixture *fixture, const char *xml)
   int status;
   g_autoptr (GError) error = NULL;
 
-  if (!validator)
+  g_autofree char *xmllint = g_find_program_in_path ("xmllint");
+
+  /* virt-xml-validate is a script around xmllint (libxml2-utils, which
+   * scripts/setup installs). */
+  if (!validator || !xmllint)
     return;
   assert_true (g_file_set_contents (path, xml, -1, NULL));
   assert_true (g_spawn_sync (
