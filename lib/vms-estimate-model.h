@@ -25,6 +25,15 @@ typedef struct
                             a rewrite of the same block counts once) */
   double write_rate;     /* bytes per second the guest writes, rewrites
                             included (QEMU's blockstats); 0 if unknown */
+  double copy_rate;      /* bytes of data per second its background copy
+                            moves (holes it passes included); 0: the
+                            link's throughput */
+  double round_rate;     /* bytes per second a dirty round of it moves;
+                            0: copy_rate */
+  double growth_rate;    /* bytes per second its data grows by, as the
+                            guest writes into holes; 0 if unknown */
+  double growth_position; /* where it grows: the share of its data that
+                             lies before (0..1), weighted by growth */
 } VmsEstimateDisk;
 
 typedef struct
@@ -36,7 +45,8 @@ typedef struct
 
 typedef struct
 {
-  double throughput; /* bytes per second for the migration */
+  double throughput; /* bytes per second over the link: RAM, and the
+                        disks' copies at most */
   double rtt_s;      /* round-trip time */
 } VmsEstimateLink;
 
@@ -49,7 +59,9 @@ typedef struct
   double round_overhead_s; /* fixed cost of one round of one disk */
   double switchover_s;     /* fixed part of the downtime (QEMU stops,
                               flushes, the destination activates) */
-  double setup_s;          /* fixed cost of a migration outside copying */
+  double setup_s;          /* fixed cost of a migration outside copying
+                              (preflight, exports, replicas, commit,
+                              cleanup), not per round */
   double dirty_expire_s;   /* the source host keeps written data this
                               long in its page cache before writing it
                               back (vm.dirty_expire_centisecs) */
@@ -77,6 +89,8 @@ const char *vms_estimate_method_name (VmsEstimateMethod method);
 typedef struct
 {
   double background_s; /* background copy of every disk */
+  guint64 background_bytes; /* what it sends: the data, and what the
+                               guest writes into holes ahead of it */
   guint n_rounds;      /* dirty rounds before memory */
   guint64 round_bytes[VMS_ESTIMATE_MAX_ROUNDS]; /* size of each */
   double round_s[VMS_ESTIMATE_MAX_ROUNDS];      /* duration of each */

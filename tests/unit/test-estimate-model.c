@@ -280,6 +280,101 @@ test_seed_device (void **state)
   assert_int_equal (e.method, VMS_ESTIMATE_NETWORK);
 }
 
+/* The disk's own rates: 500 MB copied at 50 MB/s is 10 s although the
+ * link carries 100 MB/s; a guest dirtying 2 MB/s leaves 20 MB for round 1,
+ * which at its 20 MB/s takes 1 s; round 2 holds 2 MB (converged, 0.1 s).
+ * RAM goes at the link's 100 MB/s: 100 MB in 1 s.  The last round in
+ * pause mode holds 2 MB/s x (0.1 + 1) s = 2.2 MB, 0.11 s at 20 MB/s. */
+static void
+test_disk_rates (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 100 * MB, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", 500 * MB, 2 * MB, 10 * GB);
+  d.disk.copy_rate = 50 * MB;
+  d.disk.round_rate = 20 * MB;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 10, 1e-9, "background");
+  assert_int_equal (e.n_rounds, 2);
+  assert_near (e.round_bytes[0], 20 * MB, 1, "round 1");
+  assert_near (e.round_s[0], 1, 1e-9, "round 1 time");
+  assert_near (e.round_bytes[1], 2 * MB, 1, "round 2");
+  assert_near (e.round_s[1], 0.1, 1e-9, "round 2 time");
+  assert_near (e.memory_s, 1, 1e-9, "memory at the link");
+  assert_near (e.final_bytes_pause, 2.2 * MB, 1, "final round");
+  assert_near (e.downtime_pause_s, 0.11, 1e-9, "downtime pause");
+  assert_near (e.total_pause_s, 10 + 1.1 + 1 + 0.11, 1e-9, "total pause");
+  assert_near (e.offline_s, 10, 1e-9, "offline");
+
+  /* Without a round rate the rounds go at the copy rate: round 1 is
+   * 0.4 s, round 2 holds 0.8 MB. */
+  d.disk.round_rate = 0;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.round_s[0], 0.4, 1e-9, "round 1 at the copy rate");
+  assert_near (e.round_bytes[1], 0.8 * MB, 1, "round 2");
+
+  /* Rates above the link's are the link's. */
+  d.disk.copy_rate = 1000 * MB;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 5, 1e-9, "background at the link");
+
+  /* The fixed cost of a round counts in the rounds and, for the last
+   * one, in the downtime. */
+  d.disk.copy_rate = 50 * MB;
+  d.disk.round_rate = 20 * MB;
+  params.round_overhead_s = 0.02;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.round_s[0], 1.02, 1e-9, "round 1 with its cost");
+  /* Round 2: 2 MB/s x 1.02 s = 2.04 MB, 0.102 + 0.02 s; the last round:
+   * 2 MB/s x (0.122 + 1) s = 2.244 MB, 0.1122 + 0.02 s. */
+  assert_near (e.round_s[1], 0.122, 1e-9, "round 2 with its cost");
+  assert_near (e.downtime_pause_s, 0.1122 + 0.02, 1e-9, "downtime");
+}
+
+/* The guest fills holes as the background copy runs: 1000 MB of data
+ * copied at 100 MB/s, growing by 10 MB/s halfway through the data.  The
+ * frontier reaches that place after half the copy, so the copy sends
+ * 5 MB/s x T more: T = 1000 / (100 - 5) = 10.526 s, sending 1052.6 MB. */
+static void
+test_hole_filling (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 0, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", 1000 * MB, 0, 10 * GB);
+  d.disk.growth_rate = 10 * MB;
+  d.disk.growth_position = 0.5;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 1000 / 95.0, 1e-9, "background");
+  assert_near (e.background_bytes, 1000 * MB + 5 * MB * 1000 / 95.0, 1,
+               "sent");
+  /* Offline the guest does not write: 10 s. */
+  assert_near (e.offline_s, 10, 1e-9, "offline");
+
+  /* Growth at the start of the data is behind the frontier at once: the
+   * rounds send it, not the background copy. */
+  d.disk.growth_position = 0;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 10, 1e-9, "growth behind");
+
+  /* Never more than the holes: a 1010 MB disk has 10 MB of them, so
+   * 1010 MB at 100 MB/s. */
+  d.disk.growth_position = 0.5;
+  d.disk.size = (guint64)(1010 * MB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 10.1, 1e-9, "capped by the holes");
+  assert_near (e.background_bytes, 1010 * MB, 1, "sent, capped");
+}
+
 static void
 test_group_order (void **state)
 {
@@ -304,6 +399,8 @@ main (void)
     cmocka_unit_test (test_memory_passes),
     cmocka_unit_test (test_two_disks),
     cmocka_unit_test (test_seed_device),
+    cmocka_unit_test (test_disk_rates),
+    cmocka_unit_test (test_hole_filling),
     cmocka_unit_test (test_group_order),
   };
 
