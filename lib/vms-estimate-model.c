@@ -129,8 +129,10 @@ round_time (const VmsEstimateDisk *disks, guint n, const double *per_disk,
   *bytes = 0;
   for (guint i = 0; i < n; i++)
     {
+      /* The guest runs at its pace while the migration copies. */
+      double pace = disks[i].pace > 0 ? MIN (disks[i].pace, 1.0) : 1.0;
       double dirty = vms_estimate_disk_dirty_after (
-          &disks[i], per_disk ? per_disk[i] : seconds);
+          &disks[i], pace * (per_disk ? per_disk[i] : seconds));
 
       *bytes += dirty;
       total += dirty / round_rate (&disks[i], throughput);
@@ -177,9 +179,12 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
   out->background_s = 0;
   for (guint i = 0; i < n; i++)
     {
+      /* A pass, with a round's fixed cost. */
       double sent, seconds = background_time (
-                       &disks[i], data ? data[i] : (double)disks[i].data_bytes,
-                       !data, throughput, &sent);
+                                 &disks[i],
+                                 data ? data[i] : (double)disks[i].data_bytes,
+                                 !data, throughput, &sent)
+                             + params->round_overhead_s;
 
       out->background_s += seconds;
       sent_all += sent;
@@ -276,8 +281,10 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
       out->disk_write_rate += tail_slope (&disks[i]);
       total_data += (double)disks[i].data_bytes;
       /* Offline, the guest does not write: no growth. */
-      offline_copy_s += background_time (
-          &disks[i], (double)disks[i].data_bytes, FALSE, throughput, &sent);
+      offline_copy_s += background_time (&disks[i],
+                                         (double)disks[i].data_bytes, FALSE,
+                                         throughput, &sent)
+                        + params->round_overhead_s;
     }
   if (!out->disks_converge && out->n_rounds > 0)
     {

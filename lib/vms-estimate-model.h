@@ -34,6 +34,10 @@ typedef struct
                             guest writes into holes; 0 if unknown */
   double growth_position; /* where it grows: the share of its data that
                              lies before (0..1), weighted by growth */
+  double pace;           /* how fast the guest dirties it while a copy
+                            runs, against the window (0..1]: in t seconds
+                            of a migration it dirties what the curve has
+                            at pace x t; 0: 1 */
 } VmsEstimateDisk;
 
 typedef struct

@@ -323,17 +323,31 @@ test_disk_rates (void **state)
   vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
   assert_near (e.background_s, 5, 1e-9, "background at the link");
 
-  /* The fixed cost of a round counts in the rounds and, for the last
-   * one, in the downtime. */
+  /* The fixed cost of a pass counts in the background copy, the rounds
+   * and, for the last round, in the downtime. */
   d.disk.copy_rate = 50 * MB;
   d.disk.round_rate = 20 * MB;
   params.round_overhead_s = 0.02;
   vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
-  assert_near (e.round_s[0], 1.02, 1e-9, "round 1 with its cost");
-  /* Round 2: 2 MB/s x 1.02 s = 2.04 MB, 0.102 + 0.02 s; the last round:
-   * 2 MB/s x (0.122 + 1) s = 2.244 MB, 0.1122 + 0.02 s. */
-  assert_near (e.round_s[1], 0.122, 1e-9, "round 2 with its cost");
-  assert_near (e.downtime_pause_s, 0.1122 + 0.02, 1e-9, "downtime");
+  assert_near (e.background_s, 10.02, 1e-9, "background with its cost");
+  /* Round 1: 2 MB/s x 10.02 s = 20.04 MB, 1.002 + 0.02 s; round 2:
+   * 2 MB/s x 1.022 s = 2.044 MB, 0.1022 + 0.02 s; the last round:
+   * 2 MB/s x (0.1222 + 1) s = 2.2444 MB, 0.11222 + 0.02 s. */
+  assert_near (e.round_s[0], 1.022, 1e-9, "round 1 with its cost");
+  assert_near (e.round_s[1], 0.1222, 1e-9, "round 2 with its cost");
+  assert_near (e.downtime_pause_s, 0.11222 + 0.02, 1e-9, "downtime");
+  assert_near (e.offline_s, 10.02, 1e-9, "offline with its cost");
+
+  /* A guest that dirties at half its pace while the copy runs: round 1
+   * holds 2 MB/s x 0.5 x 10 s = 10 MB (0.5 s), converged; the last round
+   * 2 MB/s x 0.5 x (0.5 + 1) s = 1.5 MB. */
+  params.round_overhead_s = 0;
+  d.disk.pace = 0.5;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.n_rounds, 1);
+  assert_near (e.round_bytes[0], 10 * MB, 1, "round 1 at half pace");
+  assert_near (e.round_s[0], 0.5, 1e-9, "round 1 time at half pace");
+  assert_near (e.final_bytes_pause, 1.5 * MB, 1, "last round at half pace");
 }
 
 /* The guest fills holes as the background copy runs: 1000 MB of data
