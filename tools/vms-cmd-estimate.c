@@ -252,15 +252,15 @@ on_copy_probe_progress (const VmsCopyStats *stats, gpointer user_data)
 
 /* The real copy engine, from source_uri (an export of a disk, with its
  * dirty bitmap when bitmap is not NULL) to the sink's discarding @probe
- * export, from offset start for at most seconds, as a migration with this
+ * export, from offset start to end for at most seconds, as a migration with this
  * estimate will copy: the best link probe's connections and request
  * size.  *bytes gets what it read and *elapsed_s the whole run; *rate
  * the bytes over the run less the fixed cost of a pass (the empty copy,
  * once measured), 0 when it read less than 1 MiB. */
 static gboolean
 copy_probe (Estimate *estimate, Disk *disk, const char *source_uri,
-            const char *bitmap, guint64 start, double seconds, double *rate,
-            guint64 *bytes, double *elapsed_s, GError **error)
+            const char *bitmap, guint64 start, guint64 end, double seconds,
+            double *rate, guint64 *bytes, double *elapsed_s, GError **error)
 {
   g_autofree char *dest_uri
       = vms_replicate_sink_uri (estimate->options->sink, "@probe", error);
@@ -275,7 +275,7 @@ copy_probe (Estimate *estimate, Disk *disk, const char *source_uri,
   spec.dest_uri = dest_uri;
   spec.bitmap = bitmap;
   spec.start = start;
-  spec.end = disk->disk->size;
+  spec.end = end;
   spec.connections = estimate->best.connections;
   spec.request_size = estimate->best.request_size;
   /* A FLUSH every 64 MiB, as a migration's copy does (which also saves
@@ -471,6 +471,24 @@ guest_pace (Disk *disk, double seconds, guint64 dirty)
   return MAX (high, 0.01);
 }
 
+/* Dirty rounds the round probe runs. */
+#define PROBE_ROUNDS 3
+
+/* The bucket where the k-th of n equal shares of the data begins. */
+static guint
+quantile_bucket (const guint64 *buckets, guint64 data, guint k, guint n)
+{
+  guint64 wanted = data * k / n, sum = 0;
+  guint b = 0;
+
+  while (b + 1 < MAP_BUCKETS && sum + buckets[b] <= wanted)
+    sum += buckets[b++];
+  /* An empty bucket is no start. */
+  while (b + 1 < MAP_BUCKETS && buckets[b] == 0)
+    b++;
+  return b;
+}
+
 /* After the window, as close to the migration as the estimate gets: map
  * the disk again (its data now, and how and where it grew since the
  * first map), then probe its background copy and its dirty rounds. */
@@ -510,18 +528,22 @@ probe_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk,
   disk->growth_position = grown > 0 ? weighted / grown : 0;
 
   /* The background copy's rate, in time per byte of data: the mean of
-   * the slices' (each stands for the same share of the data) whose
-   * inverse is the rate. */
+   * the slices' (each stands for a quarter of the data, and copies from
+   * its start to its end or for --probe-seconds), whose inverse is the
+   * rate. */
   for (guint k = 0; k < slices && disk->data > 0; k++)
     {
-      guint64 wanted = disk->data * (2 * k + 1) / (2 * slices), sum = 0;
-      guint b = 0;
+      guint first = quantile_bucket (buckets, disk->data, k, slices);
+      guint64 end = k + 1 < slices
+                        ? quantile_bucket (buckets, disk->data, k + 1, slices)
+                              * bucket_size
+                        : disk->disk->size;
       double rate, elapsed;
       guint64 bytes;
 
-      while (b + 1 < MAP_BUCKETS && sum + buckets[b] <= wanted)
-        sum += buckets[b++];
-      if (!copy_probe (estimate, disk, uri, NULL, b * bucket_size,
+      /* A quarter within one bucket: that bucket. */
+      end = MIN (MAX (end, (first + 1) * bucket_size), disk->disk->size);
+      if (!copy_probe (estimate, disk, uri, NULL, first * bucket_size, end,
                        estimate->options->probe_seconds, &rate, &bytes,
                        &elapsed, error))
         goto out;
@@ -535,38 +557,100 @@ probe_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk,
   vms_export_remove (vm->qmp, export_name, NULL);
   g_clear_pointer (&uri, g_free);
 
-  /* A dirty round's rate: the copy of what the window's bitmap holds,
-   * 64 KiB bits scattered as the guest wrote them. */
+  /* Dirty rounds, as a migration runs them: a bitmap records the guest
+   * for --probe-seconds, then each round switches to the next bitmap and
+   * copies the last while the next records.  The first round's bitmap
+   * was recorded with no copy running, so it is denser than a
+   * migration's; from the second on, each records during the round
+   * before, as in a migration, and is laid out as its rounds are: the
+   * round rate is theirs.  What each bitmap recorded during a copy gives
+   * the guest's pace then. */
   if (disk->bitmap)
     {
-      g_autofree char *next = g_strdup_printf (
-          BITMAP_PREFIX "%s-after-%u", estimate->options->id, index);
-      double rate, elapsed;
-      guint64 bytes;
+      VmsEstimateDisk curve;
+      g_autofree char *copying = NULL;
+      double paces = 0, copy_s = 0;
+      guint n_paces = 0;
+      guint64 copied = 0, first_bytes = 0;
+      double first_s = 0;
+      gint64 until;
 
-      gint64 switched = g_get_monotonic_time ();
-      g_autoptr (VmsBitmapInfo) after = NULL;
-
-      /* Exported, a bitmap must be disabled: switched, as a round does
-       * (the next one is removed with the others). */
+      curve_of (disk, &curve);
+      copying = g_strdup_printf (BITMAP_PREFIX "%s-round-%u-0",
+                                 estimate->options->id, index);
+      /* The window's bitmap is done with; the new ones go with it. */
       if (!vms_bitmap_switch (vm->qmp, disk->disk->node_name, disk->bitmap,
-                              next, FALSE, error)
-          || !(round_uri = export_disk (vm, disk, socket_path, round_export,
-                                        disk->bitmap, error))
-          || !copy_probe (estimate, disk, round_uri, disk->bitmap, 0,
-                          estimate->options->probe_seconds, &rate, &bytes,
-                          &elapsed, error))
+                              copying, FALSE, error))
         goto out;
-      disk->round_rate = rate;
-      vms_export_remove (vm->qmp, round_export, NULL);
-      g_clear_pointer (&round_uri, g_free);
-      /* The next bitmap recorded the guest while the probe copied, as
-       * while a migration does: its pace then. */
-      after = vms_bitmap_query (vm->qmp, disk->disk->node_name, next, error);
-      if (!after)
-        goto out;
-      disk->pace = guest_pace (disk, (g_get_monotonic_time () - switched) / 1e6,
-                               after->count);
+      until = g_get_monotonic_time ()
+              + (gint64)(estimate->options->probe_seconds * G_USEC_PER_SEC);
+      while (g_get_monotonic_time () < until)
+        {
+          if (g_atomic_int_get (&stop_requested))
+            {
+              g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED,
+                           "stopped on request");
+              goto out;
+            }
+          g_usleep (MIN (50 * 1000, MAX (0, until - g_get_monotonic_time ())));
+        }
+      for (guint r = 0; r < PROBE_ROUNDS; r++)
+        {
+          g_autofree char *next = g_strdup_printf (
+              BITMAP_PREFIX "%s-round-%u-%u", estimate->options->id, index,
+              r + 1);
+          gint64 switched = g_get_monotonic_time ();
+          g_autoptr (VmsBitmapInfo) recorded = NULL;
+          double rate, elapsed, round_s;
+          guint64 bytes;
+
+          if (!vms_bitmap_switch (vm->qmp, disk->disk->node_name, copying,
+                                  next, FALSE, error)
+              || !(round_uri = export_disk (vm, disk, socket_path,
+                                            round_export, copying, error))
+              || !copy_probe (estimate, disk, round_uri, copying, 0,
+                              disk->disk->size,
+                              estimate->options->probe_seconds, &rate,
+                              &bytes, &elapsed, error))
+            goto out;
+          vms_export_remove (vm->qmp, round_export, NULL);
+          g_clear_pointer (&round_uri, g_free);
+          vms_bitmap_remove (vm->qmp, disk->disk->node_name, copying, NULL);
+          round_s = (g_get_monotonic_time () - switched) / 1e6;
+          /* Less a pass's fixed cost, as copy_probe's rate. */
+          elapsed = MAX (elapsed - estimate->empty_copy_s, elapsed / 2);
+          if (r == 0)
+            {
+              first_bytes = bytes;
+              first_s = elapsed;
+            }
+          else
+            {
+              copied += bytes;
+              copy_s += elapsed;
+            }
+          recorded
+              = vms_bitmap_query (vm->qmp, disk->disk->node_name, next, error);
+          if (!recorded)
+            goto out;
+          if (vms_estimate_disk_dirty_after (&curve, round_s) > 0)
+            {
+              paces += guest_pace (disk, round_s, recorded->count);
+              n_paces++;
+            }
+          g_free (copying);
+          copying = g_steal_pointer (&next);
+        }
+      /* The rounds that copied less than 1 MiB tell no rate: then the
+       * first round's. */
+      if (copied < 1024 * 1024)
+        {
+          copied = first_bytes;
+          copy_s = first_s;
+        }
+      disk->round_rate
+          = copied >= 1024 * 1024 && copy_s > 0 ? copied / copy_s : 0;
+      disk->pace = n_paces ? paces / n_paces : 0;
     }
   ok = TRUE;
 
@@ -623,8 +707,8 @@ empty_round (Estimate *estimate, Vm *vm, guint index, Disk *disk,
                           error)
        && (uri = export_disk (vm, disk, socket_path, export_name, bitmap,
                               error))
-       && copy_probe (estimate, disk, uri, bitmap, 0, 60, &rate, &bytes,
-                      &copy_s, error);
+       && copy_probe (estimate, disk, uri, bitmap, 0, disk->disk->size, 60,
+                      &rate, &bytes, &copy_s, error);
   if (uri)
     vms_export_remove (vm->qmp, export_name, NULL);
   vms_bitmap_remove (vm->qmp, disk->disk->node_name, bitmap, NULL);
