@@ -163,6 +163,58 @@ background_time (const VmsEstimateDisk *disk, double data, gboolean growth,
   return seconds;
 }
 
+/* Standard normal distribution function. */
+static double
+normal_cdf (double x)
+{
+  return 0.5 * erfc (-x / M_SQRT2);
+}
+
+/* The rounds' sizes vary around W (the guest does not write evenly):
+ * with a relative standard deviation s, round k ends the rounds with
+ * probability p_k: it holds converge_bytes or less (P = Phi((C / R_k - 1)
+ * / s)), or it is not shrinking (R_k / R_k-1 at least not_shrinking; the
+ * ratio of two rounds varies by s sqrt 2: P = 1 - Phi((0.9 / rho_k - 1) /
+ * (s sqrt 2))); the last round predicted ends them for sure.  Round k is
+ * reached with probability S_k = prod (1 - p_j), j < k: the rounds take
+ * sum S_k d_k, and the last one sum S_k p_k d_k, expected.  Without noise
+ * that is the sequence as predicted. */
+static void
+expect_rounds (const VmsEstimateParams *params, VmsEstimate *out)
+{
+  double reach = 1, s = params->round_noise;
+
+  out->rounds_s = 0;
+  out->rounds_expected = 0;
+  out->last_round_s = 0;
+  for (guint k = 0; k < out->n_rounds; k++)
+    {
+      double r = MAX ((double)out->round_bytes[k], 1.0), stop = 1;
+
+      if (k + 1 < out->n_rounds && s > 0)
+        {
+          double converge = normal_cdf (((double)params->converge_bytes / r - 1)
+                                        / s);
+          double shrinking
+              = k == 0 ? 1
+                       : normal_cdf ((params->not_shrinking
+                                          * MAX ((double)out->round_bytes[k - 1],
+                                                 1.0)
+                                          / r
+                                      - 1)
+                                     / (s * M_SQRT2));
+
+          stop = 1 - (1 - converge) * shrinking;
+        }
+      else if (k + 1 < out->n_rounds)
+        stop = 0;
+      out->rounds_s += reach * out->round_s[k];
+      out->rounds_expected += reach;
+      out->last_round_s += reach * stop * out->round_s[k];
+      reach *= 1 - stop;
+    }
+}
+
 /* Background copy and rounds, as vmshift runs them: disk after disk, each
  * disk's bitmap added as its own copy starts.  data overrides the disks'
  * data_bytes when not NULL (a seeded migration sends only the delta, and
@@ -221,6 +273,7 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
         break;
       previous = (guint64)bytes;
     }
+  expect_rounds (params, out);
 }
 
 /* QEMU's pre-copy: pass after pass over what the guest dirtied during the
@@ -299,8 +352,7 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
 
       out->backpressure_rate = rate * MIN (BACKPRESSURE_MAX_SHARE, ratio);
     }
-  last_round_s
-      = out->n_rounds ? out->round_s[out->n_rounds - 1] : out->background_s;
+  last_round_s = out->n_rounds ? out->last_round_s : out->background_s;
 
   /* pause: memory at the full link, then the last round in the downtime
    * (a pass of each disk, with its fixed costs), over what the guest

@@ -71,6 +71,9 @@ typedef struct
                               back (vm.dirty_expire_centisecs) */
   double host_flush_rate;  /* bytes per second the source host writes its
                               page cache back at */
+  double round_noise;      /* relative standard deviation of a dirty
+                              round's size around W (measured); 0: the
+                              rounds stop exactly as predicted */
   guint64 seed_capacity;   /* bytes of a seed device, 0: none */
   double seed_rate;        /* bytes per second to write or read it */
   double seed_shipping_s;  /* door to door */
@@ -98,7 +101,9 @@ typedef struct
   guint n_rounds;      /* dirty rounds before memory */
   guint64 round_bytes[VMS_ESTIMATE_MAX_ROUNDS]; /* size of each */
   double round_s[VMS_ESTIMATE_MAX_ROUNDS];      /* duration of each */
-  double rounds_s;                              /* all rounds */
+  double rounds_s;      /* all rounds (expected, with round_noise) */
+  double rounds_expected; /* how many rounds, expected */
+  double last_round_s;  /* the last round's duration, expected */
   gboolean disks_converge;   /* rounds got below converge_bytes */
   double disk_write_rate;    /* new distinct dirty bytes per second,
                                 long-run (all disks) */

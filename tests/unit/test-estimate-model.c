@@ -389,6 +389,38 @@ test_hole_filling (void **state)
   assert_near (e.background_bytes, 1010 * MB, 1, "sent, capped");
 }
 
+/* Rounds whose sizes vary: the guest writing 10 MB/s over 100 MB/s gives
+ * rounds of 100 MB (1 s) and 10 MB (0.1 s).  With a relative standard
+ * deviation of 0.5, round 1 already holds 16 MB or less with probability
+ * Phi((16/100 - 1) / 0.5) = Phi(-1.68) = 0.04648, and ends the rounds:
+ * they take 1 + (1 - 0.04648) 0.1 = 1.09535 s, and the last one
+ * 0.04648 x 1 + 0.95352 x 0.1 = 0.14183 s, expected. */
+static void
+test_round_noise (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 0, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", GB, 10 * MB, 10 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.rounds_s, 1.1, 1e-9, "no noise");
+  assert_near (e.last_round_s, 0.1, 1e-9, "no noise, last");
+  assert_near (e.rounds_expected, 2, 1e-9, "no noise, rounds");
+
+  params.round_noise = 0.5;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.n_rounds, 2);
+  assert_near (e.rounds_s, 1.09535, 1e-4, "expected rounds time");
+  assert_near (e.last_round_s, 0.14183, 1e-4, "expected last round");
+  assert_near (e.rounds_expected, 1.95352, 1e-4, "expected rounds");
+  /* The last round in the downtime: 10 MB/s x 0.14183 s. */
+  assert_near (e.final_bytes_pause, 1.4183 * MB, 200, "final round");
+}
+
 static void
 test_group_order (void **state)
 {
@@ -415,6 +447,7 @@ main (void)
     cmocka_unit_test (test_seed_device),
     cmocka_unit_test (test_disk_rates),
     cmocka_unit_test (test_hole_filling),
+    cmocka_unit_test (test_round_noise),
     cmocka_unit_test (test_group_order),
   };
 
