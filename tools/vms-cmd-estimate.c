@@ -19,6 +19,7 @@
 #endif
 
 #include <errno.h>
+#include <math.h>
 #include <glib/gstdio.h>
 #include <libnbd.h>
 #include <signal.h>
@@ -107,6 +108,7 @@ typedef struct
   double growth_rate;    /* bytes/s its data grew by between the maps */
   double growth_position; /* where: share of its data before, weighted */
   double pace;           /* the guest's pace while a copy runs, 0: unknown */
+  double round_noise;    /* the probe rounds' relative deviation from W */
   guint64 written_start; /* QEMU's wr_bytes when the window opened */
   double write_rate;     /* bytes/s written over the window */
   GArray *seconds;       /* double */
@@ -570,6 +572,7 @@ probe_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk,
       VmsEstimateDisk curve;
       g_autofree char *copying = NULL;
       double paces = 0, copy_s = 0;
+      double rounds_s[PROBE_ROUNDS], recorded_bytes[PROBE_ROUNDS];
       guint n_paces = 0;
       guint64 copied = 0, first_bytes = 0;
       double first_s = 0;
@@ -633,6 +636,8 @@ probe_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk,
               = vms_bitmap_query (vm->qmp, disk->disk->node_name, next, error);
           if (!recorded)
             goto out;
+          rounds_s[r] = round_s;
+          recorded_bytes[r] = recorded->count;
           if (vms_estimate_disk_dirty_after (&curve, round_s) > 0)
             {
               paces += guest_pace (disk, round_s, recorded->count);
@@ -651,6 +656,26 @@ probe_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk,
       disk->round_rate
           = copied >= 1024 * 1024 && copy_s > 0 ? copied / copy_s : 0;
       disk->pace = n_paces ? paces / n_paces : 0;
+      /* How much the rounds' sizes varied around what the curve gives at
+       * that pace: their relative standard deviation. */
+      if (n_paces)
+        {
+          double squares = 0;
+          guint n = 0;
+
+          for (guint r = 0; r < PROBE_ROUNDS; r++)
+            {
+              double expected = vms_estimate_disk_dirty_after (
+                  &curve, disk->pace * rounds_s[r]);
+
+              if (expected > 0)
+                {
+                  squares += pow (recorded_bytes[r] / expected - 1, 2);
+                  n++;
+                }
+            }
+          disk->round_noise = n ? sqrt (squares / n) : 0;
+        }
     }
   ok = TRUE;
 
@@ -1247,6 +1272,19 @@ predict (Estimate *estimate, double bandwidth)
               + SETUP_SAVES * estimate->save_s + estimate->server_s
               + vm->disks->len * SETUP_SINK_CONNECTIONS
                     * estimate->sink_connect_s;
+      /* How the rounds' sizes vary: the mean over the disks measured. */
+      {
+        double noise = 0;
+        guint n = 0;
+
+        for (guint i = 0; i < vm->disks->len; i++)
+          if (((Disk *)vm->disks->pdata[i])->pace > 0)
+            {
+              noise += ((Disk *)vm->disks->pdata[i])->round_noise;
+              n++;
+            }
+        estimate->params.round_noise = n ? noise / n : 0;
+      }
       vms_estimate_run (disks, vm->disks->len, &memory, &vm_link,
                         &estimate->params, &vm->estimate);
       vm->setup_s = estimate->params.setup_s;
@@ -1363,6 +1401,8 @@ build_result (Estimate *estimate, guint *order, double group_total)
           json_builder_add_double_value (b, disk->round_rate);
           MEMBER ("pace");
           json_builder_add_double_value (b, disk->pace);
+          MEMBER ("round-noise");
+          json_builder_add_double_value (b, disk->round_noise);
           MEMBER ("write-rate");
           json_builder_add_double_value (b, disk->write_rate);
           MEMBER ("dirty-samples");
@@ -1400,6 +1440,8 @@ build_result (Estimate *estimate, guint *order, double group_total)
       json_builder_end_array (b);
       MEMBER ("rounds-seconds");
       json_builder_add_double_value (b, e->rounds_s);
+      MEMBER ("rounds-expected");
+      json_builder_add_double_value (b, e->rounds_expected);
       MEMBER ("disks-converge");
       json_builder_add_boolean_value (b, e->disks_converge);
       MEMBER ("disk-write-rate");
@@ -1490,8 +1532,9 @@ print_human (Estimate *estimate, guint *order, double group_total)
         }
       g_print ("  disks write new data at %s/s\n", write_rate);
       g_print ("  %-22s %10.1f s\n", "background copy", e->background_s);
-      g_print ("  %-22s %10.1f s  (%u rounds%s)\n", "dirty rounds", e->rounds_s,
-               e->n_rounds, e->disks_converge ? "" : ", not converging");
+      g_print ("  %-22s %10.1f s  (%.1f rounds%s)\n", "dirty rounds",
+               e->rounds_s, e->rounds_expected,
+               e->disks_converge ? "" : ", not converging");
       g_print ("  %-22s %10.1f s  (%u passes%s)\n", "memory pre-copy",
                e->memory_s, e->memory_passes,
                e->memory_converges ? "" : ", not converging");
