@@ -102,31 +102,151 @@ vms_estimate_disk_dirty_after (const VmsEstimateDisk *disk, double seconds)
   return MIN (value, (double)disk->size);
 }
 
+/* The rate of a disk's background copy and of its rounds: as measured,
+ * never above the link's. */
 static double
-dirty_all (const VmsEstimateDisk *disks, guint n, double seconds)
+copy_rate (const VmsEstimateDisk *disk, double throughput)
+{
+  return disk->copy_rate > 0 ? MIN (disk->copy_rate, throughput) : throughput;
+}
+
+static double
+round_rate (const VmsEstimateDisk *disk, double throughput)
+{
+  return disk->round_rate > 0 ? MIN (disk->round_rate, throughput)
+                              : copy_rate (disk, throughput);
+}
+
+/* Seconds a dirty round over what the disks dirtied in each's own
+ * seconds[i] (or all in seconds when per_disk is NULL) takes to copy,
+ * its fixed costs not included; *bytes gets its size. */
+static double
+round_time (const VmsEstimateDisk *disks, guint n, const double *per_disk,
+            double seconds, double throughput, double *bytes)
 {
   double total = 0;
 
+  *bytes = 0;
   for (guint i = 0; i < n; i++)
-    total += vms_estimate_disk_dirty_after (&disks[i], seconds);
+    {
+      /* The guest runs at its pace while the migration copies. */
+      double pace = disks[i].pace > 0 ? MIN (disks[i].pace, 1.0) : 1.0;
+      double dirty = vms_estimate_disk_dirty_after (
+          &disks[i], pace * (per_disk ? per_disk[i] : seconds));
+
+      *bytes += dirty;
+      total += dirty / round_rate (&disks[i], throughput);
+    }
   return total;
+}
+
+/* The background copy of one disk holding data bytes: *sent gets what
+ * it sends.  The copy runs through the disk in order at its rate c; what
+ * the guest writes into holes ahead of its frontier is data by the time
+ * the frontier gets there.  Growing at g bytes/s at the share p of the
+ * data, that is g p T more in a copy of T seconds: T = (data + g p T) / c,
+ * so T = data / (c - g p), and never more than the disk's holes. */
+static double
+background_time (const VmsEstimateDisk *disk, double data, gboolean growth,
+                 double throughput, double *sent)
+{
+  double c = copy_rate (disk, throughput);
+  double ahead = growth ? disk->growth_rate * CLAMP (disk->growth_position,
+                                                     0.0, 1.0)
+                        : 0;
+  double holes = MAX ((double)disk->size - data, 0.0);
+  double seconds = data / MAX (c - ahead, c * 0.1);
+
+  if (ahead * seconds > holes)
+    seconds = (data + holes) / c;
+  *sent = data + MIN (ahead * seconds, holes);
+  return seconds;
+}
+
+/* Standard normal distribution function. */
+static double
+normal_cdf (double x)
+{
+  return 0.5 * erfc (-x / M_SQRT2);
+}
+
+/* The rounds' sizes vary around W (the guest does not write evenly):
+ * with a relative standard deviation s, round k ends the rounds with
+ * probability p_k: it holds converge_bytes or less (P = Phi((C / R_k - 1)
+ * / s)), or it is not shrinking (R_k / R_k-1 at least not_shrinking; the
+ * ratio of two rounds varies by s sqrt 2: P = 1 - Phi((0.9 / rho_k - 1) /
+ * (s sqrt 2))); the last round predicted ends them for sure.  Round k is
+ * reached with probability S_k = prod (1 - p_j), j < k: the rounds take
+ * sum S_k d_k, and the last one sum S_k p_k d_k, expected.  Without noise
+ * that is the sequence as predicted. */
+static void
+expect_rounds (const VmsEstimateParams *params, VmsEstimate *out)
+{
+  double reach = 1, s = params->round_noise;
+
+  out->rounds_s = 0;
+  out->rounds_expected = 0;
+  out->last_round_s = 0;
+  for (guint k = 0; k < out->n_rounds; k++)
+    {
+      double r = MAX ((double)out->round_bytes[k], 1.0), stop = 1;
+
+      if (k + 1 < out->n_rounds && s > 0)
+        {
+          double converge = normal_cdf (((double)params->converge_bytes / r - 1)
+                                        / s);
+          double shrinking
+              = k == 0 ? 1
+                       : normal_cdf ((params->not_shrinking
+                                          * MAX ((double)out->round_bytes[k - 1],
+                                                 1.0)
+                                          / r
+                                      - 1)
+                                     / (s * M_SQRT2));
+
+          stop = 1 - (1 - converge) * shrinking;
+        }
+      else if (k + 1 < out->n_rounds)
+        stop = 0;
+      out->rounds_s += reach * out->round_s[k];
+      out->rounds_expected += reach;
+      out->last_round_s += reach * stop * out->round_s[k];
+      reach *= 1 - stop;
+    }
 }
 
 /* Background copy and rounds, as vmshift runs them: disk after disk, each
  * disk's bitmap added as its own copy starts.  data overrides the disks'
- * data_bytes when not NULL (a seeded migration sends only the delta). */
+ * data_bytes when not NULL (a seeded migration sends only the delta, and
+ * the guest's growth of it is in the delta already). */
 static void
 simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
                 double throughput, const VmsEstimateParams *params,
                 VmsEstimate *out)
 {
-  double started = 0, previous_duration;
+  g_autofree double *recording = g_new0 (double, MAX (n, 1));
+  double previous_duration, sent_all = 0;
   guint64 previous = 0;
 
   out->background_s = 0;
   for (guint i = 0; i < n; i++)
-    out->background_s
-        += (data ? data[i] : (double)disks[i].data_bytes) / throughput;
+    {
+      /* A pass, with a round's fixed cost. */
+      double sent, seconds = background_time (
+                                 &disks[i],
+                                 data ? data[i] : (double)disks[i].data_bytes,
+                                 !data, throughput, &sent)
+                             + params->round_overhead_s;
+
+      out->background_s += seconds;
+      sent_all += sent;
+      /* Disk i's bitmap records from the start of its own copy. */
+      recording[i] = out->background_s - seconds;
+    }
+  /* ... until round 1 starts. */
+  for (guint i = 0; i < n; i++)
+    recording[i] = out->background_s - recording[i];
+  out->background_bytes = (guint64)sent_all;
   out->n_rounds = 0;
   out->rounds_s = 0;
   out->disks_converge = FALSE;
@@ -136,17 +256,9 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
       double bytes = 0, duration;
       guint k = out->n_rounds;
 
-      if (k == 0)
-        for (guint i = 0; i < n; i++)
-          {
-            bytes += vms_estimate_disk_dirty_after (&disks[i], out->background_s
-                                                                   - started);
-            started
-                += (data ? data[i] : (double)disks[i].data_bytes) / throughput;
-          }
-      else
-        bytes = dirty_all (disks, n, previous_duration);
-      duration = bytes / throughput + n * params->round_overhead_s;
+      duration = round_time (disks, n, k == 0 ? recording : NULL,
+                             previous_duration, throughput, &bytes)
+                 + n * params->round_overhead_s;
       out->round_bytes[k] = (guint64)bytes;
       out->round_s[k] = duration;
       out->rounds_s += duration;
@@ -161,6 +273,7 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
         break;
       previous = (guint64)bytes;
     }
+  expect_rounds (params, out);
 }
 
 /* QEMU's pre-copy: pass after pass over what the guest dirtied during the
@@ -201,8 +314,8 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
                   const VmsEstimateParams *params, VmsEstimate *out)
 {
   double throughput = MAX (link->throughput, 1.0);
-  double last_round_s, ram_left, mirror_bandwidth, total_data = 0;
-  double network_s;
+  double last_round_s, ram_left, mirror_bandwidth, offline_copy_s = 0;
+  double network_s, bytes, final_s, total_data = 0;
   VmsEstimate mirror = { 0 };
 
   memset (out, 0, sizeof *out);
@@ -216,35 +329,49 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
                            / params->host_flush_rate;
   for (guint i = 0; i < n_disks; i++)
     {
+      double sent;
+
       out->disk_write_rate += tail_slope (&disks[i]);
       total_data += (double)disks[i].data_bytes;
+      /* Offline, the guest does not write: no growth. */
+      offline_copy_s += background_time (&disks[i],
+                                         (double)disks[i].data_bytes, FALSE,
+                                         throughput, &sent)
+                        + params->round_overhead_s;
     }
   if (!out->disks_converge && out->n_rounds > 0)
     {
       double first = MAX ((double)out->round_bytes[0], 1.0);
       double ratio = pow ((double)params->converge_bytes / first,
                           1.0 / BACKPRESSURE_ROUNDS);
+      /* The rounds' own pace: round 1's bytes over its copying time. */
+      double copying = out->round_s[0] - n_disks * params->round_overhead_s;
+      double rate = copying > 0 && out->round_bytes[0] > 0
+                        ? (double)out->round_bytes[0] / copying
+                        : throughput;
 
-      out->backpressure_rate = throughput * MIN (BACKPRESSURE_MAX_SHARE, ratio);
+      out->backpressure_rate = rate * MIN (BACKPRESSURE_MAX_SHARE, ratio);
     }
-  last_round_s
-      = out->n_rounds ? out->round_s[out->n_rounds - 1] : out->background_s;
+  last_round_s = out->n_rounds ? out->last_round_s : out->background_s;
 
-  /* pause: memory at the full link, then the last round in the downtime,
-   * over what the guest wrote during the last round and memory. */
+  /* pause: memory at the full link, then the last round in the downtime
+   * (a pass of each disk, with its fixed costs), over what the guest
+   * wrote during the last round and memory. */
   ram_left = simulate_memory (memory, throughput, params, out);
-  out->final_bytes_pause
-      = (guint64)dirty_all (disks, n_disks, last_round_s + out->memory_s);
-  out->downtime_pause_s = params->switchover_s + out->stop_flush_s
-                          + out->final_bytes_pause / throughput
+  final_s = round_time (disks, n_disks, NULL, last_round_s + out->memory_s,
+                        throughput, &bytes);
+  out->final_bytes_pause = (guint64)bytes;
+  out->downtime_pause_s = params->switchover_s + out->stop_flush_s + final_s
+                          + n_disks * params->round_overhead_s
                           + ram_left / throughput;
   out->total_pause_s = params->setup_s + out->background_s + out->rounds_s
                        + out->memory_s + out->downtime_pause_s;
 
   /* mirror: a catch-up copy behind the mirror, then memory while every
    * guest write also crosses the link; the downtime holds a FLUSH. */
-  out->catchup_s_mirror = dirty_all (disks, n_disks, last_round_s) / throughput
-                          + n_disks * params->round_overhead_s;
+  out->catchup_s_mirror
+      = round_time (disks, n_disks, NULL, last_round_s, throughput, &bytes)
+        + n_disks * params->round_overhead_s;
   mirror_bandwidth
       = MAX (throughput - out->disk_write_rate, throughput * MIN_MEMORY_SHARE);
   ram_left = simulate_memory (memory, mirror_bandwidth, params, &mirror);
@@ -254,7 +381,7 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
                         + out->catchup_s_mirror + mirror.memory_s
                         + out->downtime_mirror_s;
 
-  out->offline_s = params->setup_s + total_data / throughput;
+  out->offline_s = params->setup_s + offline_copy_s;
 
   /* Seed: write the device, ship it, import it, then migrate what the
    * guest wrote meanwhile over the link. */

@@ -25,6 +25,19 @@ typedef struct
                             a rewrite of the same block counts once) */
   double write_rate;     /* bytes per second the guest writes, rewrites
                             included (QEMU's blockstats); 0 if unknown */
+  double copy_rate;      /* bytes of data per second its background copy
+                            moves (holes it passes included); 0: the
+                            link's throughput */
+  double round_rate;     /* bytes per second a dirty round of it moves;
+                            0: copy_rate */
+  double growth_rate;    /* bytes per second its data grows by, as the
+                            guest writes into holes; 0 if unknown */
+  double growth_position; /* where it grows: the share of its data that
+                             lies before (0..1), weighted by growth */
+  double pace;           /* how fast the guest dirties it while a copy
+                            runs, against the window (0..1]: in t seconds
+                            of a migration it dirties what the curve has
+                            at pace x t; 0: 1 */
 } VmsEstimateDisk;
 
 typedef struct
@@ -36,7 +49,8 @@ typedef struct
 
 typedef struct
 {
-  double throughput; /* bytes per second for the migration */
+  double throughput; /* bytes per second over the link: RAM, and the
+                        disks' copies at most */
   double rtt_s;      /* round-trip time */
 } VmsEstimateLink;
 
@@ -49,12 +63,17 @@ typedef struct
   double round_overhead_s; /* fixed cost of one round of one disk */
   double switchover_s;     /* fixed part of the downtime (QEMU stops,
                               flushes, the destination activates) */
-  double setup_s;          /* fixed cost of a migration outside copying */
+  double setup_s;          /* fixed cost of a migration outside copying
+                              (preflight, exports, replicas, commit,
+                              cleanup), not per round */
   double dirty_expire_s;   /* the source host keeps written data this
                               long in its page cache before writing it
                               back (vm.dirty_expire_centisecs) */
   double host_flush_rate;  /* bytes per second the source host writes its
                               page cache back at */
+  double round_noise;      /* relative standard deviation of a dirty
+                              round's size around W (measured); 0: the
+                              rounds stop exactly as predicted */
   guint64 seed_capacity;   /* bytes of a seed device, 0: none */
   double seed_rate;        /* bytes per second to write or read it */
   double seed_shipping_s;  /* door to door */
@@ -77,10 +96,14 @@ const char *vms_estimate_method_name (VmsEstimateMethod method);
 typedef struct
 {
   double background_s; /* background copy of every disk */
+  guint64 background_bytes; /* what it sends: the data, and what the
+                               guest writes into holes ahead of it */
   guint n_rounds;      /* dirty rounds before memory */
   guint64 round_bytes[VMS_ESTIMATE_MAX_ROUNDS]; /* size of each */
   double round_s[VMS_ESTIMATE_MAX_ROUNDS];      /* duration of each */
-  double rounds_s;                              /* all rounds */
+  double rounds_s;      /* all rounds (expected, with round_noise) */
+  double rounds_expected; /* how many rounds, expected */
+  double last_round_s;  /* the last round's duration, expected */
   gboolean disks_converge;   /* rounds got below converge_bytes */
   double disk_write_rate;    /* new distinct dirty bytes per second,
                                 long-run (all disks) */

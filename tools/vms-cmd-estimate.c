@@ -19,6 +19,7 @@
 #endif
 
 #include <errno.h>
+#include <math.h>
 #include <glib/gstdio.h>
 #include <libnbd.h>
 #include <signal.h>
@@ -38,6 +39,17 @@
 /* q35 and pc keep at least this much RAM below the 4 GiB hole. */
 #define RAM_SAMPLE_LOW_LIMIT (G_GUINT64_CONSTANT (2) << 30)
 #define RTT_SAMPLES 20
+/* What vmshift migrate (QEMU driven directly, pause or mirror) does
+ * outside its passes, counted in tools/vms-cmd-migrate.c and
+ * tools/vms-replicate.c: QMP commands to both QEMUs (run states,
+ * versions, the VM's name, UUID and disks, the destination's disks, the
+ * NBD server, mirrors, migration capabilities and parameters, incoming,
+ * migrate, continue, the cleanup's bitmaps and server), durable job
+ * saves (the state moves, preflight and cleanup), and sink connections
+ * per disk (create the replica, live-reset, commit). */
+#define SETUP_QMP_COMMANDS 25
+#define SETUP_SAVES 10
+#define SETUP_SINK_CONNECTIONS 3
 #define NO_UUID "00000000-0000-0000-0000-000000000000"
 
 static const char *const description
@@ -50,7 +62,9 @@ static const char *const description
       "--interval: a temporary dirty bitmap per disk (always removed), the\n"
       "RAM dirty rate (calc-dirty-rate, page sampling), the disks' data and\n"
       "the share of RAM that is not zero.  Then it probes the link with 1, 2,\n"
-      "4 and 8 connections and two request sizes, and predicts each phase,\n"
+      "4 and 8 connections and two request sizes, maps the disks again (their\n"
+      "growth), times an empty round and probes each disk's background copy\n"
+      "and dirty rounds with the best of those, and predicts each phase,\n"
       "the downtime of both switchover modes, the total, and the method.\n"
       "The result is kept in the state directory as estimate-ID.json;\n"
       "'vmshift migrate --estimate ID' uses its tuning and reports\n"
@@ -86,7 +100,15 @@ typedef struct
   char *bitmap;          /* temporary bitmap, NULL once removed */
   guint64 allocated;     /* not a hole */
   guint64 data;          /* not a hole, not known zero */
-  double copy_rate;      /* bytes/s the copy engine moves it to the sink */
+  double copy_rate;      /* bytes/s of data its background copy moves */
+  double round_rate;     /* bytes/s a dirty round of it moves, 0: unknown */
+  guint64 *buckets;      /* data per MAP_BUCKETS-th of it, first map */
+  gint64 mapped_us;      /* monotonic time of the first map */
+  guint64 data_start;    /* data then */
+  double growth_rate;    /* bytes/s its data grew by between the maps */
+  double growth_position; /* where: share of its data before, weighted */
+  double pace;           /* the guest's pace while a copy runs, 0: unknown */
+  double round_noise;    /* the probe rounds' relative deviation from W */
   guint64 written_start; /* QEMU's wr_bytes when the window opened */
   double write_rate;     /* bytes/s written over the window */
   GArray *seconds;       /* double */
@@ -107,6 +129,7 @@ typedef struct
   double ram_dirty_rate; /* mean of the measurements, bytes/s */
   double throughput;
   /* what the model used, bytes/s */ /* a calc-dirty-rate runs */
+  double setup_s;                    /* the setup the model used */
   GPtrArray *found;                  /* VmsDisk* */
   GPtrArray *disks;                  /* Disk* */
   VmsEstimate estimate;
@@ -122,12 +145,21 @@ typedef struct
   double rtt_s;
   VmsEstimateParams params;
   gint64 started; /* wall clock, seconds */
+  /* Measured costs of vmshift's own steps, seconds: see measure_steps */
+  double qmp_s;         /* a QMP round trip */
+  double save_s;        /* a durable save of a small file */
+  double server_s;      /* QEMU's NBD server started and stopped */
+  double empty_copy_s;  /* a copy pass that finds nothing to copy */
+  double empty_round_s; /* a whole dirty round that holds nothing */
+  double sink_connect_s; /* a connection to the sink */
+  guint n_empty_rounds;
 } Estimate;
 
 static void
 disk_free (Disk *disk)
 {
   g_free (disk->bitmap);
+  g_free (disk->buckets);
   g_array_unref (disk->seconds);
   g_array_unref (disk->dirty);
   g_free (disk);
@@ -154,10 +186,16 @@ vm_free (Vm *vm)
 
 /* ---- disk data ---- */
 
+/* A disk's map keeps its data per bucket, a MAP_BUCKETS-th of the disk:
+ * where the data lies, to place the copy probes, and where it grows. */
+#define MAP_BUCKETS 256
+
 typedef struct
 {
   guint64 allocated, data;
-  guint64 covered; /* bytes the last reply described */
+  guint64 covered;     /* bytes the last reply described */
+  guint64 *buckets;    /* MAP_BUCKETS */
+  guint64 bucket_size;
 } Allocation;
 
 static int
@@ -174,19 +212,33 @@ count_extents (void *user_data, const char *context, uint64_t offset,
       if (!(entries[i + 1] & LIBNBD_STATE_HOLE))
         allocation->allocated += entries[i];
       if (!(entries[i + 1] & (LIBNBD_STATE_HOLE | LIBNBD_STATE_ZERO)))
-        allocation->data += entries[i];
+        {
+          guint64 at = offset, end = offset + entries[i];
+
+          allocation->data += entries[i];
+          while (at < end)
+            {
+              guint64 bucket = MIN (at / allocation->bucket_size,
+                                    MAP_BUCKETS - 1);
+              guint64 stop
+                  = MIN (end, (bucket + 1) * allocation->bucket_size);
+
+              if (bucket == MAP_BUCKETS - 1)
+                stop = end;
+              allocation->buckets[bucket] += stop - at;
+              at = stop;
+            }
+        }
+      offset += entries[i];
     }
   return 0;
 }
 
 typedef struct
 {
-  gint64 first;        /* monotonic time of the first progress report */
-  guint64 first_bytes; /* bytes read by then */
-  gint64 last;         /* time of the latest progress report */
-  guint64 last_bytes;  /* bytes read by then */
-  gint64 start;        /* monotonic */
-  double limit_s;      /* stop after this long */
+  gint64 start;   /* monotonic, before connecting */
+  guint64 bytes;  /* bytes read so far */
+  double limit_s; /* stop after this long */
   volatile gint stop;
 } CopyProbe;
 
@@ -195,45 +247,43 @@ on_copy_probe_progress (const VmsCopyStats *stats, gpointer user_data)
 {
   CopyProbe *probe = user_data;
 
-  /* Measured from the first report: connecting is not copying. */
-  if (!probe->first)
-    {
-      probe->first = g_get_monotonic_time ();
-      probe->first_bytes = stats->bytes_read;
-    }
-  /* Up to the latest report: the final drain, FLUSH and disconnect are
-   * not the copy's pace either. */
-  probe->last = g_get_monotonic_time ();
-  probe->last_bytes = stats->bytes_read;
-
+  probe->bytes = stats->bytes_read;
   if ((g_get_monotonic_time () - probe->start) / 1e6 >= probe->limit_s)
     g_atomic_int_set (&probe->stop, 1);
 }
 
-/* The real copy engine, from QEMU's export of the disk to the sink's
- * discarding @probe export, for --probe-seconds: the rate a migration
- * will move this disk's data at, source, engine, link and sink
- * together. */
+/* The real copy engine, from source_uri (an export of a disk, with its
+ * dirty bitmap when bitmap is not NULL) to the sink's discarding @probe
+ * export, from offset start to end for at most seconds, as a migration with this
+ * estimate will copy: the best link probe's connections and request
+ * size.  *bytes gets what it read and *elapsed_s the whole run; *rate
+ * the bytes over the run less the fixed cost of a pass (the empty copy,
+ * once measured), 0 when it read less than 1 MiB. */
 static gboolean
 copy_probe (Estimate *estimate, Disk *disk, const char *source_uri,
-            GError **error)
+            const char *bitmap, guint64 start, guint64 end, double seconds,
+            double *rate, guint64 *bytes, double *elapsed_s, GError **error)
 {
   g_autofree char *dest_uri
       = vms_replicate_sink_uri (estimate->options->sink, "@probe", error);
   g_autoptr (GError) copy_error = NULL;
-  CopyProbe probe = { .start = g_get_monotonic_time (),
-                      .limit_s = estimate->options->probe_seconds };
+  CopyProbe probe = { .start = g_get_monotonic_time (), .limit_s = seconds };
   VmsCopySpec spec = { 0 };
   VmsCopyStats stats = { 0 };
-  double elapsed;
 
   if (!dest_uri)
     return FALSE;
   spec.source_uri = source_uri;
   spec.dest_uri = dest_uri;
-  /* No checkpoint FLUSH inside the probe: one at the end as always. */
-  spec.checkpoint_bytes = G_MAXUINT64;
-  spec.checkpoint_ms = G_MAXUINT;
+  spec.bitmap = bitmap;
+  spec.start = start;
+  spec.end = end;
+  spec.connections = estimate->best.connections;
+  spec.request_size = estimate->best.request_size;
+  /* A FLUSH every 64 MiB, as a migration's copy does (which also saves
+   * its job then, a few milliseconds the probe leaves out). */
+  spec.checkpoint_bytes = VMS_COPY_DEFAULT_CHECKPOINT_BYTES;
+  spec.checkpoint_ms = VMS_COPY_DEFAULT_CHECKPOINT_MS;
   spec.stop = &probe.stop;
   spec.progress = on_copy_probe_progress;
   spec.user_data = &probe;
@@ -245,39 +295,56 @@ copy_probe (Estimate *estimate, Disk *disk, const char *source_uri,
           "probing the copy of disk %s: ", disk->disk->name);
       return FALSE;
     }
-  elapsed = (probe.last - probe.first) / 1e6;
-  disk->copy_rate = elapsed > 0 && probe.last_bytes > probe.first_bytes
-                        ? (probe.last_bytes - probe.first_bytes) / elapsed
-                        : 0;
+  *elapsed_s = (g_get_monotonic_time () - probe.start) / 1e6;
+  *bytes = MAX (probe.bytes, stats.bytes_read);
+  /* Connecting, the map's first request, the drain and the FLUSH are a
+   * pass's fixed cost, counted apart: the rest is the copy's pace, its
+   * ramp-up included as a pass has one. */
+  *rate = *bytes >= 1024 * 1024 && *elapsed_s > estimate->empty_copy_s
+              ? *bytes / (*elapsed_s - estimate->empty_copy_s)
+              : 0;
   return TRUE;
 }
 
-/* The disk's map through a read-only export of QEMU's own NBD server. */
-static gboolean
-map_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk, GError **error)
+/* QEMU's NBD server for the estimate, on a socket in the state dir. */
+static char *
+server_socket (Estimate *estimate, Vm *vm)
 {
-  g_autofree char *socket_name
-      = g_strdup_printf ("estimate-%s-%u.nbd", estimate->options->id, index);
-  g_autofree char *socket_path
-      = g_build_filename (estimate->options->state_dir, socket_name, NULL);
-  g_autofree char *export_name
-      = g_strdup_printf ("vmshift-estimate-%s", disk->disk->name);
+  guint index = 0;
+  g_autofree char *name = NULL;
+
+  g_ptr_array_find (estimate->vms, vm, &index);
+  name = g_strdup_printf ("estimate-%s-%u.nbd", estimate->options->id, index);
+  return g_build_filename (estimate->options->state_dir, name, NULL);
+}
+
+/* Export the disk (with bitmap when not NULL) as export_name on the
+ * running server at socket_path: its NBD URI. */
+static char *
+export_disk (Vm *vm, Disk *disk, const char *socket_path,
+             const char *export_name, const char *bitmap, GError **error)
+{
   g_autofree char *escaped = g_uri_escape_string (socket_path, "/", FALSE);
-  g_autofree char *uri
-      = g_strdup_printf ("nbd+unix:///%s?socket=%s", export_name, escaped);
-  Allocation allocation = { 0 };
-  struct nbd_handle *nbd = NULL;
+
+  if (!vms_export_add (vm->qmp, disk->disk->node_name, export_name, bitmap,
+                       error))
+    return NULL;
+  return g_strdup_printf ("nbd+unix:///%s?socket=%s", export_name, escaped);
+}
+
+/* The disk's map through uri: allocated bytes, data, and data per
+ * bucket into buckets (MAP_BUCKETS, zeroed). */
+static gboolean
+map_disk (Disk *disk, const char *uri, guint64 *buckets, guint64 *allocated,
+          guint64 *data, GError **error)
+{
+  Allocation allocation = { .buckets = buckets };
+  struct nbd_handle *nbd = nbd_create ();
   gboolean ok = FALSE;
   guint64 offset = 0;
-  gboolean server_started = FALSE;
 
-  /* A server that is not ours (a sync or migrate of this VM) is refused
-   * by vms_export_server_start, and must then not be stopped. */
-  if (!(server_started = vms_export_server_start (vm->qmp, socket_path, error))
-      || !vms_export_add (vm->qmp, disk->disk->node_name, export_name, NULL,
-                          error))
-    goto out;
-  nbd = nbd_create ();
+  allocation.bucket_size = MAX (1, (disk->disk->size + MAP_BUCKETS - 1)
+                                       / MAP_BUCKETS);
   if (!nbd || nbd_add_meta_context (nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0
       || nbd_connect_uri (nbd, uri) < 0)
     {
@@ -310,10 +377,8 @@ map_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk, GError **error)
         }
       offset += MIN (allocation.covered, length);
     }
-  disk->allocated = MIN (allocation.allocated, disk->disk->size);
-  disk->data = MIN (allocation.data, disk->disk->size);
-  if (!copy_probe (estimate, disk, uri, error))
-    goto out;
+  *allocated = MIN (allocation.allocated, disk->disk->size);
+  *data = MIN (allocation.data, disk->disk->size);
   ok = TRUE;
 
 out:
@@ -322,8 +387,430 @@ out:
       nbd_shutdown (nbd, 0);
       nbd_close (nbd);
     }
-  if (server_started)
-    vms_export_server_stop (vm->qmp, NULL);
+  return ok;
+}
+
+/* The first map of the VM's disks, as the window opens. */
+static gboolean
+map_disks_first (Estimate *estimate, Vm *vm, GError **error)
+{
+  g_autofree char *socket_path = server_socket (estimate, vm);
+  gboolean ok = TRUE;
+
+  /* A server that is not ours (a sync or migrate of this VM) is refused
+   * by vms_export_server_start, and must then not be stopped. */
+  if (!vms_export_server_start (vm->qmp, socket_path, error))
+    return FALSE;
+  for (guint i = 0; ok && i < vm->disks->len; i++)
+    {
+      Disk *disk = vm->disks->pdata[i];
+      g_autofree char *export_name
+          = g_strdup_printf ("vmshift-estimate-%s", disk->disk->name);
+      g_autofree char *uri
+          = export_disk (vm, disk, socket_path, export_name, NULL, error);
+
+      disk->buckets = g_new0 (guint64, MAP_BUCKETS);
+      ok = uri
+           && map_disk (disk, uri, disk->buckets, &disk->allocated,
+                        &disk->data_start, error);
+      disk->data = disk->data_start;
+      disk->mapped_us = g_get_monotonic_time ();
+      if (uri)
+        vms_export_remove (vm->qmp, export_name, NULL);
+    }
+  vms_export_server_stop (vm->qmp, NULL);
+  return ok;
+}
+
+/* The share of the data in buckets before offset bucket (+ half of it). */
+static double
+data_share_before (const guint64 *buckets, guint bucket, guint64 data)
+{
+  double before = 0;
+
+  for (guint b = 0; b < bucket; b++)
+    before += buckets[b];
+  return data ? (before + buckets[bucket] / 2.0) / data : 0;
+}
+
+/* The disk's dirty curve, for the model. */
+static void
+curve_of (Disk *disk, VmsEstimateDisk *out)
+{
+  memset (out, 0, sizeof *out);
+  out->name = disk->disk->name;
+  out->size = disk->disk->size;
+  out->data_bytes = disk->data;
+  out->n_samples = disk->seconds->len;
+  out->seconds = (const double *)disk->seconds->data;
+  out->dirty = (const guint64 *)disk->dirty->data;
+}
+
+/* The guest dirtied the disk by dirty bytes in seconds while a copy ran:
+ * the share of seconds at which the window's curve has as much (found by
+ * bisection; the curve never falls), at most 1 (a guest that wrote more
+ * meanwhile is taken as unslowed).  1 when the curve is flat there. */
+static double
+guest_pace (Disk *disk, double seconds, guint64 dirty)
+{
+  VmsEstimateDisk curve;
+  double low = 0, high = 1;
+
+  curve_of (disk, &curve);
+  if (seconds <= 0
+      || vms_estimate_disk_dirty_after (&curve, seconds) <= 0
+      || (double)dirty >= vms_estimate_disk_dirty_after (&curve, seconds))
+    return 1;
+  for (guint i = 0; i < 40; i++)
+    {
+      double middle = (low + high) / 2;
+
+      if (vms_estimate_disk_dirty_after (&curve, middle * seconds) < dirty)
+        low = middle;
+      else
+        high = middle;
+    }
+  return MAX (high, 0.01);
+}
+
+/* Dirty rounds the round probe runs. */
+#define PROBE_ROUNDS 3
+
+/* The bucket where the k-th of n equal shares of the data begins. */
+static guint
+quantile_bucket (const guint64 *buckets, guint64 data, guint k, guint n)
+{
+  guint64 wanted = data * k / n, sum = 0;
+  guint b = 0;
+
+  while (b + 1 < MAP_BUCKETS && sum + buckets[b] <= wanted)
+    sum += buckets[b++];
+  /* An empty bucket is no start. */
+  while (b + 1 < MAP_BUCKETS && buckets[b] == 0)
+    b++;
+  return b;
+}
+
+/* After the window, as close to the migration as the estimate gets: map
+ * the disk again (its data now, and how and where it grew since the
+ * first map), then probe its background copy and its dirty rounds. */
+static gboolean
+probe_disk (Estimate *estimate, Vm *vm, guint index, Disk *disk,
+            const char *socket_path, GError **error)
+{
+  /* The background copy is probed in this many slices, at the middle of
+   * each of as many equal shares of the data. */
+  const guint slices = 4;
+  g_autofree char *export_name
+      = g_strdup_printf ("vmshift-estimate-%s", disk->disk->name);
+  g_autofree char *round_export
+      = g_strdup_printf ("vmshift-estimate-%s-round", disk->disk->name);
+  g_autofree guint64 *buckets = g_new0 (guint64, MAP_BUCKETS);
+  g_autofree char *uri = NULL;
+  g_autofree char *round_uri = NULL;
+  guint64 bucket_size = MAX (1, (disk->disk->size + MAP_BUCKETS - 1)
+                                    / MAP_BUCKETS);
+  double seconds, inverse = 0, weighted = 0, grown = 0;
+  guint measured = 0;
+  gboolean ok = FALSE;
+
+  if (!(uri = export_disk (vm, disk, socket_path, export_name, NULL, error))
+      || !map_disk (disk, uri, buckets, &disk->allocated, &disk->data, error))
+    goto out;
+  seconds = (g_get_monotonic_time () - disk->mapped_us) / 1e6;
+  for (guint b = 0; b < MAP_BUCKETS; b++)
+    if (buckets[b] > disk->buckets[b])
+      {
+        double growth = buckets[b] - disk->buckets[b];
+
+        grown += growth;
+        weighted += growth * data_share_before (buckets, b, disk->data);
+      }
+  disk->growth_rate = seconds > 0 ? grown / seconds : 0;
+  disk->growth_position = grown > 0 ? weighted / grown : 0;
+
+  /* The background copy's rate, in time per byte of data: the mean of
+   * the slices' (each stands for a quarter of the data, and copies from
+   * its start to its end or for --probe-seconds), whose inverse is the
+   * rate. */
+  for (guint k = 0; k < slices && disk->data > 0; k++)
+    {
+      guint first = quantile_bucket (buckets, disk->data, k, slices);
+      guint64 end = k + 1 < slices
+                        ? quantile_bucket (buckets, disk->data, k + 1, slices)
+                              * bucket_size
+                        : disk->disk->size;
+      double rate, elapsed;
+      guint64 bytes;
+
+      /* A quarter within one bucket: that bucket. */
+      end = MIN (MAX (end, (first + 1) * bucket_size), disk->disk->size);
+      if (!copy_probe (estimate, disk, uri, NULL, first * bucket_size, end,
+                       estimate->options->probe_seconds, &rate, &bytes,
+                       &elapsed, error))
+        goto out;
+      if (rate > 0)
+        {
+          inverse += 1 / rate;
+          measured++;
+        }
+    }
+  disk->copy_rate = measured ? measured / inverse : 0;
+  vms_export_remove (vm->qmp, export_name, NULL);
+  g_clear_pointer (&uri, g_free);
+
+  /* Dirty rounds, as a migration runs them: a bitmap records the guest
+   * for --probe-seconds, then each round switches to the next bitmap and
+   * copies the last while the next records.  The first round's bitmap
+   * was recorded with no copy running, so it is denser than a
+   * migration's; from the second on, each records during the round
+   * before, as in a migration, and is laid out as its rounds are: the
+   * round rate is theirs.  What each bitmap recorded during a copy gives
+   * the guest's pace then. */
+  if (disk->bitmap)
+    {
+      VmsEstimateDisk curve;
+      g_autofree char *copying = NULL;
+      double paces = 0, copy_s = 0;
+      double rounds_s[PROBE_ROUNDS], recorded_bytes[PROBE_ROUNDS];
+      guint n_paces = 0;
+      guint64 copied = 0, first_bytes = 0;
+      double first_s = 0;
+      gint64 until;
+
+      curve_of (disk, &curve);
+      copying = g_strdup_printf (BITMAP_PREFIX "%s-round-%u-0",
+                                 estimate->options->id, index);
+      /* The window's bitmap is done with; the new ones go with it. */
+      if (!vms_bitmap_switch (vm->qmp, disk->disk->node_name, disk->bitmap,
+                              copying, FALSE, error))
+        goto out;
+      until = g_get_monotonic_time ()
+              + (gint64)(estimate->options->probe_seconds * G_USEC_PER_SEC);
+      while (g_get_monotonic_time () < until)
+        {
+          if (g_atomic_int_get (&stop_requested))
+            {
+              g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED,
+                           "stopped on request");
+              goto out;
+            }
+          g_usleep (MIN (50 * 1000, MAX (0, until - g_get_monotonic_time ())));
+        }
+      for (guint r = 0; r < PROBE_ROUNDS; r++)
+        {
+          g_autofree char *next = g_strdup_printf (
+              BITMAP_PREFIX "%s-round-%u-%u", estimate->options->id, index,
+              r + 1);
+          gint64 switched = g_get_monotonic_time ();
+          g_autoptr (VmsBitmapInfo) recorded = NULL;
+          double rate, elapsed, round_s;
+          guint64 bytes;
+
+          if (!vms_bitmap_switch (vm->qmp, disk->disk->node_name, copying,
+                                  next, FALSE, error)
+              || !(round_uri = export_disk (vm, disk, socket_path,
+                                            round_export, copying, error))
+              || !copy_probe (estimate, disk, round_uri, copying, 0,
+                              disk->disk->size,
+                              estimate->options->probe_seconds, &rate,
+                              &bytes, &elapsed, error))
+            goto out;
+          vms_export_remove (vm->qmp, round_export, NULL);
+          g_clear_pointer (&round_uri, g_free);
+          vms_bitmap_remove (vm->qmp, disk->disk->node_name, copying, NULL);
+          round_s = (g_get_monotonic_time () - switched) / 1e6;
+          /* Less a pass's fixed cost, as copy_probe's rate. */
+          elapsed = MAX (elapsed - estimate->empty_copy_s, elapsed / 2);
+          if (r == 0)
+            {
+              first_bytes = bytes;
+              first_s = elapsed;
+            }
+          else
+            {
+              copied += bytes;
+              copy_s += elapsed;
+            }
+          recorded
+              = vms_bitmap_query (vm->qmp, disk->disk->node_name, next, error);
+          if (!recorded)
+            goto out;
+          rounds_s[r] = round_s;
+          recorded_bytes[r] = recorded->count;
+          if (vms_estimate_disk_dirty_after (&curve, round_s) > 0)
+            {
+              paces += guest_pace (disk, round_s, recorded->count);
+              n_paces++;
+            }
+          g_free (copying);
+          copying = g_steal_pointer (&next);
+        }
+      /* The rounds that copied less than 1 MiB tell no rate: then the
+       * first round's. */
+      if (copied < 1024 * 1024)
+        {
+          copied = first_bytes;
+          copy_s = first_s;
+        }
+      disk->round_rate
+          = copied >= 1024 * 1024 && copy_s > 0 ? copied / copy_s : 0;
+      disk->pace = n_paces ? paces / n_paces : 0;
+      /* How much the rounds' sizes varied around what the curve gives at
+       * that pace: their relative standard deviation. */
+      if (n_paces)
+        {
+          double squares = 0;
+          guint n = 0;
+
+          for (guint r = 0; r < PROBE_ROUNDS; r++)
+            {
+              double expected = vms_estimate_disk_dirty_after (
+                  &curve, disk->pace * rounds_s[r]);
+
+              if (expected > 0)
+                {
+                  squares += pow (recorded_bytes[r] / expected - 1, 2);
+                  n++;
+                }
+            }
+          disk->round_noise = n ? sqrt (squares / n) : 0;
+        }
+    }
+  ok = TRUE;
+
+out:
+  if (uri)
+    vms_export_remove (vm->qmp, export_name, NULL);
+  if (round_uri)
+    vms_export_remove (vm->qmp, round_export, NULL);
+  return ok;
+}
+
+static int
+compare_doubles (gconstpointer a, gconstpointer b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+
+  return x < y ? -1 : x > y;
+}
+
+static double
+median (double *values, guint n)
+{
+  qsort (values, n, sizeof *values, compare_doubles);
+  return n ? values[n / 2] : 0;
+}
+
+/* A dirty round of the disk that holds nothing, timed as vmshift runs
+ * one: a new bitmap, an export of it, a copy pass (connections to QEMU
+ * and to the sink, the map, a FLUSH), the export and the bitmap removed. */
+static gboolean
+empty_round (Estimate *estimate, Vm *vm, guint index, Disk *disk,
+             const char *socket_path, GError **error)
+{
+  g_autofree char *bitmap = g_strdup_printf (BITMAP_PREFIX "%s-empty-%u",
+                                             estimate->options->id, index);
+  g_autofree char *next = g_strdup_printf (BITMAP_PREFIX "%s-next-%u",
+                                           estimate->options->id, index);
+  g_autofree char *export_name
+      = g_strdup_printf ("vmshift-estimate-%s-empty", disk->disk->name);
+  g_autofree char *uri = NULL;
+  gint64 start;
+  double rate, copy_s;
+  guint64 bytes;
+  gboolean ok;
+
+  if (!vms_bitmap_add_temporary (vm->qmp, disk->disk->node_name, bitmap, 0,
+                                 error))
+    return FALSE;
+  /* From here as a round: the switch to the next bitmap (which disables
+   * this one, as an export of a bitmap needs), the export, the copy, the
+   * round's bitmap removed. */
+  start = g_get_monotonic_time ();
+  ok = vms_bitmap_switch (vm->qmp, disk->disk->node_name, bitmap, next, FALSE,
+                          error)
+       && (uri = export_disk (vm, disk, socket_path, export_name, bitmap,
+                              error))
+       && copy_probe (estimate, disk, uri, bitmap, 0, disk->disk->size, 60,
+                      &rate, &bytes, &copy_s, error);
+  if (uri)
+    vms_export_remove (vm->qmp, export_name, NULL);
+  vms_bitmap_remove (vm->qmp, disk->disk->node_name, bitmap, NULL);
+  if (!ok)
+    return FALSE;
+  /* Over several disks and VMs: the mean. */
+  estimate->empty_copy_s
+      = (estimate->empty_copy_s * estimate->n_empty_rounds + copy_s)
+        / (estimate->n_empty_rounds + 1);
+  estimate->empty_round_s
+      = (estimate->empty_round_s * estimate->n_empty_rounds
+         + (g_get_monotonic_time () - start) / 1e6)
+        / (estimate->n_empty_rounds + 1);
+  estimate->n_empty_rounds++;
+  /* Not part of a round: the next one goes with the others. */
+  vms_bitmap_remove (vm->qmp, disk->disk->node_name, next, NULL);
+  return TRUE;
+}
+
+/* A QMP round trip and a durable save, each the median of a few. */
+static gboolean
+measure_steps (Estimate *estimate, Vm *vm, GError **error)
+{
+  g_autofree char *file
+      = g_strdup_printf ("estimate-%s-save.tmp", estimate->options->id);
+  g_autofree char *path
+      = g_build_filename (estimate->options->state_dir, file, NULL);
+  double qmp[5], save[3];
+
+  for (guint i = 0; i < G_N_ELEMENTS (qmp); i++)
+    {
+      gint64 start = g_get_monotonic_time ();
+      g_autoptr (JsonNode) reply
+          = vms_qmp_execute (vm->qmp, "query-status", NULL, error);
+
+      if (!reply)
+        return FALSE;
+      qmp[i] = (g_get_monotonic_time () - start) / 1e6;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (save); i++)
+    {
+      gint64 start = g_get_monotonic_time ();
+
+      if (!vms_file_replace_durably (path, "{}\n", 0600, error))
+        {
+          g_unlink (path);
+          return FALSE;
+        }
+      save[i] = (g_get_monotonic_time () - start) / 1e6;
+    }
+  g_unlink (path);
+  estimate->qmp_s = median (qmp, G_N_ELEMENTS (qmp));
+  estimate->save_s = median (save, G_N_ELEMENTS (save));
+  return TRUE;
+}
+
+/* After the window and the link probe: vmshift's own steps timed, and
+ * each disk mapped again and its copy probed. */
+static gboolean
+probe_vm (Estimate *estimate, Vm *vm, GError **error)
+{
+  g_autofree char *socket_path = server_socket (estimate, vm);
+  gint64 start = g_get_monotonic_time ();
+  double server_s;
+  gboolean ok = TRUE;
+
+  if (!measure_steps (estimate, vm, error)
+      || !vms_export_server_start (vm->qmp, socket_path, error))
+    return FALSE;
+  server_s = (g_get_monotonic_time () - start) / 1e6;
+  for (guint i = 0; ok && i < vm->disks->len; i++)
+    ok = empty_round (estimate, vm, i, vm->disks->pdata[i], socket_path, error)
+         && probe_disk (estimate, vm, i, vm->disks->pdata[i], socket_path,
+                        error);
+  start = g_get_monotonic_time ();
+  vms_export_server_stop (vm->qmp, NULL);
+  estimate->server_s = server_s + (g_get_monotonic_time () - start) / 1e6;
   return ok;
 }
 
@@ -487,9 +974,9 @@ open_vm (Estimate *estimate, Vm *vm, GError **error)
       disk->seconds = g_array_new (FALSE, FALSE, sizeof (double));
       disk->dirty = g_array_new (FALSE, FALSE, sizeof (guint64));
       g_ptr_array_add (vm->disks, disk);
-      if (!map_disk (estimate, vm, i, disk, error))
-        return FALSE;
     }
+  if (!map_disks_first (estimate, vm, error))
+    return FALSE;
   if (!sample_ram (estimate, vm, error))
     return FALSE;
   for (guint i = 0; i < vm->disks->len; i++)
@@ -610,18 +1097,26 @@ report_sample (Estimate *estimate, double elapsed)
 static gboolean
 observe (Estimate *estimate, GError **error)
 {
+  /* The first seconds of the dirty curves are sampled more often than
+   * --interval: a migration's rounds last seconds, and a guest that
+   * rewrites a hot set has marked most of it after a second or two. */
+  static const double early[] = { 0.25, 0.5, 1, 1.5, 2, 3, 4 };
   EstimateOptions *options = estimate->options;
   gint64 start = g_get_monotonic_time ();
-  guint samples = 0;
+  guint samples = 0, early_done = 0;
 
   for (guint v = 0; v < estimate->vms->len; v++)
     sample_ram_rate (estimate->vms->pdata[v], 1);
   measure_writes (estimate, TRUE, 0);
   for (;;)
     {
+      gboolean regular = early_done >= G_N_ELEMENTS (early)
+                         || early[early_done] >= options->interval_s;
       gint64 next
           = start
-            + (gint64)(samples + 1) * options->interval_s * G_USEC_PER_SEC;
+            + (gint64)((regular ? (samples + 1.0) * options->interval_s
+                                : early[early_done])
+                       * G_USEC_PER_SEC);
       double elapsed;
 
       while (g_get_monotonic_time () < next)
@@ -635,7 +1130,6 @@ observe (Estimate *estimate, GError **error)
           g_usleep (50 * 1000);
         }
       elapsed = (g_get_monotonic_time () - start) / 1e6;
-      samples++;
       for (guint v = 0; v < estimate->vms->len; v++)
         {
           Vm *vm = estimate->vms->pdata[v];
@@ -647,8 +1141,15 @@ observe (Estimate *estimate, GError **error)
             }
           /* Each measurement takes 1 s, so the last one is read soon
            * after the window. */
-          sample_ram_rate (vm, 1);
+          if (regular)
+            sample_ram_rate (vm, 1);
         }
+      if (!regular)
+        {
+          early_done++;
+          continue;
+        }
+      samples++;
       report_sample (estimate, elapsed);
       if (elapsed >= options->window_s)
         {
@@ -678,8 +1179,15 @@ probe_link (Estimate *estimate, GError **error)
   g_autofree char *uri
       = vms_replicate_sink_uri (estimate->options->sink, "@probe", error);
 
+  gint64 start = g_get_monotonic_time ();
+
   if (!uri || !vms_probe_rtt (uri, RTT_SAMPLES, &estimate->rtt_s, error))
     return FALSE;
+  /* That was a connection to the sink (TLS and NBD's handshake) and the
+   * reads: the connection's cost is the rest. */
+  estimate->sink_connect_s
+      = MAX (0.0, (g_get_monotonic_time () - start) / 1e6
+                      - RTT_SAMPLES * estimate->rtt_s);
   for (guint c = 0; c < G_N_ELEMENTS (connections); c++)
     for (guint s = 0; s < G_N_ELEMENTS (sizes); s++)
       {
@@ -714,6 +1222,14 @@ predict (Estimate *estimate, double bandwidth)
 {
   VmsEstimateLink link = { estimate->best.throughput, estimate->rtt_s };
 
+  /* A pass over a disk as vmshift runs it (a dirty round, and the
+   * background copy too): the empty round measured, and besides two QMP
+   * queries of the bitmap and three saves of the job. */
+  if (estimate->n_empty_rounds)
+    estimate->params.round_overhead_s = estimate->empty_round_s
+                                        + 2 * estimate->qmp_s
+                                        + 3 * estimate->save_s;
+
   if (bandwidth > 0)
     link.throughput = MIN (link.throughput, bandwidth);
   for (guint v = 0; v < estimate->vms->len; v++)
@@ -723,15 +1239,6 @@ predict (Estimate *estimate, double bandwidth)
           = g_new0 (VmsEstimateDisk, vm->disks->len);
       VmsEstimateMemory memory = { (guint64)(vm->ram_size * vm->nonzero), 0 };
       VmsEstimateLink vm_link = link;
-
-      /* The copy goes no faster than the source's export delivers. */
-      for (guint i = 0; i < vm->disks->len; i++)
-        {
-          Disk *disk = vm->disks->pdata[i];
-
-          if (disk->copy_rate > 0)
-            vm_link.throughput = MIN (vm_link.throughput, disk->copy_rate);
-        }
 
       for (guint i = 0; i < vm->ram_rates->len; i++)
         memory.dirty_rate
@@ -747,11 +1254,40 @@ predict (Estimate *estimate, double bandwidth)
           disks[i].seconds = (const double *)disk->seconds->data;
           disks[i].dirty = (const guint64 *)disk->dirty->data;
           disks[i].write_rate = disk->write_rate;
+          disks[i].copy_rate = disk->copy_rate;
+          disks[i].round_rate = disk->round_rate;
+          disks[i].growth_rate = disk->growth_rate;
+          disks[i].growth_position = disk->growth_position;
+          disks[i].pace = disk->pace;
         }
       vm->ram_dirty_rate = memory.dirty_rate;
       vm->throughput = vm_link.throughput;
+      /* A migration's steps outside its passes, as counted in vmshift
+       * migrate: its QMP commands and job saves, QEMU's NBD server, and
+       * per disk the sink connections of the replica's creation, its
+       * live-reset and its commit. */
+      if (estimate->n_empty_rounds)
+        estimate->params.setup_s
+            = SETUP_QMP_COMMANDS * estimate->qmp_s
+              + SETUP_SAVES * estimate->save_s + estimate->server_s
+              + vm->disks->len * SETUP_SINK_CONNECTIONS
+                    * estimate->sink_connect_s;
+      /* How the rounds' sizes vary: the mean over the disks measured. */
+      {
+        double noise = 0;
+        guint n = 0;
+
+        for (guint i = 0; i < vm->disks->len; i++)
+          if (((Disk *)vm->disks->pdata[i])->pace > 0)
+            {
+              noise += ((Disk *)vm->disks->pdata[i])->round_noise;
+              n++;
+            }
+        estimate->params.round_noise = n ? noise / n : 0;
+      }
       vms_estimate_run (disks, vm->disks->len, &memory, &vm_link,
                         &estimate->params, &vm->estimate);
+      vm->setup_s = estimate->params.setup_s;
     }
 }
 
@@ -797,6 +1333,23 @@ build_result (Estimate *estimate, guint *order, double group_total)
     }
   json_builder_end_array (b);
   json_builder_end_object (b);
+  MEMBER ("steps");
+  json_builder_begin_object (b);
+  MEMBER ("qmp-seconds");
+  json_builder_add_double_value (b, estimate->qmp_s);
+  MEMBER ("save-seconds");
+  json_builder_add_double_value (b, estimate->save_s);
+  MEMBER ("server-seconds");
+  json_builder_add_double_value (b, estimate->server_s);
+  MEMBER ("empty-copy-seconds");
+  json_builder_add_double_value (b, estimate->empty_copy_s);
+  MEMBER ("empty-round-seconds");
+  json_builder_add_double_value (b, estimate->empty_round_s);
+  MEMBER ("round-overhead-seconds");
+  json_builder_add_double_value (b, estimate->params.round_overhead_s);
+  MEMBER ("sink-connect-seconds");
+  json_builder_add_double_value (b, estimate->sink_connect_s);
+  json_builder_end_object (b);
   MEMBER ("vms");
   json_builder_begin_array (b);
   for (guint v = 0; v < estimate->vms->len; v++)
@@ -819,6 +1372,8 @@ build_result (Estimate *estimate, guint *order, double group_total)
       json_builder_add_double_value (b, vm->ram_dirty_rate);
       MEMBER ("throughput");
       json_builder_add_double_value (b, vm->throughput);
+      MEMBER ("setup-seconds");
+      json_builder_add_double_value (b, vm->setup_s);
       MEMBER ("disks");
       json_builder_begin_array (b);
       for (guint i = 0; i < vm->disks->len; i++)
@@ -834,8 +1389,20 @@ build_result (Estimate *estimate, guint *order, double group_total)
           json_builder_add_int_value (b, disk->allocated);
           MEMBER ("data");
           json_builder_add_int_value (b, disk->data);
+          MEMBER ("data-at-start");
+          json_builder_add_int_value (b, disk->data_start);
+          MEMBER ("growth-rate");
+          json_builder_add_double_value (b, disk->growth_rate);
+          MEMBER ("growth-position");
+          json_builder_add_double_value (b, disk->growth_position);
           MEMBER ("copy-rate");
           json_builder_add_double_value (b, disk->copy_rate);
+          MEMBER ("round-rate");
+          json_builder_add_double_value (b, disk->round_rate);
+          MEMBER ("pace");
+          json_builder_add_double_value (b, disk->pace);
+          MEMBER ("round-noise");
+          json_builder_add_double_value (b, disk->round_noise);
           MEMBER ("write-rate");
           json_builder_add_double_value (b, disk->write_rate);
           MEMBER ("dirty-samples");
@@ -857,6 +1424,15 @@ build_result (Estimate *estimate, guint *order, double group_total)
       json_builder_begin_object (b);
       MEMBER ("background-seconds");
       json_builder_add_double_value (b, e->background_s);
+      MEMBER ("background-bytes");
+      json_builder_add_int_value (b, e->background_bytes);
+      MEMBER ("rounds-durations");
+      json_builder_begin_array (b);
+      for (guint k = 0; k < e->n_rounds; k++)
+        json_builder_add_double_value (b, e->round_s[k]);
+      json_builder_end_array (b);
+      MEMBER ("final-bytes-pause");
+      json_builder_add_int_value (b, e->final_bytes_pause);
       MEMBER ("rounds");
       json_builder_begin_array (b);
       for (guint k = 0; k < e->n_rounds; k++)
@@ -864,6 +1440,8 @@ build_result (Estimate *estimate, guint *order, double group_total)
       json_builder_end_array (b);
       MEMBER ("rounds-seconds");
       json_builder_add_double_value (b, e->rounds_s);
+      MEMBER ("rounds-expected");
+      json_builder_add_double_value (b, e->rounds_expected);
       MEMBER ("disks-converge");
       json_builder_add_boolean_value (b, e->disks_converge);
       MEMBER ("disk-write-rate");
@@ -954,8 +1532,9 @@ print_human (Estimate *estimate, guint *order, double group_total)
         }
       g_print ("  disks write new data at %s/s\n", write_rate);
       g_print ("  %-22s %10.1f s\n", "background copy", e->background_s);
-      g_print ("  %-22s %10.1f s  (%u rounds%s)\n", "dirty rounds", e->rounds_s,
-               e->n_rounds, e->disks_converge ? "" : ", not converging");
+      g_print ("  %-22s %10.1f s  (%.1f rounds%s)\n", "dirty rounds",
+               e->rounds_s, e->rounds_expected,
+               e->disks_converge ? "" : ", not converging");
       g_print ("  %-22s %10.1f s  (%u passes%s)\n", "memory pre-copy",
                e->memory_s, e->memory_passes,
                e->memory_converges ? "" : ", not converging");
@@ -1137,7 +1716,8 @@ vms_cmd_estimate (int argc, char **argv)
     { "interval", 'i', 0, G_OPTION_ARG_INT, &options.interval_s,
       "Sample every S seconds (default 5)", "S" },
     { "probe-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &options.probe_seconds,
-      "Measure the copy and each link configuration for S seconds (default 2)",
+      "Measure each link configuration and each disk's copy for S seconds "
+      "(default 2)",
       "S" },
     { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &options.bandwidth,
       "The migration will be limited to RATE bytes/s", "RATE" },
@@ -1240,15 +1820,20 @@ vms_cmd_estimate (int argc, char **argv)
                           options.interval_s);
       observe (&estimate, &error);
     }
-  /* Whatever happened, our bitmaps go. */
-  for (guint v = 0; v < estimate.vms->len; v++)
-    remove_bitmaps (estimate.vms->pdata[v]);
   if (!error)
     {
       vms_progress_event (progress, "probing", NULL, "probing the link to %s",
                           options.sink);
       probe_link (&estimate, &error);
     }
+  /* With the link's best configuration, as migrate will copy. */
+  for (guint v = 0; v < estimate.vms->len && !error; v++)
+    if (!probe_vm (&estimate, estimate.vms->pdata[v], &error))
+      g_prefix_error (&error, "VM %s: ",
+                      ((Vm *)estimate.vms->pdata[v])->address);
+  /* Whatever happened, our bitmaps go. */
+  for (guint v = 0; v < estimate.vms->len; v++)
+    remove_bitmaps (estimate.vms->pdata[v]);
   if (error)
     {
       vms_cli_error ("estimate", "%s", error->message);

@@ -280,6 +280,147 @@ test_seed_device (void **state)
   assert_int_equal (e.method, VMS_ESTIMATE_NETWORK);
 }
 
+/* The disk's own rates: 500 MB copied at 50 MB/s is 10 s although the
+ * link carries 100 MB/s; a guest dirtying 2 MB/s leaves 20 MB for round 1,
+ * which at its 20 MB/s takes 1 s; round 2 holds 2 MB (converged, 0.1 s).
+ * RAM goes at the link's 100 MB/s: 100 MB in 1 s.  The last round in
+ * pause mode holds 2 MB/s x (0.1 + 1) s = 2.2 MB, 0.11 s at 20 MB/s. */
+static void
+test_disk_rates (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 100 * MB, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", 500 * MB, 2 * MB, 10 * GB);
+  d.disk.copy_rate = 50 * MB;
+  d.disk.round_rate = 20 * MB;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 10, 1e-9, "background");
+  assert_int_equal (e.n_rounds, 2);
+  assert_near (e.round_bytes[0], 20 * MB, 1, "round 1");
+  assert_near (e.round_s[0], 1, 1e-9, "round 1 time");
+  assert_near (e.round_bytes[1], 2 * MB, 1, "round 2");
+  assert_near (e.round_s[1], 0.1, 1e-9, "round 2 time");
+  assert_near (e.memory_s, 1, 1e-9, "memory at the link");
+  assert_near (e.final_bytes_pause, 2.2 * MB, 1, "final round");
+  assert_near (e.downtime_pause_s, 0.11, 1e-9, "downtime pause");
+  assert_near (e.total_pause_s, 10 + 1.1 + 1 + 0.11, 1e-9, "total pause");
+  assert_near (e.offline_s, 10, 1e-9, "offline");
+
+  /* Without a round rate the rounds go at the copy rate: round 1 is
+   * 0.4 s, round 2 holds 0.8 MB. */
+  d.disk.round_rate = 0;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.round_s[0], 0.4, 1e-9, "round 1 at the copy rate");
+  assert_near (e.round_bytes[1], 0.8 * MB, 1, "round 2");
+
+  /* Rates above the link's are the link's. */
+  d.disk.copy_rate = 1000 * MB;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 5, 1e-9, "background at the link");
+
+  /* The fixed cost of a pass counts in the background copy, the rounds
+   * and, for the last round, in the downtime. */
+  d.disk.copy_rate = 50 * MB;
+  d.disk.round_rate = 20 * MB;
+  params.round_overhead_s = 0.02;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 10.02, 1e-9, "background with its cost");
+  /* Round 1: 2 MB/s x 10.02 s = 20.04 MB, 1.002 + 0.02 s; round 2:
+   * 2 MB/s x 1.022 s = 2.044 MB, 0.1022 + 0.02 s; the last round:
+   * 2 MB/s x (0.1222 + 1) s = 2.2444 MB, 0.11222 + 0.02 s. */
+  assert_near (e.round_s[0], 1.022, 1e-9, "round 1 with its cost");
+  assert_near (e.round_s[1], 0.1222, 1e-9, "round 2 with its cost");
+  assert_near (e.downtime_pause_s, 0.11222 + 0.02, 1e-9, "downtime");
+  assert_near (e.offline_s, 10.02, 1e-9, "offline with its cost");
+
+  /* A guest that dirties at half its pace while the copy runs: round 1
+   * holds 2 MB/s x 0.5 x 10 s = 10 MB (0.5 s), converged; the last round
+   * 2 MB/s x 0.5 x (0.5 + 1) s = 1.5 MB. */
+  params.round_overhead_s = 0;
+  d.disk.pace = 0.5;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.n_rounds, 1);
+  assert_near (e.round_bytes[0], 10 * MB, 1, "round 1 at half pace");
+  assert_near (e.round_s[0], 0.5, 1e-9, "round 1 time at half pace");
+  assert_near (e.final_bytes_pause, 1.5 * MB, 1, "last round at half pace");
+}
+
+/* The guest fills holes as the background copy runs: 1000 MB of data
+ * copied at 100 MB/s, growing by 10 MB/s halfway through the data.  The
+ * frontier reaches that place after half the copy, so the copy sends
+ * 5 MB/s x T more: T = 1000 / (100 - 5) = 10.526 s, sending 1052.6 MB. */
+static void
+test_hole_filling (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 0, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", 1000 * MB, 0, 10 * GB);
+  d.disk.growth_rate = 10 * MB;
+  d.disk.growth_position = 0.5;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 1000 / 95.0, 1e-9, "background");
+  assert_near (e.background_bytes, 1000 * MB + 5 * MB * 1000 / 95.0, 1,
+               "sent");
+  /* Offline the guest does not write: 10 s. */
+  assert_near (e.offline_s, 10, 1e-9, "offline");
+
+  /* Growth at the start of the data is behind the frontier at once: the
+   * rounds send it, not the background copy. */
+  d.disk.growth_position = 0;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 10, 1e-9, "growth behind");
+
+  /* Never more than the holes: a 1010 MB disk has 10 MB of them, so
+   * 1010 MB at 100 MB/s. */
+  d.disk.growth_position = 0.5;
+  d.disk.size = (guint64)(1010 * MB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.background_s, 10.1, 1e-9, "capped by the holes");
+  assert_near (e.background_bytes, 1010 * MB, 1, "sent, capped");
+}
+
+/* Rounds whose sizes vary: the guest writing 10 MB/s over 100 MB/s gives
+ * rounds of 100 MB (1 s) and 10 MB (0.1 s).  With a relative standard
+ * deviation of 0.5, round 1 already holds 16 MB or less with probability
+ * Phi((16/100 - 1) / 0.5) = Phi(-1.68) = 0.04648, and ends the rounds:
+ * they take 1 + (1 - 0.04648) 0.1 = 1.09535 s, and the last one
+ * 0.04648 x 1 + 0.95352 x 0.1 = 0.14183 s, expected. */
+static void
+test_round_noise (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 0, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", GB, 10 * MB, 10 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.rounds_s, 1.1, 1e-9, "no noise");
+  assert_near (e.last_round_s, 0.1, 1e-9, "no noise, last");
+  assert_near (e.rounds_expected, 2, 1e-9, "no noise, rounds");
+
+  params.round_noise = 0.5;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.n_rounds, 2);
+  assert_near (e.rounds_s, 1.09535, 1e-4, "expected rounds time");
+  assert_near (e.last_round_s, 0.14183, 1e-4, "expected last round");
+  assert_near (e.rounds_expected, 1.95352, 1e-4, "expected rounds");
+  /* The last round in the downtime: 10 MB/s x 0.14183 s. */
+  assert_near (e.final_bytes_pause, 1.4183 * MB, 200, "final round");
+}
+
 static void
 test_group_order (void **state)
 {
@@ -304,6 +445,9 @@ main (void)
     cmocka_unit_test (test_memory_passes),
     cmocka_unit_test (test_two_disks),
     cmocka_unit_test (test_seed_device),
+    cmocka_unit_test (test_disk_rates),
+    cmocka_unit_test (test_hole_filling),
+    cmocka_unit_test (test_round_noise),
     cmocka_unit_test (test_group_order),
   };
 
