@@ -80,6 +80,7 @@ migration_free (VmsJobMigration *migration)
   g_free (migration->final_sync);
   g_free (migration->state);
   g_free (migration->last_error);
+  g_free (migration->estimate);
   if (migration->libvirt)
     json_object_unref (migration->libvirt);
   g_free (migration);
@@ -227,6 +228,7 @@ serialise (const VmsJob *job)
       put_string (builder, "last-error", migration->last_error);
       put_int (builder, "pid", migration->pid);
       put_int (builder, "attempts", migration->attempts);
+      put_string (builder, "estimate", migration->estimate);
       if (migration->libvirt)
         {
           JsonNode *node = json_node_new (JSON_NODE_OBJECT);
@@ -432,6 +434,7 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
                                                     TRUE));
       migration->pid = get_int (&part, "pid");
       migration->attempts = get_int (&part, "attempts");
+      migration->estimate = g_strdup (get_string (&part, "estimate", TRUE));
       if (json_object_has_member (part.object, "libvirt"))
         {
           JsonNode *libvirt = json_object_get_member (part.object, "libvirt");

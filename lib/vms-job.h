@@ -67,6 +67,7 @@ typedef struct
   gint64 pid;         /* vmshift process running it, 0 when none */
   guint attempts;     /* migrate runs on this job */
   JsonObject *libvirt;/* the libvirt backend's settings, or NULL (QMP) */
+  char *estimate;     /* the estimate whose prediction is reported, or NULL */
 } VmsJobMigration;
 
 typedef struct

@@ -428,6 +428,9 @@ preflight (Migrate *migrate, const char *source, GError **error)
               job->vm_name, job->source, &migrate->prediction, error))
         return FALSE;
       migrate->predicted = TRUE;
+      /* A resumed job reports against the same prediction. */
+      g_free (part->estimate);
+      part->estimate = g_strdup (options->estimate);
       /* The estimate's best link configuration, unless told otherwise. */
       if (options->base.connections == 0 && migrate->prediction.connections)
         options->base.connections
@@ -1662,6 +1665,8 @@ vms_cmd_migrate (int argc, char **argv)
 #endif
       if (saved->migration && !options.dest_qmp)
         options.dest_qmp = g_strdup (saved->migration->dest_qmp);
+      if (saved->migration && !options.estimate)
+        options.estimate = g_strdup (saved->migration->estimate);
       if (saved->migration && !options.dest_uri)
         options.dest_uri = g_strdup (saved->migration->dest_uri);
       stopped_in = saved->migration

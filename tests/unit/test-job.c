@@ -69,6 +69,9 @@ test_round_trip (void **state)
   job->migration->state = g_strdup ("memory");
   job->migration->pid = 4242;
   job->migration->attempts = 2;
+  job->migration->estimate = g_strdup ("est-1");
+  job->migration->libvirt = json_object_new ();
+  json_object_set_string_member (job->migration->libvirt, "domain", "web1");
   assert_true (vms_job_save (job, &error));
 
   loaded = vms_job_load (dir, "job-1", &error);
@@ -98,6 +101,11 @@ test_round_trip (void **state)
   assert_null (loaded->migration->last_error);
   assert_int_equal (loaded->migration->pid, 4242);
   assert_int_equal (loaded->migration->attempts, 2);
+  assert_string_equal (loaded->migration->estimate, "est-1");
+  assert_non_null (loaded->migration->libvirt);
+  assert_string_equal (
+      json_object_get_string_member (loaded->migration->libvirt, "domain"),
+      "web1");
 }
 
 static void
