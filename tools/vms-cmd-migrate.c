@@ -1586,6 +1586,7 @@ vms_cmd_migrate (int argc, char **argv)
   struct sigaction action = { .sa_handler = handle_stop_signal };
   VmsMigrateState resume_at = VMS_MIGRATE_PREFLIGHT;
   int stopped_in = -1;
+  gboolean commit_only = FALSE; /* libvirt moved the domain already */
   int status = VMS_EXIT_OK;
 
   migrate_init (&migrate, &options);
@@ -1708,6 +1709,28 @@ vms_cmd_migrate (int argc, char **argv)
       libvirt->suspend = options.suspend;
       if (vms_libvirt_migration_open (libvirt, &error))
         migrate.rep.qmp = vms_libvirt_qmp_open (libvirt->domain, &error);
+      else if (stopped_in >= VMS_MIGRATE_MEMORY
+               && (g_error_matches (error, VMS_LIBVIRT_ERROR,
+                                    VMS_LIBVIRT_ERROR_NO_DOMAIN)
+                   || g_error_matches (error, VMS_LIBVIRT_ERROR,
+                                       VMS_LIBVIRT_ERROR_NOT_RUNNING))
+               && vms_libvirt_migration_connect_destination (libvirt, NULL)
+               && vms_libvirt_migration_destination_runs (libvirt))
+        {
+          /* libvirt moved the domain before this job was committed (the
+           * vmshift that ran it was stopped): only the commit is left. */
+          g_printerr ("vmshift: migrate: the domain left the source and "
+                      "runs at the destination: committing\n");
+          g_clear_error (&error);
+          migrate.rep.job = vms_job_load (options.base.state_dir,
+                                          options.base.resume, &error);
+          if (migrate.rep.job)
+            {
+              migrate.state = VMS_MIGRATE_COMMIT;
+              commit_only = TRUE;
+              source = libvirt->domain_name;
+            }
+        }
       if (migrate.rep.qmp)
         {
           /* The disks libvirt knows, named by their targets. */
@@ -1768,8 +1791,8 @@ vms_cmd_migrate (int argc, char **argv)
       if (!vms_replicate_open_job (&migrate.rep, source, &error))
         migrate.state = VMS_MIGRATE_DONE;
     }
-  if (!migrate.rep.qmp || error
-      || (resume_at == VMS_MIGRATE_PREFLIGHT
+  if ((!migrate.rep.qmp && !commit_only) || error
+      || (resume_at == VMS_MIGRATE_PREFLIGHT && !commit_only
           && !connect_destination (&migrate, &error))
       || !forward (&migrate, source, &error))
     {

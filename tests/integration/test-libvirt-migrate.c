@@ -236,6 +236,45 @@ assert_contains (const char *text, const char *needle)
 
 /* ---- tests ---- */
 
+/* The job as a vmshift killed just after libvirt's migration returned
+ * leaves it: the domain runs at the destination, the job says "memory".
+ * --resume must only commit, never try to migrate again. */
+static void
+resume_after_libvirt_moved_it (Fixture *fixture, const char *job)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsTestCommand) resumed = NULL;
+  g_autofree char *err = NULL;
+  JsonObject *root, *migration;
+
+  vms_assert_ok (json_parser_load_from_file (parser, path, &error), error);
+  root = json_node_get_object (json_parser_get_root (parser));
+  json_object_set_string_member (root, "phase", "migrating");
+  migration = json_object_get_object_member (root, "migration");
+  json_object_set_string_member (migration, "state", "memory");
+  json_generator_set_root (generator, json_parser_get_root (parser));
+  vms_assert_ok (json_generator_to_file (generator, path, &error), error);
+
+  resumed = vmshift_start (fixture, "--resume", job, NULL);
+  vms_test_command_expect_success (resumed);
+  err = vms_test_command_stderr (resumed);
+  assert_contains (err, "runs at the destination: committing");
+  assert_non_null (strstr (resumed->out->str, "\"state\":\"done\""));
+  {
+    g_autoptr (JsonParser) again = json_parser_new ();
+
+    vms_assert_ok (json_parser_load_from_file (again, path, &error), error);
+    assert_string_equal (
+        json_object_get_string_member (
+            json_node_get_object (json_parser_get_root (again)), "phase"),
+        "migrated");
+  }
+}
+
 /* What a libvirt user gets wrong is said in libvirt's words. */
 static void
 test_refusals (void **state)
@@ -304,6 +343,7 @@ test_migrate (void **state)
   assert_non_null (g_regex_match_simple ("Persistent: +yes", info, 0, 0));
 
   assert_runs_at_destination (fixture, "lv1");
+  resume_after_libvirt_moved_it (fixture, "lv1-job");
   vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv1",
                           NULL);
 }
