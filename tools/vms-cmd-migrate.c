@@ -1011,40 +1011,30 @@ static gboolean
 cleanup (Migrate *migrate, GError **error)
 {
   VmsJob *job = migrate->rep.job;
-
-#if VMS_HAVE_LIBVIRT
   /* libvirt ended the source QEMU, and with it the mirror, the NBD server
    * and the in-memory bitmaps. */
-  if (migrate->libvirt
-      && !vms_libvirt_migration_source_active (migrate->libvirt))
-    {
-      for (guint i = 0; i < job->disks->len; i++)
-        {
-          VmsJobDisk *disk = job->disks->pdata[i];
+  gboolean source_gone = FALSE;
 
-          g_clear_pointer (&disk->copying_bitmap, g_free);
-          g_clear_pointer (&disk->recording_bitmap, g_free);
-        }
-      job->phase = VMS_JOB_PHASE_MIGRATED;
-      job->migration->pid = 0;
-      return vms_job_save (job, error);
-    }
+#if VMS_HAVE_LIBVIRT
+  source_gone = migrate->libvirt
+                && !vms_libvirt_migration_source_active (migrate->libvirt);
 #endif
-  if (migrate->mode == VMS_MIGRATE_FINAL_MIRROR
+  if (!source_gone && migrate->mode == VMS_MIGRATE_FINAL_MIRROR
       && !stop_mirrors (migrate, error))
     return FALSE;
-  vms_replicate_stop_server (&migrate->rep);
+  if (!source_gone)
+    vms_replicate_stop_server (&migrate->rep);
   for (guint i = 0; i < job->disks->len; i++)
     {
       VmsJobDisk *disk = job->disks->pdata[i];
 
-      if (disk->copying_bitmap)
+      if (!source_gone && disk->copying_bitmap)
         vms_bitmap_remove (migrate->rep.qmp, disk->node, disk->copying_bitmap,
                            NULL);
       /* QEMU stored persistent bitmaps into the image and dropped them
        * when the migration inactivated it; they stay in the qcow2 file,
        * unused (removing them needs the image active). */
-      if (disk->recording_bitmap)
+      if (!source_gone && disk->recording_bitmap)
         vms_bitmap_remove (migrate->rep.qmp, disk->node, disk->recording_bitmap,
                            NULL);
       g_clear_pointer (&disk->copying_bitmap, g_free);
@@ -1515,6 +1505,21 @@ options_clear (MigrateOptions *options)
   g_clear_pointer (&options->replica_dir, g_free);
 }
 
+#if VMS_HAVE_LIBVIRT
+/* The libvirt backend with what the command line says of it. */
+static VmsLibvirtMigration *
+libvirt_from_options (const MigrateOptions *options)
+{
+  VmsLibvirtMigration *libvirt = vms_libvirt_migration_new ();
+
+  libvirt->connect_uri = g_strdup (options->connect);
+  libvirt->migrate_uri = g_strdup (options->migrate_uri);
+  libvirt->dname = g_strdup (options->dname);
+  libvirt->replica_dir = g_strdup (options->replica_dir);
+  return libvirt;
+}
+#endif
+
 int
 vms_cmd_migrate (int argc, char **argv)
 {
@@ -1619,10 +1624,7 @@ vms_cmd_migrate (int argc, char **argv)
   source = argc == 2 && !options.connect ? argv[1] : NULL;
 #if VMS_HAVE_LIBVIRT
   if (options.connect)
-    {
-      migrate.libvirt = g_new0 (VmsLibvirtMigration, 1);
-      vms_libvirt_migration_init (migrate.libvirt);
-    }
+    migrate.libvirt = libvirt_from_options (&options);
 #endif
   if (options.base.resume)
     {
@@ -1651,15 +1653,8 @@ vms_cmd_migrate (int argc, char **argv)
       if (saved->migration && saved->migration->libvirt)
         {
           if (!migrate.libvirt)
-            {
-              migrate.libvirt = g_new0 (VmsLibvirtMigration, 1);
-              vms_libvirt_migration_init (migrate.libvirt);
-            }
+            migrate.libvirt = libvirt_from_options (&options);
           /* What is given now wins over what was saved. */
-          migrate.libvirt->connect_uri = g_strdup (options.connect);
-          migrate.libvirt->migrate_uri = g_strdup (options.migrate_uri);
-          migrate.libvirt->dname = g_strdup (options.dname);
-          migrate.libvirt->replica_dir = g_strdup (options.replica_dir);
           vms_libvirt_migration_load (migrate.libvirt, saved);
           migrate.mode = VMS_MIGRATE_FINAL_MIRROR;
         }
@@ -1690,14 +1685,10 @@ vms_cmd_migrate (int argc, char **argv)
     {
       VmsLibvirtMigration *libvirt = migrate.libvirt;
 
-      if (options.connect && !options.base.resume)
+      if (!options.base.resume)
         {
-          libvirt->connect_uri = g_strdup (options.connect);
           libvirt->domain_name = g_strdup (argv[1]);
           libvirt->dest_uri = g_strdup (argv[2]);
-          libvirt->migrate_uri = g_strdup (options.migrate_uri);
-          libvirt->dname = g_strdup (options.dname);
-          libvirt->replica_dir = g_strdup (options.replica_dir);
         }
       if (!libvirt->replica_dir)
         libvirt->replica_dir = g_strdup (VMS_LIBVIRT_DEFAULT_REPLICA_DIR);
@@ -1860,11 +1851,7 @@ out:
   g_free (migrate.tls_object);
   vms_replicate_clear (&migrate.rep);
 #if VMS_HAVE_LIBVIRT
-  if (migrate.libvirt)
-    {
-      vms_libvirt_migration_clear (migrate.libvirt);
-      g_free (migrate.libvirt);
-    }
+  vms_libvirt_migration_free (migrate.libvirt);
 #endif
   options_clear (&options);
   return status;
@@ -1923,8 +1910,7 @@ roll_back_orphan (const char *state_dir, VmsJob *job, GError **error)
 #if VMS_HAVE_LIBVIRT
   if (job->migration->libvirt)
     {
-      migrate.libvirt = g_new0 (VmsLibvirtMigration, 1);
-      vms_libvirt_migration_init (migrate.libvirt);
+      migrate.libvirt = vms_libvirt_migration_new ();
       vms_libvirt_migration_load (migrate.libvirt, job);
       if (vms_libvirt_migration_open (migrate.libvirt, error))
         migrate.rep.qmp = vms_libvirt_qmp_open (migrate.libvirt->domain, error);
@@ -1961,11 +1947,7 @@ out:
   migrate.rep.options = NULL;
   vms_replicate_clear (&migrate.rep);
 #if VMS_HAVE_LIBVIRT
-  if (migrate.libvirt)
-    {
-      vms_libvirt_migration_clear (migrate.libvirt);
-      g_free (migrate.libvirt);
-    }
+  vms_libvirt_migration_free (migrate.libvirt);
 #endif
   return ok;
 }

@@ -19,19 +19,23 @@ static void on_job_completed (virConnectPtr connection, virDomainPtr domain,
                               virTypedParameterPtr params, int n_params,
                               void *opaque);
 
-void
-vms_libvirt_migration_init (VmsLibvirtMigration *migration)
+VmsLibvirtMigration *
+vms_libvirt_migration_new (void)
 {
-  memset (migration, 0, sizeof *migration);
+  VmsLibvirtMigration *migration = g_new0 (VmsLibvirtMigration, 1);
+
   migration->downtime_ms = -1;
   migration->job_callback = -1;
   g_mutex_init (&migration->figures_lock);
   g_cond_init (&migration->figures_cond);
+  return migration;
 }
 
 void
-vms_libvirt_migration_clear (VmsLibvirtMigration *migration)
+vms_libvirt_migration_free (VmsLibvirtMigration *migration)
 {
+  if (!migration)
+    return;
   if (migration->thread)
     vms_libvirt_migration_abort (migration);
   if (migration->job_callback >= 0)
@@ -51,6 +55,7 @@ vms_libvirt_migration_clear (VmsLibvirtMigration *migration)
   g_clear_pointer (&migration->destination, virConnectClose);
   g_mutex_clear (&migration->figures_lock);
   g_cond_clear (&migration->figures_cond);
+  g_free (migration);
 }
 
 /* ---- the domain and its disks ---- */
@@ -402,14 +407,13 @@ vms_libvirt_migration_start (VmsLibvirtMigration *migration, VmsJob *job,
  * the source domain: the only place they are sure to be, since the
  * domain is gone there and the destination need not keep them. */
 
+/* The figures of a completed job, from its statistics. */
 static void
-on_job_completed (virConnectPtr connection, virDomainPtr domain,
-                  virTypedParameterPtr params, int n_params, void *opaque)
+take_figures (VmsLibvirtMigration *migration, virTypedParameterPtr params,
+              int n_params)
 {
-  VmsLibvirtMigration *migration = opaque;
   unsigned long long value;
 
-  g_mutex_lock (&migration->figures_lock);
   if (virTypedParamsGetULLong (params, n_params, VIR_DOMAIN_JOB_DOWNTIME,
                                &value)
       == 1)
@@ -422,6 +426,16 @@ on_job_completed (virConnectPtr connection, virDomainPtr domain,
                                &value)
       == 1)
     migration->elapsed_ms = value;
+}
+
+static void
+on_job_completed (virConnectPtr connection, virDomainPtr domain,
+                  virTypedParameterPtr params, int n_params, void *opaque)
+{
+  VmsLibvirtMigration *migration = opaque;
+
+  g_mutex_lock (&migration->figures_lock);
+  take_figures (migration, params, n_params);
   migration->job_completed = TRUE;
   g_cond_broadcast (&migration->figures_cond);
   g_mutex_unlock (&migration->figures_lock);
@@ -450,7 +464,6 @@ collect_destination_figures (VmsLibvirtMigration *migration)
   int n_params = 0, type = 0;
   g_autoptr (virDomain) there = NULL;
   virDomainPtr domain = NULL;
-  unsigned long long value;
 
   /* The destination keeps the statistics of the job that brought the
    * domain; the source's domain is gone by now. */
@@ -463,18 +476,7 @@ collect_destination_figures (VmsLibvirtMigration *migration)
                             VIR_DOMAIN_JOB_STATS_COMPLETED)
       < 0)
     return;
-  if (virTypedParamsGetULLong (params, n_params, VIR_DOMAIN_JOB_DOWNTIME,
-                               &value)
-      == 1)
-    migration->downtime_ms = value;
-  if (virTypedParamsGetULLong (params, n_params,
-                               VIR_DOMAIN_JOB_MEMORY_PROCESSED, &value)
-      == 1)
-    migration->memory_bytes = value;
-  if (virTypedParamsGetULLong (params, n_params, VIR_DOMAIN_JOB_TIME_ELAPSED,
-                               &value)
-      == 1)
-    migration->elapsed_ms = value;
+  take_figures (migration, params, n_params);
   virTypedParamsFree (params, n_params);
 }
 

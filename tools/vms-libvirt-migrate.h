@@ -63,8 +63,9 @@ typedef struct
   gint64 elapsed_ms;
 } VmsLibvirtMigration;
 
-void vms_libvirt_migration_init (VmsLibvirtMigration *migration);
-void vms_libvirt_migration_clear (VmsLibvirtMigration *migration);
+VmsLibvirtMigration *vms_libvirt_migration_new (void);
+/* Cancels a migration this process runs, and frees. */
+void vms_libvirt_migration_free (VmsLibvirtMigration *migration);
 
 /* Connect to the source, find the running domain and the disks to copy;
  * refuse, naming the disk, what cannot be moved. */
