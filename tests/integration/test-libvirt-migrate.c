@@ -236,6 +236,26 @@ assert_contains (const char *text, const char *needle)
 
 /* ---- tests ---- */
 
+/* A rolled-back job resumed: it finishes without the background copy
+ * again, the domain left the source and waits paused at the destination
+ * on replicas equal to the source's disks, and goes on there. */
+static void
+resume_to_destination (Fixture *fixture, const char *domain, const char *job)
+{
+  g_autoptr (VmsTestCommand) resumed
+      = vmshift_start (fixture, "--resume", job, "--suspend", NULL);
+
+  vms_test_command_expect_success (resumed);
+  assert_int_equal (event_int (resumed, "migrated", "disk-background-bytes"),
+                    0);
+  assert_domstate (fixture->destination, domain, "paused");
+  assert_domstate (fixture->source, domain, NULL);
+  assert_disks_identical (fixture, domain);
+  assert_runs_at_destination (fixture, domain);
+  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", domain,
+                          NULL);
+}
+
 /* The job as a vmshift killed just after libvirt's migration returned
  * leaves it: the domain runs at the destination, the job says "memory".
  * --resume must only commit, never try to migrate again. */
@@ -356,7 +376,6 @@ test_refused_then_resume (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) refused = NULL;
-  g_autoptr (VmsTestCommand) resumed = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree char *source_log = NULL;
   g_autofree char *needle = NULL;
@@ -383,17 +402,7 @@ test_refused_then_resume (void **state)
                  error);
 
   configure_hook (fixture, fixture->sink->replica_dir);
-  resumed = vmshift_start (fixture, "--resume", "lv2-job", "--suspend", NULL);
-  vms_test_command_expect_success (resumed);
-  /* Nothing of the background copy again. */
-  assert_int_equal (event_int (resumed, "migrated", "disk-background-bytes"),
-                    0);
-  assert_domstate (fixture->destination, "lv2", "paused");
-  assert_domstate (fixture->source, "lv2", NULL);
-  assert_disks_identical (fixture, "lv2");
-  assert_runs_at_destination (fixture, "lv2");
-  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv2",
-                          NULL);
+  resume_to_destination (fixture, "lv2", "lv2-job");
 }
 
 /* vmshift killed (kill -9) during libvirt's migration: libvirt cancels
@@ -406,7 +415,6 @@ test_kill9_then_abort (void **state)
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) first = NULL;
   g_autoptr (VmsTestCommand) abort_run = NULL;
-  g_autoptr (VmsTestCommand) resumed = NULL;
   g_autofree char *state_arg
       = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
   const char *abort_argv[] = { vmshift, "abort", state_arg, "lv4-job", NULL };
@@ -450,15 +458,7 @@ test_kill9_then_abort (void **state)
     assert_contains (jobs, "None");
   }
 
-  resumed = vmshift_start (fixture, "--resume", "lv4-job", "--suspend", NULL);
-  vms_test_command_expect_success (resumed);
-  assert_int_equal (event_int (resumed, "migrated", "disk-background-bytes"),
-                    0);
-  assert_domstate (fixture->destination, "lv4", "paused");
-  assert_disks_identical (fixture, "lv4");
-  assert_runs_at_destination (fixture, "lv4");
-  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv4",
-                          NULL);
+  resume_to_destination (fixture, "lv4", "lv4-job");
 }
 
 /* A group estimate by libvirt names: the domain's disks and RAM are
