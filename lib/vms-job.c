@@ -5,6 +5,7 @@
 #include "vms-file.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <json-glib/json-glib.h>
 
 G_DEFINE_QUARK (vms-job-error-quark, vms_job_error)
@@ -16,6 +17,14 @@ const char *
 vms_job_phase_name (VmsJobPhase phase)
 {
   return phase < G_N_ELEMENTS (phase_names) ? phase_names[phase] : "unknown";
+}
+
+char *
+vms_job_default_state_dir (void)
+{
+  if (geteuid () == 0)
+    return g_strdup ("/var/lib/vmshift");
+  return g_build_filename (g_get_user_state_dir (), "vmshift", NULL);
 }
 
 gboolean

@@ -88,6 +88,10 @@ typedef struct
 
 gboolean vms_job_id_is_valid (const char *id, GError **error);
 
+/* Where jobs live unless told: /var/lib/vmshift for root, else
+ * $XDG_STATE_HOME/vmshift (caller frees). */
+char *vms_job_default_state_dir (void);
+
 VmsJob *vms_job_new (const char *state_dir, const char *id);
 VmsJobDisk *vms_job_add_disk (VmsJob *job, const char *name);
 /* The job's migration part, made empty when missing. */

@@ -44,5 +44,5 @@ gboolean vms_estimate_load_prediction (const char *state_dir, const char *id,
 void vms_cli_error (const char *subcommand, const char *format, ...)
     G_GNUC_PRINTF (2, 3);
 
-/* Map an error of the QMP client to an exit code. */
-int vms_cli_exit_code_for (const GError *error);
+/* The exit code that says what kind of failure error is. */
+int vms_cli_exit_code (const GError *error);

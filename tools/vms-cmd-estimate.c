@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-size.h"
 #include "vms-bitmap.h"
 #include "vms-copy.h"
 #include "vms-disk.h"
@@ -1599,9 +1600,9 @@ check_options (Estimate *estimate, int argc, GError **error)
       return FALSE;
     }
   vms_estimate_params_init (&estimate->params);
-  if (!vms_replicate_parse_size ("--seed-capacity", options->seed_capacity, 0,
+  if (!vms_size_parse ("--seed-capacity", options->seed_capacity, 0,
                                  &estimate->params.seed_capacity, error)
-      || !vms_replicate_parse_size ("--seed-rate", options->seed_rate, 0,
+      || !vms_size_parse ("--seed-rate", options->seed_rate, 0,
                                     &value, error))
     return FALSE;
   estimate->params.seed_rate = value;
@@ -1620,7 +1621,7 @@ check_options (Estimate *estimate, int argc, GError **error)
   if (!vms_job_id_is_valid (options->id, error))
     return FALSE;
   if (!options->state_dir)
-    options->state_dir = vms_replicate_default_state_dir ();
+    options->state_dir = vms_job_default_state_dir ();
   return TRUE;
 }
 
@@ -1754,7 +1755,7 @@ vms_cmd_estimate (int argc, char **argv)
   g_set_prgname ("vmshift estimate");
   if (!g_option_context_parse (context, &argc, &argv, &error)
       || !check_options (&estimate, argc, &error)
-      || !vms_replicate_parse_size ("--bandwidth", options.bandwidth, 0,
+      || !vms_size_parse ("--bandwidth", options.bandwidth, 0,
                                     &bandwidth, &error))
     {
       vms_cli_error ("estimate", "%s", error->message);
@@ -1837,7 +1838,7 @@ vms_cmd_estimate (int argc, char **argv)
   if (error)
     {
       vms_cli_error ("estimate", "%s", error->message);
-      status = vms_replicate_exit_code (error);
+      status = vms_cli_exit_code (error);
       goto out;
     }
 

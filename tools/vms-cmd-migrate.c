@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-size.h"
 #include "vms-bitmap.h"
 #include "vms-disk.h"
 #include "vms-migrate-state.h"
@@ -1481,7 +1482,7 @@ check_arguments (Migrate *migrate, int argc, GError **error)
     }
   if (options->bandwidth)
     {
-      if (!vms_replicate_parse_size ("--bandwidth", options->bandwidth, 1024,
+      if (!vms_size_parse ("--bandwidth", options->bandwidth, 1024,
                                      &migrate->bandwidth, error))
         return FALSE;
       if (!base->max_bandwidth)
@@ -1790,7 +1791,7 @@ vms_cmd_migrate (int argc, char **argv)
       g_autoptr (GError) rollback_error = NULL;
       gboolean rolled_back = FALSE;
 
-      status = vms_replicate_exit_code (error);
+      status = vms_cli_exit_code (error);
       vms_cli_error ("migrate", "%s", error->message);
       if (migrate.state == VMS_MIGRATE_DESTINATION
           && destination_runs (&migrate))
@@ -1807,7 +1808,7 @@ vms_cmd_migrate (int argc, char **argv)
               status = VMS_EXIT_OK;
               goto out;
             }
-          status = vms_replicate_exit_code (error);
+          status = vms_cli_exit_code (error);
           vms_cli_error ("migrate", "%s", error->message);
         }
       if (vms_migrate_state_can_roll_back (migrate.state) && migrate.rep.qmp)
@@ -1984,7 +1985,7 @@ vms_cmd_abort (int argc, char **argv)
       goto out;
     }
   if (!state_dir)
-    state_dir = vms_replicate_default_state_dir ();
+    state_dir = vms_job_default_state_dir ();
   job = vms_job_load (state_dir, argv[1], &error);
   if (!job)
     {
@@ -2004,7 +2005,7 @@ vms_cmd_abort (int argc, char **argv)
       if (!roll_back_orphan (state_dir, g_steal_pointer (&job), &error))
         {
           vms_cli_error ("abort", "%s", error->message);
-          status = vms_replicate_exit_code (error);
+          status = vms_cli_exit_code (error);
           goto out;
         }
       job = vms_job_load (state_dir, argv[1], NULL);

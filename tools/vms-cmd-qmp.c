@@ -71,7 +71,7 @@ report (const GError *error)
     vms_cli_error ("qmp", "%s: %s", class_name, error->message);
   else
     vms_cli_error ("qmp", "%s", error->message);
-  return vms_cli_exit_code_for (error);
+  return vms_cli_exit_code (error);
 }
 
 int

@@ -149,7 +149,7 @@ vms_cmd_sync (int argc, char **argv)
                                    options.state_dir, rep.job->id, rep.job->id)
                 : g_strdup ("");
 
-      status = vms_replicate_exit_code (error);
+      status = vms_cli_exit_code (error);
       /* People read stderr even with --json; programs get the event. */
       vms_cli_error ("sync", "%s", error->message);
       if (*hint)

@@ -3,6 +3,7 @@
  */
 #include "vms-config.h"
 #include "vms-cli.h"
+#include "vms-copy.h"
 #include "vms-qmp.h"
 
 #include <stdio.h>
@@ -36,8 +37,18 @@ vms_cli_error (const char *subcommand, const char *format, ...)
 }
 
 int
-vms_cli_exit_code_for (const GError *error)
+vms_cli_exit_code (const GError *error)
 {
+  if (error->domain == G_OPTION_ERROR)
+    return VMS_EXIT_USAGE;
+  if (error->domain == VMS_COPY_ERROR && error->code == VMS_COPY_ERROR_STOPPED)
+    return VMS_EXIT_STOPPED;
+  if (error->domain == G_IO_ERROR && error->code == G_IO_ERROR_CANCELLED)
+    return VMS_EXIT_STOPPED;
+  if (error->domain == VMS_COPY_ERROR
+      && (error->code == VMS_COPY_ERROR_CONNECT
+          || error->code == VMS_COPY_ERROR_TIMEOUT))
+    return VMS_EXIT_CONNECT;
   if (error->domain != VMS_QMP_ERROR)
     return VMS_EXIT_FAILED;
   switch ((VmsQmpError) error->code)

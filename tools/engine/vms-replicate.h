@@ -80,15 +80,6 @@ void vms_replicate_options_clear (VmsReplicateOptions *options);
 /* Parse sizes and check ranges; fills the derived fields of rep. */
 gboolean vms_replicate_check_options (VmsReplicate *rep, GError **error);
 
-/* Parse "64M", "1G", "512K" or plain bytes. */
-gboolean vms_replicate_parse_size (const char *option, const char *text,
-                                   guint64 minimum, guint64 *out,
-                                   GError **error);
-
-/* /var/lib/vmshift for root, else $XDG_STATE_HOME/vmshift (caller
- * frees). */
-char *vms_replicate_default_state_dir (void);
-
 /* member of the reply to a QMP query without arguments ("" when missing;
  * caller frees), e.g. the VM's name from query-name. */
 char *vms_replicate_query_string (VmsQmp *qmp, const char *command,
@@ -133,9 +124,6 @@ void vms_replicate_stop_server (VmsReplicate *rep);
 
 /* One event per disk with what was sent. */
 void vms_replicate_report_disks (VmsReplicate *rep);
-
-/* Exit code for an error of these functions. */
-int vms_replicate_exit_code (const GError *error);
 
 void vms_replicate_clear (VmsReplicate *rep);
 

@@ -3,10 +3,10 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-replicate.h"
-#include "vms-cli.h"
 #include "vms-bitmap.h"
 #include "vms-disk.h"
 #include "vms-export.h"
+#include "vms-size.h"
 
 #include <errno.h>
 #include <libnbd.h>
@@ -19,55 +19,6 @@
 #define NOT_SHRINKING_RATIO 0.9
 /* Hard stop for --until-converged, whatever the figures say. */
 #define MAX_ROUNDS 50
-
-gboolean
-vms_replicate_parse_size (const char *option, const char *text, guint64 minimum,
-                          guint64 *out, GError **error)
-{
-  char *end = NULL;
-  guint64 value, scale = 1;
-
-  if (!text)
-    return TRUE;
-  value = g_ascii_strtoull (text, &end, 10);
-  switch (end && *end ? g_ascii_toupper (*end) : 0)
-    {
-    case 0:
-      break;
-    case 'K':
-      scale = 1024;
-      break;
-    case 'M':
-      scale = 1024 * 1024;
-      break;
-    case 'G':
-      scale = 1024 * 1024 * 1024;
-      break;
-    default:
-      scale = 0;
-    }
-  if (end == text || scale == 0
-      || (*end && end[1] && !g_str_equal (end + 1, "iB")
-          && !g_str_equal (end + 1, "B"))
-      || value > G_MAXUINT64 / scale || value * scale < minimum)
-    {
-      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
-                   "%s wants a size like 64M or 1G (at least %" G_GUINT64_FORMAT
-                   " bytes), not '%s'",
-                   option, minimum, text);
-      return FALSE;
-    }
-  *out = value * scale;
-  return TRUE;
-}
-
-char *
-vms_replicate_default_state_dir (void)
-{
-  if (geteuid () == 0)
-    return g_strdup ("/var/lib/vmshift");
-  return g_build_filename (g_get_user_state_dir (), "vmshift", NULL);
-}
 
 /* The sink URI with the export path set to export_name (caller frees). */
 char *
@@ -745,20 +696,6 @@ vms_replicate_report_disks (VmsReplicate *rep)
     }
 }
 
-int
-vms_replicate_exit_code (const GError *error)
-{
-  if (error->domain == VMS_COPY_ERROR && error->code == VMS_COPY_ERROR_STOPPED)
-    return VMS_EXIT_STOPPED;
-  if (error->domain == VMS_COPY_ERROR
-      && (error->code == VMS_COPY_ERROR_CONNECT
-          || error->code == VMS_COPY_ERROR_TIMEOUT))
-    return VMS_EXIT_CONNECT;
-  if (error->domain == VMS_QMP_ERROR)
-    return vms_cli_exit_code_for (error);
-  return VMS_EXIT_FAILED;
-}
-
 gboolean
 vms_replicate_check_options (VmsReplicate *rep, GError **error)
 {
@@ -782,20 +719,20 @@ vms_replicate_check_options (VmsReplicate *rep, GError **error)
     }
   rep->converge_bytes = VMS_REPLICATE_DEFAULT_CONVERGE_BYTES;
   rep->checkpoint_bytes = VMS_COPY_DEFAULT_CHECKPOINT_BYTES;
-  if (!vms_replicate_parse_size ("--max-bandwidth", options->max_bandwidth,
+  if (!vms_size_parse ("--max-bandwidth", options->max_bandwidth,
                                  1024, &bandwidth, error)
-      || !vms_replicate_parse_size ("--request-size", options->request_size,
+      || !vms_size_parse ("--request-size", options->request_size,
                                     4096, &request, error)
-      || !vms_replicate_parse_size ("--converge-bytes", options->converge, 0,
+      || !vms_size_parse ("--converge-bytes", options->converge, 0,
                                     &rep->converge_bytes, error)
-      || !vms_replicate_parse_size ("--checkpoint-bytes",
+      || !vms_size_parse ("--checkpoint-bytes",
                                     options->checkpoint_bytes, 1024 * 1024,
                                     &rep->checkpoint_bytes, error))
     return FALSE;
   {
     guint64 granularity = 0;
 
-    if (!vms_replicate_parse_size ("--granularity", options->granularity, 512,
+    if (!vms_size_parse ("--granularity", options->granularity, 512,
                                    &granularity, error))
       return FALSE;
     /* QEMU wants a power of two from 512 bytes to 2 GiB. */
@@ -820,7 +757,7 @@ vms_replicate_check_options (VmsReplicate *rep, GError **error)
     /* A bucket of a tenth of a second smooths without starving. */
     rep->rate = vms_rate_new (bandwidth, MAX (bandwidth / 10, request));
   if (!options->state_dir)
-    options->state_dir = vms_replicate_default_state_dir ();
+    options->state_dir = vms_job_default_state_dir ();
   return TRUE;
 }
 
