@@ -3,8 +3,14 @@
  */
 #include "vms-cli-main.h"
 
+#include <glib-unix.h>
+
+#include <errno.h>
+#include <fcntl.h>
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 
 /* Exit status of a usage error, the same in every vmshift program. */
 #define EXIT_USAGE 2
@@ -77,4 +83,55 @@ vms_cli_main (const VmsCliProgram *program, int argc, char **argv)
   g_printerr ("%s: unknown command '%s' (see '%s --help')\n", program->name,
               argv[1], program->name);
   return EXIT_USAGE;
+}
+
+/* A signal handler may only do async-signal-safe things, and
+ * g_cancellable_cancel() takes locks: the handler writes a byte to a
+ * pipe, and a thread reading it cancels.  (g_unix_signal_add would need
+ * a main loop that the blocking engine does not run.) */
+static int signal_pipe[2] = { -1, -1 };
+
+static void
+on_stop_signal (int signal_number)
+{
+  int saved_errno = errno;
+  char byte = 1;
+
+  if (write (signal_pipe[1], &byte, 1) < 0)
+    {
+      /* The pipe is full: a cancel is already on its way. */
+    }
+  errno = saved_errno;
+}
+
+static gpointer
+cancel_on_read (gpointer data)
+{
+  GCancellable *cancellable = data;
+  char byte;
+
+  while (read (signal_pipe[0], &byte, 1) < 0 && errno == EINTR)
+    ;
+  g_cancellable_cancel (cancellable);
+  return NULL;
+}
+
+GCancellable *
+vms_cli_cancel_on_signals (void)
+{
+  static GCancellable *cancellable;
+  struct sigaction action = { .sa_handler = on_stop_signal };
+
+  if (cancellable)
+    return cancellable;
+  if (!g_unix_open_pipe (signal_pipe, O_CLOEXEC, NULL))
+    g_error ("vmshift: cannot make a pipe for signals: %s", g_strerror (errno));
+  fcntl (signal_pipe[1], F_SETFL, O_NONBLOCK);
+  cancellable = g_cancellable_new ();
+  g_thread_unref (g_thread_new ("vms-signals", cancel_on_read, cancellable));
+  sigemptyset (&action.sa_mask);
+  /* No SA_RESTART: a blocking wait ends at once and looks again. */
+  sigaction (SIGINT, &action, NULL);
+  sigaction (SIGTERM, &action, NULL);
+  return cancellable;
 }

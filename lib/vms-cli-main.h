@@ -3,7 +3,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 G_BEGIN_DECLS
 
@@ -28,5 +28,10 @@ typedef struct
  * named by argv[1].  Returns the exit status: 0, 2 for usage errors, or
  * what the subcommand returned. */
 int vms_cli_main (const VmsCliProgram *program, int argc, char **argv);
+
+/* A cancellable that SIGINT and SIGTERM cancel (Ctrl-C, vmshift abort):
+ * the way a command asks its engine to stop cleanly.  Call once, from
+ * main's thread; the result lives as long as the process. */
+GCancellable *vms_cli_cancel_on_signals (void);
 
 G_END_DECLS

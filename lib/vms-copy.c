@@ -529,7 +529,7 @@ issue_more (Copy *copy, gint64 now)
   gboolean copy_dirty_only = copy->spec->bitmap != NULL;
 
   while (!copy->error && copy->frontier < copy->stats->end
-         && !(copy->spec->stop && g_atomic_int_get (copy->spec->stop)))
+         && !g_cancellable_is_cancelled (copy->spec->cancellable))
     {
       Extent *extent;
       guint64 extent_end, length;
@@ -848,7 +848,7 @@ run_loop (Copy *copy)
   for (;;)
     {
       gint64 now = g_get_monotonic_time ();
-      gboolean stopping = (spec->stop && g_atomic_int_get (spec->stop))
+      gboolean stopping = g_cancellable_is_cancelled (spec->cancellable)
                           || copy->error;
       int timeout_ms = MAX_POLL_MS;
 
@@ -860,7 +860,7 @@ run_loop (Copy *copy)
       retire (copy);
       if (requests_in_flight (copy) == 0 && !copy->flush_pending
           && (copy->error || copy->frontier >= copy->stats->end
-              || (spec->stop && g_atomic_int_get (spec->stop))))
+              || g_cancellable_is_cancelled (spec->cancellable)))
         break;
       if (copy->flush_done)
         {
@@ -1016,7 +1016,7 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
       if (copy.error)
         g_propagate_error (error, g_steal_pointer (&copy.error));
     }
-  else if (spec->stop && g_atomic_int_get (spec->stop)
+  else if (g_cancellable_is_cancelled (spec->cancellable)
            && stats->durable < stats->end)
     {
       ok = FALSE;

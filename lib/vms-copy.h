@@ -3,7 +3,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 #include "vms-rate.h"
 
@@ -81,7 +81,7 @@ typedef struct
   guint checkpoint_ms;     /* 0: default */
   guint io_timeout_ms;     /* 0: default */
   VmsRate *rate;           /* bandwidth limit, or NULL */
-  volatile gint *stop;     /* nonzero asks for a clean stop (signal safe) */
+  GCancellable *cancellable; /* cancelled: stop cleanly; or NULL */
   VmsCopyCheckpointFunc checkpoint; /* or NULL */
   VmsCopyProgressFunc progress;     /* or NULL */
   gpointer user_data;      /* for both callbacks */

@@ -70,7 +70,9 @@ vms_migrate_state_next (VmsMigrateState from, VmsMigrateFinalSync mode)
 gboolean
 vms_migrate_state_can_roll_back (VmsMigrateState state)
 {
-  return state < VMS_MIGRATE_COMMIT;
+  /* A rollback that was interrupted (vmshift killed, the source
+   * unreachable for a moment) is one that can still be done. */
+  return state < VMS_MIGRATE_COMMIT || state == VMS_MIGRATE_ROLLBACK;
 }
 
 gboolean
@@ -79,10 +81,10 @@ vms_migrate_state_can_move (VmsMigrateState from, VmsMigrateState to,
 {
   if (from >= VMS_MIGRATE_N_STATES || to >= VMS_MIGRATE_N_STATES)
     return FALSE;
+  if (from == VMS_MIGRATE_ROLLBACK)
+    return to == VMS_MIGRATE_ROLLED_BACK || to == VMS_MIGRATE_ROLLBACK;
   if (to == VMS_MIGRATE_ROLLBACK)
     return vms_migrate_state_can_roll_back (from);
-  if (from == VMS_MIGRATE_ROLLBACK)
-    return to == VMS_MIGRATE_ROLLED_BACK;
   return from != VMS_MIGRATE_DONE && from != VMS_MIGRATE_ROLLED_BACK
          && to == vms_migrate_state_next (from, mode);
 }
@@ -92,12 +94,13 @@ vms_migrate_rollback_actions (VmsMigrateState state, VmsMigrateFinalSync mode)
 {
   VmsMigrateUndo undo = VMS_MIGRATE_UNDO_STOP_EXPORTS;
 
-  if (!vms_migrate_state_can_roll_back (state))
-    return 0;
-  /* A rollback interrupted halfway is done again in full: each action is
-   * harmless when there is nothing to undo. */
+  /* A rollback interrupted halfway is done again in full, as from the
+   * last state that can roll back: each action is harmless when there is
+   * nothing to undo. */
   if (state == VMS_MIGRATE_ROLLBACK)
     state = VMS_MIGRATE_DESTINATION;
+  if (!vms_migrate_state_can_roll_back (state))
+    return 0;
   if (state >= VMS_MIGRATE_MEMORY)
     undo |= VMS_MIGRATE_UNDO_CANCEL_MIGRATION;
   if (mode == VMS_MIGRATE_FINAL_MIRROR && state >= VMS_MIGRATE_MIRROR)

@@ -70,7 +70,8 @@ VmsMigrateState vms_migrate_state_next (VmsMigrateState from,
 gboolean vms_migrate_state_can_move (VmsMigrateState from, VmsMigrateState to,
                                      VmsMigrateFinalSync mode);
 
-/* TRUE before COMMIT: the source is still authoritative. */
+/* TRUE before COMMIT, and in ROLLBACK (an interrupted rollback is done
+ * again): the source is still authoritative. */
 gboolean vms_migrate_state_can_roll_back (VmsMigrateState state);
 
 /* What a failure in state must undo (0 at and after COMMIT). */

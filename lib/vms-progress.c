@@ -22,6 +22,8 @@ struct _VmsProgress
   gint64 last_us;         /* time of the last update */
   gint64 last_text_us;    /* time of the last text line */
   double rate;            /* smoothed bytes per second */
+  VmsProgressFunc func;   /* callback mode: where everything goes */
+  gpointer user_data;     /* for func */
 };
 
 VmsProgress *
@@ -33,6 +35,49 @@ vms_progress_new (VmsProgressMode mode)
     mode = VMS_PROGRESS_BAR;
   progress->mode = mode;
   return progress;
+}
+
+VmsProgress *
+vms_progress_new_callback (VmsProgressFunc func, gpointer user_data)
+{
+  VmsProgress *progress = g_new0 (VmsProgress, 1);
+
+  progress->mode = VMS_PROGRESS_CALLBACK;
+  progress->func = func;
+  progress->user_data = user_data;
+  return progress;
+}
+
+void
+vms_progress_forward (VmsProgress *progress, const char *event,
+                      JsonObject *fields, const char *text)
+{
+  if (g_str_equal (event, "progress") && !text && fields)
+    {
+      vms_progress_update (
+          progress, json_object_get_string_member_with_default (fields, "disk", ""),
+          json_object_get_string_member_with_default (fields, "phase", ""),
+          json_object_get_int_member_with_default (fields, "done", 0),
+          json_object_get_int_member_with_default (fields, "total", 0),
+          json_object_get_int_member_with_default (fields, "sent", 0));
+      return;
+    }
+  vms_progress_event (progress, event, fields ? json_object_ref (fields) : NULL,
+                      "%s", text ? text : "");
+}
+
+static void
+update_callback (VmsProgress *progress, const char *disk, const char *phase,
+                 guint64 done, guint64 total, guint64 sent)
+{
+  g_autoptr (JsonObject) fields = json_object_new ();
+
+  json_object_set_string_member (fields, "disk", disk);
+  json_object_set_string_member (fields, "phase", phase);
+  json_object_set_int_member (fields, "done", done);
+  json_object_set_int_member (fields, "total", total);
+  json_object_set_int_member (fields, "sent", sent);
+  progress->func ("progress", fields, NULL, progress->user_data);
 }
 
 static void
@@ -111,10 +156,16 @@ vms_progress_update (VmsProgress *progress, const char *disk,
                      const char *phase, guint64 done, guint64 total,
                      guint64 sent)
 {
-  g_autofree char *key = g_strconcat (disk, "/", phase, NULL);
+  g_autofree char *key = NULL;
   gint64 now = g_get_monotonic_time ();
   double eta;
 
+  if (progress->mode == VMS_PROGRESS_CALLBACK)
+    {
+      update_callback (progress, disk, phase, done, total, sent);
+      return;
+    }
+  key = g_strconcat (disk, "/", phase, NULL);
   if (g_strcmp0 (key, progress->key) != 0)
     {
       end_bar (progress);
@@ -159,6 +210,8 @@ vms_progress_update (VmsProgress *progress, const char *disk,
         json_object_unref (object);
         break;
       }
+    case VMS_PROGRESS_CALLBACK:
+      break;
     case VMS_PROGRESS_BAR:
     case VMS_PROGRESS_TEXT:
       {
@@ -203,6 +256,13 @@ vms_progress_event (VmsProgress *progress, const char *event,
   va_start (args, format);
   text = g_strdup_vprintf (format, args);
   va_end (args);
+  if (progress->mode == VMS_PROGRESS_CALLBACK)
+    {
+      g_autoptr (JsonObject) object = fields ? fields : json_object_new ();
+
+      progress->func (event, object, text, progress->user_data);
+      return;
+    }
   if (progress->mode == VMS_PROGRESS_JSON)
     {
       JsonObject *object = fields ? fields : json_object_new ();

@@ -16,13 +16,29 @@ typedef enum
   VMS_PROGRESS_TEXT,  /* plain lines on stderr (not a terminal) */
   VMS_PROGRESS_BAR,   /* a redrawn bar on stderr (a terminal) */
   VMS_PROGRESS_JSON,  /* JSON lines on stdout */
+  VMS_PROGRESS_CALLBACK, /* handed to a function (vms_progress_new_callback) */
 } VmsProgressMode;
 
 typedef struct _VmsProgress VmsProgress;
 
+/* Receives what a callback-mode VmsProgress is told: an event with its
+ * fields and text, or event "progress" with fields disk, phase, done,
+ * total, sent and text NULL.  fields is borrowed. */
+typedef void (*VmsProgressFunc) (const char *event, JsonObject *fields,
+                                 const char *text, gpointer user_data);
+
 /* mode TEXT is promoted to BAR when stderr is a terminal. */
 VmsProgress *vms_progress_new (VmsProgressMode mode);
 void vms_progress_free (VmsProgress *progress);
+
+/* Events and updates go to func instead of a terminal: an engine's
+ * caller decides where they are shown (and may tag them). */
+VmsProgress *vms_progress_new_callback (VmsProgressFunc func,
+                                        gpointer user_data);
+
+/* Show on progress what a VmsProgressFunc received (fields borrowed). */
+void vms_progress_forward (VmsProgress *progress, const char *event,
+                           JsonObject *fields, const char *text);
 
 /* Position of one pass: done of total bytes, sent bytes on the wire. */
 void vms_progress_update (VmsProgress *progress, const char *disk,

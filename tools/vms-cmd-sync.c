@@ -3,9 +3,8 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-cli-copy.h"
 #include "vms-replicate.h"
-
-#include <signal.h>
 
 static const char *const description
     = "SOURCE is the QEMU to copy from: qmp:PATH (a QMP monitor socket that\n"
@@ -23,15 +22,6 @@ static const char *const description
       "crash, Ctrl-C, a killed sink or a cut link, --resume sends again only\n"
       "what was not checkpointed.\n";
 
-/* Set from the signal handler; the copy engine polls it. */
-static volatile gint stop_requested;
-
-static void
-handle_stop_signal (int signal_number)
-{
-  g_atomic_int_set (&stop_requested, 1);
-}
-
 static gboolean
 run_sync (VmsReplicate *rep, const char *source, GError **error)
 {
@@ -43,7 +33,7 @@ run_sync (VmsReplicate *rep, const char *source, GError **error)
       || !vms_replicate_background (rep, error)
       || !vms_replicate_rounds (rep, error))
     return FALSE;
-  if (g_atomic_int_get (&stop_requested))
+  if (g_cancellable_is_cancelled (rep->cancellable))
     {
       g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED,
                    "stopped on request");
@@ -69,38 +59,37 @@ report (VmsReplicate *rep, gint64 started)
 }
 
 static gboolean
-check_arguments (VmsReplicate *rep, int argc, GError **error)
+check_arguments (VmsCliCopyOptions *options, int argc,
+                 VmsReplicateConfig *config, GError **error)
 {
-  VmsReplicateOptions *options = rep->options;
-
   if (options->resume ? argc > 2 : argc != 2)
     {
-      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
                    "expected SOURCE --sink URI, or --resume JOB (see "
                    "'vmshift sync --help')");
       return FALSE;
     }
   if (!options->resume && !options->sink)
     {
-      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
                    "--sink URI is required");
       return FALSE;
     }
-  return vms_replicate_check_options (rep, error);
+  return vms_cli_copy_options_parse (options, config, error);
 }
 
 int
 vms_cmd_sync (int argc, char **argv)
 {
-  VmsReplicateOptions options = { .rounds = -1 };
-  VmsReplicate rep = { .options = &options, .stop = &stop_requested };
-  g_autofree GOptionEntry *entries = vms_replicate_option_entries (&options);
+  VmsCliCopyOptions options = { .rounds = -1 };
+  VmsReplicateConfig config;
+  VmsReplicate rep = { 0 };
+  g_autofree GOptionEntry *entries = vms_cli_copy_option_entries (&options);
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsProgress) progress = NULL;
   const char *source;
   gint64 started = g_get_monotonic_time ();
-  struct sigaction action = { .sa_handler = handle_stop_signal };
   int status = VMS_EXIT_OK;
 
   context = g_option_context_new ("[SOURCE] --sink URI");
@@ -109,9 +98,10 @@ vms_cmd_sync (int argc, char **argv)
                                 "dirty rounds; resumable.");
   g_option_context_set_description (context, description);
   g_option_context_add_main_entries (context, entries, NULL);
+  vms_replicate_config_init (&config);
   g_set_prgname ("vmshift sync");
   if (!g_option_context_parse (context, &argc, &argv, &error)
-      || !check_arguments (&rep, argc, &error))
+      || !check_arguments (&options, argc, &config, &error))
     {
       vms_cli_error ("sync", "%s", error->message);
       status = VMS_EXIT_USAGE;
@@ -119,14 +109,12 @@ vms_cmd_sync (int argc, char **argv)
     }
   progress
       = vms_progress_new (options.json ? VMS_PROGRESS_JSON : VMS_PROGRESS_TEXT);
-  rep.progress = progress;
-  sigaction (SIGINT, &action, NULL);
-  sigaction (SIGTERM, &action, NULL);
+  vms_replicate_init (&rep, &config, vms_cli_cancel_on_signals (), progress);
 
-  if (options.resume)
+  if (config.resume)
     {
       g_autoptr (VmsJob) saved
-          = vms_job_load (options.state_dir, options.resume, &error);
+          = vms_job_load (config.state_dir, config.resume, &error);
 
       if (!saved)
         {
@@ -146,7 +134,7 @@ vms_cmd_sync (int argc, char **argv)
           = rep.job
                 ? g_strdup_printf ("state saved in %s/%s.json; continue with: "
                                    "vmshift sync --resume %s",
-                                   options.state_dir, rep.job->id, rep.job->id)
+                                   config.state_dir, rep.job->id, rep.job->id)
                 : g_strdup ("");
 
       status = vms_cli_exit_code (error);
@@ -164,6 +152,7 @@ vms_cmd_sync (int argc, char **argv)
 
 out:
   vms_replicate_clear (&rep);
-  vms_replicate_options_clear (&options);
+  vms_replicate_config_clear (&config);
+  vms_cli_copy_options_clear (&options);
   return status;
 }

@@ -4,6 +4,7 @@
 #include "vms-config.h"
 #include "vms-cli.h"
 #include "vms-copy.h"
+#include "vms-migration.h"
 #include "vms-qmp.h"
 
 #include <stdio.h>
@@ -39,7 +40,9 @@ vms_cli_error (const char *subcommand, const char *format, ...)
 int
 vms_cli_exit_code (const GError *error)
 {
-  if (error->domain == G_OPTION_ERROR)
+  if (error->domain == G_OPTION_ERROR
+      || (error->domain == VMS_MIGRATION_ERROR
+          && error->code == VMS_MIGRATION_ERROR_INVALID))
     return VMS_EXIT_USAGE;
   if (error->domain == VMS_COPY_ERROR && error->code == VMS_COPY_ERROR_STOPPED)
     return VMS_EXIT_STOPPED;

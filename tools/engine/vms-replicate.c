@@ -191,7 +191,7 @@ static gboolean
 copy_pass (VmsReplicate *rep, VmsJobDisk *disk, const char *bitmap,
            GError **error)
 {
-  VmsReplicateOptions *options = rep->options;
+  const VmsReplicateConfig *config = rep->config;
   g_autofree char *export = export_name (rep->job, disk);
   g_autofree char *source_uri = NULL;
   g_autofree char *dest_uri
@@ -214,14 +214,14 @@ copy_pass (VmsReplicate *rep, VmsJobDisk *disk, const char *bitmap,
   spec.bitmap = bitmap;
   spec.start = disk->watermark;
   spec.end = disk->size;
-  spec.connections = options->connections;
-  spec.queue_depth = options->queue_depth;
-  spec.request_size = rep->request_size;
-  spec.checkpoint_bytes = rep->checkpoint_bytes;
-  spec.checkpoint_ms = options->checkpoint_seconds * 1000;
-  spec.io_timeout_ms = options->io_timeout * 1000;
+  spec.connections = config->connections;
+  spec.queue_depth = config->queue_depth;
+  spec.request_size = config->request_size;
+  spec.checkpoint_bytes = config->checkpoint_bytes;
+  spec.checkpoint_ms = config->checkpoint_seconds * 1000;
+  spec.io_timeout_ms = config->io_timeout_s * 1000;
   spec.rate = rep->rate;
-  spec.stop = rep->stop;
+  spec.cancellable = rep->cancellable;
   spec.checkpoint = on_checkpoint;
   spec.progress = on_progress;
   spec.user_data = rep;
@@ -277,7 +277,7 @@ background_copy (VmsReplicate *rep, VmsJobDisk *disk, GError **error)
 
       /* The bitmap comes first: every write from now on is recorded, so
        * whatever the copy reads too early is copied again in round 1. */
-      if (!vms_bitmap_add (rep->qmp, disk->node, name, rep->granularity,
+      if (!vms_bitmap_add (rep->qmp, disk->node, name, rep->config->granularity,
                            &disk->persistent, error))
         return FALSE;
       disk->recording_bitmap = g_steal_pointer (&name);
@@ -369,12 +369,12 @@ dirty_round (VmsReplicate *rep, VmsJobDisk *disk, guint64 *dirty,
 gboolean
 vms_replicate_rounds (VmsReplicate *rep, GError **error)
 {
-  VmsReplicateOptions *options = rep->options;
+  const VmsReplicateConfig *config = rep->config;
   guint64 previous = G_MAXUINT64;
   int done = 0;
 
   rep->pass = VMS_REPLICATE_PASS_ROUNDS;
-  if (options->rounds == 0)
+  if (config->rounds == 0)
     {
       /* No new round, but one a killed run left half done is finished:
        * its bitmap is already disabled and holds writes nobody else has. */
@@ -392,7 +392,7 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
     {
       guint64 total = 0;
 
-      if (g_atomic_int_get (rep->stop))
+      if (g_cancellable_is_cancelled (rep->cancellable))
         break;
       for (guint i = 0; i < rep->job->disks->len; i++)
         {
@@ -403,10 +403,10 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
           total += dirty;
         }
       done++;
-      if (options->rounds >= 0 && done >= options->rounds)
+      if (config->rounds >= 0 && done >= config->rounds)
         break;
-      if (options->rounds < 0
-          && (total <= rep->converge_bytes
+      if (config->rounds < 0
+          && (total <= config->converge_bytes
               || (previous != G_MAXUINT64
                   && total >= NOT_SHRINKING_RATIO * previous)
               || done >= MAX_ROUNDS))
@@ -415,7 +415,7 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
 
           vms_progress_event (rep->progress, "converged", NULL,
                               "rounds end: the last round held %s%s", size,
-                              total <= rep->converge_bytes
+                              total <= config->converge_bytes
                                   ? ""
                                   : " and is not shrinking (the guest "
                                     "writes as fast as the link "
@@ -462,7 +462,7 @@ vms_replicate_start (VmsReplicate *rep, GError **error)
 
   g_free (rep->nbd_socket);
   rep->nbd_socket
-      = g_build_filename (rep->options->state_dir, socket_name, NULL);
+      = g_build_filename (rep->config->state_dir, socket_name, NULL);
   if (!vms_export_server_start (rep->qmp, rep->nbd_socket, error))
     return FALSE;
   for (guint i = 0; i < rep->job->disks->len; i++)
@@ -488,19 +488,40 @@ vms_replicate_clear (VmsReplicate *rep)
 }
 
 void
-vms_replicate_options_clear (VmsReplicateOptions *options)
+vms_replicate_config_init (VmsReplicateConfig *config)
 {
-  g_clear_pointer (&options->sink, g_free);
-  g_clear_pointer (&options->job_id, g_free);
-  g_clear_pointer (&options->resume, g_free);
-  g_clear_pointer (&options->state_dir, g_free);
-  g_clear_pointer (&options->disks, g_strfreev);
-  g_clear_pointer (&options->replica_prefix, g_free);
-  g_clear_pointer (&options->max_bandwidth, g_free);
-  g_clear_pointer (&options->converge, g_free);
-  g_clear_pointer (&options->request_size, g_free);
-  g_clear_pointer (&options->checkpoint_bytes, g_free);
-  g_clear_pointer (&options->granularity, g_free);
+  memset (config, 0, sizeof *config);
+  config->rounds = -1;
+  config->converge_bytes = VMS_REPLICATE_DEFAULT_CONVERGE_BYTES;
+  config->checkpoint_bytes = VMS_COPY_DEFAULT_CHECKPOINT_BYTES;
+}
+
+void
+vms_replicate_config_clear (VmsReplicateConfig *config)
+{
+  g_clear_pointer (&config->sink, g_free);
+  g_clear_pointer (&config->job_id, g_free);
+  g_clear_pointer (&config->resume, g_free);
+  g_clear_pointer (&config->state_dir, g_free);
+  g_clear_pointer (&config->disks, g_strfreev);
+  g_clear_pointer (&config->replica_prefix, g_free);
+}
+
+void
+vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
+                    GCancellable *cancellable, VmsProgress *progress)
+{
+  memset (rep, 0, sizeof *rep);
+  rep->config = config;
+  rep->cancellable = cancellable;
+  rep->progress = progress;
+  if (config->max_bandwidth)
+    /* A bucket of a tenth of a second smooths without starving. */
+    rep->rate = vms_rate_new (config->max_bandwidth,
+                              MAX (config->max_bandwidth / 10,
+                                   config->request_size
+                                       ? config->request_size
+                                       : VMS_COPY_DEFAULT_REQUEST_SIZE));
 }
 
 /* ---- the job ---- */
@@ -520,10 +541,10 @@ vms_replicate_query_string (VmsQmp *qmp, const char *command,
 static gboolean
 select_disks (VmsReplicate *rep, GPtrArray *found, GError **error)
 {
-  VmsReplicateOptions *options = rep->options;
+  const VmsReplicateConfig *config = rep->config;
   VmsJob *job = rep->job;
   g_autofree char *prefix = sanitise_name (
-      options->replica_prefix ? options->replica_prefix
+      config->replica_prefix ? config->replica_prefix
                               : (*job->vm_name ? job->vm_name : "vm"));
 
   for (guint i = 0; i < found->len; i++)
@@ -537,8 +558,8 @@ select_disks (VmsReplicate *rep, GPtrArray *found, GError **error)
       g_autofree char *disk_name
           = sanitise_name (replica_name ? replica_name : disk->name);
 
-      if (options->disks
-          && !g_strv_contains ((const char *const *)options->disks, disk->name))
+      if (config->disks
+          && !g_strv_contains ((const char *const *)config->disks, disk->name))
         continue;
       job_disk = vms_job_add_disk (job, disk->name);
       job_disk->node = g_strdup (disk->node_name);
@@ -546,11 +567,11 @@ select_disks (VmsReplicate *rep, GPtrArray *found, GError **error)
       job_disk->size = disk->size;
       job_disk->replica = g_strdup_printf ("%s-%s", prefix, disk_name);
     }
-  for (guint i = 0; options->disks && options->disks[i]; i++)
-    if (!vms_job_find_disk (job, options->disks[i]))
+  for (guint i = 0; config->disks && config->disks[i]; i++)
+    if (!vms_job_find_disk (job, config->disks[i]))
       {
         /* vms_disk_find says which disks there are. */
-        return vms_disk_find (found, options->disks[i], error) != NULL;
+        return vms_disk_find (found, config->disks[i], error) != NULL;
       }
   if (job->disks->len == 0)
     {
@@ -593,7 +614,7 @@ match_disks (VmsReplicate *rep, GPtrArray *found, GError **error)
 gboolean
 vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
 {
-  VmsReplicateOptions *options = rep->options;
+  const VmsReplicateConfig *config = rep->config;
   g_autofree char *vm_name = NULL;
   g_autofree char *vm_uuid = NULL;
   g_autoptr (GPtrArray) found = NULL;
@@ -605,9 +626,9 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
   if (!found)
     return FALSE;
 
-  if (options->resume)
+  if (config->resume)
     {
-      job = vms_job_load (options->state_dir, options->resume, error);
+      job = vms_job_load (config->state_dir, config->resume, error);
       if (!job)
         return FALSE;
       if (!g_str_equal (job->vm_name, vm_name)
@@ -620,10 +641,10 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
                        vm_uuid);
           return FALSE;
         }
-      if (options->sink)
+      if (config->sink)
         {
           g_free (job->sink);
-          job->sink = g_strdup (options->sink);
+          job->sink = g_strdup (config->sink);
         }
       rep->job = g_steal_pointer (&job);
       if (!match_disks (rep, found, error))
@@ -632,8 +653,8 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
   else
     {
       g_autofree char *id
-          = options->job_id
-                ? g_strdup (options->job_id)
+          = config->job_id
+                ? g_strdup (config->job_id)
                 : g_strdup_printf ("%s-%" G_GINT64_FORMAT,
                                    *vm_name ? vm_name : "vm",
                                    g_get_real_time () / G_USEC_PER_SEC);
@@ -641,7 +662,7 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
 
       if (!vms_job_id_is_valid (safe_id, error))
         return FALSE;
-      job = vms_job_load (options->state_dir, safe_id, NULL);
+      job = vms_job_load (config->state_dir, safe_id, NULL);
       if (job)
         {
           g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
@@ -649,9 +670,9 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
                        safe_id);
           return FALSE;
         }
-      rep->job = vms_job_new (options->state_dir, safe_id);
+      rep->job = vms_job_new (config->state_dir, safe_id);
       rep->job->source = g_strdup (source);
-      rep->job->sink = g_strdup (options->sink);
+      rep->job->sink = g_strdup (config->sink);
       g_free (rep->job->vm_name);
       rep->job->vm_name = g_steal_pointer (&vm_name);
       g_free (rep->job->vm_uuid);
@@ -694,116 +715,4 @@ vms_replicate_report_disks (VmsReplicate *rep)
                           disk->recording_bitmap ? disk->recording_bitmap : "",
                           disk->recording_bitmap ? " keeps recording" : "");
     }
-}
-
-gboolean
-vms_replicate_check_options (VmsReplicate *rep, GError **error)
-{
-  VmsReplicateOptions *options = rep->options;
-  guint64 bandwidth = 0, request = VMS_COPY_DEFAULT_REQUEST_SIZE;
-
-  if (options->rounds < -1 || (options->rounds >= 0 && options->until_converged)
-      || options->connections < 0
-      || options->connections > VMS_COPY_MAX_CONNECTIONS
-      || options->queue_depth < 0
-      || options->queue_depth > VMS_COPY_MAX_QUEUE_DEPTH
-      || options->checkpoint_seconds < 0 || options->io_timeout < 0)
-    {
-      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
-                   "--rounds N (0 or more) and --until-converged exclude "
-                   "each other; "
-                   "--connections is 1..%d, --queue-depth 1..%d, and counts "
-                   "and times are not negative",
-                   VMS_COPY_MAX_CONNECTIONS, VMS_COPY_MAX_QUEUE_DEPTH);
-      return FALSE;
-    }
-  rep->converge_bytes = VMS_REPLICATE_DEFAULT_CONVERGE_BYTES;
-  rep->checkpoint_bytes = VMS_COPY_DEFAULT_CHECKPOINT_BYTES;
-  if (!vms_size_parse ("--max-bandwidth", options->max_bandwidth,
-                                 1024, &bandwidth, error)
-      || !vms_size_parse ("--request-size", options->request_size,
-                                    4096, &request, error)
-      || !vms_size_parse ("--converge-bytes", options->converge, 0,
-                                    &rep->converge_bytes, error)
-      || !vms_size_parse ("--checkpoint-bytes",
-                                    options->checkpoint_bytes, 1024 * 1024,
-                                    &rep->checkpoint_bytes, error))
-    return FALSE;
-  {
-    guint64 granularity = 0;
-
-    if (!vms_size_parse ("--granularity", options->granularity, 512,
-                                   &granularity, error))
-      return FALSE;
-    /* QEMU wants a power of two from 512 bytes to 2 GiB. */
-    if (granularity > (G_GUINT64_CONSTANT (1) << 31)
-        || (granularity & (granularity - 1)) != 0)
-      {
-        g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
-                     "--granularity must be a power of two from 512 to 2G");
-        return FALSE;
-      }
-    rep->granularity = granularity;
-  }
-  if (request > VMS_COPY_MAX_REQUEST_SIZE)
-    {
-      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
-                   "--request-size is at most %d bytes",
-                   VMS_COPY_MAX_REQUEST_SIZE);
-      return FALSE;
-    }
-  rep->request_size = request;
-  if (bandwidth)
-    /* A bucket of a tenth of a second smooths without starving. */
-    rep->rate = vms_rate_new (bandwidth, MAX (bandwidth / 10, request));
-  if (!options->state_dir)
-    options->state_dir = vms_job_default_state_dir ();
-  return TRUE;
-}
-
-GOptionEntry *
-vms_replicate_option_entries (VmsReplicateOptions *options)
-{
-  const GOptionEntry entries[] = {
-    { "sink", 's', 0, G_OPTION_ARG_STRING, &options->sink,
-      "NBD URI of the vmshift sink", "URI" },
-    { "job", 'j', 0, G_OPTION_ARG_STRING, &options->job_id,
-      "Name the new job (default: VM name and time)", "ID" },
-    { "resume", 'r', 0, G_OPTION_ARG_STRING, &options->resume,
-      "Continue job JOB where it stopped", "JOB" },
-    { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &options->state_dir,
-      "Where job state lives (default /var/lib/vmshift as root)", "DIR" },
-    { "disk", 'd', 0, G_OPTION_ARG_STRING_ARRAY, &options->disks,
-      "Copy only this disk (repeatable; default: all)", "NAME" },
-    { "replica-prefix", 0, 0, G_OPTION_ARG_STRING, &options->replica_prefix,
-      "Replicas are PREFIX-DISK (default: the VM name)", "PREFIX" },
-    { "max-bandwidth", 'b', 0, G_OPTION_ARG_STRING, &options->max_bandwidth,
-      "Send at most RATE bytes per second (e.g. 50M)", "RATE" },
-    { "rounds", 'n', 0, G_OPTION_ARG_INT, &options->rounds,
-      "Run exactly N dirty rounds (0: the background copy only)", "N" },
-    { "until-converged", 0, 0, G_OPTION_ARG_NONE, &options->until_converged,
-      "Run rounds until small or no longer shrinking (default)", NULL },
-    { "converge-bytes", 0, 0, G_OPTION_ARG_STRING, &options->converge,
-      "A round this small ends the rounds (default 16M)", "SIZE" },
-    { "connections", 'c', 0, G_OPTION_ARG_INT, &options->connections,
-      "Connections per side (default: CPUs, at most 4)", "N" },
-    { "queue-depth", 'q', 0, G_OPTION_ARG_INT, &options->queue_depth,
-      "Requests in flight per connection (default 64)", "N" },
-    { "request-size", 0, 0, G_OPTION_ARG_STRING, &options->request_size,
-      "Bytes per request (default 256K)", "SIZE" },
-    { "checkpoint-bytes", 0, 0, G_OPTION_ARG_STRING, &options->checkpoint_bytes,
-      "FLUSH and checkpoint after this much data (default 64M)", "SIZE" },
-    { "checkpoint-seconds", 0, 0, G_OPTION_ARG_INT,
-      &options->checkpoint_seconds,
-      "... or after this many seconds (default 10)", "S" },
-    { "io-timeout", 0, 0, G_OPTION_ARG_INT, &options->io_timeout,
-      "Give up on a silent peer after S seconds (default 60)", "S" },
-    { "granularity", 'g', 0, G_OPTION_ARG_STRING, &options->granularity,
-      "Bytes per dirty-bitmap bit for a new job (default 64K)", "SIZE" },
-    { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
-      "Print one JSON event per line on stdout", NULL },
-    G_OPTION_ENTRY_NULL
-  };
-
-  return g_memdup2 (entries, sizeof entries);
 }

@@ -4,7 +4,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 #include "vms-copy.h"
 #include "vms-job.h"
@@ -17,28 +17,31 @@ G_BEGIN_DECLS
 /* Rounds stop when one dirties no more than this (bytes), unless told. */
 #define VMS_REPLICATE_DEFAULT_CONVERGE_BYTES (16 * 1024 * 1024)
 
-/* The command-line options both commands take. */
+/* What to replicate and how: the parsed options of sync and migrate. */
 typedef struct
 {
-  char *sink;               /* --sink */
-  char *job_id;             /* --job */
-  char *resume;             /* --resume JOB */
-  char *state_dir;          /* --state-dir */
-  char **disks;             /* --disk, repeatable */
-  char *replica_prefix;     /* --replica-prefix */
-  char *max_bandwidth;      /* --max-bandwidth */
-  int rounds;               /* --rounds; -1: until converged */
-  gboolean until_converged; /* --until-converged */
-  char *converge;           /* --converge-bytes */
-  int connections;          /* --connections */
-  int queue_depth;          /* --queue-depth */
-  char *request_size;       /* --request-size */
-  char *checkpoint_bytes;   /* --checkpoint-bytes */
-  char *granularity;        /* --granularity */
-  int checkpoint_seconds;   /* --checkpoint-seconds */
-  int io_timeout;           /* --io-timeout */
-  gboolean json;            /* --json */
-} VmsReplicateOptions;
+  char *sink;                /* sink URI, without export name; NULL: the
+                                resumed job's */
+  char *job_id;              /* new job's id, NULL: VM name and time */
+  char *resume;              /* job to continue, or NULL */
+  char *state_dir;           /* where job files live */
+  char **disks;              /* disks to copy, NULL: all */
+  char *replica_prefix;      /* replicas are PREFIX-DISK; NULL: VM name */
+  int rounds;                /* dirty rounds to run, -1: until converged */
+  guint64 converge_bytes;    /* a round this small ends the rounds */
+  guint connections;         /* per side, 0: the copy engine's default */
+  guint queue_depth;         /* per connection, 0: default */
+  guint32 request_size;      /* bytes per request, 0: default */
+  guint64 checkpoint_bytes;  /* FLUSH and checkpoint after this much */
+  guint checkpoint_seconds;  /* ... or this long, 0: default */
+  guint io_timeout_s;        /* a silent peer is gone after this, 0: default */
+  guint32 granularity;       /* bytes per bitmap bit, 0: QEMU's default */
+  guint64 max_bandwidth;     /* bytes per second, 0: unlimited */
+} VmsReplicateConfig;
+
+/* The defaults of the options not given. */
+void vms_replicate_config_init (VmsReplicateConfig *config);
+void vms_replicate_config_clear (VmsReplicateConfig *config);
 
 /* Which kind of pass is running, for the bytes-per-pass figures. */
 typedef enum
@@ -51,17 +54,13 @@ typedef enum
 
 typedef struct
 {
-  VmsReplicateOptions *options; /* what the user asked */
-  volatile gint *stop;          /* set by a signal handler: stop cleanly */
+  const VmsReplicateConfig *config; /* what to do; borrowed */
+  GCancellable *cancellable;    /* cancelled: stop cleanly; borrowed */
   VmsJob *job;                  /* state, saved at every checkpoint */
   VmsQmp *qmp;                  /* the source QEMU */
   char *nbd_socket;             /* QEMU's NBD server socket */
   VmsProgress *progress;        /* output */
-  VmsRate *rate;                /* --max-bandwidth, or NULL */
-  guint64 converge_bytes;       /* round size that counts as converged */
-  guint32 request_size;         /* bytes per request */
-  guint64 checkpoint_bytes;     /* bytes between checkpoints */
-  guint32 granularity;          /* bytes per bitmap bit, 0: QEMU's default */
+  VmsRate *rate;                /* config->max_bandwidth, or NULL */
   GHashTable *replica_names;    /* disk name -> name in the replica's name
                                    (libvirt: "virtio-disk0" -> "vda"), or
                                    NULL: the disk name itself; borrowed */
@@ -72,13 +71,9 @@ typedef struct
   guint64 run_bytes[VMS_REPLICATE_N_PASSES]; /* sent by this run, per pass */
 } VmsReplicate;
 
-/* Option entries shared by sync and migrate, pointing into options;
- * caller frees the array with g_free(). */
-GOptionEntry *vms_replicate_option_entries (VmsReplicateOptions *options);
-void vms_replicate_options_clear (VmsReplicateOptions *options);
-
-/* Parse sizes and check ranges; fills the derived fields of rep. */
-gboolean vms_replicate_check_options (VmsReplicate *rep, GError **error);
+/* Borrow config, cancellable and progress for a replication. */
+void vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
+                         GCancellable *cancellable, VmsProgress *progress);
 
 /* member of the reply to a QMP query without arguments ("" when missing;
  * caller frees), e.g. the VM's name from query-name. */

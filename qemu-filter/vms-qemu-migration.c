@@ -1,7 +1,7 @@
 /* vmshift qemu-filter: QEMU's memory migration over QMP.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
-#include "vms-migration.h"
+#include "vms-qemu-migration.h"
 #include "vms-qemu-reply.h"
 
 /* How often a waiting caller asks query-migrate again. */

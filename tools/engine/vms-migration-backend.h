@@ -1,0 +1,166 @@
+/* vmshift engine: what the migration's phases ask of the outside world,
+ * as two tables of operations (like nbdcopy's struct rw_ops).  The state
+ * machine in vms-migration.c never asks which implementation it talks to.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * - VmsMigrationBackend: the hypervisor side, QEMU over QMP
+ *   (vms-migration-qmp.c) or libvirt (vms-migration-libvirt.c);
+ * - VmsMigrationDisks: the disks, copied to the sink through the source
+ *   QEMU's NBD exports and mirror (vms-migration-disks.c).
+ * Unit tests put fakes in both: the tables are the seam.
+ */
+#pragma once
+
+#include "vms-config.h"
+#include "vms-estimate-file.h"
+#include "vms-migration.h"
+#include "vms-qmp.h"
+#include "vms-replicate.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  const char *name; /* "qmp", "libvirt" */
+  /* Reach the source; sets migration->rep.qmp (the monitor the disk
+   * operations use) and migration->source_name. */
+  gboolean (*open) (VmsMigration *migration, GError **error);
+  /* Reach the destination. */
+  gboolean (*connect_destination) (VmsMigration *migration, GError **error);
+  /* Refuse early what would fail late (run states, versions, names);
+   * sets migration->source_was_running. */
+  gboolean (*preflight) (VmsMigration *migration, GError **error);
+  /* With the job open: the destination matches it; the backend's
+   * settings are kept in it for --resume. */
+  gboolean (*check_job) (VmsMigration *migration, GError **error);
+  /* Start the memory migration (sets migration->migration_started). */
+  gboolean (*start_memory) (VmsMigration *migration, GError **error);
+  /* Wait for it to hold the source paused before switchover, or, for a
+   * backend that switches over by itself, to end. */
+  gboolean (*wait_memory) (VmsMigration *migration, GError **error);
+  /* Release a source held before switchover; NULL for a backend that
+   * switches over by itself (then the engine has nothing to do there). */
+  gboolean (*continue_switchover) (VmsMigration *migration, GError **error);
+  /* Wait for the destination to run the VM. */
+  gboolean (*wait_destination) (VmsMigration *migration, GError **error);
+  /* The destination runs the VM (or holds it paused with --suspend). */
+  gboolean (*destination_runs) (VmsMigration *migration);
+  /* On resume: the VM moved already (source done, destination runs), so
+   * only the commit is left. */
+  gboolean (*moved_already) (VmsMigration *migration);
+  /* The source still has the VM (QEMU alive, domain active). */
+  gboolean (*source_active) (VmsMigration *migration);
+  /* The same for a rollback: FALSE with an error saying what to check. */
+  gboolean (*check_source) (VmsMigration *migration, GError **error);
+  /* Reach the source (and, if it can be, the destination) of the job in
+   * migration->rep.job, whose vmshift died, to roll it back. */
+  gboolean (*open_for_rollback) (VmsMigration *migration, GError **error);
+  /* Rollback: cancel the memory migration; with check_destination, one
+   * that completed must be looked at (never run the VM twice). */
+  gboolean (*cancel) (VmsMigration *migration, gboolean check_destination,
+                      GError **error);
+  /* Rollback: the source VM runs again if it ran before. */
+  gboolean (*resume_source) (VmsMigration *migration, GError **error);
+  /* Forget the backend's state. */
+  void (*free) (VmsMigration *migration);
+} VmsMigrationBackend;
+
+typedef struct
+{
+  /* A new job, or the resumed one, for the source's disks. */
+  gboolean (*open_job) (VmsMigration *migration, GError **error);
+  /* Exports of the source and replicas at the sink ready. */
+  gboolean (*start) (VmsMigration *migration, GError **error);
+  gboolean (*background) (VmsMigration *migration, GError **error);
+  gboolean (*rounds) (VmsMigration *migration, GError **error);
+  /* One more round, run while the guest cannot write (or behind the
+   * mirror): the replicas equal the disks. */
+  gboolean (*final_round) (VmsMigration *migration, GError **error);
+  /* The write-blocking mirror of every disk to the sink. */
+  gboolean (*start_mirror) (VmsMigration *migration, GError **error);
+  gboolean (*check_mirror) (VmsMigration *migration, GError **error);
+  gboolean (*stop_mirror) (VmsMigration *migration, GError **error);
+  /* FLUSH every replica. */
+  gboolean (*flush) (VmsMigration *migration, GError **error);
+  /* The sink forgets what the mirror wrote: plain writes win again. */
+  gboolean (*forget_live) (VmsMigration *migration, GError **error);
+  /* Mark every replica complete. */
+  gboolean (*commit) (VmsMigration *migration, GError **error);
+  /* The source's NBD server goes. */
+  void (*stop_exports) (VmsMigration *migration);
+  /* Bitmaps go (those QEMU still has, unless the source is gone). */
+  void (*drop_bitmaps) (VmsMigration *migration, gboolean source_gone);
+} VmsMigrationDisks;
+
+struct _VmsMigration
+{
+  VmsMigrationConfig config;          /* what was asked */
+  const VmsMigrationBackend *backend; /* QMP or libvirt */
+  gpointer backend_data;              /* the backend's own state */
+  const VmsMigrationDisks *disks;     /* the disk operations */
+  gpointer disks_data;                /* theirs (a fake's) */
+  VmsProgress *progress;              /* events out, to func */
+  VmsMigrationEventFunc func;         /* the caller's event sink */
+  gpointer user_data;                 /* for func */
+  GCancellable *cancellable;          /* of the run; borrowed */
+  VmsReplicate rep;                   /* the disk side: job, source QMP */
+  char *source_name;                  /* what the job records as source */
+  VmsMigrateFinalSync mode;           /* how the disks' last writes cross */
+  VmsMigrateState state;              /* where the orchestration stands */
+  VmsMigrationOutcome outcome;        /* how the run ended */
+  GError *rollback_error;             /* why a rollback failed */
+  gint64 started_us;                  /* monotonic start */
+  gint64 stop_us;                     /* source STOP event, -1 if none */
+  gint64 resume_us;                   /* destination RESUME event */
+  gint64 loaded_us;                   /* destination MIGRATION completed */
+  gboolean source_was_running;        /* to resume it on rollback */
+  gboolean migration_started;         /* memory migration was started */
+  guint64 ram_bytes;                  /* RAM sent */
+  gint64 qemu_downtime_ms;            /* QEMU's own downtime figure */
+  guint64 last_sync_count;            /* RAM rounds already reported */
+  char *tls_object;                   /* the mirror's tls-creds object */
+  VmsJob *saved_job;                  /* the job --resume names, as saved;
+                                         NULL once opened */
+  int stopped_in;                     /* state the resumed job stopped in,
+                                         -1: none */
+  VmsPrediction prediction;           /* from config.estimate */
+  gboolean predicted;                 /* prediction holds one */
+};
+
+/* The implementations. */
+extern const VmsMigrationBackend vms_migration_qmp_backend;
+extern const VmsMigrationDisks vms_migration_replicate_disks;
+
+/* The libvirt backend, or NULL in a build without libvirt. */
+const VmsMigrationBackend *vms_migration_libvirt_backend (void);
+/* Set up a migration on explicit tables (unit tests, other backends). */
+VmsMigration *vms_migration_new_full (VmsMigrationConfig *config,
+                                      const VmsMigrationBackend *backend,
+                                      const VmsMigrationDisks *disks,
+                                      gpointer disks_data,
+                                      VmsMigrationEventFunc func,
+                                      gpointer user_data);
+
+/* The libvirt backend when the config or the saved job (saved_job) asks
+ * for it; the table is chosen once, here. */
+gboolean vms_migration_choose_backend (VmsMigration *migration,
+                                       GError **error);
+
+/* Move to state to, record it durably, and say so. */
+gboolean vms_migration_move_to (VmsMigration *migration, VmsMigrateState to,
+                                GError **error);
+
+/* Undo what the state reached needs undone (vms-migration-rollback.c);
+ * FALSE if the source could not be brought back: the state stays
+ * ROLLBACK, so that the rollback is done again later. */
+gboolean vms_migration_roll_back (VmsMigration *migration, const GError *cause,
+                                  GError **error);
+
+/* The "migrated" event (vms-migration-report.c). */
+void vms_migration_report (VmsMigration *migration);
+
+/* For the backends: a stop was asked. */
+gboolean vms_migration_stop_requested (VmsMigration *migration,
+                                       GError **error);
+
+G_END_DECLS

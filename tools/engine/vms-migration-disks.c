@@ -1,0 +1,111 @@
+/* vmshift engine: a migration's disk operations, done by vms-replicate
+ * through the source QEMU (bitmaps, NBD exports, the mirror) and the sink.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-migration-backend.h"
+#include "vms-migration-mirror.h"
+#include "vms-bitmap.h"
+
+static gboolean
+disks_open_job (VmsMigration *migration, GError **error)
+{
+  return vms_replicate_open_job (&migration->rep, migration->source_name,
+                                 error);
+}
+
+static gboolean
+disks_start (VmsMigration *migration, GError **error)
+{
+  return vms_replicate_start (&migration->rep, error);
+}
+
+static gboolean
+disks_background (VmsMigration *migration, GError **error)
+{
+  return vms_replicate_background (&migration->rep, error);
+}
+
+static gboolean
+disks_rounds (VmsMigration *migration, GError **error)
+{
+  return vms_replicate_rounds (&migration->rep, error);
+}
+
+static gboolean
+disks_final_round (VmsMigration *migration, GError **error)
+{
+  return vms_replicate_final_round (&migration->rep, error);
+}
+
+static gboolean
+disks_flush (VmsMigration *migration, GError **error)
+{
+  return vms_replicate_sink_open_all (&migration->rep, NULL, TRUE, error);
+}
+
+static gboolean
+disks_forget_live (VmsMigration *migration, GError **error)
+{
+  VmsJob *job = migration->rep.job;
+  gboolean ok = TRUE;
+
+  /* Every disk is tried: a rollback forgets what it can. */
+  for (guint i = 0; i < job->disks->len; i++)
+    if (!vms_replicate_sink_open (&migration->rep, job->disks->pdata[i],
+                                  "live-reset", FALSE, ok ? error : NULL))
+      ok = FALSE;
+  return ok;
+}
+
+static gboolean
+disks_commit (VmsMigration *migration, GError **error)
+{
+  return vms_replicate_sink_open_all (&migration->rep, "commit", FALSE, error);
+}
+
+static void
+disks_stop_exports (VmsMigration *migration)
+{
+  /* Only a server we started: the preflight may have failed before. */
+  if (migration->rep.nbd_socket)
+    vms_replicate_stop_server (&migration->rep);
+}
+
+static void
+disks_drop_bitmaps (VmsMigration *migration, gboolean source_gone)
+{
+  VmsJob *job = migration->rep.job;
+
+  for (guint i = 0; i < job->disks->len; i++)
+    {
+      VmsJobDisk *disk = job->disks->pdata[i];
+
+      /* QEMU stored persistent bitmaps into the image and dropped them
+       * when the migration inactivated it; they stay in the qcow2 file,
+       * unused (removing them needs the image active). */
+      if (!source_gone && disk->copying_bitmap)
+        vms_bitmap_remove (migration->rep.qmp, disk->node,
+                           disk->copying_bitmap, NULL);
+      if (!source_gone && disk->recording_bitmap)
+        vms_bitmap_remove (migration->rep.qmp, disk->node,
+                           disk->recording_bitmap, NULL);
+      g_clear_pointer (&disk->copying_bitmap, g_free);
+      g_clear_pointer (&disk->recording_bitmap, g_free);
+    }
+}
+
+const VmsMigrationDisks vms_migration_replicate_disks = {
+  .open_job = disks_open_job,
+  .start = disks_start,
+  .background = disks_background,
+  .rounds = disks_rounds,
+  .final_round = disks_final_round,
+  .start_mirror = vms_migration_mirror_start,
+  .check_mirror = vms_migration_mirror_check,
+  .stop_mirror = vms_migration_mirror_stop,
+  .flush = disks_flush,
+  .forget_live = disks_forget_live,
+  .commit = disks_commit,
+  .stop_exports = disks_stop_exports,
+  .drop_bitmaps = disks_drop_bitmaps,
+};

@@ -1,0 +1,706 @@
+/* vmshift engine: the QMP backend: both QEMUs driven directly, the
+ * source held paused before switchover (pause-before-switchover) while
+ * the disks' last writes cross.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-migration-backend.h"
+#include "vms-disk.h"
+#include "vms-qemu-migration.h"
+
+/* How often the memory phase looks at both QEMUs. */
+#define POLL_INTERVAL_MS 200
+#define CANCEL_TIMEOUT_MS 30000
+/* What libvirt sets for "no limit" too: far above any link. */
+#define UNLIMITED_BANDWIDTH (G_GINT64_CONSTANT (1) << 50)
+
+typedef struct
+{
+  VmsQmp *dest; /* the destination QEMU's monitor, or NULL */
+} QmpBackend;
+
+static QmpBackend *
+backend_of (VmsMigration *migration)
+{
+  if (!migration->backend_data)
+    migration->backend_data = g_new0 (QmpBackend, 1);
+  return migration->backend_data;
+}
+
+static VmsQmp *
+dest_of (VmsMigration *migration)
+{
+  return backend_of (migration)->dest;
+}
+
+static void
+qmp_free (VmsMigration *migration)
+{
+  QmpBackend *backend = migration->backend_data;
+
+  if (!backend)
+    return;
+  vms_qmp_free (backend->dest);
+  g_free (backend);
+  migration->backend_data = NULL;
+}
+
+/* ---- events ---- */
+
+static void
+on_destination_migration (VmsQmp *qmp, const char *event, JsonObject *data,
+                          gint64 timestamp_us, gpointer user_data)
+{
+  VmsMigration *migration = user_data;
+
+  if (data && migration->loaded_us < 0
+      && g_strcmp0 (
+             json_object_get_string_member_with_default (data, "status", NULL),
+             "completed")
+             == 0)
+    migration->loaded_us
+        = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
+}
+
+static void
+on_destination_resume (VmsQmp *qmp, const char *event, JsonObject *data,
+                       gint64 timestamp_us, gpointer user_data)
+{
+  VmsMigration *migration = user_data;
+
+  if (migration->resume_us < 0)
+    migration->resume_us
+        = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
+}
+
+/* ---- connections ---- */
+
+static gboolean
+qmp_open (VmsMigration *migration, GError **error)
+{
+  const char *source = migration->config.source;
+
+  if (!source)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_INVALID,
+                   "no SOURCE to migrate");
+      return FALSE;
+    }
+  migration->source_name = g_strdup (source);
+  migration->rep.qmp = vms_qmp_connect (source, 0, error);
+  return migration->rep.qmp != NULL;
+}
+
+static gboolean
+qmp_connect_destination (VmsMigration *migration, GError **error)
+{
+  const char *address = migration->config.dest_qmp;
+  QmpBackend *backend = backend_of (migration);
+
+  if (!address)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_INVALID,
+                   "--dest-qmp is required");
+      return FALSE;
+    }
+  backend->dest = vms_qmp_connect (address, 0, error);
+  if (!backend->dest)
+    {
+      g_prefix_error (error, "destination %s: ", address);
+      return FALSE;
+    }
+  vms_qmp_subscribe (backend->dest, "MIGRATION", on_destination_migration,
+                     migration, NULL);
+  vms_qmp_subscribe (backend->dest, "RESUME", on_destination_resume,
+                     migration, NULL);
+  return TRUE;
+}
+
+static gboolean
+qmp_open_for_rollback (VmsMigration *migration, GError **error)
+{
+  VmsJob *job = migration->rep.job;
+  g_autofree char *socket_name = g_strconcat (job->id, ".nbd", NULL);
+
+  migration->rep.qmp = vms_qmp_connect (job->source, 0, error);
+  if (!migration->rep.qmp)
+    {
+      g_prefix_error (error, "source %s: ", job->source);
+      return FALSE;
+    }
+  /* The destination only helps decide a completed migration. */
+  if (job->migration->dest_qmp)
+    backend_of (migration)->dest
+        = vms_qmp_connect (job->migration->dest_qmp, 0, NULL);
+  migration->rep.nbd_socket = g_build_filename (
+      migration->config.copy.state_dir, socket_name, NULL);
+  return TRUE;
+}
+
+/* ---- checks ---- */
+
+static char *
+basename_without_query (const char *filename)
+{
+  g_autofree char *path = g_strndup (filename, strcspn (filename, "?"));
+
+  return g_path_get_basename (path);
+}
+
+static gboolean
+check_destination_disk (VmsJobDisk *disk, VmsDisk *there, GError **error)
+{
+  g_autofree char *base = basename_without_query (there->filename);
+
+  if (there->size != disk->size)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_MISMATCH,
+                   "destination disk %s is %" G_GUINT64_FORMAT
+                   " bytes, the source's %" G_GUINT64_FORMAT,
+                   disk->name, there->size, disk->size);
+      return FALSE;
+    }
+  if (!g_str_equal (there->format, "raw") && !g_str_equal (there->format, "nbd"))
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_MISMATCH,
+                   "destination disk %s is %s; a replica is a raw "
+                   "image: open it with format raw",
+                   disk->name, there->format);
+      return FALSE;
+    }
+  if (!g_str_equal (base, disk->replica))
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_MISMATCH,
+                   "destination disk %s opens %s, not the replica %s",
+                   disk->name, there->filename, disk->replica);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Each disk of the job must be at the destination under the same name,
+ * raw, the same size, opened on its replica. */
+static gboolean
+qmp_check_job (VmsMigration *migration, GError **error)
+{
+  VmsJob *job = migration->rep.job;
+  g_autoptr (GPtrArray) found = vms_disk_discover (dest_of (migration), error);
+
+  if (!found)
+    {
+      g_prefix_error (error, "destination: ");
+      return FALSE;
+    }
+  for (guint i = 0; i < job->disks->len; i++)
+    {
+      VmsJobDisk *disk = job->disks->pdata[i];
+      VmsDisk *there = vms_disk_find (found, disk->name, error);
+
+      if (!there)
+        {
+          g_prefix_error (error, "destination: ");
+          return FALSE;
+        }
+      if (!check_destination_disk (disk, there, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+check_versions (VmsMigration *migration, GError **error)
+{
+  int smajor, sminor, smicro, dmajor, dminor, dmicro;
+  g_autofree char *source_machine = NULL;
+  g_autofree char *dest_machine = NULL;
+
+  vms_qmp_get_version (migration->rep.qmp, &smajor, &sminor, &smicro);
+  vms_qmp_get_version (dest_of (migration), &dmajor, &dminor, &dmicro);
+  /* QEMU accepts a stream from the same or an older version only. */
+  if (dmajor < smajor || (dmajor == smajor && dminor < sminor))
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_MISMATCH,
+                   "the destination runs QEMU %d.%d.%d, older than the "
+                   "source's %d.%d.%d: QEMU cannot migrate to an older "
+                   "version",
+                   dmajor, dminor, dmicro, smajor, sminor, smicro);
+      return FALSE;
+    }
+  source_machine = vms_migration_machine_type (migration->rep.qmp, error);
+  if (!source_machine)
+    return FALSE;
+  dest_machine = vms_migration_machine_type (dest_of (migration), error);
+  if (!dest_machine)
+    return FALSE;
+  if (!g_str_equal (source_machine, dest_machine))
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_MISMATCH,
+                   "machine types differ: the source is %s, the destination "
+                   "%s; start the destination with the source's -machine",
+                   source_machine, dest_machine);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+check_source_state (VmsMigration *migration, GError **error)
+{
+  g_autofree char *source = vms_migration_run_state (migration->rep.qmp, error);
+  g_auto (VmsMigrationInfo) info = { 0 };
+
+  if (!source || !vms_migration_query (migration->rep.qmp, &info, error))
+    return FALSE;
+  if (info.status != VMS_MIGRATION_NONE
+      && !vms_migration_status_is_final (info.status))
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR,
+                   VMS_MIGRATION_ERROR_PRECONDITION,
+                   "a migration is already under way on the source "
+                   "(status %s); if it is a killed vmshift's, 'vmshift abort "
+                   "JOB' cancels it",
+                   info.status_name);
+      return FALSE;
+    }
+  if (!g_str_equal (source, "running") && !g_str_equal (source, "paused"))
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR,
+                   VMS_MIGRATION_ERROR_PRECONDITION,
+                   "the source VM is '%s', not running or paused", source);
+      return FALSE;
+    }
+  migration->source_was_running = g_str_equal (source, "running");
+  return TRUE;
+}
+
+static gboolean
+qmp_preflight (VmsMigration *migration, GError **error)
+{
+  g_autofree char *dest = NULL;
+
+  if (!check_source_state (migration, error))
+    return FALSE;
+  dest = vms_migration_run_state (dest_of (migration), error);
+  if (!dest)
+    return FALSE;
+  if (!g_str_equal (dest, "inmigrate"))
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR,
+                   VMS_MIGRATION_ERROR_PRECONDITION,
+                   "the destination QEMU is '%s', not waiting for a "
+                   "migration: start it with -incoming defer (after a "
+                   "failed attempt QEMU exits, so start a new one)",
+                   dest);
+      return FALSE;
+    }
+  if (!migration->config.dest_uri)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_INVALID,
+                   "job %s has no --dest-uri yet: give it",
+                   migration->config.copy.resume);
+      return FALSE;
+    }
+  return check_versions (migration, error);
+}
+
+/* ---- memory ---- */
+
+static gboolean
+set_capabilities (VmsMigration *migration, GError **error)
+{
+  static const char *const both[]
+      = { "events", "pause-before-switchover", NULL };
+  static const char *const multifd[] = { "multifd", NULL };
+  static const char *const auto_converge[] = { "auto-converge", NULL };
+  const VmsMigrationConfig *config = &migration->config;
+  VmsQmp *source = migration->rep.qmp, *dest = dest_of (migration);
+
+  return vms_migration_set_capabilities (source, both, TRUE, error)
+         && vms_migration_set_capabilities (dest, both, TRUE, error)
+         && vms_migration_set_capabilities (
+             source, multifd, config->multifd_channels > 0, error)
+         && vms_migration_set_capabilities (
+             dest, multifd, config->multifd_channels > 0, error)
+         && vms_migration_set_capabilities (source, auto_converge,
+                                            config->auto_converge, error);
+}
+
+static gboolean
+set_parameters (VmsMigration *migration, GError **error)
+{
+  const VmsMigrationConfig *config = &migration->config;
+  g_autoptr (JsonObject) source_parameters = json_object_new ();
+  g_autoptr (JsonObject) dest_parameters = json_object_new ();
+
+  json_object_set_int_member (source_parameters, "downtime-limit",
+                              config->max_downtime_ms);
+  /* Always set: QEMU keeps an earlier attempt's limit, and its own
+   * default (128 MiB/s) would throttle a fast link. */
+  json_object_set_int_member (source_parameters, "max-bandwidth",
+                              config->bandwidth ? config->bandwidth
+                                                : UNLIMITED_BANDWIDTH);
+  if (config->multifd_channels > 0)
+    {
+      json_object_set_int_member (source_parameters, "multifd-channels",
+                                  config->multifd_channels);
+      json_object_set_int_member (dest_parameters, "multifd-channels",
+                                  config->multifd_channels);
+      if (!vms_migration_set_parameters (dest_of (migration), dest_parameters,
+                                         error))
+        return FALSE;
+    }
+  return vms_migration_set_parameters (migration->rep.qmp, source_parameters,
+                                       error);
+}
+
+static gboolean
+qmp_start_memory (VmsMigration *migration, GError **error)
+{
+  const char *uri = vms_job_get_migration (migration->rep.job)->dest_uri;
+
+  if (!set_capabilities (migration, error) || !set_parameters (migration, error)
+      || !vms_migration_incoming (dest_of (migration), uri, error)
+      || !vms_migration_start (migration->rep.qmp, uri, error))
+    return FALSE;
+  migration->migration_started = TRUE;
+  return TRUE;
+}
+
+static void
+report_memory_round (VmsMigration *migration, const VmsMigrationInfo *info)
+{
+  JsonObject *fields = json_object_new ();
+  g_autofree char *remaining = vms_format_size (info->ram_remaining);
+  g_autofree char *rate
+      = vms_format_size (info->dirty_pages_rate * info->page_size);
+
+  migration->last_sync_count = info->dirty_sync_count;
+  json_object_set_int_member (fields, "dirty-sync-count",
+                              info->dirty_sync_count);
+  json_object_set_int_member (fields, "remaining", info->ram_remaining);
+  json_object_set_int_member (fields, "transferred", info->ram_transferred);
+  json_object_set_int_member (fields, "dirty-pages-rate",
+                              info->dirty_pages_rate);
+  json_object_set_double_member (fields, "mbps", info->mbps);
+  vms_progress_event (migration->progress, "memory-round", fields,
+                      "memory round %" G_GUINT64_FORMAT ": %s still "
+                      "dirty, guest dirties %s/s, %.0f Mbit/s",
+                      info->dirty_sync_count, remaining, rate, info->mbps);
+}
+
+static void
+take_memory_figures (VmsMigration *migration, const VmsMigrationInfo *info)
+{
+  migration->ram_bytes = info->ram_transferred;
+  if (info->downtime_ms >= 0)
+    migration->qemu_downtime_ms = info->downtime_ms;
+  if (info->ram_total > 0)
+    vms_progress_update (migration->progress, "RAM", "memory",
+                         MIN (info->ram_transferred, info->ram_total),
+                         info->ram_total, info->ram_transferred);
+  if (info->dirty_sync_count > migration->last_sync_count)
+    report_memory_round (migration, info);
+}
+
+/* Reached wanted (or beyond it), FALSE with error when it failed. */
+static gboolean
+migration_reached (const VmsMigrationInfo *info, VmsMigrationStatus wanted,
+                   gboolean *reached, GError **error)
+{
+  *reached = info->status == wanted
+             || (info->status == VMS_MIGRATION_COMPLETED
+                 && (wanted == VMS_MIGRATION_PRE_SWITCHOVER
+                     || wanted == VMS_MIGRATION_DEVICE));
+  if (info->status == VMS_MIGRATION_FAILED
+      || info->status == VMS_MIGRATION_CANCELLED
+      || info->status == VMS_MIGRATION_CANCELLING)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
+                   "QEMU's memory migration %s%s%s", info->status_name,
+                   info->error_desc ? ": " : "",
+                   info->error_desc ? info->error_desc : "");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Wait for the source's migration to reach the status wanted; a failure,
+ * a cancel, a broken mirror or a stop request end the wait. */
+static gboolean
+wait_migration (VmsMigration *migration, VmsMigrationStatus wanted,
+                gint64 timeout_s, GError **error)
+{
+  gint64 deadline = timeout_s > 0
+                        ? g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC
+                        : G_MAXINT64;
+
+  for (;;)
+    {
+      g_auto (VmsMigrationInfo) info = { 0 };
+      gboolean reached = FALSE;
+
+      if (vms_migration_stop_requested (migration, error))
+        return FALSE;
+      if (!vms_qmp_poll (dest_of (migration), error))
+        {
+          g_prefix_error (error, "destination QEMU: ");
+          return FALSE;
+        }
+      if (!vms_migration_query (migration->rep.qmp, &info, error))
+        return FALSE;
+      take_memory_figures (migration, &info);
+      if (!migration_reached (&info, wanted, &reached, error))
+        return FALSE;
+      if (reached)
+        return TRUE;
+      if (!migration->disks->check_mirror (migration, error))
+        return FALSE;
+      if (g_get_monotonic_time () > deadline)
+        {
+          g_set_error (
+              error, VMS_QMP_ERROR, VMS_QMP_ERROR_TIMEOUT,
+              "the memory migration is still '%s' after %" G_GINT64_FORMAT " s",
+              info.status_name, timeout_s);
+          return FALSE;
+        }
+      /* React to QEMU's MIGRATION event at once (pre-switchover holds
+       * the guest paused); query again after the poll interval at the
+       * latest, for progress. */
+      vms_qmp_wait_event (migration->rep.qmp, "MIGRATION", POLL_INTERVAL_MS,
+                          NULL, NULL, NULL, NULL);
+    }
+}
+
+static gboolean
+qmp_wait_memory (VmsMigration *migration, GError **error)
+{
+  return wait_migration (migration, VMS_MIGRATION_PRE_SWITCHOVER,
+                         migration->config.memory_timeout_s, error);
+}
+
+static gboolean
+qmp_continue_switchover (VmsMigration *migration, GError **error)
+{
+  return vms_migration_continue (migration->rep.qmp, error);
+}
+
+/* ---- the destination ---- */
+
+/* The destination runs, or holds the VM as asked: TRUE with *done. */
+static gboolean
+destination_settled (VmsMigration *migration, gboolean *done, GError **error)
+{
+  VmsQmp *dest = dest_of (migration);
+  g_autofree char *state = vms_migration_run_state (dest, error);
+  gboolean paused;
+
+  *done = FALSE;
+  if (!state)
+    {
+      g_prefix_error (error, "destination QEMU: ");
+      return FALSE;
+    }
+  paused = g_str_equal (state, "paused");
+  /* With --suspend the destination holding the VM paused is the end;
+   * without, one started with -S waits for cont. */
+  if (g_str_equal (state, "running")
+      || (paused
+          && (migration->config.suspend || !migration->source_was_running)))
+    {
+      *done = TRUE;
+      return TRUE;
+    }
+  if (paused)
+    {
+      g_autoptr (JsonNode) reply = vms_qmp_execute (dest, "cont", NULL, error);
+
+      return reply != NULL;
+    }
+  return TRUE;
+}
+
+/* The RESUME event (or the MIGRATION completed one, with --suspend) may
+ * trail the status by a moment. */
+static void
+wait_destination_event (VmsMigration *migration)
+{
+  gint64 *wanted = migration->config.suspend ? &migration->loaded_us
+                                             : &migration->resume_us;
+
+  for (int i = 0; i < 20 && *wanted < 0; i++)
+    vms_qmp_wait_event (dest_of (migration),
+                        migration->config.suspend ? "MIGRATION" : "RESUME",
+                        50, NULL, NULL, NULL, NULL);
+}
+
+static gboolean
+qmp_wait_destination (VmsMigration *migration, GError **error)
+{
+  gint64 timeout_s = migration->config.switchover_timeout_s;
+  gint64 deadline = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
+  g_auto (VmsMigrationInfo) info = { 0 };
+  gboolean done = FALSE;
+
+  if (!wait_migration (migration, VMS_MIGRATION_COMPLETED, timeout_s, error))
+    return FALSE;
+  while (!done)
+    {
+      if (!destination_settled (migration, &done, error))
+        return FALSE;
+      if (!done && g_get_monotonic_time () > deadline)
+        {
+          g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_TIMEOUT,
+                       "the destination is not running after the "
+                       "migration completed");
+          return FALSE;
+        }
+      if (!done)
+        vms_qmp_wait_event (dest_of (migration), "RESUME", 50, NULL, NULL,
+                            NULL, NULL);
+    }
+  wait_destination_event (migration);
+  if (vms_migration_query (migration->rep.qmp, &info, NULL))
+    {
+      migration->ram_bytes = info.ram_transferred;
+      migration->qemu_downtime_ms = info.downtime_ms;
+    }
+  return TRUE;
+}
+
+static gboolean
+qmp_destination_runs (VmsMigration *migration)
+{
+  VmsQmp *dest = dest_of (migration);
+  g_autofree char *state = NULL;
+
+  if (!dest || !vms_qmp_is_connected (dest))
+    return FALSE;
+  state = vms_migration_run_state (dest, NULL);
+  return g_strcmp0 (state, "running") == 0;
+}
+
+/* Stopped around the switchover: if the destination got the VM and runs
+ * it, the migration happened and only the commit is left. */
+static gboolean
+qmp_moved_already (VmsMigration *migration)
+{
+  QmpBackend *backend = backend_of (migration);
+  g_autofree char *source_state = NULL;
+  gboolean moved;
+
+  if (!migration->rep.qmp)
+    return FALSE;
+  source_state = vms_migration_run_state (migration->rep.qmp, NULL);
+  moved = g_strcmp0 (source_state, "postmigrate") == 0
+          && qmp_connect_destination (migration, NULL)
+          && qmp_destination_runs (migration);
+  g_clear_pointer (&backend->dest, vms_qmp_free);
+  return moved;
+}
+
+/* ---- rollback ---- */
+
+static gboolean
+qmp_source_active (VmsMigration *migration)
+{
+  return migration->rep.qmp && vms_qmp_is_connected (migration->rep.qmp);
+}
+
+static gboolean
+qmp_check_source (VmsMigration *migration, GError **error)
+{
+  if (qmp_source_active (migration))
+    return TRUE;
+  g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_DISCONNECTED,
+               "the source QEMU's monitor is gone: check the source VM");
+  return FALSE;
+}
+
+/* QEMU's part on the source is over: whether the destination runs
+ * decides who owns the VM now.  Never run both. */
+static gboolean
+settle_completed (VmsMigration *migration, GError **error)
+{
+  VmsQmp *dest = dest_of (migration);
+  const char *job_id = migration->rep.job ? migration->rep.job->id : "JOB";
+
+  if (qmp_destination_runs (migration))
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_MOVED,
+                   "the destination runs the VM: not rolling back; "
+                   "'vmshift migrate --resume %s' marks the replicas complete",
+                   job_id);
+      return FALSE;
+    }
+  if (dest && vms_qmp_is_connected (dest))
+    {
+      /* It holds the VM's state but will not run it: stop it for good
+       * before the source goes on. */
+      g_autoptr (JsonNode) reply = vms_qmp_execute (dest, "quit", NULL, NULL);
+
+      return TRUE;
+    }
+  g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_UNSAFE,
+               "the memory migration completed but the destination cannot be "
+               "reached, so it may run the VM: the source stays paused.  "
+               "Check the destination; if it does not run the VM, resume the "
+               "source with 'vmshift qmp %s cont'",
+               migration->rep.job ? migration->rep.job->source : "SOURCE");
+  return FALSE;
+}
+
+static gboolean
+qmp_cancel (VmsMigration *migration, gboolean check_destination,
+            GError **error)
+{
+  g_auto (VmsMigrationInfo) info = { 0 };
+
+  if (!qmp_check_source (migration, error))
+    return FALSE;
+  if (check_destination && vms_migration_query (migration->rep.qmp, &info, NULL)
+      && info.status == VMS_MIGRATION_COMPLETED)
+    return settle_completed (migration, error);
+  if (migration->migration_started)
+    vms_migration_cancel (migration->rep.qmp, CANCEL_TIMEOUT_MS, NULL, NULL);
+  return TRUE;
+}
+
+static gboolean
+qmp_resume_source (VmsMigration *migration, GError **error)
+{
+  g_autofree char *state = NULL;
+  g_autoptr (GError) cont_error = NULL;
+  g_autoptr (JsonNode) reply = NULL;
+
+  if (!migration->source_was_running)
+    return TRUE;
+  state = vms_migration_run_state (migration->rep.qmp, NULL);
+  if (!state || g_str_equal (state, "running"))
+    return TRUE;
+  reply = vms_qmp_execute (migration->rep.qmp, "cont", NULL, &cont_error);
+  if (reply)
+    return TRUE;
+  g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_UNSAFE,
+               "the source VM is '%s' and did not resume: %s", state,
+               cont_error->message);
+  return FALSE;
+}
+
+const VmsMigrationBackend vms_migration_qmp_backend = {
+  .name = "qmp",
+  .open = qmp_open,
+  .connect_destination = qmp_connect_destination,
+  .preflight = qmp_preflight,
+  .check_job = qmp_check_job,
+  .start_memory = qmp_start_memory,
+  .wait_memory = qmp_wait_memory,
+  .continue_switchover = qmp_continue_switchover,
+  .wait_destination = qmp_wait_destination,
+  .destination_runs = qmp_destination_runs,
+  .moved_already = qmp_moved_already,
+  .source_active = qmp_source_active,
+  .check_source = qmp_check_source,
+  .open_for_rollback = qmp_open_for_rollback,
+  .cancel = qmp_cancel,
+  .resume_source = qmp_resume_source,
+  .free = qmp_free,
+};

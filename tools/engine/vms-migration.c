@@ -1,0 +1,550 @@
+/* vmshift engine: the migration's state machine.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Each state has one step; the source stays authoritative until COMMIT,
+ * and any failure before it rolls back (vms-migration-rollback.c).  What
+ * a step does to QEMU, libvirt or the sink is behind the tables of
+ * vms-migration-backend.h.
+ */
+#include "vms-migration-backend.h"
+#include "vms-estimate-file.h"
+
+#include <unistd.h>
+
+G_DEFINE_QUARK (vms-migration-error-quark, vms_migration_error)
+
+void
+vms_migration_config_init (VmsMigrationConfig *config)
+{
+  memset (config, 0, sizeof *config);
+  vms_replicate_config_init (&config->copy);
+  config->max_downtime_ms = VMS_MIGRATION_DEFAULT_MAX_DOWNTIME_MS;
+  config->switchover_timeout_s = VMS_MIGRATION_DEFAULT_SWITCHOVER_TIMEOUT_S;
+}
+
+static void
+libvirt_config_clear (VmsMigrationLibvirtConfig *config)
+{
+  g_clear_pointer (&config->connect_uri, g_free);
+  g_clear_pointer (&config->domain, g_free);
+  g_clear_pointer (&config->dest_uri, g_free);
+  g_clear_pointer (&config->migrate_uri, g_free);
+  g_clear_pointer (&config->dname, g_free);
+  g_clear_pointer (&config->replica_dir, g_free);
+}
+
+void
+vms_migration_config_clear (VmsMigrationConfig *config)
+{
+  vms_replicate_config_clear (&config->copy);
+  g_clear_pointer (&config->source, g_free);
+  g_clear_pointer (&config->dest_qmp, g_free);
+  g_clear_pointer (&config->dest_uri, g_free);
+  g_clear_pointer (&config->estimate, g_free);
+  libvirt_config_clear (&config->libvirt);
+}
+
+static void
+forward_event (const char *event, JsonObject *fields, const char *text,
+               gpointer user_data)
+{
+  VmsMigration *migration = user_data;
+
+  if (migration->func)
+    migration->func (event, fields, text, migration->user_data);
+}
+
+VmsMigration *
+vms_migration_new_full (VmsMigrationConfig *config,
+                        const VmsMigrationBackend *backend,
+                        const VmsMigrationDisks *disks, gpointer disks_data,
+                        VmsMigrationEventFunc func, gpointer user_data)
+{
+  VmsMigration *migration = g_new0 (VmsMigration, 1);
+
+  migration->config = *config;
+  memset (config, 0, sizeof *config);
+  migration->backend = backend;
+  migration->disks = disks;
+  migration->disks_data = disks_data;
+  migration->func = func;
+  migration->user_data = user_data;
+  migration->progress = vms_progress_new_callback (forward_event, migration);
+  migration->mode = migration->config.mode;
+  migration->stop_us = -1;
+  migration->resume_us = -1;
+  migration->loaded_us = -1;
+  migration->qemu_downtime_ms = -1;
+  vms_replicate_init (&migration->rep, &migration->config.copy, NULL,
+                      migration->progress);
+  return migration;
+}
+
+VmsMigration *
+vms_migration_new (VmsMigrationConfig *config, VmsMigrationEventFunc func,
+                   gpointer user_data)
+{
+  /* A resumed job may turn out to be a libvirt one: vms_migration_run
+   * chooses again once it has read the job. */
+  return vms_migration_new_full (config, &vms_migration_qmp_backend,
+                                 &vms_migration_replicate_disks, NULL, func,
+                                 user_data);
+}
+
+void
+vms_migration_free (VmsMigration *migration)
+{
+  if (!migration)
+    return;
+  if (migration->backend && migration->backend->free)
+    migration->backend->free (migration);
+  vms_replicate_clear (&migration->rep);
+  vms_progress_free (migration->progress);
+  vms_migration_config_clear (&migration->config);
+  g_clear_error (&migration->rollback_error);
+  g_free (migration->source_name);
+  g_free (migration->tls_object);
+  g_free (migration);
+}
+
+VmsMigrationOutcome
+vms_migration_get_outcome (VmsMigration *migration)
+{
+  return migration->outcome;
+}
+
+const GError *
+vms_migration_get_rollback_error (VmsMigration *migration)
+{
+  return migration->rollback_error;
+}
+
+VmsJob *
+vms_migration_get_job (VmsMigration *migration)
+{
+  return migration->rep.job;
+}
+
+VmsMigrateState
+vms_migration_get_state (VmsMigration *migration)
+{
+  return migration->state;
+}
+
+gboolean
+vms_migration_restart_destination (VmsMigration *migration)
+{
+  return migration->migration_started && migration->backend->continue_switchover;
+}
+
+gboolean
+vms_migration_stop_requested (VmsMigration *migration, GError **error)
+{
+  if (!g_cancellable_is_cancelled (migration->cancellable))
+    return FALSE;
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "stopped on request");
+  return TRUE;
+}
+
+gboolean
+vms_migration_move_to (VmsMigration *migration, VmsMigrateState to,
+                       GError **error)
+{
+  VmsJob *job = migration->rep.job;
+  JsonObject *fields;
+
+  g_return_val_if_fail (
+      vms_migrate_state_can_move (migration->state, to, migration->mode),
+      FALSE);
+  migration->state = to;
+  if (!job)
+    return TRUE;
+  g_free (vms_job_get_migration (job)->state);
+  job->migration->state = g_strdup (vms_migrate_state_name (to));
+  fields = json_object_new ();
+  json_object_set_string_member (fields, "state", vms_migrate_state_name (to));
+  vms_progress_event (migration->progress, "state", fields,
+                      "migration state: %s", vms_migrate_state_name (to));
+  return vms_job_save (job, error);
+}
+
+/* ---- the steps ---- */
+
+/* The estimate's prediction, and its best link configuration unless the
+ * config says otherwise. */
+static gboolean
+load_prediction (VmsMigration *migration, GError **error)
+{
+  VmsJob *job = migration->rep.job;
+  VmsJobMigration *part = vms_job_get_migration (job);
+  VmsReplicateConfig *copy = &migration->config.copy;
+
+  if (!migration->config.estimate)
+    return TRUE;
+  if (!vms_estimate_load_prediction (copy->state_dir, migration->config.estimate,
+                                     job->vm_uuid, job->vm_name, job->source,
+                                     &migration->prediction, error))
+    return FALSE;
+  migration->predicted = TRUE;
+  /* A resumed job reports against the same prediction. */
+  g_free (part->estimate);
+  part->estimate = g_strdup (migration->config.estimate);
+  if (copy->connections == 0 && migration->prediction.connections)
+    copy->connections
+        = MIN (migration->prediction.connections, VMS_COPY_MAX_CONNECTIONS);
+  if (copy->request_size == 0 && migration->prediction.request_size)
+    copy->request_size
+        = MIN (migration->prediction.request_size, VMS_COPY_MAX_REQUEST_SIZE);
+  return TRUE;
+}
+
+/* What the job records of this attempt. */
+static void
+record_attempt (VmsMigration *migration)
+{
+  VmsJobMigration *part = vms_job_get_migration (migration->rep.job);
+
+  if (migration->config.dest_qmp)
+    {
+      g_free (part->dest_qmp);
+      part->dest_qmp = g_strdup (migration->config.dest_qmp);
+    }
+  if (migration->config.dest_uri)
+    {
+      g_free (part->dest_uri);
+      part->dest_uri = g_strdup (migration->config.dest_uri);
+    }
+  g_free (part->final_sync);
+  part->final_sync = g_strdup (vms_migrate_final_sync_name (migration->mode));
+  g_clear_pointer (&part->last_error, g_free);
+  part->pid = getpid ();
+  part->attempts++;
+}
+
+static gboolean
+preflight (VmsMigration *migration, GError **error)
+{
+  const VmsMigrationDisks *disks = migration->disks;
+  VmsJob *job;
+
+  if (!migration->backend->preflight (migration, error)
+      || !disks->open_job (migration, error))
+    return FALSE;
+  job = migration->rep.job;
+  record_attempt (migration);
+  if (!load_prediction (migration, error))
+    return FALSE;
+  job->phase = VMS_JOB_PHASE_MIGRATING;
+  if (!vms_job_save (job, error)
+      || !migration->backend->check_job (migration, error)
+      || !disks->start (migration, error))
+    return FALSE;
+  /* A mirror of an earlier attempt (its vmshift killed) may still run and
+   * have left live ranges: stop it, then forget them, or the plain writes
+   * of this attempt would be dropped. */
+  return disks->stop_mirror (migration, error)
+         && disks->forget_live (migration, error);
+}
+
+static gboolean
+start_mirror (VmsMigration *migration, GError **error)
+{
+  /* The mirror first, then what the bitmap holds: from then on nothing
+   * the guest writes is missed. */
+  return migration->disks->start_mirror (migration, error)
+         && migration->disks->final_round (migration, error);
+}
+
+static gboolean
+memory (VmsMigration *migration, GError **error)
+{
+  migration->stop_us = -1;
+  migration->resume_us = -1;
+  migration->loaded_us = -1;
+  return migration->backend->start_memory (migration, error)
+         && migration->backend->wait_memory (migration, error);
+}
+
+/* The source is held paused (no guest write can happen): the disks'
+ * last writes cross, then QEMU goes on.  A backend that switches over by
+ * itself has done it already, the mirror keeping the replicas exact. */
+static gboolean
+switchover (VmsMigration *migration, GError **error)
+{
+  const VmsMigrationDisks *disks = migration->disks;
+
+  if (!migration->backend->continue_switchover)
+    return TRUE;
+  if (migration->mode == VMS_MIGRATE_FINAL_PAUSE)
+    {
+      if (!disks->final_round (migration, error))
+        return FALSE;
+    }
+  /* Every guest write completed only after the sink acknowledged it; one
+   * FLUSH makes them all durable.  The destination may reach its disks
+   * through the sink's plain export: from now on its writes are the
+   * newest and must not be dropped for ranges the mirror wrote. */
+  else if (!disks->check_mirror (migration, error)
+           || !disks->flush (migration, error)
+           || !disks->forget_live (migration, error))
+    return FALSE;
+  if (vms_migration_stop_requested (migration, error))
+    return FALSE;
+  return migration->backend->continue_switchover (migration, error);
+}
+
+static gboolean
+commit (VmsMigration *migration, GError **error)
+{
+  if (!migration->disks->commit (migration, error))
+    {
+      g_prefix_error (error,
+                      "the destination runs, but marking the replicas "
+                      "complete failed (run 'vmshift migrate --resume %s' to "
+                      "finish): ",
+                      migration->rep.job->id);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The source is left as QEMU leaves it after a migration (paused, in
+ * postmigrate), without our bitmaps, mirror or NBD server. */
+static gboolean
+cleanup (VmsMigration *migration, GError **error)
+{
+  VmsJob *job = migration->rep.job;
+  /* A backend may have ended the source QEMU, and with it the mirror,
+   * the NBD server and the in-memory bitmaps. */
+  gboolean source_gone = !migration->backend->source_active (migration);
+
+  if (!source_gone && migration->mode == VMS_MIGRATE_FINAL_MIRROR
+      && !migration->disks->stop_mirror (migration, error))
+    return FALSE;
+  if (!source_gone)
+    migration->disks->stop_exports (migration);
+  migration->disks->drop_bitmaps (migration, source_gone);
+  job->phase = VMS_JOB_PHASE_MIGRATED;
+  job->migration->pid = 0;
+  return vms_job_save (job, error);
+}
+
+static gboolean
+step (VmsMigration *migration, GError **error)
+{
+  const VmsMigrationDisks *disks = migration->disks;
+
+  switch (migration->state)
+    {
+    case VMS_MIGRATE_PREFLIGHT:
+      return preflight (migration, error);
+    case VMS_MIGRATE_BACKGROUND:
+      return disks->background (migration, error);
+    case VMS_MIGRATE_ROUNDS:
+      return disks->rounds (migration, error);
+    case VMS_MIGRATE_MIRROR:
+      return start_mirror (migration, error);
+    case VMS_MIGRATE_MEMORY:
+      return memory (migration, error);
+    case VMS_MIGRATE_SWITCHOVER:
+      return switchover (migration, error);
+    case VMS_MIGRATE_DESTINATION:
+      return migration->backend->wait_destination (migration, error);
+    case VMS_MIGRATE_COMMIT:
+      return commit (migration, error);
+    case VMS_MIGRATE_CLEANUP:
+      return cleanup (migration, error);
+    default:
+      return TRUE;
+    }
+}
+
+static gboolean
+forward (VmsMigration *migration, GError **error)
+{
+  for (;;)
+    {
+      VmsMigrateState next;
+
+      if (vms_migrate_state_can_roll_back (migration->state)
+          && vms_migration_stop_requested (migration, error))
+        return FALSE;
+      if (migration->state == VMS_MIGRATE_DONE)
+        return TRUE;
+      if (!step (migration, error))
+        return FALSE;
+      next = vms_migrate_state_next (migration->state, migration->mode);
+      if (!vms_migration_move_to (migration, next, error))
+        return FALSE;
+      if (next == VMS_MIGRATE_DONE)
+        return TRUE;
+    }
+}
+
+/* ---- a run ---- */
+
+/* A resumed job: what was saved fills what the config leaves out. */
+static gboolean
+load_resumed (VmsMigration *migration, GError **error)
+{
+  VmsMigrationConfig *config = &migration->config;
+  VmsJob *saved;
+  VmsJobMigration *part;
+
+  migration->stopped_in = -1;
+  if (!config->copy.resume)
+    return TRUE;
+  saved = migration->saved_job
+      = vms_job_load (config->copy.state_dir, config->copy.resume, error);
+  if (!saved)
+    return FALSE;
+  part = saved->migration;
+  if (saved->phase == VMS_JOB_PHASE_MIGRATED)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR,
+                   VMS_MIGRATION_ERROR_PRECONDITION,
+                   "job %s is migrated already", saved->id);
+      return FALSE;
+    }
+  if (!config->source)
+    config->source = g_strdup (saved->source);
+  if (part && part->final_sync && !config->mode_set)
+    vms_migrate_final_sync_parse (part->final_sync, &migration->mode);
+  if (part && !config->dest_qmp)
+    config->dest_qmp = g_strdup (part->dest_qmp);
+  if (part && !config->estimate)
+    config->estimate = g_strdup (part->estimate);
+  if (part && !config->dest_uri)
+    config->dest_uri = g_strdup (part->dest_uri);
+  if (part)
+    migration->stopped_in = vms_migrate_state_parse (part->state);
+  return TRUE;
+}
+
+/* libvirt's when the config or the resumed job says so; the backend
+ * table is chosen once, here. */
+gboolean
+vms_migration_choose_backend (VmsMigration *migration, GError **error)
+{
+  VmsJob *saved = migration->saved_job;
+
+  if (!migration->config.libvirt.connect_uri
+      && !(saved && saved->migration && saved->migration->libvirt))
+    return TRUE;
+  if (!vms_migration_libvirt_backend ())
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_INVALID,
+                   "this vmshift was built without libvirt: --connect is "
+                   "not available");
+      return FALSE;
+    }
+  migration->backend = vms_migration_libvirt_backend ();
+  return TRUE;
+}
+
+static void
+on_source_stop (VmsQmp *qmp, const char *event, JsonObject *data,
+                gint64 timestamp_us, gpointer user_data)
+{
+  VmsMigration *migration = user_data;
+
+  if (migration->state >= VMS_MIGRATE_MEMORY && migration->stop_us < 0)
+    migration->stop_us
+        = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
+}
+
+/* Reach the source, and find where a resumed job goes on: the preflight,
+ * or only the commit when the VM moved before the job was committed. */
+static gboolean
+open_source (VmsMigration *migration, GError **error)
+{
+  VmsMigrateState resume_at = migration->stopped_in >= 0
+                                  ? vms_migrate_resume_state (migration->stopped_in)
+                                  : VMS_MIGRATE_PREFLIGHT;
+  g_autoptr (GError) open_error = NULL;
+
+  if (!migration->backend->open (migration, &open_error))
+    {
+      if (migration->stopped_in < VMS_MIGRATE_MEMORY
+          || !migration->backend->moved_already (migration))
+        {
+          g_propagate_error (error, g_steal_pointer (&open_error));
+          return FALSE;
+        }
+      vms_progress_event (migration->progress, "warning", NULL,
+                          "the domain left the source and runs at the "
+                          "destination: committing");
+      migration->rep.job = g_steal_pointer (&migration->saved_job);
+      migration->state = VMS_MIGRATE_COMMIT;
+      return TRUE;
+    }
+  if (migration->rep.qmp)
+    vms_qmp_subscribe (migration->rep.qmp, "STOP", on_source_stop, migration,
+                       NULL);
+  if ((migration->stopped_in == VMS_MIGRATE_DESTINATION
+       || migration->stopped_in == VMS_MIGRATE_ROLLBACK)
+      && migration->backend->moved_already (migration))
+    resume_at = VMS_MIGRATE_COMMIT;
+  if (resume_at == VMS_MIGRATE_PREFLIGHT)
+    return migration->backend->connect_destination (migration, error);
+  /* The destination ran: only the commit and cleanup are left. */
+  migration->state = resume_at;
+  return migration->disks->open_job (migration, error);
+}
+
+/* A failure while waiting for the destination, which runs the VM all the
+ * same: rolling back would run it twice; commit instead. */
+static gboolean
+commit_instead (VmsMigration *migration, GError **error)
+{
+  if (migration->state != VMS_MIGRATE_DESTINATION
+      || !migration->backend->destination_runs (migration))
+    return FALSE;
+  vms_progress_event (migration->progress, "warning", NULL,
+                      "%s; the destination runs the VM: committing instead "
+                      "of rolling back",
+                      (*error)->message);
+  g_clear_error (error);
+  return vms_migration_move_to (migration, VMS_MIGRATE_COMMIT, error)
+         && forward (migration, error);
+}
+
+static gboolean
+fail (VmsMigration *migration, GError **error)
+{
+  migration->outcome = VMS_MIGRATION_STOPPED;
+  if (commit_instead (migration, error))
+    {
+      migration->outcome = VMS_MIGRATION_MIGRATED;
+      vms_migration_report (migration);
+      return TRUE;
+    }
+  if (vms_migrate_state_can_roll_back (migration->state) && migration->rep.qmp
+      && migration->rep.job
+      && vms_migration_roll_back (migration, *error,
+                                  &migration->rollback_error))
+    migration->outcome = VMS_MIGRATION_ROLLED_BACK;
+  if (migration->rep.job)
+    vms_job_save (migration->rep.job, NULL);
+  return FALSE;
+}
+
+gboolean
+vms_migration_run (VmsMigration *migration, GCancellable *cancellable,
+                   GError **error)
+{
+  migration->cancellable = cancellable;
+  migration->rep.cancellable = cancellable;
+  migration->started_us = g_get_monotonic_time ();
+  migration->state = VMS_MIGRATE_PREFLIGHT;
+  if (!load_resumed (migration, error) || !vms_migration_choose_backend (migration, error))
+    {
+      migration->outcome = VMS_MIGRATION_STOPPED;
+      return FALSE;
+    }
+  if (!open_source (migration, error) || !forward (migration, error))
+    return fail (migration, error);
+  migration->outcome = VMS_MIGRATION_MIGRATED;
+  vms_migration_report (migration);
+  return TRUE;
+}
