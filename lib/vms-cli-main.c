@@ -124,7 +124,7 @@ vms_cli_cancel_on_signals (void)
 
   if (cancellable)
     return cancellable;
-  if (!g_unix_open_pipe (signal_pipe, O_CLOEXEC, NULL))
+  if (!g_unix_open_pipe (signal_pipe, FD_CLOEXEC, NULL))
     g_error ("vmshift: cannot make a pipe for signals: %s", g_strerror (errno));
   fcntl (signal_pipe[1], F_SETFL, O_NONBLOCK);
   cancellable = g_cancellable_new ();

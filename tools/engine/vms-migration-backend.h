@@ -113,6 +113,7 @@ struct _VmsMigration
   gint64 stop_us;                     /* source STOP event, -1 if none */
   gint64 resume_us;                   /* destination RESUME event */
   gint64 loaded_us;                   /* destination MIGRATION completed */
+  gboolean source_opened;             /* backend->open succeeded */
   gboolean source_was_running;        /* to resume it on rollback */
   gboolean migration_started;         /* memory migration was started */
   guint64 ram_bytes;                  /* RAM sent */

@@ -478,6 +478,7 @@ open_source (VmsMigration *migration, GError **error)
       migration->state = VMS_MIGRATE_COMMIT;
       return TRUE;
     }
+  migration->source_opened = TRUE;
   if (migration->rep.qmp)
     vms_qmp_subscribe (migration->rep.qmp, "STOP", on_source_stop, migration,
                        NULL);
@@ -519,8 +520,8 @@ fail (VmsMigration *migration, GError **error)
       vms_migration_report (migration);
       return TRUE;
     }
-  if (vms_migrate_state_can_roll_back (migration->state) && migration->rep.qmp
-      && migration->rep.job
+  if (vms_migrate_state_can_roll_back (migration->state)
+      && migration->source_opened && migration->rep.job
       && vms_migration_roll_back (migration, *error,
                                   &migration->rollback_error))
     migration->outcome = VMS_MIGRATION_ROLLED_BACK;
