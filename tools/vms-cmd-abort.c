@@ -51,86 +51,42 @@ roll_back_orphan (const char *state_dir, const char *job_id, GError **error)
   return vms_migration_roll_back_job (migration, error);
 }
 
-int
-vms_cmd_abort (int argc, char **argv)
+/* Its vmshift died (kill -9, a crash): QEMU may still migrate, or hold
+ * the source paused at pre-switchover.  Roll back here. */
+static int
+abort_orphan (const char *state_dir, VmsJob *job)
 {
-  char *state_dir = NULL;
-  int timeout_s = 120;
-  const GOptionEntry entries[]
-      = { { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
-            "Where job state lives (default /var/lib/vmshift as root)", "DIR" },
-          { "timeout", 't', 0, G_OPTION_ARG_INT, &timeout_s,
-            "Wait at most S s for the rollback (default 120)", "S" },
-          G_OPTION_ENTRY_NULL };
-  g_autoptr (GOptionContext) context = g_option_context_new ("JOB");
   g_autoptr (GError) error = NULL;
-  g_autoptr (VmsJob) job = NULL;
-  gint64 pid, deadline;
-  int status = VMS_EXIT_OK;
+  g_autoptr (VmsJob) after = NULL;
 
-  g_option_context_set_summary (
-      context, "Stop a running 'vmshift migrate' JOB; it rolls back and the "
-               "source VM keeps running.");
-  g_option_context_add_main_entries (context, entries, NULL);
-  g_set_prgname ("vmshift abort");
-  if (!g_option_context_parse (context, &argc, &argv, &error) || argc != 2
-      || timeout_s < 1)
-    {
-      vms_cli_error ("abort", "%s",
-                     error ? error->message
-                           : "expected one JOB (see 'vmshift abort --help')");
-      status = VMS_EXIT_USAGE;
-      goto out;
-    }
-  if (!state_dir)
-    state_dir = vms_job_default_state_dir ();
-  job = vms_job_load (state_dir, argv[1], &error);
-  if (!job)
+  g_printerr ("vmshift: abort: the vmshift of job %s is gone; rolling back "
+              "from state %s\n",
+              job->id,
+              job->migration->state ? job->migration->state : "unknown");
+  if (!roll_back_orphan (state_dir, job->id, &error))
     {
       vms_cli_error ("abort", "%s", error->message);
-      status = VMS_EXIT_FAILED;
-      goto out;
+      return vms_cli_exit_code (error);
     }
-  pid = job->migration ? job->migration->pid : 0;
-  if (job->phase == VMS_JOB_PHASE_MIGRATING && !process_is_vmshift (pid))
-    {
-      /* Its vmshift died (kill -9, a crash): QEMU may still migrate, or
-       * hold the source paused at pre-switchover.  Roll back here. */
-      g_printerr ("vmshift: abort: the vmshift of job %s is gone; rolling "
-                  "back from state %s\n",
-                  job->id,
-                  job->migration->state ? job->migration->state : "unknown");
-      if (!roll_back_orphan (state_dir, argv[1], &error))
-        {
-          vms_cli_error ("abort", "%s", error->message);
-          status = vms_cli_exit_code (error);
-          goto out;
-        }
-      g_clear_pointer (&job, vms_job_free);
-      job = vms_job_load (state_dir, argv[1], NULL);
-      if (job)
-        g_print ("job %s: %s\n", job->id, vms_job_phase_name (job->phase));
-      goto out;
-    }
-  if (!process_is_vmshift (pid))
-    {
-      vms_cli_error (
-          "abort",
-          "job %s is not being migrated (phase %s%s%s); "
-          "nothing to abort",
-          job->id, vms_job_phase_name (job->phase),
-          job->migration ? ", state " : "",
-          job->migration && job->migration->state ? job->migration->state : "");
-      status = VMS_EXIT_FAILED;
-      goto out;
-    }
+  after = vms_job_load (state_dir, job->id, NULL);
+  if (after)
+    g_print ("job %s: %s\n", after->id, vms_job_phase_name (after->phase));
+  return VMS_EXIT_OK;
+}
+
+/* Ask the vmshift running the job to roll back, and wait for it. */
+static int
+abort_running (const char *state_dir, VmsJob *job, gint64 pid, int timeout_s)
+{
+  gint64 deadline;
+  g_autoptr (VmsJob) after = NULL;
+
   if (kill ((pid_t)pid, SIGTERM) < 0)
     {
       vms_cli_error ("abort",
                      "cannot signal vmshift (pid %" G_GINT64_FORMAT "): %s",
                      pid, g_strerror (errno));
-      status = VMS_EXIT_FAILED;
-      goto out;
+      return VMS_EXIT_FAILED;
     }
   g_printerr ("vmshift: abort: asked vmshift (pid %" G_GINT64_FORMAT
               ") to roll job %s back\n",
@@ -144,21 +100,77 @@ vms_cmd_abort (int argc, char **argv)
                          "vmshift (pid %" G_GINT64_FORMAT ") still "
                          "runs after %d s",
                          pid, timeout_s);
-          status = VMS_EXIT_CONNECT;
-          goto out;
+          return VMS_EXIT_CONNECT;
         }
       g_usleep (100 * 1000);
     }
-  g_clear_pointer (&job, vms_job_free);
-  job = vms_job_load (state_dir, argv[1], &error);
-  if (job)
-    g_print ("job %s: %s%s%s\n", job->id, vms_job_phase_name (job->phase),
-             job->migration && job->migration->last_error ? ": " : "",
-             job->migration && job->migration->last_error
-                 ? job->migration->last_error
+  after = vms_job_load (state_dir, job->id, NULL);
+  if (after)
+    g_print ("job %s: %s%s%s\n", after->id, vms_job_phase_name (after->phase),
+             after->migration && after->migration->last_error ? ": " : "",
+             after->migration && after->migration->last_error
+                 ? after->migration->last_error
                  : "");
+  return VMS_EXIT_OK;
+}
 
-out:
-  g_free (state_dir);
-  return status;
+static int
+abort_job (const char *state_dir, const char *id, int timeout_s)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsJob) job = vms_job_load (state_dir, id, &error);
+  gint64 pid;
+
+  if (!job)
+    {
+      vms_cli_error ("abort", "%s", error->message);
+      return VMS_EXIT_FAILED;
+    }
+  pid = job->migration ? job->migration->pid : 0;
+  if (job->phase == VMS_JOB_PHASE_MIGRATING && !process_is_vmshift (pid))
+    return abort_orphan (state_dir, job);
+  if (!process_is_vmshift (pid))
+    {
+      vms_cli_error (
+          "abort",
+          "job %s is not being migrated (phase %s%s%s); "
+          "nothing to abort",
+          job->id, vms_job_phase_name (job->phase),
+          job->migration ? ", state " : "",
+          job->migration && job->migration->state ? job->migration->state : "");
+      return VMS_EXIT_FAILED;
+    }
+  return abort_running (state_dir, job, pid, timeout_s);
+}
+
+int
+vms_cmd_abort (int argc, char **argv)
+{
+  g_autofree char *state_dir = NULL;
+  int timeout_s = 120;
+  const GOptionEntry entries[]
+      = { { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
+            "Where job state lives (default /var/lib/vmshift as root)", "DIR" },
+          { "timeout", 't', 0, G_OPTION_ARG_INT, &timeout_s,
+            "Wait at most S s for the rollback (default 120)", "S" },
+          G_OPTION_ENTRY_NULL };
+  g_autoptr (GOptionContext) context = g_option_context_new ("JOB");
+  g_autoptr (GError) error = NULL;
+
+  g_option_context_set_summary (
+      context, "Stop a running 'vmshift migrate' JOB; it rolls back and the "
+               "source VM keeps running.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  g_set_prgname ("vmshift abort");
+  if (!g_option_context_parse (context, &argc, &argv, &error) || argc != 2
+      || timeout_s < 1)
+    {
+      vms_cli_error ("abort", "%s",
+                     error ? error->message
+                           : "expected one JOB (see 'vmshift abort --help')");
+      return VMS_EXIT_USAGE;
+    }
+  if (!state_dir)
+    state_dir = vms_job_default_state_dir ();
+  return abort_job (state_dir, argv[1], timeout_s);
 }

@@ -63,49 +63,60 @@ typedef struct
   char *replica_dir;        /* --replica-dir */
 } MigrateOptions;
 
+/* --connect URI DOMAIN DESTURI: what libvirt's backend takes. */
+static gboolean
+check_libvirt_arguments (MigrateOptions *options, int argc,
+                         VmsMigrationConfig *config, GError **error)
+{
+  VmsCliCopyOptions *base = &options->base;
+
+  if (base->resume ? argc > 1 : argc != 3)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "expected --connect URI DOMAIN DESTURI --sink URI, "
+                   "or --resume JOB (see 'vmshift migrate --help')");
+      return FALSE;
+    }
+  if (!base->resume && !base->sink)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "--sink is required: the sink on the destination "
+                   "host that receives the disks");
+      return FALSE;
+    }
+  if (options->dest_qmp || options->dest_uri)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "--dest-qmp and --dest-uri drive QEMU "
+                   "directly; with --connect libvirt starts the "
+                   "destination (use --migrateuri for where memory "
+                   "goes)");
+      return FALSE;
+    }
+  if (options->final_sync && !g_str_equal (options->final_sync, "mirror"))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "--final-sync %s is not possible with --connect: "
+                   "libvirt drives the switchover and does not let "
+                   "vmshift hold the source paused before it, so only "
+                   "mirror keeps the replicas exact",
+                   options->final_sync);
+      return FALSE;
+    }
+  config->mode = VMS_MIGRATE_FINAL_MIRROR;
+  return TRUE;
+}
+
 static gboolean
 check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
                  GError **error)
 {
   VmsCliCopyOptions *base = &options->base;
 
-
   if (options->connect)
     {
-      if (base->resume ? argc > 1 : argc != 3)
-        {
-          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                       "expected --connect URI DOMAIN DESTURI --sink URI, "
-                       "or --resume JOB (see 'vmshift migrate --help')");
-          return FALSE;
-        }
-      if (!base->resume && !base->sink)
-        {
-          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                       "--sink is required: the sink on the destination "
-                       "host that receives the disks");
-          return FALSE;
-        }
-      if (options->dest_qmp || options->dest_uri)
-        {
-          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                       "--dest-qmp and --dest-uri drive QEMU "
-                       "directly; with --connect libvirt starts the "
-                       "destination (use --migrateuri for where memory "
-                       "goes)");
-          return FALSE;
-        }
-      if (options->final_sync && !g_str_equal (options->final_sync, "mirror"))
-        {
-          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                       "--final-sync %s is not possible with --connect: "
-                       "libvirt drives the switchover and does not let "
-                       "vmshift hold the source paused before it, so only "
-                       "mirror keeps the replicas exact",
-                       options->final_sync);
-          return FALSE;
-        }
-      config->mode = VMS_MIGRATE_FINAL_MIRROR;
+      if (!check_libvirt_arguments (options, argc, config, error))
+        return FALSE;
     }
   else if (options->p2p || options->persistent || options->undefine_source
            || options->timeout_s || options->migrate_uri || options->dname
@@ -255,12 +266,28 @@ report_failure (VmsMigration *migration, const GError *error,
                         "%s; %s", error->message, hint);
 }
 
-/* The engine's events, shown as the user asked. */
+/* Where the engine's events are shown. */
+typedef struct
+{
+  VmsProgress *progress; /* a bar, text lines or JSON lines */
+  gboolean json;         /* progress prints JSON on stdout */
+} Output;
+
+/* The engine's events, shown as the user asked; warnings are for people
+ * on stderr in any case. */
 static void
 on_event (const char *event, JsonObject *fields, const char *text,
           gpointer user_data)
 {
-  vms_progress_forward (user_data, event, fields, text);
+  Output *output = user_data;
+
+  if (g_str_equal (event, "warning"))
+    {
+      vms_cli_error ("migrate", "%s", text);
+      if (!output->json)
+        return;
+    }
+  vms_progress_forward (output->progress, event, fields, text);
 }
 
 static GOptionContext *
@@ -289,8 +316,9 @@ run (MigrateOptions *options, VmsMigrationConfig *config)
   g_autoptr (VmsMigration) migration = NULL;
   g_autoptr (GError) error = NULL;
   GCancellable *cancellable = vms_cli_cancel_on_signals ();
+  Output output = { progress, options->base.json };
 
-  migration = vms_migration_new (config, on_event, progress);
+  migration = vms_migration_new (config, on_event, &output);
   if (vms_migration_run (migration, cancellable, &error))
     return VMS_EXIT_OK;
   report_failure (migration, error, progress, options->base.json);

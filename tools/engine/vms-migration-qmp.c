@@ -487,11 +487,15 @@ qmp_continue_switchover (VmsMigration *migration, GError **error)
 
 /* The destination runs, or holds the VM as asked: TRUE with *done. */
 static gboolean
-destination_settled (VmsMigration *migration, gboolean *done, GError **error)
+destination_settled (VmsMigration *migration, gboolean *done, char **state_out,
+                     GError **error)
 {
   VmsQmp *dest = dest_of (migration);
   g_autofree char *state = vms_migration_run_state (dest, error);
   gboolean paused;
+
+  g_free (*state_out);
+  *state_out = g_strdup (state);
 
   *done = FALSE;
   if (!state)
@@ -538,19 +542,21 @@ qmp_wait_destination (VmsMigration *migration, GError **error)
   gint64 timeout_s = migration->config.switchover_timeout_s;
   gint64 deadline = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
   g_auto (VmsMigrationInfo) info = { 0 };
+  g_autofree char *state = NULL;
   gboolean done = FALSE;
 
   if (!wait_migration (migration, VMS_MIGRATION_COMPLETED, timeout_s, error))
     return FALSE;
   while (!done)
     {
-      if (!destination_settled (migration, &done, error))
+      if (!destination_settled (migration, &done, &state, error))
         return FALSE;
       if (!done && g_get_monotonic_time () > deadline)
         {
           g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_TIMEOUT,
-                       "the destination is not running after the "
-                       "migration completed");
+                       "the destination is '%s', not running, after the "
+                       "migration completed",
+                       state);
           return FALSE;
         }
       if (!done)
