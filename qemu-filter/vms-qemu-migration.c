@@ -2,9 +2,11 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-qemu-migration.h"
+#include "vms-qemu-event.h"
 #include "vms-qemu-reply.h"
 
-/* How often a waiting caller asks query-migrate again. */
+/* How often a waiting caller asks query-migrate again when QEMU sends no
+ * MIGRATION events (capability "events" off). */
 #define POLL_INTERVAL_MS 100
 
 static const char *const status_names[] = {
@@ -182,17 +184,53 @@ vms_migration_continue (VmsQmp *qmp, GError **error)
   return run (qmp, "migrate-continue", arguments, "migrate-continue", error);
 }
 
+/* Whether migration capability name is on; FALSE with an error when QEMU
+ * does not say. */
+static gboolean
+capability_state (VmsQmp *qmp, const char *name, gboolean *state,
+                  GError **error)
+{
+  static const char command[] = "query-migrate-capabilities";
+  g_autoptr (JsonNode) reply = vms_qmp_execute (qmp, command, NULL, error);
+  JsonArray *list;
+
+  *state = FALSE;
+  if (!reply || !(list = vms_reply_array (reply, command, error)))
+    return FALSE;
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    {
+      JsonObject *capability = vms_reply_array_object (list, i, command, error);
+      const char *capability_name;
+
+      if (!capability
+          || !vms_reply_string (capability, "capability", command,
+                                &capability_name, error))
+        return FALSE;
+      if (g_str_equal (capability_name, name))
+        return vms_reply_bool (capability, "state", command, state, error);
+    }
+  return TRUE;
+}
+
 gboolean
 vms_migration_cancel (VmsQmp *qmp, guint timeout_ms, VmsMigrationStatus *final,
                       GError **error)
 {
-  gint64 deadline = g_get_monotonic_time () + timeout_ms * (gint64)1000;
+  static const char *const events[] = { "MIGRATION", NULL };
+  gint64 deadline = vms_event_deadline (timeout_ms);
+  g_autoptr (VmsEventWatch) watch = NULL;
+  gboolean events_on = FALSE;
 
+  /* Without the capability QEMU is silent and only asking again helps;
+   * a QEMU that cannot say is asked again too. */
+  capability_state (qmp, "events", &events_on, NULL);
+  watch = vms_event_watch_new (qmp, events, NULL);
   if (!run (qmp, "migrate_cancel", NULL, "cancelling the migration", error))
     return FALSE;
   for (;;)
     {
       g_auto (VmsMigrationInfo) info = { 0 };
+      g_autoptr (GError) wait_error = NULL;
 
       if (!vms_migration_query (qmp, &info, error))
         return FALSE;
@@ -211,7 +249,18 @@ vms_migration_cancel (VmsQmp *qmp, guint timeout_ms, VmsMigrationStatus *final,
                        info.status_name, timeout_ms);
           return FALSE;
         }
-      g_usleep (POLL_INTERVAL_MS * 1000);
+      /* Each MIGRATION event is a status change: ask what it is now. */
+      if (!vms_event_watch_next (
+              watch,
+              events_on ? deadline
+                        : MIN (deadline, vms_event_deadline (POLL_INTERVAL_MS)),
+              NULL, NULL, &wait_error)
+          && !g_error_matches (wait_error, VMS_QMP_ERROR,
+                               VMS_QMP_ERROR_TIMEOUT))
+        {
+          g_propagate_error (error, g_steal_pointer (&wait_error));
+          return FALSE;
+        }
     }
 }
 

@@ -27,6 +27,17 @@ value_member (JsonObject *object, const char *member, GType type)
   return node;
 }
 
+JsonObject *
+vms_reply_object (JsonNode *reply, const char *command, GError **error)
+{
+  if (!reply || !JSON_NODE_HOLDS_OBJECT (reply))
+    {
+      shape_error (error, command, "return", "an object");
+      return NULL;
+    }
+  return json_node_get_object (reply);
+}
+
 JsonArray *
 vms_reply_array (JsonNode *reply, const char *command, GError **error)
 {

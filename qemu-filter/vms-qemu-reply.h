@@ -13,6 +13,10 @@
 
 G_BEGIN_DECLS
 
+/* The reply of command as an object (borrowed from reply), or an error. */
+JsonObject *vms_reply_object (JsonNode *reply, const char *command,
+                              GError **error);
+
 /* The reply of command as an array (borrowed from reply), or an error. */
 JsonArray *vms_reply_array (JsonNode *reply, const char *command,
                             GError **error);

@@ -128,6 +128,16 @@ build_argv (VmsTestVm *vm, const VmsTestVmOptions *options)
   ADD ("%s", options->machine ? options->machine : "q35");
   if (options->start_paused)
     ADD ("-S");
+  if (options->name)
+    {
+      ADD ("-name");
+      ADD ("%s", options->name);
+    }
+  if (options->uuid)
+    {
+      ADD ("-uuid");
+      ADD ("%s", options->uuid);
+    }
   ADD ("-m");
   ADD ("%u", memory);
   ADD ("-nodefaults");

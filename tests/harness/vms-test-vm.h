@@ -34,6 +34,8 @@ typedef struct
   gboolean no_guest;          /* no kernel: just a machine, for QMP tests */
   gboolean second_qmp;        /* a second monitor for vmshift (QEMU serves
                                  one client per monitor) */
+  const char *name;           /* -name, or NULL for an unnamed VM */
+  const char *uuid;           /* -uuid, or NULL for none */
 } VmsTestVmOptions;
 
 typedef struct

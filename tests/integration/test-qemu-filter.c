@@ -8,7 +8,11 @@
 #include "vms-bitmap.h"
 #include "vms-disk.h"
 #include "vms-export.h"
+#include "vms-qemu-migration.h"
+#include "vms-mirror.h"
 #include "vms-range-set.h"
+#include "vms-tls.h"
+#include "vms-vm.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -56,12 +60,20 @@
 #define QUEUE_SETTLE_US (300 * 1000)
 /* A QEMU or nbdkit started by hand listens within a second or two. */
 #define SOCKET_TIMEOUT_MS 20000
+/* A write-blocking mirror with sync=none is ready within a second; the
+ * margin is for TCG on shared cores. */
+#define MIRROR_READY_TIMEOUT_MS 30000
+/* A TLS-PSK key for the mirror's sink: identity and hex key, the format
+ * of QEMU's keys.psk and nbdkit's --tls-psk file. */
+#define PSK_USERNAME "vmshift"
+#define PSK_LINE PSK_USERNAME ":0123456789abcdef0123456789abcdef\n"
 
 typedef struct
 {
   VmsTestVm *vm;     /* the writing guest: d0/vd0 qcow2, d1/vd1 raw */
   char *dir;         /* private directory for sockets */
   char *socket_path; /* where our NBD server listens */
+  GPid sink_pid;     /* an nbdkit the mirror writes to, or 0 */
 } Fixture;
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -889,6 +901,172 @@ test_server_start_detects_foreign_server (void **state)
   assert_non_null (strstr (error->message, pid_text));
 }
 
+/* ---- the live mirror -------------------------------------------------- */
+
+/* An nbdkit memory disk of DISK_SIZE on socket_path for the mirror to
+ * write to; extra_args (may be NULL) go before the plugin. */
+static void
+start_sink (Fixture *fixture, const char *socket_path,
+            const char *const *extra_args)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autofree char *size = g_strdup_printf ("%d", DISK_SIZE);
+
+  g_ptr_array_add (argv, "nbdkit");
+  g_ptr_array_add (argv, "--foreground");
+  g_ptr_array_add (argv, "--unix");
+  g_ptr_array_add (argv, (char *)socket_path);
+  for (guint i = 0; extra_args && extra_args[i]; i++)
+    g_ptr_array_add (argv, (char *)extra_args[i]);
+  g_ptr_array_add (argv, "memory");
+  g_ptr_array_add (argv, size);
+  g_ptr_array_add (argv, NULL);
+  fixture->sink_pid
+      = spawn_daemon ((const char *const *)argv->pdata, socket_path);
+}
+
+/* QEMU's own word on job_id: its query-block-jobs entry's "ready". */
+static gboolean
+qemu_says_ready (VmsQmp *qmp, const char *job_id)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) jobs
+      = vms_qmp_execute (qmp, "query-block-jobs", NULL, &error);
+  JsonArray *array;
+
+  vms_assert_ok (jobs, error);
+  array = json_node_get_array (jobs);
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonObject *job = json_array_get_object_element (array, i);
+
+      if (g_str_equal (json_object_get_string_member (job, "device"), job_id))
+        return json_object_get_boolean_member (job, "ready");
+    }
+  fail_msg ("QEMU has no job %s", job_id);
+  return FALSE;
+}
+
+static gboolean
+job_exists (VmsQmp *qmp, const char *job_id)
+{
+  g_autoptr (GError) error = NULL;
+
+  return vms_mirror_check (qmp, job_id, &error)
+         || !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+}
+
+static gboolean
+node_exists (VmsQmp *qmp, const char *node_name)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) nodes
+      = vms_qmp_execute (qmp, "query-named-block-nodes", NULL, &error);
+  JsonArray *array;
+
+  vms_assert_ok (nodes, error);
+  array = json_node_get_array (nodes);
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    if (g_str_equal (json_object_get_string_member (
+                         json_array_get_object_element (array, i), "node-name"),
+                     node_name))
+      return TRUE;
+  return FALSE;
+}
+
+/* Read length bytes at offset of the sink and check they are all byte. */
+static void
+assert_sink_holds (const char *socket_path, guint64 offset, gsize length,
+                   guint8 byte)
+{
+  struct nbd_handle *nbd = connect_export (socket_path, "", NULL);
+  g_autofree guint8 *buffer = g_malloc (length);
+
+  if (nbd_pread (nbd, buffer, length, offset, 0) == -1)
+    fail_msg ("reading the sink: %s", nbd_get_error ());
+  for (gsize i = 0; i < length; i++)
+    if (buffer[i] != byte)
+      fail_msg ("sink byte %" G_GUINT64_FORMAT " is 0x%02x, not 0x%02x",
+                offset + i, buffer[i], byte);
+  nbd_shutdown (nbd, 0);
+  nbd_close (nbd);
+}
+
+/* vms_mirror_start returns when QEMU says the job is ready, and from then
+ * on a guest write reaches the sink before the guest sees it done. */
+static void
+test_mirror_ready_writes_reach_sink_then_stop (void **state)
+{
+  Fixture *fixture = *state;
+  VmsQmp *qmp = fixture->vm->qmp;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *sink = g_build_filename (fixture->dir, "sink.sock", NULL);
+  VmsMirrorTarget target = { .socket_path = sink, .export_name = "" };
+
+  start_sink (fixture, sink, NULL);
+  vms_assert_ok (vms_mirror_start (qmp, "d1", &target, "live2", "sink2", 10,
+                                   MIRROR_READY_TIMEOUT_MS, &error),
+                 error);
+  assert_true (qemu_says_ready (qmp, "live2"));
+  vms_assert_ok (vms_mirror_check (qmp, "live2", &error), error);
+
+  vms_assert_ok (
+      vms_test_vm_qemu_io (fixture->vm, "vd1", "write -P 0x5a 4M 64k", &error),
+      error);
+  assert_sink_holds (sink, 4 * MIB, 64 * 1024, 0x5a);
+
+  vms_assert_ok (vms_mirror_stop (qmp, "live2", "sink2", &error), error);
+  assert_false (job_exists (qmp, "live2"));
+  assert_false (node_exists (qmp, "sink2"));
+  /* Nothing left to stop is fine. */
+  vms_assert_ok (vms_mirror_stop (qmp, "live2", "sink2", &error), error);
+}
+
+/* The mirror over TLS-PSK to a sink that requires it, with credentials
+ * added twice as a retried attempt does. */
+static void
+test_mirror_over_tls (void **state)
+{
+  Fixture *fixture = *state;
+  VmsQmp *qmp = fixture->vm->qmp;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *sink = g_build_filename (fixture->dir, "tls.sock", NULL);
+  g_autofree char *keys = g_build_filename (fixture->dir, "keys.psk", NULL);
+  g_autofree char *psk_arg = g_strdup_printf ("--tls-psk=%s", keys);
+  const char *const tls_args[] = { "--tls=require", psk_arg, NULL };
+  VmsTlsCreds creds = { VMS_TLS_PSK, fixture->dir, PSK_USERNAME };
+  VmsMirrorTarget target
+      = { .socket_path = sink, .export_name = "", .tls_creds = "tls2" };
+
+  vms_assert_ok (g_file_set_contents (keys, PSK_LINE, -1, &error), error);
+  start_sink (fixture, sink, tls_args);
+  vms_assert_ok (vms_tls_add (qmp, "tls2", &creds, &error), error);
+  vms_assert_ok (vms_tls_add (qmp, "tls2", &creds, &error), error);
+  vms_assert_ok (vms_mirror_start (qmp, "d1", &target, "live2", "sink2", 10,
+                                   MIRROR_READY_TIMEOUT_MS, &error),
+                 error);
+  assert_true (qemu_says_ready (qmp, "live2"));
+  /* In use by the NBD node, and still the same: a retry goes on. */
+  vms_assert_ok (vms_tls_add (qmp, "tls2", &creds, &error), error);
+
+  vms_assert_ok (vms_mirror_stop (qmp, "live2", "sink2", &error), error);
+  vms_assert_ok (vms_tls_remove (qmp, "tls2", &error), error);
+}
+
+static int
+undo_live_mirror (void **state)
+{
+  Fixture *fixture = *state;
+  VmsQmp *qmp = fixture->vm->qmp;
+
+  vms_mirror_stop (qmp, "live2", "sink2", NULL);
+  vms_tls_remove (qmp, "tls2", NULL);
+  if (fixture->sink_pid > 0)
+    kill_daemon (fixture->sink_pid);
+  fixture->sink_pid = 0;
+  return 0;
+}
+
 /* ---- persistence, -drive disks, no disks: their own QEMUs ------------- */
 
 typedef struct
@@ -1098,6 +1276,173 @@ test_discover_without_disks_fails (void **state)
   assert_non_null (strstr (error->message, "no block device with a medium"));
 }
 
+/* ---- the VM: TLS objects, identity, run state, quit -------------------- */
+
+/* A QEMU without a guest, for what needs only its monitor. */
+static VmsQmp *
+start_bare_vm (Scratch *scratch, const VmsTestVmOptions *options)
+{
+  g_autoptr (GError) error = NULL;
+
+  scratch->vm = vms_test_vm_start (options, &error);
+  vms_assert_ok (scratch->vm, error);
+  return scratch->vm->qmp;
+}
+
+static char *
+tls_dir_with_keys (Scratch *scratch, const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  char *dir = g_build_filename (scratch->dir, name, NULL);
+  g_autofree char *keys = g_build_filename (dir, "keys.psk", NULL);
+
+  assert_int_equal (g_mkdir (dir, 0700), 0);
+  vms_assert_ok (g_file_set_contents (keys, PSK_LINE, -1, &error), error);
+  return dir;
+}
+
+static char *
+object_dir (VmsQmp *qmp, const char *id)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *arguments = g_strdup_printf (
+      "{\"path\": \"/objects/%s\", \"property\": \"dir\"}", id);
+  g_autoptr (JsonNode) dir
+      = vms_qmp_execute_json (qmp, "qom-get", arguments, &error);
+
+  vms_assert_ok (dir, error);
+  return json_node_dup_string (dir);
+}
+
+/* A retried attempt adds its credentials again; a wrong dir fails with
+ * QEMU's own words; removing what is not there is fine. */
+static void
+test_tls_creds_add_twice_bad_dir_remove_absent (void **state)
+{
+  Scratch *scratch = *state;
+  VmsTestVmOptions options = { .no_guest = TRUE };
+  VmsQmp *qmp = start_bare_vm (scratch, &options);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *first = tls_dir_with_keys (scratch, "psk1");
+  g_autofree char *second = tls_dir_with_keys (scratch, "psk2");
+  g_autofree char *dir = NULL;
+  VmsTlsCreds creds = { VMS_TLS_PSK, first, PSK_USERNAME };
+  VmsTlsCreds missing = { VMS_TLS_X509, "/nonexistent/vmshift-tls", NULL };
+  g_autoptr (JsonNode) secret = NULL;
+
+  vms_assert_ok (vms_tls_add (qmp, "tls0", &creds, &error), error);
+  vms_assert_ok (vms_tls_add (qmp, "tls0", &creds, &error), error);
+  /* An earlier attempt's object with other settings is replaced. */
+  creds.dir = second;
+  vms_assert_ok (vms_tls_add (qmp, "tls0", &creds, &error), error);
+  dir = object_dir (qmp, "tls0");
+  assert_string_equal (dir, second);
+
+  assert_false (vms_tls_add (qmp, "tls1", &missing, &error));
+  assert_true (g_error_matches (error, VMS_QMP_ERROR, VMS_QMP_ERROR_GENERIC));
+  assert_non_null (strstr (error->message, "adding TLS credentials tls1"));
+  assert_non_null (strstr (error->message,
+                           "Unable to access credentials "
+                           "/nonexistent/vmshift-tls/ca-cert.pem"));
+  g_clear_error (&error);
+
+  /* An id that is not TLS credentials is left alone. */
+  secret = vms_qmp_execute_json (
+      qmp, "object-add",
+      "{\"qom-type\": \"secret\", \"id\": \"sec0\", \"data\": \"x\"}", &error);
+  vms_assert_ok (secret, error);
+  assert_false (vms_tls_add (qmp, "sec0", &creds, &error));
+  assert_true (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_EXISTS));
+  assert_non_null (strstr (error->message, "type secret"));
+  g_clear_error (&error);
+
+  vms_assert_ok (vms_tls_remove (qmp, "tls0", &error), error);
+  vms_assert_ok (vms_tls_remove (qmp, "tls0", &error), error);
+  vms_assert_ok (vms_tls_remove (qmp, "tls1", &error), error);
+}
+
+static void
+assert_run_state (VmsQmp *qmp, const char *expected)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *state = vms_migration_run_state (qmp, &error);
+
+  vms_assert_ok (state, error);
+  assert_string_equal (state, expected);
+}
+
+/* A VM started with -S, and one stopped later, both resume. */
+static void
+test_resume_paused_vm (void **state)
+{
+  Scratch *scratch = *state;
+  VmsTestVmOptions options = { .no_guest = TRUE, .start_paused = TRUE };
+  VmsQmp *qmp = start_bare_vm (scratch, &options);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) stopped = NULL;
+
+  assert_run_state (qmp, "prelaunch");
+  vms_assert_ok (vms_vm_resume (qmp, 10000, &error), error);
+  assert_run_state (qmp, "running");
+  /* QEMU announced it, and the event is still there for others. */
+  vms_assert_ok (
+      vms_qmp_wait_event (qmp, "RESUME", 0, NULL, NULL, NULL, &error), error);
+
+  stopped = vms_qmp_execute (qmp, "stop", NULL, &error);
+  vms_assert_ok (stopped, error);
+  assert_run_state (qmp, "paused");
+  vms_assert_ok (vms_vm_resume (qmp, 10000, &error), error);
+  assert_run_state (qmp, "running");
+  /* Resuming a running VM changes nothing. */
+  vms_assert_ok (vms_vm_resume (qmp, 10000, &error), error);
+}
+
+/* vms_vm_quit returns once QEMU is gone. */
+static void
+test_quit_ends_qemu (void **state)
+{
+  Scratch *scratch = *state;
+  VmsTestVmOptions options = { .no_guest = TRUE };
+  VmsQmp *qmp = start_bare_vm (scratch, &options);
+  g_autoptr (GError) error = NULL;
+
+  vms_assert_ok (vms_vm_quit (qmp, 30000, &error), error);
+  assert_false (vms_qmp_is_connected (qmp));
+  assert_true (vms_test_vm_wait_exit (scratch->vm, 10000));
+}
+
+static void
+test_identity_named_and_unnamed (void **state)
+{
+  Scratch *scratch = *state;
+  VmsTestVmOptions named_options
+      = { .no_guest = TRUE,
+          .name = "web1",
+          .uuid = "11111111-2222-3333-4444-555555555555" };
+  VmsTestVmOptions unnamed_options = { .no_guest = TRUE };
+  VmsQmp *named = start_bare_vm (scratch, &named_options);
+  g_autoptr (VmsTestVm) unnamed_vm = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *name = NULL, *uuid = NULL;
+  g_autofree char *no_name = NULL, *no_uuid = NULL;
+
+  name = vms_vm_query_name (named, &error);
+  vms_assert_ok (name, error);
+  assert_string_equal (name, "web1");
+  uuid = vms_vm_query_uuid (named, &error);
+  vms_assert_ok (uuid, error);
+  assert_string_equal (uuid, "11111111-2222-3333-4444-555555555555");
+
+  unnamed_vm = vms_test_vm_start (&unnamed_options, &error);
+  vms_assert_ok (unnamed_vm, error);
+  no_name = vms_vm_query_name (unnamed_vm->qmp, &error);
+  vms_assert_ok (no_name, error);
+  assert_string_equal (no_name, "");
+  no_uuid = vms_vm_query_uuid (unnamed_vm->qmp, &error);
+  vms_assert_ok (no_uuid, error);
+  assert_string_equal (no_uuid, VMS_VM_NO_UUID);
+}
+
 int
 main (void)
 {
@@ -1118,6 +1463,9 @@ main (void)
     cmocka_unit_test (test_export_add_replaces_existing),
     cmocka_unit_test (test_server_start_same_socket_ok_elsewhere_error),
     cmocka_unit_test (test_server_start_detects_foreign_server),
+    cmocka_unit_test_teardown (test_mirror_ready_writes_reach_sink_then_stop,
+                               undo_live_mirror),
+    cmocka_unit_test_teardown (test_mirror_over_tls, undo_live_mirror),
   };
   const struct CMUnitTest own_qemu_tests[] = {
     cmocka_unit_test_setup_teardown (test_persistent_bitmap_survives_quit,
@@ -1125,6 +1473,15 @@ main (void)
     cmocka_unit_test_setup_teardown (test_discover_drive_disks, make_scratch,
                                      drop_scratch),
     cmocka_unit_test_setup_teardown (test_discover_without_disks_fails,
+                                     make_scratch, drop_scratch),
+    cmocka_unit_test_setup_teardown (
+        test_tls_creds_add_twice_bad_dir_remove_absent, make_scratch,
+        drop_scratch),
+    cmocka_unit_test_setup_teardown (test_resume_paused_vm, make_scratch,
+                                     drop_scratch),
+    cmocka_unit_test_setup_teardown (test_quit_ends_qemu, make_scratch,
+                                     drop_scratch),
+    cmocka_unit_test_setup_teardown (test_identity_named_and_unnamed,
                                      make_scratch, drop_scratch),
   };
   int failures = 0;
