@@ -5,11 +5,32 @@
  */
 #include "vms-migration-mirror.h"
 #include "vms-mirror.h"
+#include "vms-tls.h"
 
 /* The mirror's NBD connection may break this long before guest writes
  * fail the mirror (and with it the migration). */
 #define MIRROR_RECONNECT_DELAY_S 10
 #define MIRROR_READY_TIMEOUT_MS 60000
+
+/* What a VmsMirrorTarget points into. */
+typedef struct
+{
+  char *socket;      /* the sink's unix socket, or NULL */
+  char *host;        /* or its host */
+  char *port;        /* and port */
+  char *export_name; /* the disk's live export */
+} MirrorStrings;
+
+static void
+mirror_strings_clear (MirrorStrings *strings)
+{
+  g_free (strings->socket);
+  g_free (strings->host);
+  g_free (strings->port);
+  g_free (strings->export_name);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (MirrorStrings, mirror_strings_clear)
 
 /* QEMU allows node names of 31 characters: a job id (up to 64) and a
  * disk name do not fit, so the mirror's names carry a digest of them;
@@ -37,21 +58,88 @@ mirror_node (VmsJob *job, VmsJobDisk *disk)
   return mirror_name ("live", job, disk);
 }
 
-/* The sink URI as QEMU's NBD client wants it; a TLS object is created
- * when the sink needs TLS. */
+/* The TLS credentials QEMU's NBD client needs for an nbds:// sink, made
+ * once per migration (an object an earlier attempt left is reused). */
 static gboolean
-mirror_target (VmsMigration *migrate, VmsJobDisk *disk, VmsMirrorTarget *target,
-               char **socket_out, char **host_out, char **port_out,
-               char **export_out, GError **error)
+ensure_tls (VmsMigration *migration, GUri *uri, GHashTable *query,
+            GError **error)
 {
-  g_autoptr (GUri) uri
-      = g_uri_parse (migrate->rep.job->sink, G_URI_FLAGS_ENCODED_QUERY, error);
+  const char *psk = query ? g_hash_table_lookup (query, "tls-psk-file") : NULL;
+  const char *certificates
+      = query ? g_hash_table_lookup (query, "tls-certificates") : NULL;
+  g_autofree char *id = NULL, *base = NULL, *dir = NULL;
+  VmsTlsCreds creds = { 0 };
+
+  if (migration->tls_object)
+    return TRUE;
+  if (!psk && !certificates)
+    {
+      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_QUERY,
+                   "--final-sync mirror over TLS needs tls-psk-file= or "
+                   "tls-certificates= in the sink URI");
+      return FALSE;
+    }
+  base = psk ? g_path_get_basename (psk) : NULL;
+  if (psk && !g_str_equal (base, "keys.psk"))
+    {
+      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_QUERY,
+                   "--final-sync mirror over TLS-PSK: QEMU reads its keys "
+                   "from DIR/keys.psk, so name the tls-psk-file keys.psk (it "
+                   "is %s)",
+                   psk);
+      return FALSE;
+    }
+  dir = psk ? g_path_get_dirname (psk) : g_strdup (certificates);
+  creds.kind = psk ? VMS_TLS_PSK : VMS_TLS_X509;
+  creds.dir = dir;
+  creds.username = psk ? g_uri_get_user (uri) : NULL;
+  id = g_strdup_printf ("vmshift-%s-tls", migration->rep.job->id);
+  if (!vms_tls_add (migration->rep.qmp, id, &creds, error))
+    return FALSE;
+  migration->tls_object = g_steal_pointer (&id);
+  return TRUE;
+}
+
+/* Where QEMU's NBD client finds the sink: a unix socket or host:port. */
+static gboolean
+target_address (VmsMigration *migration, GUri *uri, GHashTable *query,
+                VmsMirrorTarget *target, MirrorStrings *strings,
+                GError **error)
+{
+  const char *socket = query ? g_hash_table_lookup (query, "socket") : NULL;
+
+  if (!g_str_has_suffix (g_uri_get_scheme (uri), "+unix"))
+    {
+      strings->host = g_strdup (g_uri_get_host (uri));
+      strings->port = g_strdup_printf (
+          "%d", g_uri_get_port (uri) > 0 ? g_uri_get_port (uri) : 10809);
+      target->host = strings->host;
+      target->port = strings->port;
+      return TRUE;
+    }
+  if (!socket)
+    {
+      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_QUERY,
+                   "sink %s: no socket= in the URI", migration->rep.job->sink);
+      return FALSE;
+    }
+  strings->socket = g_strdup (socket);
+  target->socket_path = strings->socket;
+  return TRUE;
+}
+
+/* The sink URI as QEMU's NBD client wants it, for the disk's live
+ * export. */
+static gboolean
+mirror_target (VmsMigration *migration, VmsJobDisk *disk,
+               VmsMirrorTarget *target, MirrorStrings *strings, GError **error)
+{
+  g_autoptr (GUri) uri = g_uri_parse (migration->rep.job->sink,
+                                      G_URI_FLAGS_ENCODED_QUERY, error);
   g_autoptr (GHashTable) query = NULL;
-  const char *scheme;
 
   if (!uri)
     return FALSE;
-  scheme = g_uri_get_scheme (uri);
   if (g_uri_get_query (uri))
     {
       query = g_uri_parse_params (g_uri_get_query (uri), -1, "&",
@@ -60,133 +148,67 @@ mirror_target (VmsMigration *migrate, VmsJobDisk *disk, VmsMirrorTarget *target,
         return FALSE;
     }
   memset (target, 0, sizeof *target);
-  *export_out = g_strdup_printf ("%s@live", disk->replica);
-  target->export_name = *export_out;
-  if (g_str_has_suffix (scheme, "+unix"))
-    {
-      const char *socket = query ? g_hash_table_lookup (query, "socket") : NULL;
-
-      if (!socket)
-        {
-          g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_QUERY,
-                       "sink %s: no socket= in the URI",
-                       migrate->rep.job->sink);
-          return FALSE;
-        }
-      *socket_out = g_strdup (socket);
-      target->socket_path = *socket_out;
-    }
-  else
-    {
-      *host_out = g_strdup (g_uri_get_host (uri));
-      *port_out = g_strdup_printf (
-          "%d", g_uri_get_port (uri) > 0 ? g_uri_get_port (uri) : 10809);
-      target->host = *host_out;
-      target->port = *port_out;
-    }
-  if (g_str_has_prefix (scheme, "nbds"))
-    {
-      const char *psk
-          = query ? g_hash_table_lookup (query, "tls-psk-file") : NULL;
-      const char *certificates
-          = query ? g_hash_table_lookup (query, "tls-certificates") : NULL;
-
-      if (!migrate->tls_object)
-        {
-          g_autoptr (JsonObject) arguments = json_object_new ();
-          g_autoptr (JsonNode) reply = NULL;
-          g_autofree char *id
-              = g_strdup_printf ("vmshift-%s-tls", migrate->rep.job->id);
-          g_autofree char *base = psk ? g_path_get_basename (psk) : NULL;
-          g_autofree char *dir = psk ? g_path_get_dirname (psk) : NULL;
-
-          if (psk && !g_str_equal (base, "keys.psk"))
-            {
-              g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_QUERY,
-                           "--final-sync mirror over TLS-PSK: QEMU reads "
-                           "its keys from DIR/keys.psk, so name the "
-                           "tls-psk-file keys.psk (it is %s)",
-                           psk);
-              return FALSE;
-            }
-          if (!psk && !certificates)
-            {
-              g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_QUERY,
-                           "--final-sync mirror over TLS needs "
-                           "tls-psk-file= or tls-certificates= in the sink "
-                           "URI");
-              return FALSE;
-            }
-          json_object_set_string_member (
-              arguments, "qom-type", psk ? "tls-creds-psk" : "tls-creds-x509");
-          json_object_set_string_member (arguments, "id", id);
-          json_object_set_string_member (arguments, "endpoint", "client");
-          json_object_set_string_member (arguments, "dir",
-                                         psk ? dir : certificates);
-          if (psk && g_uri_get_user (uri))
-            json_object_set_string_member (arguments, "username",
-                                           g_uri_get_user (uri));
-          reply = vms_qmp_execute (migrate->rep.qmp, "object-add", arguments,
-                                   NULL);
-          /* An object left by an earlier attempt is as good. */
-          migrate->tls_object = g_steal_pointer (&id);
-        }
-      target->tls_creds = migrate->tls_object;
-    }
+  strings->export_name = g_strdup_printf ("%s@live", disk->replica);
+  target->export_name = strings->export_name;
+  if (!target_address (migration, uri, query, target, strings, error))
+    return FALSE;
+  if (!g_str_has_prefix (g_uri_get_scheme (uri), "nbds"))
+    return TRUE;
+  if (!ensure_tls (migration, uri, query, error))
+    return FALSE;
+  target->tls_creds = migration->tls_object;
   return TRUE;
 }
 
 gboolean
-vms_migration_mirror_start (VmsMigration *migrate, GError **error)
+vms_migration_mirror_start (VmsMigration *migration, GError **error)
 {
-  VmsJob *job = migrate->rep.job;
+  VmsJob *job = migration->rep.job;
 
   for (guint i = 0; i < job->disks->len; i++)
     {
       VmsJobDisk *disk = job->disks->pdata[i];
       g_autofree char *id = mirror_job_id (job, disk);
       g_autofree char *node = mirror_node (job, disk);
-      g_autofree char *socket = NULL, *host = NULL, *port = NULL;
-      g_autofree char *export_name = NULL;
+      g_auto (MirrorStrings) strings = { 0 };
       VmsMirrorTarget target;
 
-      if (!mirror_target (migrate, disk, &target, &socket, &host, &port,
-                          &export_name, error)
-          || !vms_mirror_start (migrate->rep.qmp, disk->node, &target, id, node,
+      if (!mirror_target (migration, disk, &target, &strings, error)
+          || !vms_mirror_start (migration->rep.qmp, disk->node, &target, id, node,
                                 MIRROR_RECONNECT_DELAY_S,
                                 MIRROR_READY_TIMEOUT_MS, error))
         {
           g_prefix_error (error, "disk %s: ", disk->name);
           return FALSE;
         }
-      vms_progress_event (migrate->progress, "mirror", NULL,
+      vms_progress_event (migration->progress, "mirror", NULL,
                           "%s: every guest write now reaches %s", disk->name,
-                          export_name);
+                          strings.export_name);
     }
   return TRUE;
 }
 
 gboolean
-vms_migration_mirror_check (VmsMigration *migrate, GError **error)
+vms_migration_mirror_check (VmsMigration *migration, GError **error)
 {
-  VmsJob *job = migrate->rep.job;
+  VmsJob *job = migration->rep.job;
 
-  if (migrate->mode != VMS_MIGRATE_FINAL_MIRROR)
+  if (migration->mode != VMS_MIGRATE_FINAL_MIRROR)
     return TRUE;
   for (guint i = 0; i < job->disks->len; i++)
     {
       g_autofree char *id = mirror_job_id (job, job->disks->pdata[i]);
 
-      if (!vms_mirror_check (migrate->rep.qmp, id, error))
+      if (!vms_mirror_check (migration->rep.qmp, id, error))
         return FALSE;
     }
   return TRUE;
 }
 
 gboolean
-vms_migration_mirror_stop (VmsMigration *migrate, GError **error)
+vms_migration_mirror_stop (VmsMigration *migration, GError **error)
 {
-  VmsJob *job = migrate->rep.job;
+  VmsJob *job = migration->rep.job;
   gboolean ok = TRUE;
 
   for (guint i = 0; i < job->disks->len; i++)
@@ -196,21 +218,24 @@ vms_migration_mirror_stop (VmsMigration *migrate, GError **error)
       g_autofree char *node = mirror_node (job, disk);
       g_autoptr (GError) stop_error = NULL;
 
-      if (!vms_mirror_stop (migrate->rep.qmp, id, node, &stop_error))
+      if (!vms_mirror_stop (migration->rep.qmp, id, node, &stop_error))
         {
           ok = FALSE;
           if (error && !*error)
             g_propagate_error (error, g_steal_pointer (&stop_error));
         }
     }
-  if (migrate->tls_object)
+  /* The mirrors' NBD nodes are gone: nothing uses the credentials. */
+  if (migration->tls_object)
     {
-      g_autoptr (JsonObject) arguments = json_object_new ();
-      g_autoptr (JsonNode) reply = NULL;
+      g_autoptr (GError) remove_error = NULL;
 
-      json_object_set_string_member (arguments, "id", migrate->tls_object);
-      reply = vms_qmp_execute (migrate->rep.qmp, "object-del", arguments, NULL);
-      g_clear_pointer (&migrate->tls_object, g_free);
+      if (!vms_tls_remove (migration->rep.qmp, migration->tls_object,
+                           &remove_error))
+        vms_progress_event (migration->progress, "warning", NULL,
+                            "removing QEMU's TLS credentials %s: %s",
+                            migration->tls_object, remove_error->message);
+      g_clear_pointer (&migration->tls_object, g_free);
     }
   return ok;
 }

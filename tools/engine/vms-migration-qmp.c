@@ -5,6 +5,7 @@
  */
 #include "vms-migration-backend.h"
 #include "vms-disk.h"
+#include "vms-vm.h"
 #include "vms-qemu-migration.h"
 
 /* How often the memory phase looks at both QEMUs. */
@@ -485,43 +486,6 @@ qmp_continue_switchover (VmsMigration *migration, GError **error)
 
 /* ---- the destination ---- */
 
-/* The destination runs, or holds the VM as asked: TRUE with *done. */
-static gboolean
-destination_settled (VmsMigration *migration, gboolean *done, char **state_out,
-                     GError **error)
-{
-  VmsQmp *dest = dest_of (migration);
-  g_autofree char *state = vms_migration_run_state (dest, error);
-  gboolean paused;
-
-  g_free (*state_out);
-  *state_out = g_strdup (state);
-
-  *done = FALSE;
-  if (!state)
-    {
-      g_prefix_error (error, "destination QEMU: ");
-      return FALSE;
-    }
-  paused = g_str_equal (state, "paused");
-  /* With --suspend the destination holding the VM paused is the end;
-   * without, one started with -S waits for cont. */
-  if (g_str_equal (state, "running")
-      || (paused
-          && (migration->config.suspend || !migration->source_was_running)))
-    {
-      *done = TRUE;
-      return TRUE;
-    }
-  if (paused)
-    {
-      g_autoptr (JsonNode) reply = vms_qmp_execute (dest, "cont", NULL, error);
-
-      return reply != NULL;
-    }
-  return TRUE;
-}
-
 /* The RESUME event (or the MIGRATION completed one, with --suspend) may
  * trail the status by a moment. */
 static void
@@ -539,29 +503,31 @@ wait_destination_event (VmsMigration *migration)
 static gboolean
 qmp_wait_destination (VmsMigration *migration, GError **error)
 {
+  static const char *const settled[] = { "running", "paused", NULL };
   gint64 timeout_s = migration->config.switchover_timeout_s;
   gint64 deadline = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
   g_auto (VmsMigrationInfo) info = { 0 };
   g_autofree char *state = NULL;
-  gboolean done = FALSE;
+  guint left_ms;
 
   if (!wait_migration (migration, VMS_MIGRATION_COMPLETED, timeout_s, error))
     return FALSE;
-  while (!done)
+  left_ms = MAX (deadline - g_get_monotonic_time (), 1000) / 1000;
+  state = vms_vm_wait_run_state (dest_of (migration), settled, left_ms, error);
+  if (!state)
     {
-      if (!destination_settled (migration, &done, &state, error))
-        return FALSE;
-      if (!done && g_get_monotonic_time () > deadline)
-        {
-          g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_TIMEOUT,
-                       "the destination is '%s', not running, after the "
-                       "migration completed",
-                       state);
-          return FALSE;
-        }
-      if (!done)
-        vms_qmp_wait_event (dest_of (migration), "RESUME", 50, NULL, NULL,
-                            NULL, NULL);
+      g_prefix_error (error, "destination QEMU, after the migration "
+                             "completed: ");
+      return FALSE;
+    }
+  /* With --suspend the destination holding the VM paused is the end;
+   * without, one started with -S waits for cont. */
+  if (g_str_equal (state, "paused") && !migration->config.suspend
+      && migration->source_was_running
+      && !vms_vm_resume (dest_of (migration), left_ms, error))
+    {
+      g_prefix_error (error, "destination QEMU: ");
+      return FALSE;
     }
   wait_destination_event (migration);
   if (vms_migration_query (migration->rep.qmp, &info, NULL))
@@ -637,13 +603,16 @@ settle_completed (VmsMigration *migration, GError **error)
                    job_id);
       return FALSE;
     }
+  /* It holds the VM's state but will not run it: it ends for good
+   * before the source goes on. */
   if (dest && vms_qmp_is_connected (dest))
     {
-      /* It holds the VM's state but will not run it: stop it for good
-       * before the source goes on. */
-      g_autoptr (JsonNode) reply = vms_qmp_execute (dest, "quit", NULL, NULL);
-
-      return TRUE;
+      if (vms_vm_quit (dest, CANCEL_TIMEOUT_MS, error))
+        return TRUE;
+      g_prefix_error (error, "the memory migration completed and the "
+                             "destination, which does not run the VM, did "
+                             "not quit; the source stays paused: ");
+      return FALSE;
     }
   g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_UNSAFE,
                "the memory migration completed but the destination cannot be "
@@ -675,15 +644,13 @@ qmp_resume_source (VmsMigration *migration, GError **error)
 {
   g_autofree char *state = NULL;
   g_autoptr (GError) cont_error = NULL;
-  g_autoptr (JsonNode) reply = NULL;
 
   if (!migration->source_was_running)
     return TRUE;
   state = vms_migration_run_state (migration->rep.qmp, NULL);
   if (!state || g_str_equal (state, "running"))
     return TRUE;
-  reply = vms_qmp_execute (migration->rep.qmp, "cont", NULL, &cont_error);
-  if (reply)
+  if (vms_vm_resume (migration->rep.qmp, CANCEL_TIMEOUT_MS, &cont_error))
     return TRUE;
   g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_UNSAFE,
                "the source VM is '%s' and did not resume: %s", state,

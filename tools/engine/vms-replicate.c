@@ -6,6 +6,7 @@
 #include "vms-bitmap.h"
 #include "vms-disk.h"
 #include "vms-export.h"
+#include "vms-vm.h"
 #include "vms-size.h"
 
 #include <errno.h>
@@ -620,9 +621,9 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
   g_autoptr (GPtrArray) found = NULL;
   g_autoptr (VmsJob) job = NULL;
 
-  vm_name = vms_replicate_query_string (rep->qmp, "query-name", "name");
-  vm_uuid = vms_replicate_query_string (rep->qmp, "query-uuid", "UUID");
-  found = vms_disk_discover (rep->qmp, error);
+  vm_name = vms_vm_query_name (rep->qmp, error);
+  vm_uuid = vm_name ? vms_vm_query_uuid (rep->qmp, error) : NULL;
+  found = vm_uuid ? vms_disk_discover (rep->qmp, error) : NULL;
   if (!found)
     return FALSE;
 
