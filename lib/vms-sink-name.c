@@ -93,22 +93,22 @@ parse_size (const char *text, guint64 *size, GError **error)
   return TRUE;
 }
 
-/* The kind (and size) that suffix, what follows NAME@, asks for. */
-static gboolean
-parse_suffix (const char *suffix, VmsSinkName *out, GError **error)
+gboolean
+vms_sink_name_parse_suffix (const char *suffix, VmsSinkNameKind *kind,
+                            guint64 *create_size, GError **error)
 {
+  *create_size = 0;
   for (gsize i = 0; i < G_N_ELEMENTS (fixed_suffixes); i++)
     if (g_str_equal (suffix, fixed_suffixes[i].suffix))
       {
-        out->kind = fixed_suffixes[i].kind;
+        *kind = fixed_suffixes[i].kind;
         return TRUE;
       }
   if (g_str_has_prefix (suffix, CREATE_PREFIX))
     {
-      if (!parse_size (suffix + strlen (CREATE_PREFIX), &out->create_size,
-                       error))
+      if (!parse_size (suffix + strlen (CREATE_PREFIX), create_size, error))
         return FALSE;
-      out->kind = VMS_SINK_NAME_KIND_CREATE;
+      *kind = VMS_SINK_NAME_KIND_CREATE;
       return TRUE;
     }
   return bad_name (error, "unknown export suffix '@%.40s'; the sink "
@@ -140,7 +140,8 @@ vms_sink_name_parse (const char *export_name, VmsSinkName *out,
     return FALSE;
   if (!at)
     out->kind = VMS_SINK_NAME_KIND_DATA;
-  else if (!parse_suffix (at + 1, out, error))
+  else if (!vms_sink_name_parse_suffix (at + 1, &out->kind,
+                                        &out->create_size, error))
     return FALSE;
   out->replica = g_steal_pointer (&name);
   return TRUE;

@@ -53,6 +53,11 @@ gboolean vms_sink_name_parse (const char *export_name, VmsSinkName *out,
                               GError **error);
 void vms_sink_name_clear (VmsSinkName *name);
 
+/* The kind (and for @create=SIZE the size) that suffix, what follows
+ * NAME@, asks for; for callers that still carry suffixes. */
+gboolean vms_sink_name_parse_suffix (const char *suffix, VmsSinkNameKind *kind,
+                                     guint64 *create_size, GError **error);
+
 /* The export name of kind for replica (NULL for the probe) and, for
  * VMS_SINK_NAME_KIND_CREATE, create_size (ignored otherwise); parsing it
  * gives them back.  Refuses what the sink would refuse.  Caller frees. */

@@ -186,6 +186,42 @@ test_not_built (void **state)
   assert_not_built ((VmsSinkNameKind) 99, "x", 0, "no export of kind 99");
 }
 
+/* What vms_replicate_sink_open's callers pass: the part after NAME@. */
+static void
+test_suffix (void **state)
+{
+  static const struct
+  {
+    const char *suffix;   /* what follows NAME@ */
+    VmsSinkNameKind kind; /* export it names */
+    guint64 size;         /* size it asks for */
+  } cases[] = {
+    { "live", VMS_SINK_NAME_KIND_LIVE, 0 },
+    { "live-reset", VMS_SINK_NAME_KIND_LIVE_RESET, 0 },
+    { "hashes", VMS_SINK_NAME_KIND_HASHES, 0 },
+    { "commit", VMS_SINK_NAME_KIND_COMMIT, 0 },
+    { "create=4096", VMS_SINK_NAME_KIND_CREATE, 4096 },
+  };
+  g_autoptr (GError) error = NULL;
+  VmsSinkNameKind kind;
+  guint64 size = 1;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      if (!vms_sink_name_parse_suffix (cases[i].suffix, &kind, &size, &error))
+        fail_msg ("'%s' refused: %s", cases[i].suffix, error->message);
+      assert_int_equal (kind, cases[i].kind);
+      assert_int_equal (size, cases[i].size);
+    }
+  assert_false (vms_sink_name_parse_suffix ("probe", &kind, &size, &error));
+  assert_true (g_error_matches (error, VMS_SINK_NAME_ERROR,
+                                VMS_SINK_NAME_ERROR_INVALID));
+  assert_non_null (strstr (error->message, "unknown export suffix '@probe'"));
+  g_clear_error (&error);
+  assert_false (vms_sink_name_parse_suffix ("create=0", &kind, &size, &error));
+  assert_non_null (strstr (error->message, "@create wants a size"));
+}
+
 int
 main (void)
 {
@@ -195,6 +231,7 @@ main (void)
     cmocka_unit_test (test_built),
     cmocka_unit_test (test_built_size_ignored),
     cmocka_unit_test (test_not_built),
+    cmocka_unit_test (test_suffix),
   };
 
   return cmocka_run_group_tests_name ("sink-name", tests, NULL, NULL);
