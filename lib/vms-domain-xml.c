@@ -3,7 +3,7 @@
  */
 #include "vms-domain-xml.h"
 #include "vms-job.h"
-#include "vms-sink-export.h"
+#include "vms-sink-name.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>

@@ -3,7 +3,8 @@
  */
 #define _GNU_SOURCE
 #include "vms-sink-hash.h"
-#include "vms-sink-export.h"
+#include "vms-sink-error.h"
+#include "vms-sink-name.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -16,7 +17,7 @@
 guint64
 vms_sink_hash_export_size (guint64 size, guint64 chunk)
 {
-  return (size / chunk + (size % chunk != 0)) * VMS_SINK_HASH_SIZE;
+  return (size / chunk + (size % chunk != 0)) * VMS_SINK_NAME_HASH_SIZE;
 }
 
 /* TRUE if [offset, offset + length) of a regular file is all hole. */
@@ -79,10 +80,10 @@ vms_sink_hash_read (VmsSinkReplica *replica, guint64 chunk, void *buffer,
   scratch = g_malloc (HASH_READ_SIZE);
   while (count > 0)
     {
-      guint64 index = offset / VMS_SINK_HASH_SIZE;
-      guint64 within = offset % VMS_SINK_HASH_SIZE;
+      guint64 index = offset / VMS_SINK_NAME_HASH_SIZE;
+      guint64 within = offset % VMS_SINK_NAME_HASH_SIZE;
       guint64 start = index * chunk;
-      guint32 take = MIN (count, VMS_SINK_HASH_SIZE - within);
+      guint32 take = MIN (count, VMS_SINK_NAME_HASH_SIZE - within);
       XXH128_canonical_t hash;
       int err = hash_chunk (replica, start, MIN (chunk, size - start),
                             scratch, &hash, error);

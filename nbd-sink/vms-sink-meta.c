@@ -2,7 +2,8 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-sink-meta.h"
-#include "vms-sink-export.h"
+#include "vms-sink-error.h"
+#include "vms-sink-name.h"
 #include "vms-file.h"
 
 #include <errno.h>

@@ -3,7 +3,8 @@
  */
 #define _GNU_SOURCE
 #include "vms-sink-replica.h"
-#include "vms-sink-export.h"
+#include "vms-sink-error.h"
+#include "vms-sink-name.h"
 #include "vms-range-set.h"
 #include "vms-file.h"
 

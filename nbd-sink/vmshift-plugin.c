@@ -9,7 +9,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-config.h"
-#include "vms-sink-export.h"
+#include "vms-sink-name.h"
 #include "vms-sink-hash.h"
 #include "vms-sink-replica.h"
 
@@ -30,7 +30,7 @@ static VmsSinkStore *store;        /* the replicas */
 
 typedef struct
 {
-  VmsSinkExportKind kind;    /* which export this connection opened */
+  VmsSinkNameKind kind;    /* which export this connection opened */
   VmsSinkReplica *replica;   /* NULL for the probe */
   gboolean readonly;         /* nbdkit -r, or a read-only export */
 } Handle;
@@ -157,37 +157,37 @@ vmshift_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
 static void *
 vmshift_open (int readonly)
 {
-  g_auto (VmsSinkExport) export_ = { 0 };
+  g_auto (VmsSinkName) export_ = { 0 };
   g_autoptr (GError) error = NULL;
   Handle *handle;
   int err = 0;
 
-  if (!vms_sink_export_parse (nbdkit_export_name (), &export_, &error))
+  if (!vms_sink_name_parse (nbdkit_export_name (), &export_, &error))
     {
       fail (EINVAL, g_steal_pointer (&error));
       return NULL;
     }
   handle = g_new0 (Handle, 1);
   handle->kind = export_.kind;
-  handle->readonly = readonly || export_.kind == VMS_SINK_EXPORT_HASHES
-                     || export_.kind == VMS_SINK_EXPORT_COMMIT
-                     || export_.kind == VMS_SINK_EXPORT_LIVE_RESET;
-  if (export_.kind == VMS_SINK_EXPORT_PROBE)
+  handle->readonly = readonly || export_.kind == VMS_SINK_NAME_KIND_HASHES
+                     || export_.kind == VMS_SINK_NAME_KIND_COMMIT
+                     || export_.kind == VMS_SINK_NAME_KIND_LIVE_RESET;
+  if (export_.kind == VMS_SINK_NAME_KIND_PROBE)
     return handle;
 
   handle->replica = vms_sink_store_open (
-      store, export_.replica, export_.kind == VMS_SINK_EXPORT_CREATE,
+      store, export_.replica, export_.kind == VMS_SINK_NAME_KIND_CREATE,
       export_.create_size, &err, &error);
   if (!handle->replica)
     goto failed;
-  if (export_.kind == VMS_SINK_EXPORT_COMMIT)
+  if (export_.kind == VMS_SINK_NAME_KIND_COMMIT)
     {
       err = vms_sink_replica_commit (handle->replica, &error);
       if (err)
         goto failed;
       nbdkit_debug ("replica '%s' committed", export_.replica);
     }
-  else if (export_.kind == VMS_SINK_EXPORT_LIVE_RESET)
+  else if (export_.kind == VMS_SINK_NAME_KIND_LIVE_RESET)
     {
       vms_sink_replica_forget_live (handle->replica);
       nbdkit_debug ("replica '%s': live ranges forgotten", export_.replica);
@@ -217,12 +217,12 @@ vmshift_get_size (void *opaque)
 
   switch (handle->kind)
     {
-    case VMS_SINK_EXPORT_PROBE:
-      return VMS_SINK_PROBE_SIZE;
-    case VMS_SINK_EXPORT_COMMIT:
-    case VMS_SINK_EXPORT_LIVE_RESET:
+    case VMS_SINK_NAME_KIND_PROBE:
+      return VMS_SINK_NAME_PROBE_SIZE;
+    case VMS_SINK_NAME_KIND_COMMIT:
+    case VMS_SINK_NAME_KIND_LIVE_RESET:
       return 0;
-    case VMS_SINK_EXPORT_HASHES:
+    case VMS_SINK_NAME_KIND_HASHES:
       return vms_sink_hash_export_size (
           vms_sink_replica_get_size (handle->replica), hash_chunk);
     default:
@@ -233,9 +233,9 @@ vmshift_get_size (void *opaque)
 static gboolean
 is_data (Handle *handle)
 {
-  return handle->kind == VMS_SINK_EXPORT_DATA
-         || handle->kind == VMS_SINK_EXPORT_CREATE
-         || handle->kind == VMS_SINK_EXPORT_LIVE;
+  return handle->kind == VMS_SINK_NAME_KIND_DATA
+         || handle->kind == VMS_SINK_NAME_KIND_CREATE
+         || handle->kind == VMS_SINK_NAME_KIND_LIVE;
 }
 
 static int
@@ -244,7 +244,7 @@ vmshift_can_write (void *opaque)
   Handle *handle = opaque;
 
   return !handle->readonly && (is_data (handle)
-                               || handle->kind == VMS_SINK_EXPORT_PROBE);
+                               || handle->kind == VMS_SINK_NAME_KIND_PROBE);
 }
 
 static int
@@ -252,7 +252,7 @@ vmshift_can_extents (void *opaque)
 {
   Handle *handle = opaque;
 
-  return is_data (handle) || handle->kind == VMS_SINK_EXPORT_PROBE;
+  return is_data (handle) || handle->kind == VMS_SINK_NAME_KIND_PROBE;
 }
 
 static int
@@ -283,15 +283,15 @@ vmshift_pread (void *opaque, void *buffer, uint32_t count, uint64_t offset,
 
   switch (handle->kind)
     {
-    case VMS_SINK_EXPORT_PROBE:
+    case VMS_SINK_NAME_KIND_PROBE:
       memset (buffer, 0, count);
       return 0;
-    case VMS_SINK_EXPORT_HASHES:
+    case VMS_SINK_NAME_KIND_HASHES:
       err = vms_sink_hash_read (handle->replica, hash_chunk, buffer, count,
                                 offset, &error);
       break;
-    case VMS_SINK_EXPORT_COMMIT:
-    case VMS_SINK_EXPORT_LIVE_RESET:
+    case VMS_SINK_NAME_KIND_COMMIT:
+    case VMS_SINK_NAME_KIND_LIVE_RESET:
       return fail (EINVAL, NULL);
     default:
       err = vms_sink_replica_read (handle->replica, buffer, count, offset,
@@ -309,10 +309,10 @@ vmshift_pwrite (void *opaque, const void *buffer, uint32_t count,
   GError *error = NULL;
   int err;
 
-  if (handle->kind == VMS_SINK_EXPORT_PROBE)
+  if (handle->kind == VMS_SINK_NAME_KIND_PROBE)
     return 0;
   err = vms_sink_replica_write (handle->replica, buffer, count, offset,
-                                handle->kind == VMS_SINK_EXPORT_LIVE,
+                                handle->kind == VMS_SINK_NAME_KIND_LIVE,
                                 flags & NBDKIT_FLAG_FUA, &error);
   return err ? fail (err, error) : 0;
 }
@@ -324,12 +324,12 @@ vmshift_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags)
   GError *error = NULL;
   int err;
 
-  if (handle->kind == VMS_SINK_EXPORT_PROBE)
+  if (handle->kind == VMS_SINK_NAME_KIND_PROBE)
     return 0;
   err = vms_sink_replica_zero (handle->replica, count, offset,
                                flags & NBDKIT_FLAG_MAY_TRIM,
                                flags & NBDKIT_FLAG_FAST_ZERO,
-                               handle->kind == VMS_SINK_EXPORT_LIVE,
+                               handle->kind == VMS_SINK_NAME_KIND_LIVE,
                                flags & NBDKIT_FLAG_FUA, &error);
   if (err == ENOTSUP)
     {
@@ -348,10 +348,10 @@ vmshift_trim (void *opaque, uint32_t count, uint64_t offset, uint32_t flags)
   GError *error = NULL;
   int err;
 
-  if (handle->kind == VMS_SINK_EXPORT_PROBE)
+  if (handle->kind == VMS_SINK_NAME_KIND_PROBE)
     return 0;
   err = vms_sink_replica_trim (handle->replica, count, offset,
-                               handle->kind == VMS_SINK_EXPORT_LIVE,
+                               handle->kind == VMS_SINK_NAME_KIND_LIVE,
                                flags & NBDKIT_FLAG_FUA, &error);
   return err ? fail (err, error) : 0;
 }
@@ -386,7 +386,7 @@ vmshift_extents (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
   GError *error = NULL;
   int err;
 
-  if (handle->kind == VMS_SINK_EXPORT_PROBE)
+  if (handle->kind == VMS_SINK_NAME_KIND_PROBE)
     return add_extent (offset, count, TRUE, extents) ? 0 : -1;
   err = vms_sink_replica_extents (handle->replica, count, offset,
                                   flags & NBDKIT_FLAG_REQ_ONE, add_extent,

@@ -6,7 +6,7 @@
  * that sockets, TLS, threads and daemonizing stay nbdkit's business.
  */
 #include "vms-config.h"
-#include "vms-sink-export.h"
+#include "vms-sink-name.h"
 #include "vms-sink-hash.h"
 #include "vms-sink-meta.h"
 #include "vms-cli-main.h"

@@ -7,10 +7,10 @@
 #include "vms-disk.h"
 #include "vms-export.h"
 #include "vms-vm.h"
+#include "vms-sink-client.h"
 #include "vms-size.h"
 
 #include <errno.h>
-#include <libnbd.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,33 +21,11 @@
 /* Hard stop for --until-converged, whatever the figures say. */
 #define MAX_ROUNDS 50
 
-/* The sink URI with the export path set to export_name (caller frees). */
 char *
 vms_replicate_sink_uri (const char *sink, const char *export_name,
                         GError **error)
 {
-  g_autoptr (GUri) base = g_uri_parse (sink, G_URI_FLAGS_ENCODED_QUERY, error);
-  g_autofree char *path = NULL;
-  g_autoptr (GUri) uri = NULL;
-
-  if (!base)
-    {
-      g_prefix_error (error, "--sink %s: ", sink);
-      return NULL;
-    }
-  if (!g_str_has_prefix (g_uri_get_scheme (base), "nbd"))
-    {
-      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_SCHEME,
-                   "--sink %s: expected an NBD URI (nbd://, nbds://, "
-                   "nbd+unix://, nbds+unix://)",
-                   sink);
-      return NULL;
-    }
-  path = g_strconcat ("/", export_name, NULL);
-  uri = g_uri_build (G_URI_FLAGS_ENCODED_QUERY, g_uri_get_scheme (base),
-                     g_uri_get_userinfo (base), g_uri_get_host (base),
-                     g_uri_get_port (base), path, g_uri_get_query (base), NULL);
-  return g_uri_to_string (uri);
+  return vms_sink_client_uri (sink, export_name, error);
 }
 
 /* Replica and bitmap names are built from these, so keep only the
@@ -84,35 +62,14 @@ gboolean
 vms_replicate_sink_open (VmsReplicate *rep, VmsJobDisk *disk,
                          const char *suffix, gboolean flush, GError **error)
 {
-  g_autofree char *export_name
-      = suffix ? g_strdup_printf ("%s@%s", disk->replica, suffix)
-               : g_strdup (disk->replica);
-  g_autofree char *uri
-      = vms_replicate_sink_uri (rep->job->sink, export_name, error);
-  struct nbd_handle *nbd;
+  VmsSinkNameKind kind = VMS_SINK_NAME_KIND_DATA;
+  guint64 create_size = 0;
 
-  if (!uri)
+  if (suffix
+      && !vms_sink_name_parse_suffix (suffix, &kind, &create_size, error))
     return FALSE;
-  nbd = nbd_create ();
-  if (!nbd)
-    {
-      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s",
-                   nbd_get_error ());
-      return FALSE;
-    }
-  nbd_set_uri_allow_local_file (nbd, true);
-  if (nbd_connect_uri (nbd, uri) < 0 || (flush && nbd_flush (nbd, 0) < 0))
-    {
-      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT,
-                   "sink %s: replica '%s'%s%s: %s", rep->job->sink,
-                   disk->replica, suffix ? " @" : "", suffix ? suffix : "",
-                   nbd_get_error ());
-      nbd_close (nbd);
-      return FALSE;
-    }
-  nbd_shutdown (nbd, 0);
-  nbd_close (nbd);
-  return TRUE;
+  return vms_sink_client_open (rep->job->sink, kind, disk->replica, create_size,
+                               flush, error);
 }
 
 gboolean
@@ -123,26 +80,6 @@ vms_replicate_sink_open_all (VmsReplicate *rep, const char *suffix,
     if (!vms_replicate_sink_open (rep, rep->job->disks->pdata[i], suffix, flush,
                                   error))
       return FALSE;
-  return TRUE;
-}
-
-/* Make sure the replica exists with the disk's size (creates it over NBD:
- * the sink needs no shell). */
-static gboolean
-ensure_replica (VmsReplicate *rep, VmsJobDisk *disk, GError **error)
-{
-  g_autofree char *create
-      = g_strdup_printf ("create=%" G_GUINT64_FORMAT, disk->size);
-
-  if (!vms_replicate_sink_open (rep, disk, create, FALSE, error))
-    {
-      g_prefix_error (error,
-                      "cannot open the replica with %" G_GUINT64_FORMAT
-                      " bytes (sink unreachable, or the replica exists with "
-                      "another size): ",
-                      disk->size);
-      return FALSE;
-    }
   return TRUE;
 }
 
@@ -195,8 +132,8 @@ copy_pass (VmsReplicate *rep, VmsJobDisk *disk, const char *bitmap,
   const VmsReplicateConfig *config = rep->config;
   g_autofree char *export = export_name (rep->job, disk);
   g_autofree char *source_uri = NULL;
-  g_autofree char *dest_uri
-      = vms_replicate_sink_uri (rep->job->sink, disk->replica, error);
+  g_autofree char *dest_uri = vms_sink_client_export_uri (
+      rep->job->sink, VMS_SINK_NAME_KIND_DATA, disk->replica, 0, error);
   g_autofree char *escaped_socket = NULL;
   VmsCopyStats stats = { 0 };
   VmsCopySpec spec = { 0 };
@@ -466,9 +403,15 @@ vms_replicate_start (VmsReplicate *rep, GError **error)
       = g_build_filename (rep->config->state_dir, socket_name, NULL);
   if (!vms_export_server_start (rep->qmp, rep->nbd_socket, error))
     return FALSE;
+  /* Created over NBD: the sink needs no shell. */
   for (guint i = 0; i < rep->job->disks->len; i++)
-    if (!ensure_replica (rep, rep->job->disks->pdata[i], error))
-      return FALSE;
+    {
+      VmsJobDisk *disk = rep->job->disks->pdata[i];
+
+      if (!vms_sink_client_create (rep->job->sink, disk->replica, disk->size,
+                                   error))
+        return FALSE;
+    }
   return TRUE;
 }
 

@@ -80,13 +80,17 @@ void vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
 char *vms_replicate_query_string (VmsQmp *qmp, const char *command,
                                   const char *member);
 
-/* The sink URI with the export path set to export_name (caller frees). */
+/* The sink URI with the export path set to export_name (caller frees).
+ * Kept for the commands not yet moved to vms_sink_client_uri and
+ * vms_sink_client_probe_uri (lib/vms-sink-client.h). */
 char *vms_replicate_sink_uri (const char *sink, const char *export_name,
                               GError **error);
 
 /* Connect to the disk's replica export REPLICA@suffix (REPLICA when
  * suffix is NULL), FLUSH it if asked, and disconnect: enough for the
- * exports whose opening is the action (create=, commit, live-reset). */
+ * exports whose opening is the action (create=, commit, live-reset).
+ * Kept for the commands not yet moved to the named opens of
+ * lib/vms-sink-client.h (vms_sink_client_commit, ...). */
 gboolean vms_replicate_sink_open (VmsReplicate *rep, VmsJobDisk *disk,
                                   const char *suffix, gboolean flush,
                                   GError **error);

@@ -1,0 +1,59 @@
+/* vmshift: what every client of the sink needs: the URI of an export, and
+ * the one-shot opens whose opening is the action (create, commit,
+ * live-reset) or that only FLUSH.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "vms-sink-name.h"
+
+G_BEGIN_DECLS
+
+/* sink_uri (nbd://, nbds://, nbd+unix:// or nbds+unix://, whose query,
+ * e.g. ?socket=...&tls-psk-file=..., is kept) with its path replaced by
+ * export_name, escaped where a URI path needs it.  Errors are
+ * G_URI_ERROR's.  Caller frees. */
+char *vms_sink_client_uri (const char *sink_uri, const char *export_name,
+                           GError **error);
+
+/* The URI of kind's export of replica (see vms_sink_name_build for
+ * replica and create_size).  Caller frees. */
+char *vms_sink_client_export_uri (const char *sink_uri, VmsSinkNameKind kind,
+                                  const char *replica, guint64 create_size,
+                                  GError **error);
+
+/* The URI of the sink's probe export, which discards writes.  Caller
+ * frees. */
+char *vms_sink_client_probe_uri (const char *sink_uri, GError **error);
+
+/* Connect to kind's export of replica, FLUSH it if flush, and disconnect.
+ * A sink that cannot be reached or refuses gives VMS_COPY_ERROR_CONNECT
+ * (lib/vms-copy.h), so that vmshift exits as for any unreachable
+ * endpoint. */
+gboolean vms_sink_client_open (const char *sink_uri, VmsSinkNameKind kind,
+                               const char *replica, guint64 create_size,
+                               gboolean flush, GError **error);
+
+/* Make sure replica exists with size bytes: the sink creates it if
+ * missing and refuses it if it exists with another size. */
+gboolean vms_sink_client_create (const char *sink_uri, const char *replica,
+                                 guint64 size, GError **error);
+
+/* Make what was written to replica durable. */
+gboolean vms_sink_client_flush (const char *sink_uri, const char *replica,
+                                GError **error);
+
+/* Make replica durable and mark it complete, which only this does (see
+ * vmshift-sink list). */
+gboolean vms_sink_client_commit (const char *sink_uri, const char *replica,
+                                 GError **error);
+
+/* Forget the ranges replica@live wrote: from now on plain writes to
+ * replica land everywhere (a mirror was stopped, or its destination took
+ * over). */
+gboolean vms_sink_client_live_reset (const char *sink_uri, const char *replica,
+                                     GError **error);
+
+G_END_DECLS
