@@ -5,6 +5,7 @@
 #include "vms-migration-backend.h"
 #include "vms-migration-mirror.h"
 #include "vms-bitmap.h"
+#include "vms-sink-client.h"
 
 static gboolean
 disks_open_job (VmsMigration *migration, GError **error)
@@ -37,30 +38,44 @@ disks_final_round (VmsMigration *migration, GError **error)
   return vms_replicate_final_round (&migration->rep, error);
 }
 
+/* One action of the sink's on every replica of the job; with
+ * keep_going, every replica is tried and the first error returned (a
+ * rollback undoes what it can). */
+static gboolean
+each_replica (VmsMigration *migration,
+              gboolean (*action) (const char *sink, const char *replica,
+                                  GError **error),
+              gboolean keep_going, GError **error)
+{
+  VmsJob *job = migration->rep.job;
+  gboolean ok = TRUE;
+
+  for (guint i = 0; i < job->disks->len && (ok || keep_going); i++)
+    {
+      VmsJobDisk *disk = job->disks->pdata[i];
+
+      if (!action (job->sink, disk->replica, ok ? error : NULL))
+        ok = FALSE;
+    }
+  return ok;
+}
+
 static gboolean
 disks_flush (VmsMigration *migration, GError **error)
 {
-  return vms_replicate_sink_open_all (&migration->rep, NULL, TRUE, error);
+  return each_replica (migration, vms_sink_client_flush, FALSE, error);
 }
 
 static gboolean
 disks_forget_live (VmsMigration *migration, GError **error)
 {
-  VmsJob *job = migration->rep.job;
-  gboolean ok = TRUE;
-
-  /* Every disk is tried: a rollback forgets what it can. */
-  for (guint i = 0; i < job->disks->len; i++)
-    if (!vms_replicate_sink_open (&migration->rep, job->disks->pdata[i],
-                                  "live-reset", FALSE, ok ? error : NULL))
-      ok = FALSE;
-  return ok;
+  return each_replica (migration, vms_sink_client_live_reset, TRUE, error);
 }
 
 static gboolean
 disks_commit (VmsMigration *migration, GError **error)
 {
-  return vms_replicate_sink_open_all (&migration->rep, "commit", FALSE, error);
+  return each_replica (migration, vms_sink_client_commit, FALSE, error);
 }
 
 static void

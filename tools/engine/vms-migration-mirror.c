@@ -5,6 +5,7 @@
  */
 #include "vms-migration-mirror.h"
 #include "vms-mirror.h"
+#include "vms-sink-name.h"
 #include "vms-tls.h"
 
 /* The mirror's NBD connection may break this long before guest writes
@@ -148,7 +149,10 @@ mirror_target (VmsMigration *migration, VmsJobDisk *disk,
         return FALSE;
     }
   memset (target, 0, sizeof *target);
-  strings->export_name = g_strdup_printf ("%s@live", disk->replica);
+  strings->export_name
+      = vms_sink_name_build (VMS_SINK_NAME_KIND_LIVE, disk->replica, 0, error);
+  if (!strings->export_name)
+    return FALSE;
   target->export_name = strings->export_name;
   if (!target_address (migration, uri, query, target, strings, error))
     return FALSE;

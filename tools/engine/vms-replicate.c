@@ -56,33 +56,6 @@ export_name (VmsJob *job, VmsJobDisk *disk)
                           disk->round);
 }
 
-/* ---- the sink ---- */
-
-gboolean
-vms_replicate_sink_open (VmsReplicate *rep, VmsJobDisk *disk,
-                         const char *suffix, gboolean flush, GError **error)
-{
-  VmsSinkNameKind kind = VMS_SINK_NAME_KIND_DATA;
-  guint64 create_size = 0;
-
-  if (suffix
-      && !vms_sink_name_parse_suffix (suffix, &kind, &create_size, error))
-    return FALSE;
-  return vms_sink_client_open (rep->job->sink, kind, disk->replica, create_size,
-                               flush, error);
-}
-
-gboolean
-vms_replicate_sink_open_all (VmsReplicate *rep, const char *suffix,
-                             gboolean flush, GError **error)
-{
-  for (guint i = 0; i < rep->job->disks->len; i++)
-    if (!vms_replicate_sink_open (rep, rep->job->disks->pdata[i], suffix, flush,
-                                  error))
-      return FALSE;
-  return TRUE;
-}
-
 /* ---- copying ---- */
 
 static gboolean

@@ -86,19 +86,6 @@ char *vms_replicate_query_string (VmsQmp *qmp, const char *command,
 char *vms_replicate_sink_uri (const char *sink, const char *export_name,
                               GError **error);
 
-/* Connect to the disk's replica export REPLICA@suffix (REPLICA when
- * suffix is NULL), FLUSH it if asked, and disconnect: enough for the
- * exports whose opening is the action (create=, commit, live-reset).
- * Kept for the commands not yet moved to the named opens of
- * lib/vms-sink-client.h (vms_sink_client_commit, ...). */
-gboolean vms_replicate_sink_open (VmsReplicate *rep, VmsJobDisk *disk,
-                                  const char *suffix, gboolean flush,
-                                  GError **error);
-
-/* The same for every disk of the job, stopping at the first failure. */
-gboolean vms_replicate_sink_open_all (VmsReplicate *rep, const char *suffix,
-                                      gboolean flush, GError **error);
-
 /* Open a new job (or the one --resume names) for the QEMU at rep->qmp:
  * disks discovered, checked against a resumed job, state saved. */
 gboolean vms_replicate_open_job (VmsReplicate *rep, const char *source,
