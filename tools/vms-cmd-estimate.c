@@ -10,7 +10,9 @@
 #include "vms-estimate-model.h"
 #include "vms-export.h"
 #include "vms-file.h"
+#include "vms-guest.h"
 #include "vms-job.h"
+#include "vms-migration.h"
 #include "vms-probe.h"
 #include "vms-progress.h"
 #include "vms-replicate.h"
@@ -767,10 +769,9 @@ measure_steps (Estimate *estimate, Vm *vm, GError **error)
   for (guint i = 0; i < G_N_ELEMENTS (qmp); i++)
     {
       gint64 start = g_get_monotonic_time ();
-      g_autoptr (JsonNode) reply
-          = vms_qmp_execute (vm->qmp, "query-status", NULL, error);
+      g_autofree char *state = vms_migration_run_state (vm->qmp, error);
 
-      if (!reply)
+      if (!state)
         return FALSE;
       qmp[i] = (g_get_monotonic_time () - start) / 1e6;
     }
@@ -820,95 +821,67 @@ probe_vm (Estimate *estimate, Vm *vm, GError **error)
 static gboolean
 sample_ram (Estimate *estimate, Vm *vm, GError **error)
 {
-  g_autoptr (JsonNode) summary
-      = vms_qmp_execute (vm->qmp, "query-memory-size-summary", NULL, error);
+  VmsGuestMemorySize memory;
   g_autofree char *file
       = g_strdup_printf ("estimate-%s-ram.bin", estimate->options->id);
   g_autofree char *path
       = g_build_filename (estimate->options->state_dir, file, NULL);
   guint64 low, pages = 0, zero_pages = 0;
 
-  if (!summary || !JSON_NODE_HOLDS_OBJECT (summary))
+  if (!vms_guest_query_memory_size (vm->qmp, &memory, error))
     return FALSE;
-  vm->ram_size = json_object_get_int_member_with_default (
-      json_node_get_object (summary), "base-memory", 0);
+  vm->ram_size = memory.base_memory;
   low = MIN (vm->ram_size, RAM_SAMPLE_LOW_LIMIT);
   vm->nonzero = 1.0;
   if (low <= RAM_SAMPLE_START + RAM_SAMPLE_SIZE)
     return TRUE;
   for (guint i = 0; i < RAM_SAMPLES; i++)
     {
-      g_autoptr (JsonObject) arguments = json_object_new ();
-      g_autoptr (JsonNode) reply = NULL;
-      g_autofree guint8 *bytes = NULL;
+      g_autoptr (GBytes) sample = NULL;
+      const guint8 *bytes;
       gsize length = 0;
       guint64 address
           = RAM_SAMPLE_START
             + (g_random_double () * (low - RAM_SAMPLE_START - RAM_SAMPLE_SIZE));
 
       address &= ~(guint64)(PAGE_SIZE - 1);
-      json_object_set_int_member (arguments, "val", address);
-      json_object_set_int_member (arguments, "size", RAM_SAMPLE_SIZE);
-      json_object_set_string_member (arguments, "filename", path);
-      reply = vms_qmp_execute (vm->qmp, "pmemsave", arguments, error);
-      if (!reply
-          || !g_file_get_contents (path, (char **)&bytes, &length, error))
+      sample = vms_guest_read_memory (vm->qmp, address, RAM_SAMPLE_SIZE,
+                                      path, error);
+      if (!sample)
         {
-          g_unlink (path);
           g_prefix_error (error, "sampling RAM: ");
           return FALSE;
         }
+      bytes = g_bytes_get_data (sample, &length);
       for (gsize at = 0; at + PAGE_SIZE <= length; at += PAGE_SIZE)
         {
           pages++;
           zero_pages += vms_copy_is_zero (bytes + at, PAGE_SIZE);
         }
     }
-  g_unlink (path);
   if (pages)
     vm->nonzero = 1.0 - (double)zero_pages / pages;
   return TRUE;
 }
 
-/* One calc-dirty-rate at a time: start one, read it the next time. */
+/* One calc-dirty-rate at a time: start one, read it the next time.  The
+ * RAM's rate is best effort (errors ignored): a measurement that failed
+ * or is still running gives no sample, and with none the model takes 0. */
 static void
 sample_ram_rate (Vm *vm, guint calc_time_s)
 {
   if (vm->rate_pending)
     {
-      g_autoptr (JsonNode) reply
-          = vms_qmp_execute (vm->qmp, "query-dirty-rate", NULL, NULL);
-      JsonObject *object;
+      VmsGuestDirtyRate rate;
 
-      if (!reply || !JSON_NODE_HOLDS_OBJECT (reply))
+      if (!vms_guest_query_dirty_rate (vm->qmp, &rate, NULL)
+          || rate.status != VMS_GUEST_DIRTY_RATE_MEASURED)
         return;
-      object = json_node_get_object (reply);
-      if (g_strcmp0 (
-              json_object_get_string_member_with_default (object, "status", ""),
-              "measured")
-          != 0)
-        return;
-      {
-        /* QEMU reports MiB/s. */
-        double rate
-            = json_object_get_int_member_with_default (object, "dirty-rate", 0)
-              * 1024.0 * 1024.0;
-
-        g_array_append_val (vm->ram_rates, rate);
-      }
+      g_array_append_val (vm->ram_rates, rate.bytes_per_second);
       vm->rate_pending = FALSE;
     }
   if (calc_time_s > 0)
-    {
-      g_autoptr (JsonObject) arguments = json_object_new ();
-      g_autoptr (JsonNode) reply = NULL;
-
-      /* Page sampling: the dirty-bitmap mode kills QEMU 7.2 under TCG. */
-      json_object_set_int_member (arguments, "calc-time", calc_time_s);
-      json_object_set_string_member (arguments, "mode", "page-sampling");
-      reply = vms_qmp_execute (vm->qmp, "calc-dirty-rate", arguments, NULL);
-      vm->rate_pending = reply != NULL;
-    }
+    vm->rate_pending = vms_guest_calc_dirty_rate (vm->qmp, calc_time_s, NULL);
 }
 
 /* ---- bitmaps ---- */
@@ -960,9 +933,9 @@ open_vm (Estimate *estimate, Vm *vm, GError **error)
   vm->qmp = connect_vm (vm, error);
   if (!vm->qmp)
     return FALSE;
-  vm->name = vms_replicate_query_string (vm->qmp, "query-name", "name");
-  vm->uuid = vms_replicate_query_string (vm->qmp, "query-uuid", "UUID");
-  vm->found = vms_disk_discover (vm->qmp, error);
+  vm->name = vms_guest_query_name (vm->qmp, error);
+  vm->uuid = vm->name ? vms_guest_query_uuid (vm->qmp, error) : NULL;
+  vm->found = vm->uuid ? vms_disk_discover (vm->qmp, error) : NULL;
   if (!vm->found)
     return FALSE;
   remove_bitmaps (vm);
@@ -1013,53 +986,25 @@ sample_disks (Vm *vm, double seconds, GError **error)
 
 /* ---- observing ---- */
 
-/* Bytes the guest wrote to disk so far, from a query-blockstats reply
- * (wr_bytes), found by node name or by device id. */
-static guint64
-written_bytes (JsonNode *blockstats, Disk *disk)
-{
-  g_autofree char *qdev = g_strdup_printf ("/peripheral/%s/", disk->disk->name);
-  JsonArray *entries;
-
-  if (!blockstats || !JSON_NODE_HOLDS_ARRAY (blockstats))
-    return 0;
-  entries = json_node_get_array (blockstats);
-  for (guint i = 0; i < json_array_get_length (entries); i++)
-    {
-      JsonObject *entry = json_array_get_object_element (entries, i);
-      JsonObject *stats;
-
-      if (!entry
-          || !(g_strcmp0 (json_object_get_string_member_with_default (
-                              entry, "node-name", NULL),
-                          disk->disk->node_name)
-                   == 0
-               || strstr (json_object_get_string_member_with_default (
-                              entry, "qdev", ""),
-                          qdev)))
-        continue;
-      stats = json_object_get_object_member (entry, "stats");
-      return stats ? json_object_get_int_member_with_default (stats, "wr_bytes",
-                                                              0)
-                   : 0;
-    }
-  return 0;
-}
-
 static void
 measure_writes (Estimate *estimate, gboolean at_start, double elapsed)
 {
   for (guint v = 0; v < estimate->vms->len; v++)
     {
       Vm *vm = estimate->vms->pdata[v];
-      /* One query answers for all the VM's disks. */
-      g_autoptr (JsonNode) blockstats
-          = vms_qmp_execute (vm->qmp, "query-blockstats", NULL, NULL);
+      /* One query answers for all the VM's disks.  The write rate is
+       * best effort: without it the model goes by the bitmaps alone. */
+      g_autoptr (GPtrArray) stats
+          = vms_guest_query_blockstats (vm->qmp, NULL);
 
       for (guint i = 0; i < vm->disks->len; i++)
         {
           Disk *disk = vm->disks->pdata[i];
-          guint64 now = written_bytes (blockstats, disk);
+          VmsGuestBlockStats *entry
+              = stats ? vms_guest_block_stats_find (stats, disk->disk->node_name,
+                                                    disk->disk->name)
+                      : NULL;
+          guint64 now = entry ? entry->wr_bytes : 0;
 
           if (at_start)
             disk->written_start = now;

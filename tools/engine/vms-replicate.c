@@ -6,6 +6,7 @@
 #include "vms-bitmap.h"
 #include "vms-disk.h"
 #include "vms-export.h"
+#include "vms-guest.h"
 #include "vms-size.h"
 
 #include <errno.h>
@@ -505,18 +506,6 @@ vms_replicate_options_clear (VmsReplicateOptions *options)
 
 /* ---- the job ---- */
 
-char *
-vms_replicate_query_string (VmsQmp *qmp, const char *command,
-                            const char *member)
-{
-  g_autoptr (JsonNode) result = vms_qmp_execute (qmp, command, NULL, NULL);
-
-  if (!result || !JSON_NODE_HOLDS_OBJECT (result))
-    return g_strdup ("");
-  return g_strdup (json_object_get_string_member_with_default (
-      json_node_get_object (result), member, ""));
-}
-
 static gboolean
 select_disks (VmsReplicate *rep, GPtrArray *found, GError **error)
 {
@@ -599,9 +588,9 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
   g_autoptr (GPtrArray) found = NULL;
   g_autoptr (VmsJob) job = NULL;
 
-  vm_name = vms_replicate_query_string (rep->qmp, "query-name", "name");
-  vm_uuid = vms_replicate_query_string (rep->qmp, "query-uuid", "UUID");
-  found = vms_disk_discover (rep->qmp, error);
+  vm_name = vms_guest_query_name (rep->qmp, error);
+  vm_uuid = vm_name ? vms_guest_query_uuid (rep->qmp, error) : NULL;
+  found = vm_uuid ? vms_disk_discover (rep->qmp, error) : NULL;
   if (!found)
     return FALSE;
 

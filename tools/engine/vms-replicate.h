@@ -80,11 +80,6 @@ void vms_replicate_options_clear (VmsReplicateOptions *options);
 /* Parse sizes and check ranges; fills the derived fields of rep. */
 gboolean vms_replicate_check_options (VmsReplicate *rep, GError **error);
 
-/* member of the reply to a QMP query without arguments ("" when missing;
- * caller frees), e.g. the VM's name from query-name. */
-char *vms_replicate_query_string (VmsQmp *qmp, const char *command,
-                                  const char *member);
-
 /* The sink URI with the export path set to export_name (caller frees). */
 char *vms_replicate_sink_uri (const char *sink, const char *export_name,
                               GError **error);
