@@ -6,6 +6,8 @@
 #include <glib.h>
 
 #include "vms-cli-main.h"
+/* migrate --estimate reads what estimate wrote. */
+#include "vms-estimate-file.h"
 
 /* Exit codes, documented in vmshift(1).  Scripts tell "QEMU said no" from
  * "could not talk to QEMU" by them. */
@@ -23,22 +25,6 @@ int vms_cmd_sync (int argc, char **argv);
 int vms_cmd_migrate (int argc, char **argv);
 int vms_cmd_abort (int argc, char **argv);
 int vms_cmd_estimate (int argc, char **argv);
-
-/* What vmshift estimate predicted for one VM. */
-typedef struct
-{
-  double total_pause_s, total_mirror_s;
-  double downtime_pause_s, downtime_mirror_s;
-  guint connections; /* best link configuration */
-  guint32 request_size;
-} VmsPrediction;
-
-/* Read STATE_DIR/estimate-ID.json and find the VM with this UUID (or,
- * when it has none, this name; unnamed, this QMP address). */
-gboolean vms_estimate_load_prediction (const char *state_dir, const char *id,
-                                       const char *vm_uuid, const char *vm_name,
-                                       const char *source, VmsPrediction *out,
-                                       GError **error);
 
 /* Print "vmshift: SUBCOMMAND: message" on stderr. */
 void vms_cli_error (const char *subcommand, const char *format, ...)

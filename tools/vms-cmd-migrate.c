@@ -424,7 +424,7 @@ preflight (Migrate *migrate, const char *source, GError **error)
   part->attempts++;
   if (options->estimate)
     {
-      if (!vms_estimate_load_prediction (
+      if (!vms_estimate_file_load_prediction (
               options->base.state_dir, options->estimate, job->vm_uuid,
               job->vm_name, job->source, &migrate->prediction, error))
         return FALSE;
