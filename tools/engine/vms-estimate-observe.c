@@ -133,6 +133,9 @@ connect_vm (EstimateVm *vm, GError **error)
 void
 vms_estimate_remove_bitmaps (EstimateVm *vm)
 {
+  /* Disks not yet discovered hold no bitmap of this run. */
+  if (!vm->found)
+    return;
   if (!vm->qmp || !vms_qmp_is_connected (vm->qmp))
     {
       g_clear_pointer (&vm->qmp, vms_qmp_free);
@@ -140,7 +143,7 @@ vms_estimate_remove_bitmaps (EstimateVm *vm)
     }
   if (!vm->qmp)
     return;
-  for (guint i = 0; vm->found && i < vm->found->len; i++)
+  for (guint i = 0; i < vm->found->len; i++)
     {
       VmsDisk *disk = vm->found->pdata[i];
       g_autoptr (GPtrArray) bitmaps

@@ -18,6 +18,8 @@
 #define SETUP_QMP_COMMANDS 25
 #define SETUP_SAVES 10
 #define SETUP_SINK_CONNECTIONS 3
+/* How often a wait that cannot poll the cancellable looks at it. */
+#define SLEEP_TICK_US (50 * 1000)
 
 gboolean
 vms_estimate_stopped (EstimateRun *run, GError **error)
@@ -35,11 +37,12 @@ vms_estimate_sleep_until (EstimateRun *run, gint64 until_us, GError **error)
 {
   GPollFD cancel_fd;
   gboolean pollable = g_cancellable_make_pollfd (run->cancellable, &cancel_fd);
+  gboolean stopped;
   gint64 now;
 
   /* The cancellable's fd turns readable when it is cancelled: the wait
-   * ends at once rather than at the next tick. */
-  while (!vms_estimate_stopped (run, error)
+   * ends at once.  Without one (no cancellable, or no fd left), in ticks. */
+  while (!(stopped = vms_estimate_stopped (run, error))
          && (now = g_get_monotonic_time ()) < until_us)
     {
       gint64 wait_ms = (until_us - now + 999) / 1000;
@@ -47,11 +50,11 @@ vms_estimate_sleep_until (EstimateRun *run, gint64 until_us, GError **error)
       if (pollable)
         g_poll (&cancel_fd, 1, (int)MIN (wait_ms, G_MAXINT));
       else
-        g_usleep (until_us - now);
+        g_usleep (MIN (until_us - now, SLEEP_TICK_US));
     }
   if (pollable)
     g_cancellable_release_fd (run->cancellable);
-  return !g_cancellable_is_cancelled (run->cancellable);
+  return !stopped;
 }
 
 static void
