@@ -1,27 +1,143 @@
-/* vmshift: the estimate file: what vmshift estimate predicted, read by a
- * migration that reports predicted against actual.
+/* vmshift: the estimate's result file, STATE_DIR/estimate-ID.json: what
+ * vmshift estimate observed of each VM and of the link, what it
+ * predicted, and the reading of one VM's prediction back for vmshift
+ * migrate --estimate ID.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #pragma once
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "vms-estimate-model.h"
+#include "vms-probe.h"
 
 G_BEGIN_DECLS
+
+#define VMS_ESTIMATE_FILE_ERROR (vms_estimate_file_error_quark ())
+GQuark vms_estimate_file_error_quark (void);
+
+typedef enum
+{
+  VMS_ESTIMATE_FILE_ERROR_INVALID_ID, /* the id cannot name a file */
+  VMS_ESTIMATE_FILE_ERROR_NOT_FOUND,  /* no such estimate in the directory */
+  VMS_ESTIMATE_FILE_ERROR_IO,         /* the file cannot be read or written */
+  VMS_ESTIMATE_FILE_ERROR_CORRUPT,    /* the file is not an estimate */
+  VMS_ESTIMATE_FILE_ERROR_NO_VM,      /* the estimate has no such VM */
+} VmsEstimateFileError;
+
+/* One disk as the estimate observed it. */
+typedef struct
+{
+  char *name;             /* disk name (guest device id) */
+  guint64 size;           /* virtual size, bytes */
+  guint64 allocated;      /* bytes that are not a hole, at the last map */
+  guint64 data;           /* bytes neither a hole nor known zero, likewise */
+  guint64 data_start;     /* data at the first map, as the window opened */
+  double growth_rate;     /* bytes/s its data grew by between the maps */
+  double growth_position; /* where: share of its data before, weighted */
+  double copy_rate;       /* bytes/s of data its background copy moves */
+  double round_rate;      /* bytes/s a dirty round of it moves, 0: unknown */
+  double pace;            /* the guest's pace while a copy runs, 0: unknown */
+  double round_noise;     /* the probe rounds' relative deviation from the
+                             dirty curve */
+  double write_rate;      /* bytes/s the guest wrote over the window */
+  GArray *seconds;        /* double: when each dirty sample was taken, from
+                             the window's start */
+  GArray *dirty;          /* guint64: bytes the window's bitmap held then */
+} VmsEstimateFileDisk;
+
+/* One VM: what was observed and what the model made of it. */
+typedef struct
+{
+  char *source;           /* the SOURCE as given: QMP address or domain */
+  char *vm_name;          /* QEMU's -name, "" when unnamed */
+  char *vm_uuid;          /* QEMU's UUID, all zeroes without -uuid */
+  guint64 ram_size;       /* base memory, bytes */
+  double ram_nonzero;     /* share of RAM pages that are not zero */
+  double ram_dirty_rate;  /* mean of the RAM dirty rate samples, bytes/s */
+  double throughput;      /* the link's bytes/s the model used */
+  double setup_s;         /* a migration's fixed setup the model used */
+  GPtrArray *disks;       /* VmsEstimateFileDisk*, in QEMU's order */
+  VmsEstimate prediction; /* the model's output */
+} VmsEstimateFileVm;
+
+/* What vmshift's own steps cost, measured, in seconds. */
+typedef struct
+{
+  double qmp_s;            /* a QMP round trip */
+  double save_s;           /* a durable save of a small file */
+  double server_s;         /* QEMU's NBD server started and stopped */
+  double empty_copy_s;     /* a copy pass that finds nothing to copy */
+  double empty_round_s;    /* a whole dirty round that holds nothing */
+  double round_overhead_s; /* a pass's fixed cost the model used */
+  double sink_connect_s;   /* a connection to the sink */
+  guint n_empty_rounds;    /* empty rounds timed (not saved); 0: the costs
+                              above are unknown */
+} VmsEstimateFileSteps;
+
+/* The whole estimate. */
+typedef struct
+{
+  char *id;                   /* the estimate's name, in its file name */
+  gint64 created;             /* when it started, seconds since the epoch */
+  int window_s;               /* how long the VMs were observed */
+  int interval_s;             /* a sample this often */
+  double rtt_s;               /* the link's round-trip time */
+  VmsProbeResult best;        /* the link's best configuration */
+  GArray *probes;             /* VmsProbeResult: every configuration tried */
+  VmsEstimateFileSteps steps; /* vmshift's own costs */
+  GPtrArray *vms;             /* VmsEstimateFileVm*, as the SOURCEs came */
+  guint *order;               /* indexes into vms: the group's order, or
+                                 NULL before the prediction */
+  double group_s;             /* the group, one VM after another */
+} VmsEstimateFile;
+
+VmsEstimateFile *vms_estimate_file_new (const char *id);
+void vms_estimate_file_free (VmsEstimateFile *estimate);
+
+/* A new VM at the end of estimate->vms (borrowed from it). */
+VmsEstimateFileVm *vms_estimate_file_add_vm (VmsEstimateFile *estimate,
+                                             const char *source);
+
+/* A new disk at the end of vm->disks (borrowed from it). */
+VmsEstimateFileDisk *vms_estimate_file_add_disk (VmsEstimateFileVm *vm,
+                                                 const char *name,
+                                                 guint64 size);
+
+/* Where the estimate id is kept in state_dir (caller frees). */
+char *vms_estimate_file_path (const char *state_dir, const char *id);
+
+/* The file's contents as a JSON tree (caller unrefs), also what vmshift
+ * estimate --json prints. */
+JsonNode *vms_estimate_file_to_json (const VmsEstimateFile *estimate);
+
+/* Write vms_estimate_file_path (state_dir, estimate->id) atomically and
+ * durably (vms_file_replace_durably), readable by the owner only.  An
+ * existing estimate of the same id is replaced. */
+gboolean vms_estimate_file_save (const VmsEstimateFile *estimate,
+                                 const char *state_dir, GError **error);
 
 /* What vmshift estimate predicted for one VM. */
 typedef struct
 {
-  double total_pause_s, total_mirror_s;
-  double downtime_pause_s, downtime_mirror_s;
-  guint connections; /* best link configuration */
-  guint32 request_size;
+  double total_pause_s;     /* whole migration, --final-sync pause */
+  double total_mirror_s;    /* whole migration, --final-sync mirror */
+  double downtime_pause_s;  /* downtime, --final-sync pause */
+  double downtime_mirror_s; /* downtime, --final-sync mirror */
+  guint connections;        /* the link's best number of connections */
+  guint32 request_size;     /* and request size, bytes */
 } VmsPrediction;
 
-/* Read STATE_DIR/estimate-ID.json and find the VM with this UUID (or,
- * when it has none, this name; unnamed, this QMP address). */
-gboolean vms_estimate_load_prediction (const char *state_dir, const char *id,
-                                       const char *vm_uuid, const char *vm_name,
-                                       const char *source, VmsPrediction *out,
-                                       GError **error);
+/* Read the estimate id in state_dir and find the VM with this UUID (or,
+ * when it was estimated without one, this name; unnamed, this QMP
+ * address). */
+gboolean vms_estimate_file_load_prediction (const char *state_dir,
+                                            const char *id, const char *vm_uuid,
+                                            const char *vm_name,
+                                            const char *source,
+                                            VmsPrediction *out, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsEstimateFile, vms_estimate_file_free)
 
 G_END_DECLS

@@ -6,6 +6,7 @@
 #include <glib.h>
 
 #include "vms-cli-main.h"
+/* migrate --estimate reads what estimate wrote. */
 #include "vms-estimate-file.h"
 
 /* Exit codes, documented in vmshift(1).  Scripts tell "QEMU said no" from

@@ -1,5 +1,6 @@
-/* Integration tests: qemu-filter (disk discovery, dirty bitmap rounds and
- * read-only NBD exports) against a real QEMU whose guest keeps writing.
+/* Integration tests: qemu-filter (disk discovery, dirty bitmap rounds,
+ * read-only NBD exports and what the guest reports of itself) against a
+ * real QEMU whose guest keeps writing.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-test.h"
@@ -10,6 +11,7 @@
 #include "vms-export.h"
 #include "vms-qemu-migration.h"
 #include "vms-mirror.h"
+#include "vms-guest.h"
 #include "vms-range-set.h"
 #include "vms-tls.h"
 #include "vms-vm.h"
@@ -58,6 +60,9 @@
 #define THROTTLED_MIN_WAIT_MS 1000
 /* Time for QEMU to receive the queued reads. */
 #define QUEUE_SETTLE_US (300 * 1000)
+/* A dirty rate measurement of 1 s is done within this long under TCG on
+ * shared cores. */
+#define DIRTY_RATE_TIMEOUT_MS 30000
 /* A QEMU or nbdkit started by hand listens within a second or two. */
 #define SOCKET_TIMEOUT_MS 20000
 /* A write-blocking mirror with sync=none is ready within a second; the
@@ -1443,6 +1448,81 @@ test_identity_named_and_unnamed (void **state)
   assert_string_equal (no_uuid, VMS_VM_NO_UUID);
 }
 
+/* ---- the guest ------------------------------------------------------ */
+
+/* The harness starts QEMU with 256 MiB. */
+static void
+test_guest_memory (void **state)
+{
+  Fixture *fixture = *state;
+  VmsQmp *qmp = fixture->vm->qmp;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = g_build_filename (fixture->dir, "ram.bin", NULL);
+  g_autoptr (GBytes) bytes = NULL;
+  VmsGuestMemorySize memory;
+
+  vms_assert_ok (vms_guest_query_memory_size (qmp, &memory, &error), error);
+  assert_int_equal (memory.base_memory, 256 * MIB);
+  bytes = vms_guest_read_memory (qmp, MIB, 64 * 1024, path, &error);
+  vms_assert_ok (bytes, error);
+  assert_int_equal (g_bytes_get_size (bytes), 64 * 1024);
+  /* The scratch file does not stay behind. */
+  assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+}
+
+/* calc-dirty-rate (page sampling: this is TCG) ends in a measurement. */
+static void
+test_guest_dirty_rate_measured (void **state)
+{
+  Fixture *fixture = *state;
+  VmsQmp *qmp = fixture->vm->qmp;
+  g_autoptr (GError) error = NULL;
+  gint64 deadline
+      = g_get_monotonic_time () + DIRTY_RATE_TIMEOUT_MS * (gint64)1000;
+  VmsGuestDirtyRate rate = { 0 };
+
+  vms_assert_ok (vms_guest_calc_dirty_rate (qmp, 1, &error), error);
+  while (rate.status != VMS_GUEST_DIRTY_RATE_MEASURED)
+    {
+      if (g_get_monotonic_time () > deadline)
+        fail_msg ("no dirty rate after %d ms", DIRTY_RATE_TIMEOUT_MS);
+      g_usleep (POLL_INTERVAL_US);
+      vms_assert_ok (vms_guest_query_dirty_rate (qmp, &rate, &error), error);
+      assert_int_not_equal (rate.status, VMS_GUEST_DIRTY_RATE_UNSTARTED);
+    }
+  assert_true (rate.bytes_per_second >= 0);
+}
+
+/* Each disk is found in query-blockstats by its node or its device, and
+ * the writer's count grows. */
+static void
+test_guest_blockstats_count_writes (void **state)
+{
+  Fixture *fixture = *state;
+  VmsQmp *qmp = fixture->vm->qmp;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) before = vms_guest_query_blockstats (qmp, &error);
+  gint64 deadline = g_get_monotonic_time () + GROW_TIMEOUT_MS * (gint64)1000;
+  guint64 written;
+
+  vms_assert_ok (before, error);
+  assert_non_null (vms_guest_block_stats_find (before, "d1", "vd1"));
+  assert_non_null (vms_guest_block_stats_find (before, "no-node", "vd1"));
+  assert_null (vms_guest_block_stats_find (before, "no-node", "vd9"));
+  written = vms_guest_block_stats_find (before, "d0", "vd0")->wr_bytes;
+  for (;;)
+    {
+      g_autoptr (GPtrArray) now = vms_guest_query_blockstats (qmp, &error);
+
+      vms_assert_ok (now, error);
+      if (vms_guest_block_stats_find (now, "d0", "vd0")->wr_bytes > written)
+        break;
+      if (g_get_monotonic_time () > deadline)
+        fail_msg ("vd0's wr_bytes stayed at %" G_GUINT64_FORMAT, written);
+      g_usleep (POLL_INTERVAL_US);
+    }
+}
+
 int
 main (void)
 {
@@ -1466,6 +1546,9 @@ main (void)
     cmocka_unit_test_teardown (test_mirror_ready_writes_reach_sink_then_stop,
                                undo_live_mirror),
     cmocka_unit_test_teardown (test_mirror_over_tls, undo_live_mirror),
+    cmocka_unit_test (test_guest_memory),
+    cmocka_unit_test (test_guest_dirty_rate_measured),
+    cmocka_unit_test (test_guest_blockstats_count_writes),
   };
   const struct CMUnitTest own_qemu_tests[] = {
     cmocka_unit_test_setup_teardown (test_persistent_bitmap_survives_quit,

@@ -181,9 +181,9 @@ load_prediction (VmsMigration *migration, GError **error)
 
   if (!migration->config.estimate)
     return TRUE;
-  if (!vms_estimate_load_prediction (copy->state_dir, migration->config.estimate,
-                                     job->vm_uuid, job->vm_name, job->source,
-                                     &migration->prediction, error))
+  if (!vms_estimate_file_load_prediction (
+          copy->state_dir, migration->config.estimate, job->vm_uuid,
+          job->vm_name, job->source, &migration->prediction, error))
     return FALSE;
   migration->predicted = TRUE;
   /* A resumed job reports against the same prediction. */

@@ -21,13 +21,6 @@
 /* Hard stop for --until-converged, whatever the figures say. */
 #define MAX_ROUNDS 50
 
-char *
-vms_replicate_sink_uri (const char *sink, const char *export_name,
-                        GError **error)
-{
-  return vms_sink_client_uri (sink, export_name, error);
-}
-
 /* Replica and bitmap names are built from these, so keep only the
  * characters the sink accepts. */
 static char *
@@ -442,18 +435,6 @@ vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
 }
 
 /* ---- the job ---- */
-
-char *
-vms_replicate_query_string (VmsQmp *qmp, const char *command,
-                            const char *member)
-{
-  g_autoptr (JsonNode) result = vms_qmp_execute (qmp, command, NULL, NULL);
-
-  if (!result || !JSON_NODE_HOLDS_OBJECT (result))
-    return g_strdup ("");
-  return g_strdup (json_object_get_string_member_with_default (
-      json_node_get_object (result), member, ""));
-}
 
 static gboolean
 select_disks (VmsReplicate *rep, GPtrArray *found, GError **error)

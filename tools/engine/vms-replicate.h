@@ -75,16 +75,6 @@ typedef struct
 void vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
                          GCancellable *cancellable, VmsProgress *progress);
 
-/* member of the reply to a QMP query without arguments ("" when missing;
- * caller frees), e.g. the VM's name from query-name. */
-char *vms_replicate_query_string (VmsQmp *qmp, const char *command,
-                                  const char *member);
-
-/* The sink URI with the export path set to export_name (caller frees).
- * Kept for the commands not yet moved to vms_sink_client_uri and
- * vms_sink_client_probe_uri (lib/vms-sink-client.h). */
-char *vms_replicate_sink_uri (const char *sink, const char *export_name,
-                              GError **error);
 
 /* Open a new job (or the one --resume names) for the QEMU at rep->qmp:
  * disks discovered, checked against a resumed job, state saved. */

@@ -1,0 +1,350 @@
+/* vmshift engine: the estimate's window.  Open each VM, then watch its
+ * disks' dirty bitmaps, its RAM's dirty rate and what it writes.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-estimate-internal.h"
+#include "vms-bitmap.h"
+#include "vms-config.h"
+#include "vms-copy.h"
+#include "vms-guest.h"
+#include "vms-vm.h"
+#if VMS_HAVE_LIBVIRT
+#include "vms-libvirt.h"
+#endif
+
+/* RAM is sampled in this many chunks for its share of zero pages. */
+#define RAM_SAMPLES 64
+#define RAM_SAMPLE_SIZE (64 * 1024)
+#define PAGE_SIZE 4096
+/* Below 1 MiB lie ROMs and device memory: not sampled. */
+#define RAM_SAMPLE_START (1024 * 1024)
+/* q35 and pc keep at least this much RAM below the 4 GiB hole. */
+#define RAM_SAMPLE_LOW_LIMIT (G_GUINT64_CONSTANT (2) << 30)
+/* calc-dirty-rate measures this long, and the last measurement, started
+ * at the window's end, is read this much later. */
+#define RAM_RATE_SECONDS 1
+#define RAM_RATE_LAST_WAIT_US (1100 * 1000)
+
+/* ---- RAM ---- */
+
+/* The RAM's size, and the share of its pages that are not zero, from
+ * RAM_SAMPLES chunks at random below the PCI hole. */
+static gboolean
+sample_ram (EstimateRun *run, EstimateVm *vm, GError **error)
+{
+  VmsGuestMemorySize memory;
+  g_autofree char *file
+      = g_strdup_printf ("estimate-%s-ram.bin", run->config->id);
+  g_autofree char *path = g_build_filename (run->config->state_dir, file, NULL);
+  guint64 low, pages = 0, zero_pages = 0;
+
+  if (!vms_guest_query_memory_size (vm->qmp, &memory, error))
+    return FALSE;
+  vm->out->ram_size = memory.base_memory;
+  low = MIN (vm->out->ram_size, RAM_SAMPLE_LOW_LIMIT);
+  vm->out->ram_nonzero = 1.0;
+  if (low <= RAM_SAMPLE_START + RAM_SAMPLE_SIZE)
+    return TRUE;
+  for (guint i = 0; i < RAM_SAMPLES; i++)
+    {
+      g_autoptr (GBytes) sample = NULL;
+      const guint8 *bytes;
+      gsize length = 0;
+      guint64 address
+          = RAM_SAMPLE_START
+            + (g_random_double () * (low - RAM_SAMPLE_START - RAM_SAMPLE_SIZE));
+
+      address &= ~(guint64)(PAGE_SIZE - 1);
+      sample = vms_guest_read_memory (vm->qmp, address, RAM_SAMPLE_SIZE, path,
+                                      error);
+      if (!sample)
+        {
+          g_prefix_error (error, "sampling RAM: ");
+          return FALSE;
+        }
+      bytes = g_bytes_get_data (sample, &length);
+      for (gsize at = 0; at + PAGE_SIZE <= length; at += PAGE_SIZE)
+        {
+          pages++;
+          zero_pages += vms_copy_is_zero (bytes + at, PAGE_SIZE);
+        }
+    }
+  if (pages)
+    vm->out->ram_nonzero = 1.0 - (double)zero_pages / pages;
+  return TRUE;
+}
+
+/* One calc-dirty-rate at a time: start one, read it the next time.  The
+ * RAM's rate is best effort (errors ignored): a measurement that failed
+ * or is still running gives no sample, and with none the model takes 0. */
+static void
+sample_ram_rate (EstimateVm *vm, guint calc_time_s)
+{
+  if (vm->rate_pending)
+    {
+      VmsGuestDirtyRate rate;
+
+      if (!vms_guest_query_dirty_rate (vm->qmp, &rate, NULL)
+          || rate.status != VMS_GUEST_DIRTY_RATE_MEASURED)
+        return;
+      g_array_append_val (vm->ram_rates, rate.bytes_per_second);
+      vm->rate_pending = FALSE;
+    }
+  if (calc_time_s > 0)
+    vm->rate_pending = vms_guest_calc_dirty_rate (vm->qmp, calc_time_s, NULL);
+}
+
+/* A rate still being measured as the window closed is read once it is
+ * done; then the mean of the rates. */
+static gboolean
+finish_ram_rates (EstimateRun *run, GError **error)
+{
+  for (guint v = 0; v < run->vms->len; v++)
+    {
+      EstimateVm *vm = run->vms->pdata[v];
+
+      if (vm->rate_pending)
+        {
+          if (!vms_estimate_sleep_until (
+                  run, g_get_monotonic_time () + RAM_RATE_LAST_WAIT_US, error))
+            return FALSE;
+          sample_ram_rate (vm, 0);
+        }
+      vm->out->ram_dirty_rate = 0;
+      for (guint i = 0; i < vm->ram_rates->len; i++)
+        vm->out->ram_dirty_rate
+            += g_array_index (vm->ram_rates, double, i) / vm->ram_rates->len;
+    }
+  return TRUE;
+}
+
+/* ---- bitmaps ---- */
+
+/* QMP to the VM: its monitor, or libvirt's passthrough. */
+static VmsQmp *
+connect_vm (EstimateVm *vm, GError **error)
+{
+#if VMS_HAVE_LIBVIRT
+  if (vm->domain)
+    return vms_libvirt_qmp_open (vm->domain, error);
+#endif
+  return vms_qmp_connect (vm->out->source, 0, error);
+}
+
+void
+vms_estimate_remove_bitmaps (EstimateVm *vm)
+{
+  /* Disks not yet discovered hold no bitmap of this run. */
+  if (!vm->found)
+    return;
+  if (!vm->qmp || !vms_qmp_is_connected (vm->qmp))
+    {
+      g_clear_pointer (&vm->qmp, vms_qmp_free);
+      vm->qmp = connect_vm (vm, NULL);
+    }
+  if (!vm->qmp)
+    return;
+  for (guint i = 0; i < vm->found->len; i++)
+    {
+      VmsDisk *disk = vm->found->pdata[i];
+      g_autoptr (GPtrArray) bitmaps
+          = vms_bitmap_list (vm->qmp, disk->node_name, NULL);
+
+      for (guint j = 0; bitmaps && j < bitmaps->len; j++)
+        {
+          VmsBitmapInfo *info = bitmaps->pdata[j];
+
+          if (g_str_has_prefix (info->name, VMS_ESTIMATE_BITMAP_PREFIX))
+            vms_bitmap_remove (vm->qmp, disk->node_name, info->name, NULL);
+        }
+    }
+  for (guint i = 0; i < vm->disks->len; i++)
+    g_clear_pointer (&((EstimateDisk *)vm->disks->pdata[i])->bitmap, g_free);
+}
+
+/* Who the VM is, and its disks. */
+static gboolean
+identify_vm (EstimateVm *vm, GError **error)
+{
+  g_autofree char *name = vms_vm_query_name (vm->qmp, error);
+  g_autofree char *uuid = name ? vms_vm_query_uuid (vm->qmp, error) : NULL;
+
+  if (!uuid || !(vm->found = vms_disk_discover (vm->qmp, error)))
+    return FALSE;
+  g_free (vm->out->vm_name);
+  vm->out->vm_name = g_steal_pointer (&name);
+  g_free (vm->out->vm_uuid);
+  vm->out->vm_uuid = g_steal_pointer (&uuid);
+  for (guint i = 0; i < vm->found->len; i++)
+    {
+      EstimateDisk *disk = g_new0 (EstimateDisk, 1);
+
+      disk->disk = vm->found->pdata[i];
+      disk->out = vms_estimate_file_add_disk (vm->out, disk->disk->name,
+                                              disk->disk->size);
+      g_ptr_array_add (vm->disks, disk);
+    }
+  return TRUE;
+}
+
+gboolean
+vms_estimate_open_vm (EstimateRun *run, EstimateVm *vm, GError **error)
+{
+  vm->qmp = connect_vm (vm, error);
+  if (!vm->qmp || !identify_vm (vm, error))
+    return FALSE;
+  vms_estimate_remove_bitmaps (vm);
+  if (!vms_estimate_map_first (run, vm, error) || !sample_ram (run, vm, error))
+    return FALSE;
+  for (guint i = 0; i < vm->disks->len; i++)
+    {
+      EstimateDisk *disk = vm->disks->pdata[i];
+      g_autofree char *name = g_strdup_printf (
+          VMS_ESTIMATE_BITMAP_PREFIX "%s-%u", run->config->id, i);
+
+      if (!vms_bitmap_add_temporary (vm->qmp, disk->disk->node_name, name, 0,
+                                     error))
+        return FALSE;
+      disk->bitmap = g_steal_pointer (&name);
+    }
+  return TRUE;
+}
+
+/* ---- the window ---- */
+
+static gboolean
+sample_disks (EstimateVm *vm, double seconds, GError **error)
+{
+  for (guint i = 0; i < vm->disks->len; i++)
+    {
+      EstimateDisk *disk = vm->disks->pdata[i];
+      g_autoptr (VmsBitmapInfo) info = vms_bitmap_query (
+          vm->qmp, disk->disk->node_name, disk->bitmap, error);
+
+      if (!info)
+        return FALSE;
+      g_array_append_val (disk->out->seconds, seconds);
+      g_array_append_val (disk->out->dirty, info->count);
+    }
+  return TRUE;
+}
+
+/* QEMU's count of bytes written, at the window's start and end: the
+ * guest's write rate, rewrites included. */
+static void
+measure_writes (EstimateRun *run, gboolean at_start, double elapsed)
+{
+  for (guint v = 0; v < run->vms->len; v++)
+    {
+      EstimateVm *vm = run->vms->pdata[v];
+      /* One query answers for all the VM's disks.  The write rate is
+       * best effort: without it the model goes by the bitmaps alone. */
+      g_autoptr (GPtrArray) stats = vms_guest_query_blockstats (vm->qmp, NULL);
+
+      for (guint i = 0; i < vm->disks->len; i++)
+        {
+          EstimateDisk *disk = vm->disks->pdata[i];
+          VmsGuestBlockStats *entry
+              = stats ? vms_guest_block_stats_find (
+                    stats, disk->disk->node_name, disk->disk->name)
+                      : NULL;
+          guint64 now = entry ? entry->wr_bytes : 0;
+
+          if (at_start)
+            disk->written_start = now;
+          else if (elapsed > 0 && now >= disk->written_start)
+            disk->out->write_rate = (now - disk->written_start) / elapsed;
+        }
+    }
+}
+
+static void
+report_sample (EstimateRun *run, double elapsed)
+{
+  g_autoptr (GString) text = g_string_new (NULL);
+  JsonObject *fields = json_object_new ();
+
+  json_object_set_double_member (fields, "seconds", elapsed);
+  for (guint v = 0; v < run->vms->len; v++)
+    {
+      EstimateVm *vm = run->vms->pdata[v];
+
+      for (guint i = 0; i < vm->disks->len; i++)
+        {
+          EstimateDisk *disk = vm->disks->pdata[i];
+          GArray *dirty = disk->out->dirty;
+          g_autofree char *size = vms_format_size (
+              g_array_index (dirty, guint64, dirty->len - 1));
+
+          g_string_append_printf (text, "%s%s %s dirty", text->len ? ", " : "",
+                                  disk->disk->name, size);
+        }
+    }
+  vms_progress_event (run->config->progress, "sample", fields,
+                      "%.0f of %d s: %s", elapsed, run->config->window_s,
+                      text->str);
+}
+
+/* Every VM's disks sampled at elapsed seconds into the window, and a new
+ * RAM rate measurement started when asked. */
+static gboolean
+sample_vms (EstimateRun *run, double elapsed, gboolean ram, GError **error)
+{
+  for (guint v = 0; v < run->vms->len; v++)
+    {
+      EstimateVm *vm = run->vms->pdata[v];
+
+      if (!sample_disks (vm, elapsed, error))
+        {
+          g_prefix_error (error, "VM %s: ", vm->out->source);
+          return FALSE;
+        }
+      /* Each measurement takes RAM_RATE_SECONDS, so the last one is read
+       * soon after the window. */
+      if (ram)
+        sample_ram_rate (vm, RAM_RATE_SECONDS);
+    }
+  return TRUE;
+}
+
+gboolean
+vms_estimate_observe (EstimateRun *run, GError **error)
+{
+  /* The first seconds of the dirty curves are sampled more often than
+   * --interval: a migration's rounds last seconds, and a guest that
+   * rewrites a hot set has marked most of it after a second or two. */
+  static const double early[] = { 0.25, 0.5, 1, 1.5, 2, 3, 4 };
+  const VmsEstimateConfig *config = run->config;
+  gint64 start = g_get_monotonic_time ();
+  guint samples = 0, early_done = 0;
+  double elapsed;
+
+  for (guint v = 0; v < run->vms->len; v++)
+    sample_ram_rate (run->vms->pdata[v], RAM_RATE_SECONDS);
+  measure_writes (run, TRUE, 0);
+  for (;;)
+    {
+      gboolean regular = early_done >= G_N_ELEMENTS (early)
+                         || early[early_done] >= config->interval_s;
+      double at
+          = regular ? (samples + 1.0) * config->interval_s : early[early_done];
+
+      if (!vms_estimate_sleep_until (run, start + (gint64)(at * G_USEC_PER_SEC),
+                                     error))
+        return FALSE;
+      elapsed = (g_get_monotonic_time () - start) / 1e6;
+      if (!sample_vms (run, elapsed, regular, error))
+        return FALSE;
+      if (!regular)
+        {
+          early_done++;
+          continue;
+        }
+      samples++;
+      report_sample (run, elapsed);
+      if (elapsed >= config->window_s)
+        break;
+    }
+  measure_writes (run, FALSE, elapsed);
+  return finish_ram_rates (run, error);
+}
