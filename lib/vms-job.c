@@ -36,14 +36,14 @@ vms_job_id_is_valid (const char *id, GError **error)
     if (!g_ascii_isalnum (id[i]) && id[i] != '-' && id[i] != '_'
         && id[i] != '.')
       {
-        g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+        g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_INVALID,
                      "job id may hold letters, digits, '-', '_' and '.' "
                      "only");
         return FALSE;
       }
   if (length == 0 || length > VMS_JOB_MAX_ID || id[0] == '.' || id[0] == '-')
     {
-      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_INVALID,
                    "job id must have 1 to %d characters and not start with "
                    "'.' or '-'", VMS_JOB_MAX_ID);
       return FALSE;

@@ -16,7 +16,11 @@ typedef enum
   VMS_JOB_ERROR_NOT_FOUND,  /* no such job in the state directory */
   VMS_JOB_ERROR_CORRUPT,    /* the state file cannot be read */
   VMS_JOB_ERROR_IO,         /* the state file cannot be written */
-  VMS_JOB_ERROR_MISMATCH,   /* the job belongs to another VM or sink */
+  VMS_JOB_ERROR_MISMATCH,   /* the job no longer matches its VM (another
+                               VM, a resized disk, a lost bitmap) */
+  VMS_JOB_ERROR_INVALID,    /* a job id that cannot be one, or a VM
+                               without a disk to copy */
+  VMS_JOB_ERROR_EXISTS,     /* a new job's id is taken */
 } VmsJobError;
 
 /* Longest job id; ids become file and bitmap names. */

@@ -473,7 +473,7 @@ select_disks (VmsReplicate *rep, GPtrArray *found, GError **error)
       }
   if (job->disks->len == 0)
     {
-      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_INVALID,
                    "the VM has no disk to copy");
       return FALSE;
     }
@@ -563,7 +563,7 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
       job = vms_job_load (config->state_dir, safe_id, NULL);
       if (job)
         {
-          g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_MISMATCH,
+          g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_EXISTS,
                        "job %s exists; continue it with --resume %s", safe_id,
                        safe_id);
           return FALSE;
