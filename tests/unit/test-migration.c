@@ -488,6 +488,23 @@ test_interrupted_rollback_redone (void **state)
   g_clear_pointer (&saved, g_free);
   g_clear_error (&error);
 
+  /* migrate --resume does not go on over a half-undone attempt. */
+  {
+    g_autoptr (VmsMigration) resumed = NULL;
+
+    vms_migration_config_init (&config);
+    config.copy.state_dir = g_strdup (fixture->state_dir);
+    config.copy.resume = g_strdup ("j");
+    resumed = vms_migration_new_full (&config, &fake_backend, &fake_disks,
+                                      &fixture->other, NULL, NULL);
+    assert_false (vms_migration_run (resumed, NULL, &error));
+    assert_true (g_error_matches (error, VMS_MIGRATION_ERROR,
+                                  VMS_MIGRATION_ERROR_PRECONDITION));
+    assert_non_null (strstr (error->message, "vmshift abort j"));
+    assert_calls (&fixture->other, "open");
+    g_ptr_array_set_size (fixture->other.calls, 0);
+    g_clear_error (&error);
+  }
   vms_migration_config_init (&config);
   config.copy.state_dir = g_strdup (fixture->state_dir);
   config.copy.resume = g_strdup ("j");

@@ -486,6 +486,19 @@ open_source (VmsMigration *migration, GError **error)
        || migration->stopped_in == VMS_MIGRATE_ROLLBACK)
       && migration->backend->moved_already (migration))
     resume_at = VMS_MIGRATE_COMMIT;
+  /* Killed halfway through a rollback, the source may still be paused,
+   * or QEMU's migration still run: that is undone first. */
+  if (migration->stopped_in == VMS_MIGRATE_ROLLBACK
+      && resume_at != VMS_MIGRATE_COMMIT && migration->saved_job
+      && migration->saved_job->phase == VMS_JOB_PHASE_MIGRATING)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR,
+                   VMS_MIGRATION_ERROR_PRECONDITION,
+                   "job %s stopped in the middle of a rollback: finish it "
+                   "with 'vmshift abort %s' first",
+                   migration->saved_job->id, migration->saved_job->id);
+      return FALSE;
+    }
   if (resume_at == VMS_MIGRATE_PREFLIGHT)
     return migration->backend->connect_destination (migration, error);
   /* The destination ran: only the commit and cleanup are left. */
