@@ -99,6 +99,7 @@ vms_migration_free (VmsMigration *migration)
   if (migration->backend && migration->backend->free)
     migration->backend->free (migration);
   vms_replicate_clear (&migration->rep);
+  g_clear_pointer (&migration->saved_job, vms_job_free);
   vms_progress_free (migration->progress);
   vms_migration_config_clear (&migration->config);
   g_clear_error (&migration->rollback_error);
