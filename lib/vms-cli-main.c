@@ -58,7 +58,7 @@ vms_cli_main (const VmsCliProgram *program, int argc, char **argv)
     }
   if (g_str_equal (argv[1], "help") && argc > 2)
     {
-      char *help_argv[] = { argv[2], (char *) "--help", NULL };
+      char *help_argv[] = { argv[2], (char *)"--help", NULL };
 
       command = find_command (program, argv[2]);
       if (command)

@@ -10,43 +10,44 @@
 #define POLL_INTERVAL_MS 100
 
 static const char *const status_names[] = {
-  [VMS_MIGRATION_NONE] = "none",
-  [VMS_MIGRATION_SETUP] = "setup",
-  [VMS_MIGRATION_ACTIVE] = "active",
-  [VMS_MIGRATION_PRE_SWITCHOVER] = "pre-switchover",
-  [VMS_MIGRATION_DEVICE] = "device",
-  [VMS_MIGRATION_COMPLETED] = "completed",
-  [VMS_MIGRATION_FAILED] = "failed",
-  [VMS_MIGRATION_CANCELLING] = "cancelling",
-  [VMS_MIGRATION_CANCELLED] = "cancelled",
-  [VMS_MIGRATION_OTHER] = "other",
+  [VMS_QEMU_MIGRATION_NONE] = "none",
+  [VMS_QEMU_MIGRATION_SETUP] = "setup",
+  [VMS_QEMU_MIGRATION_ACTIVE] = "active",
+  [VMS_QEMU_MIGRATION_PRE_SWITCHOVER] = "pre-switchover",
+  [VMS_QEMU_MIGRATION_DEVICE] = "device",
+  [VMS_QEMU_MIGRATION_COMPLETED] = "completed",
+  [VMS_QEMU_MIGRATION_FAILED] = "failed",
+  [VMS_QEMU_MIGRATION_CANCELLING] = "cancelling",
+  [VMS_QEMU_MIGRATION_CANCELLED] = "cancelled",
+  [VMS_QEMU_MIGRATION_OTHER] = "other",
 };
 
-VmsMigrationStatus
-vms_migration_status_parse (const char *name)
+VmsQemuMigrationStatus
+vms_qemu_migration_status_parse (const char *name)
 {
   for (guint i = 0; name && i < G_N_ELEMENTS (status_names); i++)
     if (g_str_equal (name, status_names[i]))
       return i;
-  return name ? VMS_MIGRATION_OTHER : VMS_MIGRATION_NONE;
+  return name ? VMS_QEMU_MIGRATION_OTHER : VMS_QEMU_MIGRATION_NONE;
 }
 
 const char *
-vms_migration_status_name (VmsMigrationStatus status)
+vms_qemu_migration_status_name (VmsQemuMigrationStatus status)
 {
   return status < G_N_ELEMENTS (status_names) ? status_names[status]
                                               : "unknown";
 }
 
 gboolean
-vms_migration_status_is_final (VmsMigrationStatus status)
+vms_qemu_migration_status_is_final (VmsQemuMigrationStatus status)
 {
-  return status == VMS_MIGRATION_COMPLETED || status == VMS_MIGRATION_FAILED
-         || status == VMS_MIGRATION_CANCELLED;
+  return status == VMS_QEMU_MIGRATION_COMPLETED
+         || status == VMS_QEMU_MIGRATION_FAILED
+         || status == VMS_QEMU_MIGRATION_CANCELLED;
 }
 
 void
-vms_migration_info_clear (VmsMigrationInfo *info)
+vms_qemu_migration_info_clear (VmsQemuMigrationInfo *info)
 {
   g_clear_pointer (&info->status_name, g_free);
   g_clear_pointer (&info->error_desc, g_free);
@@ -64,7 +65,8 @@ optional_int (JsonObject *object, const char *member, gint64 fallback)
 }
 
 gboolean
-vms_migration_query (VmsQmp *qmp, VmsMigrationInfo *info, GError **error)
+vms_qemu_migration_query (VmsQmp *qmp, VmsQemuMigrationInfo *info,
+                          GError **error)
 {
   g_autoptr (JsonNode) reply
       = vms_qmp_execute (qmp, "query-migrate", NULL, error);
@@ -72,7 +74,7 @@ vms_migration_query (VmsQmp *qmp, VmsMigrationInfo *info, GError **error)
   const char *status = NULL, *desc = NULL;
   JsonNode *mbps;
 
-  vms_migration_info_clear (info);
+  vms_qemu_migration_info_clear (info);
   memset (info, 0, sizeof *info);
   if (!reply)
     return FALSE;
@@ -90,7 +92,7 @@ vms_migration_query (VmsQmp *qmp, VmsMigrationInfo *info, GError **error)
                                 &desc, error)
       || !vms_reply_opt_object (object, "ram", "query-migrate", &ram, error))
     return FALSE;
-  info->status = vms_migration_status_parse (status);
+  info->status = vms_qemu_migration_status_parse (status);
   info->status_name = g_strdup (status ? status : "none");
   info->error_desc = g_strdup (desc);
   info->ram_transferred = optional_int (ram, "transferred", 0);
@@ -123,8 +125,8 @@ run (VmsQmp *qmp, const char *command, JsonObject *arguments, const char *what,
 }
 
 gboolean
-vms_migration_set_capabilities (VmsQmp *qmp, const char *const *names,
-                                gboolean state, GError **error)
+vms_qemu_migration_set_capabilities (VmsQmp *qmp, const char *const *names,
+                                     gboolean state, GError **error)
 {
   g_autoptr (JsonObject) arguments = json_object_new ();
   JsonArray *list = json_array_new ();
@@ -146,8 +148,8 @@ vms_migration_set_capabilities (VmsQmp *qmp, const char *const *names,
 }
 
 gboolean
-vms_migration_set_parameters (VmsQmp *qmp, JsonObject *parameters,
-                              GError **error)
+vms_qemu_migration_set_parameters (VmsQmp *qmp, JsonObject *parameters,
+                                   GError **error)
 {
   return run (qmp, "migrate-set-parameters", parameters,
               "setting migration parameters", error);
@@ -164,19 +166,19 @@ run_with_uri (VmsQmp *qmp, const char *command, const char *uri, GError **error)
 }
 
 gboolean
-vms_migration_incoming (VmsQmp *qmp, const char *uri, GError **error)
+vms_qemu_migration_incoming (VmsQmp *qmp, const char *uri, GError **error)
 {
   return run_with_uri (qmp, "migrate-incoming", uri, error);
 }
 
 gboolean
-vms_migration_start (VmsQmp *qmp, const char *uri, GError **error)
+vms_qemu_migration_start (VmsQmp *qmp, const char *uri, GError **error)
 {
   return run_with_uri (qmp, "migrate", uri, error);
 }
 
 gboolean
-vms_migration_continue (VmsQmp *qmp, GError **error)
+vms_qemu_migration_continue (VmsQmp *qmp, GError **error)
 {
   g_autoptr (JsonObject) arguments = json_object_new ();
 
@@ -213,8 +215,8 @@ capability_state (VmsQmp *qmp, const char *name, gboolean *state,
 }
 
 gboolean
-vms_migration_cancel (VmsQmp *qmp, guint timeout_ms, VmsMigrationStatus *final,
-                      GError **error)
+vms_qemu_migration_cancel (VmsQmp *qmp, guint timeout_ms,
+                           VmsQemuMigrationStatus *final, GError **error)
 {
   static const char *const events[] = { "MIGRATION", NULL };
   gint64 deadline = vms_event_deadline (timeout_ms);
@@ -229,13 +231,13 @@ vms_migration_cancel (VmsQmp *qmp, guint timeout_ms, VmsMigrationStatus *final,
     return FALSE;
   for (;;)
     {
-      g_auto (VmsMigrationInfo) info = { 0 };
+      g_auto (VmsQemuMigrationInfo) info = { 0 };
       g_autoptr (GError) wait_error = NULL;
 
-      if (!vms_migration_query (qmp, &info, error))
+      if (!vms_qemu_migration_query (qmp, &info, error))
         return FALSE;
-      if (vms_migration_status_is_final (info.status)
-          || info.status == VMS_MIGRATION_NONE)
+      if (vms_qemu_migration_status_is_final (info.status)
+          || info.status == VMS_QEMU_MIGRATION_NONE)
         {
           if (final)
             *final = info.status;
@@ -265,7 +267,7 @@ vms_migration_cancel (VmsQmp *qmp, guint timeout_ms, VmsMigrationStatus *final,
 }
 
 char *
-vms_migration_run_state (VmsQmp *qmp, GError **error)
+vms_qemu_migration_run_state (VmsQmp *qmp, GError **error)
 {
   g_autoptr (JsonNode) reply
       = vms_qmp_execute (qmp, "query-status", NULL, error);
@@ -286,7 +288,7 @@ vms_migration_run_state (VmsQmp *qmp, GError **error)
 }
 
 char *
-vms_migration_machine_type (VmsQmp *qmp, GError **error)
+vms_qemu_migration_machine_type (VmsQmp *qmp, GError **error)
 {
   g_autoptr (JsonObject) arguments = json_object_new ();
   g_autoptr (JsonNode) reply = NULL;

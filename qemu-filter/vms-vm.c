@@ -66,7 +66,7 @@ vms_vm_wait_run_state (VmsQmp *qmp, const char *const *states, guint timeout_ms,
 
   for (;;)
     {
-      g_autofree char *state = vms_migration_run_state (qmp, error);
+      g_autofree char *state = vms_qemu_migration_run_state (qmp, error);
       g_autoptr (GError) wait_error = NULL;
 
       if (!state)

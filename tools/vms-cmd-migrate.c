@@ -192,7 +192,6 @@ options_clear (MigrateOptions *options)
   g_clear_pointer (&options->replica_dir, g_free);
 }
 
-
 /* The engine's config from the parsed options (strings taken). */
 static void
 fill_config (MigrateOptions *options, int argc, char **argv,

@@ -1370,7 +1370,7 @@ static void
 assert_run_state (VmsQmp *qmp, const char *expected)
 {
   g_autoptr (GError) error = NULL;
-  g_autofree char *state = vms_migration_run_state (qmp, &error);
+  g_autofree char *state = vms_qemu_migration_run_state (qmp, &error);
 
   vms_assert_ok (state, error);
   assert_string_equal (state, expected);

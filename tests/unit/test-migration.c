@@ -19,14 +19,14 @@
 
 typedef struct
 {
-  GMutex lock;             /* calls is appended from the run's thread */
-  GPtrArray *calls;        /* names of the operations, in order */
-  const char *fail_at;     /* this operation fails, once */
-  const char *fail_also;   /* ...and this one, once */
-  const char *cancel_at;   /* this operation cancels the run */
+  GMutex lock;               /* calls is appended from the run's thread */
+  GPtrArray *calls;          /* names of the operations, in order */
+  const char *fail_at;       /* this operation fails, once */
+  const char *fail_also;     /* ...and this one, once */
+  const char *cancel_at;     /* this operation cancels the run */
   GCancellable *cancellable; /* the run's */
   gboolean destination_runs; /* what destination_runs answers */
-  gint64 delay_us;         /* each operation takes this long */
+  gint64 delay_us;           /* each operation takes this long */
 } Fake;
 
 static Fake *
@@ -60,10 +60,10 @@ record (VmsMigration *migration, const char *name, GError **error)
   return TRUE;
 }
 
-#define OP(name)                                                              \
-  static gboolean fake_##name (VmsMigration *migration, GError **error)       \
-  {                                                                           \
-    return record (migration, #name, error);                                  \
+#define OP(name)                                                               \
+  static gboolean fake_##name (VmsMigration *migration, GError **error)        \
+  {                                                                            \
+    return record (migration, #name, error);                                   \
   }
 OP (open)
 OP (connect_destination)
@@ -201,9 +201,9 @@ static const VmsMigrationDisks fake_disks = {
 
 typedef struct
 {
-  char *state_dir;   /* a fresh directory for job files */
-  Fake fake;         /* the first migration's tables */
-  Fake other;        /* a second one's */
+  char *state_dir; /* a fresh directory for job files */
+  Fake fake;       /* the first migration's tables */
+  Fake other;      /* a second one's */
 } Fixture;
 
 static int
@@ -293,8 +293,8 @@ saved_state (Fixture *fixture, const char *job_id, VmsJobPhase *phase)
   return g_strdup (job->migration->state);
 }
 
-#define PREFLIGHT                                                             \
-  "open connect_destination preflight open_job check_job start stop_mirror "  \
+#define PREFLIGHT                                                              \
+  "open connect_destination preflight open_job check_job start stop_mirror "   \
   "forget_live"
 
 static void
@@ -476,7 +476,8 @@ test_interrupted_rollback_redone (void **state)
   VmsMigrationConfig config;
   VmsJobPhase phase;
 
-  first = new_migration (fixture, &fixture->fake, "j", VMS_MIGRATE_FINAL_MIRROR);
+  first
+      = new_migration (fixture, &fixture->fake, "j", VMS_MIGRATE_FINAL_MIRROR);
   fixture->fake.fail_at = "wait_memory";
   fixture->fake.fail_also = "resume_source";
   assert_false (vms_migration_run (first, NULL, &error));
@@ -576,10 +577,10 @@ test_two_at_once (void **state)
   fixture->fake.delay_us = fixture->other.delay_us = 2000;
   fixture->fake.cancel_at = "rounds";
   fixture->fake.cancellable = a.cancellable;
-  a.migration = new_migration (fixture, &fixture->fake, "a",
-                               VMS_MIGRATE_FINAL_PAUSE);
-  b.migration = new_migration (fixture, &fixture->other, "b",
-                               VMS_MIGRATE_FINAL_MIRROR);
+  a.migration
+      = new_migration (fixture, &fixture->fake, "a", VMS_MIGRATE_FINAL_PAUSE);
+  b.migration
+      = new_migration (fixture, &fixture->other, "b", VMS_MIGRATE_FINAL_MIRROR);
   thread_a = g_thread_new ("a", run_thread, &a);
   thread_b = g_thread_new ("b", run_thread, &b);
   g_thread_join (thread_a);
@@ -598,9 +599,8 @@ test_two_at_once (void **state)
   assert_int_equal (phase_a, VMS_JOB_PHASE_ROLLED_BACK);
   assert_int_equal (phase_b, VMS_JOB_PHASE_MIGRATED);
   /* Each fake saw only its own migration's calls. */
-  assert_null (g_ptr_array_find_with_equal_func (fixture->fake.calls,
-                                                 "start_mirror", g_str_equal,
-                                                 NULL)
+  assert_null (g_ptr_array_find_with_equal_func (
+                   fixture->fake.calls, "start_mirror", g_str_equal, NULL)
                    ? "a mirror in the pause migration"
                    : NULL);
   assert_true (g_ptr_array_find_with_equal_func (
@@ -619,8 +619,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_order_mirror, setup, teardown),
     cmocka_unit_test_setup_teardown (test_rollback_from_every_state, setup,
                                      teardown),
-    cmocka_unit_test_setup_teardown (test_refused_before_job, setup,
-                                     teardown),
+    cmocka_unit_test_setup_teardown (test_refused_before_job, setup, teardown),
     cmocka_unit_test_setup_teardown (test_destination_runs_commits, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_interrupted_rollback_redone, setup,

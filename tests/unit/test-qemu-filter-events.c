@@ -274,12 +274,12 @@ test_migration_cancel_waits_for_event (void **state)
     { 0 },
   };
   g_autoptr (GError) error = NULL;
-  VmsMigrationStatus final = VMS_MIGRATION_NONE;
+  VmsQemuMigrationStatus final = VMS_QEMU_MIGRATION_NONE;
   VmsQmp *qmp;
   VmsFakeQemu *fake = vms_fake_qemu_start (steps, &qmp);
 
-  assert_true (vms_migration_cancel (qmp, 5000, &final, &error));
-  assert_int_equal (final, VMS_MIGRATION_CANCELLED);
+  assert_true (vms_qemu_migration_cancel (qmp, 5000, &final, &error));
+  assert_int_equal (final, VMS_QEMU_MIGRATION_CANCELLED);
   assert_script_done (fake, qmp);
 }
 
@@ -298,12 +298,12 @@ test_migration_cancel_without_events_asks_again (void **state)
     { 0 },
   };
   g_autoptr (GError) error = NULL;
-  VmsMigrationStatus final = VMS_MIGRATION_NONE;
+  VmsQemuMigrationStatus final = VMS_QEMU_MIGRATION_NONE;
   VmsQmp *qmp;
   VmsFakeQemu *fake = vms_fake_qemu_start (steps, &qmp);
 
-  assert_true (vms_migration_cancel (qmp, 5000, &final, &error));
-  assert_int_equal (final, VMS_MIGRATION_CANCELLED);
+  assert_true (vms_qemu_migration_cancel (qmp, 5000, &final, &error));
+  assert_int_equal (final, VMS_QEMU_MIGRATION_CANCELLED);
   assert_script_done (fake, qmp);
 }
 

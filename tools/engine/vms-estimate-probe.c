@@ -489,7 +489,7 @@ measure_steps (EstimateRun *run, EstimateVm *vm, GError **error)
     {
       gint64 start = g_get_monotonic_time ();
       /* Any command that changes nothing: the run state. */
-      g_autofree char *state = vms_migration_run_state (vm->qmp, error);
+      g_autofree char *state = vms_qemu_migration_run_state (vm->qmp, error);
 
       if (!state)
         return FALSE;
@@ -542,8 +542,7 @@ vms_estimate_probe_link (EstimateRun *run, GError **error)
   static const guint connections[] = { 1, 2, 4, 8 };
   static const guint32 sizes[] = { 256 * 1024, 1024 * 1024 };
   VmsEstimateFile *result = run->result;
-  g_autofree char *uri
-      = vms_sink_client_probe_uri (run->config->sink, error);
+  g_autofree char *uri = vms_sink_client_probe_uri (run->config->sink, error);
   gint64 start = g_get_monotonic_time ();
 
   if (!uri || !vms_probe_rtt (uri, RTT_SAMPLES, &result->rtt_s, error))

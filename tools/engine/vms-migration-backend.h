@@ -144,8 +144,7 @@ VmsMigration *vms_migration_new_full (VmsMigrationConfig *config,
 
 /* The libvirt backend when the config or the saved job (saved_job) asks
  * for it; the table is chosen once, here. */
-gboolean vms_migration_choose_backend (VmsMigration *migration,
-                                       GError **error);
+gboolean vms_migration_choose_backend (VmsMigration *migration, GError **error);
 
 /* Move to state to, record it durably, and say so. */
 gboolean vms_migration_move_to (VmsMigration *migration, VmsMigrateState to,
@@ -161,7 +160,6 @@ gboolean vms_migration_roll_back (VmsMigration *migration, const GError *cause,
 void vms_migration_report (VmsMigration *migration);
 
 /* For the backends: a stop was asked. */
-gboolean vms_migration_stop_requested (VmsMigration *migration,
-                                       GError **error);
+gboolean vms_migration_stop_requested (VmsMigration *migration, GError **error);
 
 G_END_DECLS

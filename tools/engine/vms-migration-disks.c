@@ -99,8 +99,8 @@ disks_drop_bitmaps (VmsMigration *migration, gboolean source_gone)
        * when the migration inactivated it; they stay in the qcow2 file,
        * unused (removing them needs the image active). */
       if (!source_gone && disk->copying_bitmap)
-        vms_bitmap_remove (migration->rep.qmp, disk->node,
-                           disk->copying_bitmap, NULL);
+        vms_bitmap_remove (migration->rep.qmp, disk->node, disk->copying_bitmap,
+                           NULL);
       if (!source_gone && disk->recording_bitmap)
         vms_bitmap_remove (migration->rep.qmp, disk->node,
                            disk->recording_bitmap, NULL);

@@ -166,17 +166,17 @@ libvirt_wait_memory (VmsMigration *migration, GError **error)
 {
   VmsLibvirtMigration *libvirt = libvirt_of (migration);
   int timeout_s = migration->config.memory_timeout_s;
-  gint64 deadline = timeout_s > 0 ? g_get_monotonic_time ()
-                                        + timeout_s * G_USEC_PER_SEC
-                                  : G_MAXINT64;
+  gint64 deadline = timeout_s > 0
+                        ? g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC
+                        : G_MAXINT64;
   gboolean finished = FALSE;
 
   while (!finished)
     {
       g_autoptr (GError) watch_error = NULL;
 
-      if (!vms_libvirt_migration_poll (libvirt, migration->progress,
-                                       &finished, error))
+      if (!vms_libvirt_migration_poll (libvirt, migration->progress, &finished,
+                                       error))
         return failed_unless_moved (migration, error);
       if (finished)
         break;
@@ -216,9 +216,9 @@ static gboolean
 libvirt_wait_destination (VmsMigration *migration, GError **error)
 {
   VmsLibvirtMigration *libvirt = libvirt_of (migration);
-  gint64 deadline = g_get_monotonic_time ()
-                    + migration->config.switchover_timeout_s
-                          * (gint64)G_USEC_PER_SEC;
+  gint64 deadline
+      = g_get_monotonic_time ()
+        + migration->config.switchover_timeout_s * (gint64)G_USEC_PER_SEC;
 
   while (!vms_libvirt_migration_destination_runs (libvirt))
     {

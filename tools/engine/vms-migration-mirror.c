@@ -104,8 +104,7 @@ ensure_tls (VmsMigration *migration, GUri *uri, GHashTable *query,
 /* Where QEMU's NBD client finds the sink: a unix socket or host:port. */
 static gboolean
 target_address (VmsMigration *migration, GUri *uri, GHashTable *query,
-                VmsMirrorTarget *target, MirrorStrings *strings,
-                GError **error)
+                VmsMirrorTarget *target, MirrorStrings *strings, GError **error)
 {
   const char *socket = query ? g_hash_table_lookup (query, "socket") : NULL;
 
@@ -178,8 +177,8 @@ vms_migration_mirror_start (VmsMigration *migration, GError **error)
       VmsMirrorTarget target;
 
       if (!mirror_target (migration, disk, &target, &strings, error)
-          || !vms_mirror_start (migration->rep.qmp, disk->node, &target, id, node,
-                                MIRROR_RECONNECT_DELAY_S,
+          || !vms_mirror_start (migration->rep.qmp, disk->node, &target, id,
+                                node, MIRROR_RECONNECT_DELAY_S,
                                 MIRROR_READY_TIMEOUT_MS, error))
         {
           g_prefix_error (error, "disk %s: ", disk->name);
@@ -243,4 +242,3 @@ vms_migration_mirror_stop (VmsMigration *migration, GError **error)
     }
   return ok;
 }
-

@@ -111,8 +111,8 @@ qmp_connect_destination (VmsMigration *migration, GError **error)
     }
   vms_qmp_subscribe (backend->dest, "MIGRATION", on_destination_migration,
                      migration, NULL);
-  vms_qmp_subscribe (backend->dest, "RESUME", on_destination_resume,
-                     migration, NULL);
+  vms_qmp_subscribe (backend->dest, "RESUME", on_destination_resume, migration,
+                     NULL);
   return TRUE;
 }
 
@@ -132,8 +132,8 @@ qmp_open_for_rollback (VmsMigration *migration, GError **error)
   if (job->migration->dest_qmp)
     backend_of (migration)->dest
         = vms_qmp_connect (job->migration->dest_qmp, 0, NULL);
-  migration->rep.nbd_socket = g_build_filename (
-      migration->config.copy.state_dir, socket_name, NULL);
+  migration->rep.nbd_socket
+      = g_build_filename (migration->config.copy.state_dir, socket_name, NULL);
   return TRUE;
 }
 
@@ -160,7 +160,8 @@ check_destination_disk (VmsJobDisk *disk, VmsDisk *there, GError **error)
                    disk->name, there->size, disk->size);
       return FALSE;
     }
-  if (!g_str_equal (there->format, "raw") && !g_str_equal (there->format, "nbd"))
+  if (!g_str_equal (there->format, "raw")
+      && !g_str_equal (there->format, "nbd"))
     {
       g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_MISMATCH,
                    "destination disk %s is %s; a replica is a raw "
@@ -226,10 +227,10 @@ check_versions (VmsMigration *migration, GError **error)
                    dmajor, dminor, dmicro, smajor, sminor, smicro);
       return FALSE;
     }
-  source_machine = vms_migration_machine_type (migration->rep.qmp, error);
+  source_machine = vms_qemu_migration_machine_type (migration->rep.qmp, error);
   if (!source_machine)
     return FALSE;
-  dest_machine = vms_migration_machine_type (dest_of (migration), error);
+  dest_machine = vms_qemu_migration_machine_type (dest_of (migration), error);
   if (!dest_machine)
     return FALSE;
   if (!g_str_equal (source_machine, dest_machine))
@@ -246,16 +247,16 @@ check_versions (VmsMigration *migration, GError **error)
 static gboolean
 check_source_state (VmsMigration *migration, GError **error)
 {
-  g_autofree char *source = vms_migration_run_state (migration->rep.qmp, error);
-  g_auto (VmsMigrationInfo) info = { 0 };
+  g_autofree char *source
+      = vms_qemu_migration_run_state (migration->rep.qmp, error);
+  g_auto (VmsQemuMigrationInfo) info = { 0 };
 
-  if (!source || !vms_migration_query (migration->rep.qmp, &info, error))
+  if (!source || !vms_qemu_migration_query (migration->rep.qmp, &info, error))
     return FALSE;
-  if (info.status != VMS_MIGRATION_NONE
-      && !vms_migration_status_is_final (info.status))
+  if (info.status != VMS_QEMU_MIGRATION_NONE
+      && !vms_qemu_migration_status_is_final (info.status))
     {
-      g_set_error (error, VMS_MIGRATION_ERROR,
-                   VMS_MIGRATION_ERROR_PRECONDITION,
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_PRECONDITION,
                    "a migration is already under way on the source "
                    "(status %s); if it is a killed vmshift's, 'vmshift abort "
                    "JOB' cancels it",
@@ -264,8 +265,7 @@ check_source_state (VmsMigration *migration, GError **error)
     }
   if (!g_str_equal (source, "running") && !g_str_equal (source, "paused"))
     {
-      g_set_error (error, VMS_MIGRATION_ERROR,
-                   VMS_MIGRATION_ERROR_PRECONDITION,
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_PRECONDITION,
                    "the source VM is '%s', not running or paused", source);
       return FALSE;
     }
@@ -280,13 +280,12 @@ qmp_preflight (VmsMigration *migration, GError **error)
 
   if (!check_source_state (migration, error))
     return FALSE;
-  dest = vms_migration_run_state (dest_of (migration), error);
+  dest = vms_qemu_migration_run_state (dest_of (migration), error);
   if (!dest)
     return FALSE;
   if (!g_str_equal (dest, "inmigrate"))
     {
-      g_set_error (error, VMS_MIGRATION_ERROR,
-                   VMS_MIGRATION_ERROR_PRECONDITION,
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_PRECONDITION,
                    "the destination QEMU is '%s', not waiting for a "
                    "migration: start it with -incoming defer (after a "
                    "failed attempt QEMU exits, so start a new one)",
@@ -315,14 +314,14 @@ set_capabilities (VmsMigration *migration, GError **error)
   const VmsMigrationConfig *config = &migration->config;
   VmsQmp *source = migration->rep.qmp, *dest = dest_of (migration);
 
-  return vms_migration_set_capabilities (source, both, TRUE, error)
-         && vms_migration_set_capabilities (dest, both, TRUE, error)
-         && vms_migration_set_capabilities (
+  return vms_qemu_migration_set_capabilities (source, both, TRUE, error)
+         && vms_qemu_migration_set_capabilities (dest, both, TRUE, error)
+         && vms_qemu_migration_set_capabilities (
              source, multifd, config->multifd_channels > 0, error)
-         && vms_migration_set_capabilities (
+         && vms_qemu_migration_set_capabilities (
              dest, multifd, config->multifd_channels > 0, error)
-         && vms_migration_set_capabilities (source, auto_converge,
-                                            config->auto_converge, error);
+         && vms_qemu_migration_set_capabilities (source, auto_converge,
+                                                 config->auto_converge, error);
 }
 
 static gboolean
@@ -345,12 +344,12 @@ set_parameters (VmsMigration *migration, GError **error)
                                   config->multifd_channels);
       json_object_set_int_member (dest_parameters, "multifd-channels",
                                   config->multifd_channels);
-      if (!vms_migration_set_parameters (dest_of (migration), dest_parameters,
-                                         error))
+      if (!vms_qemu_migration_set_parameters (dest_of (migration),
+                                              dest_parameters, error))
         return FALSE;
     }
-  return vms_migration_set_parameters (migration->rep.qmp, source_parameters,
-                                       error);
+  return vms_qemu_migration_set_parameters (migration->rep.qmp,
+                                            source_parameters, error);
 }
 
 static gboolean
@@ -359,15 +358,15 @@ qmp_start_memory (VmsMigration *migration, GError **error)
   const char *uri = vms_job_get_migration (migration->rep.job)->dest_uri;
 
   if (!set_capabilities (migration, error) || !set_parameters (migration, error)
-      || !vms_migration_incoming (dest_of (migration), uri, error)
-      || !vms_migration_start (migration->rep.qmp, uri, error))
+      || !vms_qemu_migration_incoming (dest_of (migration), uri, error)
+      || !vms_qemu_migration_start (migration->rep.qmp, uri, error))
     return FALSE;
   migration->migration_started = TRUE;
   return TRUE;
 }
 
 static void
-report_memory_round (VmsMigration *migration, const VmsMigrationInfo *info)
+report_memory_round (VmsMigration *migration, const VmsQemuMigrationInfo *info)
 {
   JsonObject *fields = json_object_new ();
   g_autofree char *remaining = vms_format_size (info->ram_remaining);
@@ -389,7 +388,7 @@ report_memory_round (VmsMigration *migration, const VmsMigrationInfo *info)
 }
 
 static void
-take_memory_figures (VmsMigration *migration, const VmsMigrationInfo *info)
+take_memory_figures (VmsMigration *migration, const VmsQemuMigrationInfo *info)
 {
   migration->ram_bytes = info->ram_transferred;
   if (info->downtime_ms >= 0)
@@ -404,16 +403,17 @@ take_memory_figures (VmsMigration *migration, const VmsMigrationInfo *info)
 
 /* Reached wanted (or beyond it), FALSE with error when it failed. */
 static gboolean
-migration_reached (const VmsMigrationInfo *info, VmsMigrationStatus wanted,
-                   gboolean *reached, GError **error)
+migration_reached (const VmsQemuMigrationInfo *info,
+                   VmsQemuMigrationStatus wanted, gboolean *reached,
+                   GError **error)
 {
   *reached = info->status == wanted
-             || (info->status == VMS_MIGRATION_COMPLETED
-                 && (wanted == VMS_MIGRATION_PRE_SWITCHOVER
-                     || wanted == VMS_MIGRATION_DEVICE));
-  if (info->status == VMS_MIGRATION_FAILED
-      || info->status == VMS_MIGRATION_CANCELLED
-      || info->status == VMS_MIGRATION_CANCELLING)
+             || (info->status == VMS_QEMU_MIGRATION_COMPLETED
+                 && (wanted == VMS_QEMU_MIGRATION_PRE_SWITCHOVER
+                     || wanted == VMS_QEMU_MIGRATION_DEVICE));
+  if (info->status == VMS_QEMU_MIGRATION_FAILED
+      || info->status == VMS_QEMU_MIGRATION_CANCELLED
+      || info->status == VMS_QEMU_MIGRATION_CANCELLING)
     {
       g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
                    "QEMU's memory migration %s%s%s", info->status_name,
@@ -427,7 +427,7 @@ migration_reached (const VmsMigrationInfo *info, VmsMigrationStatus wanted,
 /* Wait for the source's migration to reach the status wanted; a failure,
  * a cancel, a broken mirror or a stop request end the wait. */
 static gboolean
-wait_migration (VmsMigration *migration, VmsMigrationStatus wanted,
+wait_migration (VmsMigration *migration, VmsQemuMigrationStatus wanted,
                 gint64 timeout_s, GError **error)
 {
   gint64 deadline = timeout_s > 0
@@ -436,7 +436,7 @@ wait_migration (VmsMigration *migration, VmsMigrationStatus wanted,
 
   for (;;)
     {
-      g_auto (VmsMigrationInfo) info = { 0 };
+      g_auto (VmsQemuMigrationInfo) info = { 0 };
       gboolean reached = FALSE;
 
       if (vms_migration_stop_requested (migration, error))
@@ -446,7 +446,7 @@ wait_migration (VmsMigration *migration, VmsMigrationStatus wanted,
           g_prefix_error (error, "destination QEMU: ");
           return FALSE;
         }
-      if (!vms_migration_query (migration->rep.qmp, &info, error))
+      if (!vms_qemu_migration_query (migration->rep.qmp, &info, error))
         return FALSE;
       take_memory_figures (migration, &info);
       if (!migration_reached (&info, wanted, &reached, error))
@@ -474,14 +474,14 @@ wait_migration (VmsMigration *migration, VmsMigrationStatus wanted,
 static gboolean
 qmp_wait_memory (VmsMigration *migration, GError **error)
 {
-  return wait_migration (migration, VMS_MIGRATION_PRE_SWITCHOVER,
+  return wait_migration (migration, VMS_QEMU_MIGRATION_PRE_SWITCHOVER,
                          migration->config.memory_timeout_s, error);
 }
 
 static gboolean
 qmp_continue_switchover (VmsMigration *migration, GError **error)
 {
-  return vms_migration_continue (migration->rep.qmp, error);
+  return vms_qemu_migration_continue (migration->rep.qmp, error);
 }
 
 /* ---- the destination ---- */
@@ -496,8 +496,8 @@ wait_destination_event (VmsMigration *migration)
 
   for (int i = 0; i < 20 && *wanted < 0; i++)
     vms_qmp_wait_event (dest_of (migration),
-                        migration->config.suspend ? "MIGRATION" : "RESUME",
-                        50, NULL, NULL, NULL, NULL);
+                        migration->config.suspend ? "MIGRATION" : "RESUME", 50,
+                        NULL, NULL, NULL, NULL);
 }
 
 static gboolean
@@ -506,11 +506,12 @@ qmp_wait_destination (VmsMigration *migration, GError **error)
   static const char *const settled[] = { "running", "paused", NULL };
   gint64 timeout_s = migration->config.switchover_timeout_s;
   gint64 deadline = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
-  g_auto (VmsMigrationInfo) info = { 0 };
+  g_auto (VmsQemuMigrationInfo) info = { 0 };
   g_autofree char *state = NULL;
   guint left_ms;
 
-  if (!wait_migration (migration, VMS_MIGRATION_COMPLETED, timeout_s, error))
+  if (!wait_migration (migration, VMS_QEMU_MIGRATION_COMPLETED, timeout_s,
+                       error))
     return FALSE;
   left_ms = MAX (deadline - g_get_monotonic_time (), 1000) / 1000;
   state = vms_vm_wait_run_state (dest_of (migration), settled, left_ms, error);
@@ -530,7 +531,7 @@ qmp_wait_destination (VmsMigration *migration, GError **error)
       return FALSE;
     }
   wait_destination_event (migration);
-  if (vms_migration_query (migration->rep.qmp, &info, NULL))
+  if (vms_qemu_migration_query (migration->rep.qmp, &info, NULL))
     {
       migration->ram_bytes = info.ram_transferred;
       migration->qemu_downtime_ms = info.downtime_ms;
@@ -546,7 +547,7 @@ qmp_destination_runs (VmsMigration *migration)
 
   if (!dest || !vms_qmp_is_connected (dest))
     return FALSE;
-  state = vms_migration_run_state (dest, NULL);
+  state = vms_qemu_migration_run_state (dest, NULL);
   return g_strcmp0 (state, "running") == 0;
 }
 
@@ -561,7 +562,7 @@ qmp_moved_already (VmsMigration *migration)
 
   if (!migration->rep.qmp)
     return FALSE;
-  source_state = vms_migration_run_state (migration->rep.qmp, NULL);
+  source_state = vms_qemu_migration_run_state (migration->rep.qmp, NULL);
   moved = g_strcmp0 (source_state, "postmigrate") == 0
           && qmp_connect_destination (migration, NULL)
           && qmp_destination_runs (migration);
@@ -624,18 +625,19 @@ settle_completed (VmsMigration *migration, GError **error)
 }
 
 static gboolean
-qmp_cancel (VmsMigration *migration, gboolean check_destination,
-            GError **error)
+qmp_cancel (VmsMigration *migration, gboolean check_destination, GError **error)
 {
-  g_auto (VmsMigrationInfo) info = { 0 };
+  g_auto (VmsQemuMigrationInfo) info = { 0 };
 
   if (!qmp_check_source (migration, error))
     return FALSE;
-  if (check_destination && vms_migration_query (migration->rep.qmp, &info, NULL)
-      && info.status == VMS_MIGRATION_COMPLETED)
+  if (check_destination
+      && vms_qemu_migration_query (migration->rep.qmp, &info, NULL)
+      && info.status == VMS_QEMU_MIGRATION_COMPLETED)
     return settle_completed (migration, error);
   if (migration->migration_started)
-    vms_migration_cancel (migration->rep.qmp, CANCEL_TIMEOUT_MS, NULL, NULL);
+    vms_qemu_migration_cancel (migration->rep.qmp, CANCEL_TIMEOUT_MS, NULL,
+                               NULL);
   return TRUE;
 }
 
@@ -647,7 +649,7 @@ qmp_resume_source (VmsMigration *migration, GError **error)
 
   if (!migration->source_was_running)
     return TRUE;
-  state = vms_migration_run_state (migration->rep.qmp, NULL);
+  state = vms_qemu_migration_run_state (migration->rep.qmp, NULL);
   if (!state || g_str_equal (state, "running"))
     return TRUE;
   if (vms_vm_resume (migration->rep.qmp, CANCEL_TIMEOUT_MS, &cont_error))

@@ -87,4 +87,3 @@ vms_migration_report (VmsMigration *migrate)
       rep->job->id, seconds, vms_migrate_final_sync_name (migrate->mode),
       downtime_text, migrate->qemu_downtime_ms, background, rounds, final, ram);
 }
-

@@ -37,8 +37,8 @@ vms_migration_roll_back (VmsMigration *migration, const GError *cause,
 
   vms_migration_move_to (migration, VMS_MIGRATE_ROLLBACK, NULL);
   if ((undo & VMS_MIGRATE_UNDO_CANCEL_MIGRATION)
-      && !backend->cancel (migration,
-                           undo & VMS_MIGRATE_UNDO_CHECK_DESTINATION, error))
+      && !backend->cancel (migration, undo & VMS_MIGRATE_UNDO_CHECK_DESTINATION,
+                           error))
     return FALSE;
   if (!backend->check_source (migration, error))
     return FALSE;
@@ -76,8 +76,7 @@ vms_migration_roll_back_job (VmsMigration *migration, GError **error)
     }
   migration->saved_job = vms_job_load (migration->config.copy.state_dir,
                                        migration->config.copy.resume, error);
-  if (!migration->saved_job
-      || !vms_migration_choose_backend (migration, error))
+  if (!migration->saved_job || !vms_migration_choose_backend (migration, error))
     return FALSE;
   job = migration->rep.job = g_steal_pointer (&migration->saved_job);
   vms_job_get_migration (job);

@@ -11,7 +11,7 @@
 
 #include <unistd.h>
 
-G_DEFINE_QUARK (vms-migration-error-quark, vms_migration_error)
+G_DEFINE_QUARK (vms - migration - error - quark, vms_migration_error)
 
 void
 vms_migration_config_init (VmsMigrationConfig *config)
@@ -135,7 +135,8 @@ vms_migration_get_state (VmsMigration *migration)
 gboolean
 vms_migration_restart_destination (VmsMigration *migration)
 {
-  return migration->migration_started && migration->backend->continue_switchover;
+  return migration->migration_started
+         && migration->backend->continue_switchover;
 }
 
 gboolean
@@ -402,8 +403,7 @@ load_resumed (VmsMigration *migration, GError **error)
   part = saved->migration;
   if (saved->phase == VMS_JOB_PHASE_MIGRATED)
     {
-      g_set_error (error, VMS_MIGRATION_ERROR,
-                   VMS_MIGRATION_ERROR_PRECONDITION,
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_PRECONDITION,
                    "job %s is migrated already", saved->id);
       return FALSE;
     }
@@ -450,8 +450,7 @@ on_source_stop (VmsQmp *qmp, const char *event, JsonObject *data,
   VmsMigration *migration = user_data;
 
   if (migration->state >= VMS_MIGRATE_MEMORY && migration->stop_us < 0)
-    migration->stop_us
-        = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
+    migration->stop_us = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
 }
 
 /* Reach the source, and find where a resumed job goes on: the preflight,
@@ -459,9 +458,10 @@ on_source_stop (VmsQmp *qmp, const char *event, JsonObject *data,
 static gboolean
 open_source (VmsMigration *migration, GError **error)
 {
-  VmsMigrateState resume_at = migration->stopped_in >= 0
-                                  ? vms_migrate_resume_state (migration->stopped_in)
-                                  : VMS_MIGRATE_PREFLIGHT;
+  VmsMigrateState resume_at
+      = migration->stopped_in >= 0
+            ? vms_migrate_resume_state (migration->stopped_in)
+            : VMS_MIGRATE_PREFLIGHT;
   g_autoptr (GError) open_error = NULL;
 
   if (!migration->backend->open (migration, &open_error))
@@ -493,8 +493,7 @@ open_source (VmsMigration *migration, GError **error)
       && resume_at != VMS_MIGRATE_COMMIT && migration->saved_job
       && migration->saved_job->phase == VMS_JOB_PHASE_MIGRATING)
     {
-      g_set_error (error, VMS_MIGRATION_ERROR,
-                   VMS_MIGRATION_ERROR_PRECONDITION,
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_PRECONDITION,
                    "job %s stopped in the middle of a rollback: finish it "
                    "with 'vmshift abort %s' first",
                    migration->saved_job->id, migration->saved_job->id);
@@ -552,7 +551,8 @@ vms_migration_run (VmsMigration *migration, GCancellable *cancellable,
   migration->rep.cancellable = cancellable;
   migration->started_us = g_get_monotonic_time ();
   migration->state = VMS_MIGRATE_PREFLIGHT;
-  if (!load_resumed (migration, error) || !vms_migration_choose_backend (migration, error))
+  if (!load_resumed (migration, error)
+      || !vms_migration_choose_backend (migration, error))
     {
       migration->outcome = VMS_MIGRATION_STOPPED;
       return FALSE;

@@ -20,13 +20,13 @@ GQuark vms_migration_error_quark (void);
 
 typedef enum
 {
-  VMS_MIGRATION_ERROR_INVALID,     /* the config asks for something wrong */
-  VMS_MIGRATION_ERROR_PRECONDITION,/* a QEMU or domain is not as needed */
-  VMS_MIGRATION_ERROR_MISMATCH,    /* the two ends do not match */
-  VMS_MIGRATION_ERROR_FAILED,      /* QEMU's or libvirt's migration failed */
-  VMS_MIGRATION_ERROR_MOVED,       /* the VM runs at the destination: it
-                                      must not be rolled back */
-  VMS_MIGRATION_ERROR_UNSAFE,      /* the source could not be brought back */
+  VMS_MIGRATION_ERROR_INVALID,      /* the config asks for something wrong */
+  VMS_MIGRATION_ERROR_PRECONDITION, /* a QEMU or domain is not as needed */
+  VMS_MIGRATION_ERROR_MISMATCH,     /* the two ends do not match */
+  VMS_MIGRATION_ERROR_FAILED,       /* QEMU's or libvirt's migration failed */
+  VMS_MIGRATION_ERROR_MOVED,        /* the VM runs at the destination: it
+                                       must not be rolled back */
+  VMS_MIGRATION_ERROR_UNSAFE,       /* the source could not be brought back */
 } VmsMigrationError;
 
 /* QEMU's default downtime limit. */
@@ -53,20 +53,20 @@ typedef struct
 
 typedef struct
 {
-  VmsReplicateConfig copy;      /* the disks: sink, job, copy tuning */
-  char *source;                 /* QMP address; NULL: the resumed job's */
-  gboolean mode_set;            /* mode was asked, not defaulted */
-  VmsMigrateFinalSync mode;     /* how the disks' last writes cross */
-  char *dest_qmp;               /* the destination QEMU's monitor */
-  char *dest_uri;               /* where memory goes (QMP backend) */
-  guint64 bandwidth;            /* bytes/s for RAM, 0: unlimited */
-  int max_downtime_ms;          /* QEMU's downtime limit */
-  int multifd_channels;         /* parallel RAM connections, 0: one */
-  gboolean auto_converge;       /* let QEMU slow the guest's CPUs */
-  int switchover_timeout_s;     /* continue to a running destination */
-  gboolean suspend;             /* leave the destination paused */
-  int memory_timeout_s;         /* roll back if RAM takes longer, 0: wait */
-  char *estimate;               /* report against this estimate, or NULL */
+  VmsReplicateConfig copy;  /* the disks: sink, job, copy tuning */
+  char *source;             /* QMP address; NULL: the resumed job's */
+  gboolean mode_set;        /* mode was asked, not defaulted */
+  VmsMigrateFinalSync mode; /* how the disks' last writes cross */
+  char *dest_qmp;           /* the destination QEMU's monitor */
+  char *dest_uri;           /* where memory goes (QMP backend) */
+  guint64 bandwidth;        /* bytes/s for RAM, 0: unlimited */
+  int max_downtime_ms;      /* QEMU's downtime limit */
+  int multifd_channels;     /* parallel RAM connections, 0: one */
+  gboolean auto_converge;   /* let QEMU slow the guest's CPUs */
+  int switchover_timeout_s; /* continue to a running destination */
+  gboolean suspend;         /* leave the destination paused */
+  int memory_timeout_s;     /* roll back if RAM takes longer, 0: wait */
+  char *estimate;           /* report against this estimate, or NULL */
   VmsMigrationLibvirtConfig libvirt; /* connect_uri set: libvirt backend */
 } VmsMigrationConfig;
 
@@ -103,8 +103,7 @@ gboolean vms_migration_run (VmsMigration *migration, GCancellable *cancellable,
 
 /* Roll back the migration of a job whose vmshift died, from what its
  * state file says. */
-gboolean vms_migration_roll_back_job (VmsMigration *migration,
-                                      GError **error);
+gboolean vms_migration_roll_back_job (VmsMigration *migration, GError **error);
 
 VmsMigrationOutcome vms_migration_get_outcome (VmsMigration *migration);
 /* Why the rollback failed, when the outcome is STOPPED after one. */

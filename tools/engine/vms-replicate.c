@@ -427,11 +427,11 @@ vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
   rep->progress = progress;
   if (config->max_bandwidth)
     /* A bucket of a tenth of a second smooths without starving. */
-    rep->rate = vms_rate_new (config->max_bandwidth,
-                              MAX (config->max_bandwidth / 10,
-                                   config->request_size
-                                       ? config->request_size
-                                       : VMS_COPY_DEFAULT_REQUEST_SIZE));
+    rep->rate = vms_rate_new (
+        config->max_bandwidth,
+        MAX (config->max_bandwidth / 10, config->request_size
+                                             ? config->request_size
+                                             : VMS_COPY_DEFAULT_REQUEST_SIZE));
 }
 
 /* ---- the job ---- */
@@ -443,7 +443,7 @@ select_disks (VmsReplicate *rep, GPtrArray *found, GError **error)
   VmsJob *job = rep->job;
   g_autofree char *prefix = sanitise_name (
       config->replica_prefix ? config->replica_prefix
-                              : (*job->vm_name ? job->vm_name : "vm"));
+                             : (*job->vm_name ? job->vm_name : "vm"));
 
   for (guint i = 0; i < found->len; i++)
     {
