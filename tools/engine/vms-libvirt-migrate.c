@@ -706,6 +706,51 @@ vms_libvirt_migration_resume_source (VmsLibvirtMigration *migration,
   return FALSE;
 }
 
+/* libvirt ends a cancelled incoming migration when it notices that its
+ * client went away; this is long enough for that, short enough for a
+ * rollback. */
+#define INCOMING_TEARDOWN_TIMEOUT_US (30 * G_USEC_PER_SEC)
+
+gboolean
+vms_libvirt_migration_drop_incoming (VmsLibvirtMigration *migration,
+                                     GError **error)
+{
+  gint64 deadline = g_get_monotonic_time () + INCOMING_TEARDOWN_TIMEOUT_US;
+
+  if (!migration->destination)
+    return TRUE;
+  for (;;)
+    {
+      g_autoptr (virDomain) there = virDomainLookupByName (
+          migration->destination, destination_name (migration));
+      int state = VIR_DOMAIN_NOSTATE, reason = 0;
+
+      if (!there || virDomainIsActive (there) != 1)
+        return TRUE;
+      if (virDomainGetState (there, &state, &reason, 0) == 0
+          && (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_BLOCKED))
+        {
+          g_set_error (error, VMS_LIBVIRT_ERROR, VMS_LIBVIRT_ERROR_FAILED,
+                       "the destination runs domain %s: check both hosts "
+                       "('virsh list --all') before resuming the source",
+                       destination_name (migration));
+          return FALSE;
+        }
+      if (g_get_monotonic_time () > deadline)
+        {
+          /* Paused, never run: the source holds the VM. */
+          if (virDomainDestroy (there) == 0)
+            return TRUE;
+          vms_libvirt_set_error (error, VMS_LIBVIRT_ERROR_FAILED,
+                                 "destroying the incoming domain %s at %s",
+                                 destination_name (migration),
+                                 migration->dest_uri);
+          return FALSE;
+        }
+      g_usleep (100 * 1000);
+    }
+}
+
 /* ---- what --resume needs ---- */
 
 static void

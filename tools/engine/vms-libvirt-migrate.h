@@ -117,6 +117,13 @@ gboolean vms_libvirt_migration_source_active (VmsLibvirtMigration *migration);
 gboolean vms_libvirt_migration_resume_source (VmsLibvirtMigration *migration,
                                               GError **error);
 
+/* After an aborted migration, the destination may still hold the
+ * incoming domain, paused, that libvirt has not torn down yet (its
+ * vmshift was killed): wait for it to go, and destroy it if it stays.
+ * Refuses if the destination runs the domain. */
+gboolean vms_libvirt_migration_drop_incoming (VmsLibvirtMigration *migration,
+                                              GError **error);
+
 /* Keep what --resume needs in the job, and take it back. */
 void vms_libvirt_migration_save (VmsLibvirtMigration *migration, VmsJob *job);
 void vms_libvirt_migration_load (VmsLibvirtMigration *migration, VmsJob *job);

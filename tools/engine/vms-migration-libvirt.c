@@ -288,9 +288,15 @@ static gboolean
 libvirt_cancel (VmsMigration *migration, gboolean check_destination,
                 GError **error)
 {
-  if (libvirt_of (migration))
-    vms_libvirt_migration_abort (libvirt_of (migration));
-  return TRUE;
+  VmsLibvirtMigration *libvirt = libvirt_of (migration);
+
+  if (!libvirt)
+    return TRUE;
+  vms_libvirt_migration_abort (libvirt);
+  /* A domain that moved after all is check_source's to report. */
+  if (!vms_libvirt_migration_source_active (libvirt))
+    return TRUE;
+  return vms_libvirt_migration_drop_incoming (libvirt, error);
 }
 
 /* Through libvirt, so that it knows the domain runs. */
