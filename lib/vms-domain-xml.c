@@ -10,7 +10,10 @@
 #include <libxml/xmlsave.h>
 #include <string.h>
 
-G_DEFINE_QUARK (vms - domain - xml - error - quark, vms_domain_xml_error)
+/* The macro makes a string of the quark name: keep it whole. */
+/* clang-format off */
+G_DEFINE_QUARK (vms-domain-xml-error-quark, vms_domain_xml_error)
+/* clang-format on */
 
 /* libxml2 takes the length as an int. */
 #define DOMAIN_XML_MAX_LENGTH G_MAXINT

@@ -9,7 +9,10 @@
  * apart. */
 #define NO_UUID "00000000-0000-0000-0000-000000000000"
 
-G_DEFINE_QUARK (vms - estimate - file - error - quark, vms_estimate_file_error)
+/* The macro makes a string of the quark name: keep it whole. */
+/* clang-format off */
+G_DEFINE_QUARK (vms-estimate-file-error-quark, vms_estimate_file_error)
+/* clang-format on */
 
 static void
 disk_free (VmsEstimateFileDisk *disk)

@@ -23,7 +23,10 @@
 #define KEEPALIVE_INTERVAL_S 5
 #define KEEPALIVE_COUNT 3
 
-G_DEFINE_QUARK (vms - libvirt - error - quark, vms_libvirt_error)
+/* The macro makes a string of the quark name: keep it whole. */
+/* clang-format off */
+G_DEFINE_QUARK (vms-libvirt-error-quark, vms_libvirt_error)
+/* clang-format on */
 
 /* ---- errors ---- */
 

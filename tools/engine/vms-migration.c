@@ -11,7 +11,10 @@
 
 #include <unistd.h>
 
-G_DEFINE_QUARK (vms - migration - error - quark, vms_migration_error)
+/* The macro makes a string of the quark name: keep it whole. */
+/* clang-format off */
+G_DEFINE_QUARK (vms-migration-error-quark, vms_migration_error)
+/* clang-format on */
 
 void
 vms_migration_config_init (VmsMigrationConfig *config)
