@@ -22,6 +22,9 @@ G_BEGIN_DECLS
 typedef struct
 {
   const char *name; /* "qmp", "libvirt" */
+  /* The destination QEMU is ours: its events time the downtime, and it
+   * exits when a migration fails (the user starts a new one). */
+  gboolean owns_destination;
   /* Reach the source; sets migration->rep.qmp (the monitor the disk
    * operations use) and migration->source_name. */
   gboolean (*open) (VmsMigration *migration, GError **error);

@@ -333,6 +333,7 @@ libvirt_free (VmsMigration *migration)
 
 static const VmsMigrationBackend libvirt_backend = {
   .name = "libvirt",
+  .owns_destination = FALSE,
   .open = libvirt_open,
   .connect_destination = libvirt_connect_destination,
   .preflight = libvirt_preflight,

@@ -662,6 +662,7 @@ qmp_resume_source (VmsMigration *migration, GError **error)
 
 const VmsMigrationBackend vms_migration_qmp_backend = {
   .name = "qmp",
+  .owns_destination = TRUE,
   .open = qmp_open,
   .connect_destination = qmp_connect_destination,
   .preflight = qmp_preflight,

@@ -27,11 +27,11 @@ vms_migration_report (VmsMigration *migrate)
 
   /* A backend whose destination's events are not ours to watch tells
    * the downtime QEMU measured. */
-  if (!migrate->backend->continue_switchover)
+  if (!migrate->backend->owns_destination)
     downtime_ms = migrate->qemu_downtime_ms;
   background = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_BACKGROUND]);
   downtime_text
-      = !migrate->backend->continue_switchover && downtime_ms >= 0
+      = !migrate->backend->owns_destination && downtime_ms >= 0
             ? g_strdup_printf ("%" G_GINT64_FORMAT " ms (libvirt's "
                                "statistics of the completed job)",
                                downtime_ms)

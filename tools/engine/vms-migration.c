@@ -138,8 +138,7 @@ vms_migration_get_state (VmsMigration *migration)
 gboolean
 vms_migration_restart_destination (VmsMigration *migration)
 {
-  return migration->migration_started
-         && migration->backend->continue_switchover;
+  return migration->migration_started && migration->backend->owns_destination;
 }
 
 gboolean
