@@ -13,20 +13,6 @@ static const char *const dirty_rate_statuses[] = {
   [VMS_GUEST_DIRTY_RATE_MEASURED] = "measured",
 };
 
-/* The reply of command as an object (borrowed from reply), or an error. */
-static JsonObject *
-reply_object (JsonNode *reply, const char *command, GError **error)
-{
-  if (!reply || !JSON_NODE_HOLDS_OBJECT (reply))
-    {
-      g_set_error (error, VMS_QMP_ERROR, VMS_QMP_ERROR_PROTOCOL,
-                   "reply to %s: 'return' is missing or not an object",
-                   command);
-      return NULL;
-    }
-  return json_node_get_object (reply);
-}
-
 gboolean
 vms_guest_query_memory_size (VmsQmp *qmp, VmsGuestMemorySize *out,
                              GError **error)
@@ -36,7 +22,7 @@ vms_guest_query_memory_size (VmsQmp *qmp, VmsGuestMemorySize *out,
   JsonObject *object;
 
   memset (out, 0, sizeof *out);
-  if (!reply || !(object = reply_object (reply, command, error))
+  if (!reply || !(object = vms_reply_object (reply, command, error))
       || !vms_reply_uint (object, "base-memory", command, &out->base_memory,
                           error))
     return FALSE;
@@ -117,7 +103,7 @@ vms_guest_query_dirty_rate (VmsQmp *qmp, VmsGuestDirtyRate *out, GError **error)
   guint64 mib_per_second;
 
   memset (out, 0, sizeof *out);
-  if (!reply || !(object = reply_object (reply, command, error))
+  if (!reply || !(object = vms_reply_object (reply, command, error))
       || !vms_reply_string (object, "status", command, &status, error)
       || !parse_dirty_rate_status (status, &out->status, error))
     return FALSE;
