@@ -74,7 +74,6 @@ OP (continue_switchover)
 OP (wait_destination)
 OP (resume_source)
 OP (open_for_rollback)
-OP (start)
 OP (background)
 OP (rounds)
 OP (final_round)
@@ -152,10 +151,22 @@ fake_cancel (VmsMigration *migration, gboolean check_destination,
   return record (migration, "cancel", error);
 }
 
+/* Like vms_replicate_start: the server's socket is named first. */
+static gboolean
+fake_start (VmsMigration *migration, GError **error)
+{
+  vms_replicate_name_server (&migration->rep);
+  return record (migration, "start", error);
+}
+
+/* Only a server whose socket is known can be stopped: a rollback must
+ * know it even when a killed run named it. */
 static void
 fake_stop_exports (VmsMigration *migration)
 {
-  record (migration, "stop_exports", NULL);
+  record (migration,
+          migration->rep.nbd_socket ? "stop_exports" : "stop_exports-unnamed",
+          NULL);
 }
 
 static void

@@ -120,7 +120,6 @@ static gboolean
 qmp_open_for_rollback (VmsMigration *migration, GError **error)
 {
   VmsJob *job = migration->rep.job;
-  g_autofree char *socket_name = g_strconcat (job->id, ".nbd", NULL);
 
   migration->rep.qmp = vms_qmp_connect (job->source, 0, error);
   if (!migration->rep.qmp)
@@ -132,8 +131,6 @@ qmp_open_for_rollback (VmsMigration *migration, GError **error)
   if (job->migration->dest_qmp)
     backend_of (migration)->dest
         = vms_qmp_connect (job->migration->dest_qmp, 0, NULL);
-  migration->rep.nbd_socket
-      = g_build_filename (migration->config.copy.state_dir, socket_name, NULL);
   return TRUE;
 }
 

@@ -97,6 +97,8 @@ vms_migration_roll_back_job (VmsMigration *migration, GError **error)
   migration->source_was_running = migration->state >= VMS_MIGRATE_MEMORY;
   if (!migration->backend->open_for_rollback (migration, error))
     return FALSE;
+  /* The killed run's NBD server, whichever backend reached the source. */
+  vms_replicate_name_server (&migration->rep);
   cause = g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
                        "vmshift died; rolled back by vmshift abort");
   if (!vms_migration_roll_back (migration, cause, error))

@@ -359,14 +359,20 @@ vms_replicate_final_round (VmsReplicate *rep, GError **error)
   return TRUE;
 }
 
-gboolean
-vms_replicate_start (VmsReplicate *rep, GError **error)
+void
+vms_replicate_name_server (VmsReplicate *rep)
 {
   g_autofree char *socket_name = g_strconcat (rep->job->id, ".nbd", NULL);
 
   g_free (rep->nbd_socket);
   rep->nbd_socket
       = g_build_filename (rep->config->state_dir, socket_name, NULL);
+}
+
+gboolean
+vms_replicate_start (VmsReplicate *rep, GError **error)
+{
+  vms_replicate_name_server (rep);
   if (!vms_export_server_start (rep->qmp, rep->nbd_socket, error))
     return FALSE;
   /* Created over NBD: the sink needs no shell. */

@@ -95,6 +95,10 @@ gboolean vms_replicate_rounds (VmsReplicate *rep, GError **error);
  * guest cannot write, it leaves the replicas equal to the disks. */
 gboolean vms_replicate_final_round (VmsReplicate *rep, GError **error);
 
+/* rep->nbd_socket: where the job's NBD server listens (a killed run's
+ * too), without starting it. */
+void vms_replicate_name_server (VmsReplicate *rep);
+
 /* Stop QEMU's NBD server if it is ours (errors ignored). */
 void vms_replicate_stop_server (VmsReplicate *rep);
 
