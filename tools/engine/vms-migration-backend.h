@@ -34,7 +34,7 @@ typedef struct
    * sets migration->source_was_running. */
   gboolean (*preflight) (VmsMigration *migration, GError **error);
   /* With the job open: the destination matches it; the backend's
-   * settings are kept in it for --resume. */
+   * settings are put in it for --resume (the engine saves it next). */
   gboolean (*check_job) (VmsMigration *migration, GError **error);
   /* Start the memory migration (sets migration->migration_started). */
   gboolean (*start_memory) (VmsMigration *migration, GError **error);

@@ -239,9 +239,8 @@ preflight (VmsMigration *migration, GError **error)
   if (!load_prediction (migration, error))
     return FALSE;
   job->phase = VMS_JOB_PHASE_MIGRATING;
-  if (!vms_job_save (job, error)
-      || !migration->backend->check_job (migration, error)
-      || !disks->start (migration, error))
+  if (!migration->backend->check_job (migration, error)
+      || !vms_job_save (job, error) || !disks->start (migration, error))
     return FALSE;
   /* A mirror of an earlier attempt (its vmshift killed) may still run and
    * have left live ranges: stop it, then forget them, or the plain writes
