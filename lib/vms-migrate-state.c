@@ -40,6 +40,8 @@ vms_migrate_final_sync_parse (const char *name, VmsMigrateFinalSync *out)
     *out = VMS_MIGRATE_FINAL_PAUSE;
   else if (g_strcmp0 (name, "mirror") == 0)
     *out = VMS_MIGRATE_FINAL_MIRROR;
+  else if (g_strcmp0 (name, "auto") == 0)
+    *out = VMS_MIGRATE_FINAL_AUTO;
   else
     return FALSE;
   return TRUE;
@@ -48,7 +50,15 @@ vms_migrate_final_sync_parse (const char *name, VmsMigrateFinalSync *out)
 const char *
 vms_migrate_final_sync_name (VmsMigrateFinalSync mode)
 {
-  return mode == VMS_MIGRATE_FINAL_MIRROR ? "mirror" : "pause";
+  switch (mode)
+    {
+    case VMS_MIGRATE_FINAL_MIRROR:
+      return "mirror";
+    case VMS_MIGRATE_FINAL_AUTO:
+      return "auto";
+    default:
+      return "pause";
+    }
 }
 
 VmsMigrateState

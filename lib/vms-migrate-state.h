@@ -36,6 +36,10 @@ typedef enum
   VMS_MIGRATE_FINAL_PAUSE,  /* last disk round inside the downtime */
   VMS_MIGRATE_FINAL_MIRROR, /* write-blocking mirror; no disk data in the
                                downtime */
+  VMS_MIGRATE_FINAL_AUTO,   /* not chosen yet: the engine picks pause or
+                               mirror after the rounds, by the downtime
+                               objective; the states follow pause's until
+                               then */
 } VmsMigrateFinalSync;
 
 /* What a rollback must undo, in this order. */

@@ -126,8 +126,8 @@ test_interrupted_rollback (void **state)
           = vms_migrate_rollback_actions (VMS_MIGRATE_ROLLBACK, modes[m]);
 
       assert_true (vms_migrate_state_can_roll_back (VMS_MIGRATE_ROLLBACK));
-      assert_true (vms_migrate_state_can_move (
-          VMS_MIGRATE_ROLLBACK, VMS_MIGRATE_ROLLBACK, modes[m]));
+      assert_true (vms_migrate_state_can_move (VMS_MIGRATE_ROLLBACK,
+                                               VMS_MIGRATE_ROLLBACK, modes[m]));
       for (int s = 0; s < VMS_MIGRATE_COMMIT; s++)
         {
           VmsMigrateUndo first = vms_migrate_rollback_actions (s, modes[m]);
@@ -155,6 +155,16 @@ test_names_and_resume (void **state)
   assert_int_equal (mode, VMS_MIGRATE_FINAL_MIRROR);
   assert_true (vms_migrate_final_sync_parse ("pause", &mode));
   assert_int_equal (mode, VMS_MIGRATE_FINAL_PAUSE);
+  assert_true (vms_migrate_final_sync_parse ("auto", &mode));
+  assert_int_equal (mode, VMS_MIGRATE_FINAL_AUTO);
+  for (int m = VMS_MIGRATE_FINAL_PAUSE; m <= VMS_MIGRATE_FINAL_AUTO; m++)
+    {
+      VmsMigrateFinalSync back;
+
+      assert_true (vms_migrate_final_sync_parse (
+          vms_migrate_final_sync_name (m), &back));
+      assert_int_equal (back, m);
+    }
   assert_false (vms_migrate_final_sync_parse ("Pause", &mode));
   assert_false (vms_migrate_final_sync_parse (NULL, &mode));
 
