@@ -15,6 +15,9 @@ static const char *const description
       "\n"
       "migrate copies the disks while the VM runs (background copy, dirty\n"
       "rounds), then migrates memory with QEMU's pre-copy, and switches over:\n"
+      "  --final-sync auto    (default) pause when the last round fits the\n"
+      "                       --max-downtime objective at the measured rates,\n"
+      "                       mirror otherwise; the report says why\n"
       "  --final-sync pause   the last dirty round runs while QEMU holds the\n"
       "                       source paused before switchover (no guest\n"
       "                       overhead; that round is part of the downtime)\n"
@@ -93,7 +96,8 @@ check_libvirt_arguments (MigrateOptions *options, int argc,
                    "goes)");
       return FALSE;
     }
-  if (options->final_sync && !g_str_equal (options->final_sync, "mirror"))
+  if (options->final_sync && !g_str_equal (options->final_sync, "mirror")
+      && !g_str_equal (options->final_sync, "auto"))
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
                    "--final-sync %s is not possible with --connect: "
@@ -152,7 +156,7 @@ check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
       && !vms_migrate_final_sync_parse (options->final_sync, &config->mode))
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                   "--final-sync is pause or mirror, not '%s'",
+                   "--final-sync is auto, pause or mirror, not '%s'",
                    options->final_sync);
       return FALSE;
     }
@@ -341,9 +345,12 @@ vms_cmd_migrate (int argc, char **argv)
       "Where the destination listens for memory (tcp:HOST:PORT, unix:PATH)",
       "URI" },
     { "final-sync", 'f', 0, G_OPTION_ARG_STRING, &options.final_sync,
-      "pause (default) or mirror: how the disks' last writes cross", "MODE" },
+      "auto (default), pause or mirror: how the disks' last writes cross",
+      "MODE" },
     { "max-downtime", 0, 0, G_OPTION_ARG_INT, &options.max_downtime_ms,
-      "QEMU's downtime limit for the memory switchover (default 300)", "MS" },
+      "Objective for the whole pause, the source's stop to the destination "
+      "running (default 100)",
+      "MS" },
     { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &options.bandwidth,
       "At most RATE bytes/s for disks and for RAM (e.g. 100M)", "RATE" },
     { "multifd", 0, 0, G_OPTION_ARG_INT, &options.multifd_channels,

@@ -14,6 +14,7 @@
 #include "vms-config.h"
 #include "vms-estimate-file.h"
 #include "vms-migration.h"
+#include "vms-downtime.h"
 #include "vms-qmp.h"
 #include "vms-replicate.h"
 
@@ -113,9 +114,13 @@ struct _VmsMigration
   VmsMigrationOutcome outcome;        /* how the run ended */
   GError *rollback_error;             /* why a rollback failed */
   gint64 started_us;                  /* monotonic start */
-  gint64 stop_us;                     /* source STOP event, -1 if none */
-  gint64 resume_us;                   /* destination RESUME event */
-  gint64 loaded_us;                   /* destination MIGRATION completed */
+  VmsDowntime downtime;               /* the switchover's moments, the
+                                         objective */
+  char *final_sync_reason;            /* why this final sync, for the
+                                         report */
+  int final_steps_ms;                 /* vmshift's expected part of the
+                                         pause (the final round, or the
+                                         mirror's handover) */
   gboolean source_opened;             /* backend->open succeeded */
   gboolean source_was_running;        /* to resume it on rollback */
   gboolean migration_started;         /* memory migration was started */
@@ -130,6 +135,15 @@ struct _VmsMigration
   VmsPrediction prediction;           /* from config.estimate */
   gboolean predicted;                 /* prediction holds one */
 };
+
+/* Settle the final sync (auto: by the rates the rounds measured and the
+ * downtime objective), with the reason for the report, and what vmshift's
+ * steps are expected to take of the pause. */
+void vms_migration_choose_final_sync (VmsMigration *migration);
+
+/* QEMU's downtime-limit: the objective less what the rest of the pause
+ * is expected to take. */
+int vms_migration_qemu_downtime_limit (VmsMigration *migration);
 
 /* The implementations. */
 extern const VmsMigrationBackend vms_migration_qmp_backend;

@@ -124,7 +124,7 @@ libvirt_start_memory (VmsMigration *migration, GError **error)
   VmsLibvirtMigration *libvirt = libvirt_of (migration);
 
   libvirt->bandwidth = migration->config.bandwidth;
-  libvirt->max_downtime_ms = migration->config.max_downtime_ms;
+  libvirt->max_downtime_ms = vms_migration_qemu_downtime_limit (migration);
   libvirt->auto_converge = migration->config.auto_converge;
   libvirt->parallel = migration->config.multifd_channels;
   if (!vms_libvirt_migration_start (libvirt, migration->rep.job, error))

@@ -16,14 +16,21 @@
 
 typedef struct
 {
-  VmsQmp *dest; /* the destination QEMU's monitor, or NULL */
+  VmsQmp *dest;          /* the destination QEMU's monitor, or NULL */
+  gint64 setup_event_us; /* its MIGRATION setup, which migrate-incoming
+                            causes: a clock sample; -1 until seen */
 } QmpBackend;
 
 static QmpBackend *
 backend_of (VmsMigration *migration)
 {
   if (!migration->backend_data)
-    migration->backend_data = g_new0 (QmpBackend, 1);
+    {
+      QmpBackend *backend = g_new0 (QmpBackend, 1);
+
+      backend->setup_event_us = -1;
+      migration->backend_data = backend;
+    }
   return migration->backend_data;
 }
 
@@ -52,13 +59,17 @@ on_destination_migration (VmsQmp *qmp, const char *event, JsonObject *data,
                           gint64 timestamp_us, gpointer user_data)
 {
   VmsMigration *migration = user_data;
+  QmpBackend *backend = backend_of (migration);
+  VmsDowntime *downtime = &migration->downtime;
+  const char *status
+      = data ? json_object_get_string_member_with_default (data, "status", "")
+             : "";
 
-  if (data && migration->loaded_us < 0
-      && g_strcmp0 (
-             json_object_get_string_member_with_default (data, "status", NULL),
-             "completed")
-             == 0)
-    migration->loaded_us
+  vms_downtime_clock_event (downtime, timestamp_us, g_get_real_time ());
+  if (g_str_equal (status, "setup") && backend->setup_event_us < 0)
+    backend->setup_event_us = timestamp_us;
+  if (g_str_equal (status, "completed") && downtime->dest_completed_us < 0)
+    downtime->dest_completed_us
         = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
 }
 
@@ -67,10 +78,15 @@ on_destination_resume (VmsQmp *qmp, const char *event, JsonObject *data,
                        gint64 timestamp_us, gpointer user_data)
 {
   VmsMigration *migration = user_data;
+  VmsDowntime *downtime = &migration->downtime;
+  gint64 now = g_get_real_time ();
 
-  if (migration->resume_us < 0)
-    migration->resume_us
-        = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
+  vms_downtime_clock_event (downtime, timestamp_us, now);
+  if (downtime->resume_us < 0)
+    {
+      downtime->resume_us = timestamp_us >= 0 ? timestamp_us : now;
+      downtime->resume_received_us = now;
+    }
 }
 
 /* ---- connections ---- */
@@ -329,7 +345,7 @@ set_parameters (VmsMigration *migration, GError **error)
   g_autoptr (JsonObject) dest_parameters = json_object_new ();
 
   json_object_set_int_member (source_parameters, "downtime-limit",
-                              config->max_downtime_ms);
+                              vms_migration_qemu_downtime_limit (migration));
   /* Always set: QEMU keeps an earlier attempt's limit, and its own
    * default (128 MiB/s) would throttle a fast link. */
   json_object_set_int_member (source_parameters, "max-bandwidth",
@@ -349,13 +365,30 @@ set_parameters (VmsMigration *migration, GError **error)
                                             source_parameters, error);
 }
 
+/* migrate-incoming makes the destination send MIGRATION "setup" before
+ * it answers: the event's stamp, read on the destination's clock, lies
+ * between sending and answer on ours. */
+static gboolean
+start_incoming (VmsMigration *migration, const char *uri, GError **error)
+{
+  QmpBackend *backend = backend_of (migration);
+  gint64 sent_us = g_get_real_time ();
+
+  backend->setup_event_us = -1;
+  if (!vms_qemu_migration_incoming (backend->dest, uri, error))
+    return FALSE;
+  vms_downtime_clock_command (&migration->downtime, backend->setup_event_us,
+                              sent_us, g_get_real_time ());
+  return TRUE;
+}
+
 static gboolean
 qmp_start_memory (VmsMigration *migration, GError **error)
 {
   const char *uri = vms_job_get_migration (migration->rep.job)->dest_uri;
 
   if (!set_capabilities (migration, error) || !set_parameters (migration, error)
-      || !vms_qemu_migration_incoming (dest_of (migration), uri, error)
+      || !start_incoming (migration, uri, error)
       || !vms_qemu_migration_start (migration->rep.qmp, uri, error))
     return FALSE;
   migration->migration_started = TRUE;
@@ -488,8 +521,9 @@ qmp_continue_switchover (VmsMigration *migration, GError **error)
 static void
 wait_destination_event (VmsMigration *migration)
 {
-  gint64 *wanted = migration->config.suspend ? &migration->loaded_us
-                                             : &migration->resume_us;
+  gint64 *wanted = migration->config.suspend
+                       ? &migration->downtime.dest_completed_us
+                       : &migration->downtime.resume_us;
 
   for (int i = 0; i < 20 && *wanted < 0; i++)
     vms_qmp_wait_event (dest_of (migration),

@@ -5,19 +5,93 @@
  */
 #include "vms-migration-backend.h"
 
+/* The downtime as people read it, and its parts as "migrated" carries
+ * them; a missed objective becomes a warning of its own. */
+static char *
+describe_downtime (VmsMigration *migrate, JsonObject *fields,
+                   gint64 *downtime_ms)
+{
+  VmsDowntimeParts parts;
+  g_autofree char *miss = NULL;
+
+  json_object_set_int_member (fields, "max-downtime-ms",
+                              migrate->config.max_downtime_ms);
+  /* A backend whose destination's events are not ours to watch tells
+   * the downtime QEMU measured. */
+  if (!migrate->backend->owns_destination)
+    {
+      *downtime_ms = migrate->qemu_downtime_ms;
+      return *downtime_ms >= 0
+                 ? g_strdup_printf ("%" G_GINT64_FORMAT " ms (libvirt's "
+                                    "statistics of the completed job)",
+                                    *downtime_ms)
+                 : g_strdup ("not measured (libvirt did not say)");
+    }
+  vms_downtime_parts (&migrate->downtime, migrate->config.suspend, &parts);
+  *downtime_ms = parts.total_ms;
+  json_object_set_object_member (fields, "downtime-parts",
+                                 vms_downtime_parts_to_json (&parts));
+  {
+    gint64 offset_us, error_us;
+
+    if (vms_downtime_clock_offset (&migrate->downtime, &offset_us, &error_us))
+      {
+        json_object_set_double_member (fields, "clock-offset-ms",
+                                       offset_us / 1000.0);
+        json_object_set_double_member (fields, "clock-error-ms",
+                                       error_us / 1000.0);
+      }
+  }
+  json_object_set_boolean_member (
+      fields, "downtime-objective-met",
+      parts.total_ms >= 0 && parts.total_ms <= migrate->config.max_downtime_ms);
+  miss = vms_downtime_describe_miss (&parts, migrate->config.max_downtime_ms);
+  if (miss)
+    vms_progress_event (migrate->progress, "warning", NULL, "%s", miss);
+  if (parts.total_ms < 0)
+    return g_strdup ("not measured (events missing)");
+  return g_strdup_printf (
+      "%" G_GINT64_FORMAT " ms%s from the source's STOP to %s (QEMU stopping "
+      "%" G_GINT64_FORMAT ", vmshift %" G_GINT64_FORMAT ", RAM and devices "
+      "%" G_GINT64_FORMAT ", destination activation %" G_GINT64_FORMAT
+      " ms; objective %d ms)",
+      parts.total_ms, parts.one_clock ? " at most" : "",
+      migrate->config.suspend
+          ? "the destination holding the VM, paused (--suspend)"
+          : "the destination's RESUME",
+      parts.stop_ms, parts.vmshift_ms, parts.ram_device_ms, parts.activation_ms,
+      migrate->config.max_downtime_ms);
+}
+
+static void
+report_prediction (VmsMigration *migrate, JsonObject *fields, double seconds,
+                   gint64 downtime_ms)
+{
+  gboolean mirror = migrate->mode == VMS_MIGRATE_FINAL_MIRROR;
+  double total = mirror ? migrate->prediction.total_mirror_s
+                        : migrate->prediction.total_pause_s;
+  double downtime = mirror ? migrate->prediction.downtime_mirror_s
+                           : migrate->prediction.downtime_pause_s;
+
+  json_object_set_double_member (fields, "predicted-seconds", total);
+  json_object_set_int_member (fields, "predicted-downtime-ms",
+                              (gint64)(downtime * 1000));
+  vms_progress_event (migrate->progress, "predicted", NULL,
+                      "estimate %s: predicted %.1f s and %.0f ms of "
+                      "downtime; actual %.1f s and %" G_GINT64_FORMAT " ms",
+                      migrate->config.estimate, total, downtime * 1000, seconds,
+                      downtime_ms);
+}
+
 void
 vms_migration_report (VmsMigration *migrate)
 {
   VmsReplicate *rep = &migrate->rep;
   JsonObject *fields = json_object_new ();
   double seconds = (g_get_monotonic_time () - migrate->started_us) / 1e6;
-  /* Left paused, the destination is ready when it has loaded the VM. */
-  gint64 ready_us
-      = migrate->config.suspend ? migrate->loaded_us : migrate->resume_us;
-  gint64 downtime_ms = migrate->stop_us >= 0 && ready_us >= 0
-                           ? (ready_us - migrate->stop_us) / 1000
-                           : -1;
-  g_autofree char *background = NULL;
+  gint64 downtime_ms = -1;
+  g_autofree char *background
+      = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_BACKGROUND]);
   g_autofree char *rounds
       = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_ROUNDS]);
   g_autofree char *final
@@ -25,30 +99,14 @@ vms_migration_report (VmsMigration *migrate)
   g_autofree char *ram = vms_format_size (migrate->ram_bytes);
   g_autofree char *downtime_text = NULL;
 
-  /* A backend whose destination's events are not ours to watch tells
-   * the downtime QEMU measured. */
-  if (!migrate->backend->owns_destination)
-    downtime_ms = migrate->qemu_downtime_ms;
-  background = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_BACKGROUND]);
-  downtime_text
-      = !migrate->backend->owns_destination && downtime_ms >= 0
-            ? g_strdup_printf ("%" G_GINT64_FORMAT " ms (libvirt's "
-                               "statistics of the completed job)",
-                               downtime_ms)
-        : downtime_ms >= 0
-            ? g_strdup_printf ("%" G_GINT64_FORMAT " ms from the source's "
-                               "STOP to %s",
-                               downtime_ms,
-                               migrate->config.suspend
-                                   ? "the destination holding the VM, "
-                                     "paused (--suspend)"
-                                   : "the destination's RESUME")
-            : g_strdup ("not measured (events missing)");
-
   vms_replicate_report_disks (rep);
+  downtime_text = describe_downtime (migrate, fields, &downtime_ms);
   json_object_set_string_member (fields, "job", rep->job->id);
   json_object_set_string_member (fields, "final-sync",
                                  vms_migrate_final_sync_name (migrate->mode));
+  if (migrate->final_sync_reason)
+    json_object_set_string_member (fields, "final-sync-reason",
+                                   migrate->final_sync_reason);
   json_object_set_double_member (fields, "seconds", seconds);
   json_object_set_int_member (fields, "downtime-ms", downtime_ms);
   json_object_set_int_member (fields, "qemu-downtime-ms",
@@ -63,27 +121,14 @@ vms_migration_report (VmsMigration *migrate)
   json_object_set_int_member (fields, "attempts",
                               rep->job->migration->attempts);
   if (migrate->predicted)
-    {
-      gboolean mirror = migrate->mode == VMS_MIGRATE_FINAL_MIRROR;
-      double total = mirror ? migrate->prediction.total_mirror_s
-                            : migrate->prediction.total_pause_s;
-      double downtime = mirror ? migrate->prediction.downtime_mirror_s
-                               : migrate->prediction.downtime_pause_s;
-
-      json_object_set_double_member (fields, "predicted-seconds", total);
-      json_object_set_int_member (fields, "predicted-downtime-ms",
-                                  (gint64)(downtime * 1000));
-      vms_progress_event (migrate->progress, "predicted", NULL,
-                          "estimate %s: predicted %.1f s and %.0f ms of "
-                          "downtime; actual %.1f s and %" G_GINT64_FORMAT " ms",
-                          migrate->config.estimate, total, downtime * 1000,
-                          seconds, downtime_ms);
-    }
+    report_prediction (migrate, fields, seconds, downtime_ms);
   vms_progress_event (
       migrate->progress, "migrated", fields,
-      "job %s migrated in %.1f s (%s): downtime %s (QEMU says "
+      "job %s migrated in %.1f s (%s%s%s): downtime %s (QEMU says "
       "%" G_GINT64_FORMAT " ms); sent disk background %s, disk rounds %s, "
       "disk final %s, RAM %s",
       rep->job->id, seconds, vms_migrate_final_sync_name (migrate->mode),
+      migrate->final_sync_reason ? ": " : "",
+      migrate->final_sync_reason ? migrate->final_sync_reason : "",
       downtime_text, migrate->qemu_downtime_ms, background, rounds, final, ram);
 }

@@ -22,6 +22,7 @@ vms_migration_config_init (VmsMigrationConfig *config)
   memset (config, 0, sizeof *config);
   vms_replicate_config_init (&config->copy);
   config->max_downtime_ms = VMS_MIGRATION_DEFAULT_MAX_DOWNTIME_MS;
+  config->mode = VMS_MIGRATE_FINAL_AUTO;
   config->switchover_timeout_s = VMS_MIGRATION_DEFAULT_SWITCHOVER_TIMEOUT_S;
 }
 
@@ -74,9 +75,7 @@ vms_migration_new_full (VmsMigrationConfig *config,
   migration->user_data = user_data;
   migration->progress = vms_progress_new_callback (forward_event, migration);
   migration->mode = migration->config.mode;
-  migration->stop_us = -1;
-  migration->resume_us = -1;
-  migration->loaded_us = -1;
+  vms_downtime_init (&migration->downtime, migration->config.max_downtime_ms);
   migration->qemu_downtime_ms = -1;
   vms_replicate_init (&migration->rep, &migration->config.copy, NULL,
                       migration->progress);
@@ -108,6 +107,7 @@ vms_migration_free (VmsMigration *migration)
   g_clear_error (&migration->rollback_error);
   g_free (migration->source_name);
   g_free (migration->tls_object);
+  g_free (migration->final_sync_reason);
   g_free (migration);
 }
 
@@ -139,6 +139,14 @@ gboolean
 vms_migration_restart_destination (VmsMigration *migration)
 {
   return migration->migration_started && migration->backend->owns_destination;
+}
+
+int
+vms_migration_qemu_downtime_limit (VmsMigration *migration)
+{
+  return vms_downtime_qemu_limit (migration->config.max_downtime_ms,
+                                  VMS_DOWNTIME_QEMU_OVERHEAD_MS
+                                      + migration->final_steps_ms);
 }
 
 gboolean
@@ -250,6 +258,15 @@ preflight (VmsMigration *migration, GError **error)
 }
 
 static gboolean
+rounds (VmsMigration *migration, GError **error)
+{
+  if (!migration->disks->rounds (migration, error))
+    return FALSE;
+  vms_migration_choose_final_sync (migration);
+  return TRUE;
+}
+
+static gboolean
 start_mirror (VmsMigration *migration, GError **error)
 {
   /* The mirror first, then what the bitmap holds: from then on nothing
@@ -261,9 +278,7 @@ start_mirror (VmsMigration *migration, GError **error)
 static gboolean
 memory (VmsMigration *migration, GError **error)
 {
-  migration->stop_us = -1;
-  migration->resume_us = -1;
-  migration->loaded_us = -1;
+  vms_downtime_reset_moments (&migration->downtime);
   return migration->backend->start_memory (migration, error)
          && migration->backend->wait_memory (migration, error);
 }
@@ -344,7 +359,7 @@ step (VmsMigration *migration, GError **error)
     case VMS_MIGRATE_BACKGROUND:
       return disks->background (migration, error);
     case VMS_MIGRATE_ROUNDS:
-      return disks->rounds (migration, error);
+      return rounds (migration, error);
     case VMS_MIGRATE_MIRROR:
       return start_mirror (migration, error);
     case VMS_MIGRATE_MEMORY:
@@ -450,8 +465,29 @@ on_source_stop (VmsQmp *qmp, const char *event, JsonObject *data,
 {
   VmsMigration *migration = user_data;
 
-  if (migration->state >= VMS_MIGRATE_MEMORY && migration->stop_us < 0)
-    migration->stop_us = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
+  if (migration->state >= VMS_MIGRATE_MEMORY && migration->downtime.stop_us < 0)
+    migration->downtime.stop_us
+        = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
+}
+
+/* The source's side of the switchover, for the downtime's parts. */
+static void
+on_source_migration (VmsQmp *qmp, const char *event, JsonObject *data,
+                     gint64 timestamp_us, gpointer user_data)
+{
+  VmsMigration *migration = user_data;
+  VmsDowntime *downtime = &migration->downtime;
+  const char *status
+      = data ? json_object_get_string_member_with_default (data, "status", "")
+             : "";
+  gint64 at = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
+
+  if (g_str_equal (status, "pre-switchover") && downtime->pre_switchover_us < 0)
+    downtime->pre_switchover_us = at;
+  else if (g_str_equal (status, "device") && downtime->device_us < 0)
+    downtime->device_us = at;
+  else if (g_str_equal (status, "completed") && downtime->completed_us < 0)
+    downtime->completed_us = at;
 }
 
 /* Reach the source, and find where a resumed job goes on: the preflight,
@@ -482,8 +518,12 @@ open_source (VmsMigration *migration, GError **error)
     }
   migration->source_opened = TRUE;
   if (migration->rep.qmp)
-    vms_qmp_subscribe (migration->rep.qmp, "STOP", on_source_stop, migration,
-                       NULL);
+    {
+      vms_qmp_subscribe (migration->rep.qmp, "STOP", on_source_stop, migration,
+                         NULL);
+      vms_qmp_subscribe (migration->rep.qmp, "MIGRATION", on_source_migration,
+                         migration, NULL);
+    }
   if ((migration->stopped_in == VMS_MIGRATE_DESTINATION
        || migration->stopped_in == VMS_MIGRATE_ROLLBACK)
       && migration->backend->moved_already (migration))

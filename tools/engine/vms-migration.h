@@ -29,8 +29,9 @@ typedef enum
   VMS_MIGRATION_ERROR_UNSAFE,       /* the source could not be brought back */
 } VmsMigrationError;
 
-/* QEMU's default downtime limit. */
-#define VMS_MIGRATION_DEFAULT_MAX_DOWNTIME_MS 300
+/* The downtime objective for the whole pause, STOP to a running
+ * destination. */
+#define VMS_MIGRATION_DEFAULT_MAX_DOWNTIME_MS 100
 /* From migrate-continue to a running destination; a TCG guest with
  * hundreds of MiB of RAM left to send can take this long. */
 #define VMS_MIGRATION_DEFAULT_SWITCHOVER_TIMEOUT_S 300
@@ -60,7 +61,8 @@ typedef struct
   char *dest_qmp;           /* the destination QEMU's monitor */
   char *dest_uri;           /* where memory goes (QMP backend) */
   guint64 bandwidth;        /* bytes/s for RAM, 0: unlimited */
-  int max_downtime_ms;      /* QEMU's downtime limit */
+  int max_downtime_ms;      /* objective for the whole pause; QEMU's
+                               downtime-limit is derived from it */
   int multifd_channels;     /* parallel RAM connections, 0: one */
   gboolean auto_converge;   /* let QEMU slow the guest's CPUs */
   int switchover_timeout_s; /* continue to a running destination */

@@ -103,6 +103,7 @@ copy_pass (VmsReplicate *rep, VmsJobDisk *disk, const char *bitmap,
   g_autofree char *escaped_socket = NULL;
   VmsCopyStats stats = { 0 };
   VmsCopySpec spec = { 0 };
+  gint64 started_us;
   gboolean ok;
 
   if (!dest_uri)
@@ -132,7 +133,9 @@ copy_pass (VmsReplicate *rep, VmsJobDisk *disk, const char *bitmap,
   rep->disk = disk;
   memset (&rep->last, 0, sizeof rep->last);
 
+  started_us = g_get_monotonic_time ();
   ok = vms_copy_run (&spec, &stats, error);
+  rep->run_us[rep->pass] += g_get_monotonic_time () - started_us;
   /* The export goes in every case: a resumed run makes a new one. */
   vms_export_remove (rep->qmp, export, NULL);
   if (!ok)
@@ -186,6 +189,8 @@ background_copy (VmsReplicate *rep, VmsJobDisk *disk, GError **error)
         return FALSE;
       disk->recording_bitmap = g_steal_pointer (&name);
       disk->watermark = 0;
+      if (!rep->recording_since_us)
+        rep->recording_since_us = g_get_monotonic_time ();
       if (!vms_job_save (rep->job, error))
         return FALSE;
     }
@@ -270,6 +275,31 @@ dirty_round (VmsReplicate *rep, VmsJobDisk *disk, guint64 *dirty,
   return TRUE;
 }
 
+/* A round holds what the guest wrote since the round before began. */
+static void
+note_write_rate (VmsReplicate *rep, guint64 round_bytes, gint64 switched_us)
+{
+  gint64 span_us = switched_us - rep->recording_since_us;
+
+  if (rep->recording_since_us > 0 && span_us > 0)
+    rep->guest_write_rate = round_bytes * (double)G_USEC_PER_SEC / span_us;
+  rep->recording_since_us = switched_us;
+}
+
+double
+vms_replicate_copy_rate (VmsReplicate *rep)
+{
+  guint64 bytes = rep->run_bytes[VMS_REPLICATE_PASS_BACKGROUND]
+                  + rep->run_bytes[VMS_REPLICATE_PASS_ROUNDS];
+  gint64 spent_us = rep->run_us[VMS_REPLICATE_PASS_BACKGROUND]
+                    + rep->run_us[VMS_REPLICATE_PASS_ROUNDS];
+
+  /* Less than this is mostly connection setup. */
+  if (bytes < 4 * 1024 * 1024 || spent_us < 50000)
+    return -1;
+  return bytes * (double)G_USEC_PER_SEC / spent_us;
+}
+
 gboolean
 vms_replicate_rounds (VmsReplicate *rep, GError **error)
 {
@@ -295,6 +325,7 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
   for (;;)
     {
       guint64 total = 0;
+      gint64 switched_us = g_get_monotonic_time ();
 
       if (g_cancellable_is_cancelled (rep->cancellable))
         break;
@@ -306,6 +337,7 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
             return FALSE;
           total += dirty;
         }
+      note_write_rate (rep, total, switched_us);
       done++;
       if (config->rounds >= 0 && done >= config->rounds)
         break;
@@ -340,6 +372,22 @@ vms_replicate_background (VmsReplicate *rep, GError **error)
   return TRUE;
 }
 
+/* Nothing recorded since the last round: with the guest paused (or its
+ * writes mirrored from before the query) there is nothing to copy, and
+ * the bitmap switch, export and connections a round costs are saved from
+ * the downtime. */
+static gboolean
+nothing_recorded (VmsReplicate *rep, VmsJobDisk *disk)
+{
+  g_autoptr (VmsBitmapInfo) info = NULL;
+
+  if (disk->copying_bitmap || !disk->recording_bitmap)
+    return FALSE;
+  /* A failed query goes the long way, which says what is wrong. */
+  info = vms_bitmap_query (rep->qmp, disk->node, disk->recording_bitmap, NULL);
+  return info && info->count == 0;
+}
+
 gboolean
 vms_replicate_final_round (VmsReplicate *rep, GError **error)
 {
@@ -348,6 +396,9 @@ vms_replicate_final_round (VmsReplicate *rep, GError **error)
     {
       VmsJobDisk *disk = rep->job->disks->pdata[i];
       guint64 dirty;
+
+      if (nothing_recorded (rep, disk))
+        continue;
 
       /* A round a killed run left half done holds writes of its own;
        * those since it began are in the recording bitmap. */
@@ -428,6 +479,7 @@ vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
                     GCancellable *cancellable, VmsProgress *progress)
 {
   memset (rep, 0, sizeof *rep);
+  rep->guest_write_rate = -1;
   rep->config = config;
   rep->cancellable = cancellable;
   rep->progress = progress;

@@ -20,23 +20,23 @@ G_BEGIN_DECLS
 /* What to replicate and how: the parsed options of sync and migrate. */
 typedef struct
 {
-  char *sink;                /* sink URI, without export name; NULL: the
-                                resumed job's */
-  char *job_id;              /* new job's id, NULL: VM name and time */
-  char *resume;              /* job to continue, or NULL */
-  char *state_dir;           /* where job files live */
-  char **disks;              /* disks to copy, NULL: all */
-  char *replica_prefix;      /* replicas are PREFIX-DISK; NULL: VM name */
-  int rounds;                /* dirty rounds to run, -1: until converged */
-  guint64 converge_bytes;    /* a round this small ends the rounds */
-  guint connections;         /* per side, 0: the copy engine's default */
-  guint queue_depth;         /* per connection, 0: default */
-  guint32 request_size;      /* bytes per request, 0: default */
-  guint64 checkpoint_bytes;  /* FLUSH and checkpoint after this much */
-  guint checkpoint_seconds;  /* ... or this long, 0: default */
-  guint io_timeout_s;        /* a silent peer is gone after this, 0: default */
-  guint32 granularity;       /* bytes per bitmap bit, 0: QEMU's default */
-  guint64 max_bandwidth;     /* bytes per second, 0: unlimited */
+  char *sink;               /* sink URI, without export name; NULL: the
+                               resumed job's */
+  char *job_id;             /* new job's id, NULL: VM name and time */
+  char *resume;             /* job to continue, or NULL */
+  char *state_dir;          /* where job files live */
+  char **disks;             /* disks to copy, NULL: all */
+  char *replica_prefix;     /* replicas are PREFIX-DISK; NULL: VM name */
+  int rounds;               /* dirty rounds to run, -1: until converged */
+  guint64 converge_bytes;   /* a round this small ends the rounds */
+  guint connections;        /* per side, 0: the copy engine's default */
+  guint queue_depth;        /* per connection, 0: default */
+  guint32 request_size;     /* bytes per request, 0: default */
+  guint64 checkpoint_bytes; /* FLUSH and checkpoint after this much */
+  guint checkpoint_seconds; /* ... or this long, 0: default */
+  guint io_timeout_s;       /* a silent peer is gone after this, 0: default */
+  guint32 granularity;      /* bytes per bitmap bit, 0: QEMU's default */
+  guint64 max_bandwidth;    /* bytes per second, 0: unlimited */
 } VmsReplicateConfig;
 
 /* The defaults of the options not given. */
@@ -55,26 +55,30 @@ typedef enum
 typedef struct
 {
   const VmsReplicateConfig *config; /* what to do; borrowed */
-  GCancellable *cancellable;    /* cancelled: stop cleanly; borrowed */
-  VmsJob *job;                  /* state, saved at every checkpoint */
-  VmsQmp *qmp;                  /* the source QEMU */
-  char *nbd_socket;             /* QEMU's NBD server socket */
-  VmsProgress *progress;        /* output */
-  VmsRate *rate;                /* config->max_bandwidth, or NULL */
-  GHashTable *replica_names;    /* disk name -> name in the replica's name
-                                   (libvirt: "virtio-disk0" -> "vda"), or
-                                   NULL: the disk name itself; borrowed */
-  VmsJobDisk *disk;             /* disk being copied */
-  const char *phase;            /* "background" or "round N" */
-  VmsReplicatePass pass;        /* kind of pass running */
-  VmsCopyStats last;            /* figures at the last checkpoint */
+  GCancellable *cancellable;        /* cancelled: stop cleanly; borrowed */
+  VmsJob *job;                      /* state, saved at every checkpoint */
+  VmsQmp *qmp;                      /* the source QEMU */
+  char *nbd_socket;                 /* QEMU's NBD server socket */
+  VmsProgress *progress;            /* output */
+  VmsRate *rate;                    /* config->max_bandwidth, or NULL */
+  GHashTable *replica_names;        /* disk name -> name in the replica's name
+                                       (libvirt: "virtio-disk0" -> "vda"), or
+                                       NULL: the disk name itself; borrowed */
+  VmsJobDisk *disk;                 /* disk being copied */
+  const char *phase;                /* "background" or "round N" */
+  VmsReplicatePass pass;            /* kind of pass running */
+  VmsCopyStats last;                /* figures at the last checkpoint */
   guint64 run_bytes[VMS_REPLICATE_N_PASSES]; /* sent by this run, per pass */
+  gint64 run_us[VMS_REPLICATE_N_PASSES];     /* spent copying, per pass */
+  gint64 recording_since_us; /* monotonic: the recording bitmaps started
+                                (0: not in this run) */
+  double guest_write_rate;   /* bytes/s the guest wrote while the last
+                                round's bitmaps recorded, -1: unknown */
 } VmsReplicate;
 
 /* Borrow config, cancellable and progress for a replication. */
 void vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
                          GCancellable *cancellable, VmsProgress *progress);
-
 
 /* Open a new job (or the one --resume names) for the QEMU at rep->qmp:
  * disks discovered, checked against a resumed job, state saved. */
@@ -101,6 +105,11 @@ void vms_replicate_name_server (VmsReplicate *rep);
 
 /* Stop QEMU's NBD server if it is ours (errors ignored). */
 void vms_replicate_stop_server (VmsReplicate *rep);
+
+/* Bytes per second the copies of this run reached (background and
+ * rounds, checkpoints included), or -1 when too little was copied to
+ * tell. */
+double vms_replicate_copy_rate (VmsReplicate *rep);
 
 /* One event per disk with what was sent. */
 void vms_replicate_report_disks (VmsReplicate *rep);

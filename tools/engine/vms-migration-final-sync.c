@@ -1,0 +1,146 @@
+/* vmshift engine: how the disks' last writes cross, chosen by the
+ * downtime objective.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * With pause, the final round holds what the guest wrote since the last
+ * round, that is during the memory pre-copy, and it is copied inside the
+ * pause.  With mirror, every write already crossed and the pause holds
+ * only a FLUSH, but the guest pays write latency for the whole memory
+ * phase.  auto takes pause when its final round fits what the objective
+ * leaves after QEMU's share, mirror otherwise.
+ */
+#include "vms-migration-backend.h"
+#include "vms-guest.h"
+
+/* What a final round costs in the pause besides its data, per disk: the
+ * bitmap switch, the export, the connections, the FLUSH (measured on
+ * loopback; a round trip more on a real link). */
+#define FINAL_ROUND_OVERHEAD_MS 30
+/* The mirror's steps in the pause: a query of the job, a FLUSH, the
+ * sink's live-range reset, migrate-continue. */
+#define MIRROR_STEPS_MS 10
+#define MIB (1024.0 * 1024.0)
+
+static guint64
+guest_ram (VmsMigration *migration)
+{
+  VmsGuestMemorySize size = { 0 };
+
+  if (!migration->rep.qmp
+      || !vms_guest_query_memory_size (migration->rep.qmp, &size, NULL))
+    return 0;
+  return size.base_memory + size.plugged_memory;
+}
+
+/* The pause's disk part with pause, in ms, or -1 when the rates are not
+ * known; *final_bytes gets the round's expected size. */
+static int
+predict_final_round (VmsMigration *migration, double *final_bytes,
+                     double *memory_s)
+{
+  VmsReplicate *rep = &migration->rep;
+  double copy_rate = vms_replicate_copy_rate (rep);
+  guint disks = rep->job ? rep->job->disks->len : 1;
+  guint64 ram = guest_ram (migration);
+
+  *final_bytes = 0;
+  *memory_s = 0;
+  if (rep->guest_write_rate == 0)
+    return 0;
+  if (rep->guest_write_rate < 0 || copy_rate <= 0 || ram == 0)
+    return -1;
+  /* RAM crosses the link the disks crossed, at least once. */
+  *memory_s = ram / copy_rate;
+  *final_bytes = rep->guest_write_rate * *memory_s;
+  return FINAL_ROUND_OVERHEAD_MS * disks
+         + (int)(*final_bytes / copy_rate * 1000);
+}
+
+static void
+choose_auto (VmsMigration *migration)
+{
+  int objective_ms = migration->config.max_downtime_ms;
+  int share_ms = objective_ms - VMS_DOWNTIME_QEMU_OVERHEAD_MS
+                 - VMS_DOWNTIME_MIN_QEMU_LIMIT_MS;
+  double final_bytes, memory_s;
+  int final_ms = predict_final_round (migration, &final_bytes, &memory_s);
+  double copy_rate = vms_replicate_copy_rate (&migration->rep);
+
+  if (final_ms == 0)
+    {
+      migration->mode = VMS_MIGRATE_FINAL_PAUSE;
+      migration->final_sync_reason = g_strdup (
+          "auto: the guest wrote nothing during the last round, so the "
+          "final round is empty");
+    }
+  else if (final_ms < 0)
+    {
+      migration->mode = VMS_MIGRATE_FINAL_MIRROR;
+      migration->final_sync_reason
+          = g_strdup ("auto: the guest's write rate or the link's rate is "
+                      "not known, and mirror keeps disk data out of the "
+                      "downtime");
+    }
+  else
+    {
+      gboolean fits = final_ms <= share_ms;
+
+      migration->mode
+          = fits ? VMS_MIGRATE_FINAL_PAUSE : VMS_MIGRATE_FINAL_MIRROR;
+      migration->final_sync_reason = g_strdup_printf (
+          "auto: the final round would hold about %.1f MiB (the guest "
+          "writes %.1f MiB/s during about %.1f s of memory copy), about %d "
+          "ms at the measured %.1f MiB/s, %s the %d ms the %d ms objective "
+          "leaves for it",
+          final_bytes / MIB, migration->rep.guest_write_rate / MIB, memory_s,
+          final_ms, copy_rate / MIB, fits ? "within" : "more than",
+          MAX (share_ms, 0), objective_ms);
+    }
+  migration->final_steps_ms = migration->mode == VMS_MIGRATE_FINAL_PAUSE
+                                  ? MAX (final_ms, 0)
+                                  : MIRROR_STEPS_MS;
+}
+
+void
+vms_migration_choose_final_sync (VmsMigration *migration)
+{
+  VmsJobMigration *part
+      = migration->rep.job ? vms_job_get_migration (migration->rep.job) : NULL;
+
+  g_clear_pointer (&migration->final_sync_reason, g_free);
+  if (migration->mode == VMS_MIGRATE_FINAL_AUTO)
+    choose_auto (migration);
+  else
+    {
+      double final_bytes, memory_s;
+      int final_ms = predict_final_round (migration, &final_bytes, &memory_s);
+
+      migration->final_steps_ms = migration->mode == VMS_MIGRATE_FINAL_MIRROR
+                                      ? MIRROR_STEPS_MS
+                                      : MAX (final_ms, FINAL_ROUND_OVERHEAD_MS);
+    }
+  {
+    JsonObject *fields = json_object_new ();
+    const char *name = vms_migrate_final_sync_name (migration->mode);
+
+    json_object_set_string_member (fields, "final-sync", name);
+    if (migration->final_sync_reason)
+      json_object_set_string_member (fields, "reason",
+                                     migration->final_sync_reason);
+    json_object_set_int_member (fields, "qemu-downtime-limit-ms",
+                                vms_migration_qemu_downtime_limit (migration));
+    vms_progress_event (
+        migration->progress, "final-sync", fields,
+        "final sync: %s%s%s; QEMU's downtime limit %d ms", name,
+        migration->final_sync_reason ? ", " : "",
+        migration->final_sync_reason ? migration->final_sync_reason : "",
+        vms_migration_qemu_downtime_limit (migration));
+  }
+  /* A resumed job goes on the way it was chosen. */
+  if (part)
+    {
+      g_free (part->final_sync);
+      part->final_sync
+          = g_strdup (vms_migrate_final_sync_name (migration->mode));
+    }
+}
