@@ -23,38 +23,37 @@
 
 struct _VmsSinkStore
 {
-  char *dir;             /* replica directory, absolute */
-  GHashTable *devices;   /* replica name -> block device path */
-  GMutex lock;           /* guards open_replicas */
+  char *dir;                 /* replica directory, absolute */
+  GHashTable *devices;       /* replica name -> block device path */
+  GMutex lock;               /* guards open_replicas */
   GHashTable *open_replicas; /* name -> VmsSinkReplica*, opened once */
 };
 
 struct _VmsSinkReplica
 {
-  gint refcount;           /* connections using it; atomic, informative */
-  VmsSinkStore *store;     /* owner, outlives every replica */
-  char *name;              /* replica name */
-  int fd;                  /* the data, opened read-write */
-  guint64 size;            /* bytes exported */
-  gboolean is_device;      /* data is a block device */
-  GMutex meta_lock;        /* guards meta and its file */
-  VmsSinkMeta *meta;       /* metadata as last saved */
-  gint known_incomplete;   /* atomic: meta says incomplete, no check needed */
+  gint refcount;         /* connections using it; atomic, informative */
+  VmsSinkStore *store;   /* owner, outlives every replica */
+  char *name;            /* replica name */
+  int fd;                /* the data, opened read-write */
+  guint64 size;          /* bytes exported */
+  gboolean is_device;    /* data is a block device */
+  GMutex meta_lock;      /* guards meta and its file */
+  VmsSinkMeta *meta;     /* metadata as last saved */
+  gint known_incomplete; /* atomic: meta says incomplete, no check needed */
   /* Plain writes take order_lock shared, so they run in parallel; live
    * writes take it exclusively, so a plain write can never check the live
    * ranges, then land after a live write to the same bytes. */
   pthread_rwlock_t order_lock;
-  VmsRangeSet *live;       /* ranges written via @live; under order_lock */
-  gint can_punch_hole;     /* atomic: FALLOC_FL_PUNCH_HOLE not refused yet */
-  gint can_zero_range;     /* atomic: FALLOC_FL_ZERO_RANGE not refused yet */
+  VmsRangeSet *live;   /* ranges written via @live; under order_lock */
+  gint can_punch_hole; /* atomic: FALLOC_FL_PUNCH_HOLE not refused yet */
+  gint can_zero_range; /* atomic: FALLOC_FL_ZERO_RANGE not refused yet */
 };
 
 static const guint8 zero_buffer[ZERO_BUFFER_SIZE];
 
 static void replica_free (VmsSinkReplica *replica);
 
-static int
-fail_errno (GError **error, int err, const char *format, ...)
+static int fail_errno (GError **error, int err, const char *format, ...)
     G_GNUC_PRINTF (3, 4);
 
 /* Set error to "format: strerror(err)" and return err. */
@@ -79,17 +78,18 @@ vms_sink_store_new (const char *dir, GError **error)
   g_autofree char *meta_dir = NULL;
 
   store->dir = g_canonicalize_filename (dir, NULL);
-  store->devices = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                          g_free);
-  store->open_replicas = g_hash_table_new_full (
-      g_str_hash, g_str_equal, NULL, (GDestroyNotify) replica_free);
+  store->devices
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  store->open_replicas = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                                (GDestroyNotify)replica_free);
   g_mutex_init (&store->lock);
 
   if (!g_file_test (store->dir, G_FILE_TEST_IS_DIR))
     {
       g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_IO,
                    "replica directory %s does not exist or is not a "
-                   "directory", store->dir);
+                   "directory",
+                   store->dir);
       return NULL;
     }
   if (access (store->dir, W_OK) < 0)
@@ -195,8 +195,8 @@ create_replica (VmsSinkStore *store, const char *name, guint64 size,
     {
       g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_SIZE_MISMATCH,
                    "replica '%s' needs %" G_GUINT64_FORMAT " bytes but "
-                   "device %s holds %" G_GUINT64_FORMAT, name, size, path,
-                   existing);
+                   "device %s holds %" G_GUINT64_FORMAT,
+                   name, size, path, existing);
       err = ENOSPC;
     }
   else if (!err && !device && existing != 0 && existing != size)
@@ -204,12 +204,13 @@ create_replica (VmsSinkStore *store, const char *name, guint64 size,
       g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_SIZE_MISMATCH,
                    "cannot create replica '%s' of %" G_GUINT64_FORMAT
                    " bytes: %s exists with %" G_GUINT64_FORMAT " bytes and "
-                   "no metadata", name, size, path, existing);
+                   "no metadata",
+                   name, size, path, existing);
       err = EEXIST;
     }
   else if (!err && !device && existing == 0 && ftruncate (fd, size) < 0)
-    err = fail_errno (error, errno, "ftruncate %s to %" G_GUINT64_FORMAT,
-                      path, size);
+    err = fail_errno (error, errno, "ftruncate %s to %" G_GUINT64_FORMAT, path,
+                      size);
   if (!err && fsync (fd) < 0)
     err = fail_errno (error, errno, "fsync %s", path);
   close (fd);
@@ -241,8 +242,8 @@ replica_new (VmsSinkStore *store, VmsSinkMeta *meta, int *errno_out,
     {
       g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_SIZE_MISMATCH,
                    "replica '%s': %s holds %" G_GUINT64_FORMAT " bytes but "
-                   "the replica has %" G_GUINT64_FORMAT, meta->name, path,
-                   actual, meta->size);
+                   "the replica has %" G_GUINT64_FORMAT,
+                   meta->name, path, actual, meta->size);
       err = EIO;
     }
   if (err)
@@ -270,8 +271,8 @@ replica_new (VmsSinkStore *store, VmsSinkMeta *meta, int *errno_out,
     /* Writer preference: a guest write through @live must not wait
      * behind an endless stream of replicator writes. */
     pthread_rwlockattr_init (&attr);
-    pthread_rwlockattr_setkind_np (&attr,
-                                   PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlockattr_setkind_np (
+        &attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init (&replica->order_lock, &attr);
     pthread_rwlockattr_destroy (&attr);
   }
@@ -310,7 +311,8 @@ vms_sink_store_open (VmsSinkStore *store, const char *name, gboolean create,
         {
           *errno_out = g_error_matches (load_error, VMS_SINK_ERROR,
                                         VMS_SINK_ERROR_NOT_FOUND)
-                           ? ENOENT : EIO;
+                           ? ENOENT
+                           : EIO;
           g_propagate_error (error, g_steal_pointer (&load_error));
           return NULL;
         }
@@ -329,8 +331,8 @@ vms_sink_store_open (VmsSinkStore *store, const char *name, gboolean create,
     {
       g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_SIZE_MISMATCH,
                    "replica '%s' exists with %" G_GUINT64_FORMAT " bytes, "
-                   "not %" G_GUINT64_FORMAT " as asked", name, replica->size,
-                   create_size);
+                   "not %" G_GUINT64_FORMAT " as asked",
+                   name, replica->size, create_size);
       *errno_out = EINVAL;
       g_clear_pointer (&locker, g_mutex_locker_free);
       vms_sink_replica_unref (replica);
@@ -388,9 +390,10 @@ check_range (VmsSinkReplica *replica, guint64 count, guint64 offset,
   if (offset > replica->size || count > replica->size - offset)
     {
       g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_IO,
-                   "replica '%s': request at %" G_GUINT64_FORMAT " for %"
-                   G_GUINT64_FORMAT " bytes is beyond its %" G_GUINT64_FORMAT
-                   " bytes", replica->name, offset, count, replica->size);
+                   "replica '%s': request at %" G_GUINT64_FORMAT
+                   " for %" G_GUINT64_FORMAT
+                   " bytes is beyond its %" G_GUINT64_FORMAT " bytes",
+                   replica->name, offset, count, replica->size);
       return EINVAL;
     }
   return 0;
@@ -461,8 +464,9 @@ write_all (VmsSinkReplica *replica, const guint8 *data, guint64 count,
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
-        return fail_errno (error, errno, "replica '%s': pwrite %"
-                           G_GUINT64_FORMAT " bytes at %" G_GUINT64_FORMAT,
+        return fail_errno (error, errno,
+                           "replica '%s': pwrite %" G_GUINT64_FORMAT
+                           " bytes at %" G_GUINT64_FORMAT,
                            replica->name, count, offset);
       data += n;
       offset += n;
@@ -508,7 +512,8 @@ try_fallocate (VmsSinkReplica *replica, gint *capability, int mode,
           g_atomic_int_set (capability, FALSE);
           return ENOTSUP;
         }
-      return fail_errno (error, errno, "replica '%s': fallocate", replica->name);
+      return fail_errno (error, errno, "replica '%s': fallocate",
+                         replica->name);
     }
 }
 
@@ -617,6 +622,12 @@ apply_change (Change *change, guint64 count, guint64 offset, gboolean live,
 
   if (!change->err && fua)
     return vms_sink_replica_flush (replica, change->error);
+  /* A mirror's writes keep coming until the source stops, and the stop
+   * flushes them (QEMU flushes the mirror's target): start their
+   * writeback now, so that FLUSH, inside the downtime, finds little
+   * dirty.  Only a hint: an error here is the next FLUSH's to report. */
+  if (!change->err && live && change->kind == CHANGE_WRITE)
+    sync_file_range (replica->fd, offset, count, SYNC_FILE_RANGE_WRITE);
   return change->err;
 }
 
@@ -625,28 +636,32 @@ vms_sink_replica_write (VmsSinkReplica *replica, const void *buffer,
                         guint32 count, guint64 offset, gboolean live,
                         gboolean fua, GError **error)
 {
-  Change change = { .replica = replica, .kind = CHANGE_WRITE,
-                    .data = buffer, .request_offset = offset,
+  Change change = { .replica = replica,
+                    .kind = CHANGE_WRITE,
+                    .data = buffer,
+                    .request_offset = offset,
                     .error = error };
 
   return apply_change (&change, count, offset, live, fua);
 }
 
 int
-vms_sink_replica_zero (VmsSinkReplica *replica, guint32 count,
-                       guint64 offset, gboolean may_trim, gboolean fast,
-                       gboolean live, gboolean fua, GError **error)
+vms_sink_replica_zero (VmsSinkReplica *replica, guint32 count, guint64 offset,
+                       gboolean may_trim, gboolean fast, gboolean live,
+                       gboolean fua, GError **error)
 {
-  Change change = { .replica = replica, .kind = CHANGE_ZERO,
-                    .may_trim = may_trim, .fast = fast, .error = error };
+  Change change = { .replica = replica,
+                    .kind = CHANGE_ZERO,
+                    .may_trim = may_trim,
+                    .fast = fast,
+                    .error = error };
 
   return apply_change (&change, count, offset, live, fua);
 }
 
 int
-vms_sink_replica_trim (VmsSinkReplica *replica, guint32 count,
-                       guint64 offset, gboolean live, gboolean fua,
-                       GError **error)
+vms_sink_replica_trim (VmsSinkReplica *replica, guint32 count, guint64 offset,
+                       gboolean live, gboolean fua, GError **error)
 {
   Change change = { .replica = replica, .kind = CHANGE_TRIM, .error = error };
 
@@ -693,9 +708,9 @@ vms_sink_replica_extents (VmsSinkReplica *replica, guint32 count,
           func (offset, end - offset, FALSE, user_data);
           return 0;
         }
-      if ((guint64) data > offset)
+      if ((guint64)data > offset)
         {
-          guint64 hole_end = MIN ((guint64) data, end);
+          guint64 hole_end = MIN ((guint64)data, end);
 
           if (!func (offset, hole_end - offset, TRUE, user_data) || req_one)
             return 0;
@@ -706,7 +721,7 @@ vms_sink_replica_extents (VmsSinkReplica *replica, guint32 count,
       if (hole < 0)
         return fail_errno (error, errno, "replica '%s': lseek SEEK_HOLE",
                            replica->name);
-      hole = MIN ((guint64) hole, end);
+      hole = MIN ((guint64)hole, end);
       if (!func (offset, hole - offset, FALSE, user_data) || req_one)
         return 0;
       offset = hole;

@@ -7,6 +7,7 @@
 #include "vms-disk.h"
 #include "vms-vm.h"
 #include "vms-qemu-migration.h"
+#include "vms-writeback.h"
 
 /* How often the memory phase looks at both QEMUs. */
 #define POLL_INTERVAL_MS 200
@@ -16,9 +17,10 @@
 
 typedef struct
 {
-  VmsQmp *dest;          /* the destination QEMU's monitor, or NULL */
-  gint64 setup_event_us; /* its MIGRATION setup, which migrate-incoming
-                            causes: a clock sample; -1 until seen */
+  VmsQmp *dest;            /* the destination QEMU's monitor, or NULL */
+  gint64 setup_event_us;   /* its MIGRATION setup, which migrate-incoming
+                              causes: a clock sample; -1 until seen */
+  VmsWriteback *writeback; /* the source's images, when local */
 } QmpBackend;
 
 static QmpBackend *
@@ -48,6 +50,7 @@ qmp_free (VmsMigration *migration)
   if (!backend)
     return;
   vms_qmp_free (backend->dest);
+  vms_writeback_free (backend->writeback);
   g_free (backend);
   migration->backend_data = NULL;
 }
@@ -382,6 +385,29 @@ start_incoming (VmsMigration *migration, const char *uri, GError **error)
   return TRUE;
 }
 
+/* The source's images this host can reach, their writeback started: the
+ * dirty pages of the guest's writes so far are on their way to disk before
+ * QEMU's stop flushes them inside the downtime. */
+static void
+start_writeback (VmsMigration *migration)
+{
+  QmpBackend *backend = backend_of (migration);
+  g_autoptr (GPtrArray) found = vms_disk_discover (migration->rep.qmp, NULL);
+  VmsJob *job = migration->rep.job;
+
+  g_clear_pointer (&backend->writeback, vms_writeback_free);
+  backend->writeback = vms_writeback_new ();
+  for (guint i = 0; found && i < job->disks->len; i++)
+    {
+      VmsJobDisk *disk = job->disks->pdata[i];
+      VmsDisk *now = vms_disk_find (found, disk->name, NULL);
+
+      if (now)
+        vms_writeback_add (backend->writeback, now->filename);
+    }
+  vms_writeback_start (backend->writeback);
+}
+
 static gboolean
 qmp_start_memory (VmsMigration *migration, GError **error)
 {
@@ -392,6 +418,7 @@ qmp_start_memory (VmsMigration *migration, GError **error)
       || !vms_qemu_migration_start (migration->rep.qmp, uri, error))
     return FALSE;
   migration->migration_started = TRUE;
+  start_writeback (migration);
   return TRUE;
 }
 
@@ -481,6 +508,7 @@ wait_migration (VmsMigration *migration, VmsQemuMigrationStatus wanted,
       take_memory_figures (migration, &info);
       if (!migration_reached (&info, wanted, &reached, error))
         return FALSE;
+      vms_writeback_start (backend_of (migration)->writeback);
       if (reached)
         return TRUE;
       if (!migration->disks->check_mirror (migration, error))

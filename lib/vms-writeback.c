@@ -1,0 +1,70 @@
+/* vmshift: starting the kernel's writeback of a QEMU's images.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The page cache is per file, not per descriptor: dirty pages QEMU wrote
+ * through its own descriptor are written back through ours.  QEMU's stop
+ * before the switchover flushes its images (bdrv_flush_all), and with
+ * cache.direct=off that is seconds of a writing guest's data unless the
+ * writeback started earlier.
+ */
+#define _GNU_SOURCE
+#include "vms-writeback.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct _VmsWriteback
+{
+  GArray *fds; /* int */
+};
+
+VmsWriteback *
+vms_writeback_new (void)
+{
+  VmsWriteback *writeback = g_new0 (VmsWriteback, 1);
+
+  writeback->fds = g_array_new (FALSE, FALSE, sizeof (int));
+  return writeback;
+}
+
+void
+vms_writeback_free (VmsWriteback *writeback)
+{
+  if (!writeback)
+    return;
+  for (guint i = 0; i < writeback->fds->len; i++)
+    close (g_array_index (writeback->fds, int, i));
+  g_array_free (writeback->fds, TRUE);
+  g_free (writeback);
+}
+
+gboolean
+vms_writeback_add (VmsWriteback *writeback, const char *path)
+{
+  struct stat st;
+  int fd;
+
+  if (!path || !g_path_is_absolute (path))
+    return FALSE;
+  /* Read-only and without locks: QEMU's image locks are not ours to
+   * take, and a FIFO or socket must not block the open. */
+  fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0)
+    return FALSE;
+  if (fstat (fd, &st) < 0 || !(S_ISREG (st.st_mode) || S_ISBLK (st.st_mode)))
+    {
+      close (fd);
+      return FALSE;
+    }
+  g_array_append_val (writeback->fds, fd);
+  return TRUE;
+}
+
+void
+vms_writeback_start (VmsWriteback *writeback)
+{
+  for (guint i = 0; writeback && i < writeback->fds->len; i++)
+    sync_file_range (g_array_index (writeback->fds, int, i), 0, 0,
+                     SYNC_FILE_RANGE_WRITE);
+}

@@ -1,0 +1,28 @@
+/* vmshift: starting the kernel's writeback of files another process
+ * writes through the page cache (a source QEMU's images), so that its
+ * flush at the switchover finds little left to write.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _VmsWriteback VmsWriteback;
+
+VmsWriteback *vms_writeback_new (void);
+void vms_writeback_free (VmsWriteback *writeback);
+
+/* Watch the file or block device at path.  FALSE (and nothing watched)
+ * when it is not one this host can open: a QEMU on another host, a
+ * network disk, a "json:" filename. */
+gboolean vms_writeback_add (VmsWriteback *writeback, const char *path);
+
+/* Start writing back every watched file's dirty pages, without waiting
+ * for them: a hint to the kernel, which keeps no error of it. */
+void vms_writeback_start (VmsWriteback *writeback);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsWriteback, vms_writeback_free)
+
+G_END_DECLS
