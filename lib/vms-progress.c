@@ -115,7 +115,9 @@ vms_format_size_full (guint64 bytes, GFormatSizeFlags flags)
 char *
 vms_format_size (guint64 bytes)
 {
-  return vms_format_size_full (bytes, G_FORMAT_SIZE_DEFAULT);
+  /* Binary units, as the options take them: "--max-bandwidth 4M" is
+   * shown back as 4.0 MiB/s, not 4.2 MB/s. */
+  return vms_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS);
 }
 
 double

@@ -54,9 +54,9 @@ void vms_progress_event (VmsProgress *progress, const char *event,
 /* Rate in bytes per second over the last few seconds of updates. */
 double vms_progress_rate (VmsProgress *progress);
 
-/* g_format_size() with a plain space before the unit: GLib puts a
- * non-breaking one there, which a C-locale terminal shows as '?'.  Caller
- * frees. */
+/* bytes in binary units ("1.5 MiB"), as the size options take them,
+ * with a plain space before the unit: GLib puts a non-breaking one there,
+ * which a C-locale terminal shows as '?'.  Caller frees. */
 char *vms_format_size (guint64 bytes);
 char *vms_format_size_full (guint64 bytes, GFormatSizeFlags flags);
 
