@@ -52,6 +52,7 @@ typedef struct
   guint64 length;   /* bytes */
   guint8 *buffer;   /* read buffer, NULL for a zero request */
   guint conn;       /* connection pair index */
+  guint64 work;     /* bytes of it counted in stats->work_total */
   guint parts;      /* destination requests still to complete */
   gboolean done;    /* acknowledged by the destination */
   gboolean failed;  /* failed: the watermark stops before it */
@@ -66,6 +67,11 @@ struct _Copy
   struct nbd_handle **dst;      /* destination connections */
   struct nbd_handle *map;       /* source connection for block status */
   const char *map_context;      /* meta context asked on map */
+  struct nbd_handle *dst_map;   /* destination connection for its map, or
+                                   NULL: zeroes are always sent */
+  guint64 dst_known_start;      /* the destination's map says that */
+  guint64 dst_known_end;        /* [dst_known_start, dst_known_end)... */
+  gboolean dst_known_zero;      /* ... reads as zeroes, or holds data */
   gboolean dst_multi_conn;      /* one FLUSH covers every dst connection */
   guint32 request_size;         /* bytes per read */
   guint depth;                  /* requests in flight per pair */
@@ -211,6 +217,7 @@ close_all (Copy *copy)
       g_clear_pointer (&copy->dst[i], nbd_close);
     }
   g_clear_pointer (&copy->map, nbd_close);
+  g_clear_pointer (&copy->dst_map, nbd_close);
 }
 
 static gboolean
@@ -242,6 +249,14 @@ connect_all (Copy *copy, guint wanted, guint timeout_ms, GError **error)
   /* More connections only where each side says they see one another's
    * writes (the source is read-only, so only the destination matters). */
   copy->dst_multi_conn = nbd_can_multi_conn (copy->dst[0]) == 1;
+  if (spec->skip_dest_zeroes && !spec->bitmap)
+    {
+      g_autoptr (GError) map_error = NULL;
+
+      /* An optimisation: without the map, zeroes are sent as before. */
+      copy->dst_map = open_endpoint (spec->dest_uri, "dest-map",
+                                     "base:allocation", timeout_ms, &map_error);
+    }
   if (!copy->dst_multi_conn)
     wanted = 1;
   for (guint i = 1; i < wanted; i++)
@@ -325,6 +340,128 @@ fetch_extents (Copy *copy)
       return FALSE;
     }
   return TRUE;
+}
+
+/* TRUE if an extent with these flags is work for the pass: dirty, or
+ * (copying all) not known to read as zeroes. */
+static gboolean
+is_work (Copy *copy, guint32 flags)
+{
+  return copy->spec->bitmap ? (flags & 1) : !(flags & LIBNBD_STATE_ZERO);
+}
+
+typedef struct
+{
+  Copy *copy;   /* owner */
+  guint64 end;  /* one past the last byte asked */
+  guint64 next; /* first byte the replies do not cover yet */
+  guint64 work; /* work found so far */
+} WorkQuery;
+
+static int
+count_work (void *user_data, const char *context, uint64_t offset,
+            uint32_t *entries, size_t count, int *error)
+{
+  WorkQuery *query = user_data;
+
+  if (g_strcmp0 (context, query->copy->map_context) != 0)
+    return 0;
+  for (size_t i = 0; i + 1 < count && offset < query->end; i += 2)
+    {
+      if (entries[i] == 0)
+        break;
+      if (is_work (query->copy, entries[i + 1]))
+        query->work += MIN (entries[i], query->end - offset);
+      offset += entries[i];
+    }
+  query->next = MIN (offset, query->end);
+  return 0;
+}
+
+/* stats->work_total: the bytes of [start, end) the pass has to copy,
+ * asked of the whole map before the copy starts, so that progress can
+ * tell how much is left of the work rather than of the disk. */
+static gboolean
+measure_work (Copy *copy, guint64 start, GError **error)
+{
+  WorkQuery query = { copy, copy->stats->end, start, 0 };
+  nbd_extent_callback callback
+      = { .callback = count_work, .user_data = &query };
+
+  while (query.next < query.end)
+    {
+      guint64 offset = query.next;
+
+      if (nbd_block_status (copy->map, MIN (query.end - offset, STATUS_WINDOW),
+                            offset, callback, 0)
+          < 0)
+        {
+          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_SOURCE,
+                       "block status of the source at %" G_GUINT64_FORMAT
+                       ": %s",
+                       offset, nbd_get_error ());
+          return FALSE;
+        }
+      if (query.next <= offset)
+        {
+          g_set_error (
+              error, VMS_COPY_ERROR, VMS_COPY_ERROR_SOURCE,
+              "the source's %s map does not cover offset %" G_GUINT64_FORMAT,
+              copy->map_context, offset);
+          return FALSE;
+        }
+    }
+  copy->stats->work_total = query.work;
+  return TRUE;
+}
+
+/* Remember the first extent of the destination's reply. */
+static int
+note_dest_extent (void *user_data, const char *context, uint64_t offset,
+                  uint32_t *entries, size_t count, int *error)
+{
+  Copy *copy = user_data;
+
+  if (g_strcmp0 (context, "base:allocation") != 0 || count < 2
+      || entries[0] == 0)
+    return 0;
+  copy->dst_known_start = offset;
+  copy->dst_known_end = offset + entries[0];
+  copy->dst_known_zero = (entries[1] & LIBNBD_STATE_ZERO) != 0;
+  return 0;
+}
+
+/* How many bytes from offset (up to end) the destination already reads as
+ * zeroes, e.g. a replica the sink created sparse and nothing wrote to:
+ * no zero request need go there.  0 when it holds data or cannot say.
+ * Each range is written once in a pass, and offset's not yet, so what the
+ * map says of it is still true. */
+static guint64
+dest_zero_run (Copy *copy, guint64 offset, guint64 end)
+{
+  nbd_extent_callback callback
+      = { .callback = note_dest_extent, .user_data = copy };
+
+  if (!copy->dst_map)
+    return 0;
+  if (offset < copy->dst_known_start || offset >= copy->dst_known_end)
+    {
+      /* A whole window, not just this run: the next runs are likely in
+       * the same extent. */
+      guint64 length = MIN (copy->stats->end - offset, STATUS_WINDOW);
+
+      copy->dst_known_start = copy->dst_known_end = 0;
+      if (nbd_block_status (copy->dst_map, length, offset, callback,
+                            LIBNBD_CMD_FLAG_REQ_ONE)
+              < 0
+          || offset < copy->dst_known_start || offset >= copy->dst_known_end)
+        {
+          /* Cannot tell: send zeroes from now on. */
+          g_clear_pointer (&copy->dst_map, nbd_close);
+          return 0;
+        }
+    }
+  return copy->dst_known_zero ? MIN (copy->dst_known_end, end) - offset : 0;
 }
 
 /* ---- requests ---- */
@@ -428,6 +565,18 @@ run_length (Request *request, guint64 position, gboolean zero)
   return end - position;
 }
 
+/* TRUE if the destination reads [offset, offset + length) as zeroes
+ * already: counted as skipped, nothing to send. */
+static gboolean
+skip_dest_zeroes (Copy *copy, guint64 offset, guint64 length)
+{
+  if (copy->spec->bitmap
+      || dest_zero_run (copy, offset, offset + length) < length)
+    return FALSE;
+  copy->stats->bytes_skipped += length;
+  return TRUE;
+}
+
 /* Write what was read: data as writes, long zero runs as zero requests
  * (they carry no payload), short ones inside the data. */
 static gboolean
@@ -449,7 +598,9 @@ issue_writes (Copy *copy, Request *request)
                                position - data_start))
             return FALSE;
           vms_rate_refund (copy->spec->rate, zeroes);
-          if (!issue_zero (copy, request, request->offset + position, zeroes))
+          if (!skip_dest_zeroes (copy, request->offset + position, zeroes)
+              && !issue_zero (copy, request, request->offset + position,
+                              zeroes))
             return FALSE;
           position += zeroes;
           data_start = position;
@@ -552,6 +703,17 @@ issue_more (Copy *copy, gint64 now)
           copy->frontier = extent_end;
           continue;
         }
+      if (!copy_dirty_only && (extent->flags & LIBNBD_STATE_ZERO))
+        {
+          guint64 zeroes = dest_zero_run (copy, copy->frontier, extent_end);
+
+          if (zeroes > 0)
+            {
+              copy->stats->bytes_skipped += zeroes;
+              copy->frontier += zeroes;
+              continue;
+            }
+        }
       conn = pick_connection (copy);
       if (conn < 0)
         break;
@@ -561,6 +723,10 @@ issue_more (Copy *copy, gint64 now)
           Request *request;
 
           length = MIN (extent_end - copy->frontier, MAX_ZERO_REQUEST);
+          /* Only over the destination's data: past it, it may be zero. */
+          if (copy->dst_map && copy->dst_known_end > copy->frontier
+              && copy->dst_known_start <= copy->frontier)
+            length = MIN (length, copy->dst_known_end - copy->frontier);
           request = new_request (copy, copy->frontier, length, conn);
           copy->frontier += length;
           if (!issue_zero (copy, request, request->offset, length))
@@ -590,6 +756,7 @@ issue_more (Copy *copy, gint64 now)
 
         if (copy_dirty_only)
           copy->stats->dirty_bytes += length;
+        request->work = length;
         request->buffer = take_buffer (copy);
         copy->frontier += length;
         if (nbd_aio_pread (copy->src[conn], request->buffer, length,
@@ -616,6 +783,7 @@ retire (Copy *copy)
   while ((head = g_queue_peek_head (&copy->requests)) && head->done)
     {
       g_queue_pop_head (&copy->requests);
+      copy->stats->work_done += head->work;
       g_free (head);
     }
   head = g_queue_peek_head (&copy->requests);
@@ -990,6 +1158,8 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
                    G_GUINT64_FORMAT, spec->start, stats->end);
       goto out;
     }
+  if (!measure_work (&copy, spec->start, error))
+    goto out;
   copy.frontier = spec->start;
   stats->watermark = stats->durable = copy.checkpoint_watermark = spec->start;
   copy.last_checkpoint_us = copy.last_activity_us = g_get_monotonic_time ();

@@ -51,8 +51,13 @@ typedef struct
   guint64 bytes_read;     /* read from the source */
   guint64 bytes_written;  /* data written to the destination (on the wire) */
   guint64 bytes_zeroed;   /* ranges zeroed at the destination (no payload) */
-  guint64 bytes_skipped;  /* clean ranges not sent */
+  guint64 bytes_skipped;  /* ranges not sent: clean, or zeroes the
+                             destination already reads as zeroes */
   guint64 dirty_bytes;    /* dirty mode: dirty bytes seen in the map so far */
+  guint64 work_total;     /* bytes of [start, end) to copy, as mapped at the
+                             start: dirty, or not known to read as zeroes */
+  guint64 work_done;      /* of those, bytes below the watermark (more than
+                             work_total if the guest filled holes since) */
   guint flushes;          /* FLUSH requests completed */
 } VmsCopyStats;
 
@@ -80,6 +85,9 @@ typedef struct
   guint64 checkpoint_bytes;/* 0: default */
   guint checkpoint_ms;     /* 0: default */
   guint io_timeout_ms;     /* 0: default */
+  gboolean skip_dest_zeroes; /* copying all: where the destination's map
+                                says it reads as zeroes already, send no
+                                zero request (a new sparse replica) */
   VmsRate *rate;           /* bandwidth limit, or NULL */
   GCancellable *cancellable; /* cancelled: stop cleanly; or NULL */
   VmsCopyCheckpointFunc checkpoint; /* or NULL */
@@ -89,7 +97,8 @@ typedef struct
 
 /* Copy [start, end) of the source to the destination.  Requests are
  * issued in offset order, many in flight on several connections; data that
- * reads as zeroes is sent as a zero request.  On success everything is
+ * reads as zeroes is sent as a zero request (unless skip_dest_zeroes finds
+ * the destination zero there already).  On success everything is
  * flushed and stats->durable == end.  On failure or stop, whatever could
  * be flushed was, and the last checkpoint says where to resume. */
 gboolean vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats,

@@ -2,12 +2,10 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-progress.h"
+#include "vms-eta.h"
 
 #include <unistd.h>
 
-/* Weight of the newest sample in the smoothed rate: about a three second
- * memory at four updates a second. */
-#define RATE_SMOOTHING 0.08
 /* Text mode prints a line this often at most. */
 #define TEXT_INTERVAL_US (5 * G_USEC_PER_SEC)
 /* Width of the bar in characters. */
@@ -18,10 +16,11 @@ struct _VmsProgress
   VmsProgressMode mode;   /* how to show it */
   gboolean bar_drawn;     /* a bar line is on screen, unterminated */
   char *key;              /* disk/phase of the last update */
-  guint64 last_sent;      /* sent at the last update */
-  gint64 last_us;         /* time of the last update */
+  gboolean finished;      /* the pass of key was shown complete */
+  VmsEta eta;             /* rate and ETA of the pass of key */
   gint64 last_text_us;    /* time of the last text line */
-  double rate;            /* smoothed bytes per second */
+  gboolean has_after;     /* after_pass holds an estimate */
+  guint64 after_pass;     /* bytes the job sends after this pass */
   VmsProgressFunc func;   /* callback mode: where everything goes */
   gpointer user_data;     /* for func */
 };
@@ -54,6 +53,9 @@ vms_progress_forward (VmsProgress *progress, const char *event,
 {
   if (g_str_equal (event, "progress") && !text && fields)
     {
+      if (json_object_has_member (fields, "after"))
+        vms_progress_set_after_pass (
+            progress, json_object_get_int_member (fields, "after"));
       vms_progress_update (
           progress, json_object_get_string_member_with_default (fields, "disk", ""),
           json_object_get_string_member_with_default (fields, "phase", ""),
@@ -64,6 +66,13 @@ vms_progress_forward (VmsProgress *progress, const char *event,
     }
   vms_progress_event (progress, event, fields ? json_object_ref (fields) : NULL,
                       "%s", text ? text : "");
+}
+
+void
+vms_progress_set_after_pass (VmsProgress *progress, gint64 bytes)
+{
+  progress->has_after = bytes >= 0;
+  progress->after_pass = MAX (bytes, 0);
 }
 
 static void
@@ -77,6 +86,8 @@ update_callback (VmsProgress *progress, const char *disk, const char *phase,
   json_object_set_int_member (fields, "done", done);
   json_object_set_int_member (fields, "total", total);
   json_object_set_int_member (fields, "sent", sent);
+  if (progress->has_after)
+    json_object_set_int_member (fields, "after", progress->after_pass);
   progress->func ("progress", fields, NULL, progress->user_data);
 }
 
@@ -115,13 +126,15 @@ vms_format_size_full (guint64 bytes, GFormatSizeFlags flags)
 char *
 vms_format_size (guint64 bytes)
 {
-  return vms_format_size_full (bytes, G_FORMAT_SIZE_DEFAULT);
+  /* Binary units, as the options take them: "--max-bandwidth 4M" is
+   * shown back as 4.0 MiB/s, not 4.2 MB/s. */
+  return vms_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS);
 }
 
 double
 vms_progress_rate (VmsProgress *progress)
 {
-  return progress->rate;
+  return vms_eta_rate (&progress->eta);
 }
 
 static void
@@ -151,98 +164,130 @@ format_eta (double seconds)
   return g_strdup_printf ("%u:%02u", (guint) (s / 60), (guint) (s % 60));
 }
 
+/* The line people read about a pass; NULL when there is nothing new to
+ * say. */
+static char *
+describe_pass (VmsProgress *progress, const char *disk, const char *phase,
+               guint64 done, guint64 total, double eta, double overall)
+{
+  g_autofree char *done_text = vms_format_size (done);
+  g_autofree char *total_text = vms_format_size (total);
+  g_autofree char *rate_text
+      = vms_format_size ((guint64)vms_eta_rate (&progress->eta));
+  g_autofree char *eta_text = format_eta (eta);
+  g_autofree char *overall_text = overall >= 0 ? format_eta (overall) : NULL;
+
+  if (total == 0)
+    return g_strdup_printf ("%s %s: nothing to copy", disk, phase);
+  return g_strdup_printf ("%s %s: %3.0f%% %s of %s, %s/s, ETA %s%s%s", disk,
+                          phase, 100.0 * done / total, done_text, total_text,
+                          rate_text, eta_text, overall_text ? ", all " : "",
+                          overall_text ? overall_text : "");
+}
+
+static void
+print_progress_json (VmsProgress *progress, const char *disk, const char *phase,
+                     guint64 done, guint64 total, guint64 sent, double eta,
+                     double overall, const char *text)
+{
+  g_autoptr (JsonObject) object = json_object_new ();
+
+  json_object_set_string_member (object, "event", "progress");
+  json_object_set_string_member (object, "disk", disk);
+  json_object_set_string_member (object, "phase", phase);
+  json_object_set_int_member (object, "done", done);
+  json_object_set_int_member (object, "total", total);
+  json_object_set_int_member (object, "sent", sent);
+  json_object_set_int_member (object, "rate",
+                              (gint64)vms_eta_rate (&progress->eta));
+  json_object_set_int_member (object, "eta", eta < 0 ? -1 : (gint64)eta);
+  if (progress->has_after)
+    json_object_set_int_member (object, "overall-eta",
+                                overall < 0 ? -1 : (gint64)overall);
+  json_object_set_string_member (object, "message", text);
+  print_json (object);
+}
+
+static void
+draw_bar (VmsProgress *progress, const char *disk, const char *phase,
+          guint64 done, guint64 total, const char *text)
+{
+  double fraction = total ? (double)done / total : 1;
+  guint filled = CLAMP (fraction * BAR_WIDTH, 0, BAR_WIDTH);
+  const char *figures = strchr (text, ':');
+  char bar[BAR_WIDTH + 1];
+
+  memset (bar, '#', filled);
+  memset (bar + filled, '.', BAR_WIDTH - filled);
+  bar[BAR_WIDTH] = 0;
+  g_printerr ("\r%s %-10s [%s]%s\033[K", disk, phase, bar,
+              figures ? figures + 1 : "");
+  progress->bar_drawn = TRUE;
+}
+
+/* A new pass: its rate starts from the last pass's (same link, same
+ * disks), which is a better first guess than nothing. */
+static void
+start_pass (VmsProgress *progress, char *key, guint64 done, gint64 now)
+{
+  end_bar (progress);
+  g_free (progress->key);
+  progress->key = key;
+  progress->finished = FALSE;
+  vms_eta_start (&progress->eta, done, now, vms_eta_rate (&progress->eta));
+}
+
 void
 vms_progress_update (VmsProgress *progress, const char *disk,
                      const char *phase, guint64 done, guint64 total,
                      guint64 sent)
 {
   g_autofree char *key = NULL;
+  g_autofree char *text = NULL;
   gint64 now = g_get_monotonic_time ();
-  double eta;
+  gboolean finished;
+  double eta, overall;
 
   if (progress->mode == VMS_PROGRESS_CALLBACK)
     {
       update_callback (progress, disk, phase, done, total, sent);
       return;
     }
+  /* Data the guest wrote into holes ahead of the copy adds to the work. */
+  total = MAX (total, done);
+  finished = done == total;
   key = g_strconcat (disk, "/", phase, NULL);
   if (g_strcmp0 (key, progress->key) != 0)
-    {
-      end_bar (progress);
-      g_free (progress->key);
-      progress->key = g_steal_pointer (&key);
-      progress->last_sent = sent;
-      progress->last_us = now;
-      progress->rate = 0;
-    }
-  else if (now > progress->last_us)
-    {
-      double sample = (double) (sent - MIN (sent, progress->last_sent))
-                      * G_USEC_PER_SEC / (now - progress->last_us);
-
-      progress->rate = progress->rate == 0
-                           ? sample
-                           : progress->rate
-                                 + RATE_SMOOTHING * (sample - progress->rate);
-      progress->last_sent = sent;
-      progress->last_us = now;
-    }
-  eta = progress->rate > 0 ? (double) (total - MIN (done, total))
-                                 * ((double) sent / MAX (done, 1))
-                                 / progress->rate
-                           : -1;
-
+    start_pass (progress, g_steal_pointer (&key), done, now);
+  else if (finished && progress->finished
+           && progress->mode != VMS_PROGRESS_JSON)
+    return; /* said already (JSON still gives sent) */
+  else
+    vms_eta_sample (&progress->eta, done, now);
+  eta = vms_eta_seconds (&progress->eta, total - done);
+  overall = progress->has_after ? vms_eta_seconds (
+                &progress->eta, total - done + progress->after_pass)
+                                : -1;
+  if (progress->mode == VMS_PROGRESS_TEXT && !finished
+      && now - progress->last_text_us < TEXT_INTERVAL_US)
+    return;
+  progress->finished = finished;
+  text = describe_pass (progress, disk, phase, done, total, eta, overall);
   switch (progress->mode)
     {
     case VMS_PROGRESS_JSON:
-      {
-        JsonObject *object = json_object_new ();
-
-        json_object_set_string_member (object, "event", "progress");
-        json_object_set_string_member (object, "disk", disk);
-        json_object_set_string_member (object, "phase", phase);
-        json_object_set_int_member (object, "done", done);
-        json_object_set_int_member (object, "total", total);
-        json_object_set_int_member (object, "sent", sent);
-        json_object_set_int_member (object, "rate", (gint64) progress->rate);
-        json_object_set_int_member (object, "eta", eta < 0 ? -1 : (gint64) eta);
-        print_json (object);
-        json_object_unref (object);
-        break;
-      }
-    case VMS_PROGRESS_CALLBACK:
+      print_progress_json (progress, disk, phase, done, total, sent, eta,
+                           overall, text);
+      break;
+    case VMS_PROGRESS_TEXT:
+      progress->last_text_us = now;
+      g_printerr ("%s\n", text);
       break;
     case VMS_PROGRESS_BAR:
-    case VMS_PROGRESS_TEXT:
-      {
-        g_autofree char *done_text = vms_format_size (done);
-        g_autofree char *total_text = vms_format_size (total);
-        g_autofree char *rate_text = vms_format_size ((guint64) progress->rate);
-        g_autofree char *eta_text = format_eta (eta);
-        double fraction = total ? (double) done / total : 1;
-        char bar[BAR_WIDTH + 1];
-        guint filled = CLAMP (fraction * BAR_WIDTH, 0, BAR_WIDTH);
-
-        if (progress->mode == VMS_PROGRESS_TEXT)
-          {
-            if (now - progress->last_text_us < TEXT_INTERVAL_US
-                && done < total)
-              break;
-            progress->last_text_us = now;
-            g_printerr ("%s %s: %3.0f%% %s of %s, %s/s, ETA %s\n", disk,
-                        phase, fraction * 100, done_text, total_text,
-                        rate_text, eta_text);
-            break;
-          }
-        memset (bar, '#', filled);
-        memset (bar + filled, '.', BAR_WIDTH - filled);
-        bar[BAR_WIDTH] = 0;
-        g_printerr ("\r%s %-10s [%s] %3.0f%% %s/%s %s/s ETA %s\033[K", disk,
-                    phase, bar, fraction * 100, done_text, total_text,
-                    rate_text, eta_text);
-        progress->bar_drawn = TRUE;
-        break;
-      }
+      draw_bar (progress, disk, phase, done, total, text);
+      break;
+    case VMS_PROGRESS_CALLBACK:
+      break;
     }
 }
 

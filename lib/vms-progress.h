@@ -23,7 +23,8 @@ typedef struct _VmsProgress VmsProgress;
 
 /* Receives what a callback-mode VmsProgress is told: an event with its
  * fields and text, or event "progress" with fields disk, phase, done,
- * total, sent and text NULL.  fields is borrowed. */
+ * total, sent (and after, see vms_progress_set_after_pass) and text NULL.
+ * fields is borrowed. */
 typedef void (*VmsProgressFunc) (const char *event, JsonObject *fields,
                                  const char *text, gpointer user_data);
 
@@ -40,10 +41,20 @@ VmsProgress *vms_progress_new_callback (VmsProgressFunc func,
 void vms_progress_forward (VmsProgress *progress, const char *event,
                            JsonObject *fields, const char *text);
 
-/* Position of one pass: done of total bytes, sent bytes on the wire. */
+/* The work of one pass: total is what the pass has to copy (data, or
+ * dirty bytes; holes are no work), done how much of it is handled, sent
+ * the bytes on the wire.  % and ETA are of total - done, at a rate
+ * smoothed over the last seconds; a pass with total 0 is shown as having
+ * nothing to copy. */
 void vms_progress_update (VmsProgress *progress, const char *disk,
                           const char *phase, guint64 done, guint64 total,
                           guint64 sent);
+
+/* What the whole job still has to copy after the pass being shown (an
+ * estimate, bytes), or -1 for no estimate: with one, progress also gives
+ * the time the whole job has left at the current rate (JSON member
+ * overall-eta).  Kept for later passes until changed. */
+void vms_progress_set_after_pass (VmsProgress *progress, gint64 bytes);
 
 /* A notable moment, e.g. "round" with fields; text is what people read
  * (printf format).  fields may be NULL; it is taken. */
@@ -51,12 +62,13 @@ void vms_progress_event (VmsProgress *progress, const char *event,
                          JsonObject *fields, const char *format, ...)
     G_GNUC_PRINTF (4, 5);
 
-/* Rate in bytes per second over the last few seconds of updates. */
+/* Rate of work done in bytes per second, smoothed over the last few
+ * seconds of updates (0 while unknown). */
 double vms_progress_rate (VmsProgress *progress);
 
-/* g_format_size() with a plain space before the unit: GLib puts a
- * non-breaking one there, which a C-locale terminal shows as '?'.  Caller
- * frees. */
+/* bytes in binary units ("1.5 MiB"), as the size options take them,
+ * with a plain space before the unit: GLib puts a non-breaking one there,
+ * which a C-locale terminal shows as '?'.  Caller frees. */
 char *vms_format_size (guint64 bytes);
 char *vms_format_size_full (guint64 bytes, GFormatSizeFlags flags);
 

@@ -484,6 +484,62 @@ test_interrupt_saves_state (void **state)
   assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
 }
 
+/* The sink creates a replica sparse: a copy to a new one sends no zero
+ * request for the source's holes or for zeroes it reads, and progress
+ * counts only the data as work.  A new job onto a replica that holds data
+ * where the source is zero still zeroes it. */
+static void
+test_new_replica_gets_no_zeroes (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd1 = replica_path (fixture, "t8-vd1");
+  g_autoptr (VmsTestCommand) fresh = NULL;
+  g_autoptr (VmsTestCommand) again = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *garbage = g_malloc (MiB);
+  JsonObject *event;
+  int fd;
+
+  /* 2 MiB of data, 4 MiB of written zeroes, 26 MiB of holes. */
+  qemu_io (fixture, "vd1", "write -P 0x42 1M 2M");
+  qemu_io (fixture, "vd1", "write -P 0 8M 4M");
+  pause_guest (fixture);
+  fresh = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j8", "--replica-prefix", "t8", "--disk", "vd1",
+                     "--rounds", "0", NULL);
+  run_expect_success (fresh);
+  event = vms_test_command_find_event (fresh, "disk-synced", parser);
+  assert_non_null (event);
+  assert_int_equal (json_object_get_int_member (event, "bytes-zeroed"), 0);
+  assert_in_range (json_object_get_int_member (event, "bytes-written"), 2 * MiB,
+                   2 * MiB + 64 * 1024);
+  event = vms_test_command_find_event (fresh, "progress", parser);
+  assert_non_null (event);
+  /* The work is the mapped data, not the 32 MiB disk. */
+  assert_in_range (json_object_get_int_member (event, "total"), 6 * MiB,
+                   6 * MiB + 64 * 1024);
+  assert_int_equal (json_object_get_int_member (event, "done"),
+                    json_object_get_int_member (event, "total"));
+  assert_non_null (json_object_get_string_member (event, "message"));
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+
+  /* Data in the replica where the source has a hole. */
+  memset (garbage, 0x5a, MiB);
+  fd = open (vd1, O_WRONLY);
+  assert_true (fd >= 0);
+  assert_int_equal (pwrite (fd, garbage, MiB, 20 * MiB), MiB);
+  close (fd);
+  again = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j8b", "--replica-prefix", "t8", "--disk", "vd1",
+                     "--rounds", "0", NULL);
+  run_expect_success (again);
+  event = vms_test_command_find_event (again, "disk-synced", parser);
+  assert_non_null (event);
+  assert_true (json_object_get_int_member (event, "bytes-zeroed") >= MiB);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
 /* A replica of another size, a full sink and a job of another VM are
  * refused with messages that say so. */
 static void
@@ -606,16 +662,18 @@ int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown (test_sync_rounds_then_final_round,
-                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_sync_rounds_then_final_round, setup,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_resume_after_kill9_of_vmshift,
                                      setup_data, teardown),
-    cmocka_unit_test_setup_teardown (test_resume_after_sink_killed,
-                                     setup_data, teardown),
+    cmocka_unit_test_setup_teardown (test_resume_after_sink_killed, setup_data,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_sync_errors, setup, teardown),
     cmocka_unit_test_setup_teardown (test_interrupt_saves_state, setup_data,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refusals, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_new_replica_gets_no_zeroes, setup,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_full_sink, setup_data, teardown),
     cmocka_unit_test_setup_teardown (test_resume_after_link_cut, setup_hosts,
                                      teardown),

@@ -86,7 +86,8 @@ on_progress (const VmsCopyStats *stats, gpointer user_data)
   VmsReplicate *rep = user_data;
 
   vms_progress_update (rep->progress, rep->disk->name, rep->phase,
-                       stats->watermark, stats->end, stats->bytes_written);
+                       stats->work_done, stats->work_total,
+                       stats->bytes_written);
 }
 
 /* One pass over a disk: all of it (bitmap NULL) or what bitmap marks,
@@ -117,6 +118,10 @@ copy_pass (VmsReplicate *rep, VmsJobDisk *disk, const char *bitmap,
   spec.source_uri = source_uri;
   spec.dest_uri = dest_uri;
   spec.bitmap = bitmap;
+  /* The sink creates a replica sparse, so on a new one (or above a
+   * resumed copy's watermark) zeroes are there already; on a replica
+   * that held data, its map says so and zeroes are sent. */
+  spec.skip_dest_zeroes = TRUE;
   spec.start = disk->watermark;
   spec.end = disk->size;
   spec.connections = config->connections;
