@@ -446,7 +446,10 @@ test_migrate_mirror (void **state)
 }
 
 /* auto, with room in the objective for the final round of a guest
- * writing 1 MiB/s: pause, and the report says why. */
+ * writing 1 MiB/s: pause, and the report says why.  (The room is wide:
+ * the guest's rate is the bitmaps', whole 64 KiB granules for its 4 KiB
+ * writes, and the memory's time is foreseen at the disk copy's rate, both
+ * on the safe side, and a loaded machine copies slowly.) */
 static void
 test_auto_chooses_pause (void **state)
 {
@@ -457,14 +460,19 @@ test_auto_chooses_pause (void **state)
   fixture->prefix = "ap";
   create_replicas (fixture);
   start_destination (fixture, TRUE);
-  run = migrate_new (fixture, "autopause", "--max-downtime=3000", "--suspend",
+  run = migrate_new (fixture, "autopause", "--max-downtime=20000", "--suspend",
                      NULL);
   vms_test_command_expect_success (run);
-  assert_string_equal (event_string (run, "migrated", "final-sync", parser),
-                       "pause");
-  assert_non_null (strstr (
-      event_string (run, "migrated", "final-sync-reason", parser), "within"));
-  assert_int_equal (event_int (run, "migrated", "max-downtime-ms"), 3000);
+  print_message ("auto: %s\n",
+                 event_string (run, "migrated", "final-sync-reason", parser));
+  if (!g_str_equal (event_string (run, "migrated", "final-sync", parser),
+                    "pause")
+      || !strstr (event_string (run, "migrated", "final-sync-reason", parser),
+                  "within"))
+    fail_msg ("auto chose %s: %s",
+              event_string (run, "migrated", "final-sync", parser),
+              event_string (run, "migrated", "final-sync-reason", parser));
+  assert_int_equal (event_int (run, "migrated", "max-downtime-ms"), 20000);
   assert_replicas_identical (fixture);
   assert_downtime_parts (run);
 }

@@ -32,6 +32,16 @@ guest_ram (VmsMigration *migration)
   return size.base_memory + size.plugged_memory;
 }
 
+static double
+disks_size (VmsReplicate *rep)
+{
+  double size = 0;
+
+  for (guint i = 0; rep->job && i < rep->job->disks->len; i++)
+    size += ((VmsJobDisk *)rep->job->disks->pdata[i])->size;
+  return size;
+}
+
 /* The pause's disk part with pause, in ms, or -1 when the rates are not
  * known; *final_bytes gets the round's expected size. */
 static int
@@ -49,9 +59,15 @@ predict_final_round (VmsMigration *migration, double *final_bytes,
     return 0;
   if (rep->guest_write_rate < 0 || copy_rate <= 0 || ram == 0)
     return -1;
-  /* RAM crosses the link the disks crossed, at least once. */
+  /* RAM crosses the link the disks crossed, at least once.  The guest's
+   * rate is the bitmaps' (whole granules), and no round holds more than
+   * the disks. */
   *memory_s = ram / copy_rate;
-  *final_bytes = rep->guest_write_rate * *memory_s;
+  *final_bytes = MIN (rep->guest_write_rate * *memory_s, disks_size (rep));
+  /* A guest rewriting the same blocks saturates: a round that recorded
+   * for longer than the memory will take holds at least as much. */
+  if (rep->longest_round_span_us >= *memory_s * G_USEC_PER_SEC)
+    *final_bytes = MIN (*final_bytes, rep->longest_round_bytes);
   return FINAL_ROUND_OVERHEAD_MS * disks
          + (int)(*final_bytes / copy_rate * 1000);
 }

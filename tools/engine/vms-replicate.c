@@ -287,7 +287,14 @@ note_write_rate (VmsReplicate *rep, guint64 round_bytes, gint64 switched_us)
   gint64 span_us = switched_us - rep->recording_since_us;
 
   if (rep->recording_since_us > 0 && span_us > 0)
-    rep->guest_write_rate = round_bytes * (double)G_USEC_PER_SEC / span_us;
+    {
+      rep->guest_write_rate = round_bytes * (double)G_USEC_PER_SEC / span_us;
+      if (span_us >= rep->longest_round_span_us)
+        {
+          rep->longest_round_span_us = span_us;
+          rep->longest_round_bytes = round_bytes;
+        }
+    }
   rep->recording_since_us = switched_us;
 }
 

@@ -70,10 +70,14 @@ typedef struct
   VmsCopyStats last;                /* figures at the last checkpoint */
   guint64 run_bytes[VMS_REPLICATE_N_PASSES]; /* sent by this run, per pass */
   gint64 run_us[VMS_REPLICATE_N_PASSES];     /* spent copying, per pass */
-  gint64 recording_since_us; /* monotonic: the recording bitmaps started
-                                (0: not in this run) */
-  double guest_write_rate;   /* bytes/s the guest wrote while the last
-                                round's bitmaps recorded, -1: unknown */
+  gint64 recording_since_us;   /* monotonic: the recording bitmaps started
+                                  (0: not in this run) */
+  double guest_write_rate;     /* bytes/s the guest wrote while the last
+                                  round's bitmaps recorded, -1: unknown */
+  guint64 longest_round_bytes; /* the round recorded over the longest
+                                  span of this run, and that span: a
+                                  shorter one dirties no more */
+  gint64 longest_round_span_us;
 } VmsReplicate;
 
 /* Borrow config, cancellable and progress for a replication. */
