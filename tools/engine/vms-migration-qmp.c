@@ -8,6 +8,7 @@
 #include "vms-vm.h"
 #include "vms-qemu-migration.h"
 #include "vms-writeback.h"
+#include "vms-memory-tuning.h"
 
 /* How often the memory phase looks at both QEMUs. */
 #define POLL_INTERVAL_MS 200
@@ -21,6 +22,7 @@ typedef struct
   gint64 setup_event_us;   /* its MIGRATION setup, which migrate-incoming
                               causes: a clock sample; -1 until seen */
   VmsWriteback *writeback; /* the source's images, when local */
+  VmsMemoryTuning tuning;  /* QEMU's downtime-limit, raised if need be */
 } QmpBackend;
 
 static QmpBackend *
@@ -347,8 +349,11 @@ set_parameters (VmsMigration *migration, GError **error)
   g_autoptr (JsonObject) source_parameters = json_object_new ();
   g_autoptr (JsonObject) dest_parameters = json_object_new ();
 
-  json_object_set_int_member (source_parameters, "downtime-limit",
-                              vms_migration_qemu_downtime_limit (migration));
+  int limit_ms = vms_migration_qemu_downtime_limit (migration);
+
+  vms_memory_tuning_init (&backend_of (migration)->tuning, limit_ms,
+                          config->max_downtime_ms, g_get_monotonic_time ());
+  json_object_set_int_member (source_parameters, "downtime-limit", limit_ms);
   /* Always set: QEMU keeps an earlier attempt's limit, and its own
    * default (128 MiB/s) would throttle a fast link. */
   json_object_set_int_member (source_parameters, "max-bandwidth",
@@ -458,6 +463,37 @@ take_memory_figures (VmsMigration *migration, const VmsQemuMigrationInfo *info)
     report_memory_round (migration, info);
 }
 
+/* A guest that dirties RAM faster than QEMU's limit allows to send
+ * gets a higher limit, rather than rounds without end. */
+static gboolean
+raise_downtime_limit (VmsMigration *migration, const VmsQemuMigrationInfo *info,
+                      GError **error)
+{
+  g_autoptr (JsonObject) parameters = NULL;
+  g_autofree char *left = NULL;
+  int limit_ms;
+
+  if (!vms_memory_tuning_raise (&backend_of (migration)->tuning, info,
+                                g_get_monotonic_time (), &limit_ms))
+    return TRUE;
+  parameters = json_object_new ();
+  json_object_set_int_member (parameters, "downtime-limit", limit_ms);
+  if (!vms_qemu_migration_set_parameters (migration->rep.qmp, parameters,
+                                          error))
+    return FALSE;
+  left = vms_format_size (info->ram_remaining);
+  vms_progress_event (
+      migration->progress, "warning", NULL,
+      "memory is not converging (QEMU expects %" G_GINT64_FORMAT " ms for "
+      "the %s left, the guest dirties RAM as fast as it crosses): QEMU's "
+      "downtime limit raised to %d ms; the %d ms objective will be missed "
+      "(--auto-converge slows the guest instead, --memory-timeout gives "
+      "up)",
+      info->expected_downtime_ms, left, limit_ms,
+      migration->config.max_downtime_ms);
+  return TRUE;
+}
+
 /* Reached wanted (or beyond it), FALSE with error when it failed. */
 static gboolean
 migration_reached (const VmsQemuMigrationInfo *info,
@@ -507,6 +543,9 @@ wait_migration (VmsMigration *migration, VmsQemuMigrationStatus wanted,
         return FALSE;
       take_memory_figures (migration, &info);
       if (!migration_reached (&info, wanted, &reached, error))
+        return FALSE;
+      if (!reached && wanted == VMS_QEMU_MIGRATION_PRE_SWITCHOVER
+          && !raise_downtime_limit (migration, &info, error))
         return FALSE;
       vms_writeback_start (backend_of (migration)->writeback);
       if (reached)

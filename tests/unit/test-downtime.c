@@ -1,0 +1,235 @@
+/* Unit tests: the downtime budget (tools/engine/vms-downtime.c) and the
+ * raises of QEMU's limit (tools/engine/vms-memory-tuning.c).
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "vms-downtime.h"
+#include "vms-memory-tuning.h"
+
+#define MS G_GINT64_CONSTANT (1000) /* microseconds */
+
+/* The destination's clock runs 7 s ahead of the source's. */
+static void
+test_clock_offset (void **state)
+{
+  VmsDowntime downtime;
+  gint64 offset, error;
+  const gint64 ahead = 7000 * MS;
+
+  vms_downtime_init (&downtime, 100);
+  assert_false (vms_downtime_clock_offset (&downtime, &offset, &error));
+  /* An event read 3 ms after it happened only bounds it from below. */
+  vms_downtime_clock_event (&downtime, 1000 * MS + ahead, 1003 * MS);
+  assert_false (vms_downtime_clock_offset (&downtime, &offset, &error));
+  /* A command sent at 2000 ms, answered at 2004 ms, its event in between. */
+  vms_downtime_clock_command (&downtime, 2001 * MS + ahead, 2000 * MS,
+                              2004 * MS);
+  assert_true (vms_downtime_clock_offset (&downtime, &offset, &error));
+  assert_true (offset >= ahead - 3 * MS && offset <= ahead + 1 * MS);
+  assert_true (error <= 2 * MS);
+  /* An event read at once narrows it further. */
+  vms_downtime_clock_event (&downtime, 3000 * MS + ahead, 3000 * MS);
+  assert_true (vms_downtime_clock_offset (&downtime, &offset, &error));
+  assert_true (offset >= ahead && offset <= ahead + 1 * MS);
+  /* Missing stamps change nothing. */
+  vms_downtime_clock_command (&downtime, -1, 10, 20);
+  vms_downtime_clock_event (&downtime, -1, 10);
+  assert_true (vms_downtime_clock_offset (&downtime, &offset, &error));
+  assert_true (offset >= ahead && offset <= ahead + 1 * MS);
+}
+
+static void
+moments (VmsDowntime *downtime, gint64 dest_ahead)
+{
+  downtime->stop_us = 10000 * MS;
+  downtime->pre_switchover_us = 10004 * MS;
+  downtime->device_us = 10010 * MS;
+  downtime->completed_us = 10050 * MS;
+  downtime->dest_completed_us = 10055 * MS + dest_ahead;
+  downtime->resume_us = 10062 * MS + dest_ahead;
+  downtime->resume_received_us = 10063 * MS;
+}
+
+static void
+test_parts (void **state)
+{
+  VmsDowntime downtime;
+  VmsDowntimeParts parts;
+  const gint64 ahead = -2500 * MS;
+
+  vms_downtime_init (&downtime, 100);
+  moments (&downtime, ahead);
+  vms_downtime_clock_command (&downtime, 5000 * MS + ahead, 5000 * MS,
+                              5000 * MS);
+  vms_downtime_parts (&downtime, FALSE, &parts);
+  assert_int_equal (parts.total_ms, 62);
+  assert_int_equal (parts.stop_ms, 4);
+  assert_int_equal (parts.vmshift_ms, 6);
+  assert_int_equal (parts.ram_device_ms, 40);
+  assert_int_equal (parts.activation_ms, 12);
+  assert_false (parts.one_clock);
+  assert_int_equal (parts.stop_ms + parts.vmshift_ms + parts.ram_device_ms
+                        + parts.activation_ms,
+                    parts.total_ms);
+  assert_null (vms_downtime_describe_miss (&parts, 100));
+
+  /* Left paused: ready when loaded. */
+  vms_downtime_parts (&downtime, TRUE, &parts);
+  assert_int_equal (parts.total_ms, 55);
+  assert_int_equal (parts.activation_ms, 5);
+}
+
+/* Without a clock sample the source's reading of RESUME stands in, an
+ * upper bound; without it either, nothing is claimed. */
+static void
+test_parts_one_clock (void **state)
+{
+  VmsDowntime downtime;
+  VmsDowntimeParts parts;
+
+  vms_downtime_init (&downtime, 100);
+  moments (&downtime, 3600 * 1000 * MS);
+  vms_downtime_parts (&downtime, FALSE, &parts);
+  assert_true (parts.one_clock);
+  assert_int_equal (parts.total_ms, 63);
+  assert_int_equal (parts.activation_ms, 13);
+
+  vms_downtime_parts (&downtime, TRUE, &parts);
+  assert_int_equal (parts.total_ms, -1);
+  assert_int_equal (parts.activation_ms, -1);
+  assert_int_equal (parts.stop_ms, 4);
+  assert_null (vms_downtime_describe_miss (&parts, 10));
+
+  vms_downtime_reset_moments (&downtime);
+  vms_downtime_parts (&downtime, FALSE, &parts);
+  assert_int_equal (parts.total_ms, -1);
+  assert_int_equal (parts.vmshift_ms, -1);
+}
+
+static void
+test_missed (void **state)
+{
+  VmsDowntime downtime;
+  VmsDowntimeParts parts;
+  g_autofree char *text = NULL;
+
+  vms_downtime_init (&downtime, 30);
+  moments (&downtime, 0);
+  vms_downtime_clock_command (&downtime, 500 * MS, 500 * MS, 500 * MS);
+  vms_downtime_parts (&downtime, FALSE, &parts);
+  text = vms_downtime_describe_miss (&parts, 30);
+  assert_non_null (text);
+  assert_non_null (strstr (text, "missed by 32 ms"));
+  assert_non_null (strstr (text, "RAM tail and device state (40 ms)"));
+}
+
+static void
+test_qemu_limit (void **state)
+{
+  assert_int_equal (vms_downtime_qemu_limit (100, 35), 65);
+  assert_int_equal (vms_downtime_qemu_limit (100, 500),
+                    VMS_DOWNTIME_MIN_QEMU_LIMIT_MS);
+  assert_int_equal (vms_downtime_qemu_limit (1, 0),
+                    VMS_DOWNTIME_MIN_QEMU_LIMIT_MS);
+  assert_int_equal (vms_downtime_qemu_limit (2000, -5), 2000);
+}
+
+static VmsQemuMigrationInfo
+active (guint64 rounds, gint64 expected_ms)
+{
+  VmsQemuMigrationInfo info = { 0 };
+
+  info.status = VMS_QEMU_MIGRATION_ACTIVE;
+  info.dirty_sync_count = rounds;
+  info.expected_downtime_ms = expected_ms;
+  return info;
+}
+
+static void
+test_limit_raised (void **state)
+{
+  VmsMemoryTuning tuning;
+  VmsQemuMigrationInfo info;
+  gint64 now = 1000 * G_USEC_PER_SEC;
+  int limit = 0;
+
+  vms_memory_tuning_init (&tuning, 65, 100, now);
+  /* The first RAM round says nothing. */
+  info = active (1, 900);
+  assert_false (vms_memory_tuning_raise (&tuning, &info,
+                                         now + 60 * G_USEC_PER_SEC, &limit));
+  /* The second starts the watch. */
+  info = active (2, 900);
+  now += 60 * G_USEC_PER_SEC;
+  assert_false (vms_memory_tuning_raise (&tuning, &info, now, &limit));
+  /* Rounds but not the time, the time but not the rounds: not yet. */
+  info = active (9, 900);
+  assert_false (vms_memory_tuning_raise (&tuning, &info, now + MS, &limit));
+  info = active (3, 900);
+  assert_false (vms_memory_tuning_raise (
+      &tuning, &info, now + VMS_MEMORY_TUNING_WAIT_US, &limit));
+  /* QEMU expects to fit: it will switch over by itself. */
+  info = active (9, 60);
+  assert_false (vms_memory_tuning_raise (
+      &tuning, &info, now + VMS_MEMORY_TUNING_WAIT_US, &limit));
+  info = active (9, 900);
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_true (vms_memory_tuning_raise (&tuning, &info, now, &limit));
+  assert_int_equal (limit, 130);
+  /* Doubled again after another wait, up to the cap (QEMU's default for
+   * a small objective). */
+  info = active (11, 900);
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_true (vms_memory_tuning_raise (&tuning, &info, now, &limit));
+  assert_int_equal (limit, 260);
+  info = active (13, 900);
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_true (vms_memory_tuning_raise (&tuning, &info, now, &limit));
+  assert_int_equal (limit, VMS_MEMORY_TUNING_MIN_CAP_MS);
+  info = active (15, 900);
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_false (vms_memory_tuning_raise (&tuning, &info, now, &limit));
+}
+
+/* A large objective is its own cap; a QEMU past its rounds is left
+ * alone. */
+static void
+test_limit_cap (void **state)
+{
+  VmsMemoryTuning tuning;
+  VmsQemuMigrationInfo info = active (5, 5000);
+  int limit = 0;
+
+  vms_memory_tuning_init (&tuning, 1200, 1250, 0);
+  assert_false (vms_memory_tuning_raise (&tuning, &info, 0, &limit));
+  info.dirty_sync_count = 7;
+  assert_true (vms_memory_tuning_raise (&tuning, &info,
+                                        VMS_MEMORY_TUNING_WAIT_US, &limit));
+  assert_int_equal (limit, 1250);
+  info.status = VMS_QEMU_MIGRATION_PRE_SWITCHOVER;
+  info.dirty_sync_count = 20;
+  vms_memory_tuning_init (&tuning, 65, 100, 0);
+  assert_false (vms_memory_tuning_raise (
+      &tuning, &info, 100 * VMS_MEMORY_TUNING_WAIT_US, &limit));
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_clock_offset),
+    cmocka_unit_test (test_parts),
+    cmocka_unit_test (test_parts_one_clock),
+    cmocka_unit_test (test_missed),
+    cmocka_unit_test (test_qemu_limit),
+    cmocka_unit_test (test_limit_raised),
+    cmocka_unit_test (test_limit_cap),
+  };
+
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}

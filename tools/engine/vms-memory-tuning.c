@@ -1,0 +1,51 @@
+/* vmshift engine: QEMU's memory pre-copy kept converging.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * QEMU switches over once it expects the RAM left to cross within its
+ * downtime-limit.  A limit derived from a 100 ms objective can be below
+ * what a guest that keeps dirtying RAM ever allows, and QEMU then copies
+ * rounds forever.  The limit doubles, after QEMU had its rounds and its
+ * time at the last one, up to a cap; the report shows the objective
+ * missed rather than a migration that does not end.
+ */
+#include "vms-memory-tuning.h"
+
+void
+vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms, int objective_ms,
+                        gint64 now_us)
+{
+  tuning->limit_ms = limit_ms;
+  tuning->cap_ms = MAX (objective_ms, VMS_MEMORY_TUNING_MIN_CAP_MS);
+  tuning->rounds_at = 0;
+  tuning->changed_us = now_us;
+}
+
+gboolean
+vms_memory_tuning_raise (VmsMemoryTuning *tuning,
+                         const VmsQemuMigrationInfo *info, gint64 now_us,
+                         int *limit_ms)
+{
+  /* The first round sends all RAM: nothing is known of convergence
+   * before it ends. */
+  if (info->status != VMS_QEMU_MIGRATION_ACTIVE || info->dirty_sync_count < 2
+      || tuning->limit_ms >= tuning->cap_ms)
+    return FALSE;
+  if (tuning->rounds_at == 0)
+    {
+      tuning->rounds_at = info->dirty_sync_count;
+      tuning->changed_us = now_us;
+      return FALSE;
+    }
+  if (info->dirty_sync_count < tuning->rounds_at + VMS_MEMORY_TUNING_WAIT_ROUNDS
+      || now_us - tuning->changed_us < VMS_MEMORY_TUNING_WAIT_US)
+    return FALSE;
+  /* QEMU expects to fit its limit: it switches over at its next check. */
+  if (info->expected_downtime_ms >= 0
+      && info->expected_downtime_ms <= tuning->limit_ms)
+    return FALSE;
+  tuning->limit_ms = MIN (tuning->limit_ms * 2, tuning->cap_ms);
+  tuning->rounds_at = info->dirty_sync_count;
+  tuning->changed_us = now_us;
+  *limit_ms = tuning->limit_ms;
+  return TRUE;
+}

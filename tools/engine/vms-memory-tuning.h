@@ -1,0 +1,40 @@
+/* vmshift engine: QEMU's memory pre-copy kept converging: the downtime
+ * limit raised, step by step, for a guest that dirties RAM faster than
+ * the objective allows, instead of a migration that never ends.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "vms-qemu-migration.h"
+
+G_BEGIN_DECLS
+
+/* A raise waits this long and this many of QEMU's RAM rounds at the
+ * limit before: QEMU must have had a fair try. */
+#define VMS_MEMORY_TUNING_WAIT_US (5 * G_USEC_PER_SEC)
+#define VMS_MEMORY_TUNING_WAIT_ROUNDS 2
+/* However small the objective, QEMU may be given this much (its own
+ * default) before the migration is left to --memory-timeout. */
+#define VMS_MEMORY_TUNING_MIN_CAP_MS 300
+
+typedef struct
+{
+  int limit_ms;      /* QEMU's downtime-limit now */
+  int cap_ms;        /* the most it is raised to */
+  guint64 rounds_at; /* QEMU's dirty-sync-count at the last change */
+  gint64 changed_us; /* monotonic time of the last change */
+} VmsMemoryTuning;
+
+/* limit_ms is what was set at the start, objective_ms --max-downtime. */
+void vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms,
+                             int objective_ms, gint64 now_us);
+
+/* After a look at the source's migration: TRUE and *limit_ms when QEMU
+ * should get a higher limit now (the caller sets it and says so). */
+gboolean vms_memory_tuning_raise (VmsMemoryTuning *tuning,
+                                  const VmsQemuMigrationInfo *info,
+                                  gint64 now_us, int *limit_ms);
+
+G_END_DECLS
