@@ -4,7 +4,9 @@
  */
 #include "vms-sink-client.h"
 #include "vms-copy.h"
+#include "vms-nbd-poll.h"
 
+#include <errno.h>
 #include <libnbd.h>
 #include <string.h>
 
@@ -155,4 +157,147 @@ vms_sink_client_live_reset (const char *sink_uri, const char *replica,
 {
   return vms_sink_client_open (sink_uri, VMS_SINK_NAME_KIND_LIVE_RESET, replica,
                                0, FALSE, error);
+}
+
+/* ---- the mirror's switchover ---- */
+
+struct _VmsSinkHandover
+{
+  char *sink_uri;
+  GPtrArray *replicas; /* char *, for messages */
+  GPtrArray *handles;  /* struct nbd_handle * */
+};
+
+void
+vms_sink_handover_free (VmsSinkHandover *handover)
+{
+  if (!handover)
+    return;
+  for (guint i = 0; i < handover->handles->len; i++)
+    {
+      struct nbd_handle *nbd = handover->handles->pdata[i];
+
+      nbd_shutdown (nbd, 0);
+      nbd_close (nbd);
+    }
+  g_ptr_array_free (handover->handles, TRUE);
+  g_ptr_array_free (handover->replicas, TRUE);
+  g_free (handover->sink_uri);
+  g_free (handover);
+}
+
+VmsSinkHandover *
+vms_sink_handover_open (const char *sink_uri, const char *const *replicas,
+                        GError **error)
+{
+  g_autoptr (VmsSinkHandover) handover = g_new0 (VmsSinkHandover, 1);
+
+  handover->sink_uri = g_strdup (sink_uri);
+  handover->replicas = g_ptr_array_new_with_free_func (g_free);
+  handover->handles = g_ptr_array_new ();
+  for (guint i = 0; replicas[i]; i++)
+    {
+      g_autofree char *uri = vms_sink_client_export_uri (
+          sink_uri, VMS_SINK_NAME_KIND_HANDOVER, replicas[i], 0, error);
+      g_autofree char *name = NULL;
+      struct nbd_handle *nbd;
+
+      if (!uri)
+        return NULL;
+      nbd = nbd_create ();
+      if (!nbd)
+        {
+          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s",
+                       nbd_get_error ());
+          return NULL;
+        }
+      nbd_set_uri_allow_local_file (nbd, true);
+      if (nbd_connect_uri (nbd, uri) < 0)
+        {
+          name = vms_sink_name_build (VMS_SINK_NAME_KIND_HANDOVER, replicas[i],
+                                      0, NULL);
+          set_connect_error (error, sink_uri, replicas[i], name);
+          nbd_close (nbd);
+          return NULL;
+        }
+      g_ptr_array_add (handover->handles, nbd);
+      g_ptr_array_add (handover->replicas, g_strdup (replicas[i]));
+    }
+  return g_steal_pointer (&handover);
+}
+
+/* The first failed FLUSH, or one still running at the deadline.  A
+ * completed command is retired: libnbd answers 0 for its cookie after,
+ * so each is asked until it completes, then marked 0. */
+static gboolean
+handover_check (VmsSinkHandover *handover, gint64 *cookies, gboolean *all_done,
+                gint64 deadline_us, GError **error)
+{
+  *all_done = TRUE;
+  for (guint i = 0; i < handover->handles->len; i++)
+    {
+      struct nbd_handle *nbd = handover->handles->pdata[i];
+      int done = cookies[i] ? nbd_aio_command_completed (nbd, cookies[i]) : 1;
+
+      if (done > 0)
+        cookies[i] = 0;
+
+      if (done < 0)
+        {
+          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_DEST,
+                       "sink %s: replica '%s' @handover: FLUSH failed: %s",
+                       handover->sink_uri, (char *)handover->replicas->pdata[i],
+                       nbd_get_error ());
+          return FALSE;
+        }
+      if (done == 0)
+        *all_done = FALSE;
+    }
+  if (!*all_done && g_get_monotonic_time () > deadline_us)
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT,
+                   "sink %s: the switchover's FLUSH did not complete in time",
+                   handover->sink_uri);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+vms_sink_handover_run (VmsSinkHandover *handover, guint timeout_ms,
+                       GError **error)
+{
+  guint n = handover->handles->len;
+  g_autofree gint64 *cookies = g_new0 (gint64, n);
+  gint64 deadline_us = g_get_monotonic_time () + timeout_ms * 1000LL;
+  gboolean all_done = FALSE;
+
+  for (guint i = 0; i < n; i++)
+    {
+      cookies[i]
+          = nbd_aio_flush (handover->handles->pdata[i], NBD_NULL_COMPLETION, 0);
+      if (cookies[i] < 0)
+        {
+          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_DEST,
+                       "sink %s: replica '%s' @handover: %s",
+                       handover->sink_uri, (char *)handover->replicas->pdata[i],
+                       nbd_get_error ());
+          return FALSE;
+        }
+    }
+  while (handover_check (handover, cookies, &all_done, deadline_us, error))
+    {
+      if (all_done)
+        return TRUE;
+      if (vms_nbd_poll ((struct nbd_handle *const *)handover->handles->pdata, n,
+                        100)
+          < 0)
+        {
+          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_DEST,
+                       "sink %s: the switchover's FLUSH: %s",
+                       handover->sink_uri, g_strerror (errno));
+          return FALSE;
+        }
+    }
+  return FALSE;
 }

@@ -56,4 +56,23 @@ gboolean vms_sink_client_commit (const char *sink_uri, const char *replica,
 gboolean vms_sink_client_live_reset (const char *sink_uri, const char *replica,
                                      GError **error);
 
+/* The switchover of a mirror, prepared: one connection per replica to
+ * its @handover export, opened while the VM runs, so that the pause holds
+ * one round trip, for all replicas at once. */
+typedef struct _VmsSinkHandover VmsSinkHandover;
+
+/* Connect to NAME@handover for every replica in replicas (NULL-ended).
+ * A sink without @handover (an older vmshift-sink) refuses the name:
+ * VMS_COPY_ERROR_CONNECT, and the caller goes the long way. */
+VmsSinkHandover *vms_sink_handover_open (const char *sink_uri,
+                                         const char *const *replicas,
+                                         GError **error);
+/* FLUSH on every connection at once, and wait up to timeout_ms for all:
+ * every replica is durable and forgets what @live wrote. */
+gboolean vms_sink_handover_run (VmsSinkHandover *handover, guint timeout_ms,
+                                GError **error);
+void vms_sink_handover_free (VmsSinkHandover *handover);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsSinkHandover, vms_sink_handover_free)
+
 G_END_DECLS

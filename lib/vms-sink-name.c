@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-G_DEFINE_QUARK (vms-sink-name-error-quark, vms_sink_name_error)
+G_DEFINE_QUARK (vms - sink - name - error - quark, vms_sink_name_error)
 
 /* The only export without a replica. */
 #define PROBE_NAME "@probe"
@@ -24,12 +24,13 @@ static const struct
 } fixed_suffixes[] = {
   { VMS_SINK_NAME_KIND_LIVE, "live" },
   { VMS_SINK_NAME_KIND_LIVE_RESET, "live-reset" },
+  { VMS_SINK_NAME_KIND_HANDOVER, "handover" },
   { VMS_SINK_NAME_KIND_HASHES, "hashes" },
   { VMS_SINK_NAME_KIND_COMMIT, "commit" },
 };
 
-static gboolean
-bad_name (GError **error, const char *format, ...) G_GNUC_PRINTF (2, 3);
+static gboolean bad_name (GError **error, const char *format, ...)
+    G_GNUC_PRINTF (2, 3);
 
 static gboolean
 bad_name (GError **error, const char *format, ...)
@@ -40,8 +41,8 @@ bad_name (GError **error, const char *format, ...)
   va_start (args, format);
   message = g_strdup_vprintf (format, args);
   va_end (args);
-  g_set_error_literal (error, VMS_SINK_NAME_ERROR,
-                       VMS_SINK_NAME_ERROR_INVALID, message);
+  g_set_error_literal (error, VMS_SINK_NAME_ERROR, VMS_SINK_NAME_ERROR_INVALID,
+                       message);
   return FALSE;
 }
 
@@ -57,23 +58,26 @@ vms_sink_name_is_valid (const char *name, GError **error)
                      VMS_SINK_NAME_MAX_LENGTH);
   /* Control characters first, so no later message echoes one. */
   for (gsize i = 0; i < length; i++)
-    if ((guchar) name[i] < 0x20 || (guchar) name[i] >= 0x7f)
-      return bad_name (error, "replica name contains byte 0x%02x; use "
-                       "letters, digits and . _ + -", (guchar) name[i]);
+    if ((guchar)name[i] < 0x20 || (guchar)name[i] >= 0x7f)
+      return bad_name (error,
+                       "replica name contains byte 0x%02x; use "
+                       "letters, digits and . _ + -",
+                       (guchar)name[i]);
   for (gsize i = 0; i < length; i++)
     {
       guchar c = name[i];
 
       if (c == '/')
         return bad_name (error, "replica name '%s' contains '/'", name);
-      if (!g_ascii_isalnum (c) && c != '.' && c != '_' && c != '+'
-          && c != '-')
-        return bad_name (error, "replica name '%s' contains '%c'; use "
-                         "letters, digits and . _ + -", name, c);
+      if (!g_ascii_isalnum (c) && c != '.' && c != '_' && c != '+' && c != '-')
+        return bad_name (error,
+                         "replica name '%s' contains '%c'; use "
+                         "letters, digits and . _ + -",
+                         name, c);
     }
   if (name[0] == '.' || name[0] == '-')
-    return bad_name (error, "replica name '%s' must not start with '%c'",
-                     name, name[0]);
+    return bad_name (error, "replica name '%s' must not start with '%c'", name,
+                     name[0]);
   if (strstr (name, ".."))
     return bad_name (error, "replica name '%s' contains '..'", name);
   return TRUE;
@@ -86,8 +90,8 @@ parse_size (const char *text, guint64 *size, GError **error)
 
   /* Digits only: no sign, no suffix, no spaces, so one size has one
    * spelling. */
-  if (!*text || !g_ascii_string_to_unsigned (text, 10, 1, G_MAXINT64, &value,
-                                             NULL))
+  if (!*text
+      || !g_ascii_string_to_unsigned (text, 10, 1, G_MAXINT64, &value, NULL))
     return bad_name (error, CREATE_SIZE_RANGE ", not '%s'", text);
   *size = value;
   return TRUE;
@@ -111,15 +115,16 @@ vms_sink_name_parse_suffix (const char *suffix, VmsSinkNameKind *kind,
       *kind = VMS_SINK_NAME_KIND_CREATE;
       return TRUE;
     }
-  return bad_name (error, "unknown export suffix '@%.40s'; the sink "
+  return bad_name (error,
+                   "unknown export suffix '@%.40s'; the sink "
                    "serves NAME, NAME@create=SIZE, NAME@live, "
-                   "NAME@live-reset, NAME@hashes, NAME@commit and @probe",
+                   "NAME@live-reset, NAME@handover, NAME@hashes, NAME@commit "
+                   "and @probe",
                    suffix);
 }
 
 gboolean
-vms_sink_name_parse (const char *export_name, VmsSinkName *out,
-                     GError **error)
+vms_sink_name_parse (const char *export_name, VmsSinkName *out, GError **error)
 {
   const char *at = strchr (export_name, '@');
   g_autofree char *name = NULL;
@@ -132,16 +137,16 @@ vms_sink_name_parse (const char *export_name, VmsSinkName *out,
     }
   if (!*export_name)
     return bad_name (error, "no export name given: the sink serves one "
-                     "export per replica (NAME, NAME@live, ...)");
+                            "export per replica (NAME, NAME@live, ...)");
 
-  name = at ? g_strndup (export_name, at - export_name)
-            : g_strdup (export_name);
+  name
+      = at ? g_strndup (export_name, at - export_name) : g_strdup (export_name);
   if (!vms_sink_name_is_valid (name, error))
     return FALSE;
   if (!at)
     out->kind = VMS_SINK_NAME_KIND_DATA;
-  else if (!vms_sink_name_parse_suffix (at + 1, &out->kind,
-                                        &out->create_size, error))
+  else if (!vms_sink_name_parse_suffix (at + 1, &out->kind, &out->create_size,
+                                        error))
     return FALSE;
   out->replica = g_steal_pointer (&name);
   return TRUE;
@@ -178,13 +183,13 @@ vms_sink_name_build (VmsSinkNameKind kind, const char *replica,
                     create_size);
           return NULL;
         }
-      return g_strdup_printf ("%s@" CREATE_PREFIX "%" G_GUINT64_FORMAT,
-                              replica, create_size);
+      return g_strdup_printf ("%s@" CREATE_PREFIX "%" G_GUINT64_FORMAT, replica,
+                              create_size);
     }
   for (gsize i = 0; i < G_N_ELEMENTS (fixed_suffixes); i++)
     if (fixed_suffixes[i].kind == kind)
       return g_strconcat (replica, "@", fixed_suffixes[i].suffix, NULL);
-  bad_name (error, "no export of kind %d", (int) kind);
+  bad_name (error, "no export of kind %d", (int)kind);
   return NULL;
 }
 
@@ -197,9 +202,9 @@ vms_sink_name_clear (VmsSinkName *name)
 const char *
 vms_sink_name_kind_name (VmsSinkNameKind kind)
 {
-  static const char *const names[] = { "data", "create", "live",
-                                       "hashes", "commit", "probe",
-                                       "live-reset" };
+  static const char *const names[]
+      = { "data",   "create", "live",       "hashes",
+          "commit", "probe",  "live-reset", "handover" };
 
   return kind < G_N_ELEMENTS (names) ? names[kind] : "unknown";
 }

@@ -38,6 +38,10 @@ typedef enum
   VMS_SINK_NAME_KIND_LIVE_RESET, /* NAME@live-reset: opening it forgets the
                                     ranges @live wrote (a new mirror
                                     starts) */
+  VMS_SINK_NAME_KIND_HANDOVER,   /* NAME@handover: a FLUSH on it makes NAME
+                                    durable, then forgets the ranges @live
+                                    wrote (the switchover, in one round
+                                    trip on a connection opened before) */
 } VmsSinkNameKind;
 
 /* An export name taken apart. */

@@ -2,7 +2,8 @@
  *
  * Serves a directory of replicas, one NBD export per replica, plus the
  * special exports described in vmshift-sink(8): NAME@create=SIZE,
- * NAME@live, NAME@live-reset, NAME@hashes, NAME@commit and @probe.  This
+ * NAME@live, NAME@live-reset, NAME@handover, NAME@hashes, NAME@commit and
+ * @probe.  This
  * file is only the nbdkit glue; replicas, export names and hashes live in
  * their modules.
  *
@@ -23,16 +24,16 @@
 
 /* Plugin configuration, set by config and config_complete, read-only
  * afterwards (nbdkit calls those before any connection). */
-static char *config_dir;           /* dir=: the replica directory */
-static GPtrArray *config_devices;  /* device=NAME:PATH, as given */
+static char *config_dir;          /* dir=: the replica directory */
+static GPtrArray *config_devices; /* device=NAME:PATH, as given */
 static guint64 hash_chunk = VMS_SINK_HASH_CHUNK_DEFAULT; /* hash-chunk= */
-static VmsSinkStore *store;        /* the replicas */
+static VmsSinkStore *store;                              /* the replicas */
 
 typedef struct
 {
   VmsSinkNameKind kind;    /* which export this connection opened */
-  VmsSinkReplica *replica;   /* NULL for the probe */
-  gboolean readonly;         /* nbdkit -r, or a read-only export */
+  VmsSinkReplica *replica; /* NULL for the probe */
+  gboolean readonly;       /* nbdkit -r, or a read-only export */
 } Handle;
 
 /* Report err (an errno value) and the error's message to nbdkit. */
@@ -125,9 +126,9 @@ vmshift_config_complete (void)
   return 0;
 }
 
-#define vmshift_config_help                                                   \
-  "dir=<DIRECTORY>     (required) Directory of replicas.\n"                  \
-  "device=NAME:PATH    Serve replica NAME from block device PATH.\n"         \
+#define vmshift_config_help                                                    \
+  "dir=<DIRECTORY>     (required) Directory of replicas.\n"                    \
+  "device=NAME:PATH    Serve replica NAME from block device PATH.\n"           \
   "hash-chunk=SIZE     Chunk size of NAME@hashes (default 1M)."
 
 static void
@@ -135,7 +136,7 @@ vmshift_dump_plugin (void)
 {
   printf ("vmshift_version=%s\n", VMS_VERSION);
   printf ("vmshift_exports=NAME,NAME@create=SIZE,NAME@live,"
-          "NAME@live-reset,NAME@hashes,NAME@commit,@probe\n");
+          "NAME@live-reset,NAME@handover,NAME@hashes,NAME@commit,@probe\n");
   printf ("vmshift_hash=xxh3-128\n");
 }
 
@@ -143,8 +144,8 @@ static int
 vmshift_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
 {
   g_autoptr (GError) error = NULL;
-  g_auto (GStrv) names = vms_sink_meta_list (vms_sink_store_get_dir (store),
-                                             &error);
+  g_auto (GStrv) names
+      = vms_sink_meta_list (vms_sink_store_get_dir (store), &error);
 
   if (!names)
     return fail (EIO, g_steal_pointer (&error));
@@ -171,7 +172,8 @@ vmshift_open (int readonly)
   handle->kind = export_.kind;
   handle->readonly = readonly || export_.kind == VMS_SINK_NAME_KIND_HASHES
                      || export_.kind == VMS_SINK_NAME_KIND_COMMIT
-                     || export_.kind == VMS_SINK_NAME_KIND_LIVE_RESET;
+                     || export_.kind == VMS_SINK_NAME_KIND_LIVE_RESET
+                     || export_.kind == VMS_SINK_NAME_KIND_HANDOVER;
   if (export_.kind == VMS_SINK_NAME_KIND_PROBE)
     return handle;
 
@@ -221,6 +223,7 @@ vmshift_get_size (void *opaque)
       return VMS_SINK_NAME_PROBE_SIZE;
     case VMS_SINK_NAME_KIND_COMMIT:
     case VMS_SINK_NAME_KIND_LIVE_RESET:
+    case VMS_SINK_NAME_KIND_HANDOVER:
       return 0;
     case VMS_SINK_NAME_KIND_HASHES:
       return vms_sink_hash_export_size (
@@ -243,8 +246,8 @@ vmshift_can_write (void *opaque)
 {
   Handle *handle = opaque;
 
-  return !handle->readonly && (is_data (handle)
-                               || handle->kind == VMS_SINK_NAME_KIND_PROBE);
+  return !handle->readonly
+         && (is_data (handle) || handle->kind == VMS_SINK_NAME_KIND_PROBE);
 }
 
 static int
@@ -292,6 +295,7 @@ vmshift_pread (void *opaque, void *buffer, uint32_t count, uint64_t offset,
       break;
     case VMS_SINK_NAME_KIND_COMMIT:
     case VMS_SINK_NAME_KIND_LIVE_RESET:
+    case VMS_SINK_NAME_KIND_HANDOVER:
       return fail (EINVAL, NULL);
     default:
       err = vms_sink_replica_read (handle->replica, buffer, count, offset,
@@ -326,11 +330,10 @@ vmshift_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags)
 
   if (handle->kind == VMS_SINK_NAME_KIND_PROBE)
     return 0;
-  err = vms_sink_replica_zero (handle->replica, count, offset,
-                               flags & NBDKIT_FLAG_MAY_TRIM,
-                               flags & NBDKIT_FLAG_FAST_ZERO,
-                               handle->kind == VMS_SINK_NAME_KIND_LIVE,
-                               flags & NBDKIT_FLAG_FUA, &error);
+  err = vms_sink_replica_zero (
+      handle->replica, count, offset, flags & NBDKIT_FLAG_MAY_TRIM,
+      flags & NBDKIT_FLAG_FAST_ZERO, handle->kind == VMS_SINK_NAME_KIND_LIVE,
+      flags & NBDKIT_FLAG_FUA, &error);
   if (err == ENOTSUP)
     {
       /* Expected for a fast-zero request: the client falls back. */
@@ -366,15 +369,23 @@ vmshift_flush (void *opaque, uint32_t flags)
   if (!handle->replica)
     return 0;
   err = vms_sink_replica_flush (handle->replica, &error);
-  return err ? fail (err, error) : 0;
+  if (err)
+    return fail (err, error);
+  /* The source is stopped and its mirror drained: from now on the
+   * destination's writes, through NAME, are the newest. */
+  if (handle->kind == VMS_SINK_NAME_KIND_HANDOVER)
+    {
+      vms_sink_replica_forget_live (handle->replica);
+      nbdkit_debug ("handover: replica flushed, live ranges forgotten");
+    }
+  return 0;
 }
 
 static gboolean
 add_extent (guint64 offset, guint64 length, gboolean hole, gpointer user_data)
 {
   return nbdkit_add_extent (user_data, offset, length,
-                            hole ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO
-                                 : 0)
+                            hole ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0)
          == 0;
 }
 

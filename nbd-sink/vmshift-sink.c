@@ -83,20 +83,21 @@ parse_number (const char *option, const char *text, guint64 min, guint64 max,
 
 /* ---------------------------------------------------------------- serve */
 
-static const char *const serve_description =
-    "Serve the replicas in DIR over NBD, one export per replica: NAME,\n"
-    "NAME@create=SIZE, NAME@live, NAME@live-reset, NAME@hashes, NAME@commit\n"
-    "and @probe (see vmshift-sink(8)).  Exactly one of --listen and --unix is needed.\n"
-    "Off loopback, --listen requires --tls-psk or --tls-certificates, or\n"
-    "--insecure to serve in clear text anyway.\n"
-    "\n"
-    "Examples:\n"
-    "  vmshift-sink serve --dir /var/lib/vms --unix /run/vms-sink.sock\n"
-    "  vmshift-sink serve --dir /var/lib/vms --listen 192.0.2.10:10809 \\\n"
-    "      --tls-psk /etc/vmshift/sink.psk\n"
-    "\n"
-    "Without --foreground nbdkit puts itself in the background once it\n"
-    "listens.  Usage errors exit 2; a failure to start nbdkit exits 1.\n";
+static const char *const serve_description
+    = "Serve the replicas in DIR over NBD, one export per replica: NAME,\n"
+      "NAME@create=SIZE, NAME@live, NAME@live-reset, NAME@handover,\n"
+      "NAME@hashes, NAME@commit and @probe (see vmshift-sink(8)).\n"
+      "Exactly one of --listen and --unix is needed.\n"
+      "Off loopback, --listen requires --tls-psk or --tls-certificates, or\n"
+      "--insecure to serve in clear text anyway.\n"
+      "\n"
+      "Examples:\n"
+      "  vmshift-sink serve --dir /var/lib/vms --unix /run/vms-sink.sock\n"
+      "  vmshift-sink serve --dir /var/lib/vms --listen 192.0.2.10:10809 \\\n"
+      "      --tls-psk /etc/vmshift/sink.psk\n"
+      "\n"
+      "Without --foreground nbdkit puts itself in the background once it\n"
+      "listens.  Usage errors exit 2; a failure to start nbdkit exits 1.\n";
 
 typedef struct
 {
@@ -172,7 +173,8 @@ parse_listen (const char *text, ListenAddress *out, GError **error)
         {
           g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                        "--listen '%s': write an IPv6 address as "
-                       "[ADDR]:PORT, e.g. [::1]:10809", text);
+                       "[ADDR]:PORT, e.g. [::1]:10809",
+                       text);
           return FALSE;
         }
       host = g_strndup (text + 1, close - text - 1);
@@ -185,7 +187,8 @@ parse_listen (const char *text, ListenAddress *out, GError **error)
         {
           g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                        "--listen '%s' has no port; write ADDR:PORT, e.g. "
-                       "127.0.0.1:10809", text);
+                       "127.0.0.1:10809",
+                       text);
           return FALSE;
         }
       host = g_strndup (text, colon - text);
@@ -193,7 +196,8 @@ parse_listen (const char *text, ListenAddress *out, GError **error)
         {
           g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                        "--listen '%s': write an IPv6 address in brackets, "
-                       "as [ADDR]:PORT", text);
+                       "as [ADDR]:PORT",
+                       text);
           return FALSE;
         }
       port_text = colon + 1;
@@ -203,7 +207,8 @@ parse_listen (const char *text, ListenAddress *out, GError **error)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    "--listen '%s': the port must be a number between 1 and "
-                   "%d, not '%s'", text, SINK_MAX_PORT, port_text);
+                   "%d, not '%s'",
+                   text, SINK_MAX_PORT, port_text);
       return FALSE;
     }
 
@@ -242,7 +247,8 @@ device_parameter (const char *text, GHashTable *seen, GError **error)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    "--device '%s': write NAME=PATH, e.g. "
-                   "vm1-disk0=/dev/vg0/vm1-disk0", text);
+                   "vm1-disk0=/dev/vg0/vm1-disk0",
+                   text);
       return NULL;
     }
   name = g_strndup (text, equals - text);
@@ -332,8 +338,8 @@ find_plugin (const char *option, int *exit_code, GError **error)
   *exit_code = SINK_EXIT_FAILED;
   g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
                "cannot find %s in %s or %s; install vmshift's nbdkit plugin "
-               "or name it with --plugin", SINK_PLUGIN_FILE,
-               exe_dir ? exe_dir : "the program's directory",
+               "or name it with --plugin",
+               SINK_PLUGIN_FILE, exe_dir ? exe_dir : "the program's directory",
                VMS_NBDKIT_PLUGINDIR);
   return NULL;
 }
@@ -406,7 +412,8 @@ check_endpoint (const ServeOptions *options, ListenAddress *listen_address,
                    "--listen %s is not a loopback address: anyone on the "
                    "network could read and write the replicas; use "
                    "--tls-psk FILE or --tls-certificates DIR, or --insecure "
-                   "to serve in clear text anyway", options->listen);
+                   "to serve in clear text anyway",
+                   options->listen);
       return FALSE;
     }
   return TRUE;
@@ -461,8 +468,9 @@ check_numbers (const ServeOptions *options, guint64 *threads,
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    "--hash-chunk wants a power of two between %d and %d "
-                   "bytes, not '%s'", VMS_SINK_HASH_CHUNK_MIN,
-                   VMS_SINK_HASH_CHUNK_MAX, options->hash_chunk);
+                   "bytes, not '%s'",
+                   VMS_SINK_HASH_CHUNK_MIN, VMS_SINK_HASH_CHUNK_MAX,
+                   options->hash_chunk);
       return FALSE;
     }
   return TRUE;
@@ -496,9 +504,8 @@ static gboolean
 plan_serve (const ServeOptions *options, ServePlan *plan, int *exit_code,
             GError **error)
 {
-  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash,
-                                                        g_str_equal, g_free,
-                                                        NULL);
+  g_autoptr (GHashTable) seen
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 
   *exit_code = SINK_EXIT_USAGE;
   plan->dir = check_dir (options->dir, error);
@@ -585,8 +592,8 @@ nbdkit_argv (const ServeOptions *options, const ServePlan *plan)
 
 /* Characters that mean nothing to a shell, so words made only of them are
  * printed unquoted and the command stays readable. */
-#define SHELL_SAFE_CHARS                                                      \
-  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"            \
+#define SHELL_SAFE_CHARS                                                       \
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"             \
   "_-./=:@%+,"
 
 static int
@@ -631,7 +638,7 @@ clear_stale_socket (const char *path, GError **error)
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return TRUE;
-  connected = connect (fd, (struct sockaddr *) &address, sizeof address);
+  connected = connect (fd, (struct sockaddr *)&address, sizeof address);
   saved = errno;
   close (fd);
   if (connected == 0)
@@ -653,46 +660,46 @@ cmd_serve (int argc, char **argv)
   /* The plugin's limits, so that help and checks cannot drift from it. */
   g_autofree char *hash_chunk_help = g_strdup_printf (
       "Bytes per hash in NAME@hashes: a power of two from %d to %d "
-      "(default %d)", VMS_SINK_HASH_CHUNK_MIN, VMS_SINK_HASH_CHUNK_MAX,
+      "(default %d)",
+      VMS_SINK_HASH_CHUNK_MIN, VMS_SINK_HASH_CHUNK_MAX,
       VMS_SINK_HASH_CHUNK_DEFAULT);
-  const GOptionEntry entries[] = {
-    { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &options.dir,
-      "Directory of the replicas (required)", "DIR" },
-    { "listen", 'l', 0, G_OPTION_ARG_STRING, &options.listen,
-      "Listen on TCP: 127.0.0.1:10809, [::1]:10809", "ADDR:PORT" },
-    { "unix", 'U', 0, G_OPTION_ARG_FILENAME, &options.unix_path,
-      "Listen on a Unix domain socket", "PATH" },
-    { "device", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &options.devices,
-      "Serve replica NAME from block device PATH (repeatable)",
-      "NAME=PATH" },
-    { "tls-psk", 0, 0, G_OPTION_ARG_FILENAME, &options.tls_psk,
-      "Require TLS with the pre-shared keys in FILE (username:hexkey)",
-      "FILE" },
-    { "tls-certificates", 0, 0, G_OPTION_ARG_FILENAME,
-      &options.tls_certificates,
-      "Require TLS with the X.509 certificates in DIR", "DIR" },
-    { "tls-verify-peer", 0, 0, G_OPTION_ARG_NONE, &options.tls_verify,
-      "Require clients to present a certificate", NULL },
-    { "insecure", 0, 0, G_OPTION_ARG_NONE, &options.insecure,
-      "Allow clear text on a non-loopback --listen address", NULL },
-    { "foreground", 'f', 0, G_OPTION_ARG_NONE, &options.foreground,
-      "Stay in the foreground (default: nbdkit daemonizes)", NULL },
-    { "pid-file", 'P', 0, G_OPTION_ARG_FILENAME, &options.pid_file,
-      "nbdkit writes its process id to FILE once it listens", "FILE" },
-    { "threads", 't', 0, G_OPTION_ARG_STRING, &options.threads,
-      "Threads per connection (nbdkit's default if not given)", "N" },
-    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &options.verbose,
-      "Make nbdkit log verbosely", NULL },
-    { "hash-chunk", 0, 0, G_OPTION_ARG_STRING, &options.hash_chunk,
-      hash_chunk_help, "SIZE" },
-    { "nbdkit", 0, 0, G_OPTION_ARG_FILENAME, &options.nbdkit,
-      "Run this nbdkit (default: nbdkit on PATH)", "PATH" },
-    { "plugin", 0, 0, G_OPTION_ARG_FILENAME, &options.plugin,
-      "Use this " SINK_PLUGIN_FILE, "PATH" },
-    { "print-command", 0, 0, G_OPTION_ARG_NONE, &options.print_command,
-      "Print the nbdkit command line instead of running it", NULL },
-    G_OPTION_ENTRY_NULL
-  };
+  const GOptionEntry entries[]
+      = { { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &options.dir,
+            "Directory of the replicas (required)", "DIR" },
+          { "listen", 'l', 0, G_OPTION_ARG_STRING, &options.listen,
+            "Listen on TCP: 127.0.0.1:10809, [::1]:10809", "ADDR:PORT" },
+          { "unix", 'U', 0, G_OPTION_ARG_FILENAME, &options.unix_path,
+            "Listen on a Unix domain socket", "PATH" },
+          { "device", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &options.devices,
+            "Serve replica NAME from block device PATH (repeatable)",
+            "NAME=PATH" },
+          { "tls-psk", 0, 0, G_OPTION_ARG_FILENAME, &options.tls_psk,
+            "Require TLS with the pre-shared keys in FILE (username:hexkey)",
+            "FILE" },
+          { "tls-certificates", 0, 0, G_OPTION_ARG_FILENAME,
+            &options.tls_certificates,
+            "Require TLS with the X.509 certificates in DIR", "DIR" },
+          { "tls-verify-peer", 0, 0, G_OPTION_ARG_NONE, &options.tls_verify,
+            "Require clients to present a certificate", NULL },
+          { "insecure", 0, 0, G_OPTION_ARG_NONE, &options.insecure,
+            "Allow clear text on a non-loopback --listen address", NULL },
+          { "foreground", 'f', 0, G_OPTION_ARG_NONE, &options.foreground,
+            "Stay in the foreground (default: nbdkit daemonizes)", NULL },
+          { "pid-file", 'P', 0, G_OPTION_ARG_FILENAME, &options.pid_file,
+            "nbdkit writes its process id to FILE once it listens", "FILE" },
+          { "threads", 't', 0, G_OPTION_ARG_STRING, &options.threads,
+            "Threads per connection (nbdkit's default if not given)", "N" },
+          { "verbose", 'v', 0, G_OPTION_ARG_NONE, &options.verbose,
+            "Make nbdkit log verbosely", NULL },
+          { "hash-chunk", 0, 0, G_OPTION_ARG_STRING, &options.hash_chunk,
+            hash_chunk_help, "SIZE" },
+          { "nbdkit", 0, 0, G_OPTION_ARG_FILENAME, &options.nbdkit,
+            "Run this nbdkit (default: nbdkit on PATH)", "PATH" },
+          { "plugin", 0, 0, G_OPTION_ARG_FILENAME, &options.plugin,
+            "Use this " SINK_PLUGIN_FILE, "PATH" },
+          { "print-command", 0, 0, G_OPTION_ARG_NONE, &options.print_command,
+            "Print the nbdkit command line instead of running it", NULL },
+          G_OPTION_ENTRY_NULL };
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GPtrArray) command = NULL;
   g_autoptr (GError) error = NULL;
@@ -712,8 +719,10 @@ cmd_serve (int argc, char **argv)
     }
   if (argc > 1)
     {
-      sink_error ("serve", "unexpected argument '%s' (see '%s serve "
-                  "--help')", argv[1], PROGRAM);
+      sink_error ("serve",
+                  "unexpected argument '%s' (see '%s serve "
+                  "--help')",
+                  argv[1], PROGRAM);
       return SINK_EXIT_USAGE;
     }
   if (!plan_serve (&options, &plan, &exit_code, &error))
@@ -732,10 +741,11 @@ cmd_serve (int argc, char **argv)
       return SINK_EXIT_FAILED;
     }
   fflush (stdout);
-  execvp (g_ptr_array_index (command, 0), (char **) command->pdata);
-  sink_error ("serve", "cannot run %s: %s (install the Debian package "
-              "nbdkit)", (char *) g_ptr_array_index (command, 0),
-              g_strerror (errno));
+  execvp (g_ptr_array_index (command, 0), (char **)command->pdata);
+  sink_error ("serve",
+              "cannot run %s: %s (install the Debian package "
+              "nbdkit)",
+              (char *)g_ptr_array_index (command, 0), g_strerror (errno));
   return SINK_EXIT_FAILED;
 }
 
@@ -805,7 +815,7 @@ list_row_new (const char *dir, const VmsSinkMeta *meta)
     {
       /* A device has no holes to count; its size is its allocation. */
       row->has_alloc = TRUE;
-      row->allocated = (guint64) st.st_blocks * SINK_STAT_BLOCK_SIZE;
+      row->allocated = (guint64)st.st_blocks * SINK_STAT_BLOCK_SIZE;
     }
   return g_steal_pointer (&row);
 }
@@ -839,9 +849,8 @@ enum
 static void
 print_table (GPtrArray *rows)
 {
-  static const char *const headers[N_COLUMNS] = {
-    "NAME", "SIZE", "ALLOCATED", "COMPLETE", "COMMITTED", "DEVICE"
-  };
+  static const char *const headers[N_COLUMNS]
+      = { "NAME", "SIZE", "ALLOCATED", "COMPLETE", "COMMITTED", "DEVICE" };
   g_autoptr (GPtrArray) cells = g_ptr_array_new_with_free_func (g_free);
   int widths[N_COLUMNS];
 
@@ -859,22 +868,20 @@ print_table (GPtrArray *rows)
       g_ptr_array_add (cells, row->has_alloc ? format_bytes (row->allocated)
                                              : g_strdup (row->shown));
       g_ptr_array_add (cells, g_strdup (row->complete ? "yes" : "no"));
-      g_ptr_array_add (cells, g_strdup (row->committed ? row->committed
-                                                       : "-"));
+      g_ptr_array_add (cells, g_strdup (row->committed ? row->committed : "-"));
       g_ptr_array_add (cells, g_strdup (row->device ? row->device : "-"));
     }
   for (guint i = 0; i < cells->len; i++)
     widths[i % N_COLUMNS] = MAX (widths[i % N_COLUMNS],
-                                 (int) strlen (g_ptr_array_index (cells, i)));
+                                 (int)strlen (g_ptr_array_index (cells, i)));
   for (guint i = 0; i < cells->len; i++)
     {
       int column = i % N_COLUMNS;
 
       if (column == N_COLUMNS - 1)
-        printf ("%s\n", (char *) g_ptr_array_index (cells, i));
+        printf ("%s\n", (char *)g_ptr_array_index (cells, i));
       else
-        printf ("%-*s  ", widths[column],
-                (char *) g_ptr_array_index (cells, i));
+        printf ("%-*s  ", widths[column], (char *)g_ptr_array_index (cells, i));
     }
 }
 
@@ -927,28 +934,27 @@ print_json (GPtrArray *rows)
   printf ("%s\n", text);
 }
 
-static const char *const list_description =
-    "For each replica in DIR: its name, size, bytes allocated on disk\n"
-    "(\"-\" for a block device), whether it is complete (committed by the\n"
-    "source and not written since), when it was last committed, and its\n"
-    "block device if any.  Exits 1 if a replica's metadata cannot be read\n"
-    "or its data file is missing; the other replicas are still listed.\n";
+static const char *const list_description
+    = "For each replica in DIR: its name, size, bytes allocated on disk\n"
+      "(\"-\" for a block device), whether it is complete (committed by the\n"
+      "source and not written since), when it was last committed, and its\n"
+      "block device if any.  Exits 1 if a replica's metadata cannot be read\n"
+      "or its data file is missing; the other replicas are still listed.\n";
 
 static int
 cmd_list (int argc, char **argv)
 {
   g_autofree char *dir = NULL;
   gboolean json = FALSE;
-  const GOptionEntry entries[] = {
-    { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &dir,
-      "Directory of the replicas (required)", "DIR" },
-    { "json", 'j', 0, G_OPTION_ARG_NONE, &json,
-      "Print a JSON array of objects instead of a table", NULL },
-    G_OPTION_ENTRY_NULL
-  };
+  const GOptionEntry entries[]
+      = { { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &dir,
+            "Directory of the replicas (required)", "DIR" },
+          { "json", 'j', 0, G_OPTION_ARG_NONE, &json,
+            "Print a JSON array of objects instead of a table", NULL },
+          G_OPTION_ENTRY_NULL };
   g_autoptr (GOptionContext) context = NULL;
-  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func (
-      (GDestroyNotify) list_row_free);
+  g_autoptr (GPtrArray) rows
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)list_row_free);
   g_autoptr (GError) error = NULL;
   g_auto (GStrv) names = NULL;
   int status = SINK_EXIT_OK;
@@ -975,7 +981,7 @@ cmd_list (int argc, char **argv)
         sink_error ("list", "--dir %s: no such directory", dir);
       else
         sink_error ("list", "--dir DIR is required: the directory of the "
-                    "replicas");
+                            "replicas");
       return SINK_EXIT_USAGE;
     }
 
@@ -988,8 +994,8 @@ cmd_list (int argc, char **argv)
   for (char **name = names; *name; name++)
     {
       g_autoptr (GError) load_error = NULL;
-      g_autoptr (VmsSinkMeta) meta = vms_sink_meta_load (dir, *name,
-                                                         &load_error);
+      g_autoptr (VmsSinkMeta) meta
+          = vms_sink_meta_load (dir, *name, &load_error);
       ListRow *row;
 
       if (!meta)

@@ -411,6 +411,9 @@ migrate_and_check (Fixture *fixture, const char *job, const char *mode)
                >= VD1_DATA);
   if (g_str_equal (mode, "pause"))
     assert_true (event_int (run, "migrated", "disk-final-bytes") > 0);
+  /* The mirror's switchover went by the connections prepared for it. */
+  if (strstr (run->out->str, "on a new connection"))
+    fail_msg ("the switchover did not use the handover: %s", run->out->str);
   assert_downtime_parts (run);
   {
     g_autofree char *phase = job_phase (fixture, job);

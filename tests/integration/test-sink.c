@@ -4,6 +4,8 @@
  */
 #include "vms-test.h"
 #include "vms-test-sink.h"
+#include "vms-sink-client.h"
+#include "vms-copy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +23,8 @@
 
 typedef struct
 {
-  VmsTestSink *sink;  /* nbdkit with the plugin */
-  char *source;       /* source image with data, zeroes and holes */
+  VmsTestSink *sink; /* nbdkit with the plugin */
+  char *source;      /* source image with data, zeroes and holes */
 } Fixture;
 
 static void
@@ -41,7 +43,7 @@ fill_random (guint8 *buffer, gsize length, guint32 seed)
 static void
 write_at (int fd, const guint8 *data, gsize length, off_t offset)
 {
-  assert_int_equal (pwrite (fd, data, length, offset), (ssize_t) length);
+  assert_int_equal (pwrite (fd, data, length, offset), (ssize_t)length);
 }
 
 /* [0,2M) data, [2M,3M) zeroes written out, [3M,5M) hole, [5M,6M) data,
@@ -130,22 +132,21 @@ run_ok (const char *const *argv, char **out)
 static void
 create_replica (VmsTestSink *sink, const char *name, guint64 size)
 {
-  g_autofree char *export_name = g_strdup_printf ("%s@create=%" G_GUINT64_FORMAT,
-                                                  name, size);
+  g_autofree char *export_name
+      = g_strdup_printf ("%s@create=%" G_GUINT64_FORMAT, name, size);
   g_autoptr (GError) error = NULL;
-  g_autoptr (nbd_handle) nbd = vms_test_sink_connect (sink, export_name,
-                                                      &error);
+  g_autoptr (nbd_handle) nbd
+      = vms_test_sink_connect (sink, export_name, &error);
 
   vms_assert_ok (nbd, error);
-  assert_int_equal (nbd_get_size (nbd), (int64_t) size);
+  assert_int_equal (nbd_get_size (nbd), (int64_t)size);
   nbd_shutdown (nbd, 0);
 }
 
 /* Every byte range of [offset, offset + length) in nbdinfo's map has the
  * given hole bit. */
 static void
-assert_map_range (JsonArray *map, guint64 offset, guint64 length,
-                  gboolean hole)
+assert_map_range (JsonArray *map, guint64 offset, guint64 length, gboolean hole)
 {
   guint64 end = offset + length;
 
@@ -160,8 +161,9 @@ assert_map_range (JsonArray *map, guint64 offset, guint64 length,
         continue;
       if (is_hole != hole)
         fail_msg ("extent [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
-                  ") is %s, expected %s", start, stop,
-                  is_hole ? "a hole" : "data", hole ? "a hole" : "data");
+                  ") is %s, expected %s",
+                  start, stop, is_hole ? "a hole" : "data",
+                  hole ? "a hole" : "data");
     }
 }
 
@@ -171,7 +173,8 @@ test_third_party_clients (void **state)
   Fixture *fixture = *state;
   VmsTestSink *sink = fixture->sink;
   g_autofree char *qemu_uri = vms_test_sink_uri (sink, "by-qemu-img");
-  g_autofree char *copy_uri = vms_test_sink_uri (sink, "by-nbdcopy@create=8388608");
+  g_autofree char *copy_uri
+      = vms_test_sink_uri (sink, "by-nbdcopy@create=8388608");
   g_autofree char *map_uri = vms_test_sink_uri (sink, "by-nbdcopy");
   g_autofree char *qemu_path = vms_test_sink_replica_path (sink, "by-qemu-img");
   g_autofree char *copy_path = vms_test_sink_replica_path (sink, "by-nbdcopy");
@@ -181,8 +184,9 @@ test_third_party_clients (void **state)
 
   /* qemu-img writes into an existing target: create it over NBD first. */
   create_replica (sink, "by-qemu-img", SOURCE_SIZE);
-  const char *qemu_img[] = { "qemu-img", "convert", "-n", "-f", "raw", "-O",
-                             "raw", fixture->source, qemu_uri, NULL };
+  const char *qemu_img[]
+      = { "qemu-img", "convert",       "-n",     "-f", "raw", "-O",
+          "raw",      fixture->source, qemu_uri, NULL };
   run_ok (qemu_img, NULL);
   assert_files_equal (fixture->source, qemu_path);
 
@@ -308,8 +312,8 @@ test_live_ordering_sequences (void **state)
 
   /* A commit ends the migration: plain writes apply everywhere again. */
   {
-    g_autoptr (nbd_handle) commit = vms_test_sink_connect (
-        fixture->sink, "ordered@commit", &error);
+    g_autoptr (nbd_handle) commit
+        = vms_test_sink_connect (fixture->sink, "ordered@commit", &error);
 
     vms_assert_ok (commit, error);
   }
@@ -330,8 +334,8 @@ test_live_ranges_outlive_connections (void **state)
 
   create_replica (fixture->sink, "reconnected", MiB);
   {
-    g_autoptr (nbd_handle) live = vms_test_sink_connect (
-        fixture->sink, "reconnected@live", &error);
+    g_autoptr (nbd_handle) live
+        = vms_test_sink_connect (fixture->sink, "reconnected@live", &error);
 
     vms_assert_ok (live, error);
     pattern (buffer, BLOCK, 0x77);
@@ -355,6 +359,79 @@ test_live_ranges_outlive_connections (void **state)
   }
   assert_int_equal (nbd_pwrite (plain, buffer, 2 * BLOCK, 0, 0), 0);
   assert_bytes (plain, 0, 2 * BLOCK, 0x33);
+}
+
+/* The mirror's switchover: a connection to @handover opened while the
+ * mirror writes changes nothing; its FLUSH makes the replica durable and
+ * lets plain writes (the destination's) land everywhere. */
+static void
+test_handover (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) plain = NULL;
+  g_autoptr (nbd_handle) live = NULL;
+  g_autoptr (nbd_handle) handover = NULL;
+  guint8 buffer[2 * BLOCK];
+
+  create_replica (fixture->sink, "handed", MiB);
+  live = vms_test_sink_connect (fixture->sink, "handed@live", &error);
+  vms_assert_ok (live, error);
+  handover = vms_test_sink_connect (fixture->sink, "handed@handover", &error);
+  vms_assert_ok (handover, error);
+  assert_int_equal (nbd_get_size (handover), 0);
+  assert_true (nbd_is_read_only (handover));
+  assert_int_equal (nbd_can_flush (handover), 1);
+
+  pattern (buffer, BLOCK, 0x77);
+  assert_int_equal (nbd_pwrite (live, buffer, BLOCK, BLOCK, 0), 0);
+  plain = vms_test_sink_connect (fixture->sink, "handed", &error);
+  vms_assert_ok (plain, error);
+  pattern (buffer, sizeof buffer, 0x33);
+  /* Opened, not flushed: the live data still wins. */
+  assert_int_equal (nbd_pwrite (plain, buffer, 2 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, BLOCK, BLOCK, 0x77);
+
+  assert_int_equal (nbd_flush (handover, 0), 0);
+  assert_int_equal (nbd_pwrite (plain, buffer, 2 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, 2 * BLOCK, 0x33);
+}
+
+/* vmshift's side of it: connections to several replicas, one FLUSH on
+ * each at once. */
+static void
+test_handover_client (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) plain = NULL;
+  g_autoptr (nbd_handle) live = NULL;
+  g_autoptr (VmsSinkHandover) handover = NULL;
+  g_autofree char *sink_uri = vms_test_sink_uri (fixture->sink, "");
+  const char *const replicas[] = { "one", "two", NULL };
+  const char *const missing[] = { "one", "nosuch", NULL };
+  guint8 buffer[BLOCK];
+
+  create_replica (fixture->sink, "one", MiB);
+  create_replica (fixture->sink, "two", MiB);
+  live = vms_test_sink_connect (fixture->sink, "two@live", &error);
+  vms_assert_ok (live, error);
+  pattern (buffer, BLOCK, 0x77);
+  assert_int_equal (nbd_pwrite (live, buffer, BLOCK, 0, 0), 0);
+
+  handover = vms_sink_handover_open (sink_uri, replicas, &error);
+  vms_assert_ok (handover, error);
+  vms_assert_ok (vms_sink_handover_run (handover, 10000, &error), error);
+
+  plain = vms_test_sink_connect (fixture->sink, "two", &error);
+  vms_assert_ok (plain, error);
+  pattern (buffer, BLOCK, 0x33);
+  assert_int_equal (nbd_pwrite (plain, buffer, BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, BLOCK, 0x33);
+
+  /* A replica the sink does not have is refused when connecting. */
+  assert_null (vms_sink_handover_open (sink_uri, missing, &error));
+  assert_true (g_error_matches (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT));
 }
 
 /* Stale replicator writes race with live writes to the same blocks; every
@@ -385,7 +462,7 @@ test_live_ordering_concurrent (void **state)
        * the stale ones are in flight. */
       for (guint block = 0; block < blocks; block++)
         assert_true (nbd_aio_pwrite (plain, stale, BLOCK,
-                                     (guint64) block * BLOCK,
+                                     (guint64)block * BLOCK,
                                      NBD_NULL_COMPLETION, 0)
                      >= 0);
       for (guint i = 0; i < 16; i++)
@@ -393,15 +470,14 @@ test_live_ordering_concurrent (void **state)
           guint block = g_rand_int_range (rand, 0, blocks);
 
           live_written[block] = TRUE;
-          assert_int_equal (nbd_pwrite (live, fresh, BLOCK,
-                                        (guint64) block * BLOCK, 0),
-                            0);
+          assert_int_equal (
+              nbd_pwrite (live, fresh, BLOCK, (guint64)block * BLOCK, 0), 0);
         }
       while (nbd_aio_in_flight (plain) > 0)
         assert_true (nbd_poll (plain, -1) >= 0);
     }
   for (guint block = 0; block < blocks; block++)
-    assert_bytes (plain, (guint64) block * BLOCK, BLOCK,
+    assert_bytes (plain, (guint64)block * BLOCK, BLOCK,
                   live_written[block] ? 0xa5 : 0x5a);
 }
 
@@ -430,13 +506,13 @@ test_hashes_match_xxhsum (void **state)
   /* Chunks of data, one all-zero chunk in the middle, a short tail. */
   fill_random (data, size, 5);
   memset (data + 3 * chunk, 0, chunk);
-  assert_true (g_file_set_contents (source, (char *) data, size, NULL));
+  assert_true (g_file_set_contents (source, (char *)data, size, NULL));
   const char *nbdcopy[] = { "nbdcopy", source, copy_uri, NULL };
   run_ok (nbdcopy, NULL);
 
   nbd = vms_test_sink_connect (sink, "hashed@hashes", &error);
   vms_assert_ok (nbd, error);
-  assert_int_equal (nbd_get_size (nbd), (int64_t) (chunks * 16));
+  assert_int_equal (nbd_get_size (nbd), (int64_t)(chunks * 16));
   assert_int_equal (nbd_is_read_only (nbd), 1);
   hashes = g_malloc (chunks * 16);
   assert_int_equal (nbd_pread (nbd, hashes, chunks * 16, 0, 0), 0);
@@ -448,8 +524,8 @@ test_hashes_match_xxhsum (void **state)
       g_autofree char *ours = NULL;
       const char *argv[] = { "xxhsum", "-H2", piece, NULL };
 
-      assert_true (g_file_set_contents (piece, (char *) data + i * chunk,
-                                        length, NULL));
+      assert_true (
+          g_file_set_contents (piece, (char *)data + i * chunk, length, NULL));
       run_ok (argv, &out);
       ours = g_strnfill (32, ' ');
       for (int b = 0; b < 16; b++)
@@ -466,8 +542,8 @@ static JsonObject *
 load_meta (VmsTestSink *sink, const char *name, JsonParser *parser)
 {
   g_autofree char *file = g_strconcat (name, ".json", NULL);
-  g_autofree char *path = g_build_filename (sink->replica_dir, ".vmshift",
-                                            file, NULL);
+  g_autofree char *path
+      = g_build_filename (sink->replica_dir, ".vmshift", file, NULL);
 
   assert_true (json_parser_load_from_file (parser, path, NULL));
   return json_node_get_object (json_parser_get_root (parser));
@@ -514,17 +590,30 @@ test_bad_export_names_refused (void **state)
   Fixture *fixture = *state;
   g_autofree char *long_name = g_strnfill (201, 'a');
   const char *const refused[] = {
-    "", "a/b", "../etc", "a..b", ".hidden", "-x", "x@unknown", "x@create=0",
-    "x@create=12abc", "x@create=-5", "x@create=", "bad\x01name", "sp ace",
-    "never-created", "never-created@live", "never-created@hashes",
+    "",
+    "a/b",
+    "../etc",
+    "a..b",
+    ".hidden",
+    "-x",
+    "x@unknown",
+    "x@create=0",
+    "x@create=12abc",
+    "x@create=-5",
+    "x@create=",
+    "bad\x01name",
+    "sp ace",
+    "never-created",
+    "never-created@live",
+    "never-created@hashes",
     long_name,
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (refused); i++)
     {
       g_autoptr (GError) error = NULL;
-      g_autoptr (nbd_handle) nbd = vms_test_sink_connect (
-          fixture->sink, refused[i], &error);
+      g_autoptr (nbd_handle) nbd
+          = vms_test_sink_connect (fixture->sink, refused[i], &error);
 
       if (nbd)
         fail_msg ("export name '%s' was accepted", refused[i]);
@@ -596,7 +685,7 @@ test_client_hangup_mid_request (void **state)
           || nbd_connect_unix (doomed, fixture->sink->socket_path) < 0)
         _exit (2);
       for (int i = 1; i < 16; i++)
-        nbd_aio_pwrite (doomed, junk, MiB, (guint64) i * MiB,
+        nbd_aio_pwrite (doomed, junk, MiB, (guint64)i * MiB,
                         NBD_NULL_COMPLETION, 0);
       nbd_aio_notify_write (doomed);
       kill (getpid (), SIGKILL);
@@ -739,8 +828,7 @@ test_block_device_replica (void **state)
   vms_test_run (detach, NULL, NULL);
 
   assert_null (too_big);
-  vms_assert_ok (g_file_get_contents (backing, &contents, NULL, &error),
-                 error);
+  vms_assert_ok (g_file_get_contents (backing, &contents, NULL, &error), error);
   for (gsize i = 0; i < 4096; i++)
     assert_int_equal (contents[MiB + i], 0);
   assert_memory_equal (contents + MiB + 4096, data + 4096, MiB - 4096);
@@ -751,20 +839,19 @@ int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown (test_third_party_clients, setup,
-                                     teardown),
+    cmocka_unit_test_setup_teardown (test_third_party_clients, setup, teardown),
     cmocka_unit_test_setup_teardown (test_flush_survives_kill9, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_live_ordering_sequences, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_live_ordering_concurrent, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_handover, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_handover_client, setup, teardown),
     cmocka_unit_test_setup_teardown (test_live_ranges_outlive_connections,
                                      setup, teardown),
-    cmocka_unit_test_setup_teardown (test_hashes_match_xxhsum, setup,
-                                     teardown),
-    cmocka_unit_test_setup_teardown (test_commit_is_explicit, setup,
-                                     teardown),
+    cmocka_unit_test_setup_teardown (test_hashes_match_xxhsum, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_commit_is_explicit, setup, teardown),
     cmocka_unit_test_setup_teardown (test_bad_export_names_refused, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_requests_beyond_end_refused, setup,

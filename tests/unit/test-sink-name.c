@@ -35,6 +35,7 @@ test_accepted (void **state)
   assert_parses ("a.b_c+d@hashes", VMS_SINK_NAME_KIND_HASHES, "a.b_c+d", 0);
   assert_parses ("x@commit", VMS_SINK_NAME_KIND_COMMIT, "x", 0);
   assert_parses ("x@live-reset", VMS_SINK_NAME_KIND_LIVE_RESET, "x", 0);
+  assert_parses ("x@handover", VMS_SINK_NAME_KIND_HANDOVER, "x", 0);
   assert_parses ("x@create=1073741824", VMS_SINK_NAME_KIND_CREATE, "x",
                  G_GUINT64_CONSTANT (1073741824));
   assert_parses ("x@create=9223372036854775807", VMS_SINK_NAME_KIND_CREATE, "x",
@@ -58,7 +59,7 @@ assert_refused (const char *name, const char *needle)
               error->message, needle);
   /* No control byte is ever echoed back. */
   for (const char *p = error->message; *p; p++)
-    assert_true ((guchar) *p >= 0x20);
+    assert_true ((guchar)*p >= 0x20);
 }
 
 static void
@@ -116,8 +117,7 @@ test_built (void **state)
   g_autofree char *longest_live = g_strconcat (longest, "@live", NULL);
 
   assert_round_trip (VMS_SINK_NAME_KIND_DATA, "vm1-disk0", 0, "vm1-disk0");
-  assert_round_trip (VMS_SINK_NAME_KIND_LIVE, "vm1-disk0", 0,
-                     "vm1-disk0@live");
+  assert_round_trip (VMS_SINK_NAME_KIND_LIVE, "vm1-disk0", 0, "vm1-disk0@live");
   assert_round_trip (VMS_SINK_NAME_KIND_LIVE_RESET, "a.b_c+d", 0,
                      "a.b_c+d@live-reset");
   assert_round_trip (VMS_SINK_NAME_KIND_HASHES, "x", 0, "x@hashes");
@@ -159,7 +159,7 @@ assert_not_built (VmsSinkNameKind kind, const char *replica, guint64 size,
     fail_msg ("error is '%s', expected it to mention '%s'", error->message,
               needle);
   for (const char *p = error->message; *p; p++)
-    assert_true ((guchar) *p >= 0x20);
+    assert_true ((guchar)*p >= 0x20);
 }
 
 static void
@@ -177,13 +177,13 @@ test_not_built (void **state)
   assert_not_built (VMS_SINK_NAME_KIND_LIVE_RESET, "a\nb", 0, "byte 0x0a");
   assert_not_built (VMS_SINK_NAME_KIND_CREATE, too_long, 1, "longer than");
   assert_not_built (VMS_SINK_NAME_KIND_CREATE, "x", 0, "@create wants a size");
-  assert_not_built (VMS_SINK_NAME_KIND_CREATE, "x",
-                    (guint64) G_MAXINT64 + 1, "not 9223372036854775808");
+  assert_not_built (VMS_SINK_NAME_KIND_CREATE, "x", (guint64)G_MAXINT64 + 1,
+                    "not 9223372036854775808");
   assert_not_built (VMS_SINK_NAME_KIND_CREATE, "x", G_MAXUINT64,
                     "@create wants a size");
   assert_not_built (VMS_SINK_NAME_KIND_LIVE, NULL, 0, "no replica name");
   assert_not_built (VMS_SINK_NAME_KIND_PROBE, "x", 0, "has no replica");
-  assert_not_built ((VmsSinkNameKind) 99, "x", 0, "no export of kind 99");
+  assert_not_built ((VmsSinkNameKind)99, "x", 0, "no export of kind 99");
 }
 
 /* What vms_replicate_sink_open's callers pass: the part after NAME@. */
@@ -198,6 +198,7 @@ test_suffix (void **state)
   } cases[] = {
     { "live", VMS_SINK_NAME_KIND_LIVE, 0 },
     { "live-reset", VMS_SINK_NAME_KIND_LIVE_RESET, 0 },
+    { "handover", VMS_SINK_NAME_KIND_HANDOVER, 0 },
     { "hashes", VMS_SINK_NAME_KIND_HASHES, 0 },
     { "commit", VMS_SINK_NAME_KIND_COMMIT, 0 },
     { "create=4096", VMS_SINK_NAME_KIND_CREATE, 4096 },

@@ -17,6 +17,7 @@
 #include "vms-downtime.h"
 #include "vms-qmp.h"
 #include "vms-replicate.h"
+#include "vms-sink-client.h"
 
 G_BEGIN_DECLS
 
@@ -88,6 +89,12 @@ typedef struct
   gboolean (*flush) (VmsMigration *migration, GError **error);
   /* The sink forgets what the mirror wrote: plain writes win again. */
   gboolean (*forget_live) (VmsMigration *migration, GError **error);
+  /* The mirror's switchover prepared while the VM runs (optional; a
+   * failure only costs time later, and says so). */
+  void (*prepare_handover) (VmsMigration *migration);
+  /* flush, then forget_live, in the fewest round trips (optional: NULL
+   * calls those two). */
+  gboolean (*handover) (VmsMigration *migration, GError **error);
   /* Mark every replica complete. */
   gboolean (*commit) (VmsMigration *migration, GError **error);
   /* The source's NBD server goes. */
@@ -118,6 +125,7 @@ struct _VmsMigration
                                          objective */
   char *final_sync_reason;            /* why this final sync, for the
                                          report */
+  VmsSinkHandover *handover;          /* the mirror's switchover, prepared */
   int final_steps_ms;                 /* vmshift's expected part of the
                                          pause (the final round, or the
                                          mirror's handover) */

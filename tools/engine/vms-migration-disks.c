@@ -72,6 +72,49 @@ disks_forget_live (VmsMigration *migration, GError **error)
   return each_replica (migration, vms_sink_client_live_reset, TRUE, error);
 }
 
+/* The switchover's FLUSH of a mirror must not wait for connections to a
+ * sink a WAN away: they are opened during the memory phase. */
+#define HANDOVER_TIMEOUT_MS 60000
+
+static void
+disks_prepare_handover (VmsMigration *migration)
+{
+  VmsJob *job = migration->rep.job;
+  g_autoptr (GPtrArray) replicas = g_ptr_array_new ();
+  g_autoptr (GError) error = NULL;
+
+  for (guint i = 0; i < job->disks->len; i++)
+    g_ptr_array_add (replicas, ((VmsJobDisk *)job->disks->pdata[i])->replica);
+  g_ptr_array_add (replicas, NULL);
+  g_clear_pointer (&migration->handover, vms_sink_handover_free);
+  migration->handover = vms_sink_handover_open (
+      job->sink, (const char *const *)replicas->pdata, &error);
+  if (!migration->handover)
+    vms_progress_event (migration->progress, "warning", NULL,
+                        "the switchover will flush and reset each replica "
+                        "on a new connection (%s; a sink before @handover?)",
+                        error->message);
+}
+
+/* The handover's connections are idempotent to replace: a sink that
+ * restarted since they opened gets the long way instead. */
+static gboolean
+disks_handover (VmsMigration *migration, GError **error)
+{
+  g_autoptr (VmsSinkHandover) handover = g_steal_pointer (&migration->handover);
+  g_autoptr (GError) handover_error = NULL;
+
+  if (handover
+      && vms_sink_handover_run (handover, HANDOVER_TIMEOUT_MS, &handover_error))
+    return TRUE;
+  if (handover_error)
+    vms_progress_event (migration->progress, "warning", NULL,
+                        "%s: flushing and resetting each replica on a new "
+                        "connection instead",
+                        handover_error->message);
+  return disks_flush (migration, error) && disks_forget_live (migration, error);
+}
+
 static gboolean
 disks_commit (VmsMigration *migration, GError **error)
 {
@@ -120,6 +163,8 @@ const VmsMigrationDisks vms_migration_replicate_disks = {
   .stop_mirror = vms_migration_mirror_stop,
   .flush = disks_flush,
   .forget_live = disks_forget_live,
+  .prepare_handover = disks_prepare_handover,
+  .handover = disks_handover,
   .commit = disks_commit,
   .stop_exports = disks_stop_exports,
   .drop_bitmaps = disks_drop_bitmaps,

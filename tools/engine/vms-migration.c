@@ -108,6 +108,7 @@ vms_migration_free (VmsMigration *migration)
   g_free (migration->source_name);
   g_free (migration->tls_object);
   g_free (migration->final_sync_reason);
+  vms_sink_handover_free (migration->handover);
   g_free (migration);
 }
 
@@ -279,8 +280,23 @@ static gboolean
 memory (VmsMigration *migration, GError **error)
 {
   vms_downtime_reset_moments (&migration->downtime);
+  if (migration->mode == VMS_MIGRATE_FINAL_MIRROR
+      && migration->backend->continue_switchover
+      && migration->disks->prepare_handover)
+    migration->disks->prepare_handover (migration);
   return migration->backend->start_memory (migration, error)
          && migration->backend->wait_memory (migration, error);
+}
+
+static gboolean
+hand_over (VmsMigration *migration, GError **error)
+{
+  const VmsMigrationDisks *disks = migration->disks;
+
+  if (disks->handover)
+    return disks->handover (migration, error);
+  return disks->flush (migration, error)
+         && disks->forget_live (migration, error);
 }
 
 /* The source is held paused (no guest write can happen): the disks'
@@ -303,8 +319,7 @@ switchover (VmsMigration *migration, GError **error)
    * through the sink's plain export: from now on its writes are the
    * newest and must not be dropped for ranges the mirror wrote. */
   else if (!disks->check_mirror (migration, error)
-           || !disks->flush (migration, error)
-           || !disks->forget_live (migration, error))
+           || !hand_over (migration, error))
     return FALSE;
   if (vms_migration_stop_requested (migration, error))
     return FALSE;
