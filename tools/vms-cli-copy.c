@@ -44,6 +44,7 @@ parse_sizes (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
       || !vms_size_parse ("--granularity", options->granularity, 512,
                           &granularity, error))
     return FALSE;
+  config->converge_bytes_set = options->converge != NULL;
   /* QEMU wants a power of two from 512 bytes to 2 GiB. */
   if (granularity > (G_GUINT64_CONSTANT (1) << 31)
       || (granularity & (granularity - 1)) != 0)

@@ -261,6 +261,12 @@ preflight (VmsMigration *migration, GError **error)
 static gboolean
 rounds (VmsMigration *migration, GError **error)
 {
+  /* A round that copies within the pause's share for disks is as small
+   * as rounds need to get, whatever its bytes. */
+  migration->config.copy.converge_ms
+      = MAX (migration->config.max_downtime_ms - VMS_DOWNTIME_QEMU_OVERHEAD_MS
+                 - VMS_DOWNTIME_MIN_QEMU_LIMIT_MS,
+             10);
   if (!migration->disks->rounds (migration, error))
     return FALSE;
   vms_migration_choose_final_sync (migration);

@@ -312,6 +312,56 @@ vms_replicate_copy_rate (VmsReplicate *rep)
   return bytes * (double)G_USEC_PER_SEC / spent_us;
 }
 
+/* Small enough to end the rounds: by time at the measured rate when a
+ * budget is given (and the rate known), else by size. */
+static gboolean
+round_is_small (VmsReplicate *rep, guint64 total)
+{
+  const VmsReplicateConfig *config = rep->config;
+  double rate = vms_replicate_copy_rate (rep);
+
+  if (!config->converge_bytes_set && config->converge_ms > 0 && rate > 0)
+    return total * 1000.0 / rate <= config->converge_ms;
+  return total <= config->converge_bytes;
+}
+
+static void
+report_converged (VmsReplicate *rep, guint64 total)
+{
+  const VmsReplicateConfig *config = rep->config;
+  g_autofree char *size = vms_format_size (total);
+  g_autofree char *rate_text = NULL;
+  double rate = vms_replicate_copy_rate (rep);
+  JsonObject *fields = json_object_new ();
+
+  json_object_set_int_member (fields, "bytes", total);
+  if (!round_is_small (rep, total))
+    {
+      json_object_set_string_member (fields, "why", "not-shrinking");
+      vms_progress_event (rep->progress, "converged", fields,
+                          "rounds end: the last round held %s and is not "
+                          "shrinking (the guest writes as fast as the link "
+                          "copies)",
+                          size);
+      return;
+    }
+  if (config->converge_bytes_set || config->converge_ms <= 0 || rate <= 0)
+    {
+      json_object_set_string_member (fields, "why", "small");
+      vms_progress_event (rep->progress, "converged", fields,
+                          "rounds end: the last round held %s", size);
+      return;
+    }
+  rate_text = vms_format_size ((guint64)rate);
+  json_object_set_string_member (fields, "why", "fits");
+  json_object_set_int_member (fields, "budget-ms", config->converge_ms);
+  vms_progress_event (rep->progress, "converged", fields,
+                      "rounds end: the last round held %s, %.0f ms at the "
+                      "measured %s/s, within the %d ms budget",
+                      size, total * 1000.0 / rate, rate_text,
+                      config->converge_ms);
+}
+
 gboolean
 vms_replicate_rounds (VmsReplicate *rep, GError **error)
 {
@@ -354,20 +404,12 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
       if (config->rounds >= 0 && done >= config->rounds)
         break;
       if (config->rounds < 0
-          && (total <= config->converge_bytes
+          && (round_is_small (rep, total)
               || (previous != G_MAXUINT64
                   && total >= NOT_SHRINKING_RATIO * previous)
               || done >= MAX_ROUNDS))
         {
-          g_autofree char *size = vms_format_size (total);
-
-          vms_progress_event (rep->progress, "converged", NULL,
-                              "rounds end: the last round held %s%s", size,
-                              total <= config->converge_bytes
-                                  ? ""
-                                  : " and is not shrinking (the guest "
-                                    "writes as fast as the link "
-                                    "copies)");
+          report_converged (rep, total);
           break;
         }
       previous = total;

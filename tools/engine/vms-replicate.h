@@ -20,23 +20,28 @@ G_BEGIN_DECLS
 /* What to replicate and how: the parsed options of sync and migrate. */
 typedef struct
 {
-  char *sink;               /* sink URI, without export name; NULL: the
-                               resumed job's */
-  char *job_id;             /* new job's id, NULL: VM name and time */
-  char *resume;             /* job to continue, or NULL */
-  char *state_dir;          /* where job files live */
-  char **disks;             /* disks to copy, NULL: all */
-  char *replica_prefix;     /* replicas are PREFIX-DISK; NULL: VM name */
-  int rounds;               /* dirty rounds to run, -1: until converged */
-  guint64 converge_bytes;   /* a round this small ends the rounds */
-  guint connections;        /* per side, 0: the copy engine's default */
-  guint queue_depth;        /* per connection, 0: default */
-  guint32 request_size;     /* bytes per request, 0: default */
-  guint64 checkpoint_bytes; /* FLUSH and checkpoint after this much */
-  guint checkpoint_seconds; /* ... or this long, 0: default */
-  guint io_timeout_s;       /* a silent peer is gone after this, 0: default */
-  guint32 granularity;      /* bytes per bitmap bit, 0: QEMU's default */
-  guint64 max_bandwidth;    /* bytes per second, 0: unlimited */
+  char *sink;                  /* sink URI, without export name; NULL: the
+                                  resumed job's */
+  char *job_id;                /* new job's id, NULL: VM name and time */
+  char *resume;                /* job to continue, or NULL */
+  char *state_dir;             /* where job files live */
+  char **disks;                /* disks to copy, NULL: all */
+  char *replica_prefix;        /* replicas are PREFIX-DISK; NULL: VM name */
+  int rounds;                  /* dirty rounds to run, -1: until converged */
+  guint64 converge_bytes;      /* a round this small ends the rounds */
+  gboolean converge_bytes_set; /* converge_bytes was asked for */
+  int converge_ms;             /* when converge_bytes was not asked for and
+                                  this is not 0: a round that copies within
+                                  this many ms at the measured rate ends the
+                                  rounds (migrate: its downtime budget) */
+  guint connections;           /* per side, 0: the copy engine's default */
+  guint queue_depth;           /* per connection, 0: default */
+  guint32 request_size;        /* bytes per request, 0: default */
+  guint64 checkpoint_bytes;    /* FLUSH and checkpoint after this much */
+  guint checkpoint_seconds;    /* ... or this long, 0: default */
+  guint io_timeout_s;    /* a silent peer is gone after this, 0: default */
+  guint32 granularity;   /* bytes per bitmap bit, 0: QEMU's default */
+  guint64 max_bandwidth; /* bytes per second, 0: unlimited */
 } VmsReplicateConfig;
 
 /* The defaults of the options not given. */
