@@ -149,6 +149,9 @@ struct _VmsMigration
  * steps are expected to take of the pause. */
 void vms_migration_choose_final_sync (VmsMigration *migration);
 
+/* The guest's RAM in bytes, 0 when QEMU does not say. */
+guint64 vms_migration_guest_ram (VmsMigration *migration);
+
 /* QEMU's downtime-limit: the objective less what the rest of the pause
  * is expected to take. */
 int vms_migration_qemu_downtime_limit (VmsMigration *migration);

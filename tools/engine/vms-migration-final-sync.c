@@ -21,8 +21,8 @@
 #define MIRROR_STEPS_MS 10
 #define MIB (1024.0 * 1024.0)
 
-static guint64
-guest_ram (VmsMigration *migration)
+guint64
+vms_migration_guest_ram (VmsMigration *migration)
 {
   VmsGuestMemorySize size = { 0 };
 
@@ -51,7 +51,7 @@ predict_final_round (VmsMigration *migration, double *final_bytes,
   VmsReplicate *rep = &migration->rep;
   double copy_rate = vms_replicate_copy_rate (rep);
   guint disks = rep->job ? rep->job->disks->len : 1;
-  guint64 ram = guest_ram (migration);
+  guint64 ram = vms_migration_guest_ram (migration);
 
   *final_bytes = 0;
   *memory_s = 0;

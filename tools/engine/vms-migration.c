@@ -248,6 +248,8 @@ preflight (VmsMigration *migration, GError **error)
   if (!load_prediction (migration, error))
     return FALSE;
   job->phase = VMS_JOB_PHASE_MIGRATING;
+  /* The RAM crosses after the disks: part of the overall ETA. */
+  migration->rep.after_disks = vms_migration_guest_ram (migration);
   if (!migration->backend->check_job (migration, error)
       || !vms_job_save (job, error) || !disks->start (migration, error))
     return FALSE;
@@ -286,6 +288,8 @@ static gboolean
 memory (VmsMigration *migration, GError **error)
 {
   vms_downtime_reset_moments (&migration->downtime);
+  /* The RAM's own progress is the rest of the overall ETA. */
+  vms_progress_set_after_pass (migration->progress, 0);
   if (migration->mode == VMS_MIGRATE_FINAL_MIRROR
       && migration->backend->continue_switchover
       && migration->disks->prepare_handover)

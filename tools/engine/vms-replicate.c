@@ -370,6 +370,7 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
   int done = 0;
 
   rep->pass = VMS_REPLICATE_PASS_ROUNDS;
+  vms_progress_set_after_pass (rep->progress, rep->after_disks);
   if (config->rounds == 0)
     {
       /* No new round, but one a killed run left half done is finished:
@@ -421,8 +422,23 @@ gboolean
 vms_replicate_background (VmsReplicate *rep, GError **error)
 {
   for (guint i = 0; i < rep->job->disks->len; i++)
-    if (!background_copy (rep, rep->job->disks->pdata[i], error))
-      return FALSE;
+    {
+      /* What the later disks have left is not mapped yet: their size
+       * above the watermark bounds it, so the overall ETA can only
+       * shrink faster than foreseen, never grow. */
+      gint64 after = rep->after_disks;
+
+      for (guint j = i + 1; after >= 0 && j < rep->job->disks->len; j++)
+        {
+          VmsJobDisk *later = rep->job->disks->pdata[j];
+
+          if (later->round == 0)
+            after += later->size - later->watermark;
+        }
+      vms_progress_set_after_pass (rep->progress, after);
+      if (!background_copy (rep, rep->job->disks->pdata[i], error))
+        return FALSE;
+    }
   return TRUE;
 }
 
@@ -534,6 +550,7 @@ vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
 {
   memset (rep, 0, sizeof *rep);
   rep->guest_write_rate = -1;
+  rep->after_disks = -1;
   rep->config = config;
   rep->cancellable = cancellable;
   rep->progress = progress;

@@ -79,6 +79,8 @@ typedef struct
                                   (0: not in this run) */
   double guest_write_rate;     /* bytes/s the guest wrote while the last
                                   round's bitmaps recorded, -1: unknown */
+  gint64 after_disks;          /* bytes the job sends after the disks' passes
+                                  (a migration's RAM), -1: no overall ETA */
   guint64 longest_round_bytes; /* the round recorded over the longest
                                   span of this run, and that span: a
                                   shorter one dirties no more */
