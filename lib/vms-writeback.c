@@ -16,7 +16,12 @@
 
 struct _VmsWriteback
 {
-  GArray *fds; /* int */
+  GArray *fds;       /* int */
+  GThread *thread;   /* vms_writeback_start_thread's, or NULL */
+  GMutex lock;       /* for stop */
+  GCond wake;        /* stop was set */
+  gboolean stop;     /* the thread ends */
+  guint interval_ms; /* between two starts */
 };
 
 VmsWriteback *
@@ -25,6 +30,8 @@ vms_writeback_new (void)
   VmsWriteback *writeback = g_new0 (VmsWriteback, 1);
 
   writeback->fds = g_array_new (FALSE, FALSE, sizeof (int));
+  g_mutex_init (&writeback->lock);
+  g_cond_init (&writeback->wake);
   return writeback;
 }
 
@@ -33,6 +40,16 @@ vms_writeback_free (VmsWriteback *writeback)
 {
   if (!writeback)
     return;
+  if (writeback->thread)
+    {
+      g_mutex_lock (&writeback->lock);
+      writeback->stop = TRUE;
+      g_cond_signal (&writeback->wake);
+      g_mutex_unlock (&writeback->lock);
+      g_thread_join (writeback->thread);
+    }
+  g_mutex_clear (&writeback->lock);
+  g_cond_clear (&writeback->wake);
   for (guint i = 0; i < writeback->fds->len; i++)
     close (g_array_index (writeback->fds, int, i));
   g_array_free (writeback->fds, TRUE);
@@ -67,4 +84,38 @@ vms_writeback_start (VmsWriteback *writeback)
   for (guint i = 0; writeback && i < writeback->fds->len; i++)
     sync_file_range (g_array_index (writeback->fds, int, i), 0, 0,
                      SYNC_FILE_RANGE_WRITE);
+}
+
+static gpointer
+writeback_thread (gpointer data)
+{
+  VmsWriteback *writeback = data;
+
+  g_mutex_lock (&writeback->lock);
+  while (!writeback->stop)
+    {
+      gint64 until = g_get_monotonic_time ()
+                     + writeback->interval_ms * (gint64)G_TIME_SPAN_MILLISECOND;
+
+      g_mutex_unlock (&writeback->lock);
+      vms_writeback_start (writeback);
+      g_mutex_lock (&writeback->lock);
+      while (!writeback->stop
+             && g_cond_wait_until (&writeback->wake, &writeback->lock, until))
+        ;
+    }
+  g_mutex_unlock (&writeback->lock);
+  return NULL;
+}
+
+void
+vms_writeback_start_thread (VmsWriteback *writeback, guint interval_ms)
+{
+  g_return_if_fail (!writeback->thread);
+  /* Nothing watched: no thread either. */
+  if (writeback->fds->len == 0)
+    return;
+  writeback->interval_ms = MAX (interval_ms, 1);
+  writeback->thread
+      = g_thread_new ("vms-writeback", writeback_thread, writeback);
 }

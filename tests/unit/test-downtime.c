@@ -158,7 +158,7 @@ test_limit_raised (void **state)
   gint64 now = 1000 * G_USEC_PER_SEC;
   int limit = 0;
 
-  vms_memory_tuning_init (&tuning, 65, 100, now);
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, now);
   /* The first RAM round says nothing. */
   info = active (1, 900);
   assert_false (vms_memory_tuning_raise (&tuning, &info,
@@ -205,7 +205,7 @@ test_limit_cap (void **state)
   VmsQemuMigrationInfo info = active (5, 5000);
   int limit = 0;
 
-  vms_memory_tuning_init (&tuning, 1200, 1250, 0);
+  vms_memory_tuning_init (&tuning, 1200, 1250, FALSE, 0);
   assert_false (vms_memory_tuning_raise (&tuning, &info, 0, &limit));
   info.dirty_sync_count = 7;
   assert_true (vms_memory_tuning_raise (&tuning, &info,
@@ -213,9 +213,37 @@ test_limit_cap (void **state)
   assert_int_equal (limit, 1250);
   info.status = VMS_QEMU_MIGRATION_PRE_SWITCHOVER;
   info.dirty_sync_count = 20;
-  vms_memory_tuning_init (&tuning, 65, 100, 0);
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, 0);
   assert_false (vms_memory_tuning_raise (
       &tuning, &info, 100 * VMS_MEMORY_TUNING_WAIT_US, &limit));
+}
+
+/* The RAM is capped below the rate of its first round, once; not when
+ * the user chose a bandwidth, nor from a round too short to tell. */
+static void
+test_bandwidth (void **state)
+{
+  VmsMemoryTuning tuning;
+  VmsQemuMigrationInfo info = active (1, -1);
+  guint64 bandwidth = 0;
+
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, 0);
+  info.ram_transferred = 100 * 1024 * 1024;
+  assert_false (vms_memory_tuning_bandwidth (&tuning, &info,
+                                             10 * G_USEC_PER_SEC, &bandwidth));
+  info.dirty_sync_count = 2;
+  assert_true (vms_memory_tuning_bandwidth (&tuning, &info, 10 * G_USEC_PER_SEC,
+                                            &bandwidth));
+  assert_int_equal (bandwidth, (guint64)(10 * 1024 * 1024 * 0.9));
+  assert_false (vms_memory_tuning_bandwidth (&tuning, &info,
+                                             20 * G_USEC_PER_SEC, &bandwidth));
+
+  vms_memory_tuning_init (&tuning, 65, 100, TRUE, 0);
+  assert_false (vms_memory_tuning_bandwidth (&tuning, &info,
+                                             10 * G_USEC_PER_SEC, &bandwidth));
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, 0);
+  assert_false (vms_memory_tuning_bandwidth (&tuning, &info, G_USEC_PER_SEC / 2,
+                                             &bandwidth));
 }
 
 int
@@ -229,6 +257,7 @@ main (void)
     cmocka_unit_test (test_qemu_limit),
     cmocka_unit_test (test_limit_raised),
     cmocka_unit_test (test_limit_cap),
+    cmocka_unit_test (test_bandwidth),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

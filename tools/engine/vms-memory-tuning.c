@@ -12,8 +12,10 @@
 
 void
 vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms, int objective_ms,
-                        gint64 now_us)
+                        gboolean bandwidth_fixed, gint64 now_us)
 {
+  tuning->started_us = now_us;
+  tuning->bandwidth_fixed = bandwidth_fixed;
   tuning->limit_ms = limit_ms;
   tuning->cap_ms = MAX (objective_ms, VMS_MEMORY_TUNING_MIN_CAP_MS);
   tuning->rounds_at = 0;
@@ -47,5 +49,26 @@ vms_memory_tuning_raise (VmsMemoryTuning *tuning,
   tuning->rounds_at = info->dirty_sync_count;
   tuning->changed_us = now_us;
   *limit_ms = tuning->limit_ms;
+  return TRUE;
+}
+
+gboolean
+vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
+                             const VmsQemuMigrationInfo *info, gint64 now_us,
+                             guint64 *bandwidth)
+{
+  gint64 spent_us = now_us - tuning->started_us;
+  double rate;
+
+  if (tuning->bandwidth_fixed || info->status != VMS_QEMU_MIGRATION_ACTIVE
+      || info->dirty_sync_count < 2 || spent_us <= 0)
+    return FALSE;
+  tuning->bandwidth_fixed = TRUE;
+  rate = info->ram_transferred * (double)G_USEC_PER_SEC / spent_us;
+  /* A round that short measured the start-up, not the link. */
+  if (spent_us < G_USEC_PER_SEC || rate <= 0)
+    return FALSE;
+  *bandwidth
+      = MAX ((guint64)(rate * VMS_MEMORY_TUNING_LINK_SHARE), 1024 * 1024);
   return TRUE;
 }

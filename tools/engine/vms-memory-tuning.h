@@ -19,17 +19,34 @@ G_BEGIN_DECLS
  * default) before the migration is left to --memory-timeout. */
 #define VMS_MEMORY_TUNING_MIN_CAP_MS 300
 
+/* RAM is capped at this fraction of the rate its first round reached. */
+#define VMS_MEMORY_TUNING_LINK_SHARE 0.9
+
 typedef struct
 {
-  int limit_ms;      /* QEMU's downtime-limit now */
-  int cap_ms;        /* the most it is raised to */
-  guint64 rounds_at; /* QEMU's dirty-sync-count at the last change */
-  gint64 changed_us; /* monotonic time of the last change */
+  gint64 started_us;        /* monotonic: the memory migration started */
+  gboolean bandwidth_fixed; /* --bandwidth given, or capped already */
+  int limit_ms;             /* QEMU's downtime-limit now */
+  int cap_ms;               /* the most it is raised to */
+  guint64 rounds_at;        /* QEMU's dirty-sync-count at the last change */
+  gint64 changed_us;        /* monotonic time of the last change */
 } VmsMemoryTuning;
 
-/* limit_ms is what was set at the start, objective_ms --max-downtime. */
+/* limit_ms is what was set at the start, objective_ms --max-downtime;
+ * bandwidth_fixed when the user chose the RAM's bandwidth. */
 void vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms,
-                             int objective_ms, gint64 now_us);
+                             int objective_ms, gboolean bandwidth_fixed,
+                             gint64 now_us);
+
+/* Once QEMU's first RAM round is over: TRUE and *bandwidth (bytes/s) to
+ * cap the RAM at a little below the rate that round reached, the link's.
+ * Unlimited, QEMU fills the socket's and the network's queues, and what
+ * waits in them at the switchover is sent inside the downtime (hundreds
+ * of ms on a 100 Mbit/s link); its own rate estimate, and so the
+ * switchover decision, is also off by them. */
+gboolean vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
+                                      const VmsQemuMigrationInfo *info,
+                                      gint64 now_us, guint64 *bandwidth);
 
 /* After a look at the source's migration: TRUE and *limit_ms when QEMU
  * should get a higher limit now (the caller sets it and says so). */

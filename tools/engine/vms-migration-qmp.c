@@ -352,7 +352,8 @@ set_parameters (VmsMigration *migration, GError **error)
   int limit_ms = vms_migration_qemu_downtime_limit (migration);
 
   vms_memory_tuning_init (&backend_of (migration)->tuning, limit_ms,
-                          config->max_downtime_ms, g_get_monotonic_time ());
+                          config->max_downtime_ms, config->bandwidth != 0,
+                          g_get_monotonic_time ());
   json_object_set_int_member (source_parameters, "downtime-limit", limit_ms);
   /* Always set: QEMU keeps an earlier attempt's limit, and its own
    * default (128 MiB/s) would throttle a fast link. */
@@ -410,7 +411,7 @@ start_writeback (VmsMigration *migration)
       if (now)
         vms_writeback_add (backend->writeback, now->filename);
     }
-  vms_writeback_start (backend->writeback);
+  vms_writeback_start_thread (backend->writeback, POLL_INTERVAL_MS);
 }
 
 static gboolean
@@ -461,6 +462,32 @@ take_memory_figures (VmsMigration *migration, const VmsQemuMigrationInfo *info)
                          info->ram_total, info->ram_transferred);
   if (info->dirty_sync_count > migration->last_sync_count)
     report_memory_round (migration, info);
+}
+
+/* The RAM a little below the link's rate, once its first round measured
+ * it: nothing waits in queues at the switchover. */
+static gboolean
+cap_bandwidth (VmsMigration *migration, const VmsQemuMigrationInfo *info,
+               GError **error)
+{
+  g_autoptr (JsonObject) parameters = NULL;
+  g_autofree char *rate = NULL;
+  guint64 bandwidth;
+
+  if (!vms_memory_tuning_bandwidth (&backend_of (migration)->tuning, info,
+                                    g_get_monotonic_time (), &bandwidth))
+    return TRUE;
+  parameters = json_object_new ();
+  json_object_set_int_member (parameters, "max-bandwidth", bandwidth);
+  if (!vms_qemu_migration_set_parameters (migration->rep.qmp, parameters,
+                                          error))
+    return FALSE;
+  rate = vms_format_size (bandwidth);
+  vms_progress_event (migration->progress, "memory-bandwidth", NULL,
+                      "memory: RAM capped at %s/s, a little below the rate "
+                      "its first round reached",
+                      rate);
+  return TRUE;
 }
 
 /* A guest that dirties RAM faster than QEMU's limit allows to send
@@ -545,9 +572,9 @@ wait_migration (VmsMigration *migration, VmsQemuMigrationStatus wanted,
       if (!migration_reached (&info, wanted, &reached, error))
         return FALSE;
       if (!reached && wanted == VMS_QEMU_MIGRATION_PRE_SWITCHOVER
-          && !raise_downtime_limit (migration, &info, error))
+          && (!cap_bandwidth (migration, &info, error)
+              || !raise_downtime_limit (migration, &info, error)))
         return FALSE;
-      vms_writeback_start (backend_of (migration)->writeback);
       if (reached)
         return TRUE;
       if (!migration->disks->check_mirror (migration, error))
@@ -611,6 +638,7 @@ qmp_wait_destination (VmsMigration *migration, GError **error)
   if (!wait_migration (migration, VMS_QEMU_MIGRATION_COMPLETED, timeout_s,
                        error))
     return FALSE;
+  g_clear_pointer (&backend_of (migration)->writeback, vms_writeback_free);
   left_ms = MAX (deadline - g_get_monotonic_time (), 1000) / 1000;
   state = vms_vm_wait_run_state (dest_of (migration), settled, left_ms, error);
   if (!state)
