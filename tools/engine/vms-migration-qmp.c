@@ -342,24 +342,57 @@ set_capabilities (VmsMigration *migration, GError **error)
                                                  config->auto_converge, error);
 }
 
+/* The RAM's share of the link the disks crossed, from the start: an
+ * unlimited QEMU fills the socket's and the network's queues in its first
+ * round, and an idle guest switches over right after it, with what waits
+ * there inside the downtime.  0 when the link's rate is not known (QEMU's
+ * first round then measures it). */
+static guint64
+link_bandwidth (VmsMigration *migration)
+{
+  double link = vms_replicate_copy_rate (&migration->rep);
+  double mirror = migration->mode == VMS_MIGRATE_FINAL_MIRROR
+                      ? MAX (migration->rep.guest_write_rate, 0)
+                      : 0;
+  guint64 bandwidth;
+  g_autofree char *bandwidth_text = NULL;
+  g_autofree char *link_text = NULL;
+
+  if (link <= 0)
+    return 0;
+  /* The mirror's writes cross too; RAM keeps at least a quarter. */
+  bandwidth = MAX (link * VMS_MEMORY_TUNING_LINK_SHARE - mirror, link / 4);
+  bandwidth_text = vms_format_size (bandwidth);
+  link_text = vms_format_size ((guint64)link);
+  vms_progress_event (migration->progress, "memory-bandwidth", NULL,
+                      "memory: RAM capped at %s/s, below the %s/s the disks "
+                      "crossed the link at",
+                      bandwidth_text, link_text);
+  return bandwidth;
+}
+
 static gboolean
 set_parameters (VmsMigration *migration, GError **error)
 {
   const VmsMigrationConfig *config = &migration->config;
   g_autoptr (JsonObject) source_parameters = json_object_new ();
   g_autoptr (JsonObject) dest_parameters = json_object_new ();
-
   int limit_ms = vms_migration_qemu_downtime_limit (migration);
+  const char *uri = vms_job_get_migration (migration->rep.job)->dest_uri;
+  guint64 bandwidth = config->bandwidth;
+  /* Over a unix socket nothing queues in a network. */
+  gboolean local = g_str_has_prefix (uri, "unix:");
 
+  if (!bandwidth && !local)
+    bandwidth = link_bandwidth (migration);
   vms_memory_tuning_init (&backend_of (migration)->tuning, limit_ms,
-                          config->max_downtime_ms, config->bandwidth != 0,
+                          config->max_downtime_ms, bandwidth != 0 || local,
                           g_get_monotonic_time ());
   json_object_set_int_member (source_parameters, "downtime-limit", limit_ms);
   /* Always set: QEMU keeps an earlier attempt's limit, and its own
    * default (128 MiB/s) would throttle a fast link. */
   json_object_set_int_member (source_parameters, "max-bandwidth",
-                              config->bandwidth ? config->bandwidth
-                                                : UNLIMITED_BANDWIDTH);
+                              bandwidth ? bandwidth : UNLIMITED_BANDWIDTH);
   if (config->multifd_channels > 0)
     {
       json_object_set_int_member (source_parameters, "multifd-channels",

@@ -178,6 +178,11 @@ vms_migration_move_to (VmsMigration *migration, VmsMigrateState to,
   json_object_set_string_member (fields, "state", vms_migrate_state_name (to));
   vms_progress_event (migration->progress, "state", fields,
                       "migration state: %s", vms_migrate_state_name (to));
+  /* The source is paused from here: no fsync in the downtime for a state
+   * that a resume, a rollback or 'vmshift abort' treats as the memory
+   * phase's anyway (the next state is saved). */
+  if (to == VMS_MIGRATE_SWITCHOVER)
+    return TRUE;
   return vms_job_save (job, error);
 }
 
