@@ -234,7 +234,8 @@ test_bandwidth (void **state)
   info.dirty_sync_count = 2;
   assert_true (vms_memory_tuning_bandwidth (&tuning, &info, 10 * G_USEC_PER_SEC,
                                             &bandwidth));
-  assert_int_equal (bandwidth, (guint64)(10 * 1024 * 1024 * 0.9));
+  assert_int_equal (bandwidth,
+                    (guint64)(10 * 1024 * 1024 * VMS_MEMORY_TUNING_LINK_SHARE));
   assert_false (vms_memory_tuning_bandwidth (&tuning, &info,
                                              20 * G_USEC_PER_SEC, &bandwidth));
 

@@ -19,8 +19,13 @@ G_BEGIN_DECLS
  * default) before the migration is left to --memory-timeout. */
 #define VMS_MEMORY_TUNING_MIN_CAP_MS 300
 
-/* RAM is capped at this fraction of the rate its first round reached. */
-#define VMS_MEMORY_TUNING_LINK_SHARE 0.9
+/* RAM is capped at this fraction of the link's rate.  QEMU sends a tenth
+ * of a second's worth of its bandwidth at once, then waits: at the
+ * switchover, up to that burst still crosses the link, on average half of
+ * it (VMS_MEMORY_TUNING_QUEUE_MS), inside the downtime. */
+#define VMS_MEMORY_TUNING_LINK_SHARE 0.75
+#define VMS_MEMORY_TUNING_QUEUE_MS                                             \
+  ((int)(100 * VMS_MEMORY_TUNING_LINK_SHARE / 2))
 
 typedef struct
 {

@@ -126,6 +126,9 @@ struct _VmsMigration
   char *final_sync_reason;            /* why this final sync, for the
                                          report */
   VmsSinkHandover *handover;          /* the mirror's switchover, prepared */
+  int network_ms;                     /* what the RAM stream may still have
+                                         queued in a network at the
+                                         switchover, 0 over a unix socket */
   int final_steps_ms;                 /* vmshift's expected part of the
                                          pause (the final round, or the
                                          mirror's handover) */

@@ -377,14 +377,16 @@ set_parameters (VmsMigration *migration, GError **error)
   const VmsMigrationConfig *config = &migration->config;
   g_autoptr (JsonObject) source_parameters = json_object_new ();
   g_autoptr (JsonObject) dest_parameters = json_object_new ();
-  int limit_ms = vms_migration_qemu_downtime_limit (migration);
   const char *uri = vms_job_get_migration (migration->rep.job)->dest_uri;
   guint64 bandwidth = config->bandwidth;
   /* Over a unix socket nothing queues in a network. */
   gboolean local = g_str_has_prefix (uri, "unix:");
+  int limit_ms;
 
   if (!bandwidth && !local)
     bandwidth = link_bandwidth (migration);
+  migration->network_ms = local ? 0 : VMS_MEMORY_TUNING_QUEUE_MS;
+  limit_ms = vms_migration_qemu_downtime_limit (migration);
   vms_memory_tuning_init (&backend_of (migration)->tuning, limit_ms,
                           config->max_downtime_ms, bandwidth != 0 || local,
                           g_get_monotonic_time ());

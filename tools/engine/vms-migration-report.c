@@ -22,9 +22,9 @@ describe_downtime (VmsMigration *migrate, JsonObject *fields,
     {
       *downtime_ms = migrate->qemu_downtime_ms;
       if (*downtime_ms >= 0)
-        json_object_set_boolean_member (
-            fields, "downtime-objective-met",
-            *downtime_ms <= migrate->config.max_downtime_ms);
+        json_object_set_boolean_member (fields, "downtime-objective-met",
+                                        *downtime_ms
+                                            <= migrate->config.max_downtime_ms);
       return *downtime_ms >= 0
                  ? g_strdup_printf ("%" G_GINT64_FORMAT " ms (libvirt's "
                                     "statistics of the completed job)",

@@ -147,7 +147,8 @@ vms_migration_qemu_downtime_limit (VmsMigration *migration)
 {
   return vms_downtime_qemu_limit (migration->config.max_downtime_ms,
                                   VMS_DOWNTIME_QEMU_OVERHEAD_MS
-                                      + migration->final_steps_ms);
+                                      + migration->final_steps_ms
+                                      + migration->network_ms);
 }
 
 gboolean
