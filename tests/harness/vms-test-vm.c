@@ -138,8 +138,16 @@ build_argv (VmsTestVm *vm, const VmsTestVmOptions *options)
       ADD ("-uuid");
       ADD ("%s", options->uuid);
     }
+  /* QEMU < 9.0 under TCG loses guest stores during a live migration when
+   * a RAM block's size is a multiple of 256 KiB: the fast path of
+   * cpu_physical_memory_sync_dirty_bitmap() clears the dirty bits without
+   * resetting TCG's TLB, so pages written through cached entries are not
+   * sent again (fixed upstream by 03bfc2188f06, "physmem: Fix migration
+   * dirty bitmap coherency with TCG memory access").  The destination's
+   * guest then crashes or stops.  8 KiB more RAM makes QEMU take the
+   * per-page path, which resets the TLB. */
   ADD ("-m");
-  ADD ("%u", memory);
+  ADD ("%" G_GUINT64_FORMAT "k", (guint64)memory * 1024 + 8);
   ADD ("-nodefaults");
   ADD ("-no-user-config");
   ADD ("-display");

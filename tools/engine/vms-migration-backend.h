@@ -126,6 +126,11 @@ struct _VmsMigration
   char *final_sync_reason;            /* why this final sync, for the
                                          report */
   VmsSinkHandover *handover;          /* the mirror's switchover, prepared */
+  gint64 written_at_us;               /* monotonic time of written_bytes */
+  gint64 written_bytes;               /* the guest's writes to the job's
+                                         disks then, -1: not known */
+  double write_bytes_rate;            /* bytes/s the guest itself wrote
+                                         (what a mirror sends), -1 */
   int network_ms;                     /* what the RAM stream may still have
                                          queued in a network at the
                                          switchover, 0 over a unix socket */
@@ -151,6 +156,10 @@ struct _VmsMigration
  * downtime objective), with the reason for the report, and what vmshift's
  * steps are expected to take of the pause. */
 void vms_migration_choose_final_sync (VmsMigration *migration);
+
+/* Sample the bytes the guest wrote to the job's disks; from the second
+ * sample on, write_bytes_rate is their rate since the first. */
+void vms_migration_sample_writes (VmsMigration *migration);
 
 /* The guest's RAM in bytes, 0 when QEMU does not say. */
 guint64 vms_migration_guest_ram (VmsMigration *migration);

@@ -21,6 +21,45 @@
 #define MIRROR_STEPS_MS 10
 #define MIB (1024.0 * 1024.0)
 
+void
+vms_migration_sample_writes (VmsMigration *migration)
+{
+  VmsJob *job = migration->rep.job;
+  g_autoptr (GPtrArray) stats = NULL;
+  gint64 now = g_get_monotonic_time ();
+  gint64 written = 0;
+
+  stats = migration->rep.qmp && job
+              ? vms_guest_query_blockstats (migration->rep.qmp, NULL)
+              : NULL;
+  for (guint i = 0; stats && job && i < job->disks->len; i++)
+    {
+      VmsJobDisk *disk = job->disks->pdata[i];
+      VmsGuestBlockStats *entry
+          = vms_guest_block_stats_find (stats, disk->node, disk->name);
+
+      if (!entry)
+        {
+          stats = NULL;
+          break;
+        }
+      written += entry->wr_bytes;
+    }
+  if (!stats)
+    return;
+  /* A second apart at least, or the rate is mostly noise. */
+  if (migration->written_bytes >= 0 && written >= migration->written_bytes
+      && now - migration->written_at_us >= G_USEC_PER_SEC)
+    migration->write_bytes_rate = (written - migration->written_bytes)
+                                  * (double)G_USEC_PER_SEC
+                                  / (now - migration->written_at_us);
+  if (migration->written_bytes < 0)
+    {
+      migration->written_bytes = written;
+      migration->written_at_us = now;
+    }
+}
+
 guint64
 vms_migration_guest_ram (VmsMigration *migration)
 {

@@ -351,9 +351,13 @@ static guint64
 link_bandwidth (VmsMigration *migration)
 {
   double link = vms_replicate_copy_rate (&migration->rep);
-  double mirror = migration->mode == VMS_MIGRATE_FINAL_MIRROR
-                      ? MAX (migration->rep.guest_write_rate, 0)
-                      : 0;
+  /* The mirror sends the guest's writes themselves, not the bitmaps'
+   * whole granules. */
+  double writes = migration->write_bytes_rate >= 0
+                      ? migration->write_bytes_rate
+                      : migration->rep.guest_write_rate;
+  double mirror
+      = migration->mode == VMS_MIGRATE_FINAL_MIRROR ? MAX (writes, 0) : 0;
   guint64 bandwidth;
   g_autofree char *bandwidth_text = NULL;
   g_autofree char *link_text = NULL;

@@ -76,6 +76,8 @@ vms_migration_new_full (VmsMigrationConfig *config,
   migration->progress = vms_progress_new_callback (forward_event, migration);
   migration->mode = migration->config.mode;
   vms_downtime_init (&migration->downtime, migration->config.max_downtime_ms);
+  migration->written_bytes = -1;
+  migration->write_bytes_rate = -1;
   migration->qemu_downtime_ms = -1;
   vms_replicate_init (&migration->rep, &migration->config.copy, NULL,
                       migration->progress);
@@ -256,6 +258,7 @@ preflight (VmsMigration *migration, GError **error)
   job->phase = VMS_JOB_PHASE_MIGRATING;
   /* The RAM crosses after the disks: part of the overall ETA. */
   migration->rep.after_disks = vms_migration_guest_ram (migration);
+  vms_migration_sample_writes (migration);
   if (!migration->backend->check_job (migration, error)
       || !vms_job_save (job, error) || !disks->start (migration, error))
     return FALSE;
@@ -277,6 +280,7 @@ rounds (VmsMigration *migration, GError **error)
              10);
   if (!migration->disks->rounds (migration, error))
     return FALSE;
+  vms_migration_sample_writes (migration);
   vms_migration_choose_final_sync (migration);
   return TRUE;
 }
