@@ -139,6 +139,9 @@ test_qemu_limit (void **state)
   assert_int_equal (vms_downtime_qemu_limit (2000, -5), 2000);
 }
 
+#define assert_keep(step) assert_int_equal (step, VMS_MEMORY_TUNING_KEEP)
+#define assert_raise(step) assert_int_equal (step, VMS_MEMORY_TUNING_RAISE)
+
 static VmsQemuMigrationInfo
 active (guint64 rounds, gint64 expected_ms)
 {
@@ -158,42 +161,42 @@ test_limit_raised (void **state)
   gint64 now = 1000 * G_USEC_PER_SEC;
   int limit = 0;
 
-  vms_memory_tuning_init (&tuning, 65, 100, FALSE, now);
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, now);
   /* The first RAM round says nothing. */
   info = active (1, 900);
-  assert_false (vms_memory_tuning_raise (&tuning, &info,
-                                         now + 60 * G_USEC_PER_SEC, &limit));
+  assert_keep (vms_memory_tuning_next (&tuning, &info,
+                                       now + 60 * G_USEC_PER_SEC, &limit));
   /* The second starts the watch. */
   info = active (2, 900);
   now += 60 * G_USEC_PER_SEC;
-  assert_false (vms_memory_tuning_raise (&tuning, &info, now, &limit));
+  assert_keep (vms_memory_tuning_next (&tuning, &info, now, &limit));
   /* Rounds but not the time, the time but not the rounds: not yet. */
   info = active (9, 900);
-  assert_false (vms_memory_tuning_raise (&tuning, &info, now + MS, &limit));
+  assert_keep (vms_memory_tuning_next (&tuning, &info, now + MS, &limit));
   info = active (3, 900);
-  assert_false (vms_memory_tuning_raise (
+  assert_keep (vms_memory_tuning_next (
       &tuning, &info, now + VMS_MEMORY_TUNING_WAIT_US, &limit));
   /* QEMU expects to fit: it will switch over by itself. */
   info = active (9, 60);
-  assert_false (vms_memory_tuning_raise (
+  assert_keep (vms_memory_tuning_next (
       &tuning, &info, now + VMS_MEMORY_TUNING_WAIT_US, &limit));
   info = active (9, 900);
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_true (vms_memory_tuning_raise (&tuning, &info, now, &limit));
+  assert_raise (vms_memory_tuning_next (&tuning, &info, now, &limit));
   assert_int_equal (limit, 130);
   /* Doubled again after another wait, up to the cap (QEMU's default for
    * a small objective). */
   info = active (11, 900);
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_true (vms_memory_tuning_raise (&tuning, &info, now, &limit));
+  assert_raise (vms_memory_tuning_next (&tuning, &info, now, &limit));
   assert_int_equal (limit, 260);
   info = active (13, 900);
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_true (vms_memory_tuning_raise (&tuning, &info, now, &limit));
+  assert_raise (vms_memory_tuning_next (&tuning, &info, now, &limit));
   assert_int_equal (limit, VMS_MEMORY_TUNING_MIN_CAP_MS);
   info = active (15, 900);
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_false (vms_memory_tuning_raise (&tuning, &info, now, &limit));
+  assert_keep (vms_memory_tuning_next (&tuning, &info, now, &limit));
 }
 
 /* A large objective is its own cap; a QEMU past its rounds is left
@@ -205,16 +208,16 @@ test_limit_cap (void **state)
   VmsQemuMigrationInfo info = active (5, 5000);
   int limit = 0;
 
-  vms_memory_tuning_init (&tuning, 1200, 1250, FALSE, 0);
-  assert_false (vms_memory_tuning_raise (&tuning, &info, 0, &limit));
+  vms_memory_tuning_init (&tuning, 1200, 1250, FALSE, FALSE, 0);
+  assert_keep (vms_memory_tuning_next (&tuning, &info, 0, &limit));
   info.dirty_sync_count = 7;
-  assert_true (vms_memory_tuning_raise (&tuning, &info,
+  assert_raise (vms_memory_tuning_next (&tuning, &info,
                                         VMS_MEMORY_TUNING_WAIT_US, &limit));
   assert_int_equal (limit, 1250);
   info.status = VMS_QEMU_MIGRATION_PRE_SWITCHOVER;
   info.dirty_sync_count = 20;
-  vms_memory_tuning_init (&tuning, 65, 100, FALSE, 0);
-  assert_false (vms_memory_tuning_raise (
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0);
+  assert_keep (vms_memory_tuning_next (
       &tuning, &info, 100 * VMS_MEMORY_TUNING_WAIT_US, &limit));
 }
 
@@ -227,7 +230,7 @@ test_bandwidth (void **state)
   VmsQemuMigrationInfo info = active (1, -1);
   guint64 bandwidth = 0;
 
-  vms_memory_tuning_init (&tuning, 65, 100, FALSE, 0);
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0);
   info.ram_transferred = 100 * 1024 * 1024;
   assert_false (vms_memory_tuning_bandwidth (&tuning, &info,
                                              10 * G_USEC_PER_SEC, &bandwidth));
@@ -239,12 +242,55 @@ test_bandwidth (void **state)
   assert_false (vms_memory_tuning_bandwidth (&tuning, &info,
                                              20 * G_USEC_PER_SEC, &bandwidth));
 
-  vms_memory_tuning_init (&tuning, 65, 100, TRUE, 0);
+  vms_memory_tuning_init (&tuning, 65, 100, TRUE, FALSE, 0);
   assert_false (vms_memory_tuning_bandwidth (&tuning, &info,
                                              10 * G_USEC_PER_SEC, &bandwidth));
-  vms_memory_tuning_init (&tuning, 65, 100, FALSE, 0);
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0);
   assert_false (vms_memory_tuning_bandwidth (&tuning, &info, G_USEC_PER_SEC / 2,
                                              &bandwidth));
+}
+
+/* RAM under our cap that does not converge gets the whole link first,
+ * then more downtime. */
+static void
+test_uncap_first (void **state)
+{
+  VmsMemoryTuning tuning;
+  VmsQemuMigrationInfo info = active (2, 9000);
+  gint64 now = 0;
+  int limit = 0;
+
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, TRUE, now);
+  assert_keep (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  info.dirty_sync_count = 4;
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_int_equal (vms_memory_tuning_next (&tuning, &info, now, &limit),
+                    VMS_MEMORY_TUNING_UNCAP);
+  /* Then a fair try without the cap. */
+  info.dirty_sync_count = 5;
+  assert_keep (vms_memory_tuning_next (
+      &tuning, &info, now + VMS_MEMORY_TUNING_WAIT_US, &limit));
+  info.dirty_sync_count = 6;
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_raise (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  assert_int_equal (limit, 130);
+
+  /* The cap set after the first round counts as ours too. */
+  {
+    guint64 bandwidth;
+
+    vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0);
+    info = active (2, 9000);
+    info.ram_transferred = 64 * 1024 * 1024;
+    assert_true (vms_memory_tuning_bandwidth (&tuning, &info,
+                                              8 * G_USEC_PER_SEC, &bandwidth));
+    info.dirty_sync_count = 4;
+    assert_int_equal (
+        vms_memory_tuning_next (&tuning, &info,
+                                8 * G_USEC_PER_SEC + VMS_MEMORY_TUNING_WAIT_US,
+                                &limit),
+        VMS_MEMORY_TUNING_UNCAP);
+  }
 }
 
 int
@@ -259,6 +305,7 @@ main (void)
     cmocka_unit_test (test_limit_raised),
     cmocka_unit_test (test_limit_cap),
     cmocka_unit_test (test_bandwidth),
+    cmocka_unit_test (test_uncap_first),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

@@ -4,33 +4,37 @@
  * QEMU switches over once it expects the RAM left to cross within its
  * downtime-limit.  A limit derived from a 100 ms objective can be below
  * what a guest that keeps dirtying RAM ever allows, and QEMU then copies
- * rounds forever.  The limit doubles, after QEMU had its rounds and its
- * time at the last one, up to a cap; the report shows the objective
- * missed rather than a migration that does not end.
+ * rounds forever; a RAM capped below the link (to keep its queues empty
+ * at the switchover) can be too slow for such a guest as well.  The cap
+ * goes first, then the limit doubles, each step after QEMU had its rounds
+ * and its time at the one before, up to a cap; the report shows the
+ * objective missed rather than a migration that does not end.
  */
 #include "vms-memory-tuning.h"
 
 void
 vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms, int objective_ms,
-                        gboolean bandwidth_fixed, gint64 now_us)
+                        gboolean bandwidth_fixed, gboolean capped,
+                        gint64 now_us)
 {
   tuning->started_us = now_us;
-  tuning->bandwidth_fixed = bandwidth_fixed;
+  tuning->bandwidth_fixed = bandwidth_fixed || capped;
+  tuning->capped = capped;
   tuning->limit_ms = limit_ms;
   tuning->cap_ms = MAX (objective_ms, VMS_MEMORY_TUNING_MIN_CAP_MS);
   tuning->rounds_at = 0;
   tuning->changed_us = now_us;
 }
 
-gboolean
-vms_memory_tuning_raise (VmsMemoryTuning *tuning,
-                         const VmsQemuMigrationInfo *info, gint64 now_us,
-                         int *limit_ms)
+/* QEMU had its rounds and its time since the last change, and still
+ * expects more than its limit. */
+static gboolean
+not_converging (VmsMemoryTuning *tuning, const VmsQemuMigrationInfo *info,
+                gint64 now_us)
 {
   /* The first round sends all RAM: nothing is known of convergence
    * before it ends. */
-  if (info->status != VMS_QEMU_MIGRATION_ACTIVE || info->dirty_sync_count < 2
-      || tuning->limit_ms >= tuning->cap_ms)
+  if (info->status != VMS_QEMU_MIGRATION_ACTIVE || info->dirty_sync_count < 2)
     return FALSE;
   if (tuning->rounds_at == 0)
     {
@@ -42,14 +46,28 @@ vms_memory_tuning_raise (VmsMemoryTuning *tuning,
       || now_us - tuning->changed_us < VMS_MEMORY_TUNING_WAIT_US)
     return FALSE;
   /* QEMU expects to fit its limit: it switches over at its next check. */
-  if (info->expected_downtime_ms >= 0
-      && info->expected_downtime_ms <= tuning->limit_ms)
-    return FALSE;
-  tuning->limit_ms = MIN (tuning->limit_ms * 2, tuning->cap_ms);
+  return info->expected_downtime_ms < 0
+         || info->expected_downtime_ms > tuning->limit_ms;
+}
+
+VmsMemoryTuningStep
+vms_memory_tuning_next (VmsMemoryTuning *tuning,
+                        const VmsQemuMigrationInfo *info, gint64 now_us,
+                        int *limit_ms)
+{
+  if ((!tuning->capped && tuning->limit_ms >= tuning->cap_ms)
+      || !not_converging (tuning, info, now_us))
+    return VMS_MEMORY_TUNING_KEEP;
   tuning->rounds_at = info->dirty_sync_count;
   tuning->changed_us = now_us;
+  if (tuning->capped)
+    {
+      tuning->capped = FALSE;
+      return VMS_MEMORY_TUNING_UNCAP;
+    }
+  tuning->limit_ms = MIN (tuning->limit_ms * 2, tuning->cap_ms);
   *limit_ms = tuning->limit_ms;
-  return TRUE;
+  return VMS_MEMORY_TUNING_RAISE;
 }
 
 gboolean
@@ -68,6 +86,9 @@ vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
   /* A round that short measured the start-up, not the link. */
   if (spent_us < G_USEC_PER_SEC || rate <= 0)
     return FALSE;
+  tuning->capped = TRUE;
+  tuning->rounds_at = info->dirty_sync_count;
+  tuning->changed_us = now_us;
   *bandwidth
       = MAX ((guint64)(rate * VMS_MEMORY_TUNING_LINK_SHARE), 1024 * 1024);
   return TRUE;

@@ -30,7 +30,9 @@ G_BEGIN_DECLS
 typedef struct
 {
   gint64 started_us;        /* monotonic: the memory migration started */
-  gboolean bandwidth_fixed; /* --bandwidth given, or capped already */
+  gboolean bandwidth_fixed; /* no cap to set: --bandwidth given, a unix
+                               socket, or one set already */
+  gboolean capped;          /* RAM runs under a cap of ours */
   int limit_ms;             /* QEMU's downtime-limit now */
   int cap_ms;               /* the most it is raised to */
   guint64 rounds_at;        /* QEMU's dirty-sync-count at the last change */
@@ -38,13 +40,14 @@ typedef struct
 } VmsMemoryTuning;
 
 /* limit_ms is what was set at the start, objective_ms --max-downtime;
- * bandwidth_fixed when the user chose the RAM's bandwidth. */
+ * bandwidth_fixed when no cap is to be set later, capped when the RAM
+ * starts under a cap of ours. */
 void vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms,
                              int objective_ms, gboolean bandwidth_fixed,
-                             gint64 now_us);
+                             gboolean capped, gint64 now_us);
 
 /* Once QEMU's first RAM round is over: TRUE and *bandwidth (bytes/s) to
- * cap the RAM at a little below the rate that round reached, the link's.
+ * cap the RAM a little below the rate that round reached, the link's.
  * Unlimited, QEMU fills the socket's and the network's queues, and what
  * waits in them at the switchover is sent inside the downtime (hundreds
  * of ms on a 100 Mbit/s link); its own rate estimate, and so the
@@ -53,10 +56,19 @@ gboolean vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
                                       const VmsQemuMigrationInfo *info,
                                       gint64 now_us, guint64 *bandwidth);
 
-/* After a look at the source's migration: TRUE and *limit_ms when QEMU
- * should get a higher limit now (the caller sets it and says so). */
-gboolean vms_memory_tuning_raise (VmsMemoryTuning *tuning,
-                                  const VmsQemuMigrationInfo *info,
-                                  gint64 now_us, int *limit_ms);
+typedef enum
+{
+  VMS_MEMORY_TUNING_KEEP,  /* QEMU is converging, or had no fair try */
+  VMS_MEMORY_TUNING_UNCAP, /* lift our cap: the RAM needs the whole link
+                              more than the switchover needs empty queues */
+  VMS_MEMORY_TUNING_RAISE, /* raise the downtime limit to *limit_ms */
+} VmsMemoryTuningStep;
+
+/* After a look at the source's migration, what a memory that does not
+ * converge needs next: first the whole link, then more downtime.  Each
+ * step waits for QEMU's rounds and time at the one before. */
+VmsMemoryTuningStep vms_memory_tuning_next (VmsMemoryTuning *tuning,
+                                            const VmsQemuMigrationInfo *info,
+                                            gint64 now_us, int *limit_ms);
 
 G_END_DECLS

@@ -391,9 +391,10 @@ set_parameters (VmsMigration *migration, GError **error)
     bandwidth = link_bandwidth (migration);
   migration->network_ms = local ? 0 : VMS_MEMORY_TUNING_QUEUE_MS;
   limit_ms = vms_migration_qemu_downtime_limit (migration);
-  vms_memory_tuning_init (&backend_of (migration)->tuning, limit_ms,
-                          config->max_downtime_ms, bandwidth != 0 || local,
-                          g_get_monotonic_time ());
+  vms_memory_tuning_init (
+      &backend_of (migration)->tuning, limit_ms, config->max_downtime_ms,
+      config->bandwidth != 0 || local, !config->bandwidth && bandwidth != 0,
+      g_get_monotonic_time ());
   json_object_set_int_member (source_parameters, "downtime-limit", limit_ms);
   /* Always set: QEMU keeps an earlier attempt's limit, and its own
    * default (128 MiB/s) would throttle a fast link. */
@@ -529,35 +530,56 @@ cap_bandwidth (VmsMigration *migration, const VmsQemuMigrationInfo *info,
   return TRUE;
 }
 
-/* A guest that dirties RAM faster than QEMU's limit allows to send
- * gets a higher limit, rather than rounds without end. */
 static gboolean
-raise_downtime_limit (VmsMigration *migration, const VmsQemuMigrationInfo *info,
+set_source_parameter (VmsMigration *migration, const char *name, gint64 value,
                       GError **error)
 {
-  g_autoptr (JsonObject) parameters = NULL;
-  g_autofree char *left = NULL;
-  int limit_ms;
+  g_autoptr (JsonObject) parameters = json_object_new ();
 
-  if (!vms_memory_tuning_raise (&backend_of (migration)->tuning, info,
-                                g_get_monotonic_time (), &limit_ms))
-    return TRUE;
-  parameters = json_object_new ();
-  json_object_set_int_member (parameters, "downtime-limit", limit_ms);
-  if (!vms_qemu_migration_set_parameters (migration->rep.qmp, parameters,
-                                          error))
-    return FALSE;
-  left = vms_format_size (info->ram_remaining);
-  vms_progress_event (
-      migration->progress, "warning", NULL,
-      "memory is not converging (QEMU expects %" G_GINT64_FORMAT " ms for "
-      "the %s left, the guest dirties RAM as fast as it crosses): QEMU's "
-      "downtime limit raised to %d ms; the %d ms objective will be missed "
-      "(--auto-converge slows the guest instead, --memory-timeout gives "
-      "up)",
-      info->expected_downtime_ms, left, limit_ms,
-      migration->config.max_downtime_ms);
-  return TRUE;
+  json_object_set_int_member (parameters, name, value);
+  return vms_qemu_migration_set_parameters (migration->rep.qmp, parameters,
+                                            error);
+}
+
+/* A guest that dirties RAM faster than it crosses: first the RAM gets the
+ * whole link, then QEMU a higher limit, rather than rounds without end. */
+static gboolean
+tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
+             GError **error)
+{
+  g_autofree char *left = vms_format_size (info->ram_remaining);
+  int limit_ms = 0;
+
+  switch (vms_memory_tuning_next (&backend_of (migration)->tuning, info,
+                                  g_get_monotonic_time (), &limit_ms))
+    {
+    case VMS_MEMORY_TUNING_UNCAP:
+      if (!set_source_parameter (migration, "max-bandwidth",
+                                 UNLIMITED_BANDWIDTH, error))
+        return FALSE;
+      vms_progress_event (migration->progress, "warning", NULL,
+                          "memory is not converging (QEMU expects "
+                          "%" G_GINT64_FORMAT " ms for the %s left): the RAM "
+                          "gets the whole link, and what it queues there may "
+                          "cross inside the downtime",
+                          info->expected_downtime_ms, left);
+      return TRUE;
+    case VMS_MEMORY_TUNING_RAISE:
+      if (!set_source_parameter (migration, "downtime-limit", limit_ms, error))
+        return FALSE;
+      vms_progress_event (
+          migration->progress, "warning", NULL,
+          "memory is not converging (QEMU expects %" G_GINT64_FORMAT " ms "
+          "for the %s left, the guest dirties RAM as fast as it crosses): "
+          "QEMU's downtime limit raised to %d ms; the %d ms objective will "
+          "be missed (--auto-converge slows the guest instead, "
+          "--memory-timeout gives up)",
+          info->expected_downtime_ms, left, limit_ms,
+          migration->config.max_downtime_ms);
+      return TRUE;
+    default:
+      return TRUE;
+    }
 }
 
 /* Reached wanted (or beyond it), FALSE with error when it failed. */
@@ -612,7 +634,7 @@ wait_migration (VmsMigration *migration, VmsQemuMigrationStatus wanted,
         return FALSE;
       if (!reached && wanted == VMS_QEMU_MIGRATION_PRE_SWITCHOVER
           && (!cap_bandwidth (migration, &info, error)
-              || !raise_downtime_limit (migration, &info, error)))
+              || !tune_memory (migration, &info, error)))
         return FALSE;
       if (reached)
         return TRUE;
