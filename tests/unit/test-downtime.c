@@ -149,6 +149,7 @@ active (guint64 rounds, gint64 expected_ms)
 
   info.status = VMS_QEMU_MIGRATION_ACTIVE;
   info.dirty_sync_count = rounds;
+  info.ram_remaining = 32 * 1024 * 1024;
   info.expected_downtime_ms = expected_ms;
   return info;
 }
@@ -250,6 +251,28 @@ test_bandwidth (void **state)
                                              &bandwidth));
 }
 
+/* A memory still shrinking is left to converge by itself. */
+static void
+test_shrinking_left_alone (void **state)
+{
+  VmsMemoryTuning tuning;
+  VmsQemuMigrationInfo info = active (2, 9000);
+  gint64 now = 0;
+  int limit = 0;
+
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, now);
+  assert_keep (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  info.dirty_sync_count = 4;
+  info.ram_remaining = 20 * 1024 * 1024;
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_keep (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  /* Then it stops shrinking. */
+  info.dirty_sync_count = 6;
+  info.ram_remaining = 19 * 1024 * 1024;
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_raise (vms_memory_tuning_next (&tuning, &info, now, &limit));
+}
+
 /* RAM under our cap that does not converge gets the whole link first,
  * then more downtime. */
 static void
@@ -306,6 +329,7 @@ main (void)
     cmocka_unit_test (test_limit_cap),
     cmocka_unit_test (test_bandwidth),
     cmocka_unit_test (test_uncap_first),
+    cmocka_unit_test (test_shrinking_left_alone),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

@@ -23,6 +23,7 @@ vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms, int objective_ms,
   tuning->limit_ms = limit_ms;
   tuning->cap_ms = MAX (objective_ms, VMS_MEMORY_TUNING_MIN_CAP_MS);
   tuning->rounds_at = 0;
+  tuning->remaining_at = 0;
   tuning->changed_us = now_us;
 }
 
@@ -39,12 +40,21 @@ not_converging (VmsMemoryTuning *tuning, const VmsQemuMigrationInfo *info,
   if (tuning->rounds_at == 0)
     {
       tuning->rounds_at = info->dirty_sync_count;
+      tuning->remaining_at = info->ram_remaining;
       tuning->changed_us = now_us;
       return FALSE;
     }
   if (info->dirty_sync_count < tuning->rounds_at + VMS_MEMORY_TUNING_WAIT_ROUNDS
       || now_us - tuning->changed_us < VMS_MEMORY_TUNING_WAIT_US)
     return FALSE;
+  /* Still shrinking: it gets there by itself. */
+  if (info->ram_remaining < tuning->remaining_at * 0.9)
+    {
+      tuning->rounds_at = info->dirty_sync_count;
+      tuning->remaining_at = info->ram_remaining;
+      tuning->changed_us = now_us;
+      return FALSE;
+    }
   /* QEMU expects to fit its limit: it switches over at its next check. */
   return info->expected_downtime_ms < 0
          || info->expected_downtime_ms > tuning->limit_ms;
@@ -59,6 +69,7 @@ vms_memory_tuning_next (VmsMemoryTuning *tuning,
       || !not_converging (tuning, info, now_us))
     return VMS_MEMORY_TUNING_KEEP;
   tuning->rounds_at = info->dirty_sync_count;
+  tuning->remaining_at = info->ram_remaining;
   tuning->changed_us = now_us;
   if (tuning->capped)
     {
@@ -88,6 +99,7 @@ vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
     return FALSE;
   tuning->capped = TRUE;
   tuning->rounds_at = info->dirty_sync_count;
+  tuning->remaining_at = info->ram_remaining;
   tuning->changed_us = now_us;
   *bandwidth
       = MAX ((guint64)(rate * VMS_MEMORY_TUNING_LINK_SHARE), 1024 * 1024);

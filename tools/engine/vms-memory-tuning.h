@@ -36,6 +36,7 @@ typedef struct
   int limit_ms;             /* QEMU's downtime-limit now */
   int cap_ms;               /* the most it is raised to */
   guint64 rounds_at;        /* QEMU's dirty-sync-count at the last change */
+  guint64 remaining_at;     /* the RAM left then */
   gint64 changed_us;        /* monotonic time of the last change */
 } VmsMemoryTuning;
 

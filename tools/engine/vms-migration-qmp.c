@@ -571,7 +571,7 @@ tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
           migration->progress, "warning", NULL,
           "memory is not converging (QEMU expects %" G_GINT64_FORMAT " ms "
           "for the %s left, the guest dirties RAM as fast as it crosses): "
-          "QEMU's downtime limit raised to %d ms; the %d ms objective will "
+          "QEMU's downtime limit raised to %d ms; the %d ms objective may "
           "be missed (--auto-converge slows the guest instead, "
           "--memory-timeout gives up)",
           info->expected_downtime_ms, left, limit_ms,
