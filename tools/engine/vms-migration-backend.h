@@ -161,6 +161,9 @@ void vms_migration_choose_final_sync (VmsMigration *migration);
  * sample on, write_bytes_rate is their rate since the first. */
 void vms_migration_sample_writes (VmsMigration *migration);
 
+/* For VmsReplicate.more_rounds: FALSE once auto foresees mirror. */
+gboolean vms_migration_more_rounds (gpointer data);
+
 /* The guest's RAM in bytes, 0 when QEMU does not say. */
 guint64 vms_migration_guest_ram (VmsMigration *migration);
 

@@ -156,6 +156,31 @@ choose_auto (VmsMigration *migration)
                                   : MIRROR_STEPS_MS;
 }
 
+/* Rounds only shrink what pause would copy inside the downtime; once auto
+ * foresees mirror, whose last round crosses while the guest runs, more of
+ * them only send the same blocks again. */
+gboolean
+vms_migration_more_rounds (gpointer data)
+{
+  VmsMigration *migration = data;
+  int share_ms = migration->config.max_downtime_ms
+                 - VMS_DOWNTIME_QEMU_OVERHEAD_MS
+                 - VMS_DOWNTIME_MIN_QEMU_LIMIT_MS;
+  double final_bytes, memory_s;
+  int final_ms;
+
+  if (migration->mode != VMS_MIGRATE_FINAL_AUTO)
+    return TRUE;
+  final_ms = predict_final_round (migration, &final_bytes, &memory_s);
+  if (final_ms >= 0 && final_ms <= share_ms)
+    return TRUE;
+  vms_progress_event (migration->progress, "converged", NULL,
+                      "rounds end: the final round will not fit the "
+                      "downtime objective whatever the rounds do, so the "
+                      "mirror will carry the guest's writes");
+  return FALSE;
+}
+
 void
 vms_migration_choose_final_sync (VmsMigration *migration)
 {

@@ -81,6 +81,8 @@ vms_migration_new_full (VmsMigrationConfig *config,
   migration->qemu_downtime_ms = -1;
   vms_replicate_init (&migration->rep, &migration->config.copy, NULL,
                       migration->progress);
+  migration->rep.more_rounds = vms_migration_more_rounds;
+  migration->rep.more_rounds_data = migration;
   return migration;
 }
 

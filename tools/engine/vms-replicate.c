@@ -413,6 +413,9 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
           report_converged (rep, total);
           break;
         }
+      if (config->rounds < 0 && rep->more_rounds
+          && !rep->more_rounds (rep->more_rounds_data))
+        break;
       previous = total;
     }
   return TRUE;

@@ -75,10 +75,14 @@ typedef struct
   VmsCopyStats last;                /* figures at the last checkpoint */
   guint64 run_bytes[VMS_REPLICATE_N_PASSES]; /* sent by this run, per pass */
   gint64 run_us[VMS_REPLICATE_N_PASSES];     /* spent copying, per pass */
-  gint64 recording_since_us;   /* monotonic: the recording bitmaps started
-                                  (0: not in this run) */
-  double guest_write_rate;     /* bytes/s the guest wrote while the last
-                                  round's bitmaps recorded, -1: unknown */
+  gint64 recording_since_us; /* monotonic: the recording bitmaps started
+                                (0: not in this run) */
+  double guest_write_rate;   /* bytes/s the guest wrote while the last
+                                round's bitmaps recorded, -1: unknown */
+  /* Asked after each round of an open-ended run (rounds -1): FALSE ends
+   * the rounds (the caller says why); NULL: rounds end by their size. */
+  gboolean (*more_rounds) (gpointer data);
+  gpointer more_rounds_data;
   gint64 after_disks;          /* bytes the job sends after the disks' passes
                                   (a migration's RAM), -1: no overall ETA */
   guint64 longest_round_bytes; /* the round recorded over the longest
