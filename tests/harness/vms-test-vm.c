@@ -21,8 +21,8 @@
 /* Polling interval for files written by QEMU (serial log, socket). */
 #define POLL_INTERVAL_US (50 * 1000)
 
-static char *guest_kernel;  /* built guest kernel, set once per process */
-static char *guest_initrd;  /* built guest initramfs */
+static char *guest_kernel; /* built guest kernel, set once per process */
+static char *guest_initrd; /* built guest initramfs */
 
 void
 vms_test_guest_prepare (void)
@@ -102,8 +102,9 @@ create_disk (VmsTestVm *vm, guint index, const VmsTestDisk *disk,
   name = g_strdup_printf ("disk%u.%s", index, disk->format);
   vm->disk_paths[index] = g_build_filename (vm->dir, name, NULL);
   size = g_strdup_printf ("%" G_GUINT64_FORMAT, disk->size);
-  const char *argv[] = { "qemu-img", "create", "-q", "-f", disk->format,
-                         vm->disk_paths[index], size, NULL };
+  const char *argv[]
+      = { "qemu-img", "create", "-q", "-f", disk->format, vm->disk_paths[index],
+          size,       NULL };
   return vms_test_run (argv, NULL, error);
 }
 
@@ -147,7 +148,8 @@ build_argv (VmsTestVm *vm, const VmsTestVmOptions *options)
    * guest then crashes or stops.  8 KiB more RAM makes QEMU take the
    * per-page path, which resets the TLB. */
   ADD ("-m");
-  ADD ("%" G_GUINT64_FORMAT "k", (guint64)memory * 1024 + 8);
+  ADD ("%" G_GUINT64_FORMAT "k",
+       (guint64)memory * 1024 + VMS_TEST_VM_RAM_EXTRA / 1024);
   ADD ("-nodefaults");
   ADD ("-no-user-config");
   ADD ("-display");
@@ -180,8 +182,8 @@ build_argv (VmsTestVm *vm, const VmsTestVmOptions *options)
     }
   for (guint i = 0; i < VMS_TEST_VM_MAX_DISKS && vm->disk_paths[i]; i++)
     {
-      const char *format = options->disks[i].format
-                               ? options->disks[i].format : "raw";
+      const char *format
+          = options->disks[i].format ? options->disks[i].format : "raw";
 
       ADD ("-blockdev");
       ADD ("driver=file,filename=%s,node-name=f%u", vm->disk_paths[i], i);
@@ -203,8 +205,8 @@ build_argv (VmsTestVm *vm, const VmsTestVmOptions *options)
 static gboolean
 wait_for_qmp (VmsTestVm *vm, GError **error)
 {
-  gint64 deadline = g_get_monotonic_time ()
-                    + QMP_SOCKET_TIMEOUT_MS * (gint64) 1000;
+  gint64 deadline
+      = g_get_monotonic_time () + QMP_SOCKET_TIMEOUT_MS * (gint64)1000;
   g_autoptr (GError) last_error = NULL;
 
   while (g_get_monotonic_time () < deadline)
@@ -257,8 +259,7 @@ vms_test_vm_start (const VmsTestVmOptions *options, GError **error)
       return NULL;
 
   argv = build_argv (vm, options);
-  log_fd = open (vm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                 0600);
+  log_fd = open (vm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (log_fd < 0)
     {
       g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
@@ -266,7 +267,7 @@ vms_test_vm_start (const VmsTestVmOptions *options, GError **error)
       return NULL;
     }
   spawned = g_spawn_async_with_fds (
-      NULL, (char **) argv->pdata, NULL,
+      NULL, (char **)argv->pdata, NULL,
       G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, child_setup, NULL,
       &vm->pid, -1, log_fd, log_fd, error);
   close (log_fd);
@@ -281,7 +282,7 @@ gboolean
 vms_test_vm_wait_serial (VmsTestVm *vm, const char *needle, guint timeout_ms,
                          GError **error)
 {
-  gint64 deadline = g_get_monotonic_time () + timeout_ms * (gint64) 1000;
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * (gint64)1000;
 
   for (;;)
     {
@@ -296,7 +297,8 @@ vms_test_vm_wait_serial (VmsTestVm *vm, const char *needle, guint timeout_ms,
 
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                        "guest did not print '%s' within %u ms; serial "
-                       "log ends: %s", needle, timeout_ms, tail);
+                       "log ends: %s",
+                       needle, timeout_ms, tail);
           return FALSE;
         }
       g_usleep (POLL_INTERVAL_US);
@@ -335,7 +337,7 @@ file_size (const char *path)
 {
   GStatBuf st;
 
-  return g_stat (path, &st) == 0 ? (gsize) st.st_size : 0;
+  return g_stat (path, &st) == 0 ? (gsize)st.st_size : 0;
 }
 
 gboolean
@@ -363,8 +365,8 @@ vms_test_vm_qemu_io (VmsTestVm *vm, const char *device_id,
       || strstr (output, "rror"))
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                   "qemu-io '%s' on %s failed: %s", qemu_io_command,
-                   device_id, g_strstrip (output));
+                   "qemu-io '%s' on %s failed: %s", qemu_io_command, device_id,
+                   g_strstrip (output));
       return FALSE;
     }
   return TRUE;
@@ -373,7 +375,7 @@ vms_test_vm_qemu_io (VmsTestVm *vm, const char *device_id,
 gboolean
 vms_test_vm_wait_exit (VmsTestVm *vm, guint timeout_ms)
 {
-  gint64 deadline = g_get_monotonic_time () + timeout_ms * (gint64) 1000;
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * (gint64)1000;
   int status;
 
   while (!vm->exited)

@@ -830,7 +830,8 @@ test_estimate_then_migrate (void **state)
       json_array_get_length (json_object_get_array_member (link, "probes")), 8);
   vm = json_array_get_object_element (
       json_object_get_array_member (event, "vms"), 0);
-  assert_true (json_object_get_int_member (vm, "ram-size") == 256 * MiB);
+  assert_true (json_object_get_int_member (vm, "ram-size")
+               == 256 * MiB + VMS_TEST_VM_RAM_EXTRA);
   assert_true (json_object_get_double_member (vm, "ram-nonzero-share") > 0);
   assert_true (json_object_get_double_member (vm, "ram-nonzero-share") < 1);
   disks = json_object_get_array_member (vm, "disks");

@@ -168,7 +168,8 @@ add_bitmap (VmsQmp *qmp, const char *node, const char *name,
   g_autoptr (GError) error = NULL;
   gboolean persistent = !expect_persistent;
 
-  vms_assert_ok (vms_bitmap_add (qmp, node, name, 0, &persistent, &error), error);
+  vms_assert_ok (vms_bitmap_add (qmp, node, name, 0, &persistent, &error),
+                 error);
   assert_int_equal (persistent, expect_persistent);
 }
 
@@ -1462,7 +1463,7 @@ test_guest_memory (void **state)
   VmsGuestMemorySize memory;
 
   vms_assert_ok (vms_guest_query_memory_size (qmp, &memory, &error), error);
-  assert_int_equal (memory.base_memory, 256 * MIB);
+  assert_int_equal (memory.base_memory, 256 * MIB + VMS_TEST_VM_RAM_EXTRA);
   bytes = vms_guest_read_memory (qmp, MIB, 64 * 1024, path, &error);
   vms_assert_ok (bytes, error);
   assert_int_equal (g_bytes_get_size (bytes), 64 * 1024);
