@@ -137,6 +137,8 @@ test_qemu_limit (void **state)
   assert_int_equal (vms_downtime_qemu_limit (1, 0),
                     VMS_DOWNTIME_MIN_QEMU_LIMIT_MS);
   assert_int_equal (vms_downtime_qemu_limit (2000, -5), 2000);
+  assert_int_equal (vms_downtime_disk_share_ms (100), 55);
+  assert_true (vms_downtime_disk_share_ms (1) < 0);
 }
 
 #define assert_keep(step) assert_int_equal (step, VMS_MEMORY_TUNING_KEEP)

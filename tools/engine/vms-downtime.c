@@ -109,6 +109,13 @@ vms_downtime_qemu_limit (int objective_ms, int reserve_ms)
               VMS_DOWNTIME_MIN_QEMU_LIMIT_MS);
 }
 
+int
+vms_downtime_disk_share_ms (int objective_ms)
+{
+  return objective_ms - VMS_DOWNTIME_QEMU_OVERHEAD_MS
+         - VMS_DOWNTIME_MIN_QEMU_LIMIT_MS;
+}
+
 JsonObject *
 vms_downtime_parts_to_json (const VmsDowntimeParts *parts)
 {

@@ -81,6 +81,11 @@ void vms_downtime_parts (const VmsDowntime *downtime, gboolean suspend,
  * VMS_DOWNTIME_MIN_QEMU_LIMIT_MS. */
 int vms_downtime_qemu_limit (int objective_ms, int reserve_ms);
 
+/* What the objective leaves for vmshift's final disk steps once QEMU's
+ * share (its overhead and its least limit) is kept; negative when
+ * nothing is left. */
+int vms_downtime_disk_share_ms (int objective_ms);
+
 /* The parts as a JSON object: stop-ms, vmshift-ms, ram-device-ms,
  * activation-ms. */
 JsonObject *vms_downtime_parts_to_json (const VmsDowntimeParts *parts);

@@ -131,6 +131,8 @@ struct _VmsMigration
                                          disks then, -1: not known */
   double write_bytes_rate;            /* bytes/s the guest itself wrote
                                          (what a mirror sends), -1 */
+  guint64 guest_ram;                  /* bytes, from the preflight; 0:
+                                         QEMU did not say */
   int network_ms;                     /* what the RAM stream may still have
                                          queued in a network at the
                                          switchover, 0 over a unix socket */

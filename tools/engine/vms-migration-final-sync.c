@@ -90,7 +90,7 @@ predict_final_round (VmsMigration *migration, double *final_bytes,
   VmsReplicate *rep = &migration->rep;
   double copy_rate = vms_replicate_copy_rate (rep);
   guint disks = rep->job ? rep->job->disks->len : 1;
-  guint64 ram = vms_migration_guest_ram (migration);
+  guint64 ram = migration->guest_ram;
 
   *final_bytes = 0;
   *memory_s = 0;
@@ -115,8 +115,7 @@ static void
 choose_auto (VmsMigration *migration)
 {
   int objective_ms = migration->config.max_downtime_ms;
-  int share_ms = objective_ms - VMS_DOWNTIME_QEMU_OVERHEAD_MS
-                 - VMS_DOWNTIME_MIN_QEMU_LIMIT_MS;
+  int share_ms = vms_downtime_disk_share_ms (objective_ms);
   double final_bytes, memory_s;
   int final_ms = predict_final_round (migration, &final_bytes, &memory_s);
   double copy_rate = vms_replicate_copy_rate (&migration->rep);
@@ -163,9 +162,7 @@ gboolean
 vms_migration_more_rounds (gpointer data)
 {
   VmsMigration *migration = data;
-  int share_ms = migration->config.max_downtime_ms
-                 - VMS_DOWNTIME_QEMU_OVERHEAD_MS
-                 - VMS_DOWNTIME_MIN_QEMU_LIMIT_MS;
+  int share_ms = vms_downtime_disk_share_ms (migration->config.max_downtime_ms);
   double final_bytes, memory_s;
   int final_ms;
 

@@ -504,32 +504,6 @@ take_memory_figures (VmsMigration *migration, const VmsQemuMigrationInfo *info)
     report_memory_round (migration, info);
 }
 
-/* The RAM a little below the link's rate, once its first round measured
- * it: nothing waits in queues at the switchover. */
-static gboolean
-cap_bandwidth (VmsMigration *migration, const VmsQemuMigrationInfo *info,
-               GError **error)
-{
-  g_autoptr (JsonObject) parameters = NULL;
-  g_autofree char *rate = NULL;
-  guint64 bandwidth;
-
-  if (!vms_memory_tuning_bandwidth (&backend_of (migration)->tuning, info,
-                                    g_get_monotonic_time (), &bandwidth))
-    return TRUE;
-  parameters = json_object_new ();
-  json_object_set_int_member (parameters, "max-bandwidth", bandwidth);
-  if (!vms_qemu_migration_set_parameters (migration->rep.qmp, parameters,
-                                          error))
-    return FALSE;
-  rate = vms_format_size (bandwidth);
-  vms_progress_event (migration->progress, "memory-bandwidth", NULL,
-                      "memory: RAM capped at %s/s, a little below the rate "
-                      "its first round reached",
-                      rate);
-  return TRUE;
-}
-
 static gboolean
 set_source_parameter (VmsMigration *migration, const char *name, gint64 value,
                       GError **error)
@@ -541,17 +515,44 @@ set_source_parameter (VmsMigration *migration, const char *name, gint64 value,
                                             error);
 }
 
+/* The RAM a little below the link's rate, once its first round measured
+ * it: nothing waits in queues at the switchover. */
+static gboolean
+cap_bandwidth (VmsMigration *migration, const VmsQemuMigrationInfo *info,
+               GError **error)
+{
+  g_autofree char *rate = NULL;
+  guint64 bandwidth;
+
+  if (!vms_memory_tuning_bandwidth (&backend_of (migration)->tuning, info,
+                                    g_get_monotonic_time (), &bandwidth))
+    return TRUE;
+  if (!set_source_parameter (migration, "max-bandwidth", bandwidth, error))
+    return FALSE;
+  rate = vms_format_size (bandwidth);
+  vms_progress_event (migration->progress, "memory-bandwidth", NULL,
+                      "memory: RAM capped at %s/s, a little below the rate "
+                      "its first round reached",
+                      rate);
+  return TRUE;
+}
+
 /* A guest that dirties RAM faster than it crosses: first the RAM gets the
  * whole link, then QEMU a higher limit, rather than rounds without end. */
 static gboolean
 tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
              GError **error)
 {
-  g_autofree char *left = vms_format_size (info->ram_remaining);
+  g_autofree char *left = NULL;
   int limit_ms = 0;
+  VmsMemoryTuningStep step
+      = vms_memory_tuning_next (&backend_of (migration)->tuning, info,
+                                g_get_monotonic_time (), &limit_ms);
 
-  switch (vms_memory_tuning_next (&backend_of (migration)->tuning, info,
-                                  g_get_monotonic_time (), &limit_ms))
+  if (step == VMS_MEMORY_TUNING_KEEP)
+    return TRUE;
+  left = vms_format_size (info->ram_remaining);
+  switch (step)
     {
     case VMS_MEMORY_TUNING_UNCAP:
       if (!set_source_parameter (migration, "max-bandwidth",

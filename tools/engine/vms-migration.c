@@ -258,8 +258,10 @@ preflight (VmsMigration *migration, GError **error)
   if (!load_prediction (migration, error))
     return FALSE;
   job->phase = VMS_JOB_PHASE_MIGRATING;
+  /* Asked once: the overall ETA and auto's forecasts use it. */
+  migration->guest_ram = vms_migration_guest_ram (migration);
   /* The RAM crosses after the disks: part of the overall ETA. */
-  migration->rep.after_disks = vms_migration_guest_ram (migration);
+  migration->rep.after_disks = migration->guest_ram;
   vms_migration_sample_writes (migration);
   if (!migration->backend->check_job (migration, error)
       || !vms_job_save (job, error) || !disks->start (migration, error))
@@ -276,10 +278,8 @@ rounds (VmsMigration *migration, GError **error)
 {
   /* A round that copies within the pause's share for disks is as small
    * as rounds need to get, whatever its bytes. */
-  migration->config.copy.converge_ms
-      = MAX (migration->config.max_downtime_ms - VMS_DOWNTIME_QEMU_OVERHEAD_MS
-                 - VMS_DOWNTIME_MIN_QEMU_LIMIT_MS,
-             10);
+  migration->config.copy.converge_ms = MAX (
+      vms_downtime_disk_share_ms (migration->config.max_downtime_ms), 10);
   if (!migration->disks->rounds (migration, error))
     return FALSE;
   vms_migration_sample_writes (migration);
