@@ -84,10 +84,10 @@ set_connect_error (GError **error, const char *sink_uri, const char *replica,
                  suffix ? " " : "", suffix ? suffix : "", nbd_get_error ());
 }
 
-gboolean
-vms_sink_client_open (const char *sink_uri, VmsSinkNameKind kind,
-                      const char *replica, guint64 create_size, gboolean flush,
-                      GError **error)
+/* A connection to kind's export of replica, or NULL with the error. */
+static struct nbd_handle *
+connect_export (const char *sink_uri, VmsSinkNameKind kind, const char *replica,
+                guint64 create_size, GError **error)
 {
   g_autofree char *export_name
       = vms_sink_name_build (kind, replica, create_size, error);
@@ -95,20 +95,42 @@ vms_sink_client_open (const char *sink_uri, VmsSinkNameKind kind,
   struct nbd_handle *nbd;
 
   if (!export_name)
-    return FALSE;
+    return NULL;
   uri = vms_sink_client_uri (sink_uri, export_name, error);
   if (!uri)
-    return FALSE;
+    return NULL;
   nbd = nbd_create ();
   if (!nbd)
     {
       g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s",
                    nbd_get_error ());
-      return FALSE;
+      return NULL;
     }
   nbd_set_uri_allow_local_file (nbd, true);
-  if (nbd_connect_uri (nbd, uri) < 0 || (flush && nbd_flush (nbd, 0) < 0))
+  if (nbd_connect_uri (nbd, uri) < 0)
     {
+      set_connect_error (error, sink_uri, replica, export_name);
+      nbd_close (nbd);
+      return NULL;
+    }
+  return nbd;
+}
+
+gboolean
+vms_sink_client_open (const char *sink_uri, VmsSinkNameKind kind,
+                      const char *replica, guint64 create_size, gboolean flush,
+                      GError **error)
+{
+  struct nbd_handle *nbd
+      = connect_export (sink_uri, kind, replica, create_size, error);
+
+  if (!nbd)
+    return FALSE;
+  if (flush && nbd_flush (nbd, 0) < 0)
+    {
+      g_autofree char *export_name
+          = vms_sink_name_build (kind, replica, create_size, NULL);
+
       set_connect_error (error, sink_uri, replica, export_name);
       nbd_close (nbd);
       return FALSE;
@@ -197,29 +219,11 @@ vms_sink_handover_open (const char *sink_uri, const char *const *replicas,
   handover->handles = g_ptr_array_new ();
   for (guint i = 0; replicas[i]; i++)
     {
-      g_autofree char *uri = vms_sink_client_export_uri (
+      struct nbd_handle *nbd = connect_export (
           sink_uri, VMS_SINK_NAME_KIND_HANDOVER, replicas[i], 0, error);
-      g_autofree char *name = NULL;
-      struct nbd_handle *nbd;
 
-      if (!uri)
-        return NULL;
-      nbd = nbd_create ();
       if (!nbd)
-        {
-          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s",
-                       nbd_get_error ());
-          return NULL;
-        }
-      nbd_set_uri_allow_local_file (nbd, true);
-      if (nbd_connect_uri (nbd, uri) < 0)
-        {
-          name = vms_sink_name_build (VMS_SINK_NAME_KIND_HANDOVER, replicas[i],
-                                      0, NULL);
-          set_connect_error (error, sink_uri, replicas[i], name);
-          nbd_close (nbd);
-          return NULL;
-        }
+        return NULL;
       g_ptr_array_add (handover->handles, nbd);
       g_ptr_array_add (handover->replicas, g_strdup (replicas[i]));
     }

@@ -78,8 +78,8 @@ vms_writeback_add (VmsWriteback *writeback, const char *path)
   return TRUE;
 }
 
-void
-vms_writeback_start (VmsWriteback *writeback)
+static void
+start_writeback (VmsWriteback *writeback)
 {
   for (guint i = 0; writeback && i < writeback->fds->len; i++)
     sync_file_range (g_array_index (writeback->fds, int, i), 0, 0,
@@ -98,7 +98,7 @@ writeback_thread (gpointer data)
                      + writeback->interval_ms * (gint64)G_TIME_SPAN_MILLISECOND;
 
       g_mutex_unlock (&writeback->lock);
-      vms_writeback_start (writeback);
+      start_writeback (writeback);
       g_mutex_lock (&writeback->lock);
       while (!writeback->stop
              && g_cond_wait_until (&writeback->wake, &writeback->lock, until))

@@ -19,13 +19,11 @@ void vms_writeback_free (VmsWriteback *writeback);
  * network disk, a "json:" filename. */
 gboolean vms_writeback_add (VmsWriteback *writeback, const char *path);
 
-/* Start writing back every watched file's dirty pages, without waiting
- * for them: a hint to the kernel, which keeps no error of it.  It can
- * still block while the disk's queue is full. */
-void vms_writeback_start (VmsWriteback *writeback);
-
-/* The same every interval_ms in a thread of its own, until freed: the
- * caller, who must react to QEMU at once, never waits on the disk. */
+/* Start writing back every watched file's dirty pages every interval_ms,
+ * without waiting for them (a hint to the kernel, which keeps no error of
+ * it), in a thread of its own until freed: starting it can block while
+ * the disk's queue is full, and the caller, who must react to QEMU at
+ * once, never waits on the disk. */
 void vms_writeback_start_thread (VmsWriteback *writeback, guint interval_ms);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsWriteback, vms_writeback_free)
