@@ -476,6 +476,10 @@ test_auto_chooses_pause (void **state)
               event_string (run, "migrated", "final-sync", parser),
               event_string (run, "migrated", "final-sync-reason", parser));
   assert_int_equal (event_int (run, "migrated", "max-downtime-ms"), 20000);
+  /* The rounds ended by time: the first fits the objective's share for
+   * disks at the measured rate. */
+  assert_string_equal (event_string (run, "converged", "why", parser), "fits");
+  assert_int_equal (event_int (run, "converged", "budget-ms"), 19955);
   assert_replicas_identical (fixture);
   assert_downtime_parts (run);
 }
