@@ -23,6 +23,7 @@ static const struct
   const char *suffix;   /* what follows NAME@ */
 } fixed_suffixes[] = {
   { VMS_SINK_NAME_KIND_LIVE, "live" },
+  { VMS_SINK_NAME_KIND_LIVE_NOFLUSH, "live-noflush" },
   { VMS_SINK_NAME_KIND_LIVE_RESET, "live-reset" },
   { VMS_SINK_NAME_KIND_HANDOVER, "handover" },
   { VMS_SINK_NAME_KIND_HASHES, "hashes" },
@@ -118,7 +119,7 @@ vms_sink_name_parse_suffix (const char *suffix, VmsSinkNameKind *kind,
   return bad_name (error,
                    "unknown export suffix '@%.40s'; the sink "
                    "serves NAME, NAME@create=SIZE, NAME@live, "
-                   "NAME@live-reset, NAME@handover, NAME@hashes, NAME@commit "
+                   "NAME@live-noflush, NAME@live-reset, NAME@handover, NAME@hashes, NAME@commit "
                    "and @probe",
                    suffix);
 }
@@ -204,7 +205,8 @@ vms_sink_name_kind_name (VmsSinkNameKind kind)
 {
   static const char *const names[]
       = { "data",   "create", "live",       "hashes",
-          "commit", "probe",  "live-reset", "handover" };
+          "commit", "probe",  "live-reset", "handover",
+          "live-noflush" };
 
   return kind < G_N_ELEMENTS (names) ? names[kind] : "unknown";
 }

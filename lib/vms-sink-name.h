@@ -42,6 +42,10 @@ typedef enum
                                     durable, then forgets the ranges @live
                                     wrote (the switchover, in one round
                                     trip on a connection opened before) */
+  VMS_SINK_NAME_KIND_LIVE_NOFLUSH, /* NAME@live-noflush: @live without
+                                      FLUSH, for a mirror made durable by
+                                      @handover: QEMU's stop then does not
+                                      wait on the network for it */
 } VmsSinkNameKind;
 
 /* An export name taken apart. */

@@ -136,7 +136,7 @@ vmshift_dump_plugin (void)
 {
   printf ("vmshift_version=%s\n", VMS_VERSION);
   printf ("vmshift_exports=NAME,NAME@create=SIZE,NAME@live,"
-          "NAME@live-reset,NAME@handover,NAME@hashes,NAME@commit,@probe\n");
+          "NAME@live-noflush,NAME@live-reset,NAME@handover,NAME@hashes,NAME@commit,@probe\n");
   printf ("vmshift_hash=xxh3-128\n");
 }
 
@@ -234,11 +234,17 @@ vmshift_get_size (void *opaque)
 }
 
 static gboolean
+is_live (Handle *handle)
+{
+  return handle->kind == VMS_SINK_NAME_KIND_LIVE
+         || handle->kind == VMS_SINK_NAME_KIND_LIVE_NOFLUSH;
+}
+
+static gboolean
 is_data (Handle *handle)
 {
   return handle->kind == VMS_SINK_NAME_KIND_DATA
-         || handle->kind == VMS_SINK_NAME_KIND_CREATE
-         || handle->kind == VMS_SINK_NAME_KIND_LIVE;
+         || handle->kind == VMS_SINK_NAME_KIND_CREATE || is_live (handle);
 }
 
 static int
@@ -258,10 +264,23 @@ vmshift_can_extents (void *opaque)
   return is_data (handle) || handle->kind == VMS_SINK_NAME_KIND_PROBE;
 }
 
+/* A mirror on @live-noflush is made durable by @handover's FLUSH, on a
+ * connection with nothing queued before it; offering QEMU no FLUSH keeps
+ * its stop from sending one behind the RAM queued on the link. */
+static int
+vmshift_can_flush (void *opaque)
+{
+  Handle *handle = opaque;
+
+  return handle->kind != VMS_SINK_NAME_KIND_LIVE_NOFLUSH;
+}
+
 static int
 vmshift_can_fua (void *opaque)
 {
-  return NBDKIT_FUA_NATIVE;
+  Handle *handle = opaque;
+
+  return vmshift_can_flush (handle) ? NBDKIT_FUA_NATIVE : NBDKIT_FUA_NONE;
 }
 
 static int
@@ -316,7 +335,7 @@ vmshift_pwrite (void *opaque, const void *buffer, uint32_t count,
   if (handle->kind == VMS_SINK_NAME_KIND_PROBE)
     return 0;
   err = vms_sink_replica_write (handle->replica, buffer, count, offset,
-                                handle->kind == VMS_SINK_NAME_KIND_LIVE,
+                                is_live (handle),
                                 flags & NBDKIT_FLAG_FUA, &error);
   return err ? fail (err, error) : 0;
 }
@@ -332,7 +351,7 @@ vmshift_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags)
     return 0;
   err = vms_sink_replica_zero (
       handle->replica, count, offset, flags & NBDKIT_FLAG_MAY_TRIM,
-      flags & NBDKIT_FLAG_FAST_ZERO, handle->kind == VMS_SINK_NAME_KIND_LIVE,
+      flags & NBDKIT_FLAG_FAST_ZERO, is_live (handle),
       flags & NBDKIT_FLAG_FUA, &error);
   if (err == ENOTSUP)
     {
@@ -354,7 +373,7 @@ vmshift_trim (void *opaque, uint32_t count, uint64_t offset, uint32_t flags)
   if (handle->kind == VMS_SINK_NAME_KIND_PROBE)
     return 0;
   err = vms_sink_replica_trim (handle->replica, count, offset,
-                               handle->kind == VMS_SINK_NAME_KIND_LIVE,
+                               is_live (handle),
                                flags & NBDKIT_FLAG_FUA, &error);
   return err ? fail (err, error) : 0;
 }
@@ -422,7 +441,7 @@ static struct nbdkit_plugin plugin = {
   .close = vmshift_close,
   .get_size = vmshift_get_size,
   .can_write = vmshift_can_write,
-  .can_flush = vmshift_yes,
+  .can_flush = vmshift_can_flush,
   .is_rotational = vmshift_no,
   .can_trim = vmshift_can_write,
   .can_zero = vmshift_can_write,

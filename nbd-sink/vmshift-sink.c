@@ -85,8 +85,9 @@ parse_number (const char *option, const char *text, guint64 min, guint64 max,
 
 static const char *const serve_description
     = "Serve the replicas in DIR over NBD, one export per replica: NAME,\n"
-      "NAME@create=SIZE, NAME@live, NAME@live-reset, NAME@handover,\n"
-      "NAME@hashes, NAME@commit and @probe (see vmshift-sink(8)).\n"
+      "NAME@create=SIZE, NAME@live, NAME@live-noflush, NAME@live-reset,\n"
+      "NAME@handover, NAME@hashes, NAME@commit and @probe (see\n"
+      "vmshift-sink(8)).\n"
       "Exactly one of --listen and --unix is needed.\n"
       "Off loopback, --listen requires --tls-psk or --tls-certificates, or\n"
       "--insecure to serve in clear text anyway.\n"

@@ -414,6 +414,11 @@ migrate_and_check (Fixture *fixture, const char *job, const char *mode)
   /* The mirror's switchover went by the connections prepared for it. */
   if (strstr (run->out->str, "on a new connection"))
     fail_msg ("the switchover did not use the handover: %s", run->out->str);
+  /* ... so QEMU's stop had no FLUSH of the mirror's target to send. */
+  if (g_str_equal (mode, "mirror")
+      && (!strstr (run->out->str, "@live-noflush")
+          || strstr (run->out->str, "a sink before @live-noflush")))
+    fail_msg ("the mirror did not use @live-noflush: %s", run->out->str);
   assert_downtime_parts (run);
   {
     g_autofree char *phase = job_phase (fixture, job);

@@ -397,6 +397,44 @@ test_handover (void **state)
   assert_bytes (plain, 0, 2 * BLOCK, 0x33);
 }
 
+/* @live-noflush orders writes as @live does, but offers no FLUSH (nor
+ * FUA): the handover's FLUSH makes what it wrote durable. */
+static void
+test_live_noflush (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) plain = NULL;
+  g_autoptr (nbd_handle) live = NULL;
+  g_autoptr (nbd_handle) handover = NULL;
+  guint8 buffer[2 * BLOCK];
+
+  create_replica (fixture->sink, "unflushed", MiB);
+  live = vms_test_sink_connect (fixture->sink, "unflushed@live-noflush",
+                                &error);
+  vms_assert_ok (live, error);
+  plain = vms_test_sink_connect (fixture->sink, "unflushed", &error);
+  vms_assert_ok (plain, error);
+  assert_int_equal (nbd_can_flush (live), 0);
+  assert_int_equal (nbd_can_fua (live), 0);
+  assert_false (nbd_is_read_only (live));
+  assert_int_equal (nbd_can_flush (plain), 1);
+
+  pattern (buffer, BLOCK, 0x55);
+  assert_int_equal (nbd_pwrite (live, buffer, BLOCK, BLOCK, 0), 0);
+  pattern (buffer, sizeof buffer, 0x66);
+  assert_int_equal (nbd_pwrite (plain, buffer, 2 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, BLOCK, 0x66);
+  assert_bytes (plain, BLOCK, BLOCK, 0x55);
+
+  handover
+      = vms_test_sink_connect (fixture->sink, "unflushed@handover", &error);
+  vms_assert_ok (handover, error);
+  assert_int_equal (nbd_flush (handover, 0), 0);
+  assert_int_equal (nbd_pwrite (plain, buffer, 2 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, 2 * BLOCK, 0x66);
+}
+
 /* vmshift's side of it: connections to several replicas, one FLUSH on
  * each at once. */
 static void
@@ -847,6 +885,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_live_ordering_concurrent, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_handover, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_live_noflush, setup, teardown),
     cmocka_unit_test_setup_teardown (test_handover_client, setup, teardown),
     cmocka_unit_test_setup_teardown (test_live_ranges_outlive_connections,
                                      setup, teardown),

@@ -36,6 +36,7 @@ test_accepted (void **state)
   assert_parses ("x@commit", VMS_SINK_NAME_KIND_COMMIT, "x", 0);
   assert_parses ("x@live-reset", VMS_SINK_NAME_KIND_LIVE_RESET, "x", 0);
   assert_parses ("x@handover", VMS_SINK_NAME_KIND_HANDOVER, "x", 0);
+  assert_parses ("x@live-noflush", VMS_SINK_NAME_KIND_LIVE_NOFLUSH, "x", 0);
   assert_parses ("x@create=1073741824", VMS_SINK_NAME_KIND_CREATE, "x",
                  G_GUINT64_CONSTANT (1073741824));
   assert_parses ("x@create=9223372036854775807", VMS_SINK_NAME_KIND_CREATE, "x",
@@ -118,6 +119,8 @@ test_built (void **state)
 
   assert_round_trip (VMS_SINK_NAME_KIND_DATA, "vm1-disk0", 0, "vm1-disk0");
   assert_round_trip (VMS_SINK_NAME_KIND_LIVE, "vm1-disk0", 0, "vm1-disk0@live");
+  assert_round_trip (VMS_SINK_NAME_KIND_LIVE_NOFLUSH, "vm1-disk0", 0,
+                     "vm1-disk0@live-noflush");
   assert_round_trip (VMS_SINK_NAME_KIND_LIVE_RESET, "a.b_c+d", 0,
                      "a.b_c+d@live-reset");
   assert_round_trip (VMS_SINK_NAME_KIND_HASHES, "x", 0, "x@hashes");
@@ -198,6 +201,7 @@ test_suffix (void **state)
   } cases[] = {
     { "live", VMS_SINK_NAME_KIND_LIVE, 0 },
     { "live-reset", VMS_SINK_NAME_KIND_LIVE_RESET, 0 },
+    { "live-noflush", VMS_SINK_NAME_KIND_LIVE_NOFLUSH, 0 },
     { "handover", VMS_SINK_NAME_KIND_HANDOVER, 0 },
     { "hashes", VMS_SINK_NAME_KIND_HASHES, 0 },
     { "commit", VMS_SINK_NAME_KIND_COMMIT, 0 },

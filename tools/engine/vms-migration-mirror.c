@@ -129,10 +129,11 @@ target_address (VmsMigration *migration, GUri *uri, GHashTable *query,
 }
 
 /* The sink URI as QEMU's NBD client wants it, for the disk's live
- * export. */
+ * export of that kind. */
 static gboolean
 mirror_target (VmsMigration *migration, VmsJobDisk *disk,
-               VmsMirrorTarget *target, MirrorStrings *strings, GError **error)
+               VmsSinkNameKind kind, VmsMirrorTarget *target,
+               MirrorStrings *strings, GError **error)
 {
   g_autoptr (GUri) uri = g_uri_parse (migration->rep.job->sink,
                                       G_URI_FLAGS_ENCODED_QUERY, error);
@@ -149,7 +150,7 @@ mirror_target (VmsMigration *migration, VmsJobDisk *disk,
     }
   memset (target, 0, sizeof *target);
   strings->export_name
-      = vms_sink_name_build (VMS_SINK_NAME_KIND_LIVE, disk->replica, 0, error);
+      = vms_sink_name_build (kind, disk->replica, 0, error);
   if (!strings->export_name)
     return FALSE;
   target->export_name = strings->export_name;
@@ -163,6 +164,52 @@ mirror_target (VmsMigration *migration, VmsJobDisk *disk,
   return TRUE;
 }
 
+static gboolean
+start_disk_mirror (VmsMigration *migration, VmsJobDisk *disk,
+                   VmsSinkNameKind kind, GError **error)
+{
+  VmsJob *job = migration->rep.job;
+  g_autofree char *id = mirror_job_id (job, disk);
+  g_autofree char *node = mirror_node (job, disk);
+  g_auto (MirrorStrings) strings = { 0 };
+  VmsMirrorTarget target;
+
+  if (!mirror_target (migration, disk, kind, &target, &strings, error)
+      || !vms_mirror_start (migration->rep.qmp, disk->node, &target, id, node,
+                            MIRROR_RECONNECT_DELAY_S, MIRROR_READY_TIMEOUT_MS,
+                            error))
+    return FALSE;
+  vms_progress_event (migration->progress, "mirror", NULL,
+                      "%s: every guest write now reaches %s", disk->name,
+                      strings.export_name);
+  return TRUE;
+}
+
+/* When vmshift drives the switchover, its @handover FLUSH makes the
+ * replicas durable while the source is paused, and the mirror's target
+ * offers QEMU no FLUSH of its own: QEMU's stop would send it behind the
+ * RAM queued on the link.  A sink older than @live-noflush gets @live. */
+static gboolean
+start_disk_mirror_for_handover (VmsMigration *migration, VmsJobDisk *disk,
+                                GError **error)
+{
+  g_autoptr (GError) noflush_error = NULL;
+
+  if (!migration->backend->continue_switchover)
+    return start_disk_mirror (migration, disk, VMS_SINK_NAME_KIND_LIVE, error);
+  if (start_disk_mirror (migration, disk, VMS_SINK_NAME_KIND_LIVE_NOFLUSH,
+                         &noflush_error))
+    return TRUE;
+  if (!start_disk_mirror (migration, disk, VMS_SINK_NAME_KIND_LIVE, error))
+    return FALSE;
+  vms_progress_event (migration->progress, "warning", NULL,
+                      "%s: mirrored to @live (%s; a sink before "
+                      "@live-noflush?): QEMU's stop flushes the replica "
+                      "over the network, inside the downtime",
+                      disk->name, noflush_error->message);
+  return TRUE;
+}
+
 gboolean
 vms_migration_mirror_start (VmsMigration *migration, GError **error)
 {
@@ -171,22 +218,12 @@ vms_migration_mirror_start (VmsMigration *migration, GError **error)
   for (guint i = 0; i < job->disks->len; i++)
     {
       VmsJobDisk *disk = job->disks->pdata[i];
-      g_autofree char *id = mirror_job_id (job, disk);
-      g_autofree char *node = mirror_node (job, disk);
-      g_auto (MirrorStrings) strings = { 0 };
-      VmsMirrorTarget target;
 
-      if (!mirror_target (migration, disk, &target, &strings, error)
-          || !vms_mirror_start (migration->rep.qmp, disk->node, &target, id,
-                                node, MIRROR_RECONNECT_DELAY_S,
-                                MIRROR_READY_TIMEOUT_MS, error))
+      if (!start_disk_mirror_for_handover (migration, disk, error))
         {
           g_prefix_error (error, "disk %s: ", disk->name);
           return FALSE;
         }
-      vms_progress_event (migration->progress, "mirror", NULL,
-                          "%s: every guest write now reaches %s", disk->name,
-                          strings.export_name);
     }
   return TRUE;
 }

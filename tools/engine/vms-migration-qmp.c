@@ -12,6 +12,9 @@
 
 /* How often the memory phase looks at both QEMUs. */
 #define POLL_INTERVAL_MS 200
+/* How often the source's images get their writeback started: QEMU's stop
+ * then waits only for what the guest wrote in the last few of these ms. */
+#define WRITEBACK_INTERVAL_MS 20
 #define CANCEL_TIMEOUT_MS 30000
 /* What libvirt sets for "no limit" too: far above any link. */
 #define UNLIMITED_BANDWIDTH (G_GINT64_CONSTANT (1) << 50)
@@ -451,7 +454,7 @@ start_writeback (VmsMigration *migration)
       if (now)
         vms_writeback_add (backend->writeback, now->filename);
     }
-  vms_writeback_start_thread (backend->writeback, POLL_INTERVAL_MS);
+  vms_writeback_start_thread (backend->writeback, WRITEBACK_INTERVAL_MS);
 }
 
 static gboolean
