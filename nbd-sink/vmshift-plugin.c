@@ -136,7 +136,8 @@ vmshift_dump_plugin (void)
 {
   printf ("vmshift_version=%s\n", VMS_VERSION);
   printf ("vmshift_exports=NAME,NAME@create=SIZE,NAME@live,"
-          "NAME@live-noflush,NAME@live-reset,NAME@handover,NAME@hashes,NAME@commit,@probe\n");
+          "NAME@live-noflush,NAME@live-reset,NAME@handover,"
+          "NAME@hashes,NAME@commit,@probe\n");
   printf ("vmshift_hash=xxh3-128\n");
 }
 
@@ -335,8 +336,8 @@ vmshift_pwrite (void *opaque, const void *buffer, uint32_t count,
   if (handle->kind == VMS_SINK_NAME_KIND_PROBE)
     return 0;
   err = vms_sink_replica_write (handle->replica, buffer, count, offset,
-                                is_live (handle),
-                                flags & NBDKIT_FLAG_FUA, &error);
+                                is_live (handle), flags & NBDKIT_FLAG_FUA,
+                                &error);
   return err ? fail (err, error) : 0;
 }
 
@@ -349,10 +350,10 @@ vmshift_zero (void *opaque, uint32_t count, uint64_t offset, uint32_t flags)
 
   if (handle->kind == VMS_SINK_NAME_KIND_PROBE)
     return 0;
-  err = vms_sink_replica_zero (
-      handle->replica, count, offset, flags & NBDKIT_FLAG_MAY_TRIM,
-      flags & NBDKIT_FLAG_FAST_ZERO, is_live (handle),
-      flags & NBDKIT_FLAG_FUA, &error);
+  err = vms_sink_replica_zero (handle->replica, count, offset,
+                               flags & NBDKIT_FLAG_MAY_TRIM,
+                               flags & NBDKIT_FLAG_FAST_ZERO, is_live (handle),
+                               flags & NBDKIT_FLAG_FUA, &error);
   if (err == ENOTSUP)
     {
       /* Expected for a fast-zero request: the client falls back. */
@@ -372,8 +373,7 @@ vmshift_trim (void *opaque, uint32_t count, uint64_t offset, uint32_t flags)
 
   if (handle->kind == VMS_SINK_NAME_KIND_PROBE)
     return 0;
-  err = vms_sink_replica_trim (handle->replica, count, offset,
-                               is_live (handle),
+  err = vms_sink_replica_trim (handle->replica, count, offset, is_live (handle),
                                flags & NBDKIT_FLAG_FUA, &error);
   return err ? fail (err, error) : 0;
 }

@@ -410,8 +410,8 @@ test_live_noflush (void **state)
   guint8 buffer[2 * BLOCK];
 
   create_replica (fixture->sink, "unflushed", MiB);
-  live = vms_test_sink_connect (fixture->sink, "unflushed@live-noflush",
-                                &error);
+  live
+      = vms_test_sink_connect (fixture->sink, "unflushed@live-noflush", &error);
   vms_assert_ok (live, error);
   plain = vms_test_sink_connect (fixture->sink, "unflushed", &error);
   vms_assert_ok (plain, error);

@@ -131,9 +131,8 @@ target_address (VmsMigration *migration, GUri *uri, GHashTable *query,
 /* The sink URI as QEMU's NBD client wants it, for the disk's live
  * export of that kind. */
 static gboolean
-mirror_target (VmsMigration *migration, VmsJobDisk *disk,
-               VmsSinkNameKind kind, VmsMirrorTarget *target,
-               MirrorStrings *strings, GError **error)
+mirror_target (VmsMigration *migration, VmsJobDisk *disk, VmsSinkNameKind kind,
+               VmsMirrorTarget *target, MirrorStrings *strings, GError **error)
 {
   g_autoptr (GUri) uri = g_uri_parse (migration->rep.job->sink,
                                       G_URI_FLAGS_ENCODED_QUERY, error);
@@ -149,8 +148,7 @@ mirror_target (VmsMigration *migration, VmsJobDisk *disk,
         return FALSE;
     }
   memset (target, 0, sizeof *target);
-  strings->export_name
-      = vms_sink_name_build (kind, disk->replica, 0, error);
+  strings->export_name = vms_sink_name_build (kind, disk->replica, 0, error);
   if (!strings->export_name)
     return FALSE;
   target->export_name = strings->export_name;
