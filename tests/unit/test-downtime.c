@@ -162,44 +162,53 @@ test_limit_raised (void **state)
   VmsMemoryTuning tuning;
   VmsQemuMigrationInfo info;
   gint64 now = 1000 * G_USEC_PER_SEC;
+  guint64 bandwidth_step = 0;
   int limit = 0;
 
-  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, now);
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0, now);
   /* The first RAM round says nothing. */
   info = active (1, 900);
-  assert_keep (vms_memory_tuning_next (&tuning, &info,
-                                       now + 60 * G_USEC_PER_SEC, &limit));
+  assert_keep (vms_memory_tuning_next (
+      &tuning, &info, now + 60 * G_USEC_PER_SEC, &bandwidth_step, &limit));
   /* The second starts the watch. */
   info = active (2, 900);
   now += 60 * G_USEC_PER_SEC;
-  assert_keep (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  assert_keep (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
   /* Rounds but not the time, the time but not the rounds: not yet. */
   info = active (9, 900);
-  assert_keep (vms_memory_tuning_next (&tuning, &info, now + MS, &limit));
+  assert_keep (vms_memory_tuning_next (&tuning, &info, now + MS,
+                                       &bandwidth_step, &limit));
   info = active (3, 900);
-  assert_keep (vms_memory_tuning_next (
-      &tuning, &info, now + VMS_MEMORY_TUNING_WAIT_US, &limit));
+  assert_keep (vms_memory_tuning_next (&tuning, &info,
+                                       now + VMS_MEMORY_TUNING_WAIT_US,
+                                       &bandwidth_step, &limit));
   /* QEMU expects to fit: it will switch over by itself. */
   info = active (9, 60);
-  assert_keep (vms_memory_tuning_next (
-      &tuning, &info, now + VMS_MEMORY_TUNING_WAIT_US, &limit));
+  assert_keep (vms_memory_tuning_next (&tuning, &info,
+                                       now + VMS_MEMORY_TUNING_WAIT_US,
+                                       &bandwidth_step, &limit));
   info = active (9, 900);
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_raise (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  assert_raise (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
   assert_int_equal (limit, 130);
   /* Doubled again after another wait, up to the cap (QEMU's default for
    * a small objective). */
   info = active (11, 900);
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_raise (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  assert_raise (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
   assert_int_equal (limit, 260);
   info = active (13, 900);
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_raise (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  assert_raise (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
   assert_int_equal (limit, VMS_MEMORY_TUNING_MIN_CAP_MS);
   info = active (15, 900);
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_keep (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  assert_keep (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
 }
 
 /* A large objective is its own cap; a QEMU past its rounds is left
@@ -209,19 +218,22 @@ test_limit_cap (void **state)
 {
   VmsMemoryTuning tuning;
   VmsQemuMigrationInfo info = active (5, 5000);
+  guint64 bandwidth_step = 0;
   int limit = 0;
 
-  vms_memory_tuning_init (&tuning, 1200, 1250, FALSE, FALSE, 0);
-  assert_keep (vms_memory_tuning_next (&tuning, &info, 0, &limit));
+  vms_memory_tuning_init (&tuning, 1200, 1250, FALSE, FALSE, 0, 0);
+  assert_keep (
+      vms_memory_tuning_next (&tuning, &info, 0, &bandwidth_step, &limit));
   info.dirty_sync_count = 7;
-  assert_raise (vms_memory_tuning_next (&tuning, &info,
-                                        VMS_MEMORY_TUNING_WAIT_US, &limit));
+  assert_raise (vms_memory_tuning_next (
+      &tuning, &info, VMS_MEMORY_TUNING_WAIT_US, &bandwidth_step, &limit));
   assert_int_equal (limit, 1250);
   info.status = VMS_QEMU_MIGRATION_PRE_SWITCHOVER;
   info.dirty_sync_count = 20;
-  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0);
-  assert_keep (vms_memory_tuning_next (
-      &tuning, &info, 100 * VMS_MEMORY_TUNING_WAIT_US, &limit));
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0, 0);
+  assert_keep (vms_memory_tuning_next (&tuning, &info,
+                                       100 * VMS_MEMORY_TUNING_WAIT_US,
+                                       &bandwidth_step, &limit));
 }
 
 /* The RAM is capped below the rate of its first round, once; not when
@@ -233,7 +245,7 @@ test_bandwidth (void **state)
   VmsQemuMigrationInfo info = active (1, -1);
   guint64 bandwidth = 0;
 
-  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0);
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0, 0);
   info.ram_transferred = 100 * 1024 * 1024;
   assert_false (vms_memory_tuning_bandwidth (&tuning, &info,
                                              10 * G_USEC_PER_SEC, &bandwidth));
@@ -245,10 +257,10 @@ test_bandwidth (void **state)
   assert_false (vms_memory_tuning_bandwidth (&tuning, &info,
                                              20 * G_USEC_PER_SEC, &bandwidth));
 
-  vms_memory_tuning_init (&tuning, 65, 100, TRUE, FALSE, 0);
+  vms_memory_tuning_init (&tuning, 65, 100, TRUE, FALSE, 0, 0);
   assert_false (vms_memory_tuning_bandwidth (&tuning, &info,
                                              10 * G_USEC_PER_SEC, &bandwidth));
-  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0);
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0, 0);
   assert_false (vms_memory_tuning_bandwidth (&tuning, &info, G_USEC_PER_SEC / 2,
                                              &bandwidth));
 }
@@ -260,19 +272,23 @@ test_shrinking_left_alone (void **state)
   VmsMemoryTuning tuning;
   VmsQemuMigrationInfo info = active (2, 9000);
   gint64 now = 0;
+  guint64 bandwidth_step = 0;
   int limit = 0;
 
-  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, now);
-  assert_keep (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0, now);
+  assert_keep (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
   info.dirty_sync_count = 4;
   info.ram_remaining = 20 * 1024 * 1024;
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_keep (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  assert_keep (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
   /* Then it stops shrinking. */
   info.dirty_sync_count = 6;
   info.ram_remaining = 19 * 1024 * 1024;
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_raise (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  assert_raise (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
 }
 
 /* RAM under our cap that does not converge gets the whole link first,
@@ -283,28 +299,33 @@ test_uncap_first (void **state)
   VmsMemoryTuning tuning;
   VmsQemuMigrationInfo info = active (2, 9000);
   gint64 now = 0;
+  guint64 bandwidth_step = 0;
   int limit = 0;
 
-  vms_memory_tuning_init (&tuning, 65, 100, FALSE, TRUE, now);
-  assert_keep (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, TRUE, 0, now);
+  assert_keep (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
   info.dirty_sync_count = 4;
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_int_equal (vms_memory_tuning_next (&tuning, &info, now, &limit),
-                    VMS_MEMORY_TUNING_UNCAP);
+  assert_int_equal (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit),
+      VMS_MEMORY_TUNING_UNCAP);
   /* Then a fair try without the cap. */
   info.dirty_sync_count = 5;
-  assert_keep (vms_memory_tuning_next (
-      &tuning, &info, now + VMS_MEMORY_TUNING_WAIT_US, &limit));
+  assert_keep (vms_memory_tuning_next (&tuning, &info,
+                                       now + VMS_MEMORY_TUNING_WAIT_US,
+                                       &bandwidth_step, &limit));
   info.dirty_sync_count = 6;
   now += VMS_MEMORY_TUNING_WAIT_US;
-  assert_raise (vms_memory_tuning_next (&tuning, &info, now, &limit));
+  assert_raise (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
   assert_int_equal (limit, 130);
 
   /* The cap set after the first round counts as ours too. */
   {
     guint64 bandwidth;
 
-    vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0);
+    vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0, 0);
     info = active (2, 9000);
     info.ram_transferred = 64 * 1024 * 1024;
     assert_true (vms_memory_tuning_bandwidth (&tuning, &info,
@@ -313,9 +334,62 @@ test_uncap_first (void **state)
     assert_int_equal (
         vms_memory_tuning_next (&tuning, &info,
                                 8 * G_USEC_PER_SEC + VMS_MEMORY_TUNING_WAIT_US,
-                                &limit),
-        VMS_MEMORY_TUNING_UNCAP);
+                                &bandwidth_step, &limit),
+        VMS_MEMORY_TUNING_WIDEN);
+    /* All that first round reached, 64 MiB in 8 s. */
+    assert_int_equal (bandwidth_step, 8 * 1024 * 1024);
+    info.dirty_sync_count = 6;
+    assert_int_equal (vms_memory_tuning_next (
+                          &tuning, &info,
+                          8 * G_USEC_PER_SEC + 2 * VMS_MEMORY_TUNING_WAIT_US,
+                          &bandwidth_step, &limit),
+                      VMS_MEMORY_TUNING_UNCAP);
   }
+}
+
+/* A cap with room above it widens to the link's rest before it goes:
+ * unlimited, QEMU would queue seconds of RAM on a link with deep
+ * queues. */
+static void
+test_widen_first (void **state)
+{
+  VmsMemoryTuning tuning;
+  VmsQemuMigrationInfo info = active (2, 9000);
+  gint64 now = 0;
+  guint64 bandwidth = 0;
+  int limit = 0;
+
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, TRUE, 7 * 1024 * 1024, now);
+  assert_keep (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth, &limit));
+  info.dirty_sync_count = 4;
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_int_equal (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth, &limit),
+      VMS_MEMORY_TUNING_WIDEN);
+  assert_int_equal (bandwidth, 7 * 1024 * 1024);
+  /* A fair try at the wider cap first. */
+  info.dirty_sync_count = 5;
+  assert_keep (vms_memory_tuning_next (
+      &tuning, &info, now + VMS_MEMORY_TUNING_WAIT_US, &bandwidth, &limit));
+  info.dirty_sync_count = 6;
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_int_equal (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth, &limit),
+      VMS_MEMORY_TUNING_UNCAP);
+  info.dirty_sync_count = 8;
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_raise (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth, &limit));
+  assert_int_equal (limit, 130);
+
+  /* Without a cap of ours there is nothing to widen. */
+  vms_memory_tuning_init (&tuning, 65, 100, TRUE, FALSE, 7 * 1024 * 1024, 0);
+  info = active (2, 9000);
+  assert_keep (vms_memory_tuning_next (&tuning, &info, 0, &bandwidth, &limit));
+  info.dirty_sync_count = 4;
+  assert_raise (vms_memory_tuning_next (
+      &tuning, &info, VMS_MEMORY_TUNING_WAIT_US, &bandwidth, &limit));
 }
 
 int
@@ -331,6 +405,7 @@ main (void)
     cmocka_unit_test (test_limit_cap),
     cmocka_unit_test (test_bandwidth),
     cmocka_unit_test (test_uncap_first),
+    cmocka_unit_test (test_widen_first),
     cmocka_unit_test (test_shrinking_left_alone),
   };
 

@@ -6,20 +6,21 @@
  * what a guest that keeps dirtying RAM ever allows, and QEMU then copies
  * rounds forever; a RAM capped below the link (to keep its queues empty
  * at the switchover) can be too slow for such a guest as well.  The cap
- * goes first, then the limit doubles, each step after QEMU had its rounds
- * and its time at the one before, up to a cap; the report shows the
- * objective missed rather than a migration that does not end.
+ * widens to the link's rest first, then goes, then the limit doubles, each step
+ * after QEMU had its rounds and its time at the one before, up to a cap; the
+ * report shows the objective missed rather than a migration that does not end.
  */
 #include "vms-memory-tuning.h"
 
 void
 vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms, int objective_ms,
                         gboolean bandwidth_fixed, gboolean capped,
-                        gint64 now_us)
+                        guint64 wide_bandwidth, gint64 now_us)
 {
   tuning->started_us = now_us;
   tuning->bandwidth_fixed = bandwidth_fixed || capped;
   tuning->capped = capped;
+  tuning->wide_bandwidth = capped ? wide_bandwidth : 0;
   tuning->limit_ms = limit_ms;
   tuning->cap_ms = MAX (objective_ms, VMS_MEMORY_TUNING_MIN_CAP_MS);
   tuning->rounds_at = 0;
@@ -63,7 +64,7 @@ not_converging (VmsMemoryTuning *tuning, const VmsQemuMigrationInfo *info,
 VmsMemoryTuningStep
 vms_memory_tuning_next (VmsMemoryTuning *tuning,
                         const VmsQemuMigrationInfo *info, gint64 now_us,
-                        int *limit_ms)
+                        guint64 *bandwidth, int *limit_ms)
 {
   if ((!tuning->capped && tuning->limit_ms >= tuning->cap_ms)
       || !not_converging (tuning, info, now_us))
@@ -71,6 +72,14 @@ vms_memory_tuning_next (VmsMemoryTuning *tuning,
   tuning->rounds_at = info->dirty_sync_count;
   tuning->remaining_at = info->ram_remaining;
   tuning->changed_us = now_us;
+  /* Over a link with deep queues an unlimited QEMU queues seconds of RAM
+   * there; the link's rest bounds that to one burst. */
+  if (tuning->capped && tuning->wide_bandwidth)
+    {
+      *bandwidth = tuning->wide_bandwidth;
+      tuning->wide_bandwidth = 0;
+      return VMS_MEMORY_TUNING_WIDEN;
+    }
   if (tuning->capped)
     {
       tuning->capped = FALSE;
@@ -103,5 +112,7 @@ vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
   tuning->changed_us = now_us;
   *bandwidth
       = MAX ((guint64)(rate * VMS_MEMORY_TUNING_LINK_SHARE), 1024 * 1024);
+  /* That round had what the disks left of the link. */
+  tuning->wide_bandwidth = MAX ((guint64)rate, *bandwidth);
   return TRUE;
 }

@@ -33,6 +33,9 @@ typedef struct
   gboolean bandwidth_fixed; /* no cap to set: --bandwidth given, a unix
                                socket, or one set already */
   gboolean capped;          /* RAM runs under a cap of ours */
+  guint64 wide_bandwidth;   /* bytes/s: the RAM with all the link the
+                               disks leave it, the cap's next step; 0 when
+                               unknown or taken */
   int limit_ms;             /* QEMU's downtime-limit now */
   int cap_ms;               /* the most it is raised to */
   guint64 rounds_at;        /* QEMU's dirty-sync-count at the last change */
@@ -42,10 +45,12 @@ typedef struct
 
 /* limit_ms is what was set at the start, objective_ms --max-downtime;
  * bandwidth_fixed when no cap is to be set later, capped when the RAM
- * starts under a cap of ours. */
+ * starts under a cap of ours, wide_bandwidth what it may widen to (0:
+ * straight to no cap). */
 void vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms,
                              int objective_ms, gboolean bandwidth_fixed,
-                             gboolean capped, gint64 now_us);
+                             gboolean capped, guint64 wide_bandwidth,
+                             gint64 now_us);
 
 /* Once QEMU's first RAM round is over: TRUE and *bandwidth (bytes/s) to
  * cap the RAM a little below the rate that round reached, the link's.
@@ -60,16 +65,23 @@ gboolean vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
 typedef enum
 {
   VMS_MEMORY_TUNING_KEEP,  /* QEMU is converging, or had no fair try */
-  VMS_MEMORY_TUNING_UNCAP, /* lift our cap: the RAM needs the whole link
+  VMS_MEMORY_TUNING_WIDEN, /* cap the RAM at *bandwidth, all the link the
+                              disks leave: a burst of it still waits in
+                              the link's queue at the switchover, but no
+                              more */
+  VMS_MEMORY_TUNING_UNCAP, /* lift our cap: the RAM needs more than the
+                              link measured (it was not the bottleneck)
                               more than the switchover needs empty queues */
   VMS_MEMORY_TUNING_RAISE, /* raise the downtime limit to *limit_ms */
 } VmsMemoryTuningStep;
 
 /* After a look at the source's migration, what a memory that does not
- * converge needs next: first the whole link, then more downtime.  Each
- * step waits for QEMU's rounds and time at the one before. */
+ * converge needs next: first the link's rest, then no cap, then more
+ * downtime.  Each step waits for QEMU's rounds and time at the one
+ * before. */
 VmsMemoryTuningStep vms_memory_tuning_next (VmsMemoryTuning *tuning,
                                             const VmsQemuMigrationInfo *info,
-                                            gint64 now_us, int *limit_ms);
+                                            gint64 now_us, guint64 *bandwidth,
+                                            int *limit_ms);
 
 G_END_DECLS

@@ -349,9 +349,10 @@ set_capabilities (VmsMigration *migration, GError **error)
  * unlimited QEMU fills the socket's and the network's queues in its first
  * round, and an idle guest switches over right after it, with what waits
  * there inside the downtime.  0 when the link's rate is not known (QEMU's
- * first round then measures it). */
+ * first round then measures it).  *wide is all the link the mirror leaves
+ * the RAM, where a RAM that does not converge under the cap goes next. */
 static guint64
-link_bandwidth (VmsMigration *migration)
+link_bandwidth (VmsMigration *migration, guint64 *wide)
 {
   double link = vms_replicate_copy_rate (&migration->rep);
   /* The mirror sends the guest's writes themselves, not the bitmaps'
@@ -365,10 +366,12 @@ link_bandwidth (VmsMigration *migration)
   g_autofree char *bandwidth_text = NULL;
   g_autofree char *link_text = NULL;
 
+  *wide = 0;
   if (link <= 0)
     return 0;
   /* The mirror's writes cross too; RAM keeps at least a quarter. */
   bandwidth = MAX (link * VMS_MEMORY_TUNING_LINK_SHARE - mirror, link / 4);
+  *wide = MAX (link - mirror, bandwidth);
   bandwidth_text = vms_format_size (bandwidth);
   link_text = vms_format_size ((guint64)link);
   vms_progress_event (migration->progress, "memory-bandwidth", NULL,
@@ -386,18 +389,19 @@ set_parameters (VmsMigration *migration, GError **error)
   g_autoptr (JsonObject) dest_parameters = json_object_new ();
   const char *uri = vms_job_get_migration (migration->rep.job)->dest_uri;
   guint64 bandwidth = config->bandwidth;
+  guint64 wide = 0;
   /* Over a unix socket nothing queues in a network. */
   gboolean local = g_str_has_prefix (uri, "unix:");
   int limit_ms;
 
   if (!bandwidth && !local)
-    bandwidth = link_bandwidth (migration);
+    bandwidth = link_bandwidth (migration, &wide);
   migration->network_ms = local ? 0 : VMS_MEMORY_TUNING_QUEUE_MS;
   limit_ms = vms_migration_qemu_downtime_limit (migration);
   vms_memory_tuning_init (
       &backend_of (migration)->tuning, limit_ms, config->max_downtime_ms,
       config->bandwidth != 0 || local, !config->bandwidth && bandwidth != 0,
-      g_get_monotonic_time ());
+      wide, g_get_monotonic_time ());
   json_object_set_int_member (source_parameters, "downtime-limit", limit_ms);
   /* Always set: QEMU keeps an earlier attempt's limit, and its own
    * default (128 MiB/s) would throttle a fast link. */
@@ -540,50 +544,68 @@ cap_bandwidth (VmsMigration *migration, const VmsQemuMigrationInfo *info,
   return TRUE;
 }
 
-/* A guest that dirties RAM faster than it crosses: first the RAM gets the
- * whole link, then QEMU a higher limit, rather than rounds without end. */
+static void
+warn_not_converging (VmsMigration *migration, const VmsQemuMigrationInfo *info,
+                     const char *remedy)
+{
+  g_autofree char *left = vms_format_size (info->ram_remaining);
+
+  vms_progress_event (migration->progress, "warning", NULL,
+                      "memory is not converging (QEMU expects "
+                      "%" G_GINT64_FORMAT " ms for the %s left): %s",
+                      info->expected_downtime_ms, left, remedy);
+}
+
+/* A guest that dirties RAM faster than it crosses: first the RAM gets
+ * the link's rest, then no cap, then QEMU a higher limit, rather than
+ * rounds without end. */
 static gboolean
 tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
              GError **error)
 {
-  g_autofree char *left = NULL;
+  g_autofree char *remedy = NULL;
+  guint64 bandwidth = 0;
   int limit_ms = 0;
   VmsMemoryTuningStep step
       = vms_memory_tuning_next (&backend_of (migration)->tuning, info,
-                                g_get_monotonic_time (), &limit_ms);
+                                g_get_monotonic_time (), &bandwidth, &limit_ms);
 
-  if (step == VMS_MEMORY_TUNING_KEEP)
-    return TRUE;
-  left = vms_format_size (info->ram_remaining);
   switch (step)
     {
+    case VMS_MEMORY_TUNING_WIDEN:
+      {
+        g_autofree char *rate = vms_format_size (bandwidth);
+
+        if (!set_source_parameter (migration, "max-bandwidth", bandwidth,
+                                   error))
+          return FALSE;
+        remedy = g_strdup_printf ("the RAM gets all the link the disks leave "
+                                  "it, %s/s",
+                                  rate);
+        break;
+      }
     case VMS_MEMORY_TUNING_UNCAP:
       if (!set_source_parameter (migration, "max-bandwidth",
                                  UNLIMITED_BANDWIDTH, error))
         return FALSE;
-      vms_progress_event (migration->progress, "warning", NULL,
-                          "memory is not converging (QEMU expects "
-                          "%" G_GINT64_FORMAT " ms for the %s left): the RAM "
-                          "gets the whole link, and what it queues there may "
-                          "cross inside the downtime",
-                          info->expected_downtime_ms, left);
-      return TRUE;
+      remedy = g_strdup ("the RAM gets no cap, and what it queues in the "
+                         "network may cross inside the downtime");
+      break;
     case VMS_MEMORY_TUNING_RAISE:
       if (!set_source_parameter (migration, "downtime-limit", limit_ms, error))
         return FALSE;
-      vms_progress_event (
-          migration->progress, "warning", NULL,
-          "memory is not converging (QEMU expects %" G_GINT64_FORMAT " ms "
-          "for the %s left, the guest dirties RAM as fast as it crosses): "
-          "QEMU's downtime limit raised to %d ms; the %d ms objective may "
-          "be missed (--auto-converge slows the guest instead, "
-          "--memory-timeout gives up)",
-          info->expected_downtime_ms, left, limit_ms,
-          migration->config.max_downtime_ms);
-      return TRUE;
+      remedy = g_strdup_printf (
+          "the guest dirties RAM as fast as it crosses; QEMU's downtime "
+          "limit raised to %d ms, the %d ms objective may be missed "
+          "(--auto-converge slows the guest instead, --memory-timeout gives "
+          "up)",
+          limit_ms, migration->config.max_downtime_ms);
+      break;
     default:
       return TRUE;
     }
+  warn_not_converging (migration, info, remedy);
+  return TRUE;
 }
 
 /* Reached wanted (or beyond it), FALSE with error when it failed. */
