@@ -5,6 +5,7 @@
 #include "vms-cli.h"
 #include "vms-cli-copy.h"
 #include "vms-replicate.h"
+#include "vms-path.h"
 
 static const char *const description
     = "SOURCE is the QEMU to copy from: qmp:PATH (a QMP monitor socket that\n"
@@ -88,7 +89,7 @@ vms_cmd_sync (int argc, char **argv)
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsProgress) progress = NULL;
-  const char *source;
+  g_autofree char *source = NULL;
   gint64 started = g_get_monotonic_time ();
   int status = VMS_EXIT_OK;
 
@@ -122,11 +123,13 @@ vms_cmd_sync (int argc, char **argv)
           status = VMS_EXIT_FAILED;
           goto out;
         }
-      source = argc == 2 ? argv[1] : saved->source;
-      source = g_intern_string (source);
+      /* A job saved before paths were made absolute may hold a
+       * relative one: it meant the directory vmshift runs in. */
+      source = vms_path_absolute_qmp_address (argc == 2 ? argv[1]
+                                                        : saved->source);
     }
   else
-    source = argv[1];
+    source = vms_path_absolute_qmp_address (argv[1]);
 
   if (!run_sync (&rep, source, &error))
     {
