@@ -11,6 +11,7 @@
 #include "vms-sink-meta.h"
 #include "vms-cli-main.h"
 #include "vms-progress.h"
+#include "vms-path.h"
 
 #include <errno.h>
 #include <gio/gio.h>
@@ -485,6 +486,8 @@ typedef struct
   guint64 threads;              /* --threads, 0 if not given */
   guint64 hash_chunk;           /* --hash-chunk, 0 if not given */
   char *plugin;                 /* absolute path of the plugin */
+  char *unix_path;              /* absolute --unix, or NULL */
+  char *pid_file;               /* absolute --pid-file, or NULL */
 } ServePlan;
 
 static void
@@ -494,6 +497,8 @@ serve_plan_clear (ServePlan *plan)
   g_clear_pointer (&plan->device_parameters, g_ptr_array_unref);
   listen_address_clear (&plan->listen);
   g_free (plan->plugin);
+  g_free (plan->unix_path);
+  g_free (plan->pid_file);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ServePlan, serve_plan_clear)
@@ -522,6 +527,10 @@ plan_serve (const ServeOptions *options, ServePlan *plan, int *exit_code,
         return FALSE;
       g_ptr_array_add (plan->device_parameters, parameter);
     }
+  /* nbdkit changes to / when it daemonizes: every path it gets is
+   * absolute. */
+  plan->unix_path = vms_path_absolute (options->unix_path);
+  plan->pid_file = vms_path_absolute (options->pid_file);
   plan->plugin = find_plugin (options->plugin, exit_code, error);
   return plan->plugin != NULL;
 }
@@ -542,7 +551,7 @@ nbdkit_argv (const ServeOptions *options, const ServePlan *plan)
   if (options->pid_file)
     {
       ADD ("-P");
-      ADD (options->pid_file);
+      ADD (plan->pid_file);
     }
   if (plan->threads)
     {
@@ -569,7 +578,7 @@ nbdkit_argv (const ServeOptions *options, const ServePlan *plan)
   if (options->unix_path)
     {
       ADD ("-U");
-      ADD (options->unix_path);
+      ADD (plan->unix_path);
     }
   else
     {

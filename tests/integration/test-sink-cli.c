@@ -399,6 +399,10 @@ test_print_command_shape (void **state)
   g_autofree char *plugin = g_build_filename (fixture->tmp, "plugin.so",
                                               NULL);
   g_autofree char *dir_arg = g_strdup_printf ("dir=%s", fixture->dir);
+  g_autofree char *pid_file = g_build_filename (fixture->tmp, "sink.pid",
+                                                NULL);
+  g_autofree char *socket = g_build_filename (fixture->tmp, "sink.sock",
+                                              NULL);
   g_autofree char *certificates_arg = NULL;
   g_autoptr (GPtrArray) expected = g_ptr_array_new_with_free_func (g_free);
   g_auto (GStrv) argv = NULL;
@@ -411,7 +415,8 @@ test_print_command_shape (void **state)
   device_arg = device ? g_strdup_printf ("r2=%s", device) : NULL;
 
   /* Relative paths: nbdkit changes to / when it daemonizes, so the
-   * directory and the plugin must reach it as absolute paths. */
+   * directory, the plugin, the socket and the pid file must reach it as
+   * absolute paths. */
   run_sink_in (&run, fixture->tmp, NULL, "serve", "--dir", "replicas",
                "--unix", "sink.sock", "--foreground", "--verbose",
                "--pid-file", "sink.pid", "--threads", "4",
@@ -424,14 +429,14 @@ test_print_command_shape (void **state)
 
   for (const char *const *word
        = (const char *const[]){ "/opt/nbdkit/nbdkit", "-f", "-v", "-P",
-                                "sink.pid", "-t", "4", "--tls=require",
+                                pid_file, "-t", "4", "--tls=require",
                                 NULL };
        *word; word++)
     g_ptr_array_add (expected, g_strdup (*word));
   g_ptr_array_add (expected, g_strdup (certificates_arg));
   g_ptr_array_add (expected, g_strdup ("--tls-verify-peer"));
   g_ptr_array_add (expected, g_strdup ("-U"));
-  g_ptr_array_add (expected, g_strdup ("sink.sock"));
+  g_ptr_array_add (expected, g_strdup (socket));
   g_ptr_array_add (expected, g_strdup (plugin));
   g_ptr_array_add (expected, g_strdup (dir_arg));
   if (device)
