@@ -608,16 +608,20 @@ test_list_reports_broken_replicas (void **state)
   assert_true (json_object_get_null_member (lost, "allocated"));
   assert_true (json_object_get_null_member (lost, "committed"));
   assert_false (json_object_get_boolean_member (lost, "complete"));
-  assert_string_equal (json_object_get_string_member (lost, "error"),
-                       "data file missing");
+  assert_true (json_object_get_boolean_member (lost, "orphaned"));
+  assert_false (json_object_get_boolean_member (good, "orphaned"));
+  assert_true (g_str_has_prefix (
+      json_object_get_string_member (lost, "error"), "orphaned: "));
+  assert_non_null (strstr (json_object_get_string_member (lost, "error"),
+                           "remove --dir"));
 
   run_sink (&table, "list", "--dir", fixture->dir, NULL);
   assert_int_equal (table.status, 1);
-  assert_non_null (strstr (table.out, "missing"));
+  assert_non_null (strstr (table.out, "orphaned"));
   assert_non_null (strstr (table.out, "65536 (64.0 KiB)"));
   assert_non_null (strstr (table.out, commit_iso));
   assert_non_null (strstr (table.err, "broken.json"));
-  assert_non_null (strstr (table.err, "'lost': data file missing"));
+  assert_non_null (strstr (table.err, "'lost': orphaned"));
 }
 
 /* --------------------------------------------------- a running server */
