@@ -38,7 +38,11 @@ static const char *const description
       "with the mirror, then libvirt migrates the domain with every disk\n"
       "pointing at its replica (in --replica-dir).  Install\n"
       "vmshift-libvirt-hook on the destination to let it point the disks\n"
-      "at the replicas where its sink keeps them.\n";
+      "at the replicas where its sink keeps them.\n"
+      "\n"
+      "Relative paths are taken from the current directory and saved\n"
+      "absolute in the job, as for 'vmshift sync'; --replica-dir, a\n"
+      "directory on the destination host, must be absolute.\n";
 
 typedef struct
 {
@@ -405,7 +409,7 @@ vms_cmd_migrate (int argc, char **argv)
     { "dname", 0, 0, G_OPTION_ARG_STRING, &options.dname,
       "The domain's name at the destination", "NAME" },
     { "replica-dir", 0, 0, G_OPTION_ARG_FILENAME, &options.replica_dir,
-      "The sink's directory on the destination host (default "
+      "The sink's directory on the destination host, absolute (default "
       "/var/lib/vmshift/replicas; the destination's hook may correct it)",
       "DIR" },
     G_OPTION_ENTRY_NULL

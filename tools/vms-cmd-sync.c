@@ -21,7 +21,11 @@ static const char *const description
       "from\n"
       "there.  Progress is checkpointed after each FLUSH at the sink; after a\n"
       "crash, Ctrl-C, a killed sink or a cut link, --resume sends again only\n"
-      "what was not checkpointed.\n";
+      "what was not checkpointed.\n"
+      "\n"
+      "Relative paths (state directory, sockets, key files in URI) are taken\n"
+      "from the current directory and saved absolute in the job, so --resume\n"
+      "works from any directory.\n";
 
 static gboolean
 run_sync (VmsReplicate *rep, const char *source, GError **error)
