@@ -127,13 +127,12 @@ vms_cmd_sync (int argc, char **argv)
           status = VMS_EXIT_FAILED;
           goto out;
         }
-      /* A job saved before paths were made absolute may hold a
-       * relative one: it meant the directory vmshift runs in. */
-      source = vms_path_absolute_qmp_address (argc == 2 ? argv[1]
-                                                        : saved->source);
+      source = g_strdup (argc == 2 ? argv[1] : saved->source);
     }
   else
-    source = vms_path_absolute_qmp_address (argv[1]);
+    source = g_strdup (argv[1]);
+  /* Kept in the job: absolute, for a --resume from another directory. */
+  vms_path_make_absolute (&source, vms_path_absolute_qmp_address);
 
   if (!run_sync (&rep, source, &error))
     {
