@@ -415,8 +415,8 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
   if (get_int (&reader, "version") != 1
       || g_strcmp0 (get_string (&reader, "id", FALSE), id) != 0)
     goto corrupt;
-  job->source = vms_path_absolute_qmp_address (
-      get_string (&reader, "source", FALSE));
+  job->source
+      = vms_path_absolute_qmp_address (get_string (&reader, "source", FALSE));
   job->sink = vms_path_absolute_sink_uri (get_string (&reader, "sink", FALSE));
   g_free (job->vm_name);
   job->vm_name = g_strdup (get_string (&reader, "vm-name", FALSE));

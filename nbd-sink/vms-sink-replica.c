@@ -338,8 +338,8 @@ orphaned (VmsSinkStore *store, const char *name, const char *why,
                "remains but its data file %s/%s was deleted%s; open the "
                "export %s@create=SIZE to make it afresh, or remove it with "
                "'vmshift-sink remove --dir %s %s'",
-               name, store->dir, VMS_SINK_META_DIR, name, store->dir, name,
-               why, name, store->dir, name);
+               name, store->dir, VMS_SINK_META_DIR, name, store->dir, name, why,
+               name, store->dir, name);
   return ENOENT;
 }
 
@@ -413,8 +413,8 @@ vms_sink_store_open (VmsSinkStore *store, const char *name, gboolean create,
     }
   if (!replica)
     {
-      meta = load_or_create (store, name, create, create_size, errno_out,
-                             error);
+      meta
+          = load_or_create (store, name, create, create_size, errno_out, error);
       if (!meta)
         return NULL;
       replica = replica_new (store, meta, errno_out, error);

@@ -1120,8 +1120,7 @@ cmd_remove (int argc, char **argv)
   g_autoptr (GError) error = NULL;
   int status = SINK_EXIT_OK;
 
-  g_option_context_set_summary (context,
-                                "Delete replicas and their metadata.");
+  g_option_context_set_summary (context, "Delete replicas and their metadata.");
   g_option_context_set_description (context, remove_description);
   g_option_context_add_main_entries (context, entries, NULL);
   g_set_prgname (PROGRAM " remove");
@@ -1132,8 +1131,9 @@ cmd_remove (int argc, char **argv)
     }
   if (argc < 2)
     {
-      sink_error ("remove", "expected the NAME of a replica (see '%s remove "
-                            "--help')",
+      sink_error ("remove",
+                  "expected the NAME of a replica (see '%s remove "
+                  "--help')",
                   PROGRAM);
       return SINK_EXIT_USAGE;
     }

@@ -929,8 +929,7 @@ start_in (Fixture *fixture, const char *cwd, const char *const *args)
     g_ptr_array_add (argv, (gpointer)args[i]);
   g_ptr_array_add (argv, (gpointer) "--json");
   g_ptr_array_add (argv, NULL);
-  return vms_test_command_start_in (NULL, cwd,
-                                    (const char *const *)argv->pdata,
+  return vms_test_command_start_in (NULL, cwd, (const char *const *)argv->pdata,
                                     fixture->state_dir);
 }
 
@@ -960,12 +959,11 @@ test_relative_paths (void **state)
   g_autoptr (VmsTestCommand) sync = NULL;
   g_autoptr (VmsTestCommand) migrate = NULL;
 
-  estimate = start_in (
-      fixture, here,
-      (const char *const[]){ "estimate", source, "--sink", sink_uri,
-                             "--id=rel", "--window=4", "--interval=2",
-                             "--probe-seconds=0.3", "--state-dir=../st",
-                             NULL });
+  estimate = start_in (fixture, here,
+                       (const char *const[]){
+                           "estimate", source, "--sink", sink_uri, "--id=rel",
+                           "--window=4", "--interval=2", "--probe-seconds=0.3",
+                           "--state-dir=../st", NULL });
   vms_test_command_expect_success (estimate);
   assert_true (g_file_test (estimate_file, G_FILE_TEST_IS_REGULAR));
   assert_no_estimate_bitmaps (fixture);
@@ -988,11 +986,11 @@ test_relative_paths (void **state)
     mig = vms_test_relative_path (there, path);
   }
   dest_uri = g_strdup_printf ("--dest-uri=unix:%s", mig);
-  migrate = start_in (
-      fixture, there,
-      (const char *const[]){ "migrate", "--resume", "rel", dest_qmp, dest_uri,
-                             "--final-sync=mirror", "--suspend",
-                             "--state-dir=../../st", NULL });
+  migrate = start_in (fixture, there,
+                      (const char *const[]){ "migrate", "--resume", "rel",
+                                             dest_qmp, dest_uri,
+                                             "--final-sync=mirror", "--suspend",
+                                             "--state-dir=../../st", NULL });
   vms_test_command_expect_success (migrate);
   assert_replicas_identical (fixture);
 }

@@ -399,10 +399,8 @@ test_print_command_shape (void **state)
   g_autofree char *plugin = g_build_filename (fixture->tmp, "plugin.so",
                                               NULL);
   g_autofree char *dir_arg = g_strdup_printf ("dir=%s", fixture->dir);
-  g_autofree char *pid_file = g_build_filename (fixture->tmp, "sink.pid",
-                                                NULL);
-  g_autofree char *socket = g_build_filename (fixture->tmp, "sink.sock",
-                                              NULL);
+  g_autofree char *pid_file = g_build_filename (fixture->tmp, "sink.pid", NULL);
+  g_autofree char *socket = g_build_filename (fixture->tmp, "sink.sock", NULL);
   g_autofree char *certificates_arg = NULL;
   g_autoptr (GPtrArray) expected = g_ptr_array_new_with_free_func (g_free);
   g_auto (GStrv) argv = NULL;
@@ -429,8 +427,7 @@ test_print_command_shape (void **state)
 
   for (const char *const *word
        = (const char *const[]){ "/opt/nbdkit/nbdkit", "-f", "-v", "-P",
-                                pid_file, "-t", "4", "--tls=require",
-                                NULL };
+                                pid_file, "-t", "4", "--tls=require", NULL };
        *word; word++)
     g_ptr_array_add (expected, g_strdup (*word));
   g_ptr_array_add (expected, g_strdup (certificates_arg));
@@ -610,10 +607,10 @@ test_list_reports_broken_replicas (void **state)
   assert_false (json_object_get_boolean_member (lost, "complete"));
   assert_true (json_object_get_boolean_member (lost, "orphaned"));
   assert_false (json_object_get_boolean_member (good, "orphaned"));
-  assert_true (g_str_has_prefix (
-      json_object_get_string_member (lost, "error"), "orphaned: "));
-  assert_non_null (strstr (json_object_get_string_member (lost, "error"),
-                           "remove --dir"));
+  assert_true (g_str_has_prefix (json_object_get_string_member (lost, "error"),
+                                 "orphaned: "));
+  assert_non_null (
+      strstr (json_object_get_string_member (lost, "error"), "remove --dir"));
 
   run_sink (&table, "list", "--dir", fixture->dir, NULL);
   assert_int_equal (table.status, 1);

@@ -602,8 +602,8 @@ connect_when_free (VmsTestSink *sink, const char *export_name)
         return nbd;
       g_usleep (ORPHAN_POLL_MS * 1000);
     }
-  fail_msg ("export '%s' still refused after %d ms; sink log:\n%s",
-            export_name, ORPHAN_RETRY_MS, vms_test_sink_log (sink));
+  fail_msg ("export '%s' still refused after %d ms; sink log:\n%s", export_name,
+            ORPHAN_RETRY_MS, vms_test_sink_log (sink));
   return NULL;
 }
 
@@ -621,8 +621,7 @@ assert_refused_as_orphan (VmsTestSink *sink, const char *name)
   assert_null (refused);
   log = vms_test_sink_log (sink);
   if (!strstr (log, "replica 'orphan' is orphaned"))
-    fail_msg ("the sink's log does not say the replica is orphaned:\n%s",
-              log);
+    fail_msg ("the sink's log does not say the replica is orphaned:\n%s", log);
 }
 
 /* vmshift-sink list --json's object for the replica, or NULL. */
@@ -660,8 +659,8 @@ test_orphaned_replica (void **state)
   VmsTestSink *sink = fixture->sink;
   const char *program = vms_test_built_program ("VMS_SINK");
   g_autofree char *data = vms_test_sink_replica_path (sink, "orphan");
-  g_autofree char *meta = g_build_filename (sink->replica_dir, ".vmshift",
-                                            "orphan.json", NULL);
+  g_autofree char *meta
+      = g_build_filename (sink->replica_dir, ".vmshift", "orphan.json", NULL);
   g_autoptr (JsonParser) listed = json_parser_new ();
   g_autoptr (JsonParser) remade = json_parser_new ();
   g_autoptr (JsonParser) emptied = json_parser_new ();
@@ -673,8 +672,7 @@ test_orphaned_replica (void **state)
 
   create_replica (sink, "orphan", MiB);
   {
-    g_autoptr (nbd_handle) commit
-        = connect_when_free (sink, "orphan@commit");
+    g_autoptr (nbd_handle) commit = connect_when_free (sink, "orphan@commit");
   }
   /* By hand, as rm -rf DIR/x leaves DIR/.vmshift. */
   assert_int_equal (g_unlink (data), 0);

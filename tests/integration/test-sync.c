@@ -47,14 +47,14 @@ run_start_va (Fixture *fixture, const char *cwd, const char *state_dir,
   g_ptr_array_add (argv, (gpointer) vmshift);
   g_ptr_array_add (argv, (gpointer) "sync");
   for (const char *arg; (arg = va_arg (args, const char *));)
-    g_ptr_array_add (argv, (gpointer) arg);
+    g_ptr_array_add (argv, (gpointer)arg);
   g_ptr_array_add (argv, (gpointer) "--state-dir");
-  g_ptr_array_add (argv, (gpointer) state_dir);
+  g_ptr_array_add (argv, (gpointer)state_dir);
   g_ptr_array_add (argv, (gpointer) "--json");
   g_ptr_array_add (argv, NULL);
   return vms_test_command_start_in (
       fixture->hosts ? fixture->hosts->namespace[0] : NULL, cwd,
-      (const char *const *) argv->pdata, fixture->state_dir);
+      (const char *const *)argv->pdata, fixture->state_dir);
 }
 
 static Run *
@@ -337,15 +337,14 @@ test_relative_paths_resume_elsewhere (void **state)
   Fixture *fixture = *state;
   g_autofree char *here = make_cwd (fixture, "here");
   g_autofree char *there = make_cwd (fixture, "there/deeper");
-  g_autofree char *qmp
-      = vms_test_relative_path (here, fixture->vm->qmp2_path);
+  g_autofree char *qmp = vms_test_relative_path (here, fixture->vm->qmp2_path);
   g_autofree char *socket
       = vms_test_relative_path (here, fixture->sink->socket_path);
   g_autofree char *source = g_strdup_printf ("qmp:%s", qmp);
-  g_autofree char *sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s",
-                                               socket);
-  g_autofree char *state_dir = g_build_filename (fixture->sink->dir, "rel",
-                                                 NULL);
+  g_autofree char *sink_uri
+      = g_strdup_printf ("nbd+unix:///?socket=%s", socket);
+  g_autofree char *state_dir
+      = g_build_filename (fixture->sink->dir, "rel", NULL);
   g_autofree char *job_path = g_build_filename (state_dir, "rel.json", NULL);
   g_autofree char *expected_source
       = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
@@ -357,8 +356,8 @@ test_relative_paths_resume_elsewhere (void **state)
   JsonObject *job;
 
   first = run_start_in (fixture, here, "../rel", source, "--sink", sink_uri,
-                        "--job", "rel", "--replica-prefix", "rel",
-                        "--rounds", "1", NULL);
+                        "--job", "rel", "--replica-prefix", "rel", "--rounds",
+                        "1", NULL);
   run_expect_success (first);
   assert_true (json_parser_load_from_file (parser, job_path, NULL));
   job = json_node_get_object (json_parser_get_root (parser));

@@ -72,16 +72,16 @@ test_sink_uris (void **state)
                    "/keys/keys.psk");
   assert_absolute (vms_path_absolute_sink_uri,
                    "nbds+unix:///exp?tls-certificates=pki&socket=a%20b#frag",
-                   "nbds+unix:///exp?tls-certificates=" CWD
-                   "/pki&socket=" CWD "/a%20b#frag");
+                   "nbds+unix:///exp?tls-certificates=" CWD "/pki&socket=" CWD
+                   "/a%20b#frag");
   /* Absolute values, other keys and no query stay exactly as typed. */
   assert_absolute (vms_path_absolute_sink_uri,
                    "nbd+unix:///?socket=/run/s%2esock&tls=off",
                    "nbd+unix:///?socket=/run/s%2esock&tls=off");
   assert_absolute (vms_path_absolute_sink_uri, "nbd://host:10809/",
                    "nbd://host:10809/");
-  assert_absolute (vms_path_absolute_sink_uri, "nbd://h/?socket=",
-                   "nbd://h/?socket=");
+  assert_absolute (vms_path_absolute_sink_uri,
+                   "nbd://h/?socket=", "nbd://h/?socket=");
 }
 
 static void
