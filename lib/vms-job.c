@@ -3,6 +3,7 @@
  */
 #include "vms-job.h"
 #include "vms-file.h"
+#include "vms-path.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -282,7 +283,10 @@ vms_job_save (VmsJob *job, GError **error)
 }
 
 /* Loading: members are checked for type; a file that does not hold what
- * we wrote is refused rather than half-trusted. */
+ * we wrote is refused rather than half-trusted.  Paths are saved absolute;
+ * a file written before they were may hold relative ones, which meant the
+ * directory vmshift ran in: they are resolved against the current one, as
+ * they were then, and saved absolute by the next save. */
 typedef struct
 {
   JsonObject *object; /* what is being read */
@@ -411,8 +415,9 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
   if (get_int (&reader, "version") != 1
       || g_strcmp0 (get_string (&reader, "id", FALSE), id) != 0)
     goto corrupt;
-  job->source = g_strdup (get_string (&reader, "source", FALSE));
-  job->sink = g_strdup (get_string (&reader, "sink", FALSE));
+  job->source
+      = vms_path_absolute_qmp_address (get_string (&reader, "source", FALSE));
+  job->sink = vms_path_absolute_sink_uri (get_string (&reader, "sink", FALSE));
   g_free (job->vm_name);
   job->vm_name = g_strdup (get_string (&reader, "vm-name", FALSE));
   g_free (job->vm_uuid);
@@ -434,8 +439,10 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
       if (!JSON_NODE_HOLDS_OBJECT (node))
         goto corrupt;
       part.object = json_node_get_object (node);
-      migration->dest_qmp = g_strdup (get_string (&part, "dest-qmp", TRUE));
-      migration->dest_uri = g_strdup (get_string (&part, "dest-uri", TRUE));
+      migration->dest_qmp = vms_path_absolute_qmp_address (
+          get_string (&part, "dest-qmp", TRUE));
+      migration->dest_uri = vms_path_absolute_migration_uri (
+          get_string (&part, "dest-uri", TRUE));
       migration->final_sync = g_strdup (get_string (&part, "final-sync",
                                                     TRUE));
       migration->state = g_strdup (get_string (&part, "state", TRUE));

@@ -19,6 +19,7 @@ typedef enum
   VMS_SINK_ERROR_SIZE_MISMATCH, /* replica exists with another size */
   VMS_SINK_ERROR_IO,            /* a system call failed */
   VMS_SINK_ERROR_METADATA,      /* replica metadata unreadable or invalid */
+  VMS_SINK_ERROR_ORPHANED,      /* metadata left without its data file */
 } VmsSinkError;
 
 G_END_DECLS

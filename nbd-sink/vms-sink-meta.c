@@ -7,6 +7,7 @@
 #include "vms-file.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
 VmsSinkMeta *
@@ -143,6 +144,23 @@ vms_sink_meta_save (const char *dir, const VmsSinkMeta *meta, GError **error)
   text = json_generator_to_data (generator, NULL);
 
   return vms_file_replace_durably (path, text, 0600, error);
+}
+
+gboolean
+vms_sink_meta_remove (const char *dir, const char *name, gboolean *existed,
+                      GError **error)
+{
+  g_autofree char *meta_dir = g_build_filename (dir, VMS_SINK_META_DIR, NULL);
+  g_autofree char *path = meta_path (dir, name);
+
+  *existed = g_unlink (path) == 0;
+  if (!*existed && errno != ENOENT)
+    {
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_IO, "unlink %s: %s",
+                   path, g_strerror (errno));
+      return FALSE;
+    }
+  return !*existed || vms_file_sync_directory (meta_dir, error);
 }
 
 static int

@@ -37,6 +37,11 @@ VmsSinkMeta *vms_sink_meta_load (const char *dir, const char *name,
 gboolean vms_sink_meta_save (const char *dir, const VmsSinkMeta *meta,
                              GError **error);
 
+/* Delete NAME's metadata durably.  *existed says whether there was any;
+ * none is not an error. */
+gboolean vms_sink_meta_remove (const char *dir, const char *name,
+                               gboolean *existed, GError **error);
+
 /* Names of all replicas with metadata in dir, sorted.  Caller frees. */
 GStrv vms_sink_meta_list (const char *dir, GError **error);
 

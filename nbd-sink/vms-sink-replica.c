@@ -27,6 +27,7 @@ struct _VmsSinkStore
   GHashTable *devices;       /* replica name -> block device path */
   GMutex lock;               /* guards open_replicas */
   GHashTable *open_replicas; /* name -> VmsSinkReplica*, opened once */
+  VmsSinkNoticeFunc notice;  /* where notices go, or NULL */
 };
 
 struct _VmsSinkReplica
@@ -116,6 +117,29 @@ vms_sink_store_free (VmsSinkStore *store)
   g_mutex_clear (&store->lock);
   g_free (store->dir);
   g_free (store);
+}
+
+void
+vms_sink_store_set_notice (VmsSinkStore *store, VmsSinkNoticeFunc notice)
+{
+  store->notice = notice;
+}
+
+static void notice (VmsSinkStore *store, const char *format, ...)
+    G_GNUC_PRINTF (2, 3);
+
+static void
+notice (VmsSinkStore *store, const char *format, ...)
+{
+  va_list args;
+  g_autofree char *message = NULL;
+
+  if (!store->notice)
+    return;
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  store->notice (message);
 }
 
 const char *
@@ -279,43 +303,120 @@ replica_new (VmsSinkStore *store, VmsSinkMeta *meta, int *errno_out,
   return replica;
 }
 
+/* Metadata whose data file was deleted by hand (rm -rf DIR/x leaves
+ * DIR/.vmshift).  A block device that vanished is not orphaned: making
+ * it afresh could not bring it back. */
+static gboolean
+data_file_gone (VmsSinkStore *store, const VmsSinkMeta *meta)
+{
+  g_autofree char *path = NULL;
+  struct stat st;
+
+  if (meta->device)
+    return FALSE;
+  path = vms_sink_meta_data_path (store->dir, meta);
+  return lstat (path, &st) < 0 && errno == ENOENT;
+}
+
+/* An open replica whose data file was deleted since: its writes go to a
+ * file nobody can reach any more. */
+static gboolean
+replica_unlinked (VmsSinkReplica *replica)
+{
+  struct stat st;
+
+  return !replica->is_device && fstat (replica->fd, &st) == 0
+         && st.st_nlink == 0;
+}
+
+static int
+orphaned (VmsSinkStore *store, const char *name, const char *why,
+          GError **error)
+{
+  g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_ORPHANED,
+               "replica '%s' is orphaned: its metadata %s/%s/%s.json "
+               "remains but its data file %s/%s was deleted%s; open the "
+               "export %s@create=SIZE to make it afresh, or remove it with "
+               "'vmshift-sink remove --dir %s %s'",
+               name, store->dir, VMS_SINK_META_DIR, name, store->dir, name, why,
+               name, store->dir, name);
+  return ENOENT;
+}
+
+/* name's metadata; with create, a replica that is missing or orphaned
+ * is made afresh first.  Sets *errno_out on failure. */
+static VmsSinkMeta *
+load_or_create (VmsSinkStore *store, const char *name, gboolean create,
+                guint64 create_size, int *errno_out, GError **error)
+{
+  g_autoptr (GError) load_error = NULL;
+  g_autoptr (VmsSinkMeta) meta
+      = vms_sink_meta_load (store->dir, name, &load_error);
+  gboolean orphan = meta && data_file_gone (store, meta);
+
+  if (meta && !orphan)
+    return g_steal_pointer (&meta);
+  if (!meta
+      && !g_error_matches (load_error, VMS_SINK_ERROR,
+                           VMS_SINK_ERROR_NOT_FOUND))
+    {
+      *errno_out = EIO;
+      g_propagate_error (error, g_steal_pointer (&load_error));
+      return NULL;
+    }
+  if (!create)
+    {
+      *errno_out = orphan ? orphaned (store, name, "", error) : ENOENT;
+      if (!orphan)
+        g_propagate_error (error, g_steal_pointer (&load_error));
+      return NULL;
+    }
+  *errno_out = create_replica (store, name, create_size, error);
+  if (*errno_out)
+    return NULL;
+  if (orphan)
+    notice (store,
+            "replica '%s' was orphaned (its data file was deleted): made "
+            "afresh with %" G_GUINT64_FORMAT " bytes",
+            name, create_size);
+  g_clear_error (&load_error);
+  meta = vms_sink_meta_load (store->dir, name, error);
+  if (!meta)
+    *errno_out = EIO;
+  return g_steal_pointer (&meta);
+}
+
 VmsSinkReplica *
 vms_sink_store_open (VmsSinkStore *store, const char *name, gboolean create,
                      guint64 create_size, int *errno_out, GError **error)
 {
   g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&store->lock);
-  g_autoptr (GError) load_error = NULL;
   VmsSinkReplica *replica;
   VmsSinkMeta *meta;
-  int err;
 
   *errno_out = 0;
   replica = g_hash_table_lookup (store->open_replicas, name);
-  if (!replica)
+  /* Opens count up under the lock, so none can start meanwhile: with no
+   * connection left the stale replica is forgotten and opened anew. */
+  if (replica && replica_unlinked (replica))
     {
-      meta = vms_sink_meta_load (store->dir, name, &load_error);
-      if (!meta && create
-          && g_error_matches (load_error, VMS_SINK_ERROR,
-                              VMS_SINK_ERROR_NOT_FOUND))
+      if (g_atomic_int_get (&replica->refcount) > 0)
         {
-          g_clear_error (&load_error);
-          err = create_replica (store, name, create_size, error);
-          if (err)
-            {
-              *errno_out = err;
-              return NULL;
-            }
-          meta = vms_sink_meta_load (store->dir, name, &load_error);
-        }
-      if (!meta)
-        {
-          *errno_out = g_error_matches (load_error, VMS_SINK_ERROR,
-                                        VMS_SINK_ERROR_NOT_FOUND)
-                           ? ENOENT
-                           : EIO;
-          g_propagate_error (error, g_steal_pointer (&load_error));
+          *errno_out = orphaned (store, name,
+                                 " while connections still use it (close "
+                                 "them first)",
+                                 error);
           return NULL;
         }
+      g_hash_table_remove (store->open_replicas, name);
+      replica = NULL;
+    }
+  if (!replica)
+    {
+      meta
+          = load_or_create (store, name, create, create_size, errno_out, error);
+      if (!meta)
+        return NULL;
       replica = replica_new (store, meta, errno_out, error);
       if (!replica)
         {

@@ -19,7 +19,12 @@ typedef struct _VmsSinkReplica VmsSinkReplica;
 typedef gboolean (*VmsSinkExtentFunc) (guint64 offset, guint64 length,
                                        gboolean hole, gpointer user_data);
 
+/* Says what the store did on its own (e.g. remade an orphaned replica),
+ * for the sink's log. */
+typedef void (*VmsSinkNoticeFunc) (const char *message);
+
 VmsSinkStore *vms_sink_store_new (const char *dir, GError **error);
+void vms_sink_store_set_notice (VmsSinkStore *store, VmsSinkNoticeFunc notice);
 void vms_sink_store_free (VmsSinkStore *store);
 const char *vms_sink_store_get_dir (VmsSinkStore *store);
 
@@ -28,7 +33,10 @@ gboolean vms_sink_store_add_device (VmsSinkStore *store, const char *name,
                                     const char *path, GError **error);
 
 /* Open replica name.  With create, make it with create_size bytes if it
- * does not exist; an existing replica must then have that size.
+ * does not exist; an existing replica must then have that size.  An
+ * orphaned replica (metadata whose data file was deleted) is refused with
+ * VMS_SINK_ERROR_ORPHANED, or made afresh with create: the old metadata
+ * described data that no longer exists.
  * Functions on replicas return 0 or an errno value for the NBD client, and
  * set error to say what failed. */
 VmsSinkReplica *vms_sink_store_open (VmsSinkStore *store, const char *name,

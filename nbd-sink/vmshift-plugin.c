@@ -46,6 +46,13 @@ fail (int err, GError *error)
   return -1;
 }
 
+/* What the store did on its own, in nbdkit's log like the commits. */
+static void
+notice (const char *message)
+{
+  nbdkit_debug ("%s", message);
+}
+
 static void
 vmshift_unload (void)
 {
@@ -111,6 +118,7 @@ vmshift_config_complete (void)
       nbdkit_error ("%s", error->message);
       return -1;
     }
+  vms_sink_store_set_notice (store, notice);
   for (guint i = 0; config_devices && i < config_devices->len; i++)
     {
       const char *spec = config_devices->pdata[i];

@@ -1,4 +1,5 @@
-/* vmshift-sink: start nbdkit with the vmshift plugin, and list replicas.
+/* vmshift-sink: start nbdkit with the vmshift plugin; list and remove
+ * replicas.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * The sink is an nbdkit plugin; this program only checks a command line
@@ -11,6 +12,8 @@
 #include "vms-sink-meta.h"
 #include "vms-cli-main.h"
 #include "vms-progress.h"
+#include "vms-path.h"
+#include "vms-file.h"
 
 #include <errno.h>
 #include <gio/gio.h>
@@ -486,6 +489,8 @@ typedef struct
   guint64 threads;              /* --threads, 0 if not given */
   guint64 hash_chunk;           /* --hash-chunk, 0 if not given */
   char *plugin;                 /* absolute path of the plugin */
+  char *unix_path;              /* absolute --unix, or NULL */
+  char *pid_file;               /* absolute --pid-file, or NULL */
 } ServePlan;
 
 static void
@@ -495,6 +500,8 @@ serve_plan_clear (ServePlan *plan)
   g_clear_pointer (&plan->device_parameters, g_ptr_array_unref);
   listen_address_clear (&plan->listen);
   g_free (plan->plugin);
+  g_free (plan->unix_path);
+  g_free (plan->pid_file);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ServePlan, serve_plan_clear)
@@ -523,6 +530,10 @@ plan_serve (const ServeOptions *options, ServePlan *plan, int *exit_code,
         return FALSE;
       g_ptr_array_add (plan->device_parameters, parameter);
     }
+  /* nbdkit changes to / when it daemonizes: every path it gets is
+   * absolute. */
+  plan->unix_path = vms_path_absolute (options->unix_path);
+  plan->pid_file = vms_path_absolute (options->pid_file);
   plan->plugin = find_plugin (options->plugin, exit_code, error);
   return plan->plugin != NULL;
 }
@@ -543,7 +554,7 @@ nbdkit_argv (const ServeOptions *options, const ServePlan *plan)
   if (options->pid_file)
     {
       ADD ("-P");
-      ADD (options->pid_file);
+      ADD (plan->pid_file);
     }
   if (plan->threads)
     {
@@ -570,7 +581,7 @@ nbdkit_argv (const ServeOptions *options, const ServePlan *plan)
   if (options->unix_path)
     {
       ADD ("-U");
-      ADD (options->unix_path);
+      ADD (plan->unix_path);
     }
   else
     {
@@ -763,6 +774,7 @@ typedef struct
   char *committed;    /* last commit in ISO 8601 UTC, or NULL if never */
   char *device;       /* block device, or NULL for a file in DIR */
   char *problem;      /* what is wrong with the data, or NULL */
+  gboolean orphaned;  /* metadata left without its data file */
   const char *shown;  /* table text when allocated is unknown */
 } ListRow;
 
@@ -800,11 +812,20 @@ list_row_new (const char *dir, const VmsSinkMeta *meta)
   row->shown = "-";
   if (stat (path, &st) < 0)
     {
-      if (errno == ENOENT)
+      if (errno == ENOENT && meta->device)
         {
-          row->problem = g_strdup (meta->device ? "device missing"
-                                                : "data file missing");
+          row->problem = g_strdup ("device missing");
           row->shown = "missing";
+        }
+      else if (errno == ENOENT)
+        {
+          row->orphaned = TRUE;
+          row->problem = g_strdup_printf (
+              "orphaned: its data file %s was deleted; '%s remove --dir %s "
+              "%s' deletes the metadata, opening the export %s@create=SIZE "
+              "makes the replica afresh",
+              path, PROGRAM, dir, meta->name, meta->name);
+          row->shown = "orphaned";
         }
       else
         {
@@ -921,6 +942,8 @@ print_json (GPtrArray *rows)
         json_builder_add_string_value (builder, row->device);
       else
         json_builder_add_null_value (builder);
+      json_builder_set_member_name (builder, "orphaned");
+      json_builder_add_boolean_value (builder, row->orphaned);
       if (row->problem)
         {
           json_builder_set_member_name (builder, "error");
@@ -935,12 +958,29 @@ print_json (GPtrArray *rows)
   printf ("%s\n", text);
 }
 
+/* --dir of list and remove: given, and a directory; says why not. */
+static gboolean
+check_replica_dir (const char *subcommand, const char *dir)
+{
+  if (dir && g_file_test (dir, G_FILE_TEST_IS_DIR))
+    return TRUE;
+  if (dir)
+    sink_error (subcommand, "--dir %s: no such directory", dir);
+  else
+    sink_error (subcommand, "--dir DIR is required: the directory of the "
+                            "replicas");
+  return FALSE;
+}
+
 static const char *const list_description
     = "For each replica in DIR: its name, size, bytes allocated on disk\n"
       "(\"-\" for a block device), whether it is complete (committed by the\n"
       "source and not written since), when it was last committed, and its\n"
-      "block device if any.  Exits 1 if a replica's metadata cannot be read\n"
-      "or its data file is missing; the other replicas are still listed.\n";
+      "block device if any.  A replica whose data file was deleted while its\n"
+      "metadata remains is shown as orphaned: 'remove' deletes what is left\n"
+      "of it, and opening NAME@create=SIZE makes it afresh.  Exits 1 if a\n"
+      "replica's metadata cannot be read, its data is missing or it is\n"
+      "orphaned; the other replicas are still listed.\n";
 
 static int
 cmd_list (int argc, char **argv)
@@ -976,15 +1016,8 @@ cmd_list (int argc, char **argv)
                   argv[1], PROGRAM);
       return SINK_EXIT_USAGE;
     }
-  if (!dir || !g_file_test (dir, G_FILE_TEST_IS_DIR))
-    {
-      if (dir)
-        sink_error ("list", "--dir %s: no such directory", dir);
-      else
-        sink_error ("list", "--dir DIR is required: the directory of the "
-                            "replicas");
-      return SINK_EXIT_USAGE;
-    }
+  if (!check_replica_dir ("list", dir))
+    return SINK_EXIT_USAGE;
 
   names = vms_sink_meta_list (dir, &error);
   if (!names)
@@ -1025,12 +1058,108 @@ cmd_list (int argc, char **argv)
   return ferror (stdout) ? SINK_EXIT_FAILED : status;
 }
 
+/* --------------------------------------------------------------- remove */
+
+static const char *const remove_description
+    = "Delete each replica NAME in DIR: its data file DIR/NAME and its\n"
+      "metadata DIR/.vmshift/NAME.json together, so that nothing of it is\n"
+      "left; an orphaned replica (its data file deleted by hand) too.  A\n"
+      "replica on a block device (--device) loses only its metadata: the\n"
+      "device is left as it is.  Stop the sink first, or make sure no client\n"
+      "uses the replica: a sink that has it open refuses it until those\n"
+      "connections close.  Exits 1 if a NAME has neither data nor metadata\n"
+      "in DIR or cannot be removed; the other NAMEs are still removed.\n";
+
+/* Delete the data file (never a device), then the metadata: a crash in
+ * between leaves an orphan, which list shows and remove or @create
+ * clear. */
+static gboolean
+remove_replica (const char *dir, const char *name, GError **error)
+{
+  g_autofree char *data = g_build_filename (dir, name, NULL);
+  g_autoptr (VmsSinkMeta) meta = NULL;
+  gboolean had_data = FALSE, had_meta = FALSE;
+
+  if (!vms_sink_name_is_valid (name, error))
+    return FALSE;
+  /* Unreadable metadata is removed all the same. */
+  meta = vms_sink_meta_load (dir, name, NULL);
+  if (!meta || !meta->device)
+    {
+      int code = unlink (data) == 0 ? 0 : errno;
+
+      had_data = code == 0;
+      if (code && code != ENOENT)
+        {
+          g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (code),
+                       "unlink %s: %s", data, g_strerror (code));
+          return FALSE;
+        }
+      if (had_data && !vms_file_sync_directory (dir, error))
+        return FALSE;
+    }
+  if (!vms_sink_meta_remove (dir, name, &had_meta, error))
+    return FALSE;
+  if (!had_data && !had_meta)
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                   "no replica named '%s' in %s", name, dir);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static int
+cmd_remove (int argc, char **argv)
+{
+  g_autofree char *dir = NULL;
+  const GOptionEntry entries[]
+      = { { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &dir,
+            "Directory of the replicas (required)", "DIR" },
+          G_OPTION_ENTRY_NULL };
+  g_autoptr (GOptionContext) context = g_option_context_new ("NAME...");
+  g_autoptr (GError) error = NULL;
+  int status = SINK_EXIT_OK;
+
+  g_option_context_set_summary (context, "Delete replicas and their metadata.");
+  g_option_context_set_description (context, remove_description);
+  g_option_context_add_main_entries (context, entries, NULL);
+  g_set_prgname (PROGRAM " remove");
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      sink_error ("remove", "%s", error->message);
+      return SINK_EXIT_USAGE;
+    }
+  if (argc < 2)
+    {
+      sink_error ("remove",
+                  "expected the NAME of a replica (see '%s remove "
+                  "--help')",
+                  PROGRAM);
+      return SINK_EXIT_USAGE;
+    }
+  if (!check_replica_dir ("remove", dir))
+    return SINK_EXIT_USAGE;
+  for (int i = 1; i < argc; i++)
+    {
+      g_autoptr (GError) remove_error = NULL;
+
+      if (!remove_replica (dir, argv[i], &remove_error))
+        {
+          sink_error ("remove", "%s", remove_error->message);
+          status = SINK_EXIT_FAILED;
+        }
+    }
+  return status;
+}
+
 /* ----------------------------------------------------------------- main */
 
 static const VmsCliCommand commands[] = {
   { "serve", "Serve a directory of replicas over NBD (runs nbdkit)",
     cmd_serve },
   { "list", "List the replicas in a directory", cmd_list },
+  { "remove", "Delete replicas and their metadata", cmd_remove },
 };
 
 int

@@ -4,6 +4,7 @@
 #include "vms-cli-copy.h"
 #include "vms-copy.h"
 #include "vms-job.h"
+#include "vms-path.h"
 #include "vms-size.h"
 
 static gboolean
@@ -76,11 +77,15 @@ vms_cli_copy_options_parse (VmsCliCopyOptions *options,
   config->queue_depth = options->queue_depth;
   config->checkpoint_seconds = options->checkpoint_seconds;
   config->io_timeout_s = options->io_timeout;
-  config->sink = g_steal_pointer (&options->sink);
+  /* QEMU gets the sink's socket and keys for the mirror, in its own
+   * working directory; the job keeps them for a run from another one. */
+  config->sink = vms_path_absolute_sink_uri (options->sink);
   config->job_id = g_steal_pointer (&options->job_id);
   config->resume = g_steal_pointer (&options->resume);
-  config->state_dir = options->state_dir ? g_steal_pointer (&options->state_dir)
-                                         : vms_job_default_state_dir ();
+  /* QEMU's NBD server listens on a socket in it. */
+  if (!options->state_dir)
+    options->state_dir = vms_job_default_state_dir ();
+  config->state_dir = vms_path_absolute (options->state_dir);
   config->disks = g_steal_pointer (&options->disks);
   config->replica_prefix = g_steal_pointer (&options->replica_prefix);
   return TRUE;

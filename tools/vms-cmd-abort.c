@@ -4,6 +4,7 @@
  */
 #include "vms-cli.h"
 #include "vms-migration.h"
+#include "vms-path.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -172,5 +173,7 @@ vms_cmd_abort (int argc, char **argv)
     }
   if (!state_dir)
     state_dir = vms_job_default_state_dir ();
+  /* A rollback of an orphan talks to QEMU about sockets in it. */
+  vms_path_make_absolute (&state_dir, vms_path_absolute);
   return abort_job (state_dir, argv[1], timeout_s);
 }

@@ -9,6 +9,7 @@
 #include "vms-config.h"
 #include "vms-estimate.h"
 #include "vms-job.h"
+#include "vms-path.h"
 #include "vms-size.h"
 
 #include <errno.h>
@@ -121,8 +122,13 @@ check_options (EstimateOptions *options, int argc, GError **error)
                                    g_get_real_time () / G_USEC_PER_SEC);
   if (!vms_job_id_is_valid (options->id, &id_error))
     return usage_error (error, id_error->message);
+  /* QEMU's NBD servers and its memory samples are files in it, and QEMU
+   * does not share our working directory. */
   if (!options->state_dir)
     options->state_dir = vms_job_default_state_dir ();
+  vms_path_make_absolute (&options->state_dir, vms_path_absolute);
+  vms_path_make_absolute (&options->sink, vms_path_absolute_sink_uri);
+  vms_path_make_absolute (&options->connect, vms_path_absolute_libvirt_uri);
   if (!VMS_HAVE_LIBVIRT && options->connect)
     return usage_error (error, "this vmshift was built without libvirt: "
                                "--connect is not available");
@@ -331,12 +337,15 @@ vms_cmd_estimate (int argc, char **argv)
                                        .interval_s = DEFAULT_INTERVAL_S,
                                        .probe_seconds = DEFAULT_PROBE_SECONDS };
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) sources = g_ptr_array_new ();
+  g_autoptr (GPtrArray) sources = g_ptr_array_new_with_free_func (g_free);
   gboolean ok;
 
   ok = parse_options (&options, &argc, &argv, &error);
+  /* QMP sockets; with --connect, domain names (left as they are). */
   for (int i = 1; ok && i < argc; i++)
-    g_ptr_array_add (sources, argv[i]);
+    g_ptr_array_add (sources, options.connect
+                                  ? g_strdup (argv[i])
+                                  : vms_path_absolute_qmp_address (argv[i]));
   g_ptr_array_add (sources, NULL);
   ok = ok
        && estimate (&options, (const char *const *)sources->pdata,

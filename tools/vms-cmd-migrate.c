@@ -5,6 +5,7 @@
 #include "vms-cli.h"
 #include "vms-cli-copy.h"
 #include "vms-migration.h"
+#include "vms-path.h"
 #include "vms-size.h"
 
 static const char *const description
@@ -37,7 +38,11 @@ static const char *const description
       "with the mirror, then libvirt migrates the domain with every disk\n"
       "pointing at its replica (in --replica-dir).  Install\n"
       "vmshift-libvirt-hook on the destination to let it point the disks\n"
-      "at the replicas where its sink keeps them.\n";
+      "at the replicas where its sink keeps them.\n"
+      "\n"
+      "Relative paths are taken from the current directory and saved\n"
+      "absolute in the job, as for 'vmshift sync'; --replica-dir, a\n"
+      "directory on the destination host, must be absolute.\n";
 
 typedef struct
 {
@@ -105,6 +110,16 @@ check_libvirt_arguments (MigrateOptions *options, int argc,
                    "vmshift hold the source paused before it, so only "
                    "mirror keeps the replicas exact",
                    options->final_sync);
+      return FALSE;
+    }
+  /* It names a directory on the destination host, which vmshift's
+   * working directory says nothing about. */
+  if (options->replica_dir && !g_path_is_absolute (options->replica_dir))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "--replica-dir %s: give the absolute path of the sink's "
+                   "directory on the destination host",
+                   options->replica_dir);
       return FALSE;
     }
   config->mode = VMS_MIGRATE_FINAL_MIRROR;
@@ -203,9 +218,13 @@ fill_config (MigrateOptions *options, int argc, char **argv,
 {
   VmsMigrationLibvirtConfig *libvirt = &config->libvirt;
 
-  config->source = argc == 2 && !options->connect ? g_strdup (argv[1]) : NULL;
-  config->dest_qmp = g_steal_pointer (&options->dest_qmp);
-  config->dest_uri = g_steal_pointer (&options->dest_uri);
+  /* Paths absolute from here on: QEMU and libvirtd do not share our
+   * working directory, and the job keeps them for --resume elsewhere. */
+  config->source = argc == 2 && !options->connect
+                       ? vms_path_absolute_qmp_address (argv[1])
+                       : NULL;
+  config->dest_qmp = vms_path_absolute_qmp_address (options->dest_qmp);
+  config->dest_uri = vms_path_absolute_migration_uri (options->dest_uri);
   config->max_downtime_ms = options->max_downtime_ms;
   config->multifd_channels = options->multifd_channels;
   config->auto_converge = options->auto_converge;
@@ -213,11 +232,11 @@ fill_config (MigrateOptions *options, int argc, char **argv,
   config->suspend = options->suspend;
   config->memory_timeout_s = options->memory_timeout_s;
   config->estimate = g_steal_pointer (&options->estimate);
-  libvirt->connect_uri = g_steal_pointer (&options->connect);
+  libvirt->connect_uri = vms_path_absolute_libvirt_uri (options->connect);
   if (libvirt->connect_uri && argc == 3)
     {
       libvirt->domain = g_strdup (argv[1]);
-      libvirt->dest_uri = g_strdup (argv[2]);
+      libvirt->dest_uri = vms_path_absolute_libvirt_uri (argv[2]);
     }
   libvirt->migrate_uri = g_steal_pointer (&options->migrate_uri);
   libvirt->dname = g_steal_pointer (&options->dname);
@@ -390,7 +409,7 @@ vms_cmd_migrate (int argc, char **argv)
     { "dname", 0, 0, G_OPTION_ARG_STRING, &options.dname,
       "The domain's name at the destination", "NAME" },
     { "replica-dir", 0, 0, G_OPTION_ARG_FILENAME, &options.replica_dir,
-      "The sink's directory on the destination host (default "
+      "The sink's directory on the destination host, absolute (default "
       "/var/lib/vmshift/replicas; the destination's hook may correct it)",
       "DIR" },
     G_OPTION_ENTRY_NULL

@@ -5,6 +5,7 @@
 #include "vms-cli.h"
 #include "vms-cli-copy.h"
 #include "vms-replicate.h"
+#include "vms-path.h"
 
 static const char *const description
     = "SOURCE is the QEMU to copy from: qmp:PATH (a QMP monitor socket that\n"
@@ -20,7 +21,11 @@ static const char *const description
       "from\n"
       "there.  Progress is checkpointed after each FLUSH at the sink; after a\n"
       "crash, Ctrl-C, a killed sink or a cut link, --resume sends again only\n"
-      "what was not checkpointed.\n";
+      "what was not checkpointed.\n"
+      "\n"
+      "Relative paths (state directory, sockets, key files in URI) are taken\n"
+      "from the current directory and saved absolute in the job, so --resume\n"
+      "works from any directory.\n";
 
 static gboolean
 run_sync (VmsReplicate *rep, const char *source, GError **error)
@@ -88,7 +93,7 @@ vms_cmd_sync (int argc, char **argv)
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsProgress) progress = NULL;
-  const char *source;
+  g_autofree char *source = NULL;
   gint64 started = g_get_monotonic_time ();
   int status = VMS_EXIT_OK;
 
@@ -122,11 +127,12 @@ vms_cmd_sync (int argc, char **argv)
           status = VMS_EXIT_FAILED;
           goto out;
         }
-      source = argc == 2 ? argv[1] : saved->source;
-      source = g_intern_string (source);
+      source = g_strdup (argc == 2 ? argv[1] : saved->source);
     }
   else
-    source = argv[1];
+    source = g_strdup (argv[1]);
+  /* Kept in the job: absolute, for a --resume from another directory. */
+  vms_path_make_absolute (&source, vms_path_absolute_qmp_address);
 
   if (!run_sync (&rep, source, &error))
     {

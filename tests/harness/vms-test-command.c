@@ -32,6 +32,13 @@ VmsTestCommand *
 vms_test_command_start (const char *netns, const char *const *argv,
                         const char *err_dir)
 {
+  return vms_test_command_start_in (netns, NULL, argv, err_dir);
+}
+
+VmsTestCommand *
+vms_test_command_start_in (const char *netns, const char *cwd,
+                           const char *const *argv, const char *err_dir)
+{
   VmsTestCommand *command = g_new0 (VmsTestCommand, 1);
   g_autoptr (GPtrArray) full = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GError) error = NULL;
@@ -56,7 +63,7 @@ vms_test_command_start (const char *netns, const char *const *argv,
   err_fd = open (command->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   assert_true (err_fd >= 0);
   if (!g_spawn_async_with_pipes_and_fds (
-          NULL, (const char *const *)full->pdata, NULL,
+          cwd, (const char *const *)full->pdata, NULL,
           G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH, NULL, NULL, -1, -1,
           err_fd, NULL, NULL, 0, &command->pid, NULL, &command->out_fd, NULL,
           &error))

@@ -25,6 +25,11 @@ VmsTestCommand *vms_test_command_start (const char *netns,
                                         const char *const *argv,
                                         const char *err_dir);
 
+/* The same, run in working directory cwd (NULL: ours). */
+VmsTestCommand *vms_test_command_start_in (const char *netns, const char *cwd,
+                                           const char *const *argv,
+                                           const char *err_dir);
+
 /* Read what it printed, for up to timeout_ms; TRUE once it exited. */
 gboolean vms_test_command_pump (VmsTestCommand *command, int timeout_ms);
 

@@ -150,3 +150,17 @@ vms_test_built_program (const char *variable)
     }
   return path;
 }
+
+char *
+vms_test_relative_path (const char *from, const char *path)
+{
+  g_auto (GStrv) parts = g_strsplit (from, "/", -1);
+  GString *relative = g_string_new (NULL);
+
+  g_assert (g_path_is_absolute (from) && g_path_is_absolute (path));
+  for (char **part = parts; *part; part++)
+    if (**part)
+      g_string_append (relative, "../");
+  g_string_append (relative, path + 1);
+  return g_string_free (relative, FALSE);
+}

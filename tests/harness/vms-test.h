@@ -77,6 +77,11 @@ void vms_test_run_capturev (VmsTestRun *run, const char *cwd, char **envp,
 void vms_test_run_capture (VmsTestRun *run, const char *cwd, char **envp,
                            const char *program, ...) G_GNUC_NULL_TERMINATED;
 
+/* The absolute path as a relative one seen from directory from (both
+ * absolute, without symlinks): "../" up to / and down again (caller
+ * frees).  Tests of relative paths use it. */
+char *vms_test_relative_path (const char *from, const char *path);
+
 /* Path of a built program from the environment variable that meson sets
  * (e.g. VMS_VMSHIFT for tools/vmshift). */
 const char *vms_test_built_program (const char *variable);

@@ -910,6 +910,96 @@ test_estimate_interrupted (void **state)
   }
 }
 
+/* ---- relative paths ---- */
+
+/* A working directory for vmshift in the sink's private directory, not
+ * QEMU's (the test's).  Caller frees. */
+static char *
+make_cwd (Fixture *fixture, const char *name)
+{
+  char *dir = g_build_filename (fixture->sink->dir, name, NULL);
+
+  assert_int_equal (g_mkdir_with_parents (dir, 0700), 0);
+  return dir;
+}
+
+/* vmshift ARGS... --json, run in cwd. */
+static VmsTestCommand *
+start_in (Fixture *fixture, const char *cwd, const char *const *args)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+
+  g_ptr_array_add (argv, (gpointer)vmshift);
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (gpointer)args[i]);
+  g_ptr_array_add (argv, (gpointer) "--json");
+  g_ptr_array_add (argv, NULL);
+  return vms_test_command_start_in (NULL, cwd, (const char *const *)argv->pdata,
+                                    fixture->state_dir);
+}
+
+/* A new user's command lines, each from a directory that is not QEMU's,
+ * every path relative: an estimate (QEMU's NBD servers and memory samples
+ * go to the state directory), a sync that makes the job, and a migration
+ * that resumes it from another directory with the mirror (QEMU's NBD
+ * client gets the sink's socket from the job, QEMU's migration the
+ * --dest-uri socket). */
+static void
+test_relative_paths (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *here = make_cwd (fixture, "here");
+  g_autofree char *there = make_cwd (fixture, "there/deeper");
+  g_autofree char *qmp
+      = vms_test_relative_path (here, fixture->source->qmp2_path);
+  g_autofree char *socket
+      = vms_test_relative_path (here, fixture->sink->socket_path);
+  g_autofree char *source = g_strdup_printf ("qmp:%s", qmp);
+  g_autofree char *sink_uri
+      = g_strdup_printf ("nbd+unix:///?socket=%s", socket);
+  g_autofree char *estimate_file
+      = g_build_filename (fixture->sink->dir, "st", "estimate-rel.json", NULL);
+  g_autofree char *dest_qmp = NULL, *dest_uri = NULL, *mig = NULL, *dqmp = NULL;
+  g_autoptr (VmsTestCommand) estimate = NULL;
+  g_autoptr (VmsTestCommand) sync = NULL;
+  g_autoptr (VmsTestCommand) migrate = NULL;
+
+  estimate = start_in (fixture, here,
+                       (const char *const[]){
+                           "estimate", source, "--sink", sink_uri, "--id=rel",
+                           "--window=4", "--interval=2", "--probe-seconds=0.3",
+                           "--state-dir=../st", NULL });
+  vms_test_command_expect_success (estimate);
+  assert_true (g_file_test (estimate_file, G_FILE_TEST_IS_REGULAR));
+  assert_no_estimate_bitmaps (fixture);
+
+  sync = start_in (fixture, here,
+                   (const char *const[]){ "sync", source, "--sink", sink_uri,
+                                          "--job", "rel", "--replica-prefix",
+                                          "r", "--rounds", "0",
+                                          "--state-dir=../st", NULL });
+  vms_test_command_expect_success (sync);
+
+  fixture->prefix = "r";
+  start_destination (fixture, TRUE);
+  dqmp = vms_test_relative_path (there, fixture->dest->qmp2_path);
+  dest_qmp = g_strdup_printf ("--dest-qmp=qmp:%s", dqmp);
+  {
+    g_autofree char *path = g_strdup_printf (
+        "%s/mig-%u.sock", fixture->dest->dir, fixture->attempts);
+
+    mig = vms_test_relative_path (there, path);
+  }
+  dest_uri = g_strdup_printf ("--dest-uri=unix:%s", mig);
+  migrate = start_in (fixture, there,
+                      (const char *const[]){ "migrate", "--resume", "rel",
+                                             dest_qmp, dest_uri,
+                                             "--final-sync=mirror", "--suspend",
+                                             "--state-dir=../../st", NULL });
+  vms_test_command_expect_success (migrate);
+  assert_replicas_identical (fixture);
+}
+
 int
 main (void)
 {
@@ -932,6 +1022,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_estimate_interrupted, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_preflight_refusals, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_relative_paths, setup, teardown),
   };
 
   vms_test_require_program ("qemu-system-x86_64", "qemu-system-x86");

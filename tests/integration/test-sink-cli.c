@@ -399,6 +399,8 @@ test_print_command_shape (void **state)
   g_autofree char *plugin = g_build_filename (fixture->tmp, "plugin.so",
                                               NULL);
   g_autofree char *dir_arg = g_strdup_printf ("dir=%s", fixture->dir);
+  g_autofree char *pid_file = g_build_filename (fixture->tmp, "sink.pid", NULL);
+  g_autofree char *socket = g_build_filename (fixture->tmp, "sink.sock", NULL);
   g_autofree char *certificates_arg = NULL;
   g_autoptr (GPtrArray) expected = g_ptr_array_new_with_free_func (g_free);
   g_auto (GStrv) argv = NULL;
@@ -411,7 +413,8 @@ test_print_command_shape (void **state)
   device_arg = device ? g_strdup_printf ("r2=%s", device) : NULL;
 
   /* Relative paths: nbdkit changes to / when it daemonizes, so the
-   * directory and the plugin must reach it as absolute paths. */
+   * directory, the plugin, the socket and the pid file must reach it as
+   * absolute paths. */
   run_sink_in (&run, fixture->tmp, NULL, "serve", "--dir", "replicas",
                "--unix", "sink.sock", "--foreground", "--verbose",
                "--pid-file", "sink.pid", "--threads", "4",
@@ -424,14 +427,13 @@ test_print_command_shape (void **state)
 
   for (const char *const *word
        = (const char *const[]){ "/opt/nbdkit/nbdkit", "-f", "-v", "-P",
-                                "sink.pid", "-t", "4", "--tls=require",
-                                NULL };
+                                pid_file, "-t", "4", "--tls=require", NULL };
        *word; word++)
     g_ptr_array_add (expected, g_strdup (*word));
   g_ptr_array_add (expected, g_strdup (certificates_arg));
   g_ptr_array_add (expected, g_strdup ("--tls-verify-peer"));
   g_ptr_array_add (expected, g_strdup ("-U"));
-  g_ptr_array_add (expected, g_strdup ("sink.sock"));
+  g_ptr_array_add (expected, g_strdup (socket));
   g_ptr_array_add (expected, g_strdup (plugin));
   g_ptr_array_add (expected, g_strdup (dir_arg));
   if (device)
@@ -603,16 +605,20 @@ test_list_reports_broken_replicas (void **state)
   assert_true (json_object_get_null_member (lost, "allocated"));
   assert_true (json_object_get_null_member (lost, "committed"));
   assert_false (json_object_get_boolean_member (lost, "complete"));
-  assert_string_equal (json_object_get_string_member (lost, "error"),
-                       "data file missing");
+  assert_true (json_object_get_boolean_member (lost, "orphaned"));
+  assert_false (json_object_get_boolean_member (good, "orphaned"));
+  assert_true (g_str_has_prefix (json_object_get_string_member (lost, "error"),
+                                 "orphaned: "));
+  assert_non_null (
+      strstr (json_object_get_string_member (lost, "error"), "remove --dir"));
 
   run_sink (&table, "list", "--dir", fixture->dir, NULL);
   assert_int_equal (table.status, 1);
-  assert_non_null (strstr (table.out, "missing"));
+  assert_non_null (strstr (table.out, "orphaned"));
   assert_non_null (strstr (table.out, "65536 (64.0 KiB)"));
   assert_non_null (strstr (table.out, commit_iso));
   assert_non_null (strstr (table.err, "broken.json"));
-  assert_non_null (strstr (table.err, "'lost': data file missing"));
+  assert_non_null (strstr (table.err, "'lost': orphaned"));
 }
 
 /* --------------------------------------------------- a running server */

@@ -622,6 +622,134 @@ test_commit_is_explicit (void **state)
   assert_null (missing);
 }
 
+/* Connections close on the server a moment after the client's: retry an
+ * open that a closing connection may still hold up. */
+#define ORPHAN_RETRY_MS 5000
+#define ORPHAN_POLL_MS 50
+
+static nbd_handle *
+connect_when_free (VmsTestSink *sink, const char *export_name)
+{
+  g_autoptr (GError) error = NULL;
+
+  for (int waited = 0; waited < ORPHAN_RETRY_MS; waited += ORPHAN_POLL_MS)
+    {
+      nbd_handle *nbd = vms_test_sink_connect (sink, export_name, NULL);
+
+      if (nbd)
+        return nbd;
+      g_usleep (ORPHAN_POLL_MS * 1000);
+    }
+  fail_msg ("export '%s' still refused after %d ms; sink log:\n%s", export_name,
+            ORPHAN_RETRY_MS, vms_test_sink_log (sink));
+  return NULL;
+}
+
+/* The plain export of an orphaned replica is refused, and the sink's log
+ * (emptied first: nbdkit appends to it) says why. */
+static void
+assert_refused_as_orphan (VmsTestSink *sink, const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) refused = NULL;
+  g_autofree char *log = NULL;
+
+  assert_int_equal (truncate (sink->log_path, 0), 0);
+  refused = vms_test_sink_connect (sink, name, &error);
+  assert_null (refused);
+  log = vms_test_sink_log (sink);
+  if (!strstr (log, "replica 'orphan' is orphaned"))
+    fail_msg ("the sink's log does not say the replica is orphaned:\n%s", log);
+}
+
+/* vmshift-sink list --json's object for the replica, or NULL. */
+static JsonObject *
+list_replica (VmsTestSink *sink, const char *name, int expected_status,
+              JsonParser *parser)
+{
+  const char *program = vms_test_built_program ("VMS_SINK");
+  g_auto (VmsTestRun) run = { 0 };
+  JsonArray *replicas;
+
+  vms_test_run_capture (&run, NULL, NULL, program, "list", "--dir",
+                        sink->replica_dir, "--json", NULL);
+  assert_int_equal (run.status, expected_status);
+  assert_true (json_parser_load_from_data (parser, run.out, -1, NULL));
+  replicas = json_node_get_array (json_parser_get_root (parser));
+  for (guint i = 0; i < json_array_get_length (replicas); i++)
+    {
+      JsonObject *object = json_array_get_object_element (replicas, i);
+
+      if (g_str_equal (json_object_get_string_member (object, "name"), name))
+        return object;
+    }
+  return NULL;
+}
+
+/* A replica whose data file was deleted by hand: list shows it orphaned,
+ * a plain open is refused saying so, @create makes it afresh (while the
+ * sink still had it open, and after a restart), and vmshift-sink remove
+ * leaves nothing of it. */
+static void
+test_orphaned_replica (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  const char *program = vms_test_built_program ("VMS_SINK");
+  g_autofree char *data = vms_test_sink_replica_path (sink, "orphan");
+  g_autofree char *meta
+      = g_build_filename (sink->replica_dir, ".vmshift", "orphan.json", NULL);
+  g_autoptr (JsonParser) listed = json_parser_new ();
+  g_autoptr (JsonParser) remade = json_parser_new ();
+  g_autoptr (JsonParser) emptied = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_auto (VmsTestRun) removed = { 0 };
+  g_auto (VmsTestRun) again = { 0 };
+  JsonObject *row;
+  struct stat st;
+
+  create_replica (sink, "orphan", MiB);
+  {
+    g_autoptr (nbd_handle) commit = connect_when_free (sink, "orphan@commit");
+  }
+  /* By hand, as rm -rf DIR/x leaves DIR/.vmshift. */
+  assert_int_equal (g_unlink (data), 0);
+  assert_refused_as_orphan (sink, "orphan");
+  row = list_replica (sink, "orphan", 1, listed);
+  assert_non_null (row);
+  assert_true (json_object_get_boolean_member (row, "orphaned"));
+
+  /* The sink still holds the deleted file open: it is forgotten. */
+  {
+    g_autoptr (nbd_handle) fresh
+        = connect_when_free (sink, "orphan@create=2097152");
+
+    assert_int_equal (nbd_get_size (fresh), 2 * MiB);
+  }
+  assert_int_equal (stat (data, &st), 0);
+  assert_int_equal (st.st_size, 2 * MiB);
+  assert_false (json_object_get_boolean_member (
+      load_meta (sink, "orphan", remade), "complete"));
+
+  /* A sink started after the deletion knows only the metadata. */
+  vms_assert_ok (vms_test_sink_stop (sink, &error), error);
+  assert_int_equal (g_unlink (data), 0);
+  vms_assert_ok (vms_test_sink_restart (sink, &error), error);
+  assert_refused_as_orphan (sink, "orphan");
+  create_replica (sink, "orphan", MiB);
+
+  vms_test_run_capture (&removed, NULL, NULL, program, "remove", "--dir",
+                        sink->replica_dir, "orphan", NULL);
+  assert_int_equal (removed.status, 0);
+  assert_false (g_file_test (data, G_FILE_TEST_EXISTS));
+  assert_false (g_file_test (meta, G_FILE_TEST_EXISTS));
+  assert_null (list_replica (sink, "orphan", 0, emptied));
+  vms_test_run_capture (&again, NULL, NULL, program, "remove", "--dir",
+                        sink->replica_dir, "orphan", NULL);
+  assert_int_equal (again.status, 1);
+  assert_non_null (strstr (again.err, "no replica named 'orphan'"));
+}
+
 static void
 test_bad_export_names_refused (void **state)
 {
@@ -891,6 +1019,7 @@ main (void)
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_hashes_match_xxhsum, setup, teardown),
     cmocka_unit_test_setup_teardown (test_commit_is_explicit, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_orphaned_replica, setup, teardown),
     cmocka_unit_test_setup_teardown (test_bad_export_names_refused, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_requests_beyond_end_refused, setup,
@@ -905,5 +1034,8 @@ main (void)
   vms_test_require_program ("nbdcopy", "libnbd-bin");
   vms_test_require_program ("nbdinfo", "libnbd-bin");
   vms_test_require_program ("qemu-img", "qemu-utils");
+  /* VMS_TEST_FILTER=test_orphan* runs one test when debugging. */
+  if (g_getenv ("VMS_TEST_FILTER"))
+    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
   return cmocka_run_group_tests_name ("sink", tests, NULL, NULL);
 }

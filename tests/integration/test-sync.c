@@ -37,25 +37,49 @@ typedef struct
 
 typedef VmsTestCommand Run;
 
+/* vmshift sync ARGS --state-dir STATE_DIR --json, in cwd (NULL: ours). */
 static Run *
-run_start (Fixture *fixture, ...)
+run_start_va (Fixture *fixture, const char *cwd, const char *state_dir,
+              va_list args)
 {
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  va_list args;
 
   g_ptr_array_add (argv, (gpointer) vmshift);
   g_ptr_array_add (argv, (gpointer) "sync");
-  va_start (args, fixture);
   for (const char *arg; (arg = va_arg (args, const char *));)
-    g_ptr_array_add (argv, (gpointer) arg);
-  va_end (args);
+    g_ptr_array_add (argv, (gpointer)arg);
   g_ptr_array_add (argv, (gpointer) "--state-dir");
-  g_ptr_array_add (argv, fixture->state_dir);
+  g_ptr_array_add (argv, (gpointer)state_dir);
   g_ptr_array_add (argv, (gpointer) "--json");
   g_ptr_array_add (argv, NULL);
-  return vms_test_command_start (
-      fixture->hosts ? fixture->hosts->namespace[0] : NULL,
-      (const char *const *) argv->pdata, fixture->state_dir);
+  return vms_test_command_start_in (
+      fixture->hosts ? fixture->hosts->namespace[0] : NULL, cwd,
+      (const char *const *)argv->pdata, fixture->state_dir);
+}
+
+static Run *
+run_start (Fixture *fixture, ...)
+{
+  va_list args;
+  Run *run;
+
+  va_start (args, fixture);
+  run = run_start_va (fixture, NULL, fixture->state_dir, args);
+  va_end (args);
+  return run;
+}
+
+/* From another working directory, with another --state-dir. */
+static Run *
+run_start_in (Fixture *fixture, const char *cwd, const char *state_dir, ...)
+{
+  va_list args;
+  Run *run;
+
+  va_start (args, state_dir);
+  run = run_start_va (fixture, cwd, state_dir, args);
+  va_end (args);
+  return run;
 }
 
 #define run_pump vms_test_command_pump
@@ -289,6 +313,65 @@ test_sync_rounds_then_final_round (void **state)
   }
   assert_int_equal (json_object_get_int_member (disk, "round"), 4);
   assert_true (json_object_get_int_member (disk, "bytes-written") > 0);
+}
+
+/* A working directory for vmshift inside the sink's private directory,
+ * which is neither QEMU's (the test's) nor the other runs' (caller
+ * frees). */
+static char *
+make_cwd (Fixture *fixture, const char *name)
+{
+  char *dir = g_build_filename (fixture->sink->dir, name, NULL);
+
+  assert_int_equal (g_mkdir_with_parents (dir, 0700), 0);
+  return dir;
+}
+
+/* A new user's command line: relative --state-dir, QMP socket and sink
+ * socket, from a working directory that is not QEMU's (QEMU's NBD server
+ * listens in the state directory); the job keeps absolute paths, and
+ * resumes from yet another directory, with --state-dir relative to it. */
+static void
+test_relative_paths_resume_elsewhere (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *here = make_cwd (fixture, "here");
+  g_autofree char *there = make_cwd (fixture, "there/deeper");
+  g_autofree char *qmp = vms_test_relative_path (here, fixture->vm->qmp2_path);
+  g_autofree char *socket
+      = vms_test_relative_path (here, fixture->sink->socket_path);
+  g_autofree char *source = g_strdup_printf ("qmp:%s", qmp);
+  g_autofree char *sink_uri
+      = g_strdup_printf ("nbd+unix:///?socket=%s", socket);
+  g_autofree char *state_dir
+      = g_build_filename (fixture->sink->dir, "rel", NULL);
+  g_autofree char *job_path = g_build_filename (state_dir, "rel.json", NULL);
+  g_autofree char *expected_source
+      = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) resumed = NULL;
+  g_autofree char *vd0 = replica_path (fixture, "rel-vd0");
+  g_autofree char *vd1 = replica_path (fixture, "rel-vd1");
+  JsonObject *job;
+
+  first = run_start_in (fixture, here, "../rel", source, "--sink", sink_uri,
+                        "--job", "rel", "--replica-prefix", "rel", "--rounds",
+                        "1", NULL);
+  run_expect_success (first);
+  assert_true (json_parser_load_from_file (parser, job_path, NULL));
+  job = json_node_get_object (json_parser_get_root (parser));
+  assert_string_equal (json_object_get_string_member (job, "source"),
+                       expected_source);
+  assert_string_equal (json_object_get_string_member (job, "sink"),
+                       fixture->sink_uri);
+
+  pause_guest (fixture);
+  resumed = run_start_in (fixture, there, "../../rel", "--resume", "rel",
+                          "--rounds", "1", NULL);
+  run_expect_success (resumed);
+  assert_identical (fixture->vm->disk_paths[0], "qcow2", vd0);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
 }
 
 /* kill -9 of vmshift in the middle of the background copy: the rerun
@@ -672,6 +755,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_interrupt_saves_state, setup_data,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refusals, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_relative_paths_resume_elsewhere,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_new_replica_gets_no_zeroes, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_full_sink, setup_data, teardown),
@@ -683,5 +768,8 @@ main (void)
   vms_test_require_program ("nbdkit", "nbdkit");
   vms_test_require_program ("qemu-img", "qemu-utils");
   vms_test_guest_prepare ();
+  /* VMS_TEST_FILTER=test_relative* runs one test when debugging. */
+  if (g_getenv ("VMS_TEST_FILTER"))
+    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
   return cmocka_run_group_tests_name ("sync", tests, NULL, NULL);
 }

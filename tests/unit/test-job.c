@@ -155,6 +155,40 @@ test_bad_files_refused (void **state)
   assert_load_fails (dir, "../etc/passwd", NULL, VMS_JOB_ERROR_INVALID);
 }
 
+/* A job file written before paths were saved absolute: its relative
+ * paths meant the directory vmshift ran in, and load them so. */
+static void
+test_old_relative_paths (void **state)
+{
+  const char *dir = *state;
+  g_autofree char *path = g_build_filename (dir, "old.json", NULL);
+  g_autofree char *cwd = g_get_current_dir ();
+  g_autofree char *source = g_strdup_printf ("qmp:%s/run/vm.qmp", cwd);
+  g_autofree char *sink
+      = g_strdup_printf ("nbd+unix:///?socket=%s/sink.sock", cwd);
+  g_autofree char *dest_uri = g_strdup_printf ("unix:%s/mig.sock", cwd);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsJob) job = NULL;
+
+  assert_true (g_file_set_contents (
+      path,
+      "{\"version\":1,\"id\":\"old\",\"source\":\"qmp:run/vm.qmp\","
+      "\"sink\":\"nbd+unix:///?socket=sink.sock\",\"vm-name\":\"\","
+      "\"vm-uuid\":\"\",\"phase\":\"synced\",\"runs\":1,"
+      "\"created\":1,\"updated\":1,\"disks\":[],\"migration\":{"
+      "\"dest-qmp\":\"tcp:h:4445\",\"dest-uri\":\"unix:mig.sock\","
+      "\"final-sync\":null,\"state\":null,\"last-error\":null,"
+      "\"pid\":0,\"attempts\":1,\"estimate\":null}}",
+      -1, NULL));
+  job = vms_job_load (dir, "old", &error);
+  if (!job)
+    fail_msg ("load: %s", error->message);
+  assert_string_equal (job->source, source);
+  assert_string_equal (job->sink, sink);
+  assert_string_equal (job->migration->dest_qmp, "tcp:h:4445");
+  assert_string_equal (job->migration->dest_uri, dest_uri);
+}
+
 static void
 test_job_ids (void **state)
 {
@@ -194,6 +228,8 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_round_trip, make_dir, remove_dir),
     cmocka_unit_test_setup_teardown (test_bad_files_refused, make_dir,
+                                     remove_dir),
+    cmocka_unit_test_setup_teardown (test_old_relative_paths, make_dir,
                                      remove_dir),
     cmocka_unit_test (test_job_ids),
     cmocka_unit_test (test_is_zero),
