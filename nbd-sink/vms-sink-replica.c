@@ -380,6 +380,8 @@ load_or_create (VmsSinkStore *store, const char *name, gboolean create,
             "afresh with %" G_GUINT64_FORMAT " bytes",
             name, create_size);
   g_clear_error (&load_error);
+  /* The orphan's metadata was replaced on disk by create_replica. */
+  g_clear_pointer (&meta, vms_sink_meta_free);
   meta = vms_sink_meta_load (store->dir, name, error);
   if (!meta)
     *errno_out = EIO;
