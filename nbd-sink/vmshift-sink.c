@@ -68,6 +68,30 @@ sink_error (const char *subcommand, const char *format, ...)
     g_printerr ("%s: %s\n", PROGRAM, message);
 }
 
+/* A subcommand's options parsed into entries' variables, under the
+ * program name "vmshift-sink SUBCOMMAND"; FALSE (said on stderr) for
+ * options --help does not describe. */
+static gboolean
+parse_subcommand (const char *subcommand, const char *parameters,
+                  const char *summary, const char *description,
+                  const GOptionEntry *entries, int *argc, char ***argv)
+{
+  g_autoptr (GOptionContext) context = g_option_context_new (parameters);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *prgname = g_strdup_printf ("%s %s", PROGRAM, subcommand);
+
+  g_option_context_set_summary (context, summary);
+  g_option_context_set_description (context, description);
+  g_option_context_add_main_entries (context, entries, NULL);
+  g_set_prgname (prgname);
+  if (!g_option_context_parse (context, argc, argv, &error))
+    {
+      sink_error (subcommand, "%s", error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* Parse a decimal number between min and max; say which option was wrong. */
 static gboolean
 parse_number (const char *option, const char *text, guint64 min, guint64 max,
@@ -712,23 +736,15 @@ cmd_serve (int argc, char **argv)
           { "print-command", 0, 0, G_OPTION_ARG_NONE, &options.print_command,
             "Print the nbdkit command line instead of running it", NULL },
           G_OPTION_ENTRY_NULL };
-  g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GPtrArray) command = NULL;
   g_autoptr (GError) error = NULL;
   int exit_code;
 
-  context = g_option_context_new (NULL);
-  g_option_context_set_summary (context,
-                                "Serve a directory of replicas over NBD "
-                                "with nbdkit.");
-  g_option_context_set_description (context, serve_description);
-  g_option_context_add_main_entries (context, entries, NULL);
-  g_set_prgname (PROGRAM " serve");
-  if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      sink_error ("serve", "%s", error->message);
-      return SINK_EXIT_USAGE;
-    }
+  if (!parse_subcommand ("serve", NULL,
+                         "Serve a directory of replicas over NBD with "
+                         "nbdkit.",
+                         serve_description, entries, &argc, &argv))
+    return SINK_EXIT_USAGE;
   if (argc > 1)
     {
       sink_error ("serve",
@@ -993,23 +1009,15 @@ cmd_list (int argc, char **argv)
           { "json", 'j', 0, G_OPTION_ARG_NONE, &json,
             "Print a JSON array of objects instead of a table", NULL },
           G_OPTION_ENTRY_NULL };
-  g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GPtrArray) rows
       = g_ptr_array_new_with_free_func ((GDestroyNotify)list_row_free);
   g_autoptr (GError) error = NULL;
   g_auto (GStrv) names = NULL;
   int status = SINK_EXIT_OK;
 
-  context = g_option_context_new (NULL);
-  g_option_context_set_summary (context, "List the replicas in a directory.");
-  g_option_context_set_description (context, list_description);
-  g_option_context_add_main_entries (context, entries, NULL);
-  g_set_prgname (PROGRAM " list");
-  if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      sink_error ("list", "%s", error->message);
-      return SINK_EXIT_USAGE;
-    }
+  if (!parse_subcommand ("list", NULL, "List the replicas in a directory.",
+                         list_description, entries, &argc, &argv))
+    return SINK_EXIT_USAGE;
   if (argc > 1)
     {
       sink_error ("list", "unexpected argument '%s' (see '%s list --help')",
@@ -1117,19 +1125,12 @@ cmd_remove (int argc, char **argv)
       = { { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &dir,
             "Directory of the replicas (required)", "DIR" },
           G_OPTION_ENTRY_NULL };
-  g_autoptr (GOptionContext) context = g_option_context_new ("NAME...");
-  g_autoptr (GError) error = NULL;
   int status = SINK_EXIT_OK;
 
-  g_option_context_set_summary (context, "Delete replicas and their metadata.");
-  g_option_context_set_description (context, remove_description);
-  g_option_context_add_main_entries (context, entries, NULL);
-  g_set_prgname (PROGRAM " remove");
-  if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      sink_error ("remove", "%s", error->message);
-      return SINK_EXIT_USAGE;
-    }
+  if (!parse_subcommand ("remove", "NAME...",
+                         "Delete replicas and their metadata.",
+                         remove_description, entries, &argc, &argv))
+    return SINK_EXIT_USAGE;
   if (argc < 2)
     {
       sink_error ("remove",
