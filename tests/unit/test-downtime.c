@@ -383,6 +383,21 @@ test_widen_first (void **state)
       vms_memory_tuning_next (&tuning, &info, now, &bandwidth, &limit));
   assert_int_equal (limit, 130);
 
+  /* A cap at the 1 MiB/s floor, above the 0.8 MiB/s the first round
+   * reached, has no wider step: the next is no cap. */
+  vms_memory_tuning_init (&tuning, 65, 100, FALSE, FALSE, 0, 0);
+  info = active (2, 9000);
+  info.ram_transferred = 8 * 1024 * 1024;
+  assert_true (vms_memory_tuning_bandwidth (&tuning, &info, 10 * G_USEC_PER_SEC,
+                                            &bandwidth));
+  assert_int_equal (bandwidth, 1024 * 1024);
+  info.dirty_sync_count = 4;
+  assert_int_equal (
+      vms_memory_tuning_next (&tuning, &info,
+                              10 * G_USEC_PER_SEC + VMS_MEMORY_TUNING_WAIT_US,
+                              &bandwidth, &limit),
+      VMS_MEMORY_TUNING_UNCAP);
+
   /* Without a cap of ours there is nothing to widen. */
   vms_memory_tuning_init (&tuning, 65, 100, TRUE, FALSE, 7 * 1024 * 1024, 0);
   info = active (2, 9000);

@@ -112,7 +112,8 @@ vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
   tuning->changed_us = now_us;
   *bandwidth
       = MAX ((guint64)(rate * VMS_MEMORY_TUNING_LINK_SHARE), 1024 * 1024);
-  /* That round had what the disks left of the link. */
-  tuning->wide_bandwidth = MAX ((guint64)rate, *bandwidth);
+  /* That round had what the disks left of the link; a cap at the floor
+   * may already be above it. */
+  tuning->wide_bandwidth = rate > *bandwidth ? (guint64)rate : 0;
   return TRUE;
 }

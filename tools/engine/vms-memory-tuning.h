@@ -35,7 +35,7 @@ typedef struct
   gboolean capped;          /* RAM runs under a cap of ours */
   guint64 wide_bandwidth;   /* bytes/s: the RAM with all the link the
                                disks leave it, the cap's next step; 0 when
-                               unknown or taken */
+                               unknown, not above the cap, or taken */
   int limit_ms;             /* QEMU's downtime-limit now */
   int cap_ms;               /* the most it is raised to */
   guint64 rounds_at;        /* QEMU's dirty-sync-count at the last change */

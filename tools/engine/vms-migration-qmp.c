@@ -371,7 +371,8 @@ link_bandwidth (VmsMigration *migration, guint64 *wide)
     return 0;
   /* The mirror's writes cross too; RAM keeps at least a quarter. */
   bandwidth = MAX (link * VMS_MEMORY_TUNING_LINK_SHARE - mirror, link / 4);
-  *wide = MAX (link - mirror, bandwidth);
+  /* Where the quarter is the cap, there is no wider step. */
+  *wide = link - mirror > bandwidth ? (guint64)(link - mirror) : 0;
   bandwidth_text = vms_format_size (bandwidth);
   link_text = vms_format_size ((guint64)link);
   vms_progress_event (migration->progress, "memory-bandwidth", NULL,
