@@ -21,6 +21,12 @@
  * range) go out in pieces of this size from one shared zero buffer. */
 #define ZERO_BUFFER_SIZE (1024 * 1024)
 
+/* How often, at most, a write looks whether the replica's data file was
+ * deleted (FLUSH always looks): an fstat per write would cost the fast
+ * path for nothing, and a tenth of a second of writes into a deleted file
+ * is all a client can lose before it is told. */
+#define LINK_CHECK_INTERVAL_US (100 * 1000)
+
 struct _VmsSinkStore
 {
   char *dir;                 /* replica directory, absolute */
@@ -49,6 +55,8 @@ struct _VmsSinkReplica
   VmsRangeSet *live;   /* ranges written via @live; under order_lock */
   gint can_punch_hole; /* atomic: FALLOC_FL_PUNCH_HOLE not refused yet */
   gint can_zero_range; /* atomic: FALLOC_FL_ZERO_RANGE not refused yet */
+  gint64 link_checked; /* atomic: monotonic time (us) of the last look at
+                          st_nlink by a write */
 };
 
 static const guint8 zero_buffer[ZERO_BUFFER_SIZE];
@@ -446,6 +454,33 @@ replica_unlinked (VmsSinkReplica *replica)
          && st.st_nlink == 0;
 }
 
+/* Writes into a data file that was deleted (or replaced under its name)
+ * land where nobody will read them: they fail with EIO, so that the client
+ * stops instead of copying into a ghost.  FLUSH always looks (always), a
+ * write at most every LINK_CHECK_INTERVAL_US. */
+static int
+check_linked (VmsSinkReplica *replica, gboolean always, GError **error)
+{
+  gint64 now;
+
+  if (replica->is_device)
+    return 0;
+  now = g_get_monotonic_time ();
+  if (!always
+      && now - __atomic_load_n (&replica->link_checked, __ATOMIC_RELAXED)
+             < LINK_CHECK_INTERVAL_US)
+    return 0;
+  __atomic_store_n (&replica->link_checked, now, __ATOMIC_RELAXED);
+  if (!replica_unlinked (replica))
+    return 0;
+  g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_DELETED,
+               "replica '%s': its data file %s/%s was deleted while the sink "
+               "served it: writes and flushes fail until every connection to "
+               "it is closed",
+               replica->name, replica->store->dir, replica->name);
+  return EIO;
+}
+
 static int
 orphaned (VmsSinkStore *store, const char *name, const char *why,
           GError **error)
@@ -815,6 +850,8 @@ apply_change (Change *change, guint64 count, guint64 offset, gboolean live,
   int err = check_range (replica, count, offset, change->error);
 
   if (!err)
+    err = check_linked (replica, FALSE, change->error);
+  if (!err)
     err = mark_incomplete (replica, change->error);
   if (err)
     return err;
@@ -891,6 +928,10 @@ vms_sink_replica_trim (VmsSinkReplica *replica, guint32 count, guint64 offset,
 int
 vms_sink_replica_flush (VmsSinkReplica *replica, GError **error)
 {
+  int err = check_linked (replica, TRUE, error);
+
+  if (err)
+    return err;
   /* One descriptor per replica, shared by all connections: this covers
    * every write acknowledged on any of them. */
   if (fdatasync (replica->fd) < 0)
