@@ -444,6 +444,58 @@ test_swapped_replica_fails_flush (void **state)
   assert_outside_untouched (fixture);
 }
 
+/* ---- block devices ---- */
+
+/* Metadata naming a block device the sink was not given (device=): the
+ * sink does not open it, whatever the metadata says. */
+static void
+test_unconfigured_device_refused (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  g_autofree char *losetup = g_find_program_in_path ("losetup");
+  g_autofree char *backing = g_build_filename (sink->dir, "backing.img", NULL);
+  g_autofree char *meta = meta_path (sink, "dev");
+  g_autofree char *contents = NULL;
+  g_autofree char *loop = NULL;
+  g_autoptr (GError) error = NULL;
+  const char *attach[] = { "losetup", "--find", "--show", backing, NULL };
+  int fd;
+
+  if (!vms_test_is_root () || !losetup)
+    skip ();
+  fd = open (backing, O_RDWR | O_CREAT | O_EXCL, 0600);
+  assert_true (fd >= 0);
+  assert_int_equal (ftruncate (fd, MiB), 0);
+  close (fd);
+  if (!vms_test_run (attach, &loop, &error))
+    {
+      print_message ("no loop device (%s): skipped\n", error->message);
+      skip ();
+    }
+  g_strstrip (loop);
+  contents = g_strdup_printf (
+      "{\"name\": \"dev\", \"size\": 1048576, \"device\": \"%s\"}", loop);
+  assert_true (g_file_set_contents (meta, contents, -1, NULL));
+
+  assert_int_equal (truncate (sink->log_path, 0), 0);
+  {
+    g_autoptr (nbd_handle) nbd = connect_or_refused (sink, "dev");
+    const char *detach[] = { "losetup", "--detach", loop, NULL };
+
+    vms_test_run (detach, NULL, NULL);
+    if (nbd)
+      fail_msg ("a replica on %s, which the sink was not given, was served",
+                loop);
+  }
+  {
+    g_autofree char *log = vms_test_sink_log (sink);
+
+    if (!strstr (log, "but the sink was not given device=dev:"))
+      fail_msg ("the sink's log does not say why:\n%s", log);
+  }
+}
+
 int
 main (void)
 {
@@ -462,6 +514,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_deleted_replica_fails_writes, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_swapped_replica_fails_flush, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_unconfigured_device_refused, setup,
                                      teardown),
   };
 
