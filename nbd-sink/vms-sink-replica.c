@@ -57,6 +57,8 @@ struct _VmsSinkReplica
   gint can_zero_range; /* atomic: FALLOC_FL_ZERO_RANGE not refused yet */
   gint64 link_checked; /* atomic: monotonic time (us) of the last look at
                           st_nlink by a write */
+  gint deleted;        /* atomic: the data file was found deleted; for
+                          good, as nothing can link the inode again */
 };
 
 static const guint8 zero_buffer[ZERO_BUFFER_SIZE];
@@ -465,14 +467,18 @@ check_linked (VmsSinkReplica *replica, gboolean always, GError **error)
 
   if (replica->is_device)
     return 0;
-  now = g_get_monotonic_time ();
-  if (!always
-      && now - __atomic_load_n (&replica->link_checked, __ATOMIC_RELAXED)
-             < LINK_CHECK_INTERVAL_US)
-    return 0;
-  __atomic_store_n (&replica->link_checked, now, __ATOMIC_RELAXED);
-  if (!replica_unlinked (replica))
-    return 0;
+  if (!g_atomic_int_get (&replica->deleted))
+    {
+      now = g_get_monotonic_time ();
+      if (!always
+          && now - __atomic_load_n (&replica->link_checked, __ATOMIC_RELAXED)
+                 < LINK_CHECK_INTERVAL_US)
+        return 0;
+      __atomic_store_n (&replica->link_checked, now, __ATOMIC_RELAXED);
+      if (!replica_unlinked (replica))
+        return 0;
+      g_atomic_int_set (&replica->deleted, TRUE);
+    }
   g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_DELETED,
                "replica '%s': its data file %s/%s was deleted while the sink "
                "served it: writes and flushes fail until every connection to "

@@ -413,6 +413,9 @@ test_deleted_replica_fails_writes (void **state)
 
   assert_int_equal (g_unlink (data), 0);
   assert_int_equal (write_until_refused (nbd), EIO);
+  /* For good: not only when the sink happens to look again. */
+  assert_int_equal (nbd_pwrite (nbd, &byte, 1, 0, 0), -1);
+  assert_int_equal (nbd_get_errno (), EIO);
   assert_int_equal (nbd_flush (nbd, 0), -1);
   assert_int_equal (nbd_get_errno (), EIO);
   log = vms_test_sink_log (sink);
