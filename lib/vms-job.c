@@ -199,6 +199,8 @@ build_disk (JsonBuilder *builder, const VmsJobDisk *disk)
   put_int (builder, "bytes-background", disk->bytes_background);
   put_int (builder, "bytes-rounds", disk->bytes_rounds);
   put_int (builder, "bytes-final", disk->bytes_final);
+  put_int (builder, "reconnects", disk->reconnects);
+  put_int (builder, "bytes-resent", disk->bytes_resent);
   json_builder_end_object (builder);
 }
 
@@ -379,6 +381,8 @@ read_disk (VmsJob *job, JsonNode *node, const char *path)
   disk->bytes_background = get_int_optional (&reader, "bytes-background");
   disk->bytes_rounds = get_int_optional (&reader, "bytes-rounds");
   disk->bytes_final = get_int_optional (&reader, "bytes-final");
+  disk->reconnects = get_int_optional (&reader, "reconnects");
+  disk->bytes_resent = get_int_optional (&reader, "bytes-resent");
   return reader.ok && disk->watermark <= disk->size;
 }
 

@@ -48,6 +48,8 @@ typedef struct
   guint64 bytes_background;/* background copy */
   guint64 bytes_rounds;    /* dirty rounds while the VM ran */
   guint64 bytes_final;     /* the last round (pause) or catch-up (mirror) */
+  guint64 reconnects;      /* lost connections made again, all runs */
+  guint64 bytes_resent;    /* of bytes_written, sent again after them */
 } VmsJobDisk;
 
 typedef enum

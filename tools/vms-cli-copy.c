@@ -15,7 +15,8 @@ check_counts (const VmsCliCopyOptions *options, GError **error)
       || options->connections > VMS_COPY_MAX_CONNECTIONS
       || options->queue_depth < 0
       || options->queue_depth > VMS_COPY_MAX_QUEUE_DEPTH
-      || options->checkpoint_seconds < 0 || options->io_timeout < 0)
+      || options->checkpoint_seconds < 0 || options->io_timeout < 0
+      || options->retry_timeout < -1)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    "--rounds N (0 or more) and --until-converged exclude "
@@ -77,6 +78,8 @@ vms_cli_copy_options_parse (VmsCliCopyOptions *options,
   config->queue_depth = options->queue_depth;
   config->checkpoint_seconds = options->checkpoint_seconds;
   config->io_timeout_s = options->io_timeout;
+  if (options->retry_timeout >= 0)
+    config->retry_timeout_s = options->retry_timeout;
   /* QEMU gets the sink's socket and keys for the mirror, in its own
    * working directory; the job keeps them for a run from another one. */
   config->sink = vms_path_absolute_sink_uri (options->sink);
@@ -144,6 +147,10 @@ vms_cli_copy_option_entries (VmsCliCopyOptions *options)
       "... or after this many seconds (default 10)", "S" },
     { "io-timeout", 0, 0, G_OPTION_ARG_INT, &options->io_timeout,
       "Give up on a silent peer after S seconds (default 60)", "S" },
+    { "retry-timeout", 0, 0, G_OPTION_ARG_INT, &options->retry_timeout,
+      "Reconnect lost connections for up to S seconds (default 600; "
+      "0: fail at once)",
+      "S" },
     { "granularity", 'g', 0, G_OPTION_ARG_STRING, &options->granularity,
       "Bytes per dirty-bitmap bit for a new job (default 64K)", "SIZE" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,

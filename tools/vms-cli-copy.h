@@ -30,6 +30,7 @@ typedef struct
   char *granularity;        /* --granularity */
   int checkpoint_seconds;   /* --checkpoint-seconds */
   int io_timeout;           /* --io-timeout */
+  int retry_timeout;        /* --retry-timeout, -1: not given */
   gboolean json;            /* --json */
 } VmsCliCopyOptions;
 

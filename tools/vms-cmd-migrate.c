@@ -352,6 +352,7 @@ vms_cmd_migrate (int argc, char **argv)
 {
   MigrateOptions options
       = { .base.rounds = -1,
+          .base.retry_timeout = -1,
           .max_downtime_ms = VMS_MIGRATION_DEFAULT_MAX_DOWNTIME_MS,
           .switchover_timeout_s = VMS_MIGRATION_DEFAULT_SWITCHOVER_TIMEOUT_S };
   VmsMigrationConfig config;

@@ -447,10 +447,11 @@ test_resume_after_sink_killed (void **state)
   g_autofree char *err = NULL;
   int status;
 
+  /* Told not to wait for the sink to come back. */
   first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
                      "j3", "--replica-prefix", "t3", "--disk", "vd1",
                      "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
-                     "--rounds", "1", NULL);
+                     "--rounds", "1", "--retry-timeout", "0", NULL);
   while (last_progress (first, "vd1", "background") < 10 * MiB)
     if (run_pump (first, 100))
       fail_msg ("vmshift ended early: %s", first->out->str);
@@ -528,6 +529,128 @@ test_resume_after_link_cut (void **state)
     print_message ("vmshift rode out the link cut\n");
   pause_guest (fixture);
   last = run_start (fixture, "--resume", "j4", "--rounds", "1", NULL);
+  run_expect_success (last);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* The bytes a run sent again after lost connections, from its report. */
+static guint64
+resent_bytes (Run *run, const char *disk)
+{
+  g_auto (GStrv) lines = g_strsplit (run->out->str, "\n", -1);
+
+  for (guint i = 0; lines[i]; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      JsonObject *event;
+
+      if (!json_parser_load_from_data (parser, lines[i], -1, NULL)
+          || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+        continue;
+      event = json_node_get_object (json_parser_get_root (parser));
+      if (g_strcmp0 (
+              json_object_get_string_member_with_default (event, "event", ""),
+              "disk-synced")
+              == 0
+          && g_strcmp0 (
+                 json_object_get_string_member_with_default (event, "disk", ""),
+                 disk)
+                 == 0)
+        {
+          assert_true (json_object_get_int_member (event, "reconnects") > 0);
+          return json_object_get_int_member (event, "bytes-resent");
+        }
+    }
+  fail_msg ("no disk-synced event for %s: %s", disk, run->out->str);
+  return 0;
+}
+
+/* The sink's connections are reset mid-copy (nft reject with tcp reset,
+ * ss -K), and every new one too until vmshift's third attempt: it then
+ * connects again by itself and finishes in the same run, sending again at
+ * most 1 % of the data plus a request per connection.  Without reconnects
+ * the run fails. */
+static void
+test_reconnect_after_tcp_resets (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd1 = replica_path (fixture, "t9-vd1");
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
+  g_autoptr (GError) error = NULL;
+  const guint64 bound = 32 * MiB / 100 + 2 * 256 * 1024;
+  guint64 resent;
+  int status;
+
+  if (!fixture->hosts)
+    skip ();
+  first
+      = run_start (fixture, source, "--sink", fixture->sink_uri, "--job", "j9",
+                   "--replica-prefix", "t9", "--disk", "vd1", "--max-bandwidth",
+                   "4M", "--connections", "2", "--rounds", "1", NULL);
+  while (last_progress (first, "vd1", "background") < 8 * MiB)
+    if (run_pump (first, 100))
+      fail_msg ("vmshift ended early: %s", first->out->str);
+  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
+                                           VMS_TEST_SINK_PORT, TRUE, &error),
+                 error);
+  /* Seen, and then refused for a while: a run that connected at once
+   * would not have been tested. */
+  vms_test_command_wait_for (first, "\"event\":\"reconnecting\"", 20000);
+  vms_test_command_wait_for (first, "\"attempt\":3", 20000);
+  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
+                                           VMS_TEST_SINK_PORT, FALSE, &error),
+                 error);
+  status = run_wait (first);
+  if (status != 0)
+    {
+      g_autofree char *err = run_stderr (first);
+
+      fail_msg ("vmshift did not ride out the resets (exit %d): %s", status,
+                err);
+    }
+  resent = resent_bytes (first, "vd1");
+  print_message ("sent again after the resets: %" G_GUINT64_FORMAT
+                 " bytes (at most %" G_GUINT64_FORMAT ")\n",
+                 resent, bound);
+  if (resent > bound)
+    fail_msg ("%s", first->out->str);
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", "j9", "--rounds", "1", NULL);
+  run_expect_success (last);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* The sink is killed (kill -9) mid-copy and started again a few seconds
+ * later: vmshift connects again and goes on in the same run from what the
+ * sink acknowledged (nbdkit died, the host's page cache kept it), and the
+ * replica is identical. */
+static void
+test_reconnect_after_sink_restart (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd1 = replica_path (fixture, "t10-vd1");
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
+  g_autoptr (GError) error = NULL;
+
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j10", "--replica-prefix", "t10", "--disk", "vd1",
+                     "--max-bandwidth", "4M", "--rounds", "1", NULL);
+  while (last_progress (first, "vd1", "background") < 8 * MiB)
+    if (run_pump (first, 100))
+      fail_msg ("vmshift ended early: %s", first->out->str);
+  vms_test_sink_kill (fixture->sink);
+  vms_test_command_wait_for (first, "\"attempt\":2", 20000);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  run_expect_success (first);
+  /* From the acknowledged watermark, not from the last FLUSH (none yet:
+   * that would be the whole 8 MiB again). */
+  assert_true (resent_bytes (first, "vd1") <= 32 * MiB / 100 + 2 * 256 * 1024);
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", "j10", "--rounds", "1", NULL);
   run_expect_success (last);
   assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
 }
@@ -762,6 +885,10 @@ main (void)
     cmocka_unit_test_setup_teardown (test_full_sink, setup_data, teardown),
     cmocka_unit_test_setup_teardown (test_resume_after_link_cut, setup_hosts,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_reconnect_after_tcp_resets,
+                                     setup_hosts, teardown),
+    cmocka_unit_test_setup_teardown (test_reconnect_after_sink_restart,
+                                     setup_data, teardown),
   };
 
   vmshift = vms_test_built_program ("VMS_VMSHIFT");

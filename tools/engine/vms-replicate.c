@@ -62,6 +62,8 @@ on_checkpoint (const VmsCopyStats *stats, gpointer user_data, GError **error)
   disk->bytes_read += stats->bytes_read - rep->last.bytes_read;
   disk->bytes_written += stats->bytes_written - rep->last.bytes_written;
   disk->bytes_zeroed += stats->bytes_zeroed - rep->last.bytes_zeroed;
+  disk->reconnects += stats->reconnects - rep->last.reconnects;
+  disk->bytes_resent += stats->bytes_resent - rep->last.bytes_resent;
   sent = stats->bytes_written - rep->last.bytes_written;
   rep->run_bytes[rep->pass] += sent;
   switch (rep->pass)
@@ -88,6 +90,35 @@ on_progress (const VmsCopyStats *stats, gpointer user_data)
   vms_progress_update (rep->progress, rep->disk->name, rep->phase,
                        stats->work_done, stats->work_total,
                        stats->bytes_written);
+}
+
+static void
+on_reconnect (guint attempt, const GError *cause, const VmsCopyStats *stats,
+              gpointer user_data)
+{
+  VmsReplicate *rep = user_data;
+  JsonObject *fields = json_object_new ();
+
+  json_object_set_string_member (fields, "disk", rep->disk->name);
+  json_object_set_string_member (fields, "phase", rep->phase);
+  if (attempt == 0)
+    {
+      g_autofree char *resent = vms_format_size (stats->bytes_resent);
+
+      json_object_set_int_member (fields, "from", stats->watermark);
+      json_object_set_int_member (fields, "bytes-resent", stats->bytes_resent);
+      vms_progress_event (
+          rep->progress, "reconnected", fields,
+          "%s: connected again; the %s goes on from byte %" G_GUINT64_FORMAT
+          " (%s sent again so far)",
+          rep->disk->name, rep->phase, stats->watermark, resent);
+      return;
+    }
+  json_object_set_int_member (fields, "attempt", attempt);
+  json_object_set_string_member (fields, "cause", cause->message);
+  vms_progress_event (rep->progress, "reconnecting", fields,
+                      "%s: connection lost (%s); reconnecting (attempt %u)",
+                      rep->disk->name, cause->message, attempt);
 }
 
 /* One pass over a disk: all of it (bitmap NULL) or what bitmap marks,
@@ -130,6 +161,14 @@ copy_pass (VmsReplicate *rep, VmsJobDisk *disk, const char *bitmap,
   spec.checkpoint_bytes = config->checkpoint_bytes;
   spec.checkpoint_ms = config->checkpoint_seconds * 1000;
   spec.io_timeout_ms = config->io_timeout_s * 1000;
+  /* The source is paused in the final round: a sink that stays away is
+   * given up on soon, and the migration rolls back. */
+  spec.retry_timeout_ms = (rep->pass == VMS_REPLICATE_PASS_FINAL
+                               ? MIN (config->retry_timeout_s,
+                                      VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S)
+                               : config->retry_timeout_s)
+                          * 1000;
+  spec.reconnect = on_reconnect;
   spec.rate = rep->rate;
   spec.cancellable = rep->cancellable;
   spec.checkpoint = on_checkpoint;
@@ -534,6 +573,7 @@ vms_replicate_config_init (VmsReplicateConfig *config)
   config->rounds = -1;
   config->converge_bytes = VMS_REPLICATE_DEFAULT_CONVERGE_BYTES;
   config->checkpoint_bytes = VMS_COPY_DEFAULT_CHECKPOINT_BYTES;
+  config->retry_timeout_s = VMS_REPLICATE_DEFAULT_RETRY_TIMEOUT_S;
 }
 
 void
@@ -732,6 +772,8 @@ vms_replicate_report_disks (VmsReplicate *rep)
       json_object_set_int_member (fields, "bytes-zeroed", disk->bytes_zeroed);
       json_object_set_int_member (fields, "bytes-read", disk->bytes_read);
       json_object_set_int_member (fields, "rounds", disk->round - 1);
+      json_object_set_int_member (fields, "reconnects", disk->reconnects);
+      json_object_set_int_member (fields, "bytes-resent", disk->bytes_resent);
       json_object_set_int_member (fields, "last-round-dirty",
                                   disk->last_round_dirty);
       json_object_set_string_member (fields, "recording-bitmap",
