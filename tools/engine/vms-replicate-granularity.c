@@ -14,6 +14,10 @@ announce (VmsReplicate *rep, VmsJobDisk *disk, const char *why,
 {
   JsonObject *fields = json_object_new ();
   g_autofree char *size = vms_granularity_format (disk->granularity);
+  const char *verb = "kept";
+
+  if (choice)
+    verb = choice->why == VMS_GRANULARITY_WHY_OPTION ? "set" : "chosen";
 
   json_object_set_string_member (fields, "disk", disk->name);
   json_object_set_int_member (fields, "granularity", disk->granularity);
@@ -29,7 +33,7 @@ announce (VmsReplicate *rep, VmsJobDisk *disk, const char *why,
     }
   vms_progress_event (rep->progress, "granularity", fields,
                       "%s: bitmap granularity %s (%s: %s)", disk->name, size,
-                      choice ? "chosen" : "kept", disk->granularity_reason);
+                      verb, disk->granularity_reason);
 }
 
 /* A disk that has bitmaps keeps their granularity: every round of a job
