@@ -3,6 +3,7 @@
  */
 #include "vms-cli-copy.h"
 #include "vms-copy.h"
+#include "vms-granularity.h"
 #include "vms-job.h"
 #include "vms-path.h"
 #include "vms-size.h"
@@ -29,6 +30,10 @@ check_counts (const VmsCliCopyOptions *options, GError **error)
   return TRUE;
 }
 
+/* The smallest --bitmap-memory: about what the two 4 KiB-grained bitmaps
+ * of a 1 GiB disk take (65 KiB); less would make any real disk coarse. */
+#define BITMAP_MEMORY_MIN (64 * 1024)
+
 static gboolean
 parse_sizes (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
              GError **error)
@@ -44,7 +49,9 @@ parse_sizes (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
       || !vms_size_parse ("--checkpoint-bytes", options->checkpoint_bytes,
                           1024 * 1024, &config->checkpoint_bytes, error)
       || !vms_size_parse ("--granularity", options->granularity, 512,
-                          &granularity, error))
+                          &granularity, error)
+      || !vms_size_parse ("--bitmap-memory", options->bitmap_memory,
+                          BITMAP_MEMORY_MIN, &config->bitmap_memory, error))
     return FALSE;
   config->converge_bytes_set = options->converge != NULL;
   /* QEMU wants a power of two from 512 bytes to 2 GiB. */
@@ -108,6 +115,7 @@ vms_cli_copy_options_clear (VmsCliCopyOptions *options)
   g_clear_pointer (&options->request_size, g_free);
   g_clear_pointer (&options->checkpoint_bytes, g_free);
   g_clear_pointer (&options->granularity, g_free);
+  g_clear_pointer (&options->bitmap_memory, g_free);
 }
 
 GOptionEntry *
@@ -152,7 +160,13 @@ vms_cli_copy_option_entries (VmsCliCopyOptions *options)
       "0: fail at once)",
       "S" },
     { "granularity", 'g', 0, G_OPTION_ARG_STRING, &options->granularity,
-      "Bytes per dirty-bitmap bit for a new job (default 64K)", "SIZE" },
+      "Bytes per dirty-bitmap bit for a new job (default: chosen per disk, "
+      "from 4K)",
+      "SIZE" },
+    { "bitmap-memory", 0, 0, G_OPTION_ARG_STRING, &options->bitmap_memory,
+      "QEMU memory for the dirty bitmaps of all disks, which sets how fine "
+      "they can be (default 64M)",
+      "SIZE" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
       "Print one JSON event per line on stdout", NULL },
     G_OPTION_ENTRY_NULL

@@ -28,6 +28,7 @@ typedef struct
   char *request_size;       /* --request-size */
   char *checkpoint_bytes;   /* --checkpoint-bytes */
   char *granularity;        /* --granularity */
+  char *bitmap_memory;      /* --bitmap-memory */
   int checkpoint_seconds;   /* --checkpoint-seconds */
   int io_timeout;           /* --io-timeout */
   int retry_timeout;        /* --retry-timeout, -1: not given */

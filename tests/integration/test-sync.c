@@ -8,6 +8,7 @@
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
 #include "vms-bitmap.h"
+#include "vms-guest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -313,6 +314,148 @@ test_sync_rounds_then_final_round (void **state)
   }
   assert_int_equal (json_object_get_int_member (disk, "round"), 4);
   assert_true (json_object_get_int_member (disk, "bytes-written") > 0);
+}
+
+/* A guest writing 4 KiB blocks at random over its whole 256 MiB raw disk
+ * at a known rate (512 KiB/s): with 64 KiB bits nearly every write would
+ * dirty a bit of its own, sixteen times its size. */
+static int
+setup_random_4k (void **state)
+{
+  Fixture *fixture = g_new0 (Fixture, 1);
+  g_autoptr (GError) error = NULL;
+  VmsTestVmOptions options = {
+    .workload = "writer",
+    .extra_cmdline = "vms.write_rate_kib=512 vms.write_span_mib=0",
+    .disks = { { "raw", 256 * MiB } },
+    .second_qmp = TRUE,
+  };
+
+  *state = fixture;
+  fixture->vm = vms_test_vm_start (&options, &error);
+  if (!fixture->vm || !vms_test_vm_wait_ready (fixture->vm, &error))
+    {
+      print_error ("cannot start the source: %s\n", error->message);
+      return -1;
+    }
+  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
+  if (!fixture->sink)
+    {
+      print_error ("cannot start the sink: %s\n", error->message);
+      return -1;
+    }
+  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
+  g_mkdir (fixture->state_dir, 0700);
+  fixture->sink_uri
+      = g_strdup_printf ("nbd+unix:///?socket=%s", fixture->sink->socket_path);
+  return 0;
+}
+
+/* Bytes the guest has written to vd0 since QEMU started. */
+static guint64
+guest_written (Fixture *fixture)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) stats
+      = vms_guest_query_blockstats (fixture->vm->qmp, &error);
+  VmsGuestBlockStats *entry;
+
+  vms_assert_ok (stats, error);
+  entry = vms_guest_block_stats_find (stats, "d0", "vd0");
+  assert_non_null (entry);
+  return entry->wr_bytes;
+}
+
+/* A job file from before granularity was recorded. */
+static void
+forget_granularity (Fixture *fixture, const char *job)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  JsonObject *disk = job_disk (fixture, job, "vd0", parser);
+
+  json_object_remove_member (disk, "granularity");
+  json_object_remove_member (disk, "granularity-reason");
+  json_generator_set_root (generator, json_parser_get_root (parser));
+  assert_true (json_generator_to_file (generator, path, NULL));
+}
+
+/* The default granularity follows a guest's 4 KiB random writes: the
+ * job and the report say 4 KiB and why, the rounds carry about what the
+ * guest wrote (64 KiB bits would carry ~16 times that), a job file
+ * without the record resumes with its bitmaps' granularity, and the
+ * replica ends identical. */
+static void
+test_granularity_follows_4k_writes (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *replica = replica_path (fixture, "g4-vd0");
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonParser) event_parser = json_parser_new ();
+  JsonObject *disk, *event;
+  guint64 before, written, rounds;
+
+  before = guest_written (fixture);
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "g4", "--replica-prefix", "g4", "--rounds", "0", NULL);
+  run_expect_success (first);
+  event = vms_test_command_find_event (first, "granularity", event_parser);
+  assert_non_null (event);
+  assert_int_equal (json_object_get_int_member (event, "granularity"), 4096);
+  assert_string_equal (json_object_get_string_member (event, "why"), "floor");
+  /* The guest's own writes are 4 KiB (O_DIRECT, one block each). */
+  assert_int_equal (json_object_get_int_member (event, "write-average"), 4096);
+  assert_non_null (strstr (json_object_get_string_member (event, "message"),
+                           "vd0: bitmap granularity 4 KiB (chosen: the 4 KiB "
+                           "floor; average guest write 4.0 KiB"));
+  disk = job_disk (fixture, "g4", "vd0", parser);
+  assert_int_equal (json_object_get_int_member (disk, "granularity"), 4096);
+
+  forget_granularity (fixture, "g4");
+  for (int i = 0; i < 3; i++)
+    {
+      g_autoptr (VmsTestCommand) round = NULL;
+
+      g_usleep (2 * G_USEC_PER_SEC);
+      round = run_start (fixture, "--resume", "g4", "--rounds", "1", NULL);
+      run_expect_success (round);
+      event = vms_test_command_find_event (round, "disk-synced", event_parser);
+      assert_non_null (event);
+      assert_int_equal (json_object_get_int_member (event, "granularity"),
+                        4096);
+      assert_non_null (strstr (json_object_get_string_member (event, "message"),
+                               "bitmap granularity 4 KiB"));
+    }
+  written = guest_written (fixture) - before;
+  disk = job_disk (fixture, "g4", "vd0", parser);
+  rounds = json_object_get_int_member (disk, "bytes-rounds");
+  /* Restored from the bitmap, not from the (removed) record. */
+  assert_int_equal (json_object_get_int_member (disk, "granularity"), 4096);
+  assert_non_null (
+      strstr (json_object_get_string_member (disk, "granularity-reason"),
+              "predates the record"));
+  print_message ("guest wrote %" G_GUINT64_FORMAT " bytes, the rounds "
+                 "carried %" G_GUINT64_FORMAT " (%.2fx)\n",
+                 written, rounds, (double)rounds / written);
+  /* At 512 KiB/s for 7 s and more; then the rounds hold each write once
+   * (at most 1.2x, 64 KiB bits: ~16x), and all but what came after the
+   * last switch (at least half). */
+  assert_true (written >= 2 * MiB);
+  assert_true (rounds * 10 <= written * 12);
+  assert_true (rounds * 2 >= written);
+
+  pause_guest (fixture);
+  {
+    g_autoptr (VmsTestCommand) last
+        = run_start (fixture, "--resume", "g4", "--rounds", "1", NULL);
+
+    run_expect_success (last);
+  }
+  assert_identical (fixture->vm->disk_paths[0], "raw", replica);
 }
 
 /* A working directory for vmshift inside the sink's private directory,
@@ -874,6 +1017,8 @@ main (void)
                                      setup_data, teardown),
     cmocka_unit_test_setup_teardown (test_resume_after_sink_killed, setup_data,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_granularity_follows_4k_writes,
+                                     setup_random_4k, teardown),
     cmocka_unit_test_setup_teardown (test_sync_errors, setup, teardown),
     cmocka_unit_test_setup_teardown (test_interrupt_saves_state, setup_data,
                                      teardown),

@@ -6,6 +6,7 @@
 #include "vms-bitmap.h"
 #include "vms-disk.h"
 #include "vms-export.h"
+#include "vms-granularity.h"
 #include "vms-vm.h"
 #include "vms-sink-client.h"
 #include "vms-size.h"
@@ -228,7 +229,7 @@ background_copy (VmsReplicate *rep, VmsJobDisk *disk, GError **error)
 
       /* The bitmap comes first: every write from now on is recorded, so
        * whatever the copy reads too early is copied again in round 1. */
-      if (!vms_bitmap_add (rep->qmp, disk->node, name, rep->config->granularity,
+      if (!vms_bitmap_add (rep->qmp, disk->node, name, disk->granularity,
                            &disk->persistent, error))
         return FALSE;
       disk->recording_bitmap = g_steal_pointer (&name);
@@ -574,6 +575,7 @@ vms_replicate_config_init (VmsReplicateConfig *config)
   config->converge_bytes = VMS_REPLICATE_DEFAULT_CONVERGE_BYTES;
   config->checkpoint_bytes = VMS_COPY_DEFAULT_CHECKPOINT_BYTES;
   config->retry_timeout_s = VMS_REPLICATE_DEFAULT_RETRY_TIMEOUT_S;
+  config->bitmap_memory = VMS_GRANULARITY_DEFAULT_BITMAP_MEMORY;
 }
 
 void
@@ -752,7 +754,7 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
     }
   rep->job->runs++;
   rep->job->phase = VMS_JOB_PHASE_COPYING;
-  return vms_job_save (rep->job, error);
+  return vms_replicate_settle_granularity (rep, error);
 }
 
 void
@@ -765,6 +767,7 @@ vms_replicate_report_disks (VmsReplicate *rep)
       g_autofree char *written = vms_format_size (disk->bytes_written);
       g_autofree char *zeroed = vms_format_size (disk->bytes_zeroed);
       g_autofree char *last = vms_format_size (disk->last_round_dirty);
+      g_autofree char *granularity = vms_granularity_format (disk->granularity);
 
       json_object_set_string_member (fields, "disk", disk->name);
       json_object_set_string_member (fields, "replica", disk->replica);
@@ -778,11 +781,13 @@ vms_replicate_report_disks (VmsReplicate *rep)
                                   disk->last_round_dirty);
       json_object_set_string_member (fields, "recording-bitmap",
                                      disk->recording_bitmap);
+      json_object_set_int_member (fields, "granularity", disk->granularity);
+      json_object_set_int_member (fields, "bytes-rounds", disk->bytes_rounds);
       vms_progress_event (rep->progress, "disk-synced", fields,
                           "%s -> %s: %s sent, %s zeroed, %u rounds, last "
-                          "round %s%s%s%s",
+                          "round %s, bitmap granularity %s%s%s%s",
                           disk->name, disk->replica, written, zeroed,
-                          disk->round - 1, last,
+                          disk->round - 1, last, granularity,
                           disk->recording_bitmap ? "; bitmap " : "",
                           disk->recording_bitmap ? disk->recording_bitmap : "",
                           disk->recording_bitmap ? " keeps recording" : "");

@@ -47,7 +47,10 @@ typedef struct
   guint io_timeout_s;    /* a silent peer is gone after this, 0: default */
   guint retry_timeout_s; /* lost connections are made again for up to
                             this long; 0: fail at once */
-  guint32 granularity;   /* bytes per bitmap bit, 0: QEMU's default */
+  guint32 granularity;   /* bytes per bitmap bit of a new job, 0: chosen
+                            per disk (vms-granularity) */
+  guint64 bitmap_memory; /* bytes QEMU may spend on the job's bitmaps, all
+                            disks together */
   guint64 max_bandwidth; /* bytes per second, 0: unlimited */
 } VmsReplicateConfig;
 
@@ -106,6 +109,12 @@ void vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
  * disks discovered, checked against a resumed job, state saved. */
 gboolean vms_replicate_open_job (VmsReplicate *rep, const char *source,
                                  GError **error);
+
+/* Settle each disk's bitmap granularity (vms_replicate_open_job does):
+ * a disk with bitmaps keeps theirs, a new one gets --granularity or one
+ * chosen from the disks' sizes, config->bitmap_memory and the guest's
+ * average write; one "granularity" event per disk says which and why. */
+gboolean vms_replicate_settle_granularity (VmsReplicate *rep, GError **error);
 
 /* Start QEMU's NBD server and make sure every replica exists. */
 gboolean vms_replicate_start (VmsReplicate *rep, GError **error);
