@@ -1108,6 +1108,12 @@ validate (const VmsCopySpec *spec, GError **error)
   return TRUE;
 }
 
+guint
+vms_copy_default_connections (void)
+{
+  return CLAMP (g_get_num_processors (), 1, VMS_COPY_DEFAULT_CONNECTIONS);
+}
+
 gboolean
 vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
 {
@@ -1133,10 +1139,8 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
   g_queue_init (&copy.requests);
 
   if (!connect_all (&copy,
-                    spec->connections
-                        ? spec->connections
-                        : CLAMP (g_get_num_processors (), 1,
-                                 VMS_COPY_DEFAULT_CONNECTIONS),
+                    spec->connections ? spec->connections
+                                      : vms_copy_default_connections (),
                     io_timeout_ms, error))
     goto out;
   copy.in_flight = g_new0 (guint, copy.n);
