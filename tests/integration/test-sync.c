@@ -718,6 +718,56 @@ test_three_disks_at_once_resume_after_kill9 (void **state)
     assert_identical (fixture->vm->disk_paths[i], formats[i], replicas[i]);
 }
 
+/* One disk's copy fails (the sink's file system fills up) while the three
+ * copy at once: the failure stops the others, the error is that disk's
+ * (not another's stop), and every disk keeps what it checkpointed. */
+static void
+test_three_disks_one_fails (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *mount_dir = NULL;
+  g_autofree char *sink_uri = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsTestSink) small = NULL;
+  g_autoptr (VmsTestCommand) full = NULL;
+
+  if (!vms_test_is_root ())
+    skip ();
+  qemu_io (fixture, "vd2", "write -P 0x33 0 24M");
+  mount_dir = vms_test_make_tmpdir ("vms-sync-full3");
+  if (mount ("tmpfs", mount_dir, "tmpfs", 0, "size=24m") < 0)
+    {
+      vms_test_rmtree (mount_dir);
+      skip ();
+    }
+  small = vms_test_sink_start (mount_dir, NULL, &error);
+  if (small)
+    {
+      sink_uri
+          = g_strdup_printf ("nbd+unix:///?socket=%s", small->socket_path);
+      full = run_start (fixture, source, "--sink", sink_uri, "--job", "full3",
+                        "--checkpoint-bytes", "2M", "--rounds", "0", NULL);
+      run_wait (full);
+    }
+  vms_test_sink_free (g_steal_pointer (&small));
+  umount (mount_dir);
+  vms_test_rmtree (mount_dir);
+  vms_assert_ok (full, error);
+  assert_int_equal (full->status, 1);
+  if (!strstr (full->out->str, "No space left on device")
+      || strstr (full->out->str, "stopped at"))
+    fail_msg ("not the failing disk's error: %s", full->out->str);
+  assert_non_null (strstr (full->out->str, "--resume full3"));
+  /* vd1 and vd2 (56 MiB of data together) were both under way. */
+  assert_true (last_progress (full, "vd1", "background") > 0);
+  assert_true (last_progress (full, "vd2", "background") > 0);
+  assert_true (job_watermark (fixture, "full3", "vd1")
+               + job_watermark (fixture, "full3", "vd2")
+               > 0);
+}
+
 /* A replica of another size, a full sink and a job of another VM are
  * refused with messages that say so. */
 static void
@@ -859,6 +909,8 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (
         test_three_disks_at_once_resume_after_kill9, setup_three, teardown),
+    cmocka_unit_test_setup_teardown (test_three_disks_one_fails, setup_three,
+                                     teardown),
   };
 
   vmshift = vms_test_built_program ("VMS_VMSHIFT");
