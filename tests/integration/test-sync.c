@@ -745,8 +745,7 @@ test_three_disks_one_fails (void **state)
   small = vms_test_sink_start (mount_dir, NULL, &error);
   if (small)
     {
-      sink_uri
-          = g_strdup_printf ("nbd+unix:///?socket=%s", small->socket_path);
+      sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s", small->socket_path);
       full = run_start (fixture, source, "--sink", sink_uri, "--job", "full3",
                         "--checkpoint-bytes", "2M", "--rounds", "0", NULL);
       run_wait (full);
@@ -764,7 +763,7 @@ test_three_disks_one_fails (void **state)
   assert_true (last_progress (full, "vd1", "background") > 0);
   assert_true (last_progress (full, "vd2", "background") > 0);
   assert_true (job_watermark (fixture, "full3", "vd1")
-               + job_watermark (fixture, "full3", "vd2")
+                   + job_watermark (fixture, "full3", "vd2")
                > 0);
 }
 
