@@ -306,33 +306,40 @@ draw_bar (VmsProgress *progress, Pass *updated, const char *text,
   progress->bar_drawn = TRUE;
 }
 
-/* The pass of disk and phase, begun now if it is new: alone, or beside
- * those of a set still running.  Its rate starts from the disk's last
- * pass's (same link, same disk), a better first guess than nothing. */
+/* Disks in name order, so that the bar's line keeps its order. */
+static gint
+compare_passes (gconstpointer a, gconstpointer b)
+{
+  const Pass *first = *(Pass *const *)a;
+  const Pass *second = *(Pass *const *)b;
+
+  return g_strcmp0 (first->disk, second->disk);
+}
+
+/* The pass of disk and phase, begun now if it is new (*is_new).  It joins
+ * the set being shown unless the set is complete and already had a pass
+ * of this disk: then this is the next pass, which begins a new set.  (A
+ * disk that is quick to finish does not split the set of passes running
+ * at once.)  Its rate starts from the disk's last pass's (same link, same
+ * disk), a better first guess than nothing. */
 static Pass *
 find_pass (VmsProgress *progress, const char *disk, const char *phase,
            guint64 done, gint64 now, gboolean *is_new)
 {
-  gboolean set_running = FALSE;
+  gboolean set_running = FALSE, disk_seen = FALSE;
   double *disk_rate;
   Pass *pass;
 
+  *is_new = FALSE;
   for (guint i = 0; i < progress->passes->len; i++)
     {
       pass = progress->passes->pdata[i];
       if (g_str_equal (pass->disk, disk) && g_str_equal (pass->phase, phase))
-        {
-          *is_new = FALSE;
-          return pass;
-        }
+        return pass;
     }
   for (guint i = progress->passes->len; i-- > 0;)
     {
       pass = progress->passes->pdata[i];
-      /* A disk's earlier pass is over when its next one begins. */
-      if (g_str_equal (pass->disk, disk))
-        pass->finished = TRUE;
-      set_running = set_running || !pass->finished;
       if (vms_eta_rate (&pass->eta) > 0)
         {
           progress->last_rate = vms_eta_rate (&pass->eta);
@@ -340,15 +347,20 @@ find_pass (VmsProgress *progress, const char *disk, const char *phase,
               progress->disk_rates, g_strdup (pass->disk),
               g_memdup2 (&progress->last_rate, sizeof (double)));
         }
+      if (g_str_equal (pass->disk, disk))
+        {
+          /* A disk's earlier pass is over when its next one begins. */
+          disk_seen = TRUE;
+          g_ptr_array_remove_index (progress->passes, i);
+          continue;
+        }
+      set_running = set_running || !pass->finished;
     }
-  if (!set_running)
+  if (disk_seen && !set_running)
     {
       end_bar (progress);
       g_ptr_array_set_size (progress->passes, 0);
     }
-  for (guint i = progress->passes->len; i-- > 0;)
-    if (g_str_equal (((Pass *)progress->passes->pdata[i])->disk, disk))
-      g_ptr_array_remove_index (progress->passes, i);
   pass = g_new0 (Pass, 1);
   pass->disk = g_strdup (disk);
   pass->phase = g_strdup (phase);
@@ -356,6 +368,7 @@ find_pass (VmsProgress *progress, const char *disk, const char *phase,
   vms_eta_start (&pass->eta, done, now,
                  disk_rate ? *disk_rate : progress->last_rate);
   g_ptr_array_add (progress->passes, pass);
+  g_ptr_array_sort (progress->passes, compare_passes);
   *is_new = TRUE;
   return pass;
 }
