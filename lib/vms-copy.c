@@ -1380,6 +1380,12 @@ validate (const VmsCopySpec *spec, GError **error)
   return TRUE;
 }
 
+guint
+vms_copy_default_connections (void)
+{
+  return CLAMP (g_get_num_processors (), 1, VMS_COPY_DEFAULT_CONNECTIONS);
+}
+
 gboolean
 vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
 {
@@ -1404,8 +1410,7 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
   g_queue_init (&copy.requests);
 
   copy.wanted = spec->connections ? spec->connections
-                                  : CLAMP (g_get_num_processors (), 1,
-                                           VMS_COPY_DEFAULT_CONNECTIONS);
+                                  : vms_copy_default_connections ();
   if (!connect_all (&copy, copy.wanted, io_timeout_ms, error))
     goto out;
   copy.in_flight = g_new0 (guint, copy.n);

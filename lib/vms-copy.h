@@ -126,6 +126,10 @@ typedef struct
 gboolean vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats,
                        GError **error);
 
+/* Connections per side when spec->connections is 0: one per CPU, at
+ * most VMS_COPY_DEFAULT_CONNECTIONS. */
+guint vms_copy_default_connections (void);
+
 /* TRUE if length bytes at buffer are all zero. */
 gboolean vms_copy_is_zero (const void *buffer, gsize length);
 

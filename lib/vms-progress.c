@@ -11,37 +11,69 @@
 /* Width of the bar in characters. */
 #define BAR_WIDTH 30
 
+/* A pass being shown: one disk's background copy or dirty round. */
+typedef struct
+{
+  char *disk;          /* disk name */
+  char *phase;         /* "background", "round 3", ... */
+  VmsEta eta;          /* its rate and ETA */
+  guint64 done;        /* work done at its last update */
+  guint64 total;       /* its work at its last update */
+  double eta_s;        /* its ETA at the last update, -1: unknown */
+  gboolean finished;   /* it was shown complete */
+  gint64 last_text_us; /* time of its last text line */
+} Pass;
+
 struct _VmsProgress
 {
   VmsProgressMode mode;   /* how to show it */
   gboolean bar_drawn;     /* a bar line is on screen, unterminated */
-  char *key;              /* disk/phase of the last update */
-  gboolean finished;      /* the pass of key was shown complete */
-  VmsEta eta;             /* rate and ETA of the pass of key */
-  gint64 last_text_us;    /* time of the last text line */
+  GPtrArray *passes;      /* Pass*: those running together (the disks of a
+                             VM copied at once); a pass that begins when
+                             they are all complete begins a new set */
+  GHashTable *disk_rates; /* disk name -> double*: the rate of its last
+                             pass, a first guess for its next one */
+  double last_rate;       /* the rate of the last pass, for a disk that
+                             had none */
   gboolean has_after;     /* after_pass holds an estimate */
-  guint64 after_pass;     /* bytes the job sends after this pass */
+  guint64 after_pass;     /* bytes the job sends after these passes */
   VmsProgressFunc func;   /* callback mode: where everything goes */
   gpointer user_data;     /* for func */
 };
 
-VmsProgress *
-vms_progress_new (VmsProgressMode mode)
+static void
+pass_free (Pass *pass)
+{
+  g_free (pass->disk);
+  g_free (pass->phase);
+  g_free (pass);
+}
+
+static VmsProgress *
+progress_new (VmsProgressMode mode)
 {
   VmsProgress *progress = g_new0 (VmsProgress, 1);
 
+  progress->mode = mode;
+  progress->passes = g_ptr_array_new_with_free_func ((GDestroyNotify)pass_free);
+  progress->disk_rates
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  return progress;
+}
+
+VmsProgress *
+vms_progress_new (VmsProgressMode mode)
+{
   if (mode == VMS_PROGRESS_TEXT && isatty (STDERR_FILENO))
     mode = VMS_PROGRESS_BAR;
-  progress->mode = mode;
-  return progress;
+  return progress_new (mode);
 }
 
 VmsProgress *
 vms_progress_new_callback (VmsProgressFunc func, gpointer user_data)
 {
-  VmsProgress *progress = g_new0 (VmsProgress, 1);
+  VmsProgress *progress = progress_new (VMS_PROGRESS_CALLBACK);
 
-  progress->mode = VMS_PROGRESS_CALLBACK;
   progress->func = func;
   progress->user_data = user_data;
   return progress;
@@ -57,7 +89,8 @@ vms_progress_forward (VmsProgress *progress, const char *event,
         vms_progress_set_after_pass (
             progress, json_object_get_int_member (fields, "after"));
       vms_progress_update (
-          progress, json_object_get_string_member_with_default (fields, "disk", ""),
+          progress,
+          json_object_get_string_member_with_default (fields, "disk", ""),
           json_object_get_string_member_with_default (fields, "phase", ""),
           json_object_get_int_member_with_default (fields, "done", 0),
           json_object_get_int_member_with_default (fields, "total", 0),
@@ -107,7 +140,8 @@ vms_progress_free (VmsProgress *progress)
   if (!progress)
     return;
   end_bar (progress);
-  g_free (progress->key);
+  g_ptr_array_unref (progress->passes);
+  g_hash_table_unref (progress->disk_rates);
   g_free (progress);
 }
 
@@ -134,7 +168,16 @@ vms_format_size (guint64 bytes)
 double
 vms_progress_rate (VmsProgress *progress)
 {
-  return vms_eta_rate (&progress->eta);
+  double rate = 0;
+
+  for (guint i = 0; i < progress->passes->len; i++)
+    {
+      Pass *pass = progress->passes->pdata[i];
+
+      if (!pass->finished)
+        rate += vms_eta_rate (&pass->eta);
+    }
+  return rate;
 }
 
 static void
@@ -160,93 +203,206 @@ format_eta (double seconds)
     return g_strdup ("--:--");
   if (s >= 3600)
     return g_strdup_printf ("%" G_GUINT64_FORMAT ":%02u:%02u", s / 3600,
-                            (guint) (s / 60 % 60), (guint) (s % 60));
-  return g_strdup_printf ("%u:%02u", (guint) (s / 60), (guint) (s % 60));
+                            (guint)(s / 60 % 60), (guint)(s % 60));
+  return g_strdup_printf ("%u:%02u", (guint)(s / 60), (guint)(s % 60));
 }
 
 /* The line people read about a pass; NULL when there is nothing new to
  * say. */
 static char *
-describe_pass (VmsProgress *progress, const char *disk, const char *phase,
-               guint64 done, guint64 total, double eta, double overall)
+describe_pass (Pass *pass, double overall)
 {
-  g_autofree char *done_text = vms_format_size (done);
-  g_autofree char *total_text = vms_format_size (total);
+  g_autofree char *done_text = vms_format_size (pass->done);
+  g_autofree char *total_text = vms_format_size (pass->total);
   g_autofree char *rate_text
-      = vms_format_size ((guint64)vms_eta_rate (&progress->eta));
-  g_autofree char *eta_text = format_eta (eta);
+      = vms_format_size ((guint64)vms_eta_rate (&pass->eta));
+  g_autofree char *eta_text = format_eta (pass->eta_s);
   g_autofree char *overall_text = overall >= 0 ? format_eta (overall) : NULL;
 
-  if (total == 0)
-    return g_strdup_printf ("%s %s: nothing to copy", disk, phase);
-  return g_strdup_printf ("%s %s: %3.0f%% %s of %s, %s/s, ETA %s%s%s", disk,
-                          phase, 100.0 * done / total, done_text, total_text,
-                          rate_text, eta_text, overall_text ? ", all " : "",
-                          overall_text ? overall_text : "");
+  if (pass->total == 0)
+    return g_strdup_printf ("%s %s: nothing to copy", pass->disk, pass->phase);
+  return g_strdup_printf (
+      "%s %s: %3.0f%% %s of %s, %s/s, ETA %s%s%s", pass->disk, pass->phase,
+      100.0 * pass->done / pass->total, done_text, total_text, rate_text,
+      eta_text, overall_text ? ", all " : "", overall_text ? overall_text : "");
 }
 
 static void
-print_progress_json (VmsProgress *progress, const char *disk, const char *phase,
-                     guint64 done, guint64 total, guint64 sent, double eta,
+print_progress_json (Pass *pass, guint64 sent, gboolean has_after,
                      double overall, const char *text)
 {
   g_autoptr (JsonObject) object = json_object_new ();
 
   json_object_set_string_member (object, "event", "progress");
-  json_object_set_string_member (object, "disk", disk);
-  json_object_set_string_member (object, "phase", phase);
-  json_object_set_int_member (object, "done", done);
-  json_object_set_int_member (object, "total", total);
+  json_object_set_string_member (object, "disk", pass->disk);
+  json_object_set_string_member (object, "phase", pass->phase);
+  json_object_set_int_member (object, "done", pass->done);
+  json_object_set_int_member (object, "total", pass->total);
   json_object_set_int_member (object, "sent", sent);
   json_object_set_int_member (object, "rate",
-                              (gint64)vms_eta_rate (&progress->eta));
-  json_object_set_int_member (object, "eta", eta < 0 ? -1 : (gint64)eta);
-  if (progress->has_after)
+                              (gint64)vms_eta_rate (&pass->eta));
+  json_object_set_int_member (object, "eta",
+                              pass->eta_s < 0 ? -1 : (gint64)pass->eta_s);
+  if (has_after)
     json_object_set_int_member (object, "overall-eta",
                                 overall < 0 ? -1 : (gint64)overall);
   json_object_set_string_member (object, "message", text);
   print_json (object);
 }
 
-static void
-draw_bar (VmsProgress *progress, const char *disk, const char *phase,
-          guint64 done, guint64 total, const char *text)
+static double
+percent (Pass *pass)
 {
-  double fraction = total ? (double)done / total : 1;
-  guint filled = CLAMP (fraction * BAR_WIDTH, 0, BAR_WIDTH);
-  const char *figures = strchr (text, ':');
-  char bar[BAR_WIDTH + 1];
+  return pass->total ? 100.0 * pass->done / pass->total : 100;
+}
 
-  memset (bar, '#', filled);
-  memset (bar + filled, '.', BAR_WIDTH - filled);
-  bar[BAR_WIDTH] = 0;
-  g_printerr ("\r%s %-10s [%s]%s\033[K", disk, phase, bar,
-              figures ? figures + 1 : "");
+/* One pass: its bar and figures.  Several at once: each disk's share
+ * done, then their rate together and the time the slowest has left. */
+static void
+draw_bar (VmsProgress *progress, Pass *updated, const char *text,
+          double overall)
+{
+  g_autoptr (GString) line = g_string_new ("\r");
+  double eta = 0;
+
+  if (progress->passes->len == 1)
+    {
+      double fraction = percent (updated) / 100;
+      guint filled = CLAMP (fraction * BAR_WIDTH, 0, BAR_WIDTH);
+      const char *figures = strchr (text, ':');
+      char bar[BAR_WIDTH + 1];
+
+      memset (bar, '#', filled);
+      memset (bar + filled, '.', BAR_WIDTH - filled);
+      bar[BAR_WIDTH] = 0;
+      g_string_append_printf (line, "%s %-10s [%s]%s", updated->disk,
+                              updated->phase, bar, figures ? figures + 1 : "");
+    }
+  else
+    {
+      g_autofree char *rate = NULL;
+      g_autofree char *eta_text = NULL;
+
+      for (guint i = 0; i < progress->passes->len; i++)
+        {
+          Pass *pass = progress->passes->pdata[i];
+
+          g_string_append_printf (line, "%s%s %s %3.0f%%", i ? ", " : "",
+                                  pass->disk, pass->phase, percent (pass));
+          if (eta >= 0 && !pass->finished)
+            eta = pass->eta_s < 0 ? -1 : MAX (eta, pass->eta_s);
+        }
+      rate = vms_format_size ((guint64)vms_progress_rate (progress));
+      eta_text = format_eta (eta);
+      g_string_append_printf (line, "; %s/s, ETA %s", rate, eta_text);
+      if (overall >= 0)
+        {
+          g_autofree char *overall_text = format_eta (overall);
+
+          g_string_append_printf (line, ", all %s", overall_text);
+        }
+    }
+  g_printerr ("%s\033[K", line->str);
   progress->bar_drawn = TRUE;
 }
 
-/* A new pass: its rate starts from the last pass's (same link, same
- * disks), which is a better first guess than nothing. */
-static void
-start_pass (VmsProgress *progress, char *key, guint64 done, gint64 now)
+/* Disks in name order, so that the bar's line keeps its order. */
+static gint
+compare_passes (gconstpointer a, gconstpointer b)
 {
-  end_bar (progress);
-  g_free (progress->key);
-  progress->key = key;
-  progress->finished = FALSE;
-  vms_eta_start (&progress->eta, done, now, vms_eta_rate (&progress->eta));
+  const Pass *first = *(Pass *const *)a;
+  const Pass *second = *(Pass *const *)b;
+
+  return g_strcmp0 (first->disk, second->disk);
+}
+
+/* The pass of disk and phase, begun now if it is new (*is_new).  It joins
+ * the set being shown unless the set is complete and already had a pass
+ * of this disk: then this is the next pass, which begins a new set.  (A
+ * disk that is quick to finish does not split the set of passes running
+ * at once.)  Its rate starts from the disk's last pass's (same link, same
+ * disk), a better first guess than nothing. */
+static Pass *
+find_pass (VmsProgress *progress, const char *disk, const char *phase,
+           guint64 done, gint64 now, gboolean *is_new)
+{
+  gboolean set_running = FALSE, disk_seen = FALSE;
+  double *disk_rate;
+  Pass *pass;
+
+  *is_new = FALSE;
+  for (guint i = 0; i < progress->passes->len; i++)
+    {
+      pass = progress->passes->pdata[i];
+      if (g_str_equal (pass->disk, disk) && g_str_equal (pass->phase, phase))
+        return pass;
+    }
+  for (guint i = progress->passes->len; i-- > 0;)
+    {
+      pass = progress->passes->pdata[i];
+      if (vms_eta_rate (&pass->eta) > 0)
+        {
+          progress->last_rate = vms_eta_rate (&pass->eta);
+          g_hash_table_insert (
+              progress->disk_rates, g_strdup (pass->disk),
+              g_memdup2 (&progress->last_rate, sizeof (double)));
+        }
+      if (g_str_equal (pass->disk, disk))
+        {
+          /* A disk's earlier pass is over when its next one begins. */
+          disk_seen = TRUE;
+          g_ptr_array_remove_index (progress->passes, i);
+          continue;
+        }
+      set_running = set_running || !pass->finished;
+    }
+  if (disk_seen && !set_running)
+    {
+      end_bar (progress);
+      g_ptr_array_set_size (progress->passes, 0);
+    }
+  pass = g_new0 (Pass, 1);
+  pass->disk = g_strdup (disk);
+  pass->phase = g_strdup (phase);
+  disk_rate = g_hash_table_lookup (progress->disk_rates, disk);
+  vms_eta_start (&pass->eta, done, now,
+                 disk_rate ? *disk_rate : progress->last_rate);
+  g_ptr_array_add (progress->passes, pass);
+  g_ptr_array_sort (progress->passes, compare_passes);
+  *is_new = TRUE;
+  return pass;
+}
+
+/* Seconds the set of passes and what comes after them have left at their
+ * rate together, -1 when unknown. */
+static double
+overall_seconds (VmsProgress *progress)
+{
+  guint64 left = progress->after_pass;
+  double rate = 0;
+
+  for (guint i = 0; i < progress->passes->len; i++)
+    {
+      Pass *pass = progress->passes->pdata[i];
+
+      left += pass->total - pass->done;
+      if (!pass->finished)
+        rate += vms_eta_rate (&pass->eta);
+    }
+  if (left == 0)
+    return 0;
+  return rate > 0 ? left / rate : -1;
 }
 
 void
-vms_progress_update (VmsProgress *progress, const char *disk,
-                     const char *phase, guint64 done, guint64 total,
-                     guint64 sent)
+vms_progress_update (VmsProgress *progress, const char *disk, const char *phase,
+                     guint64 done, guint64 total, guint64 sent)
 {
-  g_autofree char *key = NULL;
   g_autofree char *text = NULL;
   gint64 now = g_get_monotonic_time ();
-  gboolean finished;
-  double eta, overall;
+  gboolean finished, is_new;
+  double overall;
+  Pass *pass;
 
   if (progress->mode == VMS_PROGRESS_CALLBACK)
     {
@@ -256,35 +412,32 @@ vms_progress_update (VmsProgress *progress, const char *disk,
   /* Data the guest wrote into holes ahead of the copy adds to the work. */
   total = MAX (total, done);
   finished = done == total;
-  key = g_strconcat (disk, "/", phase, NULL);
-  if (g_strcmp0 (key, progress->key) != 0)
-    start_pass (progress, g_steal_pointer (&key), done, now);
-  else if (finished && progress->finished
-           && progress->mode != VMS_PROGRESS_JSON)
+  pass = find_pass (progress, disk, phase, done, now, &is_new);
+  if (!is_new && finished && pass->finished
+      && progress->mode != VMS_PROGRESS_JSON)
     return; /* said already (JSON still gives sent) */
-  else
-    vms_eta_sample (&progress->eta, done, now);
-  eta = vms_eta_seconds (&progress->eta, total - done);
-  overall = progress->has_after ? vms_eta_seconds (
-                &progress->eta, total - done + progress->after_pass)
-                                : -1;
+  if (!is_new)
+    vms_eta_sample (&pass->eta, done, now);
+  pass->done = done;
+  pass->total = total;
+  pass->eta_s = vms_eta_seconds (&pass->eta, total - done);
+  overall = progress->has_after ? overall_seconds (progress) : -1;
   if (progress->mode == VMS_PROGRESS_TEXT && !finished
-      && now - progress->last_text_us < TEXT_INTERVAL_US)
+      && now - pass->last_text_us < TEXT_INTERVAL_US)
     return;
-  progress->finished = finished;
-  text = describe_pass (progress, disk, phase, done, total, eta, overall);
+  pass->finished = finished;
+  text = describe_pass (pass, overall);
   switch (progress->mode)
     {
     case VMS_PROGRESS_JSON:
-      print_progress_json (progress, disk, phase, done, total, sent, eta,
-                           overall, text);
+      print_progress_json (pass, sent, progress->has_after, overall, text);
       break;
     case VMS_PROGRESS_TEXT:
-      progress->last_text_us = now;
+      pass->last_text_us = now;
       g_printerr ("%s\n", text);
       break;
     case VMS_PROGRESS_BAR:
-      draw_bar (progress, disk, phase, done, total, text);
+      draw_bar (progress, pass, text, overall);
       break;
     case VMS_PROGRESS_CALLBACK:
       break;

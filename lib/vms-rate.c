@@ -9,6 +9,7 @@ struct _VmsRate
   double capacity;     /* bucket size in bytes */
   double tokens;       /* bytes that may be sent now */
   gint64 last_us;      /* when tokens were last refilled; 0 before first use */
+  GMutex lock;         /* the disks of a VM copied at once share one bucket */
 };
 
 VmsRate *
@@ -19,12 +20,16 @@ vms_rate_new (guint64 bytes_per_second, guint64 burst)
   rate->limit = bytes_per_second;
   rate->capacity = MAX (burst, 1);
   rate->tokens = rate->capacity;
+  g_mutex_init (&rate->lock);
   return rate;
 }
 
 void
 vms_rate_free (VmsRate *rate)
 {
+  if (!rate)
+    return;
+  g_mutex_clear (&rate->lock);
   g_free (rate);
 }
 
@@ -42,10 +47,12 @@ refill (VmsRate *rate, gint64 now_us)
 gint64
 vms_rate_try_take (VmsRate *rate, guint64 bytes, gint64 now_us)
 {
+  g_autoptr (GMutexLocker) locker = NULL;
   double needed;
 
   if (!rate || rate->limit == 0)
     return 0;
+  locker = g_mutex_locker_new (&rate->lock);
   refill (rate, now_us);
   /* A request bigger than the bucket waits for a full bucket, then goes,
    * leaving the bucket in debt: the average rate still holds. */
@@ -61,8 +68,12 @@ vms_rate_try_take (VmsRate *rate, guint64 bytes, gint64 now_us)
 void
 vms_rate_refund (VmsRate *rate, guint64 bytes)
 {
-  if (rate && rate->limit)
-    rate->tokens = MIN (rate->capacity, rate->tokens + bytes);
+  g_autoptr (GMutexLocker) locker = NULL;
+
+  if (!rate || !rate->limit)
+    return;
+  locker = g_mutex_locker_new (&rate->lock);
+  rate->tokens = MIN (rate->capacity, rate->tokens + bytes);
 }
 
 guint64

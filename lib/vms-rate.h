@@ -1,4 +1,5 @@
-/* vmshift: a token bucket that holds a copy to a bandwidth limit.
+/* vmshift: a token bucket that holds a copy to a bandwidth limit.  Copies
+ * running in several threads may share one.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #pragma once

@@ -18,6 +18,12 @@
 #define VD1_SIZE (32 * MiB)
 /* The source's raw disk holds this much data before the migration. */
 #define VD1_DATA (16 * MiB)
+/* A third disk (qcow2) for the tests of a VM with three. */
+#define VD2_SIZE (24 * MiB)
+
+/* The source's disks: vd<i> of size sizes[i], in format formats[i]. */
+static const guint64 disk_sizes[] = { VD0_SIZE, VD1_SIZE, VD2_SIZE };
+static const char *const disk_formats[] = { "qcow2", "raw", "qcow2" };
 
 static const char *vmshift;
 
@@ -30,6 +36,7 @@ typedef struct
   char *sink_uri;     /* --sink */
   const char *prefix; /* replica prefix of the test */
   guint attempts;     /* destinations started, for socket names */
+  guint disks;        /* the VM's disks: vd0, vd1 and maybe vd2 */
 } Fixture;
 
 /* ---- the two QEMUs ---- */
@@ -46,18 +53,12 @@ replica_path (Fixture *fixture, const char *disk)
 static void
 create_replicas (Fixture *fixture)
 {
-  const struct
-  {
-    const char *disk;
-    guint64 size;
-  } disks[] = { { "vd0", VD0_SIZE }, { "vd1", VD1_SIZE } };
-
-  for (guint i = 0; i < G_N_ELEMENTS (disks); i++)
+  for (guint i = 0; i < fixture->disks; i++)
     {
       g_autoptr (GError) error = NULL;
       g_autofree char *name
-          = g_strdup_printf ("%s-%s@create=%" G_GUINT64_FORMAT, fixture->prefix,
-                             disks[i].disk, disks[i].size);
+          = g_strdup_printf ("%s-vd%u@create=%" G_GUINT64_FORMAT,
+                             fixture->prefix, i, disk_sizes[i]);
       g_autoptr (nbd_handle) nbd
           = vms_test_sink_connect (fixture->sink, name, &error);
 
@@ -73,10 +74,12 @@ start_destination (Fixture *fixture, gboolean paused)
   g_autoptr (GError) error = NULL;
   g_autofree char *vd0 = replica_path (fixture, "vd0");
   g_autofree char *vd1 = replica_path (fixture, "vd1");
+  g_autofree char *vd2
+      = fixture->disks > 2 ? replica_path (fixture, "vd2") : NULL;
   VmsTestVmOptions options = {
     .workload = "writer",
     .extra_cmdline = "vms.write_rate_kib=1024 vms.write_span_mib=24",
-    .disks = { { "raw", 0, vd0 }, { "raw", 0, vd1 } },
+    .disks = { { "raw", 0, vd0 }, { "raw", 0, vd1 }, { "raw", 0, vd2 } },
     .incoming = TRUE,
     .start_paused = paused,
     .second_qmp = TRUE,
@@ -252,11 +255,14 @@ job_phase (Fixture *fixture, const char *job)
 static void
 assert_replicas_identical (Fixture *fixture)
 {
-  g_autofree char *vd0 = replica_path (fixture, "vd0");
-  g_autofree char *vd1 = replica_path (fixture, "vd1");
+  for (guint i = 0; i < fixture->disks; i++)
+    {
+      g_autofree char *disk = g_strdup_printf ("vd%u", i);
+      g_autofree char *replica = replica_path (fixture, disk);
 
-  vms_test_assert_identical (fixture->source->disk_paths[0], "qcow2", vd0);
-  vms_test_assert_identical (fixture->source->disk_paths[1], "raw", vd1);
+      vms_test_assert_identical (fixture->source->disk_paths[i],
+                                 disk_formats[i], replica);
+    }
 }
 
 /* A migration that failed before commit left the source running, its
@@ -329,18 +335,21 @@ resume_to_paused_destination (Fixture *fixture, const char *job)
 
 /* ---- fixtures ---- */
 
+/* A source with disks disks (2 or 3), vd1 (and vd2) holding data. */
 static int
-setup (void **state)
+setup_with (void **state, guint disks)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
   g_autoptr (GError) error = NULL;
   VmsTestVmOptions options = {
     .workload = "writer+dirtier",
     .extra_cmdline = "vms.write_rate_kib=1024 vms.write_span_mib=24",
-    .disks = { { "qcow2", VD0_SIZE }, { "raw", VD1_SIZE } },
     .second_qmp = TRUE,
   };
 
+  for (guint i = 0; i < disks; i++)
+    options.disks[i] = (VmsTestDisk){ disk_formats[i], disk_sizes[i] };
+  fixture->disks = disks;
   *state = fixture;
   fixture->source = vms_test_vm_start (&options, &error);
   if (!fixture->source || !vms_test_vm_wait_ready (fixture->source, &error))
@@ -354,6 +363,15 @@ setup (void **state)
       print_error ("cannot fill vd1: %s\n", error->message);
       return -1;
     }
+  if (disks > 2
+      && (!vms_test_vm_qemu_io (fixture->source, "vd2", "write -P 0x5a 0 12M",
+                                &error)
+          || !vms_test_vm_qemu_io (fixture->source, "vd2",
+                                   "write -P 0xa5 20M 4M", &error)))
+    {
+      print_error ("cannot fill vd2: %s\n", error->message);
+      return -1;
+    }
   fixture->sink = vms_test_sink_start (NULL, NULL, &error);
   if (!fixture->sink)
     {
@@ -365,6 +383,18 @@ setup (void **state)
   fixture->sink_uri
       = g_strdup_printf ("nbd+unix:///?socket=%s", fixture->sink->socket_path);
   return 0;
+}
+
+static int
+setup (void **state)
+{
+  return setup_with (state, 2);
+}
+
+static int
+setup_three (void **state)
+{
+  return setup_with (state, 3);
 }
 
 static int
@@ -535,6 +565,80 @@ test_migrate_mirror (void **state)
   migrate_and_check (fixture,
                      "mirror-0123456789-0123456789-0123456789-0123456789-0123",
                      "mirror");
+}
+
+/* TRUE if command showed the background copies of disks a and b under
+ * way at the same moment: each had progress before the other's ended. */
+static gboolean
+copied_at_once (VmsTestCommand *command, const char *a, const char *b)
+{
+  g_auto (GStrv) lines = g_strsplit (command->out->str, "\n", -1);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  gboolean running[2] = { FALSE, FALSE };
+
+  for (guint i = 0; lines[i]; i++)
+    {
+      JsonObject *event;
+      const char *disk;
+      int which;
+
+      if (!*lines[i]
+          || !json_parser_load_from_data (parser, lines[i], -1, NULL)
+          || !json_parser_get_root (parser)
+          || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+        continue;
+      event = json_node_get_object (json_parser_get_root (parser));
+      if (g_strcmp0 (
+              json_object_get_string_member_with_default (event, "event", ""),
+              "progress")
+              != 0
+          || g_strcmp0 (json_object_get_string_member_with_default (
+                            event, "phase", ""),
+                        "background")
+                 != 0)
+        continue;
+      disk = json_object_get_string_member_with_default (event, "disk", "");
+      which = g_str_equal (disk, a) ? 0 : g_str_equal (disk, b) ? 1 : -1;
+      if (which < 0)
+        continue;
+      running[which] = json_object_get_int_member (event, "done")
+                       < json_object_get_int_member (event, "total");
+      if (running[0] && running[1])
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* A VM with three disks, copied at once in each pass (the last one while
+ * the source is paused, under the disks' shared cap): all three replicas
+ * equal the disks at the switchover, and the guest runs on at the
+ * destination. */
+static void
+test_migrate_three_disks (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  guint64 beat;
+
+  fixture->prefix = "three";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  /* 16 MiB/s for the disks: vd1's 16 MiB and vd2's take seconds. */
+  run = migrate_new (fixture, "three", "--final-sync=pause", "--suspend",
+                     "--max-bandwidth=16M", NULL);
+  vms_test_command_expect_success (run);
+  assert_replicas_identical (fixture);
+  if (!copied_at_once (run, "vd1", "vd2"))
+    fail_msg ("vd1 and vd2 were not copied at once: %s", run->out->str);
+  assert_true (event_int (run, "migrated", "disk-final-bytes") > 0);
+  {
+    g_autofree char *phase = job_phase (fixture, "three");
+
+    assert_string_equal (phase, "migrated");
+  }
+  beat = vms_test_vm_last_heartbeat (fixture->source);
+  cont (fixture->dest);
+  assert_heartbeat_continues (fixture->dest, beat, "the destination");
 }
 
 /* auto, with room in the objective for the final round of a guest
@@ -1107,6 +1211,8 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_preflight_refusals, setup, teardown),
     cmocka_unit_test_setup_teardown (test_relative_paths, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_three_disks, setup_three,
+                                     teardown),
   };
 
   vms_test_require_program ("qemu-system-x86_64", "qemu-system-x86");

@@ -117,15 +117,19 @@ job_disk (Fixture *fixture, const char *job, const char *disk,
 
 /* ---- fixtures ---- */
 
+/* vd0 (qcow2, the guest writes to it) and vd1 (raw, disk1_path's image
+ * if not NULL), and a vd2 (qcow2) of disk2_size bytes unless 0. */
 static int
-setup_with (void **state, const char *disk1_path)
+setup_with (void **state, const char *disk1_path, guint64 disk2_size)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
   g_autoptr (GError) error = NULL;
   VmsTestVmOptions options = {
     .workload = "writer",
     .extra_cmdline = "vms.write_rate_kib=2048 vms.write_span_mib=24",
-    .disks = { { "qcow2", 48 * MiB }, { "raw", 32 * MiB, disk1_path } },
+    .disks = { { "qcow2", 48 * MiB },
+               { "raw", 32 * MiB, disk1_path },
+               { disk2_size ? "qcow2" : NULL, disk2_size } },
     .second_qmp = TRUE,
   };
 
@@ -152,12 +156,13 @@ setup_with (void **state, const char *disk1_path)
 static int
 setup (void **state)
 {
-  return setup_with (state, NULL);
+  return setup_with (state, NULL, 0);
 }
 
-/* vd1 is a raw image full of random data: a copy with something to send. */
+/* vd1 is a raw image full of random data: a copy with something to send;
+ * with disk2_size, a vd2 too. */
 static int
-setup_data (void **state)
+setup_data_with (void **state, guint64 disk2_size)
 {
   g_autofree char *dir = vms_test_make_tmpdir ("vms-sync-data");
   g_autofree char *path = g_build_filename (dir, "data.raw", NULL);
@@ -176,9 +181,22 @@ setup_data (void **state)
         return -1;
     }
   close (fd);
-  result = setup_with (state, path);
+  result = setup_with (state, path, disk2_size);
   ((Fixture *) *state)->data_dir = g_steal_pointer (&dir);
   return result;
+}
+
+static int
+setup_data (void **state)
+{
+  return setup_data_with (state, 0);
+}
+
+/* Three disks: vd0 written by the guest, vd1 random data, vd2 (32 MiB). */
+static int
+setup_three (void **state)
+{
+  return setup_data_with (state, 32 * MiB);
 }
 
 /* Two hosts: the sink listens with TLS on host B; vmshift runs in host A
@@ -889,6 +907,132 @@ test_new_replica_gets_no_zeroes (void **state)
   assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
 }
 
+/* The durable watermark of a disk in a job's file. */
+static guint64
+job_watermark (Fixture *fixture, const char *job, const char *disk)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+
+  return json_object_get_int_member (job_disk (fixture, job, disk, parser),
+                                     "watermark");
+}
+
+/* A VM's three disks copy at once, under one bandwidth cap: vd1's and
+ * vd2's background copies are both under way before either ends.  kill -9
+ * in the middle leaves each disk's own durable mark in the job; the rerun
+ * resumes each disk there, and after rounds and a last round on the
+ * paused guest the three replicas equal the disks. */
+static void
+test_three_disks_at_once_resume_after_kill9 (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) second = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
+  g_autofree char *replicas[3]
+      = { replica_path (fixture, "par-vd0"), replica_path (fixture, "par-vd1"),
+          replica_path (fixture, "par-vd2") };
+  const char *formats[3] = { "qcow2", "raw", "qcow2" };
+  gint64 deadline = g_get_monotonic_time () + 120 * G_USEC_PER_SEC;
+  guint64 vd1 = 0, vd2 = 0, durable1, durable2;
+
+  qemu_io (fixture, "vd2", "write -P 0x33 0 24M");
+  qemu_io (fixture, "vd2", "write -z 4M 1M");
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "par", "--replica-prefix", "par", "--max-bandwidth", "8M",
+                     "--checkpoint-bytes", "2M", "--rounds", "1", NULL);
+  /* Copied one after the other, vd1 (32 MiB) would end before vd2 began. */
+  while (vd1 < 6 * MiB || vd2 < 6 * MiB)
+    {
+      if (run_pump (first, 100))
+        fail_msg ("vmshift ended before it could be killed: %s",
+                  first->out->str);
+      if (g_get_monotonic_time () > deadline)
+        fail_msg ("vd1 and vd2 are not copied at once: %s", first->out->str);
+      vd1 = last_progress (first, "vd1", "background");
+      vd2 = last_progress (first, "vd2", "background");
+      if (vd1 >= 32 * MiB || vd2 >= 24 * MiB)
+        fail_msg ("one disk's copy ended before the other's reached 6 MiB "
+                  "(vd1 %" G_GUINT64_FORMAT ", vd2 %" G_GUINT64_FORMAT "): %s",
+                  vd1, vd2, first->out->str);
+    }
+  kill (first->pid, SIGKILL);
+  run_wait (first);
+
+  durable1 = job_watermark (fixture, "par", "vd1");
+  durable2 = job_watermark (fixture, "par", "vd2");
+  assert_true (durable1 >= 2 * MiB && durable1 < 32 * MiB);
+  assert_true (durable2 >= 2 * MiB && durable2 < 32 * MiB);
+
+  second = run_start (fixture, "--resume", "par", "--rounds", "1", NULL);
+  run_expect_success (second);
+  for (int i = 0; i < 2; i++)
+    {
+      g_autofree char *resumed_at = g_strdup_printf (
+          "vd%d: resuming the background copy at %" G_GUINT64_FORMAT " of",
+          i + 1, i ? durable2 : durable1);
+
+      if (!strstr (second->out->str, resumed_at))
+        fail_msg ("no '%s': %s", resumed_at, second->out->str);
+    }
+
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", "par", "--rounds", "1", NULL);
+  run_expect_success (last);
+  for (int i = 0; i < 3; i++)
+    assert_identical (fixture->vm->disk_paths[i], formats[i], replicas[i]);
+}
+
+/* One disk's copy fails (the sink's file system fills up) while the three
+ * copy at once: the failure stops the others, the error is that disk's
+ * (not another's stop), and every disk keeps what it checkpointed. */
+static void
+test_three_disks_one_fails (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *mount_dir = NULL;
+  g_autofree char *sink_uri = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsTestSink) small = NULL;
+  g_autoptr (VmsTestCommand) full = NULL;
+
+  if (!vms_test_is_root ())
+    skip ();
+  qemu_io (fixture, "vd2", "write -P 0x33 0 24M");
+  mount_dir = vms_test_make_tmpdir ("vms-sync-full3");
+  if (mount ("tmpfs", mount_dir, "tmpfs", 0, "size=24m") < 0)
+    {
+      vms_test_rmtree (mount_dir);
+      skip ();
+    }
+  small = vms_test_sink_start (mount_dir, NULL, &error);
+  if (small)
+    {
+      sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s", small->socket_path);
+      full = run_start (fixture, source, "--sink", sink_uri, "--job", "full3",
+                        "--checkpoint-bytes", "2M", "--rounds", "0", NULL);
+      run_wait (full);
+    }
+  vms_test_sink_free (g_steal_pointer (&small));
+  umount (mount_dir);
+  vms_test_rmtree (mount_dir);
+  vms_assert_ok (full, error);
+  assert_int_equal (full->status, 1);
+  if (!strstr (full->out->str, "No space left on device")
+      || strstr (full->out->str, "stopped at"))
+    fail_msg ("not the failing disk's error: %s", full->out->str);
+  assert_non_null (strstr (full->out->str, "--resume full3"));
+  /* vd1 and vd2 (56 MiB of data together) were both under way. */
+  assert_true (last_progress (full, "vd1", "background") > 0);
+  assert_true (last_progress (full, "vd2", "background") > 0);
+  assert_true (job_watermark (fixture, "full3", "vd1")
+                   + job_watermark (fixture, "full3", "vd2")
+               > 0);
+}
+
 /* A replica of another size, a full sink and a job of another VM are
  * refused with messages that say so. */
 static void
@@ -1034,6 +1178,10 @@ main (void)
                                      setup_hosts, teardown),
     cmocka_unit_test_setup_teardown (test_reconnect_after_sink_restart,
                                      setup_data, teardown),
+    cmocka_unit_test_setup_teardown (
+        test_three_disks_at_once_resume_after_kill9, setup_three, teardown),
+    cmocka_unit_test_setup_teardown (test_three_disks_one_fails, setup_three,
+                                     teardown),
   };
 
   vmshift = vms_test_built_program ("VMS_VMSHIFT");

@@ -4,6 +4,7 @@
  */
 #include "vms-replicate.h"
 #include "vms-bitmap.h"
+#include "vms-replicate-copy.h"
 #include "vms-disk.h"
 #include "vms-export.h"
 #include "vms-granularity.h"
@@ -43,150 +44,7 @@ bitmap_name (VmsJob *job, guint round)
   return g_strdup_printf ("vmshift-%s-%u", job->id, round);
 }
 
-static char *
-export_name (VmsJob *job, VmsJobDisk *disk)
-{
-  return g_strdup_printf ("vmshift-%s-%s-r%u", job->id, disk->name,
-                          disk->round);
-}
-
-/* ---- copying ---- */
-
-static gboolean
-on_checkpoint (const VmsCopyStats *stats, gpointer user_data, GError **error)
-{
-  VmsReplicate *rep = user_data;
-  VmsJobDisk *disk = rep->disk;
-  guint64 sent;
-
-  disk->watermark = stats->durable;
-  disk->bytes_read += stats->bytes_read - rep->last.bytes_read;
-  disk->bytes_written += stats->bytes_written - rep->last.bytes_written;
-  disk->bytes_zeroed += stats->bytes_zeroed - rep->last.bytes_zeroed;
-  disk->reconnects += stats->reconnects - rep->last.reconnects;
-  disk->bytes_resent += stats->bytes_resent - rep->last.bytes_resent;
-  sent = stats->bytes_written - rep->last.bytes_written;
-  rep->run_bytes[rep->pass] += sent;
-  switch (rep->pass)
-    {
-    case VMS_REPLICATE_PASS_BACKGROUND:
-      disk->bytes_background += sent;
-      break;
-    case VMS_REPLICATE_PASS_ROUNDS:
-      disk->bytes_rounds += sent;
-      break;
-    default:
-      disk->bytes_final += sent;
-      break;
-    }
-  rep->last = *stats;
-  return vms_job_save (rep->job, error);
-}
-
-static void
-on_progress (const VmsCopyStats *stats, gpointer user_data)
-{
-  VmsReplicate *rep = user_data;
-
-  vms_progress_update (rep->progress, rep->disk->name, rep->phase,
-                       stats->work_done, stats->work_total,
-                       stats->bytes_written);
-}
-
-static void
-on_reconnect (guint attempt, const GError *cause, const VmsCopyStats *stats,
-              gpointer user_data)
-{
-  VmsReplicate *rep = user_data;
-  JsonObject *fields = json_object_new ();
-
-  json_object_set_string_member (fields, "disk", rep->disk->name);
-  json_object_set_string_member (fields, "phase", rep->phase);
-  if (attempt == 0)
-    {
-      g_autofree char *resent = vms_format_size (stats->bytes_resent);
-
-      json_object_set_int_member (fields, "from", stats->watermark);
-      json_object_set_int_member (fields, "bytes-resent", stats->bytes_resent);
-      vms_progress_event (
-          rep->progress, "reconnected", fields,
-          "%s: connected again; the %s goes on from byte %" G_GUINT64_FORMAT
-          " (%s sent again so far)",
-          rep->disk->name, rep->phase, stats->watermark, resent);
-      return;
-    }
-  json_object_set_int_member (fields, "attempt", attempt);
-  json_object_set_string_member (fields, "cause", cause->message);
-  vms_progress_event (rep->progress, "reconnecting", fields,
-                      "%s: connection lost (%s); reconnecting (attempt %u)",
-                      rep->disk->name, cause->message, attempt);
-}
-
-/* One pass over a disk: all of it (bitmap NULL) or what bitmap marks,
- * from the disk's watermark on. */
-static gboolean
-copy_pass (VmsReplicate *rep, VmsJobDisk *disk, const char *bitmap,
-           GError **error)
-{
-  const VmsReplicateConfig *config = rep->config;
-  g_autofree char *export = export_name (rep->job, disk);
-  g_autofree char *source_uri = NULL;
-  g_autofree char *dest_uri = vms_sink_client_export_uri (
-      rep->job->sink, VMS_SINK_NAME_KIND_DATA, disk->replica, 0, error);
-  g_autofree char *escaped_socket = NULL;
-  VmsCopyStats stats = { 0 };
-  VmsCopySpec spec = { 0 };
-  gint64 started_us;
-  gboolean ok;
-
-  if (!dest_uri)
-    return FALSE;
-  if (!vms_export_add (rep->qmp, disk->node, export, bitmap, error))
-    return FALSE;
-  escaped_socket = g_uri_escape_string (rep->nbd_socket, "/", FALSE);
-  source_uri
-      = g_strdup_printf ("nbd+unix:///%s?socket=%s", export, escaped_socket);
-
-  spec.source_uri = source_uri;
-  spec.dest_uri = dest_uri;
-  spec.bitmap = bitmap;
-  /* The sink creates a replica sparse, so on a new one (or above a
-   * resumed copy's watermark) zeroes are there already; on a replica
-   * that held data, its map says so and zeroes are sent. */
-  spec.skip_dest_zeroes = TRUE;
-  spec.start = disk->watermark;
-  spec.end = disk->size;
-  spec.connections = config->connections;
-  spec.queue_depth = config->queue_depth;
-  spec.request_size = config->request_size;
-  spec.checkpoint_bytes = config->checkpoint_bytes;
-  spec.checkpoint_ms = config->checkpoint_seconds * 1000;
-  spec.io_timeout_ms = config->io_timeout_s * 1000;
-  /* The source is paused in the final round: a sink that stays away is
-   * given up on soon, and the migration rolls back. */
-  spec.retry_timeout_ms = (rep->pass == VMS_REPLICATE_PASS_FINAL
-                               ? MIN (config->retry_timeout_s,
-                                      VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S)
-                               : config->retry_timeout_s)
-                          * 1000;
-  spec.reconnect = on_reconnect;
-  spec.rate = rep->rate;
-  spec.cancellable = rep->cancellable;
-  spec.checkpoint = on_checkpoint;
-  spec.progress = on_progress;
-  spec.user_data = rep;
-  rep->disk = disk;
-  memset (&rep->last, 0, sizeof rep->last);
-
-  started_us = g_get_monotonic_time ();
-  ok = vms_copy_run (&spec, &stats, error);
-  rep->run_us[rep->pass] += g_get_monotonic_time () - started_us;
-  /* The export goes in every case: a resumed run makes a new one. */
-  vms_export_remove (rep->qmp, export, NULL);
-  if (!ok)
-    g_prefix_error (error, "disk %s (%s): ", disk->name, rep->phase);
-  return ok;
-}
+/* ---- passes ---- */
 
 static gboolean
 check_bitmap (VmsReplicate *rep, VmsJobDisk *disk, const char *name,
@@ -218,11 +76,41 @@ check_bitmap (VmsReplicate *rep, VmsJobDisk *disk, const char *name,
   return TRUE;
 }
 
-static gboolean
-background_copy (VmsReplicate *rep, VmsJobDisk *disk, GError **error)
+/* A failure after the first one: both are told. */
+static void
+add_error (GError **error, GError *more)
 {
-  if (disk->round > 0)
-    return TRUE;
+  char *message;
+
+  if (!error || !*error)
+    {
+      g_propagate_error (error, more);
+      return;
+    }
+  message = g_strdup_printf ("%s; then %s", (*error)->message, more->message);
+  g_free ((*error)->message);
+  (*error)->message = message;
+  g_error_free (more);
+}
+
+/* Save the job after a pass that went as ok says; a failed save is told
+ * with the pass's failure, if any. */
+static gboolean
+save_after_pass (VmsReplicate *rep, gboolean ok, GError **error)
+{
+  GError *save_error = NULL;
+
+  if (vms_job_save (rep->job, &save_error))
+    return ok;
+  add_error (error, save_error);
+  return FALSE;
+}
+
+/* The background copy's start on one disk: its bitmap, recording before
+ * the copy reads anything. */
+static gboolean
+background_prepare (VmsReplicate *rep, VmsJobDisk *disk, GError **error)
+{
   if (!disk->recording_bitmap)
     {
       g_autofree char *name = bitmap_name (rep->job, 1);
@@ -242,28 +130,19 @@ background_copy (VmsReplicate *rep, VmsJobDisk *disk, GError **error)
   else if (!check_bitmap (rep, disk, disk->recording_bitmap, error))
     return FALSE;
 
-  rep->phase = "background";
-  rep->pass = VMS_REPLICATE_PASS_BACKGROUND;
-  disk->resumed_from = disk->watermark;
   if (disk->watermark > 0)
     vms_progress_event (rep->progress, "resume", NULL,
                         "%s: resuming the background copy at %" G_GUINT64_FORMAT
                         " of %" G_GUINT64_FORMAT " bytes",
                         disk->name, disk->watermark, disk->size);
-  if (!copy_pass (rep, disk, NULL, error))
-    return FALSE;
-  disk->round = 1;
-  disk->watermark = 0;
-  return vms_job_save (rep->job, error);
+  return TRUE;
 }
 
-/* One dirty round on one disk; *dirty gets the round's size. */
-static gboolean
-dirty_round (VmsReplicate *rep, VmsJobDisk *disk, guint64 *dirty,
-             GError **error)
+/* A dirty round's start on one disk: its bitmap switched (unless a killed
+ * run did that already).  Returns the round's phase name, or NULL. */
+static char *
+round_prepare (VmsReplicate *rep, VmsJobDisk *disk, GError **error)
 {
-  g_autofree char *phase = NULL;
-
   if (!disk->copying_bitmap)
     {
       g_autofree char *next = bitmap_name (rep->job, disk->round + 1);
@@ -272,29 +151,35 @@ dirty_round (VmsReplicate *rep, VmsJobDisk *disk, guint64 *dirty,
       if (!check_bitmap (rep, disk, disk->recording_bitmap, error)
           || !vms_bitmap_switch (rep->qmp, disk->node, disk->recording_bitmap,
                                  next, disk->persistent, error))
-        return FALSE;
+        return NULL;
       disk->copying_bitmap = g_steal_pointer (&disk->recording_bitmap);
       disk->recording_bitmap = g_steal_pointer (&next);
       info = vms_bitmap_query (rep->qmp, disk->node, disk->copying_bitmap,
                                error);
       if (!info)
-        return FALSE;
+        return NULL;
       disk->round_dirty = info->count;
       disk->watermark = 0;
       if (!vms_job_save (rep->job, error))
-        return FALSE;
+        return NULL;
     }
   else if (!check_bitmap (rep, disk, disk->copying_bitmap, error)
            || !check_bitmap (rep, disk, disk->recording_bitmap, error))
-    return FALSE;
+    return NULL;
 
-  phase = rep->pass == VMS_REPLICATE_PASS_FINAL
-              ? g_strdup_printf ("final round %u", disk->round)
-              : g_strdup_printf ("round %u", disk->round);
-  rep->phase = phase;
-  disk->resumed_from = disk->watermark;
-  if (!copy_pass (rep, disk, disk->copying_bitmap, error))
-    return FALSE;
+  return rep->pass == VMS_REPLICATE_PASS_FINAL
+             ? g_strdup_printf ("final round %u", disk->round)
+             : g_strdup_printf ("round %u", disk->round);
+}
+
+/* A dirty round copied and flushed on one disk: its bitmap goes, the next
+ * round begins.  *dirty gets the round's size. */
+static gboolean
+round_finish (VmsReplicate *rep, VmsJobDisk *disk, guint64 *dirty,
+              GError **error)
+{
+  JsonObject *fields;
+  g_autofree char *size = NULL;
 
   /* Flushed at the sink: only now may the round's bitmap go. */
   if (!vms_bitmap_remove (rep->qmp, disk->node, disk->copying_bitmap, error))
@@ -306,21 +191,77 @@ dirty_round (VmsReplicate *rep, VmsJobDisk *disk, guint64 *dirty,
   disk->watermark = 0;
   if (!vms_job_save (rep->job, error))
     return FALSE;
-  {
-    JsonObject *fields = json_object_new ();
-    g_autofree char *size = vms_format_size (*dirty);
-
-    json_object_set_string_member (fields, "disk", disk->name);
-    json_object_set_int_member (fields, "round", disk->round - 1);
-    json_object_set_int_member (fields, "dirty", *dirty);
-    vms_progress_event (rep->progress, "round", fields,
-                        "%s: round %u copied %s of writes", disk->name,
-                        disk->round - 1, size);
-  }
+  fields = json_object_new ();
+  size = vms_format_size (*dirty);
+  json_object_set_string_member (fields, "disk", disk->name);
+  json_object_set_int_member (fields, "round", disk->round - 1);
+  json_object_set_int_member (fields, "dirty", *dirty);
+  vms_progress_event (rep->progress, "round", fields,
+                      "%s: round %u copied %s of writes", disk->name,
+                      disk->round - 1, size);
   return TRUE;
 }
 
-/* A round holds what the guest wrote since the round before began. */
+/* One dirty round on every disk of disks (VmsJobDisk*) at once; *dirty
+ * gets their total size.  A disk whose round completed is finished even
+ * when another's failed, so that a resumed job does not copy it again. */
+static gboolean
+round_on_disks (VmsReplicate *rep, GPtrArray *disks, guint64 *dirty,
+                GError **error)
+{
+  g_autoptr (GPtrArray) copies = g_ptr_array_new_with_free_func (
+      (GDestroyNotify)vms_replicate_copy_free);
+  gboolean ok;
+
+  *dirty = 0;
+  for (guint i = 0; i < disks->len; i++)
+    {
+      VmsJobDisk *disk = disks->pdata[i];
+      char *phase = round_prepare (rep, disk, error);
+
+      if (!phase)
+        return FALSE;
+      g_ptr_array_add (
+          copies, vms_replicate_copy_new (disk, disk->copying_bitmap, phase));
+    }
+  if (copies->len == 0)
+    return TRUE;
+  ok = vms_replicate_copy_disks (rep, copies, error);
+  for (guint i = 0; i < copies->len; i++)
+    {
+      VmsReplicateCopy *copy = copies->pdata[i];
+      GError *finish_error = NULL;
+      guint64 disk_dirty = 0;
+
+      if (!copy->done)
+        continue;
+      if (!round_finish (rep, copy->disk, &disk_dirty, &finish_error))
+        {
+          add_error (error, finish_error);
+          ok = FALSE;
+        }
+      *dirty += disk_dirty;
+    }
+  return ok;
+}
+
+/* The disks of the job, all or those a killed run left in the middle of
+ * a round (caller frees the array, not the disks). */
+static GPtrArray *
+job_disks (VmsReplicate *rep, gboolean half_done_only)
+{
+  GPtrArray *disks = g_ptr_array_new ();
+
+  for (guint i = 0; i < rep->job->disks->len; i++)
+    {
+      VmsJobDisk *disk = rep->job->disks->pdata[i];
+
+      if (!half_done_only || disk->copying_bitmap)
+        g_ptr_array_add (disks, disk);
+    }
+  return disks;
+}
+
 static void
 note_write_rate (VmsReplicate *rep, guint64 round_bytes, gint64 switched_us)
 {
@@ -415,31 +356,21 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
     {
       /* No new round, but one a killed run left half done is finished:
        * its bitmap is already disabled and holds writes nobody else has. */
-      for (guint i = 0; i < rep->job->disks->len; i++)
-        {
-          VmsJobDisk *disk = rep->job->disks->pdata[i];
-          guint64 dirty;
+      g_autoptr (GPtrArray) half_done = job_disks (rep, TRUE);
+      guint64 dirty;
 
-          if (disk->copying_bitmap && !dirty_round (rep, disk, &dirty, error))
-            return FALSE;
-        }
-      return TRUE;
+      return round_on_disks (rep, half_done, &dirty, error);
     }
   for (;;)
     {
+      g_autoptr (GPtrArray) disks = job_disks (rep, FALSE);
       guint64 total = 0;
       gint64 switched_us = g_get_monotonic_time ();
 
       if (g_cancellable_is_cancelled (rep->cancellable))
         break;
-      for (guint i = 0; i < rep->job->disks->len; i++)
-        {
-          guint64 dirty = 0;
-
-          if (!dirty_round (rep, rep->job->disks->pdata[i], &dirty, error))
-            return FALSE;
-          total += dirty;
-        }
+      if (!round_on_disks (rep, disks, &total, error))
+        return FALSE;
       note_write_rate (rep, total, switched_us);
       done++;
       if (config->rounds >= 0 && done >= config->rounds)
@@ -464,25 +395,38 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
 gboolean
 vms_replicate_background (VmsReplicate *rep, GError **error)
 {
+  g_autoptr (GPtrArray) copies = g_ptr_array_new_with_free_func (
+      (GDestroyNotify)vms_replicate_copy_free);
+  gboolean ok;
+
+  rep->pass = VMS_REPLICATE_PASS_BACKGROUND;
   for (guint i = 0; i < rep->job->disks->len; i++)
     {
-      /* What the later disks have left is not mapped yet: their size
-       * above the watermark bounds it, so the overall ETA can only
-       * shrink faster than foreseen, never grow. */
-      gint64 after = rep->after_disks;
+      VmsJobDisk *disk = rep->job->disks->pdata[i];
 
-      for (guint j = i + 1; after >= 0 && j < rep->job->disks->len; j++)
-        {
-          VmsJobDisk *later = rep->job->disks->pdata[j];
-
-          if (later->round == 0)
-            after += later->size - later->watermark;
-        }
-      vms_progress_set_after_pass (rep->progress, after);
-      if (!background_copy (rep, rep->job->disks->pdata[i], error))
+      if (disk->round > 0)
+        continue;
+      if (!background_prepare (rep, disk, error))
         return FALSE;
+      g_ptr_array_add (
+          copies, vms_replicate_copy_new (disk, NULL, g_strdup ("background")));
     }
-  return TRUE;
+  if (copies->len == 0)
+    return TRUE;
+  /* The disks copy at once: after them come only the later passes. */
+  vms_progress_set_after_pass (rep->progress, rep->after_disks);
+  ok = vms_replicate_copy_disks (rep, copies, error);
+  for (guint i = 0; i < copies->len; i++)
+    {
+      VmsReplicateCopy *copy = copies->pdata[i];
+
+      if (copy->done)
+        {
+          copy->disk->round = 1;
+          copy->disk->watermark = 0;
+        }
+    }
+  return save_after_pass (rep, ok, error);
 }
 
 /* Nothing recorded since the last round: with the guest paused (or its
@@ -504,23 +448,25 @@ nothing_recorded (VmsReplicate *rep, VmsJobDisk *disk)
 gboolean
 vms_replicate_final_round (VmsReplicate *rep, GError **error)
 {
+  g_autoptr (GPtrArray) disks = g_ptr_array_new ();
+  g_autoptr (GPtrArray) half_done = g_ptr_array_new ();
+  guint64 dirty;
+
   rep->pass = VMS_REPLICATE_PASS_FINAL;
   for (guint i = 0; i < rep->job->disks->len; i++)
     {
       VmsJobDisk *disk = rep->job->disks->pdata[i];
-      guint64 dirty;
 
       if (nothing_recorded (rep, disk))
         continue;
-
-      /* A round a killed run left half done holds writes of its own;
-       * those since it began are in the recording bitmap. */
-      if (disk->copying_bitmap && !dirty_round (rep, disk, &dirty, error))
-        return FALSE;
-      if (!dirty_round (rep, disk, &dirty, error))
-        return FALSE;
+      g_ptr_array_add (disks, disk);
+      if (disk->copying_bitmap)
+        g_ptr_array_add (half_done, disk);
     }
-  return TRUE;
+  /* A round a killed run left half done holds writes of its own; those
+   * since it began are in the recording bitmap. */
+  return round_on_disks (rep, half_done, &dirty, error)
+         && round_on_disks (rep, disks, &dirty, error);
 }
 
 void

@@ -79,12 +79,10 @@ typedef struct
   GHashTable *replica_names;        /* disk name -> name in the replica's name
                                        (libvirt: "virtio-disk0" -> "vda"), or
                                        NULL: the disk name itself; borrowed */
-  VmsJobDisk *disk;                 /* disk being copied */
-  const char *phase;                /* "background" or "round N" */
   VmsReplicatePass pass;            /* kind of pass running */
-  VmsCopyStats last;                /* figures at the last checkpoint */
   guint64 run_bytes[VMS_REPLICATE_N_PASSES]; /* sent by this run, per pass */
-  gint64 run_us[VMS_REPLICATE_N_PASSES];     /* spent copying, per pass */
+  gint64 run_us[VMS_REPLICATE_N_PASSES];     /* spent copying, per pass (the
+                                                disks copy at once) */
   gint64 recording_since_us; /* monotonic: the recording bitmaps started
                                 (0: not in this run) */
   double guest_write_rate;   /* bytes/s the guest wrote while the last
@@ -119,11 +117,12 @@ gboolean vms_replicate_settle_granularity (VmsReplicate *rep, GError **error);
 /* Start QEMU's NBD server and make sure every replica exists. */
 gboolean vms_replicate_start (VmsReplicate *rep, GError **error);
 
-/* The background copy of every disk (done ones are skipped). */
+/* The background copy of every disk (done ones are skipped), the disks
+ * at once (vms-replicate-copy.h). */
 gboolean vms_replicate_background (VmsReplicate *rep, GError **error);
 
 /* Dirty rounds as the options ask (a round a killed run left half done is
- * finished first). */
+ * finished first), each round on every disk at once. */
 gboolean vms_replicate_rounds (VmsReplicate *rep, GError **error);
 
 /* One more round on every disk, counted as the final pass: run while the
