@@ -1025,9 +1025,9 @@ test_three_disks_one_fails (void **state)
       || strstr (full->out->str, "stopped at"))
     fail_msg ("not the failing disk's error: %s", full->out->str);
   assert_non_null (strstr (full->out->str, "--resume full3"));
-  /* vd1 and vd2 (56 MiB of data together) were both under way. */
-  assert_true (last_progress (full, "vd1", "background") > 0);
-  assert_true (last_progress (full, "vd2", "background") > 0);
+  /* What was copied before the failure was kept (a progress event per
+   * disk is not sure: 24 MiB fill in less than the progress interval on
+   * a quiet machine). */
   assert_true (job_watermark (fixture, "full3", "vd1")
                    + job_watermark (fixture, "full3", "vd2")
                > 0);
