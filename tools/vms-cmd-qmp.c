@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-option.h"
 #include "vms-qmp.h"
 
 #include <stdio.h>
@@ -20,7 +21,7 @@ static const char *const description =
 
 typedef struct
 {
-  double timeout_seconds;  /* per command, --timeout */
+  char *timeout;           /* --timeout as typed */
   gboolean pretty;         /* indent the printed JSON */
   gboolean raw;            /* print a string result without JSON quoting */
   gboolean hmp;            /* COMMAND is an HMP command line */
@@ -77,10 +78,10 @@ report (const GError *error)
 int
 vms_cmd_qmp (int argc, char **argv)
 {
-  QmpOptions options = { .timeout_seconds = VMS_QMP_DEFAULT_TIMEOUT_MS / 1000 };
+  QmpOptions options = { 0 };
   const GOptionEntry entries[] = {
-    { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &options.timeout_seconds,
-      "Seconds to wait for QEMU (default 30)", "SECONDS" },
+    { "timeout", 't', 0, G_OPTION_ARG_STRING, &options.timeout,
+      "Seconds to wait for QEMU, 0.001..86400 (default 30)", "SECONDS" },
     { "pretty", 'p', 0, G_OPTION_ARG_NONE, &options.pretty,
       "Indent the JSON output", NULL },
     { "raw", 'r', 0, G_OPTION_ARG_NONE, &options.raw,
@@ -99,6 +100,8 @@ vms_cmd_qmp (int argc, char **argv)
   g_autoptr (JsonObject) arguments = NULL;
   g_autofree char *event_name = NULL;
   g_autofree char *wait_event = NULL;
+  g_autofree char *timeout = NULL;
+  double timeout_seconds = VMS_QMP_DEFAULT_TIMEOUT_MS / 1000.0;
   gint64 timestamp_us;
   guint timeout_ms;
 
@@ -115,6 +118,7 @@ vms_cmd_qmp (int argc, char **argv)
       return VMS_EXIT_USAGE;
     }
   wait_event = options.wait_event;
+  timeout = options.timeout;
   if (argc < 3 || argc > 4 || (options.hmp && argc != 3))
     {
       vms_cli_error ("qmp", "expected SOCKET COMMAND [JSON-ARGS]%s (see "
@@ -122,14 +126,14 @@ vms_cmd_qmp (int argc, char **argv)
                      options.hmp ? " and no JSON-ARGS with --hmp" : "");
       return VMS_EXIT_USAGE;
     }
-  if (!(options.timeout_seconds > 0 && options.timeout_seconds <= 86400))
+  /* QMP waits are in whole milliseconds. */
+  if (!vms_option_decimal ("--timeout", timeout, "a number of seconds", 0.001,
+                           86400, &timeout_seconds, &error))
     {
-      vms_cli_error ("qmp", "--timeout must be between 0 and 86400 seconds");
+      vms_cli_error ("qmp", "%s", error->message);
       return VMS_EXIT_USAGE;
     }
-  timeout_ms = (guint) (options.timeout_seconds * 1000 + 0.5);
-  if (timeout_ms == 0)
-    timeout_ms = 1;
+  timeout_ms = (guint) (timeout_seconds * 1000 + 0.5);
 
   /* A typo in the arguments is reported before QEMU is touched. */
   if (argc == 4 && *argv[3])

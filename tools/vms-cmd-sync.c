@@ -86,7 +86,7 @@ check_arguments (VmsCliCopyOptions *options, int argc,
 int
 vms_cmd_sync (int argc, char **argv)
 {
-  VmsCliCopyOptions options = { .rounds = -1 };
+  VmsCliCopyOptions options = { 0 };
   VmsReplicateConfig config;
   VmsReplicate rep = { 0 };
   g_autofree GOptionEntry *entries = vms_cli_copy_option_entries (&options);

@@ -8,7 +8,6 @@
 #include "vms-export.h"
 #include "vms-vm.h"
 #include "vms-sink-client.h"
-#include "vms-size.h"
 
 #include <errno.h>
 #include <stdio.h>
