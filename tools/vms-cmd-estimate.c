@@ -165,8 +165,10 @@ check_options (EstimateOptions *options, int argc, GError **error)
   if (!VMS_HAVE_LIBVIRT && options->connect)
     return usage_error (error, "this vmshift was built without libvirt: "
                                "--connect is not available");
+  /* The result is written there after minutes of observing. */
   return vms_option_rate ("--bandwidth", options->bandwidth, 1024, MAX_RATE,
-                          &options->bandwidth_bytes, error);
+                          &options->bandwidth_bytes, error)
+         && vms_job_check_state_dir (options->state_dir, error);
 }
 
 static gboolean

@@ -289,6 +289,7 @@ report_failure (VmsMigration *migration, const GError *error,
 {
   VmsJob *job = vms_migration_get_job (migration);
   const GError *rollback_error = vms_migration_get_rollback_error (migration);
+  const GError *save_error = vms_migration_get_save_error (migration);
   gboolean rolled_back
       = vms_migration_get_outcome (migration) == VMS_MIGRATION_ROLLED_BACK;
   g_autofree char *hint = NULL;
@@ -296,13 +297,22 @@ report_failure (VmsMigration *migration, const GError *error,
   vms_cli_error ("migrate", "%s", error->message);
   if (rollback_error)
     vms_cli_error ("migrate", "%s", rollback_error->message);
+  if (save_error)
+    vms_cli_error ("migrate",
+                   "the job's state after this failure was not saved: %s",
+                   save_error->message);
   if (!job)
     {
       if (json)
         vms_progress_event (progress, "error", NULL, "%s", error->message);
       return;
     }
-  if (rolled_back)
+  if (!job->saved)
+    hint = g_strdup_printf (
+        "job %s: its state could not be saved (see above); --resume %s goes "
+        "on from its last saved state, if it has one",
+        job->id, job->id);
+  else if (rolled_back)
     hint = g_strdup_printf (
         "migration rolled back: the source VM runs and nothing is lost; the "
         "replicas are incomplete and keep what was copied.  Continue with: "
@@ -362,6 +372,19 @@ option_context (GOptionEntry *entries, GOptionEntry *copy_entries)
   /* One list in --help: the copy options matter as much here as in sync. */
   g_option_context_add_main_entries (context, copy_entries, NULL);
   return context;
+}
+
+/* Before the VM is touched: a migration that cannot save its state
+ * cannot be resumed or rolled back by vmshift abort. */
+static int
+check_state_dir (const char *state_dir)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (vms_job_check_state_dir (state_dir, &error))
+    return VMS_EXIT_OK;
+  vms_cli_error ("migrate", "%s", error->message);
+  return vms_cli_exit_code (error);
 }
 
 static int
@@ -461,7 +484,9 @@ vms_cmd_migrate (int argc, char **argv)
   else
     {
       fill_config (&options, argc, argv, &config);
-      status = run (&options, &config);
+      status = check_state_dir (config.copy.state_dir);
+      if (status == VMS_EXIT_OK)
+        status = run (&options, &config);
     }
   vms_migration_config_clear (&config);
   options_clear (&options);
