@@ -154,7 +154,11 @@ check_options (EstimateOptions *options, int argc, GError **error)
     options->id = g_strdup_printf ("%" G_GINT64_FORMAT,
                                    g_get_real_time () / G_USEC_PER_SEC);
   if (!vms_job_id_is_valid (options->id, &id_error))
-    return usage_error (error, id_error->message);
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--id '%s': %s", options->id, id_error->message);
+      return FALSE;
+    }
   /* QEMU's NBD servers and its memory samples are files in it, and QEMU
    * does not share our working directory. */
   if (!options->state_dir)
