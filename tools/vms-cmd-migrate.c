@@ -307,25 +307,23 @@ report_failure (VmsMigration *migration, const GError *error,
         vms_progress_event (progress, "error", NULL, "%s", error->message);
       return;
     }
-  if (!job->saved)
-    hint = g_strdup_printf (
-        "job %s: its state could not be saved (see above); --resume %s goes "
-        "on from its last saved state, if it has one",
-        job->id, job->id);
-  else if (rolled_back)
+  /* A failed save leaves the file with an older state, or none. */
+  if (rolled_back)
     hint = g_strdup_printf (
         "migration rolled back: the source VM runs and nothing is lost; the "
         "replicas are incomplete and keep what was copied.  Continue with: "
-        "vmshift migrate --resume %s%s",
+        "vmshift migrate --resume %s%s%s",
         job->id,
         vms_migration_restart_destination (migration)
             ? " (after starting the destination QEMU again: it exits when a "
               "migration fails)"
-            : "");
+            : "",
+        job->saved ? "" : " (from its last saved state, if any: see above)");
   else
     hint = g_strdup_printf (
-        "job %s stopped in state %s", job->id,
-        vms_migrate_state_name (vms_migration_get_state (migration)));
+        "job %s stopped in state %s%s", job->id,
+        vms_migrate_state_name (vms_migration_get_state (migration)),
+        job->saved ? "" : " (not saved: see above)");
   g_printerr ("%s\n", hint);
   if (json)
     vms_progress_event (progress, rolled_back ? "rolled-back" : "error", NULL,
