@@ -180,6 +180,11 @@ vms_cmd_abort (int argc, char **argv)
       vms_cli_error ("abort", "expected one JOB (see 'vmshift abort --help')");
       return VMS_EXIT_USAGE;
     }
+  if (!vms_job_id_is_valid (argv[1], &error))
+    {
+      vms_cli_error ("abort", "JOB '%s': %s", argv[1], error->message);
+      return VMS_EXIT_USAGE;
+    }
   if (!state_dir)
     state_dir = vms_job_default_state_dir ();
   /* A rollback of an orphan talks to QEMU about sockets in it. */

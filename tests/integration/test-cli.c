@@ -315,6 +315,7 @@ test_qmp_and_abort_timeouts (void **state)
   g_auto (VmsTestRun) abort_negative = { 0 };
   g_auto (VmsTestRun) abort_zero = { 0 };
   g_auto (VmsTestRun) abort_garbage = { 0 };
+  g_auto (VmsTestRun) abort_name = { 0 };
   g_auto (VmsTestRun) fraction = { 0 };
 
   /* The message gives the range that is accepted: 0 is not in it. */
@@ -340,6 +341,9 @@ test_qmp_and_abort_timeouts (void **state)
   run_vmshift (&abort_garbage, "abort", "--timeout", "5s", "job", NULL);
   assert_int_equal (abort_garbage.status, 2);
   assert_non_null (strstr (abort_garbage.err, "not '5s'"));
+  run_vmshift (&abort_name, "abort", "a/b", NULL);
+  assert_int_equal (abort_name.status, 2);
+  assert_non_null (strstr (abort_name.err, "JOB 'a/b': job id may hold"));
 }
 
 /* -c is --connect wherever vmshift takes a libvirt URI, and nothing
