@@ -35,6 +35,11 @@ G_DEFINE_QUARK (vms-copy-error-quark, vms_copy_error)
  * from this length on: shorter runs cost more in requests than they save
  * on the wire. */
 #define MIN_ZERO_RUN (64 * 1024)
+/* Connecting again after a lost connection waits this long at first,
+ * doubling each attempt up to the most: a reset link often comes back
+ * within seconds, a rebooting host takes minutes. */
+#define RECONNECT_FIRST_DELAY_MS 250
+#define RECONNECT_MAX_DELAY_MS 5000
 
 typedef struct _Copy Copy;
 
@@ -53,6 +58,7 @@ typedef struct
   guint8 *buffer;   /* read buffer, NULL for a zero request */
   guint conn;       /* connection pair index */
   guint64 work;     /* bytes of it counted in stats->work_total */
+  guint64 sent;     /* bytes of it written to the destination */
   guint parts;      /* destination requests still to complete */
   gboolean done;    /* acknowledged by the destination */
   gboolean failed;  /* failed: the watermark stops before it */
@@ -63,6 +69,8 @@ struct _Copy
   const VmsCopySpec *spec;      /* what to do */
   VmsCopyStats *stats;          /* figures, shared with the caller */
   guint n;                      /* connection pairs */
+  guint wanted;                 /* connection pairs asked for */
+  guint slots;                  /* length of src and dst */
   struct nbd_handle **src;      /* source connections, reads */
   struct nbd_handle **dst;      /* destination connections */
   struct nbd_handle *map;       /* source connection for block status */
@@ -82,6 +90,12 @@ struct _Copy
   guint64 frontier;             /* next byte to issue */
   GPtrArray *free_buffers;      /* request_size buffers to reuse */
   GError *error;                /* first failure, or NULL */
+  gboolean link_lost;           /* that failure was a lost connection */
+  gboolean connect_link_failed; /* the last failed connect failed for the
+                                   link (refused, reset, timed out) */
+  char *dst_identity;           /* the destination's export description at
+                                   the first connection, or NULL */
+  char *dst_description;        /* ... and at the last one */
   gint64 last_activity_us;      /* last completion or issue */
   gint64 last_checkpoint_us;    /* last FLUSH */
   guint64 checkpoint_watermark; /* watermark at the last FLUSH */
@@ -93,6 +107,7 @@ struct _Copy
   guint64 flush_watermark;      /* watermark when the pending FLUSH was sent */
   gboolean flush_done;          /* a FLUSH completed, not yet recorded */
   gint64 flush_sent_us;         /* when it was sent */
+  guint64 size;                 /* the source's size */
 };
 
 gboolean
@@ -112,6 +127,8 @@ vms_copy_is_zero (const void *buffer, gsize length)
 static void
 set_error (Copy *copy, VmsCopyError code, const char *format, ...)
     G_GNUC_PRINTF (3, 4);
+static void set_link_error (Copy *copy, VmsCopyError code, const char *format,
+                            ...) G_GNUC_PRINTF (3, 4);
 
 /* Keep the first failure: later ones are usually its consequences. */
 static void
@@ -125,6 +142,50 @@ set_error (Copy *copy, VmsCopyError code, const char *format, ...)
   copy->error = g_error_new_valist (VMS_COPY_ERROR, code, format, args);
   va_end (args);
 }
+
+/* A failure of the connection rather than of the request: connecting
+ * again can cure it. */
+static void
+set_link_error (Copy *copy, VmsCopyError code, const char *format, ...)
+{
+  va_list args;
+
+  if (copy->error)
+    return;
+  va_start (args, format);
+  copy->error = g_error_new_valist (VMS_COPY_ERROR, code, format, args);
+  va_end (args);
+  copy->link_lost = TRUE;
+}
+
+/* errno values that say the connection, not the request, failed.  libnbd
+ * fails the requests of a dead connection with ENOTCONN. */
+static gboolean
+is_link_errno (int err)
+{
+  switch (err)
+    {
+    case ENOTCONN:
+    case ECONNRESET:
+    case ECONNABORTED:
+    case ECONNREFUSED:
+    case EPIPE:
+    case ESHUTDOWN:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case EHOSTDOWN:
+    case ENETUNREACH:
+    case ENETDOWN:
+      return TRUE;
+    default:
+      return FALSE;
+    }
+}
+
+/* A request failed with err: the connection's failure or the request's. */
+#define set_request_error(copy, err, code, ...)                                \
+  (is_link_errno (err) ? set_link_error ((copy), (code), __VA_ARGS__)          \
+                       : set_error ((copy), (code), __VA_ARGS__))
 
 /* ---- connections ---- */
 
@@ -169,8 +230,8 @@ wait_connected (struct nbd_handle *nbd, const char *what, guint timeout_ms,
 }
 
 static struct nbd_handle *
-open_endpoint (const char *uri, const char *name, const char *meta_context,
-               guint timeout_ms, GError **error)
+open_endpoint (Copy *copy, const char *uri, const char *name,
+               const char *meta_context, guint timeout_ms, GError **error)
 {
   struct nbd_handle *nbd = nbd_create ();
   g_autofree char *what = g_strdup_printf ("%s (%s)", name, uri);
@@ -184,9 +245,14 @@ open_endpoint (const char *uri, const char *name, const char *meta_context,
   nbd_set_handle_name (nbd, name);
   /* The URI comes from the operator, who may name a TLS key file in it. */
   nbd_set_uri_allow_local_file (nbd, true);
+  /* The export description tells whether the destination is the same
+   * after a reconnect (see vms_copy_run). */
+  nbd_set_full_info (nbd, true);
+  copy->connect_link_failed = FALSE;
   if ((meta_context && nbd_add_meta_context (nbd, meta_context) < 0)
       || nbd_aio_connect_uri (nbd, uri) < 0)
     {
+      copy->connect_link_failed = is_link_errno (nbd_get_errno ());
       g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s: %s",
                    what, nbd_get_error ());
       nbd_close (nbd);
@@ -194,6 +260,9 @@ open_endpoint (const char *uri, const char *name, const char *meta_context,
     }
   if (!wait_connected (nbd, what, timeout_ms, error))
     {
+      copy->connect_link_failed
+          = g_error_matches (*error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT)
+            || is_link_errno (nbd_get_errno ());
       nbd_close (nbd);
       return NULL;
     }
@@ -211,13 +280,14 @@ open_endpoint (const char *uri, const char *name, const char *meta_context,
 static void
 close_all (Copy *copy)
 {
-  for (guint i = 0; i < copy->n; i++)
+  for (guint i = 0; i < copy->slots; i++)
     {
       g_clear_pointer (&copy->src[i], nbd_close);
       g_clear_pointer (&copy->dst[i], nbd_close);
     }
   g_clear_pointer (&copy->map, nbd_close);
   g_clear_pointer (&copy->dst_map, nbd_close);
+  copy->n = 0;
 }
 
 static gboolean
@@ -225,21 +295,28 @@ connect_all (Copy *copy, guint wanted, guint timeout_ms, GError **error)
 {
   const VmsCopySpec *spec = copy->spec;
 
-  copy->map = open_endpoint (spec->source_uri, "source-map",
+  /* Made again after a reconnect. */
+  g_free (copy->src);
+  g_free (copy->dst);
+  copy->src = g_new0 (struct nbd_handle *, wanted);
+  copy->dst = g_new0 (struct nbd_handle *, wanted);
+  copy->slots = wanted;
+  copy->n = 0;
+  copy->map = open_endpoint (copy, spec->source_uri, "source-map",
                              copy->map_context, timeout_ms, error);
   if (!copy->map)
     return FALSE;
-  copy->src = g_new0 (struct nbd_handle *, wanted);
-  copy->dst = g_new0 (struct nbd_handle *, wanted);
-  copy->src[0] = open_endpoint (spec->source_uri, "source0", NULL, timeout_ms,
-                                error);
+  copy->src[0] = open_endpoint (copy, spec->source_uri, "source0", NULL,
+                                timeout_ms, error);
   if (!copy->src[0])
     return FALSE;
-  copy->dst[0] = open_endpoint (spec->dest_uri, "dest0", NULL, timeout_ms,
-                                error);
+  copy->dst[0]
+      = open_endpoint (copy, spec->dest_uri, "dest0", NULL, timeout_ms, error);
   if (!copy->dst[0])
     return FALSE;
   copy->n = 1;
+  g_free (copy->dst_description);
+  copy->dst_description = nbd_get_export_description (copy->dst[0]);
   if (nbd_is_read_only (copy->dst[0]) == 1)
     {
       g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_DEST,
@@ -254,7 +331,7 @@ connect_all (Copy *copy, guint wanted, guint timeout_ms, GError **error)
       g_autoptr (GError) map_error = NULL;
 
       /* An optimisation: without the map, zeroes are sent as before. */
-      copy->dst_map = open_endpoint (spec->dest_uri, "dest-map",
+      copy->dst_map = open_endpoint (copy, spec->dest_uri, "dest-map",
                                      "base:allocation", timeout_ms, &map_error);
     }
   if (!copy->dst_multi_conn)
@@ -264,11 +341,11 @@ connect_all (Copy *copy, guint wanted, guint timeout_ms, GError **error)
       g_autofree char *src_name = g_strdup_printf ("source%u", i);
       g_autofree char *dst_name = g_strdup_printf ("dest%u", i);
 
-      copy->src[i] = open_endpoint (spec->source_uri, src_name, NULL,
+      copy->src[i] = open_endpoint (copy, spec->source_uri, src_name, NULL,
                                     timeout_ms, error);
       if (!copy->src[i])
         return FALSE;
-      copy->dst[i] = open_endpoint (spec->dest_uri, dst_name, NULL,
+      copy->dst[i] = open_endpoint (copy, spec->dest_uri, dst_name, NULL,
                                     timeout_ms, error);
       if (!copy->dst[i])
         return FALSE;
@@ -326,9 +403,10 @@ fetch_extents (Copy *copy)
   if (nbd_block_status (copy->map, query.end - query.start, query.start,
                         callback, 0) < 0)
     {
-      set_error (copy, VMS_COPY_ERROR_SOURCE,
-                 "block status of the source at %" G_GUINT64_FORMAT ": %s",
-                 query.start, nbd_get_error ());
+      set_request_error (copy, nbd_get_errno (), VMS_COPY_ERROR_SOURCE,
+                         "block status of the source at %" G_GUINT64_FORMAT
+                         ": %s",
+                         query.start, nbd_get_error ());
       return FALSE;
     }
   if (copy->extents->len == 0
@@ -491,10 +569,11 @@ write_done (void *user_data, int *error)
   copy->last_activity_us = g_get_monotonic_time ();
   if (*error)
     {
-      set_error (copy, VMS_COPY_ERROR_DEST,
-                 "writing %" G_GUINT64_FORMAT " bytes at %" G_GUINT64_FORMAT
-                 " to the destination: %s", request->length, request->offset,
-                 g_strerror (*error));
+      set_request_error (copy, *error, VMS_COPY_ERROR_DEST,
+                         "writing %" G_GUINT64_FORMAT
+                         " bytes at %" G_GUINT64_FORMAT
+                         " to the destination: %s",
+                         request->length, request->offset, g_strerror (*error));
       request->failed = TRUE;
     }
   /* A read that turned into several writes is done with the last. */
@@ -519,8 +598,9 @@ issue_zero (Copy *copy, Request *request, guint64 offset, guint64 length)
   if (nbd_aio_zero (copy->dst[request->conn], length, offset, done, 0) < 0)
     {
       request->parts--;
-      set_error (copy, VMS_COPY_ERROR_DEST, "zeroing at %" G_GUINT64_FORMAT
-                 ": %s", offset, nbd_get_error ());
+      set_request_error (copy, nbd_get_errno (), VMS_COPY_ERROR_DEST,
+                         "zeroing at %" G_GUINT64_FORMAT ": %s", offset,
+                         nbd_get_error ());
       return FALSE;
     }
   copy->stats->bytes_zeroed += length;
@@ -539,11 +619,13 @@ issue_write (Copy *copy, Request *request, guint64 offset, guint64 length)
                       offset, done, 0) < 0)
     {
       request->parts--;
-      set_error (copy, VMS_COPY_ERROR_DEST, "writing at %" G_GUINT64_FORMAT
-                 ": %s", offset, nbd_get_error ());
+      set_request_error (copy, nbd_get_errno (), VMS_COPY_ERROR_DEST,
+                         "writing at %" G_GUINT64_FORMAT ": %s", offset,
+                         nbd_get_error ());
       return FALSE;
     }
   copy->stats->bytes_written += length;
+  request->sent += length;
   return TRUE;
 }
 
@@ -627,10 +709,10 @@ read_done (void *user_data, int *error)
   copy->last_activity_us = g_get_monotonic_time ();
   if (*error)
     {
-      set_error (copy, VMS_COPY_ERROR_SOURCE,
-                 "reading %" G_GUINT64_FORMAT " bytes at %" G_GUINT64_FORMAT
-                 " from the source: %s", request->length, request->offset,
-                 g_strerror (*error));
+      set_request_error (copy, *error, VMS_COPY_ERROR_SOURCE,
+                         "reading %" G_GUINT64_FORMAT
+                         " bytes at %" G_GUINT64_FORMAT " from the source: %s",
+                         request->length, request->offset, g_strerror (*error));
       request->failed = TRUE;
       copy->in_flight[request->conn]--;
       give_buffer (copy, g_steal_pointer (&request->buffer));
@@ -762,9 +844,9 @@ issue_more (Copy *copy, gint64 now)
         if (nbd_aio_pread (copy->src[conn], request->buffer, length,
                            request->offset, done, 0) < 0)
           {
-            set_error (copy, VMS_COPY_ERROR_SOURCE,
-                       "reading at %" G_GUINT64_FORMAT ": %s",
-                       request->offset, nbd_get_error ());
+            set_request_error (copy, nbd_get_errno (), VMS_COPY_ERROR_SOURCE,
+                               "reading at %" G_GUINT64_FORMAT ": %s",
+                               request->offset, nbd_get_error ());
             request->failed = TRUE;
             copy->in_flight[conn]--;
             return FALSE;
@@ -830,9 +912,9 @@ wait_flush (Copy *copy)
     {
       if (g_get_monotonic_time () > deadline)
         {
-          set_error (copy, VMS_COPY_ERROR_TIMEOUT,
-                     "the destination did not answer a FLUSH for %u s",
-                     copy->io_timeout_ms / 1000);
+          set_link_error (copy, VMS_COPY_ERROR_TIMEOUT,
+                          "the destination did not answer a FLUSH for %u s",
+                          copy->io_timeout_ms / 1000);
           return FALSE;
         }
       if (poll_handles (copy, MAX_POLL_MS) < 0)
@@ -843,9 +925,10 @@ wait_flush (Copy *copy)
         }
       if (nbd_aio_is_dead (copy->dst[0]))
         {
-          set_error (copy, VMS_COPY_ERROR_DEST,
-                     "the destination connection was lost during a FLUSH: %s",
-                     nbd_get_error ());
+          set_link_error (
+              copy, VMS_COPY_ERROR_DEST,
+              "the destination connection was lost during a FLUSH: %s",
+              nbd_get_error ());
           return FALSE;
         }
     }
@@ -867,8 +950,8 @@ send_flush (Copy *copy)
   if (nbd_aio_flush (copy->dst[0], done, 0) < 0)
     {
       copy->flush_pending = FALSE;
-      set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
-                 nbd_get_error ());
+      set_request_error (copy, nbd_get_errno (), VMS_COPY_ERROR_DEST,
+                         "flushing the destination: %s", nbd_get_error ());
       return FALSE;
     }
   return TRUE;
@@ -883,8 +966,9 @@ flush_destination (Copy *copy)
   copy->flush_done = FALSE;
   if (copy->flush_errno)
     {
-      set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
-                 g_strerror (copy->flush_errno));
+      set_request_error (copy, copy->flush_errno, VMS_COPY_ERROR_DEST,
+                         "flushing the destination: %s",
+                         g_strerror (copy->flush_errno));
       return FALSE;
     }
   return TRUE;
@@ -899,8 +983,9 @@ record_checkpoint (Copy *copy)
 
   if (copy->flush_errno)
     {
-      set_error (copy, VMS_COPY_ERROR_DEST, "flushing the destination: %s",
-                 g_strerror (copy->flush_errno));
+      set_request_error (copy, copy->flush_errno, VMS_COPY_ERROR_DEST,
+                         "flushing the destination: %s",
+                         g_strerror (copy->flush_errno));
       return FALSE;
     }
   copy->stats->flushes++;
@@ -984,12 +1069,12 @@ check_dead_handles (Copy *copy)
   for (guint i = 0; i < copy->n; i++)
     {
       if (nbd_aio_is_dead (copy->src[i]) || nbd_aio_is_closed (copy->src[i]))
-        set_error (copy, VMS_COPY_ERROR_SOURCE,
-                   "the source connection was lost: %s", nbd_get_error ());
+        set_link_error (copy, VMS_COPY_ERROR_SOURCE,
+                        "the source connection was lost: %s", nbd_get_error ());
       if (nbd_aio_is_dead (copy->dst[i]) || nbd_aio_is_closed (copy->dst[i]))
-        set_error (copy, VMS_COPY_ERROR_DEST,
-                   "the destination connection was lost: %s",
-                   nbd_get_error ());
+        set_link_error (copy, VMS_COPY_ERROR_DEST,
+                        "the destination connection was lost: %s",
+                        nbd_get_error ());
     }
 }
 
@@ -1044,9 +1129,9 @@ run_loop (Copy *copy)
       if (copy->flush_pending
           && now - copy->flush_sent_us > io_timeout_ms * (gint64) 1000)
         {
-          set_error (copy, VMS_COPY_ERROR_TIMEOUT,
-                     "the destination did not answer a FLUSH for %u s",
-                     io_timeout_ms / 1000);
+          set_link_error (copy, VMS_COPY_ERROR_TIMEOUT,
+                          "the destination did not answer a FLUSH for %u s",
+                          io_timeout_ms / 1000);
           return FALSE;
         }
 
@@ -1059,9 +1144,10 @@ run_loop (Copy *copy)
       if (requests_in_flight (copy) > 0
           && now - copy->last_activity_us > io_timeout_ms * (gint64) 1000)
         {
-          set_error (copy, VMS_COPY_ERROR_TIMEOUT,
-                     "no reply from the source or destination for %u s "
-                     "(link down?)", io_timeout_ms / 1000);
+          set_link_error (copy, VMS_COPY_ERROR_TIMEOUT,
+                          "no reply from the source or destination for %u s "
+                          "(link down?)",
+                          io_timeout_ms / 1000);
           /* The stuck requests will never complete: leave now. */
           return FALSE;
         }
@@ -1075,8 +1161,194 @@ run_loop (Copy *copy)
           return FALSE;
         }
       check_dead_handles (copy);
+      /* A dead connection's requests may never complete: with others
+       * still in flight, waiting for them all would wait for the I/O
+       * timeout.  They are all sent again. */
+      if (copy->link_lost)
+        return FALSE;
     }
   return copy->error == NULL;
+}
+
+/* What the pass leaves behind, done or failed: retire what completed, and
+ * FLUSH what the destination acknowledged, also after a failure (it is
+ * less to send again), unless its connection is gone or stuck. */
+static gboolean
+finish_pass (Copy *copy, gboolean ok)
+{
+  retire (copy);
+  /* A background FLUSH that completed as the loop ended still counts. */
+  if (copy->flush_done)
+    {
+      copy->flush_done = FALSE;
+      record_checkpoint (copy);
+    }
+  if (copy->n > 0 && !nbd_aio_is_dead (copy->dst[0])
+      && !g_error_matches (copy->error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT)
+      && (copy->stats->watermark > copy->checkpoint_watermark || ok))
+    ok = checkpoint (copy) && ok;
+  return ok && !copy->error;
+}
+
+/* Both ends as big as the copy needs, at the start and after a
+ * reconnect. */
+static gboolean
+check_sizes (Copy *copy, GError **error)
+{
+  int64_t size = nbd_get_size (copy->map);
+  int64_t dest_size = nbd_get_size (copy->dst[0]);
+
+  if (size < 0 || dest_size < size
+      || (copy->stats->end && (guint64)size < copy->stats->end))
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_DEST,
+                   "the destination holds %" G_GINT64_FORMAT " bytes, the "
+                   "source %" G_GINT64_FORMAT,
+                   dest_size, size);
+      return FALSE;
+    }
+  copy->size = size;
+  return TRUE;
+}
+
+/* ---- reconnecting ---- */
+
+/* Sleep for us microseconds; FALSE if stopped meanwhile. */
+static gboolean
+sleep_unless_stopped (GCancellable *cancellable, gint64 us)
+{
+  gint64 until = g_get_monotonic_time () + us;
+
+  for (;;)
+    {
+      gint64 left = until - g_get_monotonic_time ();
+
+      if (g_cancellable_is_cancelled (cancellable))
+        return FALSE;
+      if (left <= 0)
+        return TRUE;
+      g_usleep (MIN (left, MAX_POLL_MS * 1000));
+    }
+}
+
+/* The connections are gone, and with them whatever was in flight: forget
+ * those requests.  Returns the bytes they had written, which go again. */
+static guint64
+drop_connections (Copy *copy)
+{
+  guint64 sent = 0;
+  Request *request;
+
+  /* Close first: closing retires the requests' callbacks. */
+  close_all (copy);
+  retire (copy);
+  while ((request = g_queue_pop_head (&copy->requests)))
+    {
+      sent += request->sent;
+      /* Counted again when issued again. */
+      if (copy->spec->bitmap)
+        copy->stats->dirty_bytes -= request->work;
+      give_buffer (copy, g_steal_pointer (&request->buffer));
+      g_free (request);
+    }
+  copy->flush_pending = copy->flush_done = FALSE;
+  return sent;
+}
+
+/* Go on from offset with the new connections. */
+static void
+restart_at (Copy *copy, guint64 offset)
+{
+  copy->frontier = copy->stats->watermark = offset;
+  copy->checkpoint_watermark = copy->stats->durable;
+  g_array_set_size (copy->extents, 0);
+  copy->next_extent = 0;
+  copy->dst_known_start = copy->dst_known_end = 0;
+  g_free (copy->in_flight);
+  copy->in_flight = g_new0 (guint, copy->n);
+  copy->rate_wake_us = 0;
+  copy->last_activity_us = copy->last_checkpoint_us = g_get_monotonic_time ();
+  copy->link_lost = FALSE;
+  g_clear_error (&copy->error);
+}
+
+/* The destination still holds what it acknowledged if it says it is the
+ * same as at the start (the sink's description names its host's boot);
+ * otherwise only what the last FLUSH covered is sure. */
+static gboolean
+same_destination (Copy *copy)
+{
+  return copy->dst_identity && *copy->dst_identity
+         && g_strcmp0 (copy->dst_identity, copy->dst_description) == 0;
+}
+
+/* One attempt to connect again within deadline (monotonic us). */
+static gboolean
+connect_again (Copy *copy, gint64 deadline, GError **error)
+{
+  gint64 left_ms = (deadline - g_get_monotonic_time ()) / 1000;
+
+  if (connect_all (copy, copy->wanted,
+                   CLAMP (left_ms, 1000, (gint64)copy->io_timeout_ms), error)
+      && check_sizes (copy, error))
+    return TRUE;
+  close_all (copy);
+  return FALSE;
+}
+
+/* The connections were lost: connect again with growing pauses until
+ * spec->retry_timeout_ms is up, and go on from what the destination still
+ * holds.  FALSE, with copy->error set, when that fails or is stopped. */
+static gboolean
+reconnect (Copy *copy)
+{
+  const VmsCopySpec *spec = copy->spec;
+  gint64 deadline
+      = g_get_monotonic_time () + spec->retry_timeout_ms * (gint64)1000;
+  g_autoptr (GError) cause = g_steal_pointer (&copy->error);
+  guint64 lost = drop_connections (copy);
+  guint64 watermark = copy->stats->watermark;
+  guint64 resume;
+
+  for (guint attempt = 1;; attempt++)
+    {
+      g_autoptr (GError) error = NULL;
+      gint64 delay_us
+          = (gint64)MIN (RECONNECT_FIRST_DELAY_MS << MIN (attempt - 1, 5),
+                         RECONNECT_MAX_DELAY_MS)
+            * 1000;
+
+      if (spec->reconnect)
+        spec->reconnect (attempt, cause, copy->stats, spec->user_data);
+      if (!sleep_unless_stopped (
+              spec->cancellable,
+              CLAMP (deadline - g_get_monotonic_time (), 0, delay_us)))
+        {
+          copy->error = g_error_new (VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED,
+                                     "stopped while connecting again (%s)",
+                                     cause->message);
+          return FALSE;
+        }
+      if (connect_again (copy, deadline, &error))
+        break;
+      if (!copy->connect_link_failed || g_get_monotonic_time () >= deadline)
+        {
+          copy->error = g_error_new (
+              VMS_COPY_ERROR,
+              copy->connect_link_failed ? cause->code : error->code,
+              "%s; connecting again failed (%u attempts in %u s): %s",
+              cause->message, attempt, spec->retry_timeout_ms / 1000,
+              error->message);
+          return FALSE;
+        }
+    }
+  resume = same_destination (copy) ? watermark : copy->stats->durable;
+  copy->stats->bytes_resent += lost + (watermark - resume);
+  copy->stats->reconnects++;
+  restart_at (copy, resume);
+  if (spec->reconnect)
+    spec->reconnect (0, NULL, copy->stats, spec->user_data);
+  return TRUE;
 }
 
 static gboolean
@@ -1116,7 +1388,6 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
   guint io_timeout_ms = spec->io_timeout_ms ? spec->io_timeout_ms
                                             : VMS_COPY_DEFAULT_IO_TIMEOUT_MS;
   gboolean ok = FALSE;
-  int64_t size;
 
   if (!validate (spec, error))
     return FALSE;
@@ -1132,25 +1403,17 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
   copy.free_buffers = g_ptr_array_new_with_free_func (g_free);
   g_queue_init (&copy.requests);
 
-  if (!connect_all (&copy,
-                    spec->connections
-                        ? spec->connections
-                        : CLAMP (g_get_num_processors (), 1,
-                                 VMS_COPY_DEFAULT_CONNECTIONS),
-                    io_timeout_ms, error))
+  copy.wanted = spec->connections ? spec->connections
+                                  : CLAMP (g_get_num_processors (), 1,
+                                           VMS_COPY_DEFAULT_CONNECTIONS);
+  if (!connect_all (&copy, copy.wanted, io_timeout_ms, error))
     goto out;
   copy.in_flight = g_new0 (guint, copy.n);
-
-  size = nbd_get_size (copy.map);
-  if (size < 0 || nbd_get_size (copy.dst[0]) < size)
-    {
-      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_DEST,
-                   "the destination holds %" G_GINT64_FORMAT " bytes, the "
-                   "source %" G_GINT64_FORMAT, nbd_get_size (copy.dst[0]),
-                   size);
-      goto out;
-    }
-  stats->end = spec->end ? MIN (spec->end, (guint64) size) : (guint64) size;
+  copy.dst_identity = g_strdup (copy.dst_description);
+  stats->end = 0;
+  if (!check_sizes (&copy, error))
+    goto out;
+  stats->end = spec->end ? MIN (spec->end, copy.size) : copy.size;
   if (spec->start > stats->end)
     {
       g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_INVALID,
@@ -1164,20 +1427,14 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
   stats->watermark = stats->durable = copy.checkpoint_watermark = spec->start;
   copy.last_checkpoint_us = copy.last_activity_us = g_get_monotonic_time ();
 
-  ok = run_loop (&copy);
-  retire (&copy);
-  /* A background FLUSH that completed as the loop ended still counts. */
-  if (copy.flush_done)
+  for (;;)
     {
-      copy.flush_done = FALSE;
-      record_checkpoint (&copy);
+      ok = finish_pass (&copy, run_loop (&copy));
+      if (ok || !copy.link_lost || !spec->retry_timeout_ms
+          || g_cancellable_is_cancelled (spec->cancellable)
+          || !reconnect (&copy))
+        break;
     }
-  /* Whatever is acknowledged below the watermark is worth a last FLUSH,
-   * also after a failure: it is less to send again. */
-  if (!nbd_aio_is_dead (copy.dst[0])
-      && !g_error_matches (copy.error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT)
-      && (copy.stats->watermark > copy.checkpoint_watermark || ok))
-    ok = checkpoint (&copy) && ok;
   if (spec->progress)
     spec->progress (stats, spec->user_data);
   if (!ok || copy.error)
@@ -1200,6 +1457,8 @@ out:
   close_all (&copy);
   free_requests (&copy);
   g_clear_error (&copy.error);
+  g_free (copy.dst_identity);
+  g_free (copy.dst_description);
   g_free (copy.src);
   g_free (copy.dst);
   g_free (copy.in_flight);

@@ -59,7 +59,18 @@ typedef struct
   guint64 work_done;      /* of those, bytes below the watermark (more than
                              work_total if the guest filled holes since) */
   guint flushes;          /* FLUSH requests completed */
+  guint reconnects;       /* times the connections were made again */
+  guint64 bytes_resent;   /* of bytes_written, sent again after a lost
+                             connection (an upper bound when the copy went
+                             back to its last FLUSH) */
 } VmsCopyStats;
+
+/* Called before each attempt to connect again after the connections were
+ * lost (attempt counts from 1; cause says how they were lost), and with
+ * attempt 0 and no cause once connected again. */
+typedef void (*VmsCopyReconnectFunc) (guint attempt, const GError *cause,
+                                      const VmsCopyStats *stats,
+                                      gpointer user_data);
 
 /* Called after each FLUSH: stats->durable may be recorded as done.
  * Returning FALSE stops the copy with that error. */
@@ -85,6 +96,9 @@ typedef struct
   guint64 checkpoint_bytes;/* 0: default */
   guint checkpoint_ms;     /* 0: default */
   guint io_timeout_ms;     /* 0: default */
+  guint retry_timeout_ms;  /* connections lost (reset, timeout): connect
+                              again for up to this long and go on; 0: fail
+                              at once */
   gboolean skip_dest_zeroes; /* copying all: where the destination's map
                                 says it reads as zeroes already, send no
                                 zero request (a new sparse replica) */
@@ -92,6 +106,7 @@ typedef struct
   GCancellable *cancellable; /* cancelled: stop cleanly; or NULL */
   VmsCopyCheckpointFunc checkpoint; /* or NULL */
   VmsCopyProgressFunc progress;     /* or NULL */
+  VmsCopyReconnectFunc reconnect;   /* or NULL */
   gpointer user_data;      /* for both callbacks */
 } VmsCopySpec;
 
@@ -100,7 +115,14 @@ typedef struct
  * reads as zeroes is sent as a zero request (unless skip_dest_zeroes finds
  * the destination zero there already).  On success everything is
  * flushed and stats->durable == end.  On failure or stop, whatever could
- * be flushed was, and the last checkpoint says where to resume. */
+ * be flushed was, and the last checkpoint says where to resume.
+ *
+ * Lost connections (a reset, a peer silent for io_timeout_ms) are made
+ * again within retry_timeout_ms, and the copy goes on from the first
+ * request the destination did not acknowledge, as long as the
+ * destination's export description is the same non-empty text before and
+ * after (the sink's names its host's boot: what it acknowledged is in that
+ * host's page cache).  Otherwise it goes on from its last FLUSH. */
 gboolean vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats,
                        GError **error);
 

@@ -114,6 +114,7 @@ disk_free (gpointer data)
   g_free (disk->replica);
   g_free (disk->recording_bitmap);
   g_free (disk->copying_bitmap);
+  g_free (disk->granularity_reason);
   g_free (disk);
 }
 
@@ -250,6 +251,10 @@ build_disk (JsonBuilder *builder, const VmsJobDisk *disk)
   put_int (builder, "bytes-background", disk->bytes_background);
   put_int (builder, "bytes-rounds", disk->bytes_rounds);
   put_int (builder, "bytes-final", disk->bytes_final);
+  put_int (builder, "reconnects", disk->reconnects);
+  put_int (builder, "bytes-resent", disk->bytes_resent);
+  put_int (builder, "granularity", disk->granularity);
+  put_string (builder, "granularity-reason", disk->granularity_reason);
   json_builder_end_object (builder);
 }
 
@@ -415,6 +420,14 @@ get_int_optional (Reader *reader, const char *name)
              ? get_int (reader, name) : 0;
 }
 
+static const char *
+get_string_optional (Reader *reader, const char *name)
+{
+  return json_object_has_member (reader->object, name)
+             ? get_string (reader, name, TRUE)
+             : NULL;
+}
+
 static gboolean
 get_bool (Reader *reader, const char *name)
 {
@@ -434,6 +447,7 @@ read_disk (VmsJob *job, JsonNode *node, const char *path)
 {
   Reader reader = { NULL, path, TRUE };
   VmsJobDisk *disk;
+  gint64 granularity;
 
   if (!JSON_NODE_HOLDS_OBJECT (node))
     return FALSE;
@@ -461,7 +475,16 @@ read_disk (VmsJob *job, JsonNode *node, const char *path)
   disk->bytes_background = get_int_optional (&reader, "bytes-background");
   disk->bytes_rounds = get_int_optional (&reader, "bytes-rounds");
   disk->bytes_final = get_int_optional (&reader, "bytes-final");
-  return reader.ok && disk->watermark <= disk->size;
+  disk->reconnects = get_int_optional (&reader, "reconnects");
+  disk->bytes_resent = get_int_optional (&reader, "bytes-resent");
+  granularity = get_int_optional (&reader, "granularity");
+  disk->granularity = (guint32)granularity;
+  disk->granularity_reason
+      = g_strdup (get_string_optional (&reader, "granularity-reason"));
+  /* QEMU's limits: a power of two, at most 2 GiB. */
+  return reader.ok && disk->watermark <= disk->size
+         && granularity <= (G_GINT64_CONSTANT (1) << 31)
+         && (granularity & (granularity - 1)) == 0;
 }
 
 VmsJob *

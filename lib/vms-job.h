@@ -48,6 +48,12 @@ typedef struct
   guint64 bytes_background;/* background copy */
   guint64 bytes_rounds;    /* dirty rounds while the VM ran */
   guint64 bytes_final;     /* the last round (pause) or catch-up (mirror) */
+  guint64 reconnects;      /* lost connections made again, all runs */
+  guint64 bytes_resent;    /* of bytes_written, sent again after them */
+  guint32 granularity;     /* bytes per bit of the job's bitmaps; 0: not
+                              chosen yet, or a job file from before it was
+                              recorded (its bitmaps tell) */
+  char *granularity_reason; /* why that granularity, for people, or NULL */
 } VmsJobDisk;
 
 typedef enum

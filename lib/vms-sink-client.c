@@ -107,6 +107,24 @@ vms_sink_client_probe_uri (const char *sink_uri, GError **error)
                                      0, error);
 }
 
+/* What to add to libnbd's error: where the sink's reason is when it
+ * refused the export.  nbdkit (1.32, Debian 12's) answers every refused
+ * open with NBD_REP_ERR_UNKNOWN and no text, whatever the reason (a
+ * missing or orphaned replica, a data file that is a link or a FIFO, a
+ * create the file system refused), which libnbd reports as "server has no
+ * export named"; the plugin logs the reason. */
+static const char *
+refusal_hint (void)
+{
+  const char *message = nbd_get_error ();
+
+  if (nbd_get_errno () == ENOENT && message
+      && strstr (message, "has no export"))
+    return " (the sink refused it and logged why: on nbdkit's standard error "
+           "with 'vmshift-sink serve --foreground', in syslog otherwise)";
+  return "";
+}
+
 /* Named as the sink's log names the export: "replica 'x' @commit". */
 static void
 set_connect_error (GError **error, const char *sink_uri, const char *replica,
@@ -116,12 +134,13 @@ set_connect_error (GError **error, const char *sink_uri, const char *replica,
 
   if (!replica)
     g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT,
-                 "sink %s: export '%s': %s", sink_uri, export_name,
-                 nbd_get_error ());
+                 "sink %s: export '%s': %s%s", sink_uri, export_name,
+                 nbd_get_error (), refusal_hint ());
   else
     g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT,
-                 "sink %s: replica '%s'%s%s: %s", sink_uri, replica,
-                 suffix ? " " : "", suffix ? suffix : "", nbd_get_error ());
+                 "sink %s: replica '%s'%s%s: %s%s", sink_uri, replica,
+                 suffix ? " " : "", suffix ? suffix : "", nbd_get_error (),
+                 refusal_hint ());
 }
 
 /* A connection to kind's export of replica, or NULL with the error. */

@@ -20,6 +20,9 @@ typedef enum
   VMS_SINK_ERROR_IO,            /* a system call failed */
   VMS_SINK_ERROR_METADATA,      /* replica metadata unreadable or invalid */
   VMS_SINK_ERROR_ORPHANED,      /* metadata left without its data file */
+  VMS_SINK_ERROR_NOT_REGULAR,   /* a link, FIFO, device... where a regular
+                                   file (or directory) belongs: refused */
+  VMS_SINK_ERROR_DELETED,       /* data file deleted while served */
 } VmsSinkError;
 
 G_END_DECLS

@@ -5,8 +5,8 @@
 #include "vms-sink-replica.h"
 #include "vms-sink-error.h"
 #include "vms-sink-name.h"
+#include "vms-sink-file.h"
 #include "vms-range-set.h"
-#include "vms-file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,9 +21,16 @@
  * range) go out in pieces of this size from one shared zero buffer. */
 #define ZERO_BUFFER_SIZE (1024 * 1024)
 
+/* How often, at most, a write looks whether the replica's data file was
+ * deleted (FLUSH always looks): an fstat per write would cost the fast
+ * path for nothing, and a tenth of a second of writes into a deleted file
+ * is all a client can lose before it is told. */
+#define LINK_CHECK_INTERVAL_US (100 * 1000)
+
 struct _VmsSinkStore
 {
   char *dir;                 /* replica directory, absolute */
+  int dir_fd;                /* dir, opened once: names open relative to it */
   GHashTable *devices;       /* replica name -> block device path */
   GMutex lock;               /* guards open_replicas */
   GHashTable *open_replicas; /* name -> VmsSinkReplica*, opened once */
@@ -48,6 +55,10 @@ struct _VmsSinkReplica
   VmsRangeSet *live;   /* ranges written via @live; under order_lock */
   gint can_punch_hole; /* atomic: FALLOC_FL_PUNCH_HOLE not refused yet */
   gint can_zero_range; /* atomic: FALLOC_FL_ZERO_RANGE not refused yet */
+  gint64 link_checked; /* atomic: monotonic time (us) of the last look at
+                          st_nlink by a write */
+  gint deleted;        /* atomic: the data file was found deleted; for
+                          good, as nothing can link the inode again */
 };
 
 static const guint8 zero_buffer[ZERO_BUFFER_SIZE];
@@ -76,9 +87,10 @@ VmsSinkStore *
 vms_sink_store_new (const char *dir, GError **error)
 {
   g_autoptr (VmsSinkStore) store = g_new0 (VmsSinkStore, 1);
-  g_autofree char *meta_dir = NULL;
+  int meta_fd;
 
   store->dir = g_canonicalize_filename (dir, NULL);
+  store->dir_fd = -1;
   store->devices
       = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   store->open_replicas = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
@@ -98,12 +110,15 @@ vms_sink_store_new (const char *dir, GError **error)
       fail_errno (error, errno, "replica directory %s", store->dir);
       return NULL;
     }
-  meta_dir = g_build_filename (store->dir, VMS_SINK_META_DIR, NULL);
-  if (g_mkdir_with_parents (meta_dir, 0700) < 0)
-    {
-      fail_errno (error, errno, "mkdir %s", meta_dir);
-      return NULL;
-    }
+  store->dir_fd = vms_sink_file_open_dir (store->dir, error);
+  if (store->dir_fd < 0)
+    return NULL;
+  /* A .vmshift that is a link would take the metadata out of DIR. */
+  meta_fd = vms_sink_file_open_subdir (store->dir_fd, store->dir,
+                                       VMS_SINK_META_DIR, TRUE, error);
+  if (meta_fd < 0)
+    return NULL;
+  close (meta_fd);
   return g_steal_pointer (&store);
 }
 
@@ -115,6 +130,8 @@ vms_sink_store_free (VmsSinkStore *store)
   g_hash_table_unref (store->open_replicas);
   g_hash_table_unref (store->devices);
   g_mutex_clear (&store->lock);
+  if (store->dir_fd >= 0)
+    close (store->dir_fd);
   g_free (store->dir);
   g_free (store);
 }
@@ -197,25 +214,95 @@ data_size (int fd, gboolean is_device, guint64 *size, GError **error,
   return 0;
 }
 
-/* Create the data and the metadata of a new replica, data first: a crash
- * in between leaves a data file of the right size and no metadata, which
- * the next create adopts. */
+/* The errno for a failure to open a replica's data (cause), whose message
+ * goes to error naming the replica. */
 static int
-create_replica (VmsSinkStore *store, const char *name, guint64 size,
-                GError **error)
+open_refused (GError **error, GError *cause, const char *name)
 {
-  const char *device = g_hash_table_lookup (store->devices, name);
-  g_autoptr (VmsSinkMeta) meta = vms_sink_meta_new (name, size, device);
-  g_autofree char *path = vms_sink_meta_data_path (store->dir, meta);
-  guint64 existing = 0;
-  int fd, err;
+  int err = g_error_matches (cause, G_FILE_ERROR, G_FILE_ERROR_NOENT) ? ENOENT
+            : cause->domain == VMS_SINK_ERROR                         ? EPERM
+                                                                      : EIO;
 
-  fd = open (path, O_RDWR | O_CLOEXEC | (device ? 0 : O_CREAT), 0600);
+  g_propagate_prefixed_error (error, cause, "replica '%s': ", name);
+  return err;
+}
+
+/* The block device of replica name, which its metadata records as
+ * recorded: only the device the sink was given for name (device=), so
+ * that metadata written by someone else cannot make the sink open any
+ * other file. */
+static int
+open_device (VmsSinkStore *store, const char *name, const char *recorded,
+             GError **error)
+{
+  const char *given = g_hash_table_lookup (store->devices, name);
+  struct stat st, recorded_st;
+  int fd;
+
+  if (!given)
+    {
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_NOT_REGULAR,
+                   "its metadata puts it on block device %s, but the sink "
+                   "was not given device=%s:%s: refused",
+                   recorded, name, recorded);
+      return -1;
+    }
+  /* The operator named it: links such as /dev/mapper/NAME are followed. */
+  fd = open (given, O_RDWR | O_CLOEXEC);
   if (fd < 0)
-    return fail_errno (error, errno, "create replica '%s': open %s", name,
-                       path);
-  err = data_size (fd, device != NULL, &existing, error, path);
-  if (!err && device && existing < size)
+    {
+      fail_errno (error, errno, "open %s", given);
+      return -1;
+    }
+  if (fstat (fd, &st) < 0 || !S_ISBLK (st.st_mode)
+      || (!g_str_equal (given, recorded)
+          && (stat (recorded, &recorded_st) < 0
+              || recorded_st.st_rdev != st.st_rdev)))
+    {
+      close (fd);
+      g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_NOT_REGULAR,
+                   "device=%s:%s is not the block device %s its metadata "
+                   "records: refused",
+                   name, given, recorded);
+      return -1;
+    }
+  return fd;
+}
+
+/* The data of name, to be created: a new file (*made), one that a crash
+ * left without metadata, or its block device. */
+static int
+open_new_data (VmsSinkStore *store, const char *name, const char *device,
+               gboolean *made, GError **error)
+{
+  g_autoptr (GError) exclusive_error = NULL;
+  int fd;
+
+  *made = FALSE;
+  if (device)
+    return open_device (store, name, device, error);
+  fd = vms_sink_file_open (store->dir_fd, store->dir, name,
+                           O_RDWR | O_CREAT | O_EXCL, &exclusive_error);
+  *made = fd >= 0;
+  if (fd >= 0)
+    return fd;
+  if (!g_error_matches (exclusive_error, G_FILE_ERROR, G_FILE_ERROR_EXIST))
+    {
+      g_propagate_error (error, g_steal_pointer (&exclusive_error));
+      return -1;
+    }
+  return vms_sink_file_open (store->dir_fd, store->dir, name, O_RDWR, error);
+}
+
+/* Give a data file of the right size, as create_replica wants it. */
+static int
+size_new_data (int fd, const char *name, const char *path, gboolean is_device,
+               guint64 size, GError **error)
+{
+  guint64 existing = 0;
+  int err = data_size (fd, is_device, &existing, error, path);
+
+  if (!err && is_device && existing < size)
     {
       g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_SIZE_MISMATCH,
                    "replica '%s' needs %" G_GUINT64_FORMAT " bytes but "
@@ -223,7 +310,7 @@ create_replica (VmsSinkStore *store, const char *name, guint64 size,
                    name, size, path, existing);
       err = ENOSPC;
     }
-  else if (!err && !device && existing != 0 && existing != size)
+  else if (!err && !is_device && existing != 0 && existing != size)
     {
       g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_SIZE_MISMATCH,
                    "cannot create replica '%s' of %" G_GUINT64_FORMAT
@@ -232,17 +319,63 @@ create_replica (VmsSinkStore *store, const char *name, guint64 size,
                    name, size, path, existing);
       err = EEXIST;
     }
-  else if (!err && !device && existing == 0 && ftruncate (fd, size) < 0)
-    err = fail_errno (error, errno, "ftruncate %s to %" G_GUINT64_FORMAT, path,
-                      size);
+  else if (!err && !is_device && existing == 0 && ftruncate (fd, size) < 0)
+    err = fail_errno (error, errno,
+                      "create replica '%s': ftruncate %s to %" G_GUINT64_FORMAT,
+                      name, path, size);
   if (!err && fsync (fd) < 0)
     err = fail_errno (error, errno, "fsync %s", path);
+  return err;
+}
+
+/* Create the data and the metadata of a new replica, data first: a crash
+ * in between leaves a data file of the right size and no metadata, which
+ * the next create adopts.  A create that fails removes the data file it
+ * made, so that no half-made replica is left. */
+static int
+create_replica (VmsSinkStore *store, const char *name, guint64 size,
+                GError **error)
+{
+  const char *device = g_hash_table_lookup (store->devices, name);
+  g_autoptr (VmsSinkMeta) meta = vms_sink_meta_new (name, size, device);
+  g_autofree char *path = vms_sink_meta_data_path (store->dir, meta);
+  g_autoptr (GError) open_error = NULL;
+  gboolean made;
+  int fd, err;
+
+  fd = open_new_data (store, name, device, &made, &open_error);
+  if (fd < 0)
+    return open_refused (error, g_steal_pointer (&open_error), name);
+  err = size_new_data (fd, name, path, device != NULL, size, error);
   close (fd);
-  if (!err && !device && !vms_file_sync_directory (store->dir, error))
-    err = EIO;
+  if (!err && !device && fsync (store->dir_fd) < 0)
+    err = fail_errno (error, errno, "fsync %s", store->dir);
   if (!err && !vms_sink_meta_save (store->dir, meta, error))
     err = EIO;
+  if (err && made && unlinkat (store->dir_fd, name, 0) < 0)
+    notice (store,
+            "replica '%s': could not remove %s after the failed "
+            "create: %s",
+            name, path, g_strerror (errno));
   return err;
+}
+
+/* The data of an existing replica: its regular file in the directory, or
+ * its block device. */
+static int
+open_data (VmsSinkStore *store, const VmsSinkMeta *meta, int *errno_out,
+           GError **error)
+{
+  g_autoptr (GError) open_error = NULL;
+  int fd = meta->device
+               ? open_device (store, meta->name, meta->device, &open_error)
+               : vms_sink_file_open (store->dir_fd, store->dir, meta->name,
+                                     O_RDWR, &open_error);
+
+  if (fd < 0)
+    *errno_out
+        = open_refused (error, g_steal_pointer (&open_error), meta->name);
+  return fd;
 }
 
 static VmsSinkReplica *
@@ -254,13 +387,9 @@ replica_new (VmsSinkStore *store, VmsSinkMeta *meta, int *errno_out,
   guint64 actual = 0;
   int fd, err;
 
-  fd = open (path, O_RDWR | O_CLOEXEC);
+  fd = open_data (store, meta, errno_out, error);
   if (fd < 0)
-    {
-      *errno_out = fail_errno (error, errno, "replica '%s': open %s",
-                               meta->name, path);
-      return NULL;
-    }
+    return NULL;
   err = data_size (fd, meta->device != NULL, &actual, error, path);
   if (!err && (meta->device ? actual < meta->size : actual != meta->size))
     {
@@ -309,13 +438,11 @@ replica_new (VmsSinkStore *store, VmsSinkMeta *meta, int *errno_out,
 static gboolean
 data_file_gone (VmsSinkStore *store, const VmsSinkMeta *meta)
 {
-  g_autofree char *path = NULL;
   struct stat st;
 
-  if (meta->device)
-    return FALSE;
-  path = vms_sink_meta_data_path (store->dir, meta);
-  return lstat (path, &st) < 0 && errno == ENOENT;
+  return !meta->device
+         && fstatat (store->dir_fd, meta->name, &st, AT_SYMLINK_NOFOLLOW) < 0
+         && errno == ENOENT;
 }
 
 /* An open replica whose data file was deleted since: its writes go to a
@@ -327,6 +454,37 @@ replica_unlinked (VmsSinkReplica *replica)
 
   return !replica->is_device && fstat (replica->fd, &st) == 0
          && st.st_nlink == 0;
+}
+
+/* Writes into a data file that was deleted (or replaced under its name)
+ * land where nobody will read them: they fail with EIO, so that the client
+ * stops instead of copying into a ghost.  FLUSH always looks (always), a
+ * write at most every LINK_CHECK_INTERVAL_US. */
+static int
+check_linked (VmsSinkReplica *replica, gboolean always, GError **error)
+{
+  gint64 now;
+
+  if (replica->is_device)
+    return 0;
+  if (!g_atomic_int_get (&replica->deleted))
+    {
+      now = g_get_monotonic_time ();
+      if (!always
+          && now - __atomic_load_n (&replica->link_checked, __ATOMIC_RELAXED)
+                 < LINK_CHECK_INTERVAL_US)
+        return 0;
+      __atomic_store_n (&replica->link_checked, now, __ATOMIC_RELAXED);
+      if (!replica_unlinked (replica))
+        return 0;
+      g_atomic_int_set (&replica->deleted, TRUE);
+    }
+  g_set_error (error, VMS_SINK_ERROR, VMS_SINK_ERROR_DELETED,
+               "replica '%s': its data file %s/%s was deleted while the sink "
+               "served it: writes and flushes fail until every connection to "
+               "it is closed",
+               replica->name, replica->store->dir, replica->name);
+  return EIO;
 }
 
 static int
@@ -698,6 +856,8 @@ apply_change (Change *change, guint64 count, guint64 offset, gboolean live,
   int err = check_range (replica, count, offset, change->error);
 
   if (!err)
+    err = check_linked (replica, FALSE, change->error);
+  if (!err)
     err = mark_incomplete (replica, change->error);
   if (err)
     return err;
@@ -774,6 +934,10 @@ vms_sink_replica_trim (VmsSinkReplica *replica, guint32 count, guint64 offset,
 int
 vms_sink_replica_flush (VmsSinkReplica *replica, GError **error)
 {
+  int err = check_linked (replica, TRUE, error);
+
+  if (err)
+    return err;
   /* One descriptor per replica, shared by all connections: this covers
    * every write acknowledged on any of them. */
   if (fdatasync (replica->fd) < 0)

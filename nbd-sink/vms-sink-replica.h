@@ -33,10 +33,14 @@ gboolean vms_sink_store_add_device (VmsSinkStore *store, const char *name,
                                     const char *path, GError **error);
 
 /* Open replica name.  With create, make it with create_size bytes if it
- * does not exist; an existing replica must then have that size.  An
- * orphaned replica (metadata whose data file was deleted) is refused with
+ * does not exist; an existing replica must then have that size, and a
+ * create that fails leaves no data file behind.  An orphaned replica
+ * (metadata whose data file was deleted) is refused with
  * VMS_SINK_ERROR_ORPHANED, or made afresh with create: the old metadata
- * described data that no longer exists.
+ * described data that no longer exists.  Data and metadata that are not
+ * regular files (links, FIFOs...) are refused with
+ * VMS_SINK_ERROR_NOT_REGULAR (vms-sink-file.h), and so is a block device
+ * other than the one given to vms_sink_store_add_device for name.
  * Functions on replicas return 0 or an errno value for the NBD client, and
  * set error to say what failed. */
 VmsSinkReplica *vms_sink_store_open (VmsSinkStore *store, const char *name,
@@ -48,12 +52,15 @@ guint64 vms_sink_replica_get_size (VmsSinkReplica *replica);
 gboolean vms_sink_replica_is_device (VmsSinkReplica *replica);
 int vms_sink_replica_get_fd (VmsSinkReplica *replica);
 
-int vms_sink_replica_read (VmsSinkReplica *replica, void *buffer,
-                           guint32 count, guint64 offset, GError **error);
+int vms_sink_replica_read (VmsSinkReplica *replica, void *buffer, guint32 count,
+                           guint64 offset, GError **error);
 
 /* Writes, zeroes and trims.  live marks a request from the @live export:
  * it is applied in full and its range remembered; one from the plain
- * export is applied only outside remembered ranges (live data is newer). */
+ * export is applied only outside remembered ranges (live data is newer).
+ * Once the data file is found deleted (FLUSH always looks, these every
+ * 100 ms at most), they and FLUSH fail with EIO and
+ * VMS_SINK_ERROR_DELETED. */
 int vms_sink_replica_write (VmsSinkReplica *replica, const void *buffer,
                             guint32 count, guint64 offset, gboolean live,
                             gboolean fua, GError **error);

@@ -28,6 +28,7 @@ static char *config_dir;          /* dir=: the replica directory */
 static GPtrArray *config_devices; /* device=NAME:PATH, as given */
 static guint64 hash_chunk = VMS_SINK_HASH_CHUNK_DEFAULT; /* hash-chunk= */
 static VmsSinkStore *store;                              /* the replicas */
+static char *description; /* every replica's export description */
 
 typedef struct
 {
@@ -56,6 +57,7 @@ notice (const char *message)
 static void
 vmshift_unload (void)
 {
+  g_free (description);
   vms_sink_store_free (store);
   g_free (config_dir);
   if (config_devices)
@@ -102,6 +104,22 @@ vmshift_config (const char *key, const char *value)
   return -1;
 }
 
+/* Writes the sink acknowledged sit in this host's page cache until a
+ * FLUSH: they outlive nbdkit, not the host's boot.  The description says
+ * which boot, so that a client connecting again after a lost connection
+ * knows whether they are still here (lib/vms-copy.c). */
+static char *
+export_description (void)
+{
+  g_autofree char *boot_id = NULL;
+
+  if (!g_file_get_contents ("/proc/sys/kernel/random/boot_id", &boot_id, NULL,
+                            NULL))
+    return NULL;
+  return g_strdup_printf ("vmshift replica; writes kept while boot %s lasts",
+                          g_strstrip (boot_id));
+}
+
 static int
 vmshift_config_complete (void)
 {
@@ -119,6 +137,7 @@ vmshift_config_complete (void)
       return -1;
     }
   vms_sink_store_set_notice (store, notice);
+  description = export_description ();
   for (guint i = 0; config_devices && i < config_devices->len; i++)
     {
       const char *spec = config_devices->pdata[i];
@@ -432,6 +451,14 @@ vmshift_extents (void *opaque, uint32_t count, uint64_t offset, uint32_t flags,
   return err ? fail (err, error) : 0;
 }
 
+static const char *
+vmshift_export_description (void *opaque)
+{
+  Handle *handle = opaque;
+
+  return handle->replica ? description : NULL;
+}
+
 static struct nbdkit_plugin plugin = {
   .name = "vmshift",
   .longname = "vmshift destination sink",
@@ -446,6 +473,7 @@ static struct nbdkit_plugin plugin = {
   .dump_plugin = vmshift_dump_plugin,
   .list_exports = vmshift_list_exports,
   .open = vmshift_open,
+  .export_description = vmshift_export_description,
   .close = vmshift_close,
   .get_size = vmshift_get_size,
   .can_write = vmshift_can_write,

@@ -10,6 +10,7 @@
 #include "vms-sink-name.h"
 #include "vms-sink-hash.h"
 #include "vms-sink-meta.h"
+#include "vms-sink-file.h"
 #include "vms-cli-main.h"
 #include "vms-progress.h"
 #include "vms-path.h"
@@ -809,7 +810,9 @@ list_row_new (const char *dir, const VmsSinkMeta *meta)
       row->committed = time ? g_date_time_format_iso8601 (time) : NULL;
     }
   row->shown = "-";
-  if (stat (path, &st) < 0)
+  /* A device may be reached through a link (/dev/mapper/NAME); a data
+   * file in DIR may not, and the sink refuses one that is a link. */
+  if ((meta->device ? stat (path, &st) : lstat (path, &st)) < 0)
     {
       if (errno == ENOENT && meta->device)
         {
@@ -831,6 +834,13 @@ list_row_new (const char *dir, const VmsSinkMeta *meta)
           row->problem = g_strdup_printf ("%s: %s", path, g_strerror (errno));
           row->shown = "error";
         }
+    }
+  else if (!meta->device && !S_ISREG (st.st_mode))
+    {
+      row->problem = g_strdup_printf (
+          "its data file %s is %s, not a regular file: the sink refuses it",
+          path, vms_sink_file_kind (st.st_mode));
+      row->shown = "refused";
     }
   else if (!meta->device)
     {
@@ -978,8 +988,10 @@ static const char *const list_description
       "block device if any.  A replica whose data file was deleted while its\n"
       "metadata remains is shown as orphaned: 'remove' deletes what is left\n"
       "of it, and opening NAME@create=SIZE makes it afresh.  Exits 1 if a\n"
-      "replica's metadata cannot be read, its data is missing or it is\n"
-      "orphaned; the other replicas are still listed.\n";
+      "replica's metadata cannot be read or is not a regular file, its data\n"
+      "is missing or is not a regular file (a symbolic link, a FIFO...), or\n"
+      "it is orphaned; the other replicas are still listed.  Links are\n"
+      "reported, never followed.\n";
 
 static int
 cmd_list (int argc, char **argv)

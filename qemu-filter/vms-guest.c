@@ -148,7 +148,9 @@ parse_block_stats (JsonObject *entry, GError **error)
                    "reply to %s: 'stats' is missing or not an object", command);
       return NULL;
     }
-  if (!vms_reply_uint (figures, "wr_bytes", command, &stats->wr_bytes, error))
+  if (!vms_reply_uint (figures, "wr_bytes", command, &stats->wr_bytes, error)
+      || !vms_reply_uint (figures, "wr_operations", command,
+                          &stats->wr_operations, error))
     return NULL;
   stats->device = g_strdup (device);
   stats->node_name = g_strdup (node_name);

@@ -73,6 +73,7 @@ typedef struct
                        "/machine/peripheral/vd0/virtio-backend"), or NULL */
   guint64 wr_bytes; /* bytes the guest wrote through it since QEMU
                        started, rewrites included */
+  guint64 wr_operations; /* write requests behind wr_bytes */
 } VmsGuestBlockStats;
 
 void vms_guest_block_stats_free (VmsGuestBlockStats *stats);

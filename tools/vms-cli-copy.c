@@ -3,6 +3,7 @@
  */
 #include "vms-cli-copy.h"
 #include "vms-copy.h"
+#include "vms-granularity.h"
 #include "vms-job.h"
 #include "vms-option.h"
 #include "vms-path.h"
@@ -27,6 +28,7 @@ parse_counts (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
   guint64 queue_depth = config->queue_depth;
   guint64 checkpoint_s = config->checkpoint_seconds;
   guint64 io_timeout_s = config->io_timeout_s;
+  guint64 retry_timeout_s = config->retry_timeout_s;
 
   if (options->rounds && options->until_converged)
     {
@@ -44,7 +46,9 @@ parse_counts (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
                               options->checkpoint_seconds, 1, MAX_SECONDS,
                               &checkpoint_s, error)
       || !vms_option_seconds ("--io-timeout", options->io_timeout, 1,
-                              MAX_SECONDS, &io_timeout_s, error))
+                              MAX_SECONDS, &io_timeout_s, error)
+      || !vms_option_seconds ("--retry-timeout", options->retry_timeout, 0,
+                              MAX_SECONDS, &retry_timeout_s, error))
     return FALSE;
   if (options->rounds)
     config->rounds = rounds;
@@ -52,8 +56,13 @@ parse_counts (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
   config->queue_depth = queue_depth;
   config->checkpoint_seconds = checkpoint_s;
   config->io_timeout_s = io_timeout_s;
+  config->retry_timeout_s = retry_timeout_s;
   return TRUE;
 }
+
+/* The smallest --bitmap-memory: about what the two 4 KiB-grained bitmaps
+ * of a 1 GiB disk take (65 KiB); less would make any real disk coarse. */
+#define BITMAP_MEMORY_MIN (64 * 1024)
 
 static gboolean
 parse_sizes (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
@@ -72,6 +81,9 @@ parse_sizes (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
                            error)
       || !vms_option_size ("--granularity", options->granularity,
                            MIN_GRANULARITY, MAX_GRANULARITY, &granularity,
+                           error)
+      || !vms_option_size ("--bitmap-memory", options->bitmap_memory,
+                           BITMAP_MEMORY_MIN, MAX_BYTES, &config->bitmap_memory,
                            error))
     return FALSE;
   config->converge_bytes_set = options->converge != NULL;
@@ -154,6 +166,8 @@ vms_cli_copy_options_clear (VmsCliCopyOptions *options)
   g_clear_pointer (&options->queue_depth, g_free);
   g_clear_pointer (&options->checkpoint_seconds, g_free);
   g_clear_pointer (&options->io_timeout, g_free);
+  g_clear_pointer (&options->retry_timeout, g_free);
+  g_clear_pointer (&options->bitmap_memory, g_free);
 }
 
 GOptionEntry *
@@ -198,8 +212,18 @@ vms_cli_copy_option_entries (VmsCliCopyOptions *options)
       "... or after this many seconds (default 10)", "S" },
     { "io-timeout", 0, 0, G_OPTION_ARG_STRING, &options->io_timeout,
       "Give up on a silent peer after S seconds (default 60)", "S" },
+    { "retry-timeout", 0, 0, G_OPTION_ARG_STRING, &options->retry_timeout,
+      "Reconnect lost connections for up to S seconds (default 600; "
+      "0: fail at once)",
+      "S" },
     { "granularity", 'g', 0, G_OPTION_ARG_STRING, &options->granularity,
-      "Bytes per dirty-bitmap bit for a new job (default 64K)", "SIZE" },
+      "Bytes per dirty-bitmap bit for a new job (default: chosen per disk, "
+      "from 4K)",
+      "SIZE" },
+    { "bitmap-memory", 0, 0, G_OPTION_ARG_STRING, &options->bitmap_memory,
+      "QEMU memory for the dirty bitmaps of all disks, which sets how fine "
+      "they can be (default 64M)",
+      "SIZE" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
       "Print one JSON event per line on stdout", NULL },
     G_OPTION_ENTRY_NULL

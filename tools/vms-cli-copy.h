@@ -29,8 +29,10 @@ typedef struct
   char *request_size;       /* --request-size */
   char *checkpoint_bytes;   /* --checkpoint-bytes */
   char *granularity;        /* --granularity */
+  char *bitmap_memory;      /* --bitmap-memory */
   char *checkpoint_seconds; /* --checkpoint-seconds */
   char *io_timeout;         /* --io-timeout */
+  char *retry_timeout;      /* --retry-timeout */
   gboolean json;            /* --json */
 } VmsCliCopyOptions;
 

@@ -102,6 +102,41 @@ vms_test_hosts_limit_rate (VmsTestHosts *hosts, guint host, guint rate_kbit,
                  "32kbit", "latency", "400ms", NULL);
 }
 
+#define FAULT_TABLE "vmsfault"
+
+/* Only inbound: the resets the host sends back (nft's, and those of ss -K)
+ * go out with the port as source, and must not be caught themselves. */
+static gboolean
+add_reset_rules (VmsTestHosts *hosts, guint host, const char *port,
+                 GError **error)
+{
+  return run_in (hosts, host, error, "nft", "add", "table", "inet", FAULT_TABLE,
+                 NULL)
+         && run_in (hosts, host, error, "nft", "add", "chain", "inet",
+                    FAULT_TABLE, "in", "{", "type", "filter", "hook", "input",
+                    "priority", "0", ";", "}", NULL)
+         && run_in (hosts, host, error, "nft", "add", "rule", "inet",
+                    FAULT_TABLE, "in", "tcp", "dport", port, "reject", "with",
+                    "tcp", "reset", NULL);
+}
+
+gboolean
+vms_test_hosts_reset_tcp (VmsTestHosts *hosts, guint host, guint port,
+                          gboolean on, GError **error)
+{
+  g_autofree char *port_text = g_strdup_printf ("%u", port);
+  g_autofree char *filter_port = g_strdup_printf (":%u", port);
+
+  g_return_val_if_fail (host < 2, FALSE);
+  if (!on)
+    return run_in (hosts, host, error, "nft", "delete", "table", "inet",
+                   FAULT_TABLE, NULL);
+  /* The rules first, so that nothing reconnects in between. */
+  return add_reset_rules (hosts, host, port_text, error)
+         && run_in (hosts, host, error, "ss", "-K", "-t", "state",
+                    "established", "(", "sport", "=", filter_port, ")", NULL);
+}
+
 char **
 vms_test_hosts_wrap_argv (VmsTestHosts *hosts, guint host,
                           const char *const *program_argv)

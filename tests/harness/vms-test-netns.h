@@ -29,6 +29,14 @@ gboolean vms_test_hosts_set_link (VmsTestHosts *hosts, guint host,
 gboolean vms_test_hosts_limit_rate (VmsTestHosts *hosts, guint host,
                                     guint rate_kbit, GError **error);
 
+/* Break TCP on port at host for real: from now on host answers every
+ * segment to or from port with a reset (nft "reject with tcp reset"), and
+ * its established connections on port are killed (ss -K), which resets
+ * the peer's end too.  A link taken down is survived by TCP; this is not.
+ * on FALSE lets connections through again.  Needs nftables and ss. */
+gboolean vms_test_hosts_reset_tcp (VmsTestHosts *hosts, guint host, guint port,
+                                   gboolean on, GError **error);
+
 /* argv that runs program_argv inside host's namespace (caller frees). */
 char **vms_test_hosts_wrap_argv (VmsTestHosts *hosts, guint host,
                                  const char *const *program_argv);

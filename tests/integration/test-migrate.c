@@ -381,6 +381,89 @@ teardown (void **state)
   return 0;
 }
 
+/* The event of that name about disk (from parser), or NULL. */
+static JsonObject *
+disk_event (VmsTestCommand *command, const char *event, const char *disk,
+            JsonParser *parser)
+{
+  g_auto (GStrv) lines = g_strsplit (command->out->str, "\n", -1);
+
+  for (guint i = 0; lines[i]; i++)
+    {
+      JsonObject *object;
+
+      if (!*lines[i] || !json_parser_load_from_data (parser, lines[i], -1, NULL)
+          || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+        continue;
+      object = json_node_get_object (json_parser_get_root (parser));
+      if (g_strcmp0 (
+              json_object_get_string_member_with_default (object, "event", ""),
+              event)
+              == 0
+          && g_strcmp0 (json_object_get_string_member_with_default (object,
+                                                                    "disk", ""),
+                        disk)
+                 == 0)
+        return object;
+    }
+  return NULL;
+}
+
+static gint64
+job_disk_int (Fixture *fixture, const char *job, const char *disk,
+              const char *member)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonArray *disks;
+
+  if (!json_parser_load_from_file (parser, path, NULL))
+    fail_msg ("no job state at %s", path);
+  disks = json_object_get_array_member (
+      json_node_get_object (json_parser_get_root (parser)), "disks");
+  for (guint i = 0; i < json_array_get_length (disks); i++)
+    {
+      JsonObject *object = json_array_get_object_element (disks, i);
+
+      if (g_str_equal (json_object_get_string_member (object, "name"), disk))
+        return json_object_get_int_member (object, member);
+    }
+  fail_msg ("job %s has no disk %s", job, disk);
+  return -1;
+}
+
+/* The guest writes vd0 in 4 KiB blocks: its bitmaps are 4 KiB, chosen
+ * at the start, recorded in the job and in the report's disk lines;
+ * vd1's too, whatever it was chosen from. */
+static void
+assert_granularity_reported (Fixture *fixture, VmsTestCommand *run,
+                             const char *job)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *event;
+
+  event = disk_event (run, "granularity", "vd0", parser);
+  if (!event)
+    fail_msg ("no granularity event for vd0: %s", run->out->str);
+  assert_int_equal (json_object_get_int_member (event, "granularity"), 4096);
+  assert_true (
+      g_str_has_prefix (json_object_get_string_member (event, "message"),
+                        "vd0: bitmap granularity 4 KiB (chosen: "));
+  event = disk_event (run, "disk-synced", "vd0", parser);
+  assert_non_null (event);
+  assert_int_equal (json_object_get_int_member (event, "granularity"), 4096);
+  assert_non_null (strstr (json_object_get_string_member (event, "message"),
+                           "bitmap granularity 4 KiB"));
+  assert_int_equal (job_disk_int (fixture, job, "vd0", "granularity"), 4096);
+  {
+    gint64 vd1 = job_disk_int (fixture, job, "vd1", "granularity");
+
+    assert_true (vd1 >= 4096 && vd1 <= 65536 && (vd1 & (vd1 - 1)) == 0);
+    assert_non_null (disk_event (run, "granularity", "vd1", parser));
+  }
+}
+
 /* ---- tests ---- */
 
 /* One mode end to end: the destination holds the VM paused (--suspend),
@@ -420,6 +503,7 @@ migrate_and_check (Fixture *fixture, const char *job, const char *mode)
           || strstr (run->out->str, "a sink before @live-noflush")))
     fail_msg ("the mirror did not use @live-noflush: %s", run->out->str);
   assert_downtime_parts (run);
+  assert_granularity_reported (fixture, run, job);
   {
     g_autofree char *phase = job_phase (fixture, job);
 

@@ -8,6 +8,7 @@
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
 #include "vms-bitmap.h"
+#include "vms-guest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -315,6 +316,148 @@ test_sync_rounds_then_final_round (void **state)
   assert_true (json_object_get_int_member (disk, "bytes-written") > 0);
 }
 
+/* A guest writing 4 KiB blocks at random over its whole 256 MiB raw disk
+ * at a known rate (512 KiB/s): with 64 KiB bits nearly every write would
+ * dirty a bit of its own, sixteen times its size. */
+static int
+setup_random_4k (void **state)
+{
+  Fixture *fixture = g_new0 (Fixture, 1);
+  g_autoptr (GError) error = NULL;
+  VmsTestVmOptions options = {
+    .workload = "writer",
+    .extra_cmdline = "vms.write_rate_kib=512 vms.write_span_mib=0",
+    .disks = { { "raw", 256 * MiB } },
+    .second_qmp = TRUE,
+  };
+
+  *state = fixture;
+  fixture->vm = vms_test_vm_start (&options, &error);
+  if (!fixture->vm || !vms_test_vm_wait_ready (fixture->vm, &error))
+    {
+      print_error ("cannot start the source: %s\n", error->message);
+      return -1;
+    }
+  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
+  if (!fixture->sink)
+    {
+      print_error ("cannot start the sink: %s\n", error->message);
+      return -1;
+    }
+  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
+  g_mkdir (fixture->state_dir, 0700);
+  fixture->sink_uri
+      = g_strdup_printf ("nbd+unix:///?socket=%s", fixture->sink->socket_path);
+  return 0;
+}
+
+/* Bytes the guest has written to vd0 since QEMU started. */
+static guint64
+guest_written (Fixture *fixture)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) stats
+      = vms_guest_query_blockstats (fixture->vm->qmp, &error);
+  VmsGuestBlockStats *entry;
+
+  vms_assert_ok (stats, error);
+  entry = vms_guest_block_stats_find (stats, "d0", "vd0");
+  assert_non_null (entry);
+  return entry->wr_bytes;
+}
+
+/* A job file from before granularity was recorded. */
+static void
+forget_granularity (Fixture *fixture, const char *job)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  JsonObject *disk = job_disk (fixture, job, "vd0", parser);
+
+  json_object_remove_member (disk, "granularity");
+  json_object_remove_member (disk, "granularity-reason");
+  json_generator_set_root (generator, json_parser_get_root (parser));
+  assert_true (json_generator_to_file (generator, path, NULL));
+}
+
+/* The default granularity follows a guest's 4 KiB random writes: the
+ * job and the report say 4 KiB and why, the rounds carry about what the
+ * guest wrote (64 KiB bits would carry ~16 times that), a job file
+ * without the record resumes with its bitmaps' granularity, and the
+ * replica ends identical. */
+static void
+test_granularity_follows_4k_writes (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *replica = replica_path (fixture, "g4-vd0");
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonParser) event_parser = json_parser_new ();
+  JsonObject *disk, *event;
+  guint64 before, written, rounds;
+
+  before = guest_written (fixture);
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "g4", "--replica-prefix", "g4", "--rounds", "0", NULL);
+  run_expect_success (first);
+  event = vms_test_command_find_event (first, "granularity", event_parser);
+  assert_non_null (event);
+  assert_int_equal (json_object_get_int_member (event, "granularity"), 4096);
+  assert_string_equal (json_object_get_string_member (event, "why"), "floor");
+  /* The guest's own writes are 4 KiB (O_DIRECT, one block each). */
+  assert_int_equal (json_object_get_int_member (event, "write-average"), 4096);
+  assert_non_null (strstr (json_object_get_string_member (event, "message"),
+                           "vd0: bitmap granularity 4 KiB (chosen: the 4 KiB "
+                           "floor; average guest write 4.0 KiB"));
+  disk = job_disk (fixture, "g4", "vd0", parser);
+  assert_int_equal (json_object_get_int_member (disk, "granularity"), 4096);
+
+  forget_granularity (fixture, "g4");
+  for (int i = 0; i < 3; i++)
+    {
+      g_autoptr (VmsTestCommand) round = NULL;
+
+      g_usleep (2 * G_USEC_PER_SEC);
+      round = run_start (fixture, "--resume", "g4", "--rounds", "1", NULL);
+      run_expect_success (round);
+      event = vms_test_command_find_event (round, "disk-synced", event_parser);
+      assert_non_null (event);
+      assert_int_equal (json_object_get_int_member (event, "granularity"),
+                        4096);
+      assert_non_null (strstr (json_object_get_string_member (event, "message"),
+                               "bitmap granularity 4 KiB"));
+    }
+  written = guest_written (fixture) - before;
+  disk = job_disk (fixture, "g4", "vd0", parser);
+  rounds = json_object_get_int_member (disk, "bytes-rounds");
+  /* Restored from the bitmap, not from the (removed) record. */
+  assert_int_equal (json_object_get_int_member (disk, "granularity"), 4096);
+  assert_non_null (
+      strstr (json_object_get_string_member (disk, "granularity-reason"),
+              "predates the record"));
+  print_message ("guest wrote %" G_GUINT64_FORMAT " bytes, the rounds "
+                 "carried %" G_GUINT64_FORMAT " (%.2fx)\n",
+                 written, rounds, (double)rounds / written);
+  /* At 512 KiB/s for 7 s and more; then the rounds hold each write once
+   * (at most 1.2x, 64 KiB bits: ~16x), and all but what came after the
+   * last switch (at least half). */
+  assert_true (written >= 2 * MiB);
+  assert_true (rounds * 10 <= written * 12);
+  assert_true (rounds * 2 >= written);
+
+  pause_guest (fixture);
+  {
+    g_autoptr (VmsTestCommand) last
+        = run_start (fixture, "--resume", "g4", "--rounds", "1", NULL);
+
+    run_expect_success (last);
+  }
+  assert_identical (fixture->vm->disk_paths[0], "raw", replica);
+}
+
 /* A working directory for vmshift inside the sink's private directory,
  * which is neither QEMU's (the test's) nor the other runs' (caller
  * frees). */
@@ -447,10 +590,11 @@ test_resume_after_sink_killed (void **state)
   g_autofree char *err = NULL;
   int status;
 
+  /* Told not to wait for the sink to come back. */
   first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
                      "j3", "--replica-prefix", "t3", "--disk", "vd1",
                      "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
-                     "--rounds", "1", NULL);
+                     "--rounds", "1", "--retry-timeout", "0", NULL);
   while (last_progress (first, "vd1", "background") < 10 * MiB)
     if (run_pump (first, 100))
       fail_msg ("vmshift ended early: %s", first->out->str);
@@ -528,6 +672,128 @@ test_resume_after_link_cut (void **state)
     print_message ("vmshift rode out the link cut\n");
   pause_guest (fixture);
   last = run_start (fixture, "--resume", "j4", "--rounds", "1", NULL);
+  run_expect_success (last);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* The bytes a run sent again after lost connections, from its report. */
+static guint64
+resent_bytes (Run *run, const char *disk)
+{
+  g_auto (GStrv) lines = g_strsplit (run->out->str, "\n", -1);
+
+  for (guint i = 0; lines[i]; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      JsonObject *event;
+
+      if (!json_parser_load_from_data (parser, lines[i], -1, NULL)
+          || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+        continue;
+      event = json_node_get_object (json_parser_get_root (parser));
+      if (g_strcmp0 (
+              json_object_get_string_member_with_default (event, "event", ""),
+              "disk-synced")
+              == 0
+          && g_strcmp0 (
+                 json_object_get_string_member_with_default (event, "disk", ""),
+                 disk)
+                 == 0)
+        {
+          assert_true (json_object_get_int_member (event, "reconnects") > 0);
+          return json_object_get_int_member (event, "bytes-resent");
+        }
+    }
+  fail_msg ("no disk-synced event for %s: %s", disk, run->out->str);
+  return 0;
+}
+
+/* The sink's connections are reset mid-copy (nft reject with tcp reset,
+ * ss -K), and every new one too until vmshift's third attempt: it then
+ * connects again by itself and finishes in the same run, sending again at
+ * most 1 % of the data plus a request per connection.  Without reconnects
+ * the run fails. */
+static void
+test_reconnect_after_tcp_resets (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd1 = replica_path (fixture, "t9-vd1");
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
+  g_autoptr (GError) error = NULL;
+  const guint64 bound = 32 * MiB / 100 + 2 * 256 * 1024;
+  guint64 resent;
+  int status;
+
+  if (!fixture->hosts)
+    skip ();
+  first
+      = run_start (fixture, source, "--sink", fixture->sink_uri, "--job", "j9",
+                   "--replica-prefix", "t9", "--disk", "vd1", "--max-bandwidth",
+                   "4M", "--connections", "2", "--rounds", "1", NULL);
+  while (last_progress (first, "vd1", "background") < 8 * MiB)
+    if (run_pump (first, 100))
+      fail_msg ("vmshift ended early: %s", first->out->str);
+  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
+                                           VMS_TEST_SINK_PORT, TRUE, &error),
+                 error);
+  /* Seen, and then refused for a while: a run that connected at once
+   * would not have been tested. */
+  vms_test_command_wait_for (first, "\"event\":\"reconnecting\"", 20000);
+  vms_test_command_wait_for (first, "\"attempt\":3", 20000);
+  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
+                                           VMS_TEST_SINK_PORT, FALSE, &error),
+                 error);
+  status = run_wait (first);
+  if (status != 0)
+    {
+      g_autofree char *err = run_stderr (first);
+
+      fail_msg ("vmshift did not ride out the resets (exit %d): %s", status,
+                err);
+    }
+  resent = resent_bytes (first, "vd1");
+  print_message ("sent again after the resets: %" G_GUINT64_FORMAT
+                 " bytes (at most %" G_GUINT64_FORMAT ")\n",
+                 resent, bound);
+  if (resent > bound)
+    fail_msg ("%s", first->out->str);
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", "j9", "--rounds", "1", NULL);
+  run_expect_success (last);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* The sink is killed (kill -9) mid-copy and started again a few seconds
+ * later: vmshift connects again and goes on in the same run from what the
+ * sink acknowledged (nbdkit died, the host's page cache kept it), and the
+ * replica is identical. */
+static void
+test_reconnect_after_sink_restart (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd1 = replica_path (fixture, "t10-vd1");
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
+  g_autoptr (GError) error = NULL;
+
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j10", "--replica-prefix", "t10", "--disk", "vd1",
+                     "--max-bandwidth", "4M", "--rounds", "1", NULL);
+  while (last_progress (first, "vd1", "background") < 8 * MiB)
+    if (run_pump (first, 100))
+      fail_msg ("vmshift ended early: %s", first->out->str);
+  vms_test_sink_kill (fixture->sink);
+  vms_test_command_wait_for (first, "\"attempt\":2", 20000);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  run_expect_success (first);
+  /* From the acknowledged watermark, not from the last FLUSH (none yet:
+   * that would be the whole 8 MiB again). */
+  assert_true (resent_bytes (first, "vd1") <= 32 * MiB / 100 + 2 * 256 * 1024);
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", "j10", "--rounds", "1", NULL);
   run_expect_success (last);
   assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
 }
@@ -751,6 +1017,8 @@ main (void)
                                      setup_data, teardown),
     cmocka_unit_test_setup_teardown (test_resume_after_sink_killed, setup_data,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_granularity_follows_4k_writes,
+                                     setup_random_4k, teardown),
     cmocka_unit_test_setup_teardown (test_sync_errors, setup, teardown),
     cmocka_unit_test_setup_teardown (test_interrupt_saves_state, setup_data,
                                      teardown),
@@ -762,6 +1030,10 @@ main (void)
     cmocka_unit_test_setup_teardown (test_full_sink, setup_data, teardown),
     cmocka_unit_test_setup_teardown (test_resume_after_link_cut, setup_hosts,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_reconnect_after_tcp_resets,
+                                     setup_hosts, teardown),
+    cmocka_unit_test_setup_teardown (test_reconnect_after_sink_restart,
+                                     setup_data, teardown),
   };
 
   vmshift = vms_test_built_program ("VMS_VMSHIFT");

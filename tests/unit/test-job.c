@@ -63,6 +63,8 @@ test_round_trip (void **state)
   disk->watermark = 123456789;
   disk->bytes_written = 42;
   disk->bytes_final = 7;
+  disk->granularity = 4096;
+  disk->granularity_reason = g_strdup ("the 4 KiB floor");
   assert_null (job->migration);
   job->phase = VMS_JOB_PHASE_ROLLED_BACK;
   vms_job_get_migration (job)->dest_qmp = g_strdup ("qmp:/run/dest.qmp");
@@ -92,6 +94,8 @@ test_round_trip (void **state)
   assert_int_equal (disk->watermark, 123456789);
   assert_int_equal (disk->bytes_written, 42);
   assert_int_equal (disk->bytes_final, 7);
+  assert_int_equal (disk->granularity, 4096);
+  assert_string_equal (disk->granularity_reason, "the 4 KiB floor");
   assert_null (vms_job_find_disk (loaded, "vd1"));
   assert_int_equal (loaded->phase, VMS_JOB_PHASE_ROLLED_BACK);
   assert_non_null (loaded->migration);
@@ -108,6 +112,18 @@ test_round_trip (void **state)
       json_object_get_string_member (loaded->migration->libvirt, "domain"),
       "web1");
 }
+
+/* A job with one disk vd0 as version 1 first wrote it, with more
+ * members in the disk appended. */
+#define OLD_DISK_JOB(id, more)                                                 \
+  "{\"version\":1,\"id\":\"" id "\",\"source\":\"s\",\"sink\":\"k\","          \
+  "\"vm-name\":\"\",\"vm-uuid\":\"\",\"phase\":\"copying\",\"runs\":1,"        \
+  "\"created\":1,\"updated\":1,\"disks\":[{\"name\":\"vd0\",\"node\":"         \
+  "\"d0\",\"format\":\"raw\",\"size\":10,\"replica\":\"r\","                   \
+  "\"persistent\":false,\"round\":1,\"recording-bitmap\":\"b\","               \
+  "\"copying-bitmap\":null,\"round-dirty\":0,\"watermark\":0,"                 \
+  "\"last-round-dirty\":0,\"bytes-read\":0,\"bytes-written\":0,"               \
+  "\"bytes-zeroed\":0,\"resumed-from\":0" more "}]}"
 
 static void
 assert_load_fails (const char *dir, const char *id, const char *contents,
@@ -154,6 +170,31 @@ test_bad_files_refused (void **state)
       "\"bytes-zeroed\":0,\"resumed-from\":0}]}",
       VMS_JOB_ERROR_CORRUPT);
   assert_load_fails (dir, "../etc/passwd", NULL, VMS_JOB_ERROR_INVALID);
+  /* QEMU would refuse such a granularity for the next round. */
+  assert_load_fails (dir, "oddgran",
+                     OLD_DISK_JOB ("oddgran", ",\"granularity\":3"),
+                     VMS_JOB_ERROR_CORRUPT);
+}
+
+/* A job written before granularity was recorded: 0, and its bitmaps
+ * tell what they have (vms-replicate asks QEMU on resume). */
+static void
+test_old_job_without_granularity (void **state)
+{
+  const char *dir = *state;
+  g_autofree char *path = g_build_filename (dir, "nogran.json", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsJob) job = NULL;
+  VmsJobDisk *disk;
+
+  assert_true (
+      g_file_set_contents (path, OLD_DISK_JOB ("nogran", ""), -1, NULL));
+  job = vms_job_load (dir, "nogran", &error);
+  if (!job)
+    fail_msg ("load: %s", error->message);
+  disk = vms_job_find_disk (job, "vd0");
+  assert_int_equal (disk->granularity, 0);
+  assert_null (disk->granularity_reason);
 }
 
 /* A job file written before paths were saved absolute: its relative
@@ -306,6 +347,8 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_round_trip, make_dir, remove_dir),
     cmocka_unit_test_setup_teardown (test_bad_files_refused, make_dir,
+                                     remove_dir),
+    cmocka_unit_test_setup_teardown (test_old_job_without_granularity, make_dir,
                                      remove_dir),
     cmocka_unit_test_setup_teardown (test_old_relative_paths, make_dir,
                                      remove_dir),

@@ -6,6 +6,7 @@
 #include "vms-bitmap.h"
 #include "vms-disk.h"
 #include "vms-export.h"
+#include "vms-granularity.h"
 #include "vms-vm.h"
 #include "vms-sink-client.h"
 
@@ -65,6 +66,8 @@ on_checkpoint (const VmsCopyStats *stats, gpointer user_data, GError **error)
   disk->bytes_read += stats->bytes_read - rep->last.bytes_read;
   disk->bytes_written += stats->bytes_written - rep->last.bytes_written;
   disk->bytes_zeroed += stats->bytes_zeroed - rep->last.bytes_zeroed;
+  disk->reconnects += stats->reconnects - rep->last.reconnects;
+  disk->bytes_resent += stats->bytes_resent - rep->last.bytes_resent;
   sent = stats->bytes_written - rep->last.bytes_written;
   rep->run_bytes[rep->pass] += sent;
   switch (rep->pass)
@@ -91,6 +94,35 @@ on_progress (const VmsCopyStats *stats, gpointer user_data)
   vms_progress_update (rep->progress, rep->disk->name, rep->phase,
                        stats->work_done, stats->work_total,
                        stats->bytes_written);
+}
+
+static void
+on_reconnect (guint attempt, const GError *cause, const VmsCopyStats *stats,
+              gpointer user_data)
+{
+  VmsReplicate *rep = user_data;
+  JsonObject *fields = json_object_new ();
+
+  json_object_set_string_member (fields, "disk", rep->disk->name);
+  json_object_set_string_member (fields, "phase", rep->phase);
+  if (attempt == 0)
+    {
+      g_autofree char *resent = vms_format_size (stats->bytes_resent);
+
+      json_object_set_int_member (fields, "from", stats->watermark);
+      json_object_set_int_member (fields, "bytes-resent", stats->bytes_resent);
+      vms_progress_event (
+          rep->progress, "reconnected", fields,
+          "%s: connected again; the %s goes on from byte %" G_GUINT64_FORMAT
+          " (%s sent again so far)",
+          rep->disk->name, rep->phase, stats->watermark, resent);
+      return;
+    }
+  json_object_set_int_member (fields, "attempt", attempt);
+  json_object_set_string_member (fields, "cause", cause->message);
+  vms_progress_event (rep->progress, "reconnecting", fields,
+                      "%s: connection lost (%s); reconnecting (attempt %u)",
+                      rep->disk->name, cause->message, attempt);
 }
 
 /* One pass over a disk: all of it (bitmap NULL) or what bitmap marks,
@@ -133,6 +165,14 @@ copy_pass (VmsReplicate *rep, VmsJobDisk *disk, const char *bitmap,
   spec.checkpoint_bytes = config->checkpoint_bytes;
   spec.checkpoint_ms = config->checkpoint_seconds * 1000;
   spec.io_timeout_ms = config->io_timeout_s * 1000;
+  /* The source is paused in the final round: a sink that stays away is
+   * given up on soon, and the migration rolls back. */
+  spec.retry_timeout_ms = (rep->pass == VMS_REPLICATE_PASS_FINAL
+                               ? MIN (config->retry_timeout_s,
+                                      VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S)
+                               : config->retry_timeout_s)
+                          * 1000;
+  spec.reconnect = on_reconnect;
   spec.rate = rep->rate;
   spec.cancellable = rep->cancellable;
   spec.checkpoint = on_checkpoint;
@@ -192,7 +232,7 @@ background_copy (VmsReplicate *rep, VmsJobDisk *disk, GError **error)
 
       /* The bitmap comes first: every write from now on is recorded, so
        * whatever the copy reads too early is copied again in round 1. */
-      if (!vms_bitmap_add (rep->qmp, disk->node, name, rep->config->granularity,
+      if (!vms_bitmap_add (rep->qmp, disk->node, name, disk->granularity,
                            &disk->persistent, error))
         return FALSE;
       disk->recording_bitmap = g_steal_pointer (&name);
@@ -537,6 +577,8 @@ vms_replicate_config_init (VmsReplicateConfig *config)
   config->rounds = -1;
   config->converge_bytes = VMS_REPLICATE_DEFAULT_CONVERGE_BYTES;
   config->checkpoint_bytes = VMS_COPY_DEFAULT_CHECKPOINT_BYTES;
+  config->retry_timeout_s = VMS_REPLICATE_DEFAULT_RETRY_TIMEOUT_S;
+  config->bitmap_memory = VMS_GRANULARITY_DEFAULT_BITMAP_MEMORY;
 }
 
 void
@@ -730,8 +772,11 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
     }
   rep->job->runs++;
   rep->job->phase = VMS_JOB_PHASE_COPYING;
-  return config->resume ? vms_job_save (rep->job, error)
-                        : save_new_job (rep, error);
+  /* A new job's file is made first, and only if its id is free: from
+   * here on the id is this run's alone. */
+  if (!config->resume && !save_new_job (rep, error))
+    return FALSE;
+  return vms_replicate_settle_granularity (rep, error);
 }
 
 void
@@ -744,6 +789,7 @@ vms_replicate_report_disks (VmsReplicate *rep)
       g_autofree char *written = vms_format_size (disk->bytes_written);
       g_autofree char *zeroed = vms_format_size (disk->bytes_zeroed);
       g_autofree char *last = vms_format_size (disk->last_round_dirty);
+      g_autofree char *granularity = vms_granularity_format (disk->granularity);
 
       json_object_set_string_member (fields, "disk", disk->name);
       json_object_set_string_member (fields, "replica", disk->replica);
@@ -751,15 +797,19 @@ vms_replicate_report_disks (VmsReplicate *rep)
       json_object_set_int_member (fields, "bytes-zeroed", disk->bytes_zeroed);
       json_object_set_int_member (fields, "bytes-read", disk->bytes_read);
       json_object_set_int_member (fields, "rounds", disk->round - 1);
+      json_object_set_int_member (fields, "reconnects", disk->reconnects);
+      json_object_set_int_member (fields, "bytes-resent", disk->bytes_resent);
       json_object_set_int_member (fields, "last-round-dirty",
                                   disk->last_round_dirty);
       json_object_set_string_member (fields, "recording-bitmap",
                                      disk->recording_bitmap);
+      json_object_set_int_member (fields, "granularity", disk->granularity);
+      json_object_set_int_member (fields, "bytes-rounds", disk->bytes_rounds);
       vms_progress_event (rep->progress, "disk-synced", fields,
                           "%s -> %s: %s sent, %s zeroed, %u rounds, last "
-                          "round %s%s%s%s",
+                          "round %s, bitmap granularity %s%s%s%s",
                           disk->name, disk->replica, written, zeroed,
-                          disk->round - 1, last,
+                          disk->round - 1, last, granularity,
                           disk->recording_bitmap ? "; bitmap " : "",
                           disk->recording_bitmap ? disk->recording_bitmap : "",
                           disk->recording_bitmap ? " keeps recording" : "");

@@ -16,6 +16,11 @@ G_BEGIN_DECLS
 
 /* Rounds stop when one dirties no more than this (bytes), unless told. */
 #define VMS_REPLICATE_DEFAULT_CONVERGE_BYTES (16 * 1024 * 1024)
+/* Lost connections are made again for this long (s) before a run gives
+ * up: a link reset or a sink restart is over well within it. */
+#define VMS_REPLICATE_DEFAULT_RETRY_TIMEOUT_S 600
+/* ... but while the source is paused for the final round, this long. */
+#define VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S 5
 
 /* What to replicate and how: the parsed options of sync and migrate. */
 typedef struct
@@ -40,7 +45,12 @@ typedef struct
   guint64 checkpoint_bytes;    /* FLUSH and checkpoint after this much */
   guint checkpoint_seconds;    /* ... or this long, 0: default */
   guint io_timeout_s;    /* a silent peer is gone after this, 0: default */
-  guint32 granularity;   /* bytes per bitmap bit, 0: QEMU's default */
+  guint retry_timeout_s; /* lost connections are made again for up to
+                            this long; 0: fail at once */
+  guint32 granularity;   /* bytes per bitmap bit of a new job, 0: chosen
+                            per disk (vms-granularity) */
+  guint64 bitmap_memory; /* bytes QEMU may spend on the job's bitmaps, all
+                            disks together */
   guint64 max_bandwidth; /* bytes per second, 0: unlimited */
 } VmsReplicateConfig;
 
@@ -99,6 +109,12 @@ void vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
  * disks discovered, checked against a resumed job, state saved. */
 gboolean vms_replicate_open_job (VmsReplicate *rep, const char *source,
                                  GError **error);
+
+/* Settle each disk's bitmap granularity (vms_replicate_open_job does):
+ * a disk with bitmaps keeps theirs, a new one gets --granularity or one
+ * chosen from the disks' sizes, config->bitmap_memory and the guest's
+ * average write; one "granularity" event per disk says which and why. */
+gboolean vms_replicate_settle_granularity (VmsReplicate *rep, GError **error);
 
 /* Start QEMU's NBD server and make sure every replica exists. */
 gboolean vms_replicate_start (VmsReplicate *rep, GError **error);
