@@ -18,4 +18,11 @@ gboolean vms_file_sync_directory (const char *path, GError **error);
 gboolean vms_file_replace_durably (const char *path, const char *contents,
                                    int mode, GError **error);
 
+/* Create path with contents, durably, only if it does not exist: the
+ * contents are written to a temporary file first and linked to path, so
+ * the file appears whole or not at all, and of two processes creating
+ * the same path one gets G_FILE_ERROR_EXIST and has written nothing. */
+gboolean vms_file_create_durably (const char *path, const char *contents,
+                                  int mode, GError **error);
+
 G_END_DECLS

@@ -6,6 +6,7 @@
 #include "vms-path.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <json-glib/json-glib.h>
 
@@ -49,6 +50,56 @@ vms_job_id_is_valid (const char *id, GError **error)
                    "'.' or '-'", VMS_JOB_MAX_ID);
       return FALSE;
     }
+  return TRUE;
+}
+
+char *
+vms_job_default_id (const char *vm_name, gint64 seconds, guint attempt)
+{
+  /* Room for "-SECONDS-ATTEMPT" after the name. */
+  const gsize max_name = VMS_JOB_MAX_ID - 2 * 21;
+  g_autoptr (GString) name = g_string_new (NULL);
+
+  for (const char *p = vm_name; *p && name->len < max_name; p++)
+    g_string_append_c (
+        name,
+        g_ascii_isalnum (*p) || *p == '-' || *p == '_' || *p == '.' ? *p : '_');
+  if (name->len == 0 || name->str[0] == '.' || name->str[0] == '-')
+    g_string_prepend (name, "vm");
+  g_string_append_printf (name, "-%" G_GINT64_FORMAT, seconds);
+  if (attempt > 0)
+    g_string_append_printf (name, "-%u", attempt);
+  return g_string_free (g_steal_pointer (&name), FALSE);
+}
+
+gboolean
+vms_job_check_state_dir (const char *state_dir, GError **error)
+{
+  g_autofree char *probe = g_build_filename (state_dir, ".probe-XXXXXX", NULL);
+  int fd, saved;
+
+  if (g_mkdir_with_parents (state_dir, 0700) < 0)
+    {
+      saved = errno;
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO,
+                   "cannot create state directory %s: %s (give another "
+                   "with --state-dir)",
+                   state_dir, g_strerror (saved));
+      return FALSE;
+    }
+  /* access(2) would say yes to root on a read-only file system. */
+  fd = g_mkstemp_full (probe, O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0)
+    {
+      saved = errno;
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO,
+                   "cannot write job state in %s: %s (give another "
+                   "directory with --state-dir)",
+                   state_dir, g_strerror (saved));
+      return FALSE;
+    }
+  close (fd);
+  unlink (probe);
   return TRUE;
 }
 
@@ -269,6 +320,7 @@ vms_job_save (VmsJob *job, GError **error)
   g_autofree char *text = NULL;
   g_autoptr (GError) write_error = NULL;
 
+  job->saved = FALSE;
   if (g_mkdir_with_parents (job->state_dir, 0700) < 0)
     {
       g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO,
@@ -278,13 +330,43 @@ vms_job_save (VmsJob *job, GError **error)
     }
   job->updated = g_get_real_time () / G_USEC_PER_SEC;
   text = serialise (job);
-  if (!vms_file_replace_durably (path, text, 0600, &write_error))
+  job->saved = vms_file_replace_durably (path, text, 0600, &write_error);
+  if (!job->saved)
     {
       g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO,
                    "cannot save job state: %s", write_error->message);
       return FALSE;
     }
   return TRUE;
+}
+
+gboolean
+vms_job_save_new (VmsJob *job, GError **error)
+{
+  g_autofree char *path = job_path (job->state_dir, job->id);
+  g_autofree char *text = NULL;
+  g_autoptr (GError) write_error = NULL;
+
+  if (!vms_job_id_is_valid (job->id, error))
+    return FALSE;
+  if (g_mkdir_with_parents (job->state_dir, 0700) < 0)
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO,
+                   "cannot create state directory %s: %s", job->state_dir,
+                   g_strerror (errno));
+      return FALSE;
+    }
+  job->updated = g_get_real_time () / G_USEC_PER_SEC;
+  text = serialise (job);
+  job->saved = vms_file_create_durably (path, text, 0600, &write_error);
+  if (g_error_matches (write_error, G_FILE_ERROR, G_FILE_ERROR_EXIST))
+    g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_EXISTS,
+                 "job %s exists; continue it with --resume %s", job->id,
+                 job->id);
+  else if (!job->saved)
+    g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO,
+                 "cannot save job state: %s", write_error->message);
+  return job->saved;
 }
 
 /* Loading: members are checked for type; a file that does not hold what
@@ -494,6 +576,7 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
                     json_array_get_element (json_node_get_array (disks), i),
                     path))
       goto corrupt;
+  job->saved = TRUE;
   return g_steal_pointer (&job);
 
 corrupt:

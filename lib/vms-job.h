@@ -94,9 +94,24 @@ typedef struct
   gint64 updated;     /* last save */
   GPtrArray *disks;   /* VmsJobDisk* */
   VmsJobMigration *migration; /* NULL unless vmshift migrate ran */
+  gboolean saved;             /* the file holds this state as of the last save:
+                                 FALSE for a new job and after a failed save */
 } VmsJob;
 
+/* An id is 1 to VMS_JOB_MAX_ID of [A-Za-z0-9._-], not starting with '.'
+ * or '-' (it becomes a file name and part of QEMU's bitmap names). */
 gboolean vms_job_id_is_valid (const char *id, GError **error);
+
+/* The id of a job the user did not name: VM-SECONDS, or VM-SECONDS-N
+ * for attempt N > 0, VM being vm_name shortened and with what an id
+ * cannot hold replaced by '_' ("vm" when that leaves nothing usable).
+ * Always valid.  Caller frees. */
+char *vms_job_default_id (const char *vm_name, gint64 seconds, guint attempt);
+
+/* Make state_dir (and its parents) if missing and check that a job file
+ * can be created in it, before anything is done that would need one to
+ * resume.  VMS_JOB_ERROR_IO says why not. */
+gboolean vms_job_check_state_dir (const char *state_dir, GError **error);
 
 /* Where jobs live unless told: /var/lib/vmshift for root, else
  * $XDG_STATE_HOME/vmshift (caller frees). */
@@ -115,6 +130,11 @@ VmsJob *vms_job_load (const char *state_dir, const char *id, GError **error);
 /* Write the file atomically and durably (temp file, fsync, rename, fsync
  * of the directory): a crash leaves the old state or the new one. */
 gboolean vms_job_save (VmsJob *job, GError **error);
+
+/* The first save of a new job: its file is created only if no job has
+ * the id (VMS_JOB_ERROR_EXISTS otherwise), atomically, so that two runs
+ * can never both take one id. */
+gboolean vms_job_save_new (VmsJob *job, GError **error);
 
 const char *vms_job_phase_name (VmsJobPhase phase);
 

@@ -10,6 +10,46 @@
 #include <libnbd.h>
 #include <string.h>
 
+gboolean
+vms_sink_client_check_uri (const char *sink_uri, GError **error)
+{
+  static const char *const schemes[]
+      = { "nbd", "nbds", "nbd+unix", "nbds+unix", NULL };
+  g_autoptr (GUri) uri
+      = g_uri_parse (sink_uri, G_URI_FLAGS_ENCODED_QUERY, NULL);
+  const char *scheme = uri ? g_uri_get_scheme (uri) : NULL;
+  const char *query = uri ? g_uri_get_query (uri) : NULL;
+  g_autoptr (GHashTable) params = NULL;
+
+  if (!scheme || !g_strv_contains (schemes, scheme))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--sink wants an NBD URI (nbd://HOST[:PORT], nbds://..., "
+                   "nbd+unix:///?socket=PATH, nbds+unix://...), not '%s'",
+                   sink_uri);
+      return FALSE;
+    }
+  if (!g_str_has_suffix (scheme, "+unix"))
+    {
+      if (!g_uri_get_host (uri) || !*g_uri_get_host (uri))
+        {
+          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                       "--sink %s names no host", sink_uri);
+          return FALSE;
+        }
+      return TRUE;
+    }
+  params = query ? g_uri_parse_params (query, -1, "&", G_URI_PARAMS_NONE, NULL)
+                 : NULL;
+  if (!params || !g_hash_table_contains (params, "socket"))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--sink %s names no socket: add ?socket=PATH", sink_uri);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 char *
 vms_sink_client_uri (const char *sink_uri, const char *export_name,
                      GError **error)

@@ -11,6 +11,12 @@
 
 G_BEGIN_DECLS
 
+/* Whether sink_uri can name a sink: an nbd://, nbds:// URI with a host,
+ * or an nbd+unix://, nbds+unix:// one with ?socket=PATH.  Checked before
+ * anything is done, so that a typo is a usage error; a refusal is
+ * G_OPTION_ERROR_BAD_VALUE naming --sink. */
+gboolean vms_sink_client_check_uri (const char *sink_uri, GError **error);
+
 /* sink_uri (nbd://, nbds://, nbd+unix:// or nbds+unix://, whose query,
  * e.g. ?socket=...&tls-psk-file=..., is kept) with its path replaced by
  * export_name, escaped where a URI path needs it.  Errors are

@@ -15,6 +15,7 @@
 #include "vms-progress.h"
 #include "vms-path.h"
 #include "vms-file.h"
+#include "vms-option.h"
 
 #include <errno.h>
 #include <gio/gio.h>
@@ -88,22 +89,6 @@ parse_subcommand (const char *subcommand, const char *parameters,
   if (!g_option_context_parse (context, argc, argv, &error))
     {
       sink_error (subcommand, "%s", error->message);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/* Parse a decimal number between min and max; say which option was wrong. */
-static gboolean
-parse_number (const char *option, const char *text, guint64 min, guint64 max,
-              guint64 *out, GError **error)
-{
-  if (!g_ascii_string_to_unsigned (text, 10, min, max, out, NULL))
-    {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   "%s wants a number between %" G_GUINT64_FORMAT
-                   " and %" G_GUINT64_FORMAT ", not '%s'",
-                   option, min, max, text);
       return FALSE;
     }
   return TRUE;
@@ -482,18 +467,16 @@ check_numbers (const ServeOptions *options, guint64 *threads,
 {
   *threads = 0;
   *hash_chunk = 0;
-  if (options->threads
-      && !parse_number ("--threads", options->threads, 1, SINK_MAX_THREADS,
-                        threads, error))
+  /* The plugin checks --hash-chunk too, but its message names
+   * hash-chunk=, which the user never typed, and --print-command should
+   * print only what runs. */
+  if (!vms_option_count ("--threads", options->threads, 1, SINK_MAX_THREADS,
+                         threads, error)
+      || !vms_option_size ("--hash-chunk", options->hash_chunk,
+                           VMS_SINK_HASH_CHUNK_MIN, VMS_SINK_HASH_CHUNK_MAX,
+                           hash_chunk, error))
     return FALSE;
-  if (!options->hash_chunk)
-    return TRUE;
-  /* The plugin checks too, but its message names hash-chunk=, which the
-   * user never typed, and --print-command should print only what runs. */
-  if (!g_ascii_string_to_unsigned (options->hash_chunk, 10,
-                                   VMS_SINK_HASH_CHUNK_MIN,
-                                   VMS_SINK_HASH_CHUNK_MAX, hash_chunk, NULL)
-      || (*hash_chunk & (*hash_chunk - 1)) != 0)
+  if ((*hash_chunk & (*hash_chunk - 1)) != 0)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    "--hash-chunk wants a power of two between %d and %d "

@@ -5,28 +5,58 @@
 #include "vms-copy.h"
 #include "vms-granularity.h"
 #include "vms-job.h"
+#include "vms-option.h"
 #include "vms-path.h"
-#include "vms-size.h"
+#include "vms-sink-client.h"
+
+/* Typo guards: nobody means more than these, and the engine's counters
+ * stay far from overflowing. */
+#define MAX_ROUNDS 1000
+#define MAX_SECONDS (24 * 3600)
+#define MAX_RATE (G_GUINT64_CONSTANT (1) << 40)
+#define MAX_BYTES (G_GUINT64_CONSTANT (1) << 40)
+/* QEMU wants a bitmap granularity that is a power of two from 512 bytes
+ * to 2 GiB. */
+#define MIN_GRANULARITY 512
+#define MAX_GRANULARITY (G_GUINT64_CONSTANT (1) << 31)
 
 static gboolean
-check_counts (const VmsCliCopyOptions *options, GError **error)
+parse_counts (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
+              GError **error)
 {
-  if (options->rounds < -1 || (options->rounds >= 0 && options->until_converged)
-      || options->connections < 0
-      || options->connections > VMS_COPY_MAX_CONNECTIONS
-      || options->queue_depth < 0
-      || options->queue_depth > VMS_COPY_MAX_QUEUE_DEPTH
-      || options->checkpoint_seconds < 0 || options->io_timeout < 0
-      || options->retry_timeout < -1)
+  guint64 rounds = 0, connections = config->connections;
+  guint64 queue_depth = config->queue_depth;
+  guint64 checkpoint_s = config->checkpoint_seconds;
+  guint64 io_timeout_s = config->io_timeout_s;
+  guint64 retry_timeout_s = config->retry_timeout_s;
+
+  if (options->rounds && options->until_converged)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   "--rounds N (0 or more) and --until-converged exclude "
-                   "each other; "
-                   "--connections is 1..%d, --queue-depth 1..%d, and counts "
-                   "and times are not negative",
-                   VMS_COPY_MAX_CONNECTIONS, VMS_COPY_MAX_QUEUE_DEPTH);
+                   "--rounds and --until-converged exclude each other");
       return FALSE;
     }
+  if (!vms_option_count ("--rounds", options->rounds, 0, MAX_ROUNDS, &rounds,
+                         error)
+      || !vms_option_count ("--connections", options->connections, 1,
+                            VMS_COPY_MAX_CONNECTIONS, &connections, error)
+      || !vms_option_count ("--queue-depth", options->queue_depth, 1,
+                            VMS_COPY_MAX_QUEUE_DEPTH, &queue_depth, error)
+      || !vms_option_seconds ("--checkpoint-seconds",
+                              options->checkpoint_seconds, 1, MAX_SECONDS,
+                              &checkpoint_s, error)
+      || !vms_option_seconds ("--io-timeout", options->io_timeout, 1,
+                              MAX_SECONDS, &io_timeout_s, error)
+      || !vms_option_seconds ("--retry-timeout", options->retry_timeout, 0,
+                              MAX_SECONDS, &retry_timeout_s, error))
+    return FALSE;
+  if (options->rounds)
+    config->rounds = rounds;
+  config->connections = connections;
+  config->queue_depth = queue_depth;
+  config->checkpoint_seconds = checkpoint_s;
+  config->io_timeout_s = io_timeout_s;
+  config->retry_timeout_s = retry_timeout_s;
   return TRUE;
 }
 
@@ -40,33 +70,29 @@ parse_sizes (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
 {
   guint64 request = 0, granularity = 0;
 
-  if (!vms_size_parse ("--max-bandwidth", options->max_bandwidth, 1024,
-                       &config->max_bandwidth, error)
-      || !vms_size_parse ("--request-size", options->request_size, 4096,
-                          &request, error)
-      || !vms_size_parse ("--converge-bytes", options->converge, 0,
-                          &config->converge_bytes, error)
-      || !vms_size_parse ("--checkpoint-bytes", options->checkpoint_bytes,
-                          1024 * 1024, &config->checkpoint_bytes, error)
-      || !vms_size_parse ("--granularity", options->granularity, 512,
-                          &granularity, error)
-      || !vms_size_parse ("--bitmap-memory", options->bitmap_memory,
-                          BITMAP_MEMORY_MIN, &config->bitmap_memory, error))
+  if (!vms_option_rate ("--max-bandwidth", options->max_bandwidth, 1024,
+                        MAX_RATE, &config->max_bandwidth, error)
+      || !vms_option_size ("--request-size", options->request_size, 4096,
+                           VMS_COPY_MAX_REQUEST_SIZE, &request, error)
+      || !vms_option_size ("--converge-bytes", options->converge, 0, MAX_BYTES,
+                           &config->converge_bytes, error)
+      || !vms_option_size ("--checkpoint-bytes", options->checkpoint_bytes,
+                           1024 * 1024, MAX_BYTES, &config->checkpoint_bytes,
+                           error)
+      || !vms_option_size ("--granularity", options->granularity,
+                           MIN_GRANULARITY, MAX_GRANULARITY, &granularity,
+                           error)
+      || !vms_option_size ("--bitmap-memory", options->bitmap_memory,
+                           BITMAP_MEMORY_MIN, MAX_BYTES, &config->bitmap_memory,
+                           error))
     return FALSE;
   config->converge_bytes_set = options->converge != NULL;
-  /* QEMU wants a power of two from 512 bytes to 2 GiB. */
-  if (granularity > (G_GUINT64_CONSTANT (1) << 31)
-      || (granularity & (granularity - 1)) != 0)
+  if ((granularity & (granularity - 1)) != 0)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   "--granularity must be a power of two from 512 to 2G");
-      return FALSE;
-    }
-  if (request > VMS_COPY_MAX_REQUEST_SIZE)
-    {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   "--request-size is at most %d bytes",
-                   VMS_COPY_MAX_REQUEST_SIZE);
+                   "--granularity must be a power of two from 512 to 2G, "
+                   "not '%s'",
+                   options->granularity);
       return FALSE;
     }
   config->request_size = request;
@@ -74,19 +100,39 @@ parse_sizes (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
   return TRUE;
 }
 
+/* Names are refused as typed, never rewritten: a job is resumed by the
+ * name it was given, and the sink must be one before a job file is
+ * written for it. */
+static gboolean
+check_names (const VmsCliCopyOptions *options, GError **error)
+{
+  g_autoptr (GError) id_error = NULL;
+  const char *option = options->job_id ? "--job" : "--resume";
+  const char *id = options->job_id ? options->job_id : options->resume;
+
+  if (options->job_id && options->resume)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--job names a new job, --resume an existing one: give "
+                   "one of them");
+      return FALSE;
+    }
+  if (id && !vms_job_id_is_valid (id, &id_error))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "%s '%s': %s", option, id, id_error->message);
+      return FALSE;
+    }
+  return !options->sink || vms_sink_client_check_uri (options->sink, error);
+}
+
 gboolean
 vms_cli_copy_options_parse (VmsCliCopyOptions *options,
                             VmsReplicateConfig *config, GError **error)
 {
-  if (!check_counts (options, error) || !parse_sizes (options, config, error))
+  if (!check_names (options, error) || !parse_counts (options, config, error)
+      || !parse_sizes (options, config, error))
     return FALSE;
-  config->rounds = options->rounds;
-  config->connections = options->connections;
-  config->queue_depth = options->queue_depth;
-  config->checkpoint_seconds = options->checkpoint_seconds;
-  config->io_timeout_s = options->io_timeout;
-  if (options->retry_timeout >= 0)
-    config->retry_timeout_s = options->retry_timeout;
   /* QEMU gets the sink's socket and keys for the mirror, in its own
    * working directory; the job keeps them for a run from another one. */
   config->sink = vms_path_absolute_sink_uri (options->sink);
@@ -115,6 +161,12 @@ vms_cli_copy_options_clear (VmsCliCopyOptions *options)
   g_clear_pointer (&options->request_size, g_free);
   g_clear_pointer (&options->checkpoint_bytes, g_free);
   g_clear_pointer (&options->granularity, g_free);
+  g_clear_pointer (&options->rounds, g_free);
+  g_clear_pointer (&options->connections, g_free);
+  g_clear_pointer (&options->queue_depth, g_free);
+  g_clear_pointer (&options->checkpoint_seconds, g_free);
+  g_clear_pointer (&options->io_timeout, g_free);
+  g_clear_pointer (&options->retry_timeout, g_free);
   g_clear_pointer (&options->bitmap_memory, g_free);
 }
 
@@ -125,7 +177,9 @@ vms_cli_copy_option_entries (VmsCliCopyOptions *options)
     { "sink", 's', 0, G_OPTION_ARG_STRING, &options->sink,
       "NBD URI of the vmshift sink", "URI" },
     { "job", 'j', 0, G_OPTION_ARG_STRING, &options->job_id,
-      "Name the new job (default: VM name and time)", "ID" },
+      "Name the new job: letters, digits, '-', '_', '.' (default: VM name "
+      "and time)",
+      "ID" },
     { "resume", 'r', 0, G_OPTION_ARG_STRING, &options->resume,
       "Continue job JOB where it stopped", "JOB" },
     { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &options->state_dir,
@@ -137,28 +191,31 @@ vms_cli_copy_option_entries (VmsCliCopyOptions *options)
     { "max-bandwidth", 'b', 0, G_OPTION_ARG_STRING, &options->max_bandwidth,
       "Send at most RATE bytes per second, all disks together (e.g. 50M)",
       "RATE" },
-    { "rounds", 'n', 0, G_OPTION_ARG_INT, &options->rounds,
-      "Run exactly N dirty rounds (0: the background copy only)", "N" },
+    { "rounds", 'n', 0, G_OPTION_ARG_STRING, &options->rounds,
+      "Run exactly N dirty rounds, 0..1000 (0: the background copy only)",
+      "N" },
     { "until-converged", 0, 0, G_OPTION_ARG_NONE, &options->until_converged,
       "Run rounds until small or no longer shrinking (default)", NULL },
     { "converge-bytes", 0, 0, G_OPTION_ARG_STRING, &options->converge,
       "A round this small ends the rounds (default 16M)", "SIZE" },
-    { "connections", 'c', 0, G_OPTION_ARG_INT, &options->connections,
-      "Connections per side and disk (default: CPUs, at most 4; "
+    /* No -c: that is --connect wherever vmshift takes a libvirt URI,
+     * as for virsh. */
+    { "connections", 0, 0, G_OPTION_ARG_STRING, &options->connections,
+      "Connections per side and disk, 1..16 (default: CPUs, at most 4; "
       "the disks together at most 16)",
       "N" },
-    { "queue-depth", 'q', 0, G_OPTION_ARG_INT, &options->queue_depth,
-      "Requests in flight per connection (default 64)", "N" },
+    { "queue-depth", 'q', 0, G_OPTION_ARG_STRING, &options->queue_depth,
+      "Requests in flight per connection, 1..256 (default 64)", "N" },
     { "request-size", 0, 0, G_OPTION_ARG_STRING, &options->request_size,
       "Bytes per request (default 256K)", "SIZE" },
     { "checkpoint-bytes", 0, 0, G_OPTION_ARG_STRING, &options->checkpoint_bytes,
       "FLUSH and checkpoint after this much data (default 64M)", "SIZE" },
-    { "checkpoint-seconds", 0, 0, G_OPTION_ARG_INT,
+    { "checkpoint-seconds", 0, 0, G_OPTION_ARG_STRING,
       &options->checkpoint_seconds,
       "... or after this many seconds (default 10)", "S" },
-    { "io-timeout", 0, 0, G_OPTION_ARG_INT, &options->io_timeout,
+    { "io-timeout", 0, 0, G_OPTION_ARG_STRING, &options->io_timeout,
       "Give up on a silent peer after S seconds (default 60)", "S" },
-    { "retry-timeout", 0, 0, G_OPTION_ARG_INT, &options->retry_timeout,
+    { "retry-timeout", 0, 0, G_OPTION_ARG_STRING, &options->retry_timeout,
       "Reconnect lost connections for up to S seconds (default 600; "
       "0: fail at once)",
       "S" },

@@ -10,7 +10,8 @@
 
 G_BEGIN_DECLS
 
-/* The options as typed; sizes are parsed by vms_cli_copy_options_parse. */
+/* The options as typed; numbers are parsed (lib/vms-option) by
+ * vms_cli_copy_options_parse, which names the option that is wrong. */
 typedef struct
 {
   char *sink;               /* --sink */
@@ -20,18 +21,18 @@ typedef struct
   char **disks;             /* --disk, repeatable */
   char *replica_prefix;     /* --replica-prefix */
   char *max_bandwidth;      /* --max-bandwidth */
-  int rounds;               /* --rounds; -1: until converged */
+  char *rounds;             /* --rounds */
   gboolean until_converged; /* --until-converged */
   char *converge;           /* --converge-bytes */
-  int connections;          /* --connections */
-  int queue_depth;          /* --queue-depth */
+  char *connections;        /* --connections */
+  char *queue_depth;        /* --queue-depth */
   char *request_size;       /* --request-size */
   char *checkpoint_bytes;   /* --checkpoint-bytes */
   char *granularity;        /* --granularity */
   char *bitmap_memory;      /* --bitmap-memory */
-  int checkpoint_seconds;   /* --checkpoint-seconds */
-  int io_timeout;           /* --io-timeout */
-  int retry_timeout;        /* --retry-timeout, -1: not given */
+  char *checkpoint_seconds; /* --checkpoint-seconds */
+  char *io_timeout;         /* --io-timeout */
+  char *retry_timeout;      /* --retry-timeout */
   gboolean json;            /* --json */
 } VmsCliCopyOptions;
 
@@ -39,8 +40,9 @@ typedef struct
  * g_free(). */
 GOptionEntry *vms_cli_copy_option_entries (VmsCliCopyOptions *options);
 
-/* Check ranges, parse sizes and fill config (taking the strings); a
- * refusal is G_OPTION_ERROR. */
+/* Check the sink's URI and the job's name, parse the numbers and fill
+ * config (taking the strings); a refusal is G_OPTION_ERROR naming the
+ * option. */
 gboolean vms_cli_copy_options_parse (VmsCliCopyOptions *options,
                                      VmsReplicateConfig *config,
                                      GError **error);

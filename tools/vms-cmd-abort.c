@@ -4,11 +4,15 @@
  */
 #include "vms-cli.h"
 #include "vms-migration.h"
+#include "vms-option.h"
 #include "vms-path.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+
+#define DEFAULT_TIMEOUT_S 120
+#define MAX_TIMEOUT_S (24 * 3600) /* a typo guard */
 
 static gboolean
 process_is_vmshift (gint64 pid)
@@ -148,11 +152,12 @@ int
 vms_cmd_abort (int argc, char **argv)
 {
   g_autofree char *state_dir = NULL;
-  int timeout_s = 120;
+  g_autofree char *timeout = NULL;
+  guint64 timeout_s = DEFAULT_TIMEOUT_S;
   const GOptionEntry entries[]
       = { { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
             "Where job state lives (default /var/lib/vmshift as root)", "DIR" },
-          { "timeout", 't', 0, G_OPTION_ARG_INT, &timeout_s,
+          { "timeout", 't', 0, G_OPTION_ARG_STRING, &timeout,
             "Wait at most S s for the rollback (default 120)", "S" },
           G_OPTION_ENTRY_NULL };
   g_autoptr (GOptionContext) context = g_option_context_new ("JOB");
@@ -163,12 +168,21 @@ vms_cmd_abort (int argc, char **argv)
                "source VM keeps running.");
   g_option_context_add_main_entries (context, entries, NULL);
   g_set_prgname ("vmshift abort");
-  if (!g_option_context_parse (context, &argc, &argv, &error) || argc != 2
-      || timeout_s < 1)
+  if (!g_option_context_parse (context, &argc, &argv, &error)
+      || !vms_option_seconds ("--timeout", timeout, 1, MAX_TIMEOUT_S,
+                              &timeout_s, &error))
     {
-      vms_cli_error ("abort", "%s",
-                     error ? error->message
-                           : "expected one JOB (see 'vmshift abort --help')");
+      vms_cli_error ("abort", "%s", error->message);
+      return VMS_EXIT_USAGE;
+    }
+  if (argc != 2)
+    {
+      vms_cli_error ("abort", "expected one JOB (see 'vmshift abort --help')");
+      return VMS_EXIT_USAGE;
+    }
+  if (!vms_job_id_is_valid (argv[1], &error))
+    {
+      vms_cli_error ("abort", "JOB '%s': %s", argv[1], error->message);
       return VMS_EXIT_USAGE;
     }
   if (!state_dir)

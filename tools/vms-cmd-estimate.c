@@ -10,13 +10,20 @@
 #include "vms-estimate.h"
 #include "vms-job.h"
 #include "vms-path.h"
-#include "vms-size.h"
+#include "vms-sink-client.h"
+#include "vms-option.h"
 
 #include <errno.h>
 
 #define DEFAULT_WINDOW_S 120
 #define DEFAULT_INTERVAL_S 5
 #define DEFAULT_PROBE_SECONDS 2.0
+/* Typo guards. */
+#define MAX_WINDOW_S (24 * 3600)
+#define MAX_PROBE_SECONDS 3600.0
+#define MAX_SHIPPING_HOURS (366 * 24.0)
+#define MAX_RATE (G_GUINT64_CONSTANT (1) << 40)
+#define MAX_SEED_BYTES (G_GUINT64_CONSTANT (1) << 50)
 
 static const char *const description
     = "Each SOURCE is a running QEMU (qmp:PATH, a monitor vmshift may use\n"
@@ -38,20 +45,23 @@ static const char *const description
 
 typedef struct
 {
-  char *sink;                 /* --sink */
-  char *id;                   /* --id, or the time */
-  char *state_dir;            /* --state-dir, or the default */
-  int window_s;               /* --window */
-  int interval_s;             /* --interval */
-  double probe_seconds;       /* --probe-seconds */
-  char *bandwidth;            /* --bandwidth as typed */
-  char *seed_capacity;        /* --seed-capacity as typed */
-  char *seed_rate;            /* --seed-rate as typed */
-  double seed_shipping_hours; /* --seed-shipping-hours */
-  gboolean json;              /* --json */
-  char *connect;              /* --connect: SOURCEs are libvirt domains */
-  guint64 bandwidth_bytes;    /* --bandwidth parsed, 0: none */
-  VmsEstimateParams params;   /* the model's, with the seed options */
+  char *sink;               /* --sink */
+  char *id;                 /* --id, or the time */
+  char *state_dir;          /* --state-dir, or the default */
+  char *window;             /* --window as typed */
+  char *interval;           /* --interval as typed */
+  char *probe;              /* --probe-seconds as typed */
+  char *shipping;           /* --seed-shipping-hours as typed */
+  int window_s;             /* --window parsed */
+  int interval_s;           /* --interval parsed */
+  double probe_seconds;     /* --probe-seconds parsed */
+  char *bandwidth;          /* --bandwidth as typed */
+  char *seed_capacity;      /* --seed-capacity as typed */
+  char *seed_rate;          /* --seed-rate as typed */
+  gboolean json;            /* --json */
+  char *connect;            /* --connect: SOURCEs are libvirt domains */
+  guint64 bandwidth_bytes;  /* --bandwidth parsed, 0: none */
+  VmsEstimateParams params; /* the model's, with the seed options */
 } EstimateOptions;
 
 static void
@@ -64,6 +74,10 @@ options_clear (EstimateOptions *options)
   g_clear_pointer (&options->seed_capacity, g_free);
   g_clear_pointer (&options->seed_rate, g_free);
   g_clear_pointer (&options->connect, g_free);
+  g_clear_pointer (&options->window, g_free);
+  g_clear_pointer (&options->interval, g_free);
+  g_clear_pointer (&options->probe, g_free);
+  g_clear_pointer (&options->shipping, g_free);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (EstimateOptions, options_clear)
@@ -86,18 +100,42 @@ check_params (EstimateOptions *options, GError **error)
   VmsEstimateParams *params = &options->params;
   g_autofree char *text = NULL;
   guint64 seed_rate = 0;
+  double hours = 0;
 
   vms_estimate_params_init (params);
-  if (!vms_size_parse ("--seed-capacity", options->seed_capacity, 0,
-                       &params->seed_capacity, error)
-      || !vms_size_parse ("--seed-rate", options->seed_rate, 0, &seed_rate,
-                          error))
+  if (!vms_option_size ("--seed-capacity", options->seed_capacity, 0,
+                        MAX_SEED_BYTES, &params->seed_capacity, error)
+      || !vms_option_rate ("--seed-rate", options->seed_rate, 1024, MAX_RATE,
+                           &seed_rate, error)
+      || !vms_option_decimal ("--seed-shipping-hours", options->shipping,
+                              "a number of hours", 0, MAX_SHIPPING_HOURS,
+                              &hours, error))
     return FALSE;
   params->seed_rate = seed_rate;
-  params->seed_shipping_s = options->seed_shipping_hours * 3600;
+  params->seed_shipping_s = hours * 3600;
   if (g_file_get_contents ("/proc/sys/vm/dirty_expire_centisecs", &text, NULL,
                            NULL))
     params->dirty_expire_s = g_ascii_strtod (text, NULL) / 100;
+  return TRUE;
+}
+
+/* The window, its interval (at most the window) and the probes' time. */
+static gboolean
+check_times (EstimateOptions *options, GError **error)
+{
+  guint64 window = options->window_s, interval = options->interval_s;
+
+  if (!vms_option_seconds ("--window", options->window, 1, MAX_WINDOW_S,
+                           &window, error)
+      || !vms_option_seconds ("--interval", options->interval, 1, window,
+                              &interval, error)
+      || !vms_option_decimal ("--probe-seconds", options->probe,
+                              "a number of seconds", 0.001, MAX_PROBE_SECONDS,
+                              &options->probe_seconds, error))
+    return FALSE;
+  options->window_s = window;
+  /* The default interval fits any window. */
+  options->interval_s = options->interval ? interval : MIN (interval, window);
   return TRUE;
 }
 
@@ -109,19 +147,18 @@ check_options (EstimateOptions *options, int argc, GError **error)
   if (argc < 2 || !options->sink)
     return usage_error (error, "expected SOURCE... --sink URI (see 'vmshift "
                                "estimate --help')");
-  if (options->window_s < 1 || options->interval_s < 1
-      || options->interval_s > options->window_s || options->probe_seconds <= 0
-      || options->seed_shipping_hours < 0)
-    return usage_error (error, "--window and --interval are at least 1 s, "
-                               "the interval at most the window; "
-                               "--probe-seconds is positive");
-  if (!check_params (options, error))
+  if (!vms_sink_client_check_uri (options->sink, error)
+      || !check_times (options, error) || !check_params (options, error))
     return FALSE;
   if (!options->id)
     options->id = g_strdup_printf ("%" G_GINT64_FORMAT,
                                    g_get_real_time () / G_USEC_PER_SEC);
   if (!vms_job_id_is_valid (options->id, &id_error))
-    return usage_error (error, id_error->message);
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--id '%s': %s", options->id, id_error->message);
+      return FALSE;
+    }
   /* QEMU's NBD servers and its memory samples are files in it, and QEMU
    * does not share our working directory. */
   if (!options->state_dir)
@@ -132,8 +169,10 @@ check_options (EstimateOptions *options, int argc, GError **error)
   if (!VMS_HAVE_LIBVIRT && options->connect)
     return usage_error (error, "this vmshift was built without libvirt: "
                                "--connect is not available");
-  return vms_size_parse ("--bandwidth", options->bandwidth, 0,
-                         &options->bandwidth_bytes, error);
+  /* The result is written there after minutes of observing. */
+  return vms_option_rate ("--bandwidth", options->bandwidth, 1024, MAX_RATE,
+                          &options->bandwidth_bytes, error)
+         && vms_job_check_state_dir (options->state_dir, error);
 }
 
 static gboolean
@@ -147,11 +186,11 @@ parse_options (EstimateOptions *options, int *argc, char ***argv,
       "Name of this estimate (default: the time)", "ID" },
     { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &options->state_dir,
       "Where the estimate is kept (default /var/lib/vmshift as root)", "DIR" },
-    { "window", 'w', 0, G_OPTION_ARG_INT, &options->window_s,
+    { "window", 'w', 0, G_OPTION_ARG_STRING, &options->window,
       "Observe for S seconds (default 120)", "S" },
-    { "interval", 'i', 0, G_OPTION_ARG_INT, &options->interval_s,
+    { "interval", 'i', 0, G_OPTION_ARG_STRING, &options->interval,
       "Sample every S seconds (default 5)", "S" },
-    { "probe-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &options->probe_seconds,
+    { "probe-seconds", 0, 0, G_OPTION_ARG_STRING, &options->probe,
       "Measure each link configuration and each disk's copy for S seconds "
       "(default 2)",
       "S" },
@@ -161,8 +200,8 @@ parse_options (EstimateOptions *options, int *argc, char ***argv,
       "A seed device of SIZE is available", "SIZE" },
     { "seed-rate", 0, 0, G_OPTION_ARG_STRING, &options->seed_rate,
       "... written and read at RATE bytes/s", "RATE" },
-    { "seed-shipping-hours", 0, 0, G_OPTION_ARG_DOUBLE,
-      &options->seed_shipping_hours, "... and shipped in H hours", "H" },
+    { "seed-shipping-hours", 0, 0, G_OPTION_ARG_STRING, &options->shipping,
+      "... and shipped in H hours", "H" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
       "Print the result as one JSON event on stdout", NULL },
     { "connect", 'c', 0, G_OPTION_ARG_STRING, &options->connect,

@@ -5,8 +5,8 @@
 #include "vms-cli.h"
 #include "vms-cli-copy.h"
 #include "vms-migration.h"
+#include "vms-option.h"
 #include "vms-path.h"
-#include "vms-size.h"
 
 static const char *const description
     = "SOURCE is the running QEMU: qmp:PATH (a QMP monitor vmshift may use\n"
@@ -51,12 +51,12 @@ typedef struct
   char *dest_uri;           /* --dest-uri */
   char *final_sync;         /* --final-sync */
   char *bandwidth;          /* --bandwidth (disks and RAM) */
-  int max_downtime_ms;      /* --max-downtime */
-  int multifd_channels;     /* --multifd N */
+  char *max_downtime;       /* --max-downtime MS */
+  char *multifd;            /* --multifd N */
   gboolean auto_converge;   /* --auto-converge */
-  int switchover_timeout_s; /* --switchover-timeout */
+  char *switchover_timeout; /* --switchover-timeout S */
   gboolean suspend;         /* --suspend: leave the destination paused */
-  int memory_timeout_s;     /* --memory-timeout, 0: none */
+  char *memory_timeout;     /* --memory-timeout S */
   char *estimate;           /* --estimate ID */
   /* The libvirt backend, as virsh migrate names them. */
   char *connect;            /* --connect URI: DOMAIN and DESTURI follow */
@@ -65,7 +65,7 @@ typedef struct
   gboolean persistent;      /* --persistent */
   gboolean undefine_source; /* --undefinesource */
   gboolean verbose;         /* --verbose */
-  int timeout_s;            /* --timeout */
+  char *timeout;            /* --timeout S */
   char *migrate_uri;        /* --migrateuri */
   char *dname;              /* --dname */
   char *replica_dir;        /* --replica-dir */
@@ -126,6 +126,64 @@ check_libvirt_arguments (MigrateOptions *options, int argc,
   return TRUE;
 }
 
+/* Typo guards, and QEMU's own limits where it has them. */
+#define MAX_DOWNTIME_MS 2000000 /* QEMU's downtime-limit: 2000 s */
+#define MAX_MULTIFD 255         /* QEMU's multifd-channels */
+#define MAX_RATE (G_GUINT64_CONSTANT (1) << 40)
+#define MAX_SECONDS (7 * 24 * 3600)
+
+static gboolean
+parse_numbers (MigrateOptions *options, VmsMigrationConfig *config,
+               GError **error)
+{
+  guint64 downtime = config->max_downtime_ms;
+  guint64 multifd = config->multifd_channels;
+  guint64 switchover = config->switchover_timeout_s;
+  guint64 memory = config->memory_timeout_s;
+  guint64 timeout = config->libvirt.timeout_s;
+
+  if (!vms_option_integer ("--max-downtime", options->max_downtime,
+                           "a number of milliseconds", 1, MAX_DOWNTIME_MS,
+                           &downtime, error)
+      || !vms_option_count ("--multifd", options->multifd, 0, MAX_MULTIFD,
+                            &multifd, error)
+      || !vms_option_seconds ("--switchover-timeout",
+                              options->switchover_timeout, 1, MAX_SECONDS,
+                              &switchover, error)
+      || !vms_option_seconds ("--memory-timeout", options->memory_timeout, 0,
+                              MAX_SECONDS, &memory, error)
+      || !vms_option_seconds ("--timeout", options->timeout, 1, MAX_SECONDS,
+                              &timeout, error)
+      || !vms_option_rate ("--bandwidth", options->bandwidth, 1024, MAX_RATE,
+                           &config->bandwidth, error))
+    return FALSE;
+  config->max_downtime_ms = downtime;
+  config->multifd_channels = multifd;
+  config->switchover_timeout_s = switchover;
+  config->memory_timeout_s = memory;
+  config->libvirt.timeout_s = timeout;
+  return TRUE;
+}
+
+/* A new migration driven over QMP needs all three; say which is
+ * missing. */
+static gboolean
+check_required (const MigrateOptions *options, GError **error)
+{
+  const char *missing = !options->base.sink  ? "--sink URI"
+                        : !options->dest_qmp ? "--dest-qmp ADDRESS"
+                        : !options->dest_uri ? "--dest-uri URI"
+                                             : NULL;
+
+  if (!missing)
+    return TRUE;
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+               "%s is required for a new migration (see 'vmshift migrate "
+               "--help')",
+               missing);
+  return FALSE;
+}
+
 static gboolean
 check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
                  GError **error)
@@ -138,19 +196,13 @@ check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
         return FALSE;
     }
   else if (options->p2p || options->persistent || options->undefine_source
-           || options->timeout_s || options->migrate_uri || options->dname
+           || options->timeout || options->migrate_uri || options->dname
            || options->replica_dir || options->verbose)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
                    "--p2p, --persistent, --undefinesource, --timeout, "
                    "--migrateuri, --dname, --replica-dir and --verbose "
                    "are for libvirt domains: give --connect URI");
-      return FALSE;
-    }
-  if (options->timeout_s < 0)
-    {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                   "--timeout is at least 0");
       return FALSE;
     }
   if (!options->connect && (base->resume ? argc > 2 : argc != 2))
@@ -160,13 +212,8 @@ check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
                    "URI, or --resume JOB (see 'vmshift migrate --help')");
       return FALSE;
     }
-  if (!options->connect && !base->resume
-      && (!base->sink || !options->dest_qmp || !options->dest_uri))
-    {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                   "--sink, --dest-qmp and --dest-uri are required");
-      return FALSE;
-    }
+  if (!options->connect && !base->resume && !check_required (options, error))
+    return FALSE;
   if (options->final_sync
       && !vms_migrate_final_sync_parse (options->final_sync, &config->mode))
     {
@@ -176,23 +223,10 @@ check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
       return FALSE;
     }
   config->mode_set = options->final_sync != NULL;
-  if (options->max_downtime_ms < 1 || options->multifd_channels < 0
-      || options->memory_timeout_s < 0 || options->multifd_channels > 255
-      || options->switchover_timeout_s < 1)
-    {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                   "--max-downtime and --switchover-timeout are at least 1, "
-                   "--memory-timeout at least 0; --multifd is 0..255");
-      return FALSE;
-    }
-  if (options->bandwidth)
-    {
-      if (!vms_size_parse ("--bandwidth", options->bandwidth, 1024,
-                           &config->bandwidth, error))
-        return FALSE;
-      if (!base->max_bandwidth)
-        base->max_bandwidth = g_strdup (options->bandwidth);
-    }
+  if (!parse_numbers (options, config, error))
+    return FALSE;
+  if (options->bandwidth && !base->max_bandwidth)
+    base->max_bandwidth = g_strdup (options->bandwidth);
   return vms_cli_copy_options_parse (base, &config->copy, error);
 }
 
@@ -209,6 +243,11 @@ options_clear (MigrateOptions *options)
   g_clear_pointer (&options->migrate_uri, g_free);
   g_clear_pointer (&options->dname, g_free);
   g_clear_pointer (&options->replica_dir, g_free);
+  g_clear_pointer (&options->max_downtime, g_free);
+  g_clear_pointer (&options->multifd, g_free);
+  g_clear_pointer (&options->switchover_timeout, g_free);
+  g_clear_pointer (&options->memory_timeout, g_free);
+  g_clear_pointer (&options->timeout, g_free);
 }
 
 /* The engine's config from the parsed options (strings taken). */
@@ -225,12 +264,8 @@ fill_config (MigrateOptions *options, int argc, char **argv,
                        : NULL;
   config->dest_qmp = vms_path_absolute_qmp_address (options->dest_qmp);
   config->dest_uri = vms_path_absolute_migration_uri (options->dest_uri);
-  config->max_downtime_ms = options->max_downtime_ms;
-  config->multifd_channels = options->multifd_channels;
   config->auto_converge = options->auto_converge;
-  config->switchover_timeout_s = options->switchover_timeout_s;
   config->suspend = options->suspend;
-  config->memory_timeout_s = options->memory_timeout_s;
   config->estimate = g_steal_pointer (&options->estimate);
   libvirt->connect_uri = vms_path_absolute_libvirt_uri (options->connect);
   if (libvirt->connect_uri && argc == 3)
@@ -245,7 +280,6 @@ fill_config (MigrateOptions *options, int argc, char **argv,
   libvirt->persistent = options->persistent;
   libvirt->undefine_source = options->undefine_source;
   libvirt->verbose = options->verbose;
-  libvirt->timeout_s = options->timeout_s;
 }
 
 /* What to do next, on stderr for people and as an event for programs. */
@@ -255,6 +289,7 @@ report_failure (VmsMigration *migration, const GError *error,
 {
   VmsJob *job = vms_migration_get_job (migration);
   const GError *rollback_error = vms_migration_get_rollback_error (migration);
+  const GError *save_error = vms_migration_get_save_error (migration);
   gboolean rolled_back
       = vms_migration_get_outcome (migration) == VMS_MIGRATION_ROLLED_BACK;
   g_autofree char *hint = NULL;
@@ -262,26 +297,33 @@ report_failure (VmsMigration *migration, const GError *error,
   vms_cli_error ("migrate", "%s", error->message);
   if (rollback_error)
     vms_cli_error ("migrate", "%s", rollback_error->message);
+  if (save_error)
+    vms_cli_error ("migrate",
+                   "the job's state after this failure was not saved: %s",
+                   save_error->message);
   if (!job)
     {
       if (json)
         vms_progress_event (progress, "error", NULL, "%s", error->message);
       return;
     }
+  /* A failed save leaves the file with an older state, or none. */
   if (rolled_back)
     hint = g_strdup_printf (
         "migration rolled back: the source VM runs and nothing is lost; the "
         "replicas are incomplete and keep what was copied.  Continue with: "
-        "vmshift migrate --resume %s%s",
+        "vmshift migrate --resume %s%s%s",
         job->id,
         vms_migration_restart_destination (migration)
             ? " (after starting the destination QEMU again: it exits when a "
               "migration fails)"
-            : "");
+            : "",
+        job->saved ? "" : " (from its last saved state, if any: see above)");
   else
     hint = g_strdup_printf (
-        "job %s stopped in state %s", job->id,
-        vms_migrate_state_name (vms_migration_get_state (migration)));
+        "job %s stopped in state %s%s", job->id,
+        vms_migrate_state_name (vms_migration_get_state (migration)),
+        job->saved ? "" : " (not saved: see above)");
   g_printerr ("%s\n", hint);
   if (json)
     vms_progress_event (progress, rolled_back ? "rolled-back" : "error", NULL,
@@ -330,6 +372,19 @@ option_context (GOptionEntry *entries, GOptionEntry *copy_entries)
   return context;
 }
 
+/* Before the VM is touched: a migration that cannot save its state
+ * cannot be resumed or rolled back by vmshift abort. */
+static int
+check_state_dir (const char *state_dir)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (vms_job_check_state_dir (state_dir, &error))
+    return VMS_EXIT_OK;
+  vms_cli_error ("migrate", "%s", error->message);
+  return vms_cli_exit_code (error);
+}
+
 static int
 run (MigrateOptions *options, VmsMigrationConfig *config)
 {
@@ -350,11 +405,7 @@ run (MigrateOptions *options, VmsMigrationConfig *config)
 int
 vms_cmd_migrate (int argc, char **argv)
 {
-  MigrateOptions options
-      = { .base.rounds = -1,
-          .base.retry_timeout = -1,
-          .max_downtime_ms = VMS_MIGRATION_DEFAULT_MAX_DOWNTIME_MS,
-          .switchover_timeout_s = VMS_MIGRATION_DEFAULT_SWITCHOVER_TIMEOUT_S };
+  MigrateOptions options = { 0 };
   VmsMigrationConfig config;
   g_autofree GOptionEntry *copy_entries
       = vms_cli_copy_option_entries (&options.base);
@@ -367,14 +418,14 @@ vms_cmd_migrate (int argc, char **argv)
     { "final-sync", 'f', 0, G_OPTION_ARG_STRING, &options.final_sync,
       "auto (default), pause or mirror: how the disks' last writes cross",
       "MODE" },
-    { "max-downtime", 0, 0, G_OPTION_ARG_INT, &options.max_downtime_ms,
+    { "max-downtime", 0, 0, G_OPTION_ARG_STRING, &options.max_downtime,
       "Objective for the whole pause, the source's stop to the destination "
       "running (default 100)",
       "MS" },
     { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &options.bandwidth,
       "At most RATE bytes/s for disks and for RAM (e.g. 100M)", "RATE" },
-    { "multifd", 0, 0, G_OPTION_ARG_INT, &options.multifd_channels,
-      "Send RAM over N parallel connections (default: one)", "N" },
+    { "multifd", 0, 0, G_OPTION_ARG_STRING, &options.multifd,
+      "Send RAM over N parallel connections, 0..255 (default 0: one)", "N" },
     { "auto-converge", 0, 0, G_OPTION_ARG_NONE, &options.auto_converge,
       "Let QEMU slow the guest's CPUs if RAM does not converge", NULL },
     { "suspend", 0, 0, G_OPTION_ARG_NONE, &options.suspend,
@@ -383,10 +434,11 @@ vms_cmd_migrate (int argc, char **argv)
       NULL },
     { "estimate", 0, 0, G_OPTION_ARG_STRING, &options.estimate,
       "Use estimate ID's tuning; report predicted against actual", "ID" },
-    { "memory-timeout", 0, 0, G_OPTION_ARG_INT, &options.memory_timeout_s,
-      "Roll back if memory has not converged after S s (default: wait)", "S" },
-    { "switchover-timeout", 0, 0, G_OPTION_ARG_INT,
-      &options.switchover_timeout_s,
+    { "memory-timeout", 0, 0, G_OPTION_ARG_STRING, &options.memory_timeout,
+      "Roll back if memory has not converged after S s (default 0: wait)",
+      "S" },
+    { "switchover-timeout", 0, 0, G_OPTION_ARG_STRING,
+      &options.switchover_timeout,
       "Roll back if the destination does not run within S s (default 300)",
       "S" },
     { "connect", 'c', 0, G_OPTION_ARG_STRING, &options.connect,
@@ -401,7 +453,7 @@ vms_cmd_migrate (int argc, char **argv)
       "Undefine the domain at the source once migrated", NULL },
     { "verbose", 0, 0, G_OPTION_ARG_NONE, &options.verbose,
       "Report libvirt's migration progress at every tick", NULL },
-    { "timeout", 0, 0, G_OPTION_ARG_INT, &options.timeout_s,
+    { "timeout", 0, 0, G_OPTION_ARG_STRING, &options.timeout,
       "Suspend the domain if libvirt's migration takes more than S s", "S" },
     { "migrateuri", 0, 0, G_OPTION_ARG_STRING, &options.migrate_uri,
       "Where memory goes, e.g. tcp://10.0.0.2 (libvirt's default: the "
@@ -430,7 +482,9 @@ vms_cmd_migrate (int argc, char **argv)
   else
     {
       fill_config (&options, argc, argv, &config);
-      status = run (&options, &config);
+      status = check_state_dir (config.copy.state_dir);
+      if (status == VMS_EXIT_OK)
+        status = run (&options, &config);
     }
   vms_migration_config_clear (&config);
   options_clear (&options);

@@ -2,29 +2,30 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-option.h"
 #include "vms-qmp.h"
 
 #include <stdio.h>
 
-static const char *const description =
-    "SOCKET is qmp:PATH, unix:PATH, tcp:HOST:PORT or a socket path.\n"
-    "JSON-ARGS is the command's \"arguments\" object, e.g.\n"
-    "  vmshift qmp /run/vm.qmp query-block\n"
-    "  vmshift qmp /run/vm.qmp block-dirty-bitmap-add "
-    "'{\"node\":\"d0\",\"name\":\"b0\"}'\n"
-    "  vmshift qmp --hmp /run/vm.qmp 'info block'\n"
-    "\n"
-    "The reply's \"return\" value is printed as JSON on stdout.  A QMP error "
-    "is\nprinted as CLASS: DESCRIPTION on stderr and exits 1; connection "
-    "failures\nand timeouts exit 3; usage errors exit 2.\n";
+static const char *const description
+    = "SOCKET is qmp:PATH, unix:PATH, tcp:HOST:PORT or a socket path.\n"
+      "JSON-ARGS is the command's \"arguments\" object, e.g.\n"
+      "  vmshift qmp /run/vm.qmp query-block\n"
+      "  vmshift qmp /run/vm.qmp block-dirty-bitmap-add "
+      "'{\"node\":\"d0\",\"name\":\"b0\"}'\n"
+      "  vmshift qmp --hmp /run/vm.qmp 'info block'\n"
+      "\n"
+      "The reply's \"return\" value is printed as JSON on stdout.  A QMP error "
+      "is\nprinted as CLASS: DESCRIPTION on stderr and exits 1; connection "
+      "failures\nand timeouts exit 3; usage errors exit 2.\n";
 
 typedef struct
 {
-  double timeout_seconds;  /* per command, --timeout */
-  gboolean pretty;         /* indent the printed JSON */
-  gboolean raw;            /* print a string result without JSON quoting */
-  gboolean hmp;            /* COMMAND is an HMP command line */
-  char *wait_event;        /* event to wait for after the command, or NULL */
+  char *timeout;    /* --timeout as typed */
+  gboolean pretty;  /* indent the printed JSON */
+  gboolean raw;     /* print a string result without JSON quoting */
+  gboolean hmp;     /* COMMAND is an HMP command line */
+  char *wait_event; /* event to wait for after the command, or NULL */
 } QmpOptions;
 
 static void
@@ -77,20 +78,19 @@ report (const GError *error)
 int
 vms_cmd_qmp (int argc, char **argv)
 {
-  QmpOptions options = { .timeout_seconds = VMS_QMP_DEFAULT_TIMEOUT_MS / 1000 };
-  const GOptionEntry entries[] = {
-    { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &options.timeout_seconds,
-      "Seconds to wait for QEMU (default 30)", "SECONDS" },
-    { "pretty", 'p', 0, G_OPTION_ARG_NONE, &options.pretty,
-      "Indent the JSON output", NULL },
-    { "raw", 'r', 0, G_OPTION_ARG_NONE, &options.raw,
-      "Print a string result as plain text", NULL },
-    { "hmp", 0, 0, G_OPTION_ARG_NONE, &options.hmp,
-      "COMMAND is a human monitor command line; print its output", NULL },
-    { "wait-event", 'w', 0, G_OPTION_ARG_STRING, &options.wait_event,
-      "After the command, wait for EVENT and print it as JSON", "EVENT" },
-    G_OPTION_ENTRY_NULL
-  };
+  QmpOptions options = { 0 };
+  const GOptionEntry entries[]
+      = { { "timeout", 't', 0, G_OPTION_ARG_STRING, &options.timeout,
+            "Seconds to wait for QEMU, 0.001..86400 (default 30)", "SECONDS" },
+          { "pretty", 'p', 0, G_OPTION_ARG_NONE, &options.pretty,
+            "Indent the JSON output", NULL },
+          { "raw", 'r', 0, G_OPTION_ARG_NONE, &options.raw,
+            "Print a string result as plain text", NULL },
+          { "hmp", 0, 0, G_OPTION_ARG_NONE, &options.hmp,
+            "COMMAND is a human monitor command line; print its output", NULL },
+          { "wait-event", 'w', 0, G_OPTION_ARG_STRING, &options.wait_event,
+            "After the command, wait for EVENT and print it as JSON", "EVENT" },
+          G_OPTION_ENTRY_NULL };
   g_autoptr (GOptionContext) context = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsQmp) qmp = NULL;
@@ -99,6 +99,8 @@ vms_cmd_qmp (int argc, char **argv)
   g_autoptr (JsonObject) arguments = NULL;
   g_autofree char *event_name = NULL;
   g_autofree char *wait_event = NULL;
+  g_autofree char *timeout = NULL;
+  double timeout_seconds = VMS_QMP_DEFAULT_TIMEOUT_MS / 1000.0;
   gint64 timestamp_us;
   guint timeout_ms;
 
@@ -115,21 +117,23 @@ vms_cmd_qmp (int argc, char **argv)
       return VMS_EXIT_USAGE;
     }
   wait_event = options.wait_event;
+  timeout = options.timeout;
   if (argc < 3 || argc > 4 || (options.hmp && argc != 3))
     {
-      vms_cli_error ("qmp", "expected SOCKET COMMAND [JSON-ARGS]%s (see "
+      vms_cli_error ("qmp",
+                     "expected SOCKET COMMAND [JSON-ARGS]%s (see "
                      "'vmshift qmp --help')",
                      options.hmp ? " and no JSON-ARGS with --hmp" : "");
       return VMS_EXIT_USAGE;
     }
-  if (!(options.timeout_seconds > 0 && options.timeout_seconds <= 86400))
+  /* QMP waits are in whole milliseconds. */
+  if (!vms_option_decimal ("--timeout", timeout, "a number of seconds", 0.001,
+                           86400, &timeout_seconds, &error))
     {
-      vms_cli_error ("qmp", "--timeout must be between 0 and 86400 seconds");
+      vms_cli_error ("qmp", "%s", error->message);
       return VMS_EXIT_USAGE;
     }
-  timeout_ms = (guint) (options.timeout_seconds * 1000 + 0.5);
-  if (timeout_ms == 0)
-    timeout_ms = 1;
+  timeout_ms = (guint)(timeout_seconds * 1000 + 0.5);
 
   /* A typo in the arguments is reported before QEMU is touched. */
   if (argc == 4 && *argv[3])
@@ -147,8 +151,8 @@ vms_cmd_qmp (int argc, char **argv)
     {
       arguments = json_object_new ();
       json_object_set_string_member (arguments, "command-line", argv[2]);
-      result = vms_qmp_execute (qmp, "human-monitor-command", arguments,
-                                &error);
+      result
+          = vms_qmp_execute (qmp, "human-monitor-command", arguments, &error);
     }
   else
     result = vms_qmp_execute (qmp, argv[2], arguments, &error);

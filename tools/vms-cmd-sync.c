@@ -86,7 +86,7 @@ check_arguments (VmsCliCopyOptions *options, int argc,
 int
 vms_cmd_sync (int argc, char **argv)
 {
-  VmsCliCopyOptions options = { .rounds = -1, .retry_timeout = -1 };
+  VmsCliCopyOptions options = { 0 };
   VmsReplicateConfig config;
   VmsReplicate rep = { 0 };
   g_autofree GOptionEntry *entries = vms_cli_copy_option_entries (&options);
@@ -131,13 +131,21 @@ vms_cmd_sync (int argc, char **argv)
     }
   else
     source = g_strdup (argv[1]);
+  /* Before the VM is touched: a run that cannot save cannot resume. */
+  if (!vms_job_check_state_dir (config.state_dir, &error))
+    {
+      vms_cli_error ("sync", "%s", error->message);
+      status = vms_cli_exit_code (error);
+      goto out;
+    }
   /* Kept in the job: absolute, for a --resume from another directory. */
   vms_path_make_absolute (&source, vms_path_absolute_qmp_address);
 
   if (!run_sync (&rep, source, &error))
     {
+      /* Only a state that was saved can be resumed from. */
       g_autofree char *hint
-          = rep.job
+          = rep.job && rep.job->saved
                 ? g_strdup_printf ("state saved in %s/%s.json; continue with: "
                                    "vmshift sync --resume %s",
                                    config.state_dir, rep.job->id, rep.job->id)

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <glib/gstdio.h>
+#include <string.h>
 
 #include "vms-copy.h"
 #include "vms-job.h"
@@ -245,6 +246,83 @@ test_job_ids (void **state)
 }
 
 static void
+test_default_ids (void **state)
+{
+  static const char *const names[]
+      = { "web1", "", "a/b", "\xc3\xa9", "..", ".hidden", "-x", "a b.c" };
+  g_autofree char *long_name = g_strnfill (200, 'n');
+  g_autofree char *first = vms_job_default_id ("web1", 1764090000, 0);
+  g_autofree char *second = vms_job_default_id ("web1", 1764090000, 1);
+  g_autofree char *odd = vms_job_default_id ("a/b", 1764090000, 0);
+  g_autofree char *dots = vms_job_default_id ("..", 1764090000, 0);
+  g_autofree char *longest
+      = vms_job_default_id (long_name, G_MAXINT64, G_MAXUINT);
+
+  assert_string_equal (first, "web1-1764090000");
+  assert_string_equal (second, "web1-1764090000-1");
+  assert_string_equal (odd, "a_b-1764090000");
+  assert_string_equal (dots, "vm..-1764090000");
+  assert_true (vms_job_id_is_valid (longest, NULL));
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *id = vms_job_default_id (names[i], 1, 0);
+
+      if (!vms_job_id_is_valid (id, NULL))
+        fail_msg ("default id '%s' of VM '%s' is not valid", id, names[i]);
+    }
+}
+
+/* Two runs that pick one id: only the first gets it, and the second
+ * writes nothing. */
+static void
+test_save_new_is_exclusive (void **state)
+{
+  const char *dir = *state;
+  g_autoptr (VmsJob) first = vms_job_new (dir, "web1-1");
+  g_autoptr (VmsJob) second = vms_job_new (dir, "web1-1");
+  g_autoptr (VmsJob) loaded = NULL;
+  g_autoptr (GError) error = NULL;
+
+  first->source = g_strdup ("qmp:/first");
+  first->sink = g_strdup ("nbd+unix:///?socket=/s");
+  second->source = g_strdup ("qmp:/second");
+  second->sink = g_strdup ("nbd+unix:///?socket=/s");
+  assert_false (first->saved);
+  assert_true (vms_job_save_new (first, NULL));
+  assert_true (first->saved);
+  assert_false (vms_job_save_new (second, &error));
+  assert_true (g_error_matches (error, VMS_JOB_ERROR, VMS_JOB_ERROR_EXISTS));
+  assert_false (second->saved);
+  loaded = vms_job_load (dir, "web1-1", NULL);
+  assert_non_null (loaded);
+  assert_true (loaded->saved);
+  assert_string_equal (loaded->source, "qmp:/first");
+}
+
+/* A state directory that cannot hold a file is refused, and a failed
+ * save is remembered. */
+static void
+test_unwritable_state_dir (void **state)
+{
+  const char *dir = *state;
+  g_autofree char *file = g_build_filename (dir, "file", NULL);
+  g_autofree char *below = g_build_filename (file, "state", NULL);
+  g_autoptr (VmsJob) job = vms_job_new (below, "web1");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GError) save_error = NULL;
+
+  assert_true (vms_job_check_state_dir (dir, NULL));
+  assert_true (g_file_set_contents (file, "", 0, NULL));
+  /* A path under a regular file: no directory there even for root. */
+  assert_false (vms_job_check_state_dir (below, &error));
+  assert_true (g_error_matches (error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO));
+  assert_non_null (strstr (error->message, below));
+  job->saved = TRUE;
+  assert_false (vms_job_save (job, &save_error));
+  assert_false (job->saved);
+}
+
+static void
 test_is_zero (void **state)
 {
   guint8 buffer[4096] = { 0 };
@@ -275,6 +353,11 @@ main (void)
     cmocka_unit_test_setup_teardown (test_old_relative_paths, make_dir,
                                      remove_dir),
     cmocka_unit_test (test_job_ids),
+    cmocka_unit_test (test_default_ids),
+    cmocka_unit_test_setup_teardown (test_save_new_is_exclusive, make_dir,
+                                     remove_dir),
+    cmocka_unit_test_setup_teardown (test_unwritable_state_dir, make_dir,
+                                     remove_dir),
     cmocka_unit_test (test_is_zero),
   };
 

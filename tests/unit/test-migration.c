@@ -27,6 +27,8 @@ typedef struct
   GCancellable *cancellable; /* the run's */
   gboolean destination_runs; /* what destination_runs answers */
   gint64 delay_us;           /* each operation takes this long */
+  const char *lose_state_at; /* from this operation on, no job file can
+                                be written */
 } Fake;
 
 static Fake *
@@ -45,6 +47,12 @@ record (VmsMigration *migration, const char *name, GError **error)
   g_mutex_lock (&fake->lock);
   g_ptr_array_add (fake->calls, g_strdup (name));
   g_mutex_unlock (&fake->lock);
+  /* Under a regular file: no directory there, even for root. */
+  if (g_strcmp0 (fake->lose_state_at, name) == 0)
+    {
+      g_free (migration->rep.job->state_dir);
+      migration->rep.job->state_dir = g_strdup ("/dev/null/state");
+    }
   if (g_strcmp0 (fake->cancel_at, name) == 0)
     g_cancellable_cancel (fake->cancellable);
   if (g_strcmp0 (fake->fail_at, name) == 0
@@ -453,6 +461,44 @@ test_refused_before_job (void **state)
   assert_calls (&fixture->fake, "open connect_destination preflight");
 }
 
+/* The state directory goes away mid-run (a full or failed disk): the
+ * failure is reported, and so is the save after it, with its reason,
+ * and the job does not pass for saved. */
+static void
+test_failed_save_after_failure_reported (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsMigration) migration
+      = new_migration (fixture, &fixture->fake, "j", VMS_MIGRATE_FINAL_PAUSE);
+  g_autoptr (GError) error = NULL;
+  const GError *save_error;
+
+  fixture->fake.fail_at = "background";
+  fixture->fake.lose_state_at = "background";
+  assert_false (vms_migration_run (migration, NULL, &error));
+  assert_non_null (strstr (error->message, "background failed"));
+  save_error = vms_migration_get_save_error (migration);
+  assert_non_null (save_error);
+  assert_true (g_error_matches (save_error, VMS_JOB_ERROR, VMS_JOB_ERROR_IO));
+  assert_non_null (strstr (save_error->message, "/dev/null/state"));
+  assert_false (vms_migration_get_job (migration)->saved);
+}
+
+/* A failure whose state was saved has no save error. */
+static void
+test_saved_after_failure (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsMigration) migration
+      = new_migration (fixture, &fixture->fake, "j", VMS_MIGRATE_FINAL_PAUSE);
+  g_autoptr (GError) error = NULL;
+
+  fixture->fake.fail_at = "background";
+  assert_false (vms_migration_run (migration, NULL, &error));
+  assert_null (vms_migration_get_save_error (migration));
+  assert_true (vms_migration_get_job (migration)->saved);
+}
+
 /* Waiting for the destination failed, but it runs the VM: rolling back
  * would run it twice. */
 static void
@@ -631,6 +677,9 @@ main (void)
     cmocka_unit_test_setup_teardown (test_rollback_from_every_state, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refused_before_job, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_failed_save_after_failure_reported,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_saved_after_failure, setup, teardown),
     cmocka_unit_test_setup_teardown (test_destination_runs_commits, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_interrupted_rollback_redone, setup,

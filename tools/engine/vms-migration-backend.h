@@ -120,6 +120,8 @@ struct _VmsMigration
   VmsMigrateState state;              /* where the orchestration stands */
   VmsMigrationOutcome outcome;        /* how the run ended */
   GError *rollback_error;             /* why a rollback failed */
+  GError *save_error;                 /* why the state after a failure was
+                                         not saved */
   gint64 started_us;                  /* monotonic start */
   VmsDowntime downtime;               /* the switchover's moments, the
                                          objective */

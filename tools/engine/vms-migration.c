@@ -109,6 +109,7 @@ vms_migration_free (VmsMigration *migration)
   vms_progress_free (migration->progress);
   vms_migration_config_clear (&migration->config);
   g_clear_error (&migration->rollback_error);
+  g_clear_error (&migration->save_error);
   g_free (migration->source_name);
   g_free (migration->tls_object);
   g_free (migration->final_sync_reason);
@@ -126,6 +127,12 @@ const GError *
 vms_migration_get_rollback_error (VmsMigration *migration)
 {
   return migration->rollback_error;
+}
+
+const GError *
+vms_migration_get_save_error (VmsMigration *migration)
+{
+  return migration->save_error;
 }
 
 VmsJob *
@@ -616,8 +623,9 @@ fail (VmsMigration *migration, GError **error)
       && vms_migration_roll_back (migration, *error,
                                   &migration->rollback_error))
     migration->outcome = VMS_MIGRATION_ROLLED_BACK;
+  /* The failure stays the error; the caller reports this one beside it. */
   if (migration->rep.job)
-    vms_job_save (migration->rep.job, NULL);
+    vms_job_save (migration->rep.job, &migration->save_error);
   return FALSE;
 }
 

@@ -110,6 +110,9 @@ gboolean vms_migration_roll_back_job (VmsMigration *migration, GError **error);
 VmsMigrationOutcome vms_migration_get_outcome (VmsMigration *migration);
 /* Why the rollback failed, when the outcome is STOPPED after one. */
 const GError *vms_migration_get_rollback_error (VmsMigration *migration);
+/* Why the job's state could not be saved after the run failed (its file
+ * then holds an older state), or NULL. */
+const GError *vms_migration_get_save_error (VmsMigration *migration);
 /* The job, once opened (NULL before). */
 VmsJob *vms_migration_get_job (VmsMigration *migration);
 VmsMigrateState vms_migration_get_state (VmsMigration *migration);

@@ -10,7 +10,6 @@
 #include "vms-granularity.h"
 #include "vms-vm.h"
 #include "vms-sink-client.h"
-#include "vms-size.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,7 +22,11 @@
 /* Hard stop for --until-converged, whatever the figures say. */
 #define MAX_ROUNDS 50
 
-/* Replica and bitmap names are built from these, so keep only the
+/* Runs started in the same second that a new job's default id may
+ * count; more would be a loop gone wrong. */
+#define MAX_DEFAULT_ID_ATTEMPTS 1000
+
+/* Replica names are built from these, so keep only the
  * characters the sink accepts. */
 static char *
 sanitise_name (const char *text)
@@ -629,6 +632,34 @@ match_disks (VmsReplicate *rep, GPtrArray *found, GError **error)
   return TRUE;
 }
 
+/* The first save of a new job.  A default id that another run took in
+ * the same second gets a number; a typed one is refused. */
+static gboolean
+save_new_job (VmsReplicate *rep, GError **error)
+{
+  VmsJob *job = rep->job;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  if (rep->config->job_id)
+    return vms_job_save_new (job, error);
+  for (guint attempt = 0;; attempt++)
+    {
+      g_autoptr (GError) local = NULL;
+
+      g_free (job->id);
+      job->id = vms_job_default_id (*job->vm_name ? job->vm_name : "vm", now,
+                                    attempt);
+      if (vms_job_save_new (job, &local))
+        return TRUE;
+      if (attempt == MAX_DEFAULT_ID_ATTEMPTS
+          || !g_error_matches (local, VMS_JOB_ERROR, VMS_JOB_ERROR_EXISTS))
+        {
+          g_propagate_error (error, g_steal_pointer (&local));
+          return FALSE;
+        }
+    }
+}
+
 gboolean
 vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
 {
@@ -670,25 +701,12 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
     }
   else
     {
-      g_autofree char *id
-          = config->job_id
-                ? g_strdup (config->job_id)
-                : g_strdup_printf ("%s-%" G_GINT64_FORMAT,
-                                   *vm_name ? vm_name : "vm",
-                                   g_get_real_time () / G_USEC_PER_SEC);
-      g_autofree char *safe_id = sanitise_name (id);
-
-      if (!vms_job_id_is_valid (safe_id, error))
+      /* A typed id is taken as it is: refused if invalid, never
+       * rewritten, or --resume would not find the job. */
+      if (config->job_id && !vms_job_id_is_valid (config->job_id, error))
         return FALSE;
-      job = vms_job_load (config->state_dir, safe_id, NULL);
-      if (job)
-        {
-          g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_EXISTS,
-                       "job %s exists; continue it with --resume %s", safe_id,
-                       safe_id);
-          return FALSE;
-        }
-      rep->job = vms_job_new (config->state_dir, safe_id);
+      rep->job = vms_job_new (config->state_dir,
+                              config->job_id ? config->job_id : "");
       rep->job->source = g_strdup (source);
       rep->job->sink = g_strdup (config->sink);
       g_free (rep->job->vm_name);
@@ -700,6 +718,10 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
     }
   rep->job->runs++;
   rep->job->phase = VMS_JOB_PHASE_COPYING;
+  /* A new job's file is made first, and only if its id is free: from
+   * here on the id is this run's alone. */
+  if (!config->resume && !save_new_job (rep, error))
+    return FALSE;
   return vms_replicate_settle_granularity (rep, error);
 }
 
