@@ -361,6 +361,55 @@ test_live_ranges_outlive_connections (void **state)
   assert_bytes (plain, 0, 2 * BLOCK, 0x33);
 }
 
+/* kill -9 and a restart of the sink while the mirror writes: the ranges
+ * @live wrote, unflushed, must still win over a catch-up write that
+ * arrives afterwards; and a @live-reset must outlive a restart too. */
+static void
+test_live_ranges_outlive_sink_restart (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) plain = NULL;
+  guint8 buffer[4 * BLOCK];
+
+  create_replica (fixture->sink, "restarted", MiB);
+  {
+    g_autoptr (nbd_handle) live
+        = vms_test_sink_connect (fixture->sink, "restarted@live", &error);
+
+    vms_assert_ok (live, error);
+    pattern (buffer, BLOCK, 0x77);
+    assert_int_equal (nbd_pwrite (live, buffer, BLOCK, BLOCK, 0), 0);
+    assert_int_equal (nbd_pwrite (live, buffer, BLOCK, 3 * BLOCK, 0), 0);
+    /* No FLUSH: a killed process keeps the page cache, so the data and
+     * its range survive together. */
+    vms_test_sink_kill (fixture->sink);
+  }
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  plain = vms_test_sink_connect (fixture->sink, "restarted", &error);
+  vms_assert_ok (plain, error);
+  pattern (buffer, sizeof buffer, 0x33);
+  assert_int_equal (nbd_pwrite (plain, buffer, 4 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, BLOCK, 0x33);
+  assert_bytes (plain, BLOCK, BLOCK, 0x77);
+  assert_bytes (plain, 2 * BLOCK, BLOCK, 0x33);
+  assert_bytes (plain, 3 * BLOCK, BLOCK, 0x77);
+  g_clear_pointer (&plain, nbd_close);
+
+  {
+    g_autoptr (nbd_handle) reset
+        = vms_test_sink_connect (fixture->sink, "restarted@live-reset", &error);
+
+    vms_assert_ok (reset, error);
+  }
+  vms_test_sink_kill (fixture->sink);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  plain = vms_test_sink_connect (fixture->sink, "restarted", &error);
+  vms_assert_ok (plain, error);
+  assert_int_equal (nbd_pwrite (plain, buffer, 4 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, 4 * BLOCK, 0x33);
+}
+
 /* The mirror's switchover: a connection to @handover opened while the
  * mirror writes changes nothing; its FLUSH makes the replica durable and
  * lets plain writes (the destination's) land everywhere. */
@@ -1015,6 +1064,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_handover, setup, teardown),
     cmocka_unit_test_setup_teardown (test_live_noflush, setup, teardown),
     cmocka_unit_test_setup_teardown (test_handover_client, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_live_ranges_outlive_sink_restart,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_live_ranges_outlive_connections,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_hashes_match_xxhsum, setup, teardown),
