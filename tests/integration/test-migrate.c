@@ -582,8 +582,7 @@ copied_at_once (VmsTestCommand *command, const char *a, const char *b)
       const char *disk;
       int which;
 
-      if (!*lines[i]
-          || !json_parser_load_from_data (parser, lines[i], -1, NULL)
+      if (!*lines[i] || !json_parser_load_from_data (parser, lines[i], -1, NULL)
           || !json_parser_get_root (parser)
           || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
         continue;
@@ -772,6 +771,73 @@ test_sink_killed_in_final_round (void **state)
 
   vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
   resume_to_paused_destination (fixture, "killsink");
+}
+
+/* A mirror migration that had to ride out a fault: done in the same run,
+ * never rolled back, the replicas equal the source at the pause. */
+static void
+assert_mirror_rode_out (Fixture *fixture, VmsTestCommand *run)
+{
+  vms_test_command_expect_success (run);
+  if (strstr (run->out->str, "\"event\":\"rolled-back\""))
+    fail_msg ("the migration rolled back: %s", run->out->str);
+  assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
+  assert_replicas_identical (fixture);
+}
+
+/* The sink is killed (kill -9) while the mirror runs and the catch-up
+ * round copies beside it, the guest writing, and is back a second later:
+ * QEMU's NBD client connects again within its reconnect-delay, the copy
+ * goes on, and the ranges the mirror wrote before the kill still win over
+ * the catch-up's writes (the sink keeps them on disk). */
+static void
+test_sink_restarted_during_mirror (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+
+  fixture->prefix = "q";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  /* No rounds before the mirror, and a slow disk copy: the catch-up round
+   * holds seconds of the guest's writes. */
+  run = migrate_new (fixture, "sinkback", "--final-sync=mirror", "--rounds=0",
+                     "--max-bandwidth=2M", "--checkpoint-bytes=1M", "--suspend",
+                     NULL);
+  vms_test_command_wait_for (run, "\"state\":\"mirror\"", 120000);
+  g_usleep (G_USEC_PER_SEC);
+  vms_test_sink_kill (fixture->sink);
+  g_usleep (G_USEC_PER_SEC);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  assert_mirror_rode_out (fixture, run);
+}
+
+/* The sink stays away longer than the mirror's reconnect-delay (10 s at
+ * most) during the memory migration: the mirror fails, the source runs
+ * on, and once the sink is back vmshift starts the mirror again and sends
+ * what it missed from the recording bitmap, in the same run. */
+static void
+test_mirror_restarted_after_outage (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+
+  fixture->prefix = "o";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  /* RAM crosses slowly, and converges once the sink is back: the
+   * outage falls inside the memory migration. */
+  run = migrate_new (fixture, "outage", "--final-sync=mirror", "--bandwidth=8M",
+                     "--max-downtime=8000", "--suspend", NULL);
+  vms_test_command_wait_for (run, "\"event\":\"memory-round\"", 120000);
+  vms_test_sink_kill (fixture->sink);
+  g_usleep (14 * G_USEC_PER_SEC);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  assert_mirror_rode_out (fixture, run);
+  if (!strstr (run->out->str, "\"event\":\"mirror-restart\""))
+    fail_msg ("the mirror never failed: nothing was tested: %s", run->out->str);
 }
 
 /* Run vmshift abort JOB on the fixture's state directory. */
@@ -1201,6 +1267,10 @@ main (void)
     cmocka_unit_test_setup_teardown (test_destination_killed_in_memory, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_sink_killed_in_final_round, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_sink_restarted_during_mirror, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_mirror_restarted_after_outage, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_abort_then_resume, setup, teardown),
     cmocka_unit_test_setup_teardown (test_kill9_of_vmshift_then_abort, setup,

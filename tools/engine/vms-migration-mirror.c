@@ -14,7 +14,7 @@
  * the guest's writes with them: past this bound a guest's I/O would stall
  * long enough for hung-task warnings, so the mirror fails instead and is
  * started again, dirty rounds sending what it missed. */
-#define MIRROR_RECONNECT_DELAY_MAX_S 30
+#define MIRROR_RECONNECT_DELAY_MAX_S 10
 #define MIRROR_READY_TIMEOUT_MS 60000
 /* Pause between attempts to start a failed mirror again. */
 #define MIRROR_RESTART_INTERVAL_US (G_USEC_PER_SEC / 2)
