@@ -90,9 +90,13 @@ vms_sink_live_log_open (int dir_fd, const char *dir, const char *name,
   g_autoptr (VmsSinkLiveLog) log = g_new0 (VmsSinkLiveLog, 1);
 
   log->path = g_build_filename (dir, file, NULL);
+  *ranges = NULL;
   log->fd = open_or_make (dir_fd, dir, file, error);
   if (log->fd < 0 || !load (log, ranges, error))
-    return NULL;
+    {
+      g_clear_pointer (ranges, vms_range_set_free);
+      return NULL;
+    }
   return g_steal_pointer (&log);
 }
 

@@ -905,6 +905,8 @@ apply_piece (guint64 offset, guint64 length, gpointer user_data)
   return change->err == 0;
 }
 
+/* Stops vms_range_set_foreach_gap at the first gap: FALSE means there
+ * is one. */
 static gboolean
 is_gap (guint64 offset, guint64 length, gpointer user_data)
 {
