@@ -305,6 +305,28 @@ test_metadata_symlink_refused (void **state)
     fail_msg ("list does not report the link: %s", list_err);
 }
 
+/* The live-range log (.vmshift/NAME.live) swapped for a link to a file
+ * outside while the sink was down: the restarted sink refuses the replica
+ * rather than append the mirror's ranges through the link. */
+static void
+test_live_log_symlink_refused (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  g_autofree char *live_log
+      = g_build_filename (sink->replica_dir, ".vmshift", "livelink.live", NULL);
+  g_autoptr (GError) error = NULL;
+
+  create_replica (sink, "livelink", MiB);
+  assert_true (g_file_test (live_log, G_FILE_TEST_IS_REGULAR));
+  vms_test_sink_kill (sink);
+  swap_for_link (live_log, fixture->outside);
+  vms_assert_ok (vms_test_sink_restart (sink, &error), error);
+
+  assert_refused_saying (sink, "livelink@live", "is a symbolic link");
+  assert_outside_untouched (fixture);
+}
+
 /* A replica directory whose .vmshift is a link elsewhere: the sink does
  * not start, rather than keep its metadata out of the directory. */
 static void
@@ -529,6 +551,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_dangling_symlink_create_refused,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_metadata_symlink_refused, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_live_log_symlink_refused, setup,
                                      teardown),
     cmocka_unit_test (test_metadata_dir_symlink_refused),
     cmocka_unit_test_setup_teardown (test_fifo_refused_without_hanging, setup,
