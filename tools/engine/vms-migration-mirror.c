@@ -5,6 +5,7 @@
  */
 #include "vms-migration-mirror.h"
 #include "vms-mirror.h"
+#include "vms-qemu-migration.h"
 #include "vms-sink-client.h"
 #include "vms-sink-name.h"
 #include "vms-tls.h"
@@ -255,9 +256,34 @@ restart_once (VmsMigration *migration, VmsJobDisk *disk, GError **error)
          && start_disk_mirror_for_handover (migration, disk, error);
 }
 
+/* Once the memory migration runs, QEMU may pause the source at
+ * pre-switchover while the mirror is being started again: that pause is
+ * downtime, so it is given no longer than a final round's retries.
+ * *paused_since (monotonic us, 0: running) follows it. */
+static gboolean
+source_paused_too_long (VmsMigration *migration, gint64 *paused_since)
+{
+  g_autofree char *state = NULL;
+  gint64 now = g_get_monotonic_time ();
+
+  if (!migration->migration_started)
+    return FALSE;
+  state = vms_qemu_migration_run_state (migration->rep.qmp, NULL);
+  if (!state || g_str_equal (state, "running"))
+    {
+      *paused_since = 0;
+      return FALSE;
+    }
+  if (*paused_since == 0)
+    *paused_since = now;
+  return now - *paused_since
+         >= (gint64)VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S * G_USEC_PER_SEC;
+}
+
 /* Start disk's failed mirror again, trying for up to --retry-timeout
- * (the sink may be restarting or the link down).  The source runs on
- * throughout; its recording bitmap keeps every write the mirror misses. */
+ * (the sink may be restarting or the link down), but for no more than a
+ * final round's retries while the source is paused.  The source runs on
+ * otherwise; its recording bitmap keeps every write the mirror misses. */
 static gboolean
 restart_disk_mirror (VmsMigration *migration, VmsJobDisk *disk,
                      const GError *cause, GError **error)
@@ -265,6 +291,7 @@ restart_disk_mirror (VmsMigration *migration, VmsJobDisk *disk,
   gint64 deadline
       = g_get_monotonic_time ()
         + (gint64)migration->config.copy.retry_timeout_s * G_USEC_PER_SEC;
+  gint64 paused_since = 0;
 
   vms_progress_event (migration->progress, "mirror-restart", NULL,
                       "%s: %s; starting the mirror again, a dirty round "
@@ -277,13 +304,16 @@ restart_disk_mirror (VmsMigration *migration, VmsJobDisk *disk,
       if (restart_once (migration, disk, &attempt_error))
         return TRUE;
       if (g_get_monotonic_time () >= deadline
+          || source_paused_too_long (migration, &paused_since)
           || vms_migration_stop_requested (migration, NULL))
         {
           g_propagate_prefixed_error (
               error, g_steal_pointer (&attempt_error),
               "%s: the mirror failed (%s) and could not be started again "
-              "within --retry-timeout (%u attempts): ",
-              disk->name, cause->message, attempt);
+              "within --retry-timeout, or %d s of the source paused "
+              "(%u attempts): ",
+              disk->name, cause->message,
+              VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S, attempt);
           return FALSE;
         }
       g_usleep (MIRROR_RESTART_INTERVAL_US);
