@@ -37,6 +37,8 @@ typedef struct
   const char *prefix; /* replica prefix of the test */
   guint attempts;     /* destinations started, for socket names */
   guint disks;        /* the VM's disks: vd0, vd1 and maybe vd2 */
+  char *memory_uri;   /* --dest-uri; NULL: a new unix socket per attempt */
+  const char *memory_option; /* e.g. --tls, given with it, or NULL */
 } Fixture;
 
 /* ---- the two QEMUs ---- */
@@ -152,9 +154,15 @@ migrate_start (Fixture *fixture, ...)
   /* A new destination listens on a new socket. */
   g_ptr_array_add (
       argv, g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path));
-  g_ptr_array_add (argv,
-                   g_strdup_printf ("--dest-uri=unix:%s/mig-%u.sock",
-                                    fixture->dest->dir, fixture->attempts));
+  if (fixture->memory_uri)
+    g_ptr_array_add (argv,
+                     g_strdup_printf ("--dest-uri=%s", fixture->memory_uri));
+  else
+    g_ptr_array_add (argv,
+                     g_strdup_printf ("--dest-uri=unix:%s/mig-%u.sock",
+                                      fixture->dest->dir, fixture->attempts));
+  if (fixture->memory_option)
+    g_ptr_array_add (argv, g_strdup (fixture->memory_option));
   g_ptr_array_add (argv,
                    g_strdup_printf ("--state-dir=%s", fixture->state_dir));
   g_ptr_array_add (argv, g_strdup ("--json"));
@@ -335,9 +343,10 @@ resume_to_paused_destination (Fixture *fixture, const char *job)
 
 /* ---- fixtures ---- */
 
-/* A source with disks disks (2 or 3), vd1 (and vd2) holding data. */
+/* A source with disks disks (2 or 3), vd1 (and vd2) holding data; the
+ * sink with TLS-PSK if tls. */
 static int
-setup_with (void **state, guint disks)
+setup_with (void **state, guint disks, gboolean tls)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
   g_autoptr (GError) error = NULL;
@@ -372,7 +381,8 @@ setup_with (void **state, guint disks)
       print_error ("cannot fill vd2: %s\n", error->message);
       return -1;
     }
-  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
+  fixture->sink = tls ? vms_test_sink_start_tls (&error)
+                      : vms_test_sink_start (NULL, NULL, &error);
   if (!fixture->sink)
     {
       print_error ("cannot start the sink: %s\n", error->message);
@@ -380,21 +390,27 @@ setup_with (void **state, guint disks)
     }
   fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
   g_mkdir (fixture->state_dir, 0700);
-  fixture->sink_uri
-      = g_strdup_printf ("nbd+unix:///?socket=%s", fixture->sink->socket_path);
+  fixture->sink_uri = vms_test_sink_uri (fixture->sink, "");
   return 0;
 }
 
 static int
 setup (void **state)
 {
-  return setup_with (state, 2);
+  return setup_with (state, 2, FALSE);
 }
 
 static int
 setup_three (void **state)
 {
-  return setup_with (state, 3);
+  return setup_with (state, 3, FALSE);
+}
+
+/* The sink over TLS-PSK (a unix socket still): its keys serve memory. */
+static int
+setup_tls (void **state)
+{
+  return setup_with (state, 2, TRUE);
 }
 
 static int
@@ -407,6 +423,7 @@ teardown (void **state)
   vms_test_sink_free (fixture->sink);
   g_free (fixture->state_dir);
   g_free (fixture->sink_uri);
+  g_free (fixture->memory_uri);
   g_free (fixture);
   return 0;
 }
@@ -567,6 +584,155 @@ test_migrate_mirror (void **state)
                      "mirror");
 }
 
+/* ---- memory over TLS ---- */
+
+/* A TCP port on 127.0.0.1 that nothing listens on now. */
+static guint16
+free_loopback_port (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSocket) socket
+      = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+                      G_SOCKET_PROTOCOL_TCP, &error);
+  g_autoptr (GInetAddress) loopback
+      = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr (GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+  g_autoptr (GSocketAddress) bound = NULL;
+
+  vms_assert_ok (socket, error);
+  vms_assert_ok (g_socket_bind (socket, any, FALSE, &error), error);
+  bound = g_socket_get_local_address (socket, &error);
+  vms_assert_ok (bound, error);
+  return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+}
+
+/* A string that QEMU answers to command (path, property). */
+static char *
+qmp_string (VmsTestVm *vm, const char *command, const char *path,
+            const char *property)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonObject) arguments = json_object_new ();
+  g_autoptr (JsonNode) reply = NULL;
+
+  json_object_set_string_member (arguments, "path", path);
+  json_object_set_string_member (arguments, "property", property);
+  reply = vms_qmp_execute (vm->qmp, command, arguments, &error);
+  vms_assert_ok (reply, error);
+  return json_node_dup_string (reply);
+}
+
+/* vm migrated with the migration parameter tls-creds naming id, a
+ * tls-creds-psk object of that endpoint: QEMU then speaks TLS on the
+ * memory stream or not at all. */
+static void
+assert_memory_tls (VmsTestVm *vm, const char *id, const char *endpoint)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) reply
+      = vms_qmp_execute (vm->qmp, "query-migrate-parameters", NULL, &error);
+  g_autofree char *path = g_strdup_printf ("/objects/%s", id);
+  g_autofree char *type = NULL, *end = NULL;
+
+  vms_assert_ok (reply, error);
+  assert_string_equal (json_object_get_string_member_with_default (
+                           json_node_get_object (reply), "tls-creds", ""),
+                       id);
+  type = qmp_string (vm, "qom-get", path, "type");
+  end = qmp_string (vm, "qom-get", path, "endpoint");
+  assert_string_equal (type, "tls-creds-psk");
+  assert_string_equal (end, endpoint);
+}
+
+/* A migration end to end (as migrate_and_check) with memory on TCP over
+ * TLS-PSK with the sink's keys. */
+static void
+migrate_over_tls (Fixture *fixture, const char *job, const char *mode)
+{
+  g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
+
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  fixture->memory_option = "--tls";
+  migrate_and_check (fixture, job, mode);
+  assert_memory_tls (fixture->source, id, "client");
+  assert_memory_tls (fixture->dest, id, "server");
+}
+
+static void
+test_migrate_pause_over_tls (void **state)
+{
+  Fixture *fixture = *state;
+
+  fixture->prefix = "tp";
+  migrate_over_tls (fixture, "tls-pause", "pause");
+}
+
+/* The mirror reaches the sink over TLS too, with the same keys. */
+static void
+test_migrate_mirror_over_tls (void **state)
+{
+  Fixture *fixture = *state;
+
+  fixture->prefix = "tm";
+  migrate_over_tls (fixture, "tls-mirror", "mirror");
+}
+
+/* Memory in clear text to an address off loopback is refused before
+ * anything is touched; --insecure lets it go on to QEMU; a resumed job's
+ * saved address is refused in the preflight.  192.0.2.1 (TEST-NET-1) is
+ * no address of this host: the destination cannot listen there, so
+ * nothing is sent anywhere. */
+static void
+test_clear_text_memory_off_loopback (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *job_file
+      = g_build_filename (fixture->state_dir, "clear.json", NULL);
+
+  fixture->prefix = "c";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  fixture->memory_uri = g_strdup ("tcp:192.0.2.1:4444");
+  {
+    g_autoptr (VmsTestCommand) run = migrate_new (fixture, "clear", NULL);
+    g_autofree char *err = NULL;
+
+    assert_int_equal (vms_test_command_wait (run), 2);
+    err = vms_test_command_stderr (run);
+    if (!strstr (err, "--dest-uri tcp:192.0.2.1:4444 is not on loopback")
+        || !strstr (err, "--tls") || !strstr (err, "--insecure"))
+      fail_msg ("no refusal naming --tls and --insecure: %s", err);
+    assert_false (g_file_test (job_file, G_FILE_TEST_EXISTS));
+  }
+  fixture->memory_option = "--insecure";
+  {
+    g_autoptr (VmsTestCommand) run = migrate_new (fixture, "clear", NULL);
+    int status = vms_test_command_wait (run);
+
+    if (status == 0 || status == 2
+        || !strstr (run->out->str, "migrate-incoming tcp:192.0.2.1:4444"))
+      fail_msg ("--insecure did not reach QEMU (status %d): %s", status,
+                run->out->str);
+    assert_rolled_back (fixture, run, "clear");
+  }
+  start_destination (fixture, TRUE);
+  {
+    g_autofree char *dest_qmp
+        = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
+    g_autofree char *state_dir
+        = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+    g_auto (VmsTestRun) run = { 0 };
+
+    vms_test_run_capture (&run, NULL, NULL, vmshift, "migrate", "--resume",
+                          "clear", dest_qmp, state_dir, NULL);
+    assert_int_equal (run.status, 2);
+    if (!strstr (run.err, "is not on loopback") || !strstr (run.err, "--tls"))
+      fail_msg ("the resumed job's address was not refused: %s", run.err);
+  }
+  assert_running (fixture->source, "the source");
+}
+
 /* TRUE if command showed the background copies of disks a and b under
  * way at the same moment: each had progress before the other's ended. */
 static gboolean
@@ -582,8 +748,7 @@ copied_at_once (VmsTestCommand *command, const char *a, const char *b)
       const char *disk;
       int which;
 
-      if (!*lines[i]
-          || !json_parser_load_from_data (parser, lines[i], -1, NULL)
+      if (!*lines[i] || !json_parser_load_from_data (parser, lines[i], -1, NULL)
           || !json_parser_get_root (parser)
           || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
         continue;
@@ -1213,6 +1378,12 @@ main (void)
     cmocka_unit_test_setup_teardown (test_preflight_refusals, setup, teardown),
     cmocka_unit_test_setup_teardown (test_relative_paths, setup, teardown),
     cmocka_unit_test_setup_teardown (test_migrate_three_disks, setup_three,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_pause_over_tls, setup_tls,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_mirror_over_tls, setup_tls,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_clear_text_memory_off_loopback, setup,
                                      teardown),
   };
 
