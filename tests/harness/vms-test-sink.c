@@ -45,6 +45,9 @@ vms_test_sink_log (VmsTestSink *sink)
 static gboolean
 set_tls (VmsTestSink *sink, struct nbd_handle *nbd)
 {
+  if (sink->certificates)
+    return nbd_set_tls (nbd, LIBNBD_TLS_REQUIRE) == 0
+           && nbd_set_tls_certificates (nbd, sink->certificates) == 0;
   return !sink->psk_file
          || (nbd_set_tls (nbd, LIBNBD_TLS_REQUIRE) == 0
              && nbd_set_tls_psk_file (nbd, sink->psk_file) == 0
@@ -126,6 +129,12 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
     {
       g_ptr_array_add (argv, g_strdup ("--tls=require"));
       g_ptr_array_add (argv, g_strdup_printf ("--tls-psk=%s", sink->psk_file));
+    }
+  else if (sink->certificates)
+    {
+      g_ptr_array_add (argv, g_strdup ("--tls=require"));
+      g_ptr_array_add (
+          argv, g_strdup_printf ("--tls-certificates=%s", sink->certificates));
     }
   g_ptr_array_add (argv, g_strdup (plugin));
   g_ptr_array_add (argv, g_strdup_printf ("dir=%s", sink->replica_dir));
@@ -232,6 +241,17 @@ vms_test_sink_start_tcp (const char *netns, const char *address, GError **error)
 }
 
 VmsTestSink *
+vms_test_sink_start_x509 (const char *certificates, GError **error)
+{
+  g_autoptr (VmsTestSink) sink = sink_new (NULL, NULL);
+
+  sink->certificates = g_strdup (certificates);
+  if (!spawn_nbdkit (sink, error))
+    return NULL;
+  return g_steal_pointer (&sink);
+}
+
+VmsTestSink *
 vms_test_sink_start_tls (GError **error)
 {
   g_autoptr (VmsTestSink) sink = sink_new (NULL, NULL);
@@ -306,6 +326,9 @@ vms_test_sink_uri (VmsTestSink *sink, const char *export_name)
 {
   g_autofree char *escaped = g_uri_escape_string (export_name, "@=", FALSE);
 
+  if (sink->certificates)
+    return g_strdup_printf ("nbds+unix:///%s?socket=%s&tls-certificates=%s",
+                            escaped, sink->socket_path, sink->certificates);
   if (sink->psk_file)
     return g_strdup_printf ("nbds+unix://" VMS_TEST_SINK_PSK_USER
                             "@/%s?socket=%s&tls-psk-file=%s",
@@ -354,6 +377,7 @@ vms_test_sink_free (VmsTestSink *sink)
   g_free (sink->netns);
   g_free (sink->tcp_address);
   g_free (sink->psk_file);
+  g_free (sink->certificates);
   g_free (sink->pid_path);
   g_free (sink);
 }

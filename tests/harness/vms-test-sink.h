@@ -8,17 +8,19 @@
 
 typedef struct
 {
-  char *dir;         /* private directory holding everything below */
-  char *replica_dir; /* the plugin's dir= */
-  char *socket_path; /* nbdkit's unix socket */
-  char *log_path;    /* nbdkit's stderr */
-  GStrv plugin_args; /* extra plugin parameters, e.g. "hash-chunk=64K" */
-  char *netns;       /* network namespace to run in, or NULL */
-  char *tcp_address; /* listen on this IPv4 address instead of a socket */
-  char *psk_file;    /* TLS-PSK keys ("vmshift:HEX"), or NULL: no TLS */
-  char *pid_path;    /* nbdkit's pid file */
-  GPid pid;          /* nbdkit, running in the foreground */
-  gboolean running;  /* pid is alive and not reaped */
+  char *dir;          /* private directory holding everything below */
+  char *replica_dir;  /* the plugin's dir= */
+  char *socket_path;  /* nbdkit's unix socket */
+  char *log_path;     /* nbdkit's stderr */
+  GStrv plugin_args;  /* extra plugin parameters, e.g. "hash-chunk=64K" */
+  char *netns;        /* network namespace to run in, or NULL */
+  char *tcp_address;  /* listen on this IPv4 address instead of a socket */
+  char *psk_file;     /* TLS-PSK keys ("vmshift:HEX"), or NULL */
+  char *certificates; /* or X.509: ca-cert.pem, server-cert.pem and
+                         server-key.pem; neither: no TLS */
+  char *pid_path;     /* nbdkit's pid file */
+  GPid pid;           /* nbdkit, running in the foreground */
+  gboolean running;   /* pid is alive and not reaped */
 } VmsTestSink;
 
 /* Start nbdkit with the plugin (VMS_SINK_PLUGIN) on a private socket.
@@ -44,6 +46,10 @@ VmsTestSink *vms_test_sink_start_tcp (const char *netns, const char *address,
  * psk_file, named keys.psk as QEMU wants): vms_test_sink_uri() gives
  * nbds+unix:// URIs and vms_test_sink_connect() uses TLS. */
 VmsTestSink *vms_test_sink_start_tls (GError **error);
+
+/* The same with X.509 certificates from directory certificates. */
+VmsTestSink *vms_test_sink_start_x509 (const char *certificates,
+                                       GError **error);
 
 /* "nbds://vmshift@ADDRESS:PORT/EXPORT?tls-psk-file=..." (caller frees). */
 char *vms_test_sink_tcp_uri (VmsTestSink *sink, const char *export_name);

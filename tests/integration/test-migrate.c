@@ -39,6 +39,7 @@ typedef struct
   guint disks;        /* the VM's disks: vd0, vd1 and maybe vd2 */
   char *memory_uri;   /* --dest-uri; NULL: a new unix socket per attempt */
   const char *memory_option; /* e.g. --tls, given with it, or NULL */
+  char *certificates;        /* the X.509 sink's, or NULL */
 } Fixture;
 
 /* ---- the two QEMUs ---- */
@@ -343,10 +344,102 @@ resume_to_paused_destination (Fixture *fixture, const char *job)
 
 /* ---- fixtures ---- */
 
+typedef enum
+{
+  SINK_CLEAR, /* no TLS */
+  SINK_PSK,   /* TLS-PSK */
+  SINK_X509,  /* TLS with certificates */
+} SinkTls;
+
+/* openssl ARGS, where @NAME stands for the file NAME in dir. */
+static gboolean
+openssl (const char *dir, const char *const *args, GError **error)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+
+  g_ptr_array_add (argv, g_strdup ("openssl"));
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (argv, args[i][0] == '@'
+                               ? g_build_filename (dir, args[i] + 1, NULL)
+                               : g_strdup (args[i]));
+  g_ptr_array_add (argv, NULL);
+  return vms_test_run ((const char *const *)argv->pdata, NULL, error);
+}
+
+/* A CA and a server certificate for 127.0.0.1 and localhost in a new
+ * directory, laid out as nbdkit and QEMU read them; caller frees. */
+static char *
+make_certificates (GError **error)
+{
+  g_autofree char *dir = vms_test_make_tmpdir ("vms-x509");
+  g_autofree char *ext = g_build_filename (dir, "server.ext", NULL);
+  /* What QEMU's sanity check of X.509 credentials wants of each. */
+  const char *server_ext
+      = "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+  const char *const ca[] = { "req",
+                             "-x509",
+                             "-newkey",
+                             "rsa:2048",
+                             "-nodes",
+                             "-keyout",
+                             "@ca-key.pem",
+                             "-out",
+                             "@ca-cert.pem",
+                             "-days",
+                             "2",
+                             "-subj",
+                             "/CN=vmshift test CA",
+                             "-addext",
+                             "basicConstraints=critical,CA:TRUE",
+                             "-addext",
+                             "keyUsage=critical,keyCertSign,cRLSign",
+                             NULL };
+  const char *const request[]
+      = { "req",     "-newkey",         "rsa:2048", "-nodes",
+          "-keyout", "@server-key.pem", "-out",     "@server.csr",
+          "-subj",   "/CN=localhost",   NULL };
+  const char *const sign[] = { "x509",
+                               "-req",
+                               "-in",
+                               "@server.csr",
+                               "-CA",
+                               "@ca-cert.pem",
+                               "-CAkey",
+                               "@ca-key.pem",
+                               "-CAcreateserial",
+                               "-CAserial",
+                               "@ca-cert.srl",
+                               "-out",
+                               "@server-cert.pem",
+                               "-days",
+                               "2",
+                               "-extfile",
+                               "@server.ext",
+                               NULL };
+
+  if (!g_file_set_contents (ext, server_ext, -1, error)
+      || !openssl (dir, ca, error) || !openssl (dir, request, error)
+      || !openssl (dir, sign, error))
+    return NULL;
+  return g_steal_pointer (&dir);
+}
+
+static VmsTestSink *
+start_x509_sink (Fixture *fixture, GError **error)
+{
+  fixture->certificates = make_certificates (error);
+  return fixture->certificates
+             ? vms_test_sink_start_x509 (fixture->certificates, error)
+             : NULL;
+}
+
 /* A source with disks disks (2 or 3), vd1 (and vd2) holding data; the
  * sink with TLS-PSK if tls. */
 static int
-setup_with (void **state, guint disks, gboolean tls)
+setup_with (void **state, guint disks, SinkTls tls)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
   g_autoptr (GError) error = NULL;
@@ -381,8 +474,9 @@ setup_with (void **state, guint disks, gboolean tls)
       print_error ("cannot fill vd2: %s\n", error->message);
       return -1;
     }
-  fixture->sink = tls ? vms_test_sink_start_tls (&error)
-                      : vms_test_sink_start (NULL, NULL, &error);
+  fixture->sink = tls == SINK_PSK    ? vms_test_sink_start_tls (&error)
+                  : tls == SINK_X509 ? start_x509_sink (fixture, &error)
+                                     : vms_test_sink_start (NULL, NULL, &error);
   if (!fixture->sink)
     {
       print_error ("cannot start the sink: %s\n", error->message);
@@ -397,20 +491,30 @@ setup_with (void **state, guint disks, gboolean tls)
 static int
 setup (void **state)
 {
-  return setup_with (state, 2, FALSE);
+  return setup_with (state, 2, SINK_CLEAR);
 }
 
 static int
 setup_three (void **state)
 {
-  return setup_with (state, 3, FALSE);
+  return setup_with (state, 3, SINK_CLEAR);
 }
 
 /* The sink over TLS-PSK (a unix socket still): its keys serve memory. */
 static int
 setup_tls (void **state)
 {
-  return setup_with (state, 2, TRUE);
+  return setup_with (state, 2, SINK_PSK);
+}
+
+/* The same with X.509 certificates made for the test. */
+static int
+setup_x509 (void **state)
+{
+  g_autofree char *program = g_find_program_in_path ("openssl");
+
+  /* Without it the test skips itself: the others need no openssl. */
+  return setup_with (state, 2, program ? SINK_X509 : SINK_CLEAR);
 }
 
 static int
@@ -424,6 +528,9 @@ teardown (void **state)
   g_free (fixture->state_dir);
   g_free (fixture->sink_uri);
   g_free (fixture->memory_uri);
+  if (fixture->certificates)
+    vms_test_rmtree (fixture->certificates);
+  g_free (fixture->certificates);
   g_free (fixture);
   return 0;
 }
@@ -623,10 +730,11 @@ qmp_string (VmsTestVm *vm, const char *command, const char *path,
 }
 
 /* vm migrated with the migration parameter tls-creds naming id, a
- * tls-creds-psk object of that endpoint: QEMU then speaks TLS on the
+ * tls-creds object of that type and endpoint: QEMU then speaks TLS on the
  * memory stream or not at all. */
 static void
-assert_memory_tls (VmsTestVm *vm, const char *id, const char *endpoint)
+assert_memory_tls (VmsTestVm *vm, const char *id, const char *endpoint,
+                   const char *qom_type)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (JsonNode) reply
@@ -640,7 +748,7 @@ assert_memory_tls (VmsTestVm *vm, const char *id, const char *endpoint)
                        id);
   type = qmp_string (vm, "qom-get", path, "type");
   end = qmp_string (vm, "qom-get", path, "endpoint");
-  assert_string_equal (type, "tls-creds-psk");
+  assert_string_equal (type, qom_type);
   assert_string_equal (end, endpoint);
 }
 
@@ -655,8 +763,8 @@ migrate_over_tls (Fixture *fixture, const char *job, const char *mode)
       = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
   fixture->memory_option = "--tls";
   migrate_and_check (fixture, job, mode);
-  assert_memory_tls (fixture->source, id, "client");
-  assert_memory_tls (fixture->dest, id, "server");
+  assert_memory_tls (fixture->source, id, "client", "tls-creds-psk");
+  assert_memory_tls (fixture->dest, id, "server", "tls-creds-psk");
 }
 
 static void
@@ -676,6 +784,35 @@ test_migrate_mirror_over_tls (void **state)
 
   fixture->prefix = "tm";
   migrate_over_tls (fixture, "tls-mirror", "mirror");
+}
+
+/* X.509: the destination QEMU serves the sink's server certificate, the
+ * source checks it against the CA and the address of --dest-uri. */
+static void
+migrate_over_x509 (Fixture *fixture, const char *job, const char *mode)
+{
+  g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
+
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  fixture->memory_option = "--tls";
+  migrate_and_check (fixture, job, mode);
+  assert_memory_tls (fixture->source, id, "client", "tls-creds-x509");
+  assert_memory_tls (fixture->dest, id, "server", "tls-creds-x509");
+}
+
+static void
+test_migrate_pause_over_x509 (void **state)
+{
+  Fixture *fixture = *state;
+
+  if (!fixture->certificates)
+    {
+      print_message ("openssl missing (Debian package openssl): skipped\n");
+      skip ();
+    }
+  fixture->prefix = "xp";
+  migrate_over_x509 (fixture, "x509-pause", "pause");
 }
 
 /* Memory in clear text to an address off loopback is refused before
@@ -1382,6 +1519,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_migrate_pause_over_tls, setup_tls,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_migrate_mirror_over_tls, setup_tls,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_pause_over_x509, setup_x509,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_clear_text_memory_off_loopback, setup,
                                      teardown),
