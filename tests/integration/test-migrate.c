@@ -1181,6 +1181,45 @@ test_memory_timeout (void **state)
   assert_rolled_back (fixture, run, "slowram");
 }
 
+/* A migration over TLS that rolls back leaves the source, which runs on,
+ * without vmshift's credentials: a later migration by other hands would
+ * otherwise use them unasked. */
+static void
+test_tls_rollback_forgets_credentials (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) parameters = NULL;
+  g_autoptr (JsonObject) arguments = json_object_new ();
+  g_autoptr (JsonNode) objects = NULL;
+  g_autofree char *listed = NULL;
+
+  fixture->prefix = "tr";
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  fixture->memory_option = "--tls";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  run = migrate_new (fixture, "tlsback", "--bandwidth=4M", "--max-bandwidth=1G",
+                     "--memory-timeout=4", NULL);
+  assert_int_equal (vms_test_command_wait (run), 3);
+  assert_rolled_back (fixture, run, "tlsback");
+  parameters = vms_qmp_execute (fixture->source->qmp,
+                                "query-migrate-parameters", NULL, &error);
+  vms_assert_ok (parameters, error);
+  assert_string_equal (json_object_get_string_member_with_default (
+                           json_node_get_object (parameters), "tls-creds", "?"),
+                       "");
+  json_object_set_string_member (arguments, "path", "/objects");
+  objects
+      = vms_qmp_execute (fixture->source->qmp, "qom-list", arguments, &error);
+  vms_assert_ok (objects, error);
+  listed = json_to_string (objects, FALSE);
+  if (strstr (listed, "vmshift-tlsback-mtls"))
+    fail_msg ("the source keeps the credentials: %s", listed);
+}
+
 /* Refusals in the preflight leave the source running, untouched. */
 static void
 test_preflight_refusals (void **state)
@@ -1522,6 +1561,8 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_migrate_pause_over_x509, setup_x509,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_tls_rollback_forgets_credentials,
+                                     setup_tls, teardown),
     cmocka_unit_test_setup_teardown (test_clear_text_memory_off_loopback, setup,
                                      teardown),
   };

@@ -873,6 +873,7 @@ qmp_cancel (VmsMigration *migration, gboolean check_destination, GError **error)
   if (migration->migration_started)
     vms_qemu_migration_cancel (migration->rep.qmp, CANCEL_TIMEOUT_MS, NULL,
                                NULL);
+  vms_migration_memory_tls_forget (migration);
   return TRUE;
 }
 

@@ -2,7 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-migration-tls.h"
-#include "vms-memory-uri.h"
+#include "vms-qemu-migration.h"
 
 /* QEMU reads a PSK from DIR/keys.psk, nothing else. */
 #define QEMU_PSK_FILE "keys.psk"
@@ -53,11 +53,20 @@ vms_migration_sink_tls_creds (VmsMigration *migration, const char *purpose,
   return TRUE;
 }
 
+/* The memory credentials' object id in both QEMUs; caller frees.  Not
+ * the mirror's: that one goes with the mirror's nodes. */
+static char *
+memory_tls_id (VmsMigration *migration)
+{
+  return g_strdup_printf ("vmshift-%s-mtls", migration->rep.job->id);
+}
+
 gboolean
 vms_migration_memory_tls (VmsMigration *migration, VmsQmp *dest, char **id,
                           GError **error)
 {
-  g_autofree char *dir = NULL, *user = NULL, *name = NULL;
+  g_autofree char *dir = NULL, *user = NULL;
+  g_autofree char *name = memory_tls_id (migration);
   VmsTlsCreds creds;
 
   *id = NULL;
@@ -66,8 +75,6 @@ vms_migration_memory_tls (VmsMigration *migration, VmsQmp *dest, char **id,
   if (!vms_migration_sink_tls_creds (migration, "--tls", &creds, &dir, &user,
                                      error))
     return FALSE;
-  /* Not the mirror's object: that one goes with the mirror's nodes. */
-  name = g_strdup_printf ("vmshift-%s-mtls", migration->rep.job->id);
   /* The destination reads the same path on its host, as the sink does. */
   creds.endpoint = VMS_TLS_SERVER;
   if (!vms_tls_add (dest, name, &creds, error))
@@ -83,4 +90,22 @@ vms_migration_memory_tls (VmsMigration *migration, VmsQmp *dest, char **id,
     }
   *id = g_steal_pointer (&name);
   return TRUE;
+}
+
+void
+vms_migration_memory_tls_forget (VmsMigration *migration)
+{
+  g_autoptr (JsonObject) parameters = json_object_new ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *id = memory_tls_id (migration);
+
+  /* Unconditionally: a killed attempt with --tls may have left them. */
+  json_object_set_string_member (parameters, "tls-creds", "");
+  if (!vms_qemu_migration_set_parameters (migration->rep.qmp, parameters,
+                                          &error)
+      || !vms_tls_remove (migration->rep.qmp, id, &error))
+    vms_progress_event (migration->progress, "warning", NULL,
+                        "the source QEMU keeps the memory's TLS credentials "
+                        "%s: %s",
+                        id, error->message);
 }

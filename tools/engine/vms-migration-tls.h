@@ -24,4 +24,10 @@ gboolean vms_migration_sink_tls_creds (VmsMigration *migration,
 gboolean vms_migration_memory_tls (VmsMigration *migration, VmsQmp *dest,
                                    char **id, GError **error);
 
+/* After a cancelled migration: the source QEMU, which runs on, is left
+ * without vmshift's memory credentials or a tls-creds naming them (a
+ * later migration by other hands would otherwise use TLS unasked).
+ * Failures are warnings: the rollback goes on. */
+void vms_migration_memory_tls_forget (VmsMigration *migration);
+
 G_END_DECLS
