@@ -110,6 +110,15 @@ check_libvirt_arguments (MigrateOptions *options, int argc,
                    "goes)");
       return FALSE;
     }
+  /* libvirt chooses where memory goes (--migrateuri, or the destination's
+   * name): vmshift cannot tell whether it stays on this host. */
+  if (options->insecure)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "--insecure is for --dest-uri; with --connect libvirt "
+                   "sends memory in clear text unless --tls is given");
+      return FALSE;
+    }
   if (options->final_sync && !g_str_equal (options->final_sync, "mirror")
       && !g_str_equal (options->final_sync, "auto"))
     {
