@@ -501,6 +501,29 @@ orphaned (VmsSinkStore *store, const char *name, const char *why,
   return ENOENT;
 }
 
+/* If what now sits at name is not a regular file (a link, a FIFO), the
+ * refusal says that rather than that the old one was deleted: it is the
+ * more useful reason, and the same whether or not a connection to the old
+ * one is still being closed.  Returns an errno value, 0 otherwise. */
+static int
+replaced_by_other_kind (VmsSinkStore *store, const char *name, GError **error)
+{
+  g_autoptr (GError) open_error = NULL;
+  int fd = vms_sink_file_open (store->dir_fd, store->dir, name, O_RDONLY,
+                               &open_error);
+
+  if (fd >= 0)
+    {
+      close (fd);
+      return 0;
+    }
+  if (!g_error_matches (open_error, VMS_SINK_ERROR,
+                        VMS_SINK_ERROR_NOT_REGULAR))
+    return 0;
+  g_propagate_error (error, g_steal_pointer (&open_error));
+  return EACCES;
+}
+
 /* name's metadata; with create, a replica that is missing or orphaned
  * is made afresh first.  Sets *errno_out on failure. */
 static VmsSinkMeta *
@@ -562,6 +585,9 @@ vms_sink_store_open (VmsSinkStore *store, const char *name, gboolean create,
     {
       if (g_atomic_int_get (&replica->refcount) > 0)
         {
+          *errno_out = replaced_by_other_kind (store, name, error);
+          if (*errno_out)
+            return NULL;
           *errno_out = orphaned (store, name,
                                  " while connections still use it (close "
                                  "them first)",

@@ -241,6 +241,25 @@ test_replica_symlink_refused (void **state)
   assert_true (json_object_get_null_member (row, "allocated"));
 }
 
+/* The same while a connection to the old file is still open (or still
+ * being closed by nbdkit, which a busy machine shows): the refusal names
+ * the link, not the deletion. */
+static void
+test_replica_symlink_refused_while_open (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  g_autofree char *data = vms_test_sink_replica_path (sink, "evil");
+  g_autoptr (nbd_handle) open_one = NULL;
+
+  create_replica (sink, "evil", OUTSIDE_SIZE);
+  open_one = connect_or_refused (sink, "evil");
+  assert_non_null (open_one);
+  swap_for_link (data, fixture->outside);
+  assert_refused_saying (sink, "evil", "is a symbolic link");
+  assert_outside_untouched (fixture);
+}
+
 /* A dangling link with @create: nothing is made outside the directory. */
 static void
 test_dangling_symlink_create_refused (void **state)
@@ -505,6 +524,8 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_replica_symlink_refused, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_replica_symlink_refused_while_open,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_dangling_symlink_create_refused,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_metadata_symlink_refused, setup,
