@@ -766,6 +766,9 @@ qmp_wait_destination (VmsMigration *migration, GError **error)
       return FALSE;
     }
   wait_destination_event (migration);
+  if (migration->config.tls)
+    vms_migration_memory_tls_forget (migration, dest_of (migration),
+                                     "destination");
   if (vms_qemu_migration_query (migration->rep.qmp, &info, NULL))
     {
       migration->ram_bytes = info.ram_transferred;
@@ -873,7 +876,7 @@ qmp_cancel (VmsMigration *migration, gboolean check_destination, GError **error)
   if (migration->migration_started)
     vms_qemu_migration_cancel (migration->rep.qmp, CANCEL_TIMEOUT_MS, NULL,
                                NULL);
-  vms_migration_memory_tls_forget (migration);
+  vms_migration_memory_tls_forget (migration, migration->rep.qmp, "source");
   return TRUE;
 }
 

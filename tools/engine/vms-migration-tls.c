@@ -93,7 +93,8 @@ vms_migration_memory_tls (VmsMigration *migration, VmsQmp *dest, char **id,
 }
 
 void
-vms_migration_memory_tls_forget (VmsMigration *migration)
+vms_migration_memory_tls_forget (VmsMigration *migration, VmsQmp *qmp,
+                                 const char *who)
 {
   g_autoptr (JsonObject) parameters = json_object_new ();
   g_autoptr (GError) error = NULL;
@@ -101,11 +102,10 @@ vms_migration_memory_tls_forget (VmsMigration *migration)
 
   /* Unconditionally: a killed attempt with --tls may have left them. */
   json_object_set_string_member (parameters, "tls-creds", "");
-  if (!vms_qemu_migration_set_parameters (migration->rep.qmp, parameters,
-                                          &error)
-      || !vms_tls_remove (migration->rep.qmp, id, &error))
+  if (!vms_qemu_migration_set_parameters (qmp, parameters, &error)
+      || !vms_tls_remove (qmp, id, &error))
     vms_progress_event (migration->progress, "warning", NULL,
-                        "the source QEMU keeps the memory's TLS credentials "
+                        "the %s QEMU keeps the memory's TLS credentials "
                         "%s: %s",
-                        id, error->message);
+                        who, id, error->message);
 }

@@ -24,10 +24,12 @@ gboolean vms_migration_sink_tls_creds (VmsMigration *migration,
 gboolean vms_migration_memory_tls (VmsMigration *migration, VmsQmp *dest,
                                    char **id, GError **error);
 
-/* After a cancelled migration: the source QEMU, which runs on, is left
- * without vmshift's memory credentials or a tls-creds naming them (a
- * later migration by other hands would otherwise use TLS unasked).
- * Failures are warnings: the rollback goes on. */
-void vms_migration_memory_tls_forget (VmsMigration *migration);
+/* After a cancelled migration the source QEMU, after a completed one the
+ * destination, runs the VM on: qmp (who names it) is left without
+ * vmshift's memory credentials or a tls-creds naming them (a later
+ * migration by other hands would otherwise use TLS unasked).  Failures
+ * are warnings: the rollback or the commit goes on. */
+void vms_migration_memory_tls_forget (VmsMigration *migration, VmsQmp *qmp,
+                                      const char *who);
 
 G_END_DECLS
