@@ -1,4 +1,4 @@
-/* vmshift qemu-filter: TLS credentials for QEMU's NBD client.
+/* vmshift qemu-filter: TLS credentials in QEMU.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-tls.h"
@@ -17,6 +17,12 @@ qom_type (VmsTlsKind kind)
   return kind == VMS_TLS_PSK ? PSK_TYPE : X509_TYPE;
 }
 
+static const char *
+endpoint_name (VmsTlsEndpoint endpoint)
+{
+  return endpoint == VMS_TLS_SERVER ? "server" : "client";
+}
+
 static gboolean
 object_add (VmsQmp *qmp, const char *id, const VmsTlsCreds *creds,
             GError **error)
@@ -26,9 +32,15 @@ object_add (VmsQmp *qmp, const char *id, const VmsTlsCreds *creds,
 
   json_object_set_string_member (arguments, "qom-type", qom_type (creds->kind));
   json_object_set_string_member (arguments, "id", id);
-  json_object_set_string_member (arguments, "endpoint", "client");
+  json_object_set_string_member (arguments, "endpoint",
+                                 endpoint_name (creds->endpoint));
   json_object_set_string_member (arguments, "dir", creds->dir);
-  if (creds->kind == VMS_TLS_PSK && creds->username)
+  /* QEMU's X.509 server wants client certificates by default; the sink's
+   * keys have none. */
+  if (creds->kind == VMS_TLS_X509 && creds->endpoint == VMS_TLS_SERVER)
+    json_object_set_boolean_member (arguments, "verify-peer", FALSE);
+  if (creds->kind == VMS_TLS_PSK && creds->username
+      && creds->endpoint == VMS_TLS_CLIENT)
     json_object_set_string_member (arguments, "username", creds->username);
   reply = vms_qmp_execute (qmp, "object-add", arguments, error);
   return reply != NULL;
@@ -113,8 +125,9 @@ same_settings (VmsQmp *qmp, const char *id, const VmsTlsCreds *creds,
   if (creds->kind == VMS_TLS_PSK
       && !(username = property (qmp, id, "username", error)))
     return FALSE;
-  *same = g_str_equal (dir, creds->dir) && g_str_equal (endpoint, "client")
-          && (creds->kind != VMS_TLS_PSK
+  *same = g_str_equal (dir, creds->dir)
+          && g_str_equal (endpoint, endpoint_name (creds->endpoint))
+          && (creds->kind != VMS_TLS_PSK || creds->endpoint == VMS_TLS_SERVER
               || g_str_equal (psk_username (username),
                               psk_username (creds->username)));
   return TRUE;

@@ -32,6 +32,13 @@ static const char *const description
       "and 'vmshift migrate --resume JOB' goes on without sending again what\n"
       "the sink already holds.  --resume also takes a job of 'vmshift sync'.\n"
       "\n"
+      "Memory to a --dest-uri off loopback needs --tls (or --insecure for\n"
+      "clear text).  With --tls both QEMUs read the sink URI's keys: the\n"
+      "directory of its tls-psk-file (which must be named keys.psk), or its\n"
+      "tls-certificates directory (ca-cert.pem; server-cert.pem and\n"
+      "server-key.pem on the destination), at the same path on both hosts.\n"
+      "Give --tls again with --resume.\n"
+      "\n"
       "With --connect URI, DOMAIN is a libvirt domain and DESTURI the\n"
       "destination libvirt, as for 'virsh migrate': vmshift copies the\n"
       "disks to the sink on the destination host and keeps them in sync\n"
@@ -58,6 +65,8 @@ typedef struct
   gboolean suspend;         /* --suspend: leave the destination paused */
   char *memory_timeout;     /* --memory-timeout S */
   char *estimate;           /* --estimate ID */
+  gboolean tls;             /* --tls: memory over TLS */
+  gboolean insecure;        /* --insecure: clear-text memory off loopback */
   /* The libvirt backend, as virsh migrate names them. */
   char *connect;            /* --connect URI: DOMAIN and DESTURI follow */
   gboolean live;            /* --live: the only kind; accepted */
@@ -99,6 +108,15 @@ check_libvirt_arguments (MigrateOptions *options, int argc,
                    "directly; with --connect libvirt starts the "
                    "destination (use --migrateuri for where memory "
                    "goes)");
+      return FALSE;
+    }
+  /* libvirt chooses where memory goes (--migrateuri, or the destination's
+   * name): vmshift cannot tell whether it stays on this host. */
+  if (options->insecure)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "--insecure is for --dest-uri; with --connect libvirt "
+                   "sends memory in clear text unless --tls is given");
       return FALSE;
     }
   if (options->final_sync && !g_str_equal (options->final_sync, "mirror")
@@ -223,6 +241,12 @@ check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
       return FALSE;
     }
   config->mode_set = options->final_sync != NULL;
+  /* Before anything is touched; a resumed job's saved --dest-uri is
+   * checked by the engine's preflight. */
+  if (!options->connect
+      && !vms_migration_check_clear_text (options->dest_uri, options->tls,
+                                          options->insecure, error))
+    return FALSE;
   if (!parse_numbers (options, config, error))
     return FALSE;
   if (options->bandwidth && !base->max_bandwidth)
@@ -266,6 +290,8 @@ fill_config (MigrateOptions *options, int argc, char **argv,
   config->dest_uri = vms_path_absolute_migration_uri (options->dest_uri);
   config->auto_converge = options->auto_converge;
   config->suspend = options->suspend;
+  config->tls = options->tls;
+  config->insecure = options->insecure;
   config->estimate = g_steal_pointer (&options->estimate);
   libvirt->connect_uri = vms_path_absolute_libvirt_uri (options->connect);
   if (libvirt->connect_uri && argc == 3)
@@ -415,6 +441,12 @@ vms_cmd_migrate (int argc, char **argv)
     { "dest-uri", 'u', 0, G_OPTION_ARG_STRING, &options.dest_uri,
       "Where the destination listens for memory (tcp:HOST:PORT, unix:PATH)",
       "URI" },
+    { "tls", 0, 0, G_OPTION_ARG_NONE, &options.tls,
+      "Memory over TLS: QEMU uses the sink URI's tls-psk-file or "
+      "tls-certificates on both hosts (with --connect: libvirt's TLS)",
+      NULL },
+    { "insecure", 0, 0, G_OPTION_ARG_NONE, &options.insecure,
+      "Send memory in clear text to a --dest-uri off loopback", NULL },
     { "final-sync", 'f', 0, G_OPTION_ARG_STRING, &options.final_sync,
       "auto (default), pause or mirror: how the disks' last writes cross",
       "MODE" },

@@ -41,6 +41,32 @@ vms_test_sink_log (VmsTestSink *sink)
   return g_strdup (length > 3000 ? contents + length - 3000 : contents);
 }
 
+/* A sink with keys wants TLS from every client. */
+static gboolean
+set_tls (VmsTestSink *sink, struct nbd_handle *nbd)
+{
+  if (sink->certificates)
+    return nbd_set_tls (nbd, LIBNBD_TLS_REQUIRE) == 0
+           && nbd_set_tls_certificates (nbd, sink->certificates) == 0;
+  return !sink->psk_file
+         || (nbd_set_tls (nbd, LIBNBD_TLS_REQUIRE) == 0
+             && nbd_set_tls_psk_file (nbd, sink->psk_file) == 0
+             && nbd_set_tls_username (nbd, VMS_TEST_SINK_PSK_USER) == 0);
+}
+
+/* A fixed test key: the sink is reachable only by this test, on a private
+ * socket or inside its namespaces. */
+static gboolean
+write_psk (VmsTestSink *sink, GError **error)
+{
+  const char *keys = VMS_TEST_SINK_PSK_USER
+      ":c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc\n";
+
+  sink->psk_file = g_build_filename (sink->dir, "keys.psk", NULL);
+  return g_file_set_contents_full (sink->psk_file, keys, -1,
+                                   G_FILE_SET_CONTENTS_NONE, 0600, error);
+}
+
 static gboolean
 spawn_nbdkit (VmsTestSink *sink, GError **error)
 {
@@ -65,22 +91,22 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
     {
       g_ptr_array_add (argv, g_strdup ("valgrind"));
       g_ptr_array_add (argv, g_strdup ("--quiet"));
-      g_ptr_array_add (argv, g_strdup_printf ("--error-exitcode=%d",
-                                              VALGRIND_ERROR_EXIT));
+      g_ptr_array_add (
+          argv, g_strdup_printf ("--error-exitcode=%d", VALGRIND_ERROR_EXIT));
       g_ptr_array_add (argv, g_strdup ("--leak-check=full"));
       g_ptr_array_add (argv, g_strdup ("--errors-for-leak-kinds=definite"));
       g_ptr_array_add (argv, g_strdup ("--show-leak-kinds=definite"));
       if (g_getenv ("VMS_NBDKIT_SUPPRESSIONS"))
-        g_ptr_array_add (argv,
-                         g_strdup_printf ("--suppressions=%s",
-                                          g_getenv ("VMS_NBDKIT_SUPPRESSIONS")));
+        g_ptr_array_add (
+            argv, g_strdup_printf ("--suppressions=%s",
+                                   g_getenv ("VMS_NBDKIT_SUPPRESSIONS")));
     }
   if (sink->netns)
     {
       /* nsenter, unlike "ip netns exec", works in a chroot too. */
       g_ptr_array_add (argv, g_strdup ("nsenter"));
-      g_ptr_array_add (argv, g_strdup_printf ("--net=/run/netns/%s",
-                                              sink->netns));
+      g_ptr_array_add (argv,
+                       g_strdup_printf ("--net=/run/netns/%s", sink->netns));
       g_ptr_array_add (argv, g_strdup ("--"));
     }
   g_ptr_array_add (argv, g_strdup ("nbdkit"));
@@ -93,14 +119,22 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
       g_ptr_array_add (argv, g_strdup (sink->tcp_address));
       g_ptr_array_add (argv, g_strdup ("-p"));
       g_ptr_array_add (argv, g_strdup_printf ("%d", VMS_TEST_SINK_PORT));
-      g_ptr_array_add (argv, g_strdup ("--tls=require"));
-      g_ptr_array_add (argv, g_strdup_printf ("--tls-psk=%s",
-                                              sink->psk_file));
     }
   else
     {
       g_ptr_array_add (argv, g_strdup ("-U"));
       g_ptr_array_add (argv, g_strdup (sink->socket_path));
+    }
+  if (sink->psk_file)
+    {
+      g_ptr_array_add (argv, g_strdup ("--tls=require"));
+      g_ptr_array_add (argv, g_strdup_printf ("--tls-psk=%s", sink->psk_file));
+    }
+  else if (sink->certificates)
+    {
+      g_ptr_array_add (argv, g_strdup ("--tls=require"));
+      g_ptr_array_add (
+          argv, g_strdup_printf ("--tls-certificates=%s", sink->certificates));
     }
   g_ptr_array_add (argv, g_strdup (plugin));
   g_ptr_array_add (argv, g_strdup_printf ("dir=%s", sink->replica_dir));
@@ -108,17 +142,16 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
     g_ptr_array_add (argv, g_strdup (sink->plugin_args[i]));
   g_ptr_array_add (argv, NULL);
 
-  log_fd = open (sink->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                 0600);
+  log_fd
+      = open (sink->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0)
     {
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno),
                    "open %s: %s", sink->log_path, g_strerror (errno));
       return FALSE;
     }
-  ok = g_spawn_async_with_fds (NULL, (char **) argv->pdata, NULL,
-                               G_SPAWN_SEARCH_PATH
-                                   | G_SPAWN_DO_NOT_REAP_CHILD,
+  ok = g_spawn_async_with_fds (NULL, (char **)argv->pdata, NULL,
+                               G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
                                child_setup, NULL, &sink->pid, -1, log_fd,
                                log_fd, error);
   close (log_fd);
@@ -151,7 +184,8 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
           continue;
         }
       nbd = nbd_create ();
-      if (nbd && g_file_test (sink->socket_path, G_FILE_TEST_EXISTS)
+      if (nbd && set_tls (sink, nbd)
+          && g_file_test (sink->socket_path, G_FILE_TEST_EXISTS)
           && nbd_set_export_name (nbd, "@probe") == 0
           && nbd_connect_unix (nbd, sink->socket_path) == 0)
         return TRUE;
@@ -179,7 +213,7 @@ sink_new (const char *replica_dir, const char *const *plugin_args)
   sink->socket_path = g_build_filename (sink->dir, "sink.sock", NULL);
   sink->log_path = g_build_filename (sink->dir, "nbdkit.log", NULL);
   sink->pid_path = g_build_filename (sink->dir, "nbdkit.pid", NULL);
-  sink->plugin_args = g_strdupv ((char **) plugin_args);
+  sink->plugin_args = g_strdupv ((char **)plugin_args);
   return sink;
 }
 
@@ -195,20 +229,34 @@ vms_test_sink_start (const char *replica_dir, const char *const *plugin_args,
 }
 
 VmsTestSink *
-vms_test_sink_start_tcp (const char *netns, const char *address,
-                         GError **error)
+vms_test_sink_start_tcp (const char *netns, const char *address, GError **error)
 {
   g_autoptr (VmsTestSink) sink = sink_new (NULL, NULL);
-  /* A fixed test key: the sink is reachable only inside our namespaces. */
-  const char *keys = "vmshift:"
-                     "c0ffee00112233445566778899aabbccddeeff00112233445566778899aabbcc\n";
 
   sink->netns = g_strdup (netns);
   sink->tcp_address = g_strdup (address);
-  sink->psk_file = g_build_filename (sink->dir, "keys.psk", NULL);
-  if (!g_file_set_contents_full (sink->psk_file, keys, -1,
-                                 G_FILE_SET_CONTENTS_NONE, 0600, error)
-      || !spawn_nbdkit (sink, error))
+  if (!write_psk (sink, error) || !spawn_nbdkit (sink, error))
+    return NULL;
+  return g_steal_pointer (&sink);
+}
+
+VmsTestSink *
+vms_test_sink_start_x509 (const char *certificates, GError **error)
+{
+  g_autoptr (VmsTestSink) sink = sink_new (NULL, NULL);
+
+  sink->certificates = g_strdup (certificates);
+  if (!spawn_nbdkit (sink, error))
+    return NULL;
+  return g_steal_pointer (&sink);
+}
+
+VmsTestSink *
+vms_test_sink_start_tls (GError **error)
+{
+  g_autoptr (VmsTestSink) sink = sink_new (NULL, NULL);
+
+  if (!write_psk (sink, error) || !spawn_nbdkit (sink, error))
     return NULL;
   return g_steal_pointer (&sink);
 }
@@ -278,6 +326,13 @@ vms_test_sink_uri (VmsTestSink *sink, const char *export_name)
 {
   g_autofree char *escaped = g_uri_escape_string (export_name, "@=", FALSE);
 
+  if (sink->certificates)
+    return g_strdup_printf ("nbds+unix:///%s?socket=%s&tls-certificates=%s",
+                            escaped, sink->socket_path, sink->certificates);
+  if (sink->psk_file)
+    return g_strdup_printf ("nbds+unix://" VMS_TEST_SINK_PSK_USER
+                            "@/%s?socket=%s&tls-psk-file=%s",
+                            escaped, sink->socket_path, sink->psk_file);
   return g_strdup_printf ("nbd+unix:///%s?socket=%s", escaped,
                           sink->socket_path);
 }
@@ -288,12 +343,11 @@ vms_test_sink_connect (VmsTestSink *sink, const char *export_name,
 {
   g_autoptr (nbd_handle) nbd = nbd_create ();
 
-  if (!nbd || nbd_set_export_name (nbd, export_name) < 0
+  if (!nbd || !set_tls (sink, nbd) || nbd_set_export_name (nbd, export_name) < 0
       || nbd_connect_unix (nbd, sink->socket_path) < 0)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                   "connect to export '%s': %s", export_name,
-                   nbd_get_error ());
+                   "connect to export '%s': %s", export_name, nbd_get_error ());
       return NULL;
     }
   return g_steal_pointer (&nbd);
@@ -323,6 +377,7 @@ vms_test_sink_free (VmsTestSink *sink)
   g_free (sink->netns);
   g_free (sink->tcp_address);
   g_free (sink->psk_file);
+  g_free (sink->certificates);
   g_free (sink->pid_path);
   g_free (sink);
 }

@@ -15,7 +15,9 @@ typedef struct
   GStrv plugin_args;  /* extra plugin parameters, e.g. "hash-chunk=64K" */
   char *netns;        /* network namespace to run in, or NULL */
   char *tcp_address;  /* listen on this IPv4 address instead of a socket */
-  char *psk_file;     /* TLS-PSK keys ("vmshift:HEX"), with tcp_address */
+  char *psk_file;     /* TLS-PSK keys ("vmshift:HEX"), or NULL */
+  char *certificates; /* or X.509: ca-cert.pem, server-cert.pem and
+                         server-key.pem; neither: no TLS */
   char *pid_path;     /* nbdkit's pid file */
   GPid pid;           /* nbdkit, running in the foreground */
   gboolean running;   /* pid is alive and not reaped */
@@ -37,6 +39,18 @@ VmsTestSink *vms_test_sink_start (const char *replica_dir,
 VmsTestSink *vms_test_sink_start_tcp (const char *netns, const char *address,
                                       GError **error);
 
+/* The PSK identity of the sinks with TLS. */
+#define VMS_TEST_SINK_PSK_USER "vmshift"
+
+/* A sink on a private unix socket with TLS-PSK required (its keys in
+ * psk_file, named keys.psk as QEMU wants): vms_test_sink_uri() gives
+ * nbds+unix:// URIs and vms_test_sink_connect() uses TLS. */
+VmsTestSink *vms_test_sink_start_tls (GError **error);
+
+/* The same with X.509 certificates from directory certificates. */
+VmsTestSink *vms_test_sink_start_x509 (const char *certificates,
+                                       GError **error);
+
 /* "nbds://vmshift@ADDRESS:PORT/EXPORT?tls-psk-file=..." (caller frees). */
 char *vms_test_sink_tcp_uri (VmsTestSink *sink, const char *export_name);
 
@@ -50,7 +64,8 @@ gboolean vms_test_sink_stop (VmsTestSink *sink, GError **error);
 /* Start nbdkit again on the same directory and socket. */
 gboolean vms_test_sink_restart (VmsTestSink *sink, GError **error);
 
-/* "nbd+unix:///EXPORT?socket=..." (caller frees). */
+/* "nbd+unix:///EXPORT?socket=..." (with TLS "nbds+unix://vmshift@/...
+ * &tls-psk-file=...") (caller frees). */
 char *vms_test_sink_uri (VmsTestSink *sink, const char *export_name);
 
 /* A libnbd handle connected to export_name; NULL with the server's

@@ -207,6 +207,14 @@ static const BadInput bad_migrate_options[] = {
   { { "--dest-qmp", "/nonexistent/d.qmp", "--dest-uri", "unix:/nonexistent/m",
       "--rounds", "-1" },
     "--rounds wants a count" },
+  { { "--dest-qmp", "/nonexistent/d.qmp", "--dest-uri", "tcp:192.0.2.1:4444" },
+    "not on loopback: anyone on the network could read the VM's memory; use "
+    "--tls" },
+  { { "--dest-qmp", "/nonexistent/d.qmp", "--dest-uri",
+      "tcp:dest.example:4444" },
+    "or --insecure to send it in clear text" },
+  { { "--connect", "qemu:///nonexistent", "dest", "--insecure" },
+    "--insecure is for --dest-uri" },
   { { "--dest-uri", "unix:/nonexistent/m" }, "--dest-qmp ADDRESS is required" },
   { { "--dest-qmp", "/nonexistent/d.qmp" }, "--dest-uri URI is required" },
 };

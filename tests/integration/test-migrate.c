@@ -40,6 +40,9 @@ typedef struct
   guint disks;         /* the VM's disks: vd0, vd1 and maybe vd2 */
   VmsTestHosts *hosts; /* setup_hosts: the source QEMU and vmshift in host
                           A, the sink on TCP in host B; else NULL */
+  char *memory_uri;    /* --dest-uri; NULL: a new unix socket per attempt */
+  const char *memory_option; /* e.g. --tls, given with it, or NULL */
+  char *certificates;        /* the X.509 sink's, or NULL */
 } Fixture;
 
 /* ---- the two QEMUs ---- */
@@ -173,9 +176,15 @@ migrate_start (Fixture *fixture, ...)
   /* A new destination listens on a new socket. */
   g_ptr_array_add (
       argv, g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path));
-  g_ptr_array_add (argv,
-                   g_strdup_printf ("--dest-uri=unix:%s/mig-%u.sock",
-                                    fixture->dest->dir, fixture->attempts));
+  if (fixture->memory_uri)
+    g_ptr_array_add (argv,
+                     g_strdup_printf ("--dest-uri=%s", fixture->memory_uri));
+  else
+    g_ptr_array_add (argv,
+                     g_strdup_printf ("--dest-uri=unix:%s/mig-%u.sock",
+                                      fixture->dest->dir, fixture->attempts));
+  if (fixture->memory_option)
+    g_ptr_array_add (argv, g_strdup (fixture->memory_option));
   g_ptr_array_add (argv,
                    g_strdup_printf ("--state-dir=%s", fixture->state_dir));
   g_ptr_array_add (argv, g_strdup ("--json"));
@@ -357,11 +366,103 @@ resume_to_paused_destination (Fixture *fixture, const char *job)
 
 /* ---- fixtures ---- */
 
-/* A source with disks disks (2 or 3), vd1 (and vd2) holding data; with
- * hosts, in host A, the sink on TCP in host B (not root: nothing is
- * started, and the test skips). */
+typedef enum
+{
+  SINK_CLEAR, /* no TLS */
+  SINK_PSK,   /* TLS-PSK */
+  SINK_X509,  /* TLS with certificates */
+} SinkTls;
+
+/* openssl ARGS, where @NAME stands for the file NAME in dir. */
+static gboolean
+openssl (const char *dir, const char *const *args, GError **error)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+
+  g_ptr_array_add (argv, g_strdup ("openssl"));
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (argv, args[i][0] == '@'
+                               ? g_build_filename (dir, args[i] + 1, NULL)
+                               : g_strdup (args[i]));
+  g_ptr_array_add (argv, NULL);
+  return vms_test_run ((const char *const *)argv->pdata, NULL, error);
+}
+
+/* A CA and a server certificate for 127.0.0.1 and localhost in a new
+ * directory, laid out as nbdkit and QEMU read them; caller frees. */
+static char *
+make_certificates (GError **error)
+{
+  g_autofree char *dir = vms_test_make_tmpdir ("vms-x509");
+  g_autofree char *ext = g_build_filename (dir, "server.ext", NULL);
+  /* What QEMU's sanity check of X.509 credentials wants of each. */
+  const char *server_ext
+      = "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+  const char *const ca[] = { "req",
+                             "-x509",
+                             "-newkey",
+                             "rsa:2048",
+                             "-nodes",
+                             "-keyout",
+                             "@ca-key.pem",
+                             "-out",
+                             "@ca-cert.pem",
+                             "-days",
+                             "2",
+                             "-subj",
+                             "/CN=vmshift test CA",
+                             "-addext",
+                             "basicConstraints=critical,CA:TRUE",
+                             "-addext",
+                             "keyUsage=critical,keyCertSign,cRLSign",
+                             NULL };
+  const char *const request[]
+      = { "req",     "-newkey",         "rsa:2048", "-nodes",
+          "-keyout", "@server-key.pem", "-out",     "@server.csr",
+          "-subj",   "/CN=localhost",   NULL };
+  const char *const sign[] = { "x509",
+                               "-req",
+                               "-in",
+                               "@server.csr",
+                               "-CA",
+                               "@ca-cert.pem",
+                               "-CAkey",
+                               "@ca-key.pem",
+                               "-CAcreateserial",
+                               "-CAserial",
+                               "@ca-cert.srl",
+                               "-out",
+                               "@server-cert.pem",
+                               "-days",
+                               "2",
+                               "-extfile",
+                               "@server.ext",
+                               NULL };
+
+  if (!g_file_set_contents (ext, server_ext, -1, error)
+      || !openssl (dir, ca, error) || !openssl (dir, request, error)
+      || !openssl (dir, sign, error))
+    return NULL;
+  return g_steal_pointer (&dir);
+}
+
+static VmsTestSink *
+start_x509_sink (Fixture *fixture, GError **error)
+{
+  fixture->certificates = make_certificates (error);
+  return fixture->certificates
+             ? vms_test_sink_start_x509 (fixture->certificates, error)
+             : NULL;
+}
+
+/* A source with disks disks (2 or 3), vd1 (and vd2) holding data; the
+ * sink with TLS as tls says; with hosts, in host A, the sink on TCP in
+ * host B (not root: nothing is started, and the test skips). */
 static int
-setup_with (void **state, guint disks, gboolean hosts)
+setup_with (void **state, guint disks, SinkTls tls, gboolean hosts)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
   g_autoptr (GError) error = NULL;
@@ -405,9 +506,12 @@ setup_with (void **state, guint disks, gboolean hosts)
       return -1;
     }
   fixture->sink
-      = hosts ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
-                                         fixture -> hosts -> address[1], &error)
-              : vms_test_sink_start (NULL, NULL, &error);
+      = hosts             ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
+                                                     fixture->hosts->address[1],
+                                                     &error)
+        : tls == SINK_PSK ? vms_test_sink_start_tls (&error)
+        : tls == SINK_X509 ? start_x509_sink (fixture, &error)
+                           : vms_test_sink_start (NULL, NULL, &error);
   if (!fixture->sink)
     {
       print_error ("cannot start the sink: %s\n", error->message);
@@ -416,27 +520,43 @@ setup_with (void **state, guint disks, gboolean hosts)
   fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
   g_mkdir (fixture->state_dir, 0700);
   fixture->sink_uri = hosts ? vms_test_sink_tcp_uri (fixture->sink, "")
-                            : g_strdup_printf ("nbd+unix:///?socket=%s",
-                                               fixture->sink->socket_path);
+                            : vms_test_sink_uri (fixture->sink, "");
   return 0;
 }
 
 static int
 setup (void **state)
 {
-  return setup_with (state, 2, FALSE);
+  return setup_with (state, 2, SINK_CLEAR, FALSE);
 }
 
 static int
 setup_hosts (void **state)
 {
-  return setup_with (state, 2, TRUE);
+  return setup_with (state, 2, SINK_CLEAR, TRUE);
 }
 
 static int
 setup_three (void **state)
 {
-  return setup_with (state, 3, FALSE);
+  return setup_with (state, 3, SINK_CLEAR, FALSE);
+}
+
+/* The sink over TLS-PSK (a unix socket still): its keys serve memory. */
+static int
+setup_tls (void **state)
+{
+  return setup_with (state, 2, SINK_PSK, FALSE);
+}
+
+/* The same with X.509 certificates made for the test. */
+static int
+setup_x509 (void **state)
+{
+  g_autofree char *program = g_find_program_in_path ("openssl");
+
+  /* Without it the test skips itself: the others need no openssl. */
+  return setup_with (state, 2, program ? SINK_X509 : SINK_CLEAR, FALSE);
 }
 
 static int
@@ -450,6 +570,10 @@ teardown (void **state)
   vms_test_hosts_free (fixture->hosts);
   g_free (fixture->state_dir);
   g_free (fixture->sink_uri);
+  g_free (fixture->memory_uri);
+  if (fixture->certificates)
+    vms_test_rmtree (fixture->certificates);
+  g_free (fixture->certificates);
   g_free (fixture);
   return 0;
 }
@@ -608,6 +732,211 @@ test_migrate_mirror (void **state)
   migrate_and_check (fixture,
                      "mirror-0123456789-0123456789-0123456789-0123456789-0123",
                      "mirror");
+}
+
+/* ---- memory over TLS ---- */
+
+/* A TCP port on 127.0.0.1 that nothing listens on now. */
+static guint16
+free_loopback_port (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSocket) socket
+      = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+                      G_SOCKET_PROTOCOL_TCP, &error);
+  g_autoptr (GInetAddress) loopback
+      = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr (GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+  g_autoptr (GSocketAddress) bound = NULL;
+
+  vms_assert_ok (socket, error);
+  vms_assert_ok (g_socket_bind (socket, any, FALSE, &error), error);
+  bound = g_socket_get_local_address (socket, &error);
+  vms_assert_ok (bound, error);
+  return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+}
+
+/* A string that QEMU answers to command (path, property). */
+static char *
+qmp_string (VmsTestVm *vm, const char *command, const char *path,
+            const char *property)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonObject) arguments = json_object_new ();
+  g_autoptr (JsonNode) reply = NULL;
+
+  json_object_set_string_member (arguments, "path", path);
+  json_object_set_string_member (arguments, "property", property);
+  reply = vms_qmp_execute (vm->qmp, command, arguments, &error);
+  vms_assert_ok (reply, error);
+  return json_node_dup_string (reply);
+}
+
+/* vm (the source) migrated with the migration parameter tls-creds naming
+ * id, a tls-creds object of that type and endpoint: QEMU then speaks TLS
+ * on the memory stream or not at all, so a destination that completed
+ * the migration spoke it too. */
+static void
+assert_memory_tls (VmsTestVm *vm, const char *id, const char *endpoint,
+                   const char *qom_type)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) reply
+      = vms_qmp_execute (vm->qmp, "query-migrate-parameters", NULL, &error);
+  g_autofree char *path = g_strdup_printf ("/objects/%s", id);
+  g_autofree char *type = NULL, *end = NULL;
+
+  vms_assert_ok (reply, error);
+  assert_string_equal (json_object_get_string_member_with_default (
+                           json_node_get_object (reply), "tls-creds", ""),
+                       id);
+  type = qmp_string (vm, "qom-get", path, "type");
+  end = qmp_string (vm, "qom-get", path, "endpoint");
+  assert_string_equal (type, qom_type);
+  assert_string_equal (end, endpoint);
+}
+
+/* vm, which runs the VM on, has neither vmshift's credentials id nor a
+ * tls-creds naming them. */
+static void
+assert_tls_forgotten (VmsTestVm *vm, const char *id)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) parameters = NULL;
+  g_autoptr (JsonObject) arguments = json_object_new ();
+  g_autoptr (JsonNode) objects = NULL;
+  g_autofree char *listed = NULL;
+
+  parameters
+      = vms_qmp_execute (vm->qmp, "query-migrate-parameters", NULL, &error);
+  vms_assert_ok (parameters, error);
+  assert_string_equal (json_object_get_string_member_with_default (
+                           json_node_get_object (parameters), "tls-creds", "?"),
+                       "");
+  json_object_set_string_member (arguments, "path", "/objects");
+  objects = vms_qmp_execute (vm->qmp, "qom-list", arguments, &error);
+  vms_assert_ok (objects, error);
+  listed = json_to_string (objects, FALSE);
+  if (strstr (listed, id))
+    fail_msg ("%s is still there: %s", id, listed);
+}
+
+/* A migration end to end (as migrate_and_check) with memory on TCP over
+ * TLS-PSK with the sink's keys. */
+static void
+migrate_over_tls (Fixture *fixture, const char *job, const char *mode)
+{
+  g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
+
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  fixture->memory_option = "--tls";
+  migrate_and_check (fixture, job, mode);
+  assert_memory_tls (fixture->source, id, "client", "tls-creds-psk");
+  assert_tls_forgotten (fixture->dest, id);
+}
+
+static void
+test_migrate_pause_over_tls (void **state)
+{
+  Fixture *fixture = *state;
+
+  fixture->prefix = "tp";
+  migrate_over_tls (fixture, "tls-pause", "pause");
+}
+
+/* The mirror reaches the sink over TLS too, with the same keys. */
+static void
+test_migrate_mirror_over_tls (void **state)
+{
+  Fixture *fixture = *state;
+
+  fixture->prefix = "tm";
+  migrate_over_tls (fixture, "tls-mirror", "mirror");
+}
+
+/* X.509: the destination QEMU serves the sink's server certificate, the
+ * source checks it against the CA and the address of --dest-uri. */
+static void
+migrate_over_x509 (Fixture *fixture, const char *job, const char *mode)
+{
+  g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
+
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  fixture->memory_option = "--tls";
+  migrate_and_check (fixture, job, mode);
+  assert_memory_tls (fixture->source, id, "client", "tls-creds-x509");
+  assert_tls_forgotten (fixture->dest, id);
+}
+
+static void
+test_migrate_pause_over_x509 (void **state)
+{
+  Fixture *fixture = *state;
+
+  if (!fixture->certificates)
+    {
+      print_message ("openssl missing (Debian package openssl): skipped\n");
+      skip ();
+    }
+  fixture->prefix = "xp";
+  migrate_over_x509 (fixture, "x509-pause", "pause");
+}
+
+/* Memory in clear text to an address off loopback is refused before
+ * anything is touched; --insecure lets it go on to QEMU; a resumed job's
+ * saved address is refused in the preflight.  192.0.2.1 (TEST-NET-1) is
+ * no address of this host: the destination cannot listen there, so
+ * nothing is sent anywhere. */
+static void
+test_clear_text_memory_off_loopback (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *job_file
+      = g_build_filename (fixture->state_dir, "clear.json", NULL);
+
+  fixture->prefix = "c";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  fixture->memory_uri = g_strdup ("tcp:192.0.2.1:4444");
+  {
+    g_autoptr (VmsTestCommand) run = migrate_new (fixture, "clear", NULL);
+    g_autofree char *err = NULL;
+
+    assert_int_equal (vms_test_command_wait (run), 2);
+    err = vms_test_command_stderr (run);
+    if (!strstr (err, "--dest-uri tcp:192.0.2.1:4444 is not on loopback")
+        || !strstr (err, "--tls") || !strstr (err, "--insecure"))
+      fail_msg ("no refusal naming --tls and --insecure: %s", err);
+    assert_false (g_file_test (job_file, G_FILE_TEST_EXISTS));
+  }
+  fixture->memory_option = "--insecure";
+  {
+    g_autoptr (VmsTestCommand) run = migrate_new (fixture, "clear", NULL);
+    int status = vms_test_command_wait (run);
+
+    if (status == 0 || status == 2
+        || !strstr (run->out->str, "migrate-incoming tcp:192.0.2.1:4444"))
+      fail_msg ("--insecure did not reach QEMU (status %d): %s", status,
+                run->out->str);
+    assert_rolled_back (fixture, run, "clear");
+  }
+  start_destination (fixture, TRUE);
+  {
+    g_autofree char *dest_qmp
+        = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
+    g_autofree char *state_dir
+        = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+    g_auto (VmsTestRun) run = { 0 };
+
+    vms_test_run_capture (&run, NULL, NULL, vmshift, "migrate", "--resume",
+                          "clear", dest_qmp, state_dir, NULL);
+    assert_int_equal (run.status, 2);
+    if (!strstr (run.err, "is not on loopback") || !strstr (run.err, "--tls"))
+      fail_msg ("the resumed job's address was not refused: %s", run.err);
+  }
+  assert_running (fixture->source, "the source");
 }
 
 /* TRUE if command showed the background copies of disks a and b under
@@ -1021,6 +1350,28 @@ test_memory_timeout (void **state)
   assert_rolled_back (fixture, run, "slowram");
 }
 
+/* A migration over TLS that rolls back leaves the source, which runs on,
+ * without vmshift's credentials: a later migration by other hands would
+ * otherwise use them unasked. */
+static void
+test_tls_rollback_forgets_credentials (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+
+  fixture->prefix = "tr";
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  fixture->memory_option = "--tls";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  run = migrate_new (fixture, "tlsback", "--bandwidth=4M", "--max-bandwidth=1G",
+                     "--memory-timeout=4", NULL);
+  assert_int_equal (vms_test_command_wait (run), 3);
+  assert_rolled_back (fixture, run, "tlsback");
+  assert_tls_forgotten (fixture->source, "vmshift-tlsback-mtls");
+}
+
 /* Refusals in the preflight leave the source running, untouched. */
 static void
 test_preflight_refusals (void **state)
@@ -1361,6 +1712,16 @@ main (void)
     cmocka_unit_test_setup_teardown (test_preflight_refusals, setup, teardown),
     cmocka_unit_test_setup_teardown (test_relative_paths, setup, teardown),
     cmocka_unit_test_setup_teardown (test_migrate_three_disks, setup_three,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_pause_over_tls, setup_tls,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_mirror_over_tls, setup_tls,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_pause_over_x509, setup_x509,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_tls_rollback_forgets_credentials,
+                                     setup_tls, teardown),
+    cmocka_unit_test_setup_teardown (test_clear_text_memory_off_loopback, setup,
                                      teardown),
   };
 

@@ -323,6 +323,32 @@ run_migration (gpointer data)
   return NULL;
 }
 
+unsigned int
+vms_libvirt_migration_flags (const VmsLibvirtMigration *migration)
+{
+  /* The disks are in sync by vmshift's hand; libvirt, which sees local
+   * storage without a storage copy, would call that unsafe. */
+  unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_UNSAFE;
+
+  if (migration->persistent)
+    flags |= VIR_MIGRATE_PERSIST_DEST;
+  if (migration->undefine_source)
+    flags |= VIR_MIGRATE_UNDEFINE_SOURCE;
+  if (migration->p2p)
+    flags |= VIR_MIGRATE_PEER2PEER;
+  if (migration->suspend)
+    flags |= VIR_MIGRATE_PAUSED;
+  if (migration->auto_converge)
+    flags |= VIR_MIGRATE_AUTO_CONVERGE;
+  if (migration->parallel > 0)
+    flags |= VIR_MIGRATE_PARALLEL;
+  /* libvirt's own certificates (migrate_tls_x509_cert_dir in qemu.conf),
+   * not the sink's keys: libvirt makes QEMU's credentials itself. */
+  if (migration->tls)
+    flags |= VIR_MIGRATE_TLS;
+  return flags;
+}
+
 gboolean
 vms_libvirt_migration_start (VmsLibvirtMigration *migration, VmsJob *job,
                              GError **error)
@@ -348,21 +374,7 @@ vms_libvirt_migration_start (VmsLibvirtMigration *migration, VmsJob *job,
     }
   call = g_new0 (MigrateCall, 1);
   call->migration = migration;
-  /* The disks are in sync by vmshift's hand; libvirt, which sees local
-   * storage without a storage copy, would call that unsafe. */
-  call->flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_UNSAFE;
-  if (migration->persistent)
-    call->flags |= VIR_MIGRATE_PERSIST_DEST;
-  if (migration->undefine_source)
-    call->flags |= VIR_MIGRATE_UNDEFINE_SOURCE;
-  if (migration->p2p)
-    call->flags |= VIR_MIGRATE_PEER2PEER;
-  if (migration->suspend)
-    call->flags |= VIR_MIGRATE_PAUSED;
-  if (migration->auto_converge)
-    call->flags |= VIR_MIGRATE_AUTO_CONVERGE;
-  if (migration->parallel > 0)
-    call->flags |= VIR_MIGRATE_PARALLEL;
+  call->flags = vms_libvirt_migration_flags (migration);
   virTypedParamsAddString (&call->params, &call->n_params, &max_params,
                            VIR_MIGRATE_PARAM_DEST_XML, dest_xml);
   if (persist_xml)
@@ -776,6 +788,7 @@ vms_libvirt_migration_save (VmsLibvirtMigration *migration, VmsJob *job)
   json_object_set_boolean_member (object, "persistent", migration->persistent);
   json_object_set_boolean_member (object, "undefine-source",
                                   migration->undefine_source);
+  json_object_set_boolean_member (object, "tls", migration->tls);
   if (part->libvirt)
     json_object_unref (part->libvirt);
   part->libvirt = object;
@@ -810,4 +823,6 @@ vms_libvirt_migration_load (VmsLibvirtMigration *migration, VmsJob *job)
       object, "persistent", FALSE);
   migration->undefine_source |= json_object_get_boolean_member_with_default (
       object, "undefine-source", FALSE);
+  migration->tls
+      |= json_object_get_boolean_member_with_default (object, "tls", FALSE);
 }

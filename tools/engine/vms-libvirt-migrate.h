@@ -32,6 +32,7 @@ typedef struct
   gboolean verbose;         /* --verbose: progress of libvirt's job */
   int timeout_s;            /* --timeout: suspend the domain after S s */
   gboolean suspend;         /* --suspend: leave it paused at the destination */
+  gboolean tls;             /* --tls: memory over libvirt's TLS */
   gboolean auto_converge;
   int parallel;      /* --multifd N: parallel connections */
   guint64 bandwidth; /* bytes/s, 0: none */
@@ -82,6 +83,10 @@ vms_libvirt_migration_connect_destination (VmsLibvirtMigration *migration,
  * already running at the destination, the same host at both ends. */
 gboolean vms_libvirt_migration_preflight (VmsLibvirtMigration *migration,
                                           GError **error);
+
+/* The virDomainMigrate flags of what the user asked (--tls:
+ * VIR_MIGRATE_TLS). */
+unsigned int vms_libvirt_migration_flags (const VmsLibvirtMigration *migration);
 
 /* Start libvirt's live migration with the destination XML pointing every
  * copied disk at its replica. */

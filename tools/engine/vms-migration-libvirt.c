@@ -44,6 +44,7 @@ libvirt_new (VmsMigration *migration)
   libvirt->verbose = config->verbose;
   libvirt->timeout_s = config->timeout_s;
   libvirt->suspend = migration->config.suspend;
+  libvirt->tls |= migration->config.tls;
   return libvirt;
 }
 

@@ -8,7 +8,7 @@
 #include "vms-qemu-migration.h"
 #include "vms-sink-client.h"
 #include "vms-sink-name.h"
-#include "vms-tls.h"
+#include "vms-migration-tls.h"
 
 /* QEMU's NBD client holds requests while it connects again, up to its
  * reconnect-delay (--retry-timeout), and a write-blocking mirror holds
@@ -69,38 +69,16 @@ mirror_node (VmsJob *job, VmsJobDisk *disk)
 /* The TLS credentials QEMU's NBD client needs for an nbds:// sink, made
  * once per migration (an object an earlier attempt left is reused). */
 static gboolean
-ensure_tls (VmsMigration *migration, GUri *uri, GHashTable *query,
-            GError **error)
+ensure_tls (VmsMigration *migration, GError **error)
 {
-  const char *psk = query ? g_hash_table_lookup (query, "tls-psk-file") : NULL;
-  const char *certificates
-      = query ? g_hash_table_lookup (query, "tls-certificates") : NULL;
-  g_autofree char *id = NULL, *base = NULL, *dir = NULL;
-  VmsTlsCreds creds = { 0 };
+  g_autofree char *id = NULL, *dir = NULL, *user = NULL;
+  VmsTlsCreds creds;
 
   if (migration->tls_object)
     return TRUE;
-  if (!psk && !certificates)
-    {
-      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_QUERY,
-                   "--final-sync mirror over TLS needs tls-psk-file= or "
-                   "tls-certificates= in the sink URI");
-      return FALSE;
-    }
-  base = psk ? g_path_get_basename (psk) : NULL;
-  if (psk && !g_str_equal (base, "keys.psk"))
-    {
-      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_QUERY,
-                   "--final-sync mirror over TLS-PSK: QEMU reads its keys "
-                   "from DIR/keys.psk, so name the tls-psk-file keys.psk (it "
-                   "is %s)",
-                   psk);
-      return FALSE;
-    }
-  dir = psk ? g_path_get_dirname (psk) : g_strdup (certificates);
-  creds.kind = psk ? VMS_TLS_PSK : VMS_TLS_X509;
-  creds.dir = dir;
-  creds.username = psk ? g_uri_get_user (uri) : NULL;
+  if (!vms_migration_sink_tls_creds (migration, "--final-sync mirror over TLS",
+                                     &creds, &dir, &user, error))
+    return FALSE;
   id = g_strdup_printf ("vmshift-%s-tls", migration->rep.job->id);
   if (!vms_tls_add (migration->rep.qmp, id, &creds, error))
     return FALSE;
@@ -163,7 +141,7 @@ mirror_target (VmsMigration *migration, VmsJobDisk *disk, VmsSinkNameKind kind,
     return FALSE;
   if (!g_str_has_prefix (g_uri_get_scheme (uri), "nbds"))
     return TRUE;
-  if (!ensure_tls (migration, uri, query, error))
+  if (!ensure_tls (migration, error))
     return FALSE;
   target->tls_creds = migration->tls_object;
   return TRUE;

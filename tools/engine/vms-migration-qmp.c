@@ -9,6 +9,7 @@
 #include "vms-qemu-migration.h"
 #include "vms-writeback.h"
 #include "vms-memory-tuning.h"
+#include "vms-migration-tls.h"
 
 /* How often the memory phase looks at both QEMUs. */
 #define POLL_INTERVAL_MS 200
@@ -320,6 +321,11 @@ qmp_preflight (VmsMigration *migration, GError **error)
                    migration->config.copy.resume);
       return FALSE;
     }
+  /* Again for a resumed job, whose --dest-uri the CLI did not see. */
+  if (!vms_migration_check_clear_text (migration->config.dest_uri,
+                                       migration->config.tls,
+                                       migration->config.insecure, error))
+    return FALSE;
   return check_versions (migration, error);
 }
 
@@ -382,6 +388,21 @@ link_bandwidth (VmsMigration *migration, guint64 *wide)
   return bandwidth;
 }
 
+/* tls-creds on both QEMUs: the credentials' id with --tls, "" without,
+ * which also clears an earlier attempt's on a source that lived on. */
+static gboolean
+set_tls (VmsMigration *migration, JsonObject *source_parameters,
+         JsonObject *dest_parameters, GError **error)
+{
+  g_autofree char *id = NULL;
+
+  if (!vms_migration_memory_tls (migration, dest_of (migration), &id, error))
+    return FALSE;
+  json_object_set_string_member (source_parameters, "tls-creds", id ? id : "");
+  json_object_set_string_member (dest_parameters, "tls-creds", id ? id : "");
+  return TRUE;
+}
+
 static gboolean
 set_parameters (VmsMigration *migration, GError **error)
 {
@@ -414,12 +435,12 @@ set_parameters (VmsMigration *migration, GError **error)
                                   config->multifd_channels);
       json_object_set_int_member (dest_parameters, "multifd-channels",
                                   config->multifd_channels);
-      if (!vms_qemu_migration_set_parameters (dest_of (migration),
-                                              dest_parameters, error))
-        return FALSE;
     }
-  return vms_qemu_migration_set_parameters (migration->rep.qmp,
-                                            source_parameters, error);
+  return set_tls (migration, source_parameters, dest_parameters, error)
+         && vms_qemu_migration_set_parameters (dest_of (migration),
+                                               dest_parameters, error)
+         && vms_qemu_migration_set_parameters (migration->rep.qmp,
+                                               source_parameters, error);
 }
 
 /* migrate-incoming makes the destination send MIGRATION "setup" before
@@ -745,6 +766,9 @@ qmp_wait_destination (VmsMigration *migration, GError **error)
       return FALSE;
     }
   wait_destination_event (migration);
+  if (migration->config.tls)
+    vms_migration_memory_tls_forget (migration, dest_of (migration),
+                                     "destination");
   if (vms_qemu_migration_query (migration->rep.qmp, &info, NULL))
     {
       migration->ram_bytes = info.ram_transferred;
@@ -852,6 +876,7 @@ qmp_cancel (VmsMigration *migration, gboolean check_destination, GError **error)
   if (migration->migration_started)
     vms_qemu_migration_cancel (migration->rep.qmp, CANCEL_TIMEOUT_MS, NULL,
                                NULL);
+  vms_migration_memory_tls_forget (migration, migration->rep.qmp, "source");
   return TRUE;
 }
 

@@ -8,6 +8,7 @@
  */
 #include "vms-migration-backend.h"
 #include "vms-estimate-file.h"
+#include "vms-memory-uri.h"
 
 #include <unistd.h>
 
@@ -24,6 +25,21 @@ vms_migration_config_init (VmsMigrationConfig *config)
   config->max_downtime_ms = VMS_MIGRATION_DEFAULT_MAX_DOWNTIME_MS;
   config->mode = VMS_MIGRATE_FINAL_AUTO;
   config->switchover_timeout_s = VMS_MIGRATION_DEFAULT_SWITCHOVER_TIMEOUT_S;
+}
+
+gboolean
+vms_migration_check_clear_text (const char *dest_uri, gboolean tls,
+                                gboolean insecure, GError **error)
+{
+  if (!dest_uri || tls || insecure || vms_memory_uri_is_loopback (dest_uri))
+    return TRUE;
+  g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_INVALID,
+               "--dest-uri %s is not on loopback: anyone on the network "
+               "could read the VM's memory; use --tls (QEMU then uses the "
+               "sink URI's keys), or --insecure to send it in clear text "
+               "anyway",
+               dest_uri);
+  return FALSE;
 }
 
 static void

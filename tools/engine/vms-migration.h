@@ -60,6 +60,9 @@ typedef struct
   VmsMigrateFinalSync mode; /* how the disks' last writes cross */
   char *dest_qmp;           /* the destination QEMU's monitor */
   char *dest_uri;           /* where memory goes (QMP backend) */
+  gboolean tls;             /* memory over TLS, with the sink's keys (QMP)
+                               or libvirt's (VIR_MIGRATE_TLS) */
+  gboolean insecure;        /* clear-text memory off loopback allowed */
   guint64 bandwidth;        /* bytes/s for RAM, 0: unlimited */
   int max_downtime_ms;      /* objective for the whole pause; QEMU's
                                downtime-limit is derived from it */
@@ -73,6 +76,12 @@ typedef struct
 } VmsMigrationConfig;
 
 void vms_migration_config_init (VmsMigrationConfig *config);
+
+/* Memory to dest_uri in clear text only where it stays on this host, or
+ * with insecure: a VM's RAM holds its secrets.  A refusal is
+ * VMS_MIGRATION_ERROR_INVALID naming --tls and --insecure. */
+gboolean vms_migration_check_clear_text (const char *dest_uri, gboolean tls,
+                                         gboolean insecure, GError **error);
 void vms_migration_config_clear (VmsMigrationConfig *config);
 
 /* Receives every event of a migration (state changes, rounds, progress,
