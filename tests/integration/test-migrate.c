@@ -12,6 +12,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #define MiB (1024 * 1024)
 #define VD0_SIZE (48 * MiB)
@@ -582,8 +583,7 @@ copied_at_once (VmsTestCommand *command, const char *a, const char *b)
       const char *disk;
       int which;
 
-      if (!*lines[i]
-          || !json_parser_load_from_data (parser, lines[i], -1, NULL)
+      if (!*lines[i] || !json_parser_load_from_data (parser, lines[i], -1, NULL)
           || !json_parser_get_root (parser)
           || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
         continue;
@@ -785,6 +785,58 @@ run_abort (Fixture *fixture, const char *job, VmsTestRun *run)
                         NULL);
 }
 
+/* Run vmshift sync --resume JOB on the fixture's state directory; it
+ * must be refused with a message holding expected. */
+static void
+assert_sync_refused (Fixture *fixture, const char *job, const char *expected)
+{
+  g_auto (VmsTestRun) run = { 0 };
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+
+  vms_test_run_capture (&run, NULL, NULL, vmshift, "sync", "--resume", job,
+                        state_arg, NULL);
+  if (run.status == 0 || !strstr (run.err, expected))
+    fail_msg ("sync --resume %s exited %d without '%s': %s", job, run.status,
+              expected, run.err);
+}
+
+/* Put pid in the job's file as the pid of its vmshift, as when the
+ * kernel gives a dead vmshift's pid to another process. */
+static void
+set_job_pid (Fixture *fixture, const char *job, GPid pid)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autoptr (GError) error = NULL;
+  JsonObject *root;
+
+  vms_assert_ok (json_parser_load_from_file (parser, path, &error), error);
+  root = json_node_get_object (json_parser_get_root (parser));
+  json_object_set_int_member (json_object_get_object_member (root, "migration"),
+                              "pid", pid);
+  json_generator_set_root (generator, json_parser_get_root (parser));
+  vms_assert_ok (json_generator_to_file (generator, path, &error), error);
+}
+
+/* A process whose command line reads like a vmshift migrate. */
+static GPid
+start_impostor (void)
+{
+  const char *argv[]
+      = { "sh", "-c", "sleep 120; :", "vmshift", "migrate", NULL };
+  g_autoptr (GError) error = NULL;
+  GPid pid = 0;
+
+  vms_assert_ok (g_spawn_async (NULL, (char **)argv, NULL,
+                                G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
+                                NULL, NULL, &pid, &error),
+                 error);
+  return pid;
+}
+
 /* vmshift abort mid-way, in mirror mode: the migration rolls back, the
  * mirror's live ranges are forgotten at the sink (or the rounds of the
  * resumed run would be dropped there), and --resume finishes. */
@@ -824,13 +876,17 @@ test_abort_then_resume (void **state)
 }
 
 /* kill -9 of vmshift during memory: QEMU goes on migrating without it;
- * vmshift abort rolls back from the state file, and --resume finishes. */
+ * vmshift abort rolls back from the state file (a process that took the
+ * dead vmshift's pid left alone), and --resume finishes.  Meanwhile the
+ * job is refused to a sync: locked while the migration runs, then by its
+ * phase. */
 static void
 test_kill9_of_vmshift_then_abort (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) first = NULL;
   g_auto (VmsTestRun) abort_run = { 0 };
+  GPid impostor;
 
   fixture->prefix = "x";
   create_replicas (fixture);
@@ -838,10 +894,33 @@ test_kill9_of_vmshift_then_abort (void **state)
   first = migrate_new (fixture, "orphan", "--bandwidth=8M",
                        "--max-bandwidth=1G", NULL);
   vms_test_command_wait_for (first, "\"event\":\"memory-round\"", 120000);
+  /* The job is the migration's alone while it runs. */
+  {
+    g_autofree char *holder
+        = g_strdup_printf ("in use by another vmshift (pid %d)", first->pid);
+
+    assert_sync_refused (fixture, "orphan", holder);
+  }
   kill (first->pid, SIGKILL);
   vms_test_command_wait (first);
+  /* No one runs it now, but its bitmaps and exports are a migration's. */
+  assert_sync_refused (fixture, "orphan", "is in a migration");
 
+  /* The dead vmshift's pid now names another process that looks like a
+   * vmshift migrate: abort must not take it for the job's, nor kill it. */
+  impostor = start_impostor ();
+  set_job_pid (fixture, "orphan", impostor);
   run_abort (fixture, "orphan", &abort_run);
+  {
+    gboolean impostor_lives
+        = kill (impostor, 0) == 0 && waitpid (impostor, NULL, WNOHANG) == 0;
+
+    kill (impostor, SIGKILL);
+    waitpid (impostor, NULL, 0);
+    if (!impostor_lives)
+      fail_msg ("vmshift abort killed pid %d, not the job's: %s", impostor,
+                abort_run.err);
+  }
   if (abort_run.status != 0)
     fail_msg ("vmshift abort exited %d: %s", abort_run.status, abort_run.err);
   assert_non_null (strstr (abort_run.err, "is gone; rolling back"));
@@ -859,6 +938,7 @@ test_kill9_of_vmshift_then_abort (void **state)
   }
   assert_running (fixture->source, "the source");
   resume_to_paused_destination (fixture, "orphan");
+  assert_sync_refused (fixture, "orphan", "is migrated");
 }
 
 /* Memory that does not converge in --memory-timeout rolls back. */

@@ -511,6 +511,7 @@ void
 vms_replicate_clear (VmsReplicate *rep)
 {
   g_clear_pointer (&rep->job, vms_job_free);
+  g_clear_pointer (&rep->lock, vms_job_lock_release);
   g_clear_pointer (&rep->qmp, vms_qmp_free);
   g_clear_pointer (&rep->rate, vms_rate_free);
   g_clear_pointer (&rep->nbd_socket, g_free);
@@ -641,7 +642,8 @@ save_new_job (VmsReplicate *rep, GError **error)
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
 
   if (rep->config->job_id)
-    return vms_job_save_new (job, error);
+    return vms_replicate_lock_job (rep, job->id, error)
+           && vms_job_save_new (job, error);
   for (guint attempt = 0;; attempt++)
     {
       g_autoptr (GError) local = NULL;
@@ -649,8 +651,10 @@ save_new_job (VmsReplicate *rep, GError **error)
       g_free (job->id);
       job->id = vms_job_default_id (*job->vm_name ? job->vm_name : "vm", now,
                                     attempt);
+      /* Nobody knows this id yet: it is locked right after its file is
+       * made, before anything else is done. */
       if (vms_job_save_new (job, &local))
-        return TRUE;
+        return vms_replicate_lock_job (rep, job->id, error);
       if (attempt == MAX_DEFAULT_ID_ATTEMPTS
           || !g_error_matches (local, VMS_JOB_ERROR, VMS_JOB_ERROR_EXISTS))
         {
@@ -658,6 +662,14 @@ save_new_job (VmsReplicate *rep, GError **error)
           return FALSE;
         }
     }
+}
+
+gboolean
+vms_replicate_lock_job (VmsReplicate *rep, const char *id, GError **error)
+{
+  if (!rep->lock)
+    rep->lock = vms_job_lock_take (rep->config->state_dir, id, error);
+  return rep->lock != NULL;
 }
 
 gboolean
@@ -677,7 +689,9 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
 
   if (config->resume)
     {
-      job = vms_job_load (config->state_dir, config->resume, error);
+      job = vms_replicate_lock_job (rep, config->resume, error)
+                ? vms_job_load (config->state_dir, config->resume, error)
+                : NULL;
       if (!job)
         return FALSE;
       if (!g_str_equal (job->vm_name, vm_name)
