@@ -363,9 +363,8 @@ test_failed_create_leaves_nothing (void **state)
   nbd = connect_or_refused (sink, export_name);
   if (nbd)
     {
-      print_message ("the file system of %s takes a 16 TiB file: skipped\n",
+      vms_test_skip ("the file system of %s takes a 16 TiB file",
                      sink->replica_dir);
-      skip ();
     }
   assert_refused_saying (sink, export_name, "File too large");
   assert_false (g_file_test (data, G_FILE_TEST_EXISTS));
@@ -466,15 +465,14 @@ test_unconfigured_device_refused (void **state)
   int fd;
 
   if (!vms_test_is_root () || !losetup)
-    skip ();
+    vms_test_skip ("needs root and losetup for a loop device");
   fd = open (backing, O_RDWR | O_CREAT | O_EXCL, 0600);
   assert_true (fd >= 0);
   assert_int_equal (ftruncate (fd, MiB), 0);
   close (fd);
   if (!vms_test_run (attach, &loop, &error))
     {
-      print_message ("no loop device (%s): skipped\n", error->message);
-      skip ();
+      vms_test_skip ("no loop device (%s)", error->message);
     }
   g_strstrip (loop);
   contents = g_strdup_printf (
@@ -525,7 +523,6 @@ main (void)
   vms_test_require_program ("nbdkit", "nbdkit");
   vms_test_require_program ("timeout", "coreutils");
   /* VMS_TEST_FILTER=test_fifo* runs one test when debugging. */
-  if (g_getenv ("VMS_TEST_FILTER"))
-    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
-  return cmocka_run_group_tests_name ("sink-hostile", tests, NULL, NULL);
+  return vms_test_run_group ("sink-hostile", tests, G_N_ELEMENTS (tests), NULL,
+                             NULL);
 }

@@ -45,7 +45,7 @@ run_start_va (Fixture *fixture, const char *cwd, const char *state_dir,
 {
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
 
-  g_ptr_array_add (argv, (gpointer) vmshift);
+  g_ptr_array_add (argv, (gpointer)vmshift);
   g_ptr_array_add (argv, (gpointer) "sync");
   for (const char *arg; (arg = va_arg (args, const char *));)
     g_ptr_array_add (argv, (gpointer)arg);
@@ -148,8 +148,8 @@ setup_with (void **state, const char *disk1_path, guint64 disk2_size)
     }
   fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
   g_mkdir (fixture->state_dir, 0700);
-  fixture->sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s",
-                                       fixture->sink->socket_path);
+  fixture->sink_uri
+      = g_strdup_printf ("nbd+unix:///?socket=%s", fixture->sink->socket_path);
   return 0;
 }
 
@@ -182,7 +182,7 @@ setup_data_with (void **state, guint64 disk2_size)
     }
   close (fd);
   result = setup_with (state, path, disk2_size);
-  ((Fixture *) *state)->data_dir = g_steal_pointer (&dir);
+  ((Fixture *)*state)->data_dir = g_steal_pointer (&dir);
   return result;
 }
 
@@ -219,9 +219,8 @@ setup_hosts (void **state)
       return -1;
     }
   vms_test_sink_free (fixture->sink);
-  fixture->sink = vms_test_sink_start_tcp (fixture->hosts->namespace[1],
-                                           fixture->hosts->address[1],
-                                           &error);
+  fixture->sink = vms_test_sink_start_tcp (
+      fixture->hosts->namespace[1], fixture -> hosts -> address[1], &error);
   if (!fixture->sink)
     {
       print_error ("cannot start the sink in host B: %s\n", error->message);
@@ -265,8 +264,8 @@ static void
 pause_guest (Fixture *fixture)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) stopped = vms_qmp_execute (fixture->vm->qmp, "stop",
-                                                  NULL, &error);
+  g_autoptr (JsonNode) stopped
+      = vms_qmp_execute (fixture->vm->qmp, "stop", NULL, &error);
 
   vms_assert_ok (stopped, error);
 }
@@ -302,8 +301,8 @@ test_sync_rounds_then_final_round (void **state)
                      "--granularity", "4K", NULL);
   for (int i = 0; i < 5 && !run_pump (first, 200); i++)
     {
-      g_autofree char *command = g_strdup_printf ("write -P 0x%02x %dM 64k",
-                                                  0x60 + i, 8 + i);
+      g_autofree char *command
+          = g_strdup_printf ("write -P 0x%02x %dM 64k", 0x60 + i, 8 + i);
 
       qemu_io (fixture, "vd1", command);
     }
@@ -554,11 +553,11 @@ test_resume_after_kill9_of_vmshift (void **state)
   guint64 reached = 0, durable;
   gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
 
-  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
-                     "j2", "--replica-prefix", "t2", "--disk", "vd1",
-                     "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
-                     "--connections", "2", "--queue-depth", "4",
-                     "--rounds", "1", NULL);
+  first
+      = run_start (fixture, source, "--sink", fixture->sink_uri, "--job", "j2",
+                   "--replica-prefix", "t2", "--disk", "vd1", "--max-bandwidth",
+                   "4M", "--checkpoint-bytes", "4M", "--connections", "2",
+                   "--queue-depth", "4", "--rounds", "1", NULL);
   while (reached < 18 * MiB)
     {
       if (run_pump (first, 100))
@@ -572,8 +571,8 @@ test_resume_after_kill9_of_vmshift (void **state)
   run_wait (first);
   reached = last_progress (first, "vd1", "background");
 
-  durable = json_object_get_int_member (
-      job_disk (fixture, "j2", "vd1", killed), "watermark");
+  durable = json_object_get_int_member (job_disk (fixture, "j2", "vd1", killed),
+                                        "watermark");
   assert_true (durable > 0);
   assert_true (durable <= reached);
   if (reached - durable > checkpoint + in_flight)
@@ -650,12 +649,12 @@ test_resume_after_link_cut (void **state)
   int status;
 
   if (!fixture->hosts)
-    skip ();
+    vms_test_skip ("needs root for two network-namespace hosts");
   first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
                      "j4", "--replica-prefix", "t4", "--disk", "vd1",
                      "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
-                     "--connections", "2", "--queue-depth", "4",
-                     "--io-timeout", "10", "--rounds", "1", NULL);
+                     "--connections", "2", "--queue-depth", "4", "--io-timeout",
+                     "10", "--rounds", "1", NULL);
   while (last_progress (first, "vd1", "background") < 8 * MiB)
     if (run_pump (first, 100))
       {
@@ -682,7 +681,8 @@ test_resume_after_link_cut (void **state)
         fail_msg ("%" G_GUINT64_FORMAT " bytes would be sent again",
                   reached - durable);
       print_message ("vmshift stopped during the cut at %" G_GUINT64_FORMAT
-                     ", durable %" G_GUINT64_FORMAT "\n", reached, durable);
+                     ", durable %" G_GUINT64_FORMAT "\n",
+                     reached, durable);
       second = run_start (fixture, "--resume", "j4", "--rounds", "1", NULL);
       run_expect_success (second);
     }
@@ -745,7 +745,7 @@ test_reconnect_after_tcp_resets (void **state)
   int status;
 
   if (!fixture->hosts)
-    skip ();
+    vms_test_skip ("needs root for two network-namespace hosts");
   first
       = run_start (fixture, source, "--sink", fixture->sink_uri, "--job", "j9",
                    "--replica-prefix", "t9", "--disk", "vd1", "--max-bandwidth",
@@ -828,10 +828,10 @@ test_interrupt_saves_state (void **state)
   g_autoptr (JsonParser) parser = json_parser_new ();
   gint64 interrupted;
 
-  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
-                     "j5", "--replica-prefix", "t5", "--disk", "vd1",
-                     "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
-                     "--rounds", "0", NULL);
+  first
+      = run_start (fixture, source, "--sink", fixture->sink_uri, "--job", "j5",
+                   "--replica-prefix", "t5", "--disk", "vd1", "--max-bandwidth",
+                   "4M", "--checkpoint-bytes", "4M", "--rounds", "0", NULL);
   while (last_progress (first, "vd1", "background") < 6 * MiB)
     if (run_pump (first, 100))
       fail_msg ("vmshift ended early: %s", first->out->str);
@@ -1000,13 +1000,15 @@ test_three_disks_one_fails (void **state)
   g_autoptr (VmsTestCommand) full = NULL;
 
   if (!vms_test_is_root ())
-    skip ();
+    vms_test_skip ("needs root to mount a small tmpfs");
   qemu_io (fixture, "vd2", "write -P 0x33 0 24M");
   mount_dir = vms_test_make_tmpdir ("vms-sync-full3");
   if (mount ("tmpfs", mount_dir, "tmpfs", 0, "size=24m") < 0)
     {
+      int saved = errno;
+
       vms_test_rmtree (mount_dir);
-      skip ();
+      vms_test_skip ("cannot mount a small tmpfs (%s)", g_strerror (saved));
     }
   small = vms_test_sink_start (mount_dir, NULL, &error);
   if (small)
@@ -1040,15 +1042,15 @@ test_refusals (void **state)
 {
   Fixture *fixture = *state;
   g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
-  g_autofree char *file = g_build_filename (fixture->state_dir, "j6.json",
-                                            NULL);
+  g_autofree char *file
+      = g_build_filename (fixture->state_dir, "j6.json", NULL);
   g_autofree char *contents = NULL;
   g_autofree char *forged = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsTestCommand) mismatch = NULL;
   g_autoptr (VmsTestCommand) other_vm = NULL;
-  g_autoptr (GRegex) regex = g_regex_new ("\"vm-uuid\" : \"[^\"]*\"", 0, 0,
-                                          NULL);
+  g_autoptr (GRegex) regex
+      = g_regex_new ("\"vm-uuid\" : \"[^\"]*\"", 0, 0, NULL);
 
   {
     g_autoptr (nbd_handle) nbd = vms_test_sink_connect (
@@ -1056,9 +1058,8 @@ test_refusals (void **state)
 
     vms_assert_ok (nbd, error);
   }
-  mismatch = run_start (fixture, source, "--sink", fixture->sink_uri,
-                        "--job", "j6", "--replica-prefix", "t6", "--disk",
-                        "vd1", NULL);
+  mismatch = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                        "j6", "--replica-prefix", "t6", "--disk", "vd1", NULL);
   assert_int_equal (run_wait (mismatch), 3);
   assert_non_null (strstr (mismatch->out->str, "exists with another size"));
 
@@ -1087,18 +1088,19 @@ test_full_sink (void **state)
   g_autoptr (VmsTestCommand) full = NULL;
 
   if (!vms_test_is_root ())
-    skip ();
+    vms_test_skip ("needs root to mount a small tmpfs");
   mount_dir = vms_test_make_tmpdir ("vms-sync-full");
   if (mount ("tmpfs", mount_dir, "tmpfs", 0, "size=8m") < 0)
     {
+      int saved = errno;
+
       vms_test_rmtree (mount_dir);
-      skip ();
+      vms_test_skip ("cannot mount a small tmpfs (%s)", g_strerror (saved));
     }
   small = vms_test_sink_start (mount_dir, NULL, &error);
   if (small)
     {
-      sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s",
-                                  small->socket_path);
+      sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s", small->socket_path);
       full = run_start (fixture, source, "--sink", sink_uri, "--job", "j7",
                         "--disk", "vd1", "--rounds", "0", NULL);
       run_wait (full);
@@ -1132,8 +1134,8 @@ test_sync_errors (void **state)
   assert_int_equal (run_wait (no_socket), 3);
   assert_non_null (strstr (no_socket->out->str, "cannot connect to QMP"));
 
-  no_disk = run_start (fixture, source, "--sink", fixture->sink_uri,
-                       "--disk", "vd9", NULL);
+  no_disk = run_start (fixture, source, "--sink", fixture->sink_uri, "--disk",
+                       "vd9", NULL);
   assert_int_equal (run_wait (no_disk), 1);
   assert_non_null (strstr (no_disk->out->str, "vd9"));
 
@@ -1189,7 +1191,5 @@ main (void)
   vms_test_require_program ("qemu-img", "qemu-utils");
   vms_test_guest_prepare ();
   /* VMS_TEST_FILTER=test_relative* runs one test when debugging. */
-  if (g_getenv ("VMS_TEST_FILTER"))
-    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
-  return cmocka_run_group_tests_name ("sync", tests, NULL, NULL);
+  return vms_test_run_group ("sync", tests, G_N_ELEMENTS (tests), NULL, NULL);
 }
