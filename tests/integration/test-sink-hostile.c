@@ -226,8 +226,9 @@ test_replica_symlink_refused (void **state)
   assert_refused_saying (sink, "evil@live", "is a symbolic link");
   assert_outside_untouched (fixture);
 
-  assert_false (
-      vms_sink_client_create (sink_uri, "evil", OUTSIDE_SIZE, &error));
+  assert_false (vms_sink_client_create (sink_uri, "evil", OUTSIDE_SIZE,
+                                        VMS_SINK_CLIENT_TIMEOUT_MS, NULL,
+                                        &error));
   assert_non_null (error);
   if (!strstr (error->message, "refused it and logged why"))
     fail_msg ("the client's error does not point to the sink's log: %s",

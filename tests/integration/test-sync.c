@@ -17,6 +17,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -851,6 +853,81 @@ test_interrupt_saves_state (void **state)
   assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
 }
 
+/* A unix socket that takes connections (the kernel's backlog) and never
+ * says a word: a sink that hangs, or not a sink at all.  Caller closes
+ * the fd and frees *path. */
+static int
+listen_silently (Fixture *fixture, char **path)
+{
+  struct sockaddr_un address = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  *path = g_build_filename (fixture->state_dir, "silent.sock", NULL);
+  assert_true (fd >= 0);
+  assert_true (strlen (*path) < sizeof address.sun_path);
+  strcpy (address.sun_path, *path);
+  assert_int_equal (bind (fd, (struct sockaddr *)&address, sizeof address), 0);
+  assert_int_equal (listen (fd, 16), 0);
+  return fd;
+}
+
+/* Wait until a client connects to the listening fd (left pending). */
+static void
+wait_for_client (int fd, Run *run)
+{
+  struct pollfd pending = { .fd = fd, .events = POLLIN };
+
+  for (guint i = 0; i < 600 && poll (&pending, 1, 100) == 0; i++)
+    if (run_pump (run, 0))
+      {
+        g_autofree char *err = run_stderr (run);
+
+        fail_msg ("vmshift ended before connecting: %s", err);
+      }
+  assert_true (pending.revents & POLLIN);
+}
+
+/* A sink that accepts and never speaks NBD: --io-timeout bounds the
+ * handshake too, and Ctrl-C in it stops at once with the job saved. */
+static void
+test_silent_sink (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *path = NULL;
+  int fd = listen_silently (fixture, &path);
+  g_autofree char *uri = g_strdup_printf ("nbd+unix:///?socket=%s", path);
+  g_autoptr (VmsTestCommand) timed = NULL;
+  g_autoptr (VmsTestCommand) interrupted = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  gint64 started = g_get_monotonic_time ();
+  g_autofree char *err = NULL;
+
+  timed = run_start (fixture, source, "--sink", uri, "--job", "silent1",
+                     "--disk", "vd1", "--io-timeout", "3", NULL);
+  assert_int_equal (run_wait (timed), 3);
+  assert_true (g_get_monotonic_time () - started < 15 * G_USEC_PER_SEC);
+  err = run_stderr (timed);
+  if (!strstr (err, "no NBD answer within 3000 ms"))
+    fail_msg ("no timeout named: %s", err);
+  g_free (err);
+
+  /* The default timeout is a minute: Ctrl-C must not wait for it. */
+  interrupted = run_start (fixture, source, "--sink", uri, "--job", "silent2",
+                           "--disk", "vd1", NULL);
+  wait_for_client (fd, interrupted);
+  g_usleep (500 * 1000);
+  started = g_get_monotonic_time ();
+  kill (interrupted->pid, SIGINT);
+  assert_int_equal (run_wait (interrupted), 4);
+  assert_true (g_get_monotonic_time () - started < 5 * G_USEC_PER_SEC);
+  err = run_stderr (interrupted);
+  if (!strstr (err, "stopped on request") || !strstr (err, "--resume silent2"))
+    fail_msg ("not stopped with the state saved: %s", err);
+  assert_non_null (job_disk (fixture, "silent2", "vd1", parser));
+  close (fd);
+}
+
 /* The sink creates a replica sparse: a copy to a new one sends no zero
  * request for the source's holes or for zeroes it reads, and progress
  * counts only the data as work.  A new job onto a replica that holds data
@@ -1169,6 +1246,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_interrupt_saves_state, setup_data,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refusals, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_silent_sink, setup, teardown),
     cmocka_unit_test_setup_teardown (test_relative_paths_resume_elsewhere,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_new_replica_gets_no_zeroes, setup,

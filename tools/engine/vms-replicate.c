@@ -485,6 +485,12 @@ vms_replicate_name_server (VmsReplicate *rep)
 gboolean
 vms_replicate_start (VmsReplicate *rep, GError **error)
 {
+  /* A sink that accepts and never answers is given --io-timeout, as a
+   * silent peer of the copy is. */
+  guint io_timeout_ms = rep->config->io_timeout_s
+                            ? rep->config->io_timeout_s * 1000
+                            : VMS_COPY_DEFAULT_IO_TIMEOUT_MS;
+
   vms_replicate_name_server (rep);
   if (!vms_export_server_start (rep->qmp, rep->nbd_socket, error))
     return FALSE;
@@ -494,7 +500,7 @@ vms_replicate_start (VmsReplicate *rep, GError **error)
       VmsJobDisk *disk = rep->job->disks->pdata[i];
 
       if (!vms_sink_client_create (rep->job->sink, disk->replica, disk->size,
-                                   error))
+                                   io_timeout_ms, rep->cancellable, error))
         return FALSE;
     }
   return TRUE;
