@@ -233,7 +233,9 @@ vms_sink_client_create (const char *sink_uri, const char *replica, guint64 size,
   if (!vms_sink_client_open_full (sink_uri, VMS_SINK_NAME_KIND_CREATE, replica,
                                   size, FALSE, timeout_ms, cancellable, error))
     {
-      if (!g_error_matches (*error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT))
+      /* Silence and a stop are neither a refusal nor a bad size. */
+      if (g_error_matches (*error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT)
+          || g_error_matches (*error, VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED))
         return FALSE;
       g_prefix_error (error,
                       "cannot open the replica with %" G_GUINT64_FORMAT
