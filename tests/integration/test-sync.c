@@ -928,6 +928,43 @@ test_silent_sink (void **state)
   close (fd);
 }
 
+/* One NBD server per QEMU: a new job on a VM whose sync was killed -9
+ * stops the server that run left (it is its job's, and nobody runs that
+ * job) instead of taking it for someone else's. */
+static void
+test_new_job_after_kill9 (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd1 = replica_path (fixture, "t9b-vd1");
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) second = NULL;
+
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j9a", "--replica-prefix", "t9a", "--disk", "vd1",
+                     "--max-bandwidth", "2M", "--rounds", "0", NULL);
+  while (last_progress (first, "vd1", "background") < 2 * MiB)
+    if (run_pump (first, 100))
+      fail_msg ("vmshift ended early: %s", first->out->str);
+
+  kill (first->pid, SIGKILL);
+  run_wait (first);
+  second = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                      "j9b", "--replica-prefix", "t9b", "--disk", "vd1",
+                      "--rounds", "0", NULL);
+  run_expect_success (second);
+  assert_non_null (
+      strstr (second->out->str, "the killed vmshift of job j9a left running"));
+  pause_guest (fixture);
+  {
+    g_autoptr (VmsTestCommand) last
+        = run_start (fixture, "--resume", "j9b", "--rounds", "1", NULL);
+
+    run_expect_success (last);
+  }
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
 /* The sink creates a replica sparse: a copy to a new one sends no zero
  * request for the source's holes or for zeroes it reads, and progress
  * counts only the data as work.  A new job onto a replica that holds data
@@ -1247,6 +1284,8 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refusals, setup, teardown),
     cmocka_unit_test_setup_teardown (test_silent_sink, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_new_job_after_kill9, setup_data,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_relative_paths_resume_elsewhere,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_new_replica_gets_no_zeroes, setup,

@@ -482,6 +482,70 @@ vms_replicate_name_server (VmsReplicate *rep)
       = g_build_filename (rep->config->state_dir, socket_name, NULL);
 }
 
+/* Whether QEMU's NBD server is the one a killed vmshift of another job
+ * left (its socket in our state directory, its job unlocked): then it is
+ * stopped and TRUE returned.  A job that a live vmshift runs keeps its
+ * server, and error says which. */
+static gboolean
+stop_stale_server (VmsReplicate *rep, GError **error)
+{
+  const char *state_dir = rep->config->state_dir;
+  g_autoptr (GDir) dir = g_dir_open (state_dir, 0, NULL);
+  const char *name;
+
+  while (dir && (name = g_dir_read_name (dir)))
+    {
+      g_autofree char *id = g_strndup (name, strlen (name) - strlen (".nbd"));
+      g_autofree char *path = g_build_filename (state_dir, name, NULL);
+      g_autoptr (VmsJob) other = NULL;
+      gint64 holder;
+
+      /* Only a job's socket: an estimate's server is not ours to stop. */
+      if (!g_str_has_suffix (name, ".nbd") || g_str_equal (id, rep->job->id)
+          || !(other = vms_job_load (state_dir, id, NULL))
+          || !vms_export_server_serves (rep->qmp, path, NULL))
+        continue;
+      holder = vms_job_lock_holder (state_dir, id);
+      if (holder != 0)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY,
+                       "QEMU's NBD server serves job %s, which vmshift "
+                       "(pid %" G_GINT64_FORMAT ") runs: QEMU has one NBD "
+                       "server, so one job of a VM runs at a time",
+                       id, holder);
+          return FALSE;
+        }
+      vms_progress_event (rep->progress, "warning", NULL,
+                          "stopping QEMU's NBD server that the killed "
+                          "vmshift of job %s left running",
+                          id);
+      return vms_export_server_stop (rep->qmp, error);
+    }
+  return FALSE;
+}
+
+static gboolean
+start_server (VmsReplicate *rep, GError **error)
+{
+  g_autoptr (GError) busy = NULL;
+
+  if (vms_export_server_start (rep->qmp, rep->nbd_socket, &busy))
+    return TRUE;
+  if (!g_error_matches (busy, G_IO_ERROR, G_IO_ERROR_BUSY))
+    {
+      g_propagate_error (error, g_steal_pointer (&busy));
+      return FALSE;
+    }
+  if (!stop_stale_server (rep, error))
+    {
+      /* Nothing of ours: someone else's server, as start said. */
+      if (error && !*error)
+        g_propagate_error (error, g_steal_pointer (&busy));
+      return FALSE;
+    }
+  return vms_export_server_start (rep->qmp, rep->nbd_socket, error);
+}
+
 gboolean
 vms_replicate_start (VmsReplicate *rep, GError **error)
 {
@@ -492,7 +556,7 @@ vms_replicate_start (VmsReplicate *rep, GError **error)
                             : VMS_COPY_DEFAULT_IO_TIMEOUT_MS;
 
   vms_replicate_name_server (rep);
-  if (!vms_export_server_start (rep->qmp, rep->nbd_socket, error))
+  if (!start_server (rep, error))
     return FALSE;
   /* Created over NBD: the sink needs no shell. */
   for (guint i = 0; i < rep->job->disks->len; i++)
