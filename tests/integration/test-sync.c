@@ -8,6 +8,7 @@
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
 #include "vms-bitmap.h"
+#include "vms-disk.h"
 #include "vms-guest.h"
 
 #include <errno.h>
@@ -965,6 +966,113 @@ test_new_job_after_kill9 (void **state)
   assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
 }
 
+/* How many bitmaps of job id disk vd0 holds in QEMU now. */
+static guint
+job_bitmaps_in_qemu (Fixture *fixture, const char *id)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) disks = vms_disk_discover (fixture->vm->qmp, &error);
+  g_autofree char *prefix = g_strdup_printf ("vmshift-%s-", id);
+  g_autoptr (GPtrArray) bitmaps = NULL;
+  VmsDisk *vd0;
+  guint count = 0;
+
+  vms_assert_ok (disks, error);
+  vd0 = vms_disk_find (disks, "vd0", &error);
+  vms_assert_ok (vd0, error);
+  bitmaps = vms_bitmap_list (fixture->vm->qmp, vd0->node_name, &error);
+  vms_assert_ok (bitmaps, error);
+  for (guint i = 0; i < bitmaps->len; i++)
+    if (g_str_has_prefix (((VmsBitmapInfo *)bitmaps->pdata[i])->name, prefix))
+      count++;
+  return count;
+}
+
+static void
+run_job_command (Fixture *fixture, VmsTestRun *run, const char *verb,
+                 const char *arg1, const char *arg2)
+{
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+
+  vms_test_run_capture (run, NULL, NULL, vmshift, "job", verb, state_arg, arg1,
+                        arg2, NULL);
+}
+
+/* Every sync job leaves a recording bitmap (persistent in a qcow2):
+ * vmshift job list shows the jobs with it, and job drop removes one
+ * job's bitmaps and state, not another's; a VM that is gone refuses the
+ * drop unless --force. */
+static void
+test_job_list_and_drop (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *jd1_file
+      = g_build_filename (fixture->state_dir, "jd1.json", NULL);
+  g_autofree char *jd2_file
+      = g_build_filename (fixture->state_dir, "jd2.json", NULL);
+  const char *const ids[] = { "jd1", "jd2" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
+    {
+      g_autoptr (VmsTestCommand) run = run_start (
+          fixture, source, "--sink", fixture->sink_uri, "--job", ids[i],
+          "--replica-prefix", ids[i], "--disk", "vd0", "--rounds", "0", NULL);
+
+      run_expect_success (run);
+      assert_int_equal (job_bitmaps_in_qemu (fixture, ids[i]), 1);
+    }
+  {
+    g_auto (VmsTestRun) list = { 0 };
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    JsonArray *jobs;
+
+    run_job_command (fixture, &list, "list", "--json", NULL);
+    assert_int_equal (list.status, 0);
+    assert_true (json_parser_load_from_data (parser, list.out, -1, NULL));
+    jobs = json_node_get_array (json_parser_get_root (parser));
+    assert_int_equal (json_array_get_length (jobs), 2);
+    assert_string_equal (json_object_get_string_member (
+                             json_array_get_object_element (jobs, 0), "id"),
+                         "jd1");
+    assert_string_equal (
+        json_array_get_string_element (
+            json_object_get_array_member (
+                json_array_get_object_element (jobs, 0), "bitmaps"),
+            0),
+        "vd0:vmshift-jd1-1");
+  }
+  {
+    g_auto (VmsTestRun) drop = { 0 };
+
+    run_job_command (fixture, &drop, "drop", "jd1", NULL);
+    if (drop.status != 0)
+      fail_msg ("job drop jd1 exited %d: %s", drop.status, drop.err);
+    assert_non_null (strstr (drop.out, "1 bitmap removed"));
+  }
+  assert_int_equal (job_bitmaps_in_qemu (fixture, "jd1"), 0);
+  assert_int_equal (job_bitmaps_in_qemu (fixture, "jd2"), 1);
+  assert_false (g_file_test (jd1_file, G_FILE_TEST_EXISTS));
+  assert_true (g_file_test (jd2_file, G_FILE_TEST_EXISTS));
+
+  /* The VM is gone: its bitmaps cannot be removed. */
+  vms_test_vm_kill (fixture->vm);
+  {
+    g_auto (VmsTestRun) refused = { 0 };
+    g_auto (VmsTestRun) forced = { 0 };
+
+    run_job_command (fixture, &refused, "drop", "jd2", NULL);
+    assert_int_equal (refused.status, 3);
+    assert_non_null (strstr (refused.err, "--force"));
+    assert_true (g_file_test (jd2_file, G_FILE_TEST_EXISTS));
+    run_job_command (fixture, &forced, "drop", "jd2", "--force");
+    if (forced.status != 0)
+      fail_msg ("job drop --force exited %d: %s", forced.status, forced.err);
+    assert_false (g_file_test (jd2_file, G_FILE_TEST_EXISTS));
+  }
+}
+
 /* The sink creates a replica sparse: a copy to a new one sends no zero
  * request for the source's holes or for zeroes it reads, and progress
  * counts only the data as work.  A new job onto a replica that holds data
@@ -1284,6 +1392,7 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refusals, setup, teardown),
     cmocka_unit_test_setup_teardown (test_silent_sink, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_job_list_and_drop, setup, teardown),
     cmocka_unit_test_setup_teardown (test_new_job_after_kill9, setup_data,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_relative_paths_resume_elsewhere,
