@@ -1022,6 +1022,10 @@ test_job_list_and_drop (void **state)
 
       run_expect_success (run);
       assert_int_equal (job_bitmaps_in_qemu (fixture, ids[i]), 1);
+      /* The second job is told of the first's bitmap. */
+      if (i == 1
+          && !strstr (run->out->str, "vd0 holds 1 bitmap of other jobs (jd1)"))
+        fail_msg ("no warning of jd1's bitmap: %s", run->out->str);
     }
   {
     g_auto (VmsTestRun) list = { 0 };

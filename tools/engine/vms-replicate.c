@@ -734,6 +734,60 @@ save_new_job (VmsReplicate *rep, GError **error)
     }
 }
 
+/* The job id a bitmap name vmshift-ID-N gives, or NULL (an estimate's
+ * vmshift-estimate-..., anything else).  Caller frees. */
+static char *
+bitmap_job_id (const char *bitmap)
+{
+  const char *dash = strrchr (bitmap, '-');
+  const char *id = bitmap + strlen ("vmshift-");
+
+  if (!g_str_has_prefix (bitmap, "vmshift-")
+      || g_str_has_prefix (bitmap, "vmshift-estimate-") || dash < id || !dash[1]
+      || strspn (dash + 1, "0123456789") != strlen (dash + 1))
+    return NULL;
+  return g_strndup (id, dash - id);
+}
+
+/* Older jobs' bitmaps are not removed silently (a job may go on), but a
+ * new job says how many the disks hold, since each costs QEMU memory and
+ * work on every guest write, and how to drop them. */
+static void
+warn_other_bitmaps (VmsReplicate *rep)
+{
+  for (guint i = 0; i < rep->job->disks->len; i++)
+    {
+      VmsJobDisk *disk = rep->job->disks->pdata[i];
+      /* Only a warning: a list that fails here fails loudly in the
+       * run's own bitmap steps right after. */
+      g_autoptr (GPtrArray) bitmaps
+          = vms_bitmap_list (rep->qmp, disk->node, NULL);
+      g_autoptr (GPtrArray) jobs = g_ptr_array_new_with_free_func (g_free);
+      g_autofree char *names = NULL;
+      guint count = 0;
+
+      for (guint k = 0; bitmaps && k < bitmaps->len; k++)
+        {
+          g_autofree char *id
+              = bitmap_job_id (((VmsBitmapInfo *)bitmaps->pdata[k])->name);
+
+          if (!id || g_str_equal (id, rep->job->id))
+            continue;
+          count++;
+          if (!g_ptr_array_find_with_equal_func (jobs, id, g_str_equal, NULL))
+            g_ptr_array_add (jobs, g_steal_pointer (&id));
+        }
+      g_ptr_array_add (jobs, NULL);
+      names = g_strjoinv (", ", (char **)jobs->pdata);
+      if (count)
+        vms_progress_event (rep->progress, "warning", NULL,
+                            "%s holds %u bitmap%s of other jobs (%s); drop "
+                            "the jobs given up with 'vmshift job drop JOB' "
+                            "(see 'vmshift job list')",
+                            disk->name, count, count == 1 ? "" : "s", names);
+    }
+}
+
 gboolean
 vms_replicate_lock_job (VmsReplicate *rep, const char *id, GError **error)
 {
@@ -806,6 +860,8 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
    * here on the id is this run's alone. */
   if (!config->resume && !save_new_job (rep, error))
     return FALSE;
+  if (!config->resume)
+    warn_other_bitmaps (rep);
   return vms_replicate_settle_granularity (rep, error);
 }
 
