@@ -168,6 +168,8 @@ connect_export (const char *sink_uri, VmsSinkNameKind kind, const char *replica,
       return NULL;
     }
   nbd_set_uri_allow_local_file (nbd, true);
+  /* The description says where the replica is (vms_sink_client_where). */
+  nbd_set_full_info (nbd, true);
   if (nbd_aio_connect_uri (nbd, uri) < 0)
     {
       set_connect_error (error, sink_uri, replica, export_name);
@@ -223,6 +225,23 @@ vms_sink_client_open_full (const char *sink_uri, VmsSinkNameKind kind,
   nbd_shutdown (nbd, 0);
   nbd_close (nbd);
   return TRUE;
+}
+
+char *
+vms_sink_client_where (const char *sink_uri, const char *replica,
+                       GError **error)
+{
+  struct nbd_handle *nbd
+      = connect_export (sink_uri, VMS_SINK_NAME_KIND_DATA, replica, 0,
+                        VMS_SINK_CLIENT_TIMEOUT_MS, NULL, error);
+  g_autofree char *description = NULL;
+
+  if (!nbd)
+    return NULL;
+  description = nbd_get_export_description (nbd);
+  nbd_shutdown (nbd, 0);
+  nbd_close (nbd);
+  return vms_sink_name_description_path (description);
 }
 
 gboolean

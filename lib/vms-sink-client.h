@@ -54,6 +54,12 @@ gboolean vms_sink_client_open_full (const char *sink_uri, VmsSinkNameKind kind,
                                     gboolean flush, guint timeout_ms,
                                     GCancellable *cancellable, GError **error);
 
+/* Where replica's data is on the sink's host (a file or a device),
+ * from its export's description; NULL without an error for a sink that
+ * does not say (an older one).  Caller frees. */
+char *vms_sink_client_where (const char *sink_uri, const char *replica,
+                             GError **error);
+
 /* Make sure replica exists with size bytes: the sink creates it if
  * missing and refuses it if it exists with another size.  timeout_ms and
  * cancellable as for vms_sink_client_open_full. */

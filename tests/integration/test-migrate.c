@@ -965,8 +965,10 @@ test_preflight_refusals (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (GError) error = NULL;
-  g_autofree char *wrong
-      = g_build_filename (fixture->sink->dir, "other.raw", NULL);
+  /* The replica's name, in another directory: an old copy, say. */
+  g_autofree char *elsewhere
+      = g_build_filename (fixture->sink->dir, "elsewhere", NULL);
+  g_autofree char *wrong = g_build_filename (elsewhere, "r-vd0", NULL);
 
   fixture->prefix = "r";
   create_replicas (fixture);
@@ -996,7 +998,7 @@ test_preflight_refusals (void **state)
     assert_int_equal (vms_test_command_wait (run), 1);
     assert_non_null (strstr (run->out->str, "machine types differ"));
   }
-  /* A destination whose disk is not the replica. */
+  /* A destination whose disk is not the replica, though named so. */
   {
     g_autofree char *vd1 = replica_path (fixture, "vd1");
     const char *create[]
@@ -1009,13 +1011,16 @@ test_preflight_refusals (void **state)
     };
     g_autoptr (VmsTestCommand) run = NULL;
 
+    assert_int_equal (g_mkdir (elsewhere, 0700), 0);
     vms_assert_ok (vms_test_run (create, NULL, &error), error);
     vms_test_vm_free (fixture->dest);
     fixture->dest = vms_test_vm_start (&options, &error);
     vms_assert_ok (fixture->dest, error);
     run = migrate_new (fixture, "refused3", NULL);
     assert_int_equal (vms_test_command_wait (run), 1);
-    assert_non_null (strstr (run->out->str, "not the replica r-vd0"));
+    if (!strstr (run->out->str, "the sink keeps the replica r-vd0 at "))
+      fail_msg ("a file named as the replica was taken for it: %s",
+                run->out->str);
   }
   /* Bad options. */
   {
