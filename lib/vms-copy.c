@@ -13,6 +13,7 @@
  */
 #include "vms-copy.h"
 #include "vms-nbd-poll.h"
+#include "vms-pace.h"
 
 #include <errno.h>
 #include <libnbd.h>
@@ -52,16 +53,18 @@ typedef struct
 
 typedef struct
 {
-  Copy *copy;      /* owner */
-  guint64 offset;  /* first byte */
-  guint64 length;  /* bytes */
-  guint8 *buffer;  /* read buffer, NULL for a zero request */
-  guint conn;      /* connection pair index */
-  guint64 work;    /* bytes of it counted in stats->work_total */
-  guint64 sent;    /* bytes of it written to the destination */
-  guint parts;     /* destination requests still to complete */
-  gboolean done;   /* acknowledged by the destination */
-  gboolean failed; /* failed: the watermark stops before it */
+  Copy *copy;       /* owner */
+  guint64 offset;   /* first byte */
+  guint64 length;   /* bytes */
+  guint8 *buffer;   /* read buffer, NULL for a zero request */
+  guint conn;       /* connection pair index */
+  guint64 work;     /* bytes of it counted in stats->work_total */
+  guint64 sent;     /* bytes of it written to the destination */
+  gint64 issued_us; /* when its read was issued; 0: not paced (zeroes) */
+  guint64 mark;     /* the pace's mark then */
+  guint parts;      /* destination requests still to complete */
+  gboolean done;    /* acknowledged by the destination */
+  gboolean failed;  /* failed: the watermark stops before it */
 } Request;
 
 struct _Copy
@@ -108,6 +111,12 @@ struct _Copy
   gboolean flush_done;          /* a FLUSH completed, not yet recorded */
   gint64 flush_sent_us;         /* when it was sent */
   guint64 size;                 /* the source's size */
+  VmsPace pace;                 /* what may be in flight */
+  GArray *acked;                /* Extent: ranges past the watermark the
+                                   destination acknowledged before the
+                                   connections were lost, by offset */
+  guint next_acked;             /* first of acked not passed yet */
+  guint64 flight_bytes;         /* data of the reads and writes in flight */
 };
 
 gboolean
@@ -521,6 +530,20 @@ give_buffer (Copy *copy, guint8 *buffer)
     g_ptr_array_add (copy->free_buffers, buffer);
 }
 
+/* The request is out of flight: acknowledged, failed or never issued. */
+static void
+leave_flight (Copy *copy, Request *request)
+{
+  copy->in_flight[request->conn]--;
+  if (request->issued_us)
+    {
+      copy->flight_bytes -= request->length;
+      if (!request->failed)
+        vms_pace_delivered (&copy->pace, request->length, request->issued_us,
+                            request->mark, g_get_monotonic_time ());
+    }
+}
+
 static int
 write_done (void *user_data, int *error)
 {
@@ -540,7 +563,7 @@ write_done (void *user_data, int *error)
   /* A read that turned into several writes is done with the last. */
   if (--request->parts > 0)
     return 1;
-  copy->in_flight[request->conn]--;
+  leave_flight (copy, request);
   if (!request->failed)
     request->done = TRUE;
   give_buffer (copy, g_steal_pointer (&request->buffer));
@@ -675,7 +698,7 @@ read_done (void *user_data, int *error)
                          " bytes at %" G_GUINT64_FORMAT " from the source: %s",
                          request->length, request->offset, g_strerror (*error));
       request->failed = TRUE;
-      copy->in_flight[request->conn]--;
+      leave_flight (copy, request);
       give_buffer (copy, g_steal_pointer (&request->buffer));
       return 1;
     }
@@ -716,6 +739,24 @@ new_request (Copy *copy, guint64 offset, guint64 length, guint conn)
   return request;
 }
 
+/* Jump over the range acknowledged before a reconnect that the frontier
+ * reached; returns where the next one starts, which requests stop short
+ * of. */
+static guint64
+skip_acked (Copy *copy)
+{
+  while (copy->next_acked < copy->acked->len)
+    {
+      Extent *range = &g_array_index (copy->acked, Extent, copy->next_acked);
+
+      if (range->offset > copy->frontier)
+        return range->offset;
+      copy->frontier = MAX (copy->frontier, range->offset + range->length);
+      copy->next_acked++;
+    }
+  return G_MAXUINT64;
+}
+
 /* Issue what the limits allow.  Returns FALSE on a failure to issue. */
 static gboolean
 issue_more (Copy *copy, gint64 now)
@@ -726,13 +767,15 @@ issue_more (Copy *copy, gint64 now)
          && !g_cancellable_is_cancelled (copy->spec->cancellable))
     {
       Extent *extent;
-      guint64 extent_end, length;
+      guint64 extent_end, length, acked_start = skip_acked (copy);
       int conn;
 
+      if (copy->frontier >= copy->stats->end)
+        break;
       if (copy->next_extent >= copy->extents->len && !fetch_extents (copy))
         return FALSE;
       extent = &g_array_index (copy->extents, Extent, copy->next_extent);
-      extent_end = extent->offset + extent->length;
+      extent_end = MIN (extent->offset + extent->length, acked_start);
       if (copy->frontier >= extent_end)
         {
           copy->next_extent++;
@@ -782,6 +825,10 @@ issue_more (Copy *copy, gint64 now)
         }
 
       length = MIN (extent_end - copy->frontier, copy->request_size);
+      /* One request goes whatever the cap, or nothing would move. */
+      if (copy->flight_bytes > 0
+          && copy->flight_bytes + length > vms_pace_cap (&copy->pace))
+        break;
       if (copy->spec->rate)
         {
           gint64 wait = vms_rate_try_take (copy->spec->rate, length, now);
@@ -801,6 +848,9 @@ issue_more (Copy *copy, gint64 now)
           copy->stats->dirty_bytes += length;
         request->work = length;
         request->buffer = take_buffer (copy);
+        request->issued_us = now;
+        request->mark = vms_pace_mark (&copy->pace);
+        copy->flight_bytes += length;
         copy->frontier += length;
         if (nbd_aio_pread (copy->src[conn], request->buffer, length,
                            request->offset, done, 0)
@@ -810,7 +860,7 @@ issue_more (Copy *copy, gint64 now)
                                "reading at %" G_GUINT64_FORMAT ": %s",
                                request->offset, nbd_get_error ());
             request->failed = TRUE;
-            copy->in_flight[conn]--;
+            leave_flight (copy, request);
             return FALSE;
           }
       }
@@ -1199,11 +1249,23 @@ drop_connections (Copy *copy)
   guint64 sent = 0;
   Request *request;
 
+  g_autoptr (GArray) acked = g_array_new (FALSE, FALSE, sizeof (Extent));
+
   /* Close first: closing retires the requests' callbacks. */
   close_all (copy);
   retire (copy);
   while ((request = g_queue_pop_head (&copy->requests)))
     {
+      if (request->done)
+        {
+          /* Past the watermark but acknowledged: not sent again. */
+          Extent range = { request->offset, request->length, 0 };
+
+          g_array_append_val (acked, range);
+          copy->stats->work_done += request->work;
+          g_free (request);
+          continue;
+        }
       sent += request->sent;
       /* Counted again when issued again. */
       if (copy->spec->bitmap)
@@ -1211,8 +1273,26 @@ drop_connections (Copy *copy)
       give_buffer (copy, g_steal_pointer (&request->buffer));
       g_free (request);
     }
+  /* Those of an earlier reconnect not passed yet lie beyond. */
+  if (copy->next_acked < copy->acked->len)
+    g_array_append_vals (acked,
+                         &g_array_index (copy->acked, Extent, copy->next_acked),
+                         copy->acked->len - copy->next_acked);
+  g_array_unref (copy->acked);
+  copy->acked = g_steal_pointer (&acked);
+  copy->next_acked = 0;
   copy->flush_pending = copy->flush_done = FALSE;
   return sent;
+}
+
+/* From the floor again: the path may have changed with the connections. */
+static void
+start_pacing (Copy *copy)
+{
+  /* A request per connection at least: what a lost connection may cost
+   * again whatever the path. */
+  vms_pace_init (&copy->pace, (guint64)copy->n * copy->request_size,
+                 (guint64)copy->n * copy->depth * copy->request_size);
 }
 
 /* Go on from offset with the new connections. */
@@ -1226,6 +1306,8 @@ restart_at (Copy *copy, guint64 offset)
   copy->dst_known_start = copy->dst_known_end = 0;
   g_free (copy->in_flight);
   copy->in_flight = g_new0 (guint, copy->n);
+  copy->flight_bytes = 0;
+  start_pacing (copy);
   copy->rate_wake_us = 0;
   copy->last_activity_us = copy->last_checkpoint_us = g_get_monotonic_time ();
   copy->link_lost = FALSE;
@@ -1303,6 +1385,9 @@ reconnect (Copy *copy)
         }
     }
   resume = same_destination (copy) ? watermark : copy->stats->durable;
+  /* Another destination may have lost what it acknowledged. */
+  if (!same_destination (copy))
+    g_array_set_size (copy->acked, 0);
   copy->stats->bytes_resent += lost + (watermark - resume);
   copy->stats->reconnects++;
   restart_at (copy, resume);
@@ -1366,6 +1451,7 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
   copy.depth
       = spec->queue_depth ? spec->queue_depth : VMS_COPY_DEFAULT_QUEUE_DEPTH;
   copy.extents = g_array_new (FALSE, FALSE, sizeof (Extent));
+  copy.acked = g_array_new (FALSE, FALSE, sizeof (Extent));
   copy.free_buffers = g_ptr_array_new_with_free_func (g_free);
   g_queue_init (&copy.requests);
 
@@ -1374,6 +1460,7 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
   if (!connect_all (&copy, copy.wanted, io_timeout_ms, error))
     goto out;
   copy.in_flight = g_new0 (guint, copy.n);
+  start_pacing (&copy);
   copy.dst_identity = g_strdup (copy.dst_description);
   stats->end = 0;
   if (!check_sizes (&copy, error))
@@ -1429,6 +1516,7 @@ out:
   g_free (copy.dst);
   g_free (copy.in_flight);
   g_array_unref (copy.extents);
+  g_array_unref (copy.acked);
   g_ptr_array_unref (copy.free_buffers);
   return ok;
 }

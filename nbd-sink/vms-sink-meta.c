@@ -5,6 +5,7 @@
 #include "vms-sink-error.h"
 #include "vms-sink-name.h"
 #include "vms-sink-file.h"
+#include "vms-sink-live-log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -208,6 +209,13 @@ vms_sink_meta_remove (const char *dir, const char *name, gboolean *existed,
       if (g_error_matches (open_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
         return TRUE;
       g_propagate_error (error, g_steal_pointer (&open_error));
+      return FALSE;
+    }
+  /* The live ranges of a replica that is gone protect nothing, and
+   * must not come back with a new replica of that name. */
+  if (!vms_sink_live_log_remove (fd, meta_dir, name, error))
+    {
+      close (fd);
       return FALSE;
     }
   /* unlinkat removes a link itself, never what it points to. */

@@ -6,6 +6,7 @@
 #include "vms-sink-error.h"
 #include "vms-sink-name.h"
 #include "vms-sink-file.h"
+#include "vms-sink-live-log.h"
 #include "vms-range-set.h"
 
 #include <errno.h>
@@ -52,13 +53,15 @@ struct _VmsSinkReplica
    * writes take it exclusively, so a plain write can never check the live
    * ranges, then land after a live write to the same bytes. */
   pthread_rwlock_t order_lock;
-  VmsRangeSet *live;   /* ranges written via @live; under order_lock */
-  gint can_punch_hole; /* atomic: FALLOC_FL_PUNCH_HOLE not refused yet */
-  gint can_zero_range; /* atomic: FALLOC_FL_ZERO_RANGE not refused yet */
-  gint64 link_checked; /* atomic: monotonic time (us) of the last look at
-                          st_nlink by a write */
-  gint deleted;        /* atomic: the data file was found deleted; for
-                          good, as nothing can link the inode again */
+  VmsRangeSet *live;        /* ranges written via @live; under order_lock */
+  VmsSinkLiveLog *live_log; /* live, on disk for a restarted sink; under
+                               order_lock */
+  gint can_punch_hole;      /* atomic: FALLOC_FL_PUNCH_HOLE not refused yet */
+  gint can_zero_range;      /* atomic: FALLOC_FL_ZERO_RANGE not refused yet */
+  gint64 link_checked;      /* atomic: monotonic time (us) of the last look at
+                               st_nlink by a write */
+  gint deleted;             /* atomic: the data file was found deleted; for
+                               good, as nothing can link the inode again */
 };
 
 static const guint8 zero_buffer[ZERO_BUFFER_SIZE];
@@ -378,6 +381,29 @@ open_data (VmsSinkStore *store, const VmsSinkMeta *meta, int *errno_out,
   return fd;
 }
 
+/* The live ranges an earlier sink process left for replica name: the
+ * ordering rule holds across a restart of the sink. */
+static VmsSinkLiveLog *
+open_live_log (VmsSinkStore *store, const char *name, VmsRangeSet **ranges,
+               GError **error)
+{
+  g_autofree char *dir = g_build_filename (store->dir, VMS_SINK_META_DIR, NULL);
+  int dir_fd = vms_sink_file_open_subdir (store->dir_fd, store->dir,
+                                          VMS_SINK_META_DIR, TRUE, error);
+  VmsSinkLiveLog *log;
+
+  if (dir_fd < 0)
+    return NULL;
+  log = vms_sink_live_log_open (dir_fd, dir, name, ranges, error);
+  close (dir_fd);
+  if (log && *ranges)
+    notice (store,
+            "replica '%s': %" G_GUINT64_FORMAT " bytes written through "
+            "@live before the sink restarted stay protected from plain writes",
+            name, vms_range_set_total (*ranges));
+  return log;
+}
+
 static VmsSinkReplica *
 replica_new (VmsSinkStore *store, VmsSinkMeta *meta, int *errno_out,
              GError **error)
@@ -407,6 +433,14 @@ replica_new (VmsSinkStore *store, VmsSinkMeta *meta, int *errno_out,
     }
 
   replica = g_new0 (VmsSinkReplica, 1);
+  replica->live_log = open_live_log (store, meta->name, &replica->live, error);
+  if (!replica->live_log)
+    {
+      close (fd);
+      g_free (replica);
+      *errno_out = EIO;
+      return NULL;
+    }
   replica->refcount = 1;
   replica->store = store;
   replica->name = g_strdup (meta->name);
@@ -501,6 +535,46 @@ orphaned (VmsSinkStore *store, const char *name, const char *why,
   return ENOENT;
 }
 
+/* If what now sits at name is not a regular file (a link, a FIFO), the
+ * refusal says that rather than that the old one was deleted: it is the
+ * more useful reason, and the same whether or not a connection to the old
+ * one is still being closed.  Returns an errno value, 0 otherwise. */
+static int
+replaced_by_other_kind (VmsSinkStore *store, const char *name, GError **error)
+{
+  g_autoptr (GError) open_error = NULL;
+  int fd = vms_sink_file_open (store->dir_fd, store->dir, name, O_RDONLY,
+                               &open_error);
+
+  if (fd >= 0)
+    {
+      close (fd);
+      return 0;
+    }
+  if (!g_error_matches (open_error, VMS_SINK_ERROR,
+                        VMS_SINK_ERROR_NOT_REGULAR))
+    return 0;
+  g_propagate_error (error, g_steal_pointer (&open_error));
+  return EACCES;
+}
+
+/* A new replica's name may be an orphan's: its live ranges described
+ * data that no longer exists. */
+static gboolean
+forget_old_live_log (VmsSinkStore *store, const char *name, GError **error)
+{
+  g_autofree char *dir = g_build_filename (store->dir, VMS_SINK_META_DIR, NULL);
+  int dir_fd = vms_sink_file_open_subdir (store->dir_fd, store->dir,
+                                          VMS_SINK_META_DIR, TRUE, error);
+  gboolean removed;
+
+  if (dir_fd < 0)
+    return FALSE;
+  removed = vms_sink_live_log_remove (dir_fd, dir, name, error);
+  close (dir_fd);
+  return removed;
+}
+
 /* name's metadata; with create, a replica that is missing or orphaned
  * is made afresh first.  Sets *errno_out on failure. */
 static VmsSinkMeta *
@@ -532,6 +606,11 @@ load_or_create (VmsSinkStore *store, const char *name, gboolean create,
   *errno_out = create_replica (store, name, create_size, error);
   if (*errno_out)
     return NULL;
+  if (!forget_old_live_log (store, name, error))
+    {
+      *errno_out = EIO;
+      return NULL;
+    }
   if (orphan)
     notice (store,
             "replica '%s' was orphaned (its data file was deleted): made "
@@ -562,6 +641,9 @@ vms_sink_store_open (VmsSinkStore *store, const char *name, gboolean create,
     {
       if (g_atomic_int_get (&replica->refcount) > 0)
         {
+          *errno_out = replaced_by_other_kind (store, name, error);
+          if (*errno_out)
+            return NULL;
           *errno_out = orphaned (store, name,
                                  " while connections still use it (close "
                                  "them first)",
@@ -607,6 +689,7 @@ replica_free (VmsSinkReplica *replica)
 {
   close (replica->fd);
   vms_range_set_free (replica->live);
+  vms_sink_live_log_free (replica->live_log);
   pthread_rwlock_destroy (&replica->order_lock);
   g_mutex_clear (&replica->meta_lock);
   vms_sink_meta_free (replica->meta);
@@ -856,6 +939,35 @@ apply_piece (guint64 offset, guint64 length, gpointer user_data)
   return change->err == 0;
 }
 
+/* Stops vms_range_set_foreach_gap at the first gap: FALSE means there
+ * is one. */
+static gboolean
+is_gap (guint64 offset, guint64 length, gpointer user_data)
+{
+  return FALSE;
+}
+
+/* Remember a live write's range, on disk first when it is new, before the
+ * write lands.  Remembered in memory even if the disk refused it: QEMU
+ * retries a failed live write, and a replicator write must not slip in
+ * between.  Called with order_lock held exclusively. */
+static gboolean
+remember_live (VmsSinkReplica *replica, guint64 offset, guint64 count,
+               GError **error)
+{
+  gboolean known = replica->live
+                   && vms_range_set_foreach_gap (replica->live, offset, count,
+                                                 is_gap, NULL);
+  gboolean logged
+      = known
+        || vms_sink_live_log_append (replica->live_log, offset, count, error);
+
+  if (!replica->live)
+    replica->live = vms_range_set_new ();
+  vms_range_set_add (replica->live, offset, count);
+  return logged;
+}
+
 static int
 apply_change (Change *change, guint64 count, guint64 offset, gboolean live,
               gboolean fua)
@@ -873,12 +985,10 @@ apply_change (Change *change, guint64 count, guint64 offset, gboolean live,
   if (live)
     {
       pthread_rwlock_wrlock (&replica->order_lock);
-      apply_piece (offset, count, change);
-      /* Remembered even if it failed: QEMU retries a failed live write,
-       * and a replicator write must not slip in between. */
-      if (!replica->live)
-        replica->live = vms_range_set_new ();
-      vms_range_set_add (replica->live, offset, count);
+      if (remember_live (replica, offset, count, change->error))
+        apply_piece (offset, count, change);
+      else
+        change->err = EIO;
     }
   else
     {
@@ -950,6 +1060,10 @@ vms_sink_replica_flush (VmsSinkReplica *replica, GError **error)
    * every write acknowledged on any of them. */
   if (fdatasync (replica->fd) < 0)
     return fail_errno (error, errno, "replica '%s': fdatasync", replica->name);
+  /* The live ranges as durable as the data they protect.  Appends happen
+   * under order_lock; fdatasync of another writer's append is safe. */
+  if (!vms_sink_live_log_sync (replica->live_log, error))
+    return EIO;
   return 0;
 }
 
@@ -1023,16 +1137,19 @@ vms_sink_replica_commit (VmsSinkReplica *replica, GError **error)
   g_atomic_int_set (&replica->known_incomplete, FALSE);
 
   /* The migration is over: later plain writes start a new one. */
-  vms_sink_replica_forget_live (replica);
-  return 0;
+  return vms_sink_replica_forget_live (replica, error);
 }
 
-void
-vms_sink_replica_forget_live (VmsSinkReplica *replica)
+int
+vms_sink_replica_forget_live (VmsSinkReplica *replica, GError **error)
 {
+  gboolean reset;
+
   pthread_rwlock_wrlock (&replica->order_lock);
   g_clear_pointer (&replica->live, vms_range_set_free);
+  reset = vms_sink_live_log_reset (replica->live_log, error);
   pthread_rwlock_unlock (&replica->order_lock);
+  return reset ? 0 : EIO;
 }
 
 guint64

@@ -88,8 +88,10 @@ int vms_sink_replica_commit (VmsSinkReplica *replica, GError **error);
 
 /* Forget the ranges @live wrote: a mirror that was stopped no longer
  * writes, so plain writes must land everywhere again (a resumed migration
- * re-copies what the guest wrote after the mirror went away). */
-void vms_sink_replica_forget_live (VmsSinkReplica *replica);
+ * re-copies what the guest wrote after the mirror went away).  The ranges
+ * are kept on disk (vms-sink-live-log.h) and outlive a restart of the
+ * sink until this forgets them there too. */
+int vms_sink_replica_forget_live (VmsSinkReplica *replica, GError **error);
 
 /* Bytes remembered as written through @live (for tests and debugging). */
 guint64 vms_sink_replica_live_bytes (VmsSinkReplica *replica);

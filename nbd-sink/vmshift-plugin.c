@@ -227,7 +227,9 @@ vmshift_open (int readonly)
     }
   else if (export_.kind == VMS_SINK_NAME_KIND_LIVE_RESET)
     {
-      vms_sink_replica_forget_live (handle->replica);
+      err = vms_sink_replica_forget_live (handle->replica, &error);
+      if (err)
+        goto failed;
       nbdkit_debug ("replica '%s': live ranges forgotten", export_.replica);
     }
   return handle;
@@ -431,7 +433,9 @@ vmshift_flush (void *opaque, uint32_t flags)
    * destination's writes, through NAME, are the newest. */
   if (handle->kind == VMS_SINK_NAME_KIND_HANDOVER)
     {
-      vms_sink_replica_forget_live (handle->replica);
+      err = vms_sink_replica_forget_live (handle->replica, &error);
+      if (err)
+        return fail (err, error);
       nbdkit_debug ("handover: replica flushed, live ranges forgotten");
     }
   return 0;

@@ -5,6 +5,7 @@
  */
 #include "vms-test.h"
 #include "vms-test-command.h"
+#include "vms-test-netns.h"
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
 #include "vms-bitmap.h"
@@ -30,14 +31,16 @@ static const char *vmshift;
 
 typedef struct
 {
-  VmsTestVm *source;  /* running guest, writer on vd0 */
-  VmsTestVm *dest;    /* waiting with -incoming defer */
-  VmsTestSink *sink;  /* replicas */
-  char *state_dir;    /* vmshift job state */
-  char *sink_uri;     /* --sink */
-  const char *prefix; /* replica prefix of the test */
-  guint attempts;     /* destinations started, for socket names */
-  guint disks;        /* the VM's disks: vd0, vd1 and maybe vd2 */
+  VmsTestVm *source;   /* running guest, writer on vd0 */
+  VmsTestVm *dest;     /* waiting with -incoming defer */
+  VmsTestSink *sink;   /* replicas */
+  char *state_dir;     /* vmshift job state */
+  char *sink_uri;      /* --sink */
+  const char *prefix;  /* replica prefix of the test */
+  guint attempts;      /* destinations started, for socket names */
+  guint disks;         /* the VM's disks: vd0, vd1 and maybe vd2 */
+  VmsTestHosts *hosts; /* setup_hosts: the source QEMU and vmshift in host
+                          A, the sink on TCP in host B; else NULL */
 } Fixture;
 
 /* ---- the two QEMUs ---- */
@@ -50,6 +53,19 @@ replica_path (Fixture *fixture, const char *disk)
   return vms_test_sink_replica_path (fixture->sink, name);
 }
 
+/* A sink on TCP in host B is reached from host A only, over TLS. */
+static void
+create_replica_over_tcp (Fixture *fixture, const char *name)
+{
+  g_autofree char *uri = vms_test_sink_tcp_uri (fixture->sink, name);
+  const char *argv[] = { "nbdinfo", "--size", uri, NULL };
+  g_auto (GStrv) wrapped = vms_test_hosts_wrap_argv (fixture->hosts, 0, argv);
+  g_autoptr (GError) error = NULL;
+
+  vms_assert_ok (vms_test_run ((const char *const *)wrapped, NULL, &error),
+                 error);
+}
+
 /* The replicas must exist before a destination can open them. */
 static void
 create_replicas (Fixture *fixture)
@@ -60,9 +76,14 @@ create_replicas (Fixture *fixture)
       g_autofree char *name
           = g_strdup_printf ("%s-vd%u@create=%" G_GUINT64_FORMAT,
                              fixture->prefix, i, disk_sizes[i]);
-      g_autoptr (nbd_handle) nbd
-          = vms_test_sink_connect (fixture->sink, name, &error);
+      g_autoptr (nbd_handle) nbd = NULL;
 
+      if (fixture->hosts)
+        {
+          create_replica_over_tcp (fixture, name);
+          continue;
+        }
+      nbd = vms_test_sink_connect (fixture->sink, name, &error);
       vms_assert_ok (nbd, error);
       nbd_shutdown (nbd, 0);
     }
@@ -160,8 +181,9 @@ migrate_start (Fixture *fixture, ...)
                    g_strdup_printf ("--state-dir=%s", fixture->state_dir));
   g_ptr_array_add (argv, g_strdup ("--json"));
   g_ptr_array_add (argv, NULL);
-  return vms_test_command_start (NULL, (const char *const *)argv->pdata,
-                                 fixture->state_dir);
+  return vms_test_command_start (
+      fixture->hosts ? fixture->hosts->namespace[0] : NULL,
+      (const char *const *)argv->pdata, fixture->state_dir);
 }
 
 static VmsTestCommand *
@@ -336,9 +358,11 @@ resume_to_paused_destination (Fixture *fixture, const char *job)
 
 /* ---- fixtures ---- */
 
-/* A source with disks disks (2 or 3), vd1 (and vd2) holding data. */
+/* A source with disks disks (2 or 3), vd1 (and vd2) holding data; with
+ * hosts, in host A, the sink on TCP in host B (not root: nothing is
+ * started, and the test skips). */
 static int
-setup_with (void **state, guint disks)
+setup_with (void **state, guint disks, gboolean hosts)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
   g_autoptr (GError) error = NULL;
@@ -352,6 +376,14 @@ setup_with (void **state, guint disks)
     options.disks[i] = (VmsTestDisk){ disk_formats[i], disk_sizes[i] };
   fixture->disks = disks;
   *state = fixture;
+  if (hosts && !vms_test_is_root ())
+    return 0;
+  if (hosts && !(fixture->hosts = vms_test_hosts_new (&error)))
+    {
+      print_error ("cannot make test hosts: %s\n", error->message);
+      return -1;
+    }
+  options.netns = hosts ? fixture->hosts->namespace[0] : NULL;
   fixture->source = vms_test_vm_start (&options, &error);
   if (!fixture->source || !vms_test_vm_wait_ready (fixture->source, &error))
     {
@@ -373,7 +405,10 @@ setup_with (void **state, guint disks)
       print_error ("cannot fill vd2: %s\n", error->message);
       return -1;
     }
-  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
+  fixture->sink
+      = hosts ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
+                                         fixture -> hosts -> address[1], &error)
+              : vms_test_sink_start (NULL, NULL, &error);
   if (!fixture->sink)
     {
       print_error ("cannot start the sink: %s\n", error->message);
@@ -381,21 +416,28 @@ setup_with (void **state, guint disks)
     }
   fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
   g_mkdir (fixture->state_dir, 0700);
-  fixture->sink_uri
-      = g_strdup_printf ("nbd+unix:///?socket=%s", fixture->sink->socket_path);
+  fixture->sink_uri = hosts ? vms_test_sink_tcp_uri (fixture->sink, "")
+                            : g_strdup_printf ("nbd+unix:///?socket=%s",
+                                               fixture->sink->socket_path);
   return 0;
 }
 
 static int
 setup (void **state)
 {
-  return setup_with (state, 2);
+  return setup_with (state, 2, FALSE);
+}
+
+static int
+setup_hosts (void **state)
+{
+  return setup_with (state, 2, TRUE);
 }
 
 static int
 setup_three (void **state)
 {
-  return setup_with (state, 3);
+  return setup_with (state, 3, FALSE);
 }
 
 static int
@@ -406,6 +448,7 @@ teardown (void **state)
   vms_test_vm_free (fixture->dest);
   vms_test_vm_free (fixture->source);
   vms_test_sink_free (fixture->sink);
+  vms_test_hosts_free (fixture->hosts);
   g_free (fixture->state_dir);
   g_free (fixture->sink_uri);
   g_free (fixture);
@@ -772,6 +815,107 @@ test_sink_killed_in_final_round (void **state)
 
   vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
   resume_to_paused_destination (fixture, "killsink");
+}
+
+/* A mirror migration that had to ride out a fault: done in the same run,
+ * never rolled back, the replicas equal the source at the pause. */
+static void
+assert_mirror_rode_out (Fixture *fixture, VmsTestCommand *run)
+{
+  vms_test_command_expect_success (run);
+  if (strstr (run->out->str, "\"event\":\"rolled-back\""))
+    fail_msg ("the migration rolled back: %s", run->out->str);
+  assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
+  assert_replicas_identical (fixture);
+}
+
+/* The sink is killed (kill -9) while the mirror runs and the catch-up
+ * round copies beside it, the guest writing, and is back a second later:
+ * QEMU's NBD client connects again within its reconnect-delay, the copy
+ * goes on, and the ranges the mirror wrote before the kill still win over
+ * the catch-up's writes (the sink keeps them on disk). */
+static void
+test_sink_restarted_during_mirror (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+
+  fixture->prefix = "q";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  /* No rounds before the mirror, and a slow disk copy: the catch-up round
+   * holds seconds of the guest's writes. */
+  run = migrate_new (fixture, "sinkback", "--final-sync=mirror", "--rounds=0",
+                     "--max-bandwidth=2M", "--checkpoint-bytes=1M", "--suspend",
+                     NULL);
+  vms_test_command_wait_for (run, "\"state\":\"mirror\"", 120000);
+  g_usleep (G_USEC_PER_SEC);
+  vms_test_sink_kill (fixture->sink);
+  g_usleep (G_USEC_PER_SEC);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  assert_mirror_rode_out (fixture, run);
+}
+
+/* The sink stays away longer than the mirror's reconnect-delay (10 s at
+ * most) during the memory migration: the mirror fails, the source runs
+ * on, and once the sink is back vmshift starts the mirror again and sends
+ * what it missed from the recording bitmap, in the same run. */
+static void
+test_mirror_restarted_after_outage (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+
+  fixture->prefix = "o";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  /* RAM crosses slowly, and converges once the sink is back: the
+   * outage falls inside the memory migration. */
+  run = migrate_new (fixture, "outage", "--final-sync=mirror", "--bandwidth=8M",
+                     "--max-downtime=8000", "--suspend", NULL);
+  vms_test_command_wait_for (run, "\"event\":\"memory-round\"", 120000);
+  vms_test_sink_kill (fixture->sink);
+  g_usleep (14 * G_USEC_PER_SEC);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  assert_mirror_rode_out (fixture, run);
+  if (!strstr (run->out->str, "\"event\":\"mirror-restart\""))
+    fail_msg ("the mirror never failed: nothing was tested: %s", run->out->str);
+}
+
+/* The sink's host answers the mirror's and the replicator's TCP with
+ * resets (nft reject with tcp reset, ss -K) for 14 s during the memory
+ * migration, longer than the mirror's reconnect-delay: the mirror fails,
+ * and once TCP passes again vmshift starts it again and catches its disk
+ * up, in the same run. */
+static void
+test_mirror_rides_out_tcp_resets (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *nbdinfo = g_find_program_in_path ("nbdinfo");
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (!fixture->hosts || !nbdinfo)
+    vms_test_skip ("needs root for two network-namespace hosts, and "
+                   "nbdinfo (libnbd-bin)");
+  fixture->prefix = "t";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  run = migrate_new (fixture, "resets", "--final-sync=mirror", "--bandwidth=8M",
+                     "--max-downtime=8000", "--suspend", NULL);
+  vms_test_command_wait_for (run, "\"event\":\"memory-round\"", 120000);
+  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
+                                           VMS_TEST_SINK_PORT, TRUE, &error),
+                 error);
+  g_usleep (14 * G_USEC_PER_SEC);
+  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
+                                           VMS_TEST_SINK_PORT, FALSE, &error),
+                 error);
+  assert_mirror_rode_out (fixture, run);
+  if (!strstr (run->out->str, "\"event\":\"mirror-restart\""))
+    fail_msg ("the mirror never failed: nothing was tested: %s", run->out->str);
 }
 
 /* Run vmshift abort JOB on the fixture's state directory. */
@@ -1287,6 +1431,12 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_sink_killed_in_final_round, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_sink_restarted_during_mirror, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_mirror_restarted_after_outage, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_mirror_rides_out_tcp_resets,
+                                     setup_hosts, teardown),
     cmocka_unit_test_setup_teardown (test_abort_then_resume, setup, teardown),
     cmocka_unit_test_setup_teardown (test_kill9_of_vmshift_then_abort, setup,
                                      teardown),
@@ -1306,7 +1456,6 @@ main (void)
   vms_test_require_program ("nbdkit", "nbdkit");
   vmshift = vms_test_built_program ("VMS_VMSHIFT");
   /* VMS_TEST_FILTER=test_abort* runs one test when debugging. */
-  if (g_getenv ("VMS_TEST_FILTER"))
-    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
-  return cmocka_run_group_tests (tests, NULL, NULL);
+  return vms_test_run_group ("migrate", tests, G_N_ELEMENTS (tests), NULL,
+                             NULL);
 }

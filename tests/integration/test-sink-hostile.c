@@ -242,6 +242,25 @@ test_replica_symlink_refused (void **state)
   assert_true (json_object_get_null_member (row, "allocated"));
 }
 
+/* The same while a connection to the old file is still open (or still
+ * being closed by nbdkit, which a busy machine shows): the refusal names
+ * the link, not the deletion. */
+static void
+test_replica_symlink_refused_while_open (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  g_autofree char *data = vms_test_sink_replica_path (sink, "evil");
+  g_autoptr (nbd_handle) open_one = NULL;
+
+  create_replica (sink, "evil", OUTSIDE_SIZE);
+  open_one = connect_or_refused (sink, "evil");
+  assert_non_null (open_one);
+  swap_for_link (data, fixture->outside);
+  assert_refused_saying (sink, "evil", "is a symbolic link");
+  assert_outside_untouched (fixture);
+}
+
 /* A dangling link with @create: nothing is made outside the directory. */
 static void
 test_dangling_symlink_create_refused (void **state)
@@ -285,6 +304,28 @@ test_metadata_symlink_refused (void **state)
   assert_null (list_failing (sink, "metalink", listed, &list_err));
   if (!strstr (list_err, "metalink.json is a symbolic link"))
     fail_msg ("list does not report the link: %s", list_err);
+}
+
+/* The live-range log (.vmshift/NAME.live) swapped for a link to a file
+ * outside while the sink was down: the restarted sink refuses the replica
+ * rather than append the mirror's ranges through the link. */
+static void
+test_live_log_symlink_refused (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  g_autofree char *live_log
+      = g_build_filename (sink->replica_dir, ".vmshift", "livelink.live", NULL);
+  g_autoptr (GError) error = NULL;
+
+  create_replica (sink, "livelink", MiB);
+  assert_true (g_file_test (live_log, G_FILE_TEST_IS_REGULAR));
+  vms_test_sink_kill (sink);
+  swap_for_link (live_log, fixture->outside);
+  vms_assert_ok (vms_test_sink_restart (sink, &error), error);
+
+  assert_refused_saying (sink, "livelink@live", "is a symbolic link");
+  assert_outside_untouched (fixture);
 }
 
 /* A replica directory whose .vmshift is a link elsewhere: the sink does
@@ -504,9 +545,13 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_replica_symlink_refused, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_replica_symlink_refused_while_open,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_dangling_symlink_create_refused,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_metadata_symlink_refused, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_live_log_symlink_refused, setup,
                                      teardown),
     cmocka_unit_test (test_metadata_dir_symlink_refused),
     cmocka_unit_test_setup_teardown (test_fifo_refused_without_hanging, setup,

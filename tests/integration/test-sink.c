@@ -361,6 +361,106 @@ test_live_ranges_outlive_connections (void **state)
   assert_bytes (plain, 0, 2 * BLOCK, 0x33);
 }
 
+/* kill -9 and a restart of the sink while the mirror writes: the ranges
+ * @live wrote, unflushed, must still win over a catch-up write that
+ * arrives afterwards; and a @live-reset must outlive a restart too. */
+static void
+test_live_ranges_outlive_sink_restart (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) plain = NULL;
+  guint8 buffer[4 * BLOCK];
+
+  create_replica (fixture->sink, "restarted", MiB);
+  {
+    g_autoptr (nbd_handle) live
+        = vms_test_sink_connect (fixture->sink, "restarted@live", &error);
+
+    vms_assert_ok (live, error);
+    pattern (buffer, BLOCK, 0x77);
+    assert_int_equal (nbd_pwrite (live, buffer, BLOCK, BLOCK, 0), 0);
+    assert_int_equal (nbd_pwrite (live, buffer, BLOCK, 3 * BLOCK, 0), 0);
+    /* No FLUSH: a killed process keeps the page cache, so the data and
+     * its range survive together. */
+    vms_test_sink_kill (fixture->sink);
+  }
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  plain = vms_test_sink_connect (fixture->sink, "restarted", &error);
+  vms_assert_ok (plain, error);
+  pattern (buffer, sizeof buffer, 0x33);
+  assert_int_equal (nbd_pwrite (plain, buffer, 4 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, BLOCK, 0x33);
+  assert_bytes (plain, BLOCK, BLOCK, 0x77);
+  assert_bytes (plain, 2 * BLOCK, BLOCK, 0x33);
+  assert_bytes (plain, 3 * BLOCK, BLOCK, 0x77);
+  g_clear_pointer (&plain, nbd_close);
+
+  {
+    g_autoptr (nbd_handle) reset
+        = vms_test_sink_connect (fixture->sink, "restarted@live-reset", &error);
+
+    vms_assert_ok (reset, error);
+  }
+  vms_test_sink_kill (fixture->sink);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  plain = vms_test_sink_connect (fixture->sink, "restarted", &error);
+  vms_assert_ok (plain, error);
+  assert_int_equal (nbd_pwrite (plain, buffer, 4 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, 4 * BLOCK, 0x33);
+}
+
+/* A live write through a fresh connection, then kill -9 and restart. */
+static void
+live_write_then_restart (Fixture *fixture, const char *export_name,
+                         guint64 offset, guint8 value)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) live
+      = vms_test_sink_connect (fixture->sink, export_name, &error);
+  guint8 buffer[BLOCK];
+
+  vms_assert_ok (live, error);
+  pattern (buffer, BLOCK, value);
+  assert_int_equal (nbd_pwrite (live, buffer, BLOCK, offset, 0), 0);
+  vms_test_sink_kill (fixture->sink);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+}
+
+/* A torn last record in the live log (only a host crash leaves one) is
+ * dropped: the ranges before it still hold, and ranges recorded after the
+ * restart are read back too. */
+static void
+test_live_log_torn_record (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *log = g_build_filename (fixture->sink->replica_dir,
+                                           ".vmshift", "torn.live", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) plain = NULL;
+  guint8 buffer[4 * BLOCK];
+  FILE *file;
+
+  create_replica (fixture->sink, "torn", MiB);
+  live_write_then_restart (fixture, "torn@live", BLOCK, 0x77);
+  file = fopen (log, "ab");
+  assert_non_null (file);
+  assert_int_equal (fwrite ("\x01\x02\x03\x04\x05", 1, 5, file), 5);
+  fclose (file);
+  vms_test_sink_kill (fixture->sink);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  live_write_then_restart (fixture, "torn@live", 3 * BLOCK, 0x77);
+
+  plain = vms_test_sink_connect (fixture->sink, "torn", &error);
+  vms_assert_ok (plain, error);
+  pattern (buffer, sizeof buffer, 0x33);
+  assert_int_equal (nbd_pwrite (plain, buffer, 4 * BLOCK, 0, 0), 0);
+  assert_bytes (plain, 0, BLOCK, 0x33);
+  assert_bytes (plain, BLOCK, BLOCK, 0x77);
+  assert_bytes (plain, 2 * BLOCK, BLOCK, 0x33);
+  assert_bytes (plain, 3 * BLOCK, BLOCK, 0x77);
+}
+
 /* The mirror's switchover: a connection to @handover opened while the
  * mirror writes changes nothing; its FLUSH makes the replica durable and
  * lets plain writes (the destination's) land everywhere. */
@@ -1014,6 +1114,10 @@ main (void)
     cmocka_unit_test_setup_teardown (test_handover, setup, teardown),
     cmocka_unit_test_setup_teardown (test_live_noflush, setup, teardown),
     cmocka_unit_test_setup_teardown (test_handover_client, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_live_ranges_outlive_sink_restart,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_live_log_torn_record, setup,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_live_ranges_outlive_connections,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_hashes_match_xxhsum, setup, teardown),

@@ -5,13 +5,20 @@
  */
 #include "vms-migration-mirror.h"
 #include "vms-mirror.h"
+#include "vms-qemu-migration.h"
+#include "vms-sink-client.h"
 #include "vms-sink-name.h"
 #include "vms-tls.h"
 
-/* The mirror's NBD connection may break this long before guest writes
- * fail the mirror (and with it the migration). */
-#define MIRROR_RECONNECT_DELAY_S 10
+/* QEMU's NBD client holds requests while it connects again, up to its
+ * reconnect-delay (--retry-timeout), and a write-blocking mirror holds
+ * the guest's writes with them: past this bound a guest's I/O would stall
+ * long enough for hung-task warnings, so the mirror fails instead and is
+ * started again, dirty rounds sending what it missed. */
+#define MIRROR_RECONNECT_DELAY_MAX_S 10
 #define MIRROR_READY_TIMEOUT_MS 60000
+/* Pause between attempts to start a failed mirror again. */
+#define MIRROR_RESTART_INTERVAL_US (G_USEC_PER_SEC / 2)
 
 /* What a VmsMirrorTarget points into. */
 typedef struct
@@ -174,8 +181,9 @@ start_disk_mirror (VmsMigration *migration, VmsJobDisk *disk,
 
   if (!mirror_target (migration, disk, kind, &target, &strings, error)
       || !vms_mirror_start (migration->rep.qmp, disk->node, &target, id, node,
-                            MIRROR_RECONNECT_DELAY_S, MIRROR_READY_TIMEOUT_MS,
-                            error))
+                            MIN (migration->config.copy.retry_timeout_s,
+                                 MIRROR_RECONNECT_DELAY_MAX_S),
+                            MIRROR_READY_TIMEOUT_MS, error))
     return FALSE;
   vms_progress_event (migration->progress, "mirror", NULL,
                       "%s: every guest write now reaches %s", disk->name,
@@ -226,20 +234,128 @@ vms_migration_mirror_start (VmsMigration *migration, GError **error)
   return TRUE;
 }
 
+static gboolean
+stop_disk_mirror (VmsMigration *migration, VmsJobDisk *disk, GError **error)
+{
+  g_autofree char *id = mirror_job_id (migration->rep.job, disk);
+  g_autofree char *node = mirror_node (migration->rep.job, disk);
+
+  return vms_mirror_stop (migration->rep.qmp, id, node, error);
+}
+
+/* One attempt: the failed job and its node go; the sink forgets the
+ * ranges the failed mirror wrote (a guest write it missed may have landed
+ * on one, and the catch-up round must be able to replace it); a new
+ * mirror starts before that round reads the source. */
+static gboolean
+restart_once (VmsMigration *migration, VmsJobDisk *disk, GError **error)
+{
+  return stop_disk_mirror (migration, disk, error)
+         && vms_sink_client_live_reset (migration->rep.job->sink, disk->replica,
+                                        error)
+         && start_disk_mirror_for_handover (migration, disk, error);
+}
+
+/* Once the memory migration runs, QEMU may pause the source at
+ * pre-switchover while the mirror is being started again: that pause is
+ * downtime, so it is given no longer than a final round's retries.
+ * *paused_since (monotonic us, 0: running) follows it. */
+static gboolean
+source_paused_too_long (VmsMigration *migration, gint64 *paused_since)
+{
+  g_autofree char *state = NULL;
+  gint64 now = g_get_monotonic_time ();
+
+  if (!migration->migration_started)
+    return FALSE;
+  state = vms_qemu_migration_run_state (migration->rep.qmp, NULL);
+  if (!state || g_str_equal (state, "running"))
+    {
+      *paused_since = 0;
+      return FALSE;
+    }
+  if (*paused_since == 0)
+    *paused_since = now;
+  return now - *paused_since
+         >= (gint64)VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S * G_USEC_PER_SEC;
+}
+
+/* Start disk's failed mirror again, trying for up to --retry-timeout
+ * (the sink may be restarting or the link down), but for no more than a
+ * final round's retries while the source is paused.  The source runs on
+ * otherwise; its recording bitmap keeps every write the mirror misses. */
+static gboolean
+restart_disk_mirror (VmsMigration *migration, VmsJobDisk *disk,
+                     const GError *cause, GError **error)
+{
+  gint64 deadline
+      = g_get_monotonic_time ()
+        + (gint64)migration->config.copy.retry_timeout_s * G_USEC_PER_SEC;
+  gint64 paused_since = 0;
+
+  vms_progress_event (migration->progress, "mirror-restart", NULL,
+                      "%s: %s; starting the mirror again, a dirty round "
+                      "sends what it missed",
+                      disk->name, cause->message);
+  for (guint attempt = 1;; attempt++)
+    {
+      g_autoptr (GError) attempt_error = NULL;
+
+      if (restart_once (migration, disk, &attempt_error))
+        return TRUE;
+      if (g_get_monotonic_time () >= deadline
+          || source_paused_too_long (migration, &paused_since)
+          || vms_migration_stop_requested (migration, NULL))
+        {
+          g_propagate_prefixed_error (
+              error, g_steal_pointer (&attempt_error),
+              "%s: the mirror failed (%s) and could not be started again "
+              "within --retry-timeout, or %d s of the source paused "
+              "(%u attempts): ",
+              disk->name, cause->message,
+              VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S, attempt);
+          return FALSE;
+        }
+      g_usleep (MIRROR_RESTART_INTERVAL_US);
+    }
+}
+
+/* Every mirror still runs; one that failed (its NBD connection lost for
+ * longer than its reconnect-delay, say) is started again and its disk
+ * caught up, so that the migration goes on in the same run. */
 gboolean
 vms_migration_mirror_check (VmsMigration *migration, GError **error)
 {
   VmsJob *job = migration->rep.job;
+  g_autoptr (GPtrArray) restarted = g_ptr_array_new ();
 
   if (migration->mode != VMS_MIGRATE_FINAL_MIRROR)
     return TRUE;
   for (guint i = 0; i < job->disks->len; i++)
     {
-      g_autofree char *id = mirror_job_id (job, job->disks->pdata[i]);
+      VmsJobDisk *disk = job->disks->pdata[i];
+      g_autofree char *id = mirror_job_id (job, disk);
+      g_autoptr (GError) check_error = NULL;
 
-      if (!vms_mirror_check (migration->rep.qmp, id, error))
-        return FALSE;
+      if (vms_mirror_check (migration->rep.qmp, id, &check_error))
+        continue;
+      if (!vms_qmp_is_connected (migration->rep.qmp)
+          || !restart_disk_mirror (migration, disk, check_error, error))
+        {
+          if (error && !*error)
+            g_propagate_error (error, g_steal_pointer (&check_error));
+          return FALSE;
+        }
+      g_ptr_array_add (restarted, disk);
     }
+  if (restarted->len == 0)
+    return TRUE;
+  if (!vms_replicate_catch_up (&migration->rep, restarted, error)
+      || !vms_job_save (job, error))
+    return FALSE;
+  vms_progress_event (migration->progress, "mirror", NULL,
+                      "%u mirror(s) running again, their disks caught up",
+                      restarted->len);
   return TRUE;
 }
 

@@ -472,6 +472,16 @@ vms_replicate_final_round (VmsReplicate *rep, GError **error)
          && round_on_disks (rep, disks, &dirty, error);
 }
 
+gboolean
+vms_replicate_catch_up (VmsReplicate *rep, GPtrArray *disks, GError **error)
+{
+  guint64 dirty;
+
+  /* As the round after the mirror's start, which this one repeats. */
+  rep->pass = VMS_REPLICATE_PASS_FINAL;
+  return round_on_disks (rep, disks, &dirty, error);
+}
+
 void
 vms_replicate_name_server (VmsReplicate *rep)
 {

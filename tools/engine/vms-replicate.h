@@ -138,6 +138,13 @@ gboolean vms_replicate_rounds (VmsReplicate *rep, GError **error);
  * guest cannot write, it leaves the replicas equal to the disks. */
 gboolean vms_replicate_final_round (VmsReplicate *rep, GError **error);
 
+/* One round on disks only (VmsJobDisk*): what their recording bitmaps
+ * hold crosses, and new bitmaps record from the switch on.  For disks
+ * whose mirror failed and was started again: the writes it missed are in
+ * the bitmap that recorded since the last round. */
+gboolean vms_replicate_catch_up (VmsReplicate *rep, GPtrArray *disks,
+                                 GError **error);
+
 /* rep->nbd_socket: where the job's NBD server listens (a killed run's
  * too), without starting it. */
 void vms_replicate_name_server (VmsReplicate *rep);
