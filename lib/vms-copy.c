@@ -19,7 +19,7 @@
 #include <libnbd.h>
 #include <poll.h>
 
-G_DEFINE_QUARK (vms-copy-error-quark, vms_copy_error)
+G_DEFINE_QUARK (vms - copy - error - quark, vms_copy_error)
 
 /* Block status is asked for this much of the disk at a time: one reply
  * covers a large area while keeping the reply small. */
@@ -46,9 +46,9 @@ typedef struct _Copy Copy;
 
 typedef struct
 {
-  guint64 offset;   /* first byte */
-  guint64 length;   /* bytes */
-  guint32 flags;    /* NBD block status flags for the chosen context */
+  guint64 offset; /* first byte */
+  guint64 length; /* bytes */
+  guint32 flags;  /* NBD block status flags for the chosen context */
 } Extent;
 
 typedef struct
@@ -133,8 +133,7 @@ vms_copy_is_zero (const void *buffer, gsize length)
   return length <= 16 || memcmp (bytes, bytes + 16, length - 16) == 0;
 }
 
-static void
-set_error (Copy *copy, VmsCopyError code, const char *format, ...)
+static void set_error (Copy *copy, VmsCopyError code, const char *format, ...)
     G_GNUC_PRINTF (3, 4);
 static void set_link_error (Copy *copy, VmsCopyError code, const char *format,
                             ...) G_GNUC_PRINTF (3, 4);
@@ -198,46 +197,6 @@ is_link_errno (int err)
 
 /* ---- connections ---- */
 
-static gboolean
-wait_connected (struct nbd_handle *nbd, const char *what, guint timeout_ms,
-                GError **error)
-{
-  gint64 deadline = g_get_monotonic_time () + timeout_ms * (gint64) 1000;
-
-  while (nbd_aio_is_connecting (nbd))
-    {
-      struct pollfd fd = { .fd = nbd_aio_get_fd (nbd) };
-      unsigned direction = nbd_aio_get_direction (nbd);
-      gint64 left = deadline - g_get_monotonic_time ();
-
-      if (left <= 0)
-        {
-          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT,
-                       "%s: no answer within %u ms", what, timeout_ms);
-          return FALSE;
-        }
-      fd.events = ((direction & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0)
-                  | ((direction & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0);
-      if (fd.fd >= 0 && poll (&fd, 1, MIN (left / 1000 + 1, MAX_POLL_MS)) > 0)
-        {
-          if (fd.revents & (POLLIN | POLLHUP | POLLERR))
-            nbd_aio_notify_read (nbd);
-          else if (fd.revents & POLLOUT)
-            nbd_aio_notify_write (nbd);
-        }
-      else if (fd.fd < 0)
-        break;
-    }
-  if (!nbd_aio_is_ready (nbd))
-    {
-      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s: %s",
-                   what, nbd_get_error () ? nbd_get_error ()
-                                          : "connection failed");
-      return FALSE;
-    }
-  return TRUE;
-}
-
 static struct nbd_handle *
 open_endpoint (Copy *copy, const char *uri, const char *name,
                const char *meta_context, guint timeout_ms, GError **error)
@@ -267,7 +226,8 @@ open_endpoint (Copy *copy, const char *uri, const char *name,
       nbd_close (nbd);
       return NULL;
     }
-  if (!wait_connected (nbd, what, timeout_ms, error))
+  if (!vms_nbd_wait_connected (nbd, what, timeout_ms, copy->spec->cancellable,
+                               error))
     {
       copy->connect_link_failed
           = g_error_matches (*error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT)
@@ -367,9 +327,9 @@ connect_all (Copy *copy, guint wanted, guint timeout_ms, GError **error)
 
 typedef struct
 {
-  Copy *copy;         /* owner */
-  guint64 start;      /* first byte asked */
-  guint64 end;        /* one past the last byte asked */
+  Copy *copy;    /* owner */
+  guint64 start; /* first byte asked */
+  guint64 end;   /* one past the last byte asked */
 } MapQuery;
 
 static int
@@ -383,8 +343,8 @@ collect_extents (void *user_data, const char *context, uint64_t offset,
     return 0;
   for (size_t i = 0; i + 1 < count && offset < query->end; i += 2)
     {
-      Extent extent = { offset, MIN (entries[i], query->end - offset),
-                        entries[i + 1] };
+      Extent extent
+          = { offset, MIN (entries[i], query->end - offset), entries[i + 1] };
 
       if (entries[i] == 0)
         break; /* a broken server; the caller sees no progress */
@@ -401,16 +361,17 @@ static gboolean
 fetch_extents (Copy *copy)
 {
   guint64 end = copy->stats->end;
-  MapQuery query = { copy, copy->frontier,
-                     copy->frontier + MIN (end - copy->frontier,
-                                           STATUS_WINDOW) };
-  nbd_extent_callback callback = { .callback = collect_extents,
-                                   .user_data = &query };
+  MapQuery query
+      = { copy, copy->frontier,
+          copy->frontier + MIN (end - copy->frontier, STATUS_WINDOW) };
+  nbd_extent_callback callback
+      = { .callback = collect_extents, .user_data = &query };
 
   g_array_set_size (copy->extents, 0);
   copy->next_extent = 0;
   if (nbd_block_status (copy->map, query.end - query.start, query.start,
-                        callback, 0) < 0)
+                        callback, 0)
+      < 0)
     {
       set_request_error (copy, nbd_get_errno (), VMS_COPY_ERROR_SOURCE,
                          "block status of the source at %" G_GUINT64_FORMAT
@@ -613,8 +574,8 @@ write_done (void *user_data, int *error)
 static gboolean
 issue_zero (Copy *copy, Request *request, guint64 offset, guint64 length)
 {
-  nbd_completion_callback done = { .callback = write_done,
-                                   .user_data = request };
+  nbd_completion_callback done
+      = { .callback = write_done, .user_data = request };
 
   /* No NO_HOLE flag: the sink may punch a hole, which reads as zeroes. */
   request->parts++;
@@ -633,13 +594,14 @@ issue_zero (Copy *copy, Request *request, guint64 offset, guint64 length)
 static gboolean
 issue_write (Copy *copy, Request *request, guint64 offset, guint64 length)
 {
-  nbd_completion_callback done = { .callback = write_done,
-                                   .user_data = request };
+  nbd_completion_callback done
+      = { .callback = write_done, .user_data = request };
 
   request->parts++;
   if (nbd_aio_pwrite (copy->dst[request->conn],
                       request->buffer + (offset - request->offset), length,
-                      offset, done, 0) < 0)
+                      offset, done, 0)
+      < 0)
     {
       request->parts--;
       set_request_error (copy, nbd_get_errno (), VMS_COPY_ERROR_DEST,
@@ -711,8 +673,7 @@ issue_writes (Copy *copy, Request *request)
           data_start = position;
         }
       else
-        position += MAX (zeroes, run_length (request, position + zeroes,
-                                             FALSE)
+        position += MAX (zeroes, run_length (request, position + zeroes, FALSE)
                                      + zeroes);
     }
   if (position > data_start
@@ -880,8 +841,8 @@ issue_more (Copy *copy, gint64 now)
         }
       {
         Request *request = new_request (copy, copy->frontier, length, conn);
-        nbd_completion_callback done = { .callback = read_done,
-                                         .user_data = request };
+        nbd_completion_callback done
+            = { .callback = read_done, .user_data = request };
 
         if (copy_dirty_only)
           copy->stats->dirty_bytes += length;
@@ -892,7 +853,8 @@ issue_more (Copy *copy, gint64 now)
         copy->flight_bytes += length;
         copy->frontier += length;
         if (nbd_aio_pread (copy->src[conn], request->buffer, length,
-                           request->offset, done, 0) < 0)
+                           request->offset, done, 0)
+            < 0)
           {
             set_request_error (copy, nbd_get_errno (), VMS_COPY_ERROR_SOURCE,
                                "reading at %" G_GUINT64_FORMAT ": %s",
@@ -955,8 +917,8 @@ flush_done (void *user_data, int *error)
 static gboolean
 wait_flush (Copy *copy)
 {
-  gint64 deadline = g_get_monotonic_time ()
-                    + copy->io_timeout_ms * (gint64) 1000;
+  gint64 deadline
+      = g_get_monotonic_time () + copy->io_timeout_ms * (gint64)1000;
 
   while (copy->flush_pending)
     {
@@ -969,8 +931,7 @@ wait_flush (Copy *copy)
         }
       if (poll_handles (copy, MAX_POLL_MS) < 0)
         {
-          set_error (copy, VMS_COPY_ERROR_DEST, "poll: %s",
-                     g_strerror (errno));
+          set_error (copy, VMS_COPY_ERROR_DEST, "poll: %s", g_strerror (errno));
           return FALSE;
         }
       if (nbd_aio_is_dead (copy->dst[0]))
@@ -991,8 +952,7 @@ wait_flush (Copy *copy)
 static gboolean
 send_flush (Copy *copy)
 {
-  nbd_completion_callback done = { .callback = flush_done,
-                                   .user_data = copy };
+  nbd_completion_callback done = { .callback = flush_done, .user_data = copy };
 
   copy->flush_errno = 0;
   copy->flush_sent_us = g_get_monotonic_time ();
@@ -1095,7 +1055,7 @@ checkpoint_due (Copy *copy, gint64 now)
   if (copy->stats->watermark <= copy->checkpoint_watermark)
     return FALSE;
   return copy->stats->watermark - copy->checkpoint_watermark >= bytes
-         || now - copy->last_checkpoint_us >= ms * (gint64) 1000;
+         || now - copy->last_checkpoint_us >= ms * (gint64)1000;
 }
 
 /* ---- the loop ---- */
@@ -1151,8 +1111,8 @@ run_loop (Copy *copy)
   for (;;)
     {
       gint64 now = g_get_monotonic_time ();
-      gboolean stopping = g_cancellable_is_cancelled (spec->cancellable)
-                          || copy->error;
+      gboolean stopping
+          = g_cancellable_is_cancelled (spec->cancellable) || copy->error;
       int timeout_ms = MAX_POLL_MS;
 
       if (!stopping && (!copy->rate_wake_us || now >= copy->rate_wake_us))
@@ -1177,7 +1137,7 @@ run_loop (Copy *copy)
           continue;
         }
       if (copy->flush_pending
-          && now - copy->flush_sent_us > io_timeout_ms * (gint64) 1000)
+          && now - copy->flush_sent_us > io_timeout_ms * (gint64)1000)
         {
           set_link_error (copy, VMS_COPY_ERROR_TIMEOUT,
                           "the destination did not answer a FLUSH for %u s",
@@ -1192,7 +1152,7 @@ run_loop (Copy *copy)
             spec->progress (copy->stats, spec->user_data);
         }
       if (requests_in_flight (copy) > 0
-          && now - copy->last_activity_us > io_timeout_ms * (gint64) 1000)
+          && now - copy->last_activity_us > io_timeout_ms * (gint64)1000)
         {
           set_link_error (copy, VMS_COPY_ERROR_TIMEOUT,
                           "no reply from the source or destination for %u s "
@@ -1202,8 +1162,8 @@ run_loop (Copy *copy)
           return FALSE;
         }
       if (copy->rate_wake_us)
-        timeout_ms = CLAMP ((copy->rate_wake_us - now) / 1000 + 1, 1,
-                            MAX_POLL_MS);
+        timeout_ms
+            = CLAMP ((copy->rate_wake_us - now) / 1000 + 1, 1, MAX_POLL_MS);
       if (poll_handles (copy, timeout_ms) < 0)
         {
           set_error (copy, VMS_COPY_ERROR_SOURCE, "poll: %s",
@@ -1315,9 +1275,9 @@ drop_connections (Copy *copy)
     }
   /* Those of an earlier reconnect not passed yet lie beyond. */
   if (copy->next_acked < copy->acked->len)
-    g_array_append_vals (
-        acked, &g_array_index (copy->acked, Extent, copy->next_acked),
-        copy->acked->len - copy->next_acked);
+    g_array_append_vals (acked,
+                         &g_array_index (copy->acked, Extent, copy->next_acked),
+                         copy->acked->len - copy->next_acked);
   g_array_unref (copy->acked);
   copy->acked = g_steal_pointer (&acked);
   copy->next_acked = 0;
@@ -1331,8 +1291,8 @@ start_pacing (Copy *copy)
 {
   /* A request per connection at least: what a lost connection may cost
    * again whatever the path. */
-  vms_pace_init (&copy->pace, (guint64) copy->n * copy->request_size,
-                 (guint64) copy->n * copy->depth * copy->request_size);
+  vms_pace_init (&copy->pace, (guint64)copy->n * copy->request_size,
+                 (guint64)copy->n * copy->depth * copy->request_size);
 }
 
 /* Go on from offset with the new connections. */
@@ -1486,17 +1446,17 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
     bitmap_context = g_strdup_printf ("qemu:dirty-bitmap:%s", spec->bitmap);
   copy.map_context = spec->bitmap ? bitmap_context : "base:allocation";
   copy.io_timeout_ms = io_timeout_ms;
-  copy.request_size = spec->request_size ? spec->request_size
-                                         : VMS_COPY_DEFAULT_REQUEST_SIZE;
-  copy.depth = spec->queue_depth ? spec->queue_depth
-                                 : VMS_COPY_DEFAULT_QUEUE_DEPTH;
+  copy.request_size
+      = spec->request_size ? spec->request_size : VMS_COPY_DEFAULT_REQUEST_SIZE;
+  copy.depth
+      = spec->queue_depth ? spec->queue_depth : VMS_COPY_DEFAULT_QUEUE_DEPTH;
   copy.extents = g_array_new (FALSE, FALSE, sizeof (Extent));
   copy.acked = g_array_new (FALSE, FALSE, sizeof (Extent));
   copy.free_buffers = g_ptr_array_new_with_free_func (g_free);
   g_queue_init (&copy.requests);
 
-  copy.wanted = spec->connections ? spec->connections
-                                  : vms_copy_default_connections ();
+  copy.wanted
+      = spec->connections ? spec->connections : vms_copy_default_connections ();
   if (!connect_all (&copy, copy.wanted, io_timeout_ms, error))
     goto out;
   copy.in_flight = g_new0 (guint, copy.n);
@@ -1509,8 +1469,9 @@ vms_copy_run (const VmsCopySpec *spec, VmsCopyStats *stats, GError **error)
   if (spec->start > stats->end)
     {
       g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_INVALID,
-                   "start %" G_GUINT64_FORMAT " is beyond the end %"
-                   G_GUINT64_FORMAT, spec->start, stats->end);
+                   "start %" G_GUINT64_FORMAT
+                   " is beyond the end %" G_GUINT64_FORMAT,
+                   spec->start, stats->end);
       goto out;
     }
   if (!measure_work (&copy, spec->start, error))

@@ -13,14 +13,16 @@ GQuark vms_job_error_quark (void);
 
 typedef enum
 {
-  VMS_JOB_ERROR_NOT_FOUND,  /* no such job in the state directory */
-  VMS_JOB_ERROR_CORRUPT,    /* the state file cannot be read */
-  VMS_JOB_ERROR_IO,         /* the state file cannot be written */
-  VMS_JOB_ERROR_MISMATCH,   /* the job no longer matches its VM (another
-                               VM, a resized disk, a lost bitmap) */
-  VMS_JOB_ERROR_INVALID,    /* a job id that cannot be one, or a VM
-                               without a disk to copy */
-  VMS_JOB_ERROR_EXISTS,     /* a new job's id is taken */
+  VMS_JOB_ERROR_NOT_FOUND, /* no such job in the state directory */
+  VMS_JOB_ERROR_CORRUPT,   /* the state file cannot be read */
+  VMS_JOB_ERROR_IO,        /* the state file cannot be written */
+  VMS_JOB_ERROR_MISMATCH,  /* the job no longer matches its VM (another
+                              VM, a resized disk, a lost bitmap) */
+  VMS_JOB_ERROR_INVALID,   /* a job id that cannot be one, or a VM
+                              without a disk to copy */
+  VMS_JOB_ERROR_EXISTS,    /* a new job's id is taken */
+  VMS_JOB_ERROR_LOCKED,    /* another process works on the job */
+  VMS_JOB_ERROR_PHASE,     /* the job's phase does not allow this */
 } VmsJobError;
 
 /* Longest job id; ids become file and bitmap names. */
@@ -28,38 +30,38 @@ typedef enum
 
 typedef struct
 {
-  char *name;              /* disk name (guest device id) */
-  char *node;              /* QEMU format node the bitmaps live on */
-  char *format;            /* image format, e.g. "qcow2" */
-  guint64 size;            /* virtual size in bytes */
-  char *replica;           /* replica name at the sink */
-  gboolean persistent;     /* bitmaps are stored in the image */
-  guint round;             /* 0: background copy; k >= 1: dirty round k */
-  char *recording_bitmap;  /* enabled bitmap collecting new writes */
-  char *copying_bitmap;    /* disabled bitmap of the round being copied */
-  guint64 round_dirty;     /* dirty bytes of the round being copied */
-  guint64 watermark;       /* durable position of the current pass */
-  guint64 last_round_dirty;/* dirty bytes of the last finished round */
-  guint64 bytes_read;      /* from the source, all runs, to the last checkpoint */
-  guint64 bytes_written;   /* data sent to the sink, likewise */
-  guint64 bytes_zeroed;    /* zeroed at the sink, likewise */
-  guint64 resumed_from;    /* watermark the latest run started from */
+  char *name;               /* disk name (guest device id) */
+  char *node;               /* QEMU format node the bitmaps live on */
+  char *format;             /* image format, e.g. "qcow2" */
+  guint64 size;             /* virtual size in bytes */
+  char *replica;            /* replica name at the sink */
+  gboolean persistent;      /* bitmaps are stored in the image */
+  guint round;              /* 0: background copy; k >= 1: dirty round k */
+  char *recording_bitmap;   /* enabled bitmap collecting new writes */
+  char *copying_bitmap;     /* disabled bitmap of the round being copied */
+  guint64 round_dirty;      /* dirty bytes of the round being copied */
+  guint64 watermark;        /* durable position of the current pass */
+  guint64 last_round_dirty; /* dirty bytes of the last finished round */
+  guint64 bytes_read;    /* from the source, all runs, to the last checkpoint */
+  guint64 bytes_written; /* data sent to the sink, likewise */
+  guint64 bytes_zeroed;  /* zeroed at the sink, likewise */
+  guint64 resumed_from;  /* watermark the latest run started from */
   /* Data sent per kind of pass, all runs (a migration reports them). */
-  guint64 bytes_background;/* background copy */
-  guint64 bytes_rounds;    /* dirty rounds while the VM ran */
-  guint64 bytes_final;     /* the last round (pause) or catch-up (mirror) */
-  guint64 reconnects;      /* lost connections made again, all runs */
-  guint64 bytes_resent;    /* of bytes_written, sent again after them */
-  guint32 granularity;     /* bytes per bit of the job's bitmaps; 0: not
-                              chosen yet, or a job file from before it was
-                              recorded (its bitmaps tell) */
+  guint64 bytes_background; /* background copy */
+  guint64 bytes_rounds;     /* dirty rounds while the VM ran */
+  guint64 bytes_final;      /* the last round (pause) or catch-up (mirror) */
+  guint64 reconnects;       /* lost connections made again, all runs */
+  guint64 bytes_resent;     /* of bytes_written, sent again after them */
+  guint32 granularity;      /* bytes per bit of the job's bitmaps; 0: not
+                               chosen yet, or a job file from before it was
+                               recorded (its bitmaps tell) */
   char *granularity_reason; /* why that granularity, for people, or NULL */
 } VmsJobDisk;
 
 typedef enum
 {
-  VMS_JOB_PHASE_COPYING,  /* background copy or dirty rounds in progress */
-  VMS_JOB_PHASE_SYNCED,   /* rounds ended; bitmaps left recording */
+  VMS_JOB_PHASE_COPYING,     /* background copy or dirty rounds in progress */
+  VMS_JOB_PHASE_SYNCED,      /* rounds ended; bitmaps left recording */
   VMS_JOB_PHASE_MIGRATING,   /* vmshift migrate is (or was) running */
   VMS_JOB_PHASE_ROLLED_BACK, /* a migration failed or was aborted before
                                 commit: the source runs, --resume goes on */
@@ -69,30 +71,30 @@ typedef enum
 /* What a migration adds to a job (absent for a plain sync). */
 typedef struct
 {
-  char *dest_qmp;     /* QMP address of the destination QEMU */
-  char *dest_uri;     /* where QEMU sends memory, e.g. tcp:HOST:PORT */
-  char *final_sync;   /* "pause" or "mirror" */
-  char *state;        /* the orchestration state reached */
-  char *last_error;   /* why the last attempt rolled back, or NULL */
-  gint64 pid;         /* vmshift process running it, 0 when none */
-  guint attempts;     /* migrate runs on this job */
-  JsonObject *libvirt;/* the libvirt backend's settings, or NULL (QMP) */
-  char *estimate;     /* the estimate whose prediction is reported, or NULL */
+  char *dest_qmp;      /* QMP address of the destination QEMU */
+  char *dest_uri;      /* where QEMU sends memory, e.g. tcp:HOST:PORT */
+  char *final_sync;    /* "pause" or "mirror" */
+  char *state;         /* the orchestration state reached */
+  char *last_error;    /* why the last attempt rolled back, or NULL */
+  gint64 pid;          /* vmshift process running it, 0 when none */
+  guint attempts;      /* migrate runs on this job */
+  JsonObject *libvirt; /* the libvirt backend's settings, or NULL (QMP) */
+  char *estimate;      /* the estimate whose prediction is reported, or NULL */
 } VmsJobMigration;
 
 typedef struct
 {
-  char *id;           /* job id, also the file name */
-  char *state_dir;    /* where the file lives */
-  char *source;       /* QMP address of the source */
-  char *sink;         /* sink URI, without export name */
-  char *vm_name;      /* from query-name, "" if unnamed */
-  char *vm_uuid;      /* from query-uuid */
-  VmsJobPhase phase;  /* where the job stands */
-  guint runs;         /* times a sync ran on this job */
-  gint64 created;     /* seconds since the epoch */
-  gint64 updated;     /* last save */
-  GPtrArray *disks;   /* VmsJobDisk* */
+  char *id;                   /* job id, also the file name */
+  char *state_dir;            /* where the file lives */
+  char *source;               /* QMP address of the source */
+  char *sink;                 /* sink URI, without export name */
+  char *vm_name;              /* from query-name, "" if unnamed */
+  char *vm_uuid;              /* from query-uuid */
+  VmsJobPhase phase;          /* where the job stands */
+  guint runs;                 /* times a sync ran on this job */
+  gint64 created;             /* seconds since the epoch */
+  gint64 updated;             /* last save */
+  GPtrArray *disks;           /* VmsJobDisk* */
   VmsJobMigration *migration; /* NULL unless vmshift migrate ran */
   gboolean saved;             /* the file holds this state as of the last save:
                                  FALSE for a new job and after a failed save */

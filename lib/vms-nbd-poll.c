@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-nbd-poll.h"
+#include "vms-copy.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -40,4 +41,46 @@ vms_nbd_poll (struct nbd_handle *const *handles, guint n, int timeout_ms)
         nbd_aio_notify_write (polled[i]);
     }
   return ready;
+}
+
+/* Longest wait in poll(2), so that a cancel is seen this soon. */
+#define CONNECT_POLL_MS 100
+
+gboolean
+vms_nbd_wait_connected (struct nbd_handle *nbd, const char *what,
+                        guint timeout_ms, GCancellable *cancellable,
+                        GError **error)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * (gint64)1000;
+
+  while (nbd_aio_is_connecting (nbd))
+    {
+      gint64 left = deadline - g_get_monotonic_time ();
+
+      if (g_cancellable_is_cancelled (cancellable))
+        {
+          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED,
+                       "%s: stopped on request while connecting", what);
+          return FALSE;
+        }
+      if (left <= 0)
+        {
+          g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT,
+                       "%s: no NBD answer within %u ms (is it an NBD "
+                       "server?)",
+                       what, timeout_ms);
+          return FALSE;
+        }
+      if (nbd_aio_get_fd (nbd) < 0
+          || vms_nbd_poll (&nbd, 1, MIN (left / 1000 + 1, CONNECT_POLL_MS)) < 0)
+        break;
+    }
+  if (!nbd_aio_is_ready (nbd))
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s: %s",
+                   what,
+                   nbd_get_error () ? nbd_get_error () : "connection failed");
+      return FALSE;
+    }
+  return TRUE;
 }

@@ -4,7 +4,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 #include <libnbd.h>
 
 G_BEGIN_DECLS
@@ -13,5 +13,14 @@ G_BEGIN_DECLS
  * let libnbd make it.  Handles without a socket are skipped.  Returns the
  * number of ready handles, 0 on timeout or EINTR, -1 on a poll error. */
 int vms_nbd_poll (struct nbd_handle *const *handles, guint n, int timeout_ms);
+
+/* Drive nbd's connection and handshake (after nbd_aio_connect*) until it
+ * is ready, for at most timeout_ms, and stop when cancellable is
+ * cancelled: a peer that accepts the connection and never speaks NBD
+ * would otherwise hold the caller for good.  Errors are VMS_COPY_ERROR's
+ * (TIMEOUT, STOPPED, or CONNECT with libnbd's reason), named by what. */
+gboolean vms_nbd_wait_connected (struct nbd_handle *nbd, const char *what,
+                                 guint timeout_ms, GCancellable *cancellable,
+                                 GError **error);
 
 G_END_DECLS

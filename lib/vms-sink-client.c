@@ -143,10 +143,12 @@ set_connect_error (GError **error, const char *sink_uri, const char *replica,
                  refusal_hint ());
 }
 
-/* A connection to kind's export of replica, or NULL with the error. */
+/* A connection to kind's export of replica within timeout_ms (stopped
+ * by cancellable), or NULL with the error. */
 static struct nbd_handle *
 connect_export (const char *sink_uri, VmsSinkNameKind kind, const char *replica,
-                guint64 create_size, GError **error)
+                guint64 create_size, guint timeout_ms,
+                GCancellable *cancellable, GError **error)
 {
   g_autofree char *export_name
       = vms_sink_name_build (kind, replica, create_size, error);
@@ -166,9 +168,25 @@ connect_export (const char *sink_uri, VmsSinkNameKind kind, const char *replica,
       return NULL;
     }
   nbd_set_uri_allow_local_file (nbd, true);
-  if (nbd_connect_uri (nbd, uri) < 0)
+  /* The description says where the replica is (vms_sink_client_where). */
+  nbd_set_full_info (nbd, true);
+  if (nbd_aio_connect_uri (nbd, uri) < 0)
     {
       set_connect_error (error, sink_uri, replica, export_name);
+      nbd_close (nbd);
+      return NULL;
+    }
+  if (!vms_nbd_wait_connected (nbd, "sink", timeout_ms, cancellable, error))
+    {
+      /* A refusal is the sink's answer, with its hint; silence and a
+       * stop are said as they are. */
+      if (g_error_matches (*error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT))
+        {
+          g_clear_error (error);
+          set_connect_error (error, sink_uri, replica, export_name);
+        }
+      else
+        g_prefix_error (error, "sink %s: export '%s': ", sink_uri, export_name);
       nbd_close (nbd);
       return NULL;
     }
@@ -180,8 +198,18 @@ vms_sink_client_open (const char *sink_uri, VmsSinkNameKind kind,
                       const char *replica, guint64 create_size, gboolean flush,
                       GError **error)
 {
-  struct nbd_handle *nbd
-      = connect_export (sink_uri, kind, replica, create_size, error);
+  return vms_sink_client_open_full (sink_uri, kind, replica, create_size, flush,
+                                    VMS_SINK_CLIENT_TIMEOUT_MS, NULL, error);
+}
+
+gboolean
+vms_sink_client_open_full (const char *sink_uri, VmsSinkNameKind kind,
+                           const char *replica, guint64 create_size,
+                           gboolean flush, guint timeout_ms,
+                           GCancellable *cancellable, GError **error)
+{
+  struct nbd_handle *nbd = connect_export (sink_uri, kind, replica, create_size,
+                                           timeout_ms, cancellable, error);
 
   if (!nbd)
     return FALSE;
@@ -199,13 +227,35 @@ vms_sink_client_open (const char *sink_uri, VmsSinkNameKind kind,
   return TRUE;
 }
 
+char *
+vms_sink_client_where (const char *sink_uri, const char *replica,
+                       GError **error)
+{
+  struct nbd_handle *nbd
+      = connect_export (sink_uri, VMS_SINK_NAME_KIND_DATA, replica, 0,
+                        VMS_SINK_CLIENT_TIMEOUT_MS, NULL, error);
+  g_autofree char *description = NULL;
+
+  if (!nbd)
+    return NULL;
+  description = nbd_get_export_description (nbd);
+  nbd_shutdown (nbd, 0);
+  nbd_close (nbd);
+  return vms_sink_name_description_path (description);
+}
+
 gboolean
 vms_sink_client_create (const char *sink_uri, const char *replica, guint64 size,
+                        guint timeout_ms, GCancellable *cancellable,
                         GError **error)
 {
-  if (!vms_sink_client_open (sink_uri, VMS_SINK_NAME_KIND_CREATE, replica, size,
-                             FALSE, error))
+  if (!vms_sink_client_open_full (sink_uri, VMS_SINK_NAME_KIND_CREATE, replica,
+                                  size, FALSE, timeout_ms, cancellable, error))
     {
+      /* Silence and a stop are neither a refusal nor a bad size. */
+      if (g_error_matches (*error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT)
+          || g_error_matches (*error, VMS_COPY_ERROR, VMS_COPY_ERROR_STOPPED))
+        return FALSE;
       g_prefix_error (error,
                       "cannot open the replica with %" G_GUINT64_FORMAT
                       " bytes (sink unreachable, or the replica exists with "
@@ -278,8 +328,9 @@ vms_sink_handover_open (const char *sink_uri, const char *const *replicas,
   handover->handles = g_ptr_array_new ();
   for (guint i = 0; replicas[i]; i++)
     {
-      struct nbd_handle *nbd = connect_export (
-          sink_uri, VMS_SINK_NAME_KIND_HANDOVER, replicas[i], 0, error);
+      struct nbd_handle *nbd
+          = connect_export (sink_uri, VMS_SINK_NAME_KIND_HANDOVER, replicas[i],
+                            0, VMS_SINK_CLIENT_TIMEOUT_MS, NULL, error);
 
       if (!nbd)
         return NULL;

@@ -5,7 +5,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 #include "vms-sink-name.h"
 
@@ -34,6 +34,10 @@ char *vms_sink_client_export_uri (const char *sink_uri, VmsSinkNameKind kind,
  * frees. */
 char *vms_sink_client_probe_uri (const char *sink_uri, GError **error);
 
+/* How long the one-shot opens below wait for the sink's connection and
+ * handshake unless told (a silent peer is not waited for forever). */
+#define VMS_SINK_CLIENT_TIMEOUT_MS 60000
+
 /* Connect to kind's export of replica, FLUSH it if flush, and disconnect.
  * A sink that cannot be reached or refuses gives VMS_COPY_ERROR_CONNECT
  * (lib/vms-copy.h), so that vmshift exits as for any unreachable
@@ -42,10 +46,26 @@ gboolean vms_sink_client_open (const char *sink_uri, VmsSinkNameKind kind,
                                const char *replica, guint64 create_size,
                                gboolean flush, GError **error);
 
+/* The same, the connection and handshake within timeout_ms
+ * (VMS_COPY_ERROR_TIMEOUT after that) and stopped by cancellable
+ * (VMS_COPY_ERROR_STOPPED; NULL: never). */
+gboolean vms_sink_client_open_full (const char *sink_uri, VmsSinkNameKind kind,
+                                    const char *replica, guint64 create_size,
+                                    gboolean flush, guint timeout_ms,
+                                    GCancellable *cancellable, GError **error);
+
+/* Where replica's data is on the sink's host (a file or a device),
+ * from its export's description; NULL without an error for a sink that
+ * does not say (an older one).  Caller frees. */
+char *vms_sink_client_where (const char *sink_uri, const char *replica,
+                             GError **error);
+
 /* Make sure replica exists with size bytes: the sink creates it if
- * missing and refuses it if it exists with another size. */
+ * missing and refuses it if it exists with another size.  timeout_ms and
+ * cancellable as for vms_sink_client_open_full. */
 gboolean vms_sink_client_create (const char *sink_uri, const char *replica,
-                                 guint64 size, GError **error);
+                                 guint64 size, guint timeout_ms,
+                                 GCancellable *cancellable, GError **error);
 
 /* Make what was written to replica durable. */
 gboolean vms_sink_client_flush (const char *sink_uri, const char *replica,

@@ -119,7 +119,8 @@ vms_sink_name_parse_suffix (const char *suffix, VmsSinkNameKind *kind,
   return bad_name (error,
                    "unknown export suffix '@%.40s'; the sink "
                    "serves NAME, NAME@create=SIZE, NAME@live, "
-                   "NAME@live-noflush, NAME@live-reset, NAME@handover, NAME@hashes, NAME@commit "
+                   "NAME@live-noflush, NAME@live-reset, NAME@handover, "
+                   "NAME@hashes, NAME@commit "
                    "and @probe",
                    suffix);
 }
@@ -204,9 +205,30 @@ const char *
 vms_sink_name_kind_name (VmsSinkNameKind kind)
 {
   static const char *const names[]
-      = { "data",   "create", "live",       "hashes",
-          "commit", "probe",  "live-reset", "handover",
-          "live-noflush" };
+      = { "data",  "create",     "live",     "hashes",      "commit",
+          "probe", "live-reset", "handover", "live-noflush" };
 
   return kind < G_N_ELEMENTS (names) ? names[kind] : "unknown";
+}
+
+#define DESCRIPTION_PREFIX "vmshift replica at "
+#define DESCRIPTION_SEPARATOR "; writes kept"
+
+char *
+vms_sink_name_describe (const char *path, const char *boot)
+{
+  return g_strdup_printf (DESCRIPTION_PREFIX "%s; %s", path, boot);
+}
+
+char *
+vms_sink_name_description_path (const char *description)
+{
+  const char *path, *end;
+
+  if (!description || !g_str_has_prefix (description, DESCRIPTION_PREFIX))
+    return NULL;
+  path = description + strlen (DESCRIPTION_PREFIX);
+  /* The last separator: a path may hold "; " itself. */
+  end = g_strrstr (path, DESCRIPTION_SEPARATOR);
+  return end && end > path ? g_strndup (path, end - path) : NULL;
 }

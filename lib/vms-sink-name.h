@@ -35,13 +35,13 @@ typedef enum
   VMS_SINK_NAME_KIND_HASHES, /* NAME@hashes: read-only chunk hashes */
   VMS_SINK_NAME_KIND_COMMIT, /* NAME@commit: opening it marks NAME complete */
   VMS_SINK_NAME_KIND_PROBE,  /* @probe: discards writes, reads zeros */
-  VMS_SINK_NAME_KIND_LIVE_RESET, /* NAME@live-reset: opening it forgets the
-                                    ranges @live wrote (a new mirror
-                                    starts) */
-  VMS_SINK_NAME_KIND_HANDOVER,   /* NAME@handover: a FLUSH on it makes NAME
-                                    durable, then forgets the ranges @live
-                                    wrote (the switchover, in one round
-                                    trip on a connection opened before) */
+  VMS_SINK_NAME_KIND_LIVE_RESET,   /* NAME@live-reset: opening it forgets the
+                                      ranges @live wrote (a new mirror
+                                      starts) */
+  VMS_SINK_NAME_KIND_HANDOVER,     /* NAME@handover: a FLUSH on it makes NAME
+                                      durable, then forgets the ranges @live
+                                      wrote (the switchover, in one round
+                                      trip on a connection opened before) */
   VMS_SINK_NAME_KIND_LIVE_NOFLUSH, /* NAME@live-noflush: @live without
                                       FLUSH, for a mirror made durable by
                                       @handover: QEMU's stop then does not
@@ -80,5 +80,15 @@ gboolean vms_sink_name_is_valid (const char *name, GError **error);
 const char *vms_sink_name_kind_name (VmsSinkNameKind kind);
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (VmsSinkName, vms_sink_name_clear)
+
+/* A replica export's description: "vmshift replica at PATH; BOOT" (BOOT
+ * says which boot of the sink's host its unflushed writes live in).
+ * PATH lets a client check that a QEMU on that host opens this very
+ * replica.  Caller frees. */
+char *vms_sink_name_describe (const char *path, const char *boot);
+
+/* The PATH of such a description, or NULL (a sink from before PATH was
+ * described, or another server).  Caller frees. */
+char *vms_sink_name_description_path (const char *description);
 
 G_END_DECLS

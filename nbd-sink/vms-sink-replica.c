@@ -714,6 +714,14 @@ vms_sink_replica_get_size (VmsSinkReplica *replica)
   return replica->size;
 }
 
+char *
+vms_sink_replica_dup_data_path (VmsSinkReplica *replica)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&replica->meta_lock);
+
+  return vms_sink_meta_data_path (replica->store->dir, replica->meta);
+}
+
 gboolean
 vms_sink_replica_is_device (VmsSinkReplica *replica)
 {

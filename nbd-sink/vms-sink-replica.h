@@ -50,6 +50,9 @@ void vms_sink_replica_unref (VmsSinkReplica *replica);
 
 guint64 vms_sink_replica_get_size (VmsSinkReplica *replica);
 gboolean vms_sink_replica_is_device (VmsSinkReplica *replica);
+/* Where the replica's data is on this host: the device, or DIR/NAME
+ * (caller frees). */
+char *vms_sink_replica_dup_data_path (VmsSinkReplica *replica);
 int vms_sink_replica_get_fd (VmsSinkReplica *replica);
 
 int vms_sink_replica_read (VmsSinkReplica *replica, void *buffer, guint32 count,

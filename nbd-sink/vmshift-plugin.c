@@ -28,13 +28,15 @@ static char *config_dir;          /* dir=: the replica directory */
 static GPtrArray *config_devices; /* device=NAME:PATH, as given */
 static guint64 hash_chunk = VMS_SINK_HASH_CHUNK_DEFAULT; /* hash-chunk= */
 static VmsSinkStore *store;                              /* the replicas */
-static char *description; /* every replica's export description */
+static char *description; /* the host's boot, in every replica's export
+                             description */
 
 typedef struct
 {
   VmsSinkNameKind kind;    /* which export this connection opened */
   VmsSinkReplica *replica; /* NULL for the probe */
   gboolean readonly;       /* nbdkit -r, or a read-only export */
+  char *description;       /* the export's description, or NULL */
 } Handle;
 
 /* Report err (an errno value) and the error's message to nbdkit. */
@@ -116,7 +118,7 @@ export_description (void)
   if (!g_file_get_contents ("/proc/sys/kernel/random/boot_id", &boot_id, NULL,
                             NULL))
     return NULL;
-  return g_strdup_printf ("vmshift replica; writes kept while boot %s lasts",
+  return g_strdup_printf ("writes kept while boot %s lasts",
                           g_strstrip (boot_id));
 }
 
@@ -210,6 +212,12 @@ vmshift_open (int readonly)
       export_.create_size, &err, &error);
   if (!handle->replica)
     goto failed;
+  if (description)
+    {
+      g_autofree char *path = vms_sink_replica_dup_data_path (handle->replica);
+
+      handle->description = vms_sink_name_describe (path, description);
+    }
   if (export_.kind == VMS_SINK_NAME_KIND_COMMIT)
     {
       err = vms_sink_replica_commit (handle->replica, &error);
@@ -229,6 +237,7 @@ vmshift_open (int readonly)
 failed:
   fail (err, g_steal_pointer (&error));
   vms_sink_replica_unref (handle->replica);
+  g_free (handle->description);
   g_free (handle);
   return NULL;
 }
@@ -239,6 +248,7 @@ vmshift_close (void *opaque)
   Handle *handle = opaque;
 
   vms_sink_replica_unref (handle->replica);
+  g_free (handle->description);
   g_free (handle);
 }
 
@@ -460,7 +470,7 @@ vmshift_export_description (void *opaque)
 {
   Handle *handle = opaque;
 
-  return handle->replica ? description : NULL;
+  return handle->description;
 }
 
 static struct nbdkit_plugin plugin = {

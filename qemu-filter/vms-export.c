@@ -213,6 +213,12 @@ vms_export_server_start (VmsQmp *qmp, const char *socket_path, GError **error)
 }
 
 gboolean
+vms_export_server_serves (VmsQmp *qmp, const char *socket_path, GError **error)
+{
+  return check_running_server (qmp, socket_path, error);
+}
+
+gboolean
 vms_export_server_stop (VmsQmp *qmp, GError **error)
 {
   g_autoptr (JsonNode) reply = NULL;

@@ -23,6 +23,11 @@ G_BEGIN_DECLS
  * unix socket; over TCP the pid check is skipped). */
 gboolean vms_export_server_start (VmsQmp *qmp, const char *socket_path,
                                   GError **error);
+/* Whether QEMU's running NBD server listens on socket_path, by the test
+ * vms_export_server_start makes (a G_IO_ERROR says why not). */
+gboolean vms_export_server_serves (VmsQmp *qmp, const char *socket_path,
+                                   GError **error);
+
 /* Stop the server; this also deletes every NBD export (QEMU waits for
  * that before it answers).  A server that is not running is success. */
 gboolean vms_export_server_stop (VmsQmp *qmp, GError **error);

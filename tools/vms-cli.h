@@ -24,6 +24,7 @@ int vms_cmd_qmp (int argc, char **argv);
 int vms_cmd_sync (int argc, char **argv);
 int vms_cmd_migrate (int argc, char **argv);
 int vms_cmd_abort (int argc, char **argv);
+int vms_cmd_job (int argc, char **argv);
 int vms_cmd_estimate (int argc, char **argv);
 
 /* Print "vmshift: SUBCOMMAND: message" on stderr. */

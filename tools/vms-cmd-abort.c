@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-job-lock.h"
 #include "vms-migration.h"
 #include "vms-option.h"
 #include "vms-path.h"
@@ -14,23 +15,23 @@
 #define DEFAULT_TIMEOUT_S 120
 #define MAX_TIMEOUT_S (24 * 3600) /* a typo guard */
 
-static gboolean
-process_is_vmshift (gint64 pid)
-{
-  g_autofree char *path
-      = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/cmdline", pid);
-  g_autofree char *cmdline = NULL;
-  gsize length = 0;
+/* Wait this long at most for a holder that has locked the job but not
+ * written its pid yet (it does so at once). */
+#define HOLDER_PID_WAIT_US (2 * G_USEC_PER_SEC)
 
-  if (pid <= 0 || !g_file_get_contents (path, &cmdline, &length, NULL))
-    return FALSE;
-  /* NUL-separated arguments: a vmshift program running "migrate". */
-  if (length == 0 || !strstr (cmdline, "vmshift"))
-    return FALSE;
-  for (gsize at = 0; at < length; at += strlen (cmdline + at) + 1)
-    if (g_str_equal (cmdline + at, "migrate"))
-      return TRUE;
-  return FALSE;
+/* The pid of the process holding job id's lock, 0 when none does.  The
+ * lock, not a pid saved in the job, says who runs it: a pid in a held
+ * lock file is the holder's own, never a reused one. */
+static gint64
+job_holder (const char *state_dir, const char *id)
+{
+  gint64 deadline = g_get_monotonic_time () + HOLDER_PID_WAIT_US;
+  gint64 holder;
+
+  while ((holder = vms_job_lock_holder (state_dir, id)) < 0
+         && g_get_monotonic_time () < deadline)
+    g_usleep (10 * 1000);
+  return holder;
 }
 
 static void
@@ -97,7 +98,7 @@ abort_running (const char *state_dir, VmsJob *job, gint64 pid, int timeout_s)
               ") to roll job %s back\n",
               pid, job->id);
   deadline = g_get_monotonic_time () + timeout_s * (gint64)G_USEC_PER_SEC;
-  while (process_is_vmshift (pid))
+  while (vms_job_lock_holder (state_dir, job->id) != 0)
     {
       if (g_get_monotonic_time () > deadline)
         {
@@ -131,18 +132,34 @@ abort_job (const char *state_dir, const char *id, int timeout_s)
       vms_cli_error ("abort", "%s", error->message);
       return VMS_EXIT_FAILED;
     }
-  pid = job->migration ? job->migration->pid : 0;
-  if (job->phase == VMS_JOB_PHASE_MIGRATING && !process_is_vmshift (pid))
-    return abort_orphan (state_dir, job);
-  if (!process_is_vmshift (pid))
+  pid = job_holder (state_dir, id);
+  if (pid < 0)
     {
-      vms_cli_error (
-          "abort",
-          "job %s is not being migrated (phase %s%s%s); "
-          "nothing to abort",
-          job->id, vms_job_phase_name (job->phase),
-          job->migration ? ", state " : "",
-          job->migration && job->migration->state ? job->migration->state : "");
+      vms_cli_error ("abort",
+                     "job %s is locked by a process that does not "
+                     "say its pid",
+                     job->id);
+      return VMS_EXIT_FAILED;
+    }
+  if (job->phase == VMS_JOB_PHASE_MIGRATING && pid == 0)
+    return abort_orphan (state_dir, job);
+  if (job->phase != VMS_JOB_PHASE_MIGRATING || !job->migration)
+    {
+      if (pid > 0)
+        vms_cli_error ("abort",
+                       "job %s is not being migrated (phase %s) but vmshift "
+                       "pid %" G_GINT64_FORMAT " works on it: stop that one "
+                       "with Ctrl-C or SIGTERM; its state is saved",
+                       job->id, vms_job_phase_name (job->phase), pid);
+      else
+        vms_cli_error ("abort",
+                       "job %s is not being migrated (phase %s%s%s); "
+                       "nothing to abort",
+                       job->id, vms_job_phase_name (job->phase),
+                       job->migration ? ", state " : "",
+                       job->migration && job->migration->state
+                           ? job->migration->state
+                           : "");
       return VMS_EXIT_FAILED;
     }
   return abort_running (state_dir, job, pid, timeout_s);

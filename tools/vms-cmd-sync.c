@@ -63,6 +63,31 @@ report (VmsReplicate *rep, gint64 started)
                       rep->job->id, seconds, rep->job->id);
 }
 
+/* A sync goes on from copying, synced or a rolled-back migration; a
+ * migration's bitmaps and exports are its own until it ends. */
+static gboolean
+check_phase (const VmsJob *job, GError **error)
+{
+  if (job->phase == VMS_JOB_PHASE_MIGRATING)
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_PHASE,
+                   "job %s is in a migration (phase migrating): go on with "
+                   "'vmshift migrate --resume %s', or roll it back with "
+                   "'vmshift abort %s' and then sync",
+                   job->id, job->id, job->id);
+      return FALSE;
+    }
+  if (job->phase == VMS_JOB_PHASE_MIGRATED)
+    {
+      g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_PHASE,
+                   "job %s is migrated: the destination runs the VM, there "
+                   "is nothing left to sync (a new copy needs a new job)",
+                   job->id);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 check_arguments (VmsCliCopyOptions *options, int argc,
                  VmsReplicateConfig *config, GError **error)
@@ -118,10 +143,12 @@ vms_cmd_sync (int argc, char **argv)
 
   if (config.resume)
     {
-      g_autoptr (VmsJob) saved
-          = vms_job_load (config.state_dir, config.resume, &error);
+      g_autoptr (VmsJob) saved = NULL;
 
-      if (!saved)
+      /* Locked before it is read, and kept to the end of the run. */
+      if (vms_replicate_lock_job (&rep, config.resume, &error))
+        saved = vms_job_load (config.state_dir, config.resume, &error);
+      if (!saved || !check_phase (saved, &error))
         {
           vms_cli_error ("sync", "%s", error->message);
           status = VMS_EXIT_FAILED;

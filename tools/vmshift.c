@@ -20,6 +20,8 @@ static const VmsCliCommand commands[] = {
     vms_cmd_migrate },
   { "abort", "Stop a running migration; the source VM keeps running",
     vms_cmd_abort },
+  { "job", "List jobs, or drop one with its bitmaps, exports and state",
+    vms_cmd_job },
 };
 
 void
@@ -54,7 +56,7 @@ vms_cli_exit_code (const GError *error)
     return VMS_EXIT_CONNECT;
   if (error->domain != VMS_QMP_ERROR)
     return VMS_EXIT_FAILED;
-  switch ((VmsQmpError) error->code)
+  switch ((VmsQmpError)error->code)
     {
     case VMS_QMP_ERROR_CONNECT:
     case VMS_QMP_ERROR_PROTOCOL:

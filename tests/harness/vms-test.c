@@ -20,7 +20,8 @@ vms_test_require_program (const char *program, const char *package)
   if (!path)
     {
       printf ("SKIP: %s not found (install the Debian package %s, or run "
-              "scripts/setup)\n", program, package);
+              "scripts/setup)\n",
+              program, package);
       exit (VMS_TEST_EXIT_SKIP);
     }
 }
@@ -39,6 +40,45 @@ vms_test_require_root (const char *why)
       printf ("SKIP: needs root for %s\n", why);
       exit (VMS_TEST_EXIT_SKIP);
     }
+}
+
+/* Tests skipped by vms_test_skip in this program: the harness's only
+ * state, as cmocka keeps no count it would tell. */
+static guint skipped_tests;
+
+void
+vms_test_note_skip (const char *format, ...)
+{
+  g_autofree char *why = NULL;
+  va_list args;
+
+  va_start (args, format);
+  why = g_strdup_vprintf (format, args);
+  va_end (args);
+  print_message ("SKIP: %s\n", why);
+  skipped_tests++;
+}
+
+int
+vms_test_run_group (const char *name, const struct CMUnitTest *tests, gsize n,
+                    CMFixtureFunction group_setup,
+                    CMFixtureFunction group_teardown)
+{
+  const char *filter = g_getenv ("VMS_TEST_FILTER");
+  guint selected = 0;
+  int failures;
+
+  if (filter)
+    cmocka_set_test_filter (filter);
+  /* cmocka's filter is a glob with * and ?, as GPatternSpec's. */
+  for (gsize i = 0; i < n; i++)
+    if (!filter || g_pattern_match_simple (filter, tests[i].name))
+      selected++;
+  failures
+      = _cmocka_run_group_tests (name, tests, n, group_setup, group_teardown);
+  if (failures != 0)
+    return failures;
+  return selected > 0 && skipped_tests == selected ? VMS_TEST_EXIT_SKIP : 0;
 }
 
 char *
@@ -82,11 +122,11 @@ vms_test_run (const char *const *argv, char **stdout_out, GError **error)
 {
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
-  g_autofree char *command = g_strjoinv (" ", (char **) argv);
+  g_autofree char *command = g_strjoinv (" ", (char **)argv);
   int status;
 
-  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL,
-                     NULL, &out, &err, &status, error))
+  if (!g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                     &out, &err, &status, error))
     return FALSE;
   if (!g_spawn_check_wait_status (status, error))
     {
@@ -112,12 +152,12 @@ vms_test_run_capturev (VmsTestRun *run, const char *cwd, char **envp,
   g_autoptr (GError) error = NULL;
   int wait_status;
 
-  if (!g_spawn_sync (cwd, (char **) argv, envp, G_SPAWN_SEARCH_PATH, NULL,
-                     NULL, &run->out, &run->err, &wait_status, &error))
+  if (!g_spawn_sync (cwd, (char **)argv, envp, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                     &run->out, &run->err, &wait_status, &error))
     fail_msg ("cannot run %s: %s", argv[0], error->message);
   if (!WIFEXITED (wait_status))
-    fail_msg ("%s was killed by signal %d: %s", argv[0],
-              WTERMSIG (wait_status), run->err);
+    fail_msg ("%s was killed by signal %d: %s", argv[0], WTERMSIG (wait_status),
+              run->err);
   run->status = WEXITSTATUS (wait_status);
 }
 
@@ -128,13 +168,13 @@ vms_test_run_capture (VmsTestRun *run, const char *cwd, char **envp,
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
   va_list args;
 
-  g_ptr_array_add (argv, (gpointer) program);
+  g_ptr_array_add (argv, (gpointer)program);
   va_start (args, program);
   for (const char *arg; (arg = va_arg (args, const char *));)
-    g_ptr_array_add (argv, (gpointer) arg);
+    g_ptr_array_add (argv, (gpointer)arg);
   va_end (args);
   g_ptr_array_add (argv, NULL);
-  vms_test_run_capturev (run, cwd, envp, (const char *const *) argv->pdata);
+  vms_test_run_capturev (run, cwd, envp, (const char *const *)argv->pdata);
 }
 
 const char *
@@ -145,7 +185,8 @@ vms_test_built_program (const char *variable)
   if (!path || !g_file_test (path, G_FILE_TEST_IS_EXECUTABLE))
     {
       printf ("SKIP: %s is not set to a built program; run the tests with "
-              "'meson test'\n", variable);
+              "'meson test'\n",
+              variable);
       exit (VMS_TEST_EXIT_SKIP);
     }
   return path;

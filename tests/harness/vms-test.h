@@ -16,24 +16,46 @@
 #define VMS_TEST_EXIT_SKIP 77
 
 /* Fail the current cmocka test with a GError's message. */
-#define vms_assert_no_error(error)                                            \
-  do                                                                          \
-    {                                                                         \
-      if ((error) != NULL)                                                    \
-        fail_msg ("unexpected error: %s", (error)->message);                 \
-    }                                                                         \
+#define vms_assert_no_error(error)                                             \
+  do                                                                           \
+    {                                                                          \
+      if ((error) != NULL)                                                     \
+        fail_msg ("unexpected error: %s", (error)->message);                   \
+    }                                                                          \
   while (0)
 
 /* Assert that expr (which sets error on failure) succeeded, and show the
  * error's message when it did not. */
-#define vms_assert_ok(expr, error)                                            \
-  do                                                                          \
-    {                                                                         \
-      if (!(expr))                                                            \
-        fail_msg ("%s failed: %s", #expr,                                     \
-                  (error) ? (error)->message : "(no error set)");            \
-    }                                                                         \
+#define vms_assert_ok(expr, error)                                             \
+  do                                                                           \
+    {                                                                          \
+      if (!(expr))                                                             \
+        fail_msg ("%s failed: %s", #expr,                                      \
+                  (error) ? (error)->message : "(no error set)");              \
+    }                                                                          \
   while (0)
+
+/* Skip the current cmocka test, saying why (printf-style).  cmocka's own skip()
+ * makes its program exit 0, so meson counts the test as passed; this one is
+ * counted, and vms_test_run_group exits 77 when every test skipped.
+ * (scripts/test counts each skipped test from cmocka's summary.) */
+#define vms_test_skip(...)                                                     \
+  do                                                                           \
+    {                                                                          \
+      vms_test_note_skip (__VA_ARGS__);                                        \
+      skip ();                                                                 \
+    }                                                                          \
+  while (0)
+
+void vms_test_note_skip (const char *format, ...) G_GNUC_PRINTF (1, 2);
+
+/* Run a group of n tests as cmocka_run_group_tests_name does, only those
+ * matching VMS_TEST_FILTER (a glob, e.g. test_abort*) when it is set.
+ * Returns what main returns: the failures; else VMS_TEST_EXIT_SKIP when
+ * every test that ran skipped (vms_test_skip); else 0. */
+int vms_test_run_group (const char *name, const struct CMUnitTest *tests,
+                        gsize n, CMFixtureFunction group_setup,
+                        CMFixtureFunction group_teardown);
 
 /* When a program the tests need is missing, say so and exit 77 so meson
  * counts the binary as skipped instead of failed. */

@@ -67,6 +67,33 @@ test_version_and_help (void **state)
   assert_non_null (strstr (unknown.err, "unknown command 'frobnicate'"));
 }
 
+/* vmshift job: in --help, its usage errors are exit 2 naming what. */
+static void
+test_job_usage (void **state)
+{
+  g_auto (VmsTestRun) help = { 0 };
+  g_auto (VmsTestRun) job_help = { 0 };
+  g_auto (VmsTestRun) bare = { 0 };
+  g_auto (VmsTestRun) bad_id = { 0 };
+  g_auto (VmsTestRun) unknown = { 0 };
+
+  run_vmshift (&help, "--help", NULL);
+  assert_non_null (strstr (help.out, "job"));
+  run_vmshift (&job_help, "job", "--help", NULL);
+  assert_int_equal (job_help.status, 0);
+  assert_non_null (strstr (job_help.out, "list | drop JOB"));
+  assert_non_null (strstr (job_help.out, "--force"));
+  run_vmshift (&bare, "job", NULL);
+  assert_int_equal (bare.status, 2);
+  assert_non_null (strstr (bare.err, "expected 'list' or 'drop JOB'"));
+  run_vmshift (&bad_id, "job", "drop", "a/b", NULL);
+  assert_int_equal (bad_id.status, 2);
+  assert_non_null (strstr (bad_id.err, "JOB 'a/b': job id may hold"));
+  run_vmshift (&unknown, "job", "drop", "nosuchjob", "--state-dir",
+               "/nonexistent-vmshift-state", NULL);
+  assert_int_equal (unknown.status, 1);
+}
+
 static void
 test_qmp_command_prints_json (void **state)
 {
@@ -475,6 +502,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_version_and_help),
+    cmocka_unit_test (test_job_usage),
     cmocka_unit_test (test_qmp_command_prints_json),
     cmocka_unit_test (test_qmp_errors_and_exit_codes),
     cmocka_unit_test (test_qmp_wait_event),

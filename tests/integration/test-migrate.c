@@ -13,6 +13,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #define MiB (1024 * 1024)
 #define VD0_SIZE (48 * MiB)
@@ -1226,7 +1227,8 @@ test_mirror_rides_out_tcp_resets (void **state)
   g_autoptr (GError) error = NULL;
 
   if (!fixture->hosts || !nbdinfo)
-    skip ();
+    vms_test_skip ("needs root for two network-namespace hosts, and "
+                   "nbdinfo (libnbd-bin)");
   fixture->prefix = "t";
   create_replicas (fixture);
   start_destination (fixture, TRUE);
@@ -1254,6 +1256,58 @@ run_abort (Fixture *fixture, const char *job, VmsTestRun *run)
 
   vms_test_run_capture (run, NULL, NULL, vmshift, "abort", job, state_arg,
                         NULL);
+}
+
+/* Run vmshift sync --resume JOB on the fixture's state directory; it
+ * must be refused with a message holding expected. */
+static void
+assert_sync_refused (Fixture *fixture, const char *job, const char *expected)
+{
+  g_auto (VmsTestRun) run = { 0 };
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+
+  vms_test_run_capture (&run, NULL, NULL, vmshift, "sync", "--resume", job,
+                        state_arg, NULL);
+  if (run.status == 0 || !strstr (run.err, expected))
+    fail_msg ("sync --resume %s exited %d without '%s': %s", job, run.status,
+              expected, run.err);
+}
+
+/* Put pid in the job's file as the pid of its vmshift, as when the
+ * kernel gives a dead vmshift's pid to another process. */
+static void
+set_job_pid (Fixture *fixture, const char *job, GPid pid)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autoptr (GError) error = NULL;
+  JsonObject *root;
+
+  vms_assert_ok (json_parser_load_from_file (parser, path, &error), error);
+  root = json_node_get_object (json_parser_get_root (parser));
+  json_object_set_int_member (json_object_get_object_member (root, "migration"),
+                              "pid", pid);
+  json_generator_set_root (generator, json_parser_get_root (parser));
+  vms_assert_ok (json_generator_to_file (generator, path, &error), error);
+}
+
+/* A process whose command line reads like a vmshift migrate. */
+static GPid
+start_impostor (void)
+{
+  const char *argv[]
+      = { "sh", "-c", "sleep 120; :", "vmshift", "migrate", NULL };
+  g_autoptr (GError) error = NULL;
+  GPid pid = 0;
+
+  vms_assert_ok (g_spawn_async (NULL, (char **)argv, NULL,
+                                G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
+                                NULL, NULL, &pid, &error),
+                 error);
+  return pid;
 }
 
 /* vmshift abort mid-way, in mirror mode: the migration rolls back, the
@@ -1295,13 +1349,17 @@ test_abort_then_resume (void **state)
 }
 
 /* kill -9 of vmshift during memory: QEMU goes on migrating without it;
- * vmshift abort rolls back from the state file, and --resume finishes. */
+ * vmshift abort rolls back from the state file (a process that took the
+ * dead vmshift's pid left alone), and --resume finishes.  Meanwhile the
+ * job is refused to a sync: locked while the migration runs, then by its
+ * phase. */
 static void
 test_kill9_of_vmshift_then_abort (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) first = NULL;
   g_auto (VmsTestRun) abort_run = { 0 };
+  GPid impostor;
 
   fixture->prefix = "x";
   create_replicas (fixture);
@@ -1309,10 +1367,33 @@ test_kill9_of_vmshift_then_abort (void **state)
   first = migrate_new (fixture, "orphan", "--bandwidth=8M",
                        "--max-bandwidth=1G", NULL);
   vms_test_command_wait_for (first, "\"event\":\"memory-round\"", 120000);
+  /* The job is the migration's alone while it runs. */
+  {
+    g_autofree char *holder
+        = g_strdup_printf ("in use by another vmshift (pid %d)", first->pid);
+
+    assert_sync_refused (fixture, "orphan", holder);
+  }
   kill (first->pid, SIGKILL);
   vms_test_command_wait (first);
+  /* No one runs it now, but its bitmaps and exports are a migration's. */
+  assert_sync_refused (fixture, "orphan", "is in a migration");
 
+  /* The dead vmshift's pid now names another process that looks like a
+   * vmshift migrate: abort must not take it for the job's, nor kill it. */
+  impostor = start_impostor ();
+  set_job_pid (fixture, "orphan", impostor);
   run_abort (fixture, "orphan", &abort_run);
+  {
+    gboolean impostor_lives
+        = kill (impostor, 0) == 0 && waitpid (impostor, NULL, WNOHANG) == 0;
+
+    kill (impostor, SIGKILL);
+    waitpid (impostor, NULL, 0);
+    if (!impostor_lives)
+      fail_msg ("vmshift abort killed pid %d, not the job's: %s", impostor,
+                abort_run.err);
+  }
   if (abort_run.status != 0)
     fail_msg ("vmshift abort exited %d: %s", abort_run.status, abort_run.err);
   assert_non_null (strstr (abort_run.err, "is gone; rolling back"));
@@ -1330,6 +1411,7 @@ test_kill9_of_vmshift_then_abort (void **state)
   }
   assert_running (fixture->source, "the source");
   resume_to_paused_destination (fixture, "orphan");
+  assert_sync_refused (fixture, "orphan", "is migrated");
 }
 
 /* Memory that does not converge in --memory-timeout rolls back. */
@@ -1378,8 +1460,10 @@ test_preflight_refusals (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (GError) error = NULL;
-  g_autofree char *wrong
-      = g_build_filename (fixture->sink->dir, "other.raw", NULL);
+  /* The replica's name, in another directory: an old copy, say. */
+  g_autofree char *elsewhere
+      = g_build_filename (fixture->sink->dir, "elsewhere", NULL);
+  g_autofree char *wrong = g_build_filename (elsewhere, "r-vd0", NULL);
 
   fixture->prefix = "r";
   create_replicas (fixture);
@@ -1409,7 +1493,7 @@ test_preflight_refusals (void **state)
     assert_int_equal (vms_test_command_wait (run), 1);
     assert_non_null (strstr (run->out->str, "machine types differ"));
   }
-  /* A destination whose disk is not the replica. */
+  /* A destination whose disk is not the replica, though named so. */
   {
     g_autofree char *vd1 = replica_path (fixture, "vd1");
     const char *create[]
@@ -1422,13 +1506,16 @@ test_preflight_refusals (void **state)
     };
     g_autoptr (VmsTestCommand) run = NULL;
 
+    assert_int_equal (g_mkdir (elsewhere, 0700), 0);
     vms_assert_ok (vms_test_run (create, NULL, &error), error);
     vms_test_vm_free (fixture->dest);
     fixture->dest = vms_test_vm_start (&options, &error);
     vms_assert_ok (fixture->dest, error);
     run = migrate_new (fixture, "refused3", NULL);
     assert_int_equal (vms_test_command_wait (run), 1);
-    assert_non_null (strstr (run->out->str, "not the replica r-vd0"));
+    if (!strstr (run->out->str, "the sink keeps the replica r-vd0 at "))
+      fail_msg ("a file named as the replica was taken for it: %s",
+                run->out->str);
   }
   /* Bad options. */
   {
@@ -1730,7 +1817,6 @@ main (void)
   vms_test_require_program ("nbdkit", "nbdkit");
   vmshift = vms_test_built_program ("VMS_VMSHIFT");
   /* VMS_TEST_FILTER=test_abort* runs one test when debugging. */
-  if (g_getenv ("VMS_TEST_FILTER"))
-    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
-  return cmocka_run_group_tests (tests, NULL, NULL);
+  return vms_test_run_group ("migrate", tests, G_N_ELEMENTS (tests), NULL,
+                             NULL);
 }

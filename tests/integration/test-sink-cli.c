@@ -33,8 +33,6 @@
 /* Absolute path of vmshift-sink: some tests run it in another directory. */
 static char *sink;
 
-
-
 /* Every test gets a private directory, and perhaps a server to stop. */
 typedef struct
 {
@@ -48,8 +46,9 @@ typedef struct
 
 #define run_argv vms_test_run_capturev
 /* Run vmshift-sink with args (NULL-terminated), here or in cwd with envp. */
-#define run_sink(run, ...) vms_test_run_capture (run, NULL, NULL, sink, __VA_ARGS__)
-#define run_sink_in(run, cwd, envp, ...)                                      \
+#define run_sink(run, ...)                                                     \
+  vms_test_run_capture (run, NULL, NULL, sink, __VA_ARGS__)
+#define run_sink_in(run, cwd, envp, ...)                                       \
   vms_test_run_capture (run, cwd, envp, sink, __VA_ARGS__)
 
 /* Skip this test (not the others) when a program is missing. */
@@ -60,9 +59,8 @@ require_program (const char *program, const char *package)
 
   if (!path)
     {
-      print_message ("SKIP: %s not found (install the Debian package %s)\n",
-                     program, package);
-      skip ();
+      vms_test_skip ("%s not found (install the Debian package %s)", program,
+                     package);
     }
 }
 
@@ -88,7 +86,7 @@ setup (void **state)
 static gboolean
 process_alive (pid_t pid)
 {
-  g_autofree char *stat_path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *stat_path = g_strdup_printf ("/proc/%d/stat", (int)pid);
   g_autofree char *stat = NULL;
   const char *close_paren;
 
@@ -110,10 +108,10 @@ stop_server (Fixture *fixture)
   guint64 pid;
 
   if (!g_file_get_contents (fixture->pid_file, &text, NULL, NULL)
-      || !g_ascii_string_to_unsigned (g_strstrip (text), 10, 2, G_MAXINT,
-                                      &pid, NULL))
+      || !g_ascii_string_to_unsigned (g_strstrip (text), 10, 2, G_MAXINT, &pid,
+                                      NULL))
     return;
-  comm_path = g_strdup_printf ("/proc/%d/comm", (int) pid);
+  comm_path = g_strdup_printf ("/proc/%d/comm", (int)pid);
   if (!g_file_get_contents (comm_path, &comm, NULL, NULL)
       || !g_str_equal (g_strstrip (comm), "nbdkit"))
     return;
@@ -247,8 +245,8 @@ test_help_and_version (void **state)
 
   run_sink (&unknown, "frobnicate", NULL);
   assert_int_equal (unknown.status, 2);
-  assert_non_null (strstr (unknown.err,
-                           "vmshift-sink: unknown command 'frobnicate'"));
+  assert_non_null (
+      strstr (unknown.err, "vmshift-sink: unknown command 'frobnicate'"));
 }
 
 /* ------------------------------------------------ serve's command line */
@@ -312,8 +310,7 @@ static const UsageCase usage_cases[] = {
   { { "--dir", "{dir}", "--unix", "s", "--plugin", "{dir}/none.so" },
     "no such file" },
   { { "--dir", "{dir}", "--unix", "s", "extra" }, "unexpected argument" },
-  { { "--dir", "{dir}", "--unix", "s", "--no-such-option" },
-    "no-such-option" },
+  { { "--dir", "{dir}", "--unix", "s", "--no-such-option" }, "no-such-option" },
   { { "--dir", "{dir}", "--listen", "192.0.2.1:10809" }, "--insecure" },
   { { "--dir", "{dir}", "--listen", "[2001:db8::1]:10809" }, "--tls-psk" },
   { { "--dir", "{dir}", "--listen", "0.0.0.0:10809" }, "not a loopback" },
@@ -348,8 +345,8 @@ test_serve_usage_errors (void **state)
       /* Even a command that would be accepted must only be printed. */
       g_ptr_array_add (argv, g_strdup ("--print-command"));
       g_ptr_array_add (argv, NULL);
-      shown = g_strjoinv (" ", (char **) argv->pdata + 1);
-      run_argv (&run, fixture->tmp, NULL, (const char *const *) argv->pdata);
+      shown = g_strjoinv (" ", (char **)argv->pdata + 1);
+      run_argv (&run, fixture->tmp, NULL, (const char *const *)argv->pdata);
       if (run.status != 2 || !strstr (run.err, usage->message)
           || !g_str_has_prefix (run.err, "vmshift-sink: serve: "))
         fail_msg ("'%s' exited %d with '%s'; expected 2 and '%s'", shown,
@@ -363,7 +360,10 @@ test_serve_clear_text_allowed_only_on_loopback (void **state)
 {
   const Fixture *fixture = *state;
   static const char *const loopback[] = {
-    "127.0.0.1:10809", "127.3.2.1:10809", "[::1]:10809", "localhost:10809",
+    "127.0.0.1:10809",
+    "127.3.2.1:10809",
+    "[::1]:10809",
+    "localhost:10809",
   };
   g_auto (VmsTestRun) insecure = { 0 };
   g_auto (VmsTestRun) psk = { 0 };
@@ -386,8 +386,7 @@ test_serve_clear_text_allowed_only_on_loopback (void **state)
   assert_non_null (strstr (insecure.out, " -i 192.0.2.1 -p 10809 "));
   assert_null (strstr (insecure.out, "--tls"));
 
-  assert_true (g_file_set_contents (fixture->psk_file, "alice:00\n", -1,
-                                    NULL));
+  assert_true (g_file_set_contents (fixture->psk_file, "alice:00\n", -1, NULL));
   run_sink (&psk, "serve", "--dir", fixture->dir, "--listen",
             "[2001:db8::1]:10809", "--tls-psk", fixture->psk_file,
             "--print-command", NULL);
@@ -403,10 +402,8 @@ test_print_command_shape (void **state)
   const Fixture *fixture = *state;
   const char *device = find_block_device ();
   g_autofree char *device_arg = NULL;
-  g_autofree char *certificates = g_build_filename (fixture->tmp, "pki",
-                                                    NULL);
-  g_autofree char *plugin = g_build_filename (fixture->tmp, "plugin.so",
-                                              NULL);
+  g_autofree char *certificates = g_build_filename (fixture->tmp, "pki", NULL);
+  g_autofree char *plugin = g_build_filename (fixture->tmp, "plugin.so", NULL);
   g_autofree char *dir_arg = g_strdup_printf ("dir=%s", fixture->dir);
   g_autofree char *pid_file = g_build_filename (fixture->tmp, "sink.pid", NULL);
   g_autofree char *socket = g_build_filename (fixture->tmp, "sink.sock", NULL);
@@ -424,12 +421,11 @@ test_print_command_shape (void **state)
   /* Relative paths: nbdkit changes to / when it daemonizes, so the
    * directory, the plugin, the socket and the pid file must reach it as
    * absolute paths. */
-  run_sink_in (&run, fixture->tmp, NULL, "serve", "--dir", "replicas",
-               "--unix", "sink.sock", "--foreground", "--verbose",
-               "--pid-file", "sink.pid", "--threads", "4",
-               "--tls-certificates", "pki", "--tls-verify-peer",
-               "--hash-chunk", "64K", "--nbdkit", "/opt/nbdkit/nbdkit",
-               "--plugin", "plugin.so", "--print-command",
+  run_sink_in (&run, fixture->tmp, NULL, "serve", "--dir", "replicas", "--unix",
+               "sink.sock", "--foreground", "--verbose", "--pid-file",
+               "sink.pid", "--threads", "4", "--tls-certificates", "pki",
+               "--tls-verify-peer", "--hash-chunk", "64K", "--nbdkit",
+               "/opt/nbdkit/nbdkit", "--plugin", "plugin.so", "--print-command",
                device_arg ? "--device" : NULL, device_arg, NULL);
   assert_int_equal (run.status, 0);
   argv = parse_command (run.out);
@@ -461,20 +457,16 @@ test_print_command_plugin_search (void **state)
 {
   const Fixture *fixture = *state;
   g_autofree char *plugin = g_build_filename (fixture->tmp, "env.so", NULL);
-  g_autofree char *missing = g_build_filename (fixture->tmp, "gone.so",
-                                               NULL);
-  g_auto (GStrv) env_found = g_environ_setenv (g_get_environ (),
-                                               "VMS_SINK_PLUGIN", plugin,
-                                               TRUE);
-  g_auto (GStrv) env_missing = g_environ_setenv (g_get_environ (),
-                                                 "VMS_SINK_PLUGIN", missing,
-                                                 TRUE);
-  g_auto (GStrv) env_unset = g_environ_unsetenv (g_get_environ (),
-                                                 "VMS_SINK_PLUGIN");
+  g_autofree char *missing = g_build_filename (fixture->tmp, "gone.so", NULL);
+  g_auto (GStrv) env_found
+      = g_environ_setenv (g_get_environ (), "VMS_SINK_PLUGIN", plugin, TRUE);
+  g_auto (GStrv) env_missing
+      = g_environ_setenv (g_get_environ (), "VMS_SINK_PLUGIN", missing, TRUE);
+  g_auto (GStrv) env_unset
+      = g_environ_unsetenv (g_get_environ (), "VMS_SINK_PLUGIN");
   g_autofree char *sink_dir = g_path_get_dirname (sink);
-  g_autofree char *beside = g_build_filename (sink_dir,
-                                              "nbdkit-vmshift-plugin.so",
-                                              NULL);
+  g_autofree char *beside
+      = g_build_filename (sink_dir, "nbdkit-vmshift-plugin.so", NULL);
   g_autofree char *unix_arg = NULL;
   g_auto (GStrv) found_argv = NULL;
   g_auto (GStrv) beside_argv = NULL;
@@ -515,8 +507,7 @@ static void
 test_serve_reports_missing_nbdkit (void **state)
 {
   const Fixture *fixture = *state;
-  g_autofree char *nbdkit = g_build_filename (fixture->tmp, "no-nbdkit",
-                                              NULL);
+  g_autofree char *nbdkit = g_build_filename (fixture->tmp, "no-nbdkit", NULL);
   g_auto (VmsTestRun) run = { 0 };
 
   run_sink (&run, "serve", "--dir", fixture->dir, "--unix", fixture->socket,
@@ -556,8 +547,7 @@ test_list_empty_dir (void **state)
 static void
 write_metadata (const Fixture *fixture, const char *name, const char *json)
 {
-  g_autofree char *meta_dir = g_build_filename (fixture->dir, ".vmshift",
-                                                NULL);
+  g_autofree char *meta_dir = g_build_filename (fixture->dir, ".vmshift", NULL);
   g_autofree char *file = g_strconcat (name, ".json", NULL);
   g_autofree char *path = g_build_filename (meta_dir, file, NULL);
 
@@ -571,9 +561,10 @@ test_list_reports_broken_replicas (void **state)
 {
   const Fixture *fixture = *state;
   g_autofree char *data_path = g_build_filename (fixture->dir, "good", NULL);
-  g_autofree char *good_json = g_strdup_printf (
-      "{\"name\":\"good\",\"size\":65536,\"complete\":true,"
-      "\"created\":1,\"committed\":%" G_GINT64_FORMAT "}", SOME_COMMIT_TIME);
+  g_autofree char *good_json
+      = g_strdup_printf ("{\"name\":\"good\",\"size\":65536,\"complete\":true,"
+                         "\"created\":1,\"committed\":%" G_GINT64_FORMAT "}",
+                         SOME_COMMIT_TIME);
   g_autoptr (GDateTime) commit_time
       = g_date_time_new_from_unix_utc (SOME_COMMIT_TIME);
   g_autofree char *commit_iso = g_date_time_format_iso8601 (commit_time);
@@ -603,7 +594,7 @@ test_list_reports_broken_replicas (void **state)
   good = find_replica (json_node_get_array (root), "good");
   assert_int_equal (json_object_get_int_member (good, "size"), 65536);
   assert_int_equal (json_object_get_int_member (good, "allocated"),
-                    (gint64) st.st_blocks * 512);
+                    (gint64)st.st_blocks * 512);
   assert_true (json_object_get_boolean_member (good, "complete"));
   assert_string_equal (json_object_get_string_member (good, "committed"),
                        commit_iso);
@@ -659,7 +650,7 @@ start_server (const Fixture *fixture, ...)
   g_auto (VmsTestRun) run = { 0 };
   va_list args;
 
-  g_ptr_array_add (argv, (gpointer) sink);
+  g_ptr_array_add (argv, (gpointer)sink);
   g_ptr_array_add (argv, (gpointer) "serve");
   g_ptr_array_add (argv, (gpointer) "--dir");
   g_ptr_array_add (argv, fixture->dir);
@@ -669,12 +660,12 @@ start_server (const Fixture *fixture, ...)
   g_ptr_array_add (argv, fixture->pid_file);
   va_start (args, fixture);
   for (const char *arg; (arg = va_arg (args, const char *));)
-    g_ptr_array_add (argv, (gpointer) arg);
+    g_ptr_array_add (argv, (gpointer)arg);
   va_end (args);
   g_ptr_array_add (argv, NULL);
   /* nbdkit detaches from our pipes when it daemonizes, so this returns
    * once it listens. */
-  run_argv (&run, NULL, NULL, (const char *const *) argv->pdata);
+  run_argv (&run, NULL, NULL, (const char *const *)argv->pdata);
   if (run.status != 0)
     fail_msg ("vmshift-sink serve exited %d: %s", run.status, run.err);
   wait_for_server (fixture);
@@ -686,9 +677,8 @@ nbdinfo (VmsTestRun *run, const char *option, const char *uri)
 {
   /* No content probe: it runs file(1), which a minimal system lacks, and
    * nbdinfo 1.14 then prints bytes that are not UTF-8 into its JSON. */
-  const char *const argv[] = { "nbdinfo", "--no-content",
-                               option ? option : uri, option ? uri : NULL,
-                               NULL };
+  const char *const argv[] = { "nbdinfo", "--no-content", option ? option : uri,
+                               option ? uri : NULL, NULL };
 
   run_argv (run, NULL, NULL, argv);
   return run->status;
@@ -754,8 +744,7 @@ test_serve_create_and_commit (void **state)
   before = list_json (fixture);
   assert_int_equal (json_array_get_length (json_node_get_array (before)), 1);
   replica = find_replica (json_node_get_array (before), "r1");
-  assert_int_equal (json_object_get_int_member (replica, "size"),
-                    REPLICA_SIZE);
+  assert_int_equal (json_object_get_int_member (replica, "size"), REPLICA_SIZE);
   assert_false (json_object_get_boolean_member (replica, "complete"));
   assert_true (json_object_get_null_member (replica, "committed"));
   assert_false (json_object_get_null_member (replica, "allocated"));
@@ -787,14 +776,14 @@ test_serve_restarts_after_crash (void **state)
   require_program ("nbdinfo", "libnbd-bin");
   start_server (fixture, NULL);
 
-  run_sink (&second, "serve", "--dir", fixture->dir, "--unix",
-            fixture->socket, NULL);
+  run_sink (&second, "serve", "--dir", fixture->dir, "--unix", fixture->socket,
+            NULL);
   assert_int_equal (second.status, 1);
   assert_non_null (strstr (second.err, "already listening"));
 
   assert_true (g_file_get_contents (fixture->pid_file, &text, NULL, NULL));
-  assert_true (g_ascii_string_to_unsigned (g_strstrip (text), 10, 2,
-                                           G_MAXINT, &pid, NULL));
+  assert_true (g_ascii_string_to_unsigned (g_strstrip (text), 10, 2, G_MAXINT,
+                                           &pid, NULL));
   kill (pid, SIGKILL);
   for (int waited = 0; process_alive (pid); waited += POLL_INTERVAL_MS)
     {
@@ -827,8 +816,7 @@ test_serve_tls_psk (void **state)
     g_string_append_printf (psk, "%02x", g_random_int_range (0, 256));
   g_string_append_c (psk, '\n');
   assert_true (g_file_set_contents_full (fixture->psk_file, psk->str, -1,
-                                         G_FILE_SET_CONTENTS_NONE, 0600,
-                                         NULL));
+                                         G_FILE_SET_CONTENTS_NONE, 0600, NULL));
   start_server (fixture, "--tls-psk", fixture->psk_file, NULL);
 
   tls_uri = g_strdup_printf ("nbds+unix://alice@/@probe?socket=%s"
@@ -837,8 +825,8 @@ test_serve_tls_psk (void **state)
   if (nbdinfo (&tls, "--json", tls_uri) != 0)
     fail_msg ("nbdinfo %s: %s", tls_uri, tls.err);
   root = parse_json (tls.out);
-  assert_true (json_object_get_boolean_member (json_node_get_object (root),
-                                               "TLS"));
+  assert_true (
+      json_object_get_boolean_member (json_node_get_object (root), "TLS"));
 
   assert_int_not_equal (nbdinfo (&plain, NULL, plain_uri), 0);
 }
@@ -846,7 +834,7 @@ test_serve_tls_psk (void **state)
 int
 main (void)
 {
-#define FIXTURE_TEST(test)                                                    \
+#define FIXTURE_TEST(test)                                                     \
   cmocka_unit_test_setup_teardown (test, setup, teardown)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_help_and_version),
@@ -864,5 +852,6 @@ main (void)
 #undef FIXTURE_TEST
 
   sink = g_canonicalize_filename (vms_test_built_program ("VMS_SINK"), NULL);
-  return cmocka_run_group_tests_name ("sink-cli", tests, NULL, NULL);
+  return vms_test_run_group ("sink-cli", tests, G_N_ELEMENTS (tests), NULL,
+                             NULL);
 }

@@ -226,8 +226,9 @@ test_replica_symlink_refused (void **state)
   assert_refused_saying (sink, "evil@live", "is a symbolic link");
   assert_outside_untouched (fixture);
 
-  assert_false (
-      vms_sink_client_create (sink_uri, "evil", OUTSIDE_SIZE, &error));
+  assert_false (vms_sink_client_create (sink_uri, "evil", OUTSIDE_SIZE,
+                                        VMS_SINK_CLIENT_TIMEOUT_MS, NULL,
+                                        &error));
   assert_non_null (error);
   if (!strstr (error->message, "refused it and logged why"))
     fail_msg ("the client's error does not point to the sink's log: %s",
@@ -404,9 +405,8 @@ test_failed_create_leaves_nothing (void **state)
   nbd = connect_or_refused (sink, export_name);
   if (nbd)
     {
-      print_message ("the file system of %s takes a 16 TiB file: skipped\n",
+      vms_test_skip ("the file system of %s takes a 16 TiB file",
                      sink->replica_dir);
-      skip ();
     }
   assert_refused_saying (sink, export_name, "File too large");
   assert_false (g_file_test (data, G_FILE_TEST_EXISTS));
@@ -507,15 +507,14 @@ test_unconfigured_device_refused (void **state)
   int fd;
 
   if (!vms_test_is_root () || !losetup)
-    skip ();
+    vms_test_skip ("needs root and losetup for a loop device");
   fd = open (backing, O_RDWR | O_CREAT | O_EXCL, 0600);
   assert_true (fd >= 0);
   assert_int_equal (ftruncate (fd, MiB), 0);
   close (fd);
   if (!vms_test_run (attach, &loop, &error))
     {
-      print_message ("no loop device (%s): skipped\n", error->message);
-      skip ();
+      vms_test_skip ("no loop device (%s)", error->message);
     }
   g_strstrip (loop);
   contents = g_strdup_printf (
@@ -570,7 +569,6 @@ main (void)
   vms_test_require_program ("nbdkit", "nbdkit");
   vms_test_require_program ("timeout", "coreutils");
   /* VMS_TEST_FILTER=test_fifo* runs one test when debugging. */
-  if (g_getenv ("VMS_TEST_FILTER"))
-    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
-  return cmocka_run_group_tests_name ("sink-hostile", tests, NULL, NULL);
+  return vms_test_run_group ("sink-hostile", tests, G_N_ELEMENTS (tests), NULL,
+                             NULL);
 }

@@ -640,7 +640,7 @@ test_hashes_match_xxhsum (void **state)
   g_autofree char *xxhsum = g_find_program_in_path ("xxhsum");
 
   if (!xxhsum)
-    skip ();
+    vms_test_skip ("xxhsum not found (install the Debian package xxhash)");
   /* Chunks of data, one all-zero chunk in the middle, a short tail. */
   fill_random (data, size, 5);
   memset (data + 3 * chunk, 0, chunk);
@@ -986,14 +986,14 @@ test_disk_full_is_enospc (void **state)
   int failed_errno = 0;
 
   if (!vms_test_is_root ())
-    skip ();
+    vms_test_skip ("needs root to mount a small tmpfs");
   mount_dir = vms_test_make_tmpdir ("vms-full");
   if (mount ("tmpfs", mount_dir, "tmpfs", 0, "size=2m") < 0)
     {
-      print_message ("cannot mount a small tmpfs (%s): skipped\n",
-                     g_strerror (errno));
+      int saved = errno;
+
       vms_test_rmtree (mount_dir);
-      skip ();
+      vms_test_skip ("cannot mount a small tmpfs (%s)", g_strerror (saved));
     }
   sink = vms_test_sink_start (mount_dir, NULL, &error);
   if (!sink)
@@ -1051,7 +1051,7 @@ test_block_device_replica (void **state)
   g_autofree char *losetup = g_find_program_in_path ("losetup");
 
   if (!vms_test_is_root () || !losetup)
-    skip ();
+    vms_test_skip ("needs root and losetup for a loop device");
   dir = vms_test_make_tmpdir ("vms-blk");
   backing = g_build_filename (dir, "backing.img", NULL);
   {
@@ -1064,9 +1064,8 @@ test_block_device_replica (void **state)
   const char *attach[] = { "losetup", "--find", "--show", backing, NULL };
   if (!vms_test_run (attach, &loop, &error))
     {
-      print_message ("no loop device (%s): skipped\n", error->message);
       vms_test_rmtree (dir);
-      skip ();
+      vms_test_skip ("no loop device (%s)", error->message);
     }
   g_strstrip (loop);
   device_arg = g_strdup_printf ("device=blk:%s", loop);
@@ -1139,7 +1138,5 @@ main (void)
   vms_test_require_program ("nbdinfo", "libnbd-bin");
   vms_test_require_program ("qemu-img", "qemu-utils");
   /* VMS_TEST_FILTER=test_orphan* runs one test when debugging. */
-  if (g_getenv ("VMS_TEST_FILTER"))
-    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
-  return cmocka_run_group_tests_name ("sink", tests, NULL, NULL);
+  return vms_test_run_group ("sink", tests, G_N_ELEMENTS (tests), NULL, NULL);
 }

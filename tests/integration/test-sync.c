@@ -8,6 +8,7 @@
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
 #include "vms-bitmap.h"
+#include "vms-disk.h"
 #include "vms-guest.h"
 
 #include <errno.h>
@@ -17,6 +18,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,7 +48,7 @@ run_start_va (Fixture *fixture, const char *cwd, const char *state_dir,
 {
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
 
-  g_ptr_array_add (argv, (gpointer) vmshift);
+  g_ptr_array_add (argv, (gpointer)vmshift);
   g_ptr_array_add (argv, (gpointer) "sync");
   for (const char *arg; (arg = va_arg (args, const char *));)
     g_ptr_array_add (argv, (gpointer)arg);
@@ -148,8 +151,8 @@ setup_with (void **state, const char *disk1_path, guint64 disk2_size)
     }
   fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
   g_mkdir (fixture->state_dir, 0700);
-  fixture->sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s",
-                                       fixture->sink->socket_path);
+  fixture->sink_uri
+      = g_strdup_printf ("nbd+unix:///?socket=%s", fixture->sink->socket_path);
   return 0;
 }
 
@@ -182,7 +185,7 @@ setup_data_with (void **state, guint64 disk2_size)
     }
   close (fd);
   result = setup_with (state, path, disk2_size);
-  ((Fixture *) *state)->data_dir = g_steal_pointer (&dir);
+  ((Fixture *)*state)->data_dir = g_steal_pointer (&dir);
   return result;
 }
 
@@ -219,9 +222,8 @@ setup_hosts (void **state)
       return -1;
     }
   vms_test_sink_free (fixture->sink);
-  fixture->sink = vms_test_sink_start_tcp (fixture->hosts->namespace[1],
-                                           fixture->hosts->address[1],
-                                           &error);
+  fixture->sink = vms_test_sink_start_tcp (
+      fixture->hosts->namespace[1], fixture -> hosts -> address[1], &error);
   if (!fixture->sink)
     {
       print_error ("cannot start the sink in host B: %s\n", error->message);
@@ -265,8 +267,8 @@ static void
 pause_guest (Fixture *fixture)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) stopped = vms_qmp_execute (fixture->vm->qmp, "stop",
-                                                  NULL, &error);
+  g_autoptr (JsonNode) stopped
+      = vms_qmp_execute (fixture->vm->qmp, "stop", NULL, &error);
 
   vms_assert_ok (stopped, error);
 }
@@ -302,8 +304,8 @@ test_sync_rounds_then_final_round (void **state)
                      "--granularity", "4K", NULL);
   for (int i = 0; i < 5 && !run_pump (first, 200); i++)
     {
-      g_autofree char *command = g_strdup_printf ("write -P 0x%02x %dM 64k",
-                                                  0x60 + i, 8 + i);
+      g_autofree char *command
+          = g_strdup_printf ("write -P 0x%02x %dM 64k", 0x60 + i, 8 + i);
 
       qemu_io (fixture, "vd1", command);
     }
@@ -554,11 +556,11 @@ test_resume_after_kill9_of_vmshift (void **state)
   guint64 reached = 0, durable;
   gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
 
-  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
-                     "j2", "--replica-prefix", "t2", "--disk", "vd1",
-                     "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
-                     "--connections", "2", "--queue-depth", "4",
-                     "--rounds", "1", NULL);
+  first
+      = run_start (fixture, source, "--sink", fixture->sink_uri, "--job", "j2",
+                   "--replica-prefix", "t2", "--disk", "vd1", "--max-bandwidth",
+                   "4M", "--checkpoint-bytes", "4M", "--connections", "2",
+                   "--queue-depth", "4", "--rounds", "1", NULL);
   while (reached < 18 * MiB)
     {
       if (run_pump (first, 100))
@@ -572,8 +574,8 @@ test_resume_after_kill9_of_vmshift (void **state)
   run_wait (first);
   reached = last_progress (first, "vd1", "background");
 
-  durable = json_object_get_int_member (
-      job_disk (fixture, "j2", "vd1", killed), "watermark");
+  durable = json_object_get_int_member (job_disk (fixture, "j2", "vd1", killed),
+                                        "watermark");
   assert_true (durable > 0);
   assert_true (durable <= reached);
   if (reached - durable > checkpoint + in_flight)
@@ -650,12 +652,12 @@ test_resume_after_link_cut (void **state)
   int status;
 
   if (!fixture->hosts)
-    skip ();
+    vms_test_skip ("needs root for two network-namespace hosts");
   first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
                      "j4", "--replica-prefix", "t4", "--disk", "vd1",
                      "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
-                     "--connections", "2", "--queue-depth", "4",
-                     "--io-timeout", "10", "--rounds", "1", NULL);
+                     "--connections", "2", "--queue-depth", "4", "--io-timeout",
+                     "10", "--rounds", "1", NULL);
   while (last_progress (first, "vd1", "background") < 8 * MiB)
     if (run_pump (first, 100))
       {
@@ -682,7 +684,8 @@ test_resume_after_link_cut (void **state)
         fail_msg ("%" G_GUINT64_FORMAT " bytes would be sent again",
                   reached - durable);
       print_message ("vmshift stopped during the cut at %" G_GUINT64_FORMAT
-                     ", durable %" G_GUINT64_FORMAT "\n", reached, durable);
+                     ", durable %" G_GUINT64_FORMAT "\n",
+                     reached, durable);
       second = run_start (fixture, "--resume", "j4", "--rounds", "1", NULL);
       run_expect_success (second);
     }
@@ -745,7 +748,7 @@ test_reconnect_after_tcp_resets (void **state)
   int status;
 
   if (!fixture->hosts)
-    skip ();
+    vms_test_skip ("needs root for two network-namespace hosts");
   /* A 40 Mbit/s link, and no cap of vmshift's own: what is in flight
    * when the connections go is what the pace allows, not the queues'
    * 2 x 64 requests. */
@@ -836,10 +839,10 @@ test_interrupt_saves_state (void **state)
   g_autoptr (JsonParser) parser = json_parser_new ();
   gint64 interrupted;
 
-  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
-                     "j5", "--replica-prefix", "t5", "--disk", "vd1",
-                     "--max-bandwidth", "4M", "--checkpoint-bytes", "4M",
-                     "--rounds", "0", NULL);
+  first
+      = run_start (fixture, source, "--sink", fixture->sink_uri, "--job", "j5",
+                   "--replica-prefix", "t5", "--disk", "vd1", "--max-bandwidth",
+                   "4M", "--checkpoint-bytes", "4M", "--rounds", "0", NULL);
   while (last_progress (first, "vd1", "background") < 6 * MiB)
     if (run_pump (first, 100))
       fail_msg ("vmshift ended early: %s", first->out->str);
@@ -857,6 +860,229 @@ test_interrupt_saves_state (void **state)
   second = run_start (fixture, "--resume", "j5", "--rounds", "1", NULL);
   run_expect_success (second);
   assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* A unix socket that takes connections (the kernel's backlog) and never
+ * says a word: a sink that hangs, or not a sink at all.  Caller closes
+ * the fd and frees *path. */
+static int
+listen_silently (Fixture *fixture, char **path)
+{
+  struct sockaddr_un address = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  *path = g_build_filename (fixture->state_dir, "silent.sock", NULL);
+  assert_true (fd >= 0);
+  assert_true (strlen (*path) < sizeof address.sun_path);
+  strcpy (address.sun_path, *path);
+  assert_int_equal (bind (fd, (struct sockaddr *)&address, sizeof address), 0);
+  assert_int_equal (listen (fd, 16), 0);
+  return fd;
+}
+
+/* Wait until a client connects to the listening fd (left pending). */
+static void
+wait_for_client (int fd, Run *run)
+{
+  struct pollfd pending = { .fd = fd, .events = POLLIN };
+
+  for (guint i = 0; i < 600 && poll (&pending, 1, 100) == 0; i++)
+    if (run_pump (run, 0))
+      {
+        g_autofree char *err = run_stderr (run);
+
+        fail_msg ("vmshift ended before connecting: %s", err);
+      }
+  assert_true (pending.revents & POLLIN);
+}
+
+/* A sink that accepts and never speaks NBD: --io-timeout bounds the
+ * handshake too, and Ctrl-C in it stops at once with the job saved. */
+static void
+test_silent_sink (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *path = NULL;
+  int fd = listen_silently (fixture, &path);
+  g_autofree char *uri = g_strdup_printf ("nbd+unix:///?socket=%s", path);
+  g_autoptr (VmsTestCommand) timed = NULL;
+  g_autoptr (VmsTestCommand) interrupted = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  gint64 started = g_get_monotonic_time ();
+  g_autofree char *err = NULL;
+
+  timed = run_start (fixture, source, "--sink", uri, "--job", "silent1",
+                     "--disk", "vd1", "--io-timeout", "3", NULL);
+  assert_int_equal (run_wait (timed), 3);
+  assert_true (g_get_monotonic_time () - started < 15 * G_USEC_PER_SEC);
+  err = run_stderr (timed);
+  if (!strstr (err, "no NBD answer within 3000 ms"))
+    fail_msg ("no timeout named: %s", err);
+  g_free (err);
+
+  /* The default timeout is a minute: Ctrl-C must not wait for it. */
+  interrupted = run_start (fixture, source, "--sink", uri, "--job", "silent2",
+                           "--disk", "vd1", NULL);
+  wait_for_client (fd, interrupted);
+  g_usleep (500 * 1000);
+  started = g_get_monotonic_time ();
+  kill (interrupted->pid, SIGINT);
+  assert_int_equal (run_wait (interrupted), 4);
+  assert_true (g_get_monotonic_time () - started < 5 * G_USEC_PER_SEC);
+  err = run_stderr (interrupted);
+  if (!strstr (err, "stopped on request") || !strstr (err, "--resume silent2"))
+    fail_msg ("not stopped with the state saved: %s", err);
+  assert_non_null (job_disk (fixture, "silent2", "vd1", parser));
+  close (fd);
+}
+
+/* One NBD server per QEMU: a new job on a VM whose sync was killed -9
+ * stops the server that run left (it is its job's, and nobody runs that
+ * job) instead of taking it for someone else's. */
+static void
+test_new_job_after_kill9 (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd1 = replica_path (fixture, "t9b-vd1");
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) second = NULL;
+
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j9a", "--replica-prefix", "t9a", "--disk", "vd1",
+                     "--max-bandwidth", "2M", "--rounds", "0", NULL);
+  while (last_progress (first, "vd1", "background") < 2 * MiB)
+    if (run_pump (first, 100))
+      fail_msg ("vmshift ended early: %s", first->out->str);
+
+  kill (first->pid, SIGKILL);
+  run_wait (first);
+  second = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                      "j9b", "--replica-prefix", "t9b", "--disk", "vd1",
+                      "--rounds", "0", NULL);
+  run_expect_success (second);
+  assert_non_null (
+      strstr (second->out->str, "the killed vmshift of job j9a left running"));
+  pause_guest (fixture);
+  {
+    g_autoptr (VmsTestCommand) last
+        = run_start (fixture, "--resume", "j9b", "--rounds", "1", NULL);
+
+    run_expect_success (last);
+  }
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* How many bitmaps of job id disk vd0 holds in QEMU now. */
+static guint
+job_bitmaps_in_qemu (Fixture *fixture, const char *id)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) disks = vms_disk_discover (fixture->vm->qmp, &error);
+  g_autofree char *prefix = g_strdup_printf ("vmshift-%s-", id);
+  g_autoptr (GPtrArray) bitmaps = NULL;
+  VmsDisk *vd0;
+  guint count = 0;
+
+  vms_assert_ok (disks, error);
+  vd0 = vms_disk_find (disks, "vd0", &error);
+  vms_assert_ok (vd0, error);
+  bitmaps = vms_bitmap_list (fixture->vm->qmp, vd0->node_name, &error);
+  vms_assert_ok (bitmaps, error);
+  for (guint i = 0; i < bitmaps->len; i++)
+    if (g_str_has_prefix (((VmsBitmapInfo *)bitmaps->pdata[i])->name, prefix))
+      count++;
+  return count;
+}
+
+static void
+run_job_command (Fixture *fixture, VmsTestRun *run, const char *verb,
+                 const char *arg1, const char *arg2)
+{
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+
+  vms_test_run_capture (run, NULL, NULL, vmshift, "job", verb, state_arg, arg1,
+                        arg2, NULL);
+}
+
+/* Every sync job leaves a recording bitmap (persistent in a qcow2):
+ * vmshift job list shows the jobs with it, and job drop removes one
+ * job's bitmaps and state, not another's; a VM that is gone refuses the
+ * drop unless --force. */
+static void
+test_job_list_and_drop (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *jd1_file
+      = g_build_filename (fixture->state_dir, "jd1.json", NULL);
+  g_autofree char *jd2_file
+      = g_build_filename (fixture->state_dir, "jd2.json", NULL);
+  const char *const ids[] = { "jd1", "jd2" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
+    {
+      g_autoptr (VmsTestCommand) run = run_start (
+          fixture, source, "--sink", fixture->sink_uri, "--job", ids[i],
+          "--replica-prefix", ids[i], "--disk", "vd0", "--rounds", "0", NULL);
+
+      run_expect_success (run);
+      assert_int_equal (job_bitmaps_in_qemu (fixture, ids[i]), 1);
+      /* The second job is told of the first's bitmap. */
+      if (i == 1
+          && !strstr (run->out->str, "vd0 holds 1 bitmap of other jobs (jd1)"))
+        fail_msg ("no warning of jd1's bitmap: %s", run->out->str);
+    }
+  {
+    g_auto (VmsTestRun) list = { 0 };
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    JsonArray *jobs;
+
+    run_job_command (fixture, &list, "list", "--json", NULL);
+    assert_int_equal (list.status, 0);
+    assert_true (json_parser_load_from_data (parser, list.out, -1, NULL));
+    jobs = json_node_get_array (json_parser_get_root (parser));
+    assert_int_equal (json_array_get_length (jobs), 2);
+    assert_string_equal (json_object_get_string_member (
+                             json_array_get_object_element (jobs, 0), "id"),
+                         "jd1");
+    assert_string_equal (
+        json_array_get_string_element (
+            json_object_get_array_member (
+                json_array_get_object_element (jobs, 0), "bitmaps"),
+            0),
+        "vd0:vmshift-jd1-1");
+  }
+  {
+    g_auto (VmsTestRun) drop = { 0 };
+
+    run_job_command (fixture, &drop, "drop", "jd1", NULL);
+    if (drop.status != 0)
+      fail_msg ("job drop jd1 exited %d: %s", drop.status, drop.err);
+    assert_non_null (strstr (drop.out, "1 bitmap removed"));
+  }
+  assert_int_equal (job_bitmaps_in_qemu (fixture, "jd1"), 0);
+  assert_int_equal (job_bitmaps_in_qemu (fixture, "jd2"), 1);
+  assert_false (g_file_test (jd1_file, G_FILE_TEST_EXISTS));
+  assert_true (g_file_test (jd2_file, G_FILE_TEST_EXISTS));
+
+  /* The VM is gone: its bitmaps cannot be removed. */
+  vms_test_vm_kill (fixture->vm);
+  {
+    g_auto (VmsTestRun) refused = { 0 };
+    g_auto (VmsTestRun) forced = { 0 };
+
+    run_job_command (fixture, &refused, "drop", "jd2", NULL);
+    assert_int_equal (refused.status, 3);
+    assert_non_null (strstr (refused.err, "--force"));
+    assert_true (g_file_test (jd2_file, G_FILE_TEST_EXISTS));
+    run_job_command (fixture, &forced, "drop", "jd2", "--force");
+    if (forced.status != 0)
+      fail_msg ("job drop --force exited %d: %s", forced.status, forced.err);
+    assert_false (g_file_test (jd2_file, G_FILE_TEST_EXISTS));
+  }
 }
 
 /* The sink creates a replica sparse: a copy to a new one sends no zero
@@ -1008,13 +1234,15 @@ test_three_disks_one_fails (void **state)
   g_autoptr (VmsTestCommand) full = NULL;
 
   if (!vms_test_is_root ())
-    skip ();
+    vms_test_skip ("needs root to mount a small tmpfs");
   qemu_io (fixture, "vd2", "write -P 0x33 0 24M");
   mount_dir = vms_test_make_tmpdir ("vms-sync-full3");
   if (mount ("tmpfs", mount_dir, "tmpfs", 0, "size=24m") < 0)
     {
+      int saved = errno;
+
       vms_test_rmtree (mount_dir);
-      skip ();
+      vms_test_skip ("cannot mount a small tmpfs (%s)", g_strerror (saved));
     }
   small = vms_test_sink_start (mount_dir, NULL, &error);
   if (small)
@@ -1048,15 +1276,15 @@ test_refusals (void **state)
 {
   Fixture *fixture = *state;
   g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
-  g_autofree char *file = g_build_filename (fixture->state_dir, "j6.json",
-                                            NULL);
+  g_autofree char *file
+      = g_build_filename (fixture->state_dir, "j6.json", NULL);
   g_autofree char *contents = NULL;
   g_autofree char *forged = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsTestCommand) mismatch = NULL;
   g_autoptr (VmsTestCommand) other_vm = NULL;
-  g_autoptr (GRegex) regex = g_regex_new ("\"vm-uuid\" : \"[^\"]*\"", 0, 0,
-                                          NULL);
+  g_autoptr (GRegex) regex
+      = g_regex_new ("\"vm-uuid\" : \"[^\"]*\"", 0, 0, NULL);
 
   {
     g_autoptr (nbd_handle) nbd = vms_test_sink_connect (
@@ -1064,9 +1292,8 @@ test_refusals (void **state)
 
     vms_assert_ok (nbd, error);
   }
-  mismatch = run_start (fixture, source, "--sink", fixture->sink_uri,
-                        "--job", "j6", "--replica-prefix", "t6", "--disk",
-                        "vd1", NULL);
+  mismatch = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                        "j6", "--replica-prefix", "t6", "--disk", "vd1", NULL);
   assert_int_equal (run_wait (mismatch), 3);
   assert_non_null (strstr (mismatch->out->str, "exists with another size"));
 
@@ -1095,18 +1322,19 @@ test_full_sink (void **state)
   g_autoptr (VmsTestCommand) full = NULL;
 
   if (!vms_test_is_root ())
-    skip ();
+    vms_test_skip ("needs root to mount a small tmpfs");
   mount_dir = vms_test_make_tmpdir ("vms-sync-full");
   if (mount ("tmpfs", mount_dir, "tmpfs", 0, "size=8m") < 0)
     {
+      int saved = errno;
+
       vms_test_rmtree (mount_dir);
-      skip ();
+      vms_test_skip ("cannot mount a small tmpfs (%s)", g_strerror (saved));
     }
   small = vms_test_sink_start (mount_dir, NULL, &error);
   if (small)
     {
-      sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s",
-                                  small->socket_path);
+      sink_uri = g_strdup_printf ("nbd+unix:///?socket=%s", small->socket_path);
       full = run_start (fixture, source, "--sink", sink_uri, "--job", "j7",
                         "--disk", "vd1", "--rounds", "0", NULL);
       run_wait (full);
@@ -1140,8 +1368,8 @@ test_sync_errors (void **state)
   assert_int_equal (run_wait (no_socket), 3);
   assert_non_null (strstr (no_socket->out->str, "cannot connect to QMP"));
 
-  no_disk = run_start (fixture, source, "--sink", fixture->sink_uri,
-                       "--disk", "vd9", NULL);
+  no_disk = run_start (fixture, source, "--sink", fixture->sink_uri, "--disk",
+                       "vd9", NULL);
   assert_int_equal (run_wait (no_disk), 1);
   assert_non_null (strstr (no_disk->out->str, "vd9"));
 
@@ -1175,6 +1403,10 @@ main (void)
     cmocka_unit_test_setup_teardown (test_interrupt_saves_state, setup_data,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refusals, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_silent_sink, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_job_list_and_drop, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_new_job_after_kill9, setup_data,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_relative_paths_resume_elsewhere,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_new_replica_gets_no_zeroes, setup,
@@ -1197,7 +1429,5 @@ main (void)
   vms_test_require_program ("qemu-img", "qemu-utils");
   vms_test_guest_prepare ();
   /* VMS_TEST_FILTER=test_relative* runs one test when debugging. */
-  if (g_getenv ("VMS_TEST_FILTER"))
-    cmocka_set_test_filter (g_getenv ("VMS_TEST_FILTER"));
-  return cmocka_run_group_tests_name ("sync", tests, NULL, NULL);
+  return vms_test_run_group ("sync", tests, G_N_ELEMENTS (tests), NULL, NULL);
 }

@@ -12,6 +12,9 @@
 
 #include "vms-copy.h"
 #include "vms-job.h"
+#include "vms-job-lock.h"
+
+#include <unistd.h>
 
 static int
 make_dir (void **state)
@@ -322,6 +325,39 @@ test_unwritable_state_dir (void **state)
   assert_false (job->saved);
 }
 
+/* A second lock on a job fails naming the holder; released, the job is
+ * free again.  (flock conflicts between two opens in one process as
+ * between two processes.) */
+static void
+test_lock (void **state)
+{
+  const char *dir = *state;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *holder = g_strdup_printf ("pid %d", (int)getpid ());
+  VmsJobLock *first = vms_job_lock_take (dir, "web1", &error);
+  VmsJobLock *second;
+  g_autoptr (VmsJobLock) other = NULL;
+
+  assert_null (error);
+  assert_non_null (first);
+  assert_int_equal (vms_job_lock_holder (dir, "web1"), getpid ());
+  assert_int_equal (vms_job_lock_holder (dir, "web2"), 0);
+  other = vms_job_lock_take (dir, "web2", &error);
+  assert_non_null (other);
+
+  second = vms_job_lock_take (dir, "web1", &error);
+  assert_null (second);
+  assert_true (g_error_matches (error, VMS_JOB_ERROR, VMS_JOB_ERROR_LOCKED));
+  assert_non_null (strstr (error->message, holder));
+  g_clear_error (&error);
+
+  vms_job_lock_release (first);
+  assert_int_equal (vms_job_lock_holder (dir, "web1"), 0);
+  second = vms_job_lock_take (dir, "web1", &error);
+  assert_non_null (second);
+  vms_job_lock_release (second);
+}
+
 static void
 test_is_zero (void **state)
 {
@@ -358,6 +394,7 @@ main (void)
                                      remove_dir),
     cmocka_unit_test_setup_teardown (test_unwritable_state_dir, make_dir,
                                      remove_dir),
+    cmocka_unit_test_setup_teardown (test_lock, make_dir, remove_dir),
     cmocka_unit_test (test_is_zero),
   };
 

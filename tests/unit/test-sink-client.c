@@ -173,7 +173,8 @@ test_open_refused (void **state)
   assert_false (vms_sink_client_commit (ABSENT_SINK, "a/b", &name_error));
   assert_true (g_error_matches (name_error, VMS_SINK_NAME_ERROR,
                                 VMS_SINK_NAME_ERROR_INVALID));
-  assert_false (vms_sink_client_create ("http://sink/", "x", 4096, &uri_error));
+  assert_false (vms_sink_client_create (
+      "http://sink/", "x", 4096, VMS_SINK_CLIENT_TIMEOUT_MS, NULL, &uri_error));
   assert_true (
       g_error_matches (uri_error, G_URI_ERROR, G_URI_ERROR_BAD_SCHEME));
   assert_non_null (
@@ -206,7 +207,8 @@ test_open_unreachable (void **state)
       g_error_matches (flush_error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT));
   assert_true (g_str_has_prefix (flush_error->message, flush_prefix));
 
-  assert_false (vms_sink_client_create (sink, "vm1-vda", 1024, &create_error));
+  assert_false (vms_sink_client_create (
+      sink, "vm1-vda", 1024, VMS_SINK_CLIENT_TIMEOUT_MS, NULL, &create_error));
   assert_true (
       g_error_matches (create_error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT));
   assert_non_null (strstr (create_error->message,

@@ -227,6 +227,28 @@ test_suffix (void **state)
   assert_non_null (strstr (error->message, "@create wants a size"));
 }
 
+/* A replica's description names its path; the path comes back out, even
+ * one holding "; ", and a description without it gives none. */
+static void
+test_description_path (void **state)
+{
+  const char *const paths[]
+      = { "/var/lib/vmshift/replicas/web1-vda", "/dev/loop3", "/odd; dir/x" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (paths); i++)
+    {
+      g_autofree char *description = vms_sink_name_describe (
+          paths[i], "writes kept while boot 1234 lasts");
+      g_autofree char *path = vms_sink_name_description_path (description);
+
+      assert_string_equal (path, paths[i]);
+    }
+  assert_null (vms_sink_name_description_path (
+      "vmshift replica; writes kept while boot 1234 lasts"));
+  assert_null (vms_sink_name_description_path (NULL));
+  assert_null (vms_sink_name_description_path ("vmshift replica at "));
+}
+
 int
 main (void)
 {
@@ -237,6 +259,7 @@ main (void)
     cmocka_unit_test (test_built_size_ignored),
     cmocka_unit_test (test_not_built),
     cmocka_unit_test (test_suffix),
+    cmocka_unit_test (test_description_path),
   };
 
   return cmocka_run_group_tests_name ("sink-name", tests, NULL, NULL);

@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-migration-backend.h"
+#include "vms-sink-client.h"
 #include "vms-disk.h"
 #include "vms-vm.h"
 #include "vms-qemu-migration.h"
@@ -170,7 +171,8 @@ basename_without_query (const char *filename)
 }
 
 static gboolean
-check_destination_disk (VmsJobDisk *disk, VmsDisk *there, GError **error)
+check_destination_disk (const char *sink, VmsJobDisk *disk, VmsDisk *there,
+                        GError **error)
 {
   g_autofree char *base = basename_without_query (there->filename);
 
@@ -190,6 +192,32 @@ check_destination_disk (VmsJobDisk *disk, VmsDisk *there, GError **error)
                    "image: open it with format raw",
                    disk->name, there->format);
       return FALSE;
+    }
+  /* A disk on a file must be the replica itself, where the sink keeps
+   * it: a file of the same name elsewhere (an old copy, another sink's
+   * directory) is not.  An older sink does not say where: the name is
+   * all there is to check then. */
+  if (!g_str_equal (there->format, "nbd"))
+    {
+      g_autoptr (GError) where_error = NULL;
+      g_autofree char *where
+          = vms_sink_client_where (sink, disk->replica, &where_error);
+
+      if (where_error)
+        {
+          g_propagate_error (error, g_steal_pointer (&where_error));
+          return FALSE;
+        }
+      if (where && !g_str_equal (there->filename, where))
+        {
+          g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_MISMATCH,
+                       "destination disk %s opens %s, but the sink keeps "
+                       "the replica %s at %s: open that one",
+                       disk->name, there->filename, disk->replica, where);
+          return FALSE;
+        }
+      if (where)
+        return TRUE;
     }
   if (!g_str_equal (base, disk->replica))
     {
@@ -224,7 +252,7 @@ qmp_check_job (VmsMigration *migration, GError **error)
           g_prefix_error (error, "destination: ");
           return FALSE;
         }
-      if (!check_destination_disk (disk, there, error))
+      if (!check_destination_disk (job->sink, disk, there, error))
         return FALSE;
     }
   return TRUE;

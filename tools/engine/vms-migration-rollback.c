@@ -74,6 +74,9 @@ vms_migration_roll_back_job (VmsMigration *migration, GError **error)
                    "no job to roll back");
       return FALSE;
     }
+  if (!vms_replicate_lock_job (&migration->rep, migration->config.copy.resume,
+                               error))
+    return FALSE;
   migration->saved_job = vms_job_load (migration->config.copy.state_dir,
                                        migration->config.copy.resume, error);
   if (!migration->saved_job || !vms_migration_choose_backend (migration, error))

@@ -472,6 +472,9 @@ load_resumed (VmsMigration *migration, GError **error)
   migration->stopped_in = -1;
   if (!config->copy.resume)
     return TRUE;
+  /* Locked before it is read: no other run may change it meanwhile. */
+  if (!vms_replicate_lock_job (&migration->rep, config->copy.resume, error))
+    return FALSE;
   saved = migration->saved_job
       = vms_job_load (config->copy.state_dir, config->copy.resume, error);
   if (!saved)

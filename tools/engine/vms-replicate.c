@@ -492,11 +492,81 @@ vms_replicate_name_server (VmsReplicate *rep)
       = g_build_filename (rep->config->state_dir, socket_name, NULL);
 }
 
+/* Whether QEMU's NBD server is the one a killed vmshift of another job
+ * left (its socket in our state directory, its job unlocked): then it is
+ * stopped and TRUE returned.  A job that a live vmshift runs keeps its
+ * server, and error says which. */
+static gboolean
+stop_stale_server (VmsReplicate *rep, GError **error)
+{
+  const char *state_dir = rep->config->state_dir;
+  g_autoptr (GDir) dir = g_dir_open (state_dir, 0, NULL);
+  const char *name;
+
+  while (dir && (name = g_dir_read_name (dir)))
+    {
+      g_autofree char *id = g_strndup (name, strlen (name) - strlen (".nbd"));
+      g_autofree char *path = g_build_filename (state_dir, name, NULL);
+      g_autoptr (VmsJob) other = NULL;
+      gint64 holder;
+
+      /* Only a job's socket: an estimate's server is not ours to stop. */
+      if (!g_str_has_suffix (name, ".nbd") || g_str_equal (id, rep->job->id)
+          || !(other = vms_job_load (state_dir, id, NULL))
+          || !vms_export_server_serves (rep->qmp, path, NULL))
+        continue;
+      holder = vms_job_lock_holder (state_dir, id);
+      if (holder != 0)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY,
+                       "QEMU's NBD server serves job %s, which vmshift "
+                       "(pid %" G_GINT64_FORMAT ") runs: QEMU has one NBD "
+                       "server, so one job of a VM runs at a time",
+                       id, holder);
+          return FALSE;
+        }
+      vms_progress_event (rep->progress, "warning", NULL,
+                          "stopping QEMU's NBD server that the killed "
+                          "vmshift of job %s left running",
+                          id);
+      return vms_export_server_stop (rep->qmp, error);
+    }
+  return FALSE;
+}
+
+static gboolean
+start_server (VmsReplicate *rep, GError **error)
+{
+  g_autoptr (GError) busy = NULL;
+
+  if (vms_export_server_start (rep->qmp, rep->nbd_socket, &busy))
+    return TRUE;
+  if (!g_error_matches (busy, G_IO_ERROR, G_IO_ERROR_BUSY))
+    {
+      g_propagate_error (error, g_steal_pointer (&busy));
+      return FALSE;
+    }
+  if (!stop_stale_server (rep, error))
+    {
+      /* Nothing of ours: someone else's server, as start said. */
+      if (error && !*error)
+        g_propagate_error (error, g_steal_pointer (&busy));
+      return FALSE;
+    }
+  return vms_export_server_start (rep->qmp, rep->nbd_socket, error);
+}
+
 gboolean
 vms_replicate_start (VmsReplicate *rep, GError **error)
 {
+  /* A sink that accepts and never answers is given --io-timeout, as a
+   * silent peer of the copy is. */
+  guint io_timeout_ms = rep->config->io_timeout_s
+                            ? rep->config->io_timeout_s * 1000
+                            : VMS_COPY_DEFAULT_IO_TIMEOUT_MS;
+
   vms_replicate_name_server (rep);
-  if (!vms_export_server_start (rep->qmp, rep->nbd_socket, error))
+  if (!start_server (rep, error))
     return FALSE;
   /* Created over NBD: the sink needs no shell. */
   for (guint i = 0; i < rep->job->disks->len; i++)
@@ -504,7 +574,7 @@ vms_replicate_start (VmsReplicate *rep, GError **error)
       VmsJobDisk *disk = rep->job->disks->pdata[i];
 
       if (!vms_sink_client_create (rep->job->sink, disk->replica, disk->size,
-                                   error))
+                                   io_timeout_ms, rep->cancellable, error))
         return FALSE;
     }
   return TRUE;
@@ -521,6 +591,7 @@ void
 vms_replicate_clear (VmsReplicate *rep)
 {
   g_clear_pointer (&rep->job, vms_job_free);
+  g_clear_pointer (&rep->lock, vms_job_lock_release);
   g_clear_pointer (&rep->qmp, vms_qmp_free);
   g_clear_pointer (&rep->rate, vms_rate_free);
   g_clear_pointer (&rep->nbd_socket, g_free);
@@ -651,7 +722,8 @@ save_new_job (VmsReplicate *rep, GError **error)
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
 
   if (rep->config->job_id)
-    return vms_job_save_new (job, error);
+    return vms_replicate_lock_job (rep, job->id, error)
+           && vms_job_save_new (job, error);
   for (guint attempt = 0;; attempt++)
     {
       g_autoptr (GError) local = NULL;
@@ -659,8 +731,10 @@ save_new_job (VmsReplicate *rep, GError **error)
       g_free (job->id);
       job->id = vms_job_default_id (*job->vm_name ? job->vm_name : "vm", now,
                                     attempt);
+      /* Nobody knows this id yet: it is locked right after its file is
+       * made, before anything else is done. */
       if (vms_job_save_new (job, &local))
-        return TRUE;
+        return vms_replicate_lock_job (rep, job->id, error);
       if (attempt == MAX_DEFAULT_ID_ATTEMPTS
           || !g_error_matches (local, VMS_JOB_ERROR, VMS_JOB_ERROR_EXISTS))
         {
@@ -668,6 +742,68 @@ save_new_job (VmsReplicate *rep, GError **error)
           return FALSE;
         }
     }
+}
+
+/* The job id a bitmap name vmshift-ID-N gives, or NULL (an estimate's
+ * vmshift-estimate-..., anything else).  Caller frees. */
+static char *
+bitmap_job_id (const char *bitmap)
+{
+  const char *dash = strrchr (bitmap, '-');
+  const char *id = bitmap + strlen ("vmshift-");
+
+  if (!g_str_has_prefix (bitmap, "vmshift-")
+      || g_str_has_prefix (bitmap, "vmshift-estimate-") || dash < id || !dash[1]
+      || strspn (dash + 1, "0123456789") != strlen (dash + 1))
+    return NULL;
+  return g_strndup (id, dash - id);
+}
+
+/* Older jobs' bitmaps are not removed silently (a job may go on), but a
+ * new job says how many the disks hold, since each costs QEMU memory and
+ * work on every guest write, and how to drop them. */
+static void
+warn_other_bitmaps (VmsReplicate *rep)
+{
+  for (guint i = 0; i < rep->job->disks->len; i++)
+    {
+      VmsJobDisk *disk = rep->job->disks->pdata[i];
+      /* Only a warning: a list that fails here fails loudly in the
+       * run's own bitmap steps right after. */
+      g_autoptr (GPtrArray) bitmaps
+          = vms_bitmap_list (rep->qmp, disk->node, NULL);
+      g_autoptr (GPtrArray) jobs = g_ptr_array_new_with_free_func (g_free);
+      g_autofree char *names = NULL;
+      guint count = 0;
+
+      for (guint k = 0; bitmaps && k < bitmaps->len; k++)
+        {
+          g_autofree char *id
+              = bitmap_job_id (((VmsBitmapInfo *)bitmaps->pdata[k])->name);
+
+          if (!id || g_str_equal (id, rep->job->id))
+            continue;
+          count++;
+          if (!g_ptr_array_find_with_equal_func (jobs, id, g_str_equal, NULL))
+            g_ptr_array_add (jobs, g_steal_pointer (&id));
+        }
+      g_ptr_array_add (jobs, NULL);
+      names = g_strjoinv (", ", (char **)jobs->pdata);
+      if (count)
+        vms_progress_event (rep->progress, "warning", NULL,
+                            "%s holds %u bitmap%s of other jobs (%s); drop "
+                            "the jobs given up with 'vmshift job drop JOB' "
+                            "(see 'vmshift job list')",
+                            disk->name, count, count == 1 ? "" : "s", names);
+    }
+}
+
+gboolean
+vms_replicate_lock_job (VmsReplicate *rep, const char *id, GError **error)
+{
+  if (!rep->lock)
+    rep->lock = vms_job_lock_take (rep->config->state_dir, id, error);
+  return rep->lock != NULL;
 }
 
 gboolean
@@ -687,7 +823,9 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
 
   if (config->resume)
     {
-      job = vms_job_load (config->state_dir, config->resume, error);
+      job = vms_replicate_lock_job (rep, config->resume, error)
+                ? vms_job_load (config->state_dir, config->resume, error)
+                : NULL;
       if (!job)
         return FALSE;
       if (!g_str_equal (job->vm_name, vm_name)
@@ -732,6 +870,8 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
    * here on the id is this run's alone. */
   if (!config->resume && !save_new_job (rep, error))
     return FALSE;
+  if (!config->resume)
+    warn_other_bitmaps (rep);
   return vms_replicate_settle_granularity (rep, error);
 }
 

@@ -8,6 +8,7 @@
 
 #include "vms-copy.h"
 #include "vms-job.h"
+#include "vms-job-lock.h"
 #include "vms-progress.h"
 #include "vms-qmp.h"
 #include "vms-rate.h"
@@ -72,6 +73,8 @@ typedef struct
   const VmsReplicateConfig *config; /* what to do; borrowed */
   GCancellable *cancellable;        /* cancelled: stop cleanly; borrowed */
   VmsJob *job;                      /* state, saved at every checkpoint */
+  VmsJobLock *lock;                 /* the job's lock, held from before its
+                                       file is read to the end of the run */
   VmsQmp *qmp;                      /* the source QEMU */
   char *nbd_socket;                 /* QEMU's NBD server socket */
   VmsProgress *progress;            /* output */
@@ -102,6 +105,12 @@ typedef struct
 /* Borrow config, cancellable and progress for a replication. */
 void vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
                          GCancellable *cancellable, VmsProgress *progress);
+
+/* Take job id's lock for this run (held until vms_replicate_clear); TRUE
+ * at once when the run holds it already.  VMS_JOB_ERROR_LOCKED names the
+ * process that holds it. */
+gboolean vms_replicate_lock_job (VmsReplicate *rep, const char *id,
+                                 GError **error);
 
 /* Open a new job (or the one --resume names) for the QEMU at rep->qmp:
  * disks discovered, checked against a resumed job, state saved. */
