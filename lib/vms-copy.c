@@ -1350,6 +1350,7 @@ reconnect (Copy *copy)
   g_autoptr (GError) cause = g_steal_pointer (&copy->error);
   guint64 lost = drop_connections (copy);
   guint64 watermark = copy->stats->watermark;
+  gint64 lost_us = g_get_monotonic_time ();
   guint64 resume;
 
   for (guint attempt = 1;; attempt++)
@@ -1390,6 +1391,7 @@ reconnect (Copy *copy)
     g_array_set_size (copy->acked, 0);
   copy->stats->bytes_resent += lost + (watermark - resume);
   copy->stats->reconnects++;
+  copy->stats->reconnect_us += g_get_monotonic_time () - lost_us;
   restart_at (copy, resume);
   if (spec->reconnect)
     spec->reconnect (0, NULL, copy->stats, spec->user_data);

@@ -60,6 +60,8 @@ typedef struct
                              work_total if the guest filled holes since) */
   guint flushes;          /* FLUSH requests completed */
   guint reconnects;       /* times the connections were made again */
+  gint64 reconnect_us;    /* spent without connections, from their loss
+                             to connecting again */
   guint64 bytes_resent;   /* of bytes_written, sent again after a lost
                              connection (an upper bound when the copy went
                              back to its last FLUSH) */
