@@ -405,6 +405,9 @@ test_failed_create_leaves_nothing (void **state)
   nbd = connect_or_refused (sink, export_name);
   if (nbd)
     {
+      /* A skip leaves by longjmp, past g_autoptr: an open connection
+       * would keep nbdkit from stopping at teardown. */
+      g_clear_pointer (&nbd, nbd_close);
       vms_test_skip ("the file system of %s takes a 16 TiB file",
                      sink->replica_dir);
     }
