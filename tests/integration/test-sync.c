@@ -120,24 +120,16 @@ job_disk (Fixture *fixture, const char *job, const char *disk,
 
 /* ---- fixtures ---- */
 
-/* vd0 (qcow2, the guest writes to it) and vd1 (raw, disk1_path's image
- * if not NULL), and a vd2 (qcow2) of disk2_size bytes unless 0. */
+/* A source started with options, a sink on a unix socket, and a state
+ * directory in the sink's. */
 static int
-setup_with (void **state, const char *disk1_path, guint64 disk2_size)
+setup_source (void **state, const VmsTestVmOptions *options)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
   g_autoptr (GError) error = NULL;
-  VmsTestVmOptions options = {
-    .workload = "writer",
-    .extra_cmdline = "vms.write_rate_kib=2048 vms.write_span_mib=24",
-    .disks = { { "qcow2", 48 * MiB },
-               { "raw", 32 * MiB, disk1_path },
-               { disk2_size ? "qcow2" : NULL, disk2_size } },
-    .second_qmp = TRUE,
-  };
 
   *state = fixture;
-  fixture->vm = vms_test_vm_start (&options, &error);
+  fixture->vm = vms_test_vm_start (options, &error);
   if (!fixture->vm || !vms_test_vm_wait_ready (fixture->vm, &error))
     {
       print_error ("cannot start the source: %s\n", error->message);
@@ -154,6 +146,23 @@ setup_with (void **state, const char *disk1_path, guint64 disk2_size)
   fixture->sink_uri
       = g_strdup_printf ("nbd+unix:///?socket=%s", fixture->sink->socket_path);
   return 0;
+}
+
+/* vd0 (qcow2, the guest writes to it) and vd1 (raw, disk1_path's image
+ * if not NULL), and a vd2 (qcow2) of disk2_size bytes unless 0. */
+static int
+setup_with (void **state, const char *disk1_path, guint64 disk2_size)
+{
+  VmsTestVmOptions options = {
+    .workload = "writer",
+    .extra_cmdline = "vms.write_rate_kib=2048 vms.write_span_mib=24",
+    .disks = { { "qcow2", 48 * MiB },
+               { "raw", 32 * MiB, disk1_path },
+               { disk2_size ? "qcow2" : NULL, disk2_size } },
+    .second_qmp = TRUE,
+  };
+
+  return setup_source (state, &options);
 }
 
 static int
@@ -342,8 +351,6 @@ test_sync_rounds_then_final_round (void **state)
 static int
 setup_random_4k (void **state)
 {
-  Fixture *fixture = g_new0 (Fixture, 1);
-  g_autoptr (GError) error = NULL;
   VmsTestVmOptions options = {
     .workload = "writer",
     .extra_cmdline = "vms.write_rate_kib=512 vms.write_span_mib=0",
@@ -351,24 +358,7 @@ setup_random_4k (void **state)
     .second_qmp = TRUE,
   };
 
-  *state = fixture;
-  fixture->vm = vms_test_vm_start (&options, &error);
-  if (!fixture->vm || !vms_test_vm_wait_ready (fixture->vm, &error))
-    {
-      print_error ("cannot start the source: %s\n", error->message);
-      return -1;
-    }
-  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
-  if (!fixture->sink)
-    {
-      print_error ("cannot start the sink: %s\n", error->message);
-      return -1;
-    }
-  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
-  g_mkdir (fixture->state_dir, 0700);
-  fixture->sink_uri
-      = g_strdup_printf ("nbd+unix:///?socket=%s", fixture->sink->socket_path);
-  return 0;
+  return setup_source (state, &options);
 }
 
 /* Bytes the guest has written to vd0 since QEMU started. */
