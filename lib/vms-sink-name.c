@@ -10,10 +10,14 @@ G_DEFINE_QUARK (vms - sink - name - error - quark, vms_sink_name_error)
 
 /* The only export without a replica. */
 #define PROBE_NAME "@probe"
-/* NAME@create=SIZE: the one suffix with an argument. */
+/* NAME@create=SIZE and NAME@hashes=CHUNK: the suffixes with an
+ * argument. */
 #define CREATE_PREFIX "create="
+#define HASHES_PREFIX "hashes="
 /* What @create accepts: an NBD size is a signed 64-bit number. */
 #define CREATE_SIZE_RANGE "@create wants a size in bytes between 1 and 2^63-1"
+#define HASH_CHUNK_RANGE                                                       \
+  "@hashes wants a chunk in bytes, a power of two from 4096 to 67108864"
 
 /* Suffixes that name an export by themselves, for the parser and the
  * builder alike so that they cannot disagree. */
@@ -98,11 +102,31 @@ parse_size (const char *text, guint64 *size, GError **error)
   return TRUE;
 }
 
+static gboolean
+is_hash_chunk (guint64 chunk)
+{
+  return chunk >= VMS_SINK_NAME_HASH_CHUNK_MIN
+         && chunk <= VMS_SINK_NAME_HASH_CHUNK_MAX && (chunk & (chunk - 1)) == 0;
+}
+
+static gboolean
+parse_hash_chunk (const char *text, guint64 *chunk, GError **error)
+{
+  guint64 value = 0;
+
+  if (!*text
+      || !g_ascii_string_to_unsigned (text, 10, 1, G_MAXINT64, &value, NULL)
+      || !is_hash_chunk (value))
+    return bad_name (error, HASH_CHUNK_RANGE ", not '%.40s'", text);
+  *chunk = value;
+  return TRUE;
+}
+
 gboolean
 vms_sink_name_parse_suffix (const char *suffix, VmsSinkNameKind *kind,
-                            guint64 *create_size, GError **error)
+                            guint64 *size, GError **error)
 {
-  *create_size = 0;
+  *size = 0;
   for (gsize i = 0; i < G_N_ELEMENTS (fixed_suffixes); i++)
     if (g_str_equal (suffix, fixed_suffixes[i].suffix))
       {
@@ -111,16 +135,23 @@ vms_sink_name_parse_suffix (const char *suffix, VmsSinkNameKind *kind,
       }
   if (g_str_has_prefix (suffix, CREATE_PREFIX))
     {
-      if (!parse_size (suffix + strlen (CREATE_PREFIX), create_size, error))
+      if (!parse_size (suffix + strlen (CREATE_PREFIX), size, error))
         return FALSE;
       *kind = VMS_SINK_NAME_KIND_CREATE;
+      return TRUE;
+    }
+  if (g_str_has_prefix (suffix, HASHES_PREFIX))
+    {
+      if (!parse_hash_chunk (suffix + strlen (HASHES_PREFIX), size, error))
+        return FALSE;
+      *kind = VMS_SINK_NAME_KIND_HASHES;
       return TRUE;
     }
   return bad_name (error,
                    "unknown export suffix '@%.40s'; the sink "
                    "serves NAME, NAME@create=SIZE, NAME@live, "
                    "NAME@live-noflush, NAME@live-reset, NAME@handover, "
-                   "NAME@hashes, NAME@commit "
+                   "NAME@hashes, NAME@hashes=CHUNK, NAME@commit "
                    "and @probe",
                    suffix);
 }
@@ -147,16 +178,15 @@ vms_sink_name_parse (const char *export_name, VmsSinkName *out, GError **error)
     return FALSE;
   if (!at)
     out->kind = VMS_SINK_NAME_KIND_DATA;
-  else if (!vms_sink_name_parse_suffix (at + 1, &out->kind, &out->create_size,
-                                        error))
+  else if (!vms_sink_name_parse_suffix (at + 1, &out->kind, &out->size, error))
     return FALSE;
   out->replica = g_steal_pointer (&name);
   return TRUE;
 }
 
 char *
-vms_sink_name_build (VmsSinkNameKind kind, const char *replica,
-                     guint64 create_size, GError **error)
+vms_sink_name_build (VmsSinkNameKind kind, const char *replica, guint64 size,
+                     GError **error)
 {
   if (kind == VMS_SINK_NAME_KIND_PROBE)
     {
@@ -179,14 +209,23 @@ vms_sink_name_build (VmsSinkNameKind kind, const char *replica,
     return g_strdup (replica);
   if (kind == VMS_SINK_NAME_KIND_CREATE)
     {
-      if (create_size < 1 || create_size > G_MAXINT64)
+      if (size < 1 || size > G_MAXINT64)
         {
-          bad_name (error, CREATE_SIZE_RANGE ", not %" G_GUINT64_FORMAT,
-                    create_size);
+          bad_name (error, CREATE_SIZE_RANGE ", not %" G_GUINT64_FORMAT, size);
           return NULL;
         }
       return g_strdup_printf ("%s@" CREATE_PREFIX "%" G_GUINT64_FORMAT, replica,
-                              create_size);
+                              size);
+    }
+  if (kind == VMS_SINK_NAME_KIND_HASHES && size != 0)
+    {
+      if (!is_hash_chunk (size))
+        {
+          bad_name (error, HASH_CHUNK_RANGE ", not %" G_GUINT64_FORMAT, size);
+          return NULL;
+        }
+      return g_strdup_printf ("%s@" HASHES_PREFIX "%" G_GUINT64_FORMAT, replica,
+                              size);
     }
   for (gsize i = 0; i < G_N_ELEMENTS (fixed_suffixes); i++)
     if (fixed_suffixes[i].kind == kind)

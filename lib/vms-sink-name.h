@@ -24,6 +24,10 @@ typedef enum
 
 /* Bytes of one chunk hash in the @hashes export (XXH3-128). */
 #define VMS_SINK_NAME_HASH_SIZE 16
+/* Chunk sizes NAME@hashes=CHUNK accepts (powers of two): from the
+ * smallest write a guest makes to what one hash may make the sink read. */
+#define VMS_SINK_NAME_HASH_CHUNK_MIN 4096
+#define VMS_SINK_NAME_HASH_CHUNK_MAX (64 * 1024 * 1024)
 
 /* The export names the sink serves (documented in vmshift-sink(8)). */
 typedef enum
@@ -32,7 +36,9 @@ typedef enum
   VMS_SINK_NAME_KIND_CREATE, /* NAME@create=SIZE: create if missing, then
                                 DATA */
   VMS_SINK_NAME_KIND_LIVE,   /* NAME@live: DATA whose writes win over DATA's */
-  VMS_SINK_NAME_KIND_HASHES, /* NAME@hashes: read-only chunk hashes */
+  VMS_SINK_NAME_KIND_HASHES, /* NAME@hashes, NAME@hashes=CHUNK: read-only
+                                chunk hashes, of the sink's chunk size or
+                                of CHUNK bytes */
   VMS_SINK_NAME_KIND_COMMIT, /* NAME@commit: opening it marks NAME complete */
   VMS_SINK_NAME_KIND_PROBE,  /* @probe: discards writes, reads zeros */
   VMS_SINK_NAME_KIND_LIVE_RESET,   /* NAME@live-reset: opening it forgets the
@@ -53,7 +59,8 @@ typedef struct
 {
   VmsSinkNameKind kind; /* which export */
   char *replica;        /* replica name; NULL for the probe */
-  guint64 create_size;  /* size asked by @create=SIZE; 0 for other kinds */
+  guint64 size;         /* @create=SIZE's size, @hashes=CHUNK's chunk; 0
+                           when not given */
 } VmsSinkName;
 
 /* Parse an export name.  Every refusal says what is wrong with it. */
@@ -61,16 +68,18 @@ gboolean vms_sink_name_parse (const char *export_name, VmsSinkName *out,
                               GError **error);
 void vms_sink_name_clear (VmsSinkName *name);
 
-/* The kind (and for @create=SIZE the size) that suffix, what follows
- * NAME@, asks for; for callers that still carry suffixes. */
+/* The kind (and the size of @create=SIZE or @hashes=CHUNK) that suffix,
+ * what follows NAME@, asks for; for callers that still carry suffixes. */
 gboolean vms_sink_name_parse_suffix (const char *suffix, VmsSinkNameKind *kind,
-                                     guint64 *create_size, GError **error);
+                                     guint64 *size, GError **error);
 
-/* The export name of kind for replica (NULL for the probe) and, for
- * VMS_SINK_NAME_KIND_CREATE, create_size (ignored otherwise); parsing it
- * gives them back.  Refuses what the sink would refuse.  Caller frees. */
+/* The export name of kind for replica (NULL for the probe) and size: for
+ * VMS_SINK_NAME_KIND_CREATE the replica's size, for
+ * VMS_SINK_NAME_KIND_HASHES the chunk (0: the sink's), ignored otherwise.
+ * Parsing it gives them back.  Refuses what the sink would refuse.  Caller
+ * frees. */
 char *vms_sink_name_build (VmsSinkNameKind kind, const char *replica,
-                           guint64 create_size, GError **error);
+                           guint64 size, GError **error);
 
 /* A replica name is 1 to VMS_SINK_NAME_MAX_LENGTH characters of
  * [A-Za-z0-9._+-], not starting with '.' or '-': no '/', no "..", no

@@ -62,6 +62,33 @@ hash_chunk (VmsSinkReplica *replica, guint64 offset, guint64 length,
   return err;
 }
 
+/* Hashes of the chunks of [start, start + length), which fits in one read
+ * (small chunks: one read and one hole check for many hashes). */
+static int
+hash_chunks (VmsSinkReplica *replica, guint64 chunk, guint64 start,
+             guint64 length, guint8 *scratch, guint8 *out, GError **error)
+{
+  if (is_hole (replica, start, length))
+    memset (scratch, 0, length);
+  else
+    {
+      int err = vms_sink_replica_read (replica, scratch, length, start, error);
+
+      if (err)
+        return err;
+    }
+  for (guint64 done = 0; done < length; done += chunk)
+    {
+      XXH128_canonical_t hash;
+
+      XXH128_canonicalFromHash (
+          &hash, XXH3_128bits (scratch + done, MIN (chunk, length - done)));
+      memcpy (out, hash.digest, VMS_SINK_NAME_HASH_SIZE);
+      out += VMS_SINK_NAME_HASH_SIZE;
+    }
+  return 0;
+}
+
 int
 vms_sink_hash_read (VmsSinkReplica *replica, guint64 chunk, void *buffer,
                     guint32 count, guint64 offset, GError **error)
@@ -85,12 +112,29 @@ vms_sink_hash_read (VmsSinkReplica *replica, guint64 chunk, void *buffer,
       guint64 start = index * chunk;
       guint32 take = MIN (count, VMS_SINK_NAME_HASH_SIZE - within);
       XXH128_canonical_t hash;
-      int err = hash_chunk (replica, start, MIN (chunk, size - start),
-                            scratch, &hash, error);
+      int err;
 
-      if (err)
-        return err;
-      memcpy (out, hash.digest + within, take);
+      if (within == 0 && take == VMS_SINK_NAME_HASH_SIZE
+          && chunk < HASH_READ_SIZE)
+        {
+          guint64 hashes
+              = MIN (count / VMS_SINK_NAME_HASH_SIZE, HASH_READ_SIZE / chunk);
+          guint64 length = MIN (hashes * chunk, size - start);
+
+          err = hash_chunks (replica, chunk, start, length, scratch, out,
+                             error);
+          if (err)
+            return err;
+          take = hashes * VMS_SINK_NAME_HASH_SIZE;
+        }
+      else
+        {
+          err = hash_chunk (replica, start, MIN (chunk, size - start), scratch,
+                            &hash, error);
+          if (err)
+            return err;
+          memcpy (out, hash.digest + within, take);
+        }
       out += take;
       offset += take;
       count -= take;

@@ -5,13 +5,14 @@
 
 #include <glib.h>
 
+#include "vms-sink-name.h"
 #include "vms-sink-replica.h"
 
 G_BEGIN_DECLS
 
 #define VMS_SINK_HASH_CHUNK_DEFAULT (1024 * 1024)
-#define VMS_SINK_HASH_CHUNK_MIN 4096
-#define VMS_SINK_HASH_CHUNK_MAX (64 * 1024 * 1024)
+#define VMS_SINK_HASH_CHUNK_MIN VMS_SINK_NAME_HASH_CHUNK_MIN
+#define VMS_SINK_HASH_CHUNK_MAX VMS_SINK_NAME_HASH_CHUNK_MAX
 
 /* Bytes of the @hashes export of a replica of size bytes. */
 guint64 vms_sink_hash_export_size (guint64 size, guint64 chunk);

@@ -36,6 +36,7 @@ typedef struct
   VmsSinkNameKind kind;    /* which export this connection opened */
   VmsSinkReplica *replica; /* NULL for the probe */
   gboolean readonly;       /* nbdkit -r, or a read-only export */
+  guint64 hash_chunk;      /* @hashes: bytes per hash */
   char *description;       /* the export's description, or NULL */
 } Handle;
 
@@ -204,12 +205,16 @@ vmshift_open (int readonly)
                      || export_.kind == VMS_SINK_NAME_KIND_COMMIT
                      || export_.kind == VMS_SINK_NAME_KIND_LIVE_RESET
                      || export_.kind == VMS_SINK_NAME_KIND_HANDOVER;
+  /* A client comparing sub-blocks names its own chunk. */
+  handle->hash_chunk = export_.kind == VMS_SINK_NAME_KIND_HASHES && export_.size
+                           ? export_.size
+                           : hash_chunk;
   if (export_.kind == VMS_SINK_NAME_KIND_PROBE)
     return handle;
 
   handle->replica = vms_sink_store_open (
       store, export_.replica, export_.kind == VMS_SINK_NAME_KIND_CREATE,
-      export_.create_size, &err, &error);
+      export_.size, &err, &error);
   if (!handle->replica)
     goto failed;
   if (description)
@@ -267,7 +272,7 @@ vmshift_get_size (void *opaque)
       return 0;
     case VMS_SINK_NAME_KIND_HASHES:
       return vms_sink_hash_export_size (
-          vms_sink_replica_get_size (handle->replica), hash_chunk);
+          vms_sink_replica_get_size (handle->replica), handle->hash_chunk);
     default:
       return vms_sink_replica_get_size (handle->replica);
     }
@@ -349,8 +354,8 @@ vmshift_pread (void *opaque, void *buffer, uint32_t count, uint64_t offset,
       memset (buffer, 0, count);
       return 0;
     case VMS_SINK_NAME_KIND_HASHES:
-      err = vms_sink_hash_read (handle->replica, hash_chunk, buffer, count,
-                                offset, &error);
+      err = vms_sink_hash_read (handle->replica, handle->hash_chunk, buffer,
+                                count, offset, &error);
       break;
     case VMS_SINK_NAME_KIND_COMMIT:
     case VMS_SINK_NAME_KIND_LIVE_RESET:

@@ -621,34 +621,18 @@ test_live_ordering_concurrent (void **state)
 
 /* ---- hashes ---- */
 
+/* The sink's hashes of export (chunk bytes each) are xxhsum's of data. */
 static void
-test_hashes_match_xxhsum (void **state)
+assert_hashes_match (VmsTestSink *sink, const char *export, guint64 chunk,
+                     const guint8 *data, guint64 size)
 {
-  Fixture *fixture = *state;
-  VmsTestSink *sink = fixture->sink;
-  /* Not a multiple of the 64 KiB chunk: the last chunk is short. */
-  const guint64 size = MiB + 1000;
-  const guint64 chunk = 64 * 1024;
-  g_autofree char *copy_uri = vms_test_sink_uri (sink, "hashed@create=1049576");
-  g_autofree char *source = g_build_filename (sink->dir, "hash-src.raw", NULL);
   g_autofree char *piece = g_build_filename (sink->dir, "piece", NULL);
-  g_autofree guint8 *data = g_malloc0 (size);
   g_autofree guint8 *hashes = NULL;
   g_autoptr (GError) error = NULL;
   g_autoptr (nbd_handle) nbd = NULL;
   guint64 chunks = (size + chunk - 1) / chunk;
-  g_autofree char *xxhsum = g_find_program_in_path ("xxhsum");
 
-  if (!xxhsum)
-    vms_test_skip ("xxhsum not found (install the Debian package xxhash)");
-  /* Chunks of data, one all-zero chunk in the middle, a short tail. */
-  fill_random (data, size, 5);
-  memset (data + 3 * chunk, 0, chunk);
-  assert_true (g_file_set_contents (source, (char *)data, size, NULL));
-  const char *nbdcopy[] = { "nbdcopy", source, copy_uri, NULL };
-  run_ok (nbdcopy, NULL);
-
-  nbd = vms_test_sink_connect (sink, "hashed@hashes", &error);
+  nbd = vms_test_sink_connect (sink, export, &error);
   vms_assert_ok (nbd, error);
   assert_int_equal (nbd_get_size (nbd), (int64_t)(chunks * 16));
   assert_int_equal (nbd_is_read_only (nbd), 1);
@@ -669,9 +653,39 @@ test_hashes_match_xxhsum (void **state)
       for (int b = 0; b < 16; b++)
         g_snprintf (ours + 2 * b, 3, "%02x", hashes[i * 16 + b]);
       if (!g_str_has_prefix (out, ours))
-        fail_msg ("chunk %" G_GUINT64_FORMAT ": sink says %s, xxhsum says %s",
-                  i, ours, out);
+        fail_msg ("%s chunk %" G_GUINT64_FORMAT
+                  ": sink says %s, xxhsum says %s",
+                  export, i, ours, out);
     }
+}
+
+static void
+test_hashes_match_xxhsum (void **state)
+{
+  Fixture *fixture = *state;
+  VmsTestSink *sink = fixture->sink;
+  /* Not a multiple of the chunks: the last chunk is short. */
+  const guint64 size = MiB + 1000;
+  const guint64 chunk = 64 * 1024;
+  g_autofree char *copy_uri = vms_test_sink_uri (sink, "hashed@create=1049576");
+  g_autofree char *source = g_build_filename (sink->dir, "hash-src.raw", NULL);
+  g_autofree guint8 *data = g_malloc0 (size);
+  g_autofree char *xxhsum = g_find_program_in_path ("xxhsum");
+
+  if (!xxhsum)
+    vms_test_skip ("xxhsum not found (install the Debian package xxhash)");
+  /* Chunks of data, one all-zero chunk in the middle, a short tail. */
+  fill_random (data, size, 5);
+  memset (data + 3 * chunk, 0, chunk);
+  assert_true (g_file_set_contents (source, (char *)data, size, NULL));
+  const char *nbdcopy[] = { "nbdcopy", source, copy_uri, NULL };
+  run_ok (nbdcopy, NULL);
+
+  /* The sink's chunk (the fixture's hash-chunk=64K), then a client's own
+   * 4 KiB one, hashed many to a read, and a larger one. */
+  assert_hashes_match (sink, "hashed@hashes", chunk, data, size);
+  assert_hashes_match (sink, "hashed@hashes=4096", 4096, data, size);
+  assert_hashes_match (sink, "hashed@hashes=2097152", 2 * MiB, data, size);
 }
 
 /* ---- commit and names ---- */

@@ -22,7 +22,7 @@ assert_parses (const char *name, VmsSinkNameKind kind, const char *replica,
   assert_int_equal (parsed.kind, kind);
   assert_string_equal (parsed.replica ? parsed.replica : "(none)",
                        replica ? replica : "(none)");
-  assert_int_equal (parsed.create_size, size);
+  assert_int_equal (parsed.size, size);
 }
 
 static void
@@ -33,6 +33,9 @@ test_accepted (void **state)
   assert_parses ("vm1-disk0", VMS_SINK_NAME_KIND_DATA, "vm1-disk0", 0);
   assert_parses ("vm1-disk0@live", VMS_SINK_NAME_KIND_LIVE, "vm1-disk0", 0);
   assert_parses ("a.b_c+d@hashes", VMS_SINK_NAME_KIND_HASHES, "a.b_c+d", 0);
+  assert_parses ("x@hashes=4096", VMS_SINK_NAME_KIND_HASHES, "x", 4096);
+  assert_parses ("x@hashes=67108864", VMS_SINK_NAME_KIND_HASHES, "x",
+                 64 * 1024 * 1024);
   assert_parses ("x@commit", VMS_SINK_NAME_KIND_COMMIT, "x", 0);
   assert_parses ("x@live-reset", VMS_SINK_NAME_KIND_LIVE_RESET, "x", 0);
   assert_parses ("x@handover", VMS_SINK_NAME_KIND_HANDOVER, "x", 0);
@@ -93,6 +96,13 @@ test_refused (void **state)
   assert_refused ("x@create=1k", "@create wants a size");
   assert_refused ("x@create=0x10", "@create wants a size");
   assert_refused ("x@create=9223372036854775808", "@create wants a size");
+  /* A chunk the sink would hash at a cost, or not on its grid. */
+  assert_refused ("x@hashes=2048", "@hashes wants a chunk");
+  assert_refused ("x@hashes=134217728", "@hashes wants a chunk");
+  assert_refused ("x@hashes=12288", "@hashes wants a chunk");
+  assert_refused ("x@hashes=0", "@hashes wants a chunk");
+  assert_refused ("x@hashes=", "@hashes wants a chunk");
+  assert_refused ("x@hashes=+4096", "@hashes wants a chunk");
   assert_refused ("x@create=99999999999999999999999", "@create wants a size");
 }
 
@@ -124,6 +134,7 @@ test_built (void **state)
   assert_round_trip (VMS_SINK_NAME_KIND_LIVE_RESET, "a.b_c+d", 0,
                      "a.b_c+d@live-reset");
   assert_round_trip (VMS_SINK_NAME_KIND_HASHES, "x", 0, "x@hashes");
+  assert_round_trip (VMS_SINK_NAME_KIND_HASHES, "x", 65536, "x@hashes=65536");
   assert_round_trip (VMS_SINK_NAME_KIND_COMMIT, "x", 0, "x@commit");
   assert_round_trip (VMS_SINK_NAME_KIND_CREATE, "x", 1, "x@create=1");
   assert_round_trip (VMS_SINK_NAME_KIND_CREATE, "x",
@@ -184,6 +195,8 @@ test_not_built (void **state)
                     "not 9223372036854775808");
   assert_not_built (VMS_SINK_NAME_KIND_CREATE, "x", G_MAXUINT64,
                     "@create wants a size");
+  assert_not_built (VMS_SINK_NAME_KIND_HASHES, "x", 1000,
+                    "@hashes wants a chunk");
   assert_not_built (VMS_SINK_NAME_KIND_LIVE, NULL, 0, "no replica name");
   assert_not_built (VMS_SINK_NAME_KIND_PROBE, "x", 0, "has no replica");
   assert_not_built ((VmsSinkNameKind)99, "x", 0, "no export of kind 99");
@@ -206,6 +219,7 @@ test_suffix (void **state)
     { "hashes", VMS_SINK_NAME_KIND_HASHES, 0 },
     { "commit", VMS_SINK_NAME_KIND_COMMIT, 0 },
     { "create=4096", VMS_SINK_NAME_KIND_CREATE, 4096 },
+    { "hashes=8192", VMS_SINK_NAME_KIND_HASHES, 8192 },
   };
   g_autoptr (GError) error = NULL;
   VmsSinkNameKind kind;
