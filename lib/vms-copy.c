@@ -12,6 +12,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-copy.h"
+#include "vms-chunk-hash.h"
 #include "vms-nbd-poll.h"
 #include "vms-pace.h"
 
@@ -64,6 +65,10 @@ typedef struct
   guint64 sent;     /* bytes of it written to the destination */
   gint64 issued_us; /* when its read was issued; 0: not paced (zeroes) */
   guint64 mark;     /* the pace's mark then */
+  guint reads;      /* reads still to complete: the data, and the
+                       destination's hashes when comparing */
+  guint8 *hashes;   /* the destination's hashes of span, or NULL */
+  VmsChunkSpan span; /* the chunks compared */
   guint parts;      /* destination requests still to complete */
   gboolean done;    /* acknowledged by the destination */
   gboolean failed;  /* failed: the watermark stops before it */
@@ -80,6 +85,8 @@ struct _Copy
   struct nbd_handle **dst;      /* destination connections */
   struct nbd_handle *map;       /* source connection for block status */
   const char *map_context;      /* meta context asked on map */
+  struct nbd_handle *cmp;       /* destination connection for its hashes, or
+                                   NULL when not comparing */
   struct nbd_handle *dst_map;   /* destination connection for its map, or
                                    NULL: zeroes are always sent */
   guint64 dst_known_start;      /* the destination's map says that */
@@ -258,6 +265,7 @@ close_all (Copy *copy)
     }
   g_clear_pointer (&copy->map, nbd_close);
   g_clear_pointer (&copy->dst_map, nbd_close);
+  g_clear_pointer (&copy->cmp, nbd_close);
   copy->n = 0;
 }
 
@@ -304,6 +312,15 @@ connect_all (Copy *copy, guint wanted, guint timeout_ms, GError **error)
       /* An optimisation: without the map, zeroes are sent as before. */
       copy->dst_map = open_endpoint (copy, spec->dest_uri, "dest-map",
                                      "base:allocation", timeout_ms, &map_error);
+    }
+  if (spec->compare_uri)
+    {
+      /* One connection: hash reads are small, and the sink hashes
+       * requests of one connection in parallel. */
+      copy->cmp = open_endpoint (copy, spec->compare_uri, "dest-hashes", NULL,
+                                 timeout_ms, error);
+      if (!copy->cmp)
+        return FALSE;
     }
   if (!copy->dst_multi_conn)
     wanted = 1;
@@ -532,6 +549,14 @@ give_buffer (Copy *copy, guint8 *buffer)
     g_ptr_array_add (copy->free_buffers, buffer);
 }
 
+/* The request's data and hashes are no longer needed. */
+static void
+release_buffers (Copy *copy, Request *request)
+{
+  give_buffer (copy, g_steal_pointer (&request->buffer));
+  g_clear_pointer (&request->hashes, g_free);
+}
+
 /* The request is out of flight: acknowledged, failed or never issued. */
 static void
 leave_flight (Copy *copy, Request *request)
@@ -568,7 +593,7 @@ write_done (void *user_data, int *error)
   leave_flight (copy, request);
   if (!request->failed)
     request->done = TRUE;
-  give_buffer (copy, g_steal_pointer (&request->buffer));
+  release_buffers (copy, request);
   return 1;
 }
 
@@ -617,15 +642,15 @@ issue_write (Copy *copy, Request *request, guint64 offset, guint64 length)
 }
 
 /* Length of the run of zero blocks (or of data blocks, when zero is FALSE)
- * starting at position within the request's buffer. */
+ * starting at position within the request's buffer, up to limit. */
 static guint64
-run_length (Request *request, guint64 position, gboolean zero)
+run_length (Request *request, guint64 position, guint64 limit, gboolean zero)
 {
   guint64 end = position;
 
-  while (end < request->length)
+  while (end < limit)
     {
-      guint64 block = MIN (ZERO_BLOCK, request->length - end);
+      guint64 block = MIN (ZERO_BLOCK, limit - end);
 
       if (vms_copy_is_zero (request->buffer + end, block) != zero)
         break;
@@ -646,21 +671,18 @@ skip_dest_zeroes (Copy *copy, guint64 offset, guint64 length)
   return TRUE;
 }
 
-/* Write what was read: data as writes, long zero runs as zero requests
- * (they carry no payload), short ones inside the data. */
+/* Write [from, to) of what was read: data as writes, long zero runs as
+ * zero requests (they carry no payload), short ones inside the data. */
 static gboolean
-issue_writes (Copy *copy, Request *request)
+issue_writes_between (Copy *copy, Request *request, guint64 from, guint64 to)
 {
-  guint64 position = 0, data_start = 0;
+  guint64 position = from, data_start = from;
 
-  /* Taking a part for ourselves keeps the request alive until all its
-   * writes are issued, even if the first completes at once. */
-  request->parts = 1;
-  while (position < request->length)
+  while (position < to)
     {
-      guint64 zeroes = run_length (request, position, TRUE);
+      guint64 zeroes = run_length (request, position, to, TRUE);
 
-      if (zeroes >= MIN_ZERO_RUN || (zeroes > 0 && zeroes == request->length))
+      if (zeroes >= MIN_ZERO_RUN || (zeroes > 0 && zeroes == to - from))
         {
           if (position > data_start
               && !issue_write (copy, request, request->offset + data_start,
@@ -675,8 +697,9 @@ issue_writes (Copy *copy, Request *request)
           data_start = position;
         }
       else
-        position += MAX (zeroes, run_length (request, position + zeroes, FALSE)
-                                     + zeroes);
+        position
+            += MAX (zeroes, run_length (request, position + zeroes, to, FALSE)
+                                + zeroes);
     }
   if (position > data_start
       && !issue_write (copy, request, request->offset + data_start,
@@ -685,12 +708,84 @@ issue_writes (Copy *copy, Request *request)
   return TRUE;
 }
 
+/* Write what was read, but for the compared chunks the destination holds
+ * already. */
+static gboolean
+issue_writes (Copy *copy, Request *request)
+{
+  guint64 chunk = copy->spec->compare_chunk;
+  guint64 position = 0;
+
+  /* Taking a part for ourselves keeps the request alive until all its
+   * writes are issued, even if the first completes at once. */
+  request->parts = 1;
+  for (guint i = 0; request->hashes && i < request->span.count; i++)
+    {
+      guint64 start = request->span.start - request->offset + i * chunk;
+      guint64 length = MIN (chunk, request->span.end - request->offset - start);
+
+      if (!vms_chunk_hash_matches (request->buffer + start, length,
+                                   request->hashes
+                                       + i * VMS_SINK_NAME_HASH_SIZE))
+        continue;
+      if (!issue_writes_between (copy, request, position, start))
+        return FALSE;
+      vms_rate_refund (copy->spec->rate, length);
+      copy->stats->bytes_matched += length;
+      position = start + length;
+    }
+  return issue_writes_between (copy, request, position, request->length);
+}
+
+/* Both reads of a request (data and hashes) are done, or one could not be
+ * issued: write, or give up the request. */
+static int
+reads_done (Request *request)
+{
+  Copy *copy = request->copy;
+  int no_error = 0;
+
+  if (--request->reads > 0)
+    return 1;
+  if (request->failed)
+    {
+      leave_flight (copy, request);
+      release_buffers (copy, request);
+      return 1;
+    }
+  if (!issue_writes (copy, request))
+    request->failed = TRUE;
+  /* Drop the part issue_writes held; completes the request if the writes
+   * already have, or if none could be issued. */
+  write_done (request, &no_error);
+  return 1;
+}
+
+static int
+hashes_done (void *user_data, int *error)
+{
+  Request *request = user_data;
+  Copy *copy = request->copy;
+
+  copy->last_activity_us = g_get_monotonic_time ();
+  if (*error)
+    {
+      set_request_error (
+          copy, *error, VMS_COPY_ERROR_DEST,
+          "reading the destination's hashes of %" G_GUINT64_FORMAT
+          " bytes at %" G_GUINT64_FORMAT ": %s",
+          request->span.end - request->span.start, request->span.start,
+          g_strerror (*error));
+      request->failed = TRUE;
+    }
+  return reads_done (request);
+}
+
 static int
 read_done (void *user_data, int *error)
 {
   Request *request = user_data;
   Copy *copy = request->copy;
-  int no_error = 0;
 
   copy->last_activity_us = g_get_monotonic_time ();
   if (*error)
@@ -700,17 +795,10 @@ read_done (void *user_data, int *error)
                          " bytes at %" G_GUINT64_FORMAT " from the source: %s",
                          request->length, request->offset, g_strerror (*error));
       request->failed = TRUE;
-      leave_flight (copy, request);
-      give_buffer (copy, g_steal_pointer (&request->buffer));
-      return 1;
     }
-  copy->stats->bytes_read += request->length;
-  if (!issue_writes (copy, request))
-    request->failed = TRUE;
-  /* Drop the part issue_writes held; completes the request if the writes
-   * already have, or if none could be issued. */
-  write_done (request, &no_error);
-  return 1;
+  else
+    copy->stats->bytes_read += request->length;
+  return reads_done (request);
 }
 
 /* The least busy pair with room, or -1. */
@@ -739,6 +827,76 @@ new_request (Copy *copy, guint64 offset, guint64 length, guint conn)
   copy->in_flight[conn]++;
   copy->last_activity_us = g_get_monotonic_time ();
   return request;
+}
+
+/* Ask the destination for its hashes of the request's whole chunks. */
+static gboolean
+issue_hash_read (Copy *copy, Request *request)
+{
+  guint64 chunk = copy->spec->compare_chunk;
+  nbd_completion_callback done
+      = { .callback = hashes_done, .user_data = request };
+
+  request->span = vms_chunk_hash_span (request->offset, request->length,
+                                       copy->size, chunk);
+  if (!copy->cmp || request->span.count == 0)
+    return TRUE;
+  request->hashes = g_malloc (request->span.count * VMS_SINK_NAME_HASH_SIZE);
+  request->reads++;
+  if (nbd_aio_pread (copy->cmp, request->hashes,
+                     request->span.count * VMS_SINK_NAME_HASH_SIZE,
+                     vms_chunk_hash_offset (request->span.start, chunk), done,
+                     0)
+      < 0)
+    {
+      request->reads--;
+      set_request_error (
+          copy, nbd_get_errno (), VMS_COPY_ERROR_DEST,
+          "reading the destination's hashes at %" G_GUINT64_FORMAT ": %s",
+          request->span.start, nbd_get_error ());
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Read length bytes at the frontier on connection pair conn (and, when
+ * comparing, the destination's hashes of them). */
+static gboolean
+issue_read (Copy *copy, guint64 length, int conn, gint64 now)
+{
+  Request *request = new_request (copy, copy->frontier, length, conn);
+  nbd_completion_callback done
+      = { .callback = read_done, .user_data = request };
+
+  if (copy->spec->bitmap)
+    copy->stats->dirty_bytes += length;
+  request->work = length;
+  request->buffer = take_buffer (copy);
+  request->issued_us = now;
+  request->mark = vms_pace_mark (&copy->pace);
+  copy->flight_bytes += length;
+  copy->frontier += length;
+  /* Our own count until both reads are issued: one may complete before
+   * the other is. */
+  request->reads = 1;
+  if (!issue_hash_read (copy, request))
+    request->failed = TRUE;
+  else
+    {
+      request->reads++;
+      if (nbd_aio_pread (copy->src[conn], request->buffer, length,
+                         request->offset, done, 0)
+          < 0)
+        {
+          request->reads--;
+          set_request_error (copy, nbd_get_errno (), VMS_COPY_ERROR_SOURCE,
+                             "reading at %" G_GUINT64_FORMAT ": %s",
+                             request->offset, nbd_get_error ());
+          request->failed = TRUE;
+        }
+    }
+  reads_done (request);
+  return !copy->error;
 }
 
 /* Jump over the range acknowledged before a reconnect that the frontier
@@ -841,31 +999,8 @@ issue_more (Copy *copy, gint64 now)
               break;
             }
         }
-      {
-        Request *request = new_request (copy, copy->frontier, length, conn);
-        nbd_completion_callback done
-            = { .callback = read_done, .user_data = request };
-
-        if (copy_dirty_only)
-          copy->stats->dirty_bytes += length;
-        request->work = length;
-        request->buffer = take_buffer (copy);
-        request->issued_us = now;
-        request->mark = vms_pace_mark (&copy->pace);
-        copy->flight_bytes += length;
-        copy->frontier += length;
-        if (nbd_aio_pread (copy->src[conn], request->buffer, length,
-                           request->offset, done, 0)
-            < 0)
-          {
-            set_request_error (copy, nbd_get_errno (), VMS_COPY_ERROR_SOURCE,
-                               "reading at %" G_GUINT64_FORMAT ": %s",
-                               request->offset, nbd_get_error ());
-            request->failed = TRUE;
-            leave_flight (copy, request);
-            return FALSE;
-          }
-      }
+      if (!issue_read (copy, length, conn, now))
+        return FALSE;
     }
   return TRUE;
 }
@@ -1065,14 +1200,17 @@ checkpoint_due (Copy *copy, gint64 now)
 static int
 poll_handles (Copy *copy, int timeout_ms)
 {
-  struct nbd_handle *handles[2 * VMS_COPY_MAX_CONNECTIONS];
+  struct nbd_handle *handles[2 * VMS_COPY_MAX_CONNECTIONS + 1];
+  guint count = 2 * copy->n;
 
   for (guint i = 0; i < copy->n; i++)
     {
       handles[i] = copy->src[i];
       handles[copy->n + i] = copy->dst[i];
     }
-  return vms_nbd_poll (handles, 2 * copy->n, timeout_ms);
+  if (copy->cmp)
+    handles[count++] = copy->cmp;
+  return vms_nbd_poll (handles, count, timeout_ms);
 }
 
 static void
@@ -1088,6 +1226,11 @@ check_dead_handles (Copy *copy)
                         "the destination connection was lost: %s",
                         nbd_get_error ());
     }
+  if (copy->cmp
+      && (nbd_aio_is_dead (copy->cmp) || nbd_aio_is_closed (copy->cmp)))
+    set_link_error (copy, VMS_COPY_ERROR_DEST,
+                    "the destination's hashes connection was lost: %s",
+                    nbd_get_error ());
 }
 
 /* Requests that failed or never completed are lost with the connections;
@@ -1100,6 +1243,7 @@ free_requests (Copy *copy)
   while ((request = g_queue_pop_head (&copy->requests)))
     {
       g_free (request->buffer);
+      g_free (request->hashes);
       g_free (request);
     }
 }
@@ -1219,6 +1363,19 @@ check_sizes (Copy *copy, GError **error)
                    dest_size, size);
       return FALSE;
     }
+  if (copy->cmp
+      && nbd_get_size (copy->cmp)
+             != (int64_t)vms_chunk_hash_offset (size + copy->spec->compare_chunk
+                                                    - 1,
+                                                copy->spec->compare_chunk))
+    {
+      g_set_error (
+          error, VMS_COPY_ERROR, VMS_COPY_ERROR_DEST,
+          "the destination's hashes (%s) do not cover %" G_GINT64_FORMAT
+          " bytes in chunks of %u",
+          copy->spec->compare_uri, size, copy->spec->compare_chunk);
+      return FALSE;
+    }
   copy->size = size;
   return TRUE;
 }
@@ -1272,7 +1429,7 @@ drop_connections (Copy *copy)
       /* Counted again when issued again. */
       if (copy->spec->bitmap)
         copy->stats->dirty_bytes -= request->work;
-      give_buffer (copy, g_steal_pointer (&request->buffer));
+      release_buffers (copy, request);
       g_free (request);
     }
   /* Those of an earlier reconnect not passed yet lie beyond. */
@@ -1424,6 +1581,17 @@ validate (const VmsCopySpec *spec, GError **error)
       g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_INVALID,
                    "at most %d connections and %d requests in flight each",
                    VMS_COPY_MAX_CONNECTIONS, VMS_COPY_MAX_QUEUE_DEPTH);
+      return FALSE;
+    }
+  if (spec->compare_uri
+      && (spec->compare_chunk < VMS_SINK_NAME_HASH_CHUNK_MIN
+          || spec->compare_chunk > VMS_SINK_NAME_HASH_CHUNK_MAX
+          || (spec->compare_chunk & (spec->compare_chunk - 1)) != 0))
+    {
+      g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_INVALID,
+                   "compare chunk %u is not a power of two from %d to %d",
+                   spec->compare_chunk, VMS_SINK_NAME_HASH_CHUNK_MIN,
+                   VMS_SINK_NAME_HASH_CHUNK_MAX);
       return FALSE;
     }
   return TRUE;

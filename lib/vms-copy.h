@@ -53,6 +53,8 @@ typedef struct
   guint64 bytes_zeroed;   /* ranges zeroed at the destination (no payload) */
   guint64 bytes_skipped;  /* ranges not sent: clean, or zeroes the
                              destination already reads as zeroes */
+  guint64 bytes_matched;  /* read, but not sent: the destination's hash of
+                             the chunk was the same (compare_uri) */
   guint64 dirty_bytes;    /* dirty mode: dirty bytes seen in the map so far */
   guint64 work_total;     /* bytes of [start, end) to copy, as mapped at the
                              start: dirty, or not known to read as zeroes */
@@ -101,6 +103,10 @@ typedef struct
   guint retry_timeout_ms;  /* connections lost (reset, timeout): connect
                               again for up to this long and go on; 0: fail
                               at once */
+  const char *compare_uri; /* the destination's NAME@hashes=CHUNK, or
+                              NULL: chunks of what is read that hash the
+                              same there are not sent */
+  guint32 compare_chunk;   /* CHUNK of compare_uri */
   gboolean skip_dest_zeroes; /* copying all: where the destination's map
                                 says it reads as zeroes already, send no
                                 zero request (a new sparse replica) */
@@ -115,7 +121,10 @@ typedef struct
 /* Copy [start, end) of the source to the destination.  Requests are
  * issued in offset order, many in flight on several connections; data that
  * reads as zeroes is sent as a zero request (unless skip_dest_zeroes finds
- * the destination zero there already).  On success everything is
+ * the destination zero there already).  With compare_uri, each read's
+ * chunks are hashed and only those whose hash differs from the
+ * destination's are sent: for a source whose dirty bitmap was lost, or
+ * bitmaps coarser than the guest's writes.  On success everything is
  * flushed and stats->durable == end.  On failure or stop, whatever could
  * be flushed was, and the last checkpoint says where to resume.
  *
