@@ -253,6 +253,8 @@ build_disk (JsonBuilder *builder, const VmsJobDisk *disk)
   put_int (builder, "bytes-final", disk->bytes_final);
   put_int (builder, "reconnects", disk->reconnects);
   put_int (builder, "bytes-resent", disk->bytes_resent);
+  put_int (builder, "bytes-matched", disk->bytes_matched);
+  put_bool (builder, "compare-all", disk->compare_all);
   put_int (builder, "granularity", disk->granularity);
   put_string (builder, "granularity-reason", disk->granularity_reason);
   json_builder_end_object (builder);
@@ -477,6 +479,9 @@ read_disk (VmsJob *job, JsonNode *node, const char *path)
   disk->bytes_final = get_int_optional (&reader, "bytes-final");
   disk->reconnects = get_int_optional (&reader, "reconnects");
   disk->bytes_resent = get_int_optional (&reader, "bytes-resent");
+  disk->bytes_matched = get_int_optional (&reader, "bytes-matched");
+  disk->compare_all = json_object_has_member (reader.object, "compare-all")
+                      && get_bool (&reader, "compare-all");
   granularity = get_int_optional (&reader, "granularity");
   disk->granularity = (guint32)granularity;
   disk->granularity_reason

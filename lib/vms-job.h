@@ -52,6 +52,11 @@ typedef struct
   guint64 bytes_final;      /* the last round (pause) or catch-up (mirror) */
   guint64 reconnects;       /* lost connections made again, all runs */
   guint64 bytes_resent;     /* of bytes_written, sent again after them */
+  guint64 bytes_matched;    /* read but not sent, all runs: the replica's
+                               hash of the chunk was the same */
+  gboolean compare_all;     /* the background copy sends only the chunks
+                               whose hash differs from the replica's: the
+                               disk's bitmaps were lost (QEMU restarted) */
   guint32 granularity;      /* bytes per bit of the job's bitmaps; 0: not
                                chosen yet, or a job file from before it was
                                recorded (its bitmaps tell) */

@@ -100,6 +100,24 @@ parse_sizes (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
   return TRUE;
 }
 
+static gboolean
+parse_compare (const char *text, VmsReplicateConfig *config, GError **error)
+{
+  static const char *const names[] = { "auto", "always", "never" };
+
+  if (!text)
+    return TRUE;
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    if (g_str_equal (text, names[i]))
+      {
+        config->compare = (VmsReplicateCompare)i;
+        return TRUE;
+      }
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               "--compare takes auto, always or never, not '%s'", text);
+  return FALSE;
+}
+
 /* Names are refused as typed, never rewritten: a job is resumed by the
  * name it was given, and the sink must be one before a job file is
  * written for it. */
@@ -131,7 +149,8 @@ vms_cli_copy_options_parse (VmsCliCopyOptions *options,
                             VmsReplicateConfig *config, GError **error)
 {
   if (!check_names (options, error) || !parse_counts (options, config, error)
-      || !parse_sizes (options, config, error))
+      || !parse_sizes (options, config, error)
+      || !parse_compare (options->compare, config, error))
     return FALSE;
   /* QEMU gets the sink's socket and keys for the mirror, in its own
    * working directory; the job keeps them for a run from another one. */
@@ -168,6 +187,7 @@ vms_cli_copy_options_clear (VmsCliCopyOptions *options)
   g_clear_pointer (&options->io_timeout, g_free);
   g_clear_pointer (&options->retry_timeout, g_free);
   g_clear_pointer (&options->bitmap_memory, g_free);
+  g_clear_pointer (&options->compare, g_free);
 }
 
 GOptionEntry *
@@ -227,6 +247,11 @@ vms_cli_copy_option_entries (VmsCliCopyOptions *options)
       "QEMU memory for the dirty bitmaps of all disks, which sets how fine "
       "they can be (default 64M)",
       "SIZE" },
+    { "compare", 0, 0, G_OPTION_ARG_STRING, &options->compare,
+      "Send only the chunks whose hash differs from the replica's: auto "
+      "(rounds of bitmaps coarser than 4K, and disks whose bitmaps were "
+      "lost), always (also every background copy), never",
+      "WHEN" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
       "Print one JSON event per line on stdout", NULL },
     G_OPTION_ENTRY_NULL

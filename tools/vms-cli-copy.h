@@ -30,6 +30,7 @@ typedef struct
   char *checkpoint_bytes;   /* --checkpoint-bytes */
   char *granularity;        /* --granularity */
   char *bitmap_memory;      /* --bitmap-memory */
+  char *compare;            /* --compare */
   char *checkpoint_seconds; /* --checkpoint-seconds */
   char *io_timeout;         /* --io-timeout */
   char *retry_timeout;      /* --retry-timeout */

@@ -237,13 +237,32 @@ wait_for_qmp (VmsTestVm *vm, GError **error)
   return FALSE;
 }
 
+/* Start QEMU with vm->argv and connect QMP. */
+static gboolean
+spawn (VmsTestVm *vm, GError **error)
+{
+  int log_fd;
+  gboolean spawned;
+
+  log_fd = open (vm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (log_fd < 0)
+    {
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
+                   "open %s: %s", vm->log_path, g_strerror (errno));
+      return FALSE;
+    }
+  spawned = g_spawn_async_with_fds (
+      NULL, vm->argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
+      child_setup, NULL, &vm->pid, -1, log_fd, log_fd, error);
+  close (log_fd);
+  return spawned && wait_for_qmp (vm, error);
+}
+
 VmsTestVm *
 vms_test_vm_start (const VmsTestVmOptions *options, GError **error)
 {
   g_autoptr (VmsTestVm) vm = g_new0 (VmsTestVm, 1);
   g_autoptr (GPtrArray) argv = NULL;
-  int log_fd;
-  gboolean spawned;
 
   if (!options->no_guest)
     vms_test_guest_prepare ();
@@ -259,23 +278,24 @@ vms_test_vm_start (const VmsTestVmOptions *options, GError **error)
       return NULL;
 
   argv = build_argv (vm, options);
-  log_fd = open (vm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (log_fd < 0)
-    {
-      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
-                   "open %s: %s", vm->log_path, g_strerror (errno));
-      return NULL;
-    }
-  spawned = g_spawn_async_with_fds (
-      NULL, (char **)argv->pdata, NULL,
-      G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, child_setup, NULL,
-      &vm->pid, -1, log_fd, log_fd, error);
-  close (log_fd);
-  if (!spawned)
-    return NULL;
-  if (!wait_for_qmp (vm, error))
+  g_ptr_array_add (argv, NULL);
+  vm->argv = (char **)g_ptr_array_free (g_steal_pointer (&argv), FALSE);
+  if (!spawn (vm, error))
     return NULL;
   return g_steal_pointer (&vm);
+}
+
+gboolean
+vms_test_vm_restart (VmsTestVm *vm, GError **error)
+{
+  g_clear_pointer (&vm->qmp, vms_qmp_free);
+  vms_test_vm_kill (vm);
+  /* Not the dead QEMU's sockets: wait_for_qmp waits for the new ones. */
+  g_unlink (vm->qmp_path);
+  if (vm->qmp2_path)
+    g_unlink (vm->qmp2_path);
+  vm->exited = FALSE;
+  return spawn (vm, error);
 }
 
 gboolean
@@ -421,5 +441,6 @@ vms_test_vm_free (VmsTestVm *vm)
   g_free (vm->log_path);
   for (guint i = 0; i < VMS_TEST_VM_MAX_DISKS; i++)
     g_free (vm->disk_paths[i]);
+  g_strfreev (vm->argv);
   g_free (vm);
 }

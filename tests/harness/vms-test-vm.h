@@ -56,6 +56,7 @@ typedef struct
   GPid pid;                                /* QEMU's process id */
   gboolean exited;                         /* QEMU has been reaped */
   VmsQmp *qmp;                             /* connected QMP client */
+  char **argv;                             /* QEMU's command line */
 } VmsTestVm;
 
 /* Build the guest kernel and initramfs once per process (the build is
@@ -92,6 +93,11 @@ gboolean vms_test_vm_qemu_io (VmsTestVm *vm, const char *device_id,
 
 /* SIGKILL QEMU and reap it. */
 void vms_test_vm_kill (VmsTestVm *vm);
+
+/* SIGKILL QEMU and start it again with the same command line and images:
+ * a crash and restart (raw images lose their dirty bitmaps).  The guest
+ * boots again; wait with vms_test_vm_wait_ready. */
+gboolean vms_test_vm_restart (VmsTestVm *vm, GError **error);
 
 /* Wait up to timeout_ms for QEMU to exit by itself; TRUE if it did. */
 gboolean vms_test_vm_wait_exit (VmsTestVm *vm, guint timeout_ms);

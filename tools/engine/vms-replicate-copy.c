@@ -51,6 +51,7 @@ typedef struct
   char *export;           /* QEMU's export of the disk for this pass */
   char *source_uri;       /* NBD URI of that export */
   char *dest_uri;         /* NBD URI of the replica */
+  char *compare_uri;      /* NBD URI of its hashes, or NULL */
   VmsCopySpec spec;       /* what the worker runs */
   VmsCopyStats stats;     /* the engine's figures; the worker's alone */
   /* Under batch->lock: */
@@ -102,6 +103,7 @@ task_free (Task *task)
   g_free (task->export);
   g_free (task->source_uri);
   g_free (task->dest_uri);
+  g_free (task->compare_uri);
   g_queue_clear_full (&task->reconnects, (GDestroyNotify)reconnect_free);
   g_clear_error (&task->error);
   g_free (task);
@@ -124,6 +126,7 @@ on_checkpoint (const VmsCopyStats *stats, gpointer user_data, GError **error)
   disk->bytes_zeroed += stats->bytes_zeroed - task->last.bytes_zeroed;
   disk->reconnects += stats->reconnects - task->last.reconnects;
   disk->bytes_resent += stats->bytes_resent - task->last.bytes_resent;
+  disk->bytes_matched += stats->bytes_matched - task->last.bytes_matched;
   rep->run_bytes[rep->pass] += sent;
   switch (rep->pass)
     {
@@ -255,6 +258,16 @@ prepare_task (Batch *batch, Task *task, guint connections, GError **error)
       rep->job->sink, VMS_SINK_NAME_KIND_DATA, disk->replica, 0, error);
   if (!task->dest_uri)
     return FALSE;
+  if (task->copy->compare_chunk)
+    {
+      task->compare_uri = vms_sink_client_export_uri (
+          rep->job->sink, VMS_SINK_NAME_KIND_HASHES, disk->replica,
+          task->copy->compare_chunk, error);
+      if (!task->compare_uri)
+        return FALSE;
+      spec->compare_uri = task->compare_uri;
+      spec->compare_chunk = task->copy->compare_chunk;
+    }
   task->export = g_strdup_printf ("vmshift-%s-%s-r%u", rep->job->id, disk->name,
                                   disk->round);
   if (!vms_export_add (rep->qmp, disk->node, task->export, task->copy->bitmap,

@@ -19,6 +19,8 @@ typedef struct
 {
   VmsJobDisk *disk;   /* disk to copy, from its watermark on; borrowed */
   const char *bitmap; /* copy what this bitmap marks; NULL: all of it */
+  guint32 compare_chunk; /* send only chunks of this size whose hash
+                            differs from the replica's; 0: all */
   char *phase;        /* "background", "round N", "final round N" */
   gboolean done;      /* set by the run: the pass completed and is durable */
 } VmsReplicateCopy;

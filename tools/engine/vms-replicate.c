@@ -49,6 +49,28 @@ bitmap_name (VmsJob *job, guint round)
 
 /* ---- passes ---- */
 
+/* The chunk a pass on disk compares with the replica's hashes, or 0 to
+ * send all it reads. */
+static guint32
+compare_chunk (VmsReplicate *rep, VmsJobDisk *disk, gboolean background)
+{
+  switch (rep->config->compare)
+    {
+    case VMS_REPLICATE_COMPARE_NEVER:
+      return 0;
+    case VMS_REPLICATE_COMPARE_ALWAYS:
+      return VMS_REPLICATE_COMPARE_CHUNK;
+    default:
+      /* A round sends a whole bit's worth for each small write: where a
+       * bit covers more than the chunk, most of that is at the sink. */
+      if (background)
+        return disk->compare_all ? VMS_REPLICATE_COMPARE_CHUNK : 0;
+      return disk->granularity > VMS_REPLICATE_COMPARE_CHUNK
+                 ? VMS_REPLICATE_COMPARE_CHUNK
+                 : 0;
+    }
+}
+
 static gboolean
 check_bitmap (VmsReplicate *rep, VmsJobDisk *disk, const char *name,
               GError **error)
@@ -221,11 +243,13 @@ round_on_disks (VmsReplicate *rep, GPtrArray *disks, guint64 *dirty,
     {
       VmsJobDisk *disk = disks->pdata[i];
       char *phase = round_prepare (rep, disk, error);
+      VmsReplicateCopy *copy;
 
       if (!phase)
         return FALSE;
-      g_ptr_array_add (
-          copies, vms_replicate_copy_new (disk, disk->copying_bitmap, phase));
+      copy = vms_replicate_copy_new (disk, disk->copying_bitmap, phase);
+      copy->compare_chunk = compare_chunk (rep, disk, FALSE);
+      g_ptr_array_add (copies, copy);
     }
   if (copies->len == 0)
     return TRUE;
@@ -406,13 +430,15 @@ vms_replicate_background (VmsReplicate *rep, GError **error)
   for (guint i = 0; i < rep->job->disks->len; i++)
     {
       VmsJobDisk *disk = rep->job->disks->pdata[i];
+      VmsReplicateCopy *copy;
 
       if (disk->round > 0)
         continue;
       if (!background_prepare (rep, disk, error))
         return FALSE;
-      g_ptr_array_add (
-          copies, vms_replicate_copy_new (disk, NULL, g_strdup ("background")));
+      copy = vms_replicate_copy_new (disk, NULL, g_strdup ("background"));
+      copy->compare_chunk = compare_chunk (rep, disk, TRUE);
+      g_ptr_array_add (copies, copy);
     }
   if (copies->len == 0)
     return TRUE;
@@ -427,6 +453,7 @@ vms_replicate_background (VmsReplicate *rep, GError **error)
         {
           copy->disk->round = 1;
           copy->disk->watermark = 0;
+          copy->disk->compare_all = FALSE;
         }
     }
   return save_after_pass (rep, ok, error);
@@ -872,7 +899,8 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
     return FALSE;
   if (!config->resume)
     warn_other_bitmaps (rep);
-  return vms_replicate_settle_granularity (rep, error);
+  return vms_replicate_settle_granularity (rep, error)
+         && (!config->resume || vms_replicate_recover_bitmaps (rep, error));
 }
 
 void
@@ -886,6 +914,11 @@ vms_replicate_report_disks (VmsReplicate *rep)
       g_autofree char *zeroed = vms_format_size (disk->bytes_zeroed);
       g_autofree char *last = vms_format_size (disk->last_round_dirty);
       g_autofree char *granularity = vms_granularity_format (disk->granularity);
+      g_autofree char *matched_size = vms_format_size (disk->bytes_matched);
+      g_autofree char *matched
+          = disk->bytes_matched ? g_strdup_printf (
+                ", %s read but at the sink already", matched_size)
+                                : g_strdup ("");
 
       json_object_set_string_member (fields, "disk", disk->name);
       json_object_set_string_member (fields, "replica", disk->replica);
@@ -895,6 +928,7 @@ vms_replicate_report_disks (VmsReplicate *rep)
       json_object_set_int_member (fields, "rounds", disk->round - 1);
       json_object_set_int_member (fields, "reconnects", disk->reconnects);
       json_object_set_int_member (fields, "bytes-resent", disk->bytes_resent);
+      json_object_set_int_member (fields, "bytes-matched", disk->bytes_matched);
       json_object_set_int_member (fields, "last-round-dirty",
                                   disk->last_round_dirty);
       json_object_set_string_member (fields, "recording-bitmap",
@@ -902,9 +936,9 @@ vms_replicate_report_disks (VmsReplicate *rep)
       json_object_set_int_member (fields, "granularity", disk->granularity);
       json_object_set_int_member (fields, "bytes-rounds", disk->bytes_rounds);
       vms_progress_event (rep->progress, "disk-synced", fields,
-                          "%s -> %s: %s sent, %s zeroed, %u rounds, last "
+                          "%s -> %s: %s sent, %s zeroed%s, %u rounds, last "
                           "round %s, bitmap granularity %s%s%s%s",
-                          disk->name, disk->replica, written, zeroed,
+                          disk->name, disk->replica, written, zeroed, matched,
                           disk->round - 1, last, granularity,
                           disk->recording_bitmap ? "; bitmap " : "",
                           disk->recording_bitmap ? disk->recording_bitmap : "",

@@ -23,6 +23,22 @@ G_BEGIN_DECLS
 /* ... but while the source is paused for the final round, this long. */
 #define VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S 5
 
+/* Chunk of the replica's hashes a copy compares with: the guest's
+ * smallest write. */
+#define VMS_REPLICATE_COMPARE_CHUNK 4096
+
+/* When a copy reads the replica's chunk hashes and sends only the chunks
+ * that differ (--compare). */
+typedef enum
+{
+  VMS_REPLICATE_COMPARE_AUTO,   /* dirty rounds of disks whose bitmaps are
+                                   coarser than the chunk, and the copy of a
+                                   disk whose bitmaps were lost */
+  VMS_REPLICATE_COMPARE_ALWAYS, /* also every background copy: a replica
+                                   that holds an older copy already */
+  VMS_REPLICATE_COMPARE_NEVER,  /* send all that is read */
+} VmsReplicateCompare;
+
 /* What to replicate and how: the parsed options of sync and migrate. */
 typedef struct
 {
@@ -53,6 +69,7 @@ typedef struct
   guint64 bitmap_memory; /* bytes QEMU may spend on the job's bitmaps, all
                             disks together */
   guint64 max_bandwidth; /* bytes per second, 0: unlimited */
+  VmsReplicateCompare compare; /* --compare */
 } VmsReplicateConfig;
 
 /* The defaults of the options not given. */
@@ -116,6 +133,13 @@ gboolean vms_replicate_lock_job (VmsReplicate *rep, const char *id,
  * disks discovered, checked against a resumed job, state saved. */
 gboolean vms_replicate_open_job (VmsReplicate *rep, const char *source,
                                  GError **error);
+
+/* A resumed job's disks whose dirty bitmaps are gone or inconsistent (QEMU
+ * restarted or crashed) start over from a new bitmap with a background
+ * copy that compares every chunk with the replica's hashes
+ * (VmsJobDisk.compare_all), instead of failing; one "bitmaps-lost" event
+ * per disk says so.  vms_replicate_open_job calls it. */
+gboolean vms_replicate_recover_bitmaps (VmsReplicate *rep, GError **error);
 
 /* Settle each disk's bitmap granularity (vms_replicate_open_job does):
  * a disk with bitmaps keeps theirs, a new one gets --granularity or one
