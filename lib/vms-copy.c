@@ -206,6 +206,15 @@ is_link_errno (int err)
 
 /* ---- connections ---- */
 
+/* The source is QEMU on this host: when it cannot be reached again, QEMU
+ * is gone (killed, restarted without its export), and waiting for a link
+ * to come back would wait for nothing. */
+static gboolean
+is_source (Copy *copy, const char *uri)
+{
+  return uri == copy->spec->source_uri;
+}
+
 static struct nbd_handle *
 open_endpoint (Copy *copy, const char *uri, const char *name,
                const char *meta_context, guint timeout_ms, GError **error)
@@ -229,7 +238,8 @@ open_endpoint (Copy *copy, const char *uri, const char *name,
   if ((meta_context && nbd_add_meta_context (nbd, meta_context) < 0)
       || nbd_aio_connect_uri (nbd, uri) < 0)
     {
-      copy->connect_link_failed = is_link_errno (nbd_get_errno ());
+      copy->connect_link_failed
+          = is_link_errno (nbd_get_errno ()) && !is_source (copy, uri);
       g_set_error (error, VMS_COPY_ERROR, VMS_COPY_ERROR_CONNECT, "%s: %s",
                    what, nbd_get_error ());
       nbd_close (nbd);
@@ -239,8 +249,9 @@ open_endpoint (Copy *copy, const char *uri, const char *name,
                                error))
     {
       copy->connect_link_failed
-          = g_error_matches (*error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT)
-            || is_link_errno (nbd_get_errno ());
+          = (g_error_matches (*error, VMS_COPY_ERROR, VMS_COPY_ERROR_TIMEOUT)
+             || is_link_errno (nbd_get_errno ()))
+            && !is_source (copy, uri);
       nbd_close (nbd);
       return NULL;
     }
@@ -837,9 +848,11 @@ issue_hash_read (Copy *copy, Request *request)
   nbd_completion_callback done
       = { .callback = hashes_done, .user_data = request };
 
+  if (!copy->cmp)
+    return TRUE;
   request->span = vms_chunk_hash_span (request->offset, request->length,
                                        copy->size, chunk);
-  if (!copy->cmp || request->span.count == 0)
+  if (request->span.count == 0)
     return TRUE;
   request->hashes = g_malloc (request->span.count * VMS_SINK_NAME_HASH_SIZE);
   request->reads++;
@@ -1538,8 +1551,9 @@ reconnect (Copy *copy)
           copy->error = g_error_new (
               VMS_COPY_ERROR,
               copy->connect_link_failed ? cause->code : error->code,
-              "%s; connecting again failed (%u attempts in %u s): %s",
-              cause->message, attempt, spec->retry_timeout_ms / 1000,
+              "%s; connecting again failed (%u attempt%s in %.1f s): %s",
+              cause->message, attempt, attempt == 1 ? "" : "s",
+              (g_get_monotonic_time () - lost_us) / (double)G_USEC_PER_SEC,
               error->message);
           return FALSE;
         }
