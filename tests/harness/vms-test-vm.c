@@ -286,8 +286,22 @@ vms_test_vm_start (const VmsTestVmOptions *options, GError **error)
 }
 
 gboolean
-vms_test_vm_restart (VmsTestVm *vm, GError **error)
+vms_test_vm_restart (VmsTestVm *vm, gboolean clean, GError **error)
 {
+  if (clean)
+    {
+      g_autoptr (JsonNode) reply
+          = vms_qmp_execute (vm->qmp, "quit", NULL, error);
+
+      /* QEMU may close the monitor before it replies. */
+      g_clear_error (error);
+      if (!vms_test_vm_wait_exit (vm, QMP_SOCKET_TIMEOUT_MS))
+        {
+          g_set_error (error, G_SPAWN_ERROR, G_SPAWN_ERROR_FAILED,
+                       "QEMU did not quit within %d ms", QMP_SOCKET_TIMEOUT_MS);
+          return FALSE;
+        }
+    }
   g_clear_pointer (&vm->qmp, vms_qmp_free);
   vms_test_vm_kill (vm);
   /* Not the dead QEMU's sockets: wait_for_qmp waits for the new ones. */

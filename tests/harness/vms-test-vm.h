@@ -94,10 +94,12 @@ gboolean vms_test_vm_qemu_io (VmsTestVm *vm, const char *device_id,
 /* SIGKILL QEMU and reap it. */
 void vms_test_vm_kill (VmsTestVm *vm);
 
-/* SIGKILL QEMU and start it again with the same command line and images:
- * a crash and restart (raw images lose their dirty bitmaps).  The guest
- * boots again; wait with vms_test_vm_wait_ready. */
-gboolean vms_test_vm_restart (VmsTestVm *vm, GError **error);
+/* Stop QEMU, with QMP "quit" when clean (qcow2 images keep their
+ * persistent bitmaps) or else SIGKILL (a crash: raw images lose their
+ * bitmaps, qcow2's are left inconsistent), and start it again with the
+ * same command line and images.  The guest boots again; wait with
+ * vms_test_vm_wait_ready. */
+gboolean vms_test_vm_restart (VmsTestVm *vm, gboolean clean, GError **error);
 
 /* Wait up to timeout_ms for QEMU to exit by itself; TRUE if it did. */
 gboolean vms_test_vm_wait_exit (VmsTestVm *vm, guint timeout_ms);

@@ -907,7 +907,7 @@ test_resume_after_source_restart (void **state)
         fail_msg ("vmshift ended early: %s %s", first->out->str, err);
       }
   restarted_us = g_get_monotonic_time ();
-  vms_assert_ok (vms_test_vm_restart (fixture->vm, &error), error);
+  vms_assert_ok (vms_test_vm_restart (fixture->vm, FALSE, &error), error);
   /* QEMU's export is gone with it: no waiting --retry-timeout for it. */
   assert_int_not_equal (run_wait (first), 0);
   {
@@ -944,6 +944,72 @@ test_resume_after_source_restart (void **state)
   last = run_start (fixture, "--resume", "j11", "--rounds", "1", NULL);
   run_expect_success (last);
   assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* The disk-synced event of a run, parsed into parser. */
+static JsonObject *
+disk_synced (VmsTestCommand *run, JsonParser *parser)
+{
+  JsonObject *event = vms_test_command_find_event (run, "disk-synced", parser);
+
+  assert_non_null (event);
+  return event;
+}
+
+/* A qcow2 disk keeps its bitmaps in the image: after QEMU quits and starts
+ * again, --resume goes on with the rounds from them (no new copy, nothing
+ * compared).  After QEMU is killed they are inconsistent: --resume copies
+ * the disk again comparing it with the replica, and sends little.  Both
+ * times the replica ends identical. */
+static void
+test_resume_after_qcow2_source_restarts (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd0 = replica_path (fixture, "t12-vd0");
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (VmsTestCommand) after_quit = NULL;
+  g_autoptr (VmsTestCommand) after_kill = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  JsonObject *disk;
+  guint64 background, matched;
+
+  first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j12", "--replica-prefix", "t12", "--disk", "vd0",
+                     "--rounds", "1", NULL);
+  run_expect_success (first);
+  background = json_object_get_int_member (
+      job_disk (fixture, "j12", "vd0", parser), "bytes-background");
+
+  vms_assert_ok (vms_test_vm_restart (fixture->vm, TRUE, &error), error);
+  vms_assert_ok (vms_test_vm_wait_ready (fixture->vm, &error), error);
+  after_quit = run_start (fixture, "--resume", "j12", "--rounds", "1", NULL);
+  run_expect_success (after_quit);
+  assert_null (strstr (after_quit->out->str, "bitmaps-lost"));
+  disk = job_disk (fixture, "j12", "vd0", parser);
+  assert_int_equal (json_object_get_int_member (disk, "bytes-background"),
+                    background);
+  assert_int_equal (json_object_get_int_member (disk, "bytes-matched"), 0);
+
+  vms_assert_ok (vms_test_vm_restart (fixture->vm, FALSE, &error), error);
+  vms_assert_ok (vms_test_vm_wait_ready (fixture->vm, &error), error);
+  after_kill = run_start (fixture, "--resume", "j12", "--rounds", "1", NULL);
+  run_expect_success (after_kill);
+  assert_non_null (strstr (after_kill->out->str, "bitmaps-lost"));
+  disk = disk_synced (after_kill, parser);
+  matched = json_object_get_int_member (disk, "bytes-matched");
+  print_message ("after kill -9: copied again, %" G_GUINT64_FORMAT
+                 " bytes found at the sink\n",
+                 matched);
+  /* The guest's data (it writes over 24 MiB of vd0) was mostly there. */
+  assert_true (matched >= 8 * MiB);
+
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", "j12", "--rounds", "1", NULL);
+  run_expect_success (last);
+  assert_identical (fixture->vm->disk_paths[0], "qcow2", vd0);
 }
 
 /* Ctrl-C (SIGINT) stops at once with the state saved; --resume goes on. */
@@ -1541,6 +1607,8 @@ main (void)
                                      setup_data, teardown),
     cmocka_unit_test_setup_teardown (test_resume_after_source_restart,
                                      setup_data, teardown),
+    cmocka_unit_test_setup_teardown (test_resume_after_qcow2_source_restarts,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (
         test_three_disks_at_once_resume_after_kill9, setup_three, teardown),
     cmocka_unit_test_setup_teardown (test_three_disks_one_fails, setup_three,
