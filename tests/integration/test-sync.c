@@ -1012,6 +1012,50 @@ test_resume_after_qcow2_source_restarts (void **state)
   assert_identical (fixture->vm->disk_paths[0], "qcow2", vd0);
 }
 
+/* A new job onto a replica that holds an older copy (a job given up, a
+ * seed): --compare always sends only the chunks that changed since. */
+static void
+test_compare_always_sends_only_changes (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *vd1 = replica_path (fixture, "t13-vd1");
+  g_autoptr (VmsTestCommand) old = NULL;
+  g_autoptr (VmsTestCommand) again = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *disk;
+  guint64 sent, matched;
+
+  old = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                   "j13a", "--replica-prefix", "t13", "--disk", "vd1",
+                   "--rounds", "0", NULL);
+  run_expect_success (old);
+  qemu_io (fixture, "vd1", "write -P 0x5c 10M 1M");
+  qemu_io (fixture, "vd1", "write -z 20M 64k");
+
+  again = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
+                     "j13b", "--replica-prefix", "t13", "--disk", "vd1",
+                     "--rounds", "0", "--compare", "always", NULL);
+  run_expect_success (again);
+  disk = job_disk (fixture, "j13b", "vd1", parser);
+  sent = json_object_get_int_member (disk, "bytes-written")
+         + json_object_get_int_member (disk, "bytes-zeroed");
+  matched = json_object_get_int_member (disk, "bytes-matched");
+  print_message (
+      "new job onto the old replica: sent or zeroed %" G_GUINT64_FORMAT
+      " bytes, found %" G_GUINT64_FORMAT " at the sink\n",
+      sent, matched);
+  assert_true (sent >= MiB + 64 * 1024);
+  assert_true (sent <= MiB + 64 * 1024 + 256 * 1024);
+  assert_true (matched >= 30 * MiB);
+
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", "j13b", "--rounds", "1", NULL);
+  run_expect_success (last);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
 /* Ctrl-C (SIGINT) stops at once with the state saved; --resume goes on. */
 static void
 test_interrupt_saves_state (void **state)
@@ -1609,6 +1653,8 @@ main (void)
                                      setup_data, teardown),
     cmocka_unit_test_setup_teardown (test_resume_after_qcow2_source_restarts,
                                      setup, teardown),
+    cmocka_unit_test_setup_teardown (test_compare_always_sends_only_changes,
+                                     setup_data, teardown),
     cmocka_unit_test_setup_teardown (
         test_three_disks_at_once_resume_after_kill9, setup_three, teardown),
     cmocka_unit_test_setup_teardown (test_three_disks_one_fails, setup_three,
