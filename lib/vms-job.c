@@ -527,7 +527,8 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
     goto corrupt;
   job->source
       = vms_path_absolute_qmp_address (get_string (&reader, "source", FALSE));
-  job->sink = vms_path_absolute_sink_uri (get_string (&reader, "sink", FALSE));
+  /* None for a job seeded to a device until a resume names the sink. */
+  job->sink = vms_path_absolute_sink_uri (get_string (&reader, "sink", TRUE));
   g_free (job->vm_name);
   job->vm_name = g_strdup (get_string (&reader, "vm-name", FALSE));
   g_free (job->vm_uuid);

@@ -92,7 +92,9 @@ typedef struct
   char *id;                   /* job id, also the file name */
   char *state_dir;            /* where the file lives */
   char *source;               /* QMP address of the source */
-  char *sink;                 /* sink URI, without export name */
+  char *sink;                 /* sink URI, without export name; NULL for a
+                                 job seeded to a device, until a resume
+                                 names its sink */
   char *vm_name;              /* from query-name, "" if unnamed */
   char *vm_uuid;              /* from query-uuid */
   VmsJobPhase phase;          /* where the job stands */

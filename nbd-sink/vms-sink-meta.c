@@ -32,6 +32,7 @@ vms_sink_meta_free (VmsSinkMeta *meta)
     return;
   g_free (meta->name);
   g_free (meta->device);
+  g_free (meta->seed);
   g_free (meta);
 }
 
@@ -113,6 +114,8 @@ meta_parse (const char *path, const char *name, const char *text, gsize length,
       = json_object_get_int_member_with_default (object, "created", 0);
   meta->committed
       = json_object_get_int_member_with_default (object, "committed", 0);
+  meta->seed = g_strdup (
+      json_object_get_string_member_with_default (object, "seed", NULL));
   return g_steal_pointer (&meta);
 }
 
@@ -176,6 +179,11 @@ vms_sink_meta_save (const char *dir, const VmsSinkMeta *meta, GError **error)
     {
       json_builder_set_member_name (builder, "device");
       json_builder_add_string_value (builder, meta->device);
+    }
+  if (meta->seed)
+    {
+      json_builder_set_member_name (builder, "seed");
+      json_builder_add_string_value (builder, meta->seed);
     }
   json_builder_end_object (builder);
   root = json_builder_get_root (builder);

@@ -19,6 +19,8 @@ typedef struct
   gint64 created;      /* creation time, seconds since the epoch */
   gint64 committed;    /* last commit, seconds since the epoch; 0 if never */
   char *device;        /* block device holding the data, or NULL for DIR/NAME */
+  char *seed;          /* the job whose seed the data was imported from
+                          (vmshift-sink seed import), or NULL */
 } VmsSinkMeta;
 
 VmsSinkMeta *vms_sink_meta_new (const char *name, guint64 size,

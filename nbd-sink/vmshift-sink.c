@@ -11,6 +11,7 @@
 #include "vms-sink-hash.h"
 #include "vms-sink-meta.h"
 #include "vms-sink-file.h"
+#include "vms-sink-seed.h"
 #include "vms-cli-main.h"
 #include "vms-progress.h"
 #include "vms-path.h"
@@ -1149,6 +1150,69 @@ cmd_remove (int argc, char **argv)
   return status;
 }
 
+/* ----------------------------------------------------------------- seed */
+
+static const char *const seed_description
+    = "import: make the replicas of the seed at PATH (written by 'vmshift\n"
+      "seed export' and shipped) in DIR.  Every chunk's hash is checked and\n"
+      "holes stay sparse; each replica is made durable, then gets its\n"
+      "metadata (not complete, seeded from the job) and its name.  A\n"
+      "replica of the seed that exists in DIR is refused.  A seed that is\n"
+      "damaged (the chunk is named), cut short or was never finished leaves\n"
+      "no replica behind.  Exits 1 then.  Afterwards 'vmshift sync --resume\n"
+      "JOB --sink URI' (or a migration) sends only what changed since the\n"
+      "seed.\n";
+
+static void
+show_import (guint64 done, guint64 total, gpointer user_data)
+{
+  guint *shown = user_data;
+  guint tenth = total ? done * 10 / total : 10;
+
+  if (tenth > *shown)
+    {
+      *shown = tenth;
+      g_printerr ("%s: seed import: %u%% (%" G_GUINT64_FORMAT
+                  " of %" G_GUINT64_FORMAT " chunks)\n",
+                  PROGRAM, tenth * 10, done, total);
+    }
+}
+
+static int
+cmd_seed (int argc, char **argv)
+{
+  g_autofree char *dir = NULL;
+  const GOptionEntry entries[]
+      = { { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &dir,
+            "Directory of the replicas (required)", "DIR" },
+          G_OPTION_ENTRY_NULL };
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) names = NULL;
+  g_autofree char *list = NULL;
+  guint shown = 0;
+
+  if (!parse_subcommand ("seed", "import PATH",
+                         "Make replicas from a shipped seed.", seed_description,
+                         entries, &argc, &argv))
+    return SINK_EXIT_USAGE;
+  if (argc != 3 || !g_str_equal (argv[1], "import"))
+    {
+      sink_error ("seed", "expected: import PATH (see '%s seed --help')",
+                  PROGRAM);
+      return SINK_EXIT_USAGE;
+    }
+  if (!check_replica_dir ("seed", dir))
+    return SINK_EXIT_USAGE;
+  if (!vms_sink_seed_import (dir, argv[2], show_import, &shown, &names, &error))
+    {
+      sink_error ("seed", "import of %s: %s", argv[2], error->message);
+      return SINK_EXIT_FAILED;
+    }
+  list = g_strjoinv (", ", names);
+  g_print ("imported %s from %s into %s\n", list, argv[2], dir);
+  return SINK_EXIT_OK;
+}
+
 /* ----------------------------------------------------------------- main */
 
 static const VmsCliCommand commands[] = {
@@ -1156,6 +1220,7 @@ static const VmsCliCommand commands[] = {
     cmd_serve },
   { "list", "List the replicas in a directory", cmd_list },
   { "remove", "Delete replicas and their metadata", cmd_remove },
+  { "seed", "Make replicas from a shipped seed (import PATH)", cmd_seed },
 };
 
 int

@@ -22,6 +22,8 @@ static const VmsCliCommand commands[] = {
     vms_cmd_abort },
   { "job", "List jobs, or drop one with its bitmaps, exports and state",
     vms_cmd_job },
+  { "seed", "Write a running VM's disks to a seed to ship on a device",
+    vms_cmd_seed },
 };
 
 void

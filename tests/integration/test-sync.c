@@ -1056,6 +1056,107 @@ test_compare_always_sends_only_changes (void **state)
   assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
 }
 
+/* vmshift-sink seed import --dir dir seed, into run. */
+static void
+import_seed (VmsTestRun *run, const char *dir, const char *seed)
+{
+  g_autofree char *dir_arg = g_strdup_printf ("--dir=%s", dir);
+
+  vms_test_run_capture (run, NULL, NULL, vms_test_built_program ("VMS_SINK"),
+                        "seed", "import", dir_arg, seed, NULL);
+}
+
+/* A copy of seed with the byte at offset changed, or cut to length
+ * bytes (offset G_MAXUINT64); imported into an empty directory, it is
+ * refused with a message holding needle, and no replica is left. */
+static void
+assert_bad_seed_refused (Fixture *fixture, const char *seed, guint64 offset,
+                         gsize length, const char *needle)
+{
+  g_autofree char *dir = g_build_filename (fixture->sink->dir, "bad", NULL);
+  g_autofree char *copy = g_build_filename (fixture->sink->dir, "bad.seed",
+                                            NULL);
+  g_autofree char *contents = NULL;
+  g_auto (VmsTestRun) run = { 0 };
+  gsize size;
+
+  assert_true (g_file_get_contents (seed, &contents, &size, NULL));
+  if (offset != G_MAXUINT64)
+    contents[offset] ^= 0x10;
+  else
+    size = length;
+  assert_true (g_file_set_contents (copy, contents, size, NULL));
+  g_mkdir (dir, 0700);
+  import_seed (&run, dir, copy);
+  if (run.status != 1 || !strstr (run.err, needle))
+    fail_msg ("import of a bad seed: exit %d: %s (expected '%s')", run.status,
+              run.err, needle);
+  {
+    g_autoptr (GDir) listing = g_dir_open (dir, 0, NULL);
+    const char *name;
+
+    while ((name = g_dir_read_name (listing)))
+      if (!g_str_equal (name, ".vmshift"))
+        fail_msg ("a refused import left %s", name);
+  }
+  vms_test_rmtree (dir);
+}
+
+/* A running guest's disk seeded to a file, the file imported at the sink
+ * ("shipped"), the guest writes 1 MiB meanwhile: the resumed job sends
+ * that 1 MiB, not the disk, and the replica ends identical.  A seed with
+ * a damaged chunk, or cut short, is refused and leaves no replica. */
+static void
+test_seed_then_delta (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
+  g_autofree char *seed = g_build_filename (fixture->sink->dir, "vm.seed",
+                                            NULL);
+  g_autofree char *vd1 = replica_path (fixture, "t14-vd1");
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  g_auto (VmsTestRun) exported = { 0 };
+  g_auto (VmsTestRun) imported = { 0 };
+  g_autoptr (VmsTestCommand) delta = NULL;
+  g_autoptr (VmsTestCommand) last = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  guint64 sent;
+
+  vms_test_run_capture (&exported, NULL, NULL, vmshift, "seed", "export",
+                        source, "--to", seed, "--job", "j14",
+                        "--replica-prefix", "t14", "--disk", "vd1", state_arg,
+                        "--json", NULL);
+  if (exported.status != 0)
+    fail_msg ("seed export exited %d: %s", exported.status, exported.err);
+  assert_non_null (strstr (exported.out, "\"event\":\"seeded\""));
+  qemu_io (fixture, "vd1", "write -P 0x3c 5M 1M");
+
+  /* Shipped: the sink's host imports it. */
+  assert_bad_seed_refused (fixture, seed, 64 + 48 + 4096, 0,
+                           "disk 'vd1' chunk at offset 0 (record at byte 64) "
+                           "does not match its hash");
+  assert_bad_seed_refused (fixture, seed, G_MAXUINT64, 3 * MiB, "cut short");
+  import_seed (&imported, fixture->sink->replica_dir, seed);
+  if (imported.status != 0)
+    fail_msg ("seed import exited %d: %s", imported.status, imported.err);
+  assert_non_null (strstr (imported.out, "imported t14-vd1"));
+
+  delta = run_start (fixture, "--resume", "j14", "--sink", fixture->sink_uri,
+                     "--rounds", "1", NULL);
+  run_expect_success (delta);
+  sent = json_object_get_int_member (job_disk (fixture, "j14", "vd1", parser),
+                                     "bytes-written");
+  print_message ("after the seed: sent %" G_GUINT64_FORMAT " bytes\n", sent);
+  /* The guest's 1 MiB, at the bitmap's 4 KiB grain. */
+  assert_true (sent >= MiB);
+  assert_true (sent <= MiB + 8 * 1024);
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", "j14", "--rounds", "1", NULL);
+  run_expect_success (last);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
 /* Ctrl-C (SIGINT) stops at once with the state saved; --resume goes on. */
 static void
 test_interrupt_saves_state (void **state)
@@ -1655,6 +1756,8 @@ main (void)
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_compare_always_sends_only_changes,
                                      setup_data, teardown),
+    cmocka_unit_test_setup_teardown (test_seed_then_delta, setup_data,
+                                     teardown),
     cmocka_unit_test_setup_teardown (
         test_three_disks_at_once_resume_after_kill9, setup_three, teardown),
     cmocka_unit_test_setup_teardown (test_three_disks_one_fails, setup_three,

@@ -139,10 +139,10 @@ test_round_trip (void **state)
   assert_int_equal (vms_seed_reader_get_chunk_size (reader), CHUNK);
   disks = json_object_get_array_member (vms_seed_reader_get_manifest (reader),
                                         "disks");
-  assert_int_equal (json_object_get_int_member (
-                        json_array_get_object_element (disks, 0),
-                        "data-chunks"),
-                    3);
+  assert_int_equal (
+      json_object_get_int_member (json_array_get_object_element (disks, 0),
+                                  "data-chunks"),
+      3);
   while (vms_seed_reader_next (reader, &chunk, &error))
     {
       const guint8 *disk = chunk.disk == 0 ? fixture->disk0 : fixture->disk1;
@@ -260,8 +260,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_round_trip, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_damaged_chunk_named, setup,
-                                     teardown),
+    cmocka_unit_test_setup_teardown (test_damaged_chunk_named, setup, teardown),
     cmocka_unit_test_setup_teardown (test_damaged_record_header, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_cut_short, setup, teardown),

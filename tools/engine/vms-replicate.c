@@ -131,10 +131,9 @@ save_after_pass (VmsReplicate *rep, gboolean ok, GError **error)
   return FALSE;
 }
 
-/* The background copy's start on one disk: its bitmap, recording before
- * the copy reads anything. */
-static gboolean
-background_prepare (VmsReplicate *rep, VmsJobDisk *disk, GError **error)
+gboolean
+vms_replicate_start_recording (VmsReplicate *rep, VmsJobDisk *disk,
+                               GError **error)
 {
   if (!disk->recording_bitmap)
     {
@@ -434,7 +433,7 @@ vms_replicate_background (VmsReplicate *rep, GError **error)
 
       if (disk->round > 0)
         continue;
-      if (!background_prepare (rep, disk, error))
+      if (!vms_replicate_start_recording (rep, disk, error))
         return FALSE;
       copy = vms_replicate_copy_new (disk, NULL, g_strdup ("background"));
       copy->compare_chunk = compare_chunk (rep, disk, TRUE);
@@ -869,6 +868,14 @@ vms_replicate_open_job (VmsReplicate *rep, const char *source, GError **error)
         {
           g_free (job->sink);
           job->sink = g_strdup (config->sink);
+        }
+      if (!job->sink)
+        {
+          g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_INVALID,
+                       "job %s was seeded to a device: name the sink that "
+                       "imported the seed with --sink URI",
+                       job->id);
+          return FALSE;
         }
       rep->job = g_steal_pointer (&job);
       if (!match_disks (rep, found, error))

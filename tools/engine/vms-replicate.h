@@ -134,6 +134,11 @@ gboolean vms_replicate_lock_job (VmsReplicate *rep, const char *id,
 gboolean vms_replicate_open_job (VmsReplicate *rep, const char *source,
                                  GError **error);
 
+/* The background copy's start on one disk: its bitmap, recording before
+ * the copy reads anything (or, for a resumed copy, checked). */
+gboolean vms_replicate_start_recording (VmsReplicate *rep, VmsJobDisk *disk,
+                                        GError **error);
+
 /* A resumed job's disks whose dirty bitmaps are gone or inconsistent (QEMU
  * restarted or crashed) start over from a new bitmap with a background
  * copy that compares every chunk with the replica's hashes
