@@ -1074,8 +1074,8 @@ assert_bad_seed_refused (Fixture *fixture, const char *seed, guint64 offset,
                          gsize length, const char *needle)
 {
   g_autofree char *dir = g_build_filename (fixture->sink->dir, "bad", NULL);
-  g_autofree char *copy = g_build_filename (fixture->sink->dir, "bad.seed",
-                                            NULL);
+  g_autofree char *copy
+      = g_build_filename (fixture->sink->dir, "bad.seed", NULL);
   g_autofree char *contents = NULL;
   g_auto (VmsTestRun) run = { 0 };
   gsize size;
@@ -1111,8 +1111,8 @@ test_seed_then_delta (void **state)
 {
   Fixture *fixture = *state;
   g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
-  g_autofree char *seed = g_build_filename (fixture->sink->dir, "vm.seed",
-                                            NULL);
+  g_autofree char *seed
+      = g_build_filename (fixture->sink->dir, "vm.seed", NULL);
   g_autofree char *vd1 = replica_path (fixture, "t14-vd1");
   g_autofree char *state_arg
       = g_strdup_printf ("--state-dir=%s", fixture->state_dir);

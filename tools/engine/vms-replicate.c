@@ -594,8 +594,9 @@ vms_replicate_start (VmsReplicate *rep, GError **error)
   vms_replicate_name_server (rep);
   if (!start_server (rep, error))
     return FALSE;
-  /* Created over NBD: the sink needs no shell. */
-  for (guint i = 0; i < rep->job->disks->len; i++)
+  /* Created over NBD: the sink needs no shell.  A job seeding a device
+   * has no sink yet: the seed's import makes its replicas. */
+  for (guint i = 0; rep->job->sink && i < rep->job->disks->len; i++)
     {
       VmsJobDisk *disk = rep->job->disks->pdata[i];
 
