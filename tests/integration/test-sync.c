@@ -1102,36 +1102,26 @@ assert_bad_seed_refused (Fixture *fixture, const char *seed, guint64 offset,
   vms_test_rmtree (dir);
 }
 
-/* A running guest's disk seeded to a file, the file imported at the sink
- * ("shipped"), the guest writes 1 MiB meanwhile: the resumed job sends
- * that 1 MiB, not the disk, and the replica ends identical.  A seed with
- * a damaged chunk, or cut short, is refused and leaves no replica. */
+/* Seed vd1 to a file as job job (replicas PREFIX-vd1 with prefix job),
+ * check the damaged copies are refused, and import it at the sink. */
 static void
-test_seed_then_delta (void **state)
+seed_and_import (Fixture *fixture, const char *job)
 {
-  Fixture *fixture = *state;
   g_autofree char *source = g_strdup_printf ("qmp:%s", fixture->vm->qmp2_path);
   g_autofree char *seed
       = g_build_filename (fixture->sink->dir, "vm.seed", NULL);
-  g_autofree char *vd1 = replica_path (fixture, "t14-vd1");
   g_autofree char *state_arg
       = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  g_autofree char *replica = g_strdup_printf ("imported %s-vd1", job);
   g_auto (VmsTestRun) exported = { 0 };
   g_auto (VmsTestRun) imported = { 0 };
-  g_autoptr (VmsTestCommand) delta = NULL;
-  g_autoptr (VmsTestCommand) last = NULL;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  guint64 sent;
 
   vms_test_run_capture (&exported, NULL, NULL, vmshift, "seed", "export",
-                        source, "--to", seed, "--job", "j14",
-                        "--replica-prefix", "t14", "--disk", "vd1", state_arg,
-                        "--json", NULL);
+                        source, "--to", seed, "--job", job, "--replica-prefix",
+                        job, "--disk", "vd1", state_arg, "--json", NULL);
   if (exported.status != 0)
     fail_msg ("seed export exited %d: %s", exported.status, exported.err);
   assert_non_null (strstr (exported.out, "\"event\":\"seeded\""));
-  qemu_io (fixture, "vd1", "write -P 0x3c 5M 1M");
-
   /* Shipped: the sink's host imports it. */
   assert_bad_seed_refused (fixture, seed, 64 + 48 + 4096, 0,
                            "disk 'vd1' chunk at offset 0 (record at byte 64) "
@@ -1140,21 +1130,74 @@ test_seed_then_delta (void **state)
   import_seed (&imported, fixture->sink->replica_dir, seed);
   if (imported.status != 0)
     fail_msg ("seed import exited %d: %s", imported.status, imported.err);
-  assert_non_null (strstr (imported.out, "imported t14-vd1"));
+  assert_non_null (strstr (imported.out, replica));
+}
 
-  delta = run_start (fixture, "--resume", "j14", "--sink", fixture->sink_uri,
-                     "--rounds", "1", NULL);
-  run_expect_success (delta);
-  sent = json_object_get_int_member (job_disk (fixture, "j14", "vd1", parser),
+/* Resume job with the sink named, then pause the guest and end with a
+ * last round: the replica is identical.  Returns the bytes the first
+ * resume sent. */
+static guint64
+resume_seeded (Fixture *fixture, const char *job, VmsTestCommand **delta)
+{
+  g_autofree char *replica_name = g_strdup_printf ("%s-vd1", job);
+  g_autofree char *vd1 = replica_path (fixture, replica_name);
+  g_autoptr (VmsTestCommand) last = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  guint64 sent;
+
+  *delta = run_start (fixture, "--resume", job, "--sink", fixture->sink_uri,
+                      "--rounds", "1", NULL);
+  run_expect_success (*delta);
+  sent = json_object_get_int_member (job_disk (fixture, job, "vd1", parser),
                                      "bytes-written");
+  pause_guest (fixture);
+  last = run_start (fixture, "--resume", job, "--rounds", "1", NULL);
+  run_expect_success (last);
+  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+  return sent;
+}
+
+/* A running guest's disk seeded to a file, the file imported at the sink
+ * ("shipped"), the guest writes 1 MiB meanwhile: the resumed job sends
+ * that 1 MiB, not the disk, and the replica ends identical.  A seed with
+ * a damaged chunk, or cut short, is refused and leaves no replica. */
+static void
+test_seed_then_delta (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) delta = NULL;
+  guint64 sent;
+
+  seed_and_import (fixture, "j14");
+  qemu_io (fixture, "vd1", "write -P 0x3c 5M 1M");
+  sent = resume_seeded (fixture, "j14", &delta);
   print_message ("after the seed: sent %" G_GUINT64_FORMAT " bytes\n", sent);
   /* The guest's 1 MiB, at the bitmap's 4 KiB grain. */
   assert_true (sent >= MiB);
   assert_true (sent <= MiB + 8 * 1024);
-  pause_guest (fixture);
-  last = run_start (fixture, "--resume", "j14", "--rounds", "1", NULL);
-  run_expect_success (last);
-  assert_identical (fixture->vm->disk_paths[1], "raw", vd1);
+}
+
+/* The same, but the source QEMU is killed and started again after the
+ * seed (a raw disk's bitmap is lost): the resumed job compares the disk
+ * with the imported replica's hashes and sends only the changed 1 MiB. */
+static void
+test_seed_then_source_restart (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) delta = NULL;
+  g_autoptr (GError) error = NULL;
+  guint64 sent;
+
+  seed_and_import (fixture, "j15");
+  vms_assert_ok (vms_test_vm_restart (fixture->vm, FALSE, &error), error);
+  vms_assert_ok (vms_test_vm_wait_ready (fixture->vm, &error), error);
+  qemu_io (fixture, "vd1", "write -P 0x3d 7M 1M");
+  sent = resume_seeded (fixture, "j15", &delta);
+  assert_non_null (strstr (delta->out->str, "\"event\":\"bitmaps-lost\""));
+  print_message (
+      "after the seed and a restart: sent %" G_GUINT64_FORMAT " bytes\n", sent);
+  assert_true (sent >= MiB);
+  assert_true (sent <= MiB + 256 * 1024);
 }
 
 /* Ctrl-C (SIGINT) stops at once with the state saved; --resume goes on. */
@@ -1757,6 +1800,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_compare_always_sends_only_changes,
                                      setup_data, teardown),
     cmocka_unit_test_setup_teardown (test_seed_then_delta, setup_data,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_seed_then_source_restart, setup_data,
                                      teardown),
     cmocka_unit_test_setup_teardown (
         test_three_disks_at_once_resume_after_kill9, setup_three, teardown),
