@@ -507,10 +507,9 @@ setup_with (void **state, guint disks, SinkTls tls, gboolean hosts)
       return -1;
     }
   fixture->sink
-      = hosts             ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
-                                                     fixture->hosts->address[1],
-                                                     &error)
-        : tls == SINK_PSK ? vms_test_sink_start_tls (&error)
+      = hosts ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
+                                         fixture -> hosts -> address[1], &error)
+        : tls == SINK_PSK  ? vms_test_sink_start_tls (&error)
         : tls == SINK_X509 ? start_x509_sink (fixture, &error)
                            : vms_test_sink_start (NULL, NULL, &error);
   if (!fixture->sink)
@@ -1534,8 +1533,8 @@ test_preflight_refusals (void **state)
 /* ---- vmshift estimate ---- */
 
 static VmsTestCommand *
-estimate_start (Fixture *fixture, const char *id, const char *window,
-                const char *bitmap_to_plant)
+estimate_start_with (Fixture *fixture, const char *id, const char *window,
+                     const char *bitmap_to_plant, const char *extra)
 {
   g_autofree char *source
       = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
@@ -1546,7 +1545,8 @@ estimate_start (Fixture *fixture, const char *id, const char *window,
   const char *argv[] = { vmshift,    "estimate",        source,
                          "--sink",   fixture->sink_uri, id_arg,
                          window_arg, "--interval=2",    "--probe-seconds=0.3",
-                         state_arg,  "--json",          NULL };
+                         state_arg,  "--json",          extra,
+                         NULL };
 
   if (bitmap_to_plant)
     {
@@ -1557,6 +1557,13 @@ estimate_start (Fixture *fixture, const char *id, const char *window,
                      error);
     }
   return vms_test_command_start (NULL, argv, fixture->state_dir);
+}
+
+static VmsTestCommand *
+estimate_start (Fixture *fixture, const char *id, const char *window,
+                const char *bitmap_to_plant)
+{
+  return estimate_start_with (fixture, id, window, bitmap_to_plant, NULL);
 }
 
 /* No bitmap of the estimator is left on the source's disks. */
@@ -1652,6 +1659,136 @@ test_estimate_then_migrate (void **state)
   assert_true (event_int (run, "migrated", "predicted-downtime-ms") >= 0);
   assert_non_null (strstr (run->out->str, "\"predicted-seconds\""));
   assert_non_null (strstr (run->out->str, "estimate e1: predicted"));
+  /* Estimated and migrated with the bits chosen the same way. */
+  assert_true (json_object_get_boolean_member (
+      vms_test_command_find_event (run, "migrated", parser),
+      "predicted-same-granularity"));
+  assert_replicas_identical (fixture);
+}
+
+/* The estimate's first VM (borrowed from parser). */
+static JsonObject *
+estimate_vm (VmsTestCommand *estimate, JsonParser *parser)
+{
+  JsonObject *event
+      = vms_test_command_find_event (estimate, "estimate", parser);
+
+  if (!event)
+    fail_msg ("no estimate event: %s", estimate->out->str);
+  event = json_object_get_object_member (event, "estimate");
+  return json_array_get_object_element (
+      json_object_get_array_member (event, "vms"), 0);
+}
+
+/* Disk i of the estimate's first VM (borrowed from parser). */
+static JsonObject *
+estimate_disk (VmsTestCommand *estimate, guint i, JsonParser *parser)
+{
+  return json_array_get_object_element (
+      json_object_get_array_member (estimate_vm (estimate, parser), "disks"),
+      i);
+}
+
+/* The largest ratio of what the estimate says vd0's bitmaps hold to what
+ * the guest wrote meanwhile (QEMU's wr_bytes, measured apart from any
+ * bitmap): at the window's last sample, and for each predicted round,
+ * whose bitmap records during the background copy (round 1, vd0 being
+ * copied first) or the round before, with the guest at its measured
+ * pace.  Only vd0 is written, so a round's bytes are vd0's. */
+static double
+worst_dirty_to_written (VmsTestCommand *estimate)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *vm = estimate_vm (estimate, parser);
+  JsonObject *vd0 = json_array_get_object_element (
+      json_object_get_array_member (vm, "disks"), 0);
+  JsonObject *prediction = json_object_get_object_member (vm, "prediction");
+  JsonArray *samples = json_object_get_array_member (vd0, "dirty-samples");
+  JsonArray *last = json_array_get_array_element (
+      samples, json_array_get_length (samples) - 1);
+  JsonArray *rounds = json_object_get_array_member (prediction, "rounds");
+  JsonArray *durations
+      = json_object_get_array_member (prediction, "rounds-durations");
+  double rate = json_object_get_double_member (vd0, "write-rate");
+  double pace = json_object_get_double_member (vd0, "pace");
+  double recording
+      = json_object_get_double_member (prediction, "background-seconds");
+  double worst;
+
+  /* The writer writes 1 MiB/s; TCG may slow it, never speed it up. */
+  if (rate < 64 * 1024 || rate > 1.2 * MiB)
+    fail_msg ("vd0 written at %.0f bytes/s, not up to 1 MiB/s", rate);
+  pace = pace > 0 ? MIN (pace, 1.0) : 1.0;
+  worst = json_array_get_int_element (last, 1)
+          / (rate * json_array_get_double_element (last, 0));
+  print_message ("window: %" G_GINT64_FORMAT " bytes dirty after %.1f s, "
+                 "the guest wrote %.0f\n",
+                 json_array_get_int_element (last, 1),
+                 json_array_get_double_element (last, 0),
+                 rate * json_array_get_double_element (last, 0));
+  assert_true (json_array_get_length (rounds) > 0);
+  for (guint k = 0; k < json_array_get_length (rounds); k++)
+    {
+      double written = rate * pace * recording;
+      double predicted = json_array_get_int_element (rounds, k);
+
+      print_message ("round %u: predicted %.0f bytes, the guest wrote %.0f "
+                     "in %.2f s\n",
+                     k + 1, predicted, written, recording);
+      worst = MAX (worst, predicted / written);
+      recording = json_array_get_double_element (durations, k);
+    }
+  return worst;
+}
+
+/* A guest writing 4 KiB blocks at random: estimate observes with the
+ * 4 KiB bits a job would choose, so the predicted rounds hold about what
+ * the guest wrote; with 64 KiB bits (--granularity 64K, what estimate
+ * used before) they hold many times that.  A migration against the
+ * latter says its rounds are not the predicted ones. */
+static void
+test_estimate_counts_the_job_granularity (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) fine = NULL;
+  g_autoptr (VmsTestCommand) coarse = NULL;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  double fine_ratio, coarse_ratio;
+  JsonObject *vd0;
+
+  fixture->prefix = "g";
+  fine = estimate_start (fixture, "g4", "6", NULL);
+  vms_test_command_expect_success (fine);
+  assert_non_null (disk_event (fine, "granularity", "vd0", parser));
+  vd0 = estimate_disk (fine, 0, parser);
+  assert_int_equal (json_object_get_int_member (vd0, "granularity"), 4096);
+  assert_non_null (json_object_get_string_member (vd0, "granularity-reason"));
+  fine_ratio = worst_dirty_to_written (fine);
+
+  coarse = estimate_start_with (fixture, "g64", "6", NULL, "--granularity=64K");
+  vms_test_command_expect_success (coarse);
+  vd0 = estimate_disk (coarse, 0, parser);
+  assert_int_equal (json_object_get_int_member (vd0, "granularity"), 65536);
+  coarse_ratio = worst_dirty_to_written (coarse);
+  print_message ("dirty / written: %.2f with 4 KiB bits, %.2f with 64 KiB\n",
+                 fine_ratio, coarse_ratio);
+  if (fine_ratio > 1.5)
+    fail_msg ("4 KiB bits: %.2f times what the guest wrote", fine_ratio);
+  if (coarse_ratio < 3)
+    fail_msg ("64 KiB bits: only %.2f times what the guest wrote",
+              coarse_ratio);
+  assert_no_estimate_bitmaps (fixture);
+
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  run = migrate_new (fixture, "gran", "--estimate=g64", "--suspend", NULL);
+  vms_test_command_expect_success (run);
+  assert_non_null (strstr (run->out->str, "vd0: estimate g64 observed bitmaps "
+                                          "of 64 KiB, this job has 4 KiB"));
+  assert_false (json_object_get_boolean_member (
+      vms_test_command_find_event (run, "migrated", parser),
+      "predicted-same-granularity"));
   assert_replicas_identical (fixture);
 }
 
@@ -1794,6 +1931,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_memory_timeout, setup, teardown),
     cmocka_unit_test_setup_teardown (test_estimate_then_migrate, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_estimate_counts_the_job_granularity,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_estimate_interrupted, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_preflight_refusals, setup, teardown),
