@@ -215,17 +215,6 @@ migrate_new (Fixture *fixture, const char *job, ...)
                         extra[6], NULL);
 }
 
-static gint64
-event_int (VmsTestCommand *command, const char *event, const char *member)
-{
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonObject *object = vms_test_command_find_event (command, event, parser);
-
-  if (!object || !json_object_has_member (object, member))
-    fail_msg ("no %s in a '%s' event: %s", member, event, command->out->str);
-  return json_object_get_int_member (object, member);
-}
-
 static const char *
 event_string (VmsTestCommand *command, const char *event, const char *member,
               JsonParser *parser)
@@ -344,7 +333,8 @@ static void
 assert_resumed_cheaply (Fixture *fixture, const char *job, gint64 vd1_before,
                         VmsTestCommand *resumed)
 {
-  assert_int_equal (event_int (resumed, "migrated", "disk-background-bytes"),
+  assert_int_equal (vms_test_command_event_int (resumed, "migrated", NULL,
+                                                "disk-background-bytes"),
                     0);
   assert_true (vd1_before >= VD1_DATA);
   assert_int_equal (job_disk_bytes (fixture, job, "vd1"), vd1_before);
@@ -578,34 +568,6 @@ teardown (void **state)
   return 0;
 }
 
-/* The event of that name about disk (from parser), or NULL. */
-static JsonObject *
-disk_event (VmsTestCommand *command, const char *event, const char *disk,
-            JsonParser *parser)
-{
-  g_auto (GStrv) lines = g_strsplit (command->out->str, "\n", -1);
-
-  for (guint i = 0; lines[i]; i++)
-    {
-      JsonObject *object;
-
-      if (!*lines[i] || !json_parser_load_from_data (parser, lines[i], -1, NULL)
-          || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-        continue;
-      object = json_node_get_object (json_parser_get_root (parser));
-      if (g_strcmp0 (
-              json_object_get_string_member_with_default (object, "event", ""),
-              event)
-              == 0
-          && g_strcmp0 (json_object_get_string_member_with_default (object,
-                                                                    "disk", ""),
-                        disk)
-                 == 0)
-        return object;
-    }
-  return NULL;
-}
-
 static gint64
 job_disk_int (Fixture *fixture, const char *job, const char *disk,
               const char *member)
@@ -637,27 +599,29 @@ static void
 assert_granularity_reported (Fixture *fixture, VmsTestCommand *run,
                              const char *job)
 {
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonObject *event;
+  g_autoptr (JsonObject) chosen
+      = vms_test_command_last_event (run, "granularity", "vd0");
+  g_autoptr (JsonObject) synced
+      = vms_test_command_last_event (run, "disk-synced", "vd0");
+  g_autoptr (JsonObject) vd1_chosen
+      = vms_test_command_last_event (run, "granularity", "vd1");
 
-  event = disk_event (run, "granularity", "vd0", parser);
-  if (!event)
+  if (!chosen)
     fail_msg ("no granularity event for vd0: %s", run->out->str);
-  assert_int_equal (json_object_get_int_member (event, "granularity"), 4096);
+  assert_int_equal (json_object_get_int_member (chosen, "granularity"), 4096);
   assert_true (
-      g_str_has_prefix (json_object_get_string_member (event, "message"),
+      g_str_has_prefix (json_object_get_string_member (chosen, "message"),
                         "vd0: bitmap granularity 4 KiB (chosen: "));
-  event = disk_event (run, "disk-synced", "vd0", parser);
-  assert_non_null (event);
-  assert_int_equal (json_object_get_int_member (event, "granularity"), 4096);
-  assert_non_null (strstr (json_object_get_string_member (event, "message"),
+  assert_non_null (synced);
+  assert_int_equal (json_object_get_int_member (synced, "granularity"), 4096);
+  assert_non_null (strstr (json_object_get_string_member (synced, "message"),
                            "bitmap granularity 4 KiB"));
   assert_int_equal (job_disk_int (fixture, job, "vd0", "granularity"), 4096);
   {
     gint64 vd1 = job_disk_int (fixture, job, "vd1", "granularity");
 
     assert_true (vd1 >= 4096 && vd1 <= 65536 && (vd1 & (vd1 - 1)) == 0);
-    assert_non_null (disk_event (run, "granularity", "vd1", parser));
+    assert_non_null (vd1_chosen);
   }
 }
 
@@ -686,11 +650,15 @@ migrate_and_check (Fixture *fixture, const char *job, const char *mode)
     assert_string_equal (state, "postmigrate");
   }
   assert_replicas_identical (fixture);
-  assert_true (event_int (run, "migrated", "ram-bytes") > 0);
-  assert_true (event_int (run, "migrated", "disk-background-bytes")
+  assert_true (vms_test_command_event_int (run, "migrated", NULL, "ram-bytes")
+               > 0);
+  assert_true (vms_test_command_event_int (run, "migrated", NULL,
+                                           "disk-background-bytes")
                >= VD1_DATA);
   if (g_str_equal (mode, "pause"))
-    assert_true (event_int (run, "migrated", "disk-final-bytes") > 0);
+    assert_true (
+        vms_test_command_event_int (run, "migrated", NULL, "disk-final-bytes")
+        > 0);
   /* The mirror's switchover went by the connections prepared for it. */
   if (strstr (run->out->str, "on a new connection"))
     fail_msg ("the switchover did not use the handover: %s", run->out->str);
@@ -1001,7 +969,9 @@ test_migrate_three_disks (void **state)
   assert_replicas_identical (fixture);
   if (!copied_at_once (run, "vd1", "vd2"))
     fail_msg ("vd1 and vd2 were not copied at once: %s", run->out->str);
-  assert_true (event_int (run, "migrated", "disk-final-bytes") > 0);
+  assert_true (
+      vms_test_command_event_int (run, "migrated", NULL, "disk-final-bytes")
+      > 0);
   {
     g_autofree char *phase = job_phase (fixture, "three");
 
@@ -1039,11 +1009,14 @@ test_auto_chooses_pause (void **state)
     fail_msg ("auto chose %s: %s",
               event_string (run, "migrated", "final-sync", parser),
               event_string (run, "migrated", "final-sync-reason", parser));
-  assert_int_equal (event_int (run, "migrated", "max-downtime-ms"), 20000);
+  assert_int_equal (
+      vms_test_command_event_int (run, "migrated", NULL, "max-downtime-ms"),
+      20000);
   /* The rounds ended by time: the first fits the objective's share for
    * disks at the measured rate. */
   assert_string_equal (event_string (run, "converged", "why", parser), "fits");
-  assert_int_equal (event_int (run, "converged", "budget-ms"), 19955);
+  assert_int_equal (
+      vms_test_command_event_int (run, "converged", NULL, "budget-ms"), 19955);
   assert_replicas_identical (fixture);
   assert_downtime_parts (run);
 }
@@ -1103,7 +1076,9 @@ test_destination_killed_in_memory (void **state)
   resumed = migrate_start (fixture, "--resume", "killdest", NULL);
   vms_test_command_expect_success (resumed);
   assert_resumed_cheaply (fixture, "killdest", vd1_before, resumed);
-  assert_true (event_int (resumed, "migrated", "downtime-ms") > 0);
+  assert_true (
+      vms_test_command_event_int (resumed, "migrated", NULL, "downtime-ms")
+      > 0);
   beat = vms_test_vm_last_heartbeat (fixture->source);
   assert_heartbeat_continues (fixture->dest, beat, "the destination");
   assert_running (fixture->dest, "the destination");
@@ -1656,7 +1631,9 @@ test_estimate_then_migrate (void **state)
   start_destination (fixture, TRUE);
   run = migrate_new (fixture, "estimated", "--estimate=e1", "--suspend", NULL);
   vms_test_command_expect_success (run);
-  assert_true (event_int (run, "migrated", "predicted-downtime-ms") >= 0);
+  assert_true (vms_test_command_event_int (run, "migrated", NULL,
+                                           "predicted-downtime-ms")
+               >= 0);
   assert_non_null (strstr (run->out->str, "\"predicted-seconds\""));
   assert_non_null (strstr (run->out->str, "estimate e1: predicted"));
   /* Estimated and migrated with the bits chosen the same way. */
@@ -1754,13 +1731,15 @@ test_estimate_counts_the_job_granularity (void **state)
   g_autoptr (VmsTestCommand) coarse = NULL;
   g_autoptr (VmsTestCommand) run = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonObject) chosen = NULL;
   double fine_ratio, coarse_ratio;
   JsonObject *vd0;
 
   fixture->prefix = "g";
   fine = estimate_start (fixture, "g4", "6", NULL);
   vms_test_command_expect_success (fine);
-  assert_non_null (disk_event (fine, "granularity", "vd0", parser));
+  chosen = vms_test_command_last_event (fine, "granularity", "vd0");
+  assert_non_null (chosen);
   vd0 = estimate_disk (fine, 0, parser);
   assert_int_equal (json_object_get_int_member (vd0, "granularity"), 4096);
   assert_non_null (json_object_get_string_member (vd0, "granularity-reason"));
