@@ -790,9 +790,11 @@ assert_tls_forgotten (VmsTestVm *vm, const char *id)
 }
 
 /* A migration end to end (as migrate_and_check) with memory on TCP over
- * TLS-PSK with the sink's keys. */
+ * TLS with the sink's credentials: QEMU's object of type creds
+ * (tls-creds-psk or tls-creds-x509) serves it, and is gone after. */
 static void
-migrate_over_tls (Fixture *fixture, const char *job, const char *mode)
+migrate_over_tls (Fixture *fixture, const char *job, const char *mode,
+                  const char *creds)
 {
   g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
 
@@ -800,7 +802,7 @@ migrate_over_tls (Fixture *fixture, const char *job, const char *mode)
       = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
   fixture->memory_option = "--tls";
   migrate_and_check (fixture, job, mode);
-  assert_memory_tls (fixture->source, id, "client", "tls-creds-psk");
+  assert_memory_tls (fixture->source, id, "client", creds);
   assert_tls_forgotten (fixture->dest, id);
 }
 
@@ -810,7 +812,7 @@ test_migrate_pause_over_tls (void **state)
   Fixture *fixture = *state;
 
   fixture->prefix = "tp";
-  migrate_over_tls (fixture, "tls-pause", "pause");
+  migrate_over_tls (fixture, "tls-pause", "pause", "tls-creds-psk");
 }
 
 /* The mirror reaches the sink over TLS too, with the same keys. */
@@ -820,24 +822,11 @@ test_migrate_mirror_over_tls (void **state)
   Fixture *fixture = *state;
 
   fixture->prefix = "tm";
-  migrate_over_tls (fixture, "tls-mirror", "mirror");
+  migrate_over_tls (fixture, "tls-mirror", "mirror", "tls-creds-psk");
 }
 
 /* X.509: the destination QEMU serves the sink's server certificate, the
  * source checks it against the CA and the address of --dest-uri. */
-static void
-migrate_over_x509 (Fixture *fixture, const char *job, const char *mode)
-{
-  g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
-
-  fixture->memory_uri
-      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
-  fixture->memory_option = "--tls";
-  migrate_and_check (fixture, job, mode);
-  assert_memory_tls (fixture->source, id, "client", "tls-creds-x509");
-  assert_tls_forgotten (fixture->dest, id);
-}
-
 static void
 test_migrate_pause_over_x509 (void **state)
 {
@@ -849,7 +838,7 @@ test_migrate_pause_over_x509 (void **state)
       skip ();
     }
   fixture->prefix = "xp";
-  migrate_over_x509 (fixture, "x509-pause", "pause");
+  migrate_over_tls (fixture, "x509-pause", "pause", "tls-creds-x509");
 }
 
 /* Memory in clear text to an address off loopback is refused before
@@ -1160,65 +1149,85 @@ test_sink_restarted_during_mirror (void **state)
   assert_mirror_rode_out (fixture, run);
 }
 
-/* The sink stays away longer than the mirror's reconnect-delay (10 s at
- * most) during the memory migration: the mirror fails, the source runs
- * on, and once the sink is back vmshift starts the mirror again and sends
- * what it missed from the recording bitmap, in the same run. */
-static void
-test_mirror_restarted_after_outage (void **state)
-{
-  Fixture *fixture = *state;
-  g_autoptr (VmsTestCommand) run = NULL;
-  g_autoptr (GError) error = NULL;
+/* A fault between the source and the sink: on, it becomes unreachable;
+ * off, reachable again. */
+typedef void (*MirrorFault) (Fixture *fixture, gboolean on);
 
-  fixture->prefix = "o";
+/* How long the fault lasts: longer than the mirror's reconnect-delay
+ * (10 s at most). */
+#define MIRROR_FAULT_S 14
+
+/* During the memory migration the fault makes the mirror fail while the
+ * source runs on; once the sink is reachable again vmshift starts the
+ * mirror again and sends what it missed from the recording bitmap, in
+ * the same run. */
+static void
+mirror_rides_out (Fixture *fixture, const char *job, MirrorFault fault)
+{
+  g_autoptr (VmsTestCommand) run = NULL;
+
   create_replicas (fixture);
   start_destination (fixture, TRUE);
   /* RAM crosses slowly, and converges once the sink is back: the
-   * outage falls inside the memory migration. */
-  run = migrate_new (fixture, "outage", "--final-sync=mirror", "--bandwidth=8M",
+   * fault falls inside the memory migration. */
+  run = migrate_new (fixture, job, "--final-sync=mirror", "--bandwidth=8M",
                      "--max-downtime=8000", "--suspend", NULL);
   vms_test_command_wait_for (run, "\"event\":\"memory-round\"", 120000);
-  vms_test_sink_kill (fixture->sink);
-  g_usleep (14 * G_USEC_PER_SEC);
-  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  fault (fixture, TRUE);
+  g_usleep (MIRROR_FAULT_S * G_USEC_PER_SEC);
+  fault (fixture, FALSE);
   assert_mirror_rode_out (fixture, run);
   if (!strstr (run->out->str, "\"event\":\"mirror-restart\""))
     fail_msg ("the mirror never failed: nothing was tested: %s", run->out->str);
 }
 
+/* The sink is killed (kill -9), then started again. */
+static void
+sink_outage (Fixture *fixture, gboolean on)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (on)
+    vms_test_sink_kill (fixture->sink);
+  else
+    vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+}
+
+/* The sink's host answers TCP to the sink's port with resets (nft reject
+ * with tcp reset, ss -K), then no longer. */
+static void
+sink_tcp_resets (Fixture *fixture, gboolean on)
+{
+  g_autoptr (GError) error = NULL;
+
+  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
+                                           VMS_TEST_SINK_PORT, on, &error),
+                 error);
+}
+
+/* The sink is killed and stays away past the reconnect-delay. */
+static void
+test_mirror_restarted_after_outage (void **state)
+{
+  Fixture *fixture = *state;
+
+  fixture->prefix = "o";
+  mirror_rides_out (fixture, "outage", sink_outage);
+}
+
 /* The sink's host answers the mirror's and the replicator's TCP with
- * resets (nft reject with tcp reset, ss -K) for 14 s during the memory
- * migration, longer than the mirror's reconnect-delay: the mirror fails,
- * and once TCP passes again vmshift starts it again and catches its disk
- * up, in the same run. */
+ * resets for as long. */
 static void
 test_mirror_rides_out_tcp_resets (void **state)
 {
   Fixture *fixture = *state;
   g_autofree char *nbdinfo = g_find_program_in_path ("nbdinfo");
-  g_autoptr (VmsTestCommand) run = NULL;
-  g_autoptr (GError) error = NULL;
 
   if (!fixture->hosts || !nbdinfo)
     vms_test_skip ("needs root for two network-namespace hosts, and "
                    "nbdinfo (libnbd-bin)");
   fixture->prefix = "t";
-  create_replicas (fixture);
-  start_destination (fixture, TRUE);
-  run = migrate_new (fixture, "resets", "--final-sync=mirror", "--bandwidth=8M",
-                     "--max-downtime=8000", "--suspend", NULL);
-  vms_test_command_wait_for (run, "\"event\":\"memory-round\"", 120000);
-  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
-                                           VMS_TEST_SINK_PORT, TRUE, &error),
-                 error);
-  g_usleep (14 * G_USEC_PER_SEC);
-  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
-                                           VMS_TEST_SINK_PORT, FALSE, &error),
-                 error);
-  assert_mirror_rode_out (fixture, run);
-  if (!strstr (run->out->str, "\"event\":\"mirror-restart\""))
-    fail_msg ("the mirror never failed: nothing was tested: %s", run->out->str);
+  mirror_rides_out (fixture, "resets", sink_tcp_resets);
 }
 
 /* Run vmshift abort JOB on the fixture's state directory. */
