@@ -396,6 +396,24 @@ vms_test_sink_create_replica (VmsTestSink *sink, const char *name, guint64 size)
   nbd_shutdown (nbd, 0);
 }
 
+JsonObject *
+vms_test_sink_listed (const char *output, const char *name, JsonParser *parser)
+{
+  JsonArray *replicas;
+
+  assert_true (json_parser_load_from_data (parser, output, -1, NULL));
+  assert_true (JSON_NODE_HOLDS_ARRAY (json_parser_get_root (parser)));
+  replicas = json_node_get_array (json_parser_get_root (parser));
+  for (guint i = 0; i < json_array_get_length (replicas); i++)
+    {
+      JsonObject *object = json_array_get_object_element (replicas, i);
+
+      if (g_str_equal (json_object_get_string_member (object, "name"), name))
+        return object;
+    }
+  return NULL;
+}
+
 VmsTestSink *
 vms_test_sink_setup (const char *const *plugin_args)
 {

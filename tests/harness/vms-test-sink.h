@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gio/gio.h>
+#include <json-glib/json-glib.h>
 #include <libnbd.h>
 
 typedef struct
@@ -84,6 +85,12 @@ char *vms_test_sink_log (VmsTestSink *sink);
  * fails the test if the sink refuses or the replica has another size. */
 void vms_test_sink_create_replica (VmsTestSink *sink, const char *name,
                                    guint64 size);
+
+/* The object for replica name in output, what vmshift-sink list --json
+ * printed (parsed into parser, borrowed from it), or NULL; fails the
+ * test if output is not a JSON array. */
+JsonObject *vms_test_sink_listed (const char *output, const char *name,
+                                  JsonParser *parser);
 
 /* For a cmocka setup: nbdkit with the plugin (plugin_args as for
  * vms_test_sink_start) on a private socket and replica directory, or

@@ -158,7 +158,6 @@ list_failing (VmsTestSink *sink, const char *name, JsonParser *parser,
               char **err)
 {
   g_auto (VmsTestRun) run = { 0 };
-  JsonArray *replicas;
 
   vms_test_run_capture (&run, NULL, NULL, "timeout", LIST_TIMEOUT,
                         vms_test_built_program ("VMS_SINK"), "list", "--dir",
@@ -167,16 +166,7 @@ list_failing (VmsTestSink *sink, const char *name, JsonParser *parser,
     fail_msg ("vmshift-sink list hung");
   assert_int_equal (run.status, 1);
   *err = g_strdup (run.err);
-  assert_true (json_parser_load_from_data (parser, run.out, -1, NULL));
-  replicas = json_node_get_array (json_parser_get_root (parser));
-  for (guint i = 0; i < json_array_get_length (replicas); i++)
-    {
-      JsonObject *object = json_array_get_object_element (replicas, i);
-
-      if (g_str_equal (json_object_get_string_member (object, "name"), name))
-        return object;
-    }
-  return NULL;
+  return vms_test_sink_listed (run.out, name, parser);
 }
 
 /* ---- symbolic links ---- */

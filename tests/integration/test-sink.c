@@ -745,21 +745,11 @@ list_replica (VmsTestSink *sink, const char *name, int expected_status,
 {
   const char *program = vms_test_built_program ("VMS_SINK");
   g_auto (VmsTestRun) run = { 0 };
-  JsonArray *replicas;
 
   vms_test_run_capture (&run, NULL, NULL, program, "list", "--dir",
                         sink->replica_dir, "--json", NULL);
   assert_int_equal (run.status, expected_status);
-  assert_true (json_parser_load_from_data (parser, run.out, -1, NULL));
-  replicas = json_node_get_array (json_parser_get_root (parser));
-  for (guint i = 0; i < json_array_get_length (replicas); i++)
-    {
-      JsonObject *object = json_array_get_object_element (replicas, i);
-
-      if (g_str_equal (json_object_get_string_member (object, "name"), name))
-        return object;
-    }
-  return NULL;
+  return vms_test_sink_listed (run.out, name, parser);
 }
 
 /* A replica whose data file was deleted by hand: list shows it orphaned,
