@@ -303,8 +303,10 @@ assert_rolled_back (Fixture *fixture, VmsTestCommand *command, const char *job)
                               "the source");
 }
 
+/* The integer member of disk's entry in job's state file. */
 static gint64
-job_disk_bytes (Fixture *fixture, const char *job, const char *disk)
+job_disk_int (Fixture *fixture, const char *job, const char *disk,
+              const char *member)
 {
   g_autofree char *file = g_strconcat (job, ".json", NULL);
   g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
@@ -320,7 +322,7 @@ job_disk_bytes (Fixture *fixture, const char *job, const char *disk)
       JsonObject *object = json_array_get_object_element (disks, i);
 
       if (g_str_equal (json_object_get_string_member (object, "name"), disk))
-        return json_object_get_int_member (object, "bytes-written");
+        return json_object_get_int_member (object, member);
     }
   fail_msg ("job %s has no disk %s", job, disk);
   return -1;
@@ -337,7 +339,8 @@ assert_resumed_cheaply (Fixture *fixture, const char *job, gint64 vd1_before,
                                                 "disk-background-bytes"),
                     0);
   assert_true (vd1_before >= VD1_DATA);
-  assert_int_equal (job_disk_bytes (fixture, job, "vd1"), vd1_before);
+  assert_int_equal (job_disk_int (fixture, job, "vd1", "bytes-written"),
+                    vd1_before);
 }
 
 /* After a rollback: a new destination, --resume --suspend, and the
@@ -346,7 +349,7 @@ static void
 resume_to_paused_destination (Fixture *fixture, const char *job)
 {
   g_autoptr (VmsTestCommand) resumed = NULL;
-  gint64 vd1_before = job_disk_bytes (fixture, job, "vd1");
+  gint64 vd1_before = job_disk_int (fixture, job, "vd1", "bytes-written");
 
   start_destination (fixture, TRUE);
   resumed = migrate_start (fixture, "--resume", job, "--suspend", NULL);
@@ -566,30 +569,6 @@ teardown (void **state)
   g_free (fixture->certificates);
   g_free (fixture);
   return 0;
-}
-
-static gint64
-job_disk_int (Fixture *fixture, const char *job, const char *disk,
-              const char *member)
-{
-  g_autofree char *file = g_strconcat (job, ".json", NULL);
-  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonArray *disks;
-
-  if (!json_parser_load_from_file (parser, path, NULL))
-    fail_msg ("no job state at %s", path);
-  disks = json_object_get_array_member (
-      json_node_get_object (json_parser_get_root (parser)), "disks");
-  for (guint i = 0; i < json_array_get_length (disks); i++)
-    {
-      JsonObject *object = json_array_get_object_element (disks, i);
-
-      if (g_str_equal (json_object_get_string_member (object, "name"), disk))
-        return json_object_get_int_member (object, member);
-    }
-  fail_msg ("job %s has no disk %s", job, disk);
-  return -1;
 }
 
 /* The guest writes vd0 in 4 KiB blocks: its bitmaps are 4 KiB, chosen
@@ -1060,7 +1039,7 @@ test_destination_killed_in_memory (void **state)
   assert_int_not_equal (vms_test_command_wait (first), 0);
   assert_rolled_back (fixture, first, "killdest");
 
-  vd1_before = job_disk_bytes (fixture, "killdest", "vd1");
+  vd1_before = job_disk_int (fixture, "killdest", "vd1", "bytes-written");
   start_destination (fixture, FALSE);
   resumed = migrate_start (fixture, "--resume", "killdest", NULL);
   vms_test_command_expect_success (resumed);
