@@ -1495,9 +1495,12 @@ test_preflight_refusals (void **state)
 
 /* ---- vmshift estimate ---- */
 
+/* vmshift estimate of the source, its report in JSON or, json FALSE, for
+ * people; extra is one more option or NULL. */
 static VmsTestCommand *
 estimate_start_with (Fixture *fixture, const char *id, const char *window,
-                     const char *bitmap_to_plant, const char *extra)
+                     const char *bitmap_to_plant, gboolean json,
+                     const char *extra)
 {
   g_autofree char *source
       = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
@@ -1505,10 +1508,18 @@ estimate_start_with (Fixture *fixture, const char *id, const char *window,
   g_autofree char *window_arg = g_strdup_printf ("--window=%s", window);
   g_autofree char *state_arg
       = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
-  const char *argv[] = { vmshift,    "estimate",        source,
-                         "--sink",   fixture->sink_uri, id_arg,
-                         window_arg, "--interval=2",    "--probe-seconds=0.3",
-                         state_arg,  "--json",          extra,
+  const char *argv[] = { vmshift,
+                         "estimate",
+                         source,
+                         "--sink",
+                         fixture->sink_uri,
+                         id_arg,
+                         window_arg,
+                         "--interval=2",
+                         "--probe-seconds=0.3",
+                         state_arg,
+                         json ? "--json" : extra,
+                         json ? extra : NULL,
                          NULL };
 
   if (bitmap_to_plant)
@@ -1526,7 +1537,7 @@ static VmsTestCommand *
 estimate_start (Fixture *fixture, const char *id, const char *window,
                 const char *bitmap_to_plant)
 {
-  return estimate_start_with (fixture, id, window, bitmap_to_plant, NULL);
+  return estimate_start_with (fixture, id, window, bitmap_to_plant, TRUE, NULL);
 }
 
 /* No bitmap of the estimator is left on the source's disks. */
@@ -1654,17 +1665,31 @@ estimate_disk (VmsTestCommand *estimate, guint i, JsonParser *parser)
       i);
 }
 
-/* The largest ratio of what the estimate says vd0's bitmaps hold to what
- * the guest wrote meanwhile (QEMU's wr_bytes, measured apart from any
- * bitmap): at the window's last sample, and for each predicted round,
- * whose bitmap records during the background copy (round 1, vd0 being
- * copied first) or the round before, with the guest at its measured
- * pace.  Only vd0 is written, so a round's bytes are vd0's. */
-static double
-worst_dirty_to_written (VmsTestCommand *estimate)
+/* The first VM of the estimate id as saved in the state directory
+ * (borrowed from parser). */
+static JsonObject *
+saved_estimate_vm (Fixture *fixture, const char *id, JsonParser *parser)
 {
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonObject *vm = estimate_vm (estimate, parser);
+  g_autofree char *file = g_strdup_printf ("estimate-%s.json", id);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (GError) error = NULL;
+
+  vms_assert_ok (json_parser_load_from_file (parser, path, &error), error);
+  return json_array_get_object_element (
+      json_object_get_array_member (
+          json_node_get_object (json_parser_get_root (parser)), "vms"),
+      0);
+}
+
+/* The largest ratio of what the estimate of vm says vd0's bitmaps hold
+ * to what the guest wrote meanwhile (QEMU's wr_bytes, measured apart
+ * from any bitmap): at the window's last sample, and for each predicted
+ * round, whose bitmap records during the background copy (round 1, vd0
+ * being copied first) or the round before, with the guest at its
+ * measured pace.  Only vd0 is written, so a round's bytes are vd0's. */
+static double
+worst_dirty_to_written (JsonObject *vm)
+{
   JsonObject *vd0 = json_array_get_object_element (
       json_object_get_array_member (vm, "disks"), 0);
   JsonObject *prediction = json_object_get_object_member (vm, "prediction");
@@ -1721,7 +1746,7 @@ test_estimate_counts_the_job_granularity (void **state)
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (JsonObject) chosen = NULL;
   double fine_ratio, coarse_ratio;
-  JsonObject *vd0;
+  JsonObject *vm, *vd0;
 
   fixture->prefix = "g";
   fine = estimate_start (fixture, "g4", "6", NULL);
@@ -1731,13 +1756,21 @@ test_estimate_counts_the_job_granularity (void **state)
   vd0 = estimate_disk (fine, 0, parser);
   assert_int_equal (json_object_get_int_member (vd0, "granularity"), 4096);
   assert_non_null (json_object_get_string_member (vd0, "granularity-reason"));
-  fine_ratio = worst_dirty_to_written (fine);
+  fine_ratio = worst_dirty_to_written (estimate_vm (fine, parser));
 
-  coarse = estimate_start_with (fixture, "g64", "6", NULL, "--granularity=64K");
+  /* For people this time: the report names the bits, and the saved
+   * estimate records them. */
+  coarse = estimate_start_with (fixture, "g64", "6", NULL, FALSE,
+                                "--granularity=64K");
   vms_test_command_expect_success (coarse);
-  vd0 = estimate_disk (coarse, 0, parser);
+  if (!strstr (coarse->out->str, "dirtied in 6 s in bits of 64 KiB "
+                                 "(--granularity;"))
+    fail_msg ("no granularity in vd0's line: %s", coarse->out->str);
+  vm = saved_estimate_vm (fixture, "g64", parser);
+  vd0 = json_array_get_object_element (
+      json_object_get_array_member (vm, "disks"), 0);
   assert_int_equal (json_object_get_int_member (vd0, "granularity"), 65536);
-  coarse_ratio = worst_dirty_to_written (coarse);
+  coarse_ratio = worst_dirty_to_written (vm);
   print_message ("dirty / written: %.2f with 4 KiB bits, %.2f with 64 KiB\n",
                  fine_ratio, coarse_ratio);
   if (fine_ratio > 1.5)
