@@ -18,6 +18,7 @@ static void
 disk_free (VmsEstimateFileDisk *disk)
 {
   g_free (disk->name);
+  g_free (disk->granularity_reason);
   g_array_unref (disk->seconds);
   g_array_unref (disk->dirty);
   g_free (disk);
@@ -161,6 +162,9 @@ build_disk (JsonBuilder *b, const VmsEstimateFileDisk *disk)
   DOUBLE ("pace", disk->pace);
   DOUBLE ("round-noise", disk->round_noise);
   DOUBLE ("write-rate", disk->write_rate);
+  INT ("granularity", disk->granularity);
+  if (disk->granularity_reason)
+    STRING ("granularity-reason", disk->granularity_reason);
   MEMBER ("dirty-samples");
   json_builder_begin_array (b);
   for (guint k = 0; k < disk->seconds->len; k++)
@@ -385,6 +389,40 @@ vm_matches (JsonObject *vm, const char *vm_uuid, const char *vm_name,
   return g_str_equal (string_member (vm, "source"), source);
 }
 
+/* Each disk's granularity: a migration that reports against the
+ * prediction says whether it copies the same bits. */
+static void
+read_granularities (JsonObject *vm, VmsPrediction *out)
+{
+  JsonNode *disks = member_of_type (vm, "disks", JSON_NODE_ARRAY);
+  JsonArray *array = disks ? json_node_get_array (disks) : NULL;
+
+  out->granularities
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  for (guint i = 0; array && i < json_array_get_length (array); i++)
+    {
+      JsonNode *node = json_array_get_element (array, i);
+      JsonObject *disk
+          = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
+      double granularity = number_member (disk, "granularity");
+
+      /* Files written before the granularity was recorded observed with
+       * QEMU's default, but say nothing: no claim is made for them. */
+      if (granularity >= 1 && granularity <= G_MAXUINT32
+          && *string_member (disk, "name"))
+        g_hash_table_insert (out->granularities,
+                             g_strdup (string_member (disk, "name")),
+                             GUINT_TO_POINTER ((guint)granularity));
+    }
+}
+
+void
+vms_prediction_clear (VmsPrediction *prediction)
+{
+  g_clear_pointer (&prediction->granularities, g_hash_table_unref);
+  memset (prediction, 0, sizeof *prediction);
+}
+
 static void
 read_prediction (JsonObject *prediction, JsonObject *link, VmsPrediction *out)
 {
@@ -397,13 +435,13 @@ read_prediction (JsonObject *prediction, JsonObject *link, VmsPrediction *out)
   out->request_size = number_member (link, "request-size");
 }
 
-/* The first VM of vms that is the one asked for and has a prediction, or
- * NULL; FALSE if an entry is not a VM at all. */
+/* The first VM of vms that is the one asked for and has a prediction
+ * into *found, or NULL; FALSE if an entry is not a VM at all. */
 static gboolean
 find_vm (JsonArray *vms, const char *vm_uuid, const char *vm_name,
-         const char *source, JsonObject **prediction)
+         const char *source, JsonObject **found)
 {
-  *prediction = NULL;
+  *found = NULL;
   for (guint i = 0; i < json_array_get_length (vms); i++)
     {
       JsonNode *node = json_array_get_element (vms, i);
@@ -415,7 +453,7 @@ find_vm (JsonArray *vms, const char *vm_uuid, const char *vm_name,
       if (object_member (vm, "prediction")
           && vm_matches (vm, vm_uuid, vm_name, source))
         {
-          *prediction = object_member (vm, "prediction");
+          *found = vm;
           return TRUE;
         }
     }
@@ -431,7 +469,7 @@ vms_estimate_file_load_prediction (const char *state_dir, const char *id,
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) id_error = NULL;
   JsonNode *root, *vms;
-  JsonObject *top, *link, *prediction = NULL;
+  JsonObject *top, *link, *vm = NULL;
 
   if (!vms_job_id_is_valid (id, &id_error))
     {
@@ -448,8 +486,7 @@ vms_estimate_file_load_prediction (const char *state_dir, const char *id,
   link = object_member (top, "link");
   vms = member_of_type (top, "vms", JSON_NODE_ARRAY);
   if (!link || !vms
-      || !find_vm (json_node_get_array (vms), vm_uuid, vm_name, source,
-                   &prediction))
+      || !find_vm (json_node_get_array (vms), vm_uuid, vm_name, source, &vm))
     {
       g_autofree char *path = vms_estimate_file_path (state_dir, id);
 
@@ -458,7 +495,7 @@ vms_estimate_file_load_prediction (const char *state_dir, const char *id,
                    "estimate %s: %s is not an estimate", id, path);
       return FALSE;
     }
-  if (!prediction)
+  if (!vm)
     {
       g_set_error (error, VMS_ESTIMATE_FILE_ERROR,
                    VMS_ESTIMATE_FILE_ERROR_NO_VM,
@@ -466,6 +503,8 @@ vms_estimate_file_load_prediction (const char *state_dir, const char *id,
                    vm_name, vm_uuid);
       return FALSE;
     }
-  read_prediction (prediction, link, out);
+  vms_prediction_clear (out);
+  read_prediction (object_member (vm, "prediction"), link, out);
+  read_granularities (vm, out);
   return TRUE;
 }

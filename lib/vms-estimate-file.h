@@ -29,22 +29,26 @@ typedef enum
 /* One disk as the estimate observed it. */
 typedef struct
 {
-  char *name;             /* disk name (guest device id) */
-  guint64 size;           /* virtual size, bytes */
-  guint64 allocated;      /* bytes that are not a hole, at the last map */
-  guint64 data;           /* bytes neither a hole nor known zero, likewise */
-  guint64 data_start;     /* data at the first map, as the window opened */
-  double growth_rate;     /* bytes/s its data grew by between the maps */
-  double growth_position; /* where: share of its data before, weighted */
-  double copy_rate;       /* bytes/s of data its background copy moves */
-  double round_rate;      /* bytes/s a dirty round of it moves, 0: unknown */
-  double pace;            /* the guest's pace while a copy runs, 0: unknown */
-  double round_noise;     /* the probe rounds' relative deviation from the
-                             dirty curve */
-  double write_rate;      /* bytes/s the guest wrote over the window */
-  GArray *seconds;        /* double: when each dirty sample was taken, from
-                             the window's start */
-  GArray *dirty;          /* guint64: bytes the window's bitmap held then */
+  char *name;               /* disk name (guest device id) */
+  guint64 size;             /* virtual size, bytes */
+  guint64 allocated;        /* bytes that are not a hole, at the last map */
+  guint64 data;             /* bytes neither a hole nor known zero, likewise */
+  guint64 data_start;       /* data at the first map, as the window opened */
+  double growth_rate;       /* bytes/s its data grew by between the maps */
+  double growth_position;   /* where: share of its data before, weighted */
+  double copy_rate;         /* bytes/s of data its background copy moves */
+  double round_rate;        /* bytes/s a dirty round of it moves, 0: unknown */
+  double pace;              /* the guest's pace while a copy runs, 0: unknown */
+  double round_noise;       /* the probe rounds' relative deviation from the
+                               dirty curve */
+  double write_rate;        /* bytes/s the guest wrote over the window */
+  guint32 granularity;      /* bytes per bit of its bitmaps: what a job
+                               would choose (vms_granularity_choose_asked),
+                               0: not recorded (an older file) */
+  char *granularity_reason; /* why, for people, or NULL */
+  GArray *seconds;          /* double: when each dirty sample was taken, from
+                               the window's start */
+  GArray *dirty;            /* guint64: bytes the window's bitmap held then */
 } VmsEstimateFileDisk;
 
 /* One VM: what was observed and what the model made of it. */
@@ -121,17 +125,23 @@ gboolean vms_estimate_file_save (const VmsEstimateFile *estimate,
 /* What vmshift estimate predicted for one VM. */
 typedef struct
 {
-  double total_pause_s;     /* whole migration, --final-sync pause */
-  double total_mirror_s;    /* whole migration, --final-sync mirror */
-  double downtime_pause_s;  /* downtime, --final-sync pause */
-  double downtime_mirror_s; /* downtime, --final-sync mirror */
-  guint connections;        /* the link's best number of connections */
-  guint32 request_size;     /* and request size, bytes */
+  double total_pause_s;      /* whole migration, --final-sync pause */
+  double total_mirror_s;     /* whole migration, --final-sync mirror */
+  double downtime_pause_s;   /* downtime, --final-sync pause */
+  double downtime_mirror_s;  /* downtime, --final-sync mirror */
+  guint connections;         /* the link's best number of connections */
+  guint32 request_size;      /* and request size, bytes */
+  GHashTable *granularities; /* disk name -> bytes per bit the estimate
+                                observed it with (GUINT_TO_POINTER); a
+                                disk recorded without one is absent */
 } VmsPrediction;
+
+/* Free what out holds (vms_estimate_file_load_prediction filled it). */
+void vms_prediction_clear (VmsPrediction *prediction);
 
 /* Read the estimate id in state_dir and find the VM with this UUID (or,
  * when it was estimated without one, this name; unnamed, this QMP
- * address). */
+ * address).  What out held before is cleared (vms_prediction_clear). */
 gboolean vms_estimate_file_load_prediction (const char *state_dir,
                                             const char *id, const char *vm_uuid,
                                             const char *vm_name,

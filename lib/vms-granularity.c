@@ -2,7 +2,18 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-granularity.h"
+#include "vms-option.h"
 #include "vms-progress.h"
+
+/* QEMU wants a bitmap granularity that is a power of two from 512 bytes
+ * to 2 GiB. */
+#define OPTION_GRANULARITY_MIN 512
+#define OPTION_GRANULARITY_MAX (G_GUINT64_CONSTANT (1) << 31)
+/* The smallest --bitmap-memory: about what the two 4 KiB-grained bitmaps
+ * of a 1 GiB disk take (65 KiB); less would make any real disk coarse. */
+#define OPTION_BITMAP_MEMORY_MIN (64 * 1024)
+/* Typo guard: nobody means more. */
+#define OPTION_BITMAP_MEMORY_MAX (G_GUINT64_CONSTANT (1) << 40)
 
 static const char *const why_names[]
     = { "floor", "writes", "memory", "option" };
@@ -78,6 +89,47 @@ vms_granularity_choose (guint64 disk_size, guint32 memory_floor,
     out->why = VMS_GRANULARITY_WHY_FLOOR;
   out->memory = VMS_GRANULARITY_BITMAPS_PER_DISK
                 * vms_granularity_bitmap_bytes (disk_size, out->granularity);
+}
+
+void
+vms_granularity_choose_asked (guint64 disk_size, guint32 memory_floor,
+                              guint64 write_bytes, guint64 write_operations,
+                              guint32 asked, VmsGranularityChoice *out)
+{
+  vms_granularity_choose (disk_size, memory_floor, write_bytes,
+                          write_operations, out);
+  if (!asked)
+    return;
+  out->granularity = asked;
+  out->why = VMS_GRANULARITY_WHY_OPTION;
+  out->memory = VMS_GRANULARITY_BITMAPS_PER_DISK
+                * vms_granularity_bitmap_bytes (disk_size, asked);
+}
+
+gboolean
+vms_granularity_parse_options (const char *granularity_text,
+                               const char *memory_text, guint32 *granularity,
+                               guint64 *bitmap_memory, GError **error)
+{
+  guint64 asked = 0;
+
+  if (!vms_option_size ("--granularity", granularity_text,
+                        OPTION_GRANULARITY_MIN, OPTION_GRANULARITY_MAX, &asked,
+                        error)
+      || !vms_option_size ("--bitmap-memory", memory_text,
+                           OPTION_BITMAP_MEMORY_MIN, OPTION_BITMAP_MEMORY_MAX,
+                           bitmap_memory, error))
+    return FALSE;
+  if ((asked & (asked - 1)) != 0)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--granularity must be a power of two from 512 to 2G, "
+                   "not '%s'",
+                   granularity_text);
+      return FALSE;
+    }
+  *granularity = (guint32)asked;
+  return TRUE;
 }
 
 char *

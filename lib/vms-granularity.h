@@ -69,6 +69,24 @@ void vms_granularity_choose (guint64 disk_size, guint32 memory_floor,
                              guint64 write_bytes, guint64 write_operations,
                              VmsGranularityChoice *out);
 
+/* Choose one disk's granularity as a job does: asked (--granularity)
+ * when not 0, else vms_granularity_choose.  vmshift sync, migrate and
+ * estimate all go through here, so an estimate observes the bits its
+ * job will copy. */
+void vms_granularity_choose_asked (guint64 disk_size, guint32 memory_floor,
+                                   guint64 write_bytes,
+                                   guint64 write_operations, guint32 asked,
+                                   VmsGranularityChoice *out);
+
+/* Parse --granularity (granularity_text; NULL: 0, chosen per disk) and
+ * --bitmap-memory (memory_text; NULL: *bitmap_memory stays) as sync,
+ * migrate and estimate take them; a refusal is G_OPTION_ERROR naming the
+ * option. */
+gboolean vms_granularity_parse_options (const char *granularity_text,
+                                        const char *memory_text,
+                                        guint32 *granularity,
+                                        guint64 *bitmap_memory, GError **error);
+
 /* The choice for people, e.g. "the 4 KiB floor; average guest write
  * 4.0 KiB; 2 bitmaps of 64.0 KiB in QEMU" (caller frees). */
 char *vms_granularity_describe (const VmsGranularityChoice *choice);

@@ -15,10 +15,6 @@
 #define MAX_SECONDS (24 * 3600)
 #define MAX_RATE (G_GUINT64_CONSTANT (1) << 40)
 #define MAX_BYTES (G_GUINT64_CONSTANT (1) << 40)
-/* QEMU wants a bitmap granularity that is a power of two from 512 bytes
- * to 2 GiB. */
-#define MIN_GRANULARITY 512
-#define MAX_GRANULARITY (G_GUINT64_CONSTANT (1) << 31)
 
 static gboolean
 parse_counts (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
@@ -60,15 +56,11 @@ parse_counts (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
   return TRUE;
 }
 
-/* The smallest --bitmap-memory: about what the two 4 KiB-grained bitmaps
- * of a 1 GiB disk take (65 KiB); less would make any real disk coarse. */
-#define BITMAP_MEMORY_MIN (64 * 1024)
-
 static gboolean
 parse_sizes (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
              GError **error)
 {
-  guint64 request = 0, granularity = 0;
+  guint64 request = 0;
 
   if (!vms_option_rate ("--max-bandwidth", options->max_bandwidth, 1024,
                         MAX_RATE, &config->max_bandwidth, error)
@@ -79,24 +71,12 @@ parse_sizes (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
       || !vms_option_size ("--checkpoint-bytes", options->checkpoint_bytes,
                            1024 * 1024, MAX_BYTES, &config->checkpoint_bytes,
                            error)
-      || !vms_option_size ("--granularity", options->granularity,
-                           MIN_GRANULARITY, MAX_GRANULARITY, &granularity,
-                           error)
-      || !vms_option_size ("--bitmap-memory", options->bitmap_memory,
-                           BITMAP_MEMORY_MIN, MAX_BYTES, &config->bitmap_memory,
-                           error))
+      || !vms_granularity_parse_options (
+          options->granularity, options->bitmap_memory, &config->granularity,
+          &config->bitmap_memory, error))
     return FALSE;
   config->converge_bytes_set = options->converge != NULL;
-  if ((granularity & (granularity - 1)) != 0)
-    {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   "--granularity must be a power of two from 512 to 2G, "
-                   "not '%s'",
-                   options->granularity);
-      return FALSE;
-    }
   config->request_size = request;
-  config->granularity = granularity;
   return TRUE;
 }
 

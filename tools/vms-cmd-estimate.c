@@ -8,6 +8,7 @@
 #include "vms-cli.h"
 #include "vms-config.h"
 #include "vms-estimate.h"
+#include "vms-granularity.h"
 #include "vms-job.h"
 #include "vms-path.h"
 #include "vms-sink-client.h"
@@ -34,8 +35,11 @@ static const char *const description
       "estimate watches each VM for --window seconds, sampling every\n"
       "--interval: a temporary dirty bitmap per disk (always removed), the\n"
       "RAM dirty rate (calc-dirty-rate, page sampling), the disks' data and\n"
-      "the share of RAM that is not zero.  Then it probes the link with 1, 2,\n"
-      "4 and 8 connections and two request sizes, maps the disks again (their\n"
+      "the share of RAM that is not zero.  Each bitmap has the granularity\n"
+      "that 'vmshift migrate' would choose for the disk (--granularity and\n"
+      "--bitmap-memory as there), so a disk's dirty bytes are those its\n"
+      "rounds would copy.  Then it probes the link with 1, 2, 4 and 8\n"
+      "connections and two request sizes, maps the disks again (their\n"
       "growth), times an empty round and probes each disk's background copy\n"
       "and dirty rounds with the best of those, and predicts each phase,\n"
       "the downtime of both switchover modes, the total, and the method.\n"
@@ -45,23 +49,27 @@ static const char *const description
 
 typedef struct
 {
-  char *sink;               /* --sink */
-  char *id;                 /* --id, or the time */
-  char *state_dir;          /* --state-dir, or the default */
-  char *window;             /* --window as typed */
-  char *interval;           /* --interval as typed */
-  char *probe;              /* --probe-seconds as typed */
-  char *shipping;           /* --seed-shipping-hours as typed */
-  int window_s;             /* --window parsed */
-  int interval_s;           /* --interval parsed */
-  double probe_seconds;     /* --probe-seconds parsed */
-  char *bandwidth;          /* --bandwidth as typed */
-  char *seed_capacity;      /* --seed-capacity as typed */
-  char *seed_rate;          /* --seed-rate as typed */
-  gboolean json;            /* --json */
-  char *connect;            /* --connect: SOURCEs are libvirt domains */
-  guint64 bandwidth_bytes;  /* --bandwidth parsed, 0: none */
-  VmsEstimateParams params; /* the model's, with the seed options */
+  char *sink;                  /* --sink */
+  char *id;                    /* --id, or the time */
+  char *state_dir;             /* --state-dir, or the default */
+  char *window;                /* --window as typed */
+  char *interval;              /* --interval as typed */
+  char *probe;                 /* --probe-seconds as typed */
+  char *shipping;              /* --seed-shipping-hours as typed */
+  int window_s;                /* --window parsed */
+  int interval_s;              /* --interval parsed */
+  double probe_seconds;        /* --probe-seconds parsed */
+  char *bandwidth;             /* --bandwidth as typed */
+  char *seed_capacity;         /* --seed-capacity as typed */
+  char *seed_rate;             /* --seed-rate as typed */
+  gboolean json;               /* --json */
+  char *connect;               /* --connect: SOURCEs are libvirt domains */
+  char *granularity;           /* --granularity as typed */
+  char *bitmap_memory;         /* --bitmap-memory as typed */
+  guint32 granularity_bytes;   /* --granularity parsed, 0: chosen per disk */
+  guint64 bitmap_memory_bytes; /* --bitmap-memory parsed */
+  guint64 bandwidth_bytes;     /* --bandwidth parsed, 0: none */
+  VmsEstimateParams params;    /* the model's, with the seed options */
 } EstimateOptions;
 
 static void
@@ -78,6 +86,8 @@ options_clear (EstimateOptions *options)
   g_clear_pointer (&options->interval, g_free);
   g_clear_pointer (&options->probe, g_free);
   g_clear_pointer (&options->shipping, g_free);
+  g_clear_pointer (&options->granularity, g_free);
+  g_clear_pointer (&options->bitmap_memory, g_free);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (EstimateOptions, options_clear)
@@ -148,7 +158,10 @@ check_options (EstimateOptions *options, int argc, GError **error)
     return usage_error (error, "expected SOURCE... --sink URI (see 'vmshift "
                                "estimate --help')");
   if (!vms_sink_client_check_uri (options->sink, error)
-      || !check_times (options, error) || !check_params (options, error))
+      || !check_times (options, error) || !check_params (options, error)
+      || !vms_granularity_parse_options (
+          options->granularity, options->bitmap_memory,
+          &options->granularity_bytes, &options->bitmap_memory_bytes, error))
     return FALSE;
   if (!options->id)
     options->id = g_strdup_printf ("%" G_GINT64_FORMAT,
@@ -202,6 +215,14 @@ parse_options (EstimateOptions *options, int *argc, char ***argv,
       "... written and read at RATE bytes/s", "RATE" },
     { "seed-shipping-hours", 0, 0, G_OPTION_ARG_STRING, &options->shipping,
       "... and shipped in H hours", "H" },
+    { "granularity", 'g', 0, G_OPTION_ARG_STRING, &options->granularity,
+      "Bytes per dirty-bitmap bit, as for migrate (default: chosen per disk "
+      "as migrate would, from 4K)",
+      "SIZE" },
+    { "bitmap-memory", 0, 0, G_OPTION_ARG_STRING, &options->bitmap_memory,
+      "QEMU memory for the dirty bitmaps of all disks, as for migrate "
+      "(default 64M)",
+      "SIZE" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
       "Print the result as one JSON event on stdout", NULL },
     { "connect", 'c', 0, G_OPTION_ARG_STRING, &options->connect,
@@ -234,10 +255,13 @@ print_disk (const VmsEstimateFileDisk *disk, int window_s)
                                   : 0;
   g_autofree char *dirtied = vms_format_size (last);
   g_autofree char *read = vms_format_size (disk->copy_rate);
+  g_autofree char *granularity = vms_granularity_format (disk->granularity);
 
   g_print ("  disk %s: %s, %s allocated, %s data, copied at %s/s; %s "
-           "dirtied in %d s\n",
-           disk->name, size, allocated, data, read, dirtied, window_s);
+           "dirtied in %d s in bits of %s (%s)\n",
+           disk->name, size, allocated, data, read, dirtied, window_s,
+           granularity,
+           disk->granularity_reason ? disk->granularity_reason : "");
 }
 
 static void
@@ -348,6 +372,8 @@ estimate (EstimateOptions *options, const char *const *sources,
     .window_s = options->window_s,
     .interval_s = options->interval_s,
     .probe_seconds = options->probe_seconds,
+    .granularity = options->granularity_bytes,
+    .bitmap_memory = options->bitmap_memory_bytes,
     .progress = progress,
   };
   g_autoptr (VmsEstimateFile) result = NULL;
@@ -372,9 +398,11 @@ estimate (EstimateOptions *options, const char *const *sources,
 int
 vms_cmd_estimate (int argc, char **argv)
 {
-  g_auto (EstimateOptions) options = { .window_s = DEFAULT_WINDOW_S,
-                                       .interval_s = DEFAULT_INTERVAL_S,
-                                       .probe_seconds = DEFAULT_PROBE_SECONDS };
+  g_auto (EstimateOptions) options
+      = { .window_s = DEFAULT_WINDOW_S,
+          .interval_s = DEFAULT_INTERVAL_S,
+          .probe_seconds = DEFAULT_PROBE_SECONDS,
+          .bitmap_memory_bytes = VMS_GRANULARITY_DEFAULT_BITMAP_MEMORY };
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) sources = g_ptr_array_new_with_free_func (g_free);
   gboolean ok;

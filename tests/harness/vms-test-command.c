@@ -239,9 +239,11 @@ vms_test_command_last_progress (VmsTestCommand *command, const char *disk,
   return query.best;
 }
 
-JsonObject *
-vms_test_command_find_event (VmsTestCommand *command, const char *event,
-                             JsonParser *parser)
+/* The last event in command's output named event and, unless disk is
+ * NULL, about disk (its member "disk"), borrowed from parser; or NULL. */
+static JsonObject *
+scan_last (VmsTestCommand *command, const char *event, const char *disk,
+           JsonParser *parser)
 {
   g_auto (GStrv) lines = g_strsplit (command->out->str, "\n", -1);
   guint n = g_strv_length (lines);
@@ -261,10 +263,46 @@ vms_test_command_find_event (VmsTestCommand *command, const char *event,
       if (g_strcmp0 (
               json_object_get_string_member_with_default (object, "event", ""),
               event)
-          == 0)
+              == 0
+          && (!disk
+              || g_strcmp0 (json_object_get_string_member_with_default (
+                                object, "disk", ""),
+                            disk)
+                     == 0))
         return object;
     }
   return NULL;
+}
+
+JsonObject *
+vms_test_command_find_event (VmsTestCommand *command, const char *event,
+                             JsonParser *parser)
+{
+  return scan_last (command, event, NULL, parser);
+}
+
+JsonObject *
+vms_test_command_last_event (VmsTestCommand *command, const char *event,
+                             const char *disk)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *object = scan_last (command, event, disk, parser);
+
+  /* The object outlives its parser by its own reference. */
+  return object ? json_object_ref (object) : NULL;
+}
+
+gint64
+vms_test_command_event_int (VmsTestCommand *command, const char *event,
+                            const char *disk, const char *member)
+{
+  g_autoptr (JsonObject) object
+      = vms_test_command_last_event (command, event, disk);
+
+  if (!object || !json_object_has_member (object, member))
+    fail_msg ("no %s in a '%s' event%s%s: %s", member, event,
+              disk ? " about " : "", disk ? disk : "", command->out->str);
+  return json_object_get_int_member (object, member);
 }
 
 void

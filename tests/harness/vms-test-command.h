@@ -55,6 +55,18 @@ guint64 vms_test_command_last_progress (VmsTestCommand *command,
 JsonObject *vms_test_command_find_event (VmsTestCommand *command,
                                          const char *event, JsonParser *parser);
 
+/* The last JSON event named event and, unless disk is NULL, about disk
+ * (its member "disk"), or NULL; caller unrefs (g_autoptr (JsonObject)).
+ * vmshift's reports (disk-synced, migrated, granularity, ...) are read
+ * this one way. */
+JsonObject *vms_test_command_last_event (VmsTestCommand *command,
+                                         const char *event, const char *disk);
+
+/* The integer member of that event; fails the test, showing the output,
+ * when there is no such event or it lacks member. */
+gint64 vms_test_command_event_int (VmsTestCommand *command, const char *event,
+                                   const char *disk, const char *member);
+
 /* SIGKILL it if still running, close and remove everything. */
 void vms_test_command_free (VmsTestCommand *command);
 

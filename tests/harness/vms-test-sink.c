@@ -381,3 +381,61 @@ vms_test_sink_free (VmsTestSink *sink)
   g_free (sink->pid_path);
   g_free (sink);
 }
+
+void
+vms_test_sink_create_replica (VmsTestSink *sink, const char *name, guint64 size)
+{
+  g_autofree char *export_name
+      = g_strdup_printf ("%s@create=%" G_GUINT64_FORMAT, name, size);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) nbd
+      = vms_test_sink_connect (sink, export_name, &error);
+
+  vms_assert_ok (nbd, error);
+  assert_int_equal (nbd_get_size (nbd), (int64_t)size);
+  nbd_shutdown (nbd, 0);
+}
+
+JsonObject *
+vms_test_sink_listed (const char *output, const char *name, JsonParser *parser)
+{
+  JsonArray *replicas;
+
+  assert_true (json_parser_load_from_data (parser, output, -1, NULL));
+  assert_true (JSON_NODE_HOLDS_ARRAY (json_parser_get_root (parser)));
+  replicas = json_node_get_array (json_parser_get_root (parser));
+  for (guint i = 0; i < json_array_get_length (replicas); i++)
+    {
+      JsonObject *object = json_array_get_object_element (replicas, i);
+
+      if (g_str_equal (json_object_get_string_member (object, "name"), name))
+        return object;
+    }
+  return NULL;
+}
+
+VmsTestSink *
+vms_test_sink_setup (const char *const *plugin_args)
+{
+  g_autoptr (GError) error = NULL;
+  VmsTestSink *sink = vms_test_sink_start (NULL, plugin_args, &error);
+
+  if (!sink)
+    print_error ("cannot start the sink: %s\n", error->message);
+  return sink;
+}
+
+int
+vms_test_sink_teardown (VmsTestSink *sink)
+{
+  g_autoptr (GError) error = NULL;
+  int result = 0;
+
+  if (!vms_test_sink_stop (sink, &error))
+    {
+      print_error ("%s\n", error->message);
+      result = -1;
+    }
+  vms_test_sink_free (sink);
+  return result;
+}

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gio/gio.h>
+#include <json-glib/json-glib.h>
 #include <libnbd.h>
 
 typedef struct
@@ -79,6 +80,26 @@ char *vms_test_sink_replica_path (VmsTestSink *sink, const char *name);
 
 /* The tail of nbdkit's log, for failure messages (caller frees). */
 char *vms_test_sink_log (VmsTestSink *sink);
+
+/* Create replica name of size bytes through the sink's @create= export;
+ * fails the test if the sink refuses or the replica has another size. */
+void vms_test_sink_create_replica (VmsTestSink *sink, const char *name,
+                                   guint64 size);
+
+/* The object for replica name in output, what vmshift-sink list --json
+ * printed (parsed into parser, borrowed from it), or NULL; fails the
+ * test if output is not a JSON array. */
+JsonObject *vms_test_sink_listed (const char *output, const char *name,
+                                  JsonParser *parser);
+
+/* For a cmocka setup: nbdkit with the plugin (plugin_args as for
+ * vms_test_sink_start) on a private socket and replica directory, or
+ * NULL with the reason printed. */
+VmsTestSink *vms_test_sink_setup (const char *const *plugin_args);
+
+/* For the matching teardown: stop the sink (vms_test_sink_stop) and free
+ * it; 0, or -1 with the reason printed when it did not stop cleanly. */
+int vms_test_sink_teardown (VmsTestSink *sink);
 
 void vms_test_sink_free (VmsTestSink *sink);
 

@@ -338,6 +338,10 @@ test_estimate_bad_input (void **state)
     { { "--seed-rate", "-1" }, "--seed-rate wants a rate" },
     { { "--sink", "foo" }, "--sink wants an NBD URI" },
     { { "--id", "a/b" }, "--id 'a/b': job id may hold" },
+    /* Checked as sync and migrate check them. */
+    { { "--granularity", "3K" }, "--granularity must be a power of two" },
+    { { "-g", "256" }, "--granularity wants a size" },
+    { { "--bitmap-memory", "1K" }, "--bitmap-memory wants a size" },
   };
 
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
@@ -399,6 +403,8 @@ test_short_c_is_connect (void **state)
   run_vmshift (&estimate_help, "estimate", "--help", NULL);
   assert_non_null (strstr (migrate_help.out, "-c, --connect=URI"));
   assert_non_null (strstr (estimate_help.out, "-c, --connect=URI"));
+  assert_non_null (strstr (estimate_help.out, "-g, --granularity=SIZE"));
+  assert_non_null (strstr (estimate_help.out, "--bitmap-memory=SIZE"));
   assert_non_null (strstr (migrate_help.out, "  --connections=N"));
   assert_null (strstr (migrate_help.out, "-c, --connections"));
   assert_null (strstr (sync_help.out, "-c, --connections"));

@@ -160,17 +160,6 @@ migrate_domain (Fixture *fixture, const char *domain, const char *job)
                         "--persistent", "--undefinesource", "--suspend", NULL);
 }
 
-static gint64
-event_int (VmsTestCommand *command, const char *event, const char *member)
-{
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonObject *object = vms_test_command_find_event (command, event, parser);
-
-  if (!object || !json_object_has_member (object, member))
-    fail_msg ("no %s in a '%s' event: %s", member, event, command->out->str);
-  return json_object_get_int_member (object, member);
-}
-
 /* The destination holds the domain paused (--suspend), so its disks are
  * still exactly what the source left at the switchover. */
 static void
@@ -246,7 +235,8 @@ resume_to_destination (Fixture *fixture, const char *domain, const char *job)
       = vmshift_start (fixture, "--resume", job, "--suspend", NULL);
 
   vms_test_command_expect_success (resumed);
-  assert_int_equal (event_int (resumed, "migrated", "disk-background-bytes"),
+  assert_int_equal (vms_test_command_event_int (resumed, "migrated", NULL,
+                                                "disk-background-bytes"),
                     0);
   assert_domstate (fixture->destination, domain, "paused");
   assert_domstate (fixture->source, domain, NULL);
@@ -336,11 +326,15 @@ test_migrate (void **state)
   run = migrate_domain (fixture, "lv1", "lv1-job");
   vms_test_command_expect_success (run);
   assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
-  assert_true (event_int (run, "migrated", "disk-background-bytes")
+  assert_true (vms_test_command_event_int (run, "migrated", NULL,
+                                           "disk-background-bytes")
                >= 16 * MiB);
   /* libvirt's own figures of its job. */
-  assert_true (event_int (run, "migrated", "ram-bytes") > 0);
-  assert_true (event_int (run, "migrated", "qemu-downtime-ms") >= 0);
+  assert_true (vms_test_command_event_int (run, "migrated", NULL, "ram-bytes")
+               > 0);
+  assert_true (
+      vms_test_command_event_int (run, "migrated", NULL, "qemu-downtime-ms")
+      >= 0);
 
   assert_domstate (fixture->destination, "lv1", "paused");
   /* --undefinesource: host A does not know it any more. */
@@ -508,7 +502,9 @@ test_estimate_then_migrate (void **state)
                        "lv3-estimate", "--p2p", NULL);
   vms_test_command_expect_success (run);
   assert_non_null (strstr (run->out->str, "\"event\":\"predicted\""));
-  assert_true (event_int (run, "migrated", "predicted-downtime-ms") > 0);
+  assert_true (vms_test_command_event_int (run, "migrated", NULL,
+                                           "predicted-downtime-ms")
+               > 0);
   assert_domstate (fixture->destination, "lv3", "running");
   vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv3",
                           NULL);

@@ -215,17 +215,6 @@ migrate_new (Fixture *fixture, const char *job, ...)
                         extra[6], NULL);
 }
 
-static gint64
-event_int (VmsTestCommand *command, const char *event, const char *member)
-{
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonObject *object = vms_test_command_find_event (command, event, parser);
-
-  if (!object || !json_object_has_member (object, member))
-    fail_msg ("no %s in a '%s' event: %s", member, event, command->out->str);
-  return json_object_get_int_member (object, member);
-}
-
 static const char *
 event_string (VmsTestCommand *command, const char *event, const char *member,
               JsonParser *parser)
@@ -314,8 +303,10 @@ assert_rolled_back (Fixture *fixture, VmsTestCommand *command, const char *job)
                               "the source");
 }
 
+/* The integer member of disk's entry in job's state file. */
 static gint64
-job_disk_bytes (Fixture *fixture, const char *job, const char *disk)
+job_disk_int (Fixture *fixture, const char *job, const char *disk,
+              const char *member)
 {
   g_autofree char *file = g_strconcat (job, ".json", NULL);
   g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
@@ -331,7 +322,7 @@ job_disk_bytes (Fixture *fixture, const char *job, const char *disk)
       JsonObject *object = json_array_get_object_element (disks, i);
 
       if (g_str_equal (json_object_get_string_member (object, "name"), disk))
-        return json_object_get_int_member (object, "bytes-written");
+        return json_object_get_int_member (object, member);
     }
   fail_msg ("job %s has no disk %s", job, disk);
   return -1;
@@ -344,10 +335,12 @@ static void
 assert_resumed_cheaply (Fixture *fixture, const char *job, gint64 vd1_before,
                         VmsTestCommand *resumed)
 {
-  assert_int_equal (event_int (resumed, "migrated", "disk-background-bytes"),
+  assert_int_equal (vms_test_command_event_int (resumed, "migrated", NULL,
+                                                "disk-background-bytes"),
                     0);
   assert_true (vd1_before >= VD1_DATA);
-  assert_int_equal (job_disk_bytes (fixture, job, "vd1"), vd1_before);
+  assert_int_equal (job_disk_int (fixture, job, "vd1", "bytes-written"),
+                    vd1_before);
 }
 
 /* After a rollback: a new destination, --resume --suspend, and the
@@ -356,7 +349,7 @@ static void
 resume_to_paused_destination (Fixture *fixture, const char *job)
 {
   g_autoptr (VmsTestCommand) resumed = NULL;
-  gint64 vd1_before = job_disk_bytes (fixture, job, "vd1");
+  gint64 vd1_before = job_disk_int (fixture, job, "vd1", "bytes-written");
 
   start_destination (fixture, TRUE);
   resumed = migrate_start (fixture, "--resume", job, "--suspend", NULL);
@@ -507,10 +500,9 @@ setup_with (void **state, guint disks, SinkTls tls, gboolean hosts)
       return -1;
     }
   fixture->sink
-      = hosts             ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
-                                                     fixture->hosts->address[1],
-                                                     &error)
-        : tls == SINK_PSK ? vms_test_sink_start_tls (&error)
+      = hosts ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
+                                         fixture -> hosts -> address[1], &error)
+        : tls == SINK_PSK  ? vms_test_sink_start_tls (&error)
         : tls == SINK_X509 ? start_x509_sink (fixture, &error)
                            : vms_test_sink_start (NULL, NULL, &error);
   if (!fixture->sink)
@@ -579,58 +571,6 @@ teardown (void **state)
   return 0;
 }
 
-/* The event of that name about disk (from parser), or NULL. */
-static JsonObject *
-disk_event (VmsTestCommand *command, const char *event, const char *disk,
-            JsonParser *parser)
-{
-  g_auto (GStrv) lines = g_strsplit (command->out->str, "\n", -1);
-
-  for (guint i = 0; lines[i]; i++)
-    {
-      JsonObject *object;
-
-      if (!*lines[i] || !json_parser_load_from_data (parser, lines[i], -1, NULL)
-          || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-        continue;
-      object = json_node_get_object (json_parser_get_root (parser));
-      if (g_strcmp0 (
-              json_object_get_string_member_with_default (object, "event", ""),
-              event)
-              == 0
-          && g_strcmp0 (json_object_get_string_member_with_default (object,
-                                                                    "disk", ""),
-                        disk)
-                 == 0)
-        return object;
-    }
-  return NULL;
-}
-
-static gint64
-job_disk_int (Fixture *fixture, const char *job, const char *disk,
-              const char *member)
-{
-  g_autofree char *file = g_strconcat (job, ".json", NULL);
-  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonArray *disks;
-
-  if (!json_parser_load_from_file (parser, path, NULL))
-    fail_msg ("no job state at %s", path);
-  disks = json_object_get_array_member (
-      json_node_get_object (json_parser_get_root (parser)), "disks");
-  for (guint i = 0; i < json_array_get_length (disks); i++)
-    {
-      JsonObject *object = json_array_get_object_element (disks, i);
-
-      if (g_str_equal (json_object_get_string_member (object, "name"), disk))
-        return json_object_get_int_member (object, member);
-    }
-  fail_msg ("job %s has no disk %s", job, disk);
-  return -1;
-}
-
 /* The guest writes vd0 in 4 KiB blocks: its bitmaps are 4 KiB, chosen
  * at the start, recorded in the job and in the report's disk lines;
  * vd1's too, whatever it was chosen from. */
@@ -638,27 +578,29 @@ static void
 assert_granularity_reported (Fixture *fixture, VmsTestCommand *run,
                              const char *job)
 {
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonObject *event;
+  g_autoptr (JsonObject) chosen
+      = vms_test_command_last_event (run, "granularity", "vd0");
+  g_autoptr (JsonObject) synced
+      = vms_test_command_last_event (run, "disk-synced", "vd0");
+  g_autoptr (JsonObject) vd1_chosen
+      = vms_test_command_last_event (run, "granularity", "vd1");
 
-  event = disk_event (run, "granularity", "vd0", parser);
-  if (!event)
+  if (!chosen)
     fail_msg ("no granularity event for vd0: %s", run->out->str);
-  assert_int_equal (json_object_get_int_member (event, "granularity"), 4096);
+  assert_int_equal (json_object_get_int_member (chosen, "granularity"), 4096);
   assert_true (
-      g_str_has_prefix (json_object_get_string_member (event, "message"),
+      g_str_has_prefix (json_object_get_string_member (chosen, "message"),
                         "vd0: bitmap granularity 4 KiB (chosen: "));
-  event = disk_event (run, "disk-synced", "vd0", parser);
-  assert_non_null (event);
-  assert_int_equal (json_object_get_int_member (event, "granularity"), 4096);
-  assert_non_null (strstr (json_object_get_string_member (event, "message"),
+  assert_non_null (synced);
+  assert_int_equal (json_object_get_int_member (synced, "granularity"), 4096);
+  assert_non_null (strstr (json_object_get_string_member (synced, "message"),
                            "bitmap granularity 4 KiB"));
   assert_int_equal (job_disk_int (fixture, job, "vd0", "granularity"), 4096);
   {
     gint64 vd1 = job_disk_int (fixture, job, "vd1", "granularity");
 
     assert_true (vd1 >= 4096 && vd1 <= 65536 && (vd1 & (vd1 - 1)) == 0);
-    assert_non_null (disk_event (run, "granularity", "vd1", parser));
+    assert_non_null (vd1_chosen);
   }
 }
 
@@ -687,11 +629,15 @@ migrate_and_check (Fixture *fixture, const char *job, const char *mode)
     assert_string_equal (state, "postmigrate");
   }
   assert_replicas_identical (fixture);
-  assert_true (event_int (run, "migrated", "ram-bytes") > 0);
-  assert_true (event_int (run, "migrated", "disk-background-bytes")
+  assert_true (vms_test_command_event_int (run, "migrated", NULL, "ram-bytes")
+               > 0);
+  assert_true (vms_test_command_event_int (run, "migrated", NULL,
+                                           "disk-background-bytes")
                >= VD1_DATA);
   if (g_str_equal (mode, "pause"))
-    assert_true (event_int (run, "migrated", "disk-final-bytes") > 0);
+    assert_true (
+        vms_test_command_event_int (run, "migrated", NULL, "disk-final-bytes")
+        > 0);
   /* The mirror's switchover went by the connections prepared for it. */
   if (strstr (run->out->str, "on a new connection"))
     fail_msg ("the switchover did not use the handover: %s", run->out->str);
@@ -823,9 +769,11 @@ assert_tls_forgotten (VmsTestVm *vm, const char *id)
 }
 
 /* A migration end to end (as migrate_and_check) with memory on TCP over
- * TLS-PSK with the sink's keys. */
+ * TLS with the sink's credentials: QEMU's object of type creds
+ * (tls-creds-psk or tls-creds-x509) serves it, and is gone after. */
 static void
-migrate_over_tls (Fixture *fixture, const char *job, const char *mode)
+migrate_over_tls (Fixture *fixture, const char *job, const char *mode,
+                  const char *creds)
 {
   g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
 
@@ -833,7 +781,7 @@ migrate_over_tls (Fixture *fixture, const char *job, const char *mode)
       = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
   fixture->memory_option = "--tls";
   migrate_and_check (fixture, job, mode);
-  assert_memory_tls (fixture->source, id, "client", "tls-creds-psk");
+  assert_memory_tls (fixture->source, id, "client", creds);
   assert_tls_forgotten (fixture->dest, id);
 }
 
@@ -843,7 +791,7 @@ test_migrate_pause_over_tls (void **state)
   Fixture *fixture = *state;
 
   fixture->prefix = "tp";
-  migrate_over_tls (fixture, "tls-pause", "pause");
+  migrate_over_tls (fixture, "tls-pause", "pause", "tls-creds-psk");
 }
 
 /* The mirror reaches the sink over TLS too, with the same keys. */
@@ -853,24 +801,11 @@ test_migrate_mirror_over_tls (void **state)
   Fixture *fixture = *state;
 
   fixture->prefix = "tm";
-  migrate_over_tls (fixture, "tls-mirror", "mirror");
+  migrate_over_tls (fixture, "tls-mirror", "mirror", "tls-creds-psk");
 }
 
 /* X.509: the destination QEMU serves the sink's server certificate, the
  * source checks it against the CA and the address of --dest-uri. */
-static void
-migrate_over_x509 (Fixture *fixture, const char *job, const char *mode)
-{
-  g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
-
-  fixture->memory_uri
-      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
-  fixture->memory_option = "--tls";
-  migrate_and_check (fixture, job, mode);
-  assert_memory_tls (fixture->source, id, "client", "tls-creds-x509");
-  assert_tls_forgotten (fixture->dest, id);
-}
-
 static void
 test_migrate_pause_over_x509 (void **state)
 {
@@ -882,7 +817,7 @@ test_migrate_pause_over_x509 (void **state)
       skip ();
     }
   fixture->prefix = "xp";
-  migrate_over_x509 (fixture, "x509-pause", "pause");
+  migrate_over_tls (fixture, "x509-pause", "pause", "tls-creds-x509");
 }
 
 /* Memory in clear text to an address off loopback is refused before
@@ -1002,7 +937,9 @@ test_migrate_three_disks (void **state)
   assert_replicas_identical (fixture);
   if (!copied_at_once (run, "vd1", "vd2"))
     fail_msg ("vd1 and vd2 were not copied at once: %s", run->out->str);
-  assert_true (event_int (run, "migrated", "disk-final-bytes") > 0);
+  assert_true (
+      vms_test_command_event_int (run, "migrated", NULL, "disk-final-bytes")
+      > 0);
   {
     g_autofree char *phase = job_phase (fixture, "three");
 
@@ -1040,11 +977,14 @@ test_auto_chooses_pause (void **state)
     fail_msg ("auto chose %s: %s",
               event_string (run, "migrated", "final-sync", parser),
               event_string (run, "migrated", "final-sync-reason", parser));
-  assert_int_equal (event_int (run, "migrated", "max-downtime-ms"), 20000);
+  assert_int_equal (
+      vms_test_command_event_int (run, "migrated", NULL, "max-downtime-ms"),
+      20000);
   /* The rounds ended by time: the first fits the objective's share for
    * disks at the measured rate. */
   assert_string_equal (event_string (run, "converged", "why", parser), "fits");
-  assert_int_equal (event_int (run, "converged", "budget-ms"), 19955);
+  assert_int_equal (
+      vms_test_command_event_int (run, "converged", NULL, "budget-ms"), 19955);
   assert_replicas_identical (fixture);
   assert_downtime_parts (run);
 }
@@ -1099,12 +1039,14 @@ test_destination_killed_in_memory (void **state)
   assert_int_not_equal (vms_test_command_wait (first), 0);
   assert_rolled_back (fixture, first, "killdest");
 
-  vd1_before = job_disk_bytes (fixture, "killdest", "vd1");
+  vd1_before = job_disk_int (fixture, "killdest", "vd1", "bytes-written");
   start_destination (fixture, FALSE);
   resumed = migrate_start (fixture, "--resume", "killdest", NULL);
   vms_test_command_expect_success (resumed);
   assert_resumed_cheaply (fixture, "killdest", vd1_before, resumed);
-  assert_true (event_int (resumed, "migrated", "downtime-ms") > 0);
+  assert_true (
+      vms_test_command_event_int (resumed, "migrated", NULL, "downtime-ms")
+      > 0);
   beat = vms_test_vm_last_heartbeat (fixture->source);
   assert_heartbeat_continues (fixture->dest, beat, "the destination");
   assert_running (fixture->dest, "the destination");
@@ -1186,65 +1128,85 @@ test_sink_restarted_during_mirror (void **state)
   assert_mirror_rode_out (fixture, run);
 }
 
-/* The sink stays away longer than the mirror's reconnect-delay (10 s at
- * most) during the memory migration: the mirror fails, the source runs
- * on, and once the sink is back vmshift starts the mirror again and sends
- * what it missed from the recording bitmap, in the same run. */
-static void
-test_mirror_restarted_after_outage (void **state)
-{
-  Fixture *fixture = *state;
-  g_autoptr (VmsTestCommand) run = NULL;
-  g_autoptr (GError) error = NULL;
+/* A fault between the source and the sink: on, it becomes unreachable;
+ * off, reachable again. */
+typedef void (*MirrorFault) (Fixture *fixture, gboolean on);
 
-  fixture->prefix = "o";
+/* How long the fault lasts: longer than the mirror's reconnect-delay
+ * (10 s at most). */
+#define MIRROR_FAULT_S 14
+
+/* During the memory migration the fault makes the mirror fail while the
+ * source runs on; once the sink is reachable again vmshift starts the
+ * mirror again and sends what it missed from the recording bitmap, in
+ * the same run. */
+static void
+mirror_rides_out (Fixture *fixture, const char *job, MirrorFault fault)
+{
+  g_autoptr (VmsTestCommand) run = NULL;
+
   create_replicas (fixture);
   start_destination (fixture, TRUE);
   /* RAM crosses slowly, and converges once the sink is back: the
-   * outage falls inside the memory migration. */
-  run = migrate_new (fixture, "outage", "--final-sync=mirror", "--bandwidth=8M",
+   * fault falls inside the memory migration. */
+  run = migrate_new (fixture, job, "--final-sync=mirror", "--bandwidth=8M",
                      "--max-downtime=8000", "--suspend", NULL);
   vms_test_command_wait_for (run, "\"event\":\"memory-round\"", 120000);
-  vms_test_sink_kill (fixture->sink);
-  g_usleep (14 * G_USEC_PER_SEC);
-  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  fault (fixture, TRUE);
+  g_usleep (MIRROR_FAULT_S * G_USEC_PER_SEC);
+  fault (fixture, FALSE);
   assert_mirror_rode_out (fixture, run);
   if (!strstr (run->out->str, "\"event\":\"mirror-restart\""))
     fail_msg ("the mirror never failed: nothing was tested: %s", run->out->str);
 }
 
+/* The sink is killed (kill -9), then started again. */
+static void
+sink_outage (Fixture *fixture, gboolean on)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (on)
+    vms_test_sink_kill (fixture->sink);
+  else
+    vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+}
+
+/* The sink's host answers TCP to the sink's port with resets (nft reject
+ * with tcp reset, ss -K), then no longer. */
+static void
+sink_tcp_resets (Fixture *fixture, gboolean on)
+{
+  g_autoptr (GError) error = NULL;
+
+  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
+                                           VMS_TEST_SINK_PORT, on, &error),
+                 error);
+}
+
+/* The sink is killed and stays away past the reconnect-delay. */
+static void
+test_mirror_restarted_after_outage (void **state)
+{
+  Fixture *fixture = *state;
+
+  fixture->prefix = "o";
+  mirror_rides_out (fixture, "outage", sink_outage);
+}
+
 /* The sink's host answers the mirror's and the replicator's TCP with
- * resets (nft reject with tcp reset, ss -K) for 14 s during the memory
- * migration, longer than the mirror's reconnect-delay: the mirror fails,
- * and once TCP passes again vmshift starts it again and catches its disk
- * up, in the same run. */
+ * resets for as long. */
 static void
 test_mirror_rides_out_tcp_resets (void **state)
 {
   Fixture *fixture = *state;
   g_autofree char *nbdinfo = g_find_program_in_path ("nbdinfo");
-  g_autoptr (VmsTestCommand) run = NULL;
-  g_autoptr (GError) error = NULL;
 
   if (!fixture->hosts || !nbdinfo)
     vms_test_skip ("needs root for two network-namespace hosts, and "
                    "nbdinfo (libnbd-bin)");
   fixture->prefix = "t";
-  create_replicas (fixture);
-  start_destination (fixture, TRUE);
-  run = migrate_new (fixture, "resets", "--final-sync=mirror", "--bandwidth=8M",
-                     "--max-downtime=8000", "--suspend", NULL);
-  vms_test_command_wait_for (run, "\"event\":\"memory-round\"", 120000);
-  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
-                                           VMS_TEST_SINK_PORT, TRUE, &error),
-                 error);
-  g_usleep (14 * G_USEC_PER_SEC);
-  vms_assert_ok (vms_test_hosts_reset_tcp (fixture->hosts, 1,
-                                           VMS_TEST_SINK_PORT, FALSE, &error),
-                 error);
-  assert_mirror_rode_out (fixture, run);
-  if (!strstr (run->out->str, "\"event\":\"mirror-restart\""))
-    fail_msg ("the mirror never failed: nothing was tested: %s", run->out->str);
+  mirror_rides_out (fixture, "resets", sink_tcp_resets);
 }
 
 /* Run vmshift abort JOB on the fixture's state directory. */
@@ -1533,9 +1495,12 @@ test_preflight_refusals (void **state)
 
 /* ---- vmshift estimate ---- */
 
+/* vmshift estimate of the source, its report in JSON or, json FALSE, for
+ * people; extra is one more option or NULL. */
 static VmsTestCommand *
-estimate_start (Fixture *fixture, const char *id, const char *window,
-                const char *bitmap_to_plant)
+estimate_start_with (Fixture *fixture, const char *id, const char *window,
+                     const char *bitmap_to_plant, gboolean json,
+                     const char *extra)
 {
   g_autofree char *source
       = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
@@ -1543,10 +1508,19 @@ estimate_start (Fixture *fixture, const char *id, const char *window,
   g_autofree char *window_arg = g_strdup_printf ("--window=%s", window);
   g_autofree char *state_arg
       = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
-  const char *argv[] = { vmshift,    "estimate",        source,
-                         "--sink",   fixture->sink_uri, id_arg,
-                         window_arg, "--interval=2",    "--probe-seconds=0.3",
-                         state_arg,  "--json",          NULL };
+  const char *argv[] = { vmshift,
+                         "estimate",
+                         source,
+                         "--sink",
+                         fixture->sink_uri,
+                         id_arg,
+                         window_arg,
+                         "--interval=2",
+                         "--probe-seconds=0.3",
+                         state_arg,
+                         json ? "--json" : extra,
+                         json ? extra : NULL,
+                         NULL };
 
   if (bitmap_to_plant)
     {
@@ -1557,6 +1531,13 @@ estimate_start (Fixture *fixture, const char *id, const char *window,
                      error);
     }
   return vms_test_command_start (NULL, argv, fixture->state_dir);
+}
+
+static VmsTestCommand *
+estimate_start (Fixture *fixture, const char *id, const char *window,
+                const char *bitmap_to_plant)
+{
+  return estimate_start_with (fixture, id, window, bitmap_to_plant, TRUE, NULL);
 }
 
 /* No bitmap of the estimator is left on the source's disks. */
@@ -1649,9 +1630,165 @@ test_estimate_then_migrate (void **state)
   start_destination (fixture, TRUE);
   run = migrate_new (fixture, "estimated", "--estimate=e1", "--suspend", NULL);
   vms_test_command_expect_success (run);
-  assert_true (event_int (run, "migrated", "predicted-downtime-ms") >= 0);
+  assert_true (vms_test_command_event_int (run, "migrated", NULL,
+                                           "predicted-downtime-ms")
+               >= 0);
   assert_non_null (strstr (run->out->str, "\"predicted-seconds\""));
   assert_non_null (strstr (run->out->str, "estimate e1: predicted"));
+  /* Estimated and migrated with the bits chosen the same way. */
+  assert_true (json_object_get_boolean_member (
+      vms_test_command_find_event (run, "migrated", parser),
+      "predicted-same-granularity"));
+  assert_replicas_identical (fixture);
+}
+
+/* The estimate's first VM (borrowed from parser). */
+static JsonObject *
+estimate_vm (VmsTestCommand *estimate, JsonParser *parser)
+{
+  JsonObject *event
+      = vms_test_command_find_event (estimate, "estimate", parser);
+
+  if (!event)
+    fail_msg ("no estimate event: %s", estimate->out->str);
+  event = json_object_get_object_member (event, "estimate");
+  return json_array_get_object_element (
+      json_object_get_array_member (event, "vms"), 0);
+}
+
+/* Disk i of the estimate's first VM (borrowed from parser). */
+static JsonObject *
+estimate_disk (VmsTestCommand *estimate, guint i, JsonParser *parser)
+{
+  return json_array_get_object_element (
+      json_object_get_array_member (estimate_vm (estimate, parser), "disks"),
+      i);
+}
+
+/* The first VM of the estimate id as saved in the state directory
+ * (borrowed from parser). */
+static JsonObject *
+saved_estimate_vm (Fixture *fixture, const char *id, JsonParser *parser)
+{
+  g_autofree char *file = g_strdup_printf ("estimate-%s.json", id);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (GError) error = NULL;
+
+  vms_assert_ok (json_parser_load_from_file (parser, path, &error), error);
+  return json_array_get_object_element (
+      json_object_get_array_member (
+          json_node_get_object (json_parser_get_root (parser)), "vms"),
+      0);
+}
+
+/* The largest ratio of what the estimate of vm says vd0's bitmaps hold
+ * to what the guest wrote meanwhile (QEMU's wr_bytes, measured apart
+ * from any bitmap): at the window's last sample, and for each predicted
+ * round, whose bitmap records during the background copy (round 1, vd0
+ * being copied first) or the round before, with the guest at its
+ * measured pace.  Only vd0 is written, so a round's bytes are vd0's. */
+static double
+worst_dirty_to_written (JsonObject *vm)
+{
+  JsonObject *vd0 = json_array_get_object_element (
+      json_object_get_array_member (vm, "disks"), 0);
+  JsonObject *prediction = json_object_get_object_member (vm, "prediction");
+  JsonArray *samples = json_object_get_array_member (vd0, "dirty-samples");
+  JsonArray *last = json_array_get_array_element (
+      samples, json_array_get_length (samples) - 1);
+  JsonArray *rounds = json_object_get_array_member (prediction, "rounds");
+  JsonArray *durations
+      = json_object_get_array_member (prediction, "rounds-durations");
+  double rate = json_object_get_double_member (vd0, "write-rate");
+  double pace = json_object_get_double_member (vd0, "pace");
+  double recording
+      = json_object_get_double_member (prediction, "background-seconds");
+  double worst;
+
+  /* The writer writes 1 MiB/s; TCG may slow it, never speed it up. */
+  if (rate < 64 * 1024 || rate > 1.2 * MiB)
+    fail_msg ("vd0 written at %.0f bytes/s, not up to 1 MiB/s", rate);
+  pace = pace > 0 ? MIN (pace, 1.0) : 1.0;
+  worst = json_array_get_int_element (last, 1)
+          / (rate * json_array_get_double_element (last, 0));
+  print_message ("window: %" G_GINT64_FORMAT " bytes dirty after %.1f s, "
+                 "the guest wrote %.0f\n",
+                 json_array_get_int_element (last, 1),
+                 json_array_get_double_element (last, 0),
+                 rate * json_array_get_double_element (last, 0));
+  assert_true (json_array_get_length (rounds) > 0);
+  for (guint k = 0; k < json_array_get_length (rounds); k++)
+    {
+      double written = rate * pace * recording;
+      double predicted = json_array_get_int_element (rounds, k);
+
+      print_message ("round %u: predicted %.0f bytes, the guest wrote %.0f "
+                     "in %.2f s\n",
+                     k + 1, predicted, written, recording);
+      worst = MAX (worst, predicted / written);
+      recording = json_array_get_double_element (durations, k);
+    }
+  return worst;
+}
+
+/* A guest writing 4 KiB blocks at random: estimate observes with the
+ * 4 KiB bits a job would choose, so the predicted rounds hold about what
+ * the guest wrote; with 64 KiB bits (--granularity 64K, what estimate
+ * used before) they hold many times that.  A migration against the
+ * latter says its rounds are not the predicted ones. */
+static void
+test_estimate_counts_the_job_granularity (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) fine = NULL;
+  g_autoptr (VmsTestCommand) coarse = NULL;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonObject) chosen = NULL;
+  double fine_ratio, coarse_ratio;
+  JsonObject *vm, *vd0;
+
+  fixture->prefix = "g";
+  fine = estimate_start (fixture, "g4", "6", NULL);
+  vms_test_command_expect_success (fine);
+  chosen = vms_test_command_last_event (fine, "granularity", "vd0");
+  assert_non_null (chosen);
+  vd0 = estimate_disk (fine, 0, parser);
+  assert_int_equal (json_object_get_int_member (vd0, "granularity"), 4096);
+  assert_non_null (json_object_get_string_member (vd0, "granularity-reason"));
+  fine_ratio = worst_dirty_to_written (estimate_vm (fine, parser));
+
+  /* For people this time: the report names the bits, and the saved
+   * estimate records them. */
+  coarse = estimate_start_with (fixture, "g64", "6", NULL, FALSE,
+                                "--granularity=64K");
+  vms_test_command_expect_success (coarse);
+  if (!strstr (coarse->out->str, "dirtied in 6 s in bits of 64 KiB "
+                                 "(--granularity;"))
+    fail_msg ("no granularity in vd0's line: %s", coarse->out->str);
+  vm = saved_estimate_vm (fixture, "g64", parser);
+  vd0 = json_array_get_object_element (
+      json_object_get_array_member (vm, "disks"), 0);
+  assert_int_equal (json_object_get_int_member (vd0, "granularity"), 65536);
+  coarse_ratio = worst_dirty_to_written (vm);
+  print_message ("dirty / written: %.2f with 4 KiB bits, %.2f with 64 KiB\n",
+                 fine_ratio, coarse_ratio);
+  if (fine_ratio > 1.5)
+    fail_msg ("4 KiB bits: %.2f times what the guest wrote", fine_ratio);
+  if (coarse_ratio < 3)
+    fail_msg ("64 KiB bits: only %.2f times what the guest wrote",
+              coarse_ratio);
+  assert_no_estimate_bitmaps (fixture);
+
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  run = migrate_new (fixture, "gran", "--estimate=g64", "--suspend", NULL);
+  vms_test_command_expect_success (run);
+  assert_non_null (strstr (run->out->str, "vd0: estimate g64 observed bitmaps "
+                                          "of 64 KiB, this job has 4 KiB"));
+  assert_false (json_object_get_boolean_member (
+      vms_test_command_find_event (run, "migrated", parser),
+      "predicted-same-granularity"));
   assert_replicas_identical (fixture);
 }
 
@@ -1794,6 +1931,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_memory_timeout, setup, teardown),
     cmocka_unit_test_setup_teardown (test_estimate_then_migrate, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_estimate_counts_the_job_granularity,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_estimate_interrupted, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_preflight_refusals, setup, teardown),

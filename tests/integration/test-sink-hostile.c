@@ -42,10 +42,8 @@ setup (void **state)
   g_autoptr (GError) error = NULL;
   g_autofree char *contents = g_malloc (OUTSIDE_SIZE);
 
-  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
-  if (!fixture->sink)
+  if (!(fixture->sink = vms_test_sink_setup (NULL)))
     {
-      print_error ("cannot start the sink: %s\n", error->message);
       g_free (fixture);
       return -1;
     }
@@ -64,34 +62,14 @@ static int
 teardown (void **state)
 {
   Fixture *fixture = *state;
-  g_autoptr (GError) error = NULL;
-  int result = 0;
+  int result = vms_test_sink_teardown (fixture->sink);
 
-  if (!vms_test_sink_stop (fixture->sink, &error))
-    {
-      print_error ("%s\n", error->message);
-      result = -1;
-    }
-  vms_test_sink_free (fixture->sink);
   g_free (fixture->outside);
   g_free (fixture);
   return result;
 }
 
 /* ---- helpers ---- */
-
-static void
-create_replica (VmsTestSink *sink, const char *name, guint64 size)
-{
-  g_autofree char *export_name
-      = g_strdup_printf ("%s@create=%" G_GUINT64_FORMAT, name, size);
-  g_autoptr (GError) error = NULL;
-  g_autoptr (nbd_handle) nbd
-      = vms_test_sink_connect (sink, export_name, &error);
-
-  vms_assert_ok (nbd, error);
-  nbd_shutdown (nbd, 0);
-}
 
 /* A connection to export_name, or NULL if the sink refused it; the test
  * fails if the sink does not answer within CONNECT_TIMEOUT_MS. */
@@ -180,7 +158,6 @@ list_failing (VmsTestSink *sink, const char *name, JsonParser *parser,
               char **err)
 {
   g_auto (VmsTestRun) run = { 0 };
-  JsonArray *replicas;
 
   vms_test_run_capture (&run, NULL, NULL, "timeout", LIST_TIMEOUT,
                         vms_test_built_program ("VMS_SINK"), "list", "--dir",
@@ -189,16 +166,7 @@ list_failing (VmsTestSink *sink, const char *name, JsonParser *parser,
     fail_msg ("vmshift-sink list hung");
   assert_int_equal (run.status, 1);
   *err = g_strdup (run.err);
-  assert_true (json_parser_load_from_data (parser, run.out, -1, NULL));
-  replicas = json_node_get_array (json_parser_get_root (parser));
-  for (guint i = 0; i < json_array_get_length (replicas); i++)
-    {
-      JsonObject *object = json_array_get_object_element (replicas, i);
-
-      if (g_str_equal (json_object_get_string_member (object, "name"), name))
-        return object;
-    }
-  return NULL;
+  return vms_test_sink_listed (run.out, name, parser);
 }
 
 /* ---- symbolic links ---- */
@@ -218,7 +186,7 @@ test_replica_symlink_refused (void **state)
   g_autofree char *list_err = NULL;
   JsonObject *row;
 
-  create_replica (sink, "evil", OUTSIDE_SIZE);
+  vms_test_sink_create_replica (sink, "evil", OUTSIDE_SIZE);
   swap_for_link (data, fixture->outside);
 
   assert_refused_saying (sink, "evil", "is a symbolic link");
@@ -253,7 +221,7 @@ test_replica_symlink_refused_while_open (void **state)
   g_autofree char *data = vms_test_sink_replica_path (sink, "evil");
   g_autoptr (nbd_handle) open_one = NULL;
 
-  create_replica (sink, "evil", OUTSIDE_SIZE);
+  vms_test_sink_create_replica (sink, "evil", OUTSIDE_SIZE);
   open_one = connect_or_refused (sink, "evil");
   assert_non_null (open_one);
   swap_for_link (data, fixture->outside);
@@ -318,7 +286,7 @@ test_live_log_symlink_refused (void **state)
       = g_build_filename (sink->replica_dir, ".vmshift", "livelink.live", NULL);
   g_autoptr (GError) error = NULL;
 
-  create_replica (sink, "livelink", MiB);
+  vms_test_sink_create_replica (sink, "livelink", MiB);
   assert_true (g_file_test (live_log, G_FILE_TEST_IS_REGULAR));
   vms_test_sink_kill (sink);
   swap_for_link (live_log, fixture->outside);
@@ -366,7 +334,7 @@ test_fifo_refused_without_hanging (void **state)
   g_autofree char *list_err = NULL;
   JsonObject *row;
 
-  create_replica (sink, "pipe", MiB);
+  vms_test_sink_create_replica (sink, "pipe", MiB);
   assert_int_equal (g_unlink (pipe_data), 0);
   assert_int_equal (mkfifo (pipe_data, 0600), 0);
   assert_int_equal (mkfifo (fifo_meta, 0600), 0);
@@ -449,7 +417,7 @@ test_deleted_replica_fails_writes (void **state)
   g_autofree char *log = NULL;
   guint8 byte = 1;
 
-  create_replica (sink, "ghost", MiB);
+  vms_test_sink_create_replica (sink, "ghost", MiB);
   nbd = vms_test_sink_connect (sink, "ghost", &error);
   vms_assert_ok (nbd, error);
   assert_int_equal (nbd_pwrite (nbd, &byte, 1, 0, 0), 0);
@@ -479,7 +447,7 @@ test_swapped_replica_fails_flush (void **state)
   g_autoptr (nbd_handle) nbd = NULL;
   guint8 byte = 1;
 
-  create_replica (sink, "swap", OUTSIDE_SIZE);
+  vms_test_sink_create_replica (sink, "swap", OUTSIDE_SIZE);
   nbd = vms_test_sink_connect (sink, "swap", &error);
   vms_assert_ok (nbd, error);
   assert_int_equal (nbd_pwrite (nbd, &byte, 1, 0, 0), 0);

@@ -89,12 +89,9 @@ setup (void **state)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
   const char *args[] = { "hash-chunk=64K", NULL };
-  g_autoptr (GError) error = NULL;
 
-  fixture->sink = vms_test_sink_start (NULL, args, &error);
-  if (!fixture->sink)
+  if (!(fixture->sink = vms_test_sink_setup (args)))
     {
-      print_error ("cannot start the sink: %s\n", error->message);
       g_free (fixture);
       return -1;
     }
@@ -107,15 +104,8 @@ static int
 teardown (void **state)
 {
   Fixture *fixture = *state;
-  g_autoptr (GError) error = NULL;
-  int result = 0;
+  int result = vms_test_sink_teardown (fixture->sink);
 
-  if (!vms_test_sink_stop (fixture->sink, &error))
-    {
-      print_error ("%s\n", error->message);
-      result = -1;
-    }
-  vms_test_sink_free (fixture->sink);
   g_free (fixture->source);
   g_free (fixture);
   return result;
@@ -127,20 +117,6 @@ run_ok (const char *const *argv, char **out)
   g_autoptr (GError) error = NULL;
 
   vms_assert_ok (vms_test_run (argv, out, &error), error);
-}
-
-static void
-create_replica (VmsTestSink *sink, const char *name, guint64 size)
-{
-  g_autofree char *export_name
-      = g_strdup_printf ("%s@create=%" G_GUINT64_FORMAT, name, size);
-  g_autoptr (GError) error = NULL;
-  g_autoptr (nbd_handle) nbd
-      = vms_test_sink_connect (sink, export_name, &error);
-
-  vms_assert_ok (nbd, error);
-  assert_int_equal (nbd_get_size (nbd), (int64_t)size);
-  nbd_shutdown (nbd, 0);
 }
 
 /* Every byte range of [offset, offset + length) in nbdinfo's map has the
@@ -183,7 +159,7 @@ test_third_party_clients (void **state)
   JsonArray *map;
 
   /* qemu-img writes into an existing target: create it over NBD first. */
-  create_replica (sink, "by-qemu-img", SOURCE_SIZE);
+  vms_test_sink_create_replica (sink, "by-qemu-img", SOURCE_SIZE);
   const char *qemu_img[]
       = { "qemu-img", "convert",       "-n",     "-f", "raw", "-O",
           "raw",      fixture->source, qemu_uri, NULL };
@@ -218,7 +194,7 @@ test_flush_survives_kill9 (void **state)
   g_autofree guint8 *data = g_malloc (MiB);
   g_autofree guint8 *back = g_malloc (MiB);
 
-  create_replica (sink, "durable", 4 * MiB);
+  vms_test_sink_create_replica (sink, "durable", 4 * MiB);
   writer = vms_test_sink_connect (sink, "durable", &error);
   flusher = vms_test_sink_connect (sink, "durable", &error);
   vms_assert_ok (writer && flusher, error);
@@ -267,7 +243,7 @@ test_live_ordering_sequences (void **state)
   g_autoptr (nbd_handle) live = NULL;
   guint8 buffer[16 * BLOCK];
 
-  create_replica (fixture->sink, "ordered", MiB);
+  vms_test_sink_create_replica (fixture->sink, "ordered", MiB);
   plain = vms_test_sink_connect (fixture->sink, "ordered", &error);
   live = vms_test_sink_connect (fixture->sink, "ordered@live", &error);
   vms_assert_ok (plain && live, error);
@@ -332,7 +308,7 @@ test_live_ranges_outlive_connections (void **state)
   g_autoptr (nbd_handle) plain = NULL;
   guint8 buffer[2 * BLOCK];
 
-  create_replica (fixture->sink, "reconnected", MiB);
+  vms_test_sink_create_replica (fixture->sink, "reconnected", MiB);
   {
     g_autoptr (nbd_handle) live
         = vms_test_sink_connect (fixture->sink, "reconnected@live", &error);
@@ -372,7 +348,7 @@ test_live_ranges_outlive_sink_restart (void **state)
   g_autoptr (nbd_handle) plain = NULL;
   guint8 buffer[4 * BLOCK];
 
-  create_replica (fixture->sink, "restarted", MiB);
+  vms_test_sink_create_replica (fixture->sink, "restarted", MiB);
   {
     g_autoptr (nbd_handle) live
         = vms_test_sink_connect (fixture->sink, "restarted@live", &error);
@@ -441,7 +417,7 @@ test_live_log_torn_record (void **state)
   guint8 buffer[4 * BLOCK];
   FILE *file;
 
-  create_replica (fixture->sink, "torn", MiB);
+  vms_test_sink_create_replica (fixture->sink, "torn", MiB);
   live_write_then_restart (fixture, "torn@live", BLOCK, 0x77);
   file = fopen (log, "ab");
   assert_non_null (file);
@@ -474,7 +450,7 @@ test_handover (void **state)
   g_autoptr (nbd_handle) handover = NULL;
   guint8 buffer[2 * BLOCK];
 
-  create_replica (fixture->sink, "handed", MiB);
+  vms_test_sink_create_replica (fixture->sink, "handed", MiB);
   live = vms_test_sink_connect (fixture->sink, "handed@live", &error);
   vms_assert_ok (live, error);
   handover = vms_test_sink_connect (fixture->sink, "handed@handover", &error);
@@ -509,7 +485,7 @@ test_live_noflush (void **state)
   g_autoptr (nbd_handle) handover = NULL;
   guint8 buffer[2 * BLOCK];
 
-  create_replica (fixture->sink, "unflushed", MiB);
+  vms_test_sink_create_replica (fixture->sink, "unflushed", MiB);
   live
       = vms_test_sink_connect (fixture->sink, "unflushed@live-noflush", &error);
   vms_assert_ok (live, error);
@@ -550,8 +526,8 @@ test_handover_client (void **state)
   const char *const missing[] = { "one", "nosuch", NULL };
   guint8 buffer[BLOCK];
 
-  create_replica (fixture->sink, "one", MiB);
-  create_replica (fixture->sink, "two", MiB);
+  vms_test_sink_create_replica (fixture->sink, "one", MiB);
+  vms_test_sink_create_replica (fixture->sink, "two", MiB);
   live = vms_test_sink_connect (fixture->sink, "two@live", &error);
   vms_assert_ok (live, error);
   pattern (buffer, BLOCK, 0x77);
@@ -587,7 +563,7 @@ test_live_ordering_concurrent (void **state)
   g_autofree gboolean *live_written = g_new0 (gboolean, blocks);
   guint8 stale[BLOCK], fresh[BLOCK];
 
-  create_replica (fixture->sink, "racing", blocks * BLOCK);
+  vms_test_sink_create_replica (fixture->sink, "racing", blocks * BLOCK);
   plain = vms_test_sink_connect (fixture->sink, "racing", &error);
   live = vms_test_sink_connect (fixture->sink, "racing@live", &error);
   vms_assert_ok (plain && live, error);
@@ -715,7 +691,7 @@ test_commit_is_explicit (void **state)
   g_autoptr (nbd_handle) missing = NULL;
   guint8 byte = 1;
 
-  create_replica (sink, "committed", MiB);
+  vms_test_sink_create_replica (sink, "committed", MiB);
   assert_false (json_object_get_boolean_member (
       load_meta (sink, "committed", before), "complete"));
 
@@ -783,21 +759,11 @@ list_replica (VmsTestSink *sink, const char *name, int expected_status,
 {
   const char *program = vms_test_built_program ("VMS_SINK");
   g_auto (VmsTestRun) run = { 0 };
-  JsonArray *replicas;
 
   vms_test_run_capture (&run, NULL, NULL, program, "list", "--dir",
                         sink->replica_dir, "--json", NULL);
   assert_int_equal (run.status, expected_status);
-  assert_true (json_parser_load_from_data (parser, run.out, -1, NULL));
-  replicas = json_node_get_array (json_parser_get_root (parser));
-  for (guint i = 0; i < json_array_get_length (replicas); i++)
-    {
-      JsonObject *object = json_array_get_object_element (replicas, i);
-
-      if (g_str_equal (json_object_get_string_member (object, "name"), name))
-        return object;
-    }
-  return NULL;
+  return vms_test_sink_listed (run.out, name, parser);
 }
 
 /* A replica whose data file was deleted by hand: list shows it orphaned,
@@ -822,7 +788,7 @@ test_orphaned_replica (void **state)
   JsonObject *row;
   struct stat st;
 
-  create_replica (sink, "orphan", MiB);
+  vms_test_sink_create_replica (sink, "orphan", MiB);
   {
     g_autoptr (nbd_handle) commit = connect_when_free (sink, "orphan@commit");
   }
@@ -850,7 +816,7 @@ test_orphaned_replica (void **state)
   assert_int_equal (g_unlink (data), 0);
   vms_assert_ok (vms_test_sink_restart (sink, &error), error);
   assert_refused_as_orphan (sink, "orphan");
-  create_replica (sink, "orphan", MiB);
+  vms_test_sink_create_replica (sink, "orphan", MiB);
 
   vms_test_run_capture (&removed, NULL, NULL, program, "remove", "--dir",
                         sink->replica_dir, "orphan", NULL);
@@ -920,7 +886,7 @@ test_requests_beyond_end_refused (void **state)
   guint8 buffer[1024] = { 0 };
   GStatBuf st;
 
-  create_replica (fixture->sink, "small", 8192);
+  vms_test_sink_create_replica (fixture->sink, "small", 8192);
   nbd = vms_test_sink_connect (fixture->sink, "small", &error);
   vms_assert_ok (nbd, error);
   /* Let the requests reach the server instead of libnbd refusing them. */
@@ -947,7 +913,7 @@ test_client_hangup_mid_request (void **state)
   pid_t child;
   int status;
 
-  create_replica (fixture->sink, "hangup", 16 * MiB);
+  vms_test_sink_create_replica (fixture->sink, "hangup", 16 * MiB);
   nbd = vms_test_sink_connect (fixture->sink, "hangup", &error);
   vms_assert_ok (nbd, error);
   fill_random (kept, MiB, 11);
@@ -1016,7 +982,7 @@ test_disk_full_is_enospc (void **state)
       vms_test_rmtree (mount_dir);
       fail_msg ("cannot start sink on tmpfs: %s", error->message);
     }
-  create_replica (sink, "full", 8 * MiB);
+  vms_test_sink_create_replica (sink, "full", 8 * MiB);
   nbd = vms_test_sink_connect (sink, "full", &error);
   vms_assert_ok (nbd, error);
 

@@ -741,32 +741,9 @@ test_resume_after_link_cut (void **state)
 static guint64
 resent_bytes (Run *run, const char *disk)
 {
-  g_auto (GStrv) lines = g_strsplit (run->out->str, "\n", -1);
-
-  for (guint i = 0; lines[i]; i++)
-    {
-      g_autoptr (JsonParser) parser = json_parser_new ();
-      JsonObject *event;
-
-      if (!json_parser_load_from_data (parser, lines[i], -1, NULL)
-          || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-        continue;
-      event = json_node_get_object (json_parser_get_root (parser));
-      if (g_strcmp0 (
-              json_object_get_string_member_with_default (event, "event", ""),
-              "disk-synced")
-              == 0
-          && g_strcmp0 (
-                 json_object_get_string_member_with_default (event, "disk", ""),
-                 disk)
-                 == 0)
-        {
-          assert_true (json_object_get_int_member (event, "reconnects") > 0);
-          return json_object_get_int_member (event, "bytes-resent");
-        }
-    }
-  fail_msg ("no disk-synced event for %s: %s", disk, run->out->str);
-  return 0;
+  assert_true (
+      vms_test_command_event_int (run, "disk-synced", disk, "reconnects") > 0);
+  return vms_test_command_event_int (run, "disk-synced", disk, "bytes-resent");
 }
 
 /* The sink's connections are reset mid-copy (nft reject with tcp reset,

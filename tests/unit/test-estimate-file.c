@@ -40,7 +40,9 @@ remove_dir (void **state)
 }
 
 /* A VM with one disk and a prediction whose figures tell VMs apart:
- * total pause k, mirror k + 0.5, downtimes k / 10 and k / 100. */
+ * total pause k, mirror k + 0.5, downtimes k / 10 and k / 100; its disk
+ * observed in bits of k KiB, except the VM of k 30, whose disk has none
+ * recorded (a file written before granularity was). */
 static void
 add_vm (VmsEstimateFile *estimate, const char *source, const char *name,
         const char *uuid, double k)
@@ -56,6 +58,11 @@ add_vm (VmsEstimateFile *estimate, const char *source, const char *name,
   vm->vm_uuid = g_strdup (uuid);
   vm->ram_size = 256 << 20;
   disk->data = 384 << 20;
+  if (k != 30)
+    {
+      disk->granularity = (guint32)k * 1024;
+      disk->granularity_reason = g_strdup ("the guest's average write");
+    }
   g_array_append_val (disk->seconds, second);
   g_array_append_val (disk->dirty, dirty);
   vm->prediction.total_pause_s = k;
@@ -107,6 +114,14 @@ assert_loads (const char *dir, const char *uuid, const char *name,
   assert_true (prediction.downtime_mirror_s == k / 100);
   assert_int_equal (prediction.connections, 4);
   assert_int_equal (prediction.request_size, 1 << 20);
+  assert_non_null (prediction.granularities);
+  if (k == 30)
+    assert_false (g_hash_table_contains (prediction.granularities, "vd0"));
+  else
+    assert_int_equal (GPOINTER_TO_UINT (g_hash_table_lookup (
+                          prediction.granularities, "vd0")),
+                      k * 1024);
+  vms_prediction_clear (&prediction);
 }
 
 static void
@@ -211,6 +226,18 @@ test_saved_as_printed (void **state)
                            json_object_get_array_member (group, "order"), 0),
                        "qmp:/run/anon.qmp");
   assert_true (json_object_get_double_member (group, "total-seconds") == 60);
+  {
+    JsonObject *web = json_array_get_object_element (
+        json_object_get_array_member (root, "vms"), 0);
+    JsonObject *vd0 = json_array_get_object_element (
+        json_object_get_array_member (web, "disks"), 0);
+
+    assert_int_equal (json_object_get_int_member (vd0, "granularity"),
+                      10 * 1024);
+    assert_string_equal (
+        json_object_get_string_member (vd0, "granularity-reason"),
+        "the guest's average write");
+  }
 }
 
 int

@@ -9,6 +9,8 @@
 
 #include "vms-granularity.h"
 
+#include <string.h>
+
 #define KiB G_GUINT64_CONSTANT (1024)
 #define MiB (1024 * KiB)
 #define GiB (1024 * MiB)
@@ -101,6 +103,56 @@ test_format_and_describe (void **state)
                              "seen; 2 bitmaps of 65.0 KiB in QEMU");
 }
 
+/* --granularity overrides the choice (its memory counted at that size);
+ * without it the choice is vms_granularity_choose's. */
+static void
+test_asked_overrides_the_choice (void **state)
+{
+  VmsGranularityChoice chosen, asked;
+
+  (void)state;
+  vms_granularity_choose_asked (GiB, 4096, 4096 * 100, 100, 0, &chosen);
+  assert_int_equal (chosen.granularity, 4096);
+  assert_int_equal (chosen.why, VMS_GRANULARITY_WHY_FLOOR);
+  vms_granularity_choose_asked (GiB, 4096, 4096 * 100, 100, 65536, &asked);
+  assert_int_equal (asked.granularity, 65536);
+  assert_int_equal (asked.why, VMS_GRANULARITY_WHY_OPTION);
+  assert_int_equal (asked.write_average, 4096);
+  assert_int_equal (asked.memory,
+                    VMS_GRANULARITY_BITMAPS_PER_DISK
+                        * vms_granularity_bitmap_bytes (GiB, 65536));
+}
+
+/* The options sync, migrate and estimate share: checked one way. */
+static void
+test_options_parsed_one_way (void **state)
+{
+  guint32 granularity = 1;
+  guint64 memory = 7;
+  g_autoptr (GError) error = NULL;
+
+  (void)state;
+  assert_true (vms_granularity_parse_options (NULL, NULL, &granularity, &memory,
+                                              &error));
+  assert_int_equal (granularity, 0);
+  assert_int_equal (memory, 7);
+  assert_true (vms_granularity_parse_options ("64K", "1M", &granularity,
+                                              &memory, &error));
+  assert_int_equal (granularity, 65536);
+  assert_int_equal (memory, 1024 * 1024);
+  assert_false (vms_granularity_parse_options ("3K", NULL, &granularity,
+                                               &memory, &error));
+  assert_non_null (strstr (error->message, "--granularity must be a power"));
+  g_clear_error (&error);
+  assert_false (vms_granularity_parse_options ("256", NULL, &granularity,
+                                               &memory, &error));
+  assert_non_null (strstr (error->message, "--granularity"));
+  g_clear_error (&error);
+  assert_false (vms_granularity_parse_options (NULL, "1K", &granularity,
+                                               &memory, &error));
+  assert_non_null (strstr (error->message, "--bitmap-memory"));
+}
+
 int
 main (void)
 {
@@ -109,6 +161,8 @@ main (void)
     cmocka_unit_test (test_memory_floor_follows_the_budget),
     cmocka_unit_test (test_choice_follows_writes_and_memory),
     cmocka_unit_test (test_format_and_describe),
+    cmocka_unit_test (test_asked_overrides_the_choice),
+    cmocka_unit_test (test_options_parsed_one_way),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* vmshift engine (internal): what the files of the estimate share.
  * vms-estimate.c runs an estimate and predicts, vms-estimate-observe.c
- * opens and watches the VMs, vms-estimate-map.c maps their disks through
+ * opens and watches the VMs, vms-estimate-granularity.c chooses their
+ * bitmaps' granularity, vms-estimate-map.c maps their disks through
  * QEMU's NBD server, vms-estimate-probe.c probes the link and the copies.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -80,6 +81,14 @@ gboolean vms_estimate_observe (EstimateRun *run, GError **error);
 /* Remove every temporary bitmap of ours on the VM's disks, also those a
  * killed earlier run left (errors ignored; reconnects if QMP broke). */
 void vms_estimate_remove_bitmaps (EstimateVm *vm);
+
+/* vms-estimate-granularity.c */
+
+/* Each disk's bitmap granularity into its out->granularity and
+ * out->granularity_reason, chosen exactly as a job started now would
+ * (config->granularity, config->bitmap_memory, the guest's average write
+ * since QEMU started); one "granularity" event per disk. */
+void vms_estimate_choose_granularity (EstimateRun *run, EstimateVm *vm);
 
 /* vms-estimate-map.c */
 

@@ -196,14 +196,17 @@ vms_estimate_open_vm (EstimateRun *run, EstimateVm *vm, GError **error)
   vms_estimate_remove_bitmaps (vm);
   if (!vms_estimate_map_first (run, vm, error) || !sample_ram (run, vm, error))
     return FALSE;
+  /* Chosen as the window opens, as a job chooses when it starts: from
+   * the guest's writes so far. */
+  vms_estimate_choose_granularity (run, vm);
   for (guint i = 0; i < vm->disks->len; i++)
     {
       EstimateDisk *disk = vm->disks->pdata[i];
       g_autofree char *name = g_strdup_printf (
           VMS_ESTIMATE_BITMAP_PREFIX "%s-%u", run->config->id, i);
 
-      if (!vms_bitmap_add_temporary (vm->qmp, disk->disk->node_name, name, 0,
-                                     error))
+      if (!vms_bitmap_add_temporary (vm->qmp, disk->disk->node_name, name,
+                                     disk->out->granularity, error))
         return FALSE;
       disk->bitmap = g_steal_pointer (&name);
     }

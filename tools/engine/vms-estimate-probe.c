@@ -432,7 +432,8 @@ empty_round (EstimateRun *run, EstimateVm *vm, guint index, EstimateDisk *disk,
   gint64 start;
   gboolean ok;
 
-  if (!vms_bitmap_add_temporary (vm->qmp, node, bitmap, 0, error))
+  if (!vms_bitmap_add_temporary (vm->qmp, node, bitmap, disk->out->granularity,
+                                 error))
     return FALSE;
   /* From here as a round: the switch to the next bitmap (which disables
    * this one, as an export of a bitmap needs), the export, the copy, the

@@ -31,6 +31,10 @@ typedef struct
   int interval_s;             /* a sample this often (1 to window_s) */
   double probe_seconds;       /* each link configuration and each disk's
                                  copy is probed this long */
+  guint32 granularity;        /* --granularity: bytes per bitmap bit of
+                                 every disk, 0: chosen per disk as a job
+                                 does */
+  guint64 bitmap_memory;      /* --bitmap-memory, as a job takes it */
   VmsProgress *progress;      /* "observing", "sample" and "probing"
                                  events go there (borrowed) */
 } VmsEstimateConfig;

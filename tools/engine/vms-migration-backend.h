@@ -154,6 +154,8 @@ struct _VmsMigration
                                          -1: none */
   VmsPrediction prediction;           /* from config.estimate */
   gboolean predicted;                 /* prediction holds one */
+  gboolean prediction_same_bits;      /* every disk has the granularity
+                                         the estimate observed it with */
 };
 
 /* Settle the final sync (auto: by the rates the rounds measured and the

@@ -80,11 +80,16 @@ report_prediction (VmsMigration *migrate, JsonObject *fields, double seconds,
   json_object_set_double_member (fields, "predicted-seconds", total);
   json_object_set_int_member (fields, "predicted-downtime-ms",
                               (gint64)(downtime * 1000));
+  json_object_set_boolean_member (fields, "predicted-same-granularity",
+                                  migrate->prediction_same_bits);
   vms_progress_event (migrate->progress, "predicted", NULL,
                       "estimate %s: predicted %.1f s and %.0f ms of "
-                      "downtime; actual %.1f s and %" G_GINT64_FORMAT " ms",
+                      "downtime; actual %.1f s and %" G_GINT64_FORMAT " ms%s",
                       migrate->config.estimate, total, downtime * 1000, seconds,
-                      downtime_ms);
+                      downtime_ms,
+                      migrate->prediction_same_bits
+                          ? ""
+                          : " (observed with other bitmap granularities)");
 }
 
 void

@@ -8,6 +8,7 @@
  */
 #include "vms-migration-backend.h"
 #include "vms-estimate-file.h"
+#include "vms-granularity.h"
 #include "vms-memory-uri.h"
 
 #include <unistd.h>
@@ -130,6 +131,7 @@ vms_migration_free (VmsMigration *migration)
   g_free (migration->tls_object);
   g_free (migration->final_sync_reason);
   vms_sink_handover_free (migration->handover);
+  vms_prediction_clear (&migration->prediction);
   g_free (migration);
 }
 
@@ -216,6 +218,39 @@ vms_migration_move_to (VmsMigration *migration, VmsMigrateState to,
 
 /* ---- the steps ---- */
 
+/* Whether the job's disks have the bits the estimate observed them with,
+ * a warning for each that does not: its rounds' bytes are not the ones
+ * predicted (a 4 KiB writer dirties 16 times as much with 64 KiB bits). */
+static gboolean
+granularities_match (VmsMigration *migration)
+{
+  VmsJob *job = migration->rep.job;
+  GHashTable *estimated = migration->prediction.granularities;
+  gboolean match = TRUE;
+
+  for (guint i = 0; i < job->disks->len; i++)
+    {
+      VmsJobDisk *disk = job->disks->pdata[i];
+      gpointer value;
+      g_autofree char *ours = NULL, *theirs = NULL;
+
+      if (!estimated
+          || !g_hash_table_lookup_extended (estimated, disk->name, NULL, &value)
+          || GPOINTER_TO_UINT (value) == disk->granularity)
+        continue;
+      match = FALSE;
+      ours = vms_granularity_format (disk->granularity);
+      theirs = vms_granularity_format (GPOINTER_TO_UINT (value));
+      vms_progress_event (migration->progress, "warning", NULL,
+                          "%s: estimate %s observed bitmaps of %s, this job "
+                          "has %s: its rounds' bytes are not the predicted "
+                          "ones (--granularity %s would match)",
+                          disk->name, migration->config.estimate, theirs, ours,
+                          theirs);
+    }
+  return match;
+}
+
 /* The estimate's prediction, and its best link configuration unless the
  * config says otherwise. */
 static gboolean
@@ -232,6 +267,7 @@ load_prediction (VmsMigration *migration, GError **error)
           job->vm_name, job->source, &migration->prediction, error))
     return FALSE;
   migration->predicted = TRUE;
+  migration->prediction_same_bits = granularities_match (migration);
   /* A resumed job reports against the same prediction. */
   g_free (part->estimate);
   part->estimate = g_strdup (migration->config.estimate);

@@ -102,17 +102,9 @@ choose (VmsReplicate *rep, VmsJobDisk *disk, guint32 memory_floor,
       = stats ? vms_guest_block_stats_find (stats, disk->node, disk->name)
               : NULL;
 
-  vms_granularity_choose (disk->size, memory_floor,
-                          writes ? writes->wr_bytes : 0,
-                          writes ? writes->wr_operations : 0, choice);
-  if (rep->config->granularity)
-    {
-      choice->granularity = rep->config->granularity;
-      choice->why = VMS_GRANULARITY_WHY_OPTION;
-      choice->memory
-          = VMS_GRANULARITY_BITMAPS_PER_DISK
-            * vms_granularity_bitmap_bytes (disk->size, choice->granularity);
-    }
+  vms_granularity_choose_asked (
+      disk->size, memory_floor, writes ? writes->wr_bytes : 0,
+      writes ? writes->wr_operations : 0, rep->config->granularity, choice);
   disk->granularity = choice->granularity;
   g_free (disk->granularity_reason);
   disk->granularity_reason = vms_granularity_describe (choice);
