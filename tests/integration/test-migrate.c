@@ -681,6 +681,59 @@ test_migrate_mirror (void **state)
                      "mirror");
 }
 
+/* ---- seeding ---- */
+
+/* The running VM's disks seeded to a file, the seed imported at the sink
+ * ("shipped"), the guest writing meanwhile; then the migration resumes
+ * the seeded job: no background copy, vd1's data (which the guest does
+ * not write) is not sent again, and the replicas end identical. */
+static void
+test_seed_then_migrate (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source
+      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
+  g_autofree char *seed
+      = g_build_filename (fixture->sink->dir, "vm.seed", NULL);
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  g_autofree char *dir_arg
+      = g_strdup_printf ("--dir=%s", fixture->sink->replica_dir);
+  g_auto (VmsTestRun) exported = { 0 };
+  g_auto (VmsTestRun) imported = { 0 };
+  g_autoptr (VmsTestCommand) run = NULL;
+
+  fixture->prefix = "sd";
+  vms_test_run_capture (&exported, NULL, NULL, vmshift, "seed", "export",
+                        source, "--to", seed, "--job", "seeded",
+                        "--replica-prefix", "sd", state_arg, NULL);
+  if (exported.status != 0)
+    fail_msg ("seed export exited %d: %s", exported.status, exported.err);
+  vms_test_run_capture (&imported, NULL, NULL,
+                        vms_test_built_program ("VMS_SINK"), "seed", "import",
+                        dir_arg, seed, NULL);
+  if (imported.status != 0)
+    fail_msg ("seed import exited %d: %s", imported.status, imported.err);
+  /* What the guest writes while the seed travels. */
+  g_usleep (2 * G_USEC_PER_SEC);
+
+  start_destination (fixture, TRUE);
+  run = migrate_start (fixture, "--resume", "seeded", "--sink",
+                       fixture->sink_uri, "--suspend", NULL);
+  vms_test_command_expect_success (run);
+  assert_replicas_identical (fixture);
+  print_message ("after the seed: vd0 sent %" G_GINT64_FORMAT
+                 " bytes, vd1 %" G_GINT64_FORMAT "\n",
+                 job_disk_int (fixture, "seeded", "vd0", "bytes-written"),
+                 job_disk_int (fixture, "seeded", "vd1", "bytes-written"));
+  assert_int_equal (job_disk_int (fixture, "seeded", "vd0", "bytes-background"),
+                    0);
+  assert_int_equal (job_disk_int (fixture, "seeded", "vd1", "bytes-background"),
+                    0);
+  assert_true (job_disk_int (fixture, "seeded", "vd1", "bytes-written")
+               < VD1_DATA / 16);
+}
+
 /* ---- memory over TLS ---- */
 
 /* A TCP port on 127.0.0.1 that nothing listens on now. */
@@ -1911,6 +1964,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_migrate_pause, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_seed_then_migrate, setup, teardown),
     cmocka_unit_test_setup_teardown (test_migrate_mirror, setup, teardown),
     cmocka_unit_test_setup_teardown (test_auto_chooses_pause, setup, teardown),
     cmocka_unit_test_setup_teardown (test_auto_chooses_mirror_and_misses, setup,
