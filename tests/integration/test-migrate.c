@@ -9,6 +9,7 @@
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
 #include "vms-bitmap.h"
+#include "vms-guest.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -683,10 +684,27 @@ test_migrate_mirror (void **state)
 
 /* ---- seeding ---- */
 
-/* The running VM's disks seeded to a file, the seed imported at the sink
- * ("shipped"), the guest writing meanwhile; then the migration resumes
- * the seeded job: no background copy, vd1's data (which the guest does
- * not write) is not sent again, and the replicas end identical. */
+/* Bytes the guest wrote to vd0 since the source QEMU started. */
+static guint64
+source_written (Fixture *fixture)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) stats
+      = vms_guest_query_blockstats (fixture->source->qmp, &error);
+  VmsGuestBlockStats *entry;
+
+  vms_assert_ok (stats, error);
+  entry = vms_guest_block_stats_find (stats, "d0", "vd0");
+  assert_non_null (entry);
+  return entry->wr_bytes;
+}
+
+/* The running VM's disks seeded to a file, the seed imported by the sink
+ * in host B (the file "shipped"), the guest writing meanwhile; then the
+ * migration over a 100 Mbit/s link resumes the seeded job: no background
+ * copy, vd1's data (which the guest does not write) is not sent again,
+ * vd0 gets no more than the guest wrote since the seed (4 KiB bits, 4 KiB
+ * writes), and the replicas end identical. */
 static void
 test_seed_then_migrate (void **state)
 {
@@ -702,8 +720,14 @@ test_seed_then_migrate (void **state)
   g_auto (VmsTestRun) exported = { 0 };
   g_auto (VmsTestRun) imported = { 0 };
   g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+  guint64 before, written;
+  gint64 vd0_sent;
 
+  if (!fixture->hosts)
+    vms_test_skip ("needs root for two network-namespace hosts");
   fixture->prefix = "sd";
+  before = source_written (fixture);
   vms_test_run_capture (&exported, NULL, NULL, vmshift, "seed", "export",
                         source, "--to", seed, "--job", "seeded",
                         "--replica-prefix", "sd", state_arg, NULL);
@@ -717,19 +741,26 @@ test_seed_then_migrate (void **state)
   /* What the guest writes while the seed travels. */
   g_usleep (2 * G_USEC_PER_SEC);
 
+  vms_assert_ok (vms_test_hosts_limit_rate (fixture->hosts, 0, 100000, &error),
+                 error);
   start_destination (fixture, TRUE);
   run = migrate_start (fixture, "--resume", "seeded", "--sink",
                        fixture->sink_uri, "--suspend", NULL);
   vms_test_command_expect_success (run);
+  written = source_written (fixture) - before;
   assert_replicas_identical (fixture);
+  vd0_sent = job_disk_int (fixture, "seeded", "vd0", "bytes-written");
   print_message ("after the seed: vd0 sent %" G_GINT64_FORMAT
-                 " bytes, vd1 %" G_GINT64_FORMAT "\n",
-                 job_disk_int (fixture, "seeded", "vd0", "bytes-written"),
+                 " bytes (the guest wrote %" G_GUINT64_FORMAT
+                 "), vd1 %" G_GINT64_FORMAT "\n",
+                 vd0_sent, written,
                  job_disk_int (fixture, "seeded", "vd1", "bytes-written"));
   assert_int_equal (job_disk_int (fixture, "seeded", "vd0", "bytes-background"),
                     0);
   assert_int_equal (job_disk_int (fixture, "seeded", "vd1", "bytes-background"),
                     0);
+  assert_true (vd0_sent > 0);
+  assert_true ((guint64)vd0_sent <= written);
   assert_true (job_disk_int (fixture, "seeded", "vd1", "bytes-written")
                < VD1_DATA / 16);
 }
@@ -1964,7 +1995,8 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_migrate_pause, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_seed_then_migrate, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_seed_then_migrate, setup_hosts,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_migrate_mirror, setup, teardown),
     cmocka_unit_test_setup_teardown (test_auto_chooses_pause, setup, teardown),
     cmocka_unit_test_setup_teardown (test_auto_chooses_mirror_and_misses, setup,
