@@ -211,6 +211,9 @@ build_prediction (JsonBuilder *b, const VmsEstimate *e)
   DOUBLE ("total-mirror-seconds", e->total_mirror_s);
   DOUBLE ("offline-seconds", e->offline_s);
   DOUBLE ("seed-seconds", e->seed_s);
+  INT ("seed-device-bytes", e->seed_device_bytes);
+  DOUBLE ("seed-period-seconds", e->seed_period_s);
+  INT ("seed-link-bytes", e->seed_link_bytes);
   STRING ("method", vms_estimate_method_name (e->method));
   STRING ("final-sync",
           e->downtime_mirror_s < e->downtime_pause_s ? "mirror" : "pause");

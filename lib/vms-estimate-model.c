@@ -401,6 +401,11 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
       simulate_disks (disks, n_disks, delta, throughput, params, &seeded);
       out->seed_s = period + params->setup_s + seeded.background_s
                     + seeded.rounds_s + out->memory_s + out->downtime_pause_s;
+      out->seed_device_bytes = total_data;
+      out->seed_period_s = period;
+      out->seed_link_bytes = seeded.background_bytes;
+      for (guint k = 0; k < seeded.n_rounds; k++)
+        out->seed_link_bytes += seeded.round_bytes[k];
     }
 
   network_s = MIN (out->total_pause_s, out->total_mirror_s);

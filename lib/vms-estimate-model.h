@@ -124,6 +124,12 @@ typedef struct
   double total_mirror_s;     /* whole migration, mirror */
   double offline_s;          /* VM stopped, everything copied */
   double seed_s;             /* seed route, 0 when not possible */
+  guint64 seed_device_bytes; /* seed route: the disks' data on the device
+                                (before zstd) */
+  double seed_period_s;      /* ... writing, shipping and importing it */
+  guint64 seed_link_bytes;   /* ... then the disks' delta over the link:
+                                what the guest wrote meanwhile, and the
+                                rounds (RAM comes on top) */
   VmsEstimateMethod method;  /* recommended */
   const char *reason;        /* why, one sentence (static) */
 } VmsEstimate;

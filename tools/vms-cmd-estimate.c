@@ -264,6 +264,25 @@ print_disk (const VmsEstimateFileDisk *disk, int window_s)
            disk->granularity_reason ? disk->granularity_reason : "");
 }
 
+/* The seed route as a plan: what goes on the device, what over the link
+ * afterwards, and the commands when it is the one recommended. */
+static void
+print_seed_plan (const VmsEstimate *e, gboolean recommended)
+{
+  g_autofree char *device = vms_format_size (e->seed_device_bytes);
+  g_autofree char *link = vms_format_size (e->seed_link_bytes);
+
+  g_print ("  %-22s %10.1f s: %s of data on the device (less after zstd), "
+           "written, shipped and imported in %.1f h; then %s of disk delta "
+           "and the RAM over the link\n",
+           "seed route", e->seed_s, device, e->seed_period_s / 3600, link);
+  if (!recommended)
+    return;
+  g_print ("  plan: vmshift seed export SOURCE --to DEVICE --job JOB; ship "
+           "DEVICE; vmshift-sink seed import --dir DIR DEVICE; vmshift "
+           "migrate --resume JOB --sink URI ...\n");
+}
+
 static void
 print_vm (const VmsEstimateFileVm *vm, int window_s)
 {
@@ -289,6 +308,8 @@ print_vm (const VmsEstimateFileVm *vm, int window_s)
            "downtime", e->downtime_pause_s * 1000, e->downtime_mirror_s * 1000);
   g_print ("  %-22s %10.1f s with pause, %.1f s with mirror\n", "total",
            e->total_pause_s, e->total_mirror_s);
+  if (e->seed_s > 0)
+    print_seed_plan (e, e->method == VMS_ESTIMATE_SEED);
   if (e->backpressure_rate > 0)
     {
       g_autofree char *cap = vms_format_size (e->backpressure_rate);

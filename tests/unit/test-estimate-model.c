@@ -274,6 +274,12 @@ test_seed_device (void **state)
    * memory (100 s). */
   assert_true (e.seed_s > 8000 + 86400 + 944 + 100);
   assert_true (e.seed_s < 8000 + 86400 + 944 + 100 + 200);
+  /* The plan: the 2 TB of data on the device, 94400 s until it is
+   * imported, then the 9.44 GB delta and the rounds over the link. */
+  assert_near (e.seed_device_bytes, 2000 * GB, 1, "on the device");
+  assert_near (e.seed_period_s, 8000 + 86400, 1, "device period");
+  assert_true (e.seed_link_bytes >= 9.44 * GB);
+  assert_true (e.seed_link_bytes < 9.44 * GB + 2 * GB);
   assert_true (e.total_pause_s > 200000);
 
   /* A device too small for the data does not count. */
