@@ -507,10 +507,9 @@ setup_with (void **state, guint disks, SinkTls tls, gboolean hosts)
       return -1;
     }
   fixture->sink
-      = hosts             ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
-                                                     fixture->hosts->address[1],
-                                                     &error)
-        : tls == SINK_PSK ? vms_test_sink_start_tls (&error)
+      = hosts ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
+                                         fixture -> hosts -> address[1], &error)
+        : tls == SINK_PSK  ? vms_test_sink_start_tls (&error)
         : tls == SINK_X509 ? start_x509_sink (fixture, &error)
                            : vms_test_sink_start (NULL, NULL, &error);
   if (!fixture->sink)
@@ -1432,11 +1431,60 @@ test_memory_timeout (void **state)
   assert_rolled_back (fixture, run, "slowram");
 }
 
+/* The job's "migration" member says memory goes over TLS. */
+static gboolean
+job_memory_tls (Fixture *fixture, const char *job)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *root;
+
+  if (!json_parser_load_from_file (parser, path, NULL))
+    fail_msg ("no job state at %s", path);
+  root = json_node_get_object (json_parser_get_root (parser));
+  return json_object_get_boolean_member_with_default (
+      json_object_get_object_member (root, "migration"), "tls", FALSE);
+}
+
+/* A job started with --tls keeps it: a resume given --insecure is
+ * refused before anything is touched, and one without --tls (to
+ * loopback, where clear text would be allowed) migrates over TLS. */
+static void
+resume_keeps_tls (Fixture *fixture, const char *job)
+{
+  g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
+  g_autoptr (VmsTestCommand) refused = NULL;
+  g_autoptr (VmsTestCommand) resumed = NULL;
+  g_autofree char *err = NULL;
+
+  assert_true (job_memory_tls (fixture, job));
+  fixture->memory_option = NULL;
+  refused = migrate_start (fixture, "--resume", job, "--insecure", NULL);
+  assert_int_equal (vms_test_command_wait (refused), 2);
+  err = vms_test_command_stderr (refused);
+  if (!strstr (err, "--insecure: job ")
+      || !strstr (err, "sends memory over TLS"))
+    fail_msg ("--insecure on a resumed TLS job was not refused: %s", err);
+  assert_running (fixture->source, "the source");
+
+  g_free (fixture->memory_uri);
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  start_destination (fixture, TRUE);
+  resumed = migrate_start (fixture, "--resume", job, "--suspend", NULL);
+  vms_test_command_expect_success (resumed);
+  assert_memory_tls (fixture->source, id, "client", "tls-creds-psk");
+  assert_tls_forgotten (fixture->dest, id);
+  assert_replicas_identical (fixture);
+  assert_true (job_memory_tls (fixture, job));
+}
+
 /* A migration over TLS that rolls back leaves the source, which runs on,
  * without vmshift's credentials: a later migration by other hands would
- * otherwise use them unasked. */
+ * otherwise use them unasked.  Its resume goes on over TLS. */
 static void
-test_tls_rollback_forgets_credentials (void **state)
+test_tls_rollback_and_resume (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) run = NULL;
@@ -1452,6 +1500,7 @@ test_tls_rollback_forgets_credentials (void **state)
   assert_int_equal (vms_test_command_wait (run), 3);
   assert_rolled_back (fixture, run, "tlsback");
   assert_tls_forgotten (fixture->source, "vmshift-tlsback-mtls");
+  resume_keeps_tls (fixture, "tlsback");
 }
 
 /* Refusals in the preflight leave the source running, untouched. */
@@ -1806,8 +1855,8 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_migrate_pause_over_x509, setup_x509,
                                      teardown),
-    cmocka_unit_test_setup_teardown (test_tls_rollback_forgets_credentials,
-                                     setup_tls, teardown),
+    cmocka_unit_test_setup_teardown (test_tls_rollback_and_resume, setup_tls,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_clear_text_memory_off_loopback, setup,
                                      teardown),
   };
