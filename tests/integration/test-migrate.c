@@ -389,8 +389,9 @@ openssl (const char *dir, const char *const *args, GError **error)
   return vms_test_run ((const char *const *)argv->pdata, NULL, error);
 }
 
-/* A CA and a server certificate for 127.0.0.1 and localhost in a new
- * directory, laid out as nbdkit and QEMU read them; caller frees. */
+/* A CA and a server certificate for 127.0.0.1, localhost and test host
+ * B (the TCP sink of setup_hosts_x509) in a new directory, laid out as
+ * nbdkit and QEMU read them; caller frees. */
 static char *
 make_certificates (GError **error)
 {
@@ -401,7 +402,8 @@ make_certificates (GError **error)
       = "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,"
+        "IP:" VMS_TEST_HOST_B_ADDRESS "\n";
   const char *const ca[] = { "req",
                              "-x509",
                              "-newkey",
@@ -454,9 +456,27 @@ static VmsTestSink *
 start_x509_sink (Fixture *fixture, GError **error)
 {
   fixture->certificates = make_certificates (error);
-  return fixture->certificates
-             ? vms_test_sink_start_x509 (fixture->certificates, error)
-             : NULL;
+  if (!fixture->certificates)
+    return NULL;
+  if (fixture->hosts)
+    return vms_test_sink_start_tcp_x509 (fixture->hosts->namespace[1],
+                                         fixture -> hosts -> address[1],
+                                         fixture -> certificates, error);
+  return vms_test_sink_start_x509 (fixture->certificates, error);
+}
+
+/* The sink with TLS as tls says; with hosts, on TCP in host B (TLS-PSK
+ * unless tls asks for X.509). */
+static VmsTestSink *
+start_sink (Fixture *fixture, SinkTls tls, GError **error)
+{
+  if (tls == SINK_X509)
+    return start_x509_sink (fixture, error);
+  if (fixture->hosts)
+    return vms_test_sink_start_tcp (fixture->hosts->namespace[1],
+                                    fixture -> hosts -> address[1], error);
+  return tls == SINK_PSK ? vms_test_sink_start_tls (error)
+                         : vms_test_sink_start (NULL, NULL, error);
 }
 
 /* A source with disks disks (2 or 3), vd1 (and vd2) holding data; the
@@ -506,12 +526,7 @@ setup_with (void **state, guint disks, SinkTls tls, gboolean hosts)
       print_error ("cannot fill vd2: %s\n", error->message);
       return -1;
     }
-  fixture->sink
-      = hosts ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
-                                         fixture -> hosts -> address[1], &error)
-        : tls == SINK_PSK  ? vms_test_sink_start_tls (&error)
-        : tls == SINK_X509 ? start_x509_sink (fixture, &error)
-                           : vms_test_sink_start (NULL, NULL, &error);
+  fixture->sink = start_sink (fixture, tls, &error);
   if (!fixture->sink)
     {
       print_error ("cannot start the sink: %s\n", error->message);
@@ -557,6 +572,16 @@ setup_x509 (void **state)
 
   /* Without it the test skips itself: the others need no openssl. */
   return setup_with (state, 2, program ? SINK_X509 : SINK_CLEAR, FALSE);
+}
+
+/* X.509 on TCP: the source QEMU and vmshift in host A, the sink in host
+ * B, its certificate naming B's address. */
+static int
+setup_hosts_x509 (void **state)
+{
+  g_autofree char *program = g_find_program_in_path ("openssl");
+
+  return setup_with (state, 2, program ? SINK_X509 : SINK_CLEAR, TRUE);
 }
 
 static int
@@ -856,14 +881,17 @@ test_migrate_mirror_over_tls (void **state)
 }
 
 /* X.509: the destination QEMU serves the sink's server certificate, the
- * source checks it against the CA and the address of --dest-uri. */
+ * source checks it against the CA and the address of --dest-uri, on TCP;
+ * on a unix socket (unix_memory), against the name vmshift gives it. */
 static void
-migrate_over_x509 (Fixture *fixture, const char *job, const char *mode)
+migrate_over_x509 (Fixture *fixture, const char *job, const char *mode,
+                   gboolean unix_memory)
 {
   g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
 
-  fixture->memory_uri
-      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  fixture->memory_uri = unix_memory ? NULL
+                                    : g_strdup_printf ("tcp:127.0.0.1:%u",
+                                                       free_loopback_port ());
   fixture->memory_option = "--tls";
   migrate_and_check (fixture, job, mode);
   assert_memory_tls (fixture->source, id, "client", "tls-creds-x509");
@@ -881,7 +909,36 @@ test_migrate_pause_over_x509 (void **state)
       skip ();
     }
   fixture->prefix = "xp";
-  migrate_over_x509 (fixture, "x509-pause", "pause");
+  migrate_over_x509 (fixture, "x509-pause", "pause", FALSE);
+}
+
+/* The mirror's NBD client checks the sink's certificate against a host
+ * name; on a unix socket there is none in the address, so vmshift gives
+ * QEMU localhost, which the certificate names. */
+static void
+test_migrate_mirror_over_x509 (void **state)
+{
+  Fixture *fixture = *state;
+
+  if (!fixture->certificates)
+    vms_test_skip ("openssl missing (Debian package openssl)");
+  fixture->prefix = "xm";
+  migrate_over_x509 (fixture, "x509-mirror", "mirror", FALSE);
+}
+
+/* The same with the sink on TCP in another host: QEMU checks the
+ * certificate against the sink's address.  Memory goes over a unix
+ * socket, where the source checks the destination's certificate
+ * against the name vmshift gives it, as for the mirror. */
+static void
+test_migrate_mirror_over_x509_tcp (void **state)
+{
+  Fixture *fixture = *state;
+
+  if (!fixture->hosts || !fixture->certificates)
+    vms_test_skip ("needs root for two network-namespace hosts, and openssl");
+  fixture->prefix = "xt";
+  migrate_over_x509 (fixture, "x509-tcp", "mirror", TRUE);
 }
 
 /* Memory in clear text to an address off loopback is refused before
@@ -1855,6 +1912,10 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_migrate_pause_over_x509, setup_x509,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_mirror_over_x509, setup_x509,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_mirror_over_x509_tcp,
+                                     setup_hosts_x509, teardown),
     cmocka_unit_test_setup_teardown (test_tls_rollback_and_resume, setup_tls,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_clear_text_memory_off_loopback, setup,
