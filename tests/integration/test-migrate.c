@@ -8,6 +8,7 @@
 #include "vms-test-netns.h"
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
+#include "vms-test-x509.h"
 #include "vms-bitmap.h"
 
 #include <glib/gstdio.h>
@@ -374,88 +375,14 @@ typedef enum
   SINK_X509,  /* TLS with certificates */
 } SinkTls;
 
-/* openssl ARGS, where @NAME stands for the file NAME in dir. */
-static gboolean
-openssl (const char *dir, const char *const *args, GError **error)
-{
-  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-
-  g_ptr_array_add (argv, g_strdup ("openssl"));
-  for (guint i = 0; args[i]; i++)
-    g_ptr_array_add (argv, args[i][0] == '@'
-                               ? g_build_filename (dir, args[i] + 1, NULL)
-                               : g_strdup (args[i]));
-  g_ptr_array_add (argv, NULL);
-  return vms_test_run ((const char *const *)argv->pdata, NULL, error);
-}
-
-/* A CA and a server certificate for 127.0.0.1, localhost and test host
- * B (the TCP sink of setup_hosts_x509) in a new directory, laid out as
- * nbdkit and QEMU read them; caller frees. */
-static char *
-make_certificates (GError **error)
-{
-  g_autofree char *dir = vms_test_make_tmpdir ("vms-x509");
-  g_autofree char *ext = g_build_filename (dir, "server.ext", NULL);
-  /* What QEMU's sanity check of X.509 credentials wants of each. */
-  const char *server_ext
-      = "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,"
-        "IP:" VMS_TEST_HOST_B_ADDRESS "\n";
-  const char *const ca[] = { "req",
-                             "-x509",
-                             "-newkey",
-                             "rsa:2048",
-                             "-nodes",
-                             "-keyout",
-                             "@ca-key.pem",
-                             "-out",
-                             "@ca-cert.pem",
-                             "-days",
-                             "2",
-                             "-subj",
-                             "/CN=vmshift test CA",
-                             "-addext",
-                             "basicConstraints=critical,CA:TRUE",
-                             "-addext",
-                             "keyUsage=critical,keyCertSign,cRLSign",
-                             NULL };
-  const char *const request[]
-      = { "req",     "-newkey",         "rsa:2048", "-nodes",
-          "-keyout", "@server-key.pem", "-out",     "@server.csr",
-          "-subj",   "/CN=localhost",   NULL };
-  const char *const sign[] = { "x509",
-                               "-req",
-                               "-in",
-                               "@server.csr",
-                               "-CA",
-                               "@ca-cert.pem",
-                               "-CAkey",
-                               "@ca-key.pem",
-                               "-CAcreateserial",
-                               "-CAserial",
-                               "@ca-cert.srl",
-                               "-out",
-                               "@server-cert.pem",
-                               "-days",
-                               "2",
-                               "-extfile",
-                               "@server.ext",
-                               NULL };
-
-  if (!g_file_set_contents (ext, server_ext, -1, error)
-      || !openssl (dir, ca, error) || !openssl (dir, request, error)
-      || !openssl (dir, sign, error))
-    return NULL;
-  return g_steal_pointer (&dir);
-}
-
 static VmsTestSink *
 start_x509_sink (Fixture *fixture, GError **error)
 {
-  fixture->certificates = make_certificates (error);
+  /* Host B for the TCP sink of setup_hosts_x509. */
+  const char *const names[] = { "IP:127.0.0.1", "DNS:localhost",
+                                "IP:" VMS_TEST_HOST_B_ADDRESS, NULL };
+
+  fixture->certificates = vms_test_x509_make (names, error);
   if (!fixture->certificates)
     return NULL;
   if (fixture->hosts)
