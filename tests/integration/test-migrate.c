@@ -1230,6 +1230,89 @@ test_mirror_rides_out_tcp_resets (void **state)
     fail_msg ("the mirror never failed: nothing was tested: %s", run->out->str);
 }
 
+/* Set the source QEMU's max-bandwidth for memory (bytes/s). */
+static void
+set_memory_bandwidth (Fixture *fixture, gint64 bandwidth)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonObject) arguments = json_object_new ();
+  g_autoptr (JsonNode) reply = NULL;
+
+  json_object_set_int_member (arguments, "max-bandwidth", bandwidth);
+  reply = vms_qmp_execute (fixture->source->qmp, "migrate-set-parameters",
+                           arguments, &error);
+  vms_assert_ok (reply, error);
+}
+
+/* Wait (at most timeout_s) until the source QEMU is not running: QEMU
+ * paused it at pre-switchover.  Returns when, monotonic us. */
+static gint64
+wait_source_paused (Fixture *fixture, guint timeout_s)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *state = run_state (fixture->source);
+
+      if (!g_str_equal (state, "running"))
+        return g_get_monotonic_time ();
+      g_usleep (G_USEC_PER_SEC / 20);
+    }
+  fail_msg ("the source was not paused within %u s", timeout_s);
+  return -1;
+}
+
+/* The sink is gone for good during the memory migration: the mirror
+ * fails and vmshift tries to start it again for up to --retry-timeout
+ * (120 s here), the source running on.  Once QEMU pauses the source at
+ * pre-switchover, that pause is downtime: the restarts get 5 s of it
+ * (VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S), then the migration rolls back,
+ * the source runs and nothing is lost (a resume makes the replicas
+ * equal). */
+static void
+test_mirror_restart_capped_while_paused (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *err = NULL;
+  gint64 paused_at, pause_s;
+
+  fixture->prefix = "z";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  /* RAM at 4 MB/s does not converge while the guest dirties it (as in
+   * test_memory_timeout): the source is not paused before the mirror
+   * failed; disks at full speed. */
+  run = migrate_new (fixture, "capped", "--final-sync=mirror", "--bandwidth=4M",
+                     "--max-bandwidth=1G", "--retry-timeout=120", NULL);
+  vms_test_command_wait_for (run, "\"event\":\"memory-round\"", 120000);
+  vms_test_sink_kill (fixture->sink);
+  /* The mirror's reconnect-delay is 10 s at most. */
+  vms_test_command_wait_for (run, "\"event\":\"mirror-restart\"", 60000);
+  assert_running (fixture->source, "the source");
+  /* vmshift is in its restart loop and does not tune RAM meanwhile: at
+   * full speed it converges and QEMU pauses the source. */
+  set_memory_bandwidth (fixture, G_GINT64_CONSTANT (1) << 30);
+  paused_at = wait_source_paused (fixture, 60);
+  assert_int_not_equal (vms_test_command_wait (run), 0);
+  pause_s = (g_get_monotonic_time () - paused_at) / G_USEC_PER_SEC;
+  err = vms_test_command_stderr (run);
+  print_message ("source paused to rolled back: %" G_GINT64_FORMAT " s\n",
+                 pause_s);
+  /* 5 s of restarts, an attempt in progress, and the rollback. */
+  if (pause_s > 15)
+    fail_msg ("vmshift held the source paused for %" G_GINT64_FORMAT " s: %s",
+              pause_s, err);
+  if (!strstr (err, "could not be started again"))
+    fail_msg ("not the mirror's restart that gave up: %s", err);
+  assert_rolled_back (fixture, run, "capped");
+
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  resume_to_paused_destination (fixture, "capped");
+}
+
 /* Run vmshift abort JOB on the fixture's state directory. */
 static void
 run_abort (Fixture *fixture, const char *job, VmsTestRun *run)
@@ -1821,6 +1904,8 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_mirror_rides_out_tcp_resets,
                                      setup_hosts, teardown),
+    cmocka_unit_test_setup_teardown (test_mirror_restart_capped_while_paused,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_abort_then_resume, setup, teardown),
     cmocka_unit_test_setup_teardown (test_kill9_of_vmshift_then_abort, setup,
                                      teardown),
