@@ -920,6 +920,22 @@ test_clear_text_memory_off_loopback (void **state)
     if (!strstr (run.err, "is not on loopback") || !strstr (run.err, "--tls"))
       fail_msg ("the resumed job's address was not refused: %s", run.err);
   }
+  /* A new address given to the resume is checked as well. */
+  {
+    g_autofree char *dest_qmp
+        = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
+    g_autofree char *state_dir
+        = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+    g_auto (VmsTestRun) run = { 0 };
+
+    vms_test_run_capture (&run, NULL, NULL, vmshift, "migrate", "--resume",
+                          "clear", dest_qmp, "--dest-uri=tcp:192.0.2.2:4444",
+                          state_dir, NULL);
+    assert_int_equal (run.status, 2);
+    if (!strstr (run.err, "--dest-uri tcp:192.0.2.2:4444 is not on loopback")
+        || !strstr (run.err, "--insecure"))
+      fail_msg ("the resume's new address was not refused: %s", run.err);
+  }
   assert_running (fixture->source, "the source");
 }
 
