@@ -87,8 +87,8 @@ vms_migration_sink_tls_hostname (VmsMigration *migration, gboolean unix_socket,
                    migration->rep.job->sink);
       return FALSE;
     }
-  /* A unix socket is on this host: a certificate made for it names
-   * localhost, as libvirt's and QEMU's own do. */
+  /* A unix socket is on this host: the name a certificate for a server
+   * here is most likely to hold. */
   *hostname = g_strdup (name ? name : unix_socket ? "localhost" : NULL);
   return TRUE;
 }
