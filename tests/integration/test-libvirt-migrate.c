@@ -625,22 +625,22 @@ test_migrate_tls (void **state)
   if (!fixture->certificates)
     vms_test_skip ("openssl missing (Debian package openssl)");
   configure_hook (fixture, fixture->sink->replica_dir);
-  start_guest (fixture, "lv4");
+  start_guest (fixture, "lv5");
   source_offset = libvirtd_log_size (fixture->source);
   destination_offset = libvirtd_log_size (fixture->destination);
-  run = vmshift_start (fixture, "--connect", fixture->source->uri, "lv4",
+  run = vmshift_start (fixture, "--connect", fixture->source->uri, "lv5",
                        fixture->destination->uri, "--sink", fixture->sink_uri,
-                       "--job", "lv4-job", "--migrateuri", "tcp://10.231.0.2",
+                       "--job", "lv5-job", "--migrateuri", "tcp://10.231.0.2",
                        "--tls", "--persistent", "--undefinesource", "--suspend",
                        NULL);
   vms_test_command_expect_success (run);
-  assert_domstate (fixture->destination, "lv4", "paused");
-  assert_domstate (fixture->source, "lv4", NULL);
-  assert_disks_identical (fixture, "lv4");
+  assert_domstate (fixture->destination, "lv5", "paused");
+  assert_domstate (fixture->source, "lv5", NULL);
+  assert_disks_identical (fixture, "lv5");
   assert_libvirt_used_tls (fixture->source, source_offset, "client");
   assert_libvirt_used_tls (fixture->destination, destination_offset, "server");
-  assert_runs_at_destination (fixture, "lv4");
-  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv4",
+  assert_runs_at_destination (fixture, "lv5");
+  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv5",
                           NULL);
 }
 
