@@ -297,6 +297,7 @@ serialise (const VmsJob *job)
       put_int (builder, "pid", migration->pid);
       put_int (builder, "attempts", migration->attempts);
       put_string (builder, "estimate", migration->estimate);
+      put_bool (builder, "tls", migration->tls);
       if (migration->libvirt)
         {
           JsonNode *node = json_node_new (JSON_NODE_OBJECT);
@@ -562,6 +563,9 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
       migration->pid = get_int (&part, "pid");
       migration->attempts = get_int (&part, "attempts");
       migration->estimate = g_strdup (get_string (&part, "estimate", TRUE));
+      /* Absent in jobs of a vmshift before it was saved: clear text. */
+      migration->tls = json_object_has_member (part.object, "tls")
+                       && get_bool (&part, "tls");
       if (json_object_has_member (part.object, "libvirt"))
         {
           JsonNode *libvirt = json_object_get_member (part.object, "libvirt");

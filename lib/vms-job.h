@@ -85,6 +85,7 @@ typedef struct
   guint attempts;      /* migrate runs on this job */
   JsonObject *libvirt; /* the libvirt backend's settings, or NULL (QMP) */
   char *estimate;      /* the estimate whose prediction is reported, or NULL */
+  gboolean tls;        /* memory over TLS (--tls): a resume keeps it */
 } VmsJobMigration;
 
 typedef struct

@@ -120,6 +120,8 @@ add_target_node (VmsQmp *qmp, const VmsMirrorTarget *target,
   json_object_set_object_member (add, "server", server);
   if (target->tls_creds)
     json_object_set_string_member (add, "tls-creds", target->tls_creds);
+  if (target->tls_hostname)
+    json_object_set_string_member (add, "tls-hostname", target->tls_hostname);
   json_object_set_int_member (add, "reconnect-delay", reconnect_delay_s);
   reply = vms_qmp_execute (qmp, "blockdev-add", add, error);
   if (!reply)

@@ -13,11 +13,14 @@ G_BEGIN_DECLS
 /* Where the mirror writes: an NBD export on a unix socket or TCP. */
 typedef struct
 {
-  const char *socket_path; /* unix socket, or NULL for TCP */
-  const char *host;        /* TCP host */
-  const char *port;        /* TCP port, e.g. "10809" */
-  const char *tls_creds;   /* id of a tls-creds object, or NULL */
-  const char *export_name; /* e.g. "web1-vd0@live" */
+  const char *socket_path;  /* unix socket, or NULL for TCP */
+  const char *host;         /* TCP host */
+  const char *port;         /* TCP port, e.g. "10809" */
+  const char *tls_creds;    /* id of a tls-creds object, or NULL */
+  const char *tls_hostname; /* the name the server's X.509 certificate
+                               must hold, or NULL: the host (QEMU has
+                               none for a unix socket) */
+  const char *export_name;  /* e.g. "web1-vd0@live" */
 } VmsMirrorTarget;
 
 /* blockdev-add an NBD node named target_node (reconnect-delay seconds of

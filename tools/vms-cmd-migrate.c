@@ -37,7 +37,11 @@ static const char *const description
       "directory of its tls-psk-file (which must be named keys.psk), or its\n"
       "tls-certificates directory (ca-cert.pem; server-cert.pem and\n"
       "server-key.pem on the destination), at the same path on both hosts.\n"
-      "Give --tls again with --resume.\n"
+      "QEMU checks an X.509 certificate against the host of the address,\n"
+      "or on a unix socket against the sink URI's tls-hostname= (default\n"
+      "localhost).\n"
+      "--resume keeps a job's --tls (--insecure is then refused); give\n"
+      "--insecure again with --resume of a job in clear text.\n"
       "\n"
       "With --connect URI, DOMAIN is a libvirt domain and DESTURI the\n"
       "destination libvirt, as for 'virsh migrate': vmshift copies the\n"
@@ -241,9 +245,9 @@ check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
       return FALSE;
     }
   config->mode_set = options->final_sync != NULL;
-  /* Before anything is touched; a resumed job's saved --dest-uri is
-   * checked by the engine's preflight. */
-  if (!options->connect
+  /* Before anything is touched; a resumed job, whose saved --dest-uri
+   * and --tls count too, is checked by the engine's preflight. */
+  if (!options->connect && !base->resume
       && !vms_migration_check_clear_text (options->dest_uri, options->tls,
                                           options->insecure, error))
     return FALSE;

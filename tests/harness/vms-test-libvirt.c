@@ -94,6 +94,16 @@ vms_test_libvirt_host_start (VmsTestHosts *hosts, guint index,
                              const char *hook_program,
                              const char *hook_config_text, GError **error)
 {
+  return vms_test_libvirt_host_start_with (hosts, index, hook_program,
+                                           hook_config_text, NULL, error);
+}
+
+VmsTestLibvirtHost *
+vms_test_libvirt_host_start_with (VmsTestHosts *hosts, guint index,
+                                  const char *hook_program,
+                                  const char *hook_config_text,
+                                  const char *const *extra_args, GError **error)
+{
   g_autoptr (VmsTestLibvirtHost) host = g_new0 (VmsTestLibvirtHost, 1);
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
   g_autofree char *hook_config = NULL;
@@ -137,6 +147,8 @@ vms_test_libvirt_host_start (VmsTestHosts *hosts, guint index,
       g_ptr_array_add (argv, "--hook-config");
       g_ptr_array_add (argv, hook_config);
     }
+  for (guint i = 0; extra_args && extra_args[i]; i++)
+    g_ptr_array_add (argv, (gpointer)extra_args[i]);
   g_ptr_array_add (argv, NULL);
   if (!run_script ((const char *const *) argv->pdata, &out, error))
     {

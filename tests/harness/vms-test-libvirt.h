@@ -69,6 +69,13 @@ VmsTestLibvirtHost *vms_test_libvirt_host_start (VmsTestHosts *hosts,
                                                  const char *hook_config_text,
                                                  GError **error);
 
+/* The same with more options for tests/libvirt-host start (NULL-
+ * terminated, or NULL), such as "--migrate-tls", DIR, "--log-monitor". */
+VmsTestLibvirtHost *vms_test_libvirt_host_start_with (
+    VmsTestHosts *hosts, guint index, const char *hook_program,
+    const char *hook_config_text, const char *const *extra_args,
+    GError **error);
+
 /* Stop the host (domains destroyed, every process ended) and remove its
  * directory (kept when VMS_TEST_KEEP is set). */
 void vms_test_libvirt_host_free (VmsTestLibvirtHost *host);

@@ -241,6 +241,20 @@ vms_test_sink_start_tcp (const char *netns, const char *address, GError **error)
 }
 
 VmsTestSink *
+vms_test_sink_start_tcp_x509 (const char *netns, const char *address,
+                              const char *certificates, GError **error)
+{
+  g_autoptr (VmsTestSink) sink = sink_new (NULL, NULL);
+
+  sink->netns = g_strdup (netns);
+  sink->tcp_address = g_strdup (address);
+  sink->certificates = g_strdup (certificates);
+  if (!spawn_nbdkit (sink, error))
+    return NULL;
+  return g_steal_pointer (&sink);
+}
+
+VmsTestSink *
 vms_test_sink_start_x509 (const char *certificates, GError **error)
 {
   g_autoptr (VmsTestSink) sink = sink_new (NULL, NULL);
@@ -264,6 +278,10 @@ vms_test_sink_start_tls (GError **error)
 char *
 vms_test_sink_tcp_uri (VmsTestSink *sink, const char *export_name)
 {
+  if (sink->certificates)
+    return g_strdup_printf ("nbds://%s:%d/%s?tls-certificates=%s",
+                            sink->tcp_address, VMS_TEST_SINK_PORT, export_name,
+                            sink->certificates);
   return g_strdup_printf ("nbds://vmshift@%s:%d/%s?tls-psk-file=%s",
                           sink->tcp_address, VMS_TEST_SINK_PORT, export_name,
                           sink->psk_file);

@@ -52,7 +52,15 @@ VmsTestSink *vms_test_sink_start_tls (GError **error);
 VmsTestSink *vms_test_sink_start_x509 (const char *certificates,
                                        GError **error);
 
-/* "nbds://vmshift@ADDRESS:PORT/EXPORT?tls-psk-file=..." (caller frees). */
+/* The same with X.509 certificates from directory certificates instead
+ * of TLS-PSK. */
+VmsTestSink *vms_test_sink_start_tcp_x509 (const char *netns,
+                                           const char *address,
+                                           const char *certificates,
+                                           GError **error);
+
+/* "nbds://vmshift@ADDRESS:PORT/EXPORT?tls-psk-file=..." (with X.509
+ * "nbds://ADDRESS:PORT/EXPORT?tls-certificates=...") (caller frees). */
 char *vms_test_sink_tcp_uri (VmsTestSink *sink, const char *export_name);
 
 /* SIGKILL nbdkit and reap it: the harshest crash a process can have. */

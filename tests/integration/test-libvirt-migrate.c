@@ -9,6 +9,7 @@
 #include "vms-test-libvirt.h"
 #include "vms-test-netns.h"
 #include "vms-test-sink.h"
+#include "vms-test-x509.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -29,7 +30,9 @@ typedef struct
   VmsTestSink *sink;               /* in host B's namespace, TLS-PSK */
   char *sink_uri;
   char *state_dir;
-  char *hook_config; /* host B's hook configuration file */
+  char *hook_config;  /* host B's hook configuration file */
+  char *certificates; /* both hosts' migrate_tls_x509_cert_dir, or NULL
+                         (no openssl) */
 } Fixture;
 
 /* The hook on B reads its configuration at every migration. */
@@ -43,22 +46,52 @@ configure_hook (Fixture *fixture, const char *replica_dir)
                  error);
 }
 
+/* Certificates for memory over libvirt's TLS (--tls), naming both hosts
+ * by address and name; NULL without openssl (the test skips). */
+static char *
+make_certificates (GError **error)
+{
+  const char *const names[]
+      = { "IP:" VMS_TEST_HOST_A_ADDRESS, "IP:" VMS_TEST_HOST_B_ADDRESS,
+          "DNS:vms-host-a", "DNS:vms-host-b", NULL };
+  g_autofree char *openssl = g_find_program_in_path ("openssl");
+
+  return openssl ? vms_test_x509_make (names, error) : g_strdup ("");
+}
+
 static int
 group_setup (void **state)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
   g_autoptr (GError) error = NULL;
   g_autofree char *config = NULL;
+  const char *tls_args[4] = { NULL };
 
   *state = fixture;
+  fixture->certificates = make_certificates (&error);
+  if (!fixture->certificates)
+    {
+      print_error ("cannot make certificates: %s\n", error->message);
+      return -1;
+    }
+  if (!*fixture->certificates)
+    g_clear_pointer (&fixture->certificates, g_free);
+  else
+    {
+      /* libvirt's migration TLS, and its QMP commands in libvirtd.log for
+       * the test to see that it used it. */
+      tls_args[0] = "--migrate-tls";
+      tls_args[1] = fixture->certificates;
+      tls_args[2] = "--log-monitor";
+    }
   fixture->hosts = vms_test_hosts_new (&error);
   if (!fixture->hosts)
     {
       print_error ("cannot make the hosts: %s\n", error->message);
       return -1;
     }
-  fixture->source
-      = vms_test_libvirt_host_start (fixture->hosts, 0, NULL, NULL, &error);
+  fixture->source = vms_test_libvirt_host_start_with (fixture->hosts, 0, NULL,
+                                                      NULL, tls_args, &error);
   if (!fixture->source)
     {
       print_error ("cannot start libvirt host A: %s\n", error->message);
@@ -72,8 +105,8 @@ group_setup (void **state)
       return -1;
     }
   config = g_strdup_printf ("[replicas]\ndir=%s\n", fixture->sink->replica_dir);
-  fixture->destination
-      = vms_test_libvirt_host_start (fixture->hosts, 1, hook, config, &error);
+  fixture->destination = vms_test_libvirt_host_start_with (
+      fixture->hosts, 1, hook, config, tls_args, &error);
   if (!fixture->destination)
     {
       print_error ("cannot start libvirt host B: %s\n", error->message);
@@ -100,6 +133,9 @@ group_teardown (void **state)
   g_free (fixture->sink_uri);
   g_free (fixture->state_dir);
   g_free (fixture->hook_config);
+  if (fixture->certificates)
+    vms_test_rmtree (fixture->certificates);
+  g_free (fixture->certificates);
   g_free (fixture);
   return 0;
 }
@@ -223,6 +259,59 @@ assert_contains (const char *text, const char *needle)
     fail_msg ("'%s' not in: %s", needle, text);
 }
 
+/* Bytes in host's libvirtd.log so far: what a test's run adds starts
+ * there. */
+static gsize
+libvirtd_log_size (VmsTestLibvirtHost *host)
+{
+  g_autofree char *path
+      = g_build_filename (host->dir, "log", "libvirt", "libvirtd.log", NULL);
+  g_autofree char *text = NULL;
+  gsize length = 0;
+
+  if (!g_file_get_contents (path, &text, &length, NULL))
+    return 0;
+  return length;
+}
+
+/* What host's libvirtd logged from offset on (caller frees). */
+static char *
+libvirtd_log_since (VmsTestLibvirtHost *host, gsize offset)
+{
+  g_autofree char *path
+      = g_build_filename (host->dir, "log", "libvirt", "libvirtd.log", NULL);
+  g_autofree char *text = NULL;
+  gsize length = 0;
+  g_autoptr (GError) error = NULL;
+
+  vms_assert_ok (g_file_get_contents (path, &text, &length, &error), error);
+  return g_strdup (text + MIN (offset, length));
+}
+
+/* libvirt gave host's QEMU X.509 credentials for the migration (endpoint
+ * client on the source, server on the destination) and named them in
+ * the migration parameter tls-creds: QEMU then speaks TLS on the memory
+ * stream or fails the migration. */
+static void
+assert_libvirt_used_tls (VmsTestLibvirtHost *host, gsize offset,
+                         const char *endpoint)
+{
+  g_autofree char *log = libvirtd_log_since (host, offset);
+  g_autofree char *object = g_strdup_printf ("\"endpoint\":\"%s\"", endpoint);
+  g_autofree char *pattern
+      = g_strdup_printf ("\"qom-type\":\"tls-creds-x509\",\"id\":\"([^\"]+)\"");
+  g_autoptr (GRegex) regex = g_regex_new (pattern, 0, 0, NULL);
+  g_autoptr (GMatchInfo) match = NULL;
+  g_autofree char *id = NULL, *parameter = NULL;
+
+  if (!g_regex_match (regex, log, 0, &match))
+    fail_msg ("%s: libvirt added no tls-creds-x509 object", host->hostname);
+  id = g_match_info_fetch (match, 1);
+  assert_contains (log, object);
+  parameter = g_strdup_printf ("\"tls-creds\":\"%s\"", id);
+  assert_contains (log, parameter);
+}
+
 /* ---- tests ---- */
 
 /* A rolled-back job resumed: it finishes without the background copy
@@ -320,11 +409,18 @@ test_migrate (void **state)
   g_autofree char *xml = NULL;
   g_autofree char *info = NULL;
   g_autofree char *expected_path = NULL;
+  g_autofree char *log = NULL;
+  gsize log_offset;
 
   configure_hook (fixture, fixture->sink->replica_dir);
   start_guest (fixture, "lv1");
+  log_offset = libvirtd_log_size (fixture->source);
   run = migrate_domain (fixture, "lv1", "lv1-job");
   vms_test_command_expect_success (run);
+  /* Without --tls, memory in clear text: no TLS credentials. */
+  log = libvirtd_log_since (fixture->source, log_offset);
+  if (fixture->certificates && strstr (log, "tls-creds-x509"))
+    fail_msg ("libvirt used TLS without --tls: %s", log);
   assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
   assert_true (vms_test_command_event_int (run, "migrated", NULL,
                                            "disk-background-bytes")
@@ -510,6 +606,40 @@ test_estimate_then_migrate (void **state)
                           NULL);
 }
 
+/* --tls reaches libvirt as VIR_MIGRATE_TLS: both QEMUs get X.509
+ * credentials from qemu.conf's migrate_tls_x509_cert_dir and migrate
+ * memory over TLS; the migration completes and the disks are identical.
+ * (test_migrate checks that without --tls libvirt adds no such
+ * credentials.) */
+static void
+test_migrate_tls (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  gsize source_offset, destination_offset;
+
+  if (!fixture->certificates)
+    vms_test_skip ("openssl missing (Debian package openssl)");
+  configure_hook (fixture, fixture->sink->replica_dir);
+  start_guest (fixture, "lv5");
+  source_offset = libvirtd_log_size (fixture->source);
+  destination_offset = libvirtd_log_size (fixture->destination);
+  run = vmshift_start (fixture, "--connect", fixture->source->uri, "lv5",
+                       fixture->destination->uri, "--sink", fixture->sink_uri,
+                       "--job", "lv5-job", "--migrateuri", "tcp://10.231.0.2",
+                       "--tls", "--persistent", "--undefinesource", "--suspend",
+                       NULL);
+  vms_test_command_expect_success (run);
+  assert_domstate (fixture->destination, "lv5", "paused");
+  assert_domstate (fixture->source, "lv5", NULL);
+  assert_disks_identical (fixture, "lv5");
+  assert_libvirt_used_tls (fixture->source, source_offset, "client");
+  assert_libvirt_used_tls (fixture->destination, destination_offset, "server");
+  assert_runs_at_destination (fixture, "lv5");
+  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv5",
+                          NULL);
+}
+
 int
 main (void)
 {
@@ -519,6 +649,7 @@ main (void)
     cmocka_unit_test (test_refused_then_resume),
     cmocka_unit_test (test_kill9_then_abort),
     cmocka_unit_test (test_estimate_then_migrate),
+    cmocka_unit_test (test_migrate_tls),
   };
 
   vms_test_libvirt_require ();

@@ -8,6 +8,7 @@
 #include "vms-test-netns.h"
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
+#include "vms-test-x509.h"
 #include "vms-bitmap.h"
 #include "vms-guest.h"
 
@@ -368,89 +369,35 @@ typedef enum
   SINK_X509,  /* TLS with certificates */
 } SinkTls;
 
-/* openssl ARGS, where @NAME stands for the file NAME in dir. */
-static gboolean
-openssl (const char *dir, const char *const *args, GError **error)
-{
-  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-
-  g_ptr_array_add (argv, g_strdup ("openssl"));
-  for (guint i = 0; args[i]; i++)
-    g_ptr_array_add (argv, args[i][0] == '@'
-                               ? g_build_filename (dir, args[i] + 1, NULL)
-                               : g_strdup (args[i]));
-  g_ptr_array_add (argv, NULL);
-  return vms_test_run ((const char *const *)argv->pdata, NULL, error);
-}
-
-/* A CA and a server certificate for 127.0.0.1 and localhost in a new
- * directory, laid out as nbdkit and QEMU read them; caller frees. */
-static char *
-make_certificates (GError **error)
-{
-  g_autofree char *dir = vms_test_make_tmpdir ("vms-x509");
-  g_autofree char *ext = g_build_filename (dir, "server.ext", NULL);
-  /* What QEMU's sanity check of X.509 credentials wants of each. */
-  const char *server_ext
-      = "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
-  const char *const ca[] = { "req",
-                             "-x509",
-                             "-newkey",
-                             "rsa:2048",
-                             "-nodes",
-                             "-keyout",
-                             "@ca-key.pem",
-                             "-out",
-                             "@ca-cert.pem",
-                             "-days",
-                             "2",
-                             "-subj",
-                             "/CN=vmshift test CA",
-                             "-addext",
-                             "basicConstraints=critical,CA:TRUE",
-                             "-addext",
-                             "keyUsage=critical,keyCertSign,cRLSign",
-                             NULL };
-  const char *const request[]
-      = { "req",     "-newkey",         "rsa:2048", "-nodes",
-          "-keyout", "@server-key.pem", "-out",     "@server.csr",
-          "-subj",   "/CN=localhost",   NULL };
-  const char *const sign[] = { "x509",
-                               "-req",
-                               "-in",
-                               "@server.csr",
-                               "-CA",
-                               "@ca-cert.pem",
-                               "-CAkey",
-                               "@ca-key.pem",
-                               "-CAcreateserial",
-                               "-CAserial",
-                               "@ca-cert.srl",
-                               "-out",
-                               "@server-cert.pem",
-                               "-days",
-                               "2",
-                               "-extfile",
-                               "@server.ext",
-                               NULL };
-
-  if (!g_file_set_contents (ext, server_ext, -1, error)
-      || !openssl (dir, ca, error) || !openssl (dir, request, error)
-      || !openssl (dir, sign, error))
-    return NULL;
-  return g_steal_pointer (&dir);
-}
-
 static VmsTestSink *
 start_x509_sink (Fixture *fixture, GError **error)
 {
-  fixture->certificates = make_certificates (error);
-  return fixture->certificates
-             ? vms_test_sink_start_x509 (fixture->certificates, error)
-             : NULL;
+  /* Host B for the TCP sink of setup_hosts_x509. */
+  const char *const names[] = { "IP:127.0.0.1", "DNS:localhost",
+                                "IP:" VMS_TEST_HOST_B_ADDRESS, NULL };
+
+  fixture->certificates = vms_test_x509_make (names, error);
+  if (!fixture->certificates)
+    return NULL;
+  if (fixture->hosts)
+    return vms_test_sink_start_tcp_x509 (fixture->hosts->namespace[1],
+                                         fixture -> hosts -> address[1],
+                                         fixture -> certificates, error);
+  return vms_test_sink_start_x509 (fixture->certificates, error);
+}
+
+/* The sink with TLS as tls says; with hosts, on TCP in host B (TLS-PSK
+ * unless tls asks for X.509). */
+static VmsTestSink *
+start_sink (Fixture *fixture, SinkTls tls, GError **error)
+{
+  if (tls == SINK_X509)
+    return start_x509_sink (fixture, error);
+  if (fixture->hosts)
+    return vms_test_sink_start_tcp (fixture->hosts->namespace[1],
+                                    fixture -> hosts -> address[1], error);
+  return tls == SINK_PSK ? vms_test_sink_start_tls (error)
+                         : vms_test_sink_start (NULL, NULL, error);
 }
 
 /* A source with disks disks (2 or 3), vd1 (and vd2) holding data; the
@@ -500,12 +447,7 @@ setup_with (void **state, guint disks, SinkTls tls, gboolean hosts)
       print_error ("cannot fill vd2: %s\n", error->message);
       return -1;
     }
-  fixture->sink
-      = hosts ? vms_test_sink_start_tcp (fixture->hosts->namespace[1],
-                                         fixture -> hosts -> address[1], &error)
-        : tls == SINK_PSK  ? vms_test_sink_start_tls (&error)
-        : tls == SINK_X509 ? start_x509_sink (fixture, &error)
-                           : vms_test_sink_start (NULL, NULL, &error);
+  fixture->sink = start_sink (fixture, tls, &error);
   if (!fixture->sink)
     {
       print_error ("cannot start the sink: %s\n", error->message);
@@ -551,6 +493,16 @@ setup_x509 (void **state)
 
   /* Without it the test skips itself: the others need no openssl. */
   return setup_with (state, 2, program ? SINK_X509 : SINK_CLEAR, FALSE);
+}
+
+/* X.509 on TCP: the source QEMU and vmshift in host A, the sink in host
+ * B, its certificate naming B's address. */
+static int
+setup_hosts_x509 (void **state)
+{
+  g_autofree char *program = g_find_program_in_path ("openssl");
+
+  return setup_with (state, 2, program ? SINK_X509 : SINK_CLEAR, TRUE);
 }
 
 static int
@@ -852,17 +804,19 @@ assert_tls_forgotten (VmsTestVm *vm, const char *id)
     fail_msg ("%s is still there: %s", id, listed);
 }
 
-/* A migration end to end (as migrate_and_check) with memory on TCP over
- * TLS with the sink's credentials: QEMU's object of type creds
- * (tls-creds-psk or tls-creds-x509) serves it, and is gone after. */
+/* A migration end to end (as migrate_and_check) with memory over TLS
+ * with the sink's credentials, on TCP (on a unix socket with
+ * unix_memory): QEMU's object of type creds (tls-creds-psk or
+ * tls-creds-x509) serves it, and is gone after. */
 static void
 migrate_over_tls (Fixture *fixture, const char *job, const char *mode,
-                  const char *creds)
+                  const char *creds, gboolean unix_memory)
 {
   g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
 
-  fixture->memory_uri
-      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  fixture->memory_uri = unix_memory ? NULL
+                                    : g_strdup_printf ("tcp:127.0.0.1:%u",
+                                                       free_loopback_port ());
   fixture->memory_option = "--tls";
   migrate_and_check (fixture, job, mode);
   assert_memory_tls (fixture->source, id, "client", creds);
@@ -875,7 +829,7 @@ test_migrate_pause_over_tls (void **state)
   Fixture *fixture = *state;
 
   fixture->prefix = "tp";
-  migrate_over_tls (fixture, "tls-pause", "pause", "tls-creds-psk");
+  migrate_over_tls (fixture, "tls-pause", "pause", "tls-creds-psk", FALSE);
 }
 
 /* The mirror reaches the sink over TLS too, with the same keys. */
@@ -885,11 +839,12 @@ test_migrate_mirror_over_tls (void **state)
   Fixture *fixture = *state;
 
   fixture->prefix = "tm";
-  migrate_over_tls (fixture, "tls-mirror", "mirror", "tls-creds-psk");
+  migrate_over_tls (fixture, "tls-mirror", "mirror", "tls-creds-psk", FALSE);
 }
 
 /* X.509: the destination QEMU serves the sink's server certificate, the
- * source checks it against the CA and the address of --dest-uri. */
+ * source checks it against the CA and the address of --dest-uri, on TCP;
+ * on a unix socket (unix_memory), against the name vmshift gives it. */
 static void
 test_migrate_pause_over_x509 (void **state)
 {
@@ -901,7 +856,36 @@ test_migrate_pause_over_x509 (void **state)
       skip ();
     }
   fixture->prefix = "xp";
-  migrate_over_tls (fixture, "x509-pause", "pause", "tls-creds-x509");
+  migrate_over_tls (fixture, "x509-pause", "pause", "tls-creds-x509", FALSE);
+}
+
+/* The mirror's NBD client checks the sink's certificate against a host
+ * name; on a unix socket there is none in the address, so vmshift gives
+ * QEMU localhost, which the certificate names. */
+static void
+test_migrate_mirror_over_x509 (void **state)
+{
+  Fixture *fixture = *state;
+
+  if (!fixture->certificates)
+    vms_test_skip ("openssl missing (Debian package openssl)");
+  fixture->prefix = "xm";
+  migrate_over_tls (fixture, "x509-mirror", "mirror", "tls-creds-x509", FALSE);
+}
+
+/* The same with the sink on TCP in another host: QEMU checks the
+ * certificate against the sink's address.  Memory goes over a unix
+ * socket, where the source checks the destination's certificate
+ * against the name vmshift gives it, as for the mirror. */
+static void
+test_migrate_mirror_over_x509_tcp (void **state)
+{
+  Fixture *fixture = *state;
+
+  if (!fixture->hosts || !fixture->certificates)
+    vms_test_skip ("needs root for two network-namespace hosts, and openssl");
+  fixture->prefix = "xt";
+  migrate_over_tls (fixture, "x509-tcp", "mirror", "tls-creds-x509", TRUE);
 }
 
 /* Memory in clear text to an address off loopback is refused before
@@ -955,6 +939,22 @@ test_clear_text_memory_off_loopback (void **state)
     assert_int_equal (run.status, 2);
     if (!strstr (run.err, "is not on loopback") || !strstr (run.err, "--tls"))
       fail_msg ("the resumed job's address was not refused: %s", run.err);
+  }
+  /* A new address given to the resume is checked as well. */
+  {
+    g_autofree char *dest_qmp
+        = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
+    g_autofree char *state_dir
+        = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+    g_auto (VmsTestRun) run = { 0 };
+
+    vms_test_run_capture (&run, NULL, NULL, vmshift, "migrate", "--resume",
+                          "clear", dest_qmp, "--dest-uri=tcp:192.0.2.2:4444",
+                          state_dir, NULL);
+    assert_int_equal (run.status, 2);
+    if (!strstr (run.err, "--dest-uri tcp:192.0.2.2:4444 is not on loopback")
+        || !strstr (run.err, "--insecure"))
+      fail_msg ("the resume's new address was not refused: %s", run.err);
   }
   assert_running (fixture->source, "the source");
 }
@@ -1293,6 +1293,89 @@ test_mirror_rides_out_tcp_resets (void **state)
   mirror_rides_out (fixture, "resets", sink_tcp_resets);
 }
 
+/* Set the source QEMU's max-bandwidth for memory (bytes/s). */
+static void
+set_memory_bandwidth (Fixture *fixture, gint64 bandwidth)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonObject) arguments = json_object_new ();
+  g_autoptr (JsonNode) reply = NULL;
+
+  json_object_set_int_member (arguments, "max-bandwidth", bandwidth);
+  reply = vms_qmp_execute (fixture->source->qmp, "migrate-set-parameters",
+                           arguments, &error);
+  vms_assert_ok (reply, error);
+}
+
+/* Wait (at most timeout_s) until the source QEMU is not running: QEMU
+ * paused it at pre-switchover.  Returns when, monotonic us. */
+static gint64
+wait_source_paused (Fixture *fixture, guint timeout_s)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *state = run_state (fixture->source);
+
+      if (!g_str_equal (state, "running"))
+        return g_get_monotonic_time ();
+      g_usleep (G_USEC_PER_SEC / 20);
+    }
+  fail_msg ("the source was not paused within %u s", timeout_s);
+  return -1;
+}
+
+/* The sink is gone for good during the memory migration: the mirror
+ * fails and vmshift tries to start it again for up to --retry-timeout
+ * (120 s here), the source running on.  Once QEMU pauses the source at
+ * pre-switchover, that pause is downtime: the restarts get 5 s of it
+ * (VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S), then the migration rolls back,
+ * the source runs and nothing is lost (a resume makes the replicas
+ * equal). */
+static void
+test_mirror_restart_capped_while_paused (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *err = NULL;
+  gint64 paused_at, pause_s;
+
+  fixture->prefix = "z";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  /* RAM at 4 MB/s does not converge while the guest dirties it (as in
+   * test_memory_timeout): the source is not paused before the mirror
+   * failed; disks at full speed. */
+  run = migrate_new (fixture, "capped", "--final-sync=mirror", "--bandwidth=4M",
+                     "--max-bandwidth=1G", "--retry-timeout=120", NULL);
+  vms_test_command_wait_for (run, "\"event\":\"memory-round\"", 120000);
+  vms_test_sink_kill (fixture->sink);
+  /* The mirror's reconnect-delay is 10 s at most. */
+  vms_test_command_wait_for (run, "\"event\":\"mirror-restart\"", 60000);
+  assert_running (fixture->source, "the source");
+  /* vmshift is in its restart loop and does not tune RAM meanwhile: at
+   * full speed it converges and QEMU pauses the source. */
+  set_memory_bandwidth (fixture, G_GINT64_CONSTANT (1) << 30);
+  paused_at = wait_source_paused (fixture, 60);
+  assert_int_not_equal (vms_test_command_wait (run), 0);
+  pause_s = (g_get_monotonic_time () - paused_at) / G_USEC_PER_SEC;
+  err = vms_test_command_stderr (run);
+  print_message ("source paused to rolled back: %" G_GINT64_FORMAT " s\n",
+                 pause_s);
+  /* 5 s of restarts, an attempt in progress, and the rollback. */
+  if (pause_s > 15)
+    fail_msg ("vmshift held the source paused for %" G_GINT64_FORMAT " s: %s",
+              pause_s, err);
+  if (!strstr (err, "could not be started again"))
+    fail_msg ("not the mirror's restart that gave up: %s", err);
+  assert_rolled_back (fixture, run, "capped");
+
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  resume_to_paused_destination (fixture, "capped");
+}
+
 /* Run vmshift abort JOB on the fixture's state directory. */
 static void
 run_abort (Fixture *fixture, const char *job, VmsTestRun *run)
@@ -1478,11 +1561,60 @@ test_memory_timeout (void **state)
   assert_rolled_back (fixture, run, "slowram");
 }
 
+/* The job's "migration" member says memory goes over TLS. */
+static gboolean
+job_memory_tls (Fixture *fixture, const char *job)
+{
+  g_autofree char *file = g_strconcat (job, ".json", NULL);
+  g_autofree char *path = g_build_filename (fixture->state_dir, file, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *root;
+
+  if (!json_parser_load_from_file (parser, path, NULL))
+    fail_msg ("no job state at %s", path);
+  root = json_node_get_object (json_parser_get_root (parser));
+  return json_object_get_boolean_member_with_default (
+      json_object_get_object_member (root, "migration"), "tls", FALSE);
+}
+
+/* A job started with --tls keeps it: a resume given --insecure is
+ * refused before anything is touched, and one without --tls (to
+ * loopback, where clear text would be allowed) migrates over TLS. */
+static void
+resume_keeps_tls (Fixture *fixture, const char *job)
+{
+  g_autofree char *id = g_strdup_printf ("vmshift-%s-mtls", job);
+  g_autoptr (VmsTestCommand) refused = NULL;
+  g_autoptr (VmsTestCommand) resumed = NULL;
+  g_autofree char *err = NULL;
+
+  assert_true (job_memory_tls (fixture, job));
+  fixture->memory_option = NULL;
+  refused = migrate_start (fixture, "--resume", job, "--insecure", NULL);
+  assert_int_equal (vms_test_command_wait (refused), 2);
+  err = vms_test_command_stderr (refused);
+  if (!strstr (err, "--insecure: job ")
+      || !strstr (err, "sends memory over TLS"))
+    fail_msg ("--insecure on a resumed TLS job was not refused: %s", err);
+  assert_running (fixture->source, "the source");
+
+  g_free (fixture->memory_uri);
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  start_destination (fixture, TRUE);
+  resumed = migrate_start (fixture, "--resume", job, "--suspend", NULL);
+  vms_test_command_expect_success (resumed);
+  assert_memory_tls (fixture->source, id, "client", "tls-creds-psk");
+  assert_tls_forgotten (fixture->dest, id);
+  assert_replicas_identical (fixture);
+  assert_true (job_memory_tls (fixture, job));
+}
+
 /* A migration over TLS that rolls back leaves the source, which runs on,
  * without vmshift's credentials: a later migration by other hands would
- * otherwise use them unasked. */
+ * otherwise use them unasked.  Its resume goes on over TLS. */
 static void
-test_tls_rollback_forgets_credentials (void **state)
+test_tls_rollback_and_resume (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) run = NULL;
@@ -1498,6 +1630,7 @@ test_tls_rollback_forgets_credentials (void **state)
   assert_int_equal (vms_test_command_wait (run), 3);
   assert_rolled_back (fixture, run, "tlsback");
   assert_tls_forgotten (fixture->source, "vmshift-tlsback-mtls");
+  resume_keeps_tls (fixture, "tlsback");
 }
 
 /* Refusals in the preflight leave the source running, untouched. */
@@ -2011,6 +2144,8 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_mirror_rides_out_tcp_resets,
                                      setup_hosts, teardown),
+    cmocka_unit_test_setup_teardown (test_mirror_restart_capped_while_paused,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_abort_then_resume, setup, teardown),
     cmocka_unit_test_setup_teardown (test_kill9_of_vmshift_then_abort, setup,
                                      teardown),
@@ -2031,8 +2166,12 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_migrate_pause_over_x509, setup_x509,
                                      teardown),
-    cmocka_unit_test_setup_teardown (test_tls_rollback_forgets_credentials,
-                                     setup_tls, teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_mirror_over_x509, setup_x509,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_mirror_over_x509_tcp,
+                                     setup_hosts_x509, teardown),
+    cmocka_unit_test_setup_teardown (test_tls_rollback_and_resume, setup_tls,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_clear_text_memory_off_loopback, setup,
                                      teardown),
   };

@@ -76,6 +76,7 @@ test_round_trip (void **state)
   job->migration->pid = 4242;
   job->migration->attempts = 2;
   job->migration->estimate = g_strdup ("est-1");
+  job->migration->tls = TRUE;
   job->migration->libvirt = json_object_new ();
   json_object_set_string_member (job->migration->libvirt, "domain", "web1");
   assert_true (vms_job_save (job, &error));
@@ -110,6 +111,7 @@ test_round_trip (void **state)
   assert_int_equal (loaded->migration->pid, 4242);
   assert_int_equal (loaded->migration->attempts, 2);
   assert_string_equal (loaded->migration->estimate, "est-1");
+  assert_true (loaded->migration->tls);
   assert_non_null (loaded->migration->libvirt);
   assert_string_equal (
       json_object_get_string_member (loaded->migration->libvirt, "domain"),
@@ -232,6 +234,8 @@ test_old_relative_paths (void **state)
   assert_string_equal (job->sink, sink);
   assert_string_equal (job->migration->dest_qmp, "tcp:h:4445");
   assert_string_equal (job->migration->dest_uri, dest_uri);
+  /* Written before "tls" was saved: memory went in clear text. */
+  assert_false (job->migration->tls);
 }
 
 static void

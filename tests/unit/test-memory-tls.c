@@ -1,5 +1,6 @@
 /* Unit tests: memory in clear text is refused off loopback unless asked
- * for (--insecure), and --tls reaches libvirt as VIR_MIGRATE_TLS.  The
+ * for (--insecure), the name QEMU checks an X.509 sink's certificate
+ * against, and --tls reaches libvirt as VIR_MIGRATE_TLS.  The
  * QMP backend's TLS is tested against real QEMUs in test-migrate.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -11,6 +12,8 @@
 
 #include "vms-config.h"
 #include "vms-migration.h"
+#include "vms-migration-backend.h"
+#include "vms-migration-tls.h"
 #if VMS_HAVE_LIBVIRT
 #include "vms-libvirt-migrate.h"
 #endif
@@ -42,6 +45,60 @@ test_clear_text_allowed (void **state)
       vms_migration_check_clear_text ("unix:/run/m.sock", FALSE, FALSE, NULL));
   /* A resumed job without a --dest-uri yet: the preflight says so. */
   assert_true (vms_migration_check_clear_text (NULL, FALSE, FALSE, NULL));
+}
+
+/* The name QEMU checks the sink's certificate against, for a sink URI
+ * (unix_socket as the mirror or --dest-uri says); NULL: none given. */
+static char *
+tls_hostname (const char *sink, gboolean unix_socket, GError **error)
+{
+  VmsMigrationConfig config;
+  g_autoptr (VmsMigration) migration = NULL;
+  char *hostname = NULL;
+
+  vms_migration_config_init (&config);
+  migration = vms_migration_new (&config, NULL, NULL);
+  vms_migration_config_clear (&config);
+  migration->rep.job = vms_job_new ("/nonexistent", "j");
+  migration->rep.job->sink = g_strdup (sink);
+  if (!vms_migration_sink_tls_hostname (migration, unix_socket, &hostname,
+                                        error))
+    return NULL;
+  return hostname;
+}
+
+/* X.509 on a unix socket: tls-hostname=, else localhost; over TCP only
+ * tls-hostname= (QEMU checks the address's host); PSK: no name. */
+static void
+test_tls_hostname (void **state)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *unix_default = tls_hostname (
+      "nbds+unix:///?socket=/s&tls-certificates=/x", TRUE, &error);
+  g_autofree char *unix_named
+      = tls_hostname ("nbds+unix:///?socket=/s&tls-certificates=/x&"
+                      "tls-hostname=dest.example",
+                      TRUE, &error);
+  g_autofree char *tcp_default
+      = tls_hostname ("nbds://h:10809/?tls-certificates=/x", FALSE, &error);
+  g_autofree char *tcp_named = tls_hostname (
+      "nbds://h/?tls-certificates=/x&tls-hostname=dest.example", FALSE, &error);
+  g_autofree char *psk = tls_hostname (
+      "nbds+unix://u@/?socket=/s&tls-psk-file=/k/keys.psk", TRUE, &error);
+  g_autofree char *empty = NULL;
+
+  assert_null (error);
+  assert_string_equal (unix_default, "localhost");
+  assert_string_equal (unix_named, "dest.example");
+  assert_null (tcp_default);
+  assert_string_equal (tcp_named, "dest.example");
+  assert_null (psk);
+  empty = tls_hostname ("nbds+unix:///?socket=/s&tls-certificates=/x&"
+                        "tls-hostname=",
+                        TRUE, &error);
+  assert_null (empty);
+  assert_non_null (error);
+  assert_non_null (strstr (error->message, "tls-hostname= is empty"));
 }
 
 #if VMS_HAVE_LIBVIRT
@@ -81,6 +138,7 @@ main (void)
   const struct CMUnitTest tests[]
       = { cmocka_unit_test (test_clear_text_refused_off_loopback),
           cmocka_unit_test (test_clear_text_allowed),
+          cmocka_unit_test (test_tls_hostname),
 #if VMS_HAVE_LIBVIRT
           cmocka_unit_test (test_libvirt_tls_flag),
           cmocka_unit_test (test_libvirt_tls_saved),

@@ -23,10 +23,11 @@
 /* What a VmsMirrorTarget points into. */
 typedef struct
 {
-  char *socket;      /* the sink's unix socket, or NULL */
-  char *host;        /* or its host */
-  char *port;        /* and port */
-  char *export_name; /* the disk's live export */
+  char *socket;       /* the sink's unix socket, or NULL */
+  char *host;         /* or its host */
+  char *port;         /* and port */
+  char *export_name;  /* the disk's live export */
+  char *tls_hostname; /* the name the sink's certificate holds, or NULL */
 } MirrorStrings;
 
 static void
@@ -36,6 +37,7 @@ mirror_strings_clear (MirrorStrings *strings)
   g_free (strings->host);
   g_free (strings->port);
   g_free (strings->export_name);
+  g_free (strings->tls_hostname);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (MirrorStrings, mirror_strings_clear)
@@ -141,9 +143,12 @@ mirror_target (VmsMigration *migration, VmsJobDisk *disk, VmsSinkNameKind kind,
     return FALSE;
   if (!g_str_has_prefix (g_uri_get_scheme (uri), "nbds"))
     return TRUE;
-  if (!ensure_tls (migration, error))
+  if (!ensure_tls (migration, error)
+      || !vms_migration_sink_tls_hostname (migration, strings->socket != NULL,
+                                           &strings->tls_hostname, error))
     return FALSE;
   target->tls_creds = migration->tls_object;
+  target->tls_hostname = strings->tls_hostname;
   return TRUE;
 }
 
@@ -290,8 +295,8 @@ restart_disk_mirror (VmsMigration *migration, VmsJobDisk *disk,
               "%s: the mirror failed (%s) and could not be started again "
               "within --retry-timeout, or %d s of the source paused "
               "(%u attempts): ",
-              disk->name, cause->message,
-              VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S, attempt);
+              disk->name, cause->message, VMS_REPLICATE_FINAL_RETRY_TIMEOUT_S,
+              attempt);
           return FALSE;
         }
       g_usleep (MIRROR_RESTART_INTERVAL_US);

@@ -417,17 +417,24 @@ link_bandwidth (VmsMigration *migration, guint64 *wide)
 }
 
 /* tls-creds on both QEMUs: the credentials' id with --tls, "" without,
- * which also clears an earlier attempt's on a source that lived on. */
+ * which also clears an earlier attempt's on a source that lived on; the
+ * same for the name the source checks the certificate against. */
 static gboolean
 set_tls (VmsMigration *migration, JsonObject *source_parameters,
          JsonObject *dest_parameters, GError **error)
 {
-  g_autofree char *id = NULL;
+  const char *uri = vms_job_get_migration (migration->rep.job)->dest_uri;
+  g_autofree char *id = NULL, *hostname = NULL;
 
-  if (!vms_migration_memory_tls (migration, dest_of (migration), &id, error))
+  if (!vms_migration_memory_tls (migration, dest_of (migration), &id, error)
+      || (id
+          && !vms_migration_sink_tls_hostname (
+              migration, g_str_has_prefix (uri, "unix:"), &hostname, error)))
     return FALSE;
   json_object_set_string_member (source_parameters, "tls-creds", id ? id : "");
   json_object_set_string_member (dest_parameters, "tls-creds", id ? id : "");
+  json_object_set_string_member (source_parameters, "tls-hostname",
+                                 hostname ? hostname : "");
   return TRUE;
 }
 

@@ -7,24 +7,36 @@
 /* QEMU reads a PSK from DIR/keys.psk, nothing else. */
 #define QEMU_PSK_FILE "keys.psk"
 
+/* The sink URI and its query (NULL when it has none). */
+static gboolean
+sink_uri (VmsMigration *migration, GUri **uri, GHashTable **query,
+          GError **error)
+{
+  *query = NULL;
+  *uri = g_uri_parse (migration->rep.job->sink, G_URI_FLAGS_ENCODED_QUERY,
+                      error);
+  if (!*uri)
+    return FALSE;
+  if (g_uri_get_query (*uri)
+      && !(*query = g_uri_parse_params (g_uri_get_query (*uri), -1, "&",
+                                        G_URI_PARAMS_NONE, error)))
+    return FALSE;
+  return TRUE;
+}
+
 gboolean
 vms_migration_sink_tls_creds (VmsMigration *migration, const char *purpose,
                               VmsTlsCreds *creds, char **dir, char **user,
                               GError **error)
 {
-  const char *sink = migration->rep.job->sink;
-  g_autoptr (GUri) uri = g_uri_parse (sink, G_URI_FLAGS_ENCODED_QUERY, error);
+  g_autoptr (GUri) uri = NULL;
   g_autoptr (GHashTable) query = NULL;
   const char *psk = NULL, *certificates = NULL;
   g_autofree char *base = NULL;
 
   memset (creds, 0, sizeof *creds);
   *dir = *user = NULL;
-  if (!uri)
-    return FALSE;
-  if (g_uri_get_query (uri)
-      && !(query = g_uri_parse_params (g_uri_get_query (uri), -1, "&",
-                                       G_URI_PARAMS_NONE, error)))
+  if (!sink_uri (migration, &uri, &query, error))
     return FALSE;
   psk = query ? g_hash_table_lookup (query, "tls-psk-file") : NULL;
   certificates = query ? g_hash_table_lookup (query, "tls-certificates") : NULL;
@@ -50,6 +62,34 @@ vms_migration_sink_tls_creds (VmsMigration *migration, const char *purpose,
   creds->kind = psk ? VMS_TLS_PSK : VMS_TLS_X509;
   creds->dir = *dir;
   creds->username = *user;
+  return TRUE;
+}
+
+gboolean
+vms_migration_sink_tls_hostname (VmsMigration *migration, gboolean unix_socket,
+                                 char **hostname, GError **error)
+{
+  g_autoptr (GUri) uri = NULL;
+  g_autoptr (GHashTable) query = NULL;
+  const char *name;
+
+  *hostname = NULL;
+  if (!sink_uri (migration, &uri, &query, error))
+    return FALSE;
+  if (!query || !g_hash_table_lookup (query, "tls-certificates"))
+    return TRUE;
+  name = g_hash_table_lookup (query, "tls-hostname");
+  if (name && !*name)
+    {
+      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_QUERY,
+                   "sink %s: tls-hostname= is empty: give the name the "
+                   "sink's certificate holds",
+                   migration->rep.job->sink);
+      return FALSE;
+    }
+  /* A unix socket is on this host: the name a certificate for a server
+   * here is most likely to hold. */
+  *hostname = g_strdup (name ? name : unix_socket ? "localhost" : NULL);
   return TRUE;
 }
 
@@ -102,6 +142,7 @@ vms_migration_memory_tls_forget (VmsMigration *migration, VmsQmp *qmp,
 
   /* Unconditionally: a killed attempt with --tls may have left them. */
   json_object_set_string_member (parameters, "tls-creds", "");
+  json_object_set_string_member (parameters, "tls-hostname", "");
   if (!vms_qemu_migration_set_parameters (qmp, parameters, &error)
       || !vms_tls_remove (qmp, id, &error))
     vms_progress_event (migration->progress, "warning", NULL,

@@ -18,6 +18,16 @@ gboolean vms_migration_sink_tls_creds (VmsMigration *migration,
                                        const char *purpose, VmsTlsCreds *creds,
                                        char **dir, char **user, GError **error);
 
+/* The name QEMU checks the sink's X.509 certificate against (the same
+ * certificate serves the destination QEMU's memory): the sink URI's
+ * tls-hostname=, else "localhost" for a unix_socket, where QEMU has no
+ * host name to take from the address, and NULL over TCP (QEMU checks
+ * the address's host).  *hostname is NULL too with PSK or no TLS, where
+ * no name is checked; caller frees. */
+gboolean vms_migration_sink_tls_hostname (VmsMigration *migration,
+                                          gboolean unix_socket, char **hostname,
+                                          GError **error);
+
 /* With --tls: server credentials in the destination QEMU and client ones
  * in the source, both named *id (caller frees), for the migration
  * parameter tls-creds; without it *id is NULL. */

@@ -298,6 +298,7 @@ record_attempt (VmsMigration *migration)
     }
   g_free (part->final_sync);
   part->final_sync = g_strdup (vms_migrate_final_sync_name (migration->mode));
+  part->tls = migration->config.tls;
   g_clear_pointer (&part->last_error, g_free);
   part->pid = getpid ();
   part->attempts++;
@@ -497,6 +498,28 @@ forward (VmsMigration *migration, GError **error)
 
 /* ---- a run ---- */
 
+/* A job started with --tls sends memory over TLS in every attempt: a
+ * resume that forgot the option must not fall back to clear text, and
+ * one that asks for clear text (--insecure) is refused, not obeyed.  A
+ * job in clear text may go on over TLS. */
+static gboolean
+resumed_tls (const VmsJob *saved, VmsMigrationConfig *config, GError **error)
+{
+  if (!saved->migration->tls)
+    return TRUE;
+  if (config->insecure)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_INVALID,
+                   "--insecure: job %s sends memory over TLS (it was "
+                   "started with --tls), and a resume does not send it in "
+                   "clear text; leave --insecure out",
+                   saved->id);
+      return FALSE;
+    }
+  config->tls = TRUE;
+  return TRUE;
+}
+
 /* A resumed job: what was saved fills what the config leaves out. */
 static gboolean
 load_resumed (VmsMigration *migration, GError **error)
@@ -532,6 +555,8 @@ load_resumed (VmsMigration *migration, GError **error)
     config->estimate = g_strdup (part->estimate);
   if (part && !config->dest_uri)
     config->dest_uri = g_strdup (part->dest_uri);
+  if (part && !resumed_tls (saved, config, error))
+    return FALSE;
   if (part)
     migration->stopped_in = vms_migrate_state_parse (part->state);
   return TRUE;
