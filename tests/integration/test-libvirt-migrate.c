@@ -507,10 +507,11 @@ memory_stream_port (Fixture *fixture, guint timeout_ms)
 }
 
 /* Host B resets the memory stream (nft reject with tcp reset, ss -K) for
- * 3 s once it flows: libvirt's migration fails, vmshift starts a new one
- * with the disks as they are (the mirror kept them in sync), and the
- * domain arrives in the same run, on replicas equal to the source's
- * disks, after two or more memory attempts. */
+ * 8 s once it flows: libvirt's migration fails, vmshift starts a new one
+ * with the disks as they are (the mirror kept them in sync), again while
+ * the port still refuses connections, and the domain arrives in the same
+ * run, on replicas equal to the source's disks, after two or more memory
+ * attempts. */
 static void
 test_memory_reset_retried (void **state)
 {
@@ -537,7 +538,7 @@ test_memory_reset_retried (void **state)
               run->out->str);
   vms_assert_ok (
       vms_test_hosts_reset_tcp (fixture->hosts, 1, port, TRUE, &error), error);
-  g_usleep (3 * G_USEC_PER_SEC);
+  g_usleep (8 * G_USEC_PER_SEC);
   vms_assert_ok (
       vms_test_hosts_reset_tcp (fixture->hosts, 1, port, FALSE, &error), error);
   vms_test_command_expect_success (run);
@@ -546,8 +547,14 @@ test_memory_reset_retried (void **state)
     fail_msg ("the memory migration was never retried: %s", run->out->str);
   print_message ("retried: %s\n",
                  json_object_get_string_member (retry, "message"));
-  assert_non_null (strstr (json_object_get_string_member (retry, "message"),
-                           "retrying (attempt 2)"));
+  {
+    g_auto (GStrv) lines = g_strsplit (run->out->str, "\n", -1);
+
+    for (guint i = 0; lines[i]; i++)
+      if (strstr (lines[i], "\"event\":\"memory-retry\""))
+        print_message ("%s\n", lines[i]);
+  }
+  assert_non_null (strstr (run->out->str, "retrying (attempt 2)"));
   assert_true (event_int (run, "migrated", "memory-attempts") >= 2);
   if (strstr (run->out->str, "\"event\":\"rolled-back\""))
     fail_msg ("the migration rolled back: %s", run->out->str);

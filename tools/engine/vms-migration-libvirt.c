@@ -120,6 +120,25 @@ libvirt_check_job (VmsMigration *migration, GError **error)
   return TRUE;
 }
 
+/* What the source QEMU says of its last migration now, so that after
+ * this call its error is told from an earlier call's (a call that
+ * failed before QEMU started leaves the earlier one there). */
+static void
+remember_source_qemu (VmsMigration *migration)
+{
+  VmsLibvirtMigration *libvirt = libvirt_of (migration);
+  g_auto (VmsQemuMigrationInfo) info = { 0 };
+
+  libvirt->before_ram_transferred = 0;
+  libvirt->before_total_time_ms = -1;
+  if (migration->rep.qmp
+      && vms_qemu_migration_query (migration->rep.qmp, &info, NULL))
+    {
+      libvirt->before_ram_transferred = info.ram_transferred;
+      libvirt->before_total_time_ms = info.total_time_ms;
+    }
+}
+
 static gboolean
 libvirt_start_memory (VmsMigration *migration, GError **error)
 {
@@ -129,6 +148,7 @@ libvirt_start_memory (VmsMigration *migration, GError **error)
   libvirt->max_downtime_ms = vms_migration_qemu_downtime_limit (migration);
   libvirt->auto_converge = migration->config.auto_converge;
   libvirt->parallel = migration->config.multifd_channels;
+  remember_source_qemu (migration);
   if (!vms_libvirt_migration_start (libvirt, migration->rep.job, error))
     return FALSE;
   migration->migration_started = TRUE;
@@ -154,9 +174,15 @@ add_source_qemu_error (VmsMigration *migration, GError *error)
   g_auto (VmsQemuMigrationInfo) info = { 0 };
   char *message;
 
+  VmsLibvirtMigration *libvirt = libvirt_of (migration);
+
   if (!migration->rep.qmp
       || !vms_qemu_migration_query (migration->rep.qmp, &info, NULL)
       || info.status != VMS_QEMU_MIGRATION_FAILED || !info.error_desc)
+    return;
+  /* An earlier call's: this one failed before QEMU migrated. */
+  if (info.ram_transferred == libvirt->before_ram_transferred
+      && info.total_time_ms == libvirt->before_total_time_ms)
     return;
   message = g_strdup_printf ("%s (the source QEMU's migration: %s)",
                              error->message, info.error_desc);
