@@ -137,7 +137,12 @@ may_retry (VmsMigration *migration, gint64 deadline, GError **error)
     }
   if (!migration->disks->check_mirror (migration, &mirror_error))
     {
-      g_prefix_error (error, "memory: %s; and then: ", mirror_error->message);
+      GError *both = g_error_new (mirror_error->domain, mirror_error->code,
+                                  "%s; before a new memory attempt: %s",
+                                  (*error)->message, mirror_error->message);
+
+      g_clear_error (error);
+      g_propagate_error (error, both);
       return FALSE;
     }
   return TRUE;
