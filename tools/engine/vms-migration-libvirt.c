@@ -171,10 +171,9 @@ abort_moved (VmsLibvirtMigration *libvirt)
 static void
 add_source_qemu_error (VmsMigration *migration, GError *error)
 {
+  VmsLibvirtMigration *libvirt = libvirt_of (migration);
   g_auto (VmsQemuMigrationInfo) info = { 0 };
   char *message;
-
-  VmsLibvirtMigration *libvirt = libvirt_of (migration);
 
   if (!migration->rep.qmp
       || !vms_qemu_migration_query (migration->rep.qmp, &info, NULL)
