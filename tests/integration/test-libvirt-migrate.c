@@ -551,6 +551,112 @@ test_kill9_then_abort (void **state)
   resume_to_destination (fixture, "lv4", "lv4-job");
 }
 
+/* libvirt's migration ports on the hosts (tests/libvirt-host's
+ * qemu.conf): the destination QEMU takes the memory stream on one. */
+#define MIGRATION_PORT_MIN 49152
+#define MIGRATION_PORT_MAX 49215
+
+/* The local port of an established connection on libvirt's migration
+ * ports at host B (the memory stream), waited for; 0 if none came. */
+static guint
+memory_stream_port (Fixture *fixture, guint timeout_ms)
+{
+  const char *argv[] = { "ss", "-Htn", "state", "established", NULL };
+  g_auto (GStrv) wrapped = vms_test_hosts_wrap_argv (fixture->hosts, 1, argv);
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * (gint64)1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *out = NULL;
+      g_auto (GStrv) lines = NULL;
+
+      if (!vms_test_run ((const char *const *)wrapped, &out, NULL))
+        return 0;
+      lines = g_strsplit (out, "\n", -1);
+      for (guint i = 0; lines[i]; i++)
+        {
+          /* Recv-Q Send-Q Local:Port Peer:Port */
+          g_auto (GStrv) fields
+              = g_strsplit_set (g_strstrip (lines[i]), " \t", -1);
+          g_autoptr (GPtrArray) words = g_ptr_array_new ();
+          const char *colon;
+          guint port;
+
+          for (guint j = 0; fields[j]; j++)
+            if (*fields[j])
+              g_ptr_array_add (words, fields[j]);
+          if (words->len < 4 || !(colon = strrchr (words->pdata[2], ':')))
+            continue;
+          port = (guint)g_ascii_strtoull (colon + 1, NULL, 10);
+          if (port >= MIGRATION_PORT_MIN && port <= MIGRATION_PORT_MAX)
+            return port;
+        }
+      g_usleep (100 * 1000);
+    }
+  return 0;
+}
+
+/* Host B resets the memory stream (nft reject with tcp reset, ss -K) for
+ * 8 s once it flows: libvirt's migration fails, vmshift starts a new one
+ * with the disks as they are (the mirror kept them in sync), again while
+ * the port still refuses connections, and the domain arrives in the same
+ * run, on replicas equal to the source's disks, after two or more memory
+ * attempts. */
+static void
+test_memory_reset_retried (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *retry;
+  guint port;
+
+  configure_hook (fixture, fixture->sink->replica_dir);
+  start_guest (fixture, "lv5");
+  /* RAM at 16 MiB/s: the first pass takes seconds; a downtime limit
+   * wide enough for the guest's dirtying lets the second one end it. */
+  run = vmshift_start (fixture, "--connect", fixture->source->uri, "lv5",
+                       fixture->destination->uri, "--sink", fixture->sink_uri,
+                       "--job", "lv5-job", "--migrateuri", "tcp://10.231.0.2",
+                       "--bandwidth=16M", "--max-downtime=5000", "--persistent",
+                       "--undefinesource", "--suspend", NULL);
+  vms_test_command_wait_for (run, "\"state\":\"memory\"", 120000);
+  port = memory_stream_port (fixture, 60000);
+  if (!port)
+    fail_msg ("no memory stream on host B's migration ports: %s",
+              run->out->str);
+  vms_assert_ok (
+      vms_test_hosts_reset_tcp (fixture->hosts, 1, port, TRUE, &error), error);
+  g_usleep (8 * G_USEC_PER_SEC);
+  vms_assert_ok (
+      vms_test_hosts_reset_tcp (fixture->hosts, 1, port, FALSE, &error), error);
+  vms_test_command_expect_success (run);
+  retry = vms_test_command_find_event (run, "memory-retry", parser);
+  if (!retry)
+    fail_msg ("the memory migration was never retried: %s", run->out->str);
+  print_message ("retried: %s\n",
+                 json_object_get_string_member (retry, "message"));
+  {
+    g_auto (GStrv) lines = g_strsplit (run->out->str, "\n", -1);
+
+    for (guint i = 0; lines[i]; i++)
+      if (strstr (lines[i], "\"event\":\"memory-retry\""))
+        print_message ("%s\n", lines[i]);
+  }
+  assert_non_null (strstr (run->out->str, "retrying (attempt 2)"));
+  assert_true (event_int (run, "migrated", "memory-attempts") >= 2);
+  if (strstr (run->out->str, "\"event\":\"rolled-back\""))
+    fail_msg ("the migration rolled back: %s", run->out->str);
+  /* No background copy again: only the memory was retried. */
+  assert_domstate (fixture->destination, "lv5", "paused");
+  assert_domstate (fixture->source, "lv5", NULL);
+  assert_disks_identical (fixture, "lv5");
+  assert_runs_at_destination (fixture, "lv5");
+  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv5",
+                          NULL);
+}
+
 /* A group estimate by libvirt names: the domain's disks and RAM are
  * observed through libvirt, and the migration reports predicted against
  * actual. */
@@ -648,6 +754,7 @@ main (void)
     cmocka_unit_test (test_migrate),
     cmocka_unit_test (test_refused_then_resume),
     cmocka_unit_test (test_kill9_then_abort),
+    cmocka_unit_test (test_memory_reset_retried),
     cmocka_unit_test (test_estimate_then_migrate),
     cmocka_unit_test (test_migrate_tls),
   };

@@ -46,6 +46,8 @@ typedef struct
   char *memory_uri;    /* --dest-uri; NULL: a new unix socket per attempt */
   const char *memory_option; /* e.g. --tls, given with it, or NULL */
   char *certificates;        /* the X.509 sink's, or NULL */
+  gboolean dest_in_b;        /* the destination QEMU in host B (memory
+                                over TCP across the hosts' link) */
 } Fixture;
 
 /* ---- the two QEMUs ---- */
@@ -110,6 +112,7 @@ start_destination (Fixture *fixture, gboolean paused)
     .incoming = TRUE,
     .start_paused = paused,
     .second_qmp = TRUE,
+    .netns = fixture->dest_in_b ? fixture->hosts->namespace[1] : NULL,
   };
 
   if (fixture->dest)
@@ -1376,6 +1379,56 @@ test_mirror_restart_capped_while_paused (void **state)
   resume_to_paused_destination (fixture, "capped");
 }
 
+/* The port host B's destination QEMU takes the memory on. */
+#define MEMORY_PORT 4590
+
+/* Host B resets the memory stream (nft reject with tcp reset, ss -K) for
+ * 3 s once the source's migration transfers RAM (its first round
+ * reported): QEMU 7.2's destination exits on a failed incoming
+ * migration, so vmshift, which cannot start it again, rolls back: the
+ * source runs on, the message says why and what to do, and the replicas
+ * stay.  A new destination and --resume then finish without the
+ * background copy again. */
+static void
+test_memory_reset_rolls_back (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *err = NULL;
+
+  if (!fixture->hosts)
+    vms_test_skip ("needs root for two network-namespace hosts");
+  fixture->prefix = "mr";
+  fixture->dest_in_b = TRUE;
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:%s:%u", fixture->hosts->address[1], MEMORY_PORT);
+  /* Clear text across the test's own namespaces. */
+  fixture->memory_option = "--insecure";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  first = migrate_new (fixture, "memreset", "--final-sync=pause",
+                       "--bandwidth=8M", NULL);
+  vms_test_command_wait_for (first, "\"event\":\"memory-round\"", 120000);
+  vms_assert_ok (
+      vms_test_hosts_reset_tcp (fixture->hosts, 1, MEMORY_PORT, TRUE, &error),
+      error);
+  g_usleep (3 * G_USEC_PER_SEC);
+  vms_assert_ok (
+      vms_test_hosts_reset_tcp (fixture->hosts, 1, MEMORY_PORT, FALSE, &error),
+      error);
+  assert_int_not_equal (vms_test_command_wait (first), 0);
+  err = vms_test_command_stderr (first);
+  print_message ("rolled back: %s\n", err);
+  if (!strstr (err, "the destination QEMU exited: QEMU 7.2 ends a failed "
+                    "incoming migration")
+      || !strstr (err, "start the destination QEMU again")
+      || !strstr (err, "'vmshift migrate --resume memreset'"))
+    fail_msg ("the rollback does not say why and what to do: %s", err);
+  assert_rolled_back (fixture, first, "memreset");
+  resume_to_paused_destination (fixture, "memreset");
+}
+
 /* Run vmshift abort JOB on the fixture's state directory. */
 static void
 run_abort (Fixture *fixture, const char *job, VmsTestRun *run)
@@ -2146,6 +2199,8 @@ main (void)
                                      setup_hosts, teardown),
     cmocka_unit_test_setup_teardown (test_mirror_restart_capped_while_paused,
                                      setup, teardown),
+    cmocka_unit_test_setup_teardown (test_memory_reset_rolls_back, setup_hosts,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_abort_then_resume, setup, teardown),
     cmocka_unit_test_setup_teardown (test_kill9_of_vmshift_then_abort, setup,
                                      teardown),

@@ -29,6 +29,9 @@ typedef struct
   gint64 delay_us;           /* each operation takes this long */
   const char *lose_state_at; /* from this operation on, no job file can
                                 be written */
+  guint lose_memory;         /* wait_memory fails this many times as a
+                                reset connection makes QEMU fail it */
+  gboolean refuse_retry;     /* prepare_memory_retry cannot make ready */
 } Fake;
 
 static Fake *
@@ -77,7 +80,6 @@ OP (open)
 OP (connect_destination)
 OP (preflight)
 OP (check_job)
-OP (wait_memory)
 OP (continue_switchover)
 OP (wait_destination)
 OP (resume_source)
@@ -92,6 +94,39 @@ OP (flush)
 OP (forget_live)
 OP (commit)
 #undef OP
+
+/* QEMU's own words for a stream whose peer reset it. */
+#define RESET_MESSAGE                                                          \
+  "QEMU's memory migration failed: Unable to write to socket: Connection "     \
+  "reset by peer"
+
+static gboolean
+fake_wait_memory (VmsMigration *migration, GError **error)
+{
+  Fake *fake = fake_of (migration);
+
+  if (!record (migration, "wait_memory", error))
+    return FALSE;
+  if (!fake->lose_memory)
+    return TRUE;
+  fake->lose_memory--;
+  g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
+               RESET_MESSAGE);
+  return FALSE;
+}
+
+static gboolean
+fake_prepare_memory_retry (VmsMigration *migration, const GError *cause,
+                           GError **error)
+{
+  if (!record (migration, "prepare_memory_retry", error))
+    return FALSE;
+  if (!fake_of (migration)->refuse_retry)
+    return TRUE;
+  g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
+               "%s; the destination is gone", cause->message);
+  return FALSE;
+}
 
 static gboolean
 fake_start_memory (VmsMigration *migration, GError **error)
@@ -191,6 +226,7 @@ static const VmsMigrationBackend fake_backend = {
   .check_job = fake_check_job,
   .start_memory = fake_start_memory,
   .wait_memory = fake_wait_memory,
+  .prepare_memory_retry = fake_prepare_memory_retry,
   .continue_switchover = fake_continue_switchover,
   .wait_destination = fake_wait_destination,
   .destination_runs = fake_destination_runs,
@@ -668,6 +704,124 @@ test_two_at_once (void **state)
   g_object_unref (b.cancellable);
 }
 
+/* A memory stream reset twice: the disks stay as they are (no rollback,
+ * no disk operation again but the mirror's check), the memory migration
+ * starts again after the backend made ready, and the third attempt
+ * goes through. */
+static void
+test_memory_retried_after_lost_connection (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsMigration) migration
+      = new_migration (fixture, &fixture->fake, "j", VMS_MIGRATE_FINAL_PAUSE);
+  g_autoptr (GError) error = NULL;
+
+  fixture->fake.lose_memory = 2;
+  if (!vms_migration_run (migration, NULL, &error))
+    fail_msg ("the run failed: %s", error->message);
+  assert_calls (&fixture->fake,
+                PREFLIGHT " background rounds start_memory wait_memory "
+                          "check_mirror prepare_memory_retry start_memory "
+                          "wait_memory check_mirror prepare_memory_retry "
+                          "start_memory wait_memory final_round "
+                          "continue_switchover wait_destination commit "
+                          "stop_exports drop_bitmaps");
+  assert_int_equal (migration->memory_attempts, 3);
+}
+
+/* The backend cannot make another attempt ready (QEMU 7.2's destination
+ * exited): the migration rolls back with the backend's message, which
+ * holds the cause. */
+static void
+test_memory_retry_refused_rolls_back (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsMigration) migration
+      = new_migration (fixture, &fixture->fake, "j", VMS_MIGRATE_FINAL_PAUSE);
+  g_autoptr (GError) error = NULL;
+
+  fixture->fake.lose_memory = 1;
+  fixture->fake.refuse_retry = TRUE;
+  assert_false (vms_migration_run (migration, NULL, &error));
+  assert_int_equal (vms_migration_get_outcome (migration),
+                    VMS_MIGRATION_ROLLED_BACK);
+  assert_string_equal (error->message,
+                       RESET_MESSAGE "; the destination is gone");
+  assert_int_equal (migration->memory_attempts, 1);
+}
+
+/* --retry-timeout 0: a lost connection rolls back at once. */
+static void
+test_memory_not_retried_without_budget (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsMigration) migration
+      = new_migration (fixture, &fixture->fake, "j", VMS_MIGRATE_FINAL_PAUSE);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *calls = NULL;
+
+  migration->config.copy.retry_timeout_s = 0;
+  fixture->fake.lose_memory = 1;
+  assert_false (vms_migration_run (migration, NULL, &error));
+  assert_int_equal (vms_migration_get_outcome (migration),
+                    VMS_MIGRATION_ROLLED_BACK);
+  calls = calls_of (&fixture->fake);
+  assert_null (strstr (calls, "prepare_memory_retry"));
+}
+
+/* What QEMU and libvirt said when a connection broke (taken from the
+ * integration tests' runs), and what they say of other failures. */
+static void
+test_memory_link_lost_words (void **state)
+{
+  static const struct
+  {
+    const char *message;
+    gboolean retrying; /* said of an attempt after the first */
+    gboolean lost;
+  } cases[] = {
+    { RESET_MESSAGE, FALSE, TRUE },
+    { "QEMU's memory migration failed: Unable to write to socket: Broken "
+      "pipe",
+      FALSE, TRUE },
+    /* libvirt: the destination's exit, and the source QEMU's error. */
+    { "libvirt's migration of lv5 to qemu:///system failed: operation "
+      "failed: job 'migration out' failed: Unable to write to socket: Bad "
+      "file descriptor",
+      FALSE, TRUE },
+    { "libvirt's migration of lv5 failed: internal error: qemu unexpectedly "
+      "closed the monitor: check_section_footer: Read section footer "
+      "failed: -5\nload of migration failed: Invalid argument",
+      FALSE, TRUE },
+    /* A destination that refused the stream's content. */
+    { "internal error: qemu unexpectedly closed the monitor: error while "
+      "loading state for instance 0x0 of device 'virtio-blk' (the source "
+      "QEMU's migration: Unable to write to socket: Connection reset by "
+      "peer)",
+      FALSE, FALSE },
+    { "QEMU's memory migration failed: Failed to connect socket: "
+      "Connection refused",
+      FALSE, FALSE },
+    { "QEMU's memory migration failed: Failed to connect socket: "
+      "Connection refused",
+      TRUE, TRUE },
+    { "libvirt's migration failed: hook script execution failed", TRUE, FALSE },
+    { "stopped on request", FALSE, FALSE },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = g_error_new_literal (
+          VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED, cases[i].message);
+
+      if (vms_migration_memory_link_lost (error, cases[i].retrying)
+          != cases[i].lost)
+        fail_msg ("'%s' (retrying: %d) should %sbe a lost connection",
+                  cases[i].message, cases[i].retrying,
+                  cases[i].lost ? "" : "not ");
+    }
+}
+
 int
 main (void)
 {
@@ -686,6 +840,13 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_cancel, setup, teardown),
     cmocka_unit_test_setup_teardown (test_two_at_once, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_memory_retried_after_lost_connection,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_memory_retry_refused_rolls_back,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_memory_not_retried_without_budget,
+                                     setup, teardown),
+    cmocka_unit_test (test_memory_link_lost_words),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

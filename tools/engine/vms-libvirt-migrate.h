@@ -53,6 +53,10 @@ typedef struct
   GError *failure;    /* why not */
   gint64 started_us;
   gboolean suspended_on_timeout;
+  /* The source QEMU's last migration before this call's (query-migrate's
+   * RAM sent and time), to tell its error from an earlier call's. */
+  guint64 before_ram_transferred;
+  gint64 before_total_time_ms;
 
   /* Figures from libvirt's completed job, set by its event. */
   GMutex figures_lock;

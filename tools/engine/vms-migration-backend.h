@@ -43,6 +43,13 @@ typedef struct
   /* Wait for it to hold the source paused before switchover, or, for a
    * backend that switches over by itself, to end. */
   gboolean (*wait_memory) (VmsMigration *migration, GError **error);
+  /* After start_memory or wait_memory failed on a lost connection (the
+   * source runs on, the disks are left as they are): make the backend
+   * ready for start_memory again, or FALSE with an error that names
+   * cause, says why no new attempt can be made, and what to do.  NULL:
+   * the backend never retries. */
+  gboolean (*prepare_memory_retry) (VmsMigration *migration,
+                                    const GError *cause, GError **error);
   /* Release a source held before switchover; NULL for a backend that
    * switches over by itself (then the engine has nothing to do there). */
   gboolean (*continue_switchover) (VmsMigration *migration, GError **error);
@@ -144,6 +151,9 @@ struct _VmsMigration
   gboolean source_opened;             /* backend->open succeeded */
   gboolean source_was_running;        /* to resume it on rollback */
   gboolean migration_started;         /* memory migration was started */
+  guint memory_attempts;              /* memory migrations this run
+                                         started (retries after lost
+                                         connections), 0: none yet */
   guint64 ram_bytes;                  /* RAM sent */
   gint64 qemu_downtime_ms;            /* QEMU's own downtime figure */
   guint64 last_sync_count;            /* RAM rounds already reported */
@@ -204,6 +214,16 @@ gboolean vms_migration_move_to (VmsMigration *migration, VmsMigrateState to,
  * ROLLBACK, so that the rollback is done again later. */
 gboolean vms_migration_roll_back (VmsMigration *migration, const GError *cause,
                                   GError **error);
+
+/* The memory phase: start the backend's memory migration and wait for
+ * it, again after a lost connection within --retry-timeout
+ * (vms-migration-memory.c). */
+gboolean vms_migration_memory (VmsMigration *migration, GError **error);
+
+/* error says the memory stream's connection was lost (reset, broken
+ * pipe), or, when retrying, that a new one could not be made. */
+gboolean vms_migration_memory_link_lost (const GError *error,
+                                         gboolean retrying);
 
 /* The "migrated" event (vms-migration-report.c). */
 void vms_migration_report (VmsMigration *migration);

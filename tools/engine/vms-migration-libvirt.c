@@ -8,6 +8,7 @@
 
 #if VMS_HAVE_LIBVIRT
 #include "vms-libvirt-migrate.h"
+#include "vms-qemu-migration.h"
 
 /* How often libvirt's migration is looked at. */
 #define POLL_INTERVAL_MS 200
@@ -119,6 +120,25 @@ libvirt_check_job (VmsMigration *migration, GError **error)
   return TRUE;
 }
 
+/* What the source QEMU says of its last migration now, so that after
+ * this call its error is told from an earlier call's (a call that
+ * failed before QEMU started leaves the earlier one there). */
+static void
+remember_source_qemu (VmsMigration *migration)
+{
+  VmsLibvirtMigration *libvirt = libvirt_of (migration);
+  g_auto (VmsQemuMigrationInfo) info = { 0 };
+
+  libvirt->before_ram_transferred = 0;
+  libvirt->before_total_time_ms = -1;
+  if (migration->rep.qmp
+      && vms_qemu_migration_query (migration->rep.qmp, &info, NULL))
+    {
+      libvirt->before_ram_transferred = info.ram_transferred;
+      libvirt->before_total_time_ms = info.total_time_ms;
+    }
+}
+
 static gboolean
 libvirt_start_memory (VmsMigration *migration, GError **error)
 {
@@ -128,6 +148,7 @@ libvirt_start_memory (VmsMigration *migration, GError **error)
   libvirt->max_downtime_ms = vms_migration_qemu_downtime_limit (migration);
   libvirt->auto_converge = migration->config.auto_converge;
   libvirt->parallel = migration->config.multifd_channels;
+  remember_source_qemu (migration);
   if (!vms_libvirt_migration_start (libvirt, migration->rep.job, error))
     return FALSE;
   migration->migration_started = TRUE;
@@ -141,6 +162,31 @@ abort_moved (VmsLibvirtMigration *libvirt)
 {
   vms_libvirt_migration_abort (libvirt);
   return libvirt->succeeded || !vms_libvirt_migration_source_active (libvirt);
+}
+
+/* libvirt tells what ended its job, often the destination QEMU that
+ * exited ("qemu unexpectedly closed the monitor"), rarely why: the
+ * source QEMU's own migration error (a reset connection, say) goes
+ * beside it. */
+static void
+add_source_qemu_error (VmsMigration *migration, GError *error)
+{
+  VmsLibvirtMigration *libvirt = libvirt_of (migration);
+  g_auto (VmsQemuMigrationInfo) info = { 0 };
+  char *message;
+
+  if (!migration->rep.qmp
+      || !vms_qemu_migration_query (migration->rep.qmp, &info, NULL)
+      || info.status != VMS_QEMU_MIGRATION_FAILED || !info.error_desc)
+    return;
+  /* An earlier call's: this one failed before QEMU migrated. */
+  if (info.ram_transferred == libvirt->before_ram_transferred
+      && info.total_time_ms == libvirt->before_total_time_ms)
+    return;
+  message = g_strdup_printf ("%s (the source QEMU's migration: %s)",
+                             error->message, info.error_desc);
+  g_free (error->message);
+  error->message = message;
 }
 
 /* Failed as libvirt says, unless the domain moved after all. */
@@ -178,7 +224,10 @@ libvirt_wait_memory (VmsMigration *migration, GError **error)
 
       if (!vms_libvirt_migration_poll (libvirt, migration->progress, &finished,
                                        error))
-        return failed_unless_moved (migration, error);
+        {
+          add_source_qemu_error (migration, *error);
+          return failed_unless_moved (migration, error);
+        }
       if (finished)
         break;
       if (vms_migration_stop_requested (migration, error))
@@ -209,6 +258,35 @@ libvirt_wait_memory (VmsMigration *migration, GError **error)
     }
   migration->ram_bytes = libvirt->memory_bytes;
   migration->qemu_downtime_ms = libvirt->downtime_ms;
+  return TRUE;
+}
+
+/* libvirt starts the destination's QEMU itself at every migration call,
+ * and tears down the incoming domain of one that failed: after a lost
+ * connection a new call is a new attempt, once the domain is back to
+ * running at the source and gone from the destination. */
+static gboolean
+libvirt_prepare_memory_retry (VmsMigration *migration, const GError *cause,
+                              GError **error)
+{
+  VmsLibvirtMigration *libvirt = libvirt_of (migration);
+
+  if (libvirt->thread)
+    vms_libvirt_migration_abort (libvirt);
+  if (!vms_libvirt_migration_source_active (libvirt))
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
+                   "%s; the domain %s is no longer active at the source, so "
+                   "no new attempt can start",
+                   cause->message, libvirt->domain_name);
+      return FALSE;
+    }
+  if (!vms_libvirt_migration_drop_incoming (libvirt, error)
+      || !vms_libvirt_migration_resume_source (libvirt, error))
+    {
+      g_prefix_error (error, "%s; before a new attempt: ", cause->message);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -341,6 +419,7 @@ static const VmsMigrationBackend libvirt_backend = {
   .check_job = libvirt_check_job,
   .start_memory = libvirt_start_memory,
   .wait_memory = libvirt_wait_memory,
+  .prepare_memory_retry = libvirt_prepare_memory_retry,
   .continue_switchover = NULL,
   .wait_destination = libvirt_wait_destination,
   .destination_runs = libvirt_destination_runs,

@@ -18,6 +18,9 @@
  * then waits only for what the guest wrote in the last few of these ms. */
 #define WRITEBACK_INTERVAL_MS 20
 #define CANCEL_TIMEOUT_MS 30000
+/* How long the two ends of a broken memory stream may take to notice
+ * it (a reset reaches one at once, the other at its next write). */
+#define SETTLE_TIMEOUT_MS 5000
 /* What libvirt sets for "no limit" too: far above any link. */
 #define UNLIMITED_BANDWIDTH (G_GINT64_CONSTANT (1) << 50)
 
@@ -28,6 +31,11 @@ typedef struct
                               causes: a clock sample; -1 until seen */
   VmsWriteback *writeback; /* the source's images, when local */
   VmsMemoryTuning tuning;  /* QEMU's downtime-limit, raised if need be */
+  gboolean dest_failed;    /* the destination's incoming migration failed
+                              (its MIGRATION event said so) */
+  gboolean listening;      /* the destination still listens from an
+                              earlier migrate-incoming: a new attempt
+                              only connects again */
 } QmpBackend;
 
 static QmpBackend *
@@ -78,6 +86,8 @@ on_destination_migration (VmsQmp *qmp, const char *event, JsonObject *data,
   vms_downtime_clock_event (downtime, timestamp_us, g_get_real_time ());
   if (g_str_equal (status, "setup") && backend->setup_event_us < 0)
     backend->setup_event_us = timestamp_us;
+  if (g_str_equal (status, "failed"))
+    backend->dest_failed = TRUE;
   if (g_str_equal (status, "completed") && downtime->dest_completed_us < 0)
     downtime->dest_completed_us
         = timestamp_us >= 0 ? timestamp_us : g_get_real_time ();
@@ -522,9 +532,15 @@ static gboolean
 qmp_start_memory (VmsMigration *migration, GError **error)
 {
   const char *uri = vms_job_get_migration (migration->rep.job)->dest_uri;
+  QmpBackend *backend = backend_of (migration);
+  /* A destination that never accepted the last attempt listens still,
+   * and refuses a second migrate-incoming. */
+  gboolean listening = backend->listening;
 
+  backend->listening = FALSE;
+  backend->dest_failed = FALSE;
   if (!set_capabilities (migration, error) || !set_parameters (migration, error)
-      || !start_incoming (migration, uri, error)
+      || (!listening && !start_incoming (migration, uri, error))
       || !vms_qemu_migration_start (migration->rep.qmp, uri, error))
     return FALSE;
   migration->migration_started = TRUE;
@@ -688,6 +704,36 @@ migration_reached (const VmsQemuMigrationInfo *info,
   return TRUE;
 }
 
+/* The destination's monitor closed: if the source's migration fails
+ * too within a moment, its error says why (a lost connection, which
+ * ended the destination), and replaces *error; else the destination went
+ * away by itself (killed, crashed). */
+static void
+source_failure_instead (VmsMigration *migration, GError **error)
+{
+  gint64 deadline = g_get_monotonic_time () + SETTLE_TIMEOUT_MS * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_auto (VmsQemuMigrationInfo) info = { 0 };
+      gboolean reached = FALSE;
+
+      if (!vms_qemu_migration_query (migration->rep.qmp, &info, NULL))
+        break;
+      if (!migration_reached (&info, VMS_QEMU_MIGRATION_COMPLETED, &reached,
+                              NULL))
+        {
+          g_clear_error (error);
+          migration_reached (&info, VMS_QEMU_MIGRATION_COMPLETED, &reached,
+                             error);
+          g_prefix_error (error, "the destination QEMU went away, and ");
+          return;
+        }
+      g_usleep (POLL_INTERVAL_MS * 1000);
+    }
+  g_prefix_error (error, "destination QEMU: ");
+}
+
 /* Wait for the source's migration to reach the status wanted; a failure,
  * a cancel, a broken mirror or a stop request end the wait. */
 static gboolean
@@ -707,7 +753,7 @@ wait_migration (VmsMigration *migration, VmsQemuMigrationStatus wanted,
         return FALSE;
       if (!vms_qmp_poll (dest_of (migration), error))
         {
-          g_prefix_error (error, "destination QEMU: ");
+          source_failure_instead (migration, error);
           return FALSE;
         }
       if (!vms_qemu_migration_query (migration->rep.qmp, &info, error))
@@ -934,6 +980,95 @@ qmp_resume_source (VmsMigration *migration, GError **error)
   return FALSE;
 }
 
+/* ---- a new memory attempt ---- */
+
+/* Wait for the destination to settle after a broken stream: FALSE once
+ * its monitor is gone; else its incoming migration's status, once it no
+ * longer holds the stream (or when it keeps holding it). */
+static gboolean
+settle_destination (VmsMigration *migration, VmsQemuMigrationStatus *status)
+{
+  VmsQmp *dest = dest_of (migration);
+  gint64 deadline = g_get_monotonic_time () + SETTLE_TIMEOUT_MS * 1000;
+
+  for (;;)
+    {
+      g_auto (VmsQemuMigrationInfo) info = { 0 };
+
+      if (!dest || !vms_qmp_poll (dest, NULL)
+          || !vms_qemu_migration_query (dest, &info, NULL))
+        return FALSE;
+      *status = info.status;
+      if (info.status != VMS_QEMU_MIGRATION_ACTIVE
+          || g_get_monotonic_time () > deadline)
+        return TRUE;
+      vms_qmp_wait_event (dest, "MIGRATION", POLL_INTERVAL_MS, NULL, NULL, NULL,
+                          NULL);
+    }
+}
+
+static void
+set_destination_gone (VmsMigration *migration, const GError *cause,
+                      GError **error)
+{
+  const char *job = migration->rep.job->id;
+
+  if (backend_of (migration)->dest_failed)
+    g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
+                 "%s; the destination QEMU exited: QEMU 7.2 ends a failed "
+                 "incoming migration, so vmshift cannot retry the memory "
+                 "migration with it.  The source runs on and the replicas "
+                 "are kept: start the destination QEMU again (-incoming "
+                 "defer, on the replicas) and run 'vmshift migrate --resume "
+                 "%s'",
+                 cause->message, job);
+  else
+    g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
+                 "%s; the destination QEMU's monitor closed without its "
+                 "incoming migration failing (was it killed?).  The source "
+                 "runs on and the replicas are kept: start the destination "
+                 "QEMU again and run 'vmshift migrate --resume %s'",
+                 cause->message, job);
+}
+
+/* The memory stream broke.  QEMU 7.2's destination exits on that, and
+ * vmshift, which did not start it, cannot start it again: then the
+ * migration rolls back.  A destination that lives on either still
+ * listens (it never accepted the stream: connect again) or failed its
+ * incoming migration (a QEMU that does not exit: migrate-incoming
+ * again). */
+static gboolean
+qmp_prepare_memory_retry (VmsMigration *migration, const GError *cause,
+                          GError **error)
+{
+  QmpBackend *backend = backend_of (migration);
+  VmsQemuMigrationStatus status = VMS_QEMU_MIGRATION_NONE;
+
+  if (!qmp_check_source (migration, error))
+    return FALSE;
+  if (!settle_destination (migration, &status))
+    {
+      set_destination_gone (migration, cause, error);
+      return FALSE;
+    }
+  if (status != VMS_QEMU_MIGRATION_SETUP && status != VMS_QEMU_MIGRATION_FAILED
+      && status != VMS_QEMU_MIGRATION_CANCELLED)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
+                   "%s; the destination QEMU's incoming migration is still "
+                   "'%s' after %d s, so no new attempt can start: start the "
+                   "destination QEMU again and run 'vmshift migrate --resume "
+                   "%s'",
+                   cause->message, vms_qemu_migration_status_name (status),
+                   SETTLE_TIMEOUT_MS / 1000, migration->rep.job->id);
+      return FALSE;
+    }
+  backend->listening = status == VMS_QEMU_MIGRATION_SETUP;
+  /* QEMU resumes a source whose migration failed; a failure at its very
+   * end may leave it paused. */
+  return qmp_resume_source (migration, error);
+}
+
 const VmsMigrationBackend vms_migration_qmp_backend = {
   .name = "qmp",
   .owns_destination = TRUE,
@@ -943,6 +1078,7 @@ const VmsMigrationBackend vms_migration_qmp_backend = {
   .check_job = qmp_check_job,
   .start_memory = qmp_start_memory,
   .wait_memory = qmp_wait_memory,
+  .prepare_memory_retry = qmp_prepare_memory_retry,
   .continue_switchover = qmp_continue_switchover,
   .wait_destination = qmp_wait_destination,
   .destination_runs = qmp_destination_runs,

@@ -129,15 +129,20 @@ vms_migration_report (VmsMigration *migrate)
   json_object_set_int_member (fields, "ram-bytes", migrate->ram_bytes);
   json_object_set_int_member (fields, "attempts",
                               rep->job->migration->attempts);
+  /* More than one: the memory stream's connection was lost and the RAM
+   * sent again. */
+  json_object_set_int_member (fields, "memory-attempts",
+                              migrate->memory_attempts);
   if (migrate->predicted)
     report_prediction (migrate, fields, seconds, downtime_ms);
   vms_progress_event (
       migrate->progress, "migrated", fields,
       "job %s migrated in %.1f s (%s%s%s): downtime %s (QEMU says "
       "%" G_GINT64_FORMAT " ms); sent disk background %s, disk rounds %s, "
-      "disk final %s, RAM %s",
+      "disk final %s, RAM %s (%u memory attempt%s)",
       rep->job->id, seconds, vms_migrate_final_sync_name (migrate->mode),
       migrate->final_sync_reason ? ": " : "",
       migrate->final_sync_reason ? migrate->final_sync_reason : "",
-      downtime_text, migrate->qemu_downtime_ms, background, rounds, final, ram);
+      downtime_text, migrate->qemu_downtime_ms, background, rounds, final, ram,
+      migrate->memory_attempts, migrate->memory_attempts == 1 ? "" : "s");
 }

@@ -357,20 +357,6 @@ start_mirror (VmsMigration *migration, GError **error)
 }
 
 static gboolean
-memory (VmsMigration *migration, GError **error)
-{
-  vms_downtime_reset_moments (&migration->downtime);
-  /* The RAM's own progress is the rest of the overall ETA. */
-  vms_progress_set_after_pass (migration->progress, 0);
-  if (migration->mode == VMS_MIGRATE_FINAL_MIRROR
-      && migration->backend->continue_switchover
-      && migration->disks->prepare_handover)
-    migration->disks->prepare_handover (migration);
-  return migration->backend->start_memory (migration, error)
-         && migration->backend->wait_memory (migration, error);
-}
-
-static gboolean
 hand_over (VmsMigration *migration, GError **error)
 {
   const VmsMigrationDisks *disks = migration->disks;
@@ -460,7 +446,7 @@ step (VmsMigration *migration, GError **error)
     case VMS_MIGRATE_MIRROR:
       return start_mirror (migration, error);
     case VMS_MIGRATE_MEMORY:
-      return memory (migration, error);
+      return vms_migration_memory (migration, error);
     case VMS_MIGRATE_SWITCHOVER:
       return switchover (migration, error);
     case VMS_MIGRATE_DESTINATION:
