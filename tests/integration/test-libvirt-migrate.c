@@ -645,7 +645,9 @@ test_memory_reset_retried (void **state)
         print_message ("%s\n", lines[i]);
   }
   assert_non_null (strstr (run->out->str, "retrying (attempt 2)"));
-  assert_true (event_int (run, "migrated", "memory-attempts") >= 2);
+  assert_true (
+      vms_test_command_event_int (run, "migrated", NULL, "memory-attempts")
+      >= 2);
   if (strstr (run->out->str, "\"event\":\"rolled-back\""))
     fail_msg ("the migration rolled back: %s", run->out->str);
   /* No background copy again: only the memory was retried. */
@@ -727,22 +729,22 @@ test_migrate_tls (void **state)
   if (!fixture->certificates)
     vms_test_skip ("openssl missing (Debian package openssl)");
   configure_hook (fixture, fixture->sink->replica_dir);
-  start_guest (fixture, "lv5");
+  start_guest (fixture, "lv6");
   source_offset = libvirtd_log_size (fixture->source);
   destination_offset = libvirtd_log_size (fixture->destination);
-  run = vmshift_start (fixture, "--connect", fixture->source->uri, "lv5",
+  run = vmshift_start (fixture, "--connect", fixture->source->uri, "lv6",
                        fixture->destination->uri, "--sink", fixture->sink_uri,
-                       "--job", "lv5-job", "--migrateuri", "tcp://10.231.0.2",
+                       "--job", "lv6-job", "--migrateuri", "tcp://10.231.0.2",
                        "--tls", "--persistent", "--undefinesource", "--suspend",
                        NULL);
   vms_test_command_expect_success (run);
-  assert_domstate (fixture->destination, "lv5", "paused");
-  assert_domstate (fixture->source, "lv5", NULL);
-  assert_disks_identical (fixture, "lv5");
+  assert_domstate (fixture->destination, "lv6", "paused");
+  assert_domstate (fixture->source, "lv6", NULL);
+  assert_disks_identical (fixture, "lv6");
   assert_libvirt_used_tls (fixture->source, source_offset, "client");
   assert_libvirt_used_tls (fixture->destination, destination_offset, "server");
-  assert_runs_at_destination (fixture, "lv5");
-  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv5",
+  assert_runs_at_destination (fixture, "lv6");
+  vms_test_libvirt_virsh (fixture->destination, NULL, NULL, "destroy", "lv6",
                           NULL);
 }
 
