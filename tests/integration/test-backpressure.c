@@ -421,6 +421,7 @@ start_destination (Fixture *fixture)
     .workload = "writer",
     .disks = { { "raw", 0, replica } },
     .incoming = TRUE,
+    .start_paused = TRUE,
     .second_qmp = TRUE,
   };
 
@@ -444,13 +445,13 @@ migrate_start (Fixture *fixture, const char *job, const char *mode)
   return vmshift_start (
       fixture, "migrate", source, "--sink", fixture->sink_uri, "--job", job,
       "--replica-prefix", "bp", "--max-bandwidth", LINK, "--granularity", "4K",
-      "--converge-bytes", CONVERGE, dest, memory, final, NULL);
+      "--converge-bytes", CONVERGE, dest, memory, final, "--suspend", NULL);
 }
 
 /* Migrated with backpressure: the source (paused at the switchover) and
- * the replica are the same; the source got its own limits back before
- * the switchover and the destination has none of vmshift's; there the
- * guest writes as fast as before. */
+ * the replica (the destination held paused) are the same; the source got its
+ * own limits back before the switchover and the destination has none of
+ * vmshift's; there the guest writes as fast as before. */
 static void
 migrate_with_backpressure (Fixture *fixture, const char *mode)
 {
@@ -464,9 +465,11 @@ migrate_with_backpressure (Fixture *fixture, const char *mode)
   vms_test_command_expect_success (run);
   assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
   assert_stepped_and_released (run, "switchover");
+  /* Both paused (--suspend): nothing writes. */
   vms_test_assert_identical (fixture->source->disk_paths[0], "qcow2", replica);
   assert_own_limits (fixture->source, TRUE);
   assert_own_limits (fixture->dest, FALSE);
+  qmp_ok (fixture->dest, "cont");
   assert_rate_back (fixture, fixture->dest, "at the destination");
 }
 
