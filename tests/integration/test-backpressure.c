@@ -465,6 +465,18 @@ migrate_with_backpressure (Fixture *fixture, const char *mode)
   vms_test_command_expect_success (run);
   assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
   assert_stepped_and_released (run, "switchover");
+  {
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    JsonObject *converged
+        = vms_test_command_find_event (run, "converged", parser);
+
+    /* The rounds converged, not merely ended. */
+    assert_non_null (converged);
+    print_message ("  %s\n",
+                   json_object_get_string_member (converged, "message"));
+    assert_string_equal (json_object_get_string_member (converged, "why"),
+                         "small");
+  }
   /* Both paused (--suspend): nothing writes. */
   vms_test_assert_identical (fixture->source->disk_paths[0], "qcow2", replica);
   assert_own_limits (fixture->source, TRUE);
