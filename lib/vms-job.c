@@ -10,10 +10,10 @@
 #include <unistd.h>
 #include <json-glib/json-glib.h>
 
-G_DEFINE_QUARK (vms-job-error-quark, vms_job_error)
+G_DEFINE_QUARK (vms - job - error - quark, vms_job_error)
 
-static const char *const phase_names[] = { "copying", "synced", "migrating",
-                                           "rolled-back", "migrated" };
+static const char *const phase_names[]
+    = { "copying", "synced", "migrating", "rolled-back", "migrated" };
 
 const char *
 vms_job_phase_name (VmsJobPhase phase)
@@ -47,7 +47,8 @@ vms_job_id_is_valid (const char *id, GError **error)
     {
       g_set_error (error, VMS_JOB_ERROR, VMS_JOB_ERROR_INVALID,
                    "job id must have 1 to %d characters and not start with "
-                   "'.' or '-'", VMS_JOB_MAX_ID);
+                   "'.' or '-'",
+                   VMS_JOB_MAX_ID);
       return FALSE;
     }
   return TRUE;
@@ -115,6 +116,8 @@ disk_free (gpointer data)
   g_free (disk->recording_bitmap);
   g_free (disk->copying_bitmap);
   g_free (disk->granularity_reason);
+  if (disk->throttle_original)
+    json_object_unref (disk->throttle_original);
   g_free (disk);
 }
 
@@ -257,6 +260,15 @@ build_disk (JsonBuilder *builder, const VmsJobDisk *disk)
   put_bool (builder, "compare-all", disk->compare_all);
   put_int (builder, "granularity", disk->granularity);
   put_string (builder, "granularity-reason", disk->granularity_reason);
+  put_int (builder, "throttle-bps-wr", disk->throttle_bps_wr);
+  if (disk->throttle_original)
+    {
+      JsonNode *node = json_node_new (JSON_NODE_OBJECT);
+
+      json_node_set_object (node, disk->throttle_original);
+      json_builder_set_member_name (builder, "throttle-original");
+      json_builder_add_value (builder, node);
+    }
   json_builder_end_object (builder);
 }
 
@@ -419,8 +431,8 @@ get_int (Reader *reader, const char *name)
 static gint64
 get_int_optional (Reader *reader, const char *name)
 {
-  return json_object_has_member (reader->object, name)
-             ? get_int (reader, name) : 0;
+  return json_object_has_member (reader->object, name) ? get_int (reader, name)
+                                                       : 0;
 }
 
 static const char *
@@ -464,10 +476,10 @@ read_disk (VmsJob *job, JsonNode *node, const char *path)
   disk->replica = g_strdup (get_string (&reader, "replica", FALSE));
   disk->persistent = get_bool (&reader, "persistent");
   disk->round = get_int (&reader, "round");
-  disk->recording_bitmap = g_strdup (get_string (&reader, "recording-bitmap",
-                                                 TRUE));
-  disk->copying_bitmap = g_strdup (get_string (&reader, "copying-bitmap",
-                                               TRUE));
+  disk->recording_bitmap
+      = g_strdup (get_string (&reader, "recording-bitmap", TRUE));
+  disk->copying_bitmap
+      = g_strdup (get_string (&reader, "copying-bitmap", TRUE));
   disk->round_dirty = get_int (&reader, "round-dirty");
   disk->watermark = get_int (&reader, "watermark");
   disk->last_round_dirty = get_int (&reader, "last-round-dirty");
@@ -487,6 +499,17 @@ read_disk (VmsJob *job, JsonNode *node, const char *path)
   disk->granularity = (guint32)granularity;
   disk->granularity_reason
       = g_strdup (get_string_optional (&reader, "granularity-reason"));
+  disk->throttle_bps_wr = get_int_optional (&reader, "throttle-bps-wr");
+  if (json_object_has_member (reader.object, "throttle-original"))
+    {
+      JsonNode *original
+          = json_object_get_member (reader.object, "throttle-original");
+
+      if (!JSON_NODE_HOLDS_OBJECT (original))
+        return FALSE;
+      disk->throttle_original
+          = json_object_ref (json_node_get_object (original));
+    }
   /* QEMU's limits: a power of two, at most 2 GiB. */
   return reader.ok && disk->watermark <= disk->size
          && granularity <= (G_GINT64_CONSTANT (1) << 31)
@@ -555,11 +578,9 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
           get_string (&part, "dest-qmp", TRUE));
       migration->dest_uri = vms_path_absolute_migration_uri (
           get_string (&part, "dest-uri", TRUE));
-      migration->final_sync = g_strdup (get_string (&part, "final-sync",
-                                                    TRUE));
+      migration->final_sync = g_strdup (get_string (&part, "final-sync", TRUE));
       migration->state = g_strdup (get_string (&part, "state", TRUE));
-      migration->last_error = g_strdup (get_string (&part, "last-error",
-                                                    TRUE));
+      migration->last_error = g_strdup (get_string (&part, "last-error", TRUE));
       migration->pid = get_int (&part, "pid");
       migration->attempts = get_int (&part, "attempts");
       migration->estimate = g_strdup (get_string (&part, "estimate", TRUE));
@@ -582,9 +603,8 @@ vms_job_load (const char *state_dir, const char *id, GError **error)
     goto corrupt;
   for (guint i = 0; i < json_array_get_length (json_node_get_array (disks));
        i++)
-    if (!read_disk (job,
-                    json_array_get_element (json_node_get_array (disks), i),
-                    path))
+    if (!read_disk (
+            job, json_array_get_element (json_node_get_array (disks), i), path))
       goto corrupt;
   job->saved = TRUE;
   return g_steal_pointer (&job);

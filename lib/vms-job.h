@@ -61,6 +61,13 @@ typedef struct
                                chosen yet, or a job file from before it was
                                recorded (its bitmaps tell) */
   char *granularity_reason; /* why that granularity, for people, or NULL */
+  guint64 throttle_bps_wr;  /* write backpressure applied to the guest's
+                               device (bytes/s), 0: none */
+  JsonObject *throttle_original; /* the device's own I/O limits before the
+                                    first step (query-block's members that
+                                    block_set_io_throttle takes), restored
+                                    when the backpressure ends; NULL: none
+                                    recorded */
 } VmsJobDisk;
 
 typedef enum

@@ -60,9 +60,8 @@ is_filter (const char *driver)
   return g_strv_contains (filter_drivers, driver);
 }
 
-/* The name a user knows the disk by; see VmsDisk.name. */
-static char *
-disk_name (const char *qdev, const char *device, const char *node_name)
+char *
+vms_disk_name (const char *qdev, const char *device, const char *node_name)
 {
   if (g_str_has_prefix (qdev, PERIPHERAL_PREFIX))
     {
@@ -246,7 +245,7 @@ parse_disk (Discovery *discovery, JsonObject *entry, GError **error)
                      node_name);
       return NULL;
     }
-  disk->name = disk_name (qdev, device, node_name);
+  disk->name = vms_disk_name (qdev, device, node_name);
   disk->node_name = g_strdup (node_name);
   disk->format = g_strdup (driver);
   disk->filename = g_strdup (file);

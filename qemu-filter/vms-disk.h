@@ -38,6 +38,12 @@ GPtrArray *vms_disk_discover (VmsQmp *qmp, GError **error);
  * G_IO_ERROR_NOT_FOUND error listing the disks there are. */
 VmsDisk *vms_disk_find (GPtrArray *disks, const char *name, GError **error);
 
+/* The name a user knows a query-block entry by (VmsDisk.name), from its
+ * qdev path, backend name and node name ("" when absent).  Caller
+ * frees. */
+char *vms_disk_name (const char *qdev, const char *device,
+                     const char *node_name);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsDisk, vms_disk_free)
 
 G_END_DECLS

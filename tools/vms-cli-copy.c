@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli-copy.h"
+#include "vms-backpressure.h"
 #include "vms-copy.h"
 #include "vms-granularity.h"
 #include "vms-job.h"
@@ -98,6 +99,33 @@ parse_compare (const char *text, VmsReplicateConfig *config, GError **error)
   return FALSE;
 }
 
+static gboolean
+parse_backpressure (const char *text, VmsReplicateConfig *config,
+                    GError **error)
+{
+  g_autoptr (GError) rate_error = NULL;
+
+  if (!text || g_str_equal (text, "auto"))
+    return TRUE;
+  if (g_str_equal (text, "off"))
+    {
+      config->write_backpressure = VMS_REPLICATE_BACKPRESSURE_OFF;
+      return TRUE;
+    }
+  if (!vms_option_rate ("--write-backpressure", text, VMS_BACKPRESSURE_FLOOR,
+                        MAX_RATE, &config->write_backpressure_rate,
+                        &rate_error))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--write-backpressure takes auto, off or a RATE of at "
+                   "least 256K (bytes/s), not '%s'",
+                   text);
+      return FALSE;
+    }
+  config->write_backpressure = VMS_REPLICATE_BACKPRESSURE_RATE;
+  return TRUE;
+}
+
 /* Names are refused as typed, never rewritten: a job is resumed by the
  * name it was given, and the sink must be one before a job file is
  * written for it. */
@@ -130,7 +158,8 @@ vms_cli_copy_options_parse (VmsCliCopyOptions *options,
 {
   if (!check_names (options, error) || !parse_counts (options, config, error)
       || !parse_sizes (options, config, error)
-      || !parse_compare (options->compare, config, error))
+      || !parse_compare (options->compare, config, error)
+      || !parse_backpressure (options->write_backpressure, config, error))
     return FALSE;
   /* QEMU gets the sink's socket and keys for the mirror, in its own
    * working directory; the job keeps them for a run from another one. */
@@ -168,6 +197,7 @@ vms_cli_copy_options_clear (VmsCliCopyOptions *options)
   g_clear_pointer (&options->retry_timeout, g_free);
   g_clear_pointer (&options->bitmap_memory, g_free);
   g_clear_pointer (&options->compare, g_free);
+  g_clear_pointer (&options->write_backpressure, g_free);
 }
 
 GOptionEntry *
@@ -232,6 +262,12 @@ vms_cli_copy_option_entries (VmsCliCopyOptions *options)
       "(rounds of bitmaps coarser than 4K, and disks whose bitmaps were "
       "lost), always (also every background copy), never",
       "WHEN" },
+    { "write-backpressure", 0, 0, G_OPTION_ARG_STRING,
+      &options->write_backpressure,
+      "When dirty rounds stop converging, throttle the guest's disk writes "
+      "(QEMU I/O limits, removed when the run ends): auto (steps down from "
+      "the rate it writes, default), off, or RATE (bytes/s, e.g. 2M)",
+      "auto|off|RATE" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
       "Print one JSON event per line on stdout", NULL },
     G_OPTION_ENTRY_NULL

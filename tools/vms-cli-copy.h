@@ -31,6 +31,7 @@ typedef struct
   char *granularity;        /* --granularity */
   char *bitmap_memory;      /* --bitmap-memory */
   char *compare;            /* --compare */
+  char *write_backpressure; /* --write-backpressure */
   char *checkpoint_seconds; /* --checkpoint-seconds */
   char *io_timeout;         /* --io-timeout */
   char *retry_timeout;      /* --retry-timeout */

@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-backpressure.h"
 #include "vms-job-lock.h"
 #include "vms-migration.h"
 #include "vms-option.h"
@@ -80,6 +81,33 @@ abort_orphan (const char *state_dir, VmsJob *job)
   return VMS_EXIT_OK;
 }
 
+/* A sync (or a rolled-back migration) whose vmshift died with the guest's
+ * writes throttled: the guest gets its own limits back. */
+static int
+release_orphan (const char *state_dir, VmsJob *job)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_TEXT);
+  g_autoptr (VmsJobLock) lock = vms_job_lock_take (state_dir, job->id, &error);
+  g_autoptr (VmsJob) locked = NULL;
+  g_autoptr (VmsQmp) qmp = NULL;
+
+  /* Read again under the lock: what the dead run saved last. */
+  if (lock)
+    locked = vms_job_load (state_dir, job->id, &error);
+  if (locked)
+    qmp = vms_qmp_connect (locked->source, 0, &error);
+  if (!qmp
+      || !vms_backpressure_release (qmp, locked, progress, "abort", &error))
+    {
+      vms_cli_error ("abort", "job %s: %s", job->id, error->message);
+      return vms_cli_exit_code (error);
+    }
+  g_print ("job %s: %s, write backpressure removed\n", job->id,
+           vms_job_phase_name (job->phase));
+  return VMS_EXIT_OK;
+}
+
 /* Ask the vmshift running the job to roll back, and wait for it. */
 static int
 abort_running (const char *state_dir, VmsJob *job, gint64 pid, int timeout_s)
@@ -143,6 +171,8 @@ abort_job (const char *state_dir, const char *id, int timeout_s)
     }
   if (job->phase == VMS_JOB_PHASE_MIGRATING && pid == 0)
     return abort_orphan (state_dir, job);
+  if (pid == 0 && vms_backpressure_applied (job))
+    return release_orphan (state_dir, job);
   if (job->phase != VMS_JOB_PHASE_MIGRATING || !job->migration)
     {
       if (pid > 0)

@@ -5,6 +5,7 @@
 #include "vms-cli.h"
 #include "vms-cli-copy.h"
 #include "vms-replicate.h"
+#include "vms-backpressure.h"
 #include "vms-path.h"
 
 static const char *const description
@@ -46,6 +47,29 @@ run_sync (VmsReplicate *rep, const char *source, GError **error)
     }
   rep->job->phase = VMS_JOB_PHASE_SYNCED;
   return vms_job_save (rep->job, error);
+}
+
+/* Nobody watches the rounds once sync ends: the guest gets its own limits
+ * back whatever ended it.  A failure here is the run's failure: a guest
+ * left throttled must be said loudly ('vmshift abort JOB' retries). */
+static gboolean
+release_backpressure (VmsReplicate *rep, gboolean ok, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+
+  if (!rep->job
+      || vms_backpressure_release (rep->qmp, rep->job, rep->progress,
+                                   ok ? "synced" : "stopped", &local))
+    return TRUE;
+  g_prefix_error (&local,
+                  "the guest's disk writes are still throttled; remove "
+                  "the throttle with 'vmshift abort %s': ",
+                  rep->job->id);
+  if (error && !*error)
+    g_propagate_error (error, g_steal_pointer (&local));
+  else
+    vms_cli_error ("sync", "%s", local->message);
+  return FALSE;
 }
 
 static void
@@ -168,7 +192,8 @@ vms_cmd_sync (int argc, char **argv)
   /* Kept in the job: absolute, for a --resume from another directory. */
   vms_path_make_absolute (&source, vms_path_absolute_qmp_address);
 
-  if (!run_sync (&rep, source, &error))
+  if (!release_backpressure (&rep, run_sync (&rep, source, &error), &error)
+      || error)
     {
       /* Only a state that was saved can be resumed from. */
       g_autofree char *hint

@@ -202,6 +202,76 @@ test_old_job_without_granularity (void **state)
   assert_null (disk->granularity_reason);
 }
 
+/* The backpressure applied and the device's own limits before it survive
+ * a save: 'vmshift abort' of a killed run restores them from the file. */
+static void
+test_throttle_round_trip (void **state)
+{
+  const char *dir = *state;
+  g_autoptr (VmsJob) job = vms_job_new (dir, "throttled");
+  g_autoptr (VmsJob) loaded = NULL;
+  g_autoptr (GError) error = NULL;
+  VmsJobDisk *disk = vms_job_add_disk (job, "vd0");
+  VmsJobDisk *plain = vms_job_add_disk (job, "vd1");
+  JsonObject *original;
+
+  job->source = g_strdup ("qmp:/run/vm.qmp");
+  job->sink = g_strdup ("nbd+unix:///?socket=/run/sink.sock");
+  disk->throttle_bps_wr = 3 * 1024 * 1024;
+  disk->throttle_original = json_object_new ();
+  json_object_set_int_member (disk->throttle_original, "bps_rd", 1000000);
+  json_object_set_int_member (disk->throttle_original, "iops_wr", 300);
+  json_object_set_string_member (disk->throttle_original, "group", "g1");
+  for (guint i = 0; i < job->disks->len; i++)
+    {
+      VmsJobDisk *each = job->disks->pdata[i];
+
+      each->node = g_strdup ("d0");
+      each->format = g_strdup ("qcow2");
+      each->replica = g_strdup ("r");
+    }
+  assert_true (vms_job_save (job, &error));
+
+  loaded = vms_job_load (dir, "throttled", &error);
+  if (!loaded)
+    fail_msg ("load: %s", error->message);
+  disk = vms_job_find_disk (loaded, "vd0");
+  assert_int_equal (disk->throttle_bps_wr, 3 * 1024 * 1024);
+  original = disk->throttle_original;
+  assert_non_null (original);
+  assert_int_equal (json_object_get_size (original), 3);
+  assert_int_equal (json_object_get_int_member (original, "bps_rd"), 1000000);
+  assert_int_equal (json_object_get_int_member (original, "iops_wr"), 300);
+  assert_string_equal (json_object_get_string_member (original, "group"), "g1");
+  plain = vms_job_find_disk (loaded, "vd1");
+  assert_int_equal (plain->throttle_bps_wr, 0);
+  assert_null (plain->throttle_original);
+}
+
+/* A job written before backpressure existed has none applied; a record
+ * that is not an object is refused rather than restored as nothing. */
+static void
+test_old_job_without_throttle (void **state)
+{
+  const char *dir = *state;
+  g_autofree char *path = g_build_filename (dir, "nothrottle.json", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsJob) job = NULL;
+  VmsJobDisk *disk;
+
+  assert_true (
+      g_file_set_contents (path, OLD_DISK_JOB ("nothrottle", ""), -1, NULL));
+  job = vms_job_load (dir, "nothrottle", &error);
+  if (!job)
+    fail_msg ("load: %s", error->message);
+  disk = vms_job_find_disk (job, "vd0");
+  assert_int_equal (disk->throttle_bps_wr, 0);
+  assert_null (disk->throttle_original);
+  assert_load_fails (dir, "badthrottle",
+                     OLD_DISK_JOB ("badthrottle", ",\"throttle-original\":7"),
+                     VMS_JOB_ERROR_CORRUPT);
+}
+
 /* A job file written before paths were saved absolute: its relative
  * paths meant the directory vmshift ran in, and load them so. */
 static void
@@ -400,6 +470,10 @@ main (void)
                                      remove_dir),
     cmocka_unit_test_setup_teardown (test_lock, make_dir, remove_dir),
     cmocka_unit_test (test_is_zero),
+    cmocka_unit_test_setup_teardown (test_throttle_round_trip, make_dir,
+                                     remove_dir),
+    cmocka_unit_test_setup_teardown (test_old_job_without_throttle, make_dir,
+                                     remove_dir),
   };
 
   return cmocka_run_group_tests_name ("job", tests, NULL, NULL);

@@ -8,6 +8,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-migration-backend.h"
+#include "vms-backpressure.h"
 
 /* The pauses between attempts grow from the first to the last, doubling:
  * a link that flapped is back within the first, one that is down for
@@ -159,6 +160,13 @@ vms_migration_memory (VmsMigration *migration, GError **error)
       && migration->backend->continue_switchover
       && migration->disks->prepare_handover)
     migration->disks->prepare_handover (migration);
+  /* A backend that switches over by itself gives no moment with the
+   * source paused before the destination runs: the guest's own disk
+   * limits go back now, so the throttle never reaches the destination. */
+  if (!migration->backend->continue_switchover
+      && !vms_backpressure_release (migration->rep.qmp, migration->rep.job,
+                                    migration->progress, "switchover", error))
+    return FALSE;
   for (migration->memory_attempts = 1;; migration->memory_attempts++)
     {
       g_autoptr (GError) cause = NULL;

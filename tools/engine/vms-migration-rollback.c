@@ -8,6 +8,7 @@
  * simply done again from state ROLLBACK, in full.
  */
 #include "vms-migration-backend.h"
+#include "vms-backpressure.h"
 
 static void
 record_failure (VmsMigration *migration, VmsMigrateState failed_in,
@@ -33,6 +34,7 @@ vms_migration_roll_back (VmsMigration *migration, const GError *cause,
   VmsMigrateUndo undo
       = vms_migrate_rollback_actions (failed_in, migration->mode);
   VmsJob *job = migration->rep.job;
+  g_autoptr (GError) release_error = NULL;
   gboolean source_ok = TRUE;
 
   vms_migration_move_to (migration, VMS_MIGRATE_ROLLBACK, NULL);
@@ -42,6 +44,15 @@ vms_migration_roll_back (VmsMigration *migration, const GError *cause,
     return FALSE;
   if (!backend->check_source (migration, error))
     return FALSE;
+  /* The source runs on with its own disk limits, exactly as before.  A
+   * failure does not hold the rollback: the job keeps the record, and
+   * 'vmshift abort' puts them back. */
+  if (!vms_backpressure_release (migration->rep.qmp, job, migration->progress,
+                                 "rollback", &release_error))
+    vms_progress_event (migration->progress, "warning", NULL,
+                        "%s; the guest's disk writes are still throttled: "
+                        "'vmshift abort %s' removes the throttle",
+                        release_error->message, job->id);
   if (undo & VMS_MIGRATE_UNDO_STOP_MIRROR)
     disks->stop_mirror (migration, NULL);
   if (undo & VMS_MIGRATE_UNDO_RESUME_SOURCE)

@@ -7,6 +7,7 @@
  * vms-migration-backend.h.
  */
 #include "vms-migration-backend.h"
+#include "vms-backpressure.h"
 #include "vms-estimate-file.h"
 #include "vms-granularity.h"
 #include "vms-memory-uri.h"
@@ -356,6 +357,15 @@ start_mirror (VmsMigration *migration, GError **error)
          && migration->disks->final_round (migration, error);
 }
 
+/* The guest's own disk limits back on the source (why says when): the
+ * throttle is vmshift's, never the destination's. */
+static gboolean
+release_backpressure (VmsMigration *migration, const char *why, GError **error)
+{
+  return vms_backpressure_release (migration->rep.qmp, migration->rep.job,
+                                   migration->progress, why, error);
+}
+
 static gboolean
 hand_over (VmsMigration *migration, GError **error)
 {
@@ -391,6 +401,10 @@ switchover (VmsMigration *migration, GError **error)
     return FALSE;
   if (vms_migration_stop_requested (migration, error))
     return FALSE;
+  /* Paused, the guest cannot write: its own limits go back before it
+   * runs at the destination, so the throttle is never carried there. */
+  if (!release_backpressure (migration, "switchover", error))
+    return FALSE;
   return migration->backend->continue_switchover (migration, error);
 }
 
@@ -423,7 +437,12 @@ cleanup (VmsMigration *migration, GError **error)
       && !migration->disks->stop_mirror (migration, error))
     return FALSE;
   if (!source_gone)
-    migration->disks->stop_exports (migration);
+    {
+      migration->disks->stop_exports (migration);
+      /* Done at the switchover; a resumed run may find a killed one's. */
+      if (!release_backpressure (migration, "switchover", error))
+        return FALSE;
+    }
   migration->disks->drop_bitmaps (migration, source_gone);
   job->phase = VMS_JOB_PHASE_MIGRATED;
   job->migration->pid = 0;

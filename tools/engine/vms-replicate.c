@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-replicate.h"
+#include "vms-backpressure.h"
 #include "vms-bitmap.h"
 #include "vms-replicate-copy.h"
 #include "vms-disk.h"
@@ -369,11 +370,60 @@ report_converged (VmsReplicate *rep, guint64 total)
                       config->converge_ms);
 }
 
+/* Why the last round calls for (more) write backpressure, or NULL: it
+ * is not small, and it did not shrink or the guest dirties faster than
+ * the link copies (rounds cannot converge then). */
+static const char *
+backpressure_reason (VmsReplicate *rep, guint64 total, gboolean not_shrinking)
+{
+  double copy_rate = vms_replicate_copy_rate (rep);
+
+  if (round_is_small (rep, total))
+    return NULL;
+  if (not_shrinking)
+    return "not-shrinking";
+  if (copy_rate > 0 && rep->guest_write_rate >= copy_rate)
+    return "writes-outpace-copy";
+  return NULL;
+}
+
+/* After a round of an open-ended run: TRUE when the rounds end (reported),
+ * with *error set if a backpressure step failed.  *settling is set after a
+ * step: the next round recorded partly before it, so it is not judged. */
+static gboolean
+rounds_end (VmsReplicate *rep, guint64 total, guint64 previous, int done,
+            gboolean *settling, GError **error)
+{
+  gboolean not_shrinking = !*settling && previous != G_MAXUINT64
+                           && total >= NOT_SHRINKING_RATIO * previous;
+  const char *why = backpressure_reason (rep, total, not_shrinking);
+  gboolean stepped = FALSE;
+
+  *settling = FALSE;
+  if (why && done < MAX_ROUNDS)
+    {
+      if (!vms_backpressure_step (rep, why, &stepped, error))
+        return TRUE;
+      if (stepped)
+        {
+          *settling = TRUE;
+          return FALSE;
+        }
+    }
+  if (round_is_small (rep, total) || not_shrinking || done >= MAX_ROUNDS)
+    {
+      report_converged (rep, total);
+      return TRUE;
+    }
+  return FALSE;
+}
+
 gboolean
 vms_replicate_rounds (VmsReplicate *rep, GError **error)
 {
   const VmsReplicateConfig *config = rep->config;
   guint64 previous = G_MAXUINT64;
+  gboolean settling = FALSE;
   int done = 0;
 
   rep->pass = VMS_REPLICATE_PASS_ROUNDS;
@@ -390,11 +440,13 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
   for (;;)
     {
       g_autoptr (GPtrArray) disks = job_disks (rep, FALSE);
+      g_autoptr (GError) step_error = NULL;
       guint64 total = 0;
       gint64 switched_us = g_get_monotonic_time ();
 
       if (g_cancellable_is_cancelled (rep->cancellable))
         break;
+      vms_backpressure_sample (rep);
       if (!round_on_disks (rep, disks, &total, error))
         return FALSE;
       note_write_rate (rep, total, switched_us);
@@ -402,13 +454,12 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
       if (config->rounds >= 0 && done >= config->rounds)
         break;
       if (config->rounds < 0
-          && (round_is_small (rep, total)
-              || (previous != G_MAXUINT64
-                  && total >= NOT_SHRINKING_RATIO * previous)
-              || done >= MAX_ROUNDS))
+          && rounds_end (rep, total, previous, done, &settling, &step_error))
         {
-          report_converged (rep, total);
-          break;
+          if (!step_error)
+            return TRUE;
+          g_propagate_error (error, g_steal_pointer (&step_error));
+          return FALSE;
         }
       if (config->rounds < 0 && rep->more_rounds
           && !rep->more_rounds (rep->more_rounds_data))
@@ -622,6 +673,7 @@ vms_replicate_clear (VmsReplicate *rep)
   g_clear_pointer (&rep->qmp, vms_qmp_free);
   g_clear_pointer (&rep->rate, vms_rate_free);
   g_clear_pointer (&rep->nbd_socket, g_free);
+  g_clear_pointer (&rep->backpressure, vms_backpressure_free);
 }
 
 void
@@ -656,6 +708,7 @@ vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
   rep->config = config;
   rep->cancellable = cancellable;
   rep->progress = progress;
+  rep->backpressure = vms_backpressure_new ();
   if (config->max_bandwidth)
     /* A bucket of a tenth of a second smooths without starving. */
     rep->rate = vms_rate_new (

@@ -39,6 +39,17 @@ typedef enum
   VMS_REPLICATE_COMPARE_NEVER,  /* send all that is read */
 } VmsReplicateCompare;
 
+/* Write backpressure (--write-backpressure, vms-backpressure.h). */
+typedef enum
+{
+  VMS_REPLICATE_BACKPRESSURE_AUTO, /* steps from the guest's rate down */
+  VMS_REPLICATE_BACKPRESSURE_OFF,  /* never throttle the guest */
+  VMS_REPLICATE_BACKPRESSURE_RATE, /* one step, to the rate given */
+} VmsReplicateBackpressure;
+
+/* The run's write backpressure state (vms-backpressure.c). */
+typedef struct VmsBackpressure VmsBackpressure;
+
 /* What to replicate and how: the parsed options of sync and migrate. */
 typedef struct
 {
@@ -69,7 +80,9 @@ typedef struct
   guint64 bitmap_memory; /* bytes QEMU may spend on the job's bitmaps, all
                             disks together */
   guint64 max_bandwidth; /* bytes per second, 0: unlimited */
-  VmsReplicateCompare compare; /* --compare */
+  VmsReplicateCompare compare;                 /* --compare */
+  VmsReplicateBackpressure write_backpressure; /* --write-backpressure */
+  guint64 write_backpressure_rate;             /* its RATE, bytes/s */
 } VmsReplicateConfig;
 
 /* The defaults of the options not given. */
@@ -117,6 +130,7 @@ typedef struct
                                   span of this run, and that span: a
                                   shorter one dirties no more */
   gint64 longest_round_span_us;
+  VmsBackpressure *backpressure; /* write backpressure of this run */
 } VmsReplicate;
 
 /* Borrow config, cancellable and progress for a replication. */
