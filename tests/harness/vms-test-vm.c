@@ -3,6 +3,7 @@
  */
 #include "vms-test-vm.h"
 #include "vms-test.h"
+#include "vms-guest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -404,6 +405,19 @@ vms_test_vm_qemu_io (VmsTestVm *vm, const char *device_id,
       return FALSE;
     }
   return TRUE;
+}
+
+guint64
+vms_test_vm_bytes_written (VmsTestVm *vm, const char *device)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) stats = vms_guest_query_blockstats (vm->qmp, &error);
+  VmsGuestBlockStats *entry;
+
+  vms_assert_ok (stats, error);
+  entry = vms_guest_block_stats_find (stats, "-", device);
+  assert_non_null (entry);
+  return entry->wr_bytes;
 }
 
 gboolean

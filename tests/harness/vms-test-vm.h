@@ -101,6 +101,11 @@ void vms_test_vm_kill (VmsTestVm *vm);
  * vms_test_vm_wait_ready. */
 gboolean vms_test_vm_restart (VmsTestVm *vm, gboolean clean, GError **error);
 
+/* Bytes the guest has written through device (e.g. "vd0") since QEMU
+ * started (query-blockstats wr_bytes); fails the test if there is no
+ * such device.  By device: a destination's nodes have other names. */
+guint64 vms_test_vm_bytes_written (VmsTestVm *vm, const char *device);
+
 /* Wait up to timeout_ms for QEMU to exit by itself; TRUE if it did. */
 gboolean vms_test_vm_wait_exit (VmsTestVm *vm, guint timeout_ms);
 

@@ -59,18 +59,9 @@ write_rate (VmsTestVm *vm)
 
   for (int i = 0; i < 2; i++)
     {
-      g_autoptr (GError) error = NULL;
-      g_autoptr (GPtrArray) stats = NULL;
-      VmsGuestBlockStats *entry;
-
       if (i)
         g_usleep (RATE_SAMPLE_MS * 1000);
-      stats = vms_guest_query_blockstats (vm->qmp, &error);
-      vms_assert_ok (stats, error);
-      /* By device: the destination's nodes have other names. */
-      entry = vms_guest_block_stats_find (stats, "-", "vd0");
-      assert_non_null (entry);
-      bytes[i] = entry->wr_bytes;
+      bytes[i] = vms_test_vm_bytes_written (vm, "vd0");
       at[i] = g_get_monotonic_time ();
     }
   return (bytes[1] - bytes[0]) * (double)G_USEC_PER_SEC / (at[1] - at[0]);

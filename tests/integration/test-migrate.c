@@ -10,7 +10,6 @@
 #include "vms-test-vm.h"
 #include "vms-test-x509.h"
 #include "vms-bitmap.h"
-#include "vms-guest.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -639,21 +638,6 @@ test_migrate_mirror (void **state)
 
 /* ---- seeding ---- */
 
-/* Bytes the guest wrote to vd0 since the source QEMU started. */
-static guint64
-source_written (Fixture *fixture)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) stats
-      = vms_guest_query_blockstats (fixture->source->qmp, &error);
-  VmsGuestBlockStats *entry;
-
-  vms_assert_ok (stats, error);
-  entry = vms_guest_block_stats_find (stats, "d0", "vd0");
-  assert_non_null (entry);
-  return entry->wr_bytes;
-}
-
 /* The running VM's disks seeded to a file, the seed imported by the sink
  * in host B (the file "shipped"), the guest writing meanwhile; then the
  * migration over a 100 Mbit/s link resumes the seeded job: no background
@@ -682,7 +666,7 @@ test_seed_then_migrate (void **state)
   if (!fixture->hosts)
     vms_test_skip ("needs root for two network-namespace hosts");
   fixture->prefix = "sd";
-  before = source_written (fixture);
+  before = vms_test_vm_bytes_written (fixture->source, "vd0");
   vms_test_run_capture (&exported, NULL, NULL, vmshift, "seed", "export",
                         source, "--to", seed, "--job", "seeded",
                         "--replica-prefix", "sd", state_arg, NULL);
@@ -702,7 +686,7 @@ test_seed_then_migrate (void **state)
   run = migrate_start (fixture, "--resume", "seeded", "--sink",
                        fixture->sink_uri, "--suspend", NULL);
   vms_test_command_expect_success (run);
-  written = source_written (fixture) - before;
+  written = vms_test_vm_bytes_written (fixture->source, "vd0") - before;
   assert_replicas_identical (fixture);
   vd0_sent = job_disk_int (fixture, "seeded", "vd0", "bytes-written");
   print_message ("after the seed: vd0 sent %" G_GINT64_FORMAT

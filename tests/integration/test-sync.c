@@ -361,21 +361,6 @@ setup_random_4k (void **state)
   return setup_source (state, &options);
 }
 
-/* Bytes the guest has written to vd0 since QEMU started. */
-static guint64
-guest_written (Fixture *fixture)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) stats
-      = vms_guest_query_blockstats (fixture->vm->qmp, &error);
-  VmsGuestBlockStats *entry;
-
-  vms_assert_ok (stats, error);
-  entry = vms_guest_block_stats_find (stats, "d0", "vd0");
-  assert_non_null (entry);
-  return entry->wr_bytes;
-}
-
 /* A job file from before granularity was recorded. */
 static void
 forget_granularity (Fixture *fixture, const char *job)
@@ -409,7 +394,7 @@ test_granularity_follows_4k_writes (void **state)
   JsonObject *disk, *event;
   guint64 before, written, rounds;
 
-  before = guest_written (fixture);
+  before = vms_test_vm_bytes_written (fixture->vm, "vd0");
   first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
                      "g4", "--replica-prefix", "g4", "--rounds", "0", NULL);
   run_expect_success (first);
@@ -440,7 +425,7 @@ test_granularity_follows_4k_writes (void **state)
       assert_non_null (strstr (json_object_get_string_member (event, "message"),
                                "bitmap granularity 4 KiB"));
     }
-  written = guest_written (fixture) - before;
+  written = vms_test_vm_bytes_written (fixture->vm, "vd0") - before;
   disk = job_disk (fixture, "g4", "vd0", parser);
   rounds = json_object_get_int_member (disk, "bytes-rounds");
   /* Restored from the bitmap, not from the (removed) record. */
@@ -489,7 +474,7 @@ test_coarse_bitmap_rounds_send_what_changed (void **state)
                      "g64", "--replica-prefix", "g64", "--granularity", "64K",
                      "--rounds", "0", NULL);
   run_expect_success (first);
-  before = guest_written (fixture);
+  before = vms_test_vm_bytes_written (fixture->vm, "vd0");
   for (int i = 0; i < 3; i++)
     {
       g_autoptr (VmsTestCommand) round = NULL;
@@ -498,7 +483,7 @@ test_coarse_bitmap_rounds_send_what_changed (void **state)
       round = run_start (fixture, "--resume", "g64", "--rounds", "1", NULL);
       run_expect_success (round);
     }
-  written = guest_written (fixture) - before;
+  written = vms_test_vm_bytes_written (fixture->vm, "vd0") - before;
   disk = job_disk (fixture, "g64", "vd0", parser);
   assert_int_equal (json_object_get_int_member (disk, "granularity"), 65536);
   rounds = json_object_get_int_member (disk, "bytes-rounds");
