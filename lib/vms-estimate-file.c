@@ -21,6 +21,7 @@ disk_free (VmsEstimateFileDisk *disk)
   g_free (disk->granularity_reason);
   g_array_unref (disk->seconds);
   g_array_unref (disk->dirty);
+  g_array_unref (disk->written);
   g_free (disk);
 }
 
@@ -80,6 +81,7 @@ vms_estimate_file_add_disk (VmsEstimateFileVm *vm, const char *name,
   disk->size = size;
   disk->seconds = g_array_new (FALSE, FALSE, sizeof (double));
   disk->dirty = g_array_new (FALSE, FALSE, sizeof (guint64));
+  disk->written = g_array_new (FALSE, FALSE, sizeof (guint64));
   g_ptr_array_add (vm->disks, disk);
   return disk;
 }
@@ -173,6 +175,11 @@ build_disk (JsonBuilder *b, const VmsEstimateFileDisk *disk)
       json_builder_add_double_value (b,
                                      g_array_index (disk->seconds, double, k));
       json_builder_add_int_value (b, g_array_index (disk->dirty, guint64, k));
+      /* Beside the bitmap, what the guest wrote: their ratio is what the
+       * bits' coarseness and the guest's rewrites make of its writes. */
+      if (k < disk->written->len)
+        json_builder_add_int_value (b,
+                                    g_array_index (disk->written, guint64, k));
       json_builder_end_array (b);
     }
   json_builder_end_array (b);

@@ -49,6 +49,9 @@ typedef struct
   GArray *seconds;          /* double: when each dirty sample was taken, from
                                the window's start */
   GArray *dirty;            /* guint64: bytes the window's bitmap held then */
+  GArray *written;          /* guint64: bytes QEMU counted written since the
+                               window opened, at each sample; empty when
+                               QEMU did not say */
 } VmsEstimateFileDisk;
 
 /* One VM: what was observed and what the model made of it. */

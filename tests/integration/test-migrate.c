@@ -1935,12 +1935,34 @@ saved_estimate_vm (Fixture *fixture, const char *id, JsonParser *parser)
       0);
 }
 
+/* What QEMU counted vd0 written (wr_bytes, apart from any bitmap) in the
+ * first seconds of the window: between samples as the model reads its
+ * dirty curve between them, so the two compare over the same time. */
+static double
+written_after (JsonArray *samples, double seconds)
+{
+  double t0 = 0, w0 = 0;
+
+  for (guint k = 0; k < json_array_get_length (samples); k++)
+    {
+      JsonArray *sample = json_array_get_array_element (samples, k);
+      double t1 = json_array_get_double_element (sample, 0);
+      double w1 = json_array_get_int_element (sample, 2);
+
+      if (seconds <= t1)
+        return t1 > t0 ? w0 + (w1 - w0) * (seconds - t0) / (t1 - t0) : w1;
+      t0 = t1;
+      w0 = w1;
+    }
+  return w0 * seconds / t0;
+}
+
 /* The largest ratio of what the estimate of vm says vd0's bitmaps hold
- * to what the guest wrote meanwhile (QEMU's wr_bytes, measured apart
- * from any bitmap): at the window's last sample, and for each predicted
- * round, whose bitmap records during the background copy (round 1, vd0
- * being copied first) or the round before, with the guest at its
- * measured pace.  Only vd0 is written, so a round's bytes are vd0's. */
+ * to what the guest wrote over the same time: at the window's last
+ * sample, and for each predicted round, whose bitmap records during the
+ * background copy (round 1, vd0 being copied first) or the round
+ * before, with the guest at its measured pace: the curve's first
+ * pace * seconds.  Only vd0 is written, so a round's bytes are vd0's. */
 static double
 worst_dirty_to_written (JsonObject *vm)
 {
@@ -1962,23 +1984,27 @@ worst_dirty_to_written (JsonObject *vm)
   /* The writer writes 1 MiB/s; TCG may slow it, never speed it up. */
   if (rate < 64 * 1024 || rate > 1.2 * MiB)
     fail_msg ("vd0 written at %.0f bytes/s, not up to 1 MiB/s", rate);
+  assert_int_equal (json_array_get_length (last), 3);
   pace = pace > 0 ? MIN (pace, 1.0) : 1.0;
-  worst = json_array_get_int_element (last, 1)
-          / (rate * json_array_get_double_element (last, 0));
+  worst = (double)json_array_get_int_element (last, 1)
+          / json_array_get_int_element (last, 2);
   print_message ("window: %" G_GINT64_FORMAT " bytes dirty after %.1f s, "
-                 "the guest wrote %.0f\n",
+                 "the guest wrote %" G_GINT64_FORMAT "\n",
                  json_array_get_int_element (last, 1),
                  json_array_get_double_element (last, 0),
-                 rate * json_array_get_double_element (last, 0));
+                 json_array_get_int_element (last, 2));
   assert_true (json_array_get_length (rounds) > 0);
   for (guint k = 0; k < json_array_get_length (rounds); k++)
     {
-      double written = rate * pace * recording;
+      double written = written_after (samples, pace * recording);
       double predicted = json_array_get_int_element (rounds, k);
 
       print_message ("round %u: predicted %.0f bytes, the guest wrote %.0f "
-                     "in %.2f s\n",
-                     k + 1, predicted, written, recording);
+                     "in the window's first %.2f s\n",
+                     k + 1, predicted, written, pace * recording);
+      if (written <= 0)
+        fail_msg ("round %u: %.0f bytes predicted, the guest wrote none", k + 1,
+                  predicted);
       worst = MAX (worst, predicted / written);
       recording = json_array_get_double_element (durations, k);
     }

@@ -30,6 +30,7 @@ typedef struct
   guint64 *buckets;         /* data per bucket at the first map */
   gint64 mapped_us;         /* monotonic time of the first map */
   guint64 written_start;    /* QEMU's wr_bytes when the window opened */
+  gboolean written_lost;    /* QEMU's count was missing or went back */
 } EstimateDisk;
 
 /* One VM being observed. */

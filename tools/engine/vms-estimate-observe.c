@@ -232,32 +232,46 @@ sample_disks (EstimateVm *vm, double seconds, GError **error)
   return TRUE;
 }
 
-/* QEMU's count of bytes written, at the window's start and end: the
- * guest's write rate, rewrites included. */
+/* QEMU's count of bytes each disk of a VM has written, sampled with its
+ * bitmap: the guest's writes over the same window as the bits they
+ * dirtied, rewrites included.  Best effort: a disk QEMU gives no count
+ * for has none, and the model goes by its bitmap alone. */
 static void
-measure_writes (EstimateRun *run, gboolean at_start, double elapsed)
+sample_written (EstimateVm *vm, gboolean at_start, double elapsed)
 {
-  for (guint v = 0; v < run->vms->len; v++)
+  /* One query answers for all the VM's disks. */
+  g_autoptr (GPtrArray) stats = vms_guest_query_blockstats (vm->qmp, NULL);
+
+  for (guint i = 0; i < vm->disks->len; i++)
     {
-      EstimateVm *vm = run->vms->pdata[v];
-      /* One query answers for all the VM's disks.  The write rate is
-       * best effort: without it the model goes by the bitmaps alone. */
-      g_autoptr (GPtrArray) stats = vms_guest_query_blockstats (vm->qmp, NULL);
+      EstimateDisk *disk = vm->disks->pdata[i];
+      VmsGuestBlockStats *entry
+          = stats ? vms_guest_block_stats_find (stats, disk->disk->node_name,
+                                                disk->disk->name)
+                  : NULL;
+      GArray *written = disk->out->written;
+      guint64 since;
 
-      for (guint i = 0; i < vm->disks->len; i++)
+      if (at_start)
         {
-          EstimateDisk *disk = vm->disks->pdata[i];
-          VmsGuestBlockStats *entry
-              = stats ? vms_guest_block_stats_find (
-                    stats, disk->disk->node_name, disk->disk->name)
-                      : NULL;
-          guint64 now = entry ? entry->wr_bytes : 0;
-
-          if (at_start)
-            disk->written_start = now;
-          else if (elapsed > 0 && now >= disk->written_start)
-            disk->out->write_rate = (now - disk->written_start) / elapsed;
+          disk->written_start = entry ? entry->wr_bytes : 0;
+          disk->written_lost = !entry;
+          continue;
         }
+      /* A count that went missing or back (a device reset) leaves no
+       * series rather than one that would lie. */
+      if (!entry || entry->wr_bytes < disk->written_start)
+        disk->written_lost = TRUE;
+      if (disk->written_lost)
+        {
+          g_array_set_size (written, 0);
+          disk->out->write_rate = 0;
+          continue;
+        }
+      since = entry->wr_bytes - disk->written_start;
+      g_array_append_val (written, since);
+      if (elapsed > 0)
+        disk->out->write_rate = since / elapsed;
     }
 }
 
@@ -302,6 +316,7 @@ sample_vms (EstimateRun *run, double elapsed, gboolean ram, GError **error)
           g_prefix_error (error, "VM %s: ", vm->out->source);
           return FALSE;
         }
+      sample_written (vm, FALSE, elapsed);
       /* Each measurement takes RAM_RATE_SECONDS, so the last one is read
        * soon after the window. */
       if (ram)
@@ -324,7 +339,8 @@ vms_estimate_observe (EstimateRun *run, GError **error)
 
   for (guint v = 0; v < run->vms->len; v++)
     sample_ram_rate (run->vms->pdata[v], RAM_RATE_SECONDS);
-  measure_writes (run, TRUE, 0);
+  for (guint v = 0; v < run->vms->len; v++)
+    sample_written (run->vms->pdata[v], TRUE, 0);
   for (;;)
     {
       gboolean regular = early_done >= G_N_ELEMENTS (early)
@@ -348,6 +364,5 @@ vms_estimate_observe (EstimateRun *run, GError **error)
       if (elapsed >= config->window_s)
         break;
     }
-  measure_writes (run, FALSE, elapsed);
   return finish_ram_rates (run, error);
 }
