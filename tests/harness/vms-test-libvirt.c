@@ -252,6 +252,27 @@ vms_test_libvirt_guest_create_images (VmsTestLibvirtHost *host,
   return TRUE;
 }
 
+/* tests/libvirt-qemu when meson gives it: QEMU with the harness's RAM
+ * margin against QEMU 7.2's TCG dirty-bitmap bug (see that script). */
+static const char *
+guest_emulator (void)
+{
+  const char *wrapper = g_getenv ("VMS_LIBVIRT_QEMU");
+
+  return wrapper && *wrapper ? wrapper : "/usr/bin/qemu-system-x86_64";
+}
+
+guint64
+vms_test_libvirt_guest_ram (const VmsTestLibvirtGuest *guest)
+{
+  guint64 mib = guest->memory_mib ? guest->memory_mib : 256;
+  gboolean wrapped = g_strcmp0 (guest_emulator (),
+                                "/usr/bin/qemu-system-x86_64") != 0;
+
+  /* tests/libvirt-qemu adds the same 8 KiB. */
+  return mib * 1024 * 1024 + (wrapped ? VMS_TEST_VM_RAM_EXTRA : 0);
+}
+
 char *
 vms_test_libvirt_guest_xml (const VmsTestLibvirtGuest *guest)
 {
@@ -282,9 +303,10 @@ vms_test_libvirt_guest_xml (const VmsTestLibvirtGuest *guest)
       "  <on_reboot>restart</on_reboot>\n"
       "  <on_crash>destroy</on_crash>\n"
       "  <devices>\n"
-      "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n",
+      "    <emulator>%s</emulator>\n",
       guest->name, guest->memory_mib ? guest->memory_mib : 256,
-      vms_test_guest_kernel (), vms_test_guest_initrd (), cmdline);
+      vms_test_guest_kernel (), vms_test_guest_initrd (), cmdline,
+      guest_emulator ());
   g_string_append (xml, head);
   for (guint i = 0; i < VMS_TEST_LIBVIRT_MAX_DISKS && guest->disks[i].size;
        i++)

@@ -108,6 +108,10 @@ gboolean vms_test_libvirt_guest_create_images (VmsTestLibvirtHost *host,
                                                const VmsTestLibvirtGuest *guest,
                                                GError **error);
 
+/* The RAM QEMU gives guest, in bytes: its <memory>, and under
+ * tests/libvirt-qemu (VMS_LIBVIRT_QEMU) VMS_TEST_VM_RAM_EXTRA more. */
+guint64 vms_test_libvirt_guest_ram (const VmsTestLibvirtGuest *guest);
+
 /* The domain XML of guest as the harness defines it (caller frees). */
 char *vms_test_libvirt_guest_xml (const VmsTestLibvirtGuest *guest);
 
