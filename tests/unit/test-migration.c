@@ -793,6 +793,10 @@ test_memory_link_lost_words (void **state)
       "closed the monitor: check_section_footer: Read section footer "
       "failed: -5\nload of migration failed: Invalid argument",
       FALSE, TRUE },
+    { "libvirt's migration of lv5 failed: internal error: qemu unexpectedly "
+      "closed the monitor: 2026-12-04T18:53:59.088291Z qemu-system-x86_64: "
+      "load of migration failed: Input/output error",
+      FALSE, TRUE },
     /* A destination that refused the stream's content. */
     { "internal error: qemu unexpectedly closed the monitor: error while "
       "loading state for instance 0x0 of device 'virtio-blk' (the source "

@@ -32,8 +32,10 @@ static const char *const lost_words[] = {
    * elsewhere, with the words below. */
   "unable to write to socket",
   "unable to read from socket",
-  /* The destination's read of the stream failed with EIO. */
+  /* The destination's read of the stream failed with EIO: in a section
+   * footer, or between sections, where all QEMU says is the errno. */
   "read section footer failed: -5",
+  "load of migration failed: input/output error",
   NULL,
 };
 
