@@ -266,8 +266,8 @@ guint64
 vms_test_libvirt_guest_ram (const VmsTestLibvirtGuest *guest)
 {
   guint64 mib = guest->memory_mib ? guest->memory_mib : 256;
-  gboolean wrapped = g_strcmp0 (guest_emulator (),
-                                "/usr/bin/qemu-system-x86_64") != 0;
+  gboolean wrapped
+      = g_strcmp0 (guest_emulator (), "/usr/bin/qemu-system-x86_64") != 0;
 
   /* tests/libvirt-qemu adds the same 8 KiB. */
   return mib * 1024 * 1024 + (wrapped ? VMS_TEST_VM_RAM_EXTRA : 0);
