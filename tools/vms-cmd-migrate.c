@@ -69,6 +69,7 @@ typedef struct
   char *bandwidth;          /* --bandwidth (disks and RAM) */
   char *max_downtime;       /* --max-downtime MS */
   char *multifd;            /* --multifd N */
+  char *compress;           /* --compress METHOD */
   gboolean auto_converge;   /* --auto-converge */
   char *switchover_timeout; /* --switchover-timeout S */
   gboolean suspend;         /* --suspend: leave the destination paused */
@@ -126,6 +127,16 @@ check_libvirt_arguments (MigrateOptions *options, int argc,
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
                    "--insecure is for --dest-uri; with --connect libvirt "
                    "sends memory in clear text unless --tls is given");
+      return FALSE;
+    }
+  if (options->compress && !g_str_equal (options->compress, "none"))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "--compress %s is for QEMU driven directly (--dest-qmp, "
+                   "--dest-uri): with --connect libvirt sets QEMU's "
+                   "migration parameters itself, without multifd "
+                   "compression",
+                   options->compress);
       return FALSE;
     }
   if (options->final_sync && !g_str_equal (options->final_sync, "mirror")
@@ -256,7 +267,10 @@ check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
       && !vms_migration_check_clear_text (options->dest_uri, options->tls,
                                           options->insecure, error))
     return FALSE;
-  if (!parse_numbers (options, config, error))
+  if (!parse_numbers (options, config, error)
+      || (options->compress
+          && !vms_memory_compress_parse (options->compress, &config->compress,
+                                         error)))
     return FALSE;
   if (options->bandwidth && !base->max_bandwidth)
     base->max_bandwidth = g_strdup (options->bandwidth);
@@ -278,6 +292,7 @@ options_clear (MigrateOptions *options)
   g_clear_pointer (&options->replica_dir, g_free);
   g_clear_pointer (&options->max_downtime, g_free);
   g_clear_pointer (&options->multifd, g_free);
+  g_clear_pointer (&options->compress, g_free);
   g_clear_pointer (&options->switchover_timeout, g_free);
   g_clear_pointer (&options->memory_timeout, g_free);
   g_clear_pointer (&options->timeout, g_free);
@@ -467,6 +482,10 @@ vms_cmd_migrate (int argc, char **argv)
       "At most RATE bytes/s for disks and for RAM (e.g. 100M)", "RATE" },
     { "multifd", 0, 0, G_OPTION_ARG_STRING, &options.multifd,
       "Send RAM over N parallel connections, 0..255 (default 0: one)", "N" },
+    { "compress", 0, 0, G_OPTION_ARG_STRING, &options.compress,
+      "none (default) or zstd: RAM compressed by QEMU, over multifd "
+      "(QMP backend)",
+      "METHOD" },
     { "auto-converge", 0, 0, G_OPTION_ARG_NONE, &options.auto_converge,
       "Let QEMU slow the guest's CPUs if RAM does not converge", NULL },
     { "suspend", 0, 0, G_OPTION_ARG_NONE, &options.suspend,

@@ -381,6 +381,7 @@ test_refusals (void **state)
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) no_domain = NULL;
   g_autoptr (VmsTestCommand) pause = NULL;
+  g_autoptr (VmsTestCommand) compressed = NULL;
   g_autofree char *err = NULL;
 
   no_domain = migrate_domain (fixture, "no-such-domain", "refused");
@@ -395,6 +396,14 @@ test_refusals (void **state)
   assert_int_equal (vms_test_command_wait (pause), 2);
   err = vms_test_command_stderr (pause);
   assert_contains (err, "libvirt drives the switchover");
+  g_clear_pointer (&err, g_free);
+
+  compressed = vmshift_start (fixture, "--connect", fixture->source->uri, "x",
+                              fixture->destination->uri, "--sink",
+                              fixture->sink_uri, "--compress=zstd", NULL);
+  assert_int_equal (vms_test_command_wait (compressed), 2);
+  err = vms_test_command_stderr (compressed);
+  assert_contains (err, "libvirt sets QEMU's migration parameters itself");
 }
 
 /* Two disks and a writing guest: the domain runs at the destination on

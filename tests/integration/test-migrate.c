@@ -1647,6 +1647,80 @@ resume_keeps_tls (Fixture *fixture, const char *job)
   assert_true (job_memory_tls (fixture, job));
 }
 
+/* ---- memory compressed ---- */
+
+/* vm's migration capability name is on. */
+static void
+assert_capability_on (VmsTestVm *vm, const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) reply
+      = vms_qmp_execute (vm->qmp, "query-migrate-capabilities", NULL, &error);
+  JsonArray *list;
+
+  vms_assert_ok (reply, error);
+  list = json_node_get_array (reply);
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    {
+      JsonObject *capability = json_array_get_object_element (list, i);
+
+      if (g_str_equal (json_object_get_string_member (capability, "capability"),
+                       name))
+        {
+          if (!json_object_get_boolean_member (capability, "state"))
+            fail_msg ("migration capability %s is off", name);
+          return;
+        }
+    }
+  fail_msg ("QEMU has no migration capability %s", name);
+}
+
+/* --compress zstd: the RAM crosses over multifd, compressed.  A
+ * destination refuses a multifd packet compressed otherwise than its
+ * multifd-compression says, so one that took the whole VM with zstd set
+ * was sent zstd. */
+static void
+test_migrate_compressed (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (VmsTestCommand) refused = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) parameters = NULL;
+  g_autofree char *err = NULL;
+
+  fixture->prefix = "cz";
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  refused = migrate_new (fixture, "lz4", "--compress=lz4", NULL);
+  assert_int_equal (vms_test_command_wait (refused), 2);
+  err = vms_test_command_stderr (refused);
+  assert_non_null (strstr (err, "--compress lz4: the methods are none and "
+                                "zstd"));
+
+  run = migrate_new (fixture, "zstd", "--compress=zstd", "--suspend", NULL);
+  vms_test_command_expect_success (run);
+  assert_string_equal (
+      event_string (run, "migrated", "memory-compress", parser), "zstd");
+  assert_non_null (
+      vms_test_command_find_event (run, "memory-compress", parser));
+  parameters = vms_qmp_execute (fixture->dest->qmp, "query-migrate-parameters",
+                                NULL, &error);
+  vms_assert_ok (parameters, error);
+  assert_string_equal (
+      json_object_get_string_member (json_node_get_object (parameters),
+                                     "multifd-compression"),
+      "zstd");
+  assert_int_equal (json_object_get_int_member (
+                        json_node_get_object (parameters), "multifd-channels"),
+                    2);
+  assert_capability_on (fixture->dest, "multifd");
+  assert_replicas_identical (fixture);
+}
+
 /* A migration over TLS that rolls back leaves the source, which runs on,
  * without vmshift's credentials: a later migration by other hands would
  * otherwise use them unasked.  Its resume goes on over TLS. */
@@ -2235,6 +2309,7 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_migrate_mirror_over_x509_tcp,
                                      setup_hosts_x509, teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_compressed, setup, teardown),
     cmocka_unit_test_setup_teardown (test_tls_rollback_and_resume, setup_tls,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_clear_text_memory_off_loopback, setup,

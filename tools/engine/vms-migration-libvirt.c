@@ -109,6 +109,17 @@ libvirt_connect_destination (VmsMigration *migration, GError **error)
 static gboolean
 libvirt_preflight (VmsMigration *migration, GError **error)
 {
+  /* libvirt sets QEMU's migration parameters itself, and 9.0 (Debian
+   * 12's) knows only its "mt" and "xbzrle" compression, not multifd's. */
+  if (migration->config.compress != VMS_MEMORY_COMPRESS_NONE)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_INVALID,
+                   "--compress %s is for QEMU driven directly (--dest-qmp, "
+                   "--dest-uri): libvirt sets QEMU's migration parameters "
+                   "itself, without multifd compression",
+                   vms_memory_compress_name (migration->config.compress));
+      return FALSE;
+    }
   migration->source_was_running = libvirt_of (migration)->was_running;
   return vms_libvirt_migration_preflight (libvirt_of (migration), error);
 }

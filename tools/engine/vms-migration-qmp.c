@@ -333,6 +333,31 @@ check_source_state (VmsMigration *migration, GError **error)
   return TRUE;
 }
 
+/* Both QEMUs take the method now, not after the disks are copied: a
+ * QEMU built without it refuses the value. */
+static gboolean
+check_compression (VmsMigration *migration, GError **error)
+{
+  const char *method = vms_memory_compress_name (migration->config.compress);
+  VmsQmp *qemus[] = { migration->rep.qmp, dest_of (migration) };
+
+  if (migration->config.compress == VMS_MEMORY_COMPRESS_NONE)
+    return TRUE;
+  for (guint i = 0; i < G_N_ELEMENTS (qemus); i++)
+    {
+      g_autoptr (JsonObject) parameters = json_object_new ();
+
+      json_object_set_string_member (parameters, "multifd-compression", method);
+      if (!vms_qemu_migration_set_parameters (qemus[i], parameters, error))
+        {
+          g_prefix_error (error, "--compress %s: the %s QEMU: ", method,
+                          i == 0 ? "source" : "destination");
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 static gboolean
 qmp_preflight (VmsMigration *migration, GError **error)
 {
@@ -364,7 +389,8 @@ qmp_preflight (VmsMigration *migration, GError **error)
                                        migration->config.tls,
                                        migration->config.insecure, error))
     return FALSE;
-  return check_versions (migration, error);
+  return check_versions (migration, error)
+         && check_compression (migration, error);
 }
 
 /* ---- memory ---- */
@@ -378,13 +404,14 @@ set_capabilities (VmsMigration *migration, GError **error)
   static const char *const auto_converge[] = { "auto-converge", NULL };
   const VmsMigrationConfig *config = &migration->config;
   VmsQmp *source = migration->rep.qmp, *dest = dest_of (migration);
+  gboolean use_multifd = vms_migration_multifd_channels (config) > 0;
 
   return vms_qemu_migration_set_capabilities (source, both, TRUE, error)
          && vms_qemu_migration_set_capabilities (dest, both, TRUE, error)
-         && vms_qemu_migration_set_capabilities (
-             source, multifd, config->multifd_channels > 0, error)
-         && vms_qemu_migration_set_capabilities (
-             dest, multifd, config->multifd_channels > 0, error)
+         && vms_qemu_migration_set_capabilities (source, multifd, use_multifd,
+                                                 error)
+         && vms_qemu_migration_set_capabilities (dest, multifd, use_multifd,
+                                                 error)
          && vms_qemu_migration_set_capabilities (source, auto_converge,
                                                  config->auto_converge, error);
 }
@@ -459,10 +486,25 @@ set_parameters (VmsMigration *migration, GError **error)
   guint64 wide = 0;
   /* Over a unix socket nothing queues in a network. */
   gboolean local = g_str_has_prefix (uri, "unix:");
+  gboolean compressed = config->compress != VMS_MEMORY_COMPRESS_NONE;
+  int channels = vms_migration_multifd_channels (config);
   int limit_ms;
 
-  if (!bandwidth && !local)
+  /* QEMU 7.2 counts multifd's bytes before compression, in its rate and
+   * its max-bandwidth: a cap from the link's rate would hold the
+   * compressed stream below the link by the compression ratio.  The cap
+   * comes from QEMU's first round instead, as when the link's rate is
+   * not known. */
+  if (!bandwidth && !local && !compressed)
     bandwidth = link_bandwidth (migration, &wide);
+  if (compressed)
+    vms_progress_event (migration->progress, "memory-compress", NULL,
+                        "memory: compressed with %s over %d connections%s",
+                        vms_memory_compress_name (config->compress), channels,
+                        !bandwidth && !local
+                            ? "; the RAM's cap comes from QEMU's first "
+                              "round, which counts bytes before compression"
+                            : "");
   migration->network_ms = local ? 0 : VMS_MEMORY_TUNING_QUEUE_MS;
   limit_ms = vms_migration_qemu_downtime_limit (migration);
   vms_memory_tuning_init (
@@ -474,12 +516,19 @@ set_parameters (VmsMigration *migration, GError **error)
    * default (128 MiB/s) would throttle a fast link. */
   json_object_set_int_member (source_parameters, "max-bandwidth",
                               bandwidth ? bandwidth : UNLIMITED_BANDWIDTH);
-  if (config->multifd_channels > 0)
+  if (channels > 0)
     {
+      const char *method = vms_memory_compress_name (config->compress);
+
       json_object_set_int_member (source_parameters, "multifd-channels",
-                                  config->multifd_channels);
+                                  channels);
       json_object_set_int_member (dest_parameters, "multifd-channels",
-                                  config->multifd_channels);
+                                  channels);
+      /* Always: QEMU keeps an earlier attempt's method. */
+      json_object_set_string_member (source_parameters, "multifd-compression",
+                                     method);
+      json_object_set_string_member (dest_parameters, "multifd-compression",
+                                     method);
     }
   return set_tls (migration, source_parameters, dest_parameters, error)
          && vms_qemu_migration_set_parameters (dest_of (migration),

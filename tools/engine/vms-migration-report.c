@@ -126,7 +126,12 @@ vms_migration_report (VmsMigration *migrate)
                               rep->run_bytes[VMS_REPLICATE_PASS_ROUNDS]);
   json_object_set_int_member (fields, "disk-final-bytes",
                               rep->run_bytes[VMS_REPLICATE_PASS_FINAL]);
+  /* With compression QEMU 7.2 counts the RAM before it: what the guest's
+   * pages were, not what crossed. */
   json_object_set_int_member (fields, "ram-bytes", migrate->ram_bytes);
+  json_object_set_string_member (
+      fields, "memory-compress",
+      vms_memory_compress_name (migrate->config.compress));
   json_object_set_int_member (fields, "attempts",
                               rep->job->migration->attempts);
   /* More than one: the memory stream's connection was lost and the RAM
@@ -139,10 +144,13 @@ vms_migration_report (VmsMigration *migrate)
       migrate->progress, "migrated", fields,
       "job %s migrated in %.1f s (%s%s%s): downtime %s (QEMU says "
       "%" G_GINT64_FORMAT " ms); sent disk background %s, disk rounds %s, "
-      "disk final %s, RAM %s (%u memory attempt%s)",
+      "disk final %s, RAM %s%s (%u memory attempt%s)",
       rep->job->id, seconds, vms_migrate_final_sync_name (migrate->mode),
       migrate->final_sync_reason ? ": " : "",
       migrate->final_sync_reason ? migrate->final_sync_reason : "",
       downtime_text, migrate->qemu_downtime_ms, background, rounds, final, ram,
+      migrate->config.compress != VMS_MEMORY_COMPRESS_NONE
+          ? " before zstd compression"
+          : "",
       migrate->memory_attempts, migrate->memory_attempts == 1 ? "" : "s");
 }

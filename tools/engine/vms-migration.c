@@ -29,6 +29,39 @@ vms_migration_config_init (VmsMigrationConfig *config)
   config->switchover_timeout_s = VMS_MIGRATION_DEFAULT_SWITCHOVER_TIMEOUT_S;
 }
 
+int
+vms_migration_multifd_channels (const VmsMigrationConfig *config)
+{
+  if (config->multifd_channels > 0)
+    return config->multifd_channels;
+  return config->compress != VMS_MEMORY_COMPRESS_NONE
+             ? VMS_MIGRATION_COMPRESS_CHANNELS
+             : 0;
+}
+
+const char *
+vms_memory_compress_name (VmsMemoryCompress compress)
+{
+  return compress == VMS_MEMORY_COMPRESS_ZSTD ? "zstd" : "none";
+}
+
+gboolean
+vms_memory_compress_parse (const char *word, VmsMemoryCompress *compress,
+                           GError **error)
+{
+  if (g_strcmp0 (word, "none") == 0)
+    *compress = VMS_MEMORY_COMPRESS_NONE;
+  else if (g_strcmp0 (word, "zstd") == 0)
+    *compress = VMS_MEMORY_COMPRESS_ZSTD;
+  else
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--compress %s: the methods are none and zstd", word);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 gboolean
 vms_migration_check_clear_text (const char *dest_uri, gboolean tls,
                                 gboolean insecure, GError **error)

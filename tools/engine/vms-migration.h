@@ -52,6 +52,16 @@ typedef struct
   int timeout_s;            /* suspend the domain after S s, 0: never */
 } VmsMigrationLibvirtConfig;
 
+/* How QEMU compresses the RAM it sends (multifd-compression). */
+typedef enum
+{
+  VMS_MEMORY_COMPRESS_NONE,
+  VMS_MEMORY_COMPRESS_ZSTD,
+} VmsMemoryCompress;
+
+/* With compression and no --multifd: QEMU's own default channel count. */
+#define VMS_MIGRATION_COMPRESS_CHANNELS 2
+
 typedef struct
 {
   VmsReplicateConfig copy;  /* the disks: sink, job, copy tuning */
@@ -67,6 +77,7 @@ typedef struct
   int max_downtime_ms;      /* objective for the whole pause; QEMU's
                                downtime-limit is derived from it */
   int multifd_channels;     /* parallel RAM connections, 0: one */
+  VmsMemoryCompress compress; /* RAM compressed by QEMU (needs multifd) */
   gboolean auto_converge;   /* let QEMU slow the guest's CPUs */
   int switchover_timeout_s; /* continue to a running destination */
   gboolean suspend;         /* leave the destination paused */
@@ -76,6 +87,19 @@ typedef struct
 } VmsMigrationConfig;
 
 void vms_migration_config_init (VmsMigrationConfig *config);
+
+/* QEMU's multifd channels for config: --multifd, or with --compress
+ * VMS_MIGRATION_COMPRESS_CHANNELS; 0 without multifd. */
+int vms_migration_multifd_channels (const VmsMigrationConfig *config);
+
+/* "none" or "zstd": QEMU's and the option's name of a method. */
+const char *vms_memory_compress_name (VmsMemoryCompress compress);
+
+/* compress from the option's word; FALSE with a message naming the
+ * methods for anything else. */
+gboolean vms_memory_compress_parse (const char *word,
+                                    VmsMemoryCompress *compress,
+                                    GError **error);
 
 /* Memory to dest_uri in clear text only where it stays on this host, or
  * with insecure: a VM's RAM holds its secrets.  A refusal is
