@@ -209,6 +209,10 @@ build_prediction (JsonBuilder *b, const VmsEstimate *e)
   BOOLEAN ("disks-converge", e->disks_converge);
   DOUBLE ("disk-write-rate", e->disk_write_rate);
   DOUBLE ("backpressure-rate", e->backpressure_rate);
+  BOOLEAN ("compress-zstd", e->compress);
+  DOUBLE ("compress-memory-seconds", e->compress_memory_s);
+  if (e->compress_reason)
+    STRING ("compress-reason", e->compress_reason);
   DOUBLE ("memory-seconds", e->memory_s);
   BOOLEAN ("memory-converges", e->memory_converges);
   DOUBLE ("stop-flush-seconds", e->stop_flush_s);
@@ -237,6 +241,8 @@ build_vm (JsonBuilder *b, const VmsEstimateFileVm *vm)
   STRING ("vm-uuid", vm->vm_uuid);
   INT ("ram-size", vm->ram_size);
   DOUBLE ("ram-nonzero-share", vm->ram_nonzero);
+  DOUBLE ("ram-zstd-ratio", vm->ram_zstd_ratio);
+  DOUBLE ("ram-zstd-rate", vm->ram_zstd_rate);
   DOUBLE ("ram-dirty-rate", vm->ram_dirty_rate);
   DOUBLE ("throughput", vm->throughput);
   DOUBLE ("setup-seconds", vm->setup_s);

@@ -62,6 +62,10 @@ typedef struct
   char *vm_uuid;          /* QEMU's UUID, all zeroes without -uuid */
   guint64 ram_size;       /* base memory, bytes */
   double ram_nonzero;     /* share of RAM pages that are not zero */
+  double ram_zstd_ratio;  /* those pages compressed with zstd as QEMU's
+                             multifd would: bytes out per byte in, 0:
+                             not measured */
+  double ram_zstd_rate;   /* ... bytes in per second on one CPU here */
   double ram_dirty_rate;  /* mean of the RAM dirty rate samples, bytes/s */
   double throughput;      /* the link's bytes/s the model used */
   double setup_s;         /* a migration's fixed setup the model used */

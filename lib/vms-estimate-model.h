@@ -45,6 +45,9 @@ typedef struct
   guint64 ram_bytes; /* what the first RAM pass sends (RAM minus zero
                         pages when known, else the RAM size) */
   double dirty_rate; /* bytes per second the guest dirties in RAM */
+  double compress_ratio; /* zstd as QEMU's multifd: bytes out per byte of
+                            those pages, 0: not measured */
+  double compress_rate;  /* ... bytes in per second on one CPU */
 } VmsEstimateMemory;
 
 typedef struct
@@ -113,6 +116,10 @@ typedef struct
   double memory_s;           /* RAM pre-copy until switchover */
   guint memory_passes;       /* RAM passes */
   gboolean memory_converges; /* RAM dirty rate below the link's */
+  double compress_memory_s;  /* RAM pre-copy with --compress zstd, 0: not
+                                known */
+  gboolean compress;         /* --compress zstd recommended */
+  const char *compress_reason; /* why or why not (static) */
   guint64 final_bytes_pause; /* last disk round inside the downtime */
   double catchup_s_mirror;   /* mirror: copying the bitmap behind the
                                 started mirror */

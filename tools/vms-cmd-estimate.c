@@ -283,6 +283,22 @@ print_seed_plan (const VmsEstimate *e, gboolean recommended)
            "migrate --resume JOB --sink URI ...\n");
 }
 
+/* --compress zstd: what the sample says, and whether it pays. */
+static void
+print_compression (const VmsEstimateFileVm *vm)
+{
+  const VmsEstimate *e = &vm->prediction;
+  g_autofree char *rate = vms_format_size (vm->ram_zstd_rate);
+
+  if (vm->ram_zstd_ratio <= 0)
+    return;
+  g_print ("  %-22s %10.1f s  (--compress zstd: its pages to %.0f%%, zstd "
+           "at %s/s on one CPU here; %s: %s)\n",
+           "memory, compressed", e->compress_memory_s, vm->ram_zstd_ratio * 100,
+           rate, e->compress ? "recommended" : "not worth it",
+           e->compress_reason);
+}
+
 static void
 print_vm (const VmsEstimateFileVm *vm, int window_s)
 {
@@ -303,6 +319,7 @@ print_vm (const VmsEstimateFileVm *vm, int window_s)
            e->rounds_expected, e->disks_converge ? "" : ", not converging");
   g_print ("  %-22s %10.1f s  (%u passes%s)\n", "memory pre-copy", e->memory_s,
            e->memory_passes, e->memory_converges ? "" : ", not converging");
+  print_compression (vm);
   g_print ("  %-22s %10.0f ms with --final-sync pause, %.0f ms with "
            "mirror\n",
            "downtime", e->downtime_pause_s * 1000, e->downtime_mirror_s * 1000);

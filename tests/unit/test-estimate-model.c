@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <string.h>
 
 #include "vms-estimate-model.h"
 
@@ -220,6 +221,51 @@ test_memory_passes (void **state)
   memory.dirty_rate = 150 * MB;
   vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
   assert_false (e.memory_converges);
+}
+
+/* --compress zstd: 1000 MB of RAM over 100 MB/s, pages compressing to
+ * 40 % at 400 MB/s on one CPU: the link then carries 250 MB/s of RAM, a
+ * 4 s pass instead of 10 s.  Where the CPU or the pages limit it, or the
+ * RAM is quick anyway, it is not recommended, and says why. */
+static void
+test_compression (void **state)
+{
+  VmsEstimateMemory memory = { 1000 * MB, 0, 0.4, 400 * MB };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_near (e.memory_s, 10, 1e-9, "memory time");
+  assert_near (e.compress_memory_s, 4, 1e-9, "compressed memory time");
+  assert_true (e.compress);
+
+  /* One CPU compresses 100 MB/s: no faster than the link. */
+  memory.compress_rate = 100 * MB;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_false (e.compress);
+  assert_non_null (strstr (e.compress_reason, "slower than the link"));
+
+  /* Pages that compress to 90 %. */
+  memory.compress_rate = 400 * MB;
+  memory.compress_ratio = 0.9;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_false (e.compress);
+  assert_non_null (strstr (e.compress_reason, "compress too little"));
+
+  /* 50 MB of RAM: half a second. */
+  memory.ram_bytes = 50 * MB;
+  memory.compress_ratio = 0.4;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_false (e.compress);
+  assert_non_null (strstr (e.compress_reason, "under a second"));
+
+  /* Not sampled. */
+  memory.compress_ratio = 0;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_false (e.compress);
+  assert_true (e.compress_memory_s == 0);
 }
 
 /* Several disks are copied one after another, each bitmap added as its
@@ -451,6 +497,7 @@ main (void)
     cmocka_unit_test (test_writing_vm_converges),
     cmocka_unit_test (test_not_converging_needs_backpressure),
     cmocka_unit_test (test_memory_passes),
+    cmocka_unit_test (test_compression),
     cmocka_unit_test (test_two_disks),
     cmocka_unit_test (test_seed_device),
     cmocka_unit_test (test_disk_rates),

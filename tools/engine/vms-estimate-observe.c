@@ -8,6 +8,7 @@
 #include "vms-copy.h"
 #include "vms-guest.h"
 #include "vms-vm.h"
+#include "vms-zstd-probe.h"
 #if VMS_HAVE_LIBVIRT
 #include "vms-libvirt.h"
 #endif
@@ -27,8 +28,27 @@
 
 /* ---- RAM ---- */
 
-/* The RAM's size, and the share of its pages that are not zero, from
- * RAM_SAMPLES chunks at random below the PCI hole. */
+/* How zstd compresses the sample's pages that are not zero, the ones QEMU
+ * would send: for --compress zstd.  Best effort, like the sample. */
+static void
+probe_compression (EstimateVm *vm, GByteArray *nonzero)
+{
+  VmsZstdProbe probe = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  if (!nonzero->len)
+    return;
+  if (!vms_zstd_probe_add (&probe, nonzero->data, nonzero->len, &error))
+    {
+      g_warning ("estimate: %s", error->message);
+      return;
+    }
+  vm->out->ram_zstd_ratio = vms_zstd_probe_ratio (&probe);
+  vm->out->ram_zstd_rate = vms_zstd_probe_rate (&probe);
+}
+
+/* The RAM's size, the share of its pages that are not zero and how those
+ * compress, from RAM_SAMPLES chunks at random below the PCI hole. */
 static gboolean
 sample_ram (EstimateRun *run, EstimateVm *vm, GError **error)
 {
@@ -36,6 +56,7 @@ sample_ram (EstimateRun *run, EstimateVm *vm, GError **error)
   g_autofree char *file
       = g_strdup_printf ("estimate-%s-ram.bin", run->config->id);
   g_autofree char *path = g_build_filename (run->config->state_dir, file, NULL);
+  g_autoptr (GByteArray) nonzero = g_byte_array_new ();
   guint64 low, pages = 0, zero_pages = 0;
 
   if (!vms_guest_query_memory_size (vm->qmp, &memory, error))
@@ -65,12 +86,17 @@ sample_ram (EstimateRun *run, EstimateVm *vm, GError **error)
       bytes = g_bytes_get_data (sample, &length);
       for (gsize at = 0; at + PAGE_SIZE <= length; at += PAGE_SIZE)
         {
+          gboolean zero = vms_copy_is_zero (bytes + at, PAGE_SIZE);
+
           pages++;
-          zero_pages += vms_copy_is_zero (bytes + at, PAGE_SIZE);
+          zero_pages += zero;
+          if (!zero)
+            g_byte_array_append (nonzero, bytes + at, PAGE_SIZE);
         }
     }
   if (pages)
     vm->out->ram_nonzero = 1.0 - (double)zero_pages / pages;
+  probe_compression (vm, nonzero);
   return TRUE;
 }
 

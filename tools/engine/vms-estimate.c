@@ -240,6 +240,8 @@ predict_vm (VmsEstimateFileVm *vm, const VmsEstimateFileSteps *steps,
   VmsEstimateMemory memory = { (guint64)(vm->ram_size * vm->ram_nonzero), 0 };
 
   memory.dirty_rate = vm->ram_dirty_rate;
+  memory.compress_ratio = vm->ram_zstd_ratio;
+  memory.compress_rate = vm->ram_zstd_rate;
   for (guint i = 0; i < vm->disks->len; i++)
     vms_estimate_model_disk (vm->disks->pdata[i], &disks[i]);
   vm->throughput = link->throughput;
