@@ -8,19 +8,11 @@
 #include "vms-copy.h"
 #include "vms-guest.h"
 #include "vms-vm.h"
-#include "vms-zstd-probe.h"
+#include "vms-ram-sample.h"
 #if VMS_HAVE_LIBVIRT
 #include "vms-libvirt.h"
 #endif
 
-/* RAM is sampled in this many chunks for its share of zero pages. */
-#define RAM_SAMPLES 64
-#define RAM_SAMPLE_SIZE (64 * 1024)
-#define PAGE_SIZE 4096
-/* Below 1 MiB lie ROMs and device memory: not sampled. */
-#define RAM_SAMPLE_START (1024 * 1024)
-/* q35 and pc keep at least this much RAM below the 4 GiB hole. */
-#define RAM_SAMPLE_LOW_LIMIT (G_GUINT64_CONSTANT (2) << 30)
 /* calc-dirty-rate measures this long, and the last measurement, started
  * at the window's end, is read this much later. */
 #define RAM_RATE_SECONDS 1
@@ -28,75 +20,22 @@
 
 /* ---- RAM ---- */
 
-/* How zstd compresses the sample's pages that are not zero, the ones QEMU
- * would send: for --compress zstd.  Best effort, like the sample. */
-static void
-probe_compression (EstimateVm *vm, GByteArray *nonzero)
-{
-  VmsZstdProbe probe = { 0 };
-  g_autoptr (GError) error = NULL;
-
-  if (!nonzero->len)
-    return;
-  if (!vms_zstd_probe_add (&probe, nonzero->data, nonzero->len, &error))
-    {
-      g_warning ("estimate: %s", error->message);
-      return;
-    }
-  vm->out->ram_zstd_ratio = vms_zstd_probe_ratio (&probe);
-  vm->out->ram_zstd_rate = vms_zstd_probe_rate (&probe);
-}
-
 /* The RAM's size, the share of its pages that are not zero and how those
- * compress, from RAM_SAMPLES chunks at random below the PCI hole. */
+ * compress. */
 static gboolean
 sample_ram (EstimateRun *run, EstimateVm *vm, GError **error)
 {
-  VmsGuestMemorySize memory;
   g_autofree char *file
       = g_strdup_printf ("estimate-%s-ram.bin", run->config->id);
   g_autofree char *path = g_build_filename (run->config->state_dir, file, NULL);
-  g_autoptr (GByteArray) nonzero = g_byte_array_new ();
-  guint64 low, pages = 0, zero_pages = 0;
+  VmsRamSample sample;
 
-  if (!vms_guest_query_memory_size (vm->qmp, &memory, error))
+  if (!vms_ram_sample (vm->qmp, path, &sample, error))
     return FALSE;
-  vm->out->ram_size = memory.base_memory;
-  low = MIN (vm->out->ram_size, RAM_SAMPLE_LOW_LIMIT);
-  vm->out->ram_nonzero = 1.0;
-  if (low <= RAM_SAMPLE_START + RAM_SAMPLE_SIZE)
-    return TRUE;
-  for (guint i = 0; i < RAM_SAMPLES; i++)
-    {
-      g_autoptr (GBytes) sample = NULL;
-      const guint8 *bytes;
-      gsize length = 0;
-      guint64 address
-          = RAM_SAMPLE_START
-            + (g_random_double () * (low - RAM_SAMPLE_START - RAM_SAMPLE_SIZE));
-
-      address &= ~(guint64)(PAGE_SIZE - 1);
-      sample = vms_guest_read_memory (vm->qmp, address, RAM_SAMPLE_SIZE, path,
-                                      error);
-      if (!sample)
-        {
-          g_prefix_error (error, "sampling RAM: ");
-          return FALSE;
-        }
-      bytes = g_bytes_get_data (sample, &length);
-      for (gsize at = 0; at + PAGE_SIZE <= length; at += PAGE_SIZE)
-        {
-          gboolean zero = vms_copy_is_zero (bytes + at, PAGE_SIZE);
-
-          pages++;
-          zero_pages += zero;
-          if (!zero)
-            g_byte_array_append (nonzero, bytes + at, PAGE_SIZE);
-        }
-    }
-  if (pages)
-    vm->out->ram_nonzero = 1.0 - (double)zero_pages / pages;
-  probe_compression (vm, nonzero);
+  vm->out->ram_size = sample.ram_size;
+  vm->out->ram_nonzero = sample.nonzero;
+  vm->out->ram_zstd_ratio = sample.zstd_ratio;
+  vm->out->ram_zstd_rate = sample.zstd_rate;
   return TRUE;
 }
 

@@ -11,6 +11,9 @@
 #include "vms-writeback.h"
 #include "vms-memory-tuning.h"
 #include "vms-migration-tls.h"
+#include "vms-ram-sample.h"
+
+#include <unistd.h>
 
 /* How often the memory phase looks at both QEMUs. */
 #define POLL_INTERVAL_MS 200
@@ -36,6 +39,9 @@ typedef struct
   gboolean listening;      /* the destination still listens from an
                               earlier migrate-incoming: a new attempt
                               only connects again */
+  double zstd_ratio;       /* with --compress zstd, the RAM's pages
+                              compressed, bytes out per byte in; 0: not
+                              known */
 } QmpBackend;
 
 static QmpBackend *
@@ -333,6 +339,30 @@ check_source_state (VmsMigration *migration, GError **error)
   return TRUE;
 }
 
+/* How the source's RAM compresses, for its cap on the link: QEMU 7.2
+ * counts multifd's bytes before compression.  Best effort: without it
+ * the cap comes from QEMU's first round. */
+static void
+sample_compression (VmsMigration *migration)
+{
+  g_autofree char *file = g_strdup_printf ("ram-sample-%d.bin", getpid ());
+  g_autofree char *path
+      = g_build_filename (migration->config.copy.state_dir, file, NULL);
+  g_autoptr (GError) error = NULL;
+  VmsRamSample sample;
+
+  if (!vms_ram_sample (migration->rep.qmp, path, &sample, &error))
+    {
+      vms_progress_event (migration->progress, "warning", NULL,
+                          "--compress: the RAM could not be sampled for its "
+                          "compression ratio (%s); its cap will come from "
+                          "QEMU's first round",
+                          error->message);
+      return;
+    }
+  backend_of (migration)->zstd_ratio = sample.zstd_ratio;
+}
+
 /* Both QEMUs take the method now, not after the disks are copied: a
  * QEMU built without it refuses the value. */
 static gboolean
@@ -355,6 +385,7 @@ check_compression (VmsMigration *migration, GError **error)
           return FALSE;
         }
     }
+  sample_compression (migration);
   return TRUE;
 }
 
@@ -475,6 +506,32 @@ set_tls (VmsMigration *migration, JsonObject *source_parameters,
   return TRUE;
 }
 
+static void
+report_compression (VmsMigration *migration, int channels, double ratio,
+                    guint64 bandwidth)
+{
+  const char *method = vms_memory_compress_name (migration->config.compress);
+  JsonObject *fields = json_object_new ();
+  g_autofree char *cap = vms_format_size (bandwidth);
+
+  json_object_set_string_member (fields, "method", method);
+  json_object_set_int_member (fields, "channels", channels);
+  json_object_set_double_member (fields, "sampled-ratio", ratio);
+  if (ratio > 0 && bandwidth)
+    vms_progress_event (migration->progress, "memory-compress", fields,
+                        "memory: compressed with %s over %d connections; "
+                        "sampled pages compress to %.0f%%, so the RAM's cap "
+                        "is %s/s before compression",
+                        method, channels, ratio * 100, cap);
+  else
+    vms_progress_event (migration->progress, "memory-compress", fields,
+                        "memory: compressed with %s over %d connections%s",
+                        method, channels,
+                        bandwidth ? ""
+                                  : "; the RAM's cap, if any, comes from "
+                                    "QEMU's first round");
+}
+
 static gboolean
 set_parameters (VmsMigration *migration, GError **error)
 {
@@ -487,24 +544,26 @@ set_parameters (VmsMigration *migration, GError **error)
   /* Over a unix socket nothing queues in a network. */
   gboolean local = g_str_has_prefix (uri, "unix:");
   gboolean compressed = config->compress != VMS_MEMORY_COMPRESS_NONE;
+  /* At least 1 %: a sample of zeroes-like pages says little of the rest. */
+  double ratio = compressed && backend_of (migration)->zstd_ratio > 0
+                     ? MAX (backend_of (migration)->zstd_ratio, 0.01)
+                     : 0;
   int channels = vms_migration_multifd_channels (config);
   int limit_ms;
 
-  /* QEMU 7.2 counts multifd's bytes before compression, in its rate and
-   * its max-bandwidth: a cap from the link's rate would hold the
-   * compressed stream below the link by the compression ratio.  The cap
-   * comes from QEMU's first round instead, as when the link's rate is
-   * not known. */
-  if (!bandwidth && !local && !compressed)
+  if (!bandwidth && !local && (!compressed || ratio > 0))
     bandwidth = link_bandwidth (migration, &wide);
+  /* QEMU 7.2 counts multifd's bytes before compression, in its rate and
+   * in max-bandwidth: the link's share is worth 1 / ratio of them.
+   * Without a ratio the cap comes from QEMU's first round, as when the
+   * link's rate is not known. */
+  if (compressed && bandwidth && !config->bandwidth)
+    {
+      bandwidth = (guint64)(bandwidth / ratio);
+      wide = (guint64)(wide / ratio);
+    }
   if (compressed)
-    vms_progress_event (migration->progress, "memory-compress", NULL,
-                        "memory: compressed with %s over %d connections%s",
-                        vms_memory_compress_name (config->compress), channels,
-                        !bandwidth && !local
-                            ? "; the RAM's cap comes from QEMU's first "
-                              "round, which counts bytes before compression"
-                            : "");
+    report_compression (migration, channels, ratio, bandwidth);
   migration->network_ms = local ? 0 : VMS_MEMORY_TUNING_QUEUE_MS;
   limit_ms = vms_migration_qemu_downtime_limit (migration);
   vms_memory_tuning_init (
