@@ -27,6 +27,7 @@ int vms_cmd_abort (int argc, char **argv);
 int vms_cmd_job (int argc, char **argv);
 int vms_cmd_estimate (int argc, char **argv);
 int vms_cmd_seed (int argc, char **argv);
+int vms_cmd_plan (int argc, char **argv);
 
 /* Print "vmshift: SUBCOMMAND: message" on stderr. */
 void vms_cli_error (const char *subcommand, const char *format, ...)

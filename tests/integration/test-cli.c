@@ -5,6 +5,7 @@
 #include "vms-test.h"
 #include "vms-test-vm.h"
 
+#include <glib/gstdio.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -92,6 +93,55 @@ test_job_usage (void **state)
   run_vmshift (&unknown, "job", "drop", "nosuchjob", "--state-dir",
                "/nonexistent-vmshift-state", NULL);
   assert_int_equal (unknown.status, 1);
+}
+
+/* vmshift plan check: a plan's units in order, a group with its members;
+ * a wrong plan is exit 2 naming the section and key. */
+static void
+test_plan_check (void **state)
+{
+  g_autofree char *dir = g_dir_make_tmp ("vms-plan-XXXXXX", NULL);
+  g_autofree char *good = g_build_filename (dir, "good.plan", NULL);
+  g_autofree char *bad = g_build_filename (dir, "bad.plan", NULL);
+  g_auto (VmsTestRun) checked = { 0 };
+  g_auto (VmsTestRun) as_json = { 0 };
+  g_auto (VmsTestRun) refused = { 0 };
+  g_auto (VmsTestRun) no_file = { 0 };
+  g_auto (VmsTestRun) run = { 0 };
+  const char *plan = "[plan]\nconcurrency = 2\nsink = nbds://10.0.0.2/\n"
+                     "[group front]\nmax-downtime = 300\n"
+                     "[vm web1]\nsource = qmp:/run/web1.qmp\n"
+                     "dest-qmp = qmp:10.0.0.2:4401\n"
+                     "dest-uri = tcp:10.0.0.2:5501\ngroup = front\n"
+                     "[vm db]\nconnect = qemu:///system\ndomain = db\n"
+                     "dest = qemu+ssh://b/system\n"
+                     "[vm web2]\nsource = qmp:/run/web2.qmp\n"
+                     "dest-qmp = qmp:10.0.0.2:4402\n"
+                     "dest-uri = tcp:10.0.0.2:5502\ngroup = front\n";
+
+  assert_non_null (dir);
+  assert_true (g_file_set_contents (good, plan, -1, NULL));
+  assert_true (
+      g_file_set_contents (bad, "[vm web1]\nsource = qmp:/a\n", -1, NULL));
+  run_vmshift (&checked, "plan", "check", good, NULL);
+  assert_int_equal (checked.status, 0);
+  assert_non_null (strstr (checked.out, "1. group front: 2 VMs"));
+  assert_non_null (strstr (checked.out, "2. db: libvirt domain db"));
+  run_vmshift (&as_json, "plan", "check", "--json", good, NULL);
+  assert_int_equal (as_json.status, 0);
+  assert_non_null (strstr (as_json.out, "\"members\":[{\"vm\":\"web1\""));
+  run_vmshift (&refused, "plan", "check", bad, NULL);
+  assert_int_equal (refused.status, 2);
+  assert_non_null (strstr (refused.err, "[vm web1]: a VM needs source, "
+                                        "dest-qmp and dest-uri"));
+  run_vmshift (&no_file, "plan", "check", "/nonexistent/x.plan", NULL);
+  assert_int_equal (no_file.status, 2);
+  assert_non_null (strstr (no_file.err, "/nonexistent/x.plan: "));
+  run_vmshift (&run, "plan", "run", good, NULL);
+  assert_int_equal (run.status, 2);
+  g_unlink (good);
+  g_unlink (bad);
+  g_rmdir (dir);
 }
 
 static void
@@ -509,6 +559,7 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_version_and_help),
     cmocka_unit_test (test_job_usage),
+    cmocka_unit_test (test_plan_check),
     cmocka_unit_test (test_qmp_command_prints_json),
     cmocka_unit_test (test_qmp_errors_and_exit_codes),
     cmocka_unit_test (test_qmp_wait_event),

@@ -1,0 +1,436 @@
+/* vmshift: a migration plan, read from its file.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-plan.h"
+#include "vms-job.h"
+#include "vms-migrate-state.h"
+#include "vms-option.h"
+
+#include <string.h>
+
+G_DEFINE_QUARK (vms - plan - error - quark, vms_plan_error)
+
+/* Typo guards. */
+#define MAX_CONCURRENCY 1000
+#define MAX_DOWNTIME_MS 2000000
+#define MAX_RATE (G_GUINT64_CONSTANT (1) << 40)
+#define MAX_RETRIES 100
+#define MAX_HOLD_S (24 * 3600)
+
+#define VM_PREFIX "vm "
+#define GROUP_PREFIX "group "
+
+static const char *const plan_keys[]
+    = { "concurrency", "bandwidth", "deadline", "max-downtime", "final-sync",
+        "state-dir",   "alert",     "retries",  "sink",         NULL };
+static const char *const vm_keys[]
+    = { "group", "source", "dest-qmp",     "dest-uri",   "connect", "domain",
+        "dest",  "sink",   "max-downtime", "final-sync", NULL };
+static const char *const group_keys[] = { "max-downtime", "hold", NULL };
+
+static void
+vm_free (VmsPlanVm *vm)
+{
+  g_free (vm->name);
+  g_free (vm->group);
+  g_free (vm->source);
+  g_free (vm->dest_qmp);
+  g_free (vm->dest_uri);
+  g_free (vm->connect);
+  g_free (vm->domain);
+  g_free (vm->dest);
+  g_free (vm->sink);
+  g_free (vm->final_sync);
+  g_free (vm);
+}
+
+static void
+group_free (VmsPlanGroup *group)
+{
+  g_free (group->name);
+  g_ptr_array_unref (group->members);
+  g_free (group);
+}
+
+void
+vms_plan_free (VmsPlan *plan)
+{
+  if (!plan)
+    return;
+  g_free (plan->path);
+  g_clear_pointer (&plan->deadline, g_date_time_unref);
+  g_free (plan->final_sync);
+  g_free (plan->state_dir);
+  g_strfreev (plan->alert);
+  g_ptr_array_unref (plan->vms);
+  g_ptr_array_unref (plan->groups);
+  g_free (plan);
+}
+
+VmsPlanGroup *
+vms_plan_find_group (const VmsPlan *plan, const char *name)
+{
+  for (guint i = 0; i < plan->groups->len; i++)
+    {
+      VmsPlanGroup *group = plan->groups->pdata[i];
+
+      if (g_str_equal (group->name, name))
+        return group;
+    }
+  return NULL;
+}
+
+/* ---- reading ---- */
+
+/* The file's key file and its path, for messages. */
+typedef struct
+{
+  GKeyFile *file;
+  const char *path;
+} Reader;
+
+static gboolean G_GNUC_PRINTF (4, 5)
+    invalid (const Reader *reader, const char *section, GError **error,
+             const char *format, ...)
+{
+  g_autofree char *text = NULL;
+  va_list args;
+
+  va_start (args, format);
+  text = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_set_error (error, VMS_PLAN_ERROR, VMS_PLAN_ERROR_INVALID, "%s: [%s]: %s",
+               reader->path, section, text);
+  return FALSE;
+}
+
+/* The key's value, or NULL when it is not there. */
+static char *
+get (const Reader *reader, const char *section, const char *key)
+{
+  return g_key_file_get_string (reader->file, section, key, NULL);
+}
+
+static gboolean
+check_keys (const Reader *reader, const char *section,
+            const char *const *allowed, GError **error)
+{
+  g_auto (GStrv) keys = g_key_file_get_keys (reader->file, section, NULL, NULL);
+
+  for (guint i = 0; keys && keys[i]; i++)
+    if (!g_strv_contains (allowed, keys[i]))
+      return invalid (reader, section, error, "unknown key '%s'", keys[i]);
+  return TRUE;
+}
+
+/* A number key through the options' checked parser, which names it. */
+typedef gboolean (*NumberParser) (const char *option, const char *text,
+                                  guint64 minimum, guint64 maximum,
+                                  guint64 *out, GError **error);
+
+static gboolean
+get_number (const Reader *reader, const char *section, const char *key,
+            NumberParser parse, guint64 minimum, guint64 maximum, guint64 *out,
+            GError **error)
+{
+  g_autofree char *text = get (reader, section, key);
+  g_autoptr (GError) local = NULL;
+
+  if (!parse (key, text, minimum, maximum, out, &local))
+    return invalid (reader, section, error, "%s", local->message);
+  return TRUE;
+}
+
+static gboolean
+parse_milliseconds (const char *option, const char *text, guint64 minimum,
+                    guint64 maximum, guint64 *out, GError **error)
+{
+  return vms_option_integer (option, text, "a number of milliseconds", minimum,
+                             maximum, out, error);
+}
+
+static gboolean
+get_final_sync (const Reader *reader, const char *section, char **out,
+                GError **error)
+{
+  g_autofree char *text = get (reader, section, "final-sync");
+  VmsMigrateFinalSync mode;
+
+  if (text && !vms_migrate_final_sync_parse (text, &mode))
+    return invalid (reader, section, error,
+                    "final-sync is auto, pause or mirror, not '%s'", text);
+  if (text)
+    {
+      g_free (*out);
+      *out = g_steal_pointer (&text);
+    }
+  return TRUE;
+}
+
+static gboolean
+read_deadline (const Reader *reader, VmsPlan *plan, GError **error)
+{
+  g_autofree char *text = get (reader, "plan", "deadline");
+
+  if (!text)
+    return TRUE;
+  /* An absolute time, with its zone: the plan may be run again later. */
+  plan->deadline = g_date_time_new_from_iso8601 (text, NULL);
+  if (!plan->deadline)
+    return invalid (reader, "plan", error,
+                    "deadline is a time like 2026-12-05T06:00:00Z (ISO "
+                    "8601, with its zone), not '%s'",
+                    text);
+  return TRUE;
+}
+
+static gboolean
+read_alert (const Reader *reader, VmsPlan *plan, GError **error)
+{
+  g_autofree char *text = get (reader, "plan", "alert");
+  g_autoptr (GError) local = NULL;
+
+  if (!text)
+    return TRUE;
+  /* Split into words as a shell would, but run without one. */
+  if (!g_shell_parse_argv (text, NULL, &plan->alert, &local))
+    return invalid (reader, "plan", error, "alert: %s", local->message);
+  return TRUE;
+}
+
+static gboolean
+read_plan_section (const Reader *reader, VmsPlan *plan, GError **error)
+{
+  plan->concurrency = VMS_PLAN_DEFAULT_CONCURRENCY;
+  plan->max_downtime_ms = VMS_PLAN_DEFAULT_MAX_DOWNTIME_MS;
+  plan->final_sync = g_strdup ("auto");
+  if (!g_key_file_has_group (reader->file, "plan"))
+    return TRUE;
+  if (!check_keys (reader, "plan", plan_keys, error)
+      || !get_number (reader, "plan", "concurrency", vms_option_count, 1,
+                      MAX_CONCURRENCY, &plan->concurrency, error)
+      || !get_number (reader, "plan", "bandwidth", vms_option_rate, 1024,
+                      MAX_RATE, &plan->bandwidth, error)
+      || !get_number (reader, "plan", "max-downtime", parse_milliseconds, 1,
+                      MAX_DOWNTIME_MS, &plan->max_downtime_ms, error)
+      || !get_number (reader, "plan", "retries", vms_option_count, 0,
+                      MAX_RETRIES, &plan->retries, error)
+      || !get_final_sync (reader, "plan", &plan->final_sync, error)
+      || !read_deadline (reader, plan, error)
+      || !read_alert (reader, plan, error))
+    return FALSE;
+  plan->state_dir = get (reader, "plan", "state-dir");
+  if (plan->state_dir && !g_path_is_absolute (plan->state_dir))
+    return invalid (reader, "plan", error,
+                    "state-dir must be an absolute path, not '%s'",
+                    plan->state_dir);
+  return TRUE;
+}
+
+/* QMP or libvirt, complete, not both. */
+static gboolean
+check_endpoints (const Reader *reader, const char *section, const VmsPlanVm *vm,
+                 GError **error)
+{
+  gboolean qmp = vm->source || vm->dest_qmp || vm->dest_uri;
+  gboolean libvirt = vm->connect || vm->domain || vm->dest;
+
+  if (qmp && libvirt)
+    return invalid (reader, section, error,
+                    "give source, dest-qmp and dest-uri (QEMU driven "
+                    "directly) or connect, domain and dest (libvirt), not "
+                    "both");
+  if (libvirt && !(vm->connect && vm->domain && vm->dest))
+    return invalid (reader, section, error,
+                    "a libvirt VM needs connect, domain and dest");
+  if (!libvirt && !(vm->source && vm->dest_qmp && vm->dest_uri))
+    return invalid (reader, section, error,
+                    "a VM needs source, dest-qmp and dest-uri (or connect, "
+                    "domain and dest for libvirt)");
+  if (!vm->sink)
+    return invalid (reader, section, error,
+                    "no sink: give sink here or in [plan]");
+  return TRUE;
+}
+
+static VmsPlanVm *
+read_vm (const Reader *reader, const VmsPlan *plan, const char *section,
+         const char *sink, GError **error)
+{
+  VmsPlanVm *vm = g_new0 (VmsPlanVm, 1);
+  g_autoptr (GError) local = NULL;
+
+  vm->name = g_strdup (section + strlen (VM_PREFIX));
+  vm->group = get (reader, section, "group");
+  vm->source = get (reader, section, "source");
+  vm->dest_qmp = get (reader, section, "dest-qmp");
+  vm->dest_uri = get (reader, section, "dest-uri");
+  vm->connect = get (reader, section, "connect");
+  vm->domain = get (reader, section, "domain");
+  vm->dest = get (reader, section, "dest");
+  vm->sink = get (reader, section, "sink");
+  if (!vm->sink)
+    vm->sink = g_strdup (sink);
+  vm->max_downtime_ms = plan->max_downtime_ms;
+  vm->final_sync = g_strdup (plan->final_sync);
+  if (!vms_job_id_is_valid (vm->name, &local))
+    invalid (reader, section, error, "'%s' cannot name its job: %s", vm->name,
+             local->message);
+  else if (check_keys (reader, section, vm_keys, error)
+           && check_endpoints (reader, section, vm, error)
+           && get_number (reader, section, "max-downtime", parse_milliseconds,
+                          1, MAX_DOWNTIME_MS, &vm->max_downtime_ms, error)
+           && get_final_sync (reader, section, &vm->final_sync, error))
+    return vm;
+  vm_free (vm);
+  return NULL;
+}
+
+static VmsPlanGroup *
+read_group (const Reader *reader, const char *section, GError **error)
+{
+  VmsPlanGroup *group = g_new0 (VmsPlanGroup, 1);
+
+  group->name = g_strdup (section + strlen (GROUP_PREFIX));
+  group->members = g_ptr_array_new ();
+  group->hold_s = VMS_PLAN_DEFAULT_HOLD_S;
+  if (*group->name && check_keys (reader, section, group_keys, error)
+      && get_number (reader, section, "max-downtime", parse_milliseconds, 1,
+                     MAX_DOWNTIME_MS, &group->max_downtime_ms, error)
+      && get_number (reader, section, "hold", vms_option_seconds, 1, MAX_HOLD_S,
+                     &group->hold_s, error))
+    return group;
+  if (!*group->name)
+    invalid (reader, section, error, "a group needs a name: [group NAME]");
+  group_free (group);
+  return NULL;
+}
+
+/* The same VM twice would be migrated twice at once. */
+static gboolean
+check_unique (const Reader *reader, const VmsPlan *plan, const VmsPlanVm *vm,
+              GError **error)
+{
+  g_autofree char *section = g_strconcat (VM_PREFIX, vm->name, NULL);
+
+  for (guint i = 0; i < plan->vms->len; i++)
+    {
+      const VmsPlanVm *other = plan->vms->pdata[i];
+
+      if (g_str_equal (other->name, vm->name))
+        return invalid (reader, section, error, "a second VM named %s",
+                        vm->name);
+      if ((vm->source && g_strcmp0 (other->source, vm->source) == 0)
+          || (vm->domain && g_strcmp0 (other->connect, vm->connect) == 0
+              && g_strcmp0 (other->domain, vm->domain) == 0))
+        return invalid (reader, section, error,
+                        "the same source as [vm %s]: a VM migrates once",
+                        other->name);
+    }
+  return TRUE;
+}
+
+static gboolean
+read_sections (const Reader *reader, VmsPlan *plan, GError **error)
+{
+  g_auto (GStrv) sections = g_key_file_get_groups (reader->file, NULL);
+  g_autofree char *sink = get (reader, "plan", "sink");
+
+  /* Groups first: VMs name them. */
+  for (guint i = 0; sections[i]; i++)
+    if (g_str_has_prefix (sections[i], GROUP_PREFIX))
+      {
+        VmsPlanGroup *group = read_group (reader, sections[i], error);
+
+        if (!group)
+          return FALSE;
+        if (vms_plan_find_group (plan, group->name))
+          {
+            group_free (group);
+            return invalid (reader, sections[i], error,
+                            "a second group "
+                            "of that name");
+          }
+        g_ptr_array_add (plan->groups, group);
+      }
+  for (guint i = 0; sections[i]; i++)
+    {
+      VmsPlanVm *vm;
+      VmsPlanGroup *group = NULL;
+
+      if (g_str_equal (sections[i], "plan")
+          || g_str_has_prefix (sections[i], GROUP_PREFIX))
+        continue;
+      if (!g_str_has_prefix (sections[i], VM_PREFIX))
+        return invalid (reader, sections[i], error,
+                        "unknown section: [plan], [vm NAME] and [group "
+                        "NAME] are");
+      vm = read_vm (reader, plan, sections[i], sink, error);
+      if (!vm)
+        return FALSE;
+      if (vm->group && !(group = vms_plan_find_group (plan, vm->group)))
+        {
+          invalid (reader, sections[i], error, "no [group %s]", vm->group);
+          vm_free (vm);
+          return FALSE;
+        }
+      if (!check_unique (reader, plan, vm, error))
+        {
+          vm_free (vm);
+          return FALSE;
+        }
+      g_ptr_array_add (plan->vms, vm);
+      if (group)
+        g_ptr_array_add (group->members, vm);
+    }
+  return TRUE;
+}
+
+static gboolean
+check_whole (const Reader *reader, const VmsPlan *plan, GError **error)
+{
+  if (!plan->vms->len)
+    return invalid (reader, "plan", error, "no VM: add a [vm NAME] section");
+  for (guint i = 0; i < plan->groups->len; i++)
+    {
+      const VmsPlanGroup *group = plan->groups->pdata[i];
+      g_autofree char *section = g_strconcat (GROUP_PREFIX, group->name, NULL);
+
+      if (!group->members->len)
+        return invalid (reader, section, error,
+                        "no VM is in it (a VM joins with group = %s)",
+                        group->name);
+      /* Members replicate at once to switch over together. */
+      if (group->members->len > plan->concurrency)
+        return invalid (
+            reader, section, error,
+            "its %u VMs switch over together and so copy at "
+            "once, more than the plan's concurrency of %" G_GUINT64_FORMAT,
+            group->members->len, plan->concurrency);
+    }
+  return TRUE;
+}
+
+VmsPlan *
+vms_plan_load (const char *path, GError **error)
+{
+  g_autoptr (GKeyFile) file = g_key_file_new ();
+  g_autoptr (VmsPlan) plan = g_new0 (VmsPlan, 1);
+  g_autoptr (GError) local = NULL;
+  Reader reader = { file, path };
+
+  plan->path = g_strdup (path);
+  plan->vms = g_ptr_array_new_with_free_func ((GDestroyNotify)vm_free);
+  plan->groups = g_ptr_array_new_with_free_func ((GDestroyNotify)group_free);
+  if (!g_key_file_load_from_file (file, path, G_KEY_FILE_NONE, &local))
+    {
+      g_set_error (error, VMS_PLAN_ERROR, VMS_PLAN_ERROR_INVALID, "%s: %s",
+                   path, local->message);
+      return NULL;
+    }
+  if (!read_plan_section (&reader, plan, error)
+      || !read_sections (&reader, plan, error)
+      || !check_whole (&reader, plan, error))
+    return NULL;
+  return g_steal_pointer (&plan);
+}

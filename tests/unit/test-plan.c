@@ -1,0 +1,211 @@
+/* vms-plan: a plan file read and checked.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "vms-plan.h"
+
+static char *dir;
+
+static int
+make_dir (void **state)
+{
+  dir = g_dir_make_tmp ("vms-plan-XXXXXX", NULL);
+  return dir ? 0 : -1;
+}
+
+static int
+remove_dir (void **state)
+{
+  g_autoptr (GFile) file = g_file_new_for_path (dir);
+  g_autoptr (GFileEnumerator) entries = g_file_enumerate_children (
+      file, G_FILE_ATTRIBUTE_STANDARD_NAME, G_FILE_QUERY_INFO_NONE, NULL, NULL);
+
+  for (GFileInfo *info;
+       entries && (info = g_file_enumerator_next_file (entries, NULL, NULL));)
+    {
+      g_autoptr (GFileInfo) owned = info;
+      g_autoptr (GFile) child
+          = g_file_get_child (file, g_file_info_get_name (info));
+
+      g_file_delete (child, NULL, NULL);
+    }
+  g_file_delete (file, NULL, NULL);
+  g_clear_pointer (&dir, g_free);
+  return 0;
+}
+
+static char *
+write_plan (const char *name, const char *text)
+{
+  char *path = g_build_filename (dir, name, NULL);
+
+  assert_true (g_file_set_contents (path, text, -1, NULL));
+  return path;
+}
+
+#define QMP_VM(NAME, N)                                                        \
+  "[vm " NAME "]\n"                                                            \
+  "source = qmp:/run/" NAME ".qmp\n"                                           \
+  "dest-qmp = qmp:10.0.0.2:44" N "\n"                                          \
+  "dest-uri = tcp:10.0.0.2:55" N "\n"
+
+/* A plan of a group of two and a libvirt VM on its own, every key read. */
+static void
+test_plan_read (void **state)
+{
+  g_autofree char *path = write_plan (
+      "good.plan",
+      "# three VMs\n"
+      "[plan]\n"
+      "concurrency = 2\n"
+      "bandwidth = 50M\n"
+      "deadline = 2026-12-05T06:00:00Z\n"
+      "max-downtime = 200\n"
+      "final-sync = mirror\n"
+      "state-dir = /var/lib/vmshift/plan1\n"
+      "alert = /usr/local/bin/page-me --json 'ops team'\n"
+      "retries = 2\n"
+      "sink = nbds://10.0.0.2/\n"
+      "[group front]\n"
+      "max-downtime = 500\n"
+      "hold = 120\n" QMP_VM (
+          "web1", "01") "group = front\n"
+                        "max-downtime = 50\n" QMP_VM (
+                            "web2", "02") "group = front\n"
+                                          "final-sync = auto\n"
+                                          "[vm db]\n"
+                                          "connect = qemu+ssh://a/system\n"
+                                          "domain = db\n"
+                                          "dest = qemu+ssh://b/system\n"
+                                          "sink = nbds://10.0.0.3/\n");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
+  VmsPlanVm *web1, *web2, *db;
+  VmsPlanGroup *front;
+
+  if (!plan)
+    fail_msg ("%s", error->message);
+  assert_int_equal (plan->concurrency, 2);
+  assert_int_equal (plan->bandwidth, 50 * 1024 * 1024);
+  assert_int_equal (g_date_time_get_hour (plan->deadline), 6);
+  assert_int_equal (plan->retries, 2);
+  assert_string_equal (plan->alert[0], "/usr/local/bin/page-me");
+  assert_string_equal (plan->alert[2], "ops team");
+  assert_null (plan->alert[3]);
+  assert_int_equal (plan->vms->len, 3);
+  web1 = plan->vms->pdata[0];
+  web2 = plan->vms->pdata[1];
+  db = plan->vms->pdata[2];
+  assert_string_equal (web1->name, "web1");
+  assert_int_equal (web1->max_downtime_ms, 50);
+  assert_string_equal (web1->final_sync, "mirror");
+  assert_int_equal (web2->max_downtime_ms, 200);
+  assert_string_equal (web2->final_sync, "auto");
+  assert_string_equal (web2->sink, "nbds://10.0.0.2/");
+  assert_string_equal (db->domain, "db");
+  assert_string_equal (db->sink, "nbds://10.0.0.3/");
+  assert_null (db->group);
+  front = vms_plan_find_group (plan, "front");
+  assert_non_null (front);
+  assert_int_equal (front->members->len, 2);
+  assert_ptr_equal (front->members->pdata[1], web2);
+  assert_int_equal (front->max_downtime_ms, 500);
+  assert_int_equal (front->hold_s, 120);
+}
+
+/* The defaults of a plan that gives only its VMs. */
+static void
+test_plan_defaults (void **state)
+{
+  g_autofree char *path = write_plan (
+      "small.plan", QMP_VM ("one", "01") "sink = nbd+unix:///?socket=/s\n");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
+
+  if (!plan)
+    fail_msg ("%s", error->message);
+  assert_int_equal (plan->concurrency, VMS_PLAN_DEFAULT_CONCURRENCY);
+  assert_int_equal (plan->bandwidth, 0);
+  assert_null (plan->deadline);
+  assert_null (plan->alert);
+  assert_null (plan->state_dir);
+  assert_int_equal (((VmsPlanVm *)plan->vms->pdata[0])->max_downtime_ms,
+                    VMS_PLAN_DEFAULT_MAX_DOWNTIME_MS);
+}
+
+/* Each mistake is refused with the section and what is wrong. */
+static void
+test_plan_refusals (void **state)
+{
+  static const struct
+  {
+    const char *text;
+    const char *says;
+  } cases[] = {
+    { "[plan]\nsink = s\nconcurency = 2\n" QMP_VM ("a", "01"),
+      "[plan]: unknown key 'concurency'" },
+    { "[plan]\nsink = s\n[vms a]\n", "[vms a]: unknown section" },
+    { "[plan]\nsink = s\n[vm a]\nsource = qmp:/a\ndest-qmp = qmp:/b\n",
+      "[vm a]: a VM needs source, dest-qmp and dest-uri" },
+    { "[vm a]\nconnect = qemu:///system\ndomain = a\n",
+      "[vm a]: a libvirt VM needs connect, domain and dest" },
+    { QMP_VM ("a", "01") "connect = qemu:///system\nsink = s\n", "not both" },
+    { QMP_VM ("a", "01"), "[vm a]: no sink" },
+    { "[plan]\nsink = s\n" QMP_VM ("a", "01") "group = g\n", "no [group g]" },
+    { "[plan]\nsink = s\n[group g]\n" QMP_VM ("a", "01"),
+      "[group g]: no VM is in it" },
+    { "[plan]\nsink = s\n[group g]\n" QMP_VM ("a", "01") "group = g\n" QMP_VM (
+          "b", "02") "group = g\n",
+      "more than the plan's concurrency of 1" },
+    { "[plan]\nsink = s\n" QMP_VM (
+          "a",
+          "01") "[vm b]\nsource = qmp:/run/a.qmp\ndest-qmp = x\ndest-uri = y\n",
+      "[vm b]: the same source as [vm a]" },
+    { "[plan]\nsink = s\n" QMP_VM ("../a", "01"), "cannot name its job" },
+    { "[plan]\nsink = s\nmax-downtime = -1\n" QMP_VM ("a", "01"),
+      "max-downtime wants a number of milliseconds" },
+    { "[plan]\nsink = s\ndeadline = tomorrow\n" QMP_VM ("a", "01"),
+      "deadline is a time like" },
+    { "[plan]\nsink = s\nfinal-sync = fast\n" QMP_VM ("a", "01"),
+      "final-sync is auto, pause or mirror, not 'fast'" },
+    { "[plan]\nsink = s\nalert = 'unclosed\n" QMP_VM ("a", "01"),
+      "[plan]: alert: " },
+    { "[plan]\nsink = s\nstate-dir = relative\n" QMP_VM ("a", "01"),
+      "state-dir must be an absolute path" },
+    { "[plan]\nsink = s\n", "no VM" },
+    { "not a key file\n", "bad.plan: " },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *path = write_plan ("bad.plan", cases[i].text);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
+
+      if (plan)
+        fail_msg ("case %u was taken: %s", i, cases[i].text);
+      assert_true (
+          g_error_matches (error, VMS_PLAN_ERROR, VMS_PLAN_ERROR_INVALID));
+      if (!strstr (error->message, cases[i].says))
+        fail_msg ("case %u: '%s' not in: %s", i, cases[i].says, error->message);
+    }
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_plan_read),
+    cmocka_unit_test (test_plan_defaults),
+    cmocka_unit_test (test_plan_refusals),
+  };
+
+  return cmocka_run_group_tests (tests, make_dir, remove_dir);
+}

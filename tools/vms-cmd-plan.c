@@ -1,0 +1,213 @@
+/* vmshift plan: migration plans (vmshift-plan(5)).  "check" reads a plan
+ * and says what it would run, in which order.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-cli.h"
+#include "vms-path.h"
+#include "vms-plan.h"
+#include "vms-progress.h"
+
+#include <json-glib/json-glib.h>
+
+/* Where a VM goes, for people. */
+static char *
+describe_vm (const VmsPlanVm *vm)
+{
+  if (vm->domain)
+    return g_strdup_printf ("libvirt domain %s at %s -> %s", vm->domain,
+                            vm->connect, vm->dest);
+  return g_strdup_printf ("QEMU %s -> %s (memory to %s)", vm->source,
+                          vm->dest_qmp, vm->dest_uri);
+}
+
+/* The units the plan runs, in order: a group where its first member
+ * stands in the file, each other VM on its own. */
+static GPtrArray *
+plan_order (const VmsPlan *plan)
+{
+  GPtrArray *units = g_ptr_array_new ();
+
+  for (guint i = 0; i < plan->vms->len; i++)
+    {
+      const VmsPlanVm *vm = plan->vms->pdata[i];
+      gpointer unit = vm->group
+                          ? (gpointer)vms_plan_find_group (plan, vm->group)
+                          : (gpointer)vm;
+
+      if (!g_ptr_array_find (units, unit, NULL))
+        g_ptr_array_add (units, unit);
+    }
+  return units;
+}
+
+static gboolean
+is_group (const VmsPlan *plan, gconstpointer unit)
+{
+  return g_ptr_array_find (plan->groups, unit, NULL);
+}
+
+static void
+print_header (const VmsPlan *plan)
+{
+  g_autofree char *rate
+      = plan->bandwidth ? vms_format_size (plan->bandwidth) : NULL;
+  g_autofree char *deadline
+      = plan->deadline ? g_date_time_format_iso8601 (plan->deadline) : NULL;
+  g_autofree char *alert = plan->alert ? g_strjoinv (" ", plan->alert) : NULL;
+
+  g_print ("plan %s: %u VM%s, %u group%s; %" G_GUINT64_FORMAT
+           " copying at once; bandwidth %s%s; deadline %s; alert %s\n",
+           plan->path, plan->vms->len, plan->vms->len == 1 ? "" : "s",
+           plan->groups->len, plan->groups->len == 1 ? "" : "s",
+           plan->concurrency, rate ? rate : "unlimited", rate ? "/s" : "",
+           deadline ? deadline : "none", alert ? alert : "none");
+}
+
+static void
+print_vm (const VmsPlanVm *vm, const char *indent)
+{
+  g_autofree char *where = describe_vm (vm);
+
+  g_print ("%s%s: %s; sink %s; max-downtime %" G_GUINT64_FORMAT
+           " ms; final-sync %s\n",
+           indent, vm->name, where, vm->sink, vm->max_downtime_ms,
+           vm->final_sync);
+}
+
+static void
+print_plan (const VmsPlan *plan, GPtrArray *units)
+{
+  print_header (plan);
+  for (guint i = 0; i < units->len; i++)
+    {
+      const VmsPlanGroup *group = units->pdata[i];
+      g_autofree char *objective = NULL;
+
+      if (!is_group (plan, group))
+        {
+          g_print ("%u. ", i + 1);
+          print_vm (units->pdata[i], "");
+          continue;
+        }
+      objective = group->max_downtime_ms ? g_strdup_printf (
+                      "%" G_GUINT64_FORMAT " ms", group->max_downtime_ms)
+                                         : g_strdup ("none");
+      g_print ("%u. group %s: %u VMs switch over together (group downtime "
+               "objective %s, a member ready waits %" G_GUINT64_FORMAT
+               " s for the others)\n",
+               i + 1, group->name, group->members->len, objective,
+               group->hold_s);
+      for (guint k = 0; k < group->members->len; k++)
+        print_vm (group->members->pdata[k], "   ");
+    }
+}
+
+static void
+add_vm (JsonBuilder *b, const VmsPlanVm *vm)
+{
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "vm");
+  json_builder_add_string_value (b, vm->name);
+  json_builder_set_member_name (b, "backend");
+  json_builder_add_string_value (b, vm->domain ? "libvirt" : "qmp");
+  json_builder_set_member_name (b, "source");
+  json_builder_add_string_value (b, vm->domain ? vm->domain : vm->source);
+  json_builder_set_member_name (b, "sink");
+  json_builder_add_string_value (b, vm->sink);
+  json_builder_set_member_name (b, "max-downtime-ms");
+  json_builder_add_int_value (b, vm->max_downtime_ms);
+  json_builder_set_member_name (b, "final-sync");
+  json_builder_add_string_value (b, vm->final_sync);
+  json_builder_end_object (b);
+}
+
+/* The order as JSON: one entry per unit, a group with its members. */
+static JsonNode *
+order_to_json (const VmsPlan *plan, GPtrArray *units)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+
+  json_builder_begin_array (b);
+  for (guint i = 0; i < units->len; i++)
+    {
+      const VmsPlanGroup *group = units->pdata[i];
+
+      if (!is_group (plan, group))
+        {
+          add_vm (b, units->pdata[i]);
+          continue;
+        }
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "group");
+      json_builder_add_string_value (b, group->name);
+      json_builder_set_member_name (b, "max-downtime-ms");
+      json_builder_add_int_value (b, group->max_downtime_ms);
+      json_builder_set_member_name (b, "hold-seconds");
+      json_builder_add_int_value (b, group->hold_s);
+      json_builder_set_member_name (b, "members");
+      json_builder_begin_array (b);
+      for (guint k = 0; k < group->members->len; k++)
+        add_vm (b, group->members->pdata[k]);
+      json_builder_end_array (b);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  return json_builder_get_root (b);
+}
+
+static int
+plan_check (const char *path, gboolean json)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
+  g_autoptr (GPtrArray) units = NULL;
+
+  if (!plan)
+    {
+      vms_cli_error ("plan", "%s", error->message);
+      return VMS_EXIT_USAGE;
+    }
+  units = plan_order (plan);
+  if (json)
+    {
+      g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_JSON);
+      JsonObject *fields = json_object_new ();
+
+      json_object_set_string_member (fields, "plan", plan->path);
+      json_object_set_int_member (fields, "concurrency", plan->concurrency);
+      json_object_set_int_member (fields, "bandwidth", plan->bandwidth);
+      json_object_set_member (fields, "order", order_to_json (plan, units));
+      vms_progress_event (progress, "plan", fields, "plan %s: %u units",
+                          plan->path, units->len);
+    }
+  else
+    print_plan (plan, units);
+  return VMS_EXIT_OK;
+}
+
+int
+vms_cmd_plan (int argc, char **argv)
+{
+  gboolean json = FALSE;
+  const GOptionEntry entries[] = { { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+                                     "One JSON event instead of text", NULL },
+                                   G_OPTION_ENTRY_NULL };
+  g_autoptr (GOptionContext) context = g_option_context_new ("check PLAN");
+  g_autoptr (GError) error = NULL;
+
+  g_option_context_set_summary (
+      context, "check PLAN: read the plan file (vmshift-plan(5)), refuse "
+               "what is wrong in it with the section and key, and print "
+               "its VMs and groups in the order a run takes them.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  g_set_prgname ("vmshift plan");
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      vms_cli_error ("plan", "%s", error->message);
+      return VMS_EXIT_USAGE;
+    }
+  if (argc == 3 && g_str_equal (argv[1], "check"))
+    return plan_check (argv[2], json);
+  vms_cli_error ("plan", "expected 'check PLAN' (see 'vmshift plan --help')");
+  return VMS_EXIT_USAGE;
+}
