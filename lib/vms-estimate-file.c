@@ -449,6 +449,9 @@ read_prediction (JsonObject *prediction, JsonObject *link, VmsPrediction *out)
       = number_member (prediction, "downtime-mirror-seconds");
   out->connections = number_member (link, "connections");
   out->request_size = number_member (link, "request-size");
+  out->compress_zstd = prediction
+                       && json_object_get_boolean_member_with_default (
+                           prediction, "compress-zstd", FALSE);
 }
 
 /* The first VM of vms that is the one asked for and has a prediction

@@ -138,6 +138,7 @@ typedef struct
   double downtime_mirror_s;  /* downtime, --final-sync mirror */
   guint connections;         /* the link's best number of connections */
   guint32 request_size;      /* and request size, bytes */
+  gboolean compress_zstd;    /* --compress zstd recommended */
   GHashTable *granularities; /* disk name -> bytes per bit the estimate
                                 observed it with (GUINT_TO_POINTER); a
                                 disk recorded without one is absent */

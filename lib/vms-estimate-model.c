@@ -333,7 +333,14 @@ plan_compression (const VmsEstimateMemory *memory, double throughput,
   rate = MIN (throughput / memory->compress_ratio, memory->compress_rate);
   simulate_memory (memory, rate, params, &compressed);
   out->compress_memory_s = compressed.memory_s;
-  if (out->memory_s < COMPRESS_MIN_MEMORY_S)
+  if (!out->memory_converges && compressed.memory_converges
+      && rate >= COMPRESS_MIN_GAIN * throughput)
+    {
+      out->compress = TRUE;
+      out->compress_reason = "the RAM converges over the link only "
+                             "compressed";
+    }
+  else if (out->memory_s < COMPRESS_MIN_MEMORY_S)
     out->compress_reason = "the RAM crosses in under a second without it";
   else if (memory->compress_rate < COMPRESS_MIN_GAIN * throughput)
     out->compress_reason = "one CPU here compresses slower than the link "

@@ -272,6 +272,7 @@ check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
           && !vms_memory_compress_parse (options->compress, &config->compress,
                                          error)))
     return FALSE;
+  config->compress_set = options->compress != NULL;
   if (options->bandwidth && !base->max_bandwidth)
     base->max_bandwidth = g_strdup (options->bandwidth);
   return vms_cli_copy_options_parse (base, &config->copy, error);

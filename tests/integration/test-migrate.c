@@ -1675,6 +1675,27 @@ assert_capability_on (VmsTestVm *vm, const char *name)
   fail_msg ("QEMU has no migration capability %s", name);
 }
 
+/* vm, a destination that took a whole VM, was set to take it over
+ * multifd's 2 connections compressed with zstd: it refuses a multifd
+ * packet compressed otherwise, so the RAM crossed zstd-compressed. */
+static void
+assert_took_zstd (VmsTestVm *vm)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) parameters
+      = vms_qmp_execute (vm->qmp, "query-migrate-parameters", NULL, &error);
+
+  vms_assert_ok (parameters, error);
+  assert_string_equal (
+      json_object_get_string_member (json_node_get_object (parameters),
+                                     "multifd-compression"),
+      "zstd");
+  assert_int_equal (json_object_get_int_member (
+                        json_node_get_object (parameters), "multifd-channels"),
+                    2);
+  assert_capability_on (vm, "multifd");
+}
+
 /* --compress zstd: the RAM crosses over multifd, compressed.  A
  * destination refuses a multifd packet compressed otherwise than its
  * multifd-compression says, so one that took the whole VM with zstd set
@@ -1686,8 +1707,6 @@ test_migrate_compressed (void **state)
   g_autoptr (VmsTestCommand) run = NULL;
   g_autoptr (VmsTestCommand) refused = NULL;
   g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) parameters = NULL;
   g_autofree char *err = NULL;
   double ratio;
 
@@ -1713,17 +1732,7 @@ test_migrate_compressed (void **state)
       "sampled-ratio");
   if (!(ratio > 0 && ratio < 1))
     fail_msg ("sampled compression ratio %.3f", ratio);
-  parameters = vms_qmp_execute (fixture->dest->qmp, "query-migrate-parameters",
-                                NULL, &error);
-  vms_assert_ok (parameters, error);
-  assert_string_equal (
-      json_object_get_string_member (json_node_get_object (parameters),
-                                     "multifd-compression"),
-      "zstd");
-  assert_int_equal (json_object_get_int_member (
-                        json_node_get_object (parameters), "multifd-channels"),
-                    2);
-  assert_capability_on (fixture->dest, "multifd");
+  assert_took_zstd (fixture->dest);
   assert_replicas_identical (fixture);
 }
 
@@ -2152,6 +2161,50 @@ test_estimate_counts_the_job_granularity (void **state)
   assert_replicas_identical (fixture);
 }
 
+/* Over a slow link (estimate's --bandwidth 4M) the guest's RAM takes
+ * seconds and its pages compress: the estimate recommends --compress
+ * zstd, and 'migrate --estimate' takes the recommendation. */
+static void
+test_estimate_recommends_compression (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) estimate = NULL;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonParser) run_parser = json_parser_new ();
+  JsonObject *vm, *prediction;
+  double ratio;
+
+  fixture->prefix = "ez";
+  estimate
+      = estimate_start_with (fixture, "ez", "4", NULL, FALSE, "--bandwidth=4M");
+  vms_test_command_expect_success (estimate);
+  if (!strstr (estimate->out->str, "--compress zstd: its pages to ")
+      || !strstr (estimate->out->str, "; recommended: "))
+    fail_msg ("no compression recommended: %s", estimate->out->str);
+  vm = saved_estimate_vm (fixture, "ez", parser);
+  ratio = json_object_get_double_member (vm, "ram-zstd-ratio");
+  if (!(ratio > 0 && ratio < 1))
+    fail_msg ("ram-zstd-ratio %.3f", ratio);
+  assert_true (json_object_get_double_member (vm, "ram-zstd-rate") > 0);
+  prediction = json_object_get_object_member (vm, "prediction");
+  assert_true (json_object_get_boolean_member (prediction, "compress-zstd"));
+  assert_true (
+      json_object_get_double_member (prediction, "compress-memory-seconds")
+      > 0);
+
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:127.0.0.1:%u", free_loopback_port ());
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  run = migrate_new (fixture, "ez", "--estimate=ez", "--suspend", NULL);
+  vms_test_command_expect_success (run);
+  assert_non_null (
+      vms_test_command_find_event (run, "memory-compress-chosen", run_parser));
+  assert_took_zstd (fixture->dest);
+  assert_replicas_identical (fixture);
+}
+
 /* Ctrl-C while observing: exit 4, and the bitmaps are gone. */
 static void
 test_estimate_interrupted (void **state)
@@ -2316,6 +2369,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_migrate_mirror_over_x509_tcp,
                                      setup_hosts_x509, teardown),
     cmocka_unit_test_setup_teardown (test_migrate_compressed, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_estimate_recommends_compression,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_tls_rollback_and_resume, setup_tls,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_clear_text_memory_off_loopback, setup,

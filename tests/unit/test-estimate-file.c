@@ -70,6 +70,8 @@ add_vm (VmsEstimateFile *estimate, const char *source, const char *name,
   vm->prediction.downtime_pause_s = k / 10;
   vm->prediction.downtime_mirror_s = k / 100;
   vm->prediction.reason = "because";
+  /* The VM of 20 only: it is read back per VM. */
+  vm->prediction.compress = k == 20;
 }
 
 /* Three VMs: one told by its UUID, one by its name (no -uuid), one by
@@ -114,6 +116,7 @@ assert_loads (const char *dir, const char *uuid, const char *name,
   assert_true (prediction.downtime_mirror_s == k / 100);
   assert_int_equal (prediction.connections, 4);
   assert_int_equal (prediction.request_size, 1 << 20);
+  assert_int_equal (prediction.compress_zstd, k == 20);
   assert_non_null (prediction.granularities);
   if (k == 30)
     assert_false (g_hash_table_contains (prediction.granularities, "vd0"));

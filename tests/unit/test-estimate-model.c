@@ -261,6 +261,15 @@ test_compression (void **state)
   assert_false (e.compress);
   assert_non_null (strstr (e.compress_reason, "under a second"));
 
+  /* RAM dirtied at 120 MB/s: it never converges at 100 MB/s, does at
+   * 250 MB/s compressed. */
+  memory.ram_bytes = 1000 * MB;
+  memory.dirty_rate = 120 * MB;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_false (e.memory_converges);
+  assert_true (e.compress);
+  assert_non_null (strstr (e.compress_reason, "converges over the link only"));
+
   /* Not sampled. */
   memory.compress_ratio = 0;
   vms_estimate_run (NULL, 0, &memory, &link, &params, &e);

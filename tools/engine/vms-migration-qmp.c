@@ -245,8 +245,61 @@ check_destination_disk (const char *sink, VmsJobDisk *disk, VmsDisk *there,
   return TRUE;
 }
 
+/* How the source's RAM compresses, for its cap on the link: QEMU 7.2
+ * counts multifd's bytes before compression.  Best effort: without it
+ * the cap comes from QEMU's first round. */
+static void
+sample_compression (VmsMigration *migration)
+{
+  /* By job: a plan runs several migrations in one process. */
+  g_autofree char *file = g_strdup_printf ("ram-sample-%s-%d.bin",
+                                           migration->rep.job->id, getpid ());
+  g_autofree char *path
+      = g_build_filename (migration->config.copy.state_dir, file, NULL);
+  g_autoptr (GError) error = NULL;
+  VmsRamSample sample;
+
+  if (!vms_ram_sample (migration->rep.qmp, path, &sample, &error))
+    {
+      vms_progress_event (migration->progress, "warning", NULL,
+                          "--compress: the RAM could not be sampled for its "
+                          "compression ratio (%s); its cap will come from "
+                          "QEMU's first round",
+                          error->message);
+      return;
+    }
+  backend_of (migration)->zstd_ratio = sample.zstd_ratio;
+}
+
+/* Both QEMUs take the method now, not after the disks are copied: a
+ * QEMU built without it refuses the value. */
+static gboolean
+check_compression (VmsMigration *migration, GError **error)
+{
+  const char *method = vms_memory_compress_name (migration->config.compress);
+  VmsQmp *qemus[] = { migration->rep.qmp, dest_of (migration) };
+
+  if (migration->config.compress == VMS_MEMORY_COMPRESS_NONE)
+    return TRUE;
+  for (guint i = 0; i < G_N_ELEMENTS (qemus); i++)
+    {
+      g_autoptr (JsonObject) parameters = json_object_new ();
+
+      json_object_set_string_member (parameters, "multifd-compression", method);
+      if (!vms_qemu_migration_set_parameters (qemus[i], parameters, error))
+        {
+          g_prefix_error (error, "--compress %s: the %s QEMU: ", method,
+                          i == 0 ? "source" : "destination");
+          return FALSE;
+        }
+    }
+  sample_compression (migration);
+  return TRUE;
+}
+
 /* Each disk of the job must be at the destination under the same name,
- * raw, the same size, opened on its replica. */
+ * raw, the same size, opened on its replica; and a compression both
+ * QEMUs take. */
 static gboolean
 qmp_check_job (VmsMigration *migration, GError **error)
 {
@@ -271,7 +324,9 @@ qmp_check_job (VmsMigration *migration, GError **error)
       if (!check_destination_disk (job->sink, disk, there, error))
         return FALSE;
     }
-  return TRUE;
+  /* Here rather than in the preflight: an estimate, read once the job
+   * is open, may have chosen it. */
+  return check_compression (migration, error);
 }
 
 static gboolean
@@ -339,56 +394,6 @@ check_source_state (VmsMigration *migration, GError **error)
   return TRUE;
 }
 
-/* How the source's RAM compresses, for its cap on the link: QEMU 7.2
- * counts multifd's bytes before compression.  Best effort: without it
- * the cap comes from QEMU's first round. */
-static void
-sample_compression (VmsMigration *migration)
-{
-  g_autofree char *file = g_strdup_printf ("ram-sample-%d.bin", getpid ());
-  g_autofree char *path
-      = g_build_filename (migration->config.copy.state_dir, file, NULL);
-  g_autoptr (GError) error = NULL;
-  VmsRamSample sample;
-
-  if (!vms_ram_sample (migration->rep.qmp, path, &sample, &error))
-    {
-      vms_progress_event (migration->progress, "warning", NULL,
-                          "--compress: the RAM could not be sampled for its "
-                          "compression ratio (%s); its cap will come from "
-                          "QEMU's first round",
-                          error->message);
-      return;
-    }
-  backend_of (migration)->zstd_ratio = sample.zstd_ratio;
-}
-
-/* Both QEMUs take the method now, not after the disks are copied: a
- * QEMU built without it refuses the value. */
-static gboolean
-check_compression (VmsMigration *migration, GError **error)
-{
-  const char *method = vms_memory_compress_name (migration->config.compress);
-  VmsQmp *qemus[] = { migration->rep.qmp, dest_of (migration) };
-
-  if (migration->config.compress == VMS_MEMORY_COMPRESS_NONE)
-    return TRUE;
-  for (guint i = 0; i < G_N_ELEMENTS (qemus); i++)
-    {
-      g_autoptr (JsonObject) parameters = json_object_new ();
-
-      json_object_set_string_member (parameters, "multifd-compression", method);
-      if (!vms_qemu_migration_set_parameters (qemus[i], parameters, error))
-        {
-          g_prefix_error (error, "--compress %s: the %s QEMU: ", method,
-                          i == 0 ? "source" : "destination");
-          return FALSE;
-        }
-    }
-  sample_compression (migration);
-  return TRUE;
-}
-
 static gboolean
 qmp_preflight (VmsMigration *migration, GError **error)
 {
@@ -420,8 +425,7 @@ qmp_preflight (VmsMigration *migration, GError **error)
                                        migration->config.tls,
                                        migration->config.insecure, error))
     return FALSE;
-  return check_versions (migration, error)
-         && check_compression (migration, error);
+  return check_versions (migration, error);
 }
 
 /* ---- memory ---- */

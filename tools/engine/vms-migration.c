@@ -285,6 +285,31 @@ granularities_match (VmsMigration *migration)
   return match;
 }
 
+/* --compress zstd where the estimate recommends it and nothing else was
+ * asked.  libvirt cannot (vms-migration-libvirt.c): there it stays a
+ * recommendation. */
+static void
+apply_compression (VmsMigration *migration)
+{
+  VmsMigrationConfig *config = &migration->config;
+
+  if (config->compress_set || !migration->prediction.compress_zstd)
+    return;
+  if (config->libvirt.connect_uri)
+    {
+      vms_progress_event (migration->progress, "warning", NULL,
+                          "estimate %s recommends --compress zstd, which "
+                          "libvirt cannot do: memory goes uncompressed",
+                          config->estimate);
+      return;
+    }
+  config->compress = VMS_MEMORY_COMPRESS_ZSTD;
+  vms_progress_event (migration->progress, "memory-compress-chosen", NULL,
+                      "memory: --compress zstd, as estimate %s recommends "
+                      "(--compress none to not)",
+                      config->estimate);
+}
+
 /* The estimate's prediction, and its best link configuration unless the
  * config says otherwise. */
 static gboolean
@@ -311,6 +336,7 @@ load_prediction (VmsMigration *migration, GError **error)
   if (copy->request_size == 0 && migration->prediction.request_size)
     copy->request_size
         = MIN (migration->prediction.request_size, VMS_COPY_MAX_REQUEST_SIZE);
+  apply_compression (migration);
   return TRUE;
 }
 

@@ -78,6 +78,9 @@ typedef struct
                                downtime-limit is derived from it */
   int multifd_channels;     /* parallel RAM connections, 0: one */
   VmsMemoryCompress compress; /* RAM compressed by QEMU (needs multifd) */
+  gboolean compress_set;      /* compress was asked, not defaulted: an
+                                 estimate's recommendation does not
+                                 override it */
   gboolean auto_converge;   /* let QEMU slow the guest's CPUs */
   int switchover_timeout_s; /* continue to a running destination */
   gboolean suspend;         /* leave the destination paused */
