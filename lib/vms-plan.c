@@ -22,10 +22,13 @@ G_DEFINE_QUARK (vms - plan - error - quark, vms_plan_error)
 
 static const char *const plan_keys[]
     = { "concurrency", "bandwidth", "deadline", "max-downtime", "final-sync",
-        "state-dir",   "alert",     "retries",  "sink",         NULL };
+        "state-dir",   "alert",     "retries",  "sink",         "tls",
+        "insecure",    "suspend",   NULL };
 static const char *const vm_keys[]
-    = { "group", "source", "dest-qmp",     "dest-uri",   "connect", "domain",
-        "dest",  "sink",   "max-downtime", "final-sync", NULL };
+    = { "group",        "source",     "dest-qmp", "dest-uri",
+        "connect",      "domain",     "dest",     "sink",
+        "max-downtime", "final-sync", "tls",      "insecure",
+        "suspend",      NULL };
 static const char *const group_keys[] = { "max-downtime", "hold", NULL };
 
 static void
@@ -167,6 +170,23 @@ get_final_sync (const Reader *reader, const char *section, char **out,
   return TRUE;
 }
 
+/* A true or false key, *out kept when it is not there. */
+static gboolean
+get_boolean (const Reader *reader, const char *section, const char *key,
+             gboolean *out, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  gboolean value;
+
+  if (!g_key_file_has_key (reader->file, section, key, NULL))
+    return TRUE;
+  value = g_key_file_get_boolean (reader->file, section, key, &local);
+  if (local)
+    return invalid (reader, section, error, "%s is true or false", key);
+  *out = value;
+  return TRUE;
+}
+
 static gboolean
 read_deadline (const Reader *reader, VmsPlan *plan, GError **error)
 {
@@ -216,6 +236,9 @@ read_plan_section (const Reader *reader, VmsPlan *plan, GError **error)
       || !get_number (reader, "plan", "retries", vms_option_count, 0,
                       MAX_RETRIES, &plan->retries, error)
       || !get_final_sync (reader, "plan", &plan->final_sync, error)
+      || !get_boolean (reader, "plan", "tls", &plan->tls, error)
+      || !get_boolean (reader, "plan", "insecure", &plan->insecure, error)
+      || !get_boolean (reader, "plan", "suspend", &plan->suspend, error)
       || !read_deadline (reader, plan, error)
       || !read_alert (reader, plan, error))
     return FALSE;
@@ -273,6 +296,9 @@ read_vm (const Reader *reader, const VmsPlan *plan, const char *section,
     vm->sink = g_strdup (sink);
   vm->max_downtime_ms = plan->max_downtime_ms;
   vm->final_sync = g_strdup (plan->final_sync);
+  vm->tls = plan->tls;
+  vm->insecure = plan->insecure;
+  vm->suspend = plan->suspend;
   if (!vms_job_id_is_valid (vm->name, &local))
     invalid (reader, section, error, "'%s' cannot name its job: %s", vm->name,
              local->message);
@@ -280,7 +306,10 @@ read_vm (const Reader *reader, const VmsPlan *plan, const char *section,
            && check_endpoints (reader, section, vm, error)
            && get_number (reader, section, "max-downtime", parse_milliseconds,
                           1, MAX_DOWNTIME_MS, &vm->max_downtime_ms, error)
-           && get_final_sync (reader, section, &vm->final_sync, error))
+           && get_final_sync (reader, section, &vm->final_sync, error)
+           && get_boolean (reader, section, "tls", &vm->tls, error)
+           && get_boolean (reader, section, "insecure", &vm->insecure, error)
+           && get_boolean (reader, section, "suspend", &vm->suspend, error))
     return vm;
   vm_free (vm);
   return NULL;

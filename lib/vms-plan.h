@@ -32,6 +32,12 @@ typedef struct
   char *sink;              /* the sink's URI (the plan's when not given) */
   guint64 max_downtime_ms; /* objective (the plan's when not given) */
   char *final_sync;        /* auto, pause or mirror (the plan's) */
+  gboolean tls;            /* memory over TLS, as migrate --tls (the
+                              plan's) */
+  gboolean insecure;       /* clear-text memory off loopback allowed, as
+                              migrate --insecure (the plan's) */
+  gboolean suspend;        /* left paused at the destination, as migrate
+                              --suspend (the plan's) */
 } VmsPlanVm;
 
 /* VMs that switch over together: all or none. */
@@ -55,6 +61,9 @@ typedef struct
   GDateTime *deadline;     /* the whole plan done by then, or NULL */
   guint64 max_downtime_ms; /* each VM's objective unless it says */
   char *final_sync;        /* each VM's unless it says */
+  gboolean tls;            /* ... and likewise */
+  gboolean insecure;
+  gboolean suspend;
   char *state_dir;         /* the jobs' state, NULL: the default */
   char **alert;            /* argv run with each alert's JSON on stdin,
                               or NULL */

@@ -3,10 +3,13 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-job.h"
 #include "vms-path.h"
+#include "vms-plan-run.h"
 #include "vms-plan.h"
 #include "vms-progress.h"
 
+#include <errno.h>
 #include <json-glib/json-glib.h>
 
 /* Where a VM goes, for people. */
@@ -185,20 +188,66 @@ plan_check (const char *path, gboolean json)
   return VMS_EXIT_OK;
 }
 
+/* Every VM of the plan migrated, or as many as can be. */
+static int
+plan_run (const char *path, const char *state_dir_option, gboolean json)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
+  g_autoptr (VmsProgress) progress = NULL;
+  g_autofree char *state_dir = NULL;
+  GCancellable *cancellable;
+
+  if (!plan)
+    {
+      vms_cli_error ("plan", "%s", error->message);
+      return VMS_EXIT_USAGE;
+    }
+  state_dir = g_strdup (state_dir_option  ? state_dir_option
+                        : plan->state_dir ? plan->state_dir
+                                          : NULL);
+  if (!state_dir)
+    state_dir = vms_job_default_state_dir ();
+  vms_path_make_absolute (&state_dir, vms_path_absolute);
+  if (g_mkdir_with_parents (state_dir, 0700) < 0)
+    {
+      vms_cli_error ("plan", "cannot create %s: %s", state_dir,
+                     g_strerror (errno));
+      return VMS_EXIT_FAILED;
+    }
+  progress = vms_progress_new (json ? VMS_PROGRESS_JSON : VMS_PROGRESS_TEXT);
+  cancellable = vms_cli_cancel_on_signals ();
+  if (vms_plan_run (plan, state_dir, progress, cancellable, &error))
+    return VMS_EXIT_OK;
+  vms_cli_error ("plan", "%s", error->message);
+  return vms_cli_exit_code (error);
+}
+
 int
 vms_cmd_plan (int argc, char **argv)
 {
   gboolean json = FALSE;
-  const GOptionEntry entries[] = { { "json", 0, 0, G_OPTION_ARG_NONE, &json,
-                                     "One JSON event instead of text", NULL },
-                                   G_OPTION_ENTRY_NULL };
-  g_autoptr (GOptionContext) context = g_option_context_new ("check PLAN");
+  g_autofree char *state_dir = NULL;
+  const GOptionEntry entries[]
+      = { { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+            "JSON events instead of text", NULL },
+          { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
+            "run: where the VMs' jobs live (default: the plan's "
+            "state-dir, else /var/lib/vmshift as root)",
+            "DIR" },
+          G_OPTION_ENTRY_NULL };
+  g_autoptr (GOptionContext) context
+      = g_option_context_new ("check PLAN | run PLAN");
   g_autoptr (GError) error = NULL;
 
   g_option_context_set_summary (
       context, "check PLAN: read the plan file (vmshift-plan(5)), refuse "
                "what is wrong in it with the section and key, and print "
-               "its VMs and groups in the order a run takes them.");
+               "its VMs and groups in the order a run takes them.\n"
+               "run PLAN: migrate its VMs, at most its concurrency at "
+               "once; one that fails does not stop the others; run again "
+               "after a stop, it skips what migrated and resumes the "
+               "rest.  Groups are not run yet.");
   g_option_context_add_main_entries (context, entries, NULL);
   g_set_prgname ("vmshift plan");
   if (!g_option_context_parse (context, &argc, &argv, &error))
@@ -208,6 +257,9 @@ vms_cmd_plan (int argc, char **argv)
     }
   if (argc == 3 && g_str_equal (argv[1], "check"))
     return plan_check (argv[2], json);
-  vms_cli_error ("plan", "expected 'check PLAN' (see 'vmshift plan --help')");
+  if (argc == 3 && g_str_equal (argv[1], "run"))
+    return plan_run (argv[2], state_dir, json);
+  vms_cli_error ("plan", "expected 'check PLAN' or 'run PLAN' (see 'vmshift "
+                         "plan --help')");
   return VMS_EXIT_USAGE;
 }

@@ -137,8 +137,9 @@ test_plan_check (void **state)
   run_vmshift (&no_file, "plan", "check", "/nonexistent/x.plan", NULL);
   assert_int_equal (no_file.status, 2);
   assert_non_null (strstr (no_file.err, "/nonexistent/x.plan: "));
-  run_vmshift (&run, "plan", "run", good, NULL);
+  run_vmshift (&run, "plan", "run", "--state-dir", dir, good, NULL);
   assert_int_equal (run.status, 2);
+  assert_non_null (strstr (run.err, "groups are not run yet"));
   g_unlink (good);
   g_unlink (bad);
   g_rmdir (dir);

@@ -73,11 +73,12 @@ test_plan_read (void **state)
       "alert = /usr/local/bin/page-me --json 'ops team'\n"
       "retries = 2\n"
       "sink = nbds://10.0.0.2/\n"
+      "suspend = true\n"
       "[group front]\n"
       "max-downtime = 500\n"
       "hold = 120\n" QMP_VM (
           "web1", "01") "group = front\n"
-                        "max-downtime = 50\n" QMP_VM (
+                        "max-downtime = 50\ntls = true\n" QMP_VM (
                             "web2", "02") "group = front\n"
                                           "final-sync = auto\n"
                                           "[vm db]\n"
@@ -105,6 +106,10 @@ test_plan_read (void **state)
   db = plan->vms->pdata[2];
   assert_string_equal (web1->name, "web1");
   assert_int_equal (web1->max_downtime_ms, 50);
+  assert_true (web1->tls);
+  assert_false (web2->tls);
+  assert_true (web1->suspend && web2->suspend && db->suspend);
+  assert_false (web1->insecure);
   assert_string_equal (web1->final_sync, "mirror");
   assert_int_equal (web2->max_downtime_ms, 200);
   assert_string_equal (web2->final_sync, "auto");
@@ -179,6 +184,8 @@ test_plan_refusals (void **state)
       "[plan]: alert: " },
     { "[plan]\nsink = s\nstate-dir = relative\n" QMP_VM ("a", "01"),
       "state-dir must be an absolute path" },
+    { "[plan]\nsink = s\ntls = maybe\n" QMP_VM ("a", "01"),
+      "[plan]: tls is true or false" },
     { "[plan]\nsink = s\n", "no VM" },
     { "not a key file\n", "bad.plan: " },
   };
