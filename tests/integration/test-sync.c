@@ -938,6 +938,10 @@ test_resume_after_qcow2_source_restarts (void **state)
   JsonObject *disk;
   guint64 background, matched;
 
+  /* Data the guest never rewrites (its writer keeps to 0-24M). */
+  vms_assert_ok (
+      vms_test_vm_qemu_io (fixture->vm, "vd0", "write -P 0x6d 28M 16M", &error),
+      error);
   first = run_start (fixture, source, "--sink", fixture->sink_uri, "--job",
                      "j12", "--replica-prefix", "t12", "--disk", "vd0",
                      "--rounds", "1", NULL);
@@ -957,6 +961,7 @@ test_resume_after_qcow2_source_restarts (void **state)
 
   vms_assert_ok (vms_test_vm_restart (fixture->vm, FALSE, &error), error);
   vms_assert_ok (vms_test_vm_wait_ready (fixture->vm, &error), error);
+  pause_guest (fixture);
   after_kill = run_start (fixture, "--resume", "j12", "--rounds", "1", NULL);
   run_expect_success (after_kill);
   assert_non_null (strstr (after_kill->out->str, "bitmaps-lost"));
@@ -965,10 +970,11 @@ test_resume_after_qcow2_source_restarts (void **state)
   print_message ("after kill -9: copied again, %" G_GUINT64_FORMAT
                  " bytes found at the sink\n",
                  matched);
-  /* The guest's data (it writes over 24 MiB of vd0) was mostly there. */
-  assert_true (matched >= 8 * MiB);
+  /* At least the 16 MiB written before the first run, outside the
+   * guest's span and made durable by the clean quit; how much of the
+   * guest's own span is found besides depends on how long it ran. */
+  assert_true (matched >= 16 * MiB);
 
-  pause_guest (fixture);
   last = run_start (fixture, "--resume", "j12", "--rounds", "1", NULL);
   run_expect_success (last);
   assert_identical (fixture->vm->disk_paths[0], "qcow2", vd0);
