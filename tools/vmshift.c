@@ -24,7 +24,7 @@ static const VmsCliCommand commands[] = {
     vms_cmd_job },
   { "seed", "Write a running VM's disks to a seed to ship on a device",
     vms_cmd_seed },
-  { "plan", "Check a migration plan of many VMs and groups (vmshift-plan(5))",
+  { "plan", "Check or run a migration plan of many VMs (vmshift-plan(5))",
     vms_cmd_plan },
 };
 
