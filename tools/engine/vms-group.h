@@ -1,0 +1,62 @@
+/* vmshift engine: a migration group, VMs that switch over together: each
+ * member replicates on its own, then holds before its switchover until
+ * every member can switch over; all then go within one window.  A member
+ * that fails before its switchover fails the group, and every member
+ * rolls back.  Thread-safe: each member runs in a thread of its own.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define VMS_GROUP_ERROR (vms_group_error_quark ())
+GQuark vms_group_error_quark (void);
+
+typedef enum
+{
+  VMS_GROUP_ERROR_FAILED, /* another member failed, or one was not ready
+                             in time; the message names it */
+} VmsGroupError;
+
+/* From the release to every member paused at its switchover: QEMU
+ * converges within a few of its RAM rounds once the hold is lifted. */
+#define VMS_GROUP_DEFAULT_WINDOW_S 60
+
+typedef struct _VmsGroup VmsGroup;
+
+/* members: their names (the jobs' ids).  hold_s: how long members ready
+ * to switch over wait for the last one, from the first that was. */
+VmsGroup *vms_group_new (const char *name, const char *const *members,
+                         guint hold_s, guint window_s);
+VmsGroup *vms_group_ref (VmsGroup *group);
+void vms_group_unref (VmsGroup *group);
+const char *vms_group_get_name (VmsGroup *group);
+
+/* Cancelled when the group fails: what each member runs under. */
+GCancellable *vms_group_get_cancellable (VmsGroup *group);
+
+/* member could switch over now (its RAM would cross within its
+ * objective): it waits up to wait_ms for the others, TRUE with *released
+ * once every member could.  FALSE with error when the group failed, or
+ * when the hold ran out (then the group fails, naming who was not
+ * ready). */
+gboolean vms_group_ready (VmsGroup *group, const char *member, gint64 wait_ms,
+                          gboolean *released, GError **error);
+
+/* member's source is paused before its switchover: wait until every
+ * member's is, TRUE then.  FALSE with error when the group failed or the
+ * window since the release ran out (the group fails). */
+gboolean vms_group_paused (VmsGroup *group, const char *member, GError **error);
+
+/* member failed before its switchover: the group fails (the first cause
+ * is kept) and its cancellable is cancelled. */
+void vms_group_fail (VmsGroup *group, const char *member, const char *cause);
+
+/* Why the group failed ("member: cause"), or NULL while it has not. */
+char *vms_group_dup_failure (VmsGroup *group);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsGroup, vms_group_unref)
+
+G_END_DECLS
