@@ -28,6 +28,14 @@ vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms, int objective_ms,
   tuning->changed_us = now_us;
 }
 
+void
+vms_memory_tuning_restart (VmsMemoryTuning *tuning, gint64 now_us)
+{
+  tuning->rounds_at = 0;
+  tuning->remaining_at = 0;
+  tuning->changed_us = now_us;
+}
+
 /* QEMU had its rounds and its time since the last change, and still
  * expects more than its limit. */
 static gboolean

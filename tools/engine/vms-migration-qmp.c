@@ -26,6 +26,11 @@
 #define SETTLE_TIMEOUT_MS 5000
 /* What libvirt sets for "no limit" too: far above any link. */
 #define UNLIMITED_BANDWIDTH (G_GINT64_CONSTANT (1) << 50)
+/* QEMU's downtime-limit while a group member waits for the others: QEMU
+ * goes on sending what the guest dirties but switches over only if a
+ * round leaves almost nothing (0 would switch over after the first pass,
+ * without looking at what was dirtied meanwhile). */
+#define GROUP_HOLD_LIMIT_MS 1
 
 typedef struct
 {
@@ -42,6 +47,10 @@ typedef struct
   double zstd_ratio;       /* with --compress zstd, the RAM's pages
                               compressed, bytes out per byte in; 0: not
                               known */
+  gboolean group_held;     /* QEMU runs under GROUP_HOLD_LIMIT_MS until
+                              the group's other members can switch over */
+  gboolean group_ready;    /* ... and could switch over, said so */
+  gboolean group_released; /* every member could: no attempt is held */
 } QmpBackend;
 
 static QmpBackend *
@@ -574,7 +583,11 @@ set_parameters (VmsMigration *migration, GError **error)
       &backend_of (migration)->tuning, limit_ms, config->max_downtime_ms,
       config->bandwidth != 0 || local, !config->bandwidth && bandwidth != 0,
       wide, g_get_monotonic_time ());
-  json_object_set_int_member (source_parameters, "downtime-limit", limit_ms);
+  backend_of (migration)->group_held
+      = config->group && !backend_of (migration)->group_released;
+  json_object_set_int_member (
+      source_parameters, "downtime-limit",
+      backend_of (migration)->group_held ? GROUP_HOLD_LIMIT_MS : limit_ms);
   /* Always set: QEMU keeps an earlier attempt's limit, and its own
    * default (128 MiB/s) would throttle a fast link. */
   json_object_set_int_member (source_parameters, "max-bandwidth",
@@ -793,6 +806,61 @@ tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
   return TRUE;
 }
 
+/* A held member's QEMU would switch over under its own limit: the
+ * first pass is over and what is left crosses within it. */
+static gboolean
+could_switch_over (VmsMigration *migration, const VmsQemuMigrationInfo *info)
+{
+  return info->status == VMS_QEMU_MIGRATION_ACTIVE
+         && info->dirty_sync_count >= 2 && info->expected_downtime_ms >= 0
+         && info->expected_downtime_ms
+                <= backend_of (migration)->tuning.limit_ms;
+}
+
+static void
+report_group (VmsMigration *migration, const char *event, const char *text)
+{
+  const char *name = vms_group_get_name (migration->config.group);
+  JsonObject *fields = json_object_new ();
+
+  json_object_set_string_member (fields, "group", name);
+  vms_progress_event (migration->progress, event, fields, "group %s: %s", name,
+                      text);
+}
+
+/* The group's other members hold this one before its switchover: once
+ * it could switch over it waits for them (*waited: instead of waiting
+ * for QEMU's event), and when all could, QEMU gets its own limit back. */
+static gboolean
+hold_for_group (VmsMigration *migration, const VmsQemuMigrationInfo *info,
+                gboolean *waited, GError **error)
+{
+  QmpBackend *backend = backend_of (migration);
+  gboolean released = FALSE;
+
+  *waited = FALSE;
+  if (!backend->group_held
+      || (!backend->group_ready && !could_switch_over (migration, info)))
+    return TRUE;
+  if (!backend->group_ready)
+    report_group (migration, "group-ready",
+                  "could switch over; waiting for the other members");
+  backend->group_ready = TRUE;
+  *waited = TRUE;
+  if (!vms_group_ready (migration->config.group, migration->rep.job->id,
+                        POLL_INTERVAL_MS, &released, error))
+    return FALSE;
+  if (!released)
+    return TRUE;
+  backend->group_held = FALSE;
+  backend->group_released = TRUE;
+  vms_memory_tuning_restart (&backend->tuning, g_get_monotonic_time ());
+  report_group (migration, "group-released",
+                "every member could switch over; QEMU may now");
+  return set_source_parameter (migration, "downtime-limit",
+                               backend->tuning.limit_ms, error);
+}
+
 /* Reached wanted (or beyond it), FALSE with error when it failed. */
 static gboolean
 migration_reached (const VmsQemuMigrationInfo *info,
@@ -860,6 +928,7 @@ wait_migration (VmsMigration *migration, VmsQemuMigrationStatus wanted,
     {
       g_auto (VmsQemuMigrationInfo) info = { 0 };
       gboolean reached = FALSE;
+      gboolean held = FALSE;
 
       if (vms_migration_stop_requested (migration, error))
         return FALSE;
@@ -875,7 +944,9 @@ wait_migration (VmsMigration *migration, VmsQemuMigrationStatus wanted,
         return FALSE;
       if (!reached && wanted == VMS_QEMU_MIGRATION_PRE_SWITCHOVER
           && (!cap_bandwidth (migration, &info, error)
-              || !tune_memory (migration, &info, error)))
+              || !hold_for_group (migration, &info, &held, error)
+              || (!backend_of (migration)->group_held
+                  && !tune_memory (migration, &info, error))))
         return FALSE;
       if (reached)
         return TRUE;
@@ -891,9 +962,10 @@ wait_migration (VmsMigration *migration, VmsQemuMigrationStatus wanted,
         }
       /* React to QEMU's MIGRATION event at once (pre-switchover holds
        * the guest paused); query again after the poll interval at the
-       * latest, for progress. */
-      vms_qmp_wait_event (migration->rep.qmp, "MIGRATION", POLL_INTERVAL_MS,
-                          NULL, NULL, NULL, NULL);
+       * latest, for progress.  A held member waited for its group. */
+      if (!held)
+        vms_qmp_wait_event (migration->rep.qmp, "MIGRATION", POLL_INTERVAL_MS,
+                            NULL, NULL, NULL, NULL);
     }
 }
 

@@ -35,6 +35,16 @@ describe_downtime (VmsMigration *migrate, JsonObject *fields,
   *downtime_ms = parts.total_ms;
   json_object_set_object_member (fields, "downtime-parts",
                                  vms_downtime_parts_to_json (&parts));
+  /* On the source's wall clock: a group's pauses are laid side by side
+   * with these (sources on one host share it). */
+  if (migrate->downtime.stop_us >= 0 && parts.total_ms >= 0)
+    {
+      json_object_set_int_member (fields, "stopped-at-us",
+                                  migrate->downtime.stop_us);
+      json_object_set_int_member (fields, "running-at-us",
+                                  migrate->downtime.stop_us
+                                      + parts.total_ms * 1000);
+    }
   {
     gint64 offset_us, error_us;
 

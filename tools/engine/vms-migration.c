@@ -96,6 +96,7 @@ vms_migration_config_clear (VmsMigrationConfig *config)
   g_clear_pointer (&config->dest_qmp, g_free);
   g_clear_pointer (&config->dest_uri, g_free);
   g_clear_pointer (&config->estimate, g_free);
+  g_clear_pointer (&config->group, vms_group_unref);
   libvirt_config_clear (&config->libvirt);
 }
 
@@ -217,9 +218,18 @@ vms_migration_qemu_downtime_limit (VmsMigration *migration)
 gboolean
 vms_migration_stop_requested (VmsMigration *migration, GError **error)
 {
+  g_autofree char *group_failure = NULL;
+
   if (!g_cancellable_is_cancelled (migration->cancellable))
     return FALSE;
-  g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "stopped on request");
+  /* Stopped because another member failed: that is what to read. */
+  if (migration->config.group
+      && (group_failure = vms_group_dup_failure (migration->config.group)))
+    g_set_error (error, VMS_GROUP_ERROR, VMS_GROUP_ERROR_FAILED,
+                 "group %s rolls back: %s",
+                 vms_group_get_name (migration->config.group), group_failure);
+  else
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "stopped on request");
   return TRUE;
 }
 
@@ -436,6 +446,35 @@ hand_over (VmsMigration *migration, GError **error)
          && disks->forget_live (migration, error);
 }
 
+/* The member's source is paused with its disks across: wait for the
+ * group's other members to be, the wait said. */
+static gboolean
+group_paused (VmsMigration *migration, GError **error)
+{
+  VmsGroup *group = migration->config.group;
+  JsonObject *fields = json_object_new ();
+  gint64 started_us = g_get_monotonic_time ();
+  gboolean ok;
+
+  json_object_set_string_member (fields, "group", vms_group_get_name (group));
+  vms_progress_event (migration->progress, "group-paused", fields,
+                      "group %s: paused before the switchover, waiting for "
+                      "the other members",
+                      vms_group_get_name (group));
+  ok = vms_group_paused (group, migration->rep.job->id, error);
+  fields = json_object_new ();
+  json_object_set_string_member (fields, "group", vms_group_get_name (group));
+  json_object_set_int_member (fields, "waited-ms",
+                              (g_get_monotonic_time () - started_us) / 1000);
+  if (ok)
+    vms_progress_event (migration->progress, "group-switchover", fields,
+                        "group %s: every member is paused; switching over",
+                        vms_group_get_name (group));
+  else
+    json_object_unref (fields);
+  return ok;
+}
+
 /* The source is held paused (no guest write can happen): the disks'
  * last writes cross, then QEMU goes on.  A backend that switches over by
  * itself has done it already, the mirror keeping the replicas exact. */
@@ -463,6 +502,9 @@ switchover (VmsMigration *migration, GError **error)
   /* Paused, the guest cannot write: its own limits go back before it
    * runs at the destination, so the throttle is never carried there. */
   if (!release_backpressure (migration, "switchover", error))
+    return FALSE;
+  /* No member goes on while another may still fail and roll back. */
+  if (migration->config.group && !group_paused (migration, error))
     return FALSE;
   return migration->backend->continue_switchover (migration, error);
 }
@@ -752,10 +794,27 @@ commit_instead (VmsMigration *migration, GError **error)
          && forward (migration, error);
 }
 
+/* The name the group knows the migration by: its job's id. */
+static const char *
+member_name (VmsMigration *migration)
+{
+  const VmsReplicateConfig *copy = &migration->config.copy;
+
+  if (migration->rep.job)
+    return migration->rep.job->id;
+  return copy->job_id ? copy->job_id : copy->resume;
+}
+
 static gboolean
 fail (VmsMigration *migration, GError **error)
 {
   migration->outcome = VMS_MIGRATION_STOPPED;
+  /* The other members roll back while this one does; one already past
+   * its switchover cannot, and says so in its own run. */
+  if (migration->config.group
+      && !g_error_matches (*error, VMS_GROUP_ERROR, VMS_GROUP_ERROR_FAILED))
+    vms_group_fail (migration->config.group, member_name (migration),
+                    (*error)->message);
   if (commit_instead (migration, error))
     {
       migration->outcome = VMS_MIGRATION_MIGRATED;
@@ -773,6 +832,23 @@ fail (VmsMigration *migration, GError **error)
   return FALSE;
 }
 
+/* A group holds each member before its switchover, which only a backend
+ * that leaves the switchover to vmshift (and has QEMU's figures to see
+ * when it could go) allows. */
+static gboolean
+check_group (VmsMigration *migration, GError **error)
+{
+  if (!migration->config.group
+      || migration->backend == &vms_migration_qmp_backend)
+    return TRUE;
+  g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_INVALID,
+               "group %s: only VMs driven over QMP can be in a group yet "
+               "(%s uses the %s backend)",
+               vms_group_get_name (migration->config.group),
+               member_name (migration), migration->backend->name);
+  return FALSE;
+}
+
 gboolean
 vms_migration_run (VmsMigration *migration, GCancellable *cancellable,
                    GError **error)
@@ -782,9 +858,13 @@ vms_migration_run (VmsMigration *migration, GCancellable *cancellable,
   migration->started_us = g_get_monotonic_time ();
   migration->state = VMS_MIGRATE_PREFLIGHT;
   if (!load_resumed (migration, error)
-      || !vms_migration_choose_backend (migration, error))
+      || !vms_migration_choose_backend (migration, error)
+      || !check_group (migration, error))
     {
       migration->outcome = VMS_MIGRATION_STOPPED;
+      if (migration->config.group)
+        vms_group_fail (migration->config.group, member_name (migration),
+                        (*error)->message);
       return FALSE;
     }
   if (!open_source (migration, error) || !forward (migration, error))

@@ -8,6 +8,7 @@
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
 
+#include "vms-group.h"
 #include "vms-job.h"
 #include "vms-migrate-state.h"
 #include "vms-progress.h"
@@ -86,6 +87,9 @@ typedef struct
   gboolean suspend;         /* leave the destination paused */
   int memory_timeout_s;     /* roll back if RAM takes longer, 0: wait */
   char *estimate;           /* report against this estimate, or NULL */
+  VmsGroup *group;          /* switch over with its other members (a
+                               reference; the job's id is the member's
+                               name), or NULL; QMP backend only */
   VmsMigrationLibvirtConfig libvirt; /* connect_uri set: libvirt backend */
 } VmsMigrationConfig;
 
