@@ -247,7 +247,8 @@ vms_cmd_plan (int argc, char **argv)
                "run PLAN: migrate its VMs, at most its concurrency at "
                "once; one that fails does not stop the others; run again "
                "after a stop, it skips what migrated and resumes the "
-               "rest.  Groups are not run yet.");
+               "rest.  A group's members switch over together, or all "
+               "roll back.");
   g_option_context_add_main_entries (context, entries, NULL);
   g_set_prgname ("vmshift plan");
   if (!g_option_context_parse (context, &argc, &argv, &error))

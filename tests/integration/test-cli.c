@@ -137,9 +137,24 @@ test_plan_check (void **state)
   run_vmshift (&no_file, "plan", "check", "/nonexistent/x.plan", NULL);
   assert_int_equal (no_file.status, 2);
   assert_non_null (strstr (no_file.err, "/nonexistent/x.plan: "));
+  /* A member that cannot start fails its group: the other rolls back
+   * with it, named. */
+  assert_true (g_file_set_contents (
+      good,
+      "[plan]\nconcurrency = 2\nsink = "
+      "nbd+unix:///?socket=/nonexistent/sink.sock\n"
+      "[group front]\n"
+      "[vm web1]\nsource = qmp:/nonexistent/web1.qmp\n"
+      "dest-qmp = qmp:/nonexistent/d1.qmp\ndest-uri = unix:/nonexistent/m1\n"
+      "group = front\n"
+      "[vm web2]\nsource = qmp:/nonexistent/web2.qmp\n"
+      "dest-qmp = qmp:/nonexistent/d2.qmp\ndest-uri = unix:/nonexistent/m2\n"
+      "group = front\n",
+      -1, NULL));
   run_vmshift (&run, "plan", "run", "--state-dir", dir, good, NULL);
-  assert_int_equal (run.status, 2);
-  assert_non_null (strstr (run.err, "groups are not run yet"));
+  assert_int_equal (run.status, 1);
+  assert_non_null (strstr (run.err, "group front rolled back: web"));
+  assert_non_null (strstr (run.err, "2 of 2 VMs did not migrate"));
   g_unlink (good);
   g_unlink (bad);
   g_rmdir (dir);

@@ -27,6 +27,7 @@ typedef struct
   char *state_dir;
   char *plan_path;
   char *alerts_path;
+  gboolean grouped; /* the three VMs are one group */
 } Fixture;
 
 static const char *
@@ -95,27 +96,39 @@ write_plan (Fixture *fixture)
   g_autoptr (GString) plan = g_string_new (NULL);
   g_autofree char *sink = vms_test_sink_uri (fixture->sink, "");
 
-  g_string_append_printf (plan,
-                          "[plan]\nconcurrency = %d\nsink = %s\n"
-                          "final-sync = pause\nsuspend = true\n"
-                          "alert = /bin/sh -c 'cat >> \"$0\"' %s\n",
-                          CONCURRENCY, sink, fixture->alerts_path);
+  /* A group runs with the defaults, but its destinations stay paused
+   * until the disks are compared. */
+  if (fixture->grouped)
+    g_string_append_printf (plan,
+                            "[plan]\nconcurrency = %d\nsink = %s\n"
+                            "suspend = true\n"
+                            "alert = /bin/sh -c 'cat >> \"$0\"' %s\n"
+                            "[group trio]\nhold = 120\n",
+                            N_VMS, sink, fixture->alerts_path);
+  else
+    g_string_append_printf (plan,
+                            "[plan]\nconcurrency = %d\nsink = %s\n"
+                            "final-sync = pause\nsuspend = true\n"
+                            "alert = /bin/sh -c 'cat >> \"$0\"' %s\n",
+                            CONCURRENCY, sink, fixture->alerts_path);
   for (guint i = 0; i < N_VMS; i++)
     g_string_append_printf (plan,
                             "[vm %s]\nsource = qmp:%s\ndest-qmp = qmp:%s\n"
-                            "dest-uri = unix:%s/memory.sock\n",
+                            "dest-uri = unix:%s/memory.sock\n%s",
                             vm_name (i), fixture->source[i]->qmp2_path,
-                            fixture->dest[i]->qmp2_path, fixture->dest[i]->dir);
+                            fixture->dest[i]->qmp2_path, fixture->dest[i]->dir,
+                            fixture->grouped ? "group = trio\n" : "");
   assert_true (g_file_set_contents (fixture->plan_path, plan->str, -1, NULL));
 }
 
 static int
-setup (void **state)
+setup_fixture (void **state, gboolean grouped)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
   g_autoptr (GError) error = NULL;
 
   *state = fixture;
+  fixture->grouped = grouped;
   fixture->sink = vms_test_sink_setup (NULL);
   if (!fixture->sink)
     return -1;
@@ -131,6 +144,18 @@ setup (void **state)
       }
   write_plan (fixture);
   return 0;
+}
+
+static int
+setup (void **state)
+{
+  return setup_fixture (state, FALSE);
+}
+
+static int
+setup_group (void **state)
+{
+  return setup_fixture (state, TRUE);
 }
 
 static int
@@ -185,15 +210,17 @@ most_at_once (const char *output)
   return most;
 }
 
-/* The plan's own events in output, to show in a failure (caller frees). */
+/* The events in output whose names start with prefix ("plan-"), to show
+ * in a failure (caller frees). */
 static char *
-plan_events (const char *output)
+events_named (const char *output, const char *prefix)
 {
   g_auto (GStrv) lines = g_strsplit (output, "\n", -1);
   GString *found = g_string_new (NULL);
+  g_autofree char *needle = g_strdup_printf ("\"event\":\"%s", prefix);
 
   for (guint i = 0; lines[i]; i++)
-    if (strstr (lines[i], "\"event\":\"plan-"))
+    if (strstr (lines[i], needle))
       g_string_append_printf (found, "%s\n", lines[i]);
   return g_string_free (found, FALSE);
 }
@@ -240,7 +267,7 @@ test_plan_runs_vms_unattended (void **state)
   most = most_at_once (run->out->str);
   if (most != CONCURRENCY)
     {
-      g_autofree char *events = plan_events (run->out->str);
+      g_autofree char *events = events_named (run->out->str, "plan-");
 
       fail_msg ("%u VMs at once, not %d:\n%s", most, CONCURRENCY, events);
     }
@@ -286,12 +313,156 @@ test_plan_runs_vms_unattended (void **state)
   assert_null (strstr (again->out->str, "\"event\":\"plan-vm-start\""));
 }
 
+/* The index of the first (last: from_end) line of output holding both
+ * needles (second may be NULL), -1 if none. */
+static int
+line_of (const char *output, const char *needle, const char *second,
+         gboolean from_end)
+{
+  g_auto (GStrv) lines = g_strsplit (output, "\n", -1);
+  int found = -1;
+
+  for (int i = 0; lines[i]; i++)
+    if (strstr (lines[i], needle) && (!second || strstr (lines[i], second)))
+      {
+        found = i;
+        if (!from_end)
+          break;
+      }
+  return found;
+}
+
+/* Each VM's disk identical to its replica, each guest running on at its
+ * destination once let go. */
+static void
+assert_moved (Fixture *fixture)
+{
+  for (guint i = 0; i < N_VMS; i++)
+    {
+      g_autofree char *name = replica_name (i);
+      g_autofree char *replica
+          = vms_test_sink_replica_path (fixture->sink, name);
+      g_autoptr (GError) error = NULL;
+      guint64 beat = vms_test_vm_last_heartbeat (fixture->source[i]);
+      g_autofree char *needle
+          = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
+
+      g_autoptr (JsonNode) reply = NULL;
+
+      vms_test_assert_identical (fixture->source[i]->disk_paths[0], "raw",
+                                 replica);
+      reply = vms_qmp_execute (fixture->dest[i]->qmp, "cont", NULL, &error);
+      vms_assert_ok (reply, error);
+      if (!vms_test_vm_wait_serial (fixture->dest[i], needle, 60000, &error))
+        fail_msg ("VM %s does not run at its destination: %s", vm_name (i),
+                  error->message);
+    }
+}
+
+/* A group of three with the defaults: each member held until all could
+ * switch over, then all paused before any went on; every disk identical,
+ * every guest running on at its destination; the group's downtime and
+ * the spread of its switchovers reported, to the alert command too. */
+static void
+test_group_switches_over_together (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = plan_run (fixture);
+  g_autoptr (JsonObject) group = NULL;
+  g_autofree char *alerts = NULL;
+  const char *out;
+  g_autofree char *events = NULL;
+  int first_go, last_paused, released;
+
+  vms_test_command_expect_success (run);
+  out = run->out->str;
+  events = events_named (out, "group-");
+  assert_outcomes (run, "migrated");
+  for (guint i = 0; i < N_VMS; i++)
+    {
+      g_autofree char *who = g_strdup_printf ("\"vm\":\"%s\"", vm_name (i));
+
+      if (line_of (out, "\"event\":\"group-paused\"", who, FALSE) < 0)
+        fail_msg ("%s never waited for its group:\n%s", vm_name (i), events);
+    }
+  /* No member went on before every one was paused. */
+  first_go = line_of (out, "\"event\":\"group-switchover\"", NULL, FALSE);
+  last_paused = line_of (out, "\"event\":\"group-paused\"", NULL, TRUE);
+  if (first_go < last_paused)
+    fail_msg ("a member switched over before the others were paused:\n%s",
+              events);
+  /* Held while it ran: released only once all could switch over (a
+   * QEMU that converged while held is not released: it is paused). */
+  released = line_of (out, "\"event\":\"group-released\"", NULL, FALSE);
+  if (released >= 0
+      && released < line_of (out, "\"event\":\"group-ready\"", NULL, TRUE))
+    fail_msg ("released before the last member was ready:\n%s", events);
+  group = vms_test_command_last_event (run, "plan-group", NULL);
+  assert_non_null (group);
+  assert_string_equal (json_object_get_string_member (group, "outcome"),
+                       "migrated");
+  assert_true (json_object_has_member (group, "group-downtime-ms"));
+  print_message ("group of %d: group downtime %" G_GINT64_FORMAT
+                 " ms, switchovers %" G_GINT64_FORMAT " ms apart\n",
+                 N_VMS, json_object_get_int_member (group, "group-downtime-ms"),
+                 json_object_get_int_member (group, "switchover-spread-ms"));
+  assert_moved (fixture);
+  assert_true (g_file_get_contents (fixture->alerts_path, &alerts, NULL, NULL));
+  assert_non_null (strstr (alerts, "\"event\":\"plan-group\""));
+}
+
+/* One member's destination QEMU killed during its memory phase: the
+ * whole group rolls back, naming it, and every source runs on.  With
+ * new destinations, a second run resumes the three jobs and moves the
+ * group. */
+static void
+test_group_rolls_back_with_a_member (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = plan_run (fixture);
+  g_autoptr (VmsTestCommand) again = NULL;
+  g_autoptr (JsonObject) group = NULL;
+  g_autoptr (GError) error = NULL;
+
+  vms_test_command_wait_for (run, "\"state\":\"memory\",\"vm\":\"pb\"", 300000);
+  vms_test_vm_kill (fixture->dest[1]);
+  assert_int_equal (vms_test_command_wait (run), 1);
+  assert_outcomes (run, "failed");
+  group = vms_test_command_last_event (run, "plan-group", NULL);
+  assert_non_null (group);
+  assert_string_equal (json_object_get_string_member (group, "outcome"),
+                       "failed");
+  if (!strstr (json_object_get_string_member (group, "error"), "pb: "))
+    fail_msg ("the failure does not name pb: %s",
+              json_object_get_string_member (group, "error"));
+  for (guint i = 0; i < N_VMS; i++)
+    {
+      guint64 beat = vms_test_vm_last_heartbeat (fixture->source[i]);
+      g_autofree char *needle
+          = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
+
+      if (!vms_test_vm_wait_serial (fixture->source[i], needle, 60000, &error))
+        fail_msg ("source %s does not run after the rollback: %s", vm_name (i),
+                  error->message);
+      vms_assert_ok (vms_test_vm_restart (fixture->dest[i], FALSE, &error),
+                     error);
+    }
+  again = plan_run (fixture);
+  vms_test_command_expect_success (again);
+  assert_outcomes (again, "migrated");
+  assert_moved (fixture);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_plan_runs_vms_unattended, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_group_switches_over_together,
+                                     setup_group, teardown),
+    cmocka_unit_test_setup_teardown (test_group_rolls_back_with_a_member,
+                                     setup_group, teardown),
   };
 
   vms_test_guest_prepare ();

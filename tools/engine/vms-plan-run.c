@@ -9,18 +9,43 @@
 #include <json-glib/json-glib.h>
 
 typedef struct Runner Runner;
+typedef struct GroupRun GroupRun;
+
+/* What the scheduler starts and joins: a VM on its own, or a group. */
+typedef struct
+{
+  GThread *thread;
+  guint weight; /* VMs it copies at once */
+} Unit;
 
 /* One VM's thread and what became of it. */
 typedef struct
 {
+  Unit unit; /* on its own; a member's thread is its group's */
   Runner *runner;
   const VmsPlanVm *vm;
-  GThread *thread;
+  GroupRun *group;     /* its group's run, or NULL */
+  GThread *thread;     /* a member's attempt */
   gboolean migrated;   /* the destination runs it */
   gboolean earlier;    /* ... since an earlier run of the plan */
   guint attempts;      /* made by this run */
   char *error_message; /* the last attempt's failure, or NULL */
+  gint64 stopped_at_us; /* its switchover, from "migrated": the source's */
+  gint64 running_at_us; /* STOP and the destination running, -1 */
+  gint64 downtime_ms;   /* that pause, -1: not known */
 } Worker;
+
+/* A group's thread: its members' attempts, together. */
+struct GroupRun
+{
+  Unit unit;
+  Runner *runner;
+  const VmsPlanGroup *group;
+  GPtrArray *members;  /* Worker* (the runner's) */
+  VmsGroup *current;   /* the attempt's, while it runs */
+  guint attempts;      /* made by this run */
+  char *error_message; /* why the last attempt rolled back, or NULL */
+};
 
 struct Runner
 {
@@ -29,8 +54,8 @@ struct Runner
   VmsProgress *progress;
   GCancellable *cancellable;
   GMutex lock;     /* the progress output, and finished */
-  GCond cond;      /* signalled when a worker is finished */
-  GQueue finished; /* Worker*: ended, not yet joined */
+  GCond cond;      /* signalled when a unit is finished */
+  GQueue finished; /* Unit*: ended, not yet joined */
 };
 
 static void
@@ -38,6 +63,14 @@ worker_free (Worker *worker)
 {
   g_free (worker->error_message);
   g_free (worker);
+}
+
+static void
+group_run_free (GroupRun *run)
+{
+  g_ptr_array_unref (run->members);
+  g_free (run->error_message);
+  g_free (run);
 }
 
 /* ---- events ---- */
@@ -73,6 +106,16 @@ on_migration_event (const char *event, JsonObject *fields, const char *text,
 {
   Worker *worker = user_data;
 
+  /* A group's report lays its members' pauses side by side. */
+  if (g_str_equal (event, "migrated") && fields)
+    {
+      worker->stopped_at_us = json_object_get_int_member_with_default (
+          fields, "stopped-at-us", -1);
+      worker->running_at_us = json_object_get_int_member_with_default (
+          fields, "running-at-us", -1);
+      worker->downtime_ms
+          = json_object_get_int_member_with_default (fields, "downtime-ms", -1);
+    }
   emit (worker->runner, worker->vm->name, event, fields, text);
 }
 
@@ -178,8 +221,10 @@ look_at_job (Worker *worker, gboolean *exists, gboolean *migrated,
   return FALSE;
 }
 
+/* One attempt at the VM's migration; a group's member runs under the
+ * group's cancellable, which its failure cancels. */
 static gboolean
-attempt (Worker *worker, gboolean resume, GError **error)
+attempt (Worker *worker, gboolean resume, VmsGroup *group, GError **error)
 {
   VmsMigrationConfig config;
   g_autoptr (VmsMigration) migration = NULL;
@@ -187,13 +232,21 @@ attempt (Worker *worker, gboolean resume, GError **error)
 
   json_object_set_int_member (fields, "attempt", worker->attempts);
   json_object_set_boolean_member (fields, "resume", resume);
+  if (group)
+    json_object_set_string_member (fields, "group", vms_group_get_name (group));
   emit (worker->runner, worker->vm->name, "plan-vm-start", fields,
         resume ? "resuming its job" : "starting");
   json_object_unref (fields);
+  worker->stopped_at_us = worker->running_at_us = worker->downtime_ms = -1;
   build_config (worker->runner, worker->vm, resume, &config);
+  if (group)
+    config.group = vms_group_ref (group);
   migration = vms_migration_new (&config, on_migration_event, worker);
   vms_migration_config_clear (&config);
-  return vms_migration_run (migration, worker->runner->cancellable, error);
+  return vms_migration_run (migration,
+                            group ? vms_group_get_cancellable (group)
+                                  : worker->runner->cancellable,
+                            error);
 }
 
 /* The VM's end, said and alerted. */
@@ -215,6 +268,8 @@ report_end (Worker *worker)
 
   json_object_set_string_member (fields, "outcome", outcome);
   json_object_set_int_member (fields, "attempts", worker->attempts);
+  if (worker->group)
+    json_object_set_string_member (fields, "group", worker->group->group->name);
   if (worker->error_message)
     json_object_set_string_member (fields, "error", worker->error_message);
   emit (worker->runner, worker->vm->name, "plan-vm", fields, text);
@@ -222,6 +277,15 @@ report_end (Worker *worker)
   json_object_set_string_member (fields, "message", text);
   alert (worker->runner, "plan-vm", fields);
   json_object_unref (fields);
+}
+
+static void
+unit_finished (Runner *runner, Unit *unit)
+{
+  g_mutex_lock (&runner->lock);
+  g_queue_push_tail (&runner->finished, unit);
+  g_cond_signal (&runner->cond);
+  g_mutex_unlock (&runner->lock);
 }
 
 static gpointer
@@ -244,7 +308,7 @@ worker_main (gpointer data)
           break;
         }
       worker->attempts++;
-      if (!error && attempt (worker, exists, &error))
+      if (!error && attempt (worker, exists, NULL, &error))
         {
           worker->migrated = TRUE;
           break;
@@ -257,27 +321,325 @@ worker_main (gpointer data)
   else if (!worker->error_message)
     worker->error_message = g_strdup ("the plan was stopped");
   report_end (worker);
-  g_mutex_lock (&runner->lock);
-  g_queue_push_tail (&runner->finished, worker);
-  g_cond_signal (&runner->cond);
-  g_mutex_unlock (&runner->lock);
+  unit_finished (runner, &worker->unit);
+  return NULL;
+}
+
+/* ---- a group ---- */
+
+/* One member's attempt, in a thread of its own: its failure fails the
+ * group, which stops the others. */
+static gpointer
+member_main (gpointer data)
+{
+  Worker *worker = data;
+  VmsGroup *group = worker->group->current;
+  g_autoptr (GError) error = NULL;
+  gboolean exists = FALSE, committed = FALSE;
+
+  worker->attempts++;
+  if (look_at_job (worker, &exists, &committed, &error)
+      && attempt (worker, exists, group, &error))
+    {
+      worker->migrated = TRUE;
+      g_clear_pointer (&worker->error_message, g_free);
+      return NULL;
+    }
+  g_free (worker->error_message);
+  worker->error_message = g_strdup (error->message);
+  vms_group_fail (group, worker->vm->name, error->message);
+  return NULL;
+}
+
+static void
+on_plan_cancelled (GCancellable *cancellable, gpointer data)
+{
+  vms_group_fail (data, "plan", "the plan was stopped");
+}
+
+/* The members an earlier attempt or run has not migrated; NULL when a
+ * job cannot be read. */
+static GPtrArray *
+members_left (GroupRun *run, GError **error)
+{
+  g_autoptr (GPtrArray) left = g_ptr_array_new ();
+
+  for (guint i = 0; i < run->members->len; i++)
+    {
+      Worker *worker = run->members->pdata[i];
+      gboolean exists = FALSE, committed = FALSE;
+
+      if (worker->migrated)
+        continue;
+      if (!look_at_job (worker, &exists, &committed, error))
+        return NULL;
+      worker->migrated = committed;
+      worker->earlier = committed && run->attempts == 0;
+      if (!committed)
+        g_ptr_array_add (left, worker);
+    }
+  return g_steal_pointer (&left);
+}
+
+static void
+report_group_start (GroupRun *run, GPtrArray *left)
+{
+  JsonObject *fields = json_object_new ();
+  JsonArray *names = json_array_new ();
+  g_autoptr (GString) text = g_string_new (NULL);
+
+  for (guint i = 0; i < left->len; i++)
+    {
+      const Worker *worker = left->pdata[i];
+
+      json_array_add_string_element (names, worker->vm->name);
+      g_string_append_printf (text, "%s%s", i ? ", " : "", worker->vm->name);
+    }
+  json_object_set_string_member (fields, "group", run->group->name);
+  json_object_set_int_member (fields, "attempt", run->attempts);
+  json_object_set_array_member (fields, "members", names);
+  g_string_prepend (text, ": migrating together: ");
+  g_string_prepend (text, run->group->name);
+  g_string_prepend (text, "group ");
+  emit (run->runner, NULL, "plan-group-start", fields, text->str);
+  json_object_unref (fields);
+}
+
+/* Every member left migrates, or the group rolls back. */
+static gboolean
+group_attempt (GroupRun *run, GPtrArray *left, GError **error)
+{
+  g_autofree const char **names = g_new0 (const char *, left->len + 1);
+  g_autoptr (VmsGroup) group = NULL;
+  g_autofree char *failure = NULL;
+  GCancellable *plan_cancellable = run->runner->cancellable;
+  gulong handler = 0;
+
+  for (guint i = 0; i < left->len; i++)
+    names[i] = ((Worker *)left->pdata[i])->vm->name;
+  group = vms_group_new (run->group->name, names, run->group->hold_s,
+                         VMS_GROUP_DEFAULT_WINDOW_S);
+  run->current = group;
+  if (plan_cancellable)
+    handler = g_cancellable_connect (
+        plan_cancellable, G_CALLBACK (on_plan_cancelled), group, NULL);
+  for (guint i = 0; i < left->len; i++)
+    {
+      Worker *worker = left->pdata[i];
+
+      worker->thread = g_thread_new (worker->vm->name, member_main, worker);
+    }
+  for (guint i = 0; i < left->len; i++)
+    g_thread_join (g_steal_pointer (&((Worker *)left->pdata[i])->thread));
+  if (plan_cancellable)
+    g_cancellable_disconnect (plan_cancellable, handler);
+  run->current = NULL;
+  for (guint i = 0; i < left->len; i++)
+    if (!((Worker *)left->pdata[i])->migrated)
+      break;
+    else if (i == left->len - 1)
+      return TRUE;
+  failure = vms_group_dup_failure (group);
+  g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
+               "group %s rolled back: %s", run->group->name,
+               failure ? failure : "a member did not migrate");
+  return FALSE;
+}
+
+/* The span of the members' pauses (first STOP to last running) and
+ * between their STOPs; FALSE when a member's is not known. */
+static gboolean
+group_pauses (GroupRun *run, gint64 *downtime_ms, gint64 *spread_ms)
+{
+  gint64 first_stop = G_MAXINT64, last_stop = 0, last_running = 0;
+
+  for (guint i = 0; i < run->members->len; i++)
+    {
+      const Worker *worker = run->members->pdata[i];
+
+      if (!worker->migrated || worker->earlier || worker->stopped_at_us < 0
+          || worker->running_at_us < 0)
+        return FALSE;
+      first_stop = MIN (first_stop, worker->stopped_at_us);
+      last_stop = MAX (last_stop, worker->stopped_at_us);
+      last_running = MAX (last_running, worker->running_at_us);
+    }
+  *downtime_ms = (last_running - first_stop) / 1000;
+  *spread_ms = (last_stop - first_stop) / 1000;
+  return run->members->len > 0;
+}
+
+static void
+report_group_end (GroupRun *run)
+{
+  JsonObject *fields = json_object_new ();
+  guint migrated = 0;
+  gint64 downtime_ms = -1, spread_ms = -1;
+  g_autofree char *text = NULL;
+
+  for (guint i = 0; i < run->members->len; i++)
+    migrated += ((Worker *)run->members->pdata[i])->migrated;
+  json_object_set_string_member (fields, "group", run->group->name);
+  json_object_set_string_member (fields, "outcome",
+                                 migrated == run->members->len ? "migrated"
+                                 : migrated                    ? "split"
+                                                               : "failed");
+  json_object_set_int_member (fields, "attempts", run->attempts);
+  json_object_set_int_member (fields, "members", run->members->len);
+  json_object_set_int_member (fields, "migrated", migrated);
+  if (group_pauses (run, &downtime_ms, &spread_ms))
+    {
+      json_object_set_int_member (fields, "group-downtime-ms", downtime_ms);
+      json_object_set_int_member (fields, "switchover-spread-ms", spread_ms);
+      if (run->group->max_downtime_ms)
+        json_object_set_boolean_member (fields, "downtime-objective-met",
+                                        (guint64)downtime_ms
+                                            <= run->group->max_downtime_ms);
+    }
+  if (run->error_message && migrated < run->members->len)
+    json_object_set_string_member (fields, "error", run->error_message);
+  if (migrated == run->members->len && downtime_ms >= 0)
+    text = g_strdup_printf ("group %s: %u members migrated together; group "
+                            "downtime %" G_GINT64_FORMAT " ms (first STOP to "
+                            "last RESUME), switchovers %" G_GINT64_FORMAT
+                            " ms apart",
+                            run->group->name, migrated, downtime_ms, spread_ms);
+  else
+    text = g_strdup_printf (
+        "group %s: %u of %u members migrated%s%s", run->group->name, migrated,
+        run->members->len, run->error_message ? ": " : "",
+        run->error_message && migrated < run->members->len ? run->error_message
+                                                           : "");
+  emit (run->runner, NULL, "plan-group", fields, text);
+  json_object_set_string_member (fields, "message", text);
+  alert (run->runner, "plan-group", fields);
+  json_object_unref (fields);
+}
+
+static gpointer
+group_main (gpointer data)
+{
+  GroupRun *run = data;
+  Runner *runner = run->runner;
+  guint tries = 1 + runner->plan->retries;
+
+  while (run->attempts < tries
+         && !g_cancellable_is_cancelled (runner->cancellable))
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (GPtrArray) left = members_left (run, &error);
+
+      if (left && !left->len)
+        break;
+      if (left)
+        {
+          run->attempts++;
+          report_group_start (run, left);
+          if (group_attempt (run, left, &error))
+            break;
+        }
+      g_free (run->error_message);
+      run->error_message = g_strdup (error->message);
+      if (!left)
+        break;
+    }
+  for (guint i = 0; i < run->members->len; i++)
+    {
+      Worker *worker = run->members->pdata[i];
+
+      if (worker->migrated)
+        g_clear_pointer (&worker->error_message, g_free);
+      else if (!worker->error_message)
+        worker->error_message = g_strdup (
+            run->error_message ? run->error_message : "the plan was stopped");
+      report_end (worker);
+    }
+  report_group_end (run);
+  unit_finished (runner, &run->unit);
   return NULL;
 }
 
 /* ---- the plan ---- */
 
-static Worker *
+static Unit *
 wait_for_one (Runner *runner)
 {
-  Worker *worker;
+  Unit *unit;
 
   g_mutex_lock (&runner->lock);
   while (g_queue_is_empty (&runner->finished))
     g_cond_wait (&runner->cond, &runner->lock);
-  worker = g_queue_pop_head (&runner->finished);
+  unit = g_queue_pop_head (&runner->finished);
   g_mutex_unlock (&runner->lock);
-  g_thread_join (worker->thread);
+  g_thread_join (unit->thread);
+  return unit;
+}
+
+static Worker *
+new_worker (Runner *runner, const VmsPlanVm *vm, GPtrArray *workers)
+{
+  Worker *worker = g_new0 (Worker, 1);
+
+  worker->runner = runner;
+  worker->vm = vm;
+  worker->stopped_at_us = worker->running_at_us = worker->downtime_ms = -1;
+  g_ptr_array_add (workers, worker);
   return worker;
+}
+
+/* The unit vm starts: the VM on its own, or its whole group (a group
+ * copies all its members at once, but never counts for more than the
+ * concurrency: alone it always runs). */
+static Unit *
+start_unit (Runner *runner, const VmsPlanVm *vm, GPtrArray *workers,
+            GPtrArray *groups)
+{
+  const VmsPlanGroup *group;
+  GroupRun *run;
+
+  if (!vm->group)
+    {
+      Worker *worker = new_worker (runner, vm, workers);
+
+      worker->unit.weight = 1;
+      worker->unit.thread = g_thread_new (vm->name, worker_main, worker);
+      return &worker->unit;
+    }
+  group = vms_plan_find_group (runner->plan, vm->group);
+  run = g_new0 (GroupRun, 1);
+  run->runner = runner;
+  run->group = group;
+  run->members = g_ptr_array_new ();
+  for (guint i = 0; i < group->members->len; i++)
+    {
+      Worker *member = new_worker (runner, group->members->pdata[i], workers);
+
+      member->group = run;
+      g_ptr_array_add (run->members, member);
+    }
+  run->unit.weight = MIN (group->members->len, runner->plan->concurrency);
+  g_ptr_array_add (groups, run);
+  run->unit.thread = g_thread_new (group->name, group_main, run);
+  return &run->unit;
+}
+
+/* A group's members after its first were started with it. */
+static gboolean
+started_with_group (const VmsPlanVm *vm, GPtrArray *groups)
+{
+  for (guint i = 0; vm->group && i < groups->len; i++)
+    if (g_str_equal (((GroupRun *)groups->pdata[i])->group->name, vm->group))
+      return TRUE;
+  return FALSE;
+}
+
+static guint
+unit_weight (const Runner *runner, const VmsPlanVm *vm)
+{
+  if (!vm->group)
+    return 1;
+  return MIN (vms_plan_find_group (runner->plan, vm->group)->members->len,
+              runner->plan->concurrency);
 }
 
 static gboolean
@@ -331,37 +693,34 @@ vms_plan_run (const VmsPlan *plan, const char *state_dir, VmsProgress *progress,
   Runner runner = { plan, state_dir, progress, cancellable };
   g_autoptr (GPtrArray) workers
       = g_ptr_array_new_with_free_func ((GDestroyNotify)worker_free);
+  g_autoptr (GPtrArray) groups
+      = g_ptr_array_new_with_free_func ((GDestroyNotify)group_run_free);
   guint next = 0, running = 0;
   gboolean ok;
 
-  if (plan->groups->len)
-    {
-      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_INVALID,
-                   "%s: groups are not run yet (only VMs that migrate on "
-                   "their own): 'vmshift plan check' reads them",
-                   plan->path);
-      return FALSE;
-    }
   g_mutex_init (&runner.lock);
   g_cond_init (&runner.cond);
   g_queue_init (&runner.finished);
   while (next < plan->vms->len || running > 0)
     {
-      while (next < plan->vms->len && running < plan->concurrency
-             && !g_cancellable_is_cancelled (cancellable))
+      while (next < plan->vms->len && !g_cancellable_is_cancelled (cancellable))
         {
-          Worker *worker = g_new0 (Worker, 1);
+          const VmsPlanVm *vm = plan->vms->pdata[next];
+          guint weight = unit_weight (&runner, vm);
 
-          worker->runner = &runner;
-          worker->vm = plan->vms->pdata[next++];
-          g_ptr_array_add (workers, worker);
-          worker->thread = g_thread_new (worker->vm->name, worker_main, worker);
-          running++;
+          if (started_with_group (vm, groups))
+            {
+              next++;
+              continue;
+            }
+          if (running > 0 && running + weight > plan->concurrency)
+            break;
+          running += start_unit (&runner, vm, workers, groups)->weight;
+          next++;
         }
       if (!running)
         break;
-      wait_for_one (&runner);
-      running--;
+      running -= wait_for_one (&runner)->weight;
     }
   ok = summarize (&runner, workers, error);
   g_cond_clear (&runner.cond);

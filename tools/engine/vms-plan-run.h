@@ -16,7 +16,8 @@ G_BEGIN_DECLS
  * concurrency at once, each retried up to its retries.  One VM's failure
  * does not stop the others.  Every event goes to progress with the VM's
  * name ("vm") added; the plan's alert command gets each VM's end.
- * Groups are not run yet: a plan with one is refused.  FALSE with error
+ * A group's members migrate together (vms-group.h): a group is started
+ * as one, and retried as one.  FALSE with error
  * when a VM did not migrate (the message counts them) or the run was
  * cancelled. */
 gboolean vms_plan_run (const VmsPlan *plan, const char *state_dir,
