@@ -111,13 +111,15 @@ write_plan (Fixture *fixture)
                             "final-sync = pause\nsuspend = true\n"
                             "alert = /bin/sh -c 'cat >> \"$0\"' %s\n",
                             CONCURRENCY, sink, fixture->alerts_path);
+  /* The last VM alone gets an objective no pause can meet. */
   for (guint i = 0; i < N_VMS; i++)
-    g_string_append_printf (plan,
-                            "[vm %s]\nsource = qmp:%s\ndest-qmp = qmp:%s\n"
-                            "dest-uri = unix:%s/memory.sock\n%s",
-                            vm_name (i), fixture->source[i]->qmp2_path,
-                            fixture->dest[i]->qmp2_path, fixture->dest[i]->dir,
-                            fixture->grouped ? "group = trio\n" : "");
+    g_string_append_printf (
+        plan,
+        "[vm %s]\nsource = qmp:%s\ndest-qmp = qmp:%s\n"
+        "dest-uri = unix:%s/memory.sock\n%s%s",
+        vm_name (i), fixture->source[i]->qmp2_path, fixture->dest[i]->qmp2_path,
+        fixture->dest[i]->dir, fixture->grouped ? "group = trio\n" : "",
+        !fixture->grouped && i == N_VMS - 1 ? "max-downtime = 1\n" : "");
   assert_true (g_file_set_contents (fixture->plan_path, plan->str, -1, NULL));
 }
 
@@ -188,6 +190,9 @@ plan_run (Fixture *fixture)
 
   return vms_test_command_start (NULL, argv, fixture->sink->dir);
 }
+
+static int line_of (const char *output, const char *needle, const char *second,
+                    gboolean from_end);
 
 /* The most VMs that ran at once, from the order of the events: a VM runs
  * from its plan-vm-start to its plan-vm. */
@@ -306,6 +311,22 @@ test_plan_runs_vms_unattended (void **state)
         fail_msg ("no alert for %s: %s", vm_name (i), alerts);
     }
   assert_non_null (strstr (alerts, "\"event\":\"plan-done\""));
+  /* The impossible objective was told before the VM switched over. */
+  {
+    int predicted = line_of (alerts, "\"event\":\"downtime-miss-predicted\"",
+                             "\"vm\":\"pc\"", FALSE);
+    int ended
+        = line_of (alerts, "\"event\":\"plan-vm\"", "\"vm\":\"pc\"", FALSE);
+
+    if (predicted < 0 || predicted > ended
+        || line_of (run->out->str, "\"event\":\"downtime-miss-predicted\"",
+                    "\"vm\":\"pc\"", FALSE)
+               > line_of (run->out->str, "\"state\":\"switchover\"",
+                          "\"vm\":\"pc\"", FALSE))
+      fail_msg ("no miss of pc's 1 ms objective predicted before its "
+                "switchover:\n%s",
+                alerts);
+  }
 
   again = plan_run (fixture);
   vms_test_command_expect_success (again);
@@ -435,6 +456,19 @@ test_group_rolls_back_with_a_member (void **state)
   if (!strstr (json_object_get_string_member (group, "error"), "pb: "))
     fail_msg ("the failure does not name pb: %s",
               json_object_get_string_member (group, "error"));
+  {
+    g_autofree char *alerts = NULL;
+
+    assert_true (
+        g_file_get_contents (fixture->alerts_path, &alerts, NULL, NULL));
+    if (line_of (alerts, "\"event\":\"plan-vm\"", "\"outcome\":\"failed\"",
+                 FALSE)
+            < 0
+        || line_of (alerts, "\"event\":\"plan-group\"",
+                    "\"outcome\":\"failed\"", FALSE)
+               < 0)
+      fail_msg ("the alert command was not told of the failure:\n%s", alerts);
+  }
   for (guint i = 0; i < N_VMS; i++)
     {
       guint64 beat = vms_test_vm_last_heartbeat (fixture->source[i]);

@@ -166,6 +166,8 @@ struct _VmsMigration
   gboolean predicted;                 /* prediction holds one */
   gboolean prediction_same_bits;      /* every disk has the granularity
                                          the estimate observed it with */
+  int miss_predicted_ms;              /* the highest downtime predicted
+                                         above the objective, 0: none */
 };
 
 /* Settle the final sync (auto: by the rates the rounds measured and the
@@ -224,6 +226,17 @@ gboolean vms_migration_memory (VmsMigration *migration, GError **error);
  * pipe), or, when retrying, that a new one could not be made. */
 gboolean vms_migration_memory_link_lost (const GError *error,
                                          gboolean retrying);
+
+/* Before the switchover: the pause is predicted to take predicted_ms,
+ * above the objective, because of why.  Said as a
+ * "downtime-miss-predicted" event whenever the prediction grows. */
+void vms_migration_predict_miss (VmsMigration *migration, int predicted_ms,
+                                 const char *why);
+
+/* QEMU's limit is limit_ms: a miss predicted if the rest of the pause
+ * leaves it no room within the objective. */
+void vms_migration_check_limit (VmsMigration *migration, int limit_ms,
+                                const char *why);
 
 /* The "migrated" event (vms-migration-report.c). */
 void vms_migration_report (VmsMigration *migration);

@@ -579,6 +579,11 @@ set_parameters (VmsMigration *migration, GError **error)
     report_compression (migration, channels, ratio, bandwidth);
   migration->network_ms = local ? 0 : VMS_MEMORY_TUNING_QUEUE_MS;
   limit_ms = vms_migration_qemu_downtime_limit (migration);
+  vms_migration_check_limit (
+      migration, limit_ms,
+      "QEMU's RAM tail needs its least, and the rest of the pause (QEMU's "
+      "stop and the destination's start, the disks' last writes, what the "
+      "network may hold) leaves it no room");
   vms_memory_tuning_init (
       &backend_of (migration)->tuning, limit_ms, config->max_downtime_ms,
       config->bandwidth != 0 || local, !config->bandwidth && bandwidth != 0,
@@ -792,6 +797,9 @@ tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
     case VMS_MEMORY_TUNING_RAISE:
       if (!set_source_parameter (migration, "downtime-limit", limit_ms, error))
         return FALSE;
+      vms_migration_check_limit (migration, limit_ms,
+                                 "the guest dirties RAM faster than it "
+                                 "crosses; QEMU's limit was raised");
       remedy = g_strdup_printf (
           "the guest dirties RAM as fast as it crosses; QEMU's downtime "
           "limit raised to %d ms, the %d ms objective may be missed "

@@ -103,6 +103,38 @@ report_prediction (VmsMigration *migrate, JsonObject *fields, double seconds,
 }
 
 void
+vms_migration_predict_miss (VmsMigration *migration, int predicted_ms,
+                            const char *why)
+{
+  JsonObject *fields;
+
+  if (predicted_ms <= migration->config.max_downtime_ms
+      || predicted_ms <= migration->miss_predicted_ms)
+    return;
+  migration->miss_predicted_ms = predicted_ms;
+  fields = json_object_new ();
+  json_object_set_int_member (fields, "predicted-ms", predicted_ms);
+  json_object_set_int_member (fields, "max-downtime-ms",
+                              migration->config.max_downtime_ms);
+  json_object_set_string_member (fields, "reason", why);
+  vms_progress_event (migration->progress, "downtime-miss-predicted", fields,
+                      "the downtime is predicted at %d ms, above the %d ms "
+                      "objective: %s",
+                      predicted_ms, migration->config.max_downtime_ms, why);
+}
+
+void
+vms_migration_check_limit (VmsMigration *migration, int limit_ms,
+                           const char *why)
+{
+  /* What vms_migration_qemu_downtime_limit keeps for the rest. */
+  int reserve_ms = VMS_DOWNTIME_QEMU_OVERHEAD_MS + migration->final_steps_ms
+                   + migration->network_ms;
+
+  vms_migration_predict_miss (migration, reserve_ms + limit_ms, why);
+}
+
+void
 vms_migration_report (VmsMigration *migrate)
 {
   VmsReplicate *rep = &migrate->rep;

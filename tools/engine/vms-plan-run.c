@@ -56,6 +56,8 @@ struct Runner
   GMutex lock;     /* the progress output, and finished */
   GCond cond;      /* signalled when a unit is finished */
   GQueue finished; /* Unit*: ended, not yet joined */
+  GAsyncQueue *alerts; /* lines for the alert command, or NULL */
+  GThread *alerter;    /* runs them, or NULL */
 };
 
 static void
@@ -100,6 +102,8 @@ emit (Runner *runner, const char *vm, const char *event, JsonObject *fields,
   g_mutex_unlock (&runner->lock);
 }
 
+static void alert (Runner *runner, const char *event, JsonObject *fields);
+
 static void
 on_migration_event (const char *event, JsonObject *fields, const char *text,
                     gpointer user_data)
@@ -117,27 +121,34 @@ on_migration_event (const char *event, JsonObject *fields, const char *text,
           = json_object_get_int_member_with_default (fields, "downtime-ms", -1);
     }
   emit (worker->runner, worker->vm->name, event, fields, text);
+  /* Told before the switchover, while something can still be done. */
+  if (g_str_equal (event, "downtime-miss-predicted") && fields)
+    {
+      g_autoptr (JsonObject) told = json_object_new ();
+
+      json_object_foreach_member (fields, copy_member, told);
+      json_object_set_string_member (told, "vm", worker->vm->name);
+      if (worker->group)
+        json_object_set_string_member (told, "group",
+                                       worker->group->group->name);
+      if (text)
+        json_object_set_string_member (told, "message", text);
+      alert (worker->runner, event, told);
+    }
 }
 
-/* The plan's alert command gets event as one JSON line on its stdin; it
- * runs without a shell.  Its failure is said, not fatal. */
+/* The plan's alert command gets each alert as one JSON line on its
+ * stdin; it runs without a shell, one at a time, in a thread of its own:
+ * a slow command never holds a migration up.  Its failure is said, not
+ * fatal. */
 static void
-alert (Runner *runner, const char *event, JsonObject *fields)
+run_alert (Runner *runner, const char *line)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (GSubprocess) child = NULL;
-  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
-  g_autofree char *line = NULL;
-  g_autofree char *text = NULL;
+  g_autoptr (GSubprocess) child
+      = g_subprocess_newv ((const char *const *)runner->plan->alert,
+                           G_SUBPROCESS_FLAGS_STDIN_PIPE, &error);
 
-  if (!runner->plan->alert)
-    return;
-  json_object_set_string_member (fields, "event", event);
-  json_node_set_object (node, fields);
-  text = json_to_string (node, FALSE);
-  line = g_strconcat (text, "\n", NULL);
-  child = g_subprocess_newv ((const char *const *)runner->plan->alert,
-                             G_SUBPROCESS_FLAGS_STDIN_PIPE, &error);
   if (child
       && g_subprocess_communicate_utf8 (child, line, NULL, NULL, NULL, &error))
     {
@@ -155,6 +166,60 @@ alert (Runner *runner, const char *event, JsonObject *fields)
 
     emit (runner, NULL, "warning", NULL, said);
   }
+}
+
+/* The end of the queue: no alert follows. */
+static const char alerts_end[] = "";
+
+static gpointer
+alerter_main (gpointer data)
+{
+  Runner *runner = data;
+
+  for (;;)
+    {
+      char *line = g_async_queue_pop (runner->alerts);
+
+      if (line == alerts_end)
+        return NULL;
+      run_alert (runner, line);
+      g_free (line);
+    }
+}
+
+/* event with fields (not taken; "event" is added) to the alert command. */
+static void
+alert (Runner *runner, const char *event, JsonObject *fields)
+{
+  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+  g_autofree char *text = NULL;
+
+  if (!runner->plan->alert)
+    return;
+  json_object_set_string_member (fields, "event", event);
+  json_node_set_object (node, fields);
+  text = json_to_string (node, FALSE);
+  g_async_queue_push (runner->alerts, g_strconcat (text, "\n", NULL));
+}
+
+static void
+start_alerts (Runner *runner)
+{
+  if (!runner->plan->alert)
+    return;
+  runner->alerts = g_async_queue_new ();
+  runner->alerter = g_thread_new ("alerts", alerter_main, runner);
+}
+
+/* Every alert queued has run. */
+static void
+finish_alerts (Runner *runner)
+{
+  if (!runner->alerter)
+    return;
+  g_async_queue_push (runner->alerts, (gpointer)alerts_end);
+  g_thread_join (runner->alerter);
+  g_async_queue_unref (runner->alerts);
 }
 
 /* ---- one VM ---- */
@@ -701,6 +766,7 @@ vms_plan_run (const VmsPlan *plan, const char *state_dir, VmsProgress *progress,
   g_mutex_init (&runner.lock);
   g_cond_init (&runner.cond);
   g_queue_init (&runner.finished);
+  start_alerts (&runner);
   while (next < plan->vms->len || running > 0)
     {
       while (next < plan->vms->len && !g_cancellable_is_cancelled (cancellable))
@@ -723,6 +789,7 @@ vms_plan_run (const VmsPlan *plan, const char *state_dir, VmsProgress *progress,
       running -= wait_for_one (&runner)->weight;
     }
   ok = summarize (&runner, workers, error);
+  finish_alerts (&runner);
   g_cond_clear (&runner.cond);
   g_mutex_clear (&runner.lock);
   return ok;
