@@ -29,6 +29,12 @@ int vms_cmd_estimate (int argc, char **argv);
 int vms_cmd_seed (int argc, char **argv);
 int vms_cmd_plan (int argc, char **argv);
 
+/* What 'vmshift abort JOB' does (vms-cmd-abort.c): the vmshift running
+ * the job is asked to roll it back (SIGTERM) and waited for, up to
+ * timeout_s; a dead one's job is rolled back here.  An exit code. */
+int vms_cli_abort_job (const char *state_dir, const char *id, int timeout_s);
+#define VMS_ABORT_DEFAULT_TIMEOUT_S 120
+
 /* Print "vmshift: SUBCOMMAND: message" on stderr. */
 void vms_cli_error (const char *subcommand, const char *format, ...)
     G_GNUC_PRINTF (2, 3);

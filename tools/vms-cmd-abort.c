@@ -13,7 +13,6 @@
 #include <signal.h>
 #include <string.h>
 
-#define DEFAULT_TIMEOUT_S 120
 #define MAX_TIMEOUT_S (24 * 3600) /* a typo guard */
 
 /* Wait this long at most for a holder that has locked the job but not
@@ -148,8 +147,8 @@ abort_running (const char *state_dir, VmsJob *job, gint64 pid, int timeout_s)
   return VMS_EXIT_OK;
 }
 
-static int
-abort_job (const char *state_dir, const char *id, int timeout_s)
+int
+vms_cli_abort_job (const char *state_dir, const char *id, int timeout_s)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsJob) job = vms_job_load (state_dir, id, &error);
@@ -200,7 +199,7 @@ vms_cmd_abort (int argc, char **argv)
 {
   g_autofree char *state_dir = NULL;
   g_autofree char *timeout = NULL;
-  guint64 timeout_s = DEFAULT_TIMEOUT_S;
+  guint64 timeout_s = VMS_ABORT_DEFAULT_TIMEOUT_S;
   const GOptionEntry entries[]
       = { { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
             "Where job state lives (default /var/lib/vmshift as root)", "DIR" },
@@ -236,5 +235,5 @@ vms_cmd_abort (int argc, char **argv)
     state_dir = vms_job_default_state_dir ();
   /* A rollback of an orphan talks to QEMU about sockets in it. */
   vms_path_make_absolute (&state_dir, vms_path_absolute);
-  return abort_job (state_dir, argv[1], timeout_s);
+  return vms_cli_abort_job (state_dir, argv[1], timeout_s);
 }

@@ -1,11 +1,14 @@
 /* vmshift plan: migration plans (vmshift-plan(5)).  "check" reads a plan
- * and says what it would run, in which order.
+ * and says what it would run, in which order; "run" runs it; "status"
+ * and "abort" look at and stop its jobs (vms-plan-status.c).
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
 #include "vms-job.h"
 #include "vms-path.h"
+#include "vms-option.h"
 #include "vms-plan-run.h"
+#include "vms-plan-status.h"
 #include "vms-plan.h"
 #include "vms-progress.h"
 
@@ -188,27 +191,29 @@ plan_check (const char *path, gboolean json)
   return VMS_EXIT_OK;
 }
 
-/* Every VM of the plan migrated, or as many as can be. */
-static int
-plan_run (const char *path, const char *state_dir_option, gboolean json)
+/* Where the plan's jobs live: --state-dir, the plan's, or the default;
+ * absolute (a rollback talks to QEMU about sockets in it). */
+static char *
+plan_state_dir (const VmsPlan *plan, const char *state_dir_option)
 {
-  g_autoptr (GError) error = NULL;
-  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
-  g_autoptr (VmsProgress) progress = NULL;
-  g_autofree char *state_dir = NULL;
-  GCancellable *cancellable;
+  char *state_dir = g_strdup (state_dir_option  ? state_dir_option
+                              : plan->state_dir ? plan->state_dir
+                                                : NULL);
 
-  if (!plan)
-    {
-      vms_cli_error ("plan", "%s", error->message);
-      return VMS_EXIT_USAGE;
-    }
-  state_dir = g_strdup (state_dir_option  ? state_dir_option
-                        : plan->state_dir ? plan->state_dir
-                                          : NULL);
   if (!state_dir)
     state_dir = vms_job_default_state_dir ();
   vms_path_make_absolute (&state_dir, vms_path_absolute);
+  return state_dir;
+}
+
+/* Every VM of the plan migrated, or as many as can be. */
+static int
+plan_run (const VmsPlan *plan, const char *state_dir, gboolean json)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsProgress) progress = NULL;
+  GCancellable *cancellable;
+
   if (g_mkdir_with_parents (state_dir, 0700) < 0)
     {
       vms_cli_error ("plan", "cannot create %s: %s", state_dir,
@@ -223,21 +228,48 @@ plan_run (const char *path, const char *state_dir_option, gboolean json)
   return vms_cli_exit_code (error);
 }
 
+/* run, status or abort of the plan at path. */
+static int
+plan_command (const char *command, const char *path,
+              const char *state_dir_option, gboolean json, guint timeout_s)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
+  g_autofree char *state_dir = NULL;
+
+  if (!plan)
+    {
+      vms_cli_error ("plan", "%s", error->message);
+      return VMS_EXIT_USAGE;
+    }
+  state_dir = plan_state_dir (plan, state_dir_option);
+  if (g_str_equal (command, "run"))
+    return plan_run (plan, state_dir, json);
+  if (g_str_equal (command, "status"))
+    return vms_plan_status (plan, state_dir, json);
+  return vms_plan_abort (plan, state_dir, timeout_s);
+}
+
 int
 vms_cmd_plan (int argc, char **argv)
 {
   gboolean json = FALSE;
   g_autofree char *state_dir = NULL;
+  g_autofree char *timeout = NULL;
+  guint64 timeout_s = VMS_ABORT_DEFAULT_TIMEOUT_S;
   const GOptionEntry entries[]
       = { { "json", 0, 0, G_OPTION_ARG_NONE, &json,
             "JSON events instead of text", NULL },
           { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
-            "run: where the VMs' jobs live (default: the plan's "
-            "state-dir, else /var/lib/vmshift as root)",
+            "run, status, abort: where the VMs' jobs live (default: the "
+            "plan's state-dir, else /var/lib/vmshift as root)",
             "DIR" },
+          { "timeout", 't', 0, G_OPTION_ARG_STRING, &timeout,
+            "abort: wait at most S s for each job's rollback (default 120)",
+            "S" },
           G_OPTION_ENTRY_NULL };
-  g_autoptr (GOptionContext) context
-      = g_option_context_new ("check PLAN | run PLAN");
+  g_autoptr (GOptionContext) context = g_option_context_new (
+      "check PLAN | run PLAN | status PLAN | abort PLAN");
   g_autoptr (GError) error = NULL;
 
   g_option_context_set_summary (
@@ -248,19 +280,28 @@ vms_cmd_plan (int argc, char **argv)
                "once; one that fails does not stop the others; run again "
                "after a stop, it skips what migrated and resumes the "
                "rest.  A group's members switch over together, or all "
-               "roll back.");
+               "roll back.\n"
+               "status PLAN: each VM's job: phase, state, what was sent, "
+               "attempts, the last error; each group's count.\n"
+               "abort PLAN: every migration of the plan that runs rolls "
+               "back (the plan's run stops), as 'vmshift abort' does for "
+               "one job.");
   g_option_context_add_main_entries (context, entries, NULL);
   g_set_prgname ("vmshift plan");
-  if (!g_option_context_parse (context, &argc, &argv, &error))
+  if (!g_option_context_parse (context, &argc, &argv, &error)
+      || !vms_option_seconds ("--timeout", timeout, 1, 24 * 3600, &timeout_s,
+                              &error))
     {
       vms_cli_error ("plan", "%s", error->message);
       return VMS_EXIT_USAGE;
     }
   if (argc == 3 && g_str_equal (argv[1], "check"))
     return plan_check (argv[2], json);
-  if (argc == 3 && g_str_equal (argv[1], "run"))
-    return plan_run (argv[2], state_dir, json);
-  vms_cli_error ("plan", "expected 'check PLAN' or 'run PLAN' (see 'vmshift "
-                         "plan --help')");
+  if (argc == 3
+      && (g_str_equal (argv[1], "run") || g_str_equal (argv[1], "status")
+          || g_str_equal (argv[1], "abort")))
+    return plan_command (argv[1], argv[2], state_dir, json, timeout_s);
+  vms_cli_error ("plan", "expected 'check PLAN', 'run PLAN', 'status PLAN' "
+                         "or 'abort PLAN' (see 'vmshift plan --help')");
   return VMS_EXIT_USAGE;
 }

@@ -8,6 +8,7 @@
 #include "vms-test.h"
 
 #include <glib/gstdio.h>
+#include <signal.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
 
@@ -487,12 +488,140 @@ test_group_rolls_back_with_a_member (void **state)
   assert_moved (fixture);
 }
 
+/* The event named event of vm in output (a JSON line), or NULL; caller
+ * unrefs. */
+static JsonObject *
+event_of_vm (const char *output, const char *event, const char *vm)
+{
+  g_autofree char *name = g_strdup_printf ("\"event\":\"%s\"", event);
+  g_autofree char *who = g_strdup_printf ("\"vm\":\"%s\"", vm);
+  g_auto (GStrv) lines = g_strsplit (output, "\n", -1);
+  int at = line_of (output, name, who, TRUE);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+
+  if (at < 0 || !json_parser_load_from_data (parser, lines[at], -1, NULL))
+    return NULL;
+  return json_object_ref (json_node_get_object (json_parser_get_root (parser)));
+}
+
+/* vmshift plan COMMAND of the fixture's plan, run to its end. */
+static VmsTestCommand *
+plan_command (Fixture *fixture, const char *command)
+{
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  const char *plan_argv[] = { vmshift,   "plan",   command, fixture->plan_path,
+                              state_arg, "--json", NULL };
+  VmsTestCommand *run
+      = vms_test_command_start (NULL, plan_argv, fixture->sink->dir);
+
+  vms_test_command_wait (run);
+  return run;
+}
+
+/* The status plan status gives vm. */
+static char *
+status_of (VmsTestCommand *status, const char *vm, gint64 *pid)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *event
+      = vms_test_command_find_event (status, "plan-status", parser);
+  JsonArray *vms;
+
+  assert_non_null (event);
+  vms = json_object_get_array_member (event, "vms");
+  for (guint i = 0; i < json_array_get_length (vms); i++)
+    {
+      JsonObject *one = json_array_get_object_element (vms, i);
+
+      if (!g_str_equal (json_object_get_string_member (one, "vm"), vm))
+        continue;
+      *pid = json_object_get_int_member_with_default (one, "pid", 0);
+      return g_strdup (json_object_get_string_member (one, "status"));
+    }
+  fail_msg ("no status for %s: %s", vm, status->out->str);
+  return NULL;
+}
+
+/* vmshift killed (-9) while pb's memory crosses: plan status shows pb's
+ * job orphaned, plan abort rolls it back and its source runs on; the
+ * next run skips what committed, and pb's disks are not sent again. */
+static void
+test_plan_survives_kill9 (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = plan_run (fixture);
+  g_autoptr (VmsTestCommand) status = NULL;
+  g_autoptr (VmsTestCommand) aborted = NULL;
+  g_autoptr (VmsTestCommand) after = NULL;
+  g_autoptr (VmsTestCommand) again = NULL;
+  g_autoptr (JsonObject) migrated = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *pb_status = NULL;
+  g_autofree char *pb_after = NULL;
+  gint64 pid = -1;
+
+  vms_test_command_wait_for (run, "\"state\":\"memory\",\"vm\":\"pb\"", 300000);
+  kill (run->pid, SIGKILL);
+  vms_test_command_wait (run);
+  status = plan_command (fixture, "status");
+  assert_int_equal (status->status, 0);
+  pb_status = status_of (status, "pb", &pid);
+  assert_string_equal (pb_status, "migrating");
+  assert_int_equal (pid, 0);
+
+  aborted = plan_command (fixture, "abort");
+  if (aborted->status != 0)
+    {
+      g_autofree char *err = vms_test_command_stderr (aborted);
+
+      fail_msg ("plan abort: %d: %s", aborted->status, err);
+    }
+  after = plan_command (fixture, "status");
+  pb_after = status_of (after, "pb", &pid);
+  assert_string_equal (pb_after, "rolled-back");
+  {
+    guint64 beat = vms_test_vm_last_heartbeat (fixture->source[1]);
+    g_autofree char *needle
+        = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
+
+    if (!vms_test_vm_wait_serial (fixture->source[1], needle, 60000, &error))
+      fail_msg ("pb's source does not run after plan abort: %s",
+                error->message);
+  }
+  /* Those not moved get fresh destinations: a rolled-back memory
+   * migration ends its destination QEMU. */
+  for (guint i = 0; i < N_VMS; i++)
+    {
+      g_autofree char *st = status_of (after, vm_name (i), &pid);
+
+      if (!g_str_equal (st, "migrated"))
+        vms_assert_ok (vms_test_vm_restart (fixture->dest[i], FALSE, &error),
+                       error);
+    }
+  again = plan_run (fixture);
+  vms_test_command_expect_success (again);
+  {
+    g_autoptr (JsonObject) started
+        = event_of_vm (again->out->str, "plan-vm-start", "pb");
+
+    assert_non_null (started);
+    assert_true (json_object_get_boolean_member (started, "resume"));
+  }
+  migrated = event_of_vm (again->out->str, "migrated", "pb");
+  assert_non_null (migrated);
+  assert_int_equal (
+      json_object_get_int_member (migrated, "disk-background-bytes"), 0);
+  assert_moved (fixture);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_plan_runs_vms_unattended, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_plan_survives_kill9, setup, teardown),
     cmocka_unit_test_setup_teardown (test_group_switches_over_together,
                                      setup_group, teardown),
     cmocka_unit_test_setup_teardown (test_group_rolls_back_with_a_member,
