@@ -795,7 +795,11 @@ tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
                          "network may cross inside the downtime");
       break;
     case VMS_MEMORY_TUNING_RAISE:
-      if (!set_source_parameter (migration, "downtime-limit", limit_ms, error))
+      /* A held group member keeps QEMU's hold: the raised limit is what
+       * it is measured against, and what QEMU gets at the release. */
+      if (!backend_of (migration)->group_held
+          && !set_source_parameter (migration, "downtime-limit", limit_ms,
+                                    error))
         return FALSE;
       vms_migration_check_limit (migration, limit_ms,
                                  "the guest dirties RAM faster than it "
@@ -953,8 +957,7 @@ wait_migration (VmsMigration *migration, VmsQemuMigrationStatus wanted,
       if (!reached && wanted == VMS_QEMU_MIGRATION_PRE_SWITCHOVER
           && (!cap_bandwidth (migration, &info, error)
               || !hold_for_group (migration, &info, &held, error)
-              || (!backend_of (migration)->group_held
-                  && !tune_memory (migration, &info, error))))
+              || !tune_memory (migration, &info, error)))
         return FALSE;
       if (reached)
         return TRUE;
