@@ -107,11 +107,21 @@ write_plan (Fixture *fixture)
                             "[group trio]\nhold = 120\n",
                             N_VMS, sink, fixture->alerts_path);
   else
-    g_string_append_printf (plan,
-                            "[plan]\nconcurrency = %d\nsink = %s\n"
-                            "final-sync = pause\nsuspend = true\n"
-                            "alert = /bin/sh -c 'cat >> \"$0\"' %s\n",
-                            CONCURRENCY, sink, fixture->alerts_path);
+    {
+      /* A deadline the VMs cannot meet: passed already. */
+      g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+      g_autoptr (GDateTime) past = g_date_time_add_seconds (now, -1);
+      g_autofree char *deadline
+          = g_date_time_format (past, "%Y-%m-%dT%H:%M:%SZ");
+
+      g_string_append_printf (plan,
+                              "[plan]\nconcurrency = %d\nsink = %s\n"
+                              "final-sync = pause\nsuspend = true\n"
+                              "deadline = %s\n"
+                              "alert = /bin/sh -c 'cat >> \"$0\"' %s\n",
+                              CONCURRENCY, sink, deadline,
+                              fixture->alerts_path);
+    }
   /* The last VM alone gets an objective no pause can meet. */
   for (guint i = 0; i < N_VMS; i++)
     g_string_append_printf (
@@ -312,6 +322,17 @@ test_plan_runs_vms_unattended (void **state)
         fail_msg ("no alert for %s: %s", vm_name (i), alerts);
     }
   assert_non_null (strstr (alerts, "\"event\":\"plan-done\""));
+  /* The deadline's miss was told once. */
+  {
+    int told = line_of (alerts, "\"event\":\"deadline-miss-predicted\"", NULL,
+                        FALSE);
+
+    if (told < 0
+        || told
+               != line_of (alerts, "\"event\":\"deadline-miss-predicted\"",
+                           NULL, TRUE))
+      fail_msg ("the deadline's miss was not alerted once:\n%s", alerts);
+  }
   /* The impossible objective was told before the VM switched over. */
   {
     int predicted = line_of (alerts, "\"event\":\"downtime-miss-predicted\"",

@@ -33,6 +33,7 @@ typedef struct
   gint64 stopped_at_us; /* its switchover, from "migrated": the source's */
   gint64 running_at_us; /* STOP and the destination running, -1 */
   gint64 downtime_ms;   /* that pause, -1: not known */
+  double seconds;       /* its migration took, in this run; 0: none */
 } Worker;
 
 /* A group's thread: its members' attempts, together. */
@@ -56,6 +57,7 @@ struct Runner
   GMutex lock;     /* the progress output, and finished */
   GCond cond;      /* signalled when a unit is finished */
   GQueue finished; /* Unit*: ended, not yet joined */
+  gboolean deadline_told; /* a miss of the deadline was said */
   GAsyncQueue *alerts; /* lines for the alert command, or NULL */
   GThread *alerter;    /* runs them, or NULL */
 };
@@ -294,6 +296,7 @@ attempt (Worker *worker, gboolean resume, VmsGroup *group, GError **error)
   VmsMigrationConfig config;
   g_autoptr (VmsMigration) migration = NULL;
   JsonObject *fields = json_object_new ();
+  gint64 started_us;
 
   json_object_set_int_member (fields, "attempt", worker->attempts);
   json_object_set_boolean_member (fields, "resume", resume);
@@ -308,10 +311,14 @@ attempt (Worker *worker, gboolean resume, VmsGroup *group, GError **error)
     config.group = vms_group_ref (group);
   migration = vms_migration_new (&config, on_migration_event, worker);
   vms_migration_config_clear (&config);
-  return vms_migration_run (migration,
-                            group ? vms_group_get_cancellable (group)
-                                  : worker->runner->cancellable,
-                            error);
+  started_us = g_get_monotonic_time ();
+  if (!vms_migration_run (migration,
+                          group ? vms_group_get_cancellable (group)
+                                : worker->runner->cancellable,
+                          error))
+    return FALSE;
+  worker->seconds = (g_get_monotonic_time () - started_us) / 1e6;
+  return TRUE;
 }
 
 /* The VM's end, said and alerted. */
@@ -624,19 +631,107 @@ group_main (gpointer data)
   return NULL;
 }
 
+/* ---- the deadline ---- */
+
+/* When the VMs left would be done at the pace of those this run
+ * migrated: their mean time each, as many at once as the concurrency. */
+static GDateTime *
+predict_end (const Runner *runner, GPtrArray *workers, guint left,
+             double *per_vm)
+{
+  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+  guint timed = 0;
+  double total = 0;
+  guint64 waves;
+
+  for (guint i = 0; i < workers->len; i++)
+    {
+      const Worker *worker = workers->pdata[i];
+
+      if (worker->seconds > 0)
+        {
+          timed++;
+          total += worker->seconds;
+        }
+    }
+  if (!timed)
+    return NULL;
+  *per_vm = total / timed;
+  waves = (left + runner->plan->concurrency - 1) / runner->plan->concurrency;
+  return g_date_time_add_seconds (now, waves * *per_vm);
+}
+
+/* Once per run, when the deadline has passed with VMs left, or the pace
+ * so far says it will: said, and alerted. */
+static void
+check_deadline (Runner *runner, GPtrArray *workers)
+{
+  const VmsPlan *plan = runner->plan;
+  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+  g_autoptr (GDateTime) end = NULL;
+  g_autofree char *deadline = NULL;
+  g_autofree char *text = NULL;
+  JsonObject *fields;
+  guint done = 0, left;
+  double per_vm = 0;
+  gboolean passed;
+
+  if (!plan->deadline || runner->deadline_told)
+    return;
+  for (guint i = 0; i < workers->len; i++)
+    done += ((const Worker *)workers->pdata[i])->migrated;
+  left = plan->vms->len - done;
+  passed = g_date_time_compare (now, plan->deadline) >= 0;
+  if (!left
+      || (!passed && !(end = predict_end (runner, workers, left, &per_vm))))
+    return;
+  if (!passed && g_date_time_compare (end, plan->deadline) <= 0)
+    return;
+  runner->deadline_told = TRUE;
+  deadline = g_date_time_format_iso8601 (plan->deadline);
+  fields = json_object_new ();
+  json_object_set_string_member (fields, "deadline", deadline);
+  json_object_set_int_member (fields, "vms-left", left);
+  json_object_set_boolean_member (fields, "passed", passed);
+  if (passed)
+    text = g_strdup_printf ("plan %s: the deadline %s has passed with %u VMs "
+                            "not migrated",
+                            plan->path, deadline, left);
+  else
+    {
+      g_autofree char *predicted = g_date_time_format_iso8601 (end);
+
+      json_object_set_string_member (fields, "predicted-end", predicted);
+      json_object_set_double_member (fields, "seconds-per-vm", per_vm);
+      text = g_strdup_printf ("plan %s: predicted to end at %s, after the "
+                              "deadline %s (%u VMs left, %.0f s each so "
+                              "far, %" G_GUINT64_FORMAT " at once)",
+                              plan->path, predicted, deadline, left, per_vm,
+                              plan->concurrency);
+    }
+  emit (runner, NULL, "deadline-miss-predicted", fields, text);
+  json_object_set_string_member (fields, "message", text);
+  alert (runner, "deadline-miss-predicted", fields);
+  json_object_unref (fields);
+}
+
 /* ---- the plan ---- */
 
+/* A unit that ended, joined; NULL when none did within a second. */
 static Unit *
 wait_for_one (Runner *runner)
 {
+  gint64 until = g_get_monotonic_time () + G_USEC_PER_SEC;
   Unit *unit;
 
   g_mutex_lock (&runner->lock);
-  while (g_queue_is_empty (&runner->finished))
-    g_cond_wait (&runner->cond, &runner->lock);
+  while (g_queue_is_empty (&runner->finished)
+         && g_cond_wait_until (&runner->cond, &runner->lock, until))
+    ;
   unit = g_queue_pop_head (&runner->finished);
   g_mutex_unlock (&runner->lock);
-  g_thread_join (unit->thread);
+  if (unit)
+    g_thread_join (unit->thread);
   return unit;
 }
 
@@ -762,6 +857,7 @@ vms_plan_run (const VmsPlan *plan, const char *state_dir, VmsProgress *progress,
       = g_ptr_array_new_with_free_func ((GDestroyNotify)group_run_free);
   guint next = 0, running = 0;
   gboolean ok;
+  Unit *unit;
 
   g_mutex_init (&runner.lock);
   g_cond_init (&runner.cond);
@@ -786,7 +882,11 @@ vms_plan_run (const VmsPlan *plan, const char *state_dir, VmsProgress *progress,
         }
       if (!running)
         break;
-      running -= wait_for_one (&runner)->weight;
+      /* The deadline is looked at every second, and as units end. */
+      check_deadline (&runner, workers);
+      unit = wait_for_one (&runner);
+      if (unit)
+        running -= unit->weight;
     }
   ok = summarize (&runner, workers, error);
   finish_alerts (&runner);
