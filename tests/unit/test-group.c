@@ -146,6 +146,34 @@ test_paused_together (void **state)
   assert_null (a.error);
 }
 
+/* A member that paused (its QEMU converged while held) releases the
+ * others at once, ready or not: its guest waits for them. */
+static void
+test_pause_releases (void **state)
+{
+  g_autoptr (VmsGroup) group = vms_group_new ("g", trio, 60, 60);
+  Member a = { group, "a" };
+  GThread *ta = g_thread_new ("a", pause_and_wait, &a);
+  gboolean released = FALSE;
+  GError *error = NULL;
+
+  while (!vms_group_released (group))
+    g_usleep (10 * 1000);
+  assert_true (vms_group_ready (group, "b", 0, &released, &error));
+  assert_true (released);
+  assert_false (a.released);
+  {
+    Member b = { group, "b" }, c = { group, "c" };
+    GThread *tb = g_thread_new ("b", pause_and_wait, &b);
+    GThread *tc = g_thread_new ("c", pause_and_wait, &c);
+
+    g_thread_join (tb);
+    g_thread_join (tc);
+    g_thread_join (ta);
+    assert_true (a.released && b.released && c.released);
+  }
+}
+
 int
 main (void)
 {
@@ -154,6 +182,7 @@ main (void)
     cmocka_unit_test (test_failure_stops_the_others),
     cmocka_unit_test (test_hold_names_who_was_late),
     cmocka_unit_test (test_paused_together),
+    cmocka_unit_test (test_pause_releases),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

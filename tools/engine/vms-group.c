@@ -4,7 +4,9 @@
  * Two meeting points.  "Ready": the member's RAM would cross within its
  * objective, but QEMU is held from switching over (its source runs on).
  * When every member is ready the group is released, and each QEMU
- * converges within a few rounds.  "Paused": the member's source is
+ * converges within a few rounds.  A held QEMU may converge all the same
+ * (the hold is a downtime limit, not a stop); its member then arrives
+ * paused, and releases the group at once.  "Paused": the member's source is
  * stopped before its switchover, its disks' last writes crossed; only
  * when every member is there does any go on, so that a member which
  * fails up to that point leaves every source to be rolled back.
@@ -140,15 +142,6 @@ missing_locked (VmsGroup *group, MemberFlags flag)
 }
 
 /* Called locked. */
-static gboolean
-all_have_locked (VmsGroup *group, MemberFlags flag)
-{
-  g_autofree char *missing = missing_locked (group, flag);
-
-  return missing == NULL;
-}
-
-/* Called locked. */
 static void
 mark_locked (VmsGroup *group, const char *member, MemberFlags flag)
 {
@@ -209,21 +202,35 @@ gboolean
 vms_group_ready (VmsGroup *group, const char *member, gint64 wait_ms,
                  gboolean *released, GError **error)
 {
-  gboolean all;
+  gboolean all = TRUE;
 
-  *released = FALSE;
   g_mutex_lock (&group->lock);
   if (group->first_ready_us < 0)
     group->first_ready_us = g_get_monotonic_time ();
   mark_locked (group, member, MEMBER_READY);
-  all = wait_locked (group, MEMBER_READY, group->first_ready_us, group->hold_us,
-                     "ready to switch over",
-                     g_get_monotonic_time () + wait_ms * 1000, error);
+  if (group->released_us < 0)
+    all = wait_locked (group, MEMBER_READY, group->first_ready_us,
+                       group->hold_us, "ready to switch over",
+                       g_get_monotonic_time () + wait_ms * 1000, error);
+  else
+    all = check_locked (group, error);
   if (all && group->released_us < 0)
     group->released_us = g_get_monotonic_time ();
+  /* Released early by a member that paused (see vms_group_paused). */
+  *released = all || (group->released_us >= 0 && !group->failure);
   g_mutex_unlock (&group->lock);
-  *released = all;
-  return all || !(error && *error);
+  return *released || !(error && *error);
+}
+
+gboolean
+vms_group_released (VmsGroup *group)
+{
+  gboolean released;
+
+  g_mutex_lock (&group->lock);
+  released = group->released_us >= 0;
+  g_mutex_unlock (&group->lock);
+  return released;
 }
 
 gboolean
@@ -232,18 +239,16 @@ vms_group_paused (VmsGroup *group, const char *member, GError **error)
   gboolean all;
 
   g_mutex_lock (&group->lock);
-  /* A QEMU that converged while held arrives here without having said it
-   * was ready: it is, and its pause lasts until the others are. */
   if (group->first_ready_us < 0)
     group->first_ready_us = g_get_monotonic_time ();
   mark_locked (group, member, MEMBER_READY | MEMBER_PAUSED);
-  if (group->released_us < 0 && all_have_locked (group, MEMBER_READY))
+  /* A QEMU that converged while held pauses its guest until the others
+   * are paused too: every member is released now, to converge as soon as
+   * each can, rather than held until all could. */
+  if (group->released_us < 0)
     group->released_us = g_get_monotonic_time ();
-  all = wait_locked (
-      group, MEMBER_PAUSED,
-      group->released_us >= 0 ? group->released_us : group->first_ready_us,
-      group->released_us >= 0 ? group->window_us : group->hold_us,
-      "paused at its switchover", G_MAXINT64, error);
+  all = wait_locked (group, MEMBER_PAUSED, group->released_us, group->window_us,
+                     "paused at its switchover", G_MAXINT64, error);
   g_mutex_unlock (&group->lock);
   return all;
 }

@@ -39,15 +39,20 @@ GCancellable *vms_group_get_cancellable (VmsGroup *group);
 
 /* member could switch over now (its RAM would cross within its
  * objective): it waits up to wait_ms for the others, TRUE with *released
- * once every member could.  FALSE with error when the group failed, or
- * when the hold ran out (then the group fails, naming who was not
- * ready). */
+ * once every member could, or a member paused.  FALSE with error when the
+ * group failed, or when the hold ran out (then the group fails, naming
+ * who was not ready). */
 gboolean vms_group_ready (VmsGroup *group, const char *member, gint64 wait_ms,
                           gboolean *released, GError **error);
 
-/* member's source is paused before its switchover: wait until every
- * member's is, TRUE then.  FALSE with error when the group failed or the
- * window since the release ran out (the group fails). */
+/* The group was released: a member not ready yet lets its QEMU
+ * converge as soon as it can. */
+gboolean vms_group_released (VmsGroup *group);
+
+/* member's source is paused before its switchover (which releases the
+ * group if it was not): wait until every member's is, TRUE then.  FALSE
+ * with error when the group failed or the window since the release ran
+ * out (the group fails). */
 gboolean vms_group_paused (VmsGroup *group, const char *member, GError **error);
 
 /* member failed before its switchover: the group fails (the first cause

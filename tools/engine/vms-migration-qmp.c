@@ -840,6 +840,20 @@ report_group (VmsMigration *migration, const char *event, const char *text)
                       text);
 }
 
+/* QEMU gets its own limit back: it switches over as soon as it can. */
+static gboolean
+release_from_group (VmsMigration *migration, GError **error)
+{
+  QmpBackend *backend = backend_of (migration);
+
+  backend->group_held = FALSE;
+  backend->group_released = TRUE;
+  vms_memory_tuning_restart (&backend->tuning, g_get_monotonic_time ());
+  report_group (migration, "group-released", "released; QEMU may switch over");
+  return set_source_parameter (migration, "downtime-limit",
+                               backend->tuning.limit_ms, error);
+}
+
 /* The group's other members hold this one before its switchover: once
  * it could switch over it waits for them (*waited: instead of waiting
  * for QEMU's event), and when all could, QEMU gets its own limit back. */
@@ -851,9 +865,12 @@ hold_for_group (VmsMigration *migration, const VmsQemuMigrationInfo *info,
   gboolean released = FALSE;
 
   *waited = FALSE;
-  if (!backend->group_held
-      || (!backend->group_ready && !could_switch_over (migration, info)))
+  if (!backend->group_held)
     return TRUE;
+  /* Not ready yet, but another member paused: no point holding. */
+  if (!backend->group_ready && !could_switch_over (migration, info))
+    return !vms_group_released (migration->config.group)
+           || release_from_group (migration, error);
   if (!backend->group_ready)
     report_group (migration, "group-ready",
                   "could switch over; waiting for the other members");
@@ -862,15 +879,7 @@ hold_for_group (VmsMigration *migration, const VmsQemuMigrationInfo *info,
   if (!vms_group_ready (migration->config.group, migration->rep.job->id,
                         POLL_INTERVAL_MS, &released, error))
     return FALSE;
-  if (!released)
-    return TRUE;
-  backend->group_held = FALSE;
-  backend->group_released = TRUE;
-  vms_memory_tuning_restart (&backend->tuning, g_get_monotonic_time ());
-  report_group (migration, "group-released",
-                "every member could switch over; QEMU may now");
-  return set_source_parameter (migration, "downtime-limit",
-                               backend->tuning.limit_ms, error);
+  return !released || release_from_group (migration, error);
 }
 
 /* Reached wanted (or beyond it), FALSE with error when it failed. */
