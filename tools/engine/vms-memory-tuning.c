@@ -29,6 +29,14 @@ vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms, int objective_ms,
 }
 
 void
+vms_memory_tuning_uncap (VmsMemoryTuning *tuning)
+{
+  tuning->capped = FALSE;
+  tuning->wide_bandwidth = 0;
+  tuning->bandwidth_fixed = TRUE;
+}
+
+void
 vms_memory_tuning_restart (VmsMemoryTuning *tuning, gint64 now_us)
 {
   tuning->rounds_at = 0;

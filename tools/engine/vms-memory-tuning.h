@@ -62,6 +62,10 @@ gboolean vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
                                       const VmsQemuMigrationInfo *info,
                                       gint64 now_us, guint64 *bandwidth);
 
+/* The RAM's cap was lifted (a group's release): no bandwidth step is
+ * left, only raises. */
+void vms_memory_tuning_uncap (VmsMemoryTuning *tuning);
+
 /* QEMU's limit is tuning's again after it was held lower (a group
  * member's wait): its rounds so far say nothing of convergence. */
 void vms_memory_tuning_restart (VmsMemoryTuning *tuning, gint64 now_us);

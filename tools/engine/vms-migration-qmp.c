@@ -51,6 +51,8 @@ typedef struct
                               the group's other members can switch over */
   gboolean group_ready;    /* ... and could switch over, said so */
   gboolean group_released; /* every member could: no attempt is held */
+  gboolean group_wants_link; /* held, it did not converge under its RAM
+                                cap: uncapped at the release */
 } QmpBackend;
 
 static QmpBackend *
@@ -773,6 +775,20 @@ tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
       = vms_memory_tuning_next (&backend_of (migration)->tuning, info,
                                 g_get_monotonic_time (), &bandwidth, &limit_ms);
 
+  /* Held, QEMU keeps its hold: a RAM cap widened or lifted now would
+   * make it converge at once, alone (its burst measures as the rate, and
+   * 1 ms of that is pages).  The member is as ready as it gets under the
+   * cap: its RAM goes uncapped at the release, with the limit the tuning
+   * reached by then. */
+  if (step != VMS_MEMORY_TUNING_KEEP && backend_of (migration)->group_held)
+    {
+      if (!backend_of (migration)->group_wants_link)
+        warn_not_converging (migration, info,
+                             "held for its group; the RAM goes uncapped at "
+                             "the release");
+      backend_of (migration)->group_wants_link = TRUE;
+      return TRUE;
+    }
   switch (step)
     {
     case VMS_MEMORY_TUNING_WIDEN:
@@ -823,10 +839,11 @@ tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
 static gboolean
 could_switch_over (VmsMigration *migration, const VmsQemuMigrationInfo *info)
 {
-  return info->status == VMS_QEMU_MIGRATION_ACTIVE
-         && info->dirty_sync_count >= 2 && info->expected_downtime_ms >= 0
-         && info->expected_downtime_ms
-                <= backend_of (migration)->tuning.limit_ms;
+  return backend_of (migration)->group_wants_link
+         || (info->status == VMS_QEMU_MIGRATION_ACTIVE
+             && info->dirty_sync_count >= 2 && info->expected_downtime_ms >= 0
+             && info->expected_downtime_ms
+                    <= backend_of (migration)->tuning.limit_ms);
 }
 
 static void
@@ -849,7 +866,17 @@ release_from_group (VmsMigration *migration, GError **error)
   backend->group_held = FALSE;
   backend->group_released = TRUE;
   vms_memory_tuning_restart (&backend->tuning, g_get_monotonic_time ());
-  report_group (migration, "group-released", "released; QEMU may switch over");
+  if (backend->group_wants_link)
+    {
+      vms_memory_tuning_uncap (&backend->tuning);
+      if (!set_source_parameter (migration, "max-bandwidth",
+                                 UNLIMITED_BANDWIDTH, error))
+        return FALSE;
+    }
+  report_group (migration, "group-released",
+                backend->group_wants_link
+                    ? "released; QEMU may switch over, its RAM uncapped"
+                    : "released; QEMU may switch over");
   return set_source_parameter (migration, "downtime-limit",
                                backend->tuning.limit_ms, error);
 }
