@@ -52,7 +52,7 @@ typedef struct
   gboolean group_ready;    /* ... and could switch over, said so */
   gboolean group_released; /* every member could: no attempt is held */
   gboolean group_wants_link; /* held, it did not converge under its RAM
-                                cap: uncapped at the release */
+                                cap: ready all the same */
 } QmpBackend;
 
 static QmpBackend *
@@ -778,8 +778,8 @@ tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
   /* Held, QEMU keeps its hold: a RAM cap widened or lifted now would
    * make it converge at once, alone (its burst measures as the rate, and
    * 1 ms of that is pages).  The member is as ready as it gets under the
-   * cap: its RAM goes uncapped at the release, with the limit the tuning
-   * reached by then. */
+   * cap: its RAM goes uncapped at the release (as every member's), with
+   * the limit the tuning reached by then. */
   if (step != VMS_MEMORY_TUNING_KEEP && backend_of (migration)->group_held)
     {
       if (!backend_of (migration)->group_wants_link)
@@ -866,7 +866,11 @@ release_from_group (VmsMigration *migration, GError **error)
   backend->group_held = FALSE;
   backend->group_released = TRUE;
   vms_memory_tuning_restart (&backend->tuning, g_get_monotonic_time ());
-  if (backend->group_wants_link)
+  /* Every member's RAM uncapped (unless --bandwidth said otherwise): the
+   * members converge within a round or two of each other, the first
+   * paused waiting for the last; a cap's tuning steps would take 5 s
+   * each.  What the link's queues then hold crosses in the downtime. */
+  if (!migration->config.bandwidth)
     {
       vms_memory_tuning_uncap (&backend->tuning);
       if (!set_source_parameter (migration, "max-bandwidth",
@@ -874,9 +878,9 @@ release_from_group (VmsMigration *migration, GError **error)
         return FALSE;
     }
   report_group (migration, "group-released",
-                backend->group_wants_link
-                    ? "released; QEMU may switch over, its RAM uncapped"
-                    : "released; QEMU may switch over");
+                migration->config.bandwidth
+                    ? "released; QEMU may switch over"
+                    : "released; QEMU may switch over, its RAM uncapped");
   return set_source_parameter (migration, "downtime-limit",
                                backend->tuning.limit_ms, error);
 }
