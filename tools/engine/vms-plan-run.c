@@ -104,7 +104,46 @@ emit (Runner *runner, const char *vm, const char *event, JsonObject *fields,
   g_mutex_unlock (&runner->lock);
 }
 
-static void alert (Runner *runner, const char *event, JsonObject *fields);
+/* Said as emit says it, and given to the alert command, with the VM's
+ * name (vm: NULL for the plan's own), its group when group is not NULL,
+ * and the text as "message"; fields are not taken. */
+static void
+tell (Runner *runner, const char *vm, const char *group, const char *event,
+      JsonObject *fields, const char *text)
+{
+  g_autoptr (JsonObject) alerted = NULL;
+  g_autoptr (JsonNode) node = NULL;
+  g_autofree char *line = NULL;
+
+  emit (runner, vm, event, fields, text);
+  if (!runner->plan->alert)
+    return;
+  alerted = json_object_new ();
+  json_object_foreach_member (fields, copy_member, alerted);
+  if (vm)
+    json_object_set_string_member (alerted, "vm", vm);
+  if (group)
+    json_object_set_string_member (alerted, "group", group);
+  if (text)
+    json_object_set_string_member (alerted, "message", text);
+  json_object_set_string_member (alerted, "event", event);
+  node = json_node_new (JSON_NODE_OBJECT);
+  json_node_set_object (node, alerted);
+  line = json_to_string (node, FALSE);
+  /* The alerts' thread (below) runs the command. */
+  g_async_queue_push (runner->alerts, g_strconcat (line, "\n", NULL));
+}
+
+/* How many of workers (Worker*) migrated. */
+static guint
+count_migrated (GPtrArray *workers)
+{
+  guint migrated = 0;
+
+  for (guint i = 0; i < workers->len; i++)
+    migrated += ((const Worker *)workers->pdata[i])->migrated;
+  return migrated;
+}
 
 static void
 on_migration_event (const char *event, JsonObject *fields, const char *text,
@@ -122,21 +161,13 @@ on_migration_event (const char *event, JsonObject *fields, const char *text,
       worker->downtime_ms
           = json_object_get_int_member_with_default (fields, "downtime-ms", -1);
     }
-  emit (worker->runner, worker->vm->name, event, fields, text);
   /* Told before the switchover, while something can still be done. */
   if (g_str_equal (event, "downtime-miss-predicted") && fields)
-    {
-      g_autoptr (JsonObject) told = json_object_new ();
-
-      json_object_foreach_member (fields, copy_member, told);
-      json_object_set_string_member (told, "vm", worker->vm->name);
-      if (worker->group)
-        json_object_set_string_member (told, "group",
-                                       worker->group->group->name);
-      if (text)
-        json_object_set_string_member (told, "message", text);
-      alert (worker->runner, event, told);
-    }
+    tell (worker->runner, worker->vm->name,
+          worker->group ? worker->group->group->name : NULL, event, fields,
+          text);
+  else
+    emit (worker->runner, worker->vm->name, event, fields, text);
 }
 
 /* The plan's alert command gets each alert as one JSON line on its
@@ -187,21 +218,6 @@ alerter_main (gpointer data)
       run_alert (runner, line);
       g_free (line);
     }
-}
-
-/* event with fields (not taken; "event" is added) to the alert command. */
-static void
-alert (Runner *runner, const char *event, JsonObject *fields)
-{
-  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
-  g_autofree char *text = NULL;
-
-  if (!runner->plan->alert)
-    return;
-  json_object_set_string_member (fields, "event", event);
-  json_node_set_object (node, fields);
-  text = json_to_string (node, FALSE);
-  g_async_queue_push (runner->alerts, g_strconcat (text, "\n", NULL));
 }
 
 static void
@@ -344,10 +360,7 @@ report_end (Worker *worker)
     json_object_set_string_member (fields, "group", worker->group->group->name);
   if (worker->error_message)
     json_object_set_string_member (fields, "error", worker->error_message);
-  emit (worker->runner, worker->vm->name, "plan-vm", fields, text);
-  json_object_set_string_member (fields, "vm", worker->vm->name);
-  json_object_set_string_member (fields, "message", text);
-  alert (worker->runner, "plan-vm", fields);
+  tell (worker->runner, worker->vm->name, NULL, "plan-vm", fields, text);
   json_object_unref (fields);
 }
 
@@ -506,11 +519,8 @@ group_attempt (GroupRun *run, GPtrArray *left, GError **error)
   if (plan_cancellable)
     g_cancellable_disconnect (plan_cancellable, handler);
   run->current = NULL;
-  for (guint i = 0; i < left->len; i++)
-    if (!((Worker *)left->pdata[i])->migrated)
-      break;
-    else if (i == left->len - 1)
-      return TRUE;
+  if (count_migrated (left) == left->len)
+    return TRUE;
   failure = vms_group_dup_failure (group);
   g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
                "group %s rolled back: %s", run->group->name,
@@ -545,12 +555,10 @@ static void
 report_group_end (GroupRun *run)
 {
   JsonObject *fields = json_object_new ();
-  guint migrated = 0;
+  guint migrated = count_migrated (run->members);
   gint64 downtime_ms = -1, spread_ms = -1;
   g_autofree char *text = NULL;
 
-  for (guint i = 0; i < run->members->len; i++)
-    migrated += ((Worker *)run->members->pdata[i])->migrated;
   json_object_set_string_member (fields, "group", run->group->name);
   json_object_set_string_member (fields, "outcome",
                                  migrated == run->members->len ? "migrated"
@@ -582,9 +590,7 @@ report_group_end (GroupRun *run)
         run->members->len, run->error_message ? ": " : "",
         run->error_message && migrated < run->members->len ? run->error_message
                                                            : "");
-  emit (run->runner, NULL, "plan-group", fields, text);
-  json_object_set_string_member (fields, "message", text);
-  alert (run->runner, "plan-group", fields);
+  tell (run->runner, NULL, NULL, "plan-group", fields, text);
   json_object_unref (fields);
 }
 
@@ -672,15 +678,13 @@ check_deadline (Runner *runner, GPtrArray *workers)
   g_autofree char *deadline = NULL;
   g_autofree char *text = NULL;
   JsonObject *fields;
-  guint done = 0, left;
+  guint left;
   double per_vm = 0;
   gboolean passed;
 
   if (!plan->deadline || runner->deadline_told)
     return;
-  for (guint i = 0; i < workers->len; i++)
-    done += ((const Worker *)workers->pdata[i])->migrated;
-  left = plan->vms->len - done;
+  left = plan->vms->len - count_migrated (workers);
   passed = g_date_time_compare (now, plan->deadline) >= 0;
   if (!left
       || (!passed && !(end = predict_end (runner, workers, left, &per_vm))))
@@ -709,9 +713,7 @@ check_deadline (Runner *runner, GPtrArray *workers)
                               plan->path, predicted, deadline, left, per_vm,
                               plan->concurrency);
     }
-  emit (runner, NULL, "deadline-miss-predicted", fields, text);
-  json_object_set_string_member (fields, "message", text);
-  alert (runner, "deadline-miss-predicted", fields);
+  tell (runner, NULL, NULL, "deadline-miss-predicted", fields, text);
   json_object_unref (fields);
 }
 
@@ -747,9 +749,18 @@ new_worker (Runner *runner, const VmsPlanVm *vm, GPtrArray *workers)
   return worker;
 }
 
-/* The unit vm starts: the VM on its own, or its whole group (a group
- * copies all its members at once, but never counts for more than the
- * concurrency: alone it always runs). */
+/* VMs a unit copies at once: a group all its members, but never more
+ * than the concurrency (alone, it always runs). */
+static guint
+unit_weight (const Runner *runner, const VmsPlanVm *vm)
+{
+  if (!vm->group)
+    return 1;
+  return MIN (vms_plan_find_group (runner->plan, vm->group)->members->len,
+              runner->plan->concurrency);
+}
+
+/* The unit vm starts: the VM on its own, or its whole group. */
 static Unit *
 start_unit (Runner *runner, const VmsPlanVm *vm, GPtrArray *workers,
             GPtrArray *groups)
@@ -761,7 +772,7 @@ start_unit (Runner *runner, const VmsPlanVm *vm, GPtrArray *workers,
     {
       Worker *worker = new_worker (runner, vm, workers);
 
-      worker->unit.weight = 1;
+      worker->unit.weight = unit_weight (runner, vm);
       worker->unit.thread = g_thread_new (vm->name, worker_main, worker);
       return &worker->unit;
     }
@@ -777,7 +788,7 @@ start_unit (Runner *runner, const VmsPlanVm *vm, GPtrArray *workers,
       member->group = run;
       g_ptr_array_add (run->members, member);
     }
-  run->unit.weight = MIN (group->members->len, runner->plan->concurrency);
+  run->unit.weight = unit_weight (runner, vm);
   g_ptr_array_add (groups, run);
   run->unit.thread = g_thread_new (group->name, group_main, run);
   return &run->unit;
@@ -791,15 +802,6 @@ started_with_group (const VmsPlanVm *vm, GPtrArray *groups)
     if (g_str_equal (((GroupRun *)groups->pdata[i])->group->name, vm->group))
       return TRUE;
   return FALSE;
-}
-
-static guint
-unit_weight (const Runner *runner, const VmsPlanVm *vm)
-{
-  if (!vm->group)
-    return 1;
-  return MIN (vms_plan_find_group (runner->plan, vm->group)->members->len,
-              runner->plan->concurrency);
 }
 
 static gboolean
@@ -833,8 +835,7 @@ summarize (Runner *runner, GPtrArray *workers, GError **error)
                           "earlier run), %u failed, %u not started",
                           runner->plan->path, n_migrated, n_vms, n_earlier,
                           n_failed, n_vms - workers->len);
-  emit (runner, NULL, "plan-done", fields, text);
-  alert (runner, "plan-done", fields);
+  tell (runner, NULL, NULL, "plan-done", fields, text);
   json_object_unref (fields);
   if (g_cancellable_set_error_if_cancelled (runner->cancellable, error))
     return FALSE;
