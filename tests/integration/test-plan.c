@@ -191,15 +191,59 @@ teardown (void **state)
   return status;
 }
 
+/* vmshift plan COMMAND of the fixture's plan, started. */
 static VmsTestCommand *
-plan_run (Fixture *fixture)
+plan_start (Fixture *fixture, const char *command)
 {
   g_autofree char *state_arg
       = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
-  const char *argv[] = { vmshift,   "plan",   "run", fixture->plan_path,
+  const char *argv[] = { vmshift,   "plan",   command, fixture->plan_path,
                          state_arg, "--json", NULL };
 
   return vms_test_command_start (NULL, argv, fixture->sink->dir);
+}
+
+static VmsTestCommand *
+plan_run (Fixture *fixture)
+{
+  return plan_start (fixture, "run");
+}
+
+/* vm runs: its heartbeat goes two past after (fails the test, saying
+ * what, if not within a minute). */
+static void
+assert_runs (VmsTestVm *vm, guint64 after, const char *what)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *needle
+      = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, after + 2);
+
+  if (!vms_test_vm_wait_serial (vm, needle, 60000, &error))
+    fail_msg ("%s does not run: %s", what, error->message);
+}
+
+/* Each VM's disk identical to its replica, each guest running on at its
+ * destination once let go. */
+static void
+assert_moved (Fixture *fixture)
+{
+  for (guint i = 0; i < N_VMS; i++)
+    {
+      g_autofree char *name = replica_name (i);
+      g_autofree char *replica
+          = vms_test_sink_replica_path (fixture->sink, name);
+      g_autofree char *what
+          = g_strdup_printf ("VM %s at its destination", vm_name (i));
+      g_autoptr (GError) error = NULL;
+      guint64 beat = vms_test_vm_last_heartbeat (fixture->source[i]);
+      g_autoptr (JsonNode) reply = NULL;
+
+      vms_test_assert_identical (fixture->source[i]->disk_paths[0], "raw",
+                                 replica);
+      reply = vms_qmp_execute (fixture->dest[i]->qmp, "cont", NULL, &error);
+      vms_assert_ok (reply, error);
+      assert_runs (fixture->dest[i], beat, what);
+    }
 }
 
 static int line_of (const char *output, const char *needle, const char *second,
@@ -288,25 +332,7 @@ test_plan_runs_vms_unattended (void **state)
       fail_msg ("%u VMs at once, not %d:\n%s", most, CONCURRENCY, events);
     }
   assert_outcomes (run, "migrated");
-  for (guint i = 0; i < N_VMS; i++)
-    {
-      g_autofree char *name = replica_name (i);
-      g_autofree char *replica
-          = vms_test_sink_replica_path (fixture->sink, name);
-      g_autoptr (GError) error = NULL;
-      guint64 beat = vms_test_vm_last_heartbeat (fixture->source[i]);
-      g_autofree char *needle
-          = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
-      g_autoptr (JsonNode) reply = NULL;
-
-      vms_test_assert_identical (fixture->source[i]->disk_paths[0], "raw",
-                                 replica);
-      reply = vms_qmp_execute (fixture->dest[i]->qmp, "cont", NULL, &error);
-      vms_assert_ok (reply, error);
-      if (!vms_test_vm_wait_serial (fixture->dest[i], needle, 60000, &error))
-        fail_msg ("VM %s does not run at its destination: %s", vm_name (i),
-                  error->message);
-    }
+  assert_moved (fixture);
   {
     g_autoptr (GError) error = NULL;
 
@@ -373,33 +399,6 @@ line_of (const char *output, const char *needle, const char *second,
           break;
       }
   return found;
-}
-
-/* Each VM's disk identical to its replica, each guest running on at its
- * destination once let go. */
-static void
-assert_moved (Fixture *fixture)
-{
-  for (guint i = 0; i < N_VMS; i++)
-    {
-      g_autofree char *name = replica_name (i);
-      g_autofree char *replica
-          = vms_test_sink_replica_path (fixture->sink, name);
-      g_autoptr (GError) error = NULL;
-      guint64 beat = vms_test_vm_last_heartbeat (fixture->source[i]);
-      g_autofree char *needle
-          = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
-
-      g_autoptr (JsonNode) reply = NULL;
-
-      vms_test_assert_identical (fixture->source[i]->disk_paths[0], "raw",
-                                 replica);
-      reply = vms_qmp_execute (fixture->dest[i]->qmp, "cont", NULL, &error);
-      vms_assert_ok (reply, error);
-      if (!vms_test_vm_wait_serial (fixture->dest[i], needle, 60000, &error))
-        fail_msg ("VM %s does not run at its destination: %s", vm_name (i),
-                  error->message);
-    }
 }
 
 /* A group of three with the defaults: each member held until all could
@@ -493,13 +492,11 @@ test_group_rolls_back_with_a_member (void **state)
   }
   for (guint i = 0; i < N_VMS; i++)
     {
-      guint64 beat = vms_test_vm_last_heartbeat (fixture->source[i]);
-      g_autofree char *needle
-          = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
+      g_autofree char *what
+          = g_strdup_printf ("source %s after the rollback", vm_name (i));
 
-      if (!vms_test_vm_wait_serial (fixture->source[i], needle, 60000, &error))
-        fail_msg ("source %s does not run after the rollback: %s", vm_name (i),
-                  error->message);
+      assert_runs (fixture->source[i],
+                   vms_test_vm_last_heartbeat (fixture->source[i]), what);
       vms_assert_ok (vms_test_vm_restart (fixture->dest[i], FALSE, &error),
                      error);
     }
@@ -529,12 +526,7 @@ event_of_vm (const char *output, const char *event, const char *vm)
 static VmsTestCommand *
 plan_command (Fixture *fixture, const char *command)
 {
-  g_autofree char *state_arg
-      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
-  const char *plan_argv[] = { vmshift,   "plan",   command, fixture->plan_path,
-                              state_arg, "--json", NULL };
-  VmsTestCommand *run
-      = vms_test_command_start (NULL, plan_argv, fixture->sink->dir);
+  VmsTestCommand *run = plan_start (fixture, command);
 
   vms_test_command_wait (run);
   return run;
@@ -601,15 +593,9 @@ test_plan_survives_kill9 (void **state)
   after = plan_command (fixture, "status");
   pb_after = status_of (after, "pb", &pid);
   assert_string_equal (pb_after, "rolled-back");
-  {
-    guint64 beat = vms_test_vm_last_heartbeat (fixture->source[1]);
-    g_autofree char *needle
-        = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
-
-    if (!vms_test_vm_wait_serial (fixture->source[1], needle, 60000, &error))
-      fail_msg ("pb's source does not run after plan abort: %s",
-                error->message);
-  }
+  assert_runs (fixture->source[1],
+               vms_test_vm_last_heartbeat (fixture->source[1]),
+               "pb's source after plan abort");
   /* Those not moved get fresh destinations: a rolled-back memory
    * migration ends its destination QEMU. */
   for (guint i = 0; i < N_VMS; i++)
