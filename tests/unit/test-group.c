@@ -54,6 +54,7 @@ test_released_when_all_ready (void **state)
   gboolean released = FALSE;
   GError *error = NULL;
 
+  assert_false (vms_group_failed (group, NULL));
   g_usleep (200 * 1000);
   assert_false (a.released);
   assert_false (b.released);
@@ -92,6 +93,13 @@ test_failure_stops_the_others (void **state)
   assert_true (g_cancellable_is_cancelled (vms_group_get_cancellable (group)));
   failure = vms_group_dup_failure (group);
   assert_string_equal (failure, "c: destination QEMU: gone");
+  {
+    g_autoptr (GError) said = NULL;
+
+    assert_true (vms_group_failed (group, &said));
+    assert_string_equal (said->message,
+                         "group g rolls back: c: destination QEMU: gone");
+  }
   g_clear_error (&a.error);
   g_clear_error (&b.error);
 }

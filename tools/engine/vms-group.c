@@ -223,6 +223,17 @@ vms_group_ready (VmsGroup *group, const char *member, gint64 wait_ms,
 }
 
 gboolean
+vms_group_failed (VmsGroup *group, GError **error)
+{
+  gboolean failed;
+
+  g_mutex_lock (&group->lock);
+  failed = !check_locked (group, error);
+  g_mutex_unlock (&group->lock);
+  return failed;
+}
+
+gboolean
 vms_group_released (VmsGroup *group)
 {
   gboolean released;

@@ -59,6 +59,10 @@ gboolean vms_group_paused (VmsGroup *group, const char *member, GError **error);
  * is kept) and its cancellable is cancelled. */
 void vms_group_fail (VmsGroup *group, const char *member, const char *cause);
 
+/* TRUE, with error saying which member failed and why ("group NAME rolls
+ * back: MEMBER: CAUSE"), once the group has failed. */
+gboolean vms_group_failed (VmsGroup *group, GError **error);
+
 /* Why the group failed ("member: cause"), or NULL while it has not. */
 char *vms_group_dup_failure (VmsGroup *group);
 

@@ -218,17 +218,11 @@ vms_migration_qemu_downtime_limit (VmsMigration *migration)
 gboolean
 vms_migration_stop_requested (VmsMigration *migration, GError **error)
 {
-  g_autofree char *group_failure = NULL;
-
   if (!g_cancellable_is_cancelled (migration->cancellable))
     return FALSE;
   /* Stopped because another member failed: that is what to read. */
-  if (migration->config.group
-      && (group_failure = vms_group_dup_failure (migration->config.group)))
-    g_set_error (error, VMS_GROUP_ERROR, VMS_GROUP_ERROR_FAILED,
-                 "group %s rolls back: %s",
-                 vms_group_get_name (migration->config.group), group_failure);
-  else
+  if (!migration->config.group
+      || !vms_group_failed (migration->config.group, error))
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "stopped on request");
   return TRUE;
 }
