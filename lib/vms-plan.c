@@ -24,11 +24,23 @@ static const char *const plan_keys[]
     = { "concurrency", "bandwidth", "deadline", "max-downtime", "final-sync",
         "state-dir",   "alert",     "retries",  "sink",         "tls",
         "insecure",    "suspend",   NULL };
-static const char *const vm_keys[]
-    = { "group",        "source",     "dest-qmp", "dest-uri",
-        "connect",      "domain",     "dest",     "sink",
-        "max-downtime", "final-sync", "tls",      "insecure",
-        "suspend",      NULL };
+static const char *const vm_keys[] = { "group",
+                                       "source",
+                                       "dest-qmp",
+                                       "dest-uri",
+                                       "connect",
+                                       "domain",
+                                       "dest",
+                                       "sink",
+                                       "max-downtime",
+                                       "final-sync",
+                                       "tls",
+                                       "insecure",
+                                       "suspend",
+                                       "migrate-uri",
+                                       "persistent",
+                                       "undefine-source",
+                                       NULL };
 static const char *const group_keys[] = { "max-downtime", "hold", NULL };
 
 static void
@@ -41,6 +53,7 @@ vm_free (VmsPlanVm *vm)
   g_free (vm->dest_uri);
   g_free (vm->connect);
   g_free (vm->domain);
+  g_free (vm->migrate_uri);
   g_free (vm->dest);
   g_free (vm->sink);
   g_free (vm->final_sync);
@@ -270,6 +283,10 @@ check_endpoints (const Reader *reader, const char *section, const VmsPlanVm *vm,
     return invalid (reader, section, error,
                     "a VM needs source, dest-qmp and dest-uri (or connect, "
                     "domain and dest for libvirt)");
+  if (!libvirt && (vm->migrate_uri || vm->persistent || vm->undefine_source))
+    return invalid (reader, section, error,
+                    "migrate-uri, persistent and undefine-source are for "
+                    "libvirt VMs (a QEMU driven directly has dest-uri)");
   if (!vm->sink)
     return invalid (reader, section, error,
                     "no sink: give sink here or in [plan]");
@@ -291,6 +308,7 @@ read_vm (const Reader *reader, const VmsPlan *plan, const char *section,
   vm->connect = get (reader, section, "connect");
   vm->domain = get (reader, section, "domain");
   vm->dest = get (reader, section, "dest");
+  vm->migrate_uri = get (reader, section, "migrate-uri");
   vm->sink = get (reader, section, "sink");
   if (!vm->sink)
     vm->sink = g_strdup (sink);
@@ -303,6 +321,10 @@ read_vm (const Reader *reader, const VmsPlan *plan, const char *section,
     invalid (reader, section, error, "'%s' cannot name its job: %s", vm->name,
              local->message);
   else if (check_keys (reader, section, vm_keys, error)
+           && get_boolean (reader, section, "persistent", &vm->persistent,
+                           error)
+           && get_boolean (reader, section, "undefine-source",
+                           &vm->undefine_source, error)
            && check_endpoints (reader, section, vm, error)
            && get_number (reader, section, "max-downtime", parse_milliseconds,
                           1, MAX_DOWNTIME_MS, &vm->max_downtime_ms, error)

@@ -29,6 +29,12 @@ typedef struct
   char *connect;           /* libvirt: the source host's URI */
   char *domain;            /* libvirt: the domain there */
   char *dest;              /* libvirt: the destination host's URI */
+  char *migrate_uri;       /* libvirt: where memory goes (--migrateuri),
+                              or NULL: libvirt's choice */
+  gboolean persistent;     /* libvirt: defined at the destination
+                              (--persistent) */
+  gboolean undefine_source; /* libvirt: undefined at the source
+                               (--undefinesource) */
   char *sink;              /* the sink's URI (the plan's when not given) */
   guint64 max_downtime_ms; /* objective (the plan's when not given) */
   char *final_sync;        /* auto, pause or mirror (the plan's) */

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "vms-group.h"
@@ -182,6 +183,77 @@ test_pause_releases (void **state)
   }
 }
 
+/* A member that switches over by itself (libvirt) passes the paused
+ * meeting point without waiting; the others go on once they are paused. */
+static void
+test_pass_counts_as_paused (void **state)
+{
+  g_autoptr (VmsGroup) group = vms_group_new ("g", trio, 60, 60);
+  Member a = { group, "a" }, b = { group, "b" };
+  GThread *ta = g_thread_new ("a", pause_and_wait, &a);
+  GThread *tb = g_thread_new ("b", pause_and_wait, &b);
+
+  g_usleep (200 * 1000);
+  assert_false (a.released);
+  vms_group_pass (group, "c");
+  g_thread_join (ta);
+  g_thread_join (tb);
+  assert_true (a.released);
+  assert_true (b.released);
+  assert_null (a.error);
+  assert_true (vms_group_released (group));
+  assert_false (vms_group_failed (group, NULL));
+}
+
+static gpointer
+start_memory_together (gpointer data)
+{
+  Member *member = data;
+
+  member->released = vms_group_memory_starts (member->group, member->name, TRUE,
+                                              &member->error);
+  return NULL;
+}
+
+/* Members that cannot be held at their switchover start their memory
+ * migrations together: each waits until every member has reached the
+ * start, whether it waits there or not. */
+static void
+test_memory_starts_together (void **state)
+{
+  g_autoptr (VmsGroup) group = vms_group_new ("g", trio, 60, 60);
+  Member a = { group, "a" }, b = { group, "b" };
+  GThread *ta = g_thread_new ("a", start_memory_together, &a);
+  GThread *tb = g_thread_new ("b", start_memory_together, &b);
+  GError *error = NULL;
+
+  g_usleep (200 * 1000);
+  assert_false (a.released);
+  assert_false (b.released);
+  assert_true (vms_group_memory_starts (group, "c", FALSE, &error));
+  g_thread_join (ta);
+  g_thread_join (tb);
+  assert_true (a.released && b.released);
+  assert_null (a.error);
+  assert_null (b.error);
+}
+
+/* One that never gets there fails the group after the hold, named. */
+static void
+test_memory_start_late_member_named (void **state)
+{
+  g_autoptr (VmsGroup) group = vms_group_new ("g", trio, 1, 60);
+  g_autofree char *failure = NULL;
+  GError *error = NULL;
+
+  assert_true (vms_group_memory_starts (group, "a", FALSE, &error));
+  assert_false (vms_group_memory_starts (group, "b", TRUE, &error));
+  assert_non_null (error);
+  failure = vms_group_dup_failure (group);
+  assert_non_null (strstr (failure, "c: not at its memory migration's start"));
+  g_error_free (error);
+}
+
 int
 main (void)
 {
@@ -191,6 +263,9 @@ main (void)
     cmocka_unit_test (test_hold_names_who_was_late),
     cmocka_unit_test (test_paused_together),
     cmocka_unit_test (test_pause_releases),
+    cmocka_unit_test (test_pass_counts_as_paused),
+    cmocka_unit_test (test_memory_starts_together),
+    cmocka_unit_test (test_memory_start_late_member_named),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

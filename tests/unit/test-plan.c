@@ -85,6 +85,9 @@ test_plan_read (void **state)
                                           "connect = qemu+ssh://a/system\n"
                                           "domain = db\n"
                                           "dest = qemu+ssh://b/system\n"
+                                          "migrate-uri = tcp://10.0.0.3\n"
+                                          "persistent = true\n"
+                                          "undefine-source = true\n"
                                           "sink = nbds://10.0.0.3/\n");
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
@@ -116,6 +119,9 @@ test_plan_read (void **state)
   assert_string_equal (web2->sink, "nbds://10.0.0.2/");
   assert_string_equal (db->domain, "db");
   assert_string_equal (db->sink, "nbds://10.0.0.3/");
+  assert_string_equal (db->migrate_uri, "tcp://10.0.0.3");
+  assert_true (db->persistent && db->undefine_source);
+  assert_false (web1->persistent || web1->undefine_source);
   assert_null (db->group);
   front = vms_plan_find_group (plan, "front");
   assert_non_null (front);
@@ -163,6 +169,8 @@ test_plan_refusals (void **state)
       "[vm a]: a libvirt VM needs connect, domain and dest" },
     { QMP_VM ("a", "01") "connect = qemu:///system\nsink = s\n", "not both" },
     { QMP_VM ("a", "01"), "[vm a]: no sink" },
+    { "[plan]\nsink = s\n" QMP_VM ("a", "01") "persistent = true\n",
+      "[vm a]: migrate-uri, persistent and undefine-source are for libvirt" },
     { "[plan]\nsink = s\n" QMP_VM ("a", "01") "group = g\n", "no [group g]" },
     { "[plan]\nsink = s\n[group g]\n" QMP_VM ("a", "01"),
       "[group g]: no VM is in it" },

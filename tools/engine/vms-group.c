@@ -19,6 +19,7 @@ typedef enum
 {
   MEMBER_READY = 1 << 0,
   MEMBER_PAUSED = 1 << 1,
+  MEMBER_AT_MEMORY = 1 << 2,
 } MemberFlags;
 
 struct _VmsGroup
@@ -31,6 +32,7 @@ struct _VmsGroup
   gint64 hold_us;            /* ready members wait this long for the rest */
   gint64 window_us;          /* released to all paused */
   gint64 first_ready_us;     /* monotonic, -1: none yet */
+  gint64 first_at_memory_us; /* likewise */
   gint64 released_us;        /* monotonic, -1: not yet */
   char *failure;             /* "member: cause", NULL */
   GCancellable *cancellable; /* cancelled on failure */
@@ -54,6 +56,7 @@ vms_group_new (const char *name, const char *const *members, guint hold_s,
   group->hold_us = (gint64)hold_s * G_USEC_PER_SEC;
   group->window_us = (gint64)window_s * G_USEC_PER_SEC;
   group->first_ready_us = -1;
+  group->first_at_memory_us = -1;
   group->released_us = -1;
   group->cancellable = g_cancellable_new ();
   return group;
@@ -262,4 +265,34 @@ vms_group_paused (VmsGroup *group, const char *member, GError **error)
                      "paused at its switchover", G_MAXINT64, error);
   g_mutex_unlock (&group->lock);
   return all;
+}
+
+void
+vms_group_pass (VmsGroup *group, const char *member)
+{
+  g_mutex_lock (&group->lock);
+  if (group->first_ready_us < 0)
+    group->first_ready_us = g_get_monotonic_time ();
+  if (group->released_us < 0)
+    group->released_us = g_get_monotonic_time ();
+  mark_locked (group, member, MEMBER_READY | MEMBER_PAUSED);
+  g_mutex_unlock (&group->lock);
+}
+
+gboolean
+vms_group_memory_starts (VmsGroup *group, const char *member, gboolean wait,
+                         GError **error)
+{
+  gboolean ok;
+
+  g_mutex_lock (&group->lock);
+  if (group->first_at_memory_us < 0)
+    group->first_at_memory_us = g_get_monotonic_time ();
+  mark_locked (group, member, MEMBER_AT_MEMORY);
+  ok = wait ? wait_locked (group, MEMBER_AT_MEMORY, group->first_at_memory_us,
+                           group->hold_us, "at its memory migration's start",
+                           G_MAXINT64, error)
+            : check_locked (group, error);
+  g_mutex_unlock (&group->lock);
+  return ok;
 }

@@ -24,6 +24,12 @@ typedef enum
  * converges within a few of its RAM rounds once the hold is lifted. */
 #define VMS_GROUP_DEFAULT_WINDOW_S 60
 
+/* QEMU's downtime-limit while a member waits for the others: QEMU goes on
+ * sending what the guest dirties but switches over only if a round leaves
+ * almost nothing (0 would switch over after the first pass, without
+ * looking at what was dirtied meanwhile). */
+#define VMS_GROUP_HOLD_LIMIT_MS 1
+
 typedef struct _VmsGroup VmsGroup;
 
 /* members: their names (the jobs' ids).  hold_s: how long members ready
@@ -54,6 +60,20 @@ gboolean vms_group_released (VmsGroup *group);
  * with error when the group failed or the window since the release ran
  * out (the group fails). */
 gboolean vms_group_paused (VmsGroup *group, const char *member, GError **error);
+
+/* member's memory migration starts.  With wait (a member whose backend
+ * switches over by itself, so that it cannot be held at the switchover),
+ * it waits until every member's has reached its start: they start
+ * together, and converge about together.  FALSE with error when the
+ * group failed, or no other member arrived within hold seconds of the
+ * first (then the group fails, naming who was late). */
+gboolean vms_group_memory_starts (VmsGroup *group, const char *member,
+                                  gboolean wait, GError **error);
+
+/* member switches over by itself (libvirt does, without a pause vmshift
+ * could hold): once released it cannot wait for the others, and is
+ * counted as paused so that they do not wait for it either. */
+void vms_group_pass (VmsGroup *group, const char *member);
 
 /* member failed before its switchover: the group fails (the first cause
  * is kept) and its cancellable is cancelled. */

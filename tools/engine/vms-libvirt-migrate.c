@@ -415,6 +415,18 @@ vms_libvirt_migration_start (VmsLibvirtMigration *migration, VmsJob *job,
   return TRUE;
 }
 
+gboolean
+vms_libvirt_migration_set_max_downtime (VmsLibvirtMigration *migration,
+                                        int limit_ms, GError **error)
+{
+  if (virDomainMigrateSetMaxDowntime (migration->domain, limit_ms, 0) == 0)
+    return TRUE;
+  vms_libvirt_set_error (error, VMS_LIBVIRT_ERROR_FAILED,
+                         "libvirt did not set %s's downtime limit to %d ms",
+                         migration->domain_name, limit_ms);
+  return FALSE;
+}
+
 /* libvirt reports a finished job, with its statistics, as an event on
  * the source domain: the only place they are sure to be, since the
  * domain is gone there and the destination need not keep them. */

@@ -103,6 +103,10 @@ gboolean vms_libvirt_migration_poll (VmsLibvirtMigration *migration,
                                      VmsProgress *progress, gboolean *finished,
                                      GError **error);
 
+/* QEMU's downtime limit, while libvirt's migration runs or before. */
+gboolean vms_libvirt_migration_set_max_downtime (VmsLibvirtMigration *migration,
+                                                 int limit_ms, GError **error);
+
 /* Ask libvirt to cancel a migration that runs, and wait for the thread;
  * migration->succeeded then says whether it completed all the same. */
 void vms_libvirt_migration_abort (VmsLibvirtMigration *migration);

@@ -27,6 +27,9 @@ typedef struct
   /* The destination QEMU is ours: its events time the downtime, and it
    * exits when a migration fails (the user starts a new one). */
   gboolean owns_destination;
+  /* Its wait_memory holds a group member at the group's meeting points
+   * (vms-group.h); a backend that cannot is refused in a group. */
+  gboolean joins_groups;
   /* Reach the source; sets migration->rep.qmp (the monitor the disk
    * operations use) and migration->source_name. */
   gboolean (*open) (VmsMigration *migration, GError **error);
@@ -237,6 +240,11 @@ void vms_migration_predict_miss (VmsMigration *migration, int predicted_ms,
  * leaves it no room within the objective. */
 void vms_migration_check_limit (VmsMigration *migration, int limit_ms,
                                 const char *why);
+
+/* A group member's event (group-ready, group-released), with the
+ * group's name and text. */
+void vms_migration_report_group (VmsMigration *migration, const char *event,
+                                 const char *text);
 
 /* The "migrated" event (vms-migration-report.c). */
 void vms_migration_report (VmsMigration *migration);

@@ -13,10 +13,37 @@
 /* How often libvirt's migration is looked at. */
 #define POLL_INTERVAL_MS 200
 
+typedef struct
+{
+  VmsLibvirtMigration *libvirt;
+  int limit_ms;            /* the domain's own downtime limit */
+  gboolean group_held;     /* libvirt's QEMU runs under
+                              VMS_GROUP_HOLD_LIMIT_MS until the group's
+                              other members could switch over */
+  gboolean group_ready;    /* ... and could switch over, said so */
+  gboolean group_released; /* past the group's meeting points: no attempt
+                              is held */
+} LibvirtBackend;
+
+static LibvirtBackend *
+backend_of (VmsMigration *migration)
+{
+  return migration->backend_data;
+}
+
 static VmsLibvirtMigration *
 libvirt_of (VmsMigration *migration)
 {
-  return migration->backend_data;
+  return backend_of (migration) ? backend_of (migration)->libvirt : NULL;
+}
+
+static void
+set_backend (VmsMigration *migration, VmsLibvirtMigration *libvirt)
+{
+  LibvirtBackend *backend = g_new0 (LibvirtBackend, 1);
+
+  backend->libvirt = libvirt;
+  migration->backend_data = backend;
 }
 
 /* The backend with what the config and a resumed job say of it; what
@@ -84,7 +111,7 @@ libvirt_open (VmsMigration *migration, GError **error)
 {
   VmsLibvirtMigration *libvirt = libvirt_new (migration);
 
-  migration->backend_data = libvirt;
+  set_backend (migration, libvirt);
   migration->mode = VMS_MIGRATE_FINAL_MIRROR;
   if (!vms_libvirt_migration_open (libvirt, error))
     return FALSE;
@@ -155,8 +182,13 @@ libvirt_start_memory (VmsMigration *migration, GError **error)
 {
   VmsLibvirtMigration *libvirt = libvirt_of (migration);
 
+  LibvirtBackend *backend = backend_of (migration);
+
   libvirt->bandwidth = migration->config.bandwidth;
-  libvirt->max_downtime_ms = vms_migration_qemu_downtime_limit (migration);
+  backend->limit_ms = vms_migration_qemu_downtime_limit (migration);
+  backend->group_held = migration->config.group && !backend->group_released;
+  libvirt->max_downtime_ms
+      = backend->group_held ? VMS_GROUP_HOLD_LIMIT_MS : backend->limit_ms;
   libvirt->auto_converge = migration->config.auto_converge;
   libvirt->parallel = migration->config.multifd_channels;
   remember_source_qemu (migration);
@@ -164,6 +196,68 @@ libvirt_start_memory (VmsMigration *migration, GError **error)
     return FALSE;
   migration->migration_started = TRUE;
   return TRUE;
+}
+
+/* libvirt's QEMU gets the domain's own limit back and switches over as
+ * soon as it can, by itself: the others need not wait for it. */
+static gboolean
+release_from_group (VmsMigration *migration, GError **error)
+{
+  LibvirtBackend *backend = backend_of (migration);
+
+  backend->group_held = FALSE;
+  backend->group_released = TRUE;
+  vms_group_pass (migration->config.group, migration->rep.job->id);
+  vms_migration_report_group (migration, "group-released",
+                              "released; libvirt switches over by itself");
+  return vms_libvirt_migration_set_max_downtime (backend->libvirt,
+                                                 backend->limit_ms, error);
+}
+
+/* The source QEMU's RAM would cross within the domain's own limit: its
+ * first pass is over and what is left crosses within it. */
+static gboolean
+could_switch_over (VmsMigration *migration, GError **error)
+{
+  g_auto (VmsQemuMigrationInfo) info = { 0 };
+
+  if (!vms_qemu_migration_query (migration->rep.qmp, &info, error))
+    return FALSE;
+  return info.status == VMS_QEMU_MIGRATION_ACTIVE && info.dirty_sync_count >= 2
+         && info.expected_downtime_ms >= 0
+         && info.expected_downtime_ms <= backend_of (migration)->limit_ms;
+}
+
+/* The group's other members hold this one: libvirt's QEMU runs under a
+ * 1 ms limit until every member could switch over (*waited: the group
+ * was waited for, instead of QEMU's event).  libvirt has no pause vmshift
+ * could hold at the switchover, so this is the member's only meeting
+ * point. */
+static gboolean
+hold_for_group (VmsMigration *migration, gboolean *waited, GError **error)
+{
+  LibvirtBackend *backend = backend_of (migration);
+  g_autoptr (GError) query_error = NULL;
+  gboolean released = FALSE;
+
+  *waited = FALSE;
+  if (!backend->group_held)
+    return TRUE;
+  if (!backend->group_ready)
+    {
+      if (!could_switch_over (migration, &query_error))
+        return !vms_group_released (migration->config.group)
+               || release_from_group (migration, error);
+      vms_migration_report_group (
+          migration, "group-ready",
+          "could switch over; waiting for the other members");
+      backend->group_ready = TRUE;
+    }
+  *waited = TRUE;
+  if (!vms_group_ready (migration->config.group, migration->rep.job->id,
+                        POLL_INTERVAL_MS, &released, error))
+    return FALSE;
+  return !released || release_from_group (migration, error);
 }
 
 /* Aborted on a stop request, a broken mirror or the timeout: TRUE when
@@ -232,6 +326,7 @@ libvirt_wait_memory (VmsMigration *migration, GError **error)
   while (!finished)
     {
       g_autoptr (GError) watch_error = NULL;
+      gboolean held = FALSE;
 
       if (!vms_libvirt_migration_poll (libvirt, migration->progress, &finished,
                                        error))
@@ -241,7 +336,8 @@ libvirt_wait_memory (VmsMigration *migration, GError **error)
         }
       if (finished)
         break;
-      if (vms_migration_stop_requested (migration, error))
+      if (vms_migration_stop_requested (migration, error)
+          || !hold_for_group (migration, &held, error))
         {
           if (!abort_moved (libvirt))
             return FALSE;
@@ -264,8 +360,17 @@ libvirt_wait_memory (VmsMigration *migration, GError **error)
                          timeout_s);
           return FALSE;
         }
-      vms_qmp_wait_event (migration->rep.qmp, "MIGRATION", POLL_INTERVAL_MS,
-                          NULL, NULL, NULL, NULL);
+      if (!held)
+        vms_qmp_wait_event (migration->rep.qmp, "MIGRATION", POLL_INTERVAL_MS,
+                            NULL, NULL, NULL, NULL);
+    }
+  /* Converged while held (a round left under 1 ms of RAM): the others
+   * follow as soon as they can. */
+  if (backend_of (migration)->group_held)
+    {
+      backend_of (migration)->group_held = FALSE;
+      backend_of (migration)->group_released = TRUE;
+      vms_group_pass (migration->config.group, migration->rep.job->id);
     }
   migration->ram_bytes = libvirt->memory_bytes;
   migration->qemu_downtime_ms = libvirt->downtime_ms;
@@ -401,7 +506,7 @@ libvirt_open_for_rollback (VmsMigration *migration, GError **error)
 {
   VmsLibvirtMigration *libvirt = libvirt_new (migration);
 
-  migration->backend_data = libvirt;
+  set_backend (migration, libvirt);
   if (!vms_libvirt_migration_open (libvirt, error)
       || !(migration->rep.qmp = vms_libvirt_qmp_open (libvirt->domain, error)))
     {
@@ -418,12 +523,18 @@ libvirt_open_for_rollback (VmsMigration *migration, GError **error)
 static void
 libvirt_free (VmsMigration *migration)
 {
-  g_clear_pointer (&migration->backend_data, vms_libvirt_migration_free);
+  LibvirtBackend *backend = backend_of (migration);
+
+  if (!backend)
+    return;
+  vms_libvirt_migration_free (backend->libvirt);
+  g_clear_pointer (&migration->backend_data, g_free);
 }
 
 static const VmsMigrationBackend libvirt_backend = {
   .name = "libvirt",
   .owns_destination = FALSE,
+  .joins_groups = TRUE,
   .open = libvirt_open,
   .connect_destination = libvirt_connect_destination,
   .preflight = libvirt_preflight,

@@ -109,11 +109,38 @@ report_retry (VmsMigration *migration, const GError *cause, gint64 delay_ms)
                       delay_ms / 1000.0);
 }
 
+/* A group's members whose backend switches over by itself cannot be held
+ * there: they start their memory migrations together instead. */
+static gboolean
+group_memory_starts (VmsMigration *migration, GError **error)
+{
+  VmsGroup *group = migration->config.group;
+  gboolean wait = !migration->backend->continue_switchover;
+  gint64 started_us = g_get_monotonic_time ();
+  JsonObject *fields;
+
+  if (!group)
+    return TRUE;
+  if (!vms_group_memory_starts (group, migration->rep.job->id, wait, error))
+    return FALSE;
+  if (!wait)
+    return TRUE;
+  fields = json_object_new ();
+  json_object_set_string_member (fields, "group", vms_group_get_name (group));
+  json_object_set_int_member (fields, "waited-ms",
+                              (g_get_monotonic_time () - started_us) / 1000);
+  vms_progress_event (migration->progress, "group-memory", fields,
+                      "group %s: every member's memory migration starts",
+                      vms_group_get_name (group));
+  return TRUE;
+}
+
 static gboolean
 attempt (VmsMigration *migration, GError **error)
 {
   vms_downtime_reset_moments (&migration->downtime);
-  return migration->backend->start_memory (migration, error)
+  return group_memory_starts (migration, error)
+         && migration->backend->start_memory (migration, error)
          && migration->backend->wait_memory (migration, error);
 }
 

@@ -26,11 +26,6 @@
 #define SETTLE_TIMEOUT_MS 5000
 /* What libvirt sets for "no limit" too: far above any link. */
 #define UNLIMITED_BANDWIDTH (G_GINT64_CONSTANT (1) << 50)
-/* QEMU's downtime-limit while a group member waits for the others: QEMU
- * goes on sending what the guest dirties but switches over only if a
- * round leaves almost nothing (0 would switch over after the first pass,
- * without looking at what was dirtied meanwhile). */
-#define GROUP_HOLD_LIMIT_MS 1
 
 typedef struct
 {
@@ -47,7 +42,7 @@ typedef struct
   double zstd_ratio;       /* with --compress zstd, the RAM's pages
                               compressed, bytes out per byte in; 0: not
                               known */
-  gboolean group_held;     /* QEMU runs under GROUP_HOLD_LIMIT_MS until
+  gboolean group_held;     /* QEMU runs under VMS_GROUP_HOLD_LIMIT_MS until
                               the group's other members can switch over */
   gboolean group_ready;    /* ... and could switch over, said so */
   gboolean group_released; /* every member could: no attempt is held */
@@ -594,7 +589,7 @@ set_parameters (VmsMigration *migration, GError **error)
       = config->group && !backend_of (migration)->group_released;
   json_object_set_int_member (
       source_parameters, "downtime-limit",
-      backend_of (migration)->group_held ? GROUP_HOLD_LIMIT_MS : limit_ms);
+      backend_of (migration)->group_held ? VMS_GROUP_HOLD_LIMIT_MS : limit_ms);
   /* Always set: QEMU keeps an earlier attempt's limit, and its own
    * default (128 MiB/s) would throttle a fast link. */
   json_object_set_int_member (source_parameters, "max-bandwidth",
@@ -846,17 +841,6 @@ could_switch_over (VmsMigration *migration, const VmsQemuMigrationInfo *info)
                     <= backend_of (migration)->tuning.limit_ms);
 }
 
-static void
-report_group (VmsMigration *migration, const char *event, const char *text)
-{
-  const char *name = vms_group_get_name (migration->config.group);
-  JsonObject *fields = json_object_new ();
-
-  json_object_set_string_member (fields, "group", name);
-  vms_progress_event (migration->progress, event, fields, "group %s: %s", name,
-                      text);
-}
-
 /* QEMU gets its own limit back: it switches over as soon as it can. */
 static gboolean
 release_from_group (VmsMigration *migration, GError **error)
@@ -877,10 +861,11 @@ release_from_group (VmsMigration *migration, GError **error)
                                  UNLIMITED_BANDWIDTH, error))
         return FALSE;
     }
-  report_group (migration, "group-released",
-                migration->config.bandwidth
-                    ? "released; QEMU may switch over"
-                    : "released; QEMU may switch over, its RAM uncapped");
+  vms_migration_report_group (
+      migration, "group-released",
+      migration->config.bandwidth
+          ? "released; QEMU may switch over"
+          : "released; QEMU may switch over, its RAM uncapped");
   return set_source_parameter (migration, "downtime-limit",
                                backend->tuning.limit_ms, error);
 }
@@ -903,8 +888,9 @@ hold_for_group (VmsMigration *migration, const VmsQemuMigrationInfo *info,
     return !vms_group_released (migration->config.group)
            || release_from_group (migration, error);
   if (!backend->group_ready)
-    report_group (migration, "group-ready",
-                  "could switch over; waiting for the other members");
+    vms_migration_report_group (
+        migration, "group-ready",
+        "could switch over; waiting for the other members");
   backend->group_ready = TRUE;
   *waited = TRUE;
   if (!vms_group_ready (migration->config.group, migration->rep.job->id,
@@ -1307,6 +1293,7 @@ qmp_prepare_memory_retry (VmsMigration *migration, const GError *cause,
 const VmsMigrationBackend vms_migration_qmp_backend = {
   .name = "qmp",
   .owns_destination = TRUE,
+  .joins_groups = TRUE,
   .open = qmp_open,
   .connect_destination = qmp_connect_destination,
   .preflight = qmp_preflight,

@@ -35,16 +35,6 @@ describe_downtime (VmsMigration *migrate, JsonObject *fields,
   *downtime_ms = parts.total_ms;
   json_object_set_object_member (fields, "downtime-parts",
                                  vms_downtime_parts_to_json (&parts));
-  /* On the source's wall clock: a group's pauses are laid side by side
-   * with these (sources on one host share it). */
-  if (migrate->downtime.stop_us >= 0 && parts.total_ms >= 0)
-    {
-      json_object_set_int_member (fields, "stopped-at-us",
-                                  migrate->downtime.stop_us);
-      json_object_set_int_member (fields, "running-at-us",
-                                  migrate->downtime.stop_us
-                                      + parts.total_ms * 1000);
-    }
   {
     gint64 offset_us, error_us;
 
@@ -152,6 +142,18 @@ vms_migration_report (VmsMigration *migrate)
 
   vms_replicate_report_disks (rep);
   downtime_text = describe_downtime (migrate, fields, &downtime_ms);
+  /* On the source's wall clock (its STOP event's time; the downtime's
+   * end is the destination's start, or, through libvirt, its figure
+   * counted from there): a group's pauses are laid side by side with
+   * these (sources on one host share it). */
+  if (migrate->downtime.stop_us >= 0 && downtime_ms >= 0)
+    {
+      json_object_set_int_member (fields, "stopped-at-us",
+                                  migrate->downtime.stop_us);
+      json_object_set_int_member (fields, "running-at-us",
+                                  migrate->downtime.stop_us
+                                      + downtime_ms * 1000);
+    }
   json_object_set_string_member (fields, "job", rep->job->id);
   json_object_set_string_member (fields, "final-sync",
                                  vms_migrate_final_sync_name (migrate->mode));
@@ -195,4 +197,16 @@ vms_migration_report (VmsMigration *migrate)
           ? " before zstd compression"
           : "",
       migrate->memory_attempts, migrate->memory_attempts == 1 ? "" : "s");
+}
+
+void
+vms_migration_report_group (VmsMigration *migration, const char *event,
+                            const char *text)
+{
+  const char *name = vms_group_get_name (migration->config.group);
+  JsonObject *fields = json_object_new ();
+
+  json_object_set_string_member (fields, "group", name);
+  vms_progress_event (migration->progress, event, fields, "group %s: %s", name,
+                      text);
 }

@@ -827,17 +827,15 @@ fail (VmsMigration *migration, GError **error)
 }
 
 /* A group holds each member before its switchover, which only a backend
- * that leaves the switchover to vmshift (and has QEMU's figures to see
- * when it could go) allows. */
+ * that knows the meeting points allows. */
 static gboolean
 check_group (VmsMigration *migration, GError **error)
 {
-  if (!migration->config.group
-      || migration->backend == &vms_migration_qmp_backend)
+  if (!migration->config.group || migration->backend->joins_groups)
     return TRUE;
   g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_INVALID,
-               "group %s: only VMs driven over QMP can be in a group yet "
-               "(%s uses the %s backend)",
+               "group %s: %s cannot be in a group (the %s backend cannot "
+               "hold it before its switchover)",
                vms_group_get_name (migration->config.group),
                member_name (migration), migration->backend->name);
   return FALSE;

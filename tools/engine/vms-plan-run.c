@@ -279,6 +279,9 @@ build_config (const Runner *runner, const VmsPlanVm *vm, gboolean resume,
       config->libvirt.connect_uri = vms_path_absolute_libvirt_uri (vm->connect);
       config->libvirt.domain = g_strdup (vm->domain);
       config->libvirt.dest_uri = vms_path_absolute_libvirt_uri (vm->dest);
+      config->libvirt.migrate_uri = g_strdup (vm->migrate_uri);
+      config->libvirt.persistent = vm->persistent;
+      config->libvirt.undefine_source = vm->undefine_source;
       return;
     }
   config->source = resume ? NULL : vms_path_absolute_qmp_address (vm->source);
