@@ -12,18 +12,21 @@
 #include <json-glib/json-glib.h>
 #include <string.h>
 
-#define N_VMS 3
+/* Five VMs on their own, or three in a group. */
+#define MAX_VMS 5
+#define GROUP_VMS 3
 #define CONCURRENCY 2
 #define DISK_SIZE (32 * 1024 * 1024)
-/* Small guests: three sources and three destinations under TCG. */
+/* Small guests: up to five sources and five destinations under TCG. */
 #define RAM_MIB 96
 
 static const char *vmshift;
 
 typedef struct
 {
-  VmsTestVm *source[N_VMS];
-  VmsTestVm *dest[N_VMS];
+  guint n_vms;
+  VmsTestVm *source[MAX_VMS];
+  VmsTestVm *dest[MAX_VMS];
   VmsTestSink *sink;
   char *state_dir;
   char *plan_path;
@@ -34,7 +37,7 @@ typedef struct
 static const char *
 vm_name (guint i)
 {
-  static const char *const names[N_VMS] = { "pa", "pb", "pc" };
+  static const char *const names[MAX_VMS] = { "pa", "pb", "pc", "pd", "pe" };
 
   return names[i];
 }
@@ -105,7 +108,7 @@ write_plan (Fixture *fixture)
                             "suspend = true\n"
                             "alert = /bin/sh -c 'cat >> \"$0\"' %s\n"
                             "[group trio]\nhold = 120\n",
-                            N_VMS, sink, fixture->alerts_path);
+                            fixture->n_vms, sink, fixture->alerts_path);
   else
     {
       /* A deadline the VMs cannot meet: passed already. */
@@ -122,15 +125,15 @@ write_plan (Fixture *fixture)
                               CONCURRENCY, sink, deadline,
                               fixture->alerts_path);
     }
-  /* The last VM alone gets an objective no pause can meet. */
-  for (guint i = 0; i < N_VMS; i++)
+  /* pc alone gets an objective no pause can meet. */
+  for (guint i = 0; i < fixture->n_vms; i++)
     g_string_append_printf (
         plan,
         "[vm %s]\nsource = qmp:%s\ndest-qmp = qmp:%s\n"
         "dest-uri = unix:%s/memory.sock\n%s%s",
         vm_name (i), fixture->source[i]->qmp2_path, fixture->dest[i]->qmp2_path,
         fixture->dest[i]->dir, fixture->grouped ? "group = trio\n" : "",
-        !fixture->grouped && i == N_VMS - 1 ? "max-downtime = 1\n" : "");
+        !fixture->grouped && i == 2 ? "max-downtime = 1\n" : "");
   assert_true (g_file_set_contents (fixture->plan_path, plan->str, -1, NULL));
 }
 
@@ -142,13 +145,14 @@ setup_fixture (void **state, gboolean grouped)
 
   *state = fixture;
   fixture->grouped = grouped;
+  fixture->n_vms = grouped ? GROUP_VMS : MAX_VMS;
   fixture->sink = vms_test_sink_setup (NULL);
   if (!fixture->sink)
     return -1;
   fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
   fixture->plan_path = g_build_filename (fixture->sink->dir, "vms.plan", NULL);
   fixture->alerts_path = g_build_filename (fixture->sink->dir, "alerts", NULL);
-  for (guint i = 0; i < N_VMS; i++)
+  for (guint i = 0; i < fixture->n_vms; i++)
     if (!(fixture->source[i] = start_source (i, &error))
         || !(fixture->dest[i] = start_destination (fixture, i, &error)))
       {
@@ -177,7 +181,7 @@ teardown (void **state)
   Fixture *fixture = *state;
   int status = 0;
 
-  for (guint i = 0; i < N_VMS; i++)
+  for (guint i = 0; i < fixture->n_vms; i++)
     {
       g_clear_pointer (&fixture->source[i], vms_test_vm_free);
       g_clear_pointer (&fixture->dest[i], vms_test_vm_free);
@@ -212,14 +216,24 @@ plan_run (Fixture *fixture)
 /* vm runs: its heartbeat goes two past after (fails the test, saying
  * what, if not within a minute). */
 static void
-assert_runs (VmsTestVm *vm, guint64 after, const char *what)
+assert_runs_after (VmsTestVm *vm, guint64 after, const char *what,
+                   VmsTestCommand *run)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *needle
       = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, after + 2);
 
-  if (!vms_test_vm_wait_serial (vm, needle, 60000, &error))
-    fail_msg ("%s does not run: %s", what, error->message);
+  if (vms_test_vm_wait_serial (vm, needle, 60000, &error))
+    return;
+  if (run)
+    g_printerr ("what vmshift said:\n%s\n", run->out->str);
+  fail_msg ("%s does not run: %s", what, error->message);
+}
+
+static void
+assert_runs (VmsTestVm *vm, guint64 after, const char *what)
+{
+  assert_runs_after (vm, after, what, NULL);
 }
 
 /* Each VM's disk identical to its replica, each guest running on at its
@@ -227,7 +241,7 @@ assert_runs (VmsTestVm *vm, guint64 after, const char *what)
 static void
 assert_moved (Fixture *fixture)
 {
-  for (guint i = 0; i < N_VMS; i++)
+  for (guint i = 0; i < fixture->n_vms; i++)
     {
       g_autofree char *name = replica_name (i);
       g_autofree char *replica
@@ -285,32 +299,47 @@ events_named (const char *output, const char *prefix)
   return g_string_free (found, FALSE);
 }
 
-/* The plan-vm events of output, by VM: their outcomes. */
-static void
-assert_outcomes (VmsTestCommand *command, const char *outcome)
+/* The outcome of vm's last plan-vm event in command's output, or NULL
+ * (caller frees). */
+static char *
+outcome_of (VmsTestCommand *command, const char *vm)
 {
-  for (guint i = 0; i < N_VMS; i++)
+  g_auto (GStrv) lines = g_strsplit (command->out->str, "\n", -1);
+  g_autofree char *who = g_strdup_printf ("\"vm\":\"%s\"", vm);
+  char *outcome = NULL;
+
+  for (guint k = 0; lines[k]; k++)
     {
-      g_autoptr (GString) found = g_string_new (NULL);
-      g_auto (GStrv) lines = g_strsplit (command->out->str, "\n", -1);
+      g_autoptr (JsonParser) parser = json_parser_new ();
 
-      for (guint k = 0; lines[k]; k++)
-        {
-          g_autofree char *who = g_strdup_printf ("\"vm\":\"%s\"", vm_name (i));
+      if (!strstr (lines[k], "\"event\":\"plan-vm\"") || !strstr (lines[k], who)
+          || !json_parser_load_from_data (parser, lines[k], -1, NULL))
+        continue;
+      g_free (outcome);
+      outcome = g_strdup (json_object_get_string_member_with_default (
+          json_node_get_object (json_parser_get_root (parser)), "outcome",
+          ""));
+    }
+  return outcome;
+}
 
-          if (strstr (lines[k], "\"event\":\"plan-vm\"")
-              && strstr (lines[k], who))
-            g_string_assign (found, lines[k]);
-        }
-      if (!found->len)
+/* Every VM of the fixture ended with outcome. */
+static void
+assert_outcomes (Fixture *fixture, VmsTestCommand *command,
+                 const char *outcome)
+{
+  for (guint i = 0; i < fixture->n_vms; i++)
+    {
+      g_autofree char *found = outcome_of (command, vm_name (i));
+
+      if (!found)
         fail_msg ("no end for VM %s: %s", vm_name (i), command->out->str);
-      g_autofree char *want = g_strdup_printf ("\"outcome\":\"%s\"", outcome);
-      if (!strstr (found->str, want))
-        fail_msg ("VM %s: %s", vm_name (i), found->str);
+      if (!g_str_equal (found, outcome))
+        fail_msg ("VM %s: %s, not %s", vm_name (i), found, outcome);
     }
 }
 
-/* Three VMs, two at a time: all migrate, never more than two copying at
+/* Five VMs, two at a time: all migrate, never more than two copying at
  * once, each disk identical, each guest running on at its destination;
  * the alert command got each VM's end and the plan's.  A second run
  * finds them migrated and sends nothing. */
@@ -331,7 +360,7 @@ test_plan_runs_vms_unattended (void **state)
 
       fail_msg ("%u VMs at once, not %d:\n%s", most, CONCURRENCY, events);
     }
-  assert_outcomes (run, "migrated");
+  assert_outcomes (fixture, run, "migrated");
   assert_moved (fixture);
   {
     g_autoptr (GError) error = NULL;
@@ -340,7 +369,7 @@ test_plan_runs_vms_unattended (void **state)
         g_file_get_contents (fixture->alerts_path, &alerts, NULL, &error),
         error);
   }
-  for (guint i = 0; i < N_VMS; i++)
+  for (guint i = 0; i < fixture->n_vms; i++)
     {
       g_autofree char *who = g_strdup_printf ("\"vm\":\"%s\"", vm_name (i));
 
@@ -378,7 +407,7 @@ test_plan_runs_vms_unattended (void **state)
 
   again = plan_run (fixture);
   vms_test_command_expect_success (again);
-  assert_outcomes (again, "migrated-earlier");
+  assert_outcomes (fixture, again, "migrated-earlier");
   assert_null (strstr (again->out->str, "\"event\":\"plan-vm-start\""));
 }
 
@@ -419,8 +448,8 @@ test_group_switches_over_together (void **state)
   vms_test_command_expect_success (run);
   out = run->out->str;
   events = events_named (out, "group-");
-  assert_outcomes (run, "migrated");
-  for (guint i = 0; i < N_VMS; i++)
+  assert_outcomes (fixture, run, "migrated");
+  for (guint i = 0; i < fixture->n_vms; i++)
     {
       g_autofree char *who = g_strdup_printf ("\"vm\":\"%s\"", vm_name (i));
 
@@ -446,7 +475,8 @@ test_group_switches_over_together (void **state)
   assert_true (json_object_has_member (group, "group-downtime-ms"));
   print_message ("group of %d: group downtime %" G_GINT64_FORMAT
                  " ms, switchovers %" G_GINT64_FORMAT " ms apart\n",
-                 N_VMS, json_object_get_int_member (group, "group-downtime-ms"),
+                 fixture->n_vms,
+                 json_object_get_int_member (group, "group-downtime-ms"),
                  json_object_get_int_member (group, "switchover-spread-ms"));
   assert_moved (fixture);
   assert_true (g_file_get_contents (fixture->alerts_path, &alerts, NULL, NULL));
@@ -469,7 +499,7 @@ test_group_rolls_back_with_a_member (void **state)
   vms_test_command_wait_for (run, "\"state\":\"memory\",\"vm\":\"pb\"", 300000);
   vms_test_vm_kill (fixture->dest[1]);
   assert_int_equal (vms_test_command_wait (run), 1);
-  assert_outcomes (run, "failed");
+  assert_outcomes (fixture, run, "failed");
   group = vms_test_command_last_event (run, "plan-group", NULL);
   assert_non_null (group);
   assert_string_equal (json_object_get_string_member (group, "outcome"),
@@ -490,19 +520,20 @@ test_group_rolls_back_with_a_member (void **state)
                < 0)
       fail_msg ("the alert command was not told of the failure:\n%s", alerts);
   }
-  for (guint i = 0; i < N_VMS; i++)
+  for (guint i = 0; i < fixture->n_vms; i++)
     {
       g_autofree char *what
           = g_strdup_printf ("source %s after the rollback", vm_name (i));
 
-      assert_runs (fixture->source[i],
-                   vms_test_vm_last_heartbeat (fixture->source[i]), what);
+      assert_runs_after (fixture->source[i],
+                         vms_test_vm_last_heartbeat (fixture->source[i]), what,
+                         run);
       vms_assert_ok (vms_test_vm_restart (fixture->dest[i], FALSE, &error),
                      error);
     }
   again = plan_run (fixture);
   vms_test_command_expect_success (again);
-  assert_outcomes (again, "migrated");
+  assert_outcomes (fixture, again, "migrated");
   assert_moved (fixture);
 }
 
@@ -572,6 +603,7 @@ test_plan_survives_kill9 (void **state)
   g_autoptr (GError) error = NULL;
   g_autofree char *pb_status = NULL;
   g_autofree char *pb_after = NULL;
+  gboolean done_before[MAX_VMS] = { FALSE };
   gint64 pid = -1;
 
   vms_test_command_wait_for (run, "\"state\":\"memory\",\"vm\":\"pb\"", 300000);
@@ -598,16 +630,39 @@ test_plan_survives_kill9 (void **state)
                "pb's source after plan abort");
   /* Those not moved get fresh destinations: a rolled-back memory
    * migration ends its destination QEMU. */
-  for (guint i = 0; i < N_VMS; i++)
+  for (guint i = 0; i < fixture->n_vms; i++)
     {
       g_autofree char *st = status_of (after, vm_name (i), &pid);
 
-      if (!g_str_equal (st, "migrated"))
+      done_before[i] = g_str_equal (st, "migrated");
+      if (!done_before[i])
         vms_assert_ok (vms_test_vm_restart (fixture->dest[i], FALSE, &error),
                        error);
     }
   again = plan_run (fixture);
   vms_test_command_expect_success (again);
+  /* What committed before the kill is not started again. */
+  for (guint i = 0; i < fixture->n_vms; i++)
+    {
+      g_autofree char *outcome = outcome_of (again, vm_name (i));
+      g_autoptr (JsonObject) started
+          = event_of_vm (again->out->str, "plan-vm-start", vm_name (i));
+
+      if (g_strcmp0 (outcome, done_before[i] ? "migrated-earlier" : "migrated")
+              != 0
+          || (done_before[i] && started))
+        fail_msg ("%s (%s before the kill) ended %s in the next run:\n%s",
+                  vm_name (i), done_before[i] ? "migrated" : "not migrated",
+                  outcome ? outcome : "nowhere", again->out->str);
+    }
+  /* The kill came in the middle: two at most were done, three ran now. */
+  {
+    guint done = 0;
+
+    for (guint i = 0; i < fixture->n_vms; i++)
+      done += done_before[i];
+    assert_true (done <= fixture->n_vms - 3);
+  }
   {
     g_autoptr (JsonObject) started
         = event_of_vm (again->out->str, "plan-vm-start", "pb");
