@@ -20,10 +20,20 @@ G_DEFINE_QUARK (vms - plan - error - quark, vms_plan_error)
 #define VM_PREFIX "vm "
 #define GROUP_PREFIX "group "
 
-static const char *const plan_keys[]
-    = { "concurrency", "bandwidth", "deadline", "max-downtime", "final-sync",
-        "state-dir",   "alert",     "retries",  "sink",         "tls",
-        "insecure",    "suspend",   NULL };
+static const char *const plan_keys[] = { "concurrency",
+                                         "bandwidth",
+                                         "deadline",
+                                         "max-downtime",
+                                         "final-sync",
+                                         "state-dir",
+                                         "alert",
+                                         "retries",
+                                         "sink",
+                                         "tls",
+                                         "insecure",
+                                         "suspend",
+                                         "on-downtime-miss",
+                                         NULL };
 static const char *const vm_keys[] = { "group",
                                        "source",
                                        "dest-qmp",
@@ -32,6 +42,7 @@ static const char *const vm_keys[] = { "group",
                                        "domain",
                                        "dest",
                                        "sink",
+                                       "on-downtime-miss",
                                        "max-downtime",
                                        "final-sync",
                                        "tls",
@@ -183,6 +194,23 @@ get_final_sync (const Reader *reader, const char *section, char **out,
   return TRUE;
 }
 
+/* on-downtime-miss: hold (*hold TRUE) or proceed, *hold kept when the
+ * key is not there. */
+static gboolean
+get_on_miss (const Reader *reader, const char *section, gboolean *hold,
+             GError **error)
+{
+  g_autofree char *text = get (reader, section, "on-downtime-miss");
+
+  if (!text)
+    return TRUE;
+  if (!g_str_equal (text, "hold") && !g_str_equal (text, "proceed"))
+    return invalid (reader, section, error,
+                    "on-downtime-miss is proceed or hold, not '%s'", text);
+  *hold = g_str_equal (text, "hold");
+  return TRUE;
+}
+
 /* A true or false key, *out kept when it is not there. */
 static gboolean
 get_boolean (const Reader *reader, const char *section, const char *key,
@@ -249,6 +277,7 @@ read_plan_section (const Reader *reader, VmsPlan *plan, GError **error)
       || !get_number (reader, "plan", "retries", vms_option_count, 0,
                       MAX_RETRIES, &plan->retries, error)
       || !get_final_sync (reader, "plan", &plan->final_sync, error)
+      || !get_on_miss (reader, "plan", &plan->hold_on_miss, error)
       || !get_boolean (reader, "plan", "tls", &plan->tls, error)
       || !get_boolean (reader, "plan", "insecure", &plan->insecure, error)
       || !get_boolean (reader, "plan", "suspend", &plan->suspend, error)
@@ -317,6 +346,7 @@ read_vm (const Reader *reader, const VmsPlan *plan, const char *section,
   vm->tls = plan->tls;
   vm->insecure = plan->insecure;
   vm->suspend = plan->suspend;
+  vm->hold_on_miss = plan->hold_on_miss;
   if (!vms_job_id_is_valid (vm->name, &local))
     invalid (reader, section, error, "'%s' cannot name its job: %s", vm->name,
              local->message);
@@ -329,6 +359,7 @@ read_vm (const Reader *reader, const VmsPlan *plan, const char *section,
            && get_number (reader, section, "max-downtime", parse_milliseconds,
                           1, MAX_DOWNTIME_MS, &vm->max_downtime_ms, error)
            && get_final_sync (reader, section, &vm->final_sync, error)
+           && get_on_miss (reader, section, &vm->hold_on_miss, error)
            && get_boolean (reader, section, "tls", &vm->tls, error)
            && get_boolean (reader, section, "insecure", &vm->insecure, error)
            && get_boolean (reader, section, "suspend", &vm->suspend, error))

@@ -44,6 +44,8 @@ typedef struct
                               migrate --insecure (the plan's) */
   gboolean suspend;        /* left paused at the destination, as migrate
                               --suspend (the plan's) */
+  gboolean hold_on_miss;   /* on-downtime-miss = hold, as migrate
+                              --on-downtime-miss (the plan's) */
 } VmsPlanVm;
 
 /* VMs that switch over together: all or none. */
@@ -70,6 +72,7 @@ typedef struct
   gboolean tls;            /* ... and likewise */
   gboolean insecure;
   gboolean suspend;
+  gboolean hold_on_miss;
   char *state_dir;         /* the jobs' state, NULL: the default */
   char **alert;            /* argv run with each alert's JSON on stdin,
                               or NULL */

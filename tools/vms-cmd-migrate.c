@@ -66,6 +66,7 @@ typedef struct
   char *dest_qmp;           /* --dest-qmp */
   char *dest_uri;           /* --dest-uri */
   char *final_sync;         /* --final-sync */
+  char *on_miss;            /* --on-downtime-miss */
   char *bandwidth;          /* --bandwidth (disks and RAM) */
   char *max_downtime;       /* --max-downtime MS */
   char *multifd;            /* --multifd N */
@@ -261,6 +262,15 @@ check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
       return FALSE;
     }
   config->mode_set = options->final_sync != NULL;
+  if (options->on_miss && !g_str_equal (options->on_miss, "proceed")
+      && !g_str_equal (options->on_miss, "hold"))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "--on-downtime-miss is proceed or hold, not '%s'",
+                   options->on_miss);
+      return FALSE;
+    }
+  config->hold_on_miss = g_strcmp0 (options->on_miss, "hold") == 0;
   /* Before anything is touched; a resumed job, whose saved --dest-uri
    * and --tls count too, is checked by the engine's preflight. */
   if (!options->connect && !base->resume
@@ -285,6 +295,7 @@ options_clear (MigrateOptions *options)
   g_clear_pointer (&options->dest_qmp, g_free);
   g_clear_pointer (&options->dest_uri, g_free);
   g_clear_pointer (&options->final_sync, g_free);
+  g_clear_pointer (&options->on_miss, g_free);
   g_clear_pointer (&options->bandwidth, g_free);
   g_clear_pointer (&options->estimate, g_free);
   g_clear_pointer (&options->connect, g_free);
@@ -479,6 +490,10 @@ vms_cmd_migrate (int argc, char **argv)
       "Objective for the whole pause, the source's stop to the destination "
       "running (default 100)",
       "MS" },
+    { "on-downtime-miss", 0, 0, G_OPTION_ARG_STRING, &options.on_miss,
+      "proceed (default) or hold: a miss of --max-downtime predicted "
+      "before the switchover holds it until it fits (QMP)",
+      "ACTION" },
     { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &options.bandwidth,
       "At most RATE bytes/s for disks and for RAM (e.g. 100M)", "RATE" },
     { "multifd", 0, 0, G_OPTION_ARG_STRING, &options.multifd,

@@ -1088,6 +1088,32 @@ test_auto_chooses_mirror_and_misses (void **state)
   assert_replicas_identical (fixture);
 }
 
+/* --on-downtime-miss=hold with an objective no pause can meet: the miss
+ * is predicted when the memory starts, said held, and nothing switches
+ * over; the source runs on. */
+static void
+test_hold_on_predicted_miss (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *err = NULL;
+
+  fixture->prefix = "hm";
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  run = migrate_new (fixture, "holdmiss", "--max-downtime=1",
+                     "--on-downtime-miss=hold", NULL);
+  assert_int_equal (vms_test_command_wait (run), 1);
+  assert_string_equal (
+      event_string (run, "downtime-miss-predicted", "action", parser), "hold");
+  err = vms_test_command_stderr (run);
+  if (!strstr (err, "--on-downtime-miss=hold does not switch over"))
+    fail_msg ("the hold is not what failed: %s", err);
+  assert_null (strstr (run->out->str, "\"state\":\"switchover\""));
+  assert_rolled_back (fixture, run, "holdmiss");
+}
+
 /* The destination QEMU dies during memory pre-copy: rollback; with a new
  * destination, --resume migrates and the destination runs by itself. */
 static void
@@ -2329,6 +2355,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_migrate_mirror, setup, teardown),
     cmocka_unit_test_setup_teardown (test_auto_chooses_pause, setup, teardown),
     cmocka_unit_test_setup_teardown (test_auto_chooses_mirror_and_misses, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_hold_on_predicted_miss, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_destination_killed_in_memory, setup,
                                      teardown),

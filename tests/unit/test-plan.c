@@ -74,6 +74,7 @@ test_plan_read (void **state)
       "retries = 2\n"
       "sink = nbds://10.0.0.2/\n"
       "suspend = true\n"
+      "on-downtime-miss = hold\n"
       "[group front]\n"
       "max-downtime = 500\n"
       "hold = 120\n" QMP_VM (
@@ -81,6 +82,7 @@ test_plan_read (void **state)
                         "max-downtime = 50\ntls = true\n" QMP_VM (
                             "web2", "02") "group = front\n"
                                           "final-sync = auto\n"
+                                          "on-downtime-miss = proceed\n"
                                           "[vm db]\n"
                                           "connect = qemu+ssh://a/system\n"
                                           "domain = db\n"
@@ -122,6 +124,8 @@ test_plan_read (void **state)
   assert_string_equal (db->migrate_uri, "tcp://10.0.0.3");
   assert_true (db->persistent && db->undefine_source);
   assert_false (web1->persistent || web1->undefine_source);
+  assert_true (web1->hold_on_miss && db->hold_on_miss);
+  assert_false (web2->hold_on_miss);
   assert_null (db->group);
   front = vms_plan_find_group (plan, "front");
   assert_non_null (front);
@@ -192,6 +196,8 @@ test_plan_refusals (void **state)
       "[plan]: alert: " },
     { "[plan]\nsink = s\nstate-dir = relative\n" QMP_VM ("a", "01"),
       "state-dir must be an absolute path" },
+    { "[plan]\nsink = s\n" QMP_VM ("a", "01") "on-downtime-miss = wait\n",
+      "[vm a]: on-downtime-miss is proceed or hold, not 'wait'" },
     { "[plan]\nsink = s\ntls = maybe\n" QMP_VM ("a", "01"),
       "[plan]: tls is true or false" },
     { "[plan]\nsink = s\n", "no VM" },

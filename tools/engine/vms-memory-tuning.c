@@ -37,6 +37,13 @@ vms_memory_tuning_uncap (VmsMemoryTuning *tuning)
 }
 
 void
+vms_memory_tuning_stop_raising (VmsMemoryTuning *tuning, int limit_ms)
+{
+  tuning->limit_ms = limit_ms;
+  tuning->cap_ms = limit_ms;
+}
+
+void
 vms_memory_tuning_restart (VmsMemoryTuning *tuning, gint64 now_us)
 {
   tuning->rounds_at = 0;

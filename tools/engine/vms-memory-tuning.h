@@ -66,6 +66,9 @@ gboolean vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
  * left, only raises. */
 void vms_memory_tuning_uncap (VmsMemoryTuning *tuning);
 
+/* QEMU's limit stays at limit_ms from now on: no raise past it. */
+void vms_memory_tuning_stop_raising (VmsMemoryTuning *tuning, int limit_ms);
+
 /* QEMU's limit is tuning's again after it was held lower (a group
  * member's wait): its rounds so far say nothing of convergence. */
 void vms_memory_tuning_restart (VmsMemoryTuning *tuning, gint64 now_us);

@@ -581,6 +581,16 @@ set_parameters (VmsMigration *migration, GError **error)
       "QEMU's RAM tail needs its least, and the rest of the pause (QEMU's "
       "stop and the destination's start, the disks' last writes, what the "
       "network may hold) leaves it no room");
+  if (config->hold_on_miss && migration->miss_predicted_ms > 0)
+    {
+      g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_FAILED,
+                   "the downtime is predicted at %d ms, above the %d ms "
+                   "objective whatever the memory does (the rest of the "
+                   "pause leaves QEMU's RAM no room): "
+                   "--on-downtime-miss=hold does not switch over",
+                   migration->miss_predicted_ms, config->max_downtime_ms);
+      return FALSE;
+    }
   vms_memory_tuning_init (
       &backend_of (migration)->tuning, limit_ms, config->max_downtime_ms,
       config->bandwidth != 0 || local, !config->bandwidth && bandwidth != 0,
@@ -756,6 +766,26 @@ warn_not_converging (VmsMigration *migration, const VmsQemuMigrationInfo *info,
                       info->expected_downtime_ms, left, remedy);
 }
 
+/* --on-downtime-miss=hold: QEMU keeps a limit within the objective, so
+ * that it switches over only once its RAM fits, within --memory-timeout;
+ * the miss a raise would bring is told once, held. */
+static void
+hold_on_miss (VmsMigration *migration, const VmsQemuMigrationInfo *info,
+              int limit_ms)
+{
+  g_autofree char *remedy = g_strdup_printf (
+      "the guest dirties RAM as fast as it crosses; the switchover is held "
+      "within the %d ms objective (--on-downtime-miss=hold) until it fits, "
+      "at most %d s (--memory-timeout)",
+      migration->config.max_downtime_ms, migration->config.memory_timeout_s);
+
+  vms_memory_tuning_stop_raising (&backend_of (migration)->tuning, limit_ms);
+  vms_migration_check_limit (
+      migration, MAX (info->expected_downtime_ms, limit_ms),
+      "the guest dirties RAM faster than it crosses; the switchover is held");
+  warn_not_converging (migration, info, remedy);
+}
+
 /* A guest that dirties RAM faster than it crosses: first the RAM gets
  * the link's rest, then no cap, then QEMU a higher limit, rather than
  * rounds without end. */
@@ -766,6 +796,7 @@ tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
   g_autofree char *remedy = NULL;
   guint64 bandwidth = 0;
   int limit_ms = 0;
+  int before_ms = backend_of (migration)->tuning.limit_ms;
   VmsMemoryTuningStep step
       = vms_memory_tuning_next (&backend_of (migration)->tuning, info,
                                 g_get_monotonic_time (), &bandwidth, &limit_ms);
@@ -806,6 +837,11 @@ tune_memory (VmsMigration *migration, const VmsQemuMigrationInfo *info,
                          "network may cross inside the downtime");
       break;
     case VMS_MEMORY_TUNING_RAISE:
+      if (migration->config.hold_on_miss)
+        {
+          hold_on_miss (migration, info, before_ms);
+          return TRUE;
+        }
       /* A held group member keeps QEMU's hold: the raised limit is what
        * it is measured against, and what QEMU gets at the release. */
       if (!backend_of (migration)->group_held

@@ -107,6 +107,9 @@ vms_migration_predict_miss (VmsMigration *migration, int predicted_ms,
   json_object_set_int_member (fields, "max-downtime-ms",
                               migration->config.max_downtime_ms);
   json_object_set_string_member (fields, "reason", why);
+  /* What vmshift does of it: proceed, or hold the switchover. */
+  json_object_set_string_member (
+      fields, "action", migration->config.hold_on_miss ? "hold" : "proceed");
   vms_progress_event (migration->progress, "downtime-miss-predicted", fields,
                       "the downtime is predicted at %d ms, above the %d ms "
                       "objective: %s",

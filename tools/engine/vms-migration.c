@@ -127,6 +127,8 @@ vms_migration_new_full (VmsMigrationConfig *config,
   migration->user_data = user_data;
   migration->progress = vms_progress_new_callback (forward_event, migration);
   migration->mode = migration->config.mode;
+  if (migration->config.hold_on_miss && !migration->config.memory_timeout_s)
+    migration->config.memory_timeout_s = VMS_MIGRATION_HOLD_TIMEOUT_S;
   vms_downtime_init (&migration->downtime, migration->config.max_downtime_ms);
   migration->written_bytes = -1;
   migration->write_bytes_rate = -1;

@@ -85,13 +85,23 @@ typedef struct
   gboolean auto_converge;   /* let QEMU slow the guest's CPUs */
   int switchover_timeout_s; /* continue to a running destination */
   gboolean suspend;         /* leave the destination paused */
-  int memory_timeout_s;     /* roll back if RAM takes longer, 0: wait */
+  int memory_timeout_s;     /* roll back if RAM takes longer, 0: wait
+                               (VMS_MIGRATION_HOLD_TIMEOUT_S with
+                               hold_on_miss) */
+  gboolean hold_on_miss;    /* a downtime miss predicted before the
+                               switchover holds it: QEMU's limit is not
+                               raised past the objective, and a miss no
+                               wait can clear rolls back (QMP) */
   char *estimate;           /* report against this estimate, or NULL */
   VmsGroup *group;          /* switch over with its other members (a
                                reference; the job's id is the member's
-                               name), or NULL; QMP backend only */
+                               name), or NULL */
   VmsMigrationLibvirtConfig libvirt; /* connect_uri set: libvirt backend */
 } VmsMigrationConfig;
+
+/* How long a switchover held for a predicted miss waits for the memory
+ * to fit, when --memory-timeout does not say. */
+#define VMS_MIGRATION_HOLD_TIMEOUT_S 600
 
 void vms_migration_config_init (VmsMigrationConfig *config);
 
