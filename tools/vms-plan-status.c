@@ -5,13 +5,42 @@
 #include "vms-cli.h"
 #include "vms-job-lock.h"
 #include "vms-job.h"
+#include "vms-plan-ledger.h"
 #include "vms-progress.h"
 
 #include <json-glib/json-glib.h>
 
+static void
+copy_member (JsonObject *object, const char *member, JsonNode *node,
+             gpointer user_data)
+{
+  json_object_set_member (user_data, member, json_node_copy (node));
+}
+
+/* What the plan's runs said of it (times, downtimes), and, while its
+ * disks' background copy runs, when that should end at the rate since
+ * its attempt started. */
+static void
+add_ledger (JsonObject *status, JsonObject *record, const char *state,
+            guint64 size, guint64 sent)
+{
+  gint64 started, elapsed;
+
+  if (!record)
+    return;
+  json_object_foreach_member (record, copy_member, status);
+  started = json_object_get_int_member_with_default (record, "started-at", 0);
+  elapsed = g_get_real_time () / G_USEC_PER_SEC - started;
+  if (g_strcmp0 (state, "background") == 0 && started > 0 && elapsed > 0
+      && sent > 0 && sent < size
+      && !json_object_has_member (record, "ended-at"))
+    json_object_set_int_member (
+        status, "copy-eta-s", (gint64)((size - sent) * (double)elapsed / sent));
+}
+
 /* One VM as its job says it stands; "not-started" without a job. */
 static JsonObject *
-vm_status (const char *state_dir, const VmsPlanVm *vm)
+vm_status (const char *state_dir, const VmsPlanVm *vm, VmsPlanLedger *ledger)
 {
   JsonObject *status = json_object_new ();
   g_autoptr (GError) error = NULL;
@@ -55,7 +84,32 @@ vm_status (const char *state_dir, const VmsPlanVm *vm)
         json_object_set_string_member (status, "error",
                                        job->migration->last_error);
     }
+  if (ledger)
+    add_ledger (status, vms_plan_ledger_vm (ledger, vm->name),
+                job->migration ? job->migration->state : NULL, size, sent);
   return status;
+}
+
+/* Predicted against measured, against the objective. */
+static void
+append_downtime (GString *line, JsonObject *status)
+{
+  gint64 predicted = json_object_get_int_member_with_default (
+      status, "predicted-downtime-ms", -1);
+  gint64 measured
+      = json_object_get_int_member_with_default (status, "downtime-ms", -1);
+  gint64 objective
+      = json_object_get_int_member_with_default (status, "max-downtime-ms", -1);
+
+  if (predicted >= 0)
+    g_string_append_printf (
+        line, "; downtime predicted %" G_GINT64_FORMAT " ms", predicted);
+  if (measured >= 0)
+    g_string_append_printf (line, "%s downtime %" G_GINT64_FORMAT " ms",
+                            predicted >= 0 ? ", measured" : ";", measured);
+  if (objective >= 0 && (predicted >= 0 || measured >= 0))
+    g_string_append_printf (line, " (objective %" G_GINT64_FORMAT " ms)",
+                            objective);
 }
 
 static void
@@ -84,9 +138,14 @@ print_vm_status (JsonObject *status, const char *indent)
 
       g_string_append_printf (line, "; %s sent of disks of %s", sent, size);
     }
+  if (json_object_has_member (status, "copy-eta-s"))
+    g_string_append_printf (line,
+                            ", disks copied in about %" G_GINT64_FORMAT " s",
+                            json_object_get_int_member (status, "copy-eta-s"));
   if (json_object_has_member (status, "attempts"))
     g_string_append_printf (line, "; %" G_GINT64_FORMAT " attempt(s)",
                             json_object_get_int_member (status, "attempts"));
+  append_downtime (line, status);
   if (error)
     g_string_append_printf (line, "; last error: %s", error);
   g_print ("%s\n", line->str);
@@ -101,9 +160,18 @@ is_migrated (JsonObject *status)
 
 /* A group's members, with how many migrated. */
 static JsonObject *
-group_status (const VmsPlanGroup *group, GHashTable *by_vm)
+group_status (const VmsPlanGroup *group, GHashTable *by_vm,
+              VmsPlanLedger *ledger)
 {
   JsonObject *status = json_object_new ();
+  JsonObject *record
+      = ledger ? vms_plan_ledger_group (ledger, group->name) : NULL;
+
+  if (record)
+    json_object_foreach_member (record, copy_member, status);
+  if (group->max_downtime_ms)
+    json_object_set_int_member (status, "max-downtime-ms",
+                                group->max_downtime_ms);
   JsonArray *members = json_array_new ();
   guint migrated = 0;
 
@@ -121,6 +189,32 @@ group_status (const VmsPlanGroup *group, GHashTable *by_vm)
   return status;
 }
 
+/* The rest of the plan at the pace of its VMs migrated so far (their
+ * mean time, as many at once as its concurrency), -1 when none was. */
+static gint64
+plan_eta (const VmsPlan *plan, JsonArray *vms)
+{
+  double total_s = 0;
+  guint timed = 0, left = 0;
+
+  for (guint i = 0; i < json_array_get_length (vms); i++)
+    {
+      JsonObject *status = json_array_get_object_element (vms, i);
+
+      if (!is_migrated (status))
+        left++;
+      else if (json_object_has_member (status, "seconds"))
+        {
+          total_s += json_object_get_double_member (status, "seconds");
+          timed++;
+        }
+    }
+  if (!timed)
+    return -1;
+  return (gint64)(total_s / timed
+                  * ((left + plan->concurrency - 1) / plan->concurrency));
+}
+
 int
 vms_plan_status (const VmsPlan *plan, const char *state_dir, gboolean json)
 {
@@ -128,12 +222,16 @@ vms_plan_status (const VmsPlan *plan, const char *state_dir, gboolean json)
       g_str_hash, g_str_equal, NULL, (GDestroyNotify)json_object_unref);
   JsonArray *vms = json_array_new ();
   JsonArray *groups = json_array_new ();
+  g_autoptr (GError) ledger_error = NULL;
+  g_autoptr (VmsPlanLedger) ledger
+      = vms_plan_ledger_open (state_dir, plan->path, &ledger_error);
   guint migrated = 0;
+  gint64 eta_s;
 
   for (guint i = 0; i < plan->vms->len; i++)
     {
       const VmsPlanVm *vm = plan->vms->pdata[i];
-      JsonObject *status = vm_status (state_dir, vm);
+      JsonObject *status = vm_status (state_dir, vm, ledger);
 
       migrated += is_migrated (status);
       g_hash_table_insert (by_vm, vm->name, json_object_ref (status));
@@ -141,7 +239,10 @@ vms_plan_status (const VmsPlan *plan, const char *state_dir, gboolean json)
     }
   for (guint i = 0; i < plan->groups->len; i++)
     json_array_add_object_element (
-        groups, group_status (plan->groups->pdata[i], by_vm));
+        groups, group_status (plan->groups->pdata[i], by_vm, ledger));
+  if (!ledger)
+    g_printerr ("vmshift: plan: warning: %s\n", ledger_error->message);
+  eta_s = plan_eta (plan, vms);
   if (json)
     {
       g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_JSON);
@@ -150,6 +251,8 @@ vms_plan_status (const VmsPlan *plan, const char *state_dir, gboolean json)
       json_object_set_string_member (fields, "plan", plan->path);
       json_object_set_string_member (fields, "state-dir", state_dir);
       json_object_set_int_member (fields, "migrated", migrated);
+      if (eta_s >= 0)
+        json_object_set_int_member (fields, "eta-s", eta_s);
       json_object_set_array_member (fields, "vms", vms);
       json_object_set_array_member (fields, "groups", groups);
       vms_progress_event (progress, "plan-status", fields,
@@ -157,17 +260,34 @@ vms_plan_status (const VmsPlan *plan, const char *state_dir, gboolean json)
                           migrated, plan->vms->len);
       return VMS_EXIT_OK;
     }
-  g_print ("plan %s: %u of %u VMs migrated (jobs in %s)\n", plan->path,
-           migrated, plan->vms->len, state_dir);
+  g_print ("plan %s: %u of %u VMs migrated (jobs in %s)", plan->path, migrated,
+           plan->vms->len, state_dir);
+  if (eta_s >= 0)
+    g_print ("; the rest in about %" G_GINT64_FORMAT " s at the pace so far",
+             eta_s);
+  g_print ("\n");
   for (guint i = 0; i < json_array_get_length (groups); i++)
     {
       JsonObject *group = json_array_get_object_element (groups, i);
 
-      g_print ("group %s: %" G_GINT64_FORMAT " of %u migrated\n",
+      gint64 downtime = json_object_get_int_member_with_default (
+          group, "group-downtime-ms", -1);
+
+      g_print ("group %s: %" G_GINT64_FORMAT " of %u migrated",
                json_object_get_string_member (group, "group"),
                json_object_get_int_member (group, "migrated"),
                json_array_get_length (
                    json_object_get_array_member (group, "members")));
+      if (downtime >= 0)
+        g_print ("; group downtime %" G_GINT64_FORMAT
+                 " ms, switchovers %" G_GINT64_FORMAT " ms apart",
+                 downtime,
+                 json_object_get_int_member_with_default (
+                     group, "switchover-spread-ms", -1));
+      if (json_object_has_member (group, "max-downtime-ms"))
+        g_print (" (objective %" G_GINT64_FORMAT " ms)",
+                 json_object_get_int_member (group, "max-downtime-ms"));
+      g_print ("\n");
     }
   for (guint i = 0; i < json_array_get_length (vms); i++)
     print_vm_status (json_array_get_object_element (vms, i), "  ");

@@ -339,6 +339,8 @@ assert_outcomes (Fixture *fixture, VmsTestCommand *command,
     }
 }
 
+static void assert_status_says_downtimes (Fixture *fixture);
+
 /* Five VMs, two at a time: all migrate, never more than two copying at
  * once, each disk identical, each guest running on at its destination;
  * the alert command got each VM's end and the plan's.  A second run
@@ -409,6 +411,7 @@ test_plan_runs_vms_unattended (void **state)
   vms_test_command_expect_success (again);
   assert_outcomes (fixture, again, "migrated-earlier");
   assert_null (strstr (again->out->str, "\"event\":\"plan-vm-start\""));
+  assert_status_says_downtimes (fixture);
 }
 
 /* The index of the first (last: from_end) line of output holding both
@@ -563,9 +566,9 @@ plan_command (Fixture *fixture, const char *command)
   return run;
 }
 
-/* The status plan status gives vm. */
-static char *
-status_of (VmsTestCommand *status, const char *vm, gint64 *pid)
+/* What plan status says of vm (caller unrefs). */
+static JsonObject *
+vm_status_of (VmsTestCommand *status, const char *vm)
 {
   g_autoptr (JsonParser) parser = json_parser_new ();
   JsonObject *event
@@ -578,13 +581,56 @@ status_of (VmsTestCommand *status, const char *vm, gint64 *pid)
     {
       JsonObject *one = json_array_get_object_element (vms, i);
 
-      if (!g_str_equal (json_object_get_string_member (one, "vm"), vm))
-        continue;
-      *pid = json_object_get_int_member_with_default (one, "pid", 0);
-      return g_strdup (json_object_get_string_member (one, "status"));
+      if (g_str_equal (json_object_get_string_member (one, "vm"), vm))
+        return json_object_ref (one);
     }
   fail_msg ("no status for %s: %s", vm, status->out->str);
   return NULL;
+}
+
+/* The status plan status gives vm. */
+static char *
+status_of (VmsTestCommand *status, const char *vm, gint64 *pid)
+{
+  g_autoptr (JsonObject) one = vm_status_of (status, vm);
+
+  *pid = json_object_get_int_member_with_default (one, "pid", 0);
+  return g_strdup (json_object_get_string_member (one, "status"));
+}
+
+/* plan status after the run: each VM's measured downtime against its
+ * objective, pc's predicted miss beside it, and nothing left to wait
+ * for. */
+static void
+assert_status_says_downtimes (Fixture *fixture)
+{
+  g_autoptr (VmsTestCommand) status = plan_command (fixture, "status");
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *plan;
+
+  assert_int_equal (status->status, 0);
+  for (guint i = 0; i < fixture->n_vms; i++)
+    {
+      g_autoptr (JsonObject) one = vm_status_of (status, vm_name (i));
+
+      if (!json_object_has_member (one, "downtime-ms")
+          || !json_object_has_member (one, "max-downtime-ms")
+          || !json_object_has_member (one, "started-at")
+          || !json_object_has_member (one, "ended-at"))
+        fail_msg ("plan status lacks %s's times and downtime: %s", vm_name (i),
+                  status->out->str);
+    }
+  {
+    g_autoptr (JsonObject) pc = vm_status_of (status, "pc");
+
+    assert_int_equal (json_object_get_int_member (pc, "max-downtime-ms"), 1);
+    assert_true (json_object_get_int_member_with_default (
+                     pc, "predicted-downtime-ms", -1)
+                 > 1);
+  }
+  plan = vms_test_command_find_event (status, "plan-status", parser);
+  assert_int_equal (json_object_get_int_member_with_default (plan, "eta-s", -1),
+                    0);
 }
 
 /* vmshift killed (-9) while pb's memory crosses: plan status shows pb's

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vms-plan.h"
+#include "vms-plan-ledger.h"
 
 static char *dir;
 
@@ -219,6 +220,100 @@ test_plan_refusals (void **state)
     }
 }
 
+/* A JSON object from text, for the ledger's events. */
+static JsonObject *
+fields_of (const char *text)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+
+  assert_true (json_parser_load_from_data (parser, text, -1, NULL));
+  return json_object_ref (json_node_get_object (json_parser_get_root (parser)));
+}
+
+static void
+note (VmsPlanLedger *ledger, const char *vm, const char *event,
+      const char *text)
+{
+  g_autoptr (JsonObject) fields = text ? fields_of (text) : NULL;
+
+  vms_plan_ledger_note (ledger, vm, event, fields);
+}
+
+/* What a run notes is there for the next reader; a later run's
+ * migrated-earlier keeps the first run's record, a new attempt replaces
+ * the last one's. */
+static void
+test_ledger_kept_between_runs (void **state)
+{
+  g_autofree char *plan = write_plan ("l.plan", "");
+  g_autoptr (GError) error = NULL;
+  JsonObject *record;
+
+  {
+    g_autoptr (VmsPlanLedger) ledger = vms_plan_ledger_open (dir, plan, &error);
+
+    assert_non_null (ledger);
+    note (ledger, "a", "plan-vm-start", "{\"attempt\":1}");
+    note (ledger, "a", "progress", "{\"done\":5}");
+    note (ledger, "a", "downtime-miss-predicted", "{\"predicted-ms\":80}");
+    note (ledger, "a", "downtime-miss-predicted", "{\"predicted-ms\":60}");
+    note (ledger, "a", "migrated",
+          "{\"downtime-ms\":70,\"max-downtime-ms\":50,\"seconds\":12.5}");
+    note (ledger, "a", "plan-vm", "{\"outcome\":\"migrated\"}");
+    note (ledger, "b", "plan-vm-start", "{\"attempt\":1}");
+    note (ledger, NULL, "plan-group",
+          "{\"group\":\"g\",\"outcome\":\"migrated\","
+          "\"group-downtime-ms\":90,\"switchover-spread-ms\":20}");
+  }
+  {
+    g_autoptr (VmsPlanLedger) ledger = vms_plan_ledger_open (dir, plan, &error);
+
+    assert_non_null (ledger);
+    note (ledger, "a", "plan-vm", "{\"outcome\":\"migrated-earlier\"}");
+    note (ledger, "b", "plan-vm-start", "{\"attempt\":2}");
+    record = vms_plan_ledger_vm (ledger, "a");
+    assert_non_null (record);
+    assert_string_equal (json_object_get_string_member (record, "outcome"),
+                         "migrated");
+    assert_int_equal (
+        json_object_get_int_member (record, "predicted-downtime-ms"), 80);
+    assert_int_equal (json_object_get_int_member (record, "downtime-ms"), 70);
+    assert_true (json_object_get_int_member (record, "ended-at")
+                 >= json_object_get_int_member (record, "started-at"));
+    record = vms_plan_ledger_vm (ledger, "b");
+    assert_int_equal (json_object_get_int_member (record, "attempt"), 2);
+    assert_string_equal (json_object_get_string_member (record, "outcome"),
+                         "running");
+    record = vms_plan_ledger_group (ledger, "g");
+    assert_int_equal (json_object_get_int_member (record, "group-downtime-ms"),
+                      90);
+    assert_null (vms_plan_ledger_vm (ledger, "c"));
+  }
+}
+
+/* A ledger that is not JSON is refused with its path. */
+static void
+test_ledger_unreadable (void **state)
+{
+  g_autofree char *plan = write_plan ("bad-ledger.plan", "");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlanLedger) first = vms_plan_ledger_open (dir, plan, &error);
+  g_autoptr (VmsPlanLedger) second = NULL;
+  g_autoptr (GDir) listing = g_dir_open (dir, 0, NULL);
+
+  note (first, "a", "plan-vm-start", "{}");
+  for (const char *name; (name = g_dir_read_name (listing));)
+    if (g_str_has_prefix (name, "plan-bad-ledger.plan-"))
+      {
+        g_autofree char *path = g_build_filename (dir, name, NULL);
+
+        assert_true (g_file_set_contents (path, "[1", -1, NULL));
+      }
+  second = vms_plan_ledger_open (dir, plan, &error);
+  assert_null (second);
+  assert_non_null (strstr (error->message, "plan ledger "));
+}
+
 int
 main (void)
 {
@@ -226,6 +321,8 @@ main (void)
     cmocka_unit_test (test_plan_read),
     cmocka_unit_test (test_plan_defaults),
     cmocka_unit_test (test_plan_refusals),
+    cmocka_unit_test (test_ledger_kept_between_runs),
+    cmocka_unit_test (test_ledger_unreadable),
   };
 
   return cmocka_run_group_tests (tests, make_dir, remove_dir);

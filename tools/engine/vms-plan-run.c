@@ -5,6 +5,7 @@
 #include "vms-job.h"
 #include "vms-migration.h"
 #include "vms-path.h"
+#include "vms-plan-ledger.h"
 
 #include <json-glib/json-glib.h>
 
@@ -59,6 +60,7 @@ struct Runner
   GQueue finished; /* Unit*: ended, not yet joined */
   gboolean deadline_told; /* a miss of the deadline was said */
   GAsyncQueue *alerts; /* lines for the alert command, or NULL */
+  VmsPlanLedger *ledger; /* what plan status reads, or NULL */
   GThread *alerter;    /* runs them, or NULL */
 };
 
@@ -102,6 +104,7 @@ emit (Runner *runner, const char *vm, const char *event, JsonObject *fields,
   g_mutex_lock (&runner->lock);
   vms_progress_forward (runner->progress, event, tagged, tagged_text);
   g_mutex_unlock (&runner->lock);
+  vms_plan_ledger_note (runner->ledger, vm, event, tagged);
 }
 
 /* Said as emit says it, and given to the alert command, with the VM's
@@ -274,6 +277,7 @@ build_config (const Runner *runner, const VmsPlanVm *vm, gboolean resume,
   config->tls = vm->tls;
   config->insecure = vm->insecure;
   config->suspend = vm->suspend;
+  config->hold_on_miss = vm->hold_on_miss;
   if (vm->domain)
     {
       config->libvirt.connect_uri = vms_path_absolute_libvirt_uri (vm->connect);
@@ -850,6 +854,24 @@ summarize (Runner *runner, GPtrArray *workers, GError **error)
   return FALSE;
 }
 
+/* A ledger that cannot be read is said and left alone (it serves plan
+ * status, not the migrations). */
+static void
+open_ledger (Runner *runner)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *text = NULL;
+
+  runner->ledger
+      = vms_plan_ledger_open (runner->state_dir, runner->plan->path, &error);
+  if (runner->ledger)
+    return;
+  text = g_strdup_printf ("%s: not written by this run (plan status lacks "
+                          "the times and downtimes it keeps)",
+                          error->message);
+  emit (runner, NULL, "warning", NULL, text);
+}
+
 gboolean
 vms_plan_run (const VmsPlan *plan, const char *state_dir, VmsProgress *progress,
               GCancellable *cancellable, GError **error)
@@ -866,6 +888,7 @@ vms_plan_run (const VmsPlan *plan, const char *state_dir, VmsProgress *progress,
   g_mutex_init (&runner.lock);
   g_cond_init (&runner.cond);
   g_queue_init (&runner.finished);
+  open_ledger (&runner);
   start_alerts (&runner);
   while (next < plan->vms->len || running > 0)
     {
@@ -894,6 +917,7 @@ vms_plan_run (const VmsPlan *plan, const char *state_dir, VmsProgress *progress,
     }
   ok = summarize (&runner, workers, error);
   finish_alerts (&runner);
+  vms_plan_ledger_free (runner.ledger);
   g_cond_clear (&runner.cond);
   g_mutex_clear (&runner.lock);
   return ok;
