@@ -267,6 +267,15 @@ build_config (const Runner *runner, const VmsPlanVm *vm, gboolean resume,
     config->copy.max_bandwidth = config->bandwidth
         = MAX (plan->bandwidth / plan->concurrency, 1024);
   config->max_downtime_ms = vm->max_downtime_ms;
+  /* A group's pause holds each member's: no member may take longer. */
+  if (vm->group)
+    {
+      const VmsPlanGroup *group = vms_plan_find_group (plan, vm->group);
+
+      if (group && group->max_downtime_ms)
+        config->max_downtime_ms
+            = MIN ((guint64)config->max_downtime_ms, group->max_downtime_ms);
+    }
   /* auto is the default, which leaves a resumed job's own choice. */
   if (vms_migrate_final_sync_parse (vm->final_sync, &mode)
       && mode != VMS_MIGRATE_FINAL_AUTO)
