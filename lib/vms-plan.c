@@ -19,6 +19,7 @@ G_DEFINE_QUARK (vms - plan - error - quark, vms_plan_error)
 
 #define VM_PREFIX "vm "
 #define GROUP_PREFIX "group "
+#define LINK_PREFIX "link "
 
 static const char *const plan_keys[] = { "concurrency",
                                          "bandwidth",
@@ -42,6 +43,7 @@ static const char *const vm_keys[] = { "group",
                                        "domain",
                                        "dest",
                                        "sink",
+                                       "link",
                                        "on-downtime-miss",
                                        "max-downtime",
                                        "final-sync",
@@ -53,12 +55,14 @@ static const char *const vm_keys[] = { "group",
                                        "undefine-source",
                                        NULL };
 static const char *const group_keys[] = { "max-downtime", "hold", NULL };
+static const char *const link_keys[] = { "bandwidth", NULL };
 
 static void
 vm_free (VmsPlanVm *vm)
 {
   g_free (vm->name);
   g_free (vm->group);
+  g_free (vm->link);
   g_free (vm->source);
   g_free (vm->dest_qmp);
   g_free (vm->dest_uri);
@@ -79,6 +83,14 @@ group_free (VmsPlanGroup *group)
   g_free (group);
 }
 
+static void
+link_free (VmsPlanLink *link)
+{
+  g_free (link->name);
+  g_ptr_array_unref (link->members);
+  g_free (link);
+}
+
 void
 vms_plan_free (VmsPlan *plan)
 {
@@ -91,6 +103,7 @@ vms_plan_free (VmsPlan *plan)
   g_strfreev (plan->alert);
   g_ptr_array_unref (plan->vms);
   g_ptr_array_unref (plan->groups);
+  g_ptr_array_unref (plan->links);
   g_free (plan);
 }
 
@@ -105,6 +118,34 @@ vms_plan_find_group (const VmsPlan *plan, const char *name)
         return group;
     }
   return NULL;
+}
+
+VmsPlanLink *
+vms_plan_find_link (const VmsPlan *plan, const char *name)
+{
+  for (guint i = 0; i < plan->links->len; i++)
+    {
+      VmsPlanLink *link = plan->links->pdata[i];
+
+      if (g_str_equal (link->name, name))
+        return link;
+    }
+  return NULL;
+}
+
+guint64
+vms_plan_vm_bandwidth (const VmsPlan *plan, const VmsPlanVm *vm)
+{
+  const VmsPlanLink *link
+      = vm->link ? vms_plan_find_link (plan, vm->link) : NULL;
+
+  if (link)
+    return MAX (link->bandwidth
+                    / MIN (plan->concurrency, (guint64)link->members->len),
+                1024);
+  if (plan->bandwidth)
+    return MAX (plan->bandwidth / plan->concurrency, 1024);
+  return 0;
 }
 
 /* ---- reading ---- */
@@ -331,6 +372,7 @@ read_vm (const Reader *reader, const VmsPlan *plan, const char *section,
 
   vm->name = g_strdup (section + strlen (VM_PREFIX));
   vm->group = get (reader, section, "group");
+  vm->link = get (reader, section, "link");
   vm->source = get (reader, section, "source");
   vm->dest_qmp = get (reader, section, "dest-qmp");
   vm->dest_uri = get (reader, section, "dest-uri");
@@ -388,6 +430,50 @@ read_group (const Reader *reader, const char *section, GError **error)
   return NULL;
 }
 
+static VmsPlanLink *
+read_link (const Reader *reader, const char *section, GError **error)
+{
+  VmsPlanLink *link = g_new0 (VmsPlanLink, 1);
+
+  link->name = g_strdup (section + strlen (LINK_PREFIX));
+  link->members = g_ptr_array_new ();
+  if (!*link->name)
+    invalid (reader, section, error, "a link needs a name: [link NAME]");
+  else if (!g_key_file_has_key (reader->file, section, "bandwidth", NULL))
+    invalid (reader, section, error,
+             "a link needs its bandwidth, the budget its VMs share");
+  else if (check_keys (reader, section, link_keys, error)
+           && get_number (reader, section, "bandwidth", vms_option_rate, 1024,
+                          MAX_RATE, &link->bandwidth, error))
+    return link;
+  link_free (link);
+  return NULL;
+}
+
+/* [link NAME] sections, before the VMs that name them. */
+static gboolean
+read_links (const Reader *reader, VmsPlan *plan, char **sections,
+            GError **error)
+{
+  for (guint i = 0; sections[i]; i++)
+    {
+      VmsPlanLink *link;
+
+      if (!g_str_has_prefix (sections[i], LINK_PREFIX))
+        continue;
+      if (!(link = read_link (reader, sections[i], error)))
+        return FALSE;
+      if (vms_plan_find_link (plan, link->name))
+        {
+          link_free (link);
+          return invalid (reader, sections[i], error,
+                          "a second link of that name");
+        }
+      g_ptr_array_add (plan->links, link);
+    }
+  return TRUE;
+}
+
 /* The same VM twice would be migrated twice at once. */
 static gboolean
 check_unique (const Reader *reader, const VmsPlan *plan, const VmsPlanVm *vm,
@@ -418,6 +504,8 @@ read_sections (const Reader *reader, VmsPlan *plan, GError **error)
   g_auto (GStrv) sections = g_key_file_get_groups (reader->file, NULL);
   g_autofree char *sink = get (reader, "plan", "sink");
 
+  if (!read_links (reader, plan, sections, error))
+    return FALSE;
   /* Groups first: VMs name them. */
   for (guint i = 0; sections[i]; i++)
     if (g_str_has_prefix (sections[i], GROUP_PREFIX))
@@ -439,20 +527,25 @@ read_sections (const Reader *reader, VmsPlan *plan, GError **error)
     {
       VmsPlanVm *vm;
       VmsPlanGroup *group = NULL;
+      VmsPlanLink *link = NULL;
 
       if (g_str_equal (sections[i], "plan")
-          || g_str_has_prefix (sections[i], GROUP_PREFIX))
+          || g_str_has_prefix (sections[i], GROUP_PREFIX)
+          || g_str_has_prefix (sections[i], LINK_PREFIX))
         continue;
       if (!g_str_has_prefix (sections[i], VM_PREFIX))
         return invalid (reader, sections[i], error,
-                        "unknown section: [plan], [vm NAME] and [group "
-                        "NAME] are");
+                        "unknown section: [plan], [vm NAME], [group NAME] "
+                        "and [link NAME] are");
       vm = read_vm (reader, plan, sections[i], sink, error);
       if (!vm)
         return FALSE;
-      if (vm->group && !(group = vms_plan_find_group (plan, vm->group)))
+      if ((vm->group && !(group = vms_plan_find_group (plan, vm->group)))
+          || (vm->link && !(link = vms_plan_find_link (plan, vm->link))))
         {
-          invalid (reader, sections[i], error, "no [group %s]", vm->group);
+          invalid (reader, sections[i], error, "no [%s %s]",
+                   vm->group && !group ? "group" : "link",
+                   vm->group && !group ? vm->group : vm->link);
           vm_free (vm);
           return FALSE;
         }
@@ -464,6 +557,8 @@ read_sections (const Reader *reader, VmsPlan *plan, GError **error)
       g_ptr_array_add (plan->vms, vm);
       if (group)
         g_ptr_array_add (group->members, vm);
+      if (link)
+        g_ptr_array_add (link->members, vm);
     }
   return TRUE;
 }
@@ -490,6 +585,16 @@ check_whole (const Reader *reader, const VmsPlan *plan, GError **error)
             "once, more than the plan's concurrency of %" G_GUINT64_FORMAT,
             group->members->len, plan->concurrency);
     }
+  for (guint i = 0; i < plan->links->len; i++)
+    {
+      const VmsPlanLink *link = plan->links->pdata[i];
+      g_autofree char *section = g_strconcat (LINK_PREFIX, link->name, NULL);
+
+      if (!link->members->len)
+        return invalid (reader, section, error,
+                        "no VM crosses it (a VM does with link = %s)",
+                        link->name);
+    }
   return TRUE;
 }
 
@@ -504,6 +609,7 @@ vms_plan_load (const char *path, GError **error)
   plan->path = g_strdup (path);
   plan->vms = g_ptr_array_new_with_free_func ((GDestroyNotify)vm_free);
   plan->groups = g_ptr_array_new_with_free_func ((GDestroyNotify)group_free);
+  plan->links = g_ptr_array_new_with_free_func ((GDestroyNotify)link_free);
   if (!g_key_file_load_from_file (file, path, G_KEY_FILE_NONE, &local))
     {
       g_set_error (error, VMS_PLAN_ERROR, VMS_PLAN_ERROR_INVALID, "%s: %s",

@@ -23,6 +23,8 @@ typedef struct
 {
   char *name;              /* [vm NAME], also the job's id */
   char *group;             /* its group, or NULL: migrates on its own */
+  char *link;              /* the link whose budget it shares, or NULL:
+                              the plan's */
   char *source;            /* QMP: the source QEMU's monitor */
   char *dest_qmp;          /* QMP: the destination QEMU's monitor */
   char *dest_uri;          /* QMP: where memory goes */
@@ -47,6 +49,15 @@ typedef struct
   gboolean hold_on_miss;   /* on-downtime-miss = hold, as migrate
                               --on-downtime-miss (the plan's) */
 } VmsPlanVm;
+
+/* A link between hosts with its own bandwidth budget, shared by the VMs
+ * that cross it. */
+typedef struct
+{
+  char *name;         /* [link NAME] */
+  guint64 bandwidth;  /* bytes/s */
+  GPtrArray *members; /* VmsPlanVm* (borrowed), in file order */
+} VmsPlanLink;
 
 /* VMs that switch over together: all or none. */
 typedef struct
@@ -79,6 +90,7 @@ typedef struct
   guint64 retries;         /* attempts after a VM's first fails */
   GPtrArray *vms;          /* VmsPlanVm*, in file order */
   GPtrArray *groups;       /* VmsPlanGroup*, in file order */
+  GPtrArray *links;        /* VmsPlanLink*, in file order */
 } VmsPlan;
 
 #define VMS_PLAN_DEFAULT_CONCURRENCY 1
@@ -94,6 +106,13 @@ void vms_plan_free (VmsPlan *plan);
 
 /* The group named name, or NULL. */
 VmsPlanGroup *vms_plan_find_group (const VmsPlan *plan, const char *name);
+
+/* The link named name, or NULL. */
+VmsPlanLink *vms_plan_find_link (const VmsPlan *plan, const char *name);
+
+/* Bytes/s vm may use: its link's budget (or else the plan's) shared by
+ * as many of the VMs on it as may copy at once; 0: unlimited. */
+guint64 vms_plan_vm_bandwidth (const VmsPlan *plan, const VmsPlanVm *vm);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsPlan, vms_plan_free)
 

@@ -70,14 +70,18 @@ print_header (const VmsPlan *plan)
 }
 
 static void
-print_vm (const VmsPlanVm *vm, const char *indent)
+print_vm (const VmsPlan *plan, const VmsPlanVm *vm, const char *indent)
 {
   g_autofree char *where = describe_vm (vm);
+  guint64 bandwidth = vms_plan_vm_bandwidth (plan, vm);
+  g_autofree char *rate = bandwidth ? vms_format_size (bandwidth) : NULL;
+  g_autofree char *link
+      = vm->link ? g_strdup_printf (" (link %s)", vm->link) : g_strdup ("");
 
   g_print ("%s%s: %s; sink %s; max-downtime %" G_GUINT64_FORMAT
-           " ms; final-sync %s\n",
+           " ms; final-sync %s; bandwidth %s%s%s\n",
            indent, vm->name, where, vm->sink, vm->max_downtime_ms,
-           vm->final_sync);
+           vm->final_sync, rate ? rate : "unlimited", rate ? "/s" : "", link);
 }
 
 static void
@@ -92,7 +96,7 @@ print_plan (const VmsPlan *plan, GPtrArray *units)
       if (!is_group (plan, group))
         {
           g_print ("%u. ", i + 1);
-          print_vm (units->pdata[i], "");
+          print_vm (plan, units->pdata[i], "");
           continue;
         }
       objective = group->max_downtime_ms ? g_strdup_printf (
@@ -104,12 +108,12 @@ print_plan (const VmsPlan *plan, GPtrArray *units)
                i + 1, group->name, group->members->len, objective,
                group->hold_s);
       for (guint k = 0; k < group->members->len; k++)
-        print_vm (group->members->pdata[k], "   ");
+        print_vm (plan, group->members->pdata[k], "   ");
     }
 }
 
 static void
-add_vm (JsonBuilder *b, const VmsPlanVm *vm)
+add_vm (JsonBuilder *b, const VmsPlan *plan, const VmsPlanVm *vm)
 {
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "vm");
@@ -124,6 +128,13 @@ add_vm (JsonBuilder *b, const VmsPlanVm *vm)
   json_builder_add_int_value (b, vm->max_downtime_ms);
   json_builder_set_member_name (b, "final-sync");
   json_builder_add_string_value (b, vm->final_sync);
+  json_builder_set_member_name (b, "bandwidth");
+  json_builder_add_int_value (b, vms_plan_vm_bandwidth (plan, vm));
+  if (vm->link)
+    {
+      json_builder_set_member_name (b, "link");
+      json_builder_add_string_value (b, vm->link);
+    }
   json_builder_end_object (b);
 }
 
@@ -140,7 +151,7 @@ order_to_json (const VmsPlan *plan, GPtrArray *units)
 
       if (!is_group (plan, group))
         {
-          add_vm (b, units->pdata[i]);
+          add_vm (b, plan, units->pdata[i]);
           continue;
         }
       json_builder_begin_object (b);
@@ -153,7 +164,7 @@ order_to_json (const VmsPlan *plan, GPtrArray *units)
       json_builder_set_member_name (b, "members");
       json_builder_begin_array (b);
       for (guint k = 0; k < group->members->len; k++)
-        add_vm (b, group->members->pdata[k]);
+        add_vm (b, plan, group->members->pdata[k]);
       json_builder_end_array (b);
       json_builder_end_object (b);
     }

@@ -136,6 +136,43 @@ test_plan_read (void **state)
   assert_int_equal (front->hold_s, 120);
 }
 
+/* Each link's budget is shared by as many of its VMs as copy at once;
+ * the others share the plan's. */
+static void
+test_plan_links (void **state)
+{
+  g_autofree char *path = write_plan (
+      "links.plan",
+      "[plan]\nconcurrency = 2\nbandwidth = 100M\nsink = s\n"
+      "[link wan]\nbandwidth = 30M\n"
+      "[link dc]\nbandwidth = 10M\n" QMP_VM ("a", "01") "link = wan\n" QMP_VM (
+          "b",
+          "02") "link = wan\n" QMP_VM ("c",
+                                       "03") "link = wan\n" QMP_VM ("d",
+                                                                    "04") "link"
+                                                                          " = "
+                                                                          "dc"
+                                                                          "\n" QMP_VM ("e",
+                                                                                       "05"));
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
+  const guint64 MiB = 1024 * 1024;
+
+  if (!plan)
+    fail_msg ("%s", error->message);
+  assert_int_equal (plan->links->len, 2);
+  assert_int_equal (vms_plan_find_link (plan, "wan")->members->len, 3);
+  /* Three on wan, two of them at once. */
+  assert_int_equal (vms_plan_vm_bandwidth (plan, plan->vms->pdata[0]),
+                    15 * MiB);
+  /* Alone on dc. */
+  assert_int_equal (vms_plan_vm_bandwidth (plan, plan->vms->pdata[3]),
+                    10 * MiB);
+  /* On no link: the plan's, two at once. */
+  assert_int_equal (vms_plan_vm_bandwidth (plan, plan->vms->pdata[4]),
+                    50 * MiB);
+}
+
 /* The defaults of a plan that gives only its VMs. */
 static void
 test_plan_defaults (void **state)
@@ -199,6 +236,15 @@ test_plan_refusals (void **state)
       "state-dir must be an absolute path" },
     { "[plan]\nsink = s\n" QMP_VM ("a", "01") "on-downtime-miss = wait\n",
       "[vm a]: on-downtime-miss is proceed or hold, not 'wait'" },
+    { "[plan]\nsink = s\n" QMP_VM ("a", "01") "link = wan\n",
+      "[vm a]: no [link wan]" },
+    { "[plan]\nsink = s\n[link wan]\n" QMP_VM ("a", "01") "link = wan\n",
+      "[link wan]: a link needs its bandwidth" },
+    { "[plan]\nsink = s\n[link wan]\nbandwidth = 1M\n" QMP_VM ("a", "01"),
+      "[link wan]: no VM crosses it" },
+    { "[plan]\nsink = s\n[link wan]\nbandwidth = 1M\nspeed = 2\n" QMP_VM (
+          "a", "01") "link = wan\n",
+      "[link wan]: unknown key 'speed'" },
     { "[plan]\nsink = s\ntls = maybe\n" QMP_VM ("a", "01"),
       "[plan]: tls is true or false" },
     { "[plan]\nsink = s\n", "no VM" },
@@ -320,6 +366,7 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_plan_read),
     cmocka_unit_test (test_plan_defaults),
+    cmocka_unit_test (test_plan_links),
     cmocka_unit_test (test_plan_refusals),
     cmocka_unit_test (test_ledger_kept_between_runs),
     cmocka_unit_test (test_ledger_unreadable),

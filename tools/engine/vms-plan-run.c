@@ -262,10 +262,10 @@ build_config (const Runner *runner, const VmsPlanVm *vm, gboolean resume,
     config->copy.resume = g_strdup (vm->name);
   else
     config->copy.job_id = g_strdup (vm->name);
-  /* The budget shared evenly by the VMs that may copy at once. */
-  if (plan->bandwidth)
-    config->copy.max_bandwidth = config->bandwidth
-        = MAX (plan->bandwidth / plan->concurrency, 1024);
+  /* Its link's budget (or the plan's), shared evenly by the VMs that
+   * may copy at once. */
+  config->copy.max_bandwidth = config->bandwidth
+      = vms_plan_vm_bandwidth (plan, vm);
   config->max_downtime_ms = vm->max_downtime_ms;
   /* A group's pause holds each member's: no member may take longer. */
   if (vm->group)
