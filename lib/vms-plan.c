@@ -20,21 +20,13 @@ G_DEFINE_QUARK (vms - plan - error - quark, vms_plan_error)
 #define VM_PREFIX "vm "
 #define GROUP_PREFIX "group "
 #define LINK_PREFIX "link "
+#define MAX_ALERT_TIMEOUT_S (24 * 3600)
 
-static const char *const plan_keys[] = { "concurrency",
-                                         "bandwidth",
-                                         "deadline",
-                                         "max-downtime",
-                                         "final-sync",
-                                         "state-dir",
-                                         "alert",
-                                         "retries",
-                                         "sink",
-                                         "tls",
-                                         "insecure",
-                                         "suspend",
-                                         "on-downtime-miss",
-                                         NULL };
+static const char *const plan_keys[] = {
+  "concurrency", "bandwidth", "deadline", "max-downtime",     "final-sync",
+  "state-dir",   "alert",     "retries",  "alert-timeout",    "sink",
+  "tls",         "insecure",  "suspend",  "on-downtime-miss", NULL
+};
 static const char *const vm_keys[] = { "group",
                                        "source",
                                        "dest-qmp",
@@ -304,6 +296,7 @@ static gboolean
 read_plan_section (const Reader *reader, VmsPlan *plan, GError **error)
 {
   plan->concurrency = VMS_PLAN_DEFAULT_CONCURRENCY;
+  plan->alert_timeout_s = VMS_PLAN_DEFAULT_ALERT_TIMEOUT_S;
   plan->max_downtime_ms = VMS_PLAN_DEFAULT_MAX_DOWNTIME_MS;
   plan->final_sync = g_strdup ("auto");
   if (!g_key_file_has_group (reader->file, "plan"))
@@ -317,6 +310,8 @@ read_plan_section (const Reader *reader, VmsPlan *plan, GError **error)
                       MAX_DOWNTIME_MS, &plan->max_downtime_ms, error)
       || !get_number (reader, "plan", "retries", vms_option_count, 0,
                       MAX_RETRIES, &plan->retries, error)
+      || !get_number (reader, "plan", "alert-timeout", vms_option_seconds, 1,
+                      MAX_ALERT_TIMEOUT_S, &plan->alert_timeout_s, error)
       || !get_final_sync (reader, "plan", &plan->final_sync, error)
       || !get_on_miss (reader, "plan", &plan->hold_on_miss, error)
       || !get_boolean (reader, "plan", "tls", &plan->tls, error)

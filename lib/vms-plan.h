@@ -88,6 +88,7 @@ typedef struct
   char **alert;            /* argv run with each alert's JSON on stdin,
                               or NULL */
   guint64 retries;         /* attempts after a VM's first fails */
+  guint64 alert_timeout_s; /* an alert command running longer is killed */
   GPtrArray *vms;          /* VmsPlanVm*, in file order */
   GPtrArray *groups;       /* VmsPlanGroup*, in file order */
   GPtrArray *links;        /* VmsPlanLink*, in file order */
@@ -96,6 +97,7 @@ typedef struct
 #define VMS_PLAN_DEFAULT_CONCURRENCY 1
 #define VMS_PLAN_DEFAULT_MAX_DOWNTIME_MS 100
 #define VMS_PLAN_DEFAULT_HOLD_S 300
+#define VMS_PLAN_DEFAULT_ALERT_TIMEOUT_S 60
 
 /* Read and check path: unknown sections and keys are refused (a typo
  * would otherwise drop a setting), as are VMs without a complete source

@@ -143,6 +143,7 @@ test_plan_check (void **state)
       good,
       "[plan]\nconcurrency = 2\nsink = "
       "nbd+unix:///?socket=/nonexistent/sink.sock\n"
+      "alert = /bin/sleep 600\nalert-timeout = 1\n"
       "[group front]\n"
       "[vm web1]\nsource = qmp:/nonexistent/web1.qmp\n"
       "dest-qmp = qmp:/nonexistent/d1.qmp\ndest-uri = unix:/nonexistent/m1\n"
@@ -155,9 +156,10 @@ test_plan_check (void **state)
   assert_int_equal (run.status, 1);
   assert_non_null (strstr (run.err, "group front rolled back: web"));
   assert_non_null (strstr (run.err, "2 of 2 VMs did not migrate"));
-  g_unlink (good);
-  g_unlink (bad);
-  g_rmdir (dir);
+  /* A hung alert command is killed, said, and holds nothing up. */
+  assert_non_null (strstr (run.err, "the alert command /bin/sleep failed: it "
+                                    "did not end within 1 s and was killed"));
+  vms_test_rmtree (dir);
 }
 
 static void

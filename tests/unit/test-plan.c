@@ -73,6 +73,7 @@ test_plan_read (void **state)
       "state-dir = /var/lib/vmshift/plan1\n"
       "alert = /usr/local/bin/page-me --json 'ops team'\n"
       "retries = 2\n"
+      "alert-timeout = 30\n"
       "sink = nbds://10.0.0.2/\n"
       "suspend = true\n"
       "on-downtime-miss = hold\n"
@@ -103,6 +104,7 @@ test_plan_read (void **state)
   assert_int_equal (plan->bandwidth, 50 * 1024 * 1024);
   assert_int_equal (g_date_time_get_hour (plan->deadline), 6);
   assert_int_equal (plan->retries, 2);
+  assert_int_equal (plan->alert_timeout_s, 30);
   assert_string_equal (plan->alert[0], "/usr/local/bin/page-me");
   assert_string_equal (plan->alert[2], "ops team");
   assert_null (plan->alert[3]);
@@ -188,6 +190,7 @@ test_plan_defaults (void **state)
   assert_int_equal (plan->bandwidth, 0);
   assert_null (plan->deadline);
   assert_null (plan->alert);
+  assert_int_equal (plan->alert_timeout_s, VMS_PLAN_DEFAULT_ALERT_TIMEOUT_S);
   assert_null (plan->state_dir);
   assert_int_equal (((VmsPlanVm *)plan->vms->pdata[0])->max_downtime_ms,
                     VMS_PLAN_DEFAULT_MAX_DOWNTIME_MS);

@@ -71,10 +71,68 @@ vms_plan_count_migrated (GPtrArray *workers)
   return migrated;
 }
 
+typedef struct
+{
+  GAsyncResult *result; /* the communication's, once it ended */
+  gboolean timed_out;
+} AlertWait;
+
+static void
+on_alert_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  ((AlertWait *)data)->result = g_object_ref (result);
+}
+
+static gboolean
+on_alert_timeout (gpointer data)
+{
+  ((AlertWait *)data)->timed_out = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* child gets line on its stdin and ends within timeout_s, else it is
+ * killed (a hung one would hold every later alert and the plan's end);
+ * FALSE with error when not. */
+static gboolean
+communicate (GSubprocess *child, const char *line, guint timeout_s,
+             GError **error)
+{
+  g_autoptr (GMainContext) context = g_main_context_new ();
+  g_autoptr (GSource) timeout = g_timeout_source_new_seconds (timeout_s);
+  AlertWait wait = { NULL, FALSE };
+  gboolean ok;
+
+  g_main_context_push_thread_default (context);
+  g_source_set_callback (timeout, on_alert_timeout, &wait, NULL);
+  g_source_attach (timeout, context);
+  g_subprocess_communicate_utf8_async (child, line, NULL, on_alert_done, &wait);
+  while (!wait.result && !wait.timed_out)
+    g_main_context_iteration (context, TRUE);
+  if (!wait.result)
+    {
+      g_subprocess_force_exit (child);
+      while (!wait.result)
+        g_main_context_iteration (context, TRUE);
+    }
+  g_source_destroy (timeout);
+  ok = g_subprocess_communicate_utf8_finish (child, wait.result, NULL, NULL,
+                                             error);
+  g_object_unref (wait.result);
+  g_main_context_pop_thread_default (context);
+  if (wait.timed_out)
+    {
+      g_clear_error (error);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                   "it did not end within %u s and was killed", timeout_s);
+      return FALSE;
+    }
+  return ok;
+}
+
 /* The plan's alert command gets each alert as one JSON line on its
  * stdin; it runs without a shell, one at a time, in a thread of its own:
- * a slow command never holds a migration up.  Its failure is said, not
- * fatal. */
+ * a slow command never holds a migration up, and one that hangs is
+ * killed.  Its failure is said, not fatal. */
 static void
 run_alert (Runner *runner, const char *line)
 {
@@ -83,8 +141,7 @@ run_alert (Runner *runner, const char *line)
       = g_subprocess_newv ((const char *const *)runner->plan->alert,
                            G_SUBPROCESS_FLAGS_STDIN_PIPE, &error);
 
-  if (child
-      && g_subprocess_communicate_utf8 (child, line, NULL, NULL, NULL, &error))
+  if (child && communicate (child, line, runner->plan->alert_timeout_s, &error))
     {
       if (g_subprocess_get_if_exited (child)
           && g_subprocess_get_exit_status (child) == 0)
