@@ -527,3 +527,49 @@ vms_estimate_file_load_prediction (const char *state_dir, const char *id,
   read_granularities (vm, out);
   return TRUE;
 }
+
+char **
+vms_estimate_file_load_order (const char *state_dir, const char *id,
+                              GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) id_error = NULL;
+  g_autoptr (GStrvBuilder) order = g_strv_builder_new ();
+  JsonNode *root, *sources;
+  JsonArray *array;
+
+  if (!vms_job_id_is_valid (id, &id_error))
+    {
+      g_set_error_literal (error, VMS_ESTIMATE_FILE_ERROR,
+                           VMS_ESTIMATE_FILE_ERROR_INVALID_ID,
+                           id_error->message);
+      return NULL;
+    }
+  if (!load_file (parser, state_dir, id, error))
+    return NULL;
+  root = json_parser_get_root (parser);
+  sources = member_of_type (object_member (root && JSON_NODE_HOLDS_OBJECT (root)
+                                               ? json_node_get_object (root)
+                                               : NULL,
+                                           "group"),
+                            "order", JSON_NODE_ARRAY);
+  if (!sources)
+    {
+      g_autofree char *path = vms_estimate_file_path (state_dir, id);
+
+      g_set_error (error, VMS_ESTIMATE_FILE_ERROR,
+                   VMS_ESTIMATE_FILE_ERROR_CORRUPT,
+                   "estimate %s: %s holds no order of its VMs", id, path);
+      return NULL;
+    }
+  array = json_node_get_array (sources);
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonNode *node = json_array_get_element (array, i);
+
+      if (JSON_NODE_HOLDS_VALUE (node)
+          && json_node_get_value_type (node) == G_TYPE_STRING)
+        g_strv_builder_add (order, json_node_get_string (node));
+    }
+  return g_strv_builder_end (order);
+}

@@ -156,6 +156,12 @@ gboolean vms_estimate_file_load_prediction (const char *state_dir,
                                             const char *source,
                                             VmsPrediction *out, GError **error);
 
+/* The order the estimate id in state_dir gives its VMs (shortest
+ * predicted first): their SOURCEs as they were given to it (caller
+ * frees). */
+char **vms_estimate_file_load_order (const char *state_dir, const char *id,
+                                     GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsEstimateFile, vms_estimate_file_free)
 
 G_END_DECLS

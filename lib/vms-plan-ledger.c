@@ -175,6 +175,16 @@ note_vm_locked (VmsPlanLedger *ledger, const char *vm, const char *event,
     {
       copy_int (record, fields, "downtime-ms");
       copy_int (record, fields, "max-downtime-ms");
+      /* The estimate's prediction, when it was reported against one. */
+      if (fields && json_object_has_member (fields, "predicted-seconds"))
+        {
+          json_object_set_double_member (
+              record, "estimated-seconds",
+              json_object_get_double_member (fields, "predicted-seconds"));
+          json_object_set_int_member (
+              record, "estimated-downtime-ms",
+              json_object_get_int_member (fields, "predicted-downtime-ms"));
+        }
       if (fields && json_object_has_member (fields, "seconds"))
         json_object_set_double_member (
             record, "seconds",

@@ -29,8 +29,10 @@ void vms_plan_ledger_note (VmsPlanLedger *ledger, const char *vm,
                            const char *event, JsonObject *fields);
 
 /* What the ledger holds of vm (started-at, ended-at: seconds since the
- * epoch; attempts, outcome, predicted-downtime-ms, downtime-ms,
- * max-downtime-ms, seconds), or NULL; borrowed. */
+ * epoch; attempts, outcome, predicted-downtime-ms (a miss foreseen
+ * before the switchover), downtime-ms, max-downtime-ms, seconds, and
+ * with an estimate estimated-seconds, estimated-downtime-ms), or NULL;
+ * borrowed. */
 JsonObject *vms_plan_ledger_vm (VmsPlanLedger *ledger, const char *vm);
 
 /* Likewise of group (outcome, group-downtime-ms, switchover-spread-ms). */

@@ -5,6 +5,7 @@
 #include "vms-job.h"
 #include "vms-migrate-state.h"
 #include "vms-option.h"
+#include "vms-path.h"
 
 #include <string.h>
 
@@ -25,7 +26,8 @@ G_DEFINE_QUARK (vms - plan - error - quark, vms_plan_error)
 static const char *const plan_keys[] = {
   "concurrency", "bandwidth", "deadline", "max-downtime",     "final-sync",
   "state-dir",   "alert",     "retries",  "alert-timeout",    "sink",
-  "tls",         "insecure",  "suspend",  "on-downtime-miss", NULL
+  "tls",         "insecure",  "suspend",  "on-downtime-miss", "estimate",
+  NULL
 };
 static const char *const vm_keys[] = { "group",
                                        "source",
@@ -92,6 +94,7 @@ vms_plan_free (VmsPlan *plan)
   g_clear_pointer (&plan->deadline, g_date_time_unref);
   g_free (plan->final_sync);
   g_free (plan->state_dir);
+  g_free (plan->estimate);
   g_strfreev (plan->alert);
   g_ptr_array_unref (plan->vms);
   g_ptr_array_unref (plan->groups);
@@ -138,6 +141,68 @@ vms_plan_vm_bandwidth (const VmsPlan *plan, const VmsPlanVm *vm)
   if (plan->bandwidth)
     return MAX (plan->bandwidth / plan->concurrency, 1024);
   return 0;
+}
+
+/* The same QMP address, as written or made absolute. */
+static gboolean
+same_address (const char *a, const char *b)
+{
+  g_autofree char *absolute_a = NULL;
+  g_autofree char *absolute_b = NULL;
+
+  if (g_str_equal (a, b))
+    return TRUE;
+  absolute_a = vms_path_absolute_qmp_address (a);
+  absolute_b = vms_path_absolute_qmp_address (b);
+  return absolute_a && absolute_b && g_str_equal (absolute_a, absolute_b);
+}
+
+int
+vms_plan_vm_in_order (const VmsPlanVm *vm, const char *const *order)
+{
+  for (int i = 0; order && order[i]; i++)
+    if (vm->domain ? g_str_equal (vm->domain, order[i])
+                   : same_address (vm->source, order[i]))
+      return i;
+  return -1;
+}
+
+typedef struct
+{
+  const VmsPlanVm *vm;
+  int position; /* in the estimate's order, G_MAXINT: not in it */
+  guint index;  /* in the file */
+} Placed;
+
+static gint
+compare_placed (gconstpointer a, gconstpointer b)
+{
+  const Placed *x = a, *y = b;
+
+  if (x->position != y->position)
+    return x->position < y->position ? -1 : 1;
+  return x->index < y->index ? -1 : x->index > y->index;
+}
+
+GPtrArray *
+vms_plan_run_order (const VmsPlan *plan, const char *const *order)
+{
+  g_autoptr (GArray) placed
+      = g_array_sized_new (FALSE, FALSE, sizeof (Placed), plan->vms->len);
+  GPtrArray *vms = g_ptr_array_sized_new (plan->vms->len);
+
+  for (guint i = 0; i < plan->vms->len; i++)
+    {
+      int position = vms_plan_vm_in_order (plan->vms->pdata[i], order);
+      Placed one
+          = { plan->vms->pdata[i], position < 0 ? G_MAXINT : position, i };
+
+      g_array_append_val (placed, one);
+    }
+  g_array_sort (placed, compare_placed);
+  for (guint i = 0; i < placed->len; i++)
+    g_ptr_array_add (vms, (gpointer)g_array_index (placed, Placed, i).vm);
+  return vms;
 }
 
 /* ---- reading ---- */
@@ -321,10 +386,18 @@ read_plan_section (const Reader *reader, VmsPlan *plan, GError **error)
       || !read_alert (reader, plan, error))
     return FALSE;
   plan->state_dir = get (reader, "plan", "state-dir");
+  plan->estimate = get (reader, "plan", "estimate");
   if (plan->state_dir && !g_path_is_absolute (plan->state_dir))
     return invalid (reader, "plan", error,
                     "state-dir must be an absolute path, not '%s'",
                     plan->state_dir);
+  if (plan->estimate)
+    {
+      g_autoptr (GError) local = NULL;
+
+      if (!vms_job_id_is_valid (plan->estimate, &local))
+        return invalid (reader, "plan", error, "estimate: %s", local->message);
+    }
   return TRUE;
 }
 

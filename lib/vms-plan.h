@@ -85,6 +85,9 @@ typedef struct
   gboolean suspend;
   gboolean hold_on_miss;
   char *state_dir;         /* the jobs' state, NULL: the default */
+  char *estimate;          /* the estimate (its id) whose order the VMs
+                              run in and whose prediction each is
+                              reported against, or NULL: file order */
   char **alert;            /* argv run with each alert's JSON on stdin,
                               or NULL */
   guint64 retries;         /* attempts after a VM's first fails */
@@ -111,6 +114,16 @@ VmsPlanGroup *vms_plan_find_group (const VmsPlan *plan, const char *name);
 
 /* The link named name, or NULL. */
 VmsPlanLink *vms_plan_find_link (const VmsPlan *plan, const char *name);
+
+/* The position of vm in an estimate's order (its SOURCEs as given to
+ * vmshift estimate: QMP addresses, or domain names), -1: not in it. */
+int vms_plan_vm_in_order (const VmsPlanVm *vm, const char *const *order);
+
+/* The plan's VMs in the order a run starts them (borrowed; free the
+ * array): order's (an estimate's, shortest first) for the VMs it holds,
+ * then the others in file order; NULL order: file order.  A group starts
+ * where its first member stands. */
+GPtrArray *vms_plan_run_order (const VmsPlan *plan, const char *const *order);
 
 /* Bytes/s vm may use: its link's budget (or else the plan's) shared by
  * as many of the VMs on it as may copy at once; 0: unlimited. */

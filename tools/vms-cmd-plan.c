@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-estimate-file.h"
 #include "vms-job.h"
 #include "vms-path.h"
 #include "vms-option.h"
@@ -26,16 +27,18 @@ describe_vm (const VmsPlanVm *vm)
                           vm->dest_qmp, vm->dest_uri);
 }
 
-/* The units the plan runs, in order: a group where its first member
- * stands in the file, each other VM on its own. */
+/* The units the plan runs, in order (its estimate's, order, when not
+ * NULL): a group where its first member stands, each other VM on its
+ * own. */
 static GPtrArray *
-plan_order (const VmsPlan *plan)
+plan_order (const VmsPlan *plan, const char *const *order)
 {
   GPtrArray *units = g_ptr_array_new ();
+  g_autoptr (GPtrArray) vms = vms_plan_run_order (plan, order);
 
-  for (guint i = 0; i < plan->vms->len; i++)
+  for (guint i = 0; i < vms->len; i++)
     {
-      const VmsPlanVm *vm = plan->vms->pdata[i];
+      const VmsPlanVm *vm = vms->pdata[i];
       gpointer unit = vm->group
                           ? (gpointer)vms_plan_find_group (plan, vm->group)
                           : (gpointer)vm;
@@ -88,6 +91,10 @@ static void
 print_plan (const VmsPlan *plan, GPtrArray *units)
 {
   print_header (plan);
+  if (plan->estimate)
+    g_print ("in estimate %s's order (shortest predicted first), each VM "
+             "reported against its prediction\n",
+             plan->estimate);
   for (guint i = 0; i < units->len; i++)
     {
       const VmsPlanGroup *group = units->pdata[i];
@@ -172,36 +179,6 @@ order_to_json (const VmsPlan *plan, GPtrArray *units)
   return json_builder_get_root (b);
 }
 
-static int
-plan_check (const char *path, gboolean json)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
-  g_autoptr (GPtrArray) units = NULL;
-
-  if (!plan)
-    {
-      vms_cli_error ("plan", "%s", error->message);
-      return VMS_EXIT_USAGE;
-    }
-  units = plan_order (plan);
-  if (json)
-    {
-      g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_JSON);
-      JsonObject *fields = json_object_new ();
-
-      json_object_set_string_member (fields, "plan", plan->path);
-      json_object_set_int_member (fields, "concurrency", plan->concurrency);
-      json_object_set_int_member (fields, "bandwidth", plan->bandwidth);
-      json_object_set_member (fields, "order", order_to_json (plan, units));
-      vms_progress_event (progress, "plan", fields, "plan %s: %u units",
-                          plan->path, units->len);
-    }
-  else
-    print_plan (plan, units);
-  return VMS_EXIT_OK;
-}
-
 /* Where the plan's jobs live: --state-dir, the plan's, or the default;
  * absolute (a rollback talks to QEMU about sockets in it). */
 static char *
@@ -215,6 +192,50 @@ plan_state_dir (const VmsPlan *plan, const char *state_dir_option)
     state_dir = vms_job_default_state_dir ();
   vms_path_make_absolute (&state_dir, vms_path_absolute);
   return state_dir;
+}
+
+static int
+plan_check (const char *path, const char *state_dir_option, gboolean json)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
+  g_autoptr (GPtrArray) units = NULL;
+  g_auto (GStrv) order = NULL;
+
+  if (!plan)
+    {
+      vms_cli_error ("plan", "%s", error->message);
+      return VMS_EXIT_USAGE;
+    }
+  if (plan->estimate)
+    {
+      g_autofree char *state_dir = plan_state_dir (plan, state_dir_option);
+
+      order = vms_estimate_file_load_order (state_dir, plan->estimate, &error);
+      if (!order)
+        {
+          vms_cli_error ("plan", "%s: %s", path, error->message);
+          return VMS_EXIT_USAGE;
+        }
+    }
+  units = plan_order (plan, (const char *const *)order);
+  if (json)
+    {
+      g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_JSON);
+      JsonObject *fields = json_object_new ();
+
+      json_object_set_string_member (fields, "plan", plan->path);
+      json_object_set_int_member (fields, "concurrency", plan->concurrency);
+      json_object_set_int_member (fields, "bandwidth", plan->bandwidth);
+      if (plan->estimate)
+        json_object_set_string_member (fields, "estimate", plan->estimate);
+      json_object_set_member (fields, "order", order_to_json (plan, units));
+      vms_progress_event (progress, "plan", fields, "plan %s: %u units",
+                          plan->path, units->len);
+    }
+  else
+    print_plan (plan, units);
+  return VMS_EXIT_OK;
 }
 
 /* Every VM of the plan migrated, or as many as can be. */
@@ -272,8 +293,8 @@ vms_cmd_plan (int argc, char **argv)
       = { { "json", 0, 0, G_OPTION_ARG_NONE, &json,
             "JSON events instead of text", NULL },
           { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
-            "run, status, abort: where the VMs' jobs live (default: the "
-            "plan's state-dir, else /var/lib/vmshift as root)",
+            "where the VMs' jobs (and the plan's estimate) live (default: "
+            "the plan's state-dir, else /var/lib/vmshift as root)",
             "DIR" },
           { "timeout", 't', 0, G_OPTION_ARG_STRING, &timeout,
             "abort: wait at most S s for each job's rollback (default 120)",
@@ -307,7 +328,7 @@ vms_cmd_plan (int argc, char **argv)
       return VMS_EXIT_USAGE;
     }
   if (argc == 3 && g_str_equal (argv[1], "check"))
-    return plan_check (argv[2], json);
+    return plan_check (argv[2], state_dir, json);
   if (argc == 3
       && (g_str_equal (argv[1], "run") || g_str_equal (argv[1], "status")
           || g_str_equal (argv[1], "abort")))

@@ -110,6 +110,13 @@ append_downtime (GString *line, JsonObject *status)
   if (objective >= 0 && (predicted >= 0 || measured >= 0))
     g_string_append_printf (line, " (objective %" G_GINT64_FORMAT " ms)",
                             objective);
+  if (json_object_has_member (status, "estimated-seconds"))
+    g_string_append_printf (
+        line, "; estimated %.0f s and %" G_GINT64_FORMAT " ms, took %.0f s",
+        json_object_get_double_member (status, "estimated-seconds"),
+        json_object_get_int_member_with_default (status,
+                                                 "estimated-downtime-ms", 0),
+        json_object_get_double_member_with_default (status, "seconds", 0));
 }
 
 static void

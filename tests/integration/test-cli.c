@@ -108,6 +108,8 @@ test_plan_check (void **state)
   g_auto (VmsTestRun) refused = { 0 };
   g_auto (VmsTestRun) no_file = { 0 };
   g_auto (VmsTestRun) run = { 0 };
+  g_auto (VmsTestRun) estimated = { 0 };
+  g_auto (VmsTestRun) no_estimate = { 0 };
   const char *plan = "[plan]\nconcurrency = 2\nsink = nbds://10.0.0.2/\n"
                      "[group front]\nmax-downtime = 300\n"
                      "[vm web1]\nsource = qmp:/run/web1.qmp\n"
@@ -137,6 +139,32 @@ test_plan_check (void **state)
   run_vmshift (&no_file, "plan", "check", "/nonexistent/x.plan", NULL);
   assert_int_equal (no_file.status, 2);
   assert_non_null (strstr (no_file.err, "/nonexistent/x.plan: "));
+  /* In an estimate's order, which must be there. */
+  {
+    g_autofree char *estimate
+        = g_build_filename (dir, "estimate-e1.json", NULL);
+
+    assert_true (g_file_set_contents (
+        estimate,
+        "{\"group\": {\"order\": [\"qmp:/run/b.qmp\", \"qmp:/run/a.qmp\"]}}",
+        -1, NULL));
+    assert_true (g_file_set_contents (
+        good,
+        "[plan]\nsink = nbds://10.0.0.2/\nestimate = e1\n"
+        "[vm a]\nsource = qmp:/run/a.qmp\ndest-qmp = qmp:10.0.0.2:4401\n"
+        "dest-uri = tcp:10.0.0.2:5501\n"
+        "[vm b]\nsource = qmp:/run/b.qmp\ndest-qmp = qmp:10.0.0.2:4402\n"
+        "dest-uri = tcp:10.0.0.2:5502\n",
+        -1, NULL));
+    run_vmshift (&estimated, "plan", "check", "--state-dir", dir, good, NULL);
+    assert_int_equal (estimated.status, 0);
+    assert_non_null (strstr (estimated.out, "in estimate e1's order"));
+    assert_non_null (strstr (estimated.out, "1. b: "));
+    g_unlink (estimate);
+    run_vmshift (&no_estimate, "plan", "check", "--state-dir", dir, good, NULL);
+    assert_int_equal (no_estimate.status, 2);
+    assert_non_null (strstr (no_estimate.err, "estimate e1: "));
+  }
   /* A member that cannot start fails its group: the other rolls back
    * with it, named. */
   assert_true (g_file_set_contents (

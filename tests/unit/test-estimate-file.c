@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <string.h>
 
 #include <glib/gstdio.h>
 
@@ -243,6 +244,28 @@ test_saved_as_printed (void **state)
   }
 }
 
+/* The order a plan runs its VMs in, as the estimate gives it; a file
+ * without one is refused. */
+static void
+test_order (void **state)
+{
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) order = NULL;
+  g_auto (GStrv) none = NULL;
+
+  save_three (*state, "e1");
+  order = vms_estimate_file_load_order (*state, "e1", &error);
+  assert_non_null (order);
+  assert_int_equal (g_strv_length (order), 3);
+  assert_string_equal (order[0], "qmp:/run/anon.qmp");
+  assert_string_equal (order[1], "qmp:/run/web.qmp");
+  assert_string_equal (order[2], "qmp:/run/db.qmp");
+  write_file (*state, "job", "{\"version\": 1, \"disks\": []}");
+  none = vms_estimate_file_load_order (*state, "job", &error);
+  assert_null (none);
+  assert_non_null (strstr (error->message, "holds no order of its VMs"));
+}
+
 int
 main (void)
 {
@@ -254,6 +277,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_missing_vm, make_dir, remove_dir),
     cmocka_unit_test_setup_teardown (test_corrupt_file, make_dir, remove_dir),
     cmocka_unit_test_setup_teardown (test_missing_file, make_dir, remove_dir),
+    cmocka_unit_test_setup_teardown (test_order, make_dir, remove_dir),
     cmocka_unit_test_setup_teardown (test_saved_as_printed, make_dir,
                                      remove_dir),
   };

@@ -175,6 +175,38 @@ test_plan_links (void **state)
                     50 * MiB);
 }
 
+/* An estimate's order: the VMs it holds first, shortest first, matched
+ * by address (as written or absolute) or domain; the rest in file order. */
+static void
+test_plan_run_order (void **state)
+{
+  g_autofree char *path = write_plan (
+      "order.plan",
+      "[plan]\nsink = s\nestimate = e1\n" QMP_VM ("a", "01") QMP_VM ("b", "02")
+          QMP_VM ("c", "03") "[vm d]\nconnect = qemu:///system\n"
+                             "domain = d\ndest = qemu+ssh://b/"
+                             "system\n");
+  const char *const order[]
+      = { "d", "qmp:/run/c.qmp", "qmp:/elsewhere.qmp", "qmp:/run/a.qmp", NULL };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
+  g_autoptr (GPtrArray) vms = NULL;
+  g_autoptr (GPtrArray) file_order = NULL;
+
+  if (!plan)
+    fail_msg ("%s", error->message);
+  assert_string_equal (plan->estimate, "e1");
+  vms = vms_plan_run_order (plan, order);
+  assert_int_equal (vms->len, 4);
+  assert_string_equal (((VmsPlanVm *)vms->pdata[0])->name, "d");
+  assert_string_equal (((VmsPlanVm *)vms->pdata[1])->name, "c");
+  assert_string_equal (((VmsPlanVm *)vms->pdata[2])->name, "a");
+  assert_string_equal (((VmsPlanVm *)vms->pdata[3])->name, "b");
+  assert_int_equal (vms_plan_vm_in_order (plan->vms->pdata[1], order), -1);
+  file_order = vms_plan_run_order (plan, NULL);
+  assert_string_equal (((VmsPlanVm *)file_order->pdata[0])->name, "a");
+}
+
 /* The defaults of a plan that gives only its VMs. */
 static void
 test_plan_defaults (void **state)
@@ -248,6 +280,8 @@ test_plan_refusals (void **state)
     { "[plan]\nsink = s\n[link wan]\nbandwidth = 1M\nspeed = 2\n" QMP_VM (
           "a", "01") "link = wan\n",
       "[link wan]: unknown key 'speed'" },
+    { "[plan]\nsink = s\nestimate = ../e\n" QMP_VM ("a", "01"),
+      "[plan]: estimate: " },
     { "[plan]\nsink = s\ntls = maybe\n" QMP_VM ("a", "01"),
       "[plan]: tls is true or false" },
     { "[plan]\nsink = s\n", "no VM" },
@@ -307,7 +341,8 @@ test_ledger_kept_between_runs (void **state)
     note (ledger, "a", "downtime-miss-predicted", "{\"predicted-ms\":80}");
     note (ledger, "a", "downtime-miss-predicted", "{\"predicted-ms\":60}");
     note (ledger, "a", "migrated",
-          "{\"downtime-ms\":70,\"max-downtime-ms\":50,\"seconds\":12.5}");
+          "{\"downtime-ms\":70,\"max-downtime-ms\":50,\"seconds\":12.5,"
+          "\"predicted-seconds\":11.0,\"predicted-downtime-ms\":40}");
     note (ledger, "a", "plan-vm", "{\"outcome\":\"migrated\"}");
     note (ledger, "b", "plan-vm-start", "{\"attempt\":1}");
     note (ledger, NULL, "plan-group",
@@ -327,6 +362,8 @@ test_ledger_kept_between_runs (void **state)
     assert_int_equal (
         json_object_get_int_member (record, "predicted-downtime-ms"), 80);
     assert_int_equal (json_object_get_int_member (record, "downtime-ms"), 70);
+    assert_int_equal (
+        json_object_get_int_member (record, "estimated-downtime-ms"), 40);
     assert_true (json_object_get_int_member (record, "ended-at")
                  >= json_object_get_int_member (record, "started-at"));
     record = vms_plan_ledger_vm (ledger, "b");
@@ -370,6 +407,7 @@ main (void)
     cmocka_unit_test (test_plan_read),
     cmocka_unit_test (test_plan_defaults),
     cmocka_unit_test (test_plan_links),
+    cmocka_unit_test (test_plan_run_order),
     cmocka_unit_test (test_plan_refusals),
     cmocka_unit_test (test_ledger_kept_between_runs),
     cmocka_unit_test (test_ledger_unreadable),

@@ -66,6 +66,7 @@ struct Runner
   GAsyncQueue *alerts;    /* lines for the alert command, or NULL */
   VmsPlanLedger *ledger;  /* what plan status reads, or NULL */
   GThread *alerter;       /* runs them, or NULL */
+  const char *const *estimate_order; /* the plan's estimate's, or NULL */
 };
 
 /* ---- vms-plan-events.c ---- */

@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-plan-run-internal.h"
+#include "vms-estimate-file.h"
 #include "vms-migration.h"
 
 /* ---- the deadline ---- */
@@ -242,20 +243,28 @@ vms_plan_run (const VmsPlan *plan, const char *state_dir, VmsProgress *progress,
       = g_ptr_array_new_with_free_func ((GDestroyNotify)vms_plan_worker_free);
   g_autoptr (GPtrArray) groups = g_ptr_array_new_with_free_func (
       (GDestroyNotify)vms_plan_group_run_free);
+  g_auto (GStrv) order = NULL;
+  g_autoptr (GPtrArray) vms = NULL;
   guint next = 0, running = 0;
   gboolean ok;
   Unit *unit;
 
+  if (plan->estimate
+      && !(order
+           = vms_estimate_file_load_order (state_dir, plan->estimate, error)))
+    return FALSE;
+  runner.estimate_order = (const char *const *)order;
+  vms = vms_plan_run_order (plan, runner.estimate_order);
   g_mutex_init (&runner.lock);
   g_cond_init (&runner.cond);
   g_queue_init (&runner.finished);
   open_ledger (&runner);
   vms_plan_alerts_start (&runner);
-  while (next < plan->vms->len || running > 0)
+  while (next < vms->len || running > 0)
     {
-      while (next < plan->vms->len && !g_cancellable_is_cancelled (cancellable))
+      while (next < vms->len && !g_cancellable_is_cancelled (cancellable))
         {
-          const VmsPlanVm *vm = plan->vms->pdata[next];
+          const VmsPlanVm *vm = vms->pdata[next];
           guint weight = unit_weight (&runner, vm);
 
           if (started_with_group (vm, groups))

@@ -82,6 +82,9 @@ build_config (const Runner *runner, const VmsPlanVm *vm, gboolean resume,
   config->insecure = vm->insecure;
   config->suspend = vm->suspend;
   config->hold_on_miss = vm->hold_on_miss;
+  /* Reported against its prediction, when the estimate has one. */
+  if (plan->estimate && vms_plan_vm_in_order (vm, runner->estimate_order) >= 0)
+    config->estimate = g_strdup (plan->estimate);
   if (vm->domain)
     {
       config->libvirt.connect_uri = vms_path_absolute_libvirt_uri (vm->connect);
