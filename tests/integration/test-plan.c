@@ -458,6 +458,15 @@ test_group_switches_over_together (void **state)
 
       if (line_of (out, "\"event\":\"group-paused\"", who, FALSE) < 0)
         fail_msg ("%s never waited for its group:\n%s", vm_name (i), events);
+      /* A member's own events say its group too. */
+      {
+        g_auto (GStrv) lines = g_strsplit (out, "\n", -1);
+        int at = line_of (out, "\"state\":\"memory\"", who, FALSE);
+
+        if (at < 0 || !strstr (lines[at], "\"group\":\"trio\""))
+          fail_msg ("%s's state event does not name its group:\n%s",
+                    vm_name (i), out);
+      }
     }
   /* No member went on before every one was paused. */
   first_go = line_of (out, "\"event\":\"group-switchover\"", NULL, FALSE);

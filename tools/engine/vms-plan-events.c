@@ -11,7 +11,22 @@ copy_member (JsonObject *object, const char *member, JsonNode *node,
   json_object_set_member (user_data, member, json_node_copy (node));
 }
 
-/* Threads take turns on the output; each event says whose it is. */
+/* The group vm is in, or NULL. */
+static const char *
+group_of (const VmsPlan *plan, const char *vm)
+{
+  for (guint i = 0; i < plan->vms->len; i++)
+    {
+      const VmsPlanVm *one = plan->vms->pdata[i];
+
+      if (g_str_equal (one->name, vm))
+        return one->group;
+    }
+  return NULL;
+}
+
+/* Threads take turns on the output; each event says whose it is: the
+ * VM's, and its group's. */
 void
 vms_plan_emit (Runner *runner, const char *vm, const char *event,
                JsonObject *fields, const char *text)
@@ -19,11 +34,14 @@ vms_plan_emit (Runner *runner, const char *vm, const char *event,
   g_autoptr (JsonObject) tagged = json_object_new ();
   g_autofree char *tagged_text
       = text && vm ? g_strdup_printf ("%s: %s", vm, text) : g_strdup (text);
+  const char *group = vm ? group_of (runner->plan, vm) : NULL;
 
   if (fields)
     json_object_foreach_member (fields, copy_member, tagged);
   if (vm)
     json_object_set_string_member (tagged, "vm", vm);
+  if (group && !json_object_has_member (tagged, "group"))
+    json_object_set_string_member (tagged, "group", group);
   g_mutex_lock (&runner->lock);
   vms_progress_forward (runner->progress, event, tagged, tagged_text);
   g_mutex_unlock (&runner->lock);
