@@ -181,7 +181,6 @@ static gboolean
 libvirt_start_memory (VmsMigration *migration, GError **error)
 {
   VmsLibvirtMigration *libvirt = libvirt_of (migration);
-
   LibvirtBackend *backend = backend_of (migration);
 
   libvirt->bandwidth = migration->config.bandwidth;
@@ -198,16 +197,25 @@ libvirt_start_memory (VmsMigration *migration, GError **error)
   return TRUE;
 }
 
-/* libvirt's QEMU gets the domain's own limit back and switches over as
- * soon as it can, by itself: the others need not wait for it. */
-static gboolean
-release_from_group (VmsMigration *migration, GError **error)
+/* Past the group's meeting points: the others need not wait for it. */
+static void
+leave_hold (VmsMigration *migration)
 {
   LibvirtBackend *backend = backend_of (migration);
 
   backend->group_held = FALSE;
   backend->group_released = TRUE;
   vms_group_pass (migration->config.group, migration->rep.job->id);
+}
+
+/* libvirt's QEMU gets the domain's own limit back and switches over as
+ * soon as it can, by itself. */
+static gboolean
+release_from_group (VmsMigration *migration, GError **error)
+{
+  LibvirtBackend *backend = backend_of (migration);
+
+  leave_hold (migration);
   vms_migration_report_group (migration, "group-released",
                               "released; libvirt switches over by itself");
   return vms_libvirt_migration_set_max_downtime (backend->libvirt,
@@ -215,13 +223,15 @@ release_from_group (VmsMigration *migration, GError **error)
 }
 
 /* The source QEMU's RAM would cross within the domain's own limit: its
- * first pass is over and what is left crosses within it. */
+ * first pass is over and what is left crosses within it.  A query that
+ * fails (libvirt busy with its job) is not ready yet: the next poll asks
+ * again, and libvirt's own failure is its poll's to say. */
 static gboolean
-could_switch_over (VmsMigration *migration, GError **error)
+could_switch_over (VmsMigration *migration)
 {
   g_auto (VmsQemuMigrationInfo) info = { 0 };
 
-  if (!vms_qemu_migration_query (migration->rep.qmp, &info, error))
+  if (!vms_qemu_migration_query (migration->rep.qmp, &info, NULL))
     return FALSE;
   return info.status == VMS_QEMU_MIGRATION_ACTIVE && info.dirty_sync_count >= 2
          && info.expected_downtime_ms >= 0
@@ -237,7 +247,6 @@ static gboolean
 hold_for_group (VmsMigration *migration, gboolean *waited, GError **error)
 {
   LibvirtBackend *backend = backend_of (migration);
-  g_autoptr (GError) query_error = NULL;
   gboolean released = FALSE;
 
   *waited = FALSE;
@@ -245,7 +254,7 @@ hold_for_group (VmsMigration *migration, gboolean *waited, GError **error)
     return TRUE;
   if (!backend->group_ready)
     {
-      if (!could_switch_over (migration, &query_error))
+      if (!could_switch_over (migration))
         return !vms_group_released (migration->config.group)
                || release_from_group (migration, error);
       vms_migration_report_group (
@@ -367,11 +376,7 @@ libvirt_wait_memory (VmsMigration *migration, GError **error)
   /* Converged while held (a round left under 1 ms of RAM): the others
    * follow as soon as they can. */
   if (backend_of (migration)->group_held)
-    {
-      backend_of (migration)->group_held = FALSE;
-      backend_of (migration)->group_released = TRUE;
-      vms_group_pass (migration->config.group, migration->rep.job->id);
-    }
+    leave_hold (migration);
   migration->ram_bytes = libvirt->memory_bytes;
   migration->qemu_downtime_ms = libvirt->downtime_ms;
   return TRUE;
