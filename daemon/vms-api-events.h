@@ -1,0 +1,34 @@
+/* vmshiftd: the event stream.  Every event of every run the daemon
+ * drives (the same JSON objects vmshift --json prints, with the plan's
+ * name) goes to each client of GET /api/v1/events as a server-sent
+ * event, and the last ones are kept for clients that come later.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
+
+G_BEGIN_DECLS
+
+typedef struct _VmsApiEvents VmsApiEvents;
+
+/* Events are delivered in context (the daemon's main loop); kept: how
+ * many of the last are replayed to a new client. */
+VmsApiEvents *vms_api_events_new (GMainContext *context, guint kept);
+void vms_api_events_free (VmsApiEvents *events);
+
+/* From any thread: event with its fields (borrowed) and text. */
+void vms_api_events_publish (VmsApiEvents *events, const char *event,
+                             JsonObject *fields, const char *text);
+
+/* msg (GET /api/v1/events, authenticated) becomes a stream: the kept
+ * events, then each new one, until the client goes. */
+void vms_api_events_subscribe (VmsApiEvents *events, SoupServerMessage *msg);
+
+/* Clients streaming now. */
+guint vms_api_events_clients (VmsApiEvents *events);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsApiEvents, vms_api_events_free)
+
+G_END_DECLS

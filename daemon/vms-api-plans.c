@@ -1,0 +1,352 @@
+/* vmshiftd: plans.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-api-plans.h"
+#include "vms-api-reply.h"
+#include "vms-job.h"
+#include "vms-plan-run.h"
+#include "vms-plan-state.h"
+#include "vms-progress.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+/* A plan's run in its thread; kept after it ended, for its outcome. */
+typedef struct
+{
+  VmsApiPlans *plans;
+  char *name;
+  VmsPlan *plan;
+  GCancellable *cancellable;
+  GThread *thread;
+  gint ended;  /* atomic: the thread is done */
+  char *error; /* why it did not migrate every VM, or NULL; set once
+                  ended */
+} PlanRun;
+
+struct _VmsApiPlans
+{
+  char *state_dir;
+  char *plans_dir;
+  VmsApiEvents *events;
+  GHashTable *runs; /* name → PlanRun* (main loop only) */
+};
+
+static void
+plan_run_free (PlanRun *run)
+{
+  g_cancellable_cancel (run->cancellable);
+  g_thread_join (run->thread);
+  vms_plan_free (run->plan);
+  g_object_unref (run->cancellable);
+  g_free (run->name);
+  g_free (run->error);
+  g_free (run);
+}
+
+VmsApiPlans *
+vms_api_plans_new (const char *state_dir, VmsApiEvents *events)
+{
+  VmsApiPlans *plans = g_new0 (VmsApiPlans, 1);
+
+  plans->state_dir = g_strdup (state_dir);
+  plans->plans_dir = g_build_filename (state_dir, "plans", NULL);
+  plans->events = events;
+  plans->runs = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                       (GDestroyNotify)plan_run_free);
+  return plans;
+}
+
+void
+vms_api_plans_free (VmsApiPlans *plans)
+{
+  if (!plans)
+    return;
+  g_hash_table_unref (plans->runs);
+  g_free (plans->state_dir);
+  g_free (plans->plans_dir);
+  g_free (plans);
+}
+
+static char *
+plan_path (VmsApiPlans *plans, const char *name)
+{
+  g_autofree char *file = g_strconcat (name, ".plan", NULL);
+
+  return g_build_filename (plans->plans_dir, file, NULL);
+}
+
+static gboolean
+running (VmsApiPlans *plans, const char *name)
+{
+  PlanRun *run = g_hash_table_lookup (plans->runs, name);
+
+  return run && !g_atomic_int_get (&run->ended);
+}
+
+/* ---- a run ---- */
+
+static void
+on_plan_event (const char *event, JsonObject *fields, const char *text,
+               gpointer user_data)
+{
+  PlanRun *run = user_data;
+  g_autoptr (JsonObject) tagged = json_object_new ();
+
+  if (fields)
+    {
+      g_autoptr (GList) members = json_object_get_members (fields);
+
+      for (GList *m = members; m; m = m->next)
+        json_object_set_member (
+            tagged, m->data,
+            json_node_copy (json_object_get_member (fields, m->data)));
+    }
+  json_object_set_string_member (tagged, "plan", run->name);
+  vms_api_events_publish (run->plans->events, event, tagged, text);
+}
+
+static gpointer
+run_main (gpointer data)
+{
+  PlanRun *run = data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsProgress) progress
+      = vms_progress_new_callback (on_plan_event, run);
+  JsonObject *fields = json_object_new ();
+  gboolean ok = vms_plan_run (run->plan, run->plans->state_dir, progress,
+                              run->cancellable, &error);
+
+  json_object_set_string_member (fields, "plan", run->name);
+  json_object_set_boolean_member (fields, "ok", ok);
+  if (!ok)
+    {
+      run->error = g_strdup (error->message);
+      json_object_set_string_member (fields, "error", error->message);
+    }
+  vms_api_events_publish (run->plans->events, "plan-run-ended", fields,
+                          ok ? "every VM migrated" : error->message);
+  json_object_unref (fields);
+  g_atomic_int_set (&run->ended, 1);
+  return NULL;
+}
+
+static void
+start_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
+{
+  g_autofree char *path = plan_path (plans, name);
+  g_autoptr (GError) error = NULL;
+  VmsPlan *plan;
+  PlanRun *run;
+
+  if (running (plans, name))
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_CONFLICT, "plan %s runs already",
+                           name);
+      return;
+    }
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_NOT_FOUND, "no plan %s", name);
+      return;
+    }
+  plan = vms_plan_load (path, &error);
+  if (!plan)
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_BAD_REQUEST, "%s", error->message);
+      return;
+    }
+  run = g_new0 (PlanRun, 1);
+  run->plans = plans;
+  run->name = g_strdup (name);
+  run->plan = plan;
+  run->cancellable = g_cancellable_new ();
+  /* A run that ended before is replaced (its thread joined). */
+  g_hash_table_replace (plans->runs, run->name, run);
+  run->thread = g_thread_new ("plan", run_main, run);
+  {
+    JsonObject *object = json_object_new ();
+
+    json_object_set_string_member (object, "plan", name);
+    json_object_set_boolean_member (object, "running", TRUE);
+    vms_api_reply (msg, SOUP_STATUS_ACCEPTED, object);
+  }
+}
+
+static void
+abort_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
+{
+  PlanRun *run = g_hash_table_lookup (plans->runs, name);
+  JsonObject *object;
+
+  if (!running (plans, name))
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_CONFLICT,
+                           "plan %s does not run here", name);
+      return;
+    }
+  /* Its migrations roll back; the run's end says how they went. */
+  g_cancellable_cancel (run->cancellable);
+  object = json_object_new ();
+  json_object_set_string_member (object, "plan", name);
+  json_object_set_boolean_member (object, "aborting", TRUE);
+  vms_api_reply (msg, SOUP_STATUS_ACCEPTED, object);
+}
+
+/* ---- stored plans ---- */
+
+/* The body as a plan: checked as vmshift plan check does, then kept.  A
+ * plan the daemon runs keeps its jobs in the daemon's state directory. */
+static void
+store (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
+{
+  g_autoptr (GBytes) body
+      = soup_message_body_flatten (soup_server_message_get_request_body (msg));
+  g_autofree char *path = plan_path (plans, name);
+  g_autofree char *temporary = g_strconcat (path, ".new", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = NULL;
+  gsize length;
+  const char *data = g_bytes_get_data (body, &length);
+  gboolean existed = g_file_test (path, G_FILE_TEST_EXISTS);
+  JsonObject *object;
+
+  if (running (plans, name))
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_CONFLICT,
+                           "plan %s runs: it cannot be replaced now", name);
+      return;
+    }
+  if (g_mkdir_with_parents (plans->plans_dir, 0700) < 0
+      || !g_file_set_contents_full (temporary, data ? data : "", length,
+                                    G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                    &error))
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_INTERNAL_SERVER_ERROR,
+                           "cannot keep plan %s: %s", name,
+                           error ? error->message : g_strerror (errno));
+      return;
+    }
+  plan = vms_plan_load (temporary, &error);
+  if (plan && plan->state_dir
+      && g_strcmp0 (plan->state_dir, plans->state_dir) != 0)
+    {
+      g_set_error (&error, VMS_PLAN_ERROR, VMS_PLAN_ERROR_INVALID,
+                   "[plan]: state-dir: a plan vmshiftd runs keeps its jobs in "
+                   "vmshiftd's state directory");
+      g_clear_pointer (&plan, vms_plan_free);
+    }
+  if (!plan || g_rename (temporary, path) < 0)
+    {
+      const char *why = error ? error->message : g_strerror (errno);
+
+      /* The loader names the file it read: the client knows it as NAME. */
+      if (g_str_has_prefix (why, temporary))
+        why += strlen (temporary) + strlen (": ");
+      g_unlink (temporary);
+      vms_api_reply_error (msg, SOUP_STATUS_BAD_REQUEST, "plan %s: %s", name,
+                           why);
+      return;
+    }
+  object = json_object_new ();
+  json_object_set_string_member (object, "plan", name);
+  json_object_set_int_member (object, "vm-count", plan->vms->len);
+  json_object_set_int_member (object, "group-count", plan->groups->len);
+  vms_api_reply (msg, existed ? SOUP_STATUS_OK : SOUP_STATUS_CREATED, object);
+}
+
+static void
+show (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
+{
+  g_autofree char *path = plan_path (plans, name);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = NULL;
+  PlanRun *run = g_hash_table_lookup (plans->runs, name);
+  JsonObject *state;
+
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_NOT_FOUND, "no plan %s", name);
+      return;
+    }
+  plan = vms_plan_load (path, &error);
+  if (!plan)
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "%s",
+                           error->message);
+      return;
+    }
+  state = vms_plan_state_new (plan, plans->state_dir, NULL);
+  json_object_set_string_member (state, "name", name);
+  json_object_set_boolean_member (state, "running", running (plans, name));
+  if (run && g_atomic_int_get (&run->ended) && run->error)
+    json_object_set_string_member (state, "last-error", run->error);
+  vms_api_reply (msg, SOUP_STATUS_OK, state);
+}
+
+static void
+list (VmsApiPlans *plans, SoupServerMessage *msg)
+{
+  g_autoptr (GDir) dir = g_dir_open (plans->plans_dir, 0, NULL);
+  JsonArray *array = json_array_new ();
+  JsonObject *object = json_object_new ();
+
+  for (const char *file; dir && (file = g_dir_read_name (dir));)
+    {
+      g_autofree char *name = NULL;
+      JsonObject *one;
+
+      if (!g_str_has_suffix (file, ".plan"))
+        continue;
+      name = g_strndup (file, strlen (file) - strlen (".plan"));
+      one = json_object_new ();
+      json_object_set_string_member (one, "name", name);
+      json_object_set_boolean_member (one, "running", running (plans, name));
+      json_array_add_object_element (array, one);
+    }
+  json_object_set_array_member (object, "plans", array);
+  vms_api_reply (msg, SOUP_STATUS_OK, object);
+}
+
+void
+vms_api_plans_handle (VmsApiPlans *plans, SoupServerMessage *msg,
+                      const char *rest)
+{
+  const char *method = soup_server_message_get_method (msg);
+  g_auto (GStrv) parts = g_strsplit (*rest == '/' ? rest + 1 : rest, "/", 3);
+  g_autoptr (GError) error = NULL;
+  const char *name = parts[0];
+  const char *action = name ? parts[1] : NULL;
+
+  if (!name || !*name)
+    {
+      if (g_str_equal (method, SOUP_METHOD_GET))
+        list (plans, msg);
+      else
+        vms_api_reply_error (msg, SOUP_STATUS_METHOD_NOT_ALLOWED,
+                             "%s /api/v1/plans: only GET", method);
+      return;
+    }
+  /* A name that is a job id names no path outside plans/. */
+  if (!vms_job_id_is_valid (name, &error) || (action && parts[2]))
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_BAD_REQUEST, "plan name: %s",
+                           error ? error->message : "too many parts");
+      return;
+    }
+  if (!action && g_str_equal (method, SOUP_METHOD_GET))
+    show (plans, msg, name);
+  else if (!action && g_str_equal (method, SOUP_METHOD_PUT))
+    store (plans, msg, name);
+  else if (g_strcmp0 (action, "run") == 0
+           && g_str_equal (method, SOUP_METHOD_POST))
+    start_run (plans, msg, name);
+  else if (g_strcmp0 (action, "abort") == 0
+           && g_str_equal (method, SOUP_METHOD_POST))
+    abort_run (plans, msg, name);
+  else
+    vms_api_reply_error (msg, SOUP_STATUS_NOT_FOUND, "%s %s: no such request",
+                         method,
+                         g_uri_get_path (soup_server_message_get_uri (msg)));
+}

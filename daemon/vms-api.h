@@ -1,0 +1,23 @@
+/* vmshiftd: the REST API under /api/v1: every request authenticated by
+ * the bearer token, bodies bounded, then routed: /events (the event
+ * stream), /plans (vms-api-plans.h), /jobs (each job's state file, as
+ * vmshift job would show it).
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <libsoup/soup.h>
+
+G_BEGIN_DECLS
+
+typedef struct _VmsApi VmsApi;
+
+/* The API of the jobs in state_dir on server, for clients that send
+ * "Authorization: Bearer token". */
+VmsApi *vms_api_new (SoupServer *server, const char *state_dir,
+                     const char *token);
+void vms_api_free (VmsApi *api);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsApi, vms_api_free)
+
+G_END_DECLS

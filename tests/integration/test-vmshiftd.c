@@ -1,0 +1,516 @@
+/* Integration tests: vmshiftd, the real daemon over HTTP (libsoup's
+ * client): requests it must refuse, and a plan submitted, run and
+ * followed on the event stream, migrating a real QEMU (TCG) to a real
+ * sink; one aborted and run again.
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "vms-test-command.h"
+#include "vms-test-sink.h"
+#include "vms-test-vm.h"
+#include "vms-test-x509.h"
+#include "vms-test.h"
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
+#include <string.h>
+
+#define DISK_SIZE (32 * 1024 * 1024)
+
+static const char *vmshiftd;
+
+typedef struct
+{
+  VmsTestSink *sink;
+  char *state_dir;
+  VmsTestCommand *daemon;
+  char *url; /* http://127.0.0.1:PORT/ */
+  char *token;
+  SoupSession *session;
+  VmsTestVm *source;
+  VmsTestVm *dest;
+} Fixture;
+
+/* ---- the daemon and requests ---- */
+
+static void
+start_daemon (Fixture *fixture)
+{
+  const char *argv[] = { vmshiftd,      "--listen",         "127.0.0.1:0",
+                         "--state-dir", fixture->state_dir, NULL };
+  g_autofree char *token_file
+      = g_build_filename (fixture->state_dir, "vmshiftd.token", NULL);
+  g_autofree char *token = NULL;
+  const char *at;
+
+  fixture->daemon = vms_test_command_start (NULL, argv, fixture->state_dir);
+  vms_test_command_wait_for (fixture->daemon, "listening on http://", 30000);
+  at = strstr (fixture->daemon->out->str, "http://");
+  fixture->url = g_strndup (at, strcspn (at, "\n"));
+  assert_true (g_file_get_contents (token_file, &token, NULL, NULL));
+  fixture->token = g_strndup (token, strcspn (token, "\n"));
+}
+
+/* method path with body (or NULL) and token (NULL: none); the status,
+ * and *reply the JSON body when there is one. */
+static guint
+request (Fixture *fixture, const char *method, const char *path,
+         const char *body, const char *token, JsonObject **reply)
+{
+  g_autofree char *uri = g_strconcat (fixture->url, path + 1, NULL);
+  g_autoptr (SoupMessage) msg = soup_message_new (method, uri);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) answer = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  gsize length;
+  const char *data;
+
+  assert_non_null (msg);
+  if (token)
+    {
+      g_autofree char *header = g_strconcat ("Bearer ", token, NULL);
+
+      soup_message_headers_replace (soup_message_get_request_headers (msg),
+                                    "Authorization", header);
+    }
+  if (body)
+    {
+      g_autoptr (GBytes) bytes = g_bytes_new (body, strlen (body));
+
+      soup_message_set_request_body_from_bytes (msg, "text/plain", bytes);
+    }
+  answer = soup_session_send_and_read (fixture->session, msg, NULL, &error);
+  vms_assert_ok (answer, error);
+  data = g_bytes_get_data (answer, &length);
+  if (reply)
+    {
+      *reply = NULL;
+      if (length && json_parser_load_from_data (parser, data, length, NULL)
+          && JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+        *reply = json_object_ref (
+            json_node_get_object (json_parser_get_root (parser)));
+    }
+  return soup_message_get_status (msg);
+}
+
+static guint
+call (Fixture *fixture, const char *method, const char *path, const char *body,
+      JsonObject **reply)
+{
+  return request (fixture, method, path, body, fixture->token, reply);
+}
+
+/* The event stream, opened. */
+typedef struct
+{
+  SoupMessage *msg;
+  GInputStream *body;
+  GDataInputStream *lines;
+} Stream;
+
+static void
+stream_open (Fixture *fixture, Stream *stream)
+{
+  g_autofree char *uri = g_strconcat (fixture->url, "api/v1/events", NULL);
+  g_autofree char *header = g_strconcat ("Bearer ", fixture->token, NULL);
+  g_autoptr (GError) error = NULL;
+
+  stream->msg = soup_message_new ("GET", uri);
+  soup_message_headers_replace (soup_message_get_request_headers (stream->msg),
+                                "Authorization", header);
+  stream->body
+      = soup_session_send (fixture->session, stream->msg, NULL, &error);
+  vms_assert_ok (stream->body, error);
+  assert_int_equal (soup_message_get_status (stream->msg), 200);
+  stream->lines = g_data_input_stream_new (stream->body);
+}
+
+static void
+stream_close (Stream *stream)
+{
+  g_clear_object (&stream->lines);
+  g_clear_object (&stream->body);
+  g_clear_object (&stream->msg);
+}
+
+/* The next event named event whose data holds needle (NULL: any); its
+ * object (caller unrefs).  Fails the test if the stream ends. */
+static JsonObject *
+stream_wait (Stream *stream, const char *event, const char *needle)
+{
+  g_autofree char *wanted = g_strconcat ("event: ", event, NULL);
+  gboolean named = FALSE;
+
+  for (;;)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *line = g_data_input_stream_read_line_utf8 (
+          stream->lines, NULL, NULL, &error);
+
+      if (!line)
+        fail_msg ("the event stream ended before %s: %s", event,
+                  error ? error->message : "closed");
+      if (g_str_has_prefix (line, "event: "))
+        named = g_str_equal (line, wanted);
+      else if (named && g_str_has_prefix (line, "data: ")
+               && (!needle || strstr (line, needle)))
+        {
+          g_autoptr (JsonParser) parser = json_parser_new ();
+
+          assert_true (json_parser_load_from_data (parser, line + 6, -1, NULL));
+          return json_object_ref (
+              json_node_get_object (json_parser_get_root (parser)));
+        }
+    }
+}
+
+/* ---- the VM ---- */
+
+static VmsTestVm *
+start_source (GError **error)
+{
+  VmsTestVmOptions options = {
+    .workload = "writer",
+    .extra_cmdline = "vms.write_rate_kib=256 vms.write_span_mib=8",
+    .memory_mib = 96,
+    .disks = { { "raw", DISK_SIZE } },
+    .second_qmp = TRUE,
+    .name = "web",
+  };
+  VmsTestVm *vm = vms_test_vm_start (&options, error);
+
+  if (!vm || !vms_test_vm_wait_ready (vm, error)
+      || !vms_test_vm_qemu_io (vm, "vd0", "write -P 0x5a 4M 8M", error))
+    g_clear_pointer (&vm, vms_test_vm_free);
+  return vm;
+}
+
+static VmsTestVm *
+start_destination (Fixture *fixture, GError **error)
+{
+  g_autofree char *path = vms_test_sink_replica_path (fixture->sink, "web-vd0");
+  VmsTestVmOptions options = {
+    .workload = "writer",
+    .extra_cmdline = "vms.write_rate_kib=256 vms.write_span_mib=8",
+    .memory_mib = 96,
+    .disks = { { "raw", 0, path } },
+    .incoming = TRUE,
+    .start_paused = TRUE,
+    .second_qmp = TRUE,
+  };
+
+  vms_test_sink_create_replica (fixture->sink, "web-vd0", DISK_SIZE);
+  return vms_test_vm_start (&options, error);
+}
+
+/* The plan of the fixture's VM; bandwidth (or NULL) slows its copy. */
+static char *
+plan_text (Fixture *fixture, const char *bandwidth)
+{
+  g_autofree char *sink = vms_test_sink_uri (fixture->sink, "");
+
+  return g_strdup_printf (
+      "[plan]\nsink = %s\nsuspend = true\nfinal-sync = pause\n%s%s%s"
+      "[vm web]\nsource = qmp:%s\ndest-qmp = qmp:%s\n"
+      "dest-uri = unix:%s/memory.sock\n",
+      sink, bandwidth ? "bandwidth = " : "", bandwidth ? bandwidth : "",
+      bandwidth ? "\n" : "", fixture->source->qmp2_path,
+      fixture->dest->qmp2_path, fixture->dest->dir);
+}
+
+/* ---- fixtures ---- */
+
+static int
+setup (void **state)
+{
+  Fixture *fixture = g_new0 (Fixture, 1);
+
+  *state = fixture;
+  fixture->sink = vms_test_sink_setup (NULL);
+  if (!fixture->sink)
+    return -1;
+  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
+  g_mkdir (fixture->state_dir, 0700);
+  fixture->session = soup_session_new ();
+  start_daemon (fixture);
+  return 0;
+}
+
+static int
+setup_vm (void **state)
+{
+  Fixture *fixture;
+  g_autoptr (GError) error = NULL;
+
+  if (setup (state) < 0)
+    return -1;
+  fixture = *state;
+  if (!(fixture->source = start_source (&error))
+      || !(fixture->dest = start_destination (fixture, &error)))
+    {
+      print_error ("cannot start the VMs: %s\n", error->message);
+      return -1;
+    }
+  return 0;
+}
+
+static int
+teardown (void **state)
+{
+  Fixture *fixture = *state;
+
+  vms_test_command_free (fixture->daemon);
+  g_clear_pointer (&fixture->source, vms_test_vm_free);
+  g_clear_pointer (&fixture->dest, vms_test_vm_free);
+  g_clear_object (&fixture->session);
+  vms_test_sink_free (fixture->sink);
+  g_free (fixture->state_dir);
+  g_free (fixture->url);
+  g_free (fixture->token);
+  g_free (fixture);
+  return 0;
+}
+
+/* ---- tests ---- */
+
+/* Unauthenticated, malformed and oversized requests are refused with
+ * their status, and nothing is kept. */
+static void
+test_refusals (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *plans_dir
+      = g_build_filename (fixture->state_dir, "plans", NULL);
+  g_autofree char *kept = g_build_filename (plans_dir, "p.plan", NULL);
+  g_autofree char *big = g_strnfill (2 * 1024 * 1024, '#');
+  g_autofree char *elsewhere = g_strdup_printf (
+      "[plan]\nsink = nbd+unix:///?socket=/s\nstate-dir = /tmp\n"
+      "[vm a]\nsource = qmp:/a.qmp\ndest-qmp = qmp:/b.qmp\n"
+      "dest-uri = unix:/m\n");
+  JsonObject *reply = NULL;
+
+  assert_int_equal (
+      request (fixture, "GET", "/api/v1/plans", NULL, NULL, &reply), 401);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (request (fixture, "PUT", "/api/v1/plans/p", "[plan]\n",
+                             "not-the-token-at-all", &reply),
+                    401);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_false (g_file_test (kept, G_FILE_TEST_EXISTS));
+  assert_int_equal (call (fixture, "PUT", "/api/v1/plans/p", "junk", &reply),
+                    400);
+  assert_non_null (
+      strstr (json_object_get_string_member (reply, "error"), "plan p: "));
+  g_clear_pointer (&reply, json_object_unref);
+  assert_false (g_file_test (kept, G_FILE_TEST_EXISTS));
+  assert_int_equal (call (fixture, "PUT", "/api/v1/plans/p", elsewhere, &reply),
+                    400);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_false (g_file_test (kept, G_FILE_TEST_EXISTS));
+  assert_int_equal (call (fixture, "PUT", "/api/v1/plans/-p", "x", &reply),
+                    400);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (call (fixture, "PUT", "/api/v1/plans/p", big, &reply), 413);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (call (fixture, "GET", "/api/v1/plans/nope", NULL, &reply),
+                    404);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/plans/nope/run", NULL, &reply), 404);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (call (fixture, "GET", "/api/v1/jobs/..%2F..%2Fetc%2Fpasswd",
+                          NULL, &reply),
+                    400);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (call (fixture, "DELETE", "/api/v1/jobs", NULL, &reply),
+                    404);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (call (fixture, "GET", "/api/v1/plans", NULL, &reply), 200);
+  assert_int_equal (
+      json_array_get_length (json_object_get_array_member (reply, "plans")), 0);
+  g_clear_pointer (&reply, json_object_unref);
+}
+
+/* A plan put, run and followed on the event stream to its end: the VM
+ * moved, its disk identical, the plan's and the job's state say so. */
+static void
+test_plan_over_http (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *plan = plan_text (fixture, NULL);
+  g_autofree char *replica
+      = vms_test_sink_replica_path (fixture->sink, "web-vd0");
+  g_autoptr (JsonObject) ended = NULL;
+  g_autoptr (JsonObject) vm_end = NULL;
+  JsonObject *reply = NULL;
+  Stream stream = { 0 };
+
+  assert_int_equal (call (fixture, "PUT", "/api/v1/plans/one", plan, &reply),
+                    201);
+  assert_int_equal (json_object_get_int_member (reply, "vm-count"), 1);
+  g_clear_pointer (&reply, json_object_unref);
+  stream_open (fixture, &stream);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/plans/one/run", NULL, &reply), 202);
+  g_clear_pointer (&reply, json_object_unref);
+  /* A second run of it while it runs is refused. */
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/plans/one/run", NULL, &reply), 409);
+  g_clear_pointer (&reply, json_object_unref);
+  vm_end = stream_wait (&stream, "plan-vm", "\"vm\":\"web\"");
+  assert_string_equal (json_object_get_string_member (vm_end, "outcome"),
+                       "migrated");
+  assert_string_equal (json_object_get_string_member (vm_end, "plan"), "one");
+  ended = stream_wait (&stream, "plan-run-ended", NULL);
+  assert_true (json_object_get_boolean_member (ended, "ok"));
+  stream_close (&stream);
+  vms_test_assert_identical (fixture->source->disk_paths[0], "raw", replica);
+
+  assert_int_equal (call (fixture, "GET", "/api/v1/plans/one", NULL, &reply),
+                    200);
+  assert_int_equal (json_object_get_int_member (reply, "migrated"), 1);
+  assert_false (json_object_get_boolean_member (reply, "running"));
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (call (fixture, "GET", "/api/v1/jobs/web", NULL, &reply),
+                    200);
+  assert_string_equal (json_object_get_string_member (reply, "phase"),
+                       "migrated");
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (call (fixture, "GET", "/api/v1/jobs", NULL, &reply), 200);
+  assert_int_equal (
+      json_array_get_length (json_object_get_array_member (reply, "jobs")), 1);
+  g_clear_pointer (&reply, json_object_unref);
+}
+
+/* Aborted over HTTP while its disk copies: the source runs on, the job
+ * is rolled back; run again, it resumes and moves the VM. */
+static void
+test_abort_then_run_again (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *plan = plan_text (fixture, "2M");
+  g_autofree char *faster = plan_text (fixture, NULL);
+  g_autoptr (JsonObject) copying = NULL;
+  g_autoptr (JsonObject) ended = NULL;
+  g_autoptr (JsonObject) again = NULL;
+  g_autoptr (JsonObject) started = NULL;
+  g_autoptr (GError) error = NULL;
+  JsonObject *reply = NULL;
+  Stream stream = { 0 };
+  guint64 beat;
+  g_autofree char *needle = NULL;
+
+  assert_int_equal (call (fixture, "PUT", "/api/v1/plans/slow", plan, &reply),
+                    201);
+  g_clear_pointer (&reply, json_object_unref);
+  stream_open (fixture, &stream);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/plans/slow/run", NULL, &reply), 202);
+  g_clear_pointer (&reply, json_object_unref);
+  copying = stream_wait (&stream, "state", "\"state\":\"background\"");
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/plans/slow/abort", NULL, &reply), 202);
+  g_clear_pointer (&reply, json_object_unref);
+  ended = stream_wait (&stream, "plan-run-ended", NULL);
+  assert_false (json_object_get_boolean_member (ended, "ok"));
+  beat = vms_test_vm_last_heartbeat (fixture->source);
+  needle = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
+  vms_assert_ok (
+      vms_test_vm_wait_serial (fixture->source, needle, 60000, &error), error);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/plans/slow/abort", NULL, &reply), 409);
+  g_clear_pointer (&reply, json_object_unref);
+
+  /* At full speed now; the job is resumed, not started anew. */
+  assert_int_equal (call (fixture, "PUT", "/api/v1/plans/slow", faster, &reply),
+                    200);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/plans/slow/run", NULL, &reply), 202);
+  g_clear_pointer (&reply, json_object_unref);
+  started = stream_wait (&stream, "plan-vm-start", "\"vm\":\"web\"");
+  assert_true (json_object_get_boolean_member (started, "resume"));
+  again = stream_wait (&stream, "plan-run-ended", NULL);
+  assert_true (json_object_get_boolean_member (again, "ok"));
+  stream_close (&stream);
+}
+
+/* Off loopback only over TLS: plain HTTP there is refused at the start;
+ * with a certificate the API answers over HTTPS to a client that trusts
+ * its CA, and a client that does not is refused by TLS. */
+static void
+test_tls (void **state)
+{
+  Fixture *fixture = *state;
+  const char *const names[] = { "IP:127.0.0.1", NULL };
+  const char *plain[] = { vmshiftd,      "--listen",         "0.0.0.0:0",
+                          "--state-dir", fixture->state_dir, NULL };
+  g_auto (VmsTestRun) refused = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autofree char *openssl = g_find_program_in_path ("openssl");
+  g_autofree char *dir = NULL;
+  g_autofree char *cert = NULL, *key = NULL, *ca = NULL;
+  g_autoptr (GTlsDatabase) trust = NULL;
+  g_autoptr (SoupSession) untrusting = NULL;
+  JsonObject *reply = NULL;
+
+  vms_test_run_capturev (&refused, NULL, NULL, plain);
+  assert_int_equal (refused.status, 2);
+  assert_non_null (strstr (refused.err, "is off loopback: give "
+                                        "--tls-certificate"));
+  if (!openssl)
+    vms_test_skip ("openssl missing (Debian package openssl)");
+  dir = vms_test_x509_make (names, &error);
+  vms_assert_ok (dir, error);
+  cert = g_build_filename (dir, "server-cert.pem", NULL);
+  key = g_build_filename (dir, "server-key.pem", NULL);
+  ca = g_build_filename (dir, "ca-cert.pem", NULL);
+  vms_test_command_free (fixture->daemon);
+  g_clear_pointer (&fixture->url, g_free);
+  {
+    const char *argv[]
+        = { vmshiftd,      "--listen",         "127.0.0.1:0",
+            "--state-dir", fixture->state_dir, "--tls-certificate",
+            cert,          "--tls-key",        key,
+            NULL };
+    const char *at;
+
+    fixture->daemon = vms_test_command_start (NULL, argv, fixture->state_dir);
+    vms_test_command_wait_for (fixture->daemon, "listening on https://", 30000);
+    at = strstr (fixture->daemon->out->str, "https://");
+    fixture->url = g_strndup (at, strcspn (at, "\n"));
+  }
+  trust = g_tls_file_database_new (ca, &error);
+  vms_assert_ok (trust, error);
+  g_object_set (fixture->session, "tls-database", trust, NULL);
+  assert_int_equal (call (fixture, "GET", "/api/v1/plans", NULL, &reply), 200);
+  g_clear_pointer (&reply, json_object_unref);
+  untrusting = soup_session_new ();
+  {
+    g_autofree char *uri = g_strconcat (fixture->url, "api/v1/plans", NULL);
+    g_autoptr (SoupMessage) msg = soup_message_new ("GET", uri);
+    g_autoptr (GBytes) answer
+        = soup_session_send_and_read (untrusting, msg, NULL, &error);
+
+    assert_null (answer);
+    assert_true (error->domain == G_TLS_ERROR);
+  }
+  vms_test_rmtree (dir);
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown (test_refusals, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_tls, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_plan_over_http, setup_vm, teardown),
+    cmocka_unit_test_setup_teardown (test_abort_then_run_again, setup_vm,
+                                     teardown),
+  };
+
+  vms_test_guest_prepare ();
+  vmshiftd = vms_test_built_program ("VMS_VMSHIFTD");
+  return vms_test_run_group ("vmshiftd", tests, G_N_ELEMENTS (tests), NULL,
+                             NULL);
+}
