@@ -21,6 +21,9 @@ typedef struct
   GCancellable *cancellable;
   GThread *thread;
   gint ended;  /* atomic: the thread is done */
+  GMutex lock; /* progress_at */
+  GHashTable *progress_at; /* "vm/disk/phase" → monotonic µs of the last
+                              progress event streamed */
   char *error; /* why it did not migrate every VM, or NULL; set once
                   ended */
 } PlanRun;
@@ -39,6 +42,8 @@ plan_run_free (PlanRun *run)
   g_cancellable_cancel (run->cancellable);
   g_thread_join (run->thread);
   vms_plan_free (run->plan);
+  g_hash_table_unref (run->progress_at);
+  g_mutex_clear (&run->lock);
   g_object_unref (run->cancellable);
   g_free (run->name);
   g_free (run->error);
@@ -87,12 +92,45 @@ running (VmsApiPlans *plans, const char *name)
 
 /* ---- a run ---- */
 
+/* How often a pass's progress is streamed: the engine reports each step
+ * of a copy, far more than a dashboard can show. */
+#define PROGRESS_INTERVAL_US G_USEC_PER_SEC
+
+/* A pass's progress goes out once a second, and at its end. */
+static gboolean
+progress_due (PlanRun *run, JsonObject *fields)
+{
+  g_autofree char *key = g_strdup_printf (
+      "%s/%s/%s", json_object_get_string_member_with_default (fields, "vm", ""),
+      json_object_get_string_member_with_default (fields, "disk", ""),
+      json_object_get_string_member_with_default (fields, "phase", ""));
+  gint64 now = g_get_monotonic_time ();
+  gboolean last
+      = json_object_get_int_member_with_default (fields, "done", 0)
+        >= json_object_get_int_member_with_default (fields, "total", 0);
+  gpointer at;
+  gboolean due;
+
+  g_mutex_lock (&run->lock);
+  at = g_hash_table_lookup (run->progress_at, key);
+  due = last || !at || now - *(gint64 *)at >= PROGRESS_INTERVAL_US;
+  if (due)
+    g_hash_table_replace (run->progress_at, g_steal_pointer (&key),
+                          g_memdup2 (&now, sizeof now));
+  g_mutex_unlock (&run->lock);
+  return due;
+}
+
 static void
 on_plan_event (const char *event, JsonObject *fields, const char *text,
                gpointer user_data)
 {
   PlanRun *run = user_data;
-  g_autoptr (JsonObject) tagged = json_object_new ();
+  g_autoptr (JsonObject) tagged = NULL;
+
+  if (g_str_equal (event, "progress") && fields && !progress_due (run, fields))
+    return;
+  tagged = json_object_new ();
 
   if (fields)
     {
@@ -162,6 +200,9 @@ start_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
   run->name = g_strdup (name);
   run->plan = plan;
   run->cancellable = g_cancellable_new ();
+  g_mutex_init (&run->lock);
+  run->progress_at
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   /* A run that ended before is replaced (its thread joined). */
   g_hash_table_replace (plans->runs, run->name, run);
   run->thread = g_thread_new ("plan", run_main, run);

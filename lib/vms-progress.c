@@ -83,6 +83,12 @@ void
 vms_progress_forward (VmsProgress *progress, const char *event,
                       JsonObject *fields, const char *text)
 {
+  /* Passed on whole, with what the forwarder added (a plan's VM name). */
+  if (progress->mode == VMS_PROGRESS_CALLBACK)
+    {
+      progress->func (event, fields, text, progress->user_data);
+      return;
+    }
   if (g_str_equal (event, "progress") && !text && fields)
     {
       if (json_object_has_member (fields, "after"))

@@ -342,6 +342,7 @@ test_plan_over_http (void **state)
       = vms_test_sink_replica_path (fixture->sink, "web-vd0");
   g_autoptr (JsonObject) ended = NULL;
   g_autoptr (JsonObject) vm_end = NULL;
+  g_autoptr (JsonObject) progress = NULL;
   JsonObject *reply = NULL;
   Stream stream = { 0 };
 
@@ -357,6 +358,9 @@ test_plan_over_http (void **state)
   assert_int_equal (
       call (fixture, "POST", "/api/v1/plans/one/run", NULL, &reply), 409);
   g_clear_pointer (&reply, json_object_unref);
+  /* The copy's progress crosses too (at most once a second per pass). */
+  progress = stream_wait (&stream, "progress", "\"vm\":\"web\"");
+  assert_true (json_object_has_member (progress, "disk"));
   vm_end = stream_wait (&stream, "plan-vm", "\"vm\":\"web\"");
   assert_string_equal (json_object_get_string_member (vm_end, "outcome"),
                        "migrated");
