@@ -3,7 +3,9 @@
  */
 #include "vms-api-plans.h"
 #include "vms-api-reply.h"
+#include "vms-job-lock.h"
 #include "vms-job.h"
+#include "vms-migration.h"
 #include "vms-plan-run.h"
 #include "vms-plan-state.h"
 #include "vms-progress.h"
@@ -26,6 +28,8 @@ typedef struct
                               progress event streamed */
   char *error; /* why it did not migrate every VM, or NULL; set once
                   ended */
+  char **orphans; /* an abort's run: the jobs a dead runner left
+                     migrating, to roll back; NULL for a plan's run */
 } PlanRun;
 
 struct _VmsApiPlans
@@ -43,6 +47,7 @@ plan_run_free (PlanRun *run)
   g_thread_join (run->thread);
   vms_plan_free (run->plan);
   g_hash_table_unref (run->progress_at);
+  g_strfreev (run->orphans);
   g_mutex_clear (&run->lock);
   g_object_unref (run->cancellable);
   g_free (run->name);
@@ -145,6 +150,81 @@ on_plan_event (const char *event, JsonObject *fields, const char *text,
   vms_api_events_publish (run->plans->events, event, tagged, text);
 }
 
+/* A run's end: said on the stream, kept for GET. */
+static void
+run_ended (PlanRun *run, gboolean ok, const char *why)
+{
+  JsonObject *fields = json_object_new ();
+
+  json_object_set_string_member (fields, "plan", run->name);
+  json_object_set_boolean_member (fields, "ok", ok);
+  if (!ok)
+    {
+      run->error = g_strdup (why);
+      json_object_set_string_member (fields, "error", why);
+    }
+  vms_api_events_publish (
+      run->plans->events, "plan-run-ended", fields,
+      ok ? (run->orphans ? "rolled back" : "every VM migrated") : why);
+  json_object_unref (fields);
+  g_atomic_int_set (&run->ended, 1);
+}
+
+/* What a rollback says, with the plan's and the VM's names. */
+typedef struct
+{
+  PlanRun *run;
+  const char *vm;
+} RollbackContext;
+
+static void
+on_rollback_event (const char *event, JsonObject *fields, const char *text,
+                   gpointer user_data)
+{
+  RollbackContext *context = user_data;
+  g_autoptr (JsonObject) tagged = json_object_new ();
+
+  if (fields)
+    {
+      g_autoptr (GList) members = json_object_get_members (fields);
+
+      for (GList *m = members; m; m = m->next)
+        json_object_set_member (
+            tagged, m->data,
+            json_node_copy (json_object_get_member (fields, m->data)));
+    }
+  json_object_set_string_member (tagged, "vm", context->vm);
+  on_plan_event (event, tagged, text, context->run);
+}
+
+/* An abort of a plan that no run of this vmshiftd holds: each job its
+ * dead runner left migrating is rolled back, as vmshift abort does. */
+static gpointer
+abort_main (gpointer data)
+{
+  PlanRun *run = data;
+  g_autoptr (GString) failed = g_string_new (NULL);
+
+  for (guint i = 0; run->orphans[i]; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (VmsMigration) migration = NULL;
+      RollbackContext context = { run, run->orphans[i] };
+      VmsMigrationConfig config;
+
+      vms_migration_config_init (&config);
+      config.copy.state_dir = g_strdup (run->plans->state_dir);
+      config.copy.resume = g_strdup (run->orphans[i]);
+      migration = vms_migration_new (&config, on_rollback_event, &context);
+      vms_migration_config_clear (&config);
+      if (!vms_migration_roll_back_job (migration, &error))
+        g_string_append_printf (failed, "%s%s: %s", failed->len ? "; " : "",
+                                run->orphans[i], error->message);
+    }
+  run_ended (run, failed->len == 0, failed->str);
+  return NULL;
+}
+
 static gpointer
 run_main (gpointer data)
 {
@@ -152,22 +232,29 @@ run_main (gpointer data)
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsProgress) progress
       = vms_progress_new_callback (on_plan_event, run);
-  JsonObject *fields = json_object_new ();
   gboolean ok = vms_plan_run (run->plan, run->plans->state_dir, progress,
                               run->cancellable, &error);
 
-  json_object_set_string_member (fields, "plan", run->name);
-  json_object_set_boolean_member (fields, "ok", ok);
-  if (!ok)
-    {
-      run->error = g_strdup (error->message);
-      json_object_set_string_member (fields, "error", error->message);
-    }
-  vms_api_events_publish (run->plans->events, "plan-run-ended", fields,
-                          ok ? "every VM migrated" : error->message);
-  json_object_unref (fields);
-  g_atomic_int_set (&run->ended, 1);
+  run_ended (run, ok, ok ? NULL : error->message);
   return NULL;
+}
+
+/* A new run of plan name, replacing one that ended (its thread
+ * joined); the caller starts its thread. */
+static PlanRun *
+new_run (VmsApiPlans *plans, const char *name, VmsPlan *plan)
+{
+  PlanRun *run = g_new0 (PlanRun, 1);
+
+  run->plans = plans;
+  run->name = g_strdup (name);
+  run->plan = plan;
+  run->cancellable = g_cancellable_new ();
+  g_mutex_init (&run->lock);
+  run->progress_at
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_hash_table_replace (plans->runs, run->name, run);
+  return run;
 }
 
 static void
@@ -195,16 +282,7 @@ start_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
       vms_api_reply_error (msg, SOUP_STATUS_BAD_REQUEST, "%s", error->message);
       return;
     }
-  run = g_new0 (PlanRun, 1);
-  run->plans = plans;
-  run->name = g_strdup (name);
-  run->plan = plan;
-  run->cancellable = g_cancellable_new ();
-  g_mutex_init (&run->lock);
-  run->progress_at
-      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  /* A run that ended before is replaced (its thread joined). */
-  g_hash_table_replace (plans->runs, run->name, run);
+  run = new_run (plans, name, plan);
   run->thread = g_thread_new ("plan", run_main, run);
   {
     JsonObject *object = json_object_new ();
@@ -215,6 +293,60 @@ start_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
   }
 }
 
+/* The jobs of plan's VMs that a dead runner left migrating (NULL when
+ * none). */
+static char **
+orphans_of (VmsApiPlans *plans, const VmsPlan *plan)
+{
+  g_autoptr (GStrvBuilder) orphans = g_strv_builder_new ();
+  g_auto (GStrv) found = NULL;
+
+  for (guint i = 0; i < plan->vms->len; i++)
+    {
+      const VmsPlanVm *vm = plan->vms->pdata[i];
+      g_autoptr (VmsJob) job = vms_job_load (plans->state_dir, vm->name, NULL);
+
+      if (job && job->phase == VMS_JOB_PHASE_MIGRATING
+          && vms_job_lock_holder (plans->state_dir, vm->name) == 0)
+        g_strv_builder_add (orphans, vm->name);
+    }
+  found = g_strv_builder_end (orphans);
+  return found[0] ? g_steal_pointer (&found) : NULL;
+}
+
+/* A plan no run here holds (vmshiftd restarted, or a vmshift plan run
+ * killed): its orphaned jobs are rolled back in a thread. */
+static void
+abort_orphans (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
+{
+  g_autofree char *path = plan_path (plans, name);
+  g_autoptr (GError) error = NULL;
+  VmsPlan *plan = vms_plan_load (path, &error);
+  char **orphans = plan ? orphans_of (plans, plan) : NULL;
+  JsonObject *object;
+  PlanRun *run;
+
+  if (!orphans)
+    {
+      vms_api_reply_error (
+          msg, plan ? SOUP_STATUS_CONFLICT : SOUP_STATUS_NOT_FOUND,
+          "plan %s: %s", name,
+          plan ? "it does not run, and none of its jobs is left migrating"
+               : error->message);
+      if (plan)
+        vms_plan_free (plan);
+      return;
+    }
+  run = new_run (plans, name, plan);
+  run->orphans = orphans;
+  run->thread = g_thread_new ("abort", abort_main, run);
+  object = json_object_new ();
+  json_object_set_string_member (object, "plan", name);
+  json_object_set_boolean_member (object, "aborting", TRUE);
+  json_object_set_int_member (object, "orphans", g_strv_length (orphans));
+  vms_api_reply (msg, SOUP_STATUS_ACCEPTED, object);
+}
+
 static void
 abort_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
 {
@@ -223,8 +355,7 @@ abort_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
 
   if (!running (plans, name))
     {
-      vms_api_reply_error (msg, SOUP_STATUS_CONFLICT,
-                           "plan %s does not run here", name);
+      abort_orphans (plans, msg, name);
       return;
     }
   /* Its migrations roll back; the run's end says how they went. */

@@ -502,6 +502,74 @@ test_tls (void **state)
   vms_test_rmtree (dir);
 }
 
+/* vmshiftd killed (-9) while a plan's memory crosses, and started
+ * again: nothing is lost.  Its abort finds the job the dead one left
+ * migrating and rolls it back (the source runs on); run again with a
+ * new destination, the job resumes without sending its disk again. */
+static void
+test_restart_mid_migration (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *plan = plan_text (fixture, "2M");
+  g_autofree char *faster = NULL;
+  g_autoptr (JsonObject) memory = NULL;
+  g_autoptr (JsonObject) rolled_back = NULL;
+  g_autoptr (JsonObject) migrated = NULL;
+  g_autoptr (JsonObject) ended = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *needle = NULL;
+  JsonObject *reply = NULL;
+  Stream stream = { 0 };
+  guint64 beat;
+
+  assert_int_equal (call (fixture, "PUT", "/api/v1/plans/r", plan, &reply),
+                    201);
+  g_clear_pointer (&reply, json_object_unref);
+  stream_open (fixture, &stream);
+  assert_int_equal (call (fixture, "POST", "/api/v1/plans/r/run", NULL, &reply),
+                    202);
+  g_clear_pointer (&reply, json_object_unref);
+  memory = stream_wait (&stream, "state", "\"state\":\"memory\"");
+  stream_close (&stream);
+  vms_test_command_free (fixture->daemon);
+  g_clear_pointer (&fixture->url, g_free);
+  g_clear_pointer (&fixture->token, g_free);
+  start_daemon (fixture);
+
+  stream_open (fixture, &stream);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/plans/r/abort", NULL, &reply), 202);
+  assert_int_equal (json_object_get_int_member (reply, "orphans"), 1);
+  g_clear_pointer (&reply, json_object_unref);
+  rolled_back = stream_wait (&stream, "plan-run-ended", NULL);
+  assert_true (json_object_get_boolean_member (rolled_back, "ok"));
+  assert_int_equal (call (fixture, "GET", "/api/v1/jobs/web", NULL, &reply),
+                    200);
+  assert_string_equal (json_object_get_string_member (reply, "phase"),
+                       "rolled-back");
+  g_clear_pointer (&reply, json_object_unref);
+  beat = vms_test_vm_last_heartbeat (fixture->source);
+  needle = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT, beat + 2);
+  vms_assert_ok (
+      vms_test_vm_wait_serial (fixture->source, needle, 60000, &error), error);
+
+  /* A rolled-back memory migration ends its destination: a new one. */
+  vms_assert_ok (vms_test_vm_restart (fixture->dest, FALSE, &error), error);
+  faster = plan_text (fixture, NULL);
+  assert_int_equal (call (fixture, "PUT", "/api/v1/plans/r", faster, &reply),
+                    200);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (call (fixture, "POST", "/api/v1/plans/r/run", NULL, &reply),
+                    202);
+  g_clear_pointer (&reply, json_object_unref);
+  migrated = stream_wait (&stream, "migrated", "\"vm\":\"web\"");
+  assert_int_equal (
+      json_object_get_int_member (migrated, "disk-background-bytes"), 0);
+  ended = stream_wait (&stream, "plan-run-ended", NULL);
+  assert_true (json_object_get_boolean_member (ended, "ok"));
+  stream_close (&stream);
+}
+
 int
 main (void)
 {
@@ -510,6 +578,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_tls, setup, teardown),
     cmocka_unit_test_setup_teardown (test_plan_over_http, setup_vm, teardown),
     cmocka_unit_test_setup_teardown (test_abort_then_run_again, setup_vm,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_restart_mid_migration, setup_vm,
                                      teardown),
   };
 
