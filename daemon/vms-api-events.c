@@ -74,7 +74,8 @@ pending_free (gpointer data)
 
 void
 vms_api_events_publish (VmsApiEvents *events, const char *event,
-                        JsonObject *fields, const char *text)
+                        JsonObject *fields, const char *text, const char *plan,
+                        const char *vm)
 {
   g_autoptr (JsonObject) object = json_object_new ();
   g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
@@ -90,6 +91,10 @@ vms_api_events_publish (VmsApiEvents *events, const char *event,
             object, m->data,
             json_node_copy (json_object_get_member (fields, m->data)));
     }
+  if (plan)
+    json_object_set_string_member (object, "plan", plan);
+  if (vm)
+    json_object_set_string_member (object, "vm", vm);
   json_object_set_string_member (object, "event", event);
   if (text)
     json_object_set_string_member (object, "message", text);

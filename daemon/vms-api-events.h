@@ -18,9 +18,11 @@ typedef struct _VmsApiEvents VmsApiEvents;
 VmsApiEvents *vms_api_events_new (GMainContext *context, guint kept);
 void vms_api_events_free (VmsApiEvents *events);
 
-/* From any thread: event with its fields (borrowed) and text. */
+/* From any thread: event with its fields (borrowed) and text, tagged
+ * with the plan's and the VM's names (each NULL: none). */
 void vms_api_events_publish (VmsApiEvents *events, const char *event,
-                             JsonObject *fields, const char *text);
+                             JsonObject *fields, const char *text,
+                             const char *plan, const char *vm);
 
 /* msg (GET /api/v1/events, authenticated) becomes a stream: the kept
  * events, then each new one, until the client goes. */

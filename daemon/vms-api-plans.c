@@ -103,10 +103,11 @@ running (VmsApiPlans *plans, const char *name)
 
 /* A pass's progress goes out once a second, and at its end. */
 static gboolean
-progress_due (PlanRun *run, JsonObject *fields)
+progress_due (PlanRun *run, JsonObject *fields, const char *vm)
 {
   g_autofree char *key = g_strdup_printf (
-      "%s/%s/%s", json_object_get_string_member_with_default (fields, "vm", ""),
+      "%s/%s/%s",
+      vm ? vm : json_object_get_string_member_with_default (fields, "vm", ""),
       json_object_get_string_member_with_default (fields, "disk", ""),
       json_object_get_string_member_with_default (fields, "phase", ""));
   gint64 now = g_get_monotonic_time ();
@@ -126,28 +127,24 @@ progress_due (PlanRun *run, JsonObject *fields)
   return due;
 }
 
+/* An event of run on the stream, tagged with the plan's name and vm's
+ * (NULL: the event names its VM itself, or has none). */
+static void
+publish (PlanRun *run, const char *event, JsonObject *fields, const char *text,
+         const char *vm)
+{
+  if (g_str_equal (event, "progress") && fields
+      && !progress_due (run, fields, vm))
+    return;
+  vms_api_events_publish (run->plans->events, event, fields, text, run->name,
+                          vm);
+}
+
 static void
 on_plan_event (const char *event, JsonObject *fields, const char *text,
                gpointer user_data)
 {
-  PlanRun *run = user_data;
-  g_autoptr (JsonObject) tagged = NULL;
-
-  if (g_str_equal (event, "progress") && fields && !progress_due (run, fields))
-    return;
-  tagged = json_object_new ();
-
-  if (fields)
-    {
-      g_autoptr (GList) members = json_object_get_members (fields);
-
-      for (GList *m = members; m; m = m->next)
-        json_object_set_member (
-            tagged, m->data,
-            json_node_copy (json_object_get_member (fields, m->data)));
-    }
-  json_object_set_string_member (tagged, "plan", run->name);
-  vms_api_events_publish (run->plans->events, event, tagged, text);
+  publish (user_data, event, fields, text, NULL);
 }
 
 /* A run's end: said on the stream, kept for GET. */
@@ -165,7 +162,8 @@ run_ended (PlanRun *run, gboolean ok, const char *why)
     }
   vms_api_events_publish (
       run->plans->events, "plan-run-ended", fields,
-      ok ? (run->orphans ? "rolled back" : "every VM migrated") : why);
+      ok ? (run->orphans ? "rolled back" : "every VM migrated") : why, NULL,
+      NULL);
   json_object_unref (fields);
   g_atomic_int_set (&run->ended, 1);
 }
@@ -182,19 +180,8 @@ on_rollback_event (const char *event, JsonObject *fields, const char *text,
                    gpointer user_data)
 {
   RollbackContext *context = user_data;
-  g_autoptr (JsonObject) tagged = json_object_new ();
 
-  if (fields)
-    {
-      g_autoptr (GList) members = json_object_get_members (fields);
-
-      for (GList *m = members; m; m = m->next)
-        json_object_set_member (
-            tagged, m->data,
-            json_node_copy (json_object_get_member (fields, m->data)));
-    }
-  json_object_set_string_member (tagged, "vm", context->vm);
-  on_plan_event (event, tagged, text, context->run);
+  publish (context->run, event, fields, text, context->vm);
 }
 
 /* An abort of a plan that no run of this vmshiftd holds: each job its
