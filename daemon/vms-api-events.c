@@ -6,7 +6,9 @@
 struct _VmsApiEvents
 {
   GMainContext *context;
-  GQueue kept; /* char*: "data: {...}\n\n" lines, oldest first */
+  GQueue kept;     /* char*: "id: N\nevent: ...\ndata: {...}\n\n", oldest
+                      first */
+  guint64 last_id; /* the SSE id of the newest event (main loop only) */
   guint kept_max;
   GPtrArray *clients; /* SoupServerMessage*, streaming (main loop only) */
 };
@@ -14,7 +16,7 @@ struct _VmsApiEvents
 typedef struct
 {
   VmsApiEvents *events;
-  char *line;
+  char *line; /* "event: ...\ndata: ...\n\n", without its id */
 } Pending;
 
 VmsApiEvents *
@@ -54,10 +56,14 @@ deliver (gpointer data)
 {
   Pending *pending = data;
   VmsApiEvents *events = pending->events;
+  /* Numbered where they are delivered, in order: a client that started
+   * something reads only what came after the id it was given. */
+  char *line = g_strdup_printf ("id: %" G_GUINT64_FORMAT "\n%s",
+                                ++events->last_id, pending->line);
 
   for (guint i = 0; i < events->clients->len; i++)
-    send_line (events->clients->pdata[i], pending->line);
-  g_queue_push_tail (&events->kept, g_steal_pointer (&pending->line));
+    send_line (events->clients->pdata[i], line);
+  g_queue_push_tail (&events->kept, line);
   while (g_queue_get_length (&events->kept) > events->kept_max)
     g_free (g_queue_pop_head (&events->kept));
   return G_SOURCE_REMOVE;
@@ -134,6 +140,12 @@ vms_api_events_subscribe (VmsApiEvents *events, SoupServerMessage *msg)
   send_line (msg, ": vmshiftd events\n\n");
   for (GList *l = events->kept.head; l; l = l->next)
     send_line (msg, l->data);
+}
+
+guint64
+vms_api_events_last_id (VmsApiEvents *events)
+{
+  return events->last_id;
 }
 
 guint

@@ -28,6 +28,10 @@ void vms_api_events_publish (VmsApiEvents *events, const char *event,
  * events, then each new one, until the client goes. */
 void vms_api_events_subscribe (VmsApiEvents *events, SoupServerMessage *msg);
 
+/* In the main loop: the SSE id of the newest event delivered (0: none
+ * yet); what is published after this call has a greater one. */
+guint64 vms_api_events_last_id (VmsApiEvents *events);
+
 /* Clients streaming now. */
 guint vms_api_events_clients (VmsApiEvents *events);
 

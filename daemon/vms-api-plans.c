@@ -244,40 +244,69 @@ new_run (VmsApiPlans *plans, const char *name, VmsPlan *plan)
   return run;
 }
 
+/* The reply to a request that started run: what a client follows on the
+ * event stream (the events after event-id, tagged with the plan). */
 static void
-start_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
+reply_started (VmsApiPlans *plans, SoupServerMessage *msg, PlanRun *run,
+               const char *job, const char *state)
+{
+  JsonObject *object = json_object_new ();
+
+  json_object_set_string_member (object, "plan", run->name);
+  if (job)
+    json_object_set_string_member (object, "job", job);
+  json_object_set_boolean_member (object, state, TRUE);
+  json_object_set_int_member (object, "event-id",
+                              vms_api_events_last_id (plans->events));
+  if (run->orphans)
+    json_object_set_int_member (object, "orphans",
+                                g_strv_length (run->orphans));
+  vms_api_reply (msg, SOUP_STATUS_ACCEPTED, object);
+}
+
+/* A run of the stored plan name in a thread, or NULL with the HTTP
+ * status and why not. */
+static PlanRun *
+start_run_of (VmsApiPlans *plans, const char *name, guint *status,
+              GError **error)
 {
   g_autofree char *path = plan_path (plans, name);
-  g_autoptr (GError) error = NULL;
   VmsPlan *plan;
   PlanRun *run;
 
+  *status = SOUP_STATUS_CONFLICT;
   if (running (plans, name))
     {
-      vms_api_reply_error (msg, SOUP_STATUS_CONFLICT, "plan %s runs already",
-                           name);
-      return;
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY, "plan %s runs already",
+                   name);
+      return NULL;
     }
+  *status = SOUP_STATUS_NOT_FOUND;
   if (!g_file_test (path, G_FILE_TEST_EXISTS))
     {
-      vms_api_reply_error (msg, SOUP_STATUS_NOT_FOUND, "no plan %s", name);
-      return;
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no plan %s", name);
+      return NULL;
     }
-  plan = vms_plan_load (path, &error);
+  *status = SOUP_STATUS_BAD_REQUEST;
+  plan = vms_plan_load (path, error);
   if (!plan)
-    {
-      vms_api_reply_error (msg, SOUP_STATUS_BAD_REQUEST, "%s", error->message);
-      return;
-    }
+    return NULL;
   run = new_run (plans, name, plan);
   run->thread = g_thread_new ("plan", run_main, run);
-  {
-    JsonObject *object = json_object_new ();
+  return run;
+}
 
-    json_object_set_string_member (object, "plan", name);
-    json_object_set_boolean_member (object, "running", TRUE);
-    vms_api_reply (msg, SOUP_STATUS_ACCEPTED, object);
-  }
+static void
+start_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  guint status;
+  PlanRun *run = start_run_of (plans, name, &status, &error);
+
+  if (run)
+    reply_started (plans, msg, run, NULL, "running");
+  else
+    vms_api_reply_error (msg, status, "%s", error->message);
 }
 
 /* The jobs of plan's VMs that a dead runner left migrating (NULL when
@@ -310,7 +339,6 @@ abort_orphans (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
   g_autoptr (GError) error = NULL;
   VmsPlan *plan = vms_plan_load (path, &error);
   char **orphans = plan ? orphans_of (plans, plan) : NULL;
-  JsonObject *object;
   PlanRun *run;
 
   if (!orphans)
@@ -327,18 +355,13 @@ abort_orphans (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
   run = new_run (plans, name, plan);
   run->orphans = orphans;
   run->thread = g_thread_new ("abort", abort_main, run);
-  object = json_object_new ();
-  json_object_set_string_member (object, "plan", name);
-  json_object_set_boolean_member (object, "aborting", TRUE);
-  json_object_set_int_member (object, "orphans", g_strv_length (orphans));
-  vms_api_reply (msg, SOUP_STATUS_ACCEPTED, object);
+  reply_started (plans, msg, run, NULL, "aborting");
 }
 
 static void
 abort_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
 {
   PlanRun *run = g_hash_table_lookup (plans->runs, name);
-  JsonObject *object;
 
   if (!running (plans, name))
     {
@@ -347,28 +370,87 @@ abort_run (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
     }
   /* Its migrations roll back; the run's end says how they went. */
   g_cancellable_cancel (run->cancellable);
-  object = json_object_new ();
-  json_object_set_string_member (object, "plan", name);
-  json_object_set_boolean_member (object, "aborting", TRUE);
-  vms_api_reply (msg, SOUP_STATUS_ACCEPTED, object);
+  reply_started (plans, msg, run, NULL, "aborting");
 }
 
 /* ---- stored plans ---- */
 
-/* The body as a plan: checked as vmshift plan check does, then kept.  A
- * plan the daemon runs keeps its jobs in the daemon's state directory. */
-static void
-store (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
+/* msg's body written to temporary and read as a plan, checked as
+ * vmshift plan check does (the file is gone again when it is not a
+ * plan).  A plan the daemon runs keeps its jobs in the daemon's state
+ * directory. */
+static VmsPlan *
+load_body (VmsApiPlans *plans, SoupServerMessage *msg, const char *temporary,
+           guint *status, GError **error)
 {
   g_autoptr (GBytes) body
       = soup_message_body_flatten (soup_server_message_get_request_body (msg));
+  g_autoptr (VmsPlan) plan = NULL;
+  gsize length;
+  const char *data = g_bytes_get_data (body, &length);
+
+  *status = SOUP_STATUS_INTERNAL_SERVER_ERROR;
+  if (g_mkdir_with_parents (plans->plans_dir, 0700) < 0)
+    {
+      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
+                   "cannot create %s: %s", plans->plans_dir,
+                   g_strerror (errno));
+      return NULL;
+    }
+  if (!g_file_set_contents_full (temporary, data ? data : "", length,
+                                 G_FILE_SET_CONTENTS_CONSISTENT, 0600, error))
+    return NULL;
+  *status = SOUP_STATUS_BAD_REQUEST;
+  plan = vms_plan_load (temporary, error);
+  if (plan && plan->state_dir
+      && g_strcmp0 (plan->state_dir, plans->state_dir) != 0)
+    {
+      g_set_error (error, VMS_PLAN_ERROR, VMS_PLAN_ERROR_INVALID,
+                   "[plan]: state-dir: a plan vmshiftd runs keeps its jobs in "
+                   "vmshiftd's state directory");
+      g_clear_pointer (&plan, vms_plan_free);
+    }
+  if (!plan)
+    {
+      g_unlink (temporary);
+      /* The loader names the file it read: the client knows it by name. */
+      if (g_str_has_prefix ((*error)->message, temporary))
+        {
+          char *why = g_strdup ((*error)->message + strlen (temporary)
+                                + strlen (": "));
+
+          g_free ((*error)->message);
+          (*error)->message = why;
+        }
+    }
+  return g_steal_pointer (&plan);
+}
+
+/* The checked plan at temporary becomes plan name (not running). */
+static gboolean
+keep (VmsApiPlans *plans, const char *temporary, const char *name,
+      gboolean *existed, GError **error)
+{
+  g_autofree char *path = plan_path (plans, name);
+
+  *existed = g_file_test (path, G_FILE_TEST_EXISTS);
+  if (g_rename (temporary, path) == 0)
+    return TRUE;
+  g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
+               "cannot keep plan %s: %s", name, g_strerror (errno));
+  g_unlink (temporary);
+  return FALSE;
+}
+
+static void
+store (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
+{
   g_autofree char *path = plan_path (plans, name);
   g_autofree char *temporary = g_strconcat (path, ".new", NULL);
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsPlan) plan = NULL;
-  gsize length;
-  const char *data = g_bytes_get_data (body, &length);
-  gboolean existed = g_file_test (path, G_FILE_TEST_EXISTS);
+  gboolean existed;
+  guint status;
   JsonObject *object;
 
   if (running (plans, name))
@@ -377,35 +459,12 @@ store (VmsApiPlans *plans, SoupServerMessage *msg, const char *name)
                            "plan %s runs: it cannot be replaced now", name);
       return;
     }
-  if (g_mkdir_with_parents (plans->plans_dir, 0700) < 0
-      || !g_file_set_contents_full (temporary, data ? data : "", length,
-                                    G_FILE_SET_CONTENTS_CONSISTENT, 0600,
-                                    &error))
+  plan = load_body (plans, msg, temporary, &status, &error);
+  if (!plan || !keep (plans, temporary, name, &existed, &error))
     {
-      vms_api_reply_error (msg, SOUP_STATUS_INTERNAL_SERVER_ERROR,
-                           "cannot keep plan %s: %s", name,
-                           error ? error->message : g_strerror (errno));
-      return;
-    }
-  plan = vms_plan_load (temporary, &error);
-  if (plan && plan->state_dir
-      && g_strcmp0 (plan->state_dir, plans->state_dir) != 0)
-    {
-      g_set_error (&error, VMS_PLAN_ERROR, VMS_PLAN_ERROR_INVALID,
-                   "[plan]: state-dir: a plan vmshiftd runs keeps its jobs in "
-                   "vmshiftd's state directory");
-      g_clear_pointer (&plan, vms_plan_free);
-    }
-  if (!plan || g_rename (temporary, path) < 0)
-    {
-      const char *why = error ? error->message : g_strerror (errno);
-
-      /* The loader names the file it read: the client knows it as NAME. */
-      if (g_str_has_prefix (why, temporary))
-        why += strlen (temporary) + strlen (": ");
-      g_unlink (temporary);
-      vms_api_reply_error (msg, SOUP_STATUS_BAD_REQUEST, "plan %s: %s", name,
-                           why);
+      vms_api_reply_error (msg,
+                           plan ? SOUP_STATUS_INTERNAL_SERVER_ERROR : status,
+                           "plan %s: %s", name, error->message);
       return;
     }
   object = json_object_new ();
@@ -466,6 +525,216 @@ list (VmsApiPlans *plans, SoupServerMessage *msg)
     }
   json_object_set_array_member (object, "plans", array);
   vms_api_reply (msg, SOUP_STATUS_OK, object);
+}
+
+/* ---- jobs: each a VM of a plan ---- */
+
+static gboolean
+plan_has_vm (const VmsPlan *plan, const char *id)
+{
+  for (guint i = 0; i < plan->vms->len; i++)
+    if (g_str_equal (((VmsPlanVm *)plan->vms->pdata[i])->name, id))
+      return TRUE;
+  return FALSE;
+}
+
+/* The run of this vmshiftd that migrates job id, or NULL. */
+static PlanRun *
+run_holding (VmsApiPlans *plans, const char *id)
+{
+  GHashTableIter iter;
+  PlanRun *run;
+
+  g_hash_table_iter_init (&iter, plans->runs);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *)&run))
+    if (!g_atomic_int_get (&run->ended) && run->plan
+        && plan_has_vm (run->plan, id))
+      return run;
+  return NULL;
+}
+
+static gboolean
+stored_plan_has_vm (VmsApiPlans *plans, const char *name, const char *id)
+{
+  g_autofree char *path = plan_path (plans, name);
+  g_autoptr (VmsPlan) plan = vms_plan_load (path, NULL);
+
+  return plan && plan_has_vm (plan, id);
+}
+
+/* The stored plan with job id's VM: the plan of its own name first (a
+ * job submitted alone), else the first that names it; NULL: none. */
+static char *
+plan_of_job (VmsApiPlans *plans, const char *id)
+{
+  g_autoptr (GDir) dir = NULL;
+
+  if (stored_plan_has_vm (plans, id, id))
+    return g_strdup (id);
+  dir = g_dir_open (plans->plans_dir, 0, NULL);
+  for (const char *file; dir && (file = g_dir_read_name (dir));)
+    {
+      g_autofree char *name = NULL;
+
+      if (!g_str_has_suffix (file, ".plan"))
+        continue;
+      name = g_strndup (file, strlen (file) - strlen (".plan"));
+      if (vms_job_id_is_valid (name, NULL)
+          && stored_plan_has_vm (plans, name, id))
+        return g_steal_pointer (&name);
+    }
+  return NULL;
+}
+
+void
+vms_api_plans_submit_job (VmsApiPlans *plans, SoupServerMessage *msg)
+{
+  g_autofree char *temporary
+      = g_build_filename (plans->plans_dir, ".job.new", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = NULL;
+  const char *id;
+  gboolean existed;
+  guint status;
+  PlanRun *run;
+
+  plan = load_body (plans, msg, temporary, &status, &error);
+  if (!plan)
+    {
+      vms_api_reply_error (msg, status, "job: %s", error->message);
+      return;
+    }
+  if (plan->vms->len != 1)
+    {
+      g_unlink (temporary);
+      vms_api_reply_error (msg, SOUP_STATUS_BAD_REQUEST,
+                           "job: a job is a plan of one VM, this one has %u "
+                           "(PUT it to /api/v1/plans/NAME)",
+                           plan->vms->len);
+      return;
+    }
+  id = ((VmsPlanVm *)plan->vms->pdata[0])->name;
+  if ((run = run_holding (plans, id)) || running (plans, id))
+    {
+      g_unlink (temporary);
+      vms_api_reply_error (msg, SOUP_STATUS_CONFLICT,
+                           "job %s runs already (plan %s)", id,
+                           run ? run->name : id);
+      return;
+    }
+  if (!keep (plans, temporary, id, &existed, &error)
+      || !(run = start_run_of (plans, id, &status, &error)))
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "job %s: %s",
+                           id, error->message);
+      return;
+    }
+  reply_started (plans, msg, run, id, "running");
+}
+
+/* A job no run of this vmshiftd holds: rolled back when its runner
+ * died while it migrated. */
+static void
+abort_dead_job (VmsApiPlans *plans, SoupServerMessage *msg, const char *id)
+{
+  g_autoptr (VmsJob) job = vms_job_load (plans->state_dir, id, NULL);
+  g_autofree char *name = plan_of_job (plans, id);
+  const char *key = name ? name : id;
+  gint64 holder = vms_job_lock_holder (plans->state_dir, id);
+  PlanRun *run;
+
+  if (!job)
+    vms_api_reply_error (msg, SOUP_STATUS_NOT_FOUND, "no job %s", id);
+  else if (holder > 0)
+    vms_api_reply_error (msg, SOUP_STATUS_CONFLICT,
+                         "job %s is run by process %" G_GINT64_FORMAT
+                         ", not by vmshiftd: stop it with vmshift abort %s",
+                         id, holder, id);
+  else if (job->phase != VMS_JOB_PHASE_MIGRATING || running (plans, key))
+    vms_api_reply_error (msg, SOUP_STATUS_CONFLICT,
+                         "job %s does not run (it is %s)", id,
+                         vms_job_phase_name (job->phase));
+  else
+    {
+      char *orphans[] = { (char *)id, NULL };
+
+      run = new_run (plans, key, NULL);
+      run->orphans = g_strdupv (orphans);
+      run->thread = g_thread_new ("abort", abort_main, run);
+      reply_started (plans, msg, run, id, "aborting");
+    }
+}
+
+static void
+abort_job (VmsApiPlans *plans, SoupServerMessage *msg, const char *id)
+{
+  PlanRun *run = run_holding (plans, id);
+
+  if (!run)
+    abort_dead_job (plans, msg, id);
+  else if (run->plan->vms->len > 1)
+    vms_api_reply_error (msg, SOUP_STATUS_CONFLICT,
+                         "job %s runs in plan %s with other VMs: abort the "
+                         "plan (POST /api/v1/plans/%s/abort)",
+                         id, run->name, run->name);
+  else
+    {
+      g_cancellable_cancel (run->cancellable);
+      reply_started (plans, msg, run, id, "aborting");
+    }
+}
+
+/* A job stopped or failed goes on: its plan runs again, which skips what
+ * migrated and resumes the rest. */
+static void
+resume_job (VmsApiPlans *plans, SoupServerMessage *msg, const char *id)
+{
+  g_autoptr (VmsJob) job = vms_job_load (plans->state_dir, id, NULL);
+  g_autofree char *name = NULL;
+  g_autoptr (GError) error = NULL;
+  PlanRun *run = run_holding (plans, id);
+  guint status;
+
+  if (run)
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_CONFLICT, "job %s runs (plan %s)",
+                           id, run->name);
+      return;
+    }
+  if (job && job->phase == VMS_JOB_PHASE_MIGRATED)
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_CONFLICT, "job %s migrated already",
+                           id);
+      return;
+    }
+  name = plan_of_job (plans, id);
+  if (!name)
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_NOT_FOUND,
+                           "no plan of vmshiftd names job %s (vmshift "
+                           "migrate --resume %s resumes a job run outside)",
+                           id, id);
+      return;
+    }
+  run = start_run_of (plans, name, &status, &error);
+  if (run)
+    reply_started (plans, msg, run, id, "running");
+  else
+    vms_api_reply_error (msg, status, "job %s: %s", id, error->message);
+}
+
+void
+vms_api_plans_job_action (VmsApiPlans *plans, SoupServerMessage *msg,
+                          const char *id, const char *action)
+{
+  if (g_str_equal (action, "abort"))
+    abort_job (plans, msg, id);
+  else if (g_str_equal (action, "resume"))
+    resume_job (plans, msg, id);
+  else
+    vms_api_reply_error (msg, SOUP_STATUS_NOT_FOUND,
+                         "POST /api/v1/jobs/%s/%s: no such request", id,
+                         action);
 }
 
 void

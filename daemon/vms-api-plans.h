@@ -23,6 +23,17 @@ void vms_api_plans_free (VmsApiPlans *plans);
 void vms_api_plans_handle (VmsApiPlans *plans, SoupServerMessage *msg,
                            const char *rest);
 
+/* POST /api/v1/jobs: the body is a plan of one VM, kept as the plan of
+ * the VM's name (its job's id) and run. */
+void vms_api_plans_submit_job (VmsApiPlans *plans, SoupServerMessage *msg);
+
+/* POST /api/v1/jobs/ID/ACTION (id valid): abort (the run of the job's
+ * plan of one VM stops and rolls back, or the job a dead runner left
+ * migrating is rolled back) or resume (the stored plan that names it
+ * runs again). */
+void vms_api_plans_job_action (VmsApiPlans *plans, SoupServerMessage *msg,
+                               const char *id, const char *action);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsApiPlans, vms_api_plans_free)
 
 G_END_DECLS

@@ -3,9 +3,9 @@
  */
 #include "vms-api.h"
 #include "vms-api-events.h"
+#include "vms-api-jobs.h"
 #include "vms-api-plans.h"
 #include "vms-api-reply.h"
-#include "vms-job.h"
 
 #include <string.h>
 
@@ -19,6 +19,7 @@ struct _VmsApi
   char *token;
   VmsApiEvents *events;
   VmsApiPlans *plans;
+  VmsApiJobs *jobs;
 };
 
 /* The same bytes, in a time that does not tell how many matched. */
@@ -50,78 +51,6 @@ authenticated (VmsApi *api, SoupServerMessage *msg)
   return FALSE;
 }
 
-/* One job's state file, as it is. */
-static void
-show_job (VmsApi *api, SoupServerMessage *msg, const char *id)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *file = g_strconcat (id, ".json", NULL);
-  g_autofree char *path = NULL;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonNode *root;
-
-  if (!vms_job_id_is_valid (id, &error))
-    {
-      vms_api_reply_error (msg, SOUP_STATUS_BAD_REQUEST, "job: %s",
-                           error->message);
-      return;
-    }
-  path = g_build_filename (api->state_dir, file, NULL);
-  if (!json_parser_load_from_file (parser, path, &error))
-    {
-      gboolean missing
-          = g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_NOENT);
-
-      vms_api_reply_error (
-          msg,
-          missing ? SOUP_STATUS_NOT_FOUND : SOUP_STATUS_INTERNAL_SERVER_ERROR,
-          "job %s: %s", id, missing ? "no such job" : error->message);
-      return;
-    }
-  root = json_parser_get_root (parser);
-  if (!JSON_NODE_HOLDS_OBJECT (root))
-    {
-      vms_api_reply_error (msg, SOUP_STATUS_INTERNAL_SERVER_ERROR,
-                           "job %s: its state file is not a JSON object", id);
-      return;
-    }
-  vms_api_reply (msg, SOUP_STATUS_OK,
-                 json_object_ref (json_node_get_object (root)));
-}
-
-/* Every job in the state directory: id, phase, VM, updated. */
-static void
-list_jobs (VmsApi *api, SoupServerMessage *msg)
-{
-  g_autoptr (GDir) dir = g_dir_open (api->state_dir, 0, NULL);
-  JsonArray *jobs = json_array_new ();
-  JsonObject *object = json_object_new ();
-
-  for (const char *file; dir && (file = g_dir_read_name (dir));)
-    {
-      g_autofree char *id = NULL;
-      g_autoptr (VmsJob) job = NULL;
-      JsonObject *one;
-
-      if (!g_str_has_suffix (file, ".json"))
-        continue;
-      id = g_strndup (file, strlen (file) - strlen (".json"));
-      /* Estimates and plans' ledgers live here too: not jobs. */
-      if (!vms_job_id_is_valid (id, NULL)
-          || !(job = vms_job_load (api->state_dir, id, NULL)))
-        continue;
-      one = json_object_new ();
-      json_object_set_string_member (one, "id", job->id);
-      json_object_set_string_member (one, "phase",
-                                     vms_job_phase_name (job->phase));
-      json_object_set_string_member (one, "vm-name", job->vm_name);
-      json_object_set_int_member (one, "updated", job->updated);
-      json_array_add_object_element (jobs, one);
-    }
-  json_object_set_array_member (object, "jobs", jobs);
-  vms_api_reply (msg, SOUP_STATUS_OK, object);
-}
-
 static void
 route (VmsApi *api, SoupServerMessage *msg, const char *path)
 {
@@ -136,12 +65,11 @@ route (VmsApi *api, SoupServerMessage *msg, const char *path)
                        : NULL)
            && (!*rest || *rest == '/'))
     vms_api_plans_handle (api->plans, msg, rest);
-  else if (g_str_equal (path, "/api/v1/jobs")
-           && g_str_equal (method, SOUP_METHOD_GET))
-    list_jobs (api, msg);
-  else if (g_str_has_prefix (path, "/api/v1/jobs/")
-           && g_str_equal (method, SOUP_METHOD_GET))
-    show_job (api, msg, path + strlen ("/api/v1/jobs/"));
+  else if ((rest = g_str_has_prefix (path, "/api/v1/jobs")
+                       ? path + strlen ("/api/v1/jobs")
+                       : NULL)
+           && (!*rest || *rest == '/'))
+    vms_api_jobs_handle (api->jobs, msg, rest);
   else
     vms_api_reply_error (msg, SOUP_STATUS_NOT_FOUND, "%s %s: no such request",
                          method, path);
@@ -185,6 +113,7 @@ vms_api_new (SoupServer *server, const char *state_dir, const char *token)
   api->token = g_strdup (token);
   api->events = vms_api_events_new (g_main_context_default (), KEPT_EVENTS);
   api->plans = vms_api_plans_new (state_dir, api->events);
+  api->jobs = vms_api_jobs_new (state_dir, api->plans);
   soup_server_add_early_handler (server, "/api/v1", check_early, api, NULL);
   soup_server_add_handler (server, "/api/v1", handle, api, NULL);
   return api;
@@ -196,6 +125,7 @@ vms_api_free (VmsApi *api)
   if (!api)
     return;
   soup_server_remove_handler (api->server, "/api/v1");
+  vms_api_jobs_free (api->jobs);
   vms_api_plans_free (api->plans);
   vms_api_events_free (api->events);
   g_object_unref (api->server);
