@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-cli-server.h"
 #include "vms-backpressure.h"
 #include "vms-job-lock.h"
 #include "vms-migration.h"
@@ -194,25 +195,62 @@ vms_cli_abort_job (const char *state_dir, const char *id, int timeout_s)
   return abort_running (state_dir, job, pid, timeout_s);
 }
 
+/* vmshiftd stops job id and rolls it back: done when its state says
+ * rolled-back. */
+static int
+abort_on_server (const VmsCliServerOptions *server, const char *id,
+                 gboolean json)
+{
+  g_autofree char *path = g_strconcat ("/jobs/", id, "/abort", NULL);
+  g_autofree char *what = g_strconcat ("job ", id, NULL);
+  int status = vms_cli_server_start (server, "abort", what, "POST", path, NULL,
+                                     NULL, json);
+  g_autoptr (JsonObject) job = NULL;
+  const char *phase;
+
+  if (status != VMS_EXIT_OK)
+    return status;
+  path[strlen (path) - strlen ("/abort")] = '\0';
+  job = vms_cli_server_call (server, "abort", "GET", path, NULL, NULL, &status);
+  if (!job)
+    return status;
+  phase = json_object_get_string_member_with_default (job, "phase", "?");
+  if (g_str_equal (phase, "rolled-back"))
+    return VMS_EXIT_OK;
+  vms_cli_error ("abort", "job %s is %s in vmshiftd, not rolled back", id,
+                 phase);
+  return VMS_EXIT_FAILED;
+}
+
 int
 vms_cmd_abort (int argc, char **argv)
 {
   g_autofree char *state_dir = NULL;
   g_autofree char *timeout = NULL;
   guint64 timeout_s = VMS_ABORT_DEFAULT_TIMEOUT_S;
+  g_auto (VmsCliServerOptions) server = { 0 };
+  g_autofree GOptionEntry *server_entries
+      = vms_cli_server_option_entries (&server);
+  gboolean json = FALSE;
   const GOptionEntry entries[]
       = { { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
             "Where job state lives (default /var/lib/vmshift as root)", "DIR" },
           { "timeout", 't', 0, G_OPTION_ARG_STRING, &timeout,
             "Wait at most S s for the rollback (default 120)", "S" },
+          { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+            "With --server: the rollback's events as JSON lines", NULL },
           G_OPTION_ENTRY_NULL };
   g_autoptr (GOptionContext) context = g_option_context_new ("JOB");
   g_autoptr (GError) error = NULL;
 
   g_option_context_set_summary (
       context, "Stop a running 'vmshift migrate' JOB; it rolls back and the "
-               "source VM keeps running.");
+               "source VM keeps running.  With --server, a job vmshiftd "
+               "runs (alone: a job of a plan of many VMs stops with its "
+               "plan, 'vmshift plan abort'), followed until it rolled "
+               "back.");
   g_option_context_add_main_entries (context, entries, NULL);
+  g_option_context_add_main_entries (context, server_entries, NULL);
   g_set_prgname ("vmshift abort");
   if (!g_option_context_parse (context, &argc, &argv, &error)
       || !vms_option_seconds ("--timeout", timeout, 1, MAX_TIMEOUT_S,
@@ -231,6 +269,8 @@ vms_cmd_abort (int argc, char **argv)
       vms_cli_error ("abort", "JOB '%s': %s", argv[1], error->message);
       return VMS_EXIT_USAGE;
     }
+  if (server.url)
+    return abort_on_server (&server, argv[1], json);
   if (!state_dir)
     state_dir = vms_job_default_state_dir ();
   /* A rollback of an orphan talks to QEMU about sockets in it. */

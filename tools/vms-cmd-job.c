@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-cli-server.h"
 #include "vms-job-drop.h"
 #include "vms-job-lock.h"
 #include "vms-path.h"
@@ -271,11 +272,58 @@ job_drop (const char *state_dir, const char *id, gboolean force)
   return VMS_EXIT_OK;
 }
 
+/* The jobs vmshiftd's state directory holds: a line each, or its JSON
+ * array. */
+static int
+job_list_on_server (const VmsCliServerOptions *server, gboolean json)
+{
+  int status = VMS_EXIT_OK;
+  g_autoptr (JsonObject) answer = vms_cli_server_call (
+      server, "job", "GET", "/jobs", NULL, NULL, &status);
+  JsonArray *jobs;
+
+  if (!answer)
+    return status;
+  jobs = json_object_has_member (answer, "jobs")
+             ? json_object_get_array_member (answer, "jobs")
+             : NULL;
+  if (!jobs)
+    {
+      vms_cli_error ("job", "vmshiftd's answer has no jobs");
+      return VMS_EXIT_CONNECT;
+    }
+  if (json)
+    {
+      g_autoptr (JsonNode) node = json_node_new (JSON_NODE_ARRAY);
+      g_autofree char *text = NULL;
+
+      json_node_set_array (node, jobs);
+      text = json_to_string (node, TRUE);
+      g_print ("%s\n", text);
+      return VMS_EXIT_OK;
+    }
+  for (guint i = 0; i < json_array_get_length (jobs); i++)
+    {
+      JsonObject *job = json_array_get_object_element (jobs, i);
+
+      if (job)
+        g_print (
+            "%s: %s, VM %s\n",
+            json_object_get_string_member_with_default (job, "id", "?"),
+            json_object_get_string_member_with_default (job, "phase", "?"),
+            json_object_get_string_member_with_default (job, "vm-name", "?"));
+    }
+  return VMS_EXIT_OK;
+}
+
 int
 vms_cmd_job (int argc, char **argv)
 {
   g_autofree char *state_dir = NULL;
   gboolean json = FALSE, force = FALSE;
+  g_auto (VmsCliServerOptions) server = { 0 };
+  g_autofree GOptionEntry *server_entries
+      = vms_cli_server_option_entries (&server);
   const GOptionEntry entries[]
       = { { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
             "Where job state lives (default /var/lib/vmshift as root)", "DIR" },
@@ -293,12 +341,22 @@ vms_cmd_job (int argc, char **argv)
       context, "list: the jobs of the state directory: VM, phase, last "
                "update, disks, bitmaps, and the pid of a vmshift running it.\n"
                "drop JOB: remove the job's bitmaps and NBD exports from its "
-               "VM, then its state.");
+               "VM, then its state.\n"
+               "With --server, list shows vmshiftd's jobs.");
   g_option_context_add_main_entries (context, entries, NULL);
+  g_option_context_add_main_entries (context, server_entries, NULL);
   g_set_prgname ("vmshift job");
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
       vms_cli_error ("job", "%s", error->message);
+      return VMS_EXIT_USAGE;
+    }
+  if (server.url && argc == 2 && g_str_equal (argv[1], "list"))
+    return job_list_on_server (&server, json);
+  if (server.url)
+    {
+      vms_cli_error ("job", "with --server: only 'list' (vmshiftd drops "
+                            "no job)");
       return VMS_EXIT_USAGE;
     }
   if (!state_dir)

@@ -4,6 +4,7 @@
  */
 #include "vms-cli.h"
 #include "vms-cli-copy.h"
+#include "vms-cli-server.h"
 #include "vms-migration.h"
 #include "vms-option.h"
 #include "vms-path.h"
@@ -417,7 +418,8 @@ on_event (const char *event, JsonObject *fields, const char *text,
 }
 
 static GOptionContext *
-option_context (GOptionEntry *entries, GOptionEntry *copy_entries)
+option_context (GOptionEntry *entries, GOptionEntry *copy_entries,
+                GOptionEntry *server_entries)
 {
   GOptionContext *context = g_option_context_new (
       "[SOURCE] --dest-qmp ADDRESS --dest-uri URI --sink URI | --connect URI "
@@ -431,6 +433,7 @@ option_context (GOptionEntry *entries, GOptionEntry *copy_entries)
   g_option_context_add_main_entries (context, entries, NULL);
   /* One list in --help: the copy options matter as much here as in sync. */
   g_option_context_add_main_entries (context, copy_entries, NULL);
+  g_option_context_add_main_entries (context, server_entries, NULL);
   return context;
 }
 
@@ -464,6 +467,166 @@ run (MigrateOptions *options, VmsMigrationConfig *config)
   return vms_cli_exit_code (error);
 }
 
+/* ---- --server: the migration as a job of vmshiftd ---- */
+
+/* What a plan (vmshift-plan(5)) cannot say, so what vmshiftd cannot be
+ * asked to do: the first such option given, or NULL. */
+static const char *
+not_for_server (const MigrateOptions *options)
+{
+  const VmsCliCopyOptions *base = &options->base;
+  const struct
+  {
+    gboolean given;
+    const char *name;
+  } options_given[] = {
+    { options->multifd != NULL, "--multifd" },
+    { options->compress != NULL, "--compress" },
+    { options->auto_converge, "--auto-converge" },
+    { options->estimate != NULL, "--estimate" },
+    { options->memory_timeout != NULL, "--memory-timeout" },
+    { options->switchover_timeout != NULL, "--switchover-timeout" },
+    { options->p2p, "--p2p" },
+    { options->timeout != NULL, "--timeout" },
+    { options->dname != NULL, "--dname" },
+    { options->replica_dir != NULL, "--replica-dir" },
+    { base->state_dir != NULL, "--state-dir (vmshiftd keeps the job)" },
+    { base->disks != NULL, "--disk" },
+    { base->replica_prefix != NULL, "--replica-prefix" },
+    { base->max_bandwidth != NULL, "--max-bandwidth" },
+    { base->rounds != NULL, "--rounds" },
+    { base->until_converged, "--until-converged" },
+    { base->converge != NULL, "--converge-bytes" },
+    { base->connections != NULL, "--connections" },
+    { base->queue_depth != NULL, "--queue-depth" },
+    { base->request_size != NULL, "--request-size" },
+    { base->checkpoint_bytes != NULL, "--checkpoint-bytes" },
+    { base->granularity != NULL, "--granularity" },
+    { base->bitmap_memory != NULL, "--bitmap-memory" },
+    { base->compare != NULL, "--compare" },
+    { base->write_backpressure != NULL, "--write-backpressure" },
+    { base->checkpoint_seconds != NULL, "--checkpoint-seconds" },
+    { base->io_timeout != NULL, "--io-timeout" },
+    { base->retry_timeout != NULL, "--retry-timeout" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (options_given); i++)
+    if (options_given[i].given)
+      return options_given[i].name;
+  return NULL;
+}
+
+static void
+set_if (GKeyFile *plan, const char *section, const char *key, const char *value)
+{
+  if (value)
+    g_key_file_set_string (plan, section, key, value);
+}
+
+static void
+set_flag (GKeyFile *plan, const char *section, const char *key, gboolean on)
+{
+  if (on)
+    g_key_file_set_boolean (plan, section, key, TRUE);
+}
+
+/* The migration as a plan of one VM named after its job (GKeyFile
+ * quotes what the values hold); empty when no option says anything. */
+static GKeyFile *
+job_plan (const MigrateOptions *options, const char *id, char **argv)
+{
+  g_autoptr (GKeyFile) plan = g_key_file_new ();
+  g_autofree char *section = g_strconcat ("vm ", id, NULL);
+
+  set_if (plan, "plan", "bandwidth", options->bandwidth);
+  if (options->connect)
+    {
+      set_if (plan, section, "connect", options->connect);
+      set_if (plan, section, "domain", argv[1]);
+      set_if (plan, section, "dest", argv[2]);
+      set_if (plan, section, "migrate-uri", options->migrate_uri);
+      set_flag (plan, section, "persistent", options->persistent);
+      set_flag (plan, section, "undefine-source", options->undefine_source);
+    }
+  else
+    {
+      set_if (plan, section, "source", argv[1]);
+      set_if (plan, section, "dest-qmp", options->dest_qmp);
+      set_if (plan, section, "dest-uri", options->dest_uri);
+    }
+  set_if (plan, section, "sink", options->base.sink);
+  set_if (plan, section, "max-downtime", options->max_downtime);
+  set_if (plan, section, "final-sync", options->final_sync);
+  set_if (plan, section, "on-downtime-miss", options->on_miss);
+  set_flag (plan, section, "tls", options->tls);
+  set_flag (plan, section, "insecure", options->insecure);
+  set_flag (plan, section, "suspend", options->suspend);
+  return g_steal_pointer (&plan);
+}
+
+/* vmshiftd runs the migration (a new job, or --resume of one of its
+ * own), followed here to its end. */
+static int
+migrate_on_server (const MigrateOptions *options,
+                   const VmsCliServerOptions *server, int argc, char **argv)
+{
+  const VmsCliCopyOptions *base = &options->base;
+  const char *id = base->resume       ? base->resume
+                   : base->job_id     ? base->job_id
+                   : options->connect ? argv[1]
+                                      : NULL;
+  const char *refused = not_for_server (options);
+  g_autofree char *what = g_strconcat ("job ", id ? id : "", NULL);
+  g_autofree char *resume = NULL;
+  g_autofree char *plan = NULL;
+
+  /* vmshiftd checks the rest as it checks a plan, naming the key. */
+  if (argc != (base->resume ? 1 : options->connect ? 3 : 2))
+    {
+      vms_cli_error ("migrate", "expected SOURCE, or DOMAIN DESTURI with "
+                                "--connect, or --resume JOB (see 'vmshift "
+                                "migrate --help')");
+      return VMS_EXIT_USAGE;
+    }
+  if (refused)
+    {
+      vms_cli_error ("migrate",
+                     "%s cannot go to vmshiftd: a plan (vmshift-plan(5)) "
+                     "cannot say it",
+                     refused);
+      return VMS_EXIT_USAGE;
+    }
+  if (!id)
+    {
+      vms_cli_error ("migrate", "--server needs --job NAME: the job's name "
+                                "in vmshiftd");
+      return VMS_EXIT_USAGE;
+    }
+  if (base->resume)
+    {
+      g_autoptr (GKeyFile) asked = job_plan (options, id, argv);
+      g_auto (GStrv) sections = g_key_file_get_groups (asked, NULL);
+
+      if (base->job_id || sections[0])
+        {
+          vms_cli_error ("migrate",
+                         "with --server, --resume takes no other option: "
+                         "vmshiftd resumes the job as its plan says");
+          return VMS_EXIT_USAGE;
+        }
+      resume = g_strconcat ("/jobs/", id, "/resume", NULL);
+      return vms_cli_server_start (server, "migrate", what, "POST", resume,
+                                   NULL, NULL, base->json);
+    }
+  {
+    g_autoptr (GKeyFile) file = job_plan (options, id, argv);
+
+    plan = g_key_file_to_data (file, NULL, NULL);
+  }
+  return vms_cli_server_start (server, "migrate", what, "POST", "/jobs",
+                               "text/plain", plan, base->json);
+}
+
 int
 vms_cmd_migrate (int argc, char **argv)
 {
@@ -471,6 +634,9 @@ vms_cmd_migrate (int argc, char **argv)
   VmsMigrationConfig config;
   g_autofree GOptionEntry *copy_entries
       = vms_cli_copy_option_entries (&options.base);
+  g_auto (VmsCliServerOptions) server = { 0 };
+  g_autofree GOptionEntry *server_entries
+      = vms_cli_server_option_entries (&server);
   GOptionEntry entries[] = {
     { "dest-qmp", 'D', 0, G_OPTION_ARG_STRING, &options.dest_qmp,
       "QMP monitor of the destination QEMU (-incoming defer)", "ADDRESS" },
@@ -543,18 +709,21 @@ vms_cmd_migrate (int argc, char **argv)
       "DIR" },
     G_OPTION_ENTRY_NULL
   };
-  g_autoptr (GOptionContext) context = option_context (entries, copy_entries);
+  g_autoptr (GOptionContext) context
+      = option_context (entries, copy_entries, server_entries);
   g_autoptr (GError) error = NULL;
   int status;
 
   vms_migration_config_init (&config);
   g_set_prgname ("vmshift migrate");
   if (!g_option_context_parse (context, &argc, &argv, &error)
-      || !check_arguments (&options, argc, &config, &error))
+      || (!server.url && !check_arguments (&options, argc, &config, &error)))
     {
       vms_cli_error ("migrate", "%s", error->message);
       status = VMS_EXIT_USAGE;
     }
+  else if (server.url)
+    status = migrate_on_server (&options, &server, argc, argv);
   else
     {
       fill_config (&options, argc, argv, &config);

@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-cli-server.h"
 #include "vms-estimate-file.h"
 #include "vms-job.h"
 #include "vms-path.h"
@@ -282,6 +283,98 @@ plan_command (const char *command, const char *path,
   return vms_plan_abort (plan, state_dir, timeout_s);
 }
 
+/* ---- with --server: the plan kept and run by vmshiftd ---- */
+
+/* What vmshiftd calls the plan in file or name arg: its base name
+ * without ".plan". */
+static char *
+server_plan_name (const char *arg)
+{
+  g_autofree char *base = g_path_get_basename (arg);
+
+  if (g_str_has_suffix (base, ".plan"))
+    base[strlen (base) - strlen (".plan")] = '\0';
+  return g_steal_pointer (&base);
+}
+
+static int
+server_plan_run (const VmsCliServerOptions *server, const char *path,
+                 const char *name, gboolean json)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *where = g_strconcat ("/plans/", name, NULL);
+  g_autofree char *run = g_strconcat (where, "/run", NULL);
+  g_autofree char *what = g_strconcat ("plan ", name, NULL);
+  g_autoptr (JsonObject) kept = NULL;
+  int status = VMS_EXIT_OK;
+
+  if (!g_file_get_contents (path, &text, NULL, &error))
+    {
+      vms_cli_error ("plan", "%s", error->message);
+      return VMS_EXIT_USAGE;
+    }
+  kept = vms_cli_server_call (server, "plan", "PUT", where, "text/plain", text,
+                              &status);
+  if (!kept)
+    return status;
+  return vms_cli_server_start (server, "plan", what, "POST", run, NULL, NULL,
+                               json);
+}
+
+static int
+server_plan_status (const VmsCliServerOptions *server, const char *name,
+                    gboolean json)
+{
+  g_autofree char *path = g_strconcat ("/plans/", name, NULL);
+  g_autofree char *where = NULL;
+  int status = VMS_EXIT_OK;
+  g_autoptr (JsonObject) state
+      = vms_cli_server_call (server, "plan", "GET", path, NULL, NULL, &status);
+  const char *last_error;
+
+  if (!state)
+    return status;
+  if (!json_object_has_member (state, "vms")
+      || !json_object_has_member (state, "groups")
+      || !json_object_has_member (state, "migrated"))
+    {
+      vms_cli_error ("plan", "vmshiftd's answer is not a plan's state");
+      return VMS_EXIT_CONNECT;
+    }
+  where = g_strdup_printf (
+      "in vmshiftd at %s, %s", server->url,
+      json_object_get_boolean_member_with_default (state, "running", FALSE)
+          ? "running"
+          : "not running");
+  vms_plan_status_print (state, name, where, json);
+  last_error
+      = json_object_get_string_member_with_default (state, "last-error", NULL);
+  if (last_error && !json)
+    g_print ("its last run: %s\n", last_error);
+  return VMS_EXIT_OK;
+}
+
+static int
+plan_on_server (const VmsCliServerOptions *server, const char *command,
+                const char *arg, gboolean json)
+{
+  g_autofree char *name = server_plan_name (arg);
+  g_autofree char *path = g_strconcat ("/plans/", name, "/abort", NULL);
+  g_autofree char *what = g_strconcat ("plan ", name, NULL);
+  int status;
+
+  if (g_str_equal (command, "run"))
+    return server_plan_run (server, arg, name, json);
+  if (g_str_equal (command, "status"))
+    return server_plan_status (server, name, json);
+  status = vms_cli_server_start (server, "plan", what, "POST", path, NULL, NULL,
+                                 json);
+  /* What the abort left, as plan status shows it. */
+  return status == VMS_EXIT_OK ? server_plan_status (server, name, json)
+                               : status;
+}
+
 int
 vms_cmd_plan (int argc, char **argv)
 {
@@ -289,6 +382,9 @@ vms_cmd_plan (int argc, char **argv)
   g_autofree char *state_dir = NULL;
   g_autofree char *timeout = NULL;
   guint64 timeout_s = VMS_ABORT_DEFAULT_TIMEOUT_S;
+  g_auto (VmsCliServerOptions) server = { 0 };
+  g_autofree GOptionEntry *server_entries
+      = vms_cli_server_option_entries (&server);
   const GOptionEntry entries[]
       = { { "json", 0, 0, G_OPTION_ARG_NONE, &json,
             "JSON events instead of text", NULL },
@@ -317,8 +413,13 @@ vms_cmd_plan (int argc, char **argv)
                "attempts, the last error; each group's count.\n"
                "abort PLAN: every migration of the plan that runs rolls "
                "back (the plan's run stops), as 'vmshift abort' does for "
-               "one job.");
+               "one job.\n"
+               "With --server URL, run sends the plan file to vmshiftd, "
+               "which keeps it by its base name (without .plan) and runs "
+               "it, and follows it to its end; status and abort take that "
+               "name (or the file) and ask vmshiftd.");
   g_option_context_add_main_entries (context, entries, NULL);
+  g_option_context_add_main_entries (context, server_entries, NULL);
   g_set_prgname ("vmshift plan");
   if (!g_option_context_parse (context, &argc, &argv, &error)
       || !vms_option_seconds ("--timeout", timeout, 1, 24 * 3600, &timeout_s,
@@ -329,6 +430,10 @@ vms_cmd_plan (int argc, char **argv)
     }
   if (argc == 3 && g_str_equal (argv[1], "check"))
     return plan_check (argv[2], state_dir, json);
+  if (argc == 3 && server.url
+      && (g_str_equal (argv[1], "run") || g_str_equal (argv[1], "status")
+          || g_str_equal (argv[1], "abort")))
+    return plan_on_server (&server, argv[1], argv[2], json);
   if (argc == 3
       && (g_str_equal (argv[1], "run") || g_str_equal (argv[1], "status")
           || g_str_equal (argv[1], "abort")))

@@ -84,24 +84,34 @@ vms_plan_status (const VmsPlan *plan, const char *state_dir, gboolean json)
   g_autoptr (GError) ledger_error = NULL;
   g_autoptr (JsonObject) state
       = vms_plan_state_new (plan, state_dir, &ledger_error);
+  g_autofree char *where = g_strdup_printf ("jobs in %s", state_dir);
+
+  if (ledger_error)
+    g_printerr ("vmshift: plan: warning: %s\n", ledger_error->message);
+  vms_plan_status_print (state, plan->path, where, json);
+  return VMS_EXIT_OK;
+}
+
+void
+vms_plan_status_print (JsonObject *state, const char *name, const char *where,
+                       gboolean json)
+{
   JsonArray *vms = json_object_get_array_member (state, "vms");
   JsonArray *groups = json_object_get_array_member (state, "groups");
   gint64 migrated = json_object_get_int_member (state, "migrated");
   gint64 eta_s = json_object_get_int_member_with_default (state, "eta-s", -1);
 
-  if (ledger_error)
-    g_printerr ("vmshift: plan: warning: %s\n", ledger_error->message);
   if (json)
     {
       g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_JSON);
 
       vms_progress_event (progress, "plan-status", json_object_ref (state),
                           "plan %s: %" G_GINT64_FORMAT " of %u VMs migrated",
-                          plan->path, migrated, plan->vms->len);
-      return VMS_EXIT_OK;
+                          name, migrated, json_array_get_length (vms));
+      return;
     }
-  g_print ("plan %s: %" G_GINT64_FORMAT " of %u VMs migrated (jobs in %s)",
-           plan->path, migrated, plan->vms->len, state_dir);
+  g_print ("plan %s: %" G_GINT64_FORMAT " of %u VMs migrated (%s)", name,
+           migrated, json_array_get_length (vms), where);
   if (eta_s >= 0)
     g_print ("; the rest in about %" G_GINT64_FORMAT " s at the pace so far",
              eta_s);
@@ -131,7 +141,6 @@ vms_plan_status (const VmsPlan *plan, const char *state_dir, gboolean json)
     }
   for (guint i = 0; i < json_array_get_length (vms); i++)
     print_vm_status (json_array_get_object_element (vms, i), "  ");
-  return VMS_EXIT_OK;
 }
 
 int

@@ -18,6 +18,7 @@
 #define DISK_SIZE (32 * 1024 * 1024)
 
 static const char *vmshiftd;
+static const char *vmshift;
 
 typedef struct
 {
@@ -287,6 +288,11 @@ test_refusals (void **state)
       "[plan]\nsink = nbd+unix:///?socket=/s\nstate-dir = /tmp\n"
       "[vm a]\nsource = qmp:/a.qmp\ndest-qmp = qmp:/b.qmp\n"
       "dest-uri = unix:/m\n");
+  const char *two_vms = "[plan]\nsink = nbd+unix:///?socket=/s\n"
+                        "[vm a]\nsource = qmp:/a.qmp\ndest-qmp = qmp:/b.qmp\n"
+                        "dest-uri = unix:/m\n"
+                        "[vm b]\nsource = qmp:/c.qmp\ndest-qmp = qmp:/d.qmp\n"
+                        "dest-uri = unix:/n\n";
   JsonObject *reply = NULL;
 
   assert_int_equal (
@@ -323,7 +329,25 @@ test_refusals (void **state)
                     400);
   g_clear_pointer (&reply, json_object_unref);
   assert_int_equal (call (fixture, "DELETE", "/api/v1/jobs", NULL, &reply),
-                    404);
+                    405);
+  g_clear_pointer (&reply, json_object_unref);
+  /* A job is a plan of one VM. */
+  assert_int_equal (call (fixture, "POST", "/api/v1/jobs", two_vms, &reply),
+                    400);
+  assert_non_null (strstr (json_object_get_string_member (reply, "error"),
+                           "this one has 2"));
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (call (fixture, "POST", "/api/v1/jobs", "junk", &reply),
+                    400);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/jobs/nope/abort", NULL, &reply), 404);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/jobs/nope/resume", NULL, &reply), 404);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/jobs/nope/erase", NULL, &reply), 404);
   g_clear_pointer (&reply, json_object_unref);
   assert_int_equal (call (fixture, "GET", "/api/v1/plans", NULL, &reply), 200);
   assert_int_equal (
@@ -437,6 +461,128 @@ test_abort_then_run_again (void **state)
   again = stream_wait (&stream, "plan-run-ended", NULL);
   assert_true (json_object_get_boolean_member (again, "ok"));
   stream_close (&stream);
+}
+
+/* ---- vmshift --server ---- */
+
+/* vmshift with args and the options that send it to the fixture's
+ * vmshiftd, started. */
+static VmsTestCommand *
+start_client (Fixture *fixture, const char *const *args)
+{
+  g_autofree char *token_file
+      = g_build_filename (fixture->state_dir, "vmshiftd.token", NULL);
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+
+  g_ptr_array_add (argv, (char *)vmshift);
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (char *)args[i]);
+  g_ptr_array_add (argv, "--server");
+  g_ptr_array_add (argv, fixture->url);
+  g_ptr_array_add (argv, "--token-file");
+  g_ptr_array_add (argv, token_file);
+  g_ptr_array_add (argv, NULL);
+  return vms_test_command_start (NULL, (const char *const *)argv->pdata,
+                                 fixture->state_dir);
+}
+
+/* Run to its end: its exit status. */
+static int
+run_client (Fixture *fixture, const char *const *args)
+{
+  g_autoptr (VmsTestCommand) client = start_client (fixture, args);
+
+  return vms_test_command_wait (client);
+}
+
+/* vmshift migrate --server: the migration runs in vmshiftd as a job,
+ * followed by the client as a local run is (its JSON events); aborted
+ * from another vmshift --server, it rolls back with the source running;
+ * submitted again at full speed, the job resumes and the VM moves, disk
+ * identical; job list and plan status --server say so. */
+static void
+test_cli_server (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *sink = vms_test_sink_uri (fixture->sink, "");
+  g_autofree char *source
+      = g_strconcat ("qmp:", fixture->source->qmp2_path, NULL);
+  g_autofree char *dest_qmp
+      = g_strconcat ("qmp:", fixture->dest->qmp2_path, NULL);
+  g_autofree char *dest_uri
+      = g_strdup_printf ("unix:%s/memory.sock", fixture->dest->dir);
+  g_autofree char *replica
+      = vms_test_sink_replica_path (fixture->sink, "web-vd0");
+  const char *slow[]
+      = { "migrate",    "--job",       "web",        source,
+          "--dest-qmp", dest_qmp,      "--dest-uri", dest_uri,
+          "--sink",     sink,          "--suspend",  "--final-sync",
+          "pause",      "--bandwidth", "2M",         "--json",
+          NULL };
+  const char *fast[]
+      = { "migrate",   "--job",        "web",    source,   "--dest-qmp",
+          dest_qmp,    "--dest-uri",   dest_uri, "--sink", sink,
+          "--suspend", "--final-sync", "pause",  "--json", NULL };
+  const char *abort_web[] = { "abort", "web", NULL };
+  const char *not_for_server[]
+      = { "migrate", "--job", "web", "--rounds", "3", source, NULL };
+  const char *resume[] = { "migrate", "--resume", "web", NULL };
+  const char *list[] = { "job", "list", "--json", NULL };
+  const char *status[] = { "plan", "status", "web", NULL };
+  g_autoptr (VmsTestCommand) slow_client = NULL;
+  g_autoptr (VmsTestCommand) fast_client = NULL;
+  g_autoptr (VmsTestCommand) lister = NULL;
+  g_autoptr (VmsTestCommand) shower = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *needle = NULL;
+  JsonObject *reply = NULL;
+  JsonObject *event;
+
+  /* What a plan cannot say is refused before anything is sent. */
+  assert_int_equal (run_client (fixture, not_for_server), 2);
+  assert_int_equal (call (fixture, "GET", "/api/v1/jobs/web", NULL, &reply),
+                    404);
+  g_clear_pointer (&reply, json_object_unref);
+
+  slow_client = start_client (fixture, slow);
+  vms_test_command_wait_for (slow_client, "\"state\":\"background\"", 60000);
+  assert_int_equal (run_client (fixture, abort_web), 0);
+  /* The client sees its run end, not well. */
+  assert_int_equal (vms_test_command_wait (slow_client), 1);
+  event = vms_test_command_last_event (slow_client, "plan-run-ended", NULL);
+  assert_non_null (event);
+  g_clear_pointer (&event, json_object_unref);
+  assert_int_equal (call (fixture, "GET", "/api/v1/jobs/web", NULL, &reply),
+                    200);
+  assert_string_equal (json_object_get_string_member (reply, "phase"),
+                       "rolled-back");
+  g_clear_pointer (&reply, json_object_unref);
+  needle = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT,
+                            vms_test_vm_last_heartbeat (fixture->source) + 2);
+  vms_assert_ok (
+      vms_test_vm_wait_serial (fixture->source, needle, 60000, &error), error);
+
+  fast_client = start_client (fixture, fast);
+  assert_int_equal (vms_test_command_wait (fast_client), 0);
+  event = vms_test_command_last_event (fast_client, "plan-vm-start", NULL);
+  assert_non_null (event);
+  assert_true (json_object_get_boolean_member (event, "resume"));
+  g_clear_pointer (&event, json_object_unref);
+  event = vms_test_command_last_event (fast_client, "plan-vm", NULL);
+  assert_non_null (event);
+  assert_string_equal (json_object_get_string_member (event, "outcome"),
+                       "migrated");
+  g_clear_pointer (&event, json_object_unref);
+  vms_test_assert_identical (fixture->source->disk_paths[0], "raw", replica);
+  /* Migrated: nothing to resume. */
+  assert_int_equal (run_client (fixture, resume), 1);
+
+  lister = start_client (fixture, list);
+  assert_int_equal (vms_test_command_wait (lister), 0);
+  assert_non_null (strstr (lister->out->str, "\"phase\" : \"migrated\""));
+  shower = start_client (fixture, status);
+  assert_int_equal (vms_test_command_wait (shower), 0);
+  assert_non_null (strstr (shower->out->str, "1 of 1 VMs migrated"));
 }
 
 /* Off loopback only over TLS: plain HTTP there is refused at the start;
@@ -581,10 +727,12 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_restart_mid_migration, setup_vm,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_cli_server, setup_vm, teardown),
   };
 
   vms_test_guest_prepare ();
   vmshiftd = vms_test_built_program ("VMS_VMSHIFTD");
+  vmshift = vms_test_built_program ("VMS_VMSHIFT");
   return vms_test_run_group ("vmshiftd", tests, G_N_ELEMENTS (tests), NULL,
                              NULL);
 }
