@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-api.h"
+#include "vms-api-estimate-runs.h"
 #include "vms-api-events.h"
 #include "vms-api-jobs.h"
 #include "vms-api-plans.h"
@@ -20,6 +21,7 @@ struct _VmsApi
   VmsApiEvents *events;
   VmsApiPlans *plans;
   VmsApiJobs *jobs;
+  VmsApiEstimateRuns *estimate_runs;
 };
 
 /* The same bytes, in a time that does not tell how many matched. */
@@ -70,6 +72,12 @@ route (VmsApi *api, SoupServerMessage *msg, const char *path)
                        : NULL)
            && (!*rest || *rest == '/'))
     vms_api_jobs_handle (api->jobs, msg, rest);
+  else if ((rest = g_str_has_prefix (path, "/api/v1/estimates")
+                       ? path + strlen ("/api/v1/estimates")
+                       : NULL)
+           && (!*rest || *rest == '/')
+           && g_str_equal (method, SOUP_METHOD_POST))
+    vms_api_estimate_runs_handle (api->estimate_runs, msg, rest);
   else
     vms_api_reply_error (msg, SOUP_STATUS_NOT_FOUND, "%s %s: no such request",
                          method, path);
@@ -114,6 +122,7 @@ vms_api_new (SoupServer *server, const char *state_dir, const char *token)
   api->events = vms_api_events_new (g_main_context_default (), KEPT_EVENTS);
   api->plans = vms_api_plans_new (state_dir, api->events);
   api->jobs = vms_api_jobs_new (state_dir, api->plans);
+  api->estimate_runs = vms_api_estimate_runs_new (state_dir, api->events);
   soup_server_add_early_handler (server, "/api/v1", check_early, api, NULL);
   soup_server_add_handler (server, "/api/v1", handle, api, NULL);
   return api;
@@ -126,6 +135,7 @@ vms_api_free (VmsApi *api)
     return;
   soup_server_remove_handler (api->server, "/api/v1");
   vms_api_jobs_free (api->jobs);
+  vms_api_estimate_runs_free (api->estimate_runs);
   vms_api_plans_free (api->plans);
   vms_api_events_free (api->events);
   g_object_unref (api->server);

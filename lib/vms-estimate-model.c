@@ -39,6 +39,17 @@ vms_estimate_params_init (VmsEstimateParams *params)
   params->host_flush_rate = 1e9;
 }
 
+void
+vms_estimate_params_init_for_host (VmsEstimateParams *params)
+{
+  g_autofree char *text = NULL;
+
+  vms_estimate_params_init (params);
+  if (g_file_get_contents ("/proc/sys/vm/dirty_expire_centisecs", &text, NULL,
+                           NULL))
+    params->dirty_expire_s = g_ascii_strtod (text, NULL) / 100;
+}
+
 const char *
 vms_estimate_method_name (VmsEstimateMethod method)
 {

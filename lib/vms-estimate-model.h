@@ -85,6 +85,10 @@ typedef struct
 /* vmshift's defaults (as in sync and migrate). */
 void vms_estimate_params_init (VmsEstimateParams *params);
 
+/* The same, with how long this host keeps written data in its page
+ * cache (the kernel's dirty_expire_centisecs). */
+void vms_estimate_params_init_for_host (VmsEstimateParams *params);
+
 typedef enum
 {
   VMS_ESTIMATE_NETWORK, /* migrate over the link */

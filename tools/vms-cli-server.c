@@ -71,19 +71,23 @@ follow (GInputStream *events, JsonObject *started, const char *command,
   g_autoptr (VmsProgress) progress
       = vms_progress_new (json ? VMS_PROGRESS_JSON : VMS_PROGRESS_TEXT);
   g_autoptr (GError) error = NULL;
-  const char *plan
-      = json_object_get_string_member_with_default (started, "plan", NULL);
+  /* A plan's run, or an estimate's. */
+  gboolean estimate = json_object_has_member (started, "estimate");
+  const char *tag = estimate ? "estimate-id" : "plan";
+  const char *name = json_object_get_string_member_with_default (
+      started, estimate ? "estimate" : "plan", NULL);
   gint64 event_id
       = json_object_get_int_member_with_default (started, "event-id", -1);
   gboolean ok;
 
-  if (!plan || event_id < 0)
+  if (!name || event_id < 0)
     {
-      vms_cli_error (command, "vmshiftd's answer has no plan and event-id");
+      vms_cli_error (command, "vmshiftd's answer has no %s and event-id", tag);
       return VMS_EXIT_CONNECT;
     }
-  if (!vms_server_follow (events, plan, event_id, progress, &ok,
-                          vms_cli_cancel_on_signals (), &error))
+  if (!vms_server_follow (
+          events, tag, name, estimate ? "estimate-run-ended" : "plan-run-ended",
+          event_id, progress, &ok, vms_cli_cancel_on_signals (), &error))
     {
       vms_cli_error (command, "%s; %s goes on in vmshiftd", error->message,
                      what);

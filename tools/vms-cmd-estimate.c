@@ -6,6 +6,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli.h"
+#include "vms-cli-server.h"
 #include "vms-config.h"
 #include "vms-estimate.h"
 #include "vms-granularity.h"
@@ -70,6 +71,7 @@ typedef struct
   guint64 bitmap_memory_bytes; /* --bitmap-memory parsed */
   guint64 bandwidth_bytes;     /* --bandwidth parsed, 0: none */
   VmsEstimateParams params;    /* the model's, with the seed options */
+  VmsCliServerOptions server;  /* --server: vmshiftd estimates */
 } EstimateOptions;
 
 static void
@@ -88,6 +90,7 @@ options_clear (EstimateOptions *options)
   g_clear_pointer (&options->shipping, g_free);
   g_clear_pointer (&options->granularity, g_free);
   g_clear_pointer (&options->bitmap_memory, g_free);
+  vms_cli_server_options_clear (&options->server);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (EstimateOptions, options_clear)
@@ -108,11 +111,10 @@ static gboolean
 check_params (EstimateOptions *options, GError **error)
 {
   VmsEstimateParams *params = &options->params;
-  g_autofree char *text = NULL;
   guint64 seed_rate = 0;
   double hours = 0;
 
-  vms_estimate_params_init (params);
+  vms_estimate_params_init_for_host (params);
   if (!vms_option_size ("--seed-capacity", options->seed_capacity, 0,
                         MAX_SEED_BYTES, &params->seed_capacity, error)
       || !vms_option_rate ("--seed-rate", options->seed_rate, 1024, MAX_RATE,
@@ -123,9 +125,6 @@ check_params (EstimateOptions *options, GError **error)
     return FALSE;
   params->seed_rate = seed_rate;
   params->seed_shipping_s = hours * 3600;
-  if (g_file_get_contents ("/proc/sys/vm/dirty_expire_centisecs", &text, NULL,
-                           NULL))
-    params->dirty_expire_s = g_ascii_strtod (text, NULL) / 100;
   return TRUE;
 }
 
@@ -188,10 +187,41 @@ check_options (EstimateOptions *options, int argc, GError **error)
          && vms_job_check_state_dir (options->state_dir, error);
 }
 
+/* With --server: what vmshiftd's estimates take (its state directory,
+ * vmshift's default granularity, no seed). */
+static gboolean
+check_server_options (EstimateOptions *options, int argc, GError **error)
+{
+  const char *refused = options->state_dir       ? "--state-dir"
+                        : options->seed_capacity ? "--seed-capacity"
+                        : options->seed_rate     ? "--seed-rate"
+                        : options->shipping      ? "--seed-shipping-hours"
+                        : options->granularity   ? "--granularity"
+                        : options->bitmap_memory ? "--bitmap-memory"
+                                                 : NULL;
+
+  if (argc < 2 || !options->sink)
+    return usage_error (error, "expected SOURCE... --sink URI (see 'vmshift "
+                               "estimate --help')");
+  if (refused)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "%s cannot go to vmshiftd, whose estimates take its "
+                   "defaults",
+                   refused);
+      return FALSE;
+    }
+  return check_times (options, error)
+         && vms_option_rate ("--bandwidth", options->bandwidth, 1024, MAX_RATE,
+                             &options->bandwidth_bytes, error);
+}
+
 static gboolean
 parse_options (EstimateOptions *options, int *argc, char ***argv,
                GError **error)
 {
+  g_autofree GOptionEntry *server_entries
+      = vms_cli_server_option_entries (&options->server);
   const GOptionEntry entries[] = {
     { "sink", 's', 0, G_OPTION_ARG_STRING, &options->sink,
       "NBD URI of the vmshift sink (its @probe export is used)", "URI" },
@@ -237,9 +267,12 @@ parse_options (EstimateOptions *options, int *argc, char ***argv,
                "running VMs, before anything is copied.");
   g_option_context_set_description (context, description);
   g_option_context_add_main_entries (context, entries, NULL);
+  g_option_context_add_main_entries (context, server_entries, NULL);
   g_set_prgname ("vmshift estimate");
-  return g_option_context_parse (context, argc, argv, error)
-         && check_options (options, *argc, error);
+  if (!g_option_context_parse (context, argc, argv, error))
+    return FALSE;
+  return options->server.url ? check_server_options (options, *argc, error)
+                             : check_options (options, *argc, error);
 }
 
 /* ---- the report ---- */
@@ -433,6 +466,51 @@ estimate (EstimateOptions *options, const char *const *sources,
   return report (options, result, progress, error);
 }
 
+/* vmshiftd observes and predicts; the client follows it to its end. */
+static int
+estimate_on_server (const EstimateOptions *options, int argc, char **argv)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree char *body = NULL;
+  g_autofree char *what = NULL;
+
+  json_builder_begin_object (b);
+  if (options->id)
+    {
+      json_builder_set_member_name (b, "id");
+      json_builder_add_string_value (b, options->id);
+    }
+  json_builder_set_member_name (b, "sink");
+  json_builder_add_string_value (b, options->sink);
+  if (options->connect)
+    {
+      json_builder_set_member_name (b, "connect");
+      json_builder_add_string_value (b, options->connect);
+    }
+  json_builder_set_member_name (b, "sources");
+  json_builder_begin_array (b);
+  for (int i = 1; i < argc; i++)
+    json_builder_add_string_value (b, argv[i]);
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "window-s");
+  json_builder_add_int_value (b, options->window_s);
+  json_builder_set_member_name (b, "interval-s");
+  json_builder_add_int_value (b, options->interval_s);
+  json_builder_set_member_name (b, "probe-seconds");
+  json_builder_add_double_value (b, options->probe_seconds);
+  json_builder_set_member_name (b, "bandwidth");
+  json_builder_add_int_value (b, options->bandwidth_bytes);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  body = json_to_string (root, FALSE);
+  what = g_strdup_printf ("the estimate%s%s", options->id ? " " : "",
+                          options->id ? options->id : "");
+  return vms_cli_server_start (&options->server, "estimate", what, "POST",
+                               "/estimates", "application/json", body,
+                               options->json);
+}
+
 int
 vms_cmd_estimate (int argc, char **argv)
 {
@@ -446,6 +524,8 @@ vms_cmd_estimate (int argc, char **argv)
   gboolean ok;
 
   ok = parse_options (&options, &argc, &argv, &error);
+  if (ok && options.server.url)
+    return estimate_on_server (&options, argc, argv);
   /* QMP sockets; with --connect, domain names (left as they are). */
   for (int i = 1; ok && i < argc; i++)
     g_ptr_array_add (sources, options.connect

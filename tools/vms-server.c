@@ -222,21 +222,31 @@ vms_server_open_events (VmsServer *server, GCancellable *cancellable,
   return G_INPUT_STREAM (g_data_input_stream_new (stream));
 }
 
-/* One SSE frame's data: shown when it is of plan's run and after
- * event_id; *ended when it is that run's end. */
+/* What is followed: the run whose events have tag name, after
+ * event_id, to its end_event. */
+typedef struct
+{
+  const char *tag;
+  const char *name;
+  const char *end_event;
+  gint64 event_id;
+} Run;
+
+/* One SSE frame's data: shown when it is of the run; *ended when it is
+ * the run's end. */
 static void
-dispatch (const char *data, gint64 id, const char *plan, gint64 event_id,
-          VmsProgress *progress, gboolean *ended, gboolean *ok)
+dispatch (const char *data, gint64 id, const Run *run, VmsProgress *progress,
+          gboolean *ended, gboolean *ok)
 {
   g_autoptr (GBytes) bytes = g_bytes_new_static (data, strlen (data));
   g_autoptr (JsonObject) fields = parse_object (bytes);
   g_autofree char *event = NULL;
   g_autofree char *text = NULL;
 
-  if (!fields || id <= event_id
-      || g_strcmp0 (
-             json_object_get_string_member_with_default (fields, "plan", NULL),
-             plan)
+  if (!fields || id <= run->event_id
+      || g_strcmp0 (json_object_get_string_member_with_default (fields,
+                                                                run->tag, NULL),
+                    run->name)
              != 0
       || !json_object_has_member (fields, "event"))
     return;
@@ -246,7 +256,7 @@ dispatch (const char *data, gint64 id, const char *plan, gint64 event_id,
   json_object_remove_member (fields, "event");
   if (json_object_has_member (fields, "message"))
     json_object_remove_member (fields, "message");
-  if (g_str_equal (event, "plan-run-ended"))
+  if (g_str_equal (event, run->end_event))
     {
       *ended = TRUE;
       *ok = json_object_get_boolean_member_with_default (fields, "ok", FALSE);
@@ -255,11 +265,13 @@ dispatch (const char *data, gint64 id, const char *plan, gint64 event_id,
 }
 
 gboolean
-vms_server_follow (GInputStream *events, const char *plan, gint64 event_id,
+vms_server_follow (GInputStream *events, const char *tag, const char *name,
+                   const char *end_event, gint64 event_id,
                    VmsProgress *progress, gboolean *ok,
                    GCancellable *cancellable, GError **error)
 {
   GDataInputStream *lines = G_DATA_INPUT_STREAM (events);
+  const Run run = { tag, name, end_event, event_id };
   gboolean ended = FALSE;
   gint64 id = 0;
 
@@ -288,8 +300,7 @@ vms_server_follow (GInputStream *events, const char *plan, gint64 event_id,
       if (g_str_has_prefix (line, "id: "))
         id = g_ascii_strtoll (line + strlen ("id: "), NULL, 10);
       else if (g_str_has_prefix (line, "data: "))
-        dispatch (line + strlen ("data: "), id, plan, event_id, progress,
-                  &ended, ok);
+        dispatch (line + strlen ("data: "), id, &run, progress, &ended, ok);
     }
   return TRUE;
 }

@@ -48,11 +48,13 @@ GInputStream *vms_server_open_events (VmsServer *server,
                                       GCancellable *cancellable,
                                       GError **error);
 
-/* The events of plan's run after event_id (as the request that started
- * it answered), each shown by progress, until the run ends: TRUE when
- * it said so, *ok its outcome; FALSE when the stream broke or
+/* The events of a run after event_id (as the request that started it
+ * answered), those whose member tag is name ("plan" and the plan's name,
+ * "estimate-id" and its id), each shown by progress, until end_event: TRUE
+ * when it came, *ok its outcome ("ok"); FALSE when the stream broke or
  * cancellable was cancelled. */
-gboolean vms_server_follow (GInputStream *events, const char *plan,
+gboolean vms_server_follow (GInputStream *events, const char *tag,
+                            const char *name, const char *end_event,
                             gint64 event_id, VmsProgress *progress,
                             gboolean *ok, GCancellable *cancellable,
                             GError **error);

@@ -585,6 +585,85 @@ test_cli_server (void **state)
   assert_non_null (strstr (shower->out->str, "1 of 1 VMs migrated"));
 }
 
+/* ---- estimates ---- */
+
+/* vmshift estimate --server: vmshiftd observes the VM and predicts its
+ * migration, kept in its state directory; the client prints the same
+ * "estimate" event a local run prints.  Requests it cannot run are 400;
+ * one aborted over HTTP ends, not well, and its client says so. */
+static void
+test_estimate_over_http (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *sink = vms_test_sink_uri (fixture->sink, "");
+  g_autofree char *source
+      = g_strconcat ("qmp:", fixture->source->qmp2_path, NULL);
+  g_autofree char *zero_window = g_strdup_printf (
+      "{\"sink\": \"%s\", \"sources\": [\"%s\"], \"window-s\": 0}", sink,
+      source);
+  g_autofree char *stranger = g_strdup_printf (
+      "{\"sink\": \"%s\", \"sources\": [\"%s\"], \"state-dir\": \"/\"}", sink,
+      source);
+  g_autofree char *kept
+      = g_build_filename (fixture->state_dir, "estimate-e1.json", NULL);
+  const char *quick[] = { "estimate",   source, "--sink",          sink,
+                          "--id",       "e1",   "--window",        "4",
+                          "--interval", "2",    "--probe-seconds", "0.3",
+                          "--json",     NULL };
+  const char *long_one[] = { "estimate", source,     "--sink", sink,     "--id",
+                             "e2",       "--window", "600",    "--json", NULL };
+  const char *refused[]
+      = { "estimate", source, "--sink", sink, "--granularity", "64K", NULL };
+  g_autoptr (VmsTestCommand) client = NULL;
+  g_autoptr (VmsTestCommand) waiting = NULL;
+  g_autoptr (JsonObject) result = NULL;
+  g_autoptr (JsonObject) ended = NULL;
+  JsonObject *reply = NULL;
+  JsonObject *estimate;
+
+  assert_int_equal (call (fixture, "POST", "/api/v1/estimates", "junk", &reply),
+                    400);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/estimates", "{\"sources\": []}", &reply),
+      400);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/estimates", zero_window, &reply), 400);
+  assert_non_null (
+      strstr (json_object_get_string_member (reply, "error"), "window-s"));
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/estimates", stranger, &reply), 400);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/estimates/nope/abort", NULL, &reply),
+      404);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (run_client (fixture, refused), 2);
+
+  client = start_client (fixture, quick);
+  assert_int_equal (vms_test_command_wait (client), 0);
+  result = vms_test_command_last_event (client, "estimate", NULL);
+  assert_non_null (result);
+  estimate = json_object_get_object_member (result, "estimate");
+  assert_string_equal (json_object_get_string_member (estimate, "id"), "e1");
+  assert_int_equal (
+      json_array_get_length (json_object_get_array_member (estimate, "vms")),
+      1);
+  assert_true (g_file_test (kept, G_FILE_TEST_EXISTS));
+
+  waiting = start_client (fixture, long_one);
+  vms_test_command_wait_for (waiting, "\"event\":\"sample\"", 60000);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/estimates/e2/abort", NULL, &reply), 202);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (vms_test_command_wait (waiting), 1);
+  ended = vms_test_command_last_event (waiting, "estimate-run-ended", NULL);
+  assert_non_null (ended);
+  assert_false (json_object_get_boolean_member (ended, "ok"));
+}
+
 /* Off loopback only over TLS: plain HTTP there is refused at the start;
  * with a certificate the API answers over HTTPS to a client that trusts
  * its CA, and a client that does not is refused by TLS. */
@@ -728,6 +807,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_restart_mid_migration, setup_vm,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_cli_server, setup_vm, teardown),
+    cmocka_unit_test_setup_teardown (test_estimate_over_http, setup_vm,
+                                     teardown),
   };
 
   vms_test_guest_prepare ();
