@@ -125,15 +125,35 @@ new_message (VmsServer *server, const char *method, const char *path,
   return msg;
 }
 
+/* member of object when it is a string, else NULL: what vmshiftd sends
+ * is checked, not trusted. */
+static const char *
+string_member (JsonObject *object, const char *member)
+{
+  JsonNode *node = json_object_get_member (object, member);
+
+  return node && JSON_NODE_HOLDS_VALUE (node)
+                 && json_node_get_value_type (node) == G_TYPE_STRING
+             ? json_node_get_string (node)
+             : NULL;
+}
+
+static gboolean
+boolean_member (JsonObject *object, const char *member)
+{
+  JsonNode *node = json_object_get_member (object, member);
+
+  return node && JSON_NODE_HOLDS_VALUE (node)
+         && json_node_get_value_type (node) == G_TYPE_BOOLEAN
+         && json_node_get_boolean (node);
+}
+
 /* What vmshiftd said of a refused request: its "error", else the
  * status. */
 static void
 set_refusal (SoupMessage *msg, JsonObject *object, GError **error)
 {
-  const char *why
-      = object
-            ? json_object_get_string_member_with_default (object, "error", NULL)
-            : NULL;
+  const char *why = object ? string_member (object, "error") : NULL;
 
   g_set_error (error, VMS_SERVER_ERROR,
                soup_message_get_status (msg) == SOUP_STATUS_BAD_REQUEST
@@ -244,22 +264,18 @@ dispatch (const char *data, gint64 id, const Run *run, VmsProgress *progress,
   g_autofree char *text = NULL;
 
   if (!fields || id <= run->event_id
-      || g_strcmp0 (json_object_get_string_member_with_default (fields,
-                                                                run->tag, NULL),
-                    run->name)
-             != 0
-      || !json_object_has_member (fields, "event"))
+      || g_strcmp0 (string_member (fields, run->tag), run->name) != 0
+      || !string_member (fields, "event"))
     return;
-  event = g_strdup (json_object_get_string_member (fields, "event"));
-  text = g_strdup (
-      json_object_get_string_member_with_default (fields, "message", NULL));
+  event = g_strdup (string_member (fields, "event"));
+  text = g_strdup (string_member (fields, "message"));
   json_object_remove_member (fields, "event");
   if (json_object_has_member (fields, "message"))
     json_object_remove_member (fields, "message");
   if (g_str_equal (event, run->end_event))
     {
       *ended = TRUE;
-      *ok = json_object_get_boolean_member_with_default (fields, "ok", FALSE);
+      *ok = boolean_member (fields, "ok");
     }
   vms_progress_forward (progress, event, fields, text);
 }
