@@ -14,7 +14,8 @@
 /* A pass being shown: one disk's background copy or dirty round. */
 typedef struct
 {
-  char *disk;          /* disk name */
+  char *disk;          /* disk name, "VM/disk" when a VM is named */
+  char *vm;            /* the VM's name (a plan's), or NULL */
   char *phase;         /* "background", "round 3", ... */
   VmsEta eta;          /* its rate and ETA */
   guint64 done;        /* work done at its last update */
@@ -45,6 +46,7 @@ static void
 pass_free (Pass *pass)
 {
   g_free (pass->disk);
+  g_free (pass->vm);
   g_free (pass->phase);
   g_free (pass);
 }
@@ -79,6 +81,10 @@ vms_progress_new_callback (VmsProgressFunc func, gpointer user_data)
   return progress;
 }
 
+static void update_pass (VmsProgress *progress, const char *vm,
+                         const char *disk, const char *phase, guint64 done,
+                         guint64 total, guint64 sent);
+
 void
 vms_progress_forward (VmsProgress *progress, const char *event,
                       JsonObject *fields, const char *text)
@@ -94,8 +100,9 @@ vms_progress_forward (VmsProgress *progress, const char *event,
       if (json_object_has_member (fields, "after"))
         vms_progress_set_after_pass (
             progress, json_object_get_int_member (fields, "after"));
-      vms_progress_update (
+      update_pass (
           progress,
+          json_object_get_string_member_with_default (fields, "vm", NULL),
           json_object_get_string_member_with_default (fields, "disk", ""),
           json_object_get_string_member_with_default (fields, "phase", ""),
           json_object_get_int_member_with_default (fields, "done", 0),
@@ -240,7 +247,11 @@ print_progress_json (Pass *pass, guint64 sent, gboolean has_after,
   g_autoptr (JsonObject) object = json_object_new ();
 
   json_object_set_string_member (object, "event", "progress");
-  json_object_set_string_member (object, "disk", pass->disk);
+  if (pass->vm)
+    json_object_set_string_member (object, "vm", pass->vm);
+  json_object_set_string_member (object, "disk",
+                                 pass->vm ? pass->disk + strlen (pass->vm) + 1
+                                          : pass->disk);
   json_object_set_string_member (object, "phase", pass->phase);
   json_object_set_int_member (object, "done", pass->done);
   json_object_set_int_member (object, "total", pass->total);
@@ -400,10 +411,13 @@ overall_seconds (VmsProgress *progress)
   return rate > 0 ? left / rate : -1;
 }
 
-void
-vms_progress_update (VmsProgress *progress, const char *disk, const char *phase,
-                     guint64 done, guint64 total, guint64 sent)
+/* A pass of vm's disk (vm NULL: the only VM): the disks of a plan's VMs
+ * have the same names. */
+static void
+update_pass (VmsProgress *progress, const char *vm, const char *disk,
+             const char *phase, guint64 done, guint64 total, guint64 sent)
 {
+  g_autofree char *label = vm ? g_strdup_printf ("%s/%s", vm, disk) : NULL;
   g_autofree char *text = NULL;
   gint64 now = g_get_monotonic_time ();
   gboolean finished, is_new;
@@ -418,7 +432,9 @@ vms_progress_update (VmsProgress *progress, const char *disk, const char *phase,
   /* Data the guest wrote into holes ahead of the copy adds to the work. */
   total = MAX (total, done);
   finished = done == total;
-  pass = find_pass (progress, disk, phase, done, now, &is_new);
+  pass = find_pass (progress, label ? label : disk, phase, done, now, &is_new);
+  if (is_new && vm)
+    pass->vm = g_strdup (vm);
   if (!is_new && finished && pass->finished
       && progress->mode != VMS_PROGRESS_JSON)
     return; /* said already (JSON still gives sent) */
@@ -448,6 +464,13 @@ vms_progress_update (VmsProgress *progress, const char *disk, const char *phase,
     case VMS_PROGRESS_CALLBACK:
       break;
     }
+}
+
+void
+vms_progress_update (VmsProgress *progress, const char *disk, const char *phase,
+                     guint64 done, guint64 total, guint64 sent)
+{
+  update_pass (progress, NULL, disk, phase, done, total, sent);
 }
 
 void

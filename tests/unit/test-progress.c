@@ -155,12 +155,68 @@ test_next_pass_begins_a_new_set (void **state)
   assert_in_range (vms_progress_rate (progress), 5 * MiB, 11 * MiB);
 }
 
+/* A plan's VMs have disks of the same names: forwarded with their VM's
+ * name, each VM's pass is its own, and says whose it is. */
+static void
+test_vms_with_the_same_disk_names (void **state)
+{
+  g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_JSON);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_auto (GStrv) lines = NULL;
+  Capture capture;
+  const char *vms[] = { "web", "db" };
+  guint seen[2] = { 0, 0 };
+
+  capture_start (&capture);
+  for (int i = 0; i <= 4; i++)
+    for (guint v = 0; v < G_N_ELEMENTS (vms); v++)
+      {
+        JsonObject *fields = json_object_new ();
+
+        json_object_set_string_member (fields, "vm", vms[v]);
+        json_object_set_string_member (fields, "disk", "vd0");
+        json_object_set_string_member (fields, "phase", "background");
+        /* db twice as far along as web. */
+        json_object_set_int_member (fields, "done", (v + 1) * i * MiB);
+        json_object_set_int_member (fields, "total", 8 * MiB);
+        json_object_set_int_member (fields, "sent", 0);
+        vms_progress_forward (progress, "progress", fields, NULL);
+        json_object_unref (fields);
+      }
+  lines = capture_end (&capture);
+  for (guint i = 0; lines[i]; i++)
+    {
+      JsonObject *object;
+      const char *vm;
+      guint v;
+
+      if (!*lines[i])
+        continue;
+      assert_true (json_parser_load_from_data (parser, lines[i], -1, NULL));
+      object = json_node_get_object (json_parser_get_root (parser));
+      assert_string_equal (json_object_get_string_member (object, "disk"),
+                           "vd0");
+      vm = json_object_get_string_member (object, "vm");
+      v = g_str_equal (vm, "web") ? 0 : 1;
+      assert_string_equal (vm, vms[v]);
+      /* Each line is its own VM's figure, never the other's. */
+      assert_int_equal (json_object_get_int_member (object, "done") % (v + 1),
+                        0);
+      assert_true (json_object_get_int_member (object, "done")
+                   <= (gint64)(v + 1) * 4 * MiB);
+      seen[v]++;
+    }
+  assert_int_equal (seen[0], 5);
+  assert_int_equal (seen[1], 5);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_passes_at_once_keep_their_rates),
     cmocka_unit_test (test_next_pass_begins_a_new_set),
+    cmocka_unit_test (test_vms_with_the_same_disk_names),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);
