@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+G_DEFINE_QUARK (vms - api - ingest - error - quark, vms_api_ingest_error)
+
 static gboolean
 event_name_is_valid (const char *name)
 {
@@ -38,7 +40,7 @@ parse_line (const char *line, gsize length, GError **error)
   root = json_parser_get_root (parser);
   if (!root || !JSON_NODE_HOLDS_OBJECT (root))
     {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+      g_set_error (error, VMS_API_INGEST_ERROR, VMS_API_INGEST_ERROR_EVENTS,
                    "not a JSON object");
       return NULL;
     }
@@ -48,7 +50,7 @@ parse_line (const char *line, gsize length, GError **error)
   if (!event || json_node_get_value_type (event) != G_TYPE_STRING
       || !event_name_is_valid (json_node_get_string (event)))
     {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+      g_set_error (error, VMS_API_INGEST_ERROR, VMS_API_INGEST_ERROR_EVENTS,
                    "\"event\" must be a name of 1 to %d characters, "
                    "[a-z][a-z0-9-]*",
                    VMS_API_INGEST_MAX_NAME);
@@ -56,7 +58,7 @@ parse_line (const char *line, gsize length, GError **error)
     }
   if (message && json_node_get_value_type (message) != G_TYPE_STRING)
     {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+      g_set_error (error, VMS_API_INGEST_ERROR, VMS_API_INGEST_ERROR_EVENTS,
                    "\"message\" must be a string");
       return NULL;
     }
@@ -73,10 +75,11 @@ parse_body (const char *data, gsize length, GError **error)
   const char *end = data + length;
   guint number = 0;
 
-  /* Checked whole: the parser would stop at a NUL byte in a line. */
+  /* Checked whole, once: no NUL byte or broken UTF-8 reaches the
+   * parser, nor through it the clients. */
   if (!g_utf8_validate (data, length, NULL))
     {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+      g_set_error (error, VMS_API_INGEST_ERROR, VMS_API_INGEST_ERROR_EVENTS,
                    "the body is not UTF-8 text");
       return NULL;
     }
@@ -92,15 +95,16 @@ parse_body (const char *data, gsize length, GError **error)
         {
           if (parsed->len == VMS_API_INGEST_MAX_EVENTS)
             {
-              g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                           "more than %d events in one body",
-                           VMS_API_INGEST_MAX_EVENTS);
+              g_set_error (
+                  error, VMS_API_INGEST_ERROR, VMS_API_INGEST_ERROR_EVENTS,
+                  "more than %d events in one body", VMS_API_INGEST_MAX_EVENTS);
               return NULL;
             }
           if (!(object = parse_line (line, line_length, &local)))
             {
-              g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                           "line %u: %s", number, local->message);
+              g_set_error (error, VMS_API_INGEST_ERROR,
+                           VMS_API_INGEST_ERROR_EVENTS, "line %u: %s", number,
+                           local->message);
               return NULL;
             }
           g_ptr_array_add (parsed, object);
@@ -109,7 +113,7 @@ parse_body (const char *data, gsize length, GError **error)
     }
   if (parsed->len == 0)
     {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+      g_set_error (error, VMS_API_INGEST_ERROR, VMS_API_INGEST_ERROR_EVENTS,
                    "the body holds no event (one vmshift --json line each)");
       return NULL;
     }
@@ -137,20 +141,20 @@ parse_query (SoupServerMessage *msg, char **plan, char **vm, GError **error)
 
       if (!g_str_equal (key, "plan") && !g_str_equal (key, "vm"))
         {
-          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+          g_set_error (error, VMS_API_INGEST_ERROR, VMS_API_INGEST_ERROR_QUERY,
                        "unknown query parameter '%s' (plan, vm)", key);
           return FALSE;
         }
       if (!vms_job_id_is_valid (value, &local))
         {
-          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+          g_set_error (error, VMS_API_INGEST_ERROR, VMS_API_INGEST_ERROR_QUERY,
                        "%s name: %s", key, local->message);
           return FALSE;
         }
     }
   if (!g_hash_table_contains (params, "vm"))
     {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+      g_set_error (error, VMS_API_INGEST_ERROR, VMS_API_INGEST_ERROR_QUERY,
                    "the query needs vm=NAME (and plan=NAME for a plan's run)");
       return FALSE;
     }

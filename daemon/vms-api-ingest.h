@@ -13,6 +13,16 @@
 
 G_BEGIN_DECLS
 
+#define VMS_API_INGEST_ERROR vms_api_ingest_error_quark ()
+GQuark vms_api_ingest_error_quark (void);
+
+/* Why a request was refused (400). */
+typedef enum
+{
+  VMS_API_INGEST_ERROR_QUERY,  /* the query's plan or vm */
+  VMS_API_INGEST_ERROR_EVENTS, /* the body */
+} VmsApiIngestError;
+
 /* Events in one body at most: each is held parsed until all are
  * checked, and a dashboard keeps only the last ones anyway. */
 #define VMS_API_INGEST_MAX_EVENTS 10000
