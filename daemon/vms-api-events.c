@@ -11,6 +11,8 @@ struct _VmsApiEvents
   guint64 last_id; /* the SSE id of the newest event (main loop only) */
   guint kept_max;
   GPtrArray *clients; /* SoupServerMessage*, streaming (main loop only) */
+  GString *batch;     /* events delivered but not yet sent to the clients */
+  GSource *flush;     /* sends batch at the main loop's next turn, or NULL */
 };
 
 typedef struct
@@ -28,6 +30,7 @@ vms_api_events_new (GMainContext *context, guint kept)
   g_queue_init (&events->kept);
   events->kept_max = kept;
   events->clients = g_ptr_array_new_with_free_func (g_object_unref);
+  events->batch = g_string_new (NULL);
   return events;
 }
 
@@ -36,21 +39,56 @@ vms_api_events_free (VmsApiEvents *events)
 {
   if (!events)
     return;
+  if (events->flush)
+    {
+      g_source_destroy (events->flush);
+      g_source_unref (events->flush);
+    }
+  g_string_free (events->batch, TRUE);
   g_queue_clear_full (&events->kept, g_free);
   g_ptr_array_unref (events->clients);
   g_main_context_unref (events->context);
   g_free (events);
 }
 
+/* text (shared, not copied) as one chunk of msg's stream. */
 static void
-send_line (SoupServerMessage *msg, const char *line)
+send_bytes (SoupServerMessage *msg, GBytes *text)
 {
-  soup_message_body_append (soup_server_message_get_response_body (msg),
-                            SOUP_MEMORY_COPY, line, strlen (line));
+  soup_message_body_append_bytes (soup_server_message_get_response_body (msg),
+                                  text);
   soup_server_message_unpause (msg);
 }
 
-/* In the main loop: to every client, and kept. */
+/* The batch to every client.  libsoup sends each chunk with three
+ * send(2)s to each client: under load, the events of one turn of the
+ * main loop go out together. */
+static void
+send_batch (VmsApiEvents *events)
+{
+  g_autoptr (GBytes) text = NULL;
+
+  if (events->flush)
+    {
+      g_source_destroy (events->flush);
+      g_clear_pointer (&events->flush, g_source_unref);
+    }
+  if (events->batch->len == 0)
+    return;
+  text = g_string_free_to_bytes (g_steal_pointer (&events->batch));
+  events->batch = g_string_new (NULL);
+  for (guint i = 0; i < events->clients->len; i++)
+    send_bytes (events->clients->pdata[i], text);
+}
+
+static gboolean
+on_flush (gpointer data)
+{
+  send_batch (data);
+  return G_SOURCE_REMOVE;
+}
+
+/* In the main loop: into the batch, and kept. */
 static gboolean
 deliver (gpointer data)
 {
@@ -61,8 +99,16 @@ deliver (gpointer data)
   char *line = g_strdup_printf ("id: %" G_GUINT64_FORMAT "\n%s",
                                 ++events->last_id, pending->line);
 
-  for (guint i = 0; i < events->clients->len; i++)
-    send_line (events->clients->pdata[i], line);
+  g_string_append (events->batch, line);
+  if (!events->flush)
+    {
+      /* At the sockets' priority: an idle one would wait while
+       * requests keep coming. */
+      events->flush = g_idle_source_new ();
+      g_source_set_priority (events->flush, G_PRIORITY_DEFAULT);
+      g_source_set_callback (events->flush, on_flush, events, NULL);
+      g_source_attach (events->flush, events->context);
+    }
   g_queue_push_tail (&events->kept, line);
   while (g_queue_get_length (&events->kept) > events->kept_max)
     g_free (g_queue_pop_head (&events->kept));
@@ -126,7 +172,11 @@ void
 vms_api_events_subscribe (VmsApiEvents *events, SoupServerMessage *msg)
 {
   SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+  g_autoptr (GString) replay = g_string_new (": vmshiftd events\n\n");
+  g_autoptr (GBytes) text = NULL;
 
+  /* The batch is kept already: the new client gets it once, below. */
+  send_batch (events);
   soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
   soup_message_headers_set_encoding (headers, SOUP_ENCODING_CHUNKED);
   soup_message_headers_set_content_type (headers, "text/event-stream", NULL);
@@ -136,10 +186,12 @@ vms_api_events_subscribe (VmsApiEvents *events, SoupServerMessage *msg)
   g_ptr_array_add (events->clients, g_object_ref (msg));
   g_signal_connect (msg, "finished", G_CALLBACK (on_client_gone), events);
   g_signal_connect (msg, "disconnected", G_CALLBACK (on_client_gone), events);
-  /* A comment first, so that the client sees the stream open. */
-  send_line (msg, ": vmshiftd events\n\n");
+  /* A comment first, so that the client sees the stream open; the
+   * kept events in the same chunk. */
   for (GList *l = events->kept.head; l; l = l->next)
-    send_line (msg, l->data);
+    g_string_append (replay, l->data);
+  text = g_string_free_to_bytes (g_steal_pointer (&replay));
+  send_bytes (msg, text);
 }
 
 guint64

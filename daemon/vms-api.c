@@ -5,6 +5,7 @@
 #include "vms-api-estimate-runs.h"
 #include "vms-api-events.h"
 #include "vms-api-jobs.h"
+#include "vms-api-ingest.h"
 #include "vms-api-plans.h"
 #include "vms-api-reply.h"
 
@@ -62,6 +63,9 @@ route (VmsApi *api, SoupServerMessage *msg, const char *path)
   if (g_str_equal (path, "/api/v1/events")
       && g_str_equal (method, SOUP_METHOD_GET))
     vms_api_events_subscribe (api->events, msg);
+  else if (g_str_equal (path, "/api/v1/events")
+           && g_str_equal (method, SOUP_METHOD_POST))
+    vms_api_ingest_handle (api->events, msg);
   else if ((rest = g_str_has_prefix (path, "/api/v1/plans")
                        ? path + strlen ("/api/v1/plans")
                        : NULL)

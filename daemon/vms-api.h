@@ -1,7 +1,8 @@
 /* vmshiftd: the REST API under /api/v1: every request authenticated by
  * the bearer token, bodies bounded, then routed: /events (the event
- * stream), /plans (vms-api-plans.h), /jobs (each job's state file, as
- * vmshift job would show it).
+ * stream; events posted to it, vms-api-ingest.h), /plans
+ * (vms-api-plans.h), /jobs (each job's state file, as vmshift job would
+ * show it).
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #pragma once

@@ -1,7 +1,7 @@
 /* Integration tests: vmshiftd, the real daemon over HTTP (libsoup's
- * client): requests it must refuse, and a plan submitted, run and
- * followed on the event stream, migrating a real QEMU (TCG) to a real
- * sink; one aborted and run again.
+ * client): requests it must refuse, events posted to its stream, and a
+ * plan submitted, run and followed on the event stream, migrating a
+ * real QEMU (TCG) to a real sink; one aborted and run again.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-test-command.h"
@@ -158,6 +158,38 @@ stream_wait (Stream *stream, const char *event, const char *needle)
         {
           g_autoptr (JsonParser) parser = json_parser_new ();
 
+          assert_true (json_parser_load_from_data (parser, line + 6, -1, NULL));
+          return json_object_ref (
+              json_node_get_object (json_parser_get_root (parser)));
+        }
+    }
+}
+
+/* The next event on the stream, whatever its name (*event, caller
+ * frees), as its object (caller unrefs). */
+static JsonObject *
+stream_next (Stream *stream, char **event)
+{
+  *event = NULL;
+  for (;;)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *line = g_data_input_stream_read_line_utf8 (
+          stream->lines, NULL, NULL, &error);
+
+      if (!line)
+        fail_msg ("the event stream ended: %s",
+                  error ? error->message : "closed");
+      if (g_str_has_prefix (line, "event: "))
+        {
+          g_free (*event);
+          *event = g_strdup (line + strlen ("event: "));
+        }
+      else if (g_str_has_prefix (line, "data: "))
+        {
+          g_autoptr (JsonParser) parser = json_parser_new ();
+
+          assert_non_null (*event);
           assert_true (json_parser_load_from_data (parser, line + 6, -1, NULL));
           return json_object_ref (
               json_node_get_object (json_parser_get_root (parser)));
@@ -795,12 +827,99 @@ test_restart_mid_migration (void **state)
   stream_close (&stream);
 }
 
+/* Events posted by a run outside the daemon reach a client of the
+ * stream in order, tagged with the plan and VM the query names; a body
+ * with one bad line, a bad name or no token publishes none of it. */
+static void
+test_ingest (void **state)
+{
+  Fixture *fixture = *state;
+  const char *good
+      = "{\"event\":\"state\",\"state\":\"background\"}\n"
+        "{\"event\":\"progress\",\"disk\":\"vd0\",\"phase\":\"bulk\","
+        "\"done\":5,\"total\":10,\"vm\":\"liar\"}\n"
+        "\n"
+        "{\"event\":\"migrated\",\"message\":\"web moved\"}\n";
+  const char *bad_line = "{\"event\":\"state\",\"state\":\"x\"}\n"
+                         "{\"event\":\"Bad name\"}\n";
+  const char *bad_bodies[]
+      = { bad_line,        "[1]\n",
+          "{\"event\":3}", "{\"event\":\"a\",\"message\":[]}",
+          "not json",      "\n\n" };
+  const char *expected[] = { "state", "progress", "migrated" };
+  JsonObject *reply = NULL;
+  Stream stream = { 0 };
+
+  stream_open (fixture, &stream);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/events?plan=p1&vm=web", good, &reply),
+      202);
+  assert_int_equal (json_object_get_int_member (reply, "published"), 3);
+  g_clear_pointer (&reply, json_object_unref);
+  for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
+    {
+      g_autofree char *event = NULL;
+      g_autoptr (JsonObject) object = stream_next (&stream, &event);
+
+      assert_string_equal (event, expected[i]);
+      assert_string_equal (json_object_get_string_member (object, "event"),
+                           expected[i]);
+      assert_string_equal (json_object_get_string_member (object, "plan"),
+                           "p1");
+      assert_string_equal (json_object_get_string_member (object, "vm"), "web");
+      if (i == 1)
+        assert_int_equal (json_object_get_int_member (object, "done"), 5);
+      if (i == 2)
+        assert_string_equal (json_object_get_string_member (object, "message"),
+                             "web moved");
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (bad_bodies); i++)
+    {
+      assert_int_equal (call (fixture, "POST", "/api/v1/events?vm=web",
+                              bad_bodies[i], &reply),
+                        400);
+      assert_true (json_object_has_member (reply, "error"));
+      g_clear_pointer (&reply, json_object_unref);
+    }
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/events?vm=..%2Fx", good, &reply), 400);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/events?plan=p1", good, &reply), 400);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/events?vm=web&x=1", good, &reply), 400);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      request (fixture, "POST", "/api/v1/events?vm=web", good, NULL, &reply),
+      401);
+  g_clear_pointer (&reply, json_object_unref);
+
+  /* None of the refused reached the stream: the next is a new one, and
+   * without a plan in the query it has none. */
+  assert_int_equal (call (fixture, "POST", "/api/v1/events?vm=web2",
+                          "{\"event\":\"marker\",\"plan\":\"p9\"}", &reply),
+                    202);
+  g_clear_pointer (&reply, json_object_unref);
+  {
+    g_autofree char *event = NULL;
+    g_autoptr (JsonObject) object = stream_next (&stream, &event);
+
+    assert_string_equal (event, "marker");
+    assert_string_equal (json_object_get_string_member (object, "vm"), "web2");
+    assert_false (json_object_has_member (object, "plan"));
+  }
+  stream_close (&stream);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_refusals, setup, teardown),
     cmocka_unit_test_setup_teardown (test_tls, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_ingest, setup, teardown),
     cmocka_unit_test_setup_teardown (test_plan_over_http, setup_vm, teardown),
     cmocka_unit_test_setup_teardown (test_abort_then_run_again, setup_vm,
                                      teardown),
