@@ -5,13 +5,33 @@
 #include "vms-api-reply.h"
 #include "vms-job.h"
 
+#include <glib/gstdio.h>
 #include <string.h>
 
 struct _VmsApiJobs
 {
   char *state_dir;
   VmsApiPlans *plans;
+  GHashTable *summaries; /* file name → Summary*: a listing parses only
+                            the files that changed since the last */
 };
+
+/* What a listing shows of one file, as of its change time and size. */
+typedef struct
+{
+  gint64 changed_ns;
+  goffset size;
+  JsonObject *job; /* NULL: the file is not a job (an estimate, a
+                      ledger) */
+} Summary;
+
+static void
+summary_free (Summary *summary)
+{
+  if (summary->job)
+    json_object_unref (summary->job);
+  g_free (summary);
+}
 
 VmsApiJobs *
 vms_api_jobs_new (const char *state_dir, VmsApiPlans *plans)
@@ -20,6 +40,8 @@ vms_api_jobs_new (const char *state_dir, VmsApiPlans *plans)
 
   jobs->state_dir = g_strdup (state_dir);
   jobs->plans = plans;
+  jobs->summaries = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                           (GDestroyNotify)summary_free);
   return jobs;
 }
 
@@ -28,6 +50,7 @@ vms_api_jobs_free (VmsApiJobs *jobs)
 {
   if (!jobs)
     return;
+  g_hash_table_unref (jobs->summaries);
   g_free (jobs->state_dir);
   g_free (jobs);
 }
@@ -71,35 +94,68 @@ show (VmsApiJobs *jobs, SoupServerMessage *msg, const char *id)
                  json_object_ref (json_node_get_object (root)));
 }
 
+/* The summary of file in the state directory, read again only when it
+ * changed (job files are replaced whole, so their change time moves). */
+static Summary *
+summarize (VmsApiJobs *jobs, const char *file, GHashTable *fresh)
+{
+  g_autofree char *path = g_build_filename (jobs->state_dir, file, NULL);
+  g_autofree char *id = g_strndup (file, strlen (file) - strlen (".json"));
+  g_autoptr (VmsJob) job = NULL;
+  GStatBuf st;
+  Summary *summary = g_hash_table_lookup (jobs->summaries, file);
+  gint64 changed_ns;
+
+  if (g_stat (path, &st) < 0)
+    return NULL;
+  changed_ns = (gint64)st.st_ctim.tv_sec * G_GINT64_CONSTANT (1000000000)
+               + st.st_ctim.tv_nsec;
+  if (summary && summary->changed_ns == changed_ns
+      && summary->size == st.st_size)
+    {
+      g_hash_table_steal (jobs->summaries, file);
+      g_hash_table_insert (fresh, g_strdup (file), summary);
+      return summary;
+    }
+  summary = g_new0 (Summary, 1);
+  summary->changed_ns = changed_ns;
+  summary->size = st.st_size;
+  /* Estimates and plans' ledgers live here too: not jobs. */
+  if (vms_job_id_is_valid (id, NULL)
+      && (job = vms_job_load (jobs->state_dir, id, NULL)))
+    {
+      summary->job = json_object_new ();
+      json_object_set_string_member (summary->job, "id", job->id);
+      json_object_set_string_member (summary->job, "phase",
+                                     vms_job_phase_name (job->phase));
+      json_object_set_string_member (summary->job, "vm-name", job->vm_name);
+      json_object_set_int_member (summary->job, "updated", job->updated);
+    }
+  g_hash_table_insert (fresh, g_strdup (file), summary);
+  return summary;
+}
+
 /* Every job in the state directory: id, phase, VM, updated. */
 static void
 list (VmsApiJobs *jobs, SoupServerMessage *msg)
 {
   g_autoptr (GDir) dir = g_dir_open (jobs->state_dir, 0, NULL);
+  GHashTable *fresh = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                             (GDestroyNotify)summary_free);
   JsonArray *array = json_array_new ();
   JsonObject *object = json_object_new ();
 
   for (const char *file; dir && (file = g_dir_read_name (dir));)
     {
-      g_autofree char *id = NULL;
-      g_autoptr (VmsJob) job = NULL;
-      JsonObject *one;
+      Summary *summary;
 
-      if (!g_str_has_suffix (file, ".json"))
-        continue;
-      id = g_strndup (file, strlen (file) - strlen (".json"));
-      /* Estimates and plans' ledgers live here too: not jobs. */
-      if (!vms_job_id_is_valid (id, NULL)
-          || !(job = vms_job_load (jobs->state_dir, id, NULL)))
-        continue;
-      one = json_object_new ();
-      json_object_set_string_member (one, "id", job->id);
-      json_object_set_string_member (one, "phase",
-                                     vms_job_phase_name (job->phase));
-      json_object_set_string_member (one, "vm-name", job->vm_name);
-      json_object_set_int_member (one, "updated", job->updated);
-      json_array_add_object_element (array, one);
+      if (g_str_has_suffix (file, ".json")
+          && (summary = summarize (jobs, file, fresh)) && summary->job)
+        json_array_add_object_element (array, json_object_ref (summary->job));
     }
+  /* What is gone from the directory is gone from the cache. */
+  g_hash_table_unref (jobs->summaries);
+  jobs->summaries = fresh;
   json_object_set_array_member (object, "jobs", array);
   vms_api_reply (msg, SOUP_STATUS_OK, object);
 }

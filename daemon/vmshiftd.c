@@ -83,6 +83,27 @@ read_token (const char *path, GError **error)
   return token;
 }
 
+/* Connections waiting to be accepted: GLib's default of 10 drops
+ * clients' SYNs when many connect at once (bench/vmshiftd-load with 20
+ * senders saw 1 s connects). */
+#define LISTEN_BACKLOG 256
+
+static gboolean
+listen_socket (SoupServer *server, GSocketAddress *address,
+               SoupServerListenOptions flags, GError **error)
+{
+  g_autoptr (GSocket) socket
+      = g_socket_new (g_socket_address_get_family (address),
+                      G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, error);
+
+  if (!socket)
+    return FALSE;
+  g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
+  return g_socket_bind (socket, address, TRUE, error)
+         && g_socket_listen (socket, error)
+         && soup_server_listen_socket (server, socket, flags, error);
+}
+
 /* --listen HOST:PORT, plain or over TLS; off loopback only with TLS or
  * --insecure (plans name QMP sockets and hosts, and the token crosses). */
 static gboolean
@@ -126,7 +147,7 @@ listen_on (SoupServer *server, const Options *options, GError **error)
     }
   socket_address = g_inet_socket_address_new (
       address, g_network_address_get_port (G_NETWORK_ADDRESS (where)));
-  return soup_server_listen (server, socket_address, flags, error);
+  return listen_socket (server, socket_address, flags, error);
 }
 
 static gboolean
