@@ -452,6 +452,8 @@ read_prediction (JsonObject *prediction, JsonObject *link, VmsPrediction *out)
   out->compress_zstd = prediction
                        && json_object_get_boolean_member_with_default (
                            prediction, "compress-zstd", FALSE);
+  out->backpressure_rate
+      = MAX (number_member (prediction, "backpressure-rate"), 0);
 }
 
 /* The first VM of vms that is the one asked for and has a prediction

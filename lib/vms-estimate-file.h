@@ -139,6 +139,9 @@ typedef struct
   guint connections;         /* the link's best number of connections */
   guint32 request_size;      /* and request size, bytes */
   gboolean compress_zstd;    /* --compress zstd recommended */
+  double backpressure_rate;  /* the guest's disk writes, all disks, held
+                                to this for the rounds to converge
+                                (bytes/s); 0: not needed */
   GHashTable *granularities; /* disk name -> bytes per bit the estimate
                                 observed it with (GUINT_TO_POINTER); a
                                 disk recorded without one is absent */

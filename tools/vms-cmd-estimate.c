@@ -67,6 +67,7 @@ typedef struct
   char *connect;               /* --connect: SOURCEs are libvirt domains */
   char *granularity;           /* --granularity as typed */
   char *bitmap_memory;         /* --bitmap-memory as typed */
+  char *converge;              /* --converge-bytes as typed */
   guint32 granularity_bytes;   /* --granularity parsed, 0: chosen per disk */
   guint64 bitmap_memory_bytes; /* --bitmap-memory parsed */
   guint64 bandwidth_bytes;     /* --bandwidth parsed, 0: none */
@@ -90,6 +91,7 @@ options_clear (EstimateOptions *options)
   g_clear_pointer (&options->shipping, g_free);
   g_clear_pointer (&options->granularity, g_free);
   g_clear_pointer (&options->bitmap_memory, g_free);
+  g_clear_pointer (&options->converge, g_free);
   vms_cli_server_options_clear (&options->server);
 }
 
@@ -117,6 +119,8 @@ check_params (EstimateOptions *options, GError **error)
   vms_estimate_params_init_for_host (params);
   if (!vms_option_size ("--seed-capacity", options->seed_capacity, 0,
                         MAX_SEED_BYTES, &params->seed_capacity, error)
+      || !vms_option_size ("--converge-bytes", options->converge, 0,
+                           MAX_SEED_BYTES, &params->converge_bytes, error)
       || !vms_option_rate ("--seed-rate", options->seed_rate, 1024, MAX_RATE,
                            &seed_rate, error)
       || !vms_option_decimal ("--seed-shipping-hours", options->shipping,
@@ -253,6 +257,8 @@ parse_options (EstimateOptions *options, int *argc, char ***argv,
       "QEMU memory for the dirty bitmaps of all disks, as for migrate "
       "(default 64M)",
       "SIZE" },
+    { "converge-bytes", 0, 0, G_OPTION_ARG_STRING, &options->converge,
+      "The migration's --converge-bytes (default 16M)", "SIZE" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
       "Print the result as one JSON event on stdout", NULL },
     { "connect", 'c', 0, G_OPTION_ARG_STRING, &options->connect,

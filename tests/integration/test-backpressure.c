@@ -495,6 +495,75 @@ test_migrate_mirror_with_backpressure (void **state)
   migrate_with_backpressure (*state, "mirror");
 }
 
+/* An estimate made with the migration's link and options says the
+ * rounds will not converge and recommends a rate; migrate --estimate
+ * takes it as its first step (one disk: all of it), not a guess from
+ * what the guest wrote, and converges. */
+static void
+test_migrate_takes_the_estimates_rate (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source
+      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
+  g_auto (GStrv) lines = NULL;
+  g_autoptr (VmsTestCommand) estimate = NULL;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (JsonObject) result = NULL;
+  g_autoptr (JsonObject) recommended = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *first = NULL;
+  JsonArray *vms;
+  double rate;
+
+  estimate = vmshift_start (fixture, "estimate", source, "--sink",
+                            fixture->sink_uri, "--id", "bp", "--window", "4",
+                            "--interval", "2", "--probe-seconds", "0.3",
+                            "--bandwidth", LINK, "--granularity", "4K",
+                            "--converge-bytes", CONVERGE, NULL);
+  vms_test_command_expect_success (estimate);
+  result = vms_test_command_last_event (estimate, "estimate", NULL);
+  assert_non_null (result);
+  vms = json_object_get_array_member (
+      json_object_get_object_member (result, "estimate"), "vms");
+  rate = json_object_get_double_member (
+      json_object_get_object_member (json_array_get_object_element (vms, 0),
+                                     "prediction"),
+      "backpressure-rate");
+  print_message ("  the estimate recommends %.0f KiB/s\n", rate / 1024);
+  assert_true (rate > 0);
+
+  start_destination (fixture);
+  {
+    g_autofree char *dest_qmp
+        = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
+    g_autofree char *memory
+        = g_strdup_printf ("--dest-uri=unix:%s/mig.sock", fixture->dest->dir);
+
+    run = vmshift_start (
+        fixture, "migrate", source, "--sink", fixture->sink_uri, "--job", "mig",
+        "--replica-prefix", "bp", "--max-bandwidth", LINK, "--granularity",
+        "4K", "--converge-bytes", CONVERGE, dest_qmp, memory,
+        "--final-sync=pause", "--suspend", "--estimate", "bp", NULL);
+  }
+  wait_for_step (fixture, run);
+  vms_test_command_expect_success (run);
+  recommended
+      = vms_test_command_last_event (run, "backpressure-recommended", NULL);
+  assert_non_null (recommended);
+  assert_int_equal (json_object_get_int_member (recommended, "rate"),
+                    MAX ((gint64)rate, 256 * 1024));
+  /* The first step, not the last: the first backpressure line. */
+  lines = g_strsplit (run->out->str, "\n", -1);
+  for (guint i = 0; lines[i] && !first; i++)
+    if (strstr (lines[i], "\"event\":\"backpressure\"")
+        && json_parser_load_from_data (parser, lines[i], -1, NULL))
+      first = json_node_get_object (json_parser_get_root (parser));
+  assert_non_null (first);
+  assert_int_equal (json_object_get_int_member (first, "rate"),
+                    json_object_get_int_member (recommended, "rate"));
+  assert_stepped_and_released (run, "switchover");
+}
+
 /* Ctrl-C rolls the migration back: the source runs with its own limits
  * and writes as fast as before. */
 static void
@@ -551,6 +620,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_migrate_pause_with_backpressure,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_migrate_mirror_with_backpressure,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_takes_the_estimates_rate,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_migrate_rollback_restores, setup,
                                      teardown),

@@ -95,6 +95,24 @@ needed_ratio (VmsReplicate *rep)
               VMS_BACKPRESSURE_TARGET_SHRINK);
 }
 
+/* Disk i's share of the first step an estimate recommended for all the
+ * disks: as it wrote among them, else an equal one. */
+static guint64
+first_step (VmsReplicate *rep, guint i)
+{
+  const GArray *rates = rep->backpressure->rate;
+  guint64 first = rep->config->write_backpressure_first;
+  double sum = 0;
+
+  for (guint k = 0; k < rates->len; k++)
+    sum += MAX (g_array_index (rates, double, k), 0);
+  if (i < rates->len && sum > 0)
+    first = first * (MAX (g_array_index (rates, double, i), 0) / sum);
+  else
+    first /= MAX (rep->job->disks->len, 1);
+  return MAX (first, VMS_BACKPRESSURE_FLOOR);
+}
+
 /* The next limit of disk i, 0 when it is not to change. */
 static guint64
 next_rate (VmsReplicate *rep, guint i, VmsJobDisk *disk, double ratio)
@@ -117,6 +135,8 @@ next_rate (VmsReplicate *rep, guint i, VmsJobDisk *disk, double ratio)
       || (disk->throttle_bps_wr
           && disk->throttle_bps_wr <= VMS_BACKPRESSURE_FLOOR))
     return 0;
+  if (!disk->throttle_bps_wr && config->write_backpressure_first)
+    return first_step (rep, i);
   return MAX ((guint64)(base * ratio), VMS_BACKPRESSURE_FLOOR);
 }
 

@@ -316,6 +316,33 @@ apply_compression (VmsMigration *migration)
                       config->estimate);
 }
 
+/* Where the estimate says the rounds will not converge, auto write
+ * backpressure's first step is the rate it recommends, not a guess from
+ * what the guest wrote: rounds are not spent finding it. */
+static void
+apply_backpressure (VmsMigration *migration)
+{
+  VmsReplicateConfig *copy = &migration->config.copy;
+  guint64 rate = (guint64)migration->prediction.backpressure_rate;
+  g_autofree char *rate_text = NULL;
+  JsonObject *fields;
+
+  if (rate == 0 || copy->write_backpressure != VMS_REPLICATE_BACKPRESSURE_AUTO)
+    return;
+  copy->write_backpressure_first = MAX (rate, VMS_BACKPRESSURE_FLOOR);
+  rate_text = vms_format_size (copy->write_backpressure_first);
+  fields = json_object_new ();
+  json_object_set_int_member (fields, "rate", copy->write_backpressure_first);
+  json_object_set_string_member (fields, "estimate",
+                                 migration->config.estimate);
+  vms_progress_event (migration->progress, "backpressure-recommended", fields,
+                      "estimate %s: the rounds will not converge unless the "
+                      "guest's disk writes are held to %s/s; the first step "
+                      "of write backpressure goes there if they do not "
+                      "(--write-backpressure off to not)",
+                      migration->config.estimate, rate_text);
+}
+
 /* The estimate's prediction, and its best link configuration unless the
  * config says otherwise. */
 static gboolean
@@ -343,6 +370,7 @@ load_prediction (VmsMigration *migration, GError **error)
     copy->request_size
         = MIN (migration->prediction.request_size, VMS_COPY_MAX_REQUEST_SIZE);
   apply_compression (migration);
+  apply_backpressure (migration);
   return TRUE;
 }
 

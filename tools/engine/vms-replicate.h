@@ -83,6 +83,11 @@ typedef struct
   VmsReplicateCompare compare;                 /* --compare */
   VmsReplicateBackpressure write_backpressure; /* --write-backpressure */
   guint64 write_backpressure_rate;             /* its RATE, bytes/s */
+  guint64 write_backpressure_first; /* auto: the first step, all disks
+                                       together (an estimate's
+                                       recommendation), bytes/s; 0: a
+                                       step down from what the guest
+                                       wrote */
 } VmsReplicateConfig;
 
 /* The defaults of the options not given. */
