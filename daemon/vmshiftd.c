@@ -6,6 +6,7 @@
 #include "vms-api.h"
 #include "vms-job.h"
 #include "vms-path.h"
+#include "vms-web.h"
 
 #include <glib-unix.h>
 #include <libsoup/soup.h>
@@ -160,6 +161,7 @@ serve (const Options *options)
   g_autofree char *token = NULL;
   g_autoptr (SoupServer) server = NULL;
   g_autoptr (VmsApi) api = NULL;
+  g_autoptr (VmsWeb) web = NULL;
   g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
 
   if (!state_dir)
@@ -186,6 +188,7 @@ serve (const Options *options)
       return 2;
     }
   api = vms_api_new (server, state_dir, token);
+  web = vms_web_new (server);
   g_unix_signal_add (SIGINT, on_signal, loop);
   g_unix_signal_add (SIGTERM, on_signal, loop);
   say_listening (server);
