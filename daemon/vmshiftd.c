@@ -229,8 +229,8 @@ main (int argc, char **argv)
   g_option_context_set_summary (
       context, "vmshift's management server: plans submitted and run over "
                "HTTP (REST under /api/v1), their events streamed, jobs "
-               "shown.  Every request needs the bearer token.  See "
-               "vmshiftd(8).");
+               "shown.  Every API request needs the bearer token; the web "
+               "dashboard at / asks for it.  See vmshiftd(8).");
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error) || argc > 1)
     {

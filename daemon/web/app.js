@@ -304,6 +304,10 @@ function onEvent (name, event)
       case 'migrated':
         live.migrated = event;
         break;
+      case 'downtime-miss-predicted':
+        live.predictedMissMs
+            = Math.max(live.predictedMissMs || 0, event['predicted-ms'] || 0);
+        break;
       case 'plan-vm':
         live.status
             = event.outcome === 'migrated-earlier' ? 'migrated' : event.outcome;
@@ -311,8 +315,12 @@ function onEvent (name, event)
         break;
       }
   noteAlert (name, event);
-  if (name === 'plan-vm' || name === 'plan-run-ended' || name === 'plan-done'
-      || name === 'plan-group')
+  // The plan's state (its running, its jobs, the ledger) changes at
+  // these: read it again.
+  if ([
+        'plan-vm-start', 'state', 'plan-vm', 'plan-group', 'plan-done',
+        'plan-run-ended'
+      ].includes(name))
     refresh ();
   queueRender ();
 }
@@ -402,8 +410,11 @@ function vmView (planName, status)
     maxDowntimeMs : status['max-downtime-ms'],
     seconds : status.seconds,
     estimatedSeconds : status['estimated-seconds'],
-    estimatedDowntimeMs : status['estimated-downtime-ms'],
-    predictedMissMs : status['predicted-downtime-ms'],
+    // The estimate's prediction, else the miss foreseen before the
+    // switchover.
+    predictedDowntimeMs : status['estimated-downtime-ms'] !== undefined
+                              ? status['estimated-downtime-ms']
+                              : status['predicted-downtime-ms'],
     eta : status['copy-eta-s'],
     error : status.error,
     done : status['sent-bytes'] || 0,
@@ -412,6 +423,8 @@ function vmView (planName, status)
   };
   // The plan state is read every few seconds, the events are newer;
   // but a job migrated stays so (events replayed may be older).
+  if (live.predictedMissMs && view.predictedDowntimeMs === undefined)
+    view.predictedDowntimeMs = live.predictedMissMs;
   if (live.status
       && !(live.status === 'migrating' && status.status === 'migrated'))
     view.status = live.status;
@@ -441,7 +454,7 @@ function vmView (planName, status)
       if (migrated['predicted-seconds'] !== undefined)
         {
           view.estimatedSeconds = migrated['predicted-seconds'];
-          view.estimatedDowntimeMs = migrated['predicted-downtime-ms'];
+          view.predictedDowntimeMs = migrated['predicted-downtime-ms'];
         }
     }
   if (view.downtimeMs !== undefined && view.downtimeMs < 0)
@@ -455,12 +468,15 @@ function progressBar (view)
 {
   const fill = el ('div', { class : 'fill' });
   fill.style.width = view.percent.toFixed(1) + '%';
-  const label = view.total > 0
-                    ? formatBytes (view.done) + ' / ' + formatBytes (view.total)
-                          + ' (' + Math.floor(view.percent) + '%)'
-                    : '';
-  return el ('div', { class : 'bar', title : view.pass }, fill,
-             el ('span', { class : 'label' }, label));
+  return el ('div', { class : 'bar', title : view.pass }, fill);
+}
+
+function progressText (view)
+{
+  if (!view.total)
+    return view.pass;
+  return formatBytes (view.done) + ' / ' + formatBytes (view.total) + ' ('
+         + Math.floor(view.percent) + '%) \u00b7 ' + view.pass;
 }
 
 function downtimeCell (view)
@@ -491,7 +507,7 @@ function vmRow (planName, view)
       el ('td', {}, view.name), el ('td', {}, view.group),
       el ('td', { class : 'status', title : view.error || '' }, view.status),
       el ('td', { class : 'phase' }, view.phase),
-      el ('td', {}, progressBar (view), el ('small', {}, view.pass)),
+      el ('td', {}, progressBar (view), el ('small', {}, progressText (view))),
       el ('td', { class : 'number eta' }, formatSeconds (view.eta)),
       el ('td', { class : 'number' },
           view.seconds === undefined ? '' : view.seconds.toFixed(1) + ' s'),
@@ -635,7 +651,9 @@ function drawMeasure (chart, rows, x, measure)
       }
     else
       {
-        chart.append(svg ('text', { x : x + 2, y : y + 8, class : 'muted' },
+        // Clear of the objective's mark.
+        const left = x + (objective > 0 ? width (objective) : 0) + 4;
+        chart.append(svg ('text', { x : left, y : y + 8, class : 'muted' },
                           'no prediction'));
       }
     if (actual !== undefined && actual >= 0)
@@ -700,7 +718,7 @@ function renderChart ()
   drawMeasure (chart, rows, CHART.label + CHART.width + CHART.gap, {
     name : 'downtime-ms',
     title : 'Downtime',
-    predicted : 'estimatedDowntimeMs',
+    predicted : 'predictedDowntimeMs',
     actual : 'downtimeMs',
     objective : 'maxDowntimeMs',
     format : (value) => Math.round(value) + ' ms'
