@@ -41,6 +41,7 @@ const state = {
   jobs : [],
   renderQueued : false,
   refreshTimer : null,
+  refreshes : 0, // reads of the plans started
   stream : null, // the AbortController of the event stream
 };
 
@@ -119,14 +120,20 @@ async function api (path)
 
 async function refresh ()
 {
+  // Reads overlap when events come fast: only the last one started is
+  // shown, so that an older answer never replaces a newer.
+  const generation = ++state.refreshes;
   try
     {
       const list = await api ('/plans');
       const names = (list.plans || []).map((plan) => plan.name);
       const states = await Promise.all(
           names.map((name) => api ('/plans/' + encodeURIComponent (name))));
+      const jobs = (await api ('/jobs')).jobs || [];
+      if (generation !== state.refreshes)
+        return;
       state.plans = new Map (names.map((name, i) => [name, states[i]]));
-      state.jobs = (await api ('/jobs')).jobs || [];
+      state.jobs = jobs;
     }
   catch (error)
     {
@@ -192,6 +199,10 @@ async function readEvents (signal)
   if (!response.ok || !response.body)
     throw new Error ('the event stream: ' + response.status);
   setConnection ('live', 'live');
+  // vmshiftd replays the events it kept first: what they said is
+  // rebuilt from them.
+  state.live = new Map ();
+  state.alerts = [];
   const reader = response.body.getReader();
   const decoder = new TextDecoder ();
   const buffer = { text : '' };
@@ -221,9 +232,6 @@ async function followEvents ()
 {
   const controller = new AbortController ();
   state.stream = controller;
-  // The events kept by vmshiftd are replayed first: the live state is
-  // rebuilt from them.
-  state.live = new Map ();
   while (!controller.signal.aborted)
     {
       try
