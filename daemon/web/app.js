@@ -481,8 +481,9 @@ function progressBar (view)
 
 function progressText (view)
 {
+  // Nothing to copy yet (not started): no figures to give.
   if (!view.total)
-    return view.pass;
+    return '';
   return formatBytes (view.done) + ' / ' + formatBytes (view.total) + ' ('
          + Math.floor(view.percent) + '%) \u00b7 ' + view.pass;
 }
