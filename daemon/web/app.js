@@ -287,7 +287,10 @@ function noteProgress (live, event)
       live.rateBase = { pass, done, at : now };
     }
   live.progress = { disk : event.disk, phase : event.phase, done, total };
-  live.eta = live.rate > 0 ? (total - done) / live.rate : undefined;
+  // With what the job sends after this pass (vmshift's estimate, when
+  // it has one), the whole job's time left, as its overall-eta.
+  const left = total - done + (Number (event.after) || 0);
+  live.eta = live.rate > 0 ? left / live.rate : undefined;
 }
 
 function onEvent (name, event)
@@ -512,6 +515,7 @@ function vmRow (planName, view)
         'data-total' : view.total,
         'data-downtime-ms' : view.downtimeMs,
         'data-seconds' : view.seconds,
+        'data-max-downtime-ms' : view.maxDowntimeMs,
       },
       el ('td', {}, view.name), el ('td', {}, view.group),
       el ('td', { class : 'status', title : view.error || '' }, view.status),

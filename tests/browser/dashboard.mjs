@@ -44,9 +44,13 @@ function readRow(vm) {
   const charted = document.querySelector(
       `#chart rect.actual[data-vm="${CSS.escape(row.dataset.vm)}"]` +
       '[data-measure="downtime-ms"]');
+  const alert = document.querySelector(
+      `#alerts li[data-event="migrated"][data-vm="${CSS.escape(row.dataset.vm)}"]`);
   return {
     ...row.dataset,
     downtimeText: row.querySelector('.downtime').textContent,
+    downtimeOver: row.querySelector('.downtime').classList.contains('over'),
+    migratedAlert: alert ? alert.className : null,
     barWidth: row.querySelector('.bar .fill').style.width,
     chartedDowntimeMs: charted ? charted.dataset.value : null,
     dashboardVisible: !document.getElementById('dashboard').hidden,
@@ -133,6 +137,18 @@ async function watchFinished(page, vm, outdir) {
     throw new Expectation(`the chart shows a downtime of ` +
                           `${done.chartedDowntimeMs} ms, the row ` +
                           `${done.downtimeMs} ms`);
+  // A downtime over its objective is marked, and alerted.
+  const over = Number(done.maxDowntimeMs) > 0 &&
+      Number(done.downtimeMs) > Number(done.maxDowntimeMs);
+  if (over !== done.downtimeOver)
+    throw new Expectation(`a downtime of ${done.downtimeMs} ms for an ` +
+                          `objective of ${done.maxDowntimeMs} ms is ` +
+                          `${done.downtimeOver ? '' : 'not '}marked over it`);
+  if (over && done.migratedAlert !== 'bad')
+    throw new Expectation(`the objective missed is not alerted (alert: ` +
+                          `${done.migratedAlert})`);
+  if (over)
+    say(`objective of ${done.maxDowntimeMs} ms missed: marked and alerted`);
   await page.screenshot({path: join(outdir, 'finished.png'), fullPage: true});
 }
 
