@@ -6,6 +6,7 @@
 #include "vms-api.h"
 #include "vms-job.h"
 #include "vms-path.h"
+#include "vms-web.h"
 
 #include <glib-unix.h>
 #include <libsoup/soup.h>
@@ -181,6 +182,7 @@ serve (const Options *options)
   g_autofree char *token = NULL;
   g_autoptr (SoupServer) server = NULL;
   g_autoptr (VmsApi) api = NULL;
+  g_autoptr (VmsWeb) web = NULL;
   g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
 
   if (!state_dir)
@@ -207,6 +209,7 @@ serve (const Options *options)
       return 2;
     }
   api = vms_api_new (server, state_dir, token);
+  web = vms_web_new (server);
   g_unix_signal_add (SIGINT, on_signal, loop);
   g_unix_signal_add (SIGTERM, on_signal, loop);
   say_listening (server);
@@ -247,8 +250,8 @@ main (int argc, char **argv)
   g_option_context_set_summary (
       context, "vmshift's management server: plans submitted and run over "
                "HTTP (REST under /api/v1), their events streamed, jobs "
-               "shown.  Every request needs the bearer token.  See "
-               "vmshiftd(8).");
+               "shown.  Every API request needs the bearer token; the web "
+               "dashboard at / asks for it.  See vmshiftd(8).");
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error) || argc > 1)
     {
