@@ -28,6 +28,18 @@ void vms_api_events_publish (VmsApiEvents *events, const char *event,
  * events, then each new one, until the client goes. */
 void vms_api_events_subscribe (VmsApiEvents *events, SoupServerMessage *msg);
 
+/* What a recorder is given of each event, in the main loop, as it is
+ * delivered: its name, its object as streamed (borrowed) and as text,
+ * and when it was published (µs since the epoch). */
+typedef void (*VmsApiEventsRecorder) (const char *event, JsonObject *object,
+                                      const char *json, gint64 time_us,
+                                      gpointer user_data);
+
+/* Every event from now on also goes to recorder (NULL: none). */
+void vms_api_events_set_recorder (VmsApiEvents *events,
+                                  VmsApiEventsRecorder recorder,
+                                  gpointer user_data);
+
 /* Clients streaming now. */
 guint vms_api_events_clients (VmsApiEvents *events);
 

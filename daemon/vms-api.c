@@ -5,6 +5,7 @@
 #include "vms-api-events.h"
 #include "vms-api-plans.h"
 #include "vms-api-reply.h"
+#include "vms-api-stats.h"
 #include "vms-job.h"
 
 #include <string.h>
@@ -19,6 +20,7 @@ struct _VmsApi
   char *token;
   VmsApiEvents *events;
   VmsApiPlans *plans;
+  VmsApiStats *stats;
 };
 
 /* The same bytes, in a time that does not tell how many matched. */
@@ -128,8 +130,10 @@ route (VmsApi *api, SoupServerMessage *msg, const char *path)
   const char *method = soup_server_message_get_method (msg);
   const char *rest;
 
-  if (g_str_equal (path, "/api/v1/events")
-      && g_str_equal (method, SOUP_METHOD_GET))
+  if (vms_api_stats_serves (msg, path))
+    vms_api_stats_handle (api->stats, msg, path);
+  else if (g_str_equal (path, "/api/v1/events")
+           && g_str_equal (method, SOUP_METHOD_GET))
     vms_api_events_subscribe (api->events, msg);
   else if ((rest = g_str_has_prefix (path, "/api/v1/plans")
                        ? path + strlen ("/api/v1/plans")
@@ -176,7 +180,8 @@ handle (SoupServer *server, SoupServerMessage *msg, const char *path,
 }
 
 VmsApi *
-vms_api_new (SoupServer *server, const char *state_dir, const char *token)
+vms_api_new (SoupServer *server, const char *state_dir, const char *token,
+             VmsDb *db)
 {
   VmsApi *api = g_new0 (VmsApi, 1);
 
@@ -185,6 +190,7 @@ vms_api_new (SoupServer *server, const char *state_dir, const char *token)
   api->token = g_strdup (token);
   api->events = vms_api_events_new (g_main_context_default (), KEPT_EVENTS);
   api->plans = vms_api_plans_new (state_dir, api->events);
+  api->stats = vms_api_stats_new (db, state_dir, api->events);
   soup_server_add_early_handler (server, "/api/v1", check_early, api, NULL);
   soup_server_add_handler (server, "/api/v1", handle, api, NULL);
   return api;
@@ -197,6 +203,7 @@ vms_api_free (VmsApi *api)
     return;
   soup_server_remove_handler (api->server, "/api/v1");
   vms_api_plans_free (api->plans);
+  vms_api_stats_free (api->stats);
   vms_api_events_free (api->events);
   g_object_unref (api->server);
   g_free (api->state_dir);

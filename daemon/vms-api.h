@@ -1,10 +1,13 @@
 /* vmshiftd: the REST API under /api/v1: every request authenticated by
  * the bearer token, bodies bounded, then routed: /events (the event
  * stream), /plans (vms-api-plans.h), /jobs (each job's state file, as
- * vmshift job would show it).
+ * vmshift job would show it), /estimates, /migrations and the events'
+ * history (vms-api-stats.h).
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #pragma once
+
+#include "vms-db.h"
 
 #include <libsoup/soup.h>
 
@@ -13,9 +16,9 @@ G_BEGIN_DECLS
 typedef struct _VmsApi VmsApi;
 
 /* The API of the jobs in state_dir on server, for clients that send
- * "Authorization: Bearer token". */
+ * "Authorization: Bearer token"; its statistics in db (borrowed). */
 VmsApi *vms_api_new (SoupServer *server, const char *state_dir,
-                     const char *token);
+                     const char *token, VmsDb *db);
 void vms_api_free (VmsApi *api);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsApi, vms_api_free)
