@@ -5,6 +5,7 @@
 #include "vms-api-reply.h"
 #include "vms-db-rebuild.h"
 
+#include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,6 +22,8 @@ struct _VmsApiStats
   char *state_dir;      /* where the job and ledger files are */
   VmsApiEvents *events; /* borrowed: recorded from */
   gboolean failing;     /* the last write failed (and was said) */
+  gint64 synced_mtime_ns; /* the state directory's mtime when its files
+                             were last put in the database */
 };
 
 /* ---- recording ---- */
@@ -74,6 +77,35 @@ record (const char *event, JsonObject *object, const char *json, gint64 time_us,
   stats->failing = !ok;
 }
 
+/* The state directory's mtime in ns, or -1: every file in it is
+ * written to a temporary name and renamed, which changes it. */
+static gint64
+state_dir_mtime_ns (const char *state_dir)
+{
+  GStatBuf st;
+
+  if (g_stat (state_dir, &st) < 0)
+    return -1;
+  return st.st_mtim.tv_sec * G_GINT64_CONSTANT (1000000000)
+         + st.st_mtim.tv_nsec;
+}
+
+/* What vmshift wrote there itself since (an estimate, a plan run from
+ * the command line) is put in before the database answers. */
+static void
+catch_up (VmsApiStats *stats)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 mtime_ns = state_dir_mtime_ns (stats->state_dir);
+
+  if (mtime_ns == stats->synced_mtime_ns)
+    return;
+  /* Taken first: a file written meanwhile changes it again. */
+  stats->synced_mtime_ns = mtime_ns;
+  if (!vms_db_rebuild (stats->db, stats->state_dir, &error))
+    fprintf (stderr, "vmshiftd: database: %s\n", error->message);
+}
+
 VmsApiStats *
 vms_api_stats_new (VmsDb *db, const char *state_dir, VmsApiEvents *events)
 {
@@ -82,6 +114,8 @@ vms_api_stats_new (VmsDb *db, const char *state_dir, VmsApiEvents *events)
   stats->db = db;
   stats->state_dir = g_strdup (state_dir);
   stats->events = events;
+  /* vmshiftd put them in as it started. */
+  stats->synced_mtime_ns = state_dir_mtime_ns (state_dir);
   vms_api_events_set_recorder (events, record, stats);
   return stats;
 }
@@ -225,9 +259,19 @@ vms_api_stats_handle (VmsApiStats *stats, SoupServerMessage *msg,
   JsonArray *array;
 
   if (!g_str_equal (method, SOUP_METHOD_GET))
-    vms_api_reply_error (msg, SOUP_STATUS_METHOD_NOT_ALLOWED, "%s %s: only GET",
-                         method, path);
-  else if (g_str_equal (path, "/api/v1/estimates"))
+    {
+      vms_api_reply_error (msg, SOUP_STATUS_METHOD_NOT_ALLOWED,
+                           "%s %s: only GET", method, path);
+      return;
+    }
+  /* The events are the daemon's own: no file holds them. */
+  if (g_str_equal (path, "/api/v1/events"))
+    {
+      list_events (stats, msg);
+      return;
+    }
+  catch_up (stats);
+  if (g_str_equal (path, "/api/v1/estimates"))
     {
       array = vms_db_list_estimates (stats->db, &error);
       reply_array (msg, "estimates", array, error);
@@ -239,6 +283,4 @@ vms_api_stats_handle (VmsApiStats *stats, SoupServerMessage *msg,
       array = vms_db_list_migrations (stats->db, &error);
       reply_array (msg, "migrations", array, error);
     }
-  else
-    list_events (stats, msg);
 }

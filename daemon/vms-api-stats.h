@@ -4,8 +4,9 @@
  * against actual time and downtime), GET /api/v1/events?since=SEQ&limit=N
  * (the events published, from the database; without a query the path is
  * the live stream, vms-api-events.h).  It records every event the daemon
- * publishes, and keeps the jobs' and migrations' rows up to date as
- * their events come.
+ * publishes, keeps the jobs' and migrations' rows up to date as their
+ * events come, and puts in what vmshift wrote in the state directory
+ * itself before it serves the estimates or the migrations.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #pragma once

@@ -9,6 +9,7 @@
 #include "vms-test-vm.h"
 #include "vms-test-x509.h"
 #include "vms-test.h"
+#include "vms-estimate-file.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -597,9 +598,37 @@ to_text (JsonObject *object)
   return json_to_string (node, FALSE);
 }
 
+/* An estimate of the fixture's VM, as vmshift estimate saves one, with
+ * two dirty samples of its disk. */
+static void
+save_estimate (Fixture *fixture, const char *id)
+{
+  g_autoptr (VmsEstimateFile) estimate = vms_estimate_file_new (id);
+  g_autoptr (GError) error = NULL;
+  VmsEstimateFileVm *vm = vms_estimate_file_add_vm (estimate, "qmp:/web");
+  VmsEstimateFileDisk *disk = vms_estimate_file_add_disk (vm, "vd0", DISK_SIZE);
+
+  g_free (vm->vm_name);
+  vm->vm_name = g_strdup ("web");
+  vm->prediction.total_pause_s = 7.5;
+  vm->prediction.reason = "a test's";
+  for (guint k = 0; k < 2; k++)
+    {
+      double second = 5.0 * k;
+      guint64 dirty = 65536 * (k + 1);
+
+      g_array_append_val (disk->seconds, second);
+      g_array_append_val (disk->dirty, dirty);
+    }
+  estimate->order = g_new0 (guint, 1);
+  vms_assert_ok (vms_estimate_file_save (estimate, fixture->state_dir, &error),
+                 error);
+}
+
 /* The database's figures of a plan's migration, its events' history
  * paged by since and limit (bad numbers refused); the database deleted
- * while vmshiftd is stopped, the migration comes back from the files. */
+ * while vmshiftd is stopped, the migration comes back from the files;
+ * an estimate saved while it runs is served with its samples. */
 static void
 test_database_rebuilt (void **state)
 {
@@ -707,6 +736,32 @@ test_database_rebuilt (void **state)
   assert_non_null (migration);
   assert_string_equal (json_object_get_string_member (migration, "phase"),
                        "migrated");
+  g_clear_pointer (&reply, json_object_unref);
+
+  /* An estimate vmshift saved while vmshiftd runs is served too. */
+  save_estimate (fixture, "late");
+  assert_int_equal (call (fixture, "GET", "/api/v1/estimates", NULL, &reply),
+                    200);
+  assert_non_null (find_in (json_object_get_array_member (reply, "estimates"),
+                            "id", "late"));
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "GET", "/api/v1/estimates/late", NULL, &reply), 200);
+  {
+    JsonObject *vm = json_array_get_object_element (
+        json_object_get_array_member (reply, "vms"), 0);
+    JsonObject *disk = json_array_get_object_element (
+        json_object_get_array_member (vm, "disks"), 0);
+
+    assert_float_equal (
+        json_object_get_double_member (vm, "total-pause-seconds"), 7.5, 1e-9);
+    assert_int_equal (
+        json_array_get_length (json_object_get_array_member (disk, "samples")),
+        2);
+  }
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "GET", "/api/v1/estimates/nope", NULL, &reply), 404);
   g_clear_pointer (&reply, json_object_unref);
 }
 
