@@ -13,6 +13,10 @@
  * reply is built whole in memory. */
 #define MAX_EVENT_LIMIT 1000
 #define DEFAULT_EVENT_LIMIT 100
+/* A file written before the last catch-up's look at the directory and
+ * renamed into it only after is read again: such a file was written
+ * this much before at most (vmshift renames what it has just written). */
+#define CATCH_UP_MARGIN_NS (2 * G_GINT64_CONSTANT (1000000000))
 /* An estimate id is a file name's part (vms-estimate-file.h). */
 #define MAX_ESTIMATE_ID 255
 
@@ -98,11 +102,14 @@ catch_up (VmsApiStats *stats)
   g_autoptr (GError) error = NULL;
   gint64 mtime_ns = state_dir_mtime_ns (stats->state_dir);
 
+  gint64 since_ns = stats->synced_mtime_ns - CATCH_UP_MARGIN_NS;
+
   if (mtime_ns == stats->synced_mtime_ns)
     return;
   /* Taken first: a file written meanwhile changes it again. */
   stats->synced_mtime_ns = mtime_ns;
-  if (!vms_db_rebuild (stats->db, stats->state_dir, &error))
+  if (!vms_db_rebuild_changed (stats->db, stats->state_dir, MAX (since_ns, 1),
+                               &error))
     fprintf (stderr, "vmshiftd: database: %s\n", error->message);
 }
 

@@ -6,6 +6,7 @@
 #include "vms-plan-ledger.h"
 #include "vms-plan.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -209,18 +210,34 @@ put_estimate_file (VmsDb *db, const char *path, GError **error)
   return TRUE;
 }
 
+/* Whether the file at path was modified at since_ns or later (0: any
+ * file). */
+static gboolean
+changed_since (const char *path, gint64 since_ns)
+{
+  GStatBuf st;
+
+  if (since_ns <= 0)
+    return TRUE;
+  return g_stat (path, &st) == 0
+         && st.st_mtim.tv_sec * G_GINT64_CONSTANT (1000000000)
+                    + st.st_mtim.tv_nsec
+                >= since_ns;
+}
+
 /* Ledgers and estimates first: a job's row takes its plan and downtime
  * from its plan's ledger. */
 static gboolean
 put_ledgers_and_estimates (VmsDb *db, const char *state_dir, GDir *dir,
-                           GHashTable *jobs_plan, GError **error)
+                           gint64 since_ns, GHashTable *jobs_plan,
+                           GError **error)
 {
   for (const char *file; (file = g_dir_read_name (dir));)
     {
       g_autofree char *path = g_build_filename (state_dir, file, NULL);
       g_autofree char *plan = ledger_plan_name (file);
 
-      if (!g_str_has_suffix (file, ".json"))
+      if (!g_str_has_suffix (file, ".json") || !changed_since (path, since_ns))
         continue;
       if (plan && !put_ledger (db, path, plan, jobs_plan, error))
         return FALSE;
@@ -231,24 +248,27 @@ put_ledgers_and_estimates (VmsDb *db, const char *state_dir, GDir *dir,
   return TRUE;
 }
 
+/* The jobs changed since since_ns, and those a ledger read names. */
 static gboolean
-put_jobs (VmsDb *db, const char *state_dir, GDir *dir, GHashTable *jobs_plan,
-          GError **error)
+put_jobs (VmsDb *db, const char *state_dir, GDir *dir, gint64 since_ns,
+          GHashTable *jobs_plan, GError **error)
 {
   for (const char *file; (file = g_dir_read_name (dir));)
     {
       g_autofree char *id = NULL;
+      g_autofree char *path = g_build_filename (state_dir, file, NULL);
       g_autoptr (VmsJob) job = NULL;
       LedgerEntry *known;
 
       if (!g_str_has_suffix (file, ".json"))
         continue;
       id = g_strndup (file, strlen (file) - strlen (".json"));
+      known = g_hash_table_lookup (jobs_plan, id);
       /* Estimates and ledgers are not jobs: their loading fails. */
       if (!vms_job_id_is_valid (id, NULL)
+          || (!known && !changed_since (path, since_ns))
           || !(job = vms_job_load (state_dir, id, NULL)))
         continue;
-      known = g_hash_table_lookup (jobs_plan, id);
       if (!put_job (db, job, known ? known->plan : NULL,
                     known ? known->downtime_ms : -1, error))
         return FALSE;
@@ -258,6 +278,13 @@ put_jobs (VmsDb *db, const char *state_dir, GDir *dir, GHashTable *jobs_plan,
 
 gboolean
 vms_db_rebuild (VmsDb *db, const char *state_dir, GError **error)
+{
+  return vms_db_rebuild_changed (db, state_dir, 0, error);
+}
+
+gboolean
+vms_db_rebuild_changed (VmsDb *db, const char *state_dir, gint64 since_ns,
+                        GError **error)
 {
   g_autoptr (GError) open_error = NULL;
   g_autoptr (GDir) dir = g_dir_open (state_dir, 0, &open_error);
@@ -270,10 +297,11 @@ vms_db_rebuild (VmsDb *db, const char *state_dir, GError **error)
                    "cannot read the state directory: %s", open_error->message);
       return FALSE;
     }
-  if (!put_ledgers_and_estimates (db, state_dir, dir, jobs_plan, error))
+  if (!put_ledgers_and_estimates (db, state_dir, dir, since_ns, jobs_plan,
+                                  error))
     return FALSE;
   g_dir_rewind (dir);
-  return put_jobs (db, state_dir, dir, jobs_plan, error);
+  return put_jobs (db, state_dir, dir, since_ns, jobs_plan, error);
 }
 
 /* One VM of a plan from its ledger record: its migration, and its

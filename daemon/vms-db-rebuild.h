@@ -16,6 +16,12 @@ G_BEGIN_DECLS
  * when the database fails. */
 gboolean vms_db_rebuild (VmsDb *db, const char *state_dir, GError **error);
 
+/* The same, of the files modified at since_ns (ns since the epoch) or
+ * later, and the jobs their ledgers name; what did not change keeps its
+ * rows. */
+gboolean vms_db_rebuild_changed (VmsDb *db, const char *state_dir,
+                                 gint64 since_ns, GError **error);
+
 /* Job id's row from its file, run by plan (NULL: none known; a row's
  * plan is then kept).  A job without a file is left alone. */
 gboolean vms_db_rebuild_job (VmsDb *db, const char *state_dir, const char *id,

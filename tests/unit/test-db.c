@@ -593,6 +593,25 @@ test_rebuild (void **state)
   g_clear_pointer (&migrations, json_array_unref);
   migrations = vms_db_list_migrations (db, &error);
   assert_int_equal (json_array_get_length (migrations), 1);
+
+  /* Only what changed since is read: a file older is not. */
+  {
+    g_autoptr (VmsEstimateFile) later = make_estimate ("e9", 1);
+    gint64 hour_ns = 3600 * G_GINT64_CONSTANT (1000000000);
+    gint64 future_ns = g_get_real_time () * 1000 + hour_ns;
+
+    assert_true (vms_estimate_file_save (later, *state, &error));
+    assert_true (vms_db_rebuild_changed (db, *state, future_ns, &error));
+    g_clear_pointer (&estimates, json_array_unref);
+    estimates = vms_db_list_estimates (db, &error);
+    assert_int_equal (json_array_get_length (estimates), 1);
+    assert_true (
+        vms_db_rebuild_changed (db, *state, future_ns - 2 * hour_ns, &error));
+    g_clear_pointer (&estimates, json_array_unref);
+    estimates = vms_db_list_estimates (db, &error);
+    assert_int_equal (json_array_get_length (estimates), 2);
+    assert_int_equal (vms_db_count_jobs (db, &error), 2);
+  }
 }
 
 int
