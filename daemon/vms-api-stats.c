@@ -101,7 +101,6 @@ catch_up (VmsApiStats *stats)
 {
   g_autoptr (GError) error = NULL;
   gint64 mtime_ns = state_dir_mtime_ns (stats->state_dir);
-
   gint64 since_ns = stats->synced_mtime_ns - CATCH_UP_MARGIN_NS;
 
   if (mtime_ns == stats->synced_mtime_ns)
@@ -179,10 +178,11 @@ show_estimate (VmsApiStats *stats, SoupServerMessage *msg, const char *id)
   g_autoptr (GError) error = NULL;
   JsonObject *estimate;
 
-  if (!*id || strlen (id) > MAX_ESTIMATE_ID || strchr (id, '/'))
+  if (!*id || strlen (id) > MAX_ESTIMATE_ID || strchr (id, '/')
+      || !g_utf8_validate (id, -1, NULL))
     {
       vms_api_reply_error (msg, SOUP_STATUS_BAD_REQUEST,
-                           "estimate: an id is 1 to %d characters, no '/'",
+                           "estimate: an id is 1 to %d bytes of UTF-8, no '/'",
                            MAX_ESTIMATE_ID);
       return;
     }
