@@ -13,12 +13,18 @@ struct _VmsApiEvents
   GPtrArray *clients; /* SoupServerMessage*, streaming (main loop only) */
   GString *batch;     /* events delivered but not yet sent to the clients */
   GSource *flush;     /* sends batch at the main loop's next turn, or NULL */
+  VmsApiEventsRecorder recorder; /* also given each event, or NULL */
+  gpointer recorder_data;
 };
 
 typedef struct
 {
   VmsApiEvents *events;
-  char *line; /* "event: ...\ndata: ...\n\n", without its id */
+  char *line;         /* "event: ...\ndata: ...\n\n", without its id */
+  char *event;        /* its name */
+  JsonObject *object; /* as streamed */
+  char *json;         /* likewise, as text */
+  gint64 time_us;     /* when it was published */
 } Pending;
 
 VmsApiEvents *
@@ -109,6 +115,9 @@ deliver (gpointer data)
       g_source_set_callback (events->flush, on_flush, events, NULL);
       g_source_attach (events->flush, events->context);
     }
+  if (events->recorder)
+    events->recorder (pending->event, pending->object, pending->json,
+                      pending->time_us, events->recorder_data);
   g_queue_push_tail (&events->kept, line);
   while (g_queue_get_length (&events->kept) > events->kept_max)
     g_free (g_queue_pop_head (&events->kept));
@@ -121,6 +130,9 @@ pending_free (gpointer data)
   Pending *pending = data;
 
   g_free (pending->line);
+  g_free (pending->event);
+  json_object_unref (pending->object);
+  g_free (pending->json);
   g_free (pending);
 }
 
@@ -131,7 +143,6 @@ vms_api_events_publish (VmsApiEvents *events, const char *event,
 {
   g_autoptr (JsonObject) object = json_object_new ();
   g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
-  g_autofree char *json = NULL;
   Pending *pending = g_new0 (Pending, 1);
 
   if (fields)
@@ -151,12 +162,26 @@ vms_api_events_publish (VmsApiEvents *events, const char *event,
   if (text)
     json_object_set_string_member (object, "message", text);
   json_node_set_object (node, object);
-  json = json_to_string (node, FALSE);
+  pending->json = json_to_string (node, FALSE);
   pending->events = events;
+  pending->event = g_strdup (event);
+  /* Handed over whole: json-glib's counts are not for two threads. */
+  g_clear_pointer (&node, json_node_unref);
+  pending->object = g_steal_pointer (&object);
+  pending->time_us = g_get_real_time ();
   /* One event per message: a JSON line never holds a newline. */
-  pending->line = g_strdup_printf ("event: %s\ndata: %s\n\n", event, json);
+  pending->line
+      = g_strdup_printf ("event: %s\ndata: %s\n\n", event, pending->json);
   g_main_context_invoke_full (events->context, G_PRIORITY_DEFAULT, deliver,
                               pending, pending_free);
+}
+
+void
+vms_api_events_set_recorder (VmsApiEvents *events,
+                             VmsApiEventsRecorder recorder, gpointer user_data)
+{
+  events->recorder = recorder;
+  events->recorder_data = user_data;
 }
 
 static void

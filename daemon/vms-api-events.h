@@ -32,6 +32,18 @@ void vms_api_events_subscribe (VmsApiEvents *events, SoupServerMessage *msg);
  * yet); what is published after this call has a greater one. */
 guint64 vms_api_events_last_id (VmsApiEvents *events);
 
+/* What a recorder is given of each event, in the main loop, as it is
+ * delivered: its name, its object as streamed (borrowed) and as text,
+ * and when it was published (µs since the epoch). */
+typedef void (*VmsApiEventsRecorder) (const char *event, JsonObject *object,
+                                      const char *json, gint64 time_us,
+                                      gpointer user_data);
+
+/* Every event from now on also goes to recorder (NULL: none). */
+void vms_api_events_set_recorder (VmsApiEvents *events,
+                                  VmsApiEventsRecorder recorder,
+                                  gpointer user_data);
+
 /* Clients streaming now. */
 guint vms_api_events_clients (VmsApiEvents *events);
 

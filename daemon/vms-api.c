@@ -8,6 +8,7 @@
 #include "vms-api-ingest.h"
 #include "vms-api-plans.h"
 #include "vms-api-reply.h"
+#include "vms-api-stats.h"
 
 #include <string.h>
 
@@ -23,6 +24,7 @@ struct _VmsApi
   VmsApiPlans *plans;
   VmsApiJobs *jobs;
   VmsApiEstimateRuns *estimate_runs;
+  VmsApiStats *stats;
 };
 
 /* The same bytes, in a time that does not tell how many matched. */
@@ -58,14 +60,24 @@ static void
 route (VmsApi *api, SoupServerMessage *msg, const char *path)
 {
   const char *method = soup_server_message_get_method (msg);
+  gboolean post = g_str_equal (method, SOUP_METHOD_POST);
   const char *rest;
 
-  if (g_str_equal (path, "/api/v1/events")
-      && g_str_equal (method, SOUP_METHOD_GET))
-    vms_api_events_subscribe (api->events, msg);
-  else if (g_str_equal (path, "/api/v1/events")
-           && g_str_equal (method, SOUP_METHOD_POST))
+  /* What is posted first: the statistics' paths are read-only, and a
+   * posted event names its VM in the query. */
+  if (post && g_str_equal (path, "/api/v1/events"))
     vms_api_ingest_handle (api->events, msg);
+  else if (post
+           && (rest = g_str_has_prefix (path, "/api/v1/estimates")
+                          ? path + strlen ("/api/v1/estimates")
+                          : NULL)
+           && (!*rest || *rest == '/'))
+    vms_api_estimate_runs_handle (api->estimate_runs, msg, rest);
+  else if (vms_api_stats_serves (msg, path))
+    vms_api_stats_handle (api->stats, msg, path);
+  else if (g_str_equal (path, "/api/v1/events")
+           && g_str_equal (method, SOUP_METHOD_GET))
+    vms_api_events_subscribe (api->events, msg);
   else if ((rest = g_str_has_prefix (path, "/api/v1/plans")
                        ? path + strlen ("/api/v1/plans")
                        : NULL)
@@ -76,12 +88,6 @@ route (VmsApi *api, SoupServerMessage *msg, const char *path)
                        : NULL)
            && (!*rest || *rest == '/'))
     vms_api_jobs_handle (api->jobs, msg, rest);
-  else if ((rest = g_str_has_prefix (path, "/api/v1/estimates")
-                       ? path + strlen ("/api/v1/estimates")
-                       : NULL)
-           && (!*rest || *rest == '/')
-           && g_str_equal (method, SOUP_METHOD_POST))
-    vms_api_estimate_runs_handle (api->estimate_runs, msg, rest);
   else
     vms_api_reply_error (msg, SOUP_STATUS_NOT_FOUND, "%s %s: no such request",
                          method, path);
@@ -116,7 +122,8 @@ handle (SoupServer *server, SoupServerMessage *msg, const char *path,
 }
 
 VmsApi *
-vms_api_new (SoupServer *server, const char *state_dir, const char *token)
+vms_api_new (SoupServer *server, const char *state_dir, const char *token,
+             VmsDb *db)
 {
   VmsApi *api = g_new0 (VmsApi, 1);
 
@@ -127,6 +134,7 @@ vms_api_new (SoupServer *server, const char *state_dir, const char *token)
   api->plans = vms_api_plans_new (state_dir, api->events);
   api->jobs = vms_api_jobs_new (state_dir, api->plans);
   api->estimate_runs = vms_api_estimate_runs_new (state_dir, api->events);
+  api->stats = vms_api_stats_new (db, state_dir, api->events);
   soup_server_add_early_handler (server, "/api/v1", check_early, api, NULL);
   soup_server_add_handler (server, "/api/v1", handle, api, NULL);
   return api;
@@ -141,6 +149,7 @@ vms_api_free (VmsApi *api)
   vms_api_jobs_free (api->jobs);
   vms_api_estimate_runs_free (api->estimate_runs);
   vms_api_plans_free (api->plans);
+  vms_api_stats_free (api->stats);
   vms_api_events_free (api->events);
   g_object_unref (api->server);
   g_free (api->state_dir);

@@ -4,6 +4,7 @@
  */
 #include "vms-config.h"
 #include "vms-api.h"
+#include "vms-db-rebuild.h"
 #include "vms-job.h"
 #include "vms-path.h"
 #include "vms-web.h"
@@ -18,12 +19,14 @@
 #define DEFAULT_LISTEN "127.0.0.1:8086"
 #define DEFAULT_PORT 8086
 #define TOKEN_FILE "vmshiftd.token"
+#define DATABASE_FILE "vmshiftd.db"
 
 typedef struct
 {
   char *listen;
   char *state_dir;
   char *token_file;
+  char *database;
   char *tls_certificate;
   char *tls_key;
   gboolean insecure;
@@ -36,6 +39,7 @@ options_clear (Options *options)
   g_free (options->listen);
   g_free (options->state_dir);
   g_free (options->token_file);
+  g_free (options->database);
   g_free (options->tls_certificate);
   g_free (options->tls_key);
 }
@@ -151,6 +155,21 @@ listen_on (SoupServer *server, const Options *options, GError **error)
   return listen_socket (server, socket_address, flags, error);
 }
 
+/* The database, made or upgraded, and filled from the state directory's
+ * files: they are the truth, and a lost database comes back from them. */
+static VmsDb *
+open_database (const Options *options, const char *state_dir, GError **error)
+{
+  g_autofree char *path
+      = options->database ? g_strdup (options->database)
+                          : g_build_filename (state_dir, DATABASE_FILE, NULL);
+  g_autoptr (VmsDb) db = vms_db_open (path, error);
+
+  if (!db || !vms_db_rebuild (db, state_dir, error))
+    return NULL;
+  return g_steal_pointer (&db);
+}
+
 static gboolean
 on_signal (gpointer data)
 {
@@ -181,6 +200,7 @@ serve (const Options *options)
   g_autofree char *token_file = NULL;
   g_autofree char *token = NULL;
   g_autoptr (SoupServer) server = NULL;
+  g_autoptr (VmsDb) db = NULL;
   g_autoptr (VmsApi) api = NULL;
   g_autoptr (VmsWeb) web = NULL;
   g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
@@ -202,13 +222,19 @@ serve (const Options *options)
       fprintf (stderr, "vmshiftd: %s\n", error->message);
       return 1;
     }
+  db = open_database (options, state_dir, &error);
+  if (!db)
+    {
+      fprintf (stderr, "vmshiftd: %s\n", error->message);
+      return 1;
+    }
   server = soup_server_new ("server-header", "vmshiftd/" VMS_VERSION " ", NULL);
   if (!listen_on (server, options, &error))
     {
       fprintf (stderr, "vmshiftd: %s\n", error->message);
       return 2;
     }
-  api = vms_api_new (server, state_dir, token);
+  api = vms_api_new (server, state_dir, token, db);
   web = vms_web_new (server);
   g_unix_signal_add (SIGINT, on_signal, loop);
   g_unix_signal_add (SIGTERM, on_signal, loop);
@@ -234,6 +260,11 @@ main (int argc, char **argv)
             "The bearer token clients send (default STATE-DIR/" TOKEN_FILE
             ", made if missing)",
             "FILE" },
+          { "database", 0, 0, G_OPTION_ARG_FILENAME, &options.database,
+            "The state and statistics database, SQLite (default "
+            "STATE-DIR/" DATABASE_FILE ", made if missing, rebuilt from the "
+            "state directory's files)",
+            "FILE" },
           { "tls-certificate", 0, 0, G_OPTION_ARG_FILENAME,
             &options.tls_certificate,
             "Serve HTTPS with this X.509 certificate (PEM)", "FILE" },
@@ -250,8 +281,9 @@ main (int argc, char **argv)
   g_option_context_set_summary (
       context, "vmshift's management server: plans submitted and run over "
                "HTTP (REST under /api/v1), their events streamed, jobs "
-               "shown.  Every API request needs the bearer token; the web "
-               "dashboard at / asks for it.  See vmshiftd(8).");
+               "shown, estimates and migrations' statistics kept.  Every "
+               "API request needs the bearer token; the web dashboard at / "
+               "asks for it.  See vmshiftd(8).");
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error) || argc > 1)
     {

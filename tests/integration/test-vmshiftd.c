@@ -1,7 +1,9 @@
 /* Integration tests: vmshiftd, the real daemon over HTTP (libsoup's
  * client): requests it must refuse, events posted to its stream, and a
  * plan submitted, run and followed on the event stream, migrating a
- * real QEMU (TCG) to a real sink; one aborted and run again.
+ * real QEMU (TCG) to a real sink; one aborted and run again; jobs and
+ * estimates over HTTP and vmshift --server; its database lost and
+ * rebuilt.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-test-command.h"
@@ -9,10 +11,12 @@
 #include "vms-test-vm.h"
 #include "vms-test-x509.h"
 #include "vms-test.h"
+#include "vms-estimate-file.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
+#include <signal.h>
 #include <string.h>
 
 #define DISK_SIZE (32 * 1024 * 1024)
@@ -913,6 +917,199 @@ test_ingest (void **state)
   stream_close (&stream);
 }
 
+/* The member of array's objects whose member is value, or NULL. */
+static JsonObject *
+find_in (JsonArray *array, const char *member, const char *value)
+{
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonObject *one = json_array_get_object_element (array, i);
+
+      if (g_strcmp0 (
+              json_object_get_string_member_with_default (one, member, NULL),
+              value)
+          == 0)
+        return one;
+    }
+  return NULL;
+}
+
+static char *
+to_text (JsonObject *object)
+{
+  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+
+  json_node_set_object (node, object);
+  return json_to_string (node, FALSE);
+}
+
+/* An estimate of the fixture's VM, as vmshift estimate saves one, with
+ * two dirty samples of its disk. */
+static void
+save_estimate (Fixture *fixture, const char *id)
+{
+  g_autoptr (VmsEstimateFile) estimate = vms_estimate_file_new (id);
+  g_autoptr (GError) error = NULL;
+  VmsEstimateFileVm *vm = vms_estimate_file_add_vm (estimate, "qmp:/web");
+  VmsEstimateFileDisk *disk = vms_estimate_file_add_disk (vm, "vd0", DISK_SIZE);
+
+  g_free (vm->vm_name);
+  vm->vm_name = g_strdup ("web");
+  vm->prediction.total_pause_s = 7.5;
+  vm->prediction.reason = "a test's";
+  for (guint k = 0; k < 2; k++)
+    {
+      double second = 5.0 * k;
+      guint64 dirty = 65536 * (k + 1);
+
+      g_array_append_val (disk->seconds, second);
+      g_array_append_val (disk->dirty, dirty);
+    }
+  estimate->order = g_new0 (guint, 1);
+  vms_assert_ok (vms_estimate_file_save (estimate, fixture->state_dir, &error),
+                 error);
+}
+
+/* The database's figures of a plan's migration, its events' history
+ * paged by since and limit (bad numbers refused); the database deleted
+ * while vmshiftd is stopped, the migration comes back from the files;
+ * an estimate saved while it runs is served with its samples. */
+static void
+test_database_rebuilt (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *plan = plan_text (fixture, NULL);
+  g_autofree char *database
+      = g_build_filename (fixture->state_dir, "vmshiftd.db", NULL);
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autoptr (JsonObject) ended = NULL;
+  JsonObject *reply = NULL;
+  JsonObject *migration;
+  JsonArray *events;
+  gint64 first;
+  Stream stream = { 0 };
+  static const char *const bad[]
+      = { "since=-1",   "since=x", "since=1e3",     "limit=0",
+          "limit=1001", "limit=",  "since=1&what=2" };
+
+  assert_int_equal (call (fixture, "PUT", "/api/v1/plans/db", plan, &reply),
+                    201);
+  g_clear_pointer (&reply, json_object_unref);
+  stream_open (fixture, &stream);
+  assert_int_equal (
+      call (fixture, "POST", "/api/v1/plans/db/run", NULL, &reply), 202);
+  g_clear_pointer (&reply, json_object_unref);
+  ended = stream_wait (&stream, "plan-run-ended", NULL);
+  assert_true (json_object_get_boolean_member (ended, "ok"));
+  stream_close (&stream);
+
+  assert_int_equal (call (fixture, "GET", "/api/v1/migrations", NULL, &reply),
+                    200);
+  migration = find_in (json_object_get_array_member (reply, "migrations"), "vm",
+                       "web");
+  assert_non_null (migration);
+  assert_string_equal (json_object_get_string_member (migration, "plan"), "db");
+  assert_string_equal (json_object_get_string_member (migration, "outcome"),
+                       "migrated");
+  assert_true (json_object_get_double_member (migration, "seconds") > 0);
+  assert_true (json_object_has_member (migration, "downtime-ms"));
+  /* No estimate was named: nothing was predicted. */
+  assert_false (json_object_has_member (migration, "predicted-seconds"));
+  before = to_text (migration);
+  g_clear_pointer (&reply, json_object_unref);
+
+  /* The history: every event the run published, in order, paged. */
+  assert_int_equal (
+      call (fixture, "GET", "/api/v1/events?since=0&limit=1000", NULL, &reply),
+      200);
+  events = json_object_get_array_member (reply, "events");
+  assert_non_null (find_in (events, "event", "migrated"));
+  assert_non_null (find_in (events, "event", "plan-run-ended"));
+  first = json_object_get_int_member (json_array_get_object_element (events, 0),
+                                      "seq");
+  g_clear_pointer (&reply, json_object_unref);
+  {
+    g_autofree char *path = g_strdup_printf (
+        "/api/v1/events?since=%" G_GINT64_FORMAT "&limit=2", first);
+
+    assert_int_equal (call (fixture, "GET", path, NULL, &reply), 200);
+    events = json_object_get_array_member (reply, "events");
+    assert_int_equal (json_array_get_length (events), 2);
+    assert_int_equal (json_object_get_int_member (
+                          json_array_get_object_element (events, 0), "seq"),
+                      first + 1);
+    g_clear_pointer (&reply, json_object_unref);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autofree char *path = g_strconcat ("/api/v1/events?", bad[i], NULL);
+
+      assert_int_equal (call (fixture, "GET", path, NULL, &reply), 400);
+      assert_true (json_object_has_member (reply, "error"));
+      g_clear_pointer (&reply, json_object_unref);
+    }
+
+  /* Stopped as a service manager stops it, and the database lost. */
+  kill (fixture->daemon->pid, SIGTERM);
+  assert_int_equal (vms_test_command_wait (fixture->daemon), 0);
+  vms_test_command_free (fixture->daemon);
+  g_clear_pointer (&fixture->url, g_free);
+  g_clear_pointer (&fixture->token, g_free);
+  for (const char *const *suffix
+       = (const char *const[]){ "", "-wal", "-shm", NULL };
+       *suffix; suffix++)
+    {
+      g_autofree char *file = g_strconcat (database, *suffix, NULL);
+
+      g_unlink (file);
+    }
+  start_daemon (fixture);
+  assert_true (g_file_test (database, G_FILE_TEST_EXISTS));
+
+  assert_int_equal (call (fixture, "GET", "/api/v1/migrations", NULL, &reply),
+                    200);
+  migration = find_in (json_object_get_array_member (reply, "migrations"), "vm",
+                       "web");
+  assert_non_null (migration);
+  after = to_text (migration);
+  assert_string_equal (after, before);
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (call (fixture, "GET", "/api/v1/jobs", NULL, &reply), 200);
+  migration
+      = find_in (json_object_get_array_member (reply, "jobs"), "id", "web");
+  assert_non_null (migration);
+  assert_string_equal (json_object_get_string_member (migration, "phase"),
+                       "migrated");
+  g_clear_pointer (&reply, json_object_unref);
+
+  /* An estimate vmshift saved while vmshiftd runs is served too. */
+  save_estimate (fixture, "late");
+  assert_int_equal (call (fixture, "GET", "/api/v1/estimates", NULL, &reply),
+                    200);
+  assert_non_null (find_in (json_object_get_array_member (reply, "estimates"),
+                            "id", "late"));
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "GET", "/api/v1/estimates/late", NULL, &reply), 200);
+  {
+    JsonObject *vm = json_array_get_object_element (
+        json_object_get_array_member (reply, "vms"), 0);
+    JsonObject *disk = json_array_get_object_element (
+        json_object_get_array_member (vm, "disks"), 0);
+
+    assert_float_equal (
+        json_object_get_double_member (vm, "total-pause-seconds"), 7.5, 1e-9);
+    assert_int_equal (
+        json_array_get_length (json_object_get_array_member (disk, "samples")),
+        2);
+  }
+  g_clear_pointer (&reply, json_object_unref);
+  assert_int_equal (
+      call (fixture, "GET", "/api/v1/estimates/nope", NULL, &reply), 404);
+  g_clear_pointer (&reply, json_object_unref);
+}
+
 int
 main (void)
 {
@@ -928,6 +1125,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_cli_server, setup_vm, teardown),
     cmocka_unit_test_setup_teardown (test_estimate_over_http, setup_vm,
                                      teardown),
+
+    cmocka_unit_test_setup_teardown (test_database_rebuilt, setup_vm, teardown),
   };
 
   vms_test_guest_prepare ();
