@@ -17,6 +17,9 @@ struct _VmsDb
   sqlite3 *handle;  /* the open file */
   char *path;       /* its name, for messages */
   guint max_events; /* events kept at most */
+  /* Each event is a row: its two statements are prepared once. */
+  sqlite3_stmt *insert_event;
+  sqlite3_stmt *prune_events;
 };
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, sqlite3_finalize)

@@ -231,6 +231,8 @@ vms_db_free (VmsDb *db)
 {
   if (!db)
     return;
+  sqlite3_finalize (db->insert_event);
+  sqlite3_finalize (db->prune_events);
   sqlite3_close (db->handle);
   g_free (db->path);
   g_free (db);
@@ -367,16 +369,37 @@ vms_db_list_jobs (VmsDb *db, GError **error)
 
 /* ---- events ---- */
 
+/* *stmt, prepared the first time (kept until the database is closed),
+ * its bindings cleared for its next use (its user resets it). */
+static sqlite3_stmt *
+kept_statement (VmsDb *db, sqlite3_stmt **stmt, const char *sql, GError **error)
+{
+  if (!*stmt)
+    {
+      if (sqlite3_prepare_v3 (db->handle, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                              stmt, NULL)
+          != SQLITE_OK)
+        {
+          vms_db_fail (db, error, "prepare");
+          return NULL;
+        }
+      return *stmt;
+    }
+  sqlite3_clear_bindings (*stmt);
+  return *stmt;
+}
+
 gint64
 vms_db_add_event (VmsDb *db, gint64 time_us, const char *plan, const char *vm,
                   const char *event, const char *json, GError **error)
 {
-  g_autoptr (sqlite3_stmt) insert
-      = vms_db_prepare (db,
+  sqlite3_stmt *insert
+      = kept_statement (db, &db->insert_event,
                         "INSERT INTO events (time_us, plan, vm, event, json)"
                         " VALUES (?, ?, ?, ?, ?)",
                         error);
-  g_autoptr (sqlite3_stmt) prune = NULL;
+  sqlite3_stmt *prune;
+  gboolean ok;
   gint64 seq;
 
   if (!insert)
@@ -386,16 +409,22 @@ vms_db_add_event (VmsDb *db, gint64 time_us, const char *plan, const char *vm,
   vms_db_bind_text (insert, 3, vm);
   vms_db_bind_text (insert, 4, event);
   vms_db_bind_text (insert, 5, json);
-  if (!vms_db_run (db, insert, error))
+  ok = vms_db_run (db, insert, error);
+  /* Reset at once: no statement stays pending between events. */
+  sqlite3_reset (insert);
+  if (!ok)
     return 0;
   seq = sqlite3_last_insert_rowid (db->handle);
   /* Sequence numbers only grow (AUTOINCREMENT): the newest max_events
    * lie above seq - max_events. */
-  prune = vms_db_prepare (db, "DELETE FROM events WHERE seq <= ?", error);
+  prune = kept_statement (db, &db->prune_events,
+                          "DELETE FROM events WHERE seq <= ?", error);
   if (!prune)
     return 0;
   sqlite3_bind_int64 (prune, 1, seq - (gint64)db->max_events);
-  return vms_db_run (db, prune, error) ? seq : 0;
+  ok = vms_db_run (db, prune, error);
+  sqlite3_reset (prune);
+  return ok ? seq : 0;
 }
 
 JsonArray *
