@@ -79,10 +79,19 @@ latency_over (Fixture *fixture, guint seconds)
   return latency_since (fixture);
 }
 
+static gint
+compare_doubles (gconstpointer a, gconstpointer b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+
+  return (x > y) - (x < y);
+}
+
 /* ---- vmshift ---- */
 
 static VmsTestCommand *
-sync_start (Fixture *fixture, const char *job, const char *latency_ms)
+sync_start (Fixture *fixture, const char *job, const char *prefix,
+            const char *latency_ms)
 {
   g_autofree char *source
       = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
@@ -96,7 +105,7 @@ sync_start (Fixture *fixture, const char *job, const char *latency_ms)
                          "--job",
                          job,
                          "--replica-prefix",
-                         "rbp",
+                         prefix,
                          state_arg,
                          "--json",
                          latency_ms ? "--max-guest-latency" : NULL,
@@ -106,17 +115,32 @@ sync_start (Fixture *fixture, const char *job, const char *latency_ms)
   return vms_test_command_start (NULL, argv, fixture->state_dir);
 }
 
-/* Sample the guest's latency every second until run exits: into
- * samples (double µs, -1: too few writes). */
-static GArray *
-watch (Fixture *fixture, VmsTestCommand *run)
+/* The guest's latency, sampled every second while a sync ran. */
+typedef struct
 {
-  GArray *samples = g_array_new (FALSE, FALSE, sizeof (double));
-  GString *shown = g_string_new ("");
+  GArray *latency;  /* double µs per second, -1: too few writes */
+  guint before_cut; /* how many were taken before vmshift's first cut */
+} Samples;
 
+static void
+samples_clear (Samples *samples)
+{
+  g_clear_pointer (&samples->latency, g_array_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Samples, samples_clear)
+
+/* Sample until run exits, and show the samples. */
+static void
+watch (Fixture *fixture, VmsTestCommand *run, const char *what,
+       Samples *samples)
+{
+  g_autoptr (GString) shown = g_string_new ("");
   gint64 deadline = g_get_monotonic_time () + RUN_LIMIT_S * G_USEC_PER_SEC;
   gint64 sampled = g_get_monotonic_time ();
+  gboolean cut = FALSE;
 
+  samples->latency = g_array_new (FALSE, FALSE, sizeof (double));
   latency_since (fixture);
   while (!vms_test_command_pump (run, 100))
     {
@@ -129,14 +153,34 @@ watch (Fixture *fixture, VmsTestCommand *run)
         continue;
       sampled = g_get_monotonic_time ();
       latency = latency_since (fixture);
-      g_array_append_val (samples, latency);
+      if (!cut && strstr (run->out->str, "\"why\":\"latency-high\""))
+        {
+          cut = TRUE;
+          samples->before_cut = samples->latency->len;
+          g_string_append (shown, " |");
+        }
+      g_array_append_val (samples->latency, latency);
       g_string_append_printf (shown, " %.2f", latency / 1000);
     }
-  print_message ("  the guest's latency under the copy (ms, a second "
-                 "each):%s\n",
-                 shown->str);
-  g_string_free (shown, TRUE);
-  return samples;
+  if (!cut)
+    samples->before_cut = samples->latency->len;
+  print_message ("  the guest's latency (ms, a second each) %s:%s%s\n", what,
+                 shown->str, cut ? " (| vmshift's first cut)" : "");
+}
+
+/* The median of the samples from first on that tell (µs), -1: none. */
+static double
+median_from (const Samples *samples, guint first)
+{
+  g_autoptr (GArray) known = g_array_new (FALSE, FALSE, sizeof (double));
+
+  for (guint i = first; i < samples->latency->len; i++)
+    if (g_array_index (samples->latency, double, i) >= 0)
+      g_array_append_val (known, g_array_index (samples->latency, double, i));
+  if (known->len == 0)
+    return -1;
+  g_array_sort (known, compare_doubles);
+  return g_array_index (known, double, known->len / 2);
 }
 
 static void
@@ -174,6 +218,7 @@ typedef struct
   gint64 latency_us; /* what vmshift measured */
   gint64 baseline_us;
   gint64 allowance_us;
+  gint64 copy_rate; /* what the copy reached before the step, 0: unknown */
 } Step;
 
 static GArray *
@@ -200,16 +245,20 @@ steps_of (VmsTestCommand *run)
       step = (Step){
         .cut = g_str_equal (why, "latency-high"),
         .rate = json_object_get_int_member (object, "rate"),
-        .latency_us = json_object_get_int_member (object, "latency-us"),
+        /* None when the guest wrote too little to tell. */
+        .latency_us
+        = json_object_get_int_member_with_default (object, "latency-us", -1),
         .baseline_us = json_object_get_int_member (object, "baseline-us"),
         .allowance_us = json_object_get_int_member (object, "allowance-us"),
+        .copy_rate
+        = json_object_get_int_member_with_default (object, "copy-rate", 0),
       };
-      print_message ("  %s: copy to %" G_GINT64_FORMAT
+      print_message ("  %s: copy from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
                      " KiB/s (latency %.2f ms, baseline %.2f ms, "
                      "allowance %.2f ms)\n",
-                     step.cut ? "cut" : "raise", step.rate / 1024,
-                     step.latency_us / 1000.0, step.baseline_us / 1000.0,
-                     step.allowance_us / 1000.0);
+                     step.cut ? "cut" : "raise", step.copy_rate / 1024,
+                     step.rate / 1024, step.latency_us / 1000.0,
+                     step.baseline_us / 1000.0, step.allowance_us / 1000.0);
       g_array_append_val (steps, step);
     }
   return steps;
@@ -281,26 +330,86 @@ teardown (void **state)
 
 /* ---- tests ---- */
 
+/* Each cut came from a latency above the allowance and slowed the copy
+ * below what it reached; each raise from one back near the baseline.
+ * The number of cuts and raises after the first cut. */
+static void
+assert_steps (GArray *steps, guint *cuts, guint *raises)
+{
+  *cuts = *raises = 0;
+  for (guint i = 0; i < steps->len; i++)
+    {
+      const Step *step = &g_array_index (steps, Step, i);
+
+      if (step->cut)
+        {
+          (*cuts)++;
+          assert_true (step->latency_us
+                       > step->baseline_us + step->allowance_us);
+          assert_true (step->rate > 0);
+          assert_true (step->copy_rate == 0 || step->rate < step->copy_rate);
+          continue;
+        }
+      assert_true (step->latency_us
+                   < step->baseline_us + step->allowance_us / 2 + 1);
+      if (*cuts > 0)
+        (*raises)++;
+    }
+}
+
+/* The copy at full speed makes the guest's synchronous writes slower;
+ * with --max-guest-latency vmshift cuts the copy's rate while they are
+ * above the allowance, which brings them back within it, and raises it
+ * again once they are calm; the copy completes and the replica is the
+ * disk.  A sync without the option first: no step, nothing changed. */
 static void
 test_sync_slows_for_the_guest (void **state)
 {
   Fixture *fixture = *state;
-  double before = latency_over (fixture, 3);
+  g_autoptr (VmsTestCommand) plain = NULL;
   g_autoptr (VmsTestCommand) run = NULL;
-  g_autoptr (GArray) samples = NULL;
+  g_auto (Samples) unlimited = { 0 };
+  g_auto (Samples) held = { 0 };
   g_autoptr (GArray) steps = NULL;
   g_autoptr (JsonObject) summary = NULL;
+  double before = latency_over (fixture, 3), after_cut;
+  guint cuts, raises;
+  gint64 allowed;
 
-  print_message ("  the guest's latency before the copy: %.2f ms\n",
+  print_message ("  the guest's latency before any copy: %.2f ms\n",
                  before / 1000);
-  run = sync_start (fixture, "rbp", G_STRINGIFY (ALLOWANCE_MS));
-  samples = watch (fixture, run);
+  plain = sync_start (fixture, "plain", "plain", NULL);
+  watch (fixture, plain, "under a sync without the option", &unlimited);
+  vms_test_command_expect_success (plain);
+  assert_null (strstr (plain->out->str, "replication-backpressure"));
+
+  run = sync_start (fixture, "rbp", "rbp", G_STRINGIFY (ALLOWANCE_MS));
+  watch (fixture, run,
+         "under a sync with --max-guest-latency " G_STRINGIFY (ALLOWANCE_MS),
+         &held);
   vms_test_command_expect_success (run);
   steps = steps_of (run);
   summary = vms_test_command_last_event (run, "replication-backpressure", NULL);
   assert_non_null (summary);
   print_message ("  %s\n", json_object_get_string_member (summary, "message"));
-  (void)samples;
+  assert_steps (steps, &cuts, &raises);
+  if (cuts == 0 || raises == 0)
+    fail_msg ("replication backpressure cut the copy %u times and raised it "
+              "%u times after: it should have done both",
+              cuts, raises);
+  assert_true (json_object_get_boolean_member (summary, "acted"));
+  /* Within the allowance once vmshift acted, mostly: the median. */
+  allowed = g_array_index (steps, Step, 0).baseline_us
+            + g_array_index (steps, Step, 0).allowance_us;
+  after_cut = median_from (&held, held.before_cut);
+  print_message ("  median latency: %.2f ms after the first cut (%.2f ms "
+                 "allowed), %.2f ms under the copy without the option\n",
+                 after_cut / 1000, allowed / 1000.0,
+                 median_from (&unlimited, 0) / 1000);
+  if (after_cut < 0 || after_cut > allowed)
+    fail_msg ("after the first cut the guest's writes took %.2f ms "
+              "(median), more than the %.2f ms allowed",
+              after_cut / 1000, allowed / 1000.0);
   assert_replica_identical (fixture, "rbp");
 }
 
