@@ -319,8 +319,9 @@ vms_replication_backpressure_report (VmsReplicate *rep)
   else
     vms_progress_event (
         rep->progress, "replication-backpressure", fields,
-        "replication backpressure: the copy slowed %u times (to %s/s at "
-        "the least) and sped up %u times for the guest's latency "
+        "replication backpressure: the copy slowed %u time%s (to %s/s at "
+        "the least) and sped up %u time%s for the guest's latency "
         "(at worst %.2f ms)",
-        rbp->cuts, lowest, rbp->raises, MAX (rbp->highest_latency, 0) / 1000);
+        rbp->cuts, rbp->cuts == 1 ? "" : "s", lowest, rbp->raises,
+        rbp->raises == 1 ? "" : "s", MAX (rbp->highest_latency, 0) / 1000);
 }
