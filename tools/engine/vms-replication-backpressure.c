@@ -17,6 +17,7 @@ struct VmsReplicationBackpressure
 {
   VmsLatencyControl control;
   gboolean started;  /* the baseline is measured */
+  gboolean warned;   /* a failed sample was reported */
   GArray *counters;  /* Counters per job disk, at the last sample */
   GArray *baseline;  /* double µs per job disk, -1: the guest did not write
                         to it before the copy (its writes may then take
@@ -65,7 +66,14 @@ sample (VmsReplicate *rep, double *latency)
   stats = vms_guest_query_blockstats (rep->qmp, &error);
   if (!stats)
     {
-      g_debug ("replication backpressure: no sample: %s", error->message);
+      /* Once: a QEMU that stopped answering fails the copy anyway. */
+      if (!rbp->warned)
+        vms_progress_event (rep->progress, "warning", NULL,
+                            "replication backpressure: no latency figures "
+                            "from QEMU (%s); the copy's rate stays as it is "
+                            "until they come back",
+                            error->message);
+      rbp->warned = TRUE;
       return FALSE;
     }
   g_array_set_size (rbp->counters, n);
