@@ -122,8 +122,9 @@ typedef struct
   char *nbd_socket;                 /* QEMU's NBD server socket */
   VmsProgress *progress;            /* output */
   VmsRate *rate;                    /* config->max_bandwidth, or NULL; with
-                                       replication backpressure always
-                                       (unlimited without the option) */
+                                       replication backpressure always (no
+                                       limit until it cuts, without
+                                       --max-bandwidth) */
   GHashTable *replica_names;        /* disk name -> name in the replica's name
                                        (libvirt: "virtio-disk0" -> "vda"), or
                                        NULL: the disk name itself; borrowed */
