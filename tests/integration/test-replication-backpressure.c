@@ -15,6 +15,7 @@
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <libnbd.h>
 #include <string.h>
 
 #define MiB (1024 * 1024)
@@ -36,6 +37,7 @@ static const char *vmshift;
 typedef struct
 {
   VmsTestVm *source; /* guest writing synchronously to vd0 */
+  VmsTestVm *dest;   /* a migration's destination, or NULL */
   VmsTestSink *sink; /* replicas */
   char *state_dir;   /* vmshift job state */
   char *sink_uri;    /* --sink */
@@ -320,6 +322,7 @@ teardown (void **state)
 {
   Fixture *fixture = *state;
 
+  vms_test_vm_free (fixture->dest);
   vms_test_vm_free (fixture->source);
   vms_test_sink_free (fixture->sink);
   g_free (fixture->state_dir);
@@ -413,11 +416,102 @@ test_sync_slows_for_the_guest (void **state)
   assert_replica_identical (fixture, "rbp");
 }
 
+/* The replica exists and a destination QEMU waits on it, paused. */
+static void
+start_destination (Fixture *fixture)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *name = g_strdup_printf ("rbp-vd0@create=%" G_GUINT64_FORMAT,
+                                           VD0_MIB * (guint64)MiB);
+  g_autofree char *replica
+      = vms_test_sink_replica_path (fixture->sink, "rbp-vd0");
+  g_autoptr (nbd_handle) nbd
+      = vms_test_sink_connect (fixture->sink, name, &error);
+  VmsTestVmOptions options = {
+    .workload = "writer",
+    .extra_cmdline = GUEST_CMDLINE,
+    .disks = { { "raw", 0, replica } },
+    .incoming = TRUE,
+    .start_paused = TRUE,
+    .second_qmp = TRUE,
+  };
+
+  vms_assert_ok (nbd, error);
+  nbd_shutdown (nbd, 0);
+  fixture->dest = vms_test_vm_start (&options, &error);
+  vms_assert_ok (fixture->dest, error);
+}
+
+/* migrate gets it too: the background copy is cut for the guest, the
+ * report says so, and the migration completes with the replica equal to
+ * the source (both paused: --suspend). */
+static void
+test_migrate_slows_for_the_guest (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source
+      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
+  g_autofree char *dest_qmp = NULL;
+  g_autofree char *memory = NULL;
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  g_autofree char *replica
+      = vms_test_sink_replica_path (fixture->sink, "rbp-vd0");
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (GArray) steps = NULL;
+  g_autoptr (JsonObject) summary = NULL;
+  g_auto (Samples) held = { 0 };
+  guint cuts, raises;
+
+  start_destination (fixture);
+  dest_qmp = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
+  memory = g_strdup_printf ("--dest-uri=unix:%s/mig.sock", fixture->dest->dir);
+  {
+    const char *argv[] = { vmshift,
+                           "migrate",
+                           source,
+                           "--sink",
+                           fixture->sink_uri,
+                           "--job",
+                           "mig",
+                           "--replica-prefix",
+                           "rbp",
+                           dest_qmp,
+                           memory,
+                           "--final-sync=pause",
+                           "--suspend",
+                           "--max-guest-latency",
+                           G_STRINGIFY (ALLOWANCE_MS),
+                           state_arg,
+                           "--json",
+                           NULL };
+
+    run = vms_test_command_start (NULL, argv, fixture->state_dir);
+  }
+  watch (
+      fixture, run,
+      "under a migration with --max-guest-latency " G_STRINGIFY (ALLOWANCE_MS),
+      &held);
+  vms_test_command_expect_success (run);
+  assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
+  steps = steps_of (run);
+  summary = vms_test_command_last_event (run, "replication-backpressure", NULL);
+  assert_non_null (summary);
+  print_message ("  %s\n", json_object_get_string_member (summary, "message"));
+  assert_steps (steps, &cuts, &raises);
+  if (cuts == 0)
+    fail_msg ("replication backpressure never cut the migration's copy");
+  assert_true (json_object_get_boolean_member (summary, "acted"));
+  vms_test_assert_identical (fixture->source->disk_paths[0], "qcow2", replica);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_sync_slows_for_the_guest, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_slows_for_the_guest, setup,
                                      teardown),
   };
 
