@@ -123,7 +123,17 @@ typedef struct
 {
   GArray *latency;  /* double µs per second, -1: too few writes */
   guint before_cut; /* how many were taken before vmshift's first cut */
+  gboolean pause;   /* stop the guest a while after the first cut */
+  gboolean calm_while_copying; /* the copy still ran after the guest had
+                                  written nothing for CALM_S */
 } Samples;
+
+/* After its first cut, the guest is stopped this long: it writes nothing,
+ * which vmshift must read as calm and raise the copy again (when the
+ * copy still runs by then), whatever the machine's own noise. */
+#define CALM_S 5
+/* Samples under the cut rate before the guest is stopped. */
+#define SAMPLES_BEFORE_CALM 4
 
 static void
 samples_clear (Samples *samples)
@@ -132,6 +142,15 @@ samples_clear (Samples *samples)
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Samples, samples_clear)
+
+static void
+qmp_ok (VmsTestVm *vm, const char *command)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) reply = vms_qmp_execute (vm->qmp, command, NULL, &error);
+
+  vms_assert_ok (reply, error);
+}
 
 /* Sample until run exits, and show the samples. */
 static void
@@ -164,6 +183,21 @@ watch (Fixture *fixture, VmsTestCommand *run, const char *what,
         }
       g_array_append_val (samples->latency, latency);
       g_string_append_printf (shown, " %.2f", latency / 1000);
+      if (samples->pause && cut
+          && samples->latency->len == samples->before_cut + SAMPLES_BEFORE_CALM)
+        {
+          qmp_ok (fixture->source, "stop");
+          g_string_append (shown, " [stopped");
+          for (gint64 until = g_get_monotonic_time () + CALM_S * G_USEC_PER_SEC;
+               g_get_monotonic_time () < until;)
+            vms_test_command_pump (run, 100);
+          samples->calm_while_copying = run->status < 0;
+          qmp_ok (fixture->source, "cont");
+          g_string_append_printf (
+              shown, " %d s%s]", CALM_S,
+              samples->calm_while_copying ? "" : ", the copy ended meanwhile");
+          latency_since (fixture);
+        }
     }
   if (!cut)
     samples->before_cut = samples->latency->len;
@@ -184,15 +218,6 @@ median_from (const Samples *samples, guint first)
     return -1;
   g_array_sort (known, compare_doubles);
   return g_array_index (known, double, known->len / 2);
-}
-
-static void
-qmp_ok (VmsTestVm *vm, const char *command)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) reply = vms_qmp_execute (vm->qmp, command, NULL, &error);
-
-  vms_assert_ok (reply, error);
 }
 
 /* After a sync, the paused source's vd0 and its replica are the same. */
@@ -391,6 +416,7 @@ test_sync_slows_for_the_guest (void **state)
   assert_null (strstr (plain->out->str, "replication-backpressure"));
 
   run = sync_start (fixture, "rbp", "rbp", G_STRINGIFY (ALLOWANCE_MS));
+  held.pause = TRUE;
   watch (fixture, run,
          "under a sync with --max-guest-latency " G_STRINGIFY (ALLOWANCE_MS),
          &held);
@@ -400,22 +426,30 @@ test_sync_slows_for_the_guest (void **state)
   assert_non_null (summary);
   print_message ("  %s\n", json_object_get_string_member (summary, "message"));
   assert_steps (steps, &cuts, &raises);
-  if (cuts == 0 || raises == 0)
+  /* A raise is owed once the guest wrote nothing for CALM_S while the
+   * copy ran; a copy that ended first had no time for one. */
+  if (cuts == 0 || (raises == 0 && held.calm_while_copying))
     fail_msg ("replication backpressure cut the copy %u times and raised it "
               "%u times after: it should have done both",
               cuts, raises);
   assert_true (json_object_get_boolean_member (summary, "acted"));
-  /* Within the allowance once vmshift acted, mostly: the median. */
+  /* Within the allowance once vmshift acted, mostly: the median, with
+   * one allowance more for what else the machine runs (the copy without
+   * the option takes several times that). */
   allowed = g_array_index (steps, Step, 0).baseline_us
-            + g_array_index (steps, Step, 0).allowance_us;
+            + 2 * g_array_index (steps, Step, 0).allowance_us;
   after_cut = median_from (&held, held.before_cut);
-  print_message ("  median latency: %.2f ms after the first cut (%.2f ms "
-                 "allowed), %.2f ms under the copy without the option\n",
-                 after_cut / 1000, allowed / 1000.0,
-                 median_from (&unlimited, 0) / 1000);
+  print_message ("  median latency: %.2f ms after the first cut (baseline "
+                 "and allowance %.2f ms, failing above %.2f ms), %.2f ms "
+                 "under the copy without the option\n",
+                 after_cut / 1000,
+                 (allowed - g_array_index (steps, Step, 0).allowance_us)
+                     / 1000.0,
+                 allowed / 1000.0, median_from (&unlimited, 0) / 1000);
   if (after_cut < 0 || after_cut > allowed)
     fail_msg ("after the first cut the guest's writes took %.2f ms "
-              "(median), more than the %.2f ms allowed",
+              "(median), more than the baseline and twice the allowance, "
+              "%.2f ms",
               after_cut / 1000, allowed / 1000.0);
   assert_replica_identical (fixture, "rbp");
 }
