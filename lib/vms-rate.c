@@ -50,9 +50,13 @@ vms_rate_try_take (VmsRate *rate, guint64 bytes, gint64 now_us)
   g_autoptr (GMutexLocker) locker = NULL;
   double needed;
 
-  if (!rate || rate->limit == 0)
+  if (!rate)
     return 0;
+  /* The limit may change while copies run (vms_rate_set_limit): read
+   * under the lock. */
   locker = g_mutex_locker_new (&rate->lock);
+  if (rate->limit == 0)
+    return 0;
   refill (rate, now_us);
   /* A request bigger than the bucket waits for a full bucket, then goes,
    * leaving the bucket in debt: the average rate still holds. */
@@ -70,14 +74,37 @@ vms_rate_refund (VmsRate *rate, guint64 bytes)
 {
   g_autoptr (GMutexLocker) locker = NULL;
 
-  if (!rate || !rate->limit)
+  if (!rate)
     return;
   locker = g_mutex_locker_new (&rate->lock);
+  if (!rate->limit)
+    return;
   rate->tokens = MIN (rate->capacity, rate->tokens + bytes);
 }
 
 guint64
 vms_rate_get_limit (VmsRate *rate)
 {
-  return rate ? rate->limit : 0;
+  g_autoptr (GMutexLocker) locker = NULL;
+
+  if (!rate)
+    return 0;
+  locker = g_mutex_locker_new (&rate->lock);
+  return rate->limit;
+}
+
+void
+vms_rate_set_limit (VmsRate *rate, guint64 bytes_per_second, guint64 burst)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&rate->lock);
+
+  /* Unlimited until now: the bucket starts full from the next take. */
+  if (rate->limit == 0)
+    {
+      rate->tokens = MAX (burst, 1);
+      rate->last_us = 0;
+    }
+  rate->limit = bytes_per_second;
+  rate->capacity = MAX (burst, 1);
+  rate->tokens = MIN (rate->tokens, rate->capacity);
 }

@@ -25,6 +25,13 @@ void vms_rate_refund (VmsRate *rate, guint64 bytes);
 
 guint64 vms_rate_get_limit (VmsRate *rate);
 
+/* Change the limit (0: none) and the bucket's size while copies take
+ * from it (replication backpressure).  What the bucket holds is kept, up
+ * to the new size; a copy waiting on the old limit asks again when its
+ * wait is over. */
+void vms_rate_set_limit (VmsRate *rate, guint64 bytes_per_second,
+                         guint64 burst);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsRate, vms_rate_free)
 
 G_END_DECLS

@@ -74,6 +74,12 @@ typedef struct
   guint64 wr_bytes; /* bytes the guest wrote through it since QEMU
                        started, rewrites included */
   guint64 wr_operations; /* write requests behind wr_bytes */
+  /* The time those took, and the guest's flushes and theirs (ns, from
+   * QEMU's block layer taking a request to its completion); 0 when QEMU
+   * does not say: */
+  guint64 wr_total_time_ns;
+  guint64 flush_operations;
+  guint64 flush_total_time_ns;
 } VmsGuestBlockStats;
 
 void vms_guest_block_stats_free (VmsGuestBlockStats *stats);

@@ -16,6 +16,8 @@
 #define MAX_SECONDS (24 * 3600)
 #define MAX_RATE (G_GUINT64_CONSTANT (1) << 40)
 #define MAX_BYTES (G_GUINT64_CONSTANT (1) << 40)
+/* A guest whose writes may take a minute more is not held back. */
+#define MAX_GUEST_LATENCY_MS 60000
 
 static gboolean
 parse_counts (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
@@ -126,6 +128,40 @@ parse_backpressure (const char *text, VmsReplicateConfig *config,
   return TRUE;
 }
 
+/* Replication backpressure is off unless --max-guest-latency is given:
+ * then auto; "off" keeps it off all the same (a script may keep the
+ * latency and switch it off). */
+static gboolean
+parse_replication_backpressure (const VmsCliCopyOptions *options,
+                                VmsReplicateConfig *config, GError **error)
+{
+  const char *mode = options->replication_backpressure;
+  guint64 latency_ms = 0;
+
+  if (mode && !g_str_equal (mode, "auto") && !g_str_equal (mode, "off"))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--replication-backpressure takes auto or off, not '%s'",
+                   mode);
+      return FALSE;
+    }
+  if (mode && g_str_equal (mode, "auto") && !options->max_guest_latency)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--replication-backpressure auto needs "
+                   "--max-guest-latency MS: how much longer the guest's "
+                   "writes may take");
+      return FALSE;
+    }
+  if (!vms_option_integer ("--max-guest-latency", options->max_guest_latency,
+                           "a number of milliseconds", 1, MAX_GUEST_LATENCY_MS,
+                           &latency_ms, error))
+    return FALSE;
+  if (!mode || !g_str_equal (mode, "off"))
+    config->max_guest_latency_ms = latency_ms;
+  return TRUE;
+}
+
 /* Names are refused as typed, never rewritten: a job is resumed by the
  * name it was given, and the sink must be one before a job file is
  * written for it. */
@@ -159,7 +195,8 @@ vms_cli_copy_options_parse (VmsCliCopyOptions *options,
   if (!check_names (options, error) || !parse_counts (options, config, error)
       || !parse_sizes (options, config, error)
       || !parse_compare (options->compare, config, error)
-      || !parse_backpressure (options->write_backpressure, config, error))
+      || !parse_backpressure (options->write_backpressure, config, error)
+      || !parse_replication_backpressure (options, config, error))
     return FALSE;
   /* QEMU gets the sink's socket and keys for the mirror, in its own
    * working directory; the job keeps them for a run from another one. */
@@ -198,6 +235,8 @@ vms_cli_copy_options_clear (VmsCliCopyOptions *options)
   g_clear_pointer (&options->bitmap_memory, g_free);
   g_clear_pointer (&options->compare, g_free);
   g_clear_pointer (&options->write_backpressure, g_free);
+  g_clear_pointer (&options->replication_backpressure, g_free);
+  g_clear_pointer (&options->max_guest_latency, g_free);
 }
 
 GOptionEntry *
@@ -268,6 +307,17 @@ vms_cli_copy_option_entries (VmsCliCopyOptions *options)
       "(QEMU I/O limits, removed when the run ends): auto (steps down from "
       "the rate it writes, default), off, or RATE (bytes/s, e.g. 2M)",
       "auto|off|RATE" },
+    { "max-guest-latency", 0, 0, G_OPTION_ARG_STRING,
+      &options->max_guest_latency,
+      "Replication backpressure: slow the copy while the guest's disk "
+      "writes take more than MS milliseconds longer than before it, speed "
+      "it up when they are back (default: off)",
+      "MS" },
+    { "replication-backpressure", 0, 0, G_OPTION_ARG_STRING,
+      &options->replication_backpressure,
+      "auto (the default with --max-guest-latency) or off (off all the "
+      "same)",
+      "auto|off" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
       "Print one JSON event per line on stdout", NULL },
     G_OPTION_ENTRY_NULL

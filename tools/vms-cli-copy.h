@@ -32,6 +32,8 @@ typedef struct
   char *bitmap_memory;      /* --bitmap-memory */
   char *compare;            /* --compare */
   char *write_backpressure; /* --write-backpressure */
+  char *replication_backpressure; /* --replication-backpressure */
+  char *max_guest_latency;        /* --max-guest-latency */
   char *checkpoint_seconds; /* --checkpoint-seconds */
   char *io_timeout;         /* --io-timeout */
   char *retry_timeout;      /* --retry-timeout */

@@ -505,6 +505,8 @@ not_for_server (const MigrateOptions *options)
     { base->bitmap_memory != NULL, "--bitmap-memory" },
     { base->compare != NULL, "--compare" },
     { base->write_backpressure != NULL, "--write-backpressure" },
+    { base->replication_backpressure != NULL, "--replication-backpressure" },
+    { base->max_guest_latency != NULL, "--max-guest-latency" },
     { base->checkpoint_seconds != NULL, "--checkpoint-seconds" },
     { base->io_timeout != NULL, "--io-timeout" },
     { base->retry_timeout != NULL, "--retry-timeout" },

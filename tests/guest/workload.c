@@ -20,6 +20,9 @@
  *                           the end of the disk; 0 = up to the end of the
  *                           disk (default 16)
  *   vms.write_seed=N        seed of the block-choice PRNG (default 1)
+ *   vms.write_sync=N        1: open the disk O_DSYNC too, so that every
+ *                           write is followed by a flush the guest waits
+ *                           for (a database's commits); 0: not (default)
  *   vms.mem_mib=N           size of the dirtied memory area in MiB; 0
  *                           disables the dirtier (default 32)
  *   vms.mem_rate_mib=N      MiB/s of pages rewritten; 0 = as fast as
@@ -98,6 +101,7 @@ typedef struct
   uint64_t write_offset_mib; /* first MiB of the written area */
   uint64_t write_span_mib;   /* MiB in the written area, 0 = to disk end */
   uint64_t write_seed;       /* seed of the block-choice PRNG */
+  uint64_t write_sync;       /* 1: O_DSYNC, a flush after every write */
   uint64_t mem_mib;          /* size of the dirtied area */
   uint64_t mem_rate_mib;     /* dirtier MiB/s, 0 = unthrottled */
 } VmsConfig;
@@ -265,6 +269,7 @@ config_apply (VmsConfig *config, const char *key, const char *value)
     { "write_offset_mib", offsetof (VmsConfig, write_offset_mib) },
     { "write_span_mib", offsetof (VmsConfig, write_span_mib) },
     { "write_seed", offsetof (VmsConfig, write_seed) },
+    { "write_sync", offsetof (VmsConfig, write_sync) },
     { "mem_mib", offsetof (VmsConfig, mem_mib) },
     { "mem_rate_mib", offsetof (VmsConfig, mem_rate_mib) },
   };
@@ -350,7 +355,8 @@ writer_setup (const VmsConfig *config, VmsWriter *writer)
   uint64_t disk_blocks;
   uint64_t want_blocks;
 
-  writer->fd = open (VMS_DISK_PATH, O_RDWR | O_DIRECT | O_CLOEXEC);
+  writer->fd = open (VMS_DISK_PATH, O_RDWR | O_DIRECT | O_CLOEXEC
+                                        | (config->write_sync ? O_DSYNC : 0));
   if (writer->fd < 0)
     {
       say ("vms-writer: error open %s: %s", VMS_DISK_PATH, strerror (errno));
@@ -651,10 +657,11 @@ main (void)
   config_load (&config);
   say ("vms-guest: config workload=%s write_rate_kib=%" PRIu64
        " write_offset_mib=%" PRIu64 " write_span_mib=%" PRIu64
-       " write_seed=%" PRIu64 " mem_mib=%" PRIu64 " mem_rate_mib=%" PRIu64,
+       " write_seed=%" PRIu64 " mem_mib=%" PRIu64 " mem_rate_mib=%" PRIu64
+       " write_sync=%" PRIu64,
        config.workload, config.write_rate_kib, config.write_offset_mib,
        config.write_span_mib, config.write_seed, config.mem_mib,
-       config.mem_rate_mib);
+       config.mem_rate_mib, config.write_sync);
 
   /* Heartbeat first: whatever goes wrong below, the harness must still
    * see that the guest is alive. */

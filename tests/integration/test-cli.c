@@ -309,6 +309,12 @@ static const BadInput bad_copy_options[] = {
   { { "--job", ".." }, "--job '..'" },
   { { "--job", "" }, "--job ''" },
   { { "--job", "x", "--resume", "x" }, "give one of them" },
+  { { "--max-guest-latency", "0" },
+    "--max-guest-latency wants a number of milliseconds from 1 to 60000" },
+  { { "--max-guest-latency", "1.5" }, "--max-guest-latency wants" },
+  { { "--replication-backpressure", "auto" }, "needs --max-guest-latency" },
+  { { "--replication-backpressure", "on", "--max-guest-latency", "5" },
+    "--replication-backpressure takes auto or off, not 'on'" },
 };
 
 static const BadInput bad_migrate_options[] = {

@@ -66,6 +66,41 @@ test_oversized_request_waits_for_full_bucket (void **state)
   assert_true (wait >= G_USEC_PER_SEC);
 }
 
+/* A limit changed while sending: the rate follows it, from unlimited
+ * to a limit, down, up, and back to none. */
+static void
+test_limit_changes (void **state)
+{
+  const guint64 request = 64 * 1024;
+  g_autoptr (VmsRate) rate = vms_rate_new (0, 1024 * 1024);
+  const guint64 limits[] = { 4 * 1024 * 1024, 1024 * 1024, 8 * 1024 * 1024 };
+  gint64 now = 1000000;
+
+  assert_int_equal (vms_rate_try_take (rate, request, now), 0);
+  for (guint i = 0; i < G_N_ELEMENTS (limits); i++)
+    {
+      const gint64 end = now + 4 * G_USEC_PER_SEC;
+      guint64 sent = 0;
+
+      vms_rate_set_limit (rate, limits[i], limits[i] / 10);
+      assert_int_equal (vms_rate_get_limit (rate), limits[i]);
+      while (now < end)
+        {
+          gint64 wait = vms_rate_try_take (rate, request, now);
+
+          if (wait == 0)
+            sent += request;
+          else
+            now += wait;
+        }
+      /* Four seconds at the limit, give or take a bucket. */
+      assert_true (sent >= 4 * limits[i] - limits[i] / 10 - request);
+      assert_true (sent <= 4 * limits[i] + limits[i] / 10 + request);
+    }
+  vms_rate_set_limit (rate, 0, 1024 * 1024);
+  assert_int_equal (vms_rate_try_take (rate, 100 * 1024 * 1024, now), 0);
+}
+
 int
 main (void)
 {
@@ -73,6 +108,7 @@ main (void)
     cmocka_unit_test (test_average_rate_holds),
     cmocka_unit_test (test_unlimited_and_refund),
     cmocka_unit_test (test_oversized_request_waits_for_full_bucket),
+    cmocka_unit_test (test_limit_changes),
   };
 
   return cmocka_run_group_tests_name ("rate", tests, NULL, NULL);

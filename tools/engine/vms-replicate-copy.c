@@ -17,6 +17,7 @@
  */
 #include "vms-replicate-copy.h"
 #include "vms-export.h"
+#include "vms-replication-backpressure.h"
 #include "vms-sink-client.h"
 
 #include <string.h>
@@ -381,6 +382,18 @@ show_progress (Batch *batch)
     }
 }
 
+/* Bytes the batch's disks sent so far, as their latest figures say. */
+static guint64
+bytes_sent (Batch *batch)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&batch->lock);
+  guint64 sent = 0;
+
+  for (guint i = 0; i < batch->tasks->len; i++)
+    sent += ((Task *)batch->tasks->pdata[i])->shown.bytes_written;
+  return sent;
+}
+
 /* Start the workers and show progress until every task is finished. */
 static gboolean
 run_tasks (Batch *batch, GError **error)
@@ -415,6 +428,7 @@ run_tasks (Batch *batch, GError **error)
                          g_get_monotonic_time () + PROGRESS_INTERVAL_US);
       g_mutex_unlock (&batch->lock);
       show_progress (batch);
+      vms_replication_backpressure_tick (batch->rep, bytes_sent (batch));
       g_mutex_lock (&batch->lock);
     }
   g_mutex_unlock (&batch->lock);
@@ -497,6 +511,8 @@ vms_replicate_copy_disks (VmsReplicate *rep, GPtrArray *copies, GError **error)
   gint64 started_us;
   gboolean ok = FALSE;
 
+  /* The guest's latency before the copy is measured before it starts. */
+  vms_replication_backpressure_begin_pass (rep);
   g_mutex_init (&batch.lock);
   g_cond_init (&batch.changed);
   batch.cancellable = g_cancellable_new ();

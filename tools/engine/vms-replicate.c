@@ -4,6 +4,7 @@
  */
 #include "vms-replicate.h"
 #include "vms-backpressure.h"
+#include "vms-replication-backpressure.h"
 #include "vms-bitmap.h"
 #include "vms-replicate-copy.h"
 #include "vms-disk.h"
@@ -674,6 +675,8 @@ vms_replicate_clear (VmsReplicate *rep)
   g_clear_pointer (&rep->rate, vms_rate_free);
   g_clear_pointer (&rep->nbd_socket, g_free);
   g_clear_pointer (&rep->backpressure, vms_backpressure_free);
+  g_clear_pointer (&rep->replication_backpressure,
+                   vms_replication_backpressure_free);
 }
 
 void
@@ -709,7 +712,10 @@ vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
   rep->cancellable = cancellable;
   rep->progress = progress;
   rep->backpressure = vms_backpressure_new ();
-  if (config->max_bandwidth)
+  if (config->max_guest_latency_ms)
+    rep->replication_backpressure = vms_replication_backpressure_new ();
+  /* Replication backpressure changes the limit as the copy runs. */
+  if (config->max_bandwidth || config->max_guest_latency_ms)
     /* A bucket of a tenth of a second smooths without starving. */
     rep->rate = vms_rate_new (
         config->max_bandwidth,
@@ -1005,4 +1011,5 @@ vms_replicate_report_disks (VmsReplicate *rep)
                           disk->recording_bitmap ? disk->recording_bitmap : "",
                           disk->recording_bitmap ? " keeps recording" : "");
     }
+  vms_replication_backpressure_report (rep);
 }

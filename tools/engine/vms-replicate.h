@@ -50,6 +50,10 @@ typedef enum
 /* The run's write backpressure state (vms-backpressure.c). */
 typedef struct VmsBackpressure VmsBackpressure;
 
+/* The run's replication backpressure state
+ * (vms-replication-backpressure.c). */
+typedef struct VmsReplicationBackpressure VmsReplicationBackpressure;
+
 /* What to replicate and how: the parsed options of sync and migrate. */
 typedef struct
 {
@@ -88,6 +92,10 @@ typedef struct
                                        recommendation), bytes/s; 0: a
                                        step down from what the guest
                                        wrote */
+  guint max_guest_latency_ms;       /* --max-guest-latency: replication
+                                       backpressure slows the copy when the
+                                       guest's writes take this much longer
+                                       than before it; 0: off */
 } VmsReplicateConfig;
 
 /* The defaults of the options not given. */
@@ -113,7 +121,10 @@ typedef struct
   VmsQmp *qmp;                      /* the source QEMU */
   char *nbd_socket;                 /* QEMU's NBD server socket */
   VmsProgress *progress;            /* output */
-  VmsRate *rate;                    /* config->max_bandwidth, or NULL */
+  VmsRate *rate;                    /* config->max_bandwidth, or NULL; with
+                                       replication backpressure always (no
+                                       limit until it cuts, without
+                                       --max-bandwidth) */
   GHashTable *replica_names;        /* disk name -> name in the replica's name
                                        (libvirt: "virtio-disk0" -> "vda"), or
                                        NULL: the disk name itself; borrowed */
@@ -136,6 +147,8 @@ typedef struct
                                   shorter one dirties no more */
   gint64 longest_round_span_us;
   VmsBackpressure *backpressure; /* write backpressure of this run */
+  VmsReplicationBackpressure *replication_backpressure; /* its replication
+                                  backpressure, NULL: off */
 } VmsReplicate;
 
 /* Borrow config, cancellable and progress for a replication. */
