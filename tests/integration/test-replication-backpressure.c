@@ -414,6 +414,12 @@ test_sync_slows_for_the_guest (void **state)
   watch (fixture, plain, "under a sync without the option", &unlimited);
   vms_test_command_expect_success (plain);
   assert_null (strstr (plain->out->str, "replication-backpressure"));
+  /* Where the copy does not slow the guest (its disk in memory, say),
+   * there is nothing to hold back, and nothing to test. */
+  if (median_from (&unlimited, 0) <= before + ALLOWANCE_MS * 1000)
+    vms_test_skip ("an unlimited copy does not slow the guest's writes here "
+                   "(%.2f ms, %.2f ms before it): nothing to hold back",
+                   median_from (&unlimited, 0) / 1000, before / 1000);
 
   run = sync_start (fixture, "rbp", "rbp", G_STRINGIFY (ALLOWANCE_MS));
   held.pause = TRUE;
@@ -500,8 +506,10 @@ test_migrate_slows_for_the_guest (void **state)
   g_autoptr (JsonObject) summary = NULL;
   g_auto (Samples) held = { 0 };
   guint cuts, raises;
+  double before;
 
   start_destination (fixture);
+  before = latency_over (fixture, 2);
   dest_qmp = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
   memory = g_strdup_printf ("--dest-uri=unix:%s/mig.sock", fixture->dest->dir);
   {
@@ -537,6 +545,10 @@ test_migrate_slows_for_the_guest (void **state)
   assert_non_null (summary);
   print_message ("  %s\n", json_object_get_string_member (summary, "message"));
   assert_steps (steps, &cuts, &raises);
+  if (cuts == 0 && median_from (&held, 0) <= before + ALLOWANCE_MS * 1000)
+    vms_test_skip ("the copy did not slow the guest's writes here (%.2f ms, "
+                   "%.2f ms before it): nothing to hold back",
+                   median_from (&held, 0) / 1000, before / 1000);
   if (cuts == 0)
     fail_msg ("replication backpressure never cut the migration's copy");
   assert_true (json_object_get_boolean_member (summary, "acted"));
@@ -556,6 +568,10 @@ main (void)
   vms_test_require_program ("qemu-system-x86_64", "qemu-system-x86");
   vms_test_require_program ("qemu-img", "qemu-utils");
   vms_test_require_program ("nbdkit", "nbdkit");
+  /* The disks on a file system that writes to a device: a copy out of a
+   * tmpfs /tmp costs the guest's writes nothing to hold back. */
+  if (!g_getenv ("TMPDIR"))
+    g_setenv ("TMPDIR", "/var/tmp", TRUE);
   vmshift = vms_test_built_program ("VMS_VMSHIFT");
   return vms_test_run_group ("replication-backpressure", tests,
                              G_N_ELEMENTS (tests), NULL, NULL);
