@@ -11,12 +11,7 @@
 
 #include <string.h>
 
-/* As vmshift estimate's defaults and bounds. */
-#define DEFAULT_WINDOW_S 120
-#define DEFAULT_INTERVAL_S 5
-#define DEFAULT_PROBE_SECONDS 2.0
-#define MAX_WINDOW_S (24 * 3600)
-#define MAX_PROBE_SECONDS 3600.0
+/* As vmshift estimate's bound on --bandwidth. */
 #define MAX_RATE (G_GUINT64_CONSTANT (1) << 40)
 /* VMs observed together share the link: a group, not a fleet. */
 #define MAX_SOURCES 64
@@ -295,8 +290,9 @@ check_members (JsonObject *request, GError **error)
 static gboolean
 parse_request (JsonObject *request, EstimateRun *run, GError **error)
 {
-  double window = DEFAULT_WINDOW_S, interval = DEFAULT_INTERVAL_S;
-  double probe = DEFAULT_PROBE_SECONDS, bandwidth = 0;
+  double window = VMS_ESTIMATE_DEFAULT_WINDOW_S,
+         interval = VMS_ESTIMATE_DEFAULT_INTERVAL_S;
+  double probe = VMS_ESTIMATE_DEFAULT_PROBE_SECONDS, bandwidth = 0;
   g_autoptr (GError) local = NULL;
 
   if (!check_members (request, error)
@@ -304,10 +300,11 @@ parse_request (JsonObject *request, EstimateRun *run, GError **error)
       || !get_string (request, "sink", &run->sink, error)
       || !get_string (request, "connect", &run->connect, error)
       || !get_sources (request, run, error)
-      || !get_number (request, "window-s", 1, MAX_WINDOW_S, &window, error)
+      || !get_number (request, "window-s", 1, VMS_ESTIMATE_MAX_WINDOW_S,
+                      &window, error)
       || !get_number (request, "interval-s", 1, window, &interval, error)
-      || !get_number (request, "probe-seconds", 0.001, MAX_PROBE_SECONDS,
-                      &probe, error)
+      || !get_number (request, "probe-seconds", 0.001,
+                      VMS_ESTIMATE_MAX_PROBE_SECONDS, &probe, error)
       || !get_number (request, "bandwidth", 0, MAX_RATE, &bandwidth, error))
     return FALSE;
   if (!run->sink)

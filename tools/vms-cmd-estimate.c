@@ -17,12 +17,7 @@
 
 #include <errno.h>
 
-#define DEFAULT_WINDOW_S 120
-#define DEFAULT_INTERVAL_S 5
-#define DEFAULT_PROBE_SECONDS 2.0
 /* Typo guards. */
-#define MAX_WINDOW_S (24 * 3600)
-#define MAX_PROBE_SECONDS 3600.0
 #define MAX_SHIPPING_HOURS (366 * 24.0)
 #define MAX_RATE (G_GUINT64_CONSTANT (1) << 40)
 #define MAX_SEED_BYTES (G_GUINT64_CONSTANT (1) << 50)
@@ -138,13 +133,13 @@ check_times (EstimateOptions *options, GError **error)
 {
   guint64 window = options->window_s, interval = options->interval_s;
 
-  if (!vms_option_seconds ("--window", options->window, 1, MAX_WINDOW_S,
-                           &window, error)
+  if (!vms_option_seconds ("--window", options->window, 1,
+                           VMS_ESTIMATE_MAX_WINDOW_S, &window, error)
       || !vms_option_seconds ("--interval", options->interval, 1, window,
                               &interval, error)
-      || !vms_option_decimal ("--probe-seconds", options->probe,
-                              "a number of seconds", 0.001, MAX_PROBE_SECONDS,
-                              &options->probe_seconds, error))
+      || !vms_option_decimal (
+          "--probe-seconds", options->probe, "a number of seconds", 0.001,
+          VMS_ESTIMATE_MAX_PROBE_SECONDS, &options->probe_seconds, error))
     return FALSE;
   options->window_s = window;
   /* The default interval fits any window. */
@@ -521,9 +516,9 @@ int
 vms_cmd_estimate (int argc, char **argv)
 {
   g_auto (EstimateOptions) options
-      = { .window_s = DEFAULT_WINDOW_S,
-          .interval_s = DEFAULT_INTERVAL_S,
-          .probe_seconds = DEFAULT_PROBE_SECONDS,
+      = { .window_s = VMS_ESTIMATE_DEFAULT_WINDOW_S,
+          .interval_s = VMS_ESTIMATE_DEFAULT_INTERVAL_S,
+          .probe_seconds = VMS_ESTIMATE_DEFAULT_PROBE_SECONDS,
           .bitmap_memory_bytes = VMS_GRANULARITY_DEFAULT_BITMAP_MEMORY };
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) sources = g_ptr_array_new_with_free_func (g_free);

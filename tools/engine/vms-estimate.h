@@ -39,6 +39,14 @@ typedef struct
                                  events go there (borrowed) */
 } VmsEstimateConfig;
 
+/* vmshift estimate's window, interval and probe time when not given, and
+ * their bounds (the command line and vmshiftd's requests alike). */
+#define VMS_ESTIMATE_DEFAULT_WINDOW_S 120
+#define VMS_ESTIMATE_DEFAULT_INTERVAL_S 5
+#define VMS_ESTIMATE_DEFAULT_PROBE_SECONDS 2.0
+#define VMS_ESTIMATE_MAX_WINDOW_S (24 * 3600)
+#define VMS_ESTIMATE_MAX_PROBE_SECONDS 3600.0
+
 /* Observe config's VMs for the window, then probe the link with 1, 2, 4
  * and 8 connections and two request sizes, then per VM time vmshift's own
  * steps, map its disks again and probe their copy and dirty rounds with
