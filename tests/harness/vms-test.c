@@ -68,6 +68,12 @@ vms_test_run_group (const char *name, const struct CMUnitTest *tests, gsize n,
   guint selected = 0;
   int failures;
 
+  /* cmocka writes why a test failed to stderr, and its name to stdout:
+   * one stream keeps them together, in order, in logs that keep only
+   * one of the two (a CI summary shows a failed test's stdout). */
+  setvbuf (stdout, NULL, _IOLBF, 0);
+  if (dup2 (STDOUT_FILENO, STDERR_FILENO) < 0)
+    g_warning ("cannot send stderr to stdout: %s", g_strerror (errno));
   if (filter)
     cmocka_set_test_filter (filter);
   /* cmocka's filter is a glob with * and ?, as GPatternSpec's. */
