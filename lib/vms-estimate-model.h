@@ -100,6 +100,17 @@ const char *vms_estimate_method_name (VmsEstimateMethod method);
 
 #define VMS_ESTIMATE_MAX_ROUNDS 64
 
+/* Write backpressure as migrate steps it (tools/engine/vms-backpressure.h):
+ * no disk held below the floor (bytes/s), and each step aims at rounds
+ * that shrink to this fraction of the one before. */
+#define VMS_ESTIMATE_BACKPRESSURE_FLOOR (256 * 1024)
+#define VMS_ESTIMATE_BACKPRESSURE_SHRINK 0.5
+
+/* RAM backpressure as migrate arms it (QEMU's auto-converge,
+ * throttle-trigger-threshold): QEMU slows the vCPUs after every second
+ * pass that dirtied more than this percentage of what it sent. */
+#define VMS_ESTIMATE_RAM_THROTTLE_THRESHOLD 80
+
 typedef struct
 {
   double background_s; /* background copy of every disk */
@@ -117,6 +128,14 @@ typedef struct
   double backpressure_rate;  /* when not converging: cap guest disk
                                 writes at this (bytes/s) to converge;
                                 0 when not needed */
+  gboolean disks_converge_with_backpressure; /* ... and then they do */
+  double write_share;          /* of its disk writes, what backpressure
+                                  leaves the guest at the end of the rounds
+                                  (1: all); the rounds, memory and downtime
+                                  below are with it, as migrate runs */
+  double ram_throttle_percent; /* how much QEMU's auto-converge slows the
+                                  vCPUs for a RAM that does not converge
+                                  (memory_s is with it), 0: not needed */
   double memory_s;           /* RAM pre-copy until switchover */
   guint memory_passes;       /* RAM passes */
   gboolean memory_converges; /* RAM dirty rate below the link's */

@@ -107,6 +107,8 @@ vms_qemu_migration_query (VmsQmp *qmp, VmsQemuMigrationInfo *info,
   info->total_time_ms = optional_int (object, "total-time", 0);
   info->downtime_ms = optional_int (object, "downtime", -1);
   info->expected_downtime_ms = optional_int (object, "expected-downtime", -1);
+  info->cpu_throttle_percent
+      = MAX (optional_int (object, "cpu-throttle-percentage", 0), 0);
   return TRUE;
 }
 

@@ -40,6 +40,8 @@ typedef struct
   gint64 total_time_ms;        /* since the migration started */
   gint64 downtime_ms;          /* QEMU's own figure, -1 until completed */
   gint64 expected_downtime_ms; /* QEMU's estimate while active, -1 if none */
+  guint64 cpu_throttle_percent; /* auto-converge's slowing of the guest's
+                                   vCPUs, 0: none */
 } VmsQemuMigrationInfo;
 
 VmsQemuMigrationStatus vms_qemu_migration_status_parse (const char *name);

@@ -12,6 +12,7 @@
 #include "vms-test-sink.h"
 #include "vms-test-vm.h"
 #include "vms-guest.h"
+#include "vms-qemu-migration.h"
 #include "vms-throttle.h"
 
 #include <glib/gstdio.h>
@@ -606,6 +607,247 @@ test_migrate_kill9_then_abort (void **state)
   assert_rate_back (fixture, fixture->source, "after vmshift abort");
 }
 
+/* ---- RAM backpressure ---- */
+
+/* The guest rewrites 4 MiB of RAM as fast as its vCPU goes and QEMU may
+ * send it at 4 MB/s: a pass sends less than the guest dirties meanwhile.
+ * As fast as it goes, so that slowing its vCPU slows its writes (a
+ * dirtier held to a rate would catch up in the time it is left). */
+#define RAM_GUEST "vms.mem_mib=4 vms.mem_rate_mib=0"
+#define RAM_LINK "4M"
+/* Past this the memory is taken not to converge. */
+#define RAM_TIMEOUT_S 90
+/* With backpressure off: QEMU slowed the guest well before this with it
+ * (its first step about 25 s into the memory migration here). */
+#define RAM_OFF_TIMEOUT_S 45
+
+/* Bytes/s of RAM vm's guest rewrites (its dirtier's count of pages on
+ * the serial console), over RATE_SAMPLE_MS. */
+static double
+dirty_rate (VmsTestVm *vm)
+{
+  guint64 pages[2];
+  gint64 at[2];
+
+  for (int i = 0; i < 2; i++)
+    {
+      g_autofree char *log = NULL;
+      const char *last = NULL;
+
+      if (i)
+        g_usleep (RATE_SAMPLE_MS * 1000);
+      /* The count follows each heartbeat: wait for a fresh one (a
+       * migrated guest goes on counting where it was). */
+      {
+        g_autoptr (GError) error = NULL;
+        g_autofree char *needle = NULL;
+
+        if (!vms_test_vm_last_heartbeat (vm)
+            && !vms_test_vm_wait_serial (vm, "vms-heartbeat ", 30000, &error))
+          fail_msg ("the guest does not run: %s", error->message);
+        needle = g_strdup_printf ("vms-heartbeat %" G_GUINT64_FORMAT,
+                                  vms_test_vm_last_heartbeat (vm) + 1);
+        if (!vms_test_vm_wait_serial (vm, needle, 30000, &error))
+          fail_msg ("the guest stopped: %s", error->message);
+      }
+      g_usleep (200 * 1000);
+      if (!g_file_get_contents (vm->serial_path, &log, NULL, NULL)
+          || !(last = g_strrstr (log, "vms-dirtier: pages ")))
+        fail_msg ("no dirtier count on %s", vm->serial_path);
+      pages[i]
+          = g_ascii_strtoull (last + strlen ("vms-dirtier: pages "), NULL, 10);
+      at[i] = g_get_monotonic_time ();
+    }
+  return (pages[1] - pages[0]) * 4096.0 * G_USEC_PER_SEC / (at[1] - at[0]);
+}
+
+static int
+setup_ram (void **state)
+{
+  Fixture *fixture = g_new0 (Fixture, 1);
+  g_autoptr (GError) error = NULL;
+  VmsTestVmOptions options = {
+    .workload = "dirtier",
+    .extra_cmdline = RAM_GUEST,
+    .disks = { { "qcow2", VD0_SIZE } },
+    .second_qmp = TRUE,
+  };
+
+  *state = fixture;
+  fixture->source = vms_test_vm_start (&options, &error);
+  if (!fixture->source || !vms_test_vm_wait_ready (fixture->source, &error))
+    {
+      print_error ("cannot start the source: %s\n", error->message);
+      return -1;
+    }
+  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
+  if (!fixture->sink)
+    {
+      print_error ("cannot start the sink: %s\n", error->message);
+      return -1;
+    }
+  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
+  g_mkdir (fixture->state_dir, 0700);
+  fixture->sink_uri = vms_test_sink_uri (fixture->sink, "");
+  fixture->before = dirty_rate (fixture->source);
+  print_message ("  guest dirties RAM at %.0f KiB/s before\n",
+                 fixture->before / 1024);
+  return 0;
+}
+
+static VmsTestCommand *
+migrate_ram_start (Fixture *fixture, const char *job, const char *backpressure,
+                   int timeout_s)
+{
+  g_autofree char *source
+      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
+  g_autofree char *dest
+      = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
+  g_autofree char *memory
+      = g_strdup_printf ("--dest-uri=unix:%s/mig.sock", fixture->dest->dir);
+  g_autofree char *timeout = g_strdup_printf ("--memory-timeout=%d", timeout_s);
+
+  return vmshift_start (fixture, "migrate", source, "--sink", fixture->sink_uri,
+                        "--job", job, "--replica-prefix", "bp", "--bandwidth",
+                        RAM_LINK, dest, memory, timeout, "--write-backpressure",
+                        backpressure, "--suspend", NULL);
+}
+
+/* The most a "ram-backpressure" event slowed the guest, 0: none. */
+static gint64
+ram_throttle_seen (VmsTestCommand *run)
+{
+  g_auto (GStrv) lines = g_strsplit (run->out->str, "\n", -1);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  gint64 most = 0;
+
+  for (guint i = 0; lines[i]; i++)
+    if (strstr (lines[i], "\"event\":\"ram-backpressure\"")
+        && json_parser_load_from_data (parser, lines[i], -1, NULL))
+      most
+          = MAX (most, json_object_get_int_member (
+                           json_node_get_object (json_parser_get_root (parser)),
+                           "percent"));
+  return most;
+}
+
+/* The source's QEMU slows its vCPUs no more (query-migrate reports the
+ * throttle only while it holds). */
+static void
+assert_not_throttled (VmsTestVm *vm)
+{
+  g_autoptr (GError) error = NULL;
+  g_auto (VmsQemuMigrationInfo) info = { 0 };
+
+  vms_assert_ok (
+      GINT_TO_POINTER (vms_qemu_migration_query (vm->qmp, &info, &error)),
+      error);
+  if (info.cpu_throttle_percent)
+    fail_msg ("the source's vCPUs are still slowed by %" G_GUINT64_FORMAT
+              " %% (migration %s)",
+              info.cpu_throttle_percent, info.status_name);
+}
+
+static void
+set_downtime_limit (VmsTestVm *vm, gint64 limit_ms)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonObject) parameters = json_object_new ();
+
+  json_object_set_int_member (parameters, "downtime-limit", limit_ms);
+  vms_assert_ok (GINT_TO_POINTER (vms_qemu_migration_set_parameters (
+                     vm->qmp, parameters, &error)),
+                 error);
+}
+
+/* By default the RAM that does not converge gets QEMU's auto-converge:
+ * QEMU slows the guest, the migration says the RAM needed backpressure
+ * (and the disks none), and the guest dirties as fast as before at the
+ * destination. */
+static void
+test_migrate_ram_backpressure (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autofree char *replica
+      = vms_test_sink_replica_path (fixture->sink, "bp-vd0");
+  gint64 reported;
+  double after;
+
+  start_destination (fixture);
+  run = migrate_ram_start (fixture, "ram", "auto", RAM_TIMEOUT_S);
+  vms_test_command_wait_for (run, "\"event\":\"ram-backpressure\"",
+                             RAM_TIMEOUT_S * 1000);
+  /* Under TCG QEMU's throttle hardly slows a vCPU's memset (it still
+   * dirties the 4 MiB each pass at 99 %): the RAM left is made to fit
+   * from outside, once vmshift has raised QEMU's limit as far as it goes
+   * (it would set it back otherwise). */
+  vms_test_command_wait_for (run, "downtime limit raised to 300 ms",
+                             RAM_TIMEOUT_S * 1000);
+  set_downtime_limit (fixture->source, 10000);
+  vms_test_command_expect_success (run);
+  reported = vms_test_command_event_int (run, "migrated", NULL,
+                                         "ram-throttle-percent");
+  print_message ("  the vCPUs were slowed by up to %" G_GINT64_FORMAT
+                 " %%; events: %" G_GINT64_FORMAT " %%\n",
+                 reported, ram_throttle_seen (run));
+  assert_true (reported >= 20);
+  assert_int_equal (reported, ram_throttle_seen (run));
+  assert_int_equal (vms_test_command_event_int (run, "migrated", NULL,
+                                                "disk-backpressure-rate"),
+                    0);
+  vms_test_assert_identical (fixture->source->disk_paths[0], "qcow2", replica);
+  qmp_ok (fixture->dest, "cont");
+  after = dirty_rate (fixture->dest);
+  print_message ("  guest dirties RAM at %.0f KiB/s at the destination\n",
+                 after / 1024);
+  /* Half: a vCPU as busy as it can be shares this host's CPUs. */
+  if (after < 0.5 * fixture->before)
+    fail_msg ("the guest dirties %.0f KiB/s at the destination, %.0f before",
+              after / 1024, fixture->before / 1024);
+}
+
+/* The same with --write-backpressure off: QEMU never slows the guest
+ * (what the test above got is backpressure's doing), and the memory
+ * does not converge. */
+static void
+test_migrate_ram_off_does_not_converge (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+
+  start_destination (fixture);
+  run = migrate_ram_start (fixture, "ramoff", "off", RAM_OFF_TIMEOUT_S);
+  assert_int_equal (vms_test_command_wait (run), 3);
+  assert_non_null (strstr (run->out->str, "\"event\":\"rolled-back\""));
+  assert_int_equal (ram_throttle_seen (run), 0);
+}
+
+/* Ctrl-C while QEMU slows the guest: rolled back, the vCPUs run at full
+ * speed again on the source. */
+static void
+test_migrate_ram_rollback (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) run = NULL;
+  double after;
+
+  start_destination (fixture);
+  run = migrate_ram_start (fixture, "ramrb", "auto", RAM_TIMEOUT_S);
+  vms_test_command_wait_for (run, "\"event\":\"ram-backpressure\"",
+                             RAM_TIMEOUT_S * 1000);
+  kill (run->pid, SIGINT);
+  vms_test_command_wait (run);
+  assert_non_null (strstr (run->out->str, "\"event\":\"rolled-back\""));
+  assert_not_throttled (fixture->source);
+  after = dirty_rate (fixture->source);
+  print_message ("  guest dirties RAM at %.0f KiB/s after the rollback\n",
+                 after / 1024);
+  if (after < 0.5 * fixture->before)
+    fail_msg ("the guest dirties %.0f KiB/s after the rollback, %.0f before",
+              after / 1024, fixture->before / 1024);
+}
+
 int
 main (void)
 {
@@ -624,6 +866,12 @@ main (void)
     cmocka_unit_test_setup_teardown (test_migrate_takes_the_estimates_rate,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_migrate_rollback_restores, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_ram_backpressure, setup_ram,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_ram_off_does_not_converge,
+                                     setup_ram, teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_ram_rollback, setup_ram,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_migrate_kill9_then_abort, setup,
                                      teardown),

@@ -19,6 +19,7 @@ struct VmsBackpressure
                          the last two samples, -1: unknown */
   gint64 sampled_us;  /* monotonic time of the last sample, 0: none */
   gboolean rate_done; /* RATE mode: its one step is taken */
+  guint64 lowest;     /* the lowest limit set, 0: none */
 };
 
 VmsBackpressure *
@@ -159,6 +160,8 @@ apply (VmsReplicate *rep, VmsJobDisk *disk, guint64 rate, const char **member,
   if (!vms_throttle_set (rep->qmp, disk->name, limited, error))
     return FALSE;
   disk->throttle_bps_wr = rate;
+  if (!rep->backpressure->lowest || rate < rep->backpressure->lowest)
+    rep->backpressure->lowest = rate;
   return vms_job_save (rep->job, error);
 }
 
@@ -217,6 +220,12 @@ vms_backpressure_step (VmsReplicate *rep, const char *why, gboolean *stepped,
       *stepped = TRUE;
     }
   return TRUE;
+}
+
+guint64
+vms_backpressure_lowest_rate (const VmsBackpressure *bp)
+{
+  return bp ? bp->lowest : 0;
 }
 
 gboolean

@@ -11,17 +11,18 @@
  */
 #pragma once
 
+#include "vms-estimate-model.h"
 #include "vms-replicate.h"
 
 G_BEGIN_DECLS
 
 /* No step goes below this (bytes/s): a guest held lower is as good as
  * stopped, and then a larger last round in the pause costs it less. */
-#define VMS_BACKPRESSURE_FLOOR (256 * 1024)
+#define VMS_BACKPRESSURE_FLOOR VMS_ESTIMATE_BACKPRESSURE_FLOOR
 
 /* Each step aims at rounds that shrink to this fraction of the one before
  * at the measured copy rate: converging in a few rounds, not at the edge. */
-#define VMS_BACKPRESSURE_TARGET_SHRINK 0.5
+#define VMS_BACKPRESSURE_TARGET_SHRINK VMS_ESTIMATE_BACKPRESSURE_SHRINK
 
 VmsBackpressure *vms_backpressure_new (void);
 void vms_backpressure_free (VmsBackpressure *bp);
@@ -46,6 +47,9 @@ gboolean vms_backpressure_step (VmsReplicate *rep, const char *why,
 gboolean vms_backpressure_release (VmsQmp *qmp, VmsJob *job,
                                    VmsProgress *progress, const char *why,
                                    GError **error);
+
+/* The lowest write limit this run set on any disk (bytes/s), 0: none. */
+guint64 vms_backpressure_lowest_rate (const VmsBackpressure *bp);
 
 /* job has a disk whose limits a run changed. */
 gboolean vms_backpressure_applied (const VmsJob *job);

@@ -160,6 +160,8 @@ struct _VmsMigration
   guint64 ram_bytes;                  /* RAM sent */
   gint64 qemu_downtime_ms;            /* QEMU's own downtime figure */
   guint64 last_sync_count;            /* RAM rounds already reported */
+  guint64 ram_throttle_percent;       /* the most auto-converge slowed the
+                                         guest's vCPUs, 0: never */
   char *tls_object;                   /* the mirror's tls-creds object */
   VmsJob *saved_job;                  /* the job --resume names, as saved;
                                          NULL once opened */

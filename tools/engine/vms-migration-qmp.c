@@ -453,8 +453,9 @@ set_capabilities (VmsMigration *migration, GError **error)
                                                  error)
          && vms_qemu_migration_set_capabilities (dest, multifd, use_multifd,
                                                  error)
-         && vms_qemu_migration_set_capabilities (source, auto_converge,
-                                                 config->auto_converge, error);
+         && vms_qemu_migration_set_capabilities (
+             source, auto_converge, vms_migration_ram_backpressure (config),
+             error);
 }
 
 /* The RAM's share of the link the disks crossed, from the start: an
@@ -618,6 +619,9 @@ set_parameters (VmsMigration *migration, GError **error)
       json_object_set_string_member (dest_parameters, "multifd-compression",
                                      method);
     }
+  /* Always set: QEMU keeps an earlier attempt's threshold. */
+  json_object_set_int_member (source_parameters, "throttle-trigger-threshold",
+                              vms_migration_ram_throttle_threshold (config));
   return set_tls (migration, source_parameters, dest_parameters, error)
          && vms_qemu_migration_set_parameters (dest_of (migration),
                                                dest_parameters, error)
@@ -707,6 +711,27 @@ report_memory_round (VmsMigration *migration, const VmsQemuMigrationInfo *info)
                       info->dirty_sync_count, remaining, rate, info->mbps);
 }
 
+/* auto-converge slowed the guest further: the RAM needed backpressure. */
+static void
+report_ram_backpressure (VmsMigration *migration,
+                         const VmsQemuMigrationInfo *info)
+{
+  JsonObject *fields = json_object_new ();
+  g_autofree char *rate
+      = vms_format_size (info->dirty_pages_rate * info->page_size);
+
+  migration->ram_throttle_percent = info->cpu_throttle_percent;
+  json_object_set_int_member (fields, "percent", info->cpu_throttle_percent);
+  json_object_set_int_member (fields, "dirty-sync-count",
+                              info->dirty_sync_count);
+  vms_progress_event (
+      migration->progress, "ram-backpressure", fields,
+      "RAM: the guest's vCPUs slowed by %" G_GUINT64_FORMAT
+      " %% (QEMU's auto-converge: the guest dirtied RAM "
+      "faster than the link carried it, %s/s at round %" G_GUINT64_FORMAT ")",
+      info->cpu_throttle_percent, rate, info->dirty_sync_count);
+}
+
 static void
 take_memory_figures (VmsMigration *migration, const VmsQemuMigrationInfo *info)
 {
@@ -719,6 +744,8 @@ take_memory_figures (VmsMigration *migration, const VmsQemuMigrationInfo *info)
                          info->ram_total, info->ram_transferred);
   if (info->dirty_sync_count > migration->last_sync_count)
     report_memory_round (migration, info);
+  if (info->cpu_throttle_percent > migration->ram_throttle_percent)
+    report_ram_backpressure (migration, info);
 }
 
 static gboolean

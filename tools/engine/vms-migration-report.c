@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-migration-backend.h"
+#include "vms-backpressure.h"
 
 /* The downtime as people read it, and its parts as "migrated" carries
  * them; a missed objective becomes a warning of its own. */
@@ -127,6 +128,32 @@ vms_migration_check_limit (VmsMigration *migration, int limit_ms,
   vms_migration_predict_miss (migration, reserve_ms + limit_ms, why);
 }
 
+/* Which of the disks and the RAM needed backpressure, and how much:
+ * members "disk-backpressure-rate" (the lowest write limit, 0: none) and
+ * "ram-throttle-percent" (the most the vCPUs were slowed, 0: never); the
+ * text for the message. */
+static char *
+describe_backpressure (VmsMigration *migrate, JsonObject *fields)
+{
+  guint64 disk = vms_backpressure_lowest_rate (migrate->rep.backpressure);
+  guint64 ram = migrate->ram_throttle_percent;
+  g_autofree char *rate = vms_format_size (disk);
+  GString *text;
+
+  json_object_set_int_member (fields, "disk-backpressure-rate", disk);
+  json_object_set_int_member (fields, "ram-throttle-percent", ram);
+  if (!disk && !ram)
+    return g_strdup ("; no backpressure");
+  text = g_string_new ("; backpressure:");
+  if (disk)
+    g_string_append_printf (text, " disk writes held down to %s/s", rate);
+  if (ram)
+    g_string_append_printf (
+        text, "%s vCPUs slowed by up to %" G_GUINT64_FORMAT " %% for RAM",
+        disk ? "," : "", ram);
+  return g_string_free (text, FALSE);
+}
+
 void
 vms_migration_report (VmsMigration *migrate)
 {
@@ -142,6 +169,7 @@ vms_migration_report (VmsMigration *migrate)
       = vms_format_size (rep->run_bytes[VMS_REPLICATE_PASS_FINAL]);
   g_autofree char *ram = vms_format_size (migrate->ram_bytes);
   g_autofree char *downtime_text = NULL;
+  g_autofree char *backpressure_text = NULL;
 
   vms_replicate_report_disks (rep);
   downtime_text = describe_downtime (migrate, fields, &downtime_ms);
@@ -179,6 +207,7 @@ vms_migration_report (VmsMigration *migrate)
   json_object_set_string_member (
       fields, "memory-compress",
       vms_memory_compress_name (migrate->config.compress));
+  backpressure_text = describe_backpressure (migrate, fields);
   json_object_set_int_member (fields, "attempts",
                               rep->job->migration->attempts);
   /* More than one: the memory stream's connection was lost and the RAM
@@ -191,7 +220,7 @@ vms_migration_report (VmsMigration *migrate)
       migrate->progress, "migrated", fields,
       "job %s migrated in %.1f s (%s%s%s): downtime %s (QEMU says "
       "%" G_GINT64_FORMAT " ms); sent disk background %s, disk rounds %s, "
-      "disk final %s, RAM %s%s (%u memory attempt%s)",
+      "disk final %s, RAM %s%s (%u memory attempt%s)%s",
       rep->job->id, seconds, vms_migrate_final_sync_name (migrate->mode),
       migrate->final_sync_reason ? ": " : "",
       migrate->final_sync_reason ? migrate->final_sync_reason : "",
@@ -199,7 +228,8 @@ vms_migration_report (VmsMigration *migrate)
       migrate->config.compress != VMS_MEMORY_COMPRESS_NONE
           ? " before zstd compression"
           : "",
-      migrate->memory_attempts, migrate->memory_attempts == 1 ? "" : "s");
+      migrate->memory_attempts, migrate->memory_attempts == 1 ? "" : "s",
+      backpressure_text);
 }
 
 void

@@ -39,6 +39,20 @@ vms_migration_multifd_channels (const VmsMigrationConfig *config)
              : 0;
 }
 
+gboolean
+vms_migration_ram_backpressure (const VmsMigrationConfig *config)
+{
+  return config->auto_converge
+         || config->copy.write_backpressure == VMS_REPLICATE_BACKPRESSURE_AUTO;
+}
+
+int
+vms_migration_ram_throttle_threshold (const VmsMigrationConfig *config)
+{
+  return config->auto_converge ? VMS_MIGRATION_QEMU_THROTTLE_THRESHOLD
+                               : VMS_MIGRATION_AUTO_THROTTLE_THRESHOLD;
+}
+
 const char *
 vms_memory_compress_name (VmsMemoryCompress compress)
 {

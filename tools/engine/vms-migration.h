@@ -8,6 +8,7 @@
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
 
+#include "vms-estimate-model.h"
 #include "vms-group.h"
 #include "vms-job.h"
 #include "vms-migrate-state.h"
@@ -108,6 +109,20 @@ void vms_migration_config_init (VmsMigrationConfig *config);
 /* QEMU's multifd channels for config: --multifd, or with --compress
  * VMS_MIGRATION_COMPRESS_CHANNELS; 0 without multifd. */
 int vms_migration_multifd_channels (const VmsMigrationConfig *config);
+
+/* RAM backpressure: QEMU's auto-converge, which slows the guest's vCPUs
+ * while it dirties RAM about as fast as the link carries it.  Armed from
+ * the start (QEMU 7.2 refuses to change a capability while a migration
+ * runs) with --auto-converge, or by --write-backpressure auto (the
+ * default) at a threshold that a RAM converging at a useful pace does
+ * not reach: QEMU slows the guest after every second pass that dirtied
+ * more than threshold % of what it sent (at 100 a RAM just below the
+ * link would crawl to the end; the estimate's model uses the same). */
+#define VMS_MIGRATION_QEMU_THROTTLE_THRESHOLD 50 /* QEMU's own default */
+#define VMS_MIGRATION_AUTO_THROTTLE_THRESHOLD                                  \
+  VMS_ESTIMATE_RAM_THROTTLE_THRESHOLD
+gboolean vms_migration_ram_backpressure (const VmsMigrationConfig *config);
+int vms_migration_ram_throttle_threshold (const VmsMigrationConfig *config);
 
 /* "none" or "zstd": QEMU's and the option's name of a method. */
 const char *vms_memory_compress_name (VmsMemoryCompress compress);
