@@ -209,6 +209,10 @@ build_prediction (JsonBuilder *b, const VmsEstimate *e)
   BOOLEAN ("disks-converge", e->disks_converge);
   DOUBLE ("disk-write-rate", e->disk_write_rate);
   DOUBLE ("backpressure-rate", e->backpressure_rate);
+  BOOLEAN ("disks-converge-with-backpressure",
+           e->disks_converge_with_backpressure);
+  DOUBLE ("write-share", e->write_share);
+  DOUBLE ("ram-throttle-percent", e->ram_throttle_percent);
   BOOLEAN ("compress-zstd", e->compress);
   DOUBLE ("compress-memory-seconds", e->compress_memory_s);
   if (e->compress_reason)

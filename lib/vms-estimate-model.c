@@ -133,10 +133,12 @@ round_rate (const VmsEstimateDisk *disk, double throughput)
 
 /* Seconds a dirty round over what the disks dirtied in each's own
  * seconds[i] (or all in seconds when per_disk is NULL) takes to copy,
- * its fixed costs not included; *bytes gets its size. */
+ * its fixed costs not included; *bytes gets its size.  share is what
+ * write backpressure left the guest of its writes (1: all): it goes
+ * through its dirty curve that much slower. */
 static double
 round_time (const VmsEstimateDisk *disks, guint n, const double *per_disk,
-            double seconds, double throughput, double *bytes)
+            double seconds, double share, double throughput, double *bytes)
 {
   double total = 0;
 
@@ -144,7 +146,8 @@ round_time (const VmsEstimateDisk *disks, guint n, const double *per_disk,
   for (guint i = 0; i < n; i++)
     {
       /* The guest runs at its pace while the migration copies. */
-      double pace = disks[i].pace > 0 ? MIN (disks[i].pace, 1.0) : 1.0;
+      double pace
+          = share * (disks[i].pace > 0 ? MIN (disks[i].pace, 1.0) : 1.0);
       double dirty = vms_estimate_disk_dirty_after (
           &disks[i], pace * (per_disk ? per_disk[i] : seconds));
 
@@ -194,7 +197,8 @@ normal_cdf (double x)
  * sum S_k d_k, and the last one sum S_k p_k d_k, expected.  Without noise
  * that is the sequence as predicted. */
 static void
-expect_rounds (const VmsEstimateParams *params, VmsEstimate *out)
+expect_rounds (const VmsEstimateParams *params, gboolean backpressure,
+               VmsEstimate *out)
 {
   double reach = 1, s = params->round_noise;
 
@@ -209,14 +213,16 @@ expect_rounds (const VmsEstimateParams *params, VmsEstimate *out)
         {
           double converge = normal_cdf (((double)params->converge_bytes / r - 1)
                                         / s);
+          /* Under backpressure a round that does not shrink brings a
+           * step, not the end. */
           double shrinking
-              = k == 0 ? 1
-                       : normal_cdf ((params->not_shrinking
-                                          * MAX ((double)out->round_bytes[k - 1],
-                                                 1.0)
-                                          / r
-                                      - 1)
-                                     / (s * M_SQRT2));
+              = k == 0 || backpressure
+                    ? 1
+                    : normal_cdf (
+                        (params->not_shrinking
+                             * MAX ((double)out->round_bytes[k - 1], 1.0) / r
+                         - 1)
+                        / (s * M_SQRT2));
 
           stop = 1 - (1 - converge) * shrinking;
         }
@@ -229,6 +235,59 @@ expect_rounds (const VmsEstimateParams *params, VmsEstimate *out)
     }
 }
 
+/* Write backpressure as vmshift migrate applies it by default: after a
+ * round that is not small and did not shrink (or that the guest dirtied
+ * faster than the rounds copy), a step: first to first_share of the
+ * guest's writes (the rate the estimate recommends), then each time
+ * halved, never below floor_share.  The round after a step was recorded
+ * partly before it and is not judged.  Both 0: no backpressure. */
+typedef struct
+{
+  double first_share;
+  double floor_share;
+  double share;       /* left to the guest now */
+  double recorded_at; /* ... while the round being copied recorded */
+  gboolean settling;
+} Backpressure;
+
+/* After round k of bytes that recorded for recorded_s: FALSE when the
+ * rounds end. */
+static gboolean
+rounds_go_on (Backpressure *bp, const VmsEstimateParams *params, guint k,
+              double bytes, double previous, double recorded_s,
+              double copy_rate, VmsEstimate *out)
+{
+  gboolean not_shrinking
+      = !bp->settling && k > 0 && bytes >= params->not_shrinking * previous;
+  gboolean outpaced
+      = recorded_s > 0 && copy_rate > 0 && bytes / recorded_s >= copy_rate;
+
+  bp->settling = FALSE;
+  if (bytes <= params->converge_bytes)
+    {
+      out->disks_converge = TRUE;
+      return FALSE;
+    }
+  if ((not_shrinking || outpaced) && bp->first_share > 0
+      && bp->share > bp->floor_share)
+    {
+      /* As the engine steps (vms-backpressure.c): to what lets the
+       * next rounds shrink to VMS_ESTIMATE_BACKPRESSURE_SHRINK at the
+       * copy rate, from the limit held. */
+      double dirty_rate = recorded_s > 0 ? bytes / recorded_s : 0;
+      double ratio = dirty_rate > 0 ? MIN (VMS_ESTIMATE_BACKPRESSURE_SHRINK
+                                               * copy_rate / dirty_rate,
+                                           VMS_ESTIMATE_BACKPRESSURE_SHRINK)
+                                    : VMS_ESTIMATE_BACKPRESSURE_SHRINK;
+
+      bp->share = bp->share >= 1 ? bp->first_share
+                                 : MAX (bp->share * ratio, bp->floor_share);
+      bp->settling = TRUE;
+      return TRUE;
+    }
+  return !not_shrinking;
+}
+
 /* Background copy and rounds, as vmshift runs them: disk after disk, each
  * disk's bitmap added as its own copy starts.  data overrides the disks'
  * data_bytes when not NULL (a seeded migration sends only the delta, and
@@ -236,11 +295,10 @@ expect_rounds (const VmsEstimateParams *params, VmsEstimate *out)
 static void
 simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
                 double throughput, const VmsEstimateParams *params,
-                VmsEstimate *out)
+                Backpressure *bp, VmsEstimate *out)
 {
   g_autofree double *recording = g_new0 (double, MAX (n, 1));
-  double previous_duration, sent_all = 0;
-  guint64 previous = 0;
+  double previous_duration, sent_all = 0, previous = 0, rate = throughput;
 
   out->background_s = 0;
   for (guint i = 0; i < n; i++)
@@ -256,6 +314,7 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
       sent_all += sent;
       /* Disk i's bitmap records from the start of its own copy. */
       recording[i] = out->background_s - seconds;
+      rate = MIN (rate, round_rate (&disks[i], throughput));
     }
   /* ... until round 1 starts. */
   for (guint i = 0; i < n; i++)
@@ -265,29 +324,31 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
   out->rounds_s = 0;
   out->disks_converge = FALSE;
   previous_duration = out->background_s;
+  bp->share = bp->recorded_at = 1;
+  bp->settling = FALSE;
   while (out->n_rounds < MIN (params->max_rounds, VMS_ESTIMATE_MAX_ROUNDS))
     {
-      double bytes = 0, duration;
+      double bytes = 0, duration, recorded_s = previous_duration;
       guint k = out->n_rounds;
 
-      duration = round_time (disks, n, k == 0 ? recording : NULL,
-                             previous_duration, throughput, &bytes)
-                 + n * params->round_overhead_s;
+      duration
+          = round_time (disks, n, k == 0 ? recording : NULL, previous_duration,
+                        bp->recorded_at, throughput, &bytes)
+            + n * params->round_overhead_s;
       out->round_bytes[k] = (guint64)bytes;
       out->round_s[k] = duration;
       out->rounds_s += duration;
       out->n_rounds++;
       previous_duration = duration;
-      if (bytes <= params->converge_bytes)
-        {
-          out->disks_converge = TRUE;
-          break;
-        }
-      if (k > 0 && bytes >= params->not_shrinking * previous)
+      /* The guest writes at the share before any step while this round
+       * copies: the next round holds that. */
+      bp->recorded_at = bp->share;
+      if (!rounds_go_on (bp, params, k, bytes, previous, recorded_s, rate, out))
         break;
-      previous = (guint64)bytes;
+      previous = bytes;
     }
-  expect_rounds (params, out);
+  out->write_share = bp->share;
+  expect_rounds (params, bp->first_share > 0, out);
 }
 
 /* QEMU's pre-copy: pass after pass over what the guest dirtied during the
@@ -295,31 +356,87 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
  * bytes left for the downtime. */
 static double
 simulate_memory (const VmsEstimateMemory *memory, double bandwidth,
-                 const VmsEstimateParams *params, VmsEstimate *out)
+                 const VmsEstimateParams *params, gboolean auto_converge,
+                 VmsEstimate *out)
 {
   double remaining = (double)memory->ram_bytes;
   double limit = bandwidth * params->max_downtime_s;
+  double throttle = 0;
+  guint high = 0;
 
   out->memory_s = 0;
   out->memory_passes = 0;
   out->memory_converges = TRUE;
+  out->ram_throttle_percent = 0;
   /* QEMU sends all of RAM once while the guest runs before it looks at
    * what is left: at least one pass. */
   while (out->memory_passes < MAX_MEMORY_PASSES)
     {
       double pass = remaining / bandwidth;
-      double next = MIN ((double)memory->ram_bytes, memory->dirty_rate * pass);
+      double next = MIN ((double)memory->ram_bytes,
+                         memory->dirty_rate * (1 - throttle) * pass);
 
       out->memory_s += pass;
       out->memory_passes++;
       if (next <= limit)
         return next;
-      if (next >= remaining)
+      /* auto-converge at vmshift's threshold: every second pass that
+       * dirtied more than that share of what it sent slows the vCPUs (and
+       * what they dirty) by 20 %, then 10 % more each time, to at most
+       * 99 % (QEMU's cpu-throttle-initial, -increment and -max). */
+      if (auto_converge
+          && next > remaining * VMS_ESTIMATE_RAM_THROTTLE_THRESHOLD / 100
+          && ++high >= 2)
+        {
+          high = 0;
+          throttle = throttle > 0 ? MIN (throttle + 0.1, 0.99) : 0.2;
+          out->ram_throttle_percent = throttle * 100;
+        }
+      else if (!auto_converge && next >= remaining)
         break;
       remaining = next;
     }
   out->memory_converges = FALSE;
   return remaining;
+}
+
+/* The RAM as vmshift migrate runs it by default: a RAM that does not
+ * converge has QEMU's auto-converge armed (its RAM backpressure), which
+ * memory_converges does not count. */
+static double
+simulate_ram (const VmsEstimateMemory *memory, double bandwidth,
+              const VmsEstimateParams *params, VmsEstimate *out)
+{
+  double left = simulate_memory (memory, bandwidth, params, FALSE, out);
+
+  if (out->memory_converges)
+    return left;
+  left = simulate_memory (memory, bandwidth, params, TRUE, out);
+  out->memory_converges = FALSE;
+  return left;
+}
+
+/* The disks' rounds again as migrate runs them by default, with write
+ * backpressure stepping from the rate out recommends: out's background
+ * and rounds become those; disks_converge stays what it was without. */
+static void
+simulate_backpressure (const VmsEstimateDisk *disks, guint n, double throughput,
+                       const VmsEstimateParams *params, VmsEstimate *out)
+{
+  double writes = 0;
+  Backpressure bp = { 0 };
+
+  for (guint i = 0; i < n; i++)
+    writes += disks[i].write_rate;
+  if (writes <= 0)
+    writes = out->disk_write_rate;
+  if (writes <= 0 || out->backpressure_rate <= 0)
+    return;
+  bp.first_share = MIN (out->backpressure_rate / writes, 1.0);
+  bp.floor_share = MIN (n * VMS_ESTIMATE_BACKPRESSURE_FLOOR / writes, 1.0);
+  simulate_disks (disks, n, NULL, throughput, params, &bp, out);
+  out->disks_converge_with_backpressure = out->disks_converge;
+  out->disks_converge = FALSE;
 }
 
 /* --compress zstd: the link carries the RAM at the measured ratio of its
@@ -342,7 +459,7 @@ plan_compression (const VmsEstimateMemory *memory, double throughput,
       return;
     }
   rate = MIN (throughput / memory->compress_ratio, memory->compress_rate);
-  simulate_memory (memory, rate, params, &compressed);
+  simulate_memory (memory, rate, params, FALSE, &compressed);
   out->compress_memory_s = compressed.memory_s;
   if (!out->memory_converges && compressed.memory_converges
       && rate >= COMPRESS_MIN_GAIN * throughput)
@@ -375,9 +492,11 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
   double last_round_s, ram_left, mirror_bandwidth, offline_copy_s = 0;
   double network_s, bytes, final_s, total_data = 0;
   VmsEstimate mirror = { 0 };
+  Backpressure no_backpressure = { 0 };
 
   memset (out, 0, sizeof *out);
-  simulate_disks (disks, n_disks, NULL, throughput, params, out);
+  simulate_disks (disks, n_disks, NULL, throughput, params, &no_backpressure,
+                  out);
   /* With the host's page cache between QEMU and the image (QEMU's
    * default), up to dirty_expire_s of the guest's writes wait there, and
    * stopping the VM writes them back: an fdatasync inside the downtime. */
@@ -409,16 +528,17 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
                         : throughput;
 
       out->backpressure_rate = rate * MIN (BACKPRESSURE_MAX_SHARE, ratio);
+      simulate_backpressure (disks, n_disks, throughput, params, out);
     }
   last_round_s = out->n_rounds ? out->last_round_s : out->background_s;
 
   /* pause: memory at the full link, then the last round in the downtime
    * (a pass of each disk, with its fixed costs), over what the guest
    * wrote during the last round and memory. */
-  ram_left = simulate_memory (memory, throughput, params, out);
+  ram_left = simulate_ram (memory, throughput, params, out);
   plan_compression (memory, throughput, params, out);
   final_s = round_time (disks, n_disks, NULL, last_round_s + out->memory_s,
-                        throughput, &bytes);
+                        out->write_share, throughput, &bytes);
   out->final_bytes_pause = (guint64)bytes;
   out->downtime_pause_s = params->switchover_s + out->stop_flush_s + final_s
                           + n_disks * params->round_overhead_s
@@ -428,12 +548,12 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
 
   /* mirror: a catch-up copy behind the mirror, then memory while every
    * guest write also crosses the link; the downtime holds a FLUSH. */
-  out->catchup_s_mirror
-      = round_time (disks, n_disks, NULL, last_round_s, throughput, &bytes)
-        + n_disks * params->round_overhead_s;
-  mirror_bandwidth
-      = MAX (throughput - out->disk_write_rate, throughput * MIN_MEMORY_SHARE);
-  ram_left = simulate_memory (memory, mirror_bandwidth, params, &mirror);
+  out->catchup_s_mirror = round_time (disks, n_disks, NULL, last_round_s,
+                                      out->write_share, throughput, &bytes)
+                          + n_disks * params->round_overhead_s;
+  mirror_bandwidth = MAX (throughput - out->write_share * out->disk_write_rate,
+                          throughput * MIN_MEMORY_SHARE);
+  ram_left = simulate_ram (memory, mirror_bandwidth, params, &mirror);
   out->downtime_mirror_s = params->switchover_s + out->stop_flush_s
                            + link->rtt_s + ram_left / mirror_bandwidth;
   out->total_mirror_s = params->setup_s + out->background_s + out->rounds_s
@@ -454,7 +574,8 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
 
       for (guint i = 0; i < n_disks; i++)
         delta[i] = vms_estimate_disk_dirty_after (&disks[i], period);
-      simulate_disks (disks, n_disks, delta, throughput, params, &seeded);
+      simulate_disks (disks, n_disks, delta, throughput, params,
+                      &no_backpressure, &seeded);
       out->seed_s = period + params->setup_s + seeded.background_s
                     + seeded.rounds_s + out->memory_s + out->downtime_pause_s;
       out->seed_device_bytes = total_data;
@@ -486,7 +607,9 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
                         ? "converges over the link once guest disk writes "
                           "are throttled (backpressure)"
                     : !out->memory_converges
-                        ? "disks converge; RAM needs --auto-converge"
+                        ? "disks converge; RAM converges once QEMU's "
+                          "auto-converge slows the guest (RAM "
+                          "backpressure, armed by default)"
                         : "the dirty rounds and RAM converge over the link";
     }
 }

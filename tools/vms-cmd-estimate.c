@@ -333,6 +333,29 @@ print_compression (const VmsEstimateFileVm *vm)
            e->compress_reason);
 }
 
+/* What vmshift migrate's default backpressure does to the guest, which
+ * the times printed include. */
+static void
+print_backpressure (const VmsEstimate *e)
+{
+  if (e->backpressure_rate > 0)
+    {
+      g_autofree char *cap = vms_format_size (e->backpressure_rate);
+
+      g_print ("  write backpressure: the guest's disk writes held to %s/s "
+               "first%s, %.0f%% of them left at the end (migrate "
+               "--write-backpressure auto, its default; times above "
+               "with it)\n",
+               cap, e->disks_converge_with_backpressure ? "" : " (not enough)",
+               e->write_share * 100);
+    }
+  if (e->ram_throttle_percent > 0)
+    g_print ("  RAM backpressure: QEMU's auto-converge slows the vCPUs by "
+             "up to %.0f%% (armed by --write-backpressure auto; times above "
+             "with it)\n",
+             e->ram_throttle_percent);
+}
+
 static void
 print_vm (const VmsEstimateFileVm *vm, int window_s)
 {
@@ -350,9 +373,17 @@ print_vm (const VmsEstimateFileVm *vm, int window_s)
   g_print ("  disks write new data at %s/s\n", write_rate);
   g_print ("  %-22s %10.1f s\n", "background copy", e->background_s);
   g_print ("  %-22s %10.1f s  (%.1f rounds%s)\n", "dirty rounds", e->rounds_s,
-           e->rounds_expected, e->disks_converge ? "" : ", not converging");
+           e->rounds_expected,
+           e->disks_converge ? ""
+           : e->backpressure_rate > 0
+               ? ", converging only with write backpressure"
+               : ", not converging");
   g_print ("  %-22s %10.1f s  (%u passes%s)\n", "memory pre-copy", e->memory_s,
-           e->memory_passes, e->memory_converges ? "" : ", not converging");
+           e->memory_passes,
+           e->memory_converges ? ""
+           : e->ram_throttle_percent > 0
+               ? ", converging only with RAM backpressure"
+               : ", not converging");
   print_compression (vm);
   g_print ("  %-22s %10.0f ms with --final-sync pause, %.0f ms with "
            "mirror\n",
@@ -361,14 +392,7 @@ print_vm (const VmsEstimateFileVm *vm, int window_s)
            e->total_pause_s, e->total_mirror_s);
   if (e->seed_s > 0)
     print_seed_plan (e, e->method == VMS_ESTIMATE_SEED);
-  if (e->backpressure_rate > 0)
-    {
-      g_autofree char *cap = vms_format_size (e->backpressure_rate);
-
-      g_print ("  to converge, throttle the guest's disk writes to %s/s "
-               "(block_set_io_throttle bps_wr)\n",
-               cap);
-    }
+  print_backpressure (e);
   g_print ("  recommended: %s%s: %s\n", vms_estimate_method_name (e->method),
            e->method == VMS_ESTIMATE_NETWORK
                ? (mirror ? ", --final-sync mirror" : ", --final-sync pause")

@@ -155,7 +155,11 @@ test_writing_vm_converges (void **state)
 /* Writing 95 MB/s over 100 MB/s: round 2 is 95% of round 1, not
  * shrinking.  To converge in 8 rounds from round 1's 950 MB to 16 MB the
  * guest must write at most (16/950)^(1/8) = 0.600 of the link, capped at
- * half of it: 50 MB/s, over half of what it writes, so still network. */
+ * half of it: 50 MB/s, over half of what it writes, so still network.
+ * As migrate runs it, that is the step after round 2: round 3 recorded
+ * before it (95 x 9.025 s = 857.375 MB), and from round 4 on each round
+ * holds 50 MB/s of the one before it, halving: 428.6875, 214.34375, ...
+ * until round 9's 13.396 MB is below 16 MB. */
 static void
 test_not_converging_needs_backpressure (void **state)
 {
@@ -169,10 +173,15 @@ test_not_converging_needs_backpressure (void **state)
   linear_disk (&d, "vd0", GB, 95 * MB, 100 * GB);
   vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
   assert_false (e.disks_converge);
-  assert_int_equal (e.n_rounds, 2);
+  assert_true (e.disks_converge_with_backpressure);
+  assert_near (e.backpressure_rate, 50 * MB, 1, "backpressure");
+  assert_near (e.write_share, 50.0 / 95, 1e-9, "what the guest keeps");
+  assert_int_equal (e.n_rounds, 9);
   assert_near (e.round_bytes[0], 950 * MB, 1, "round 1");
   assert_near (e.round_bytes[1], 902.5 * MB, 1, "round 2");
-  assert_near (e.backpressure_rate, 50 * MB, 1, "backpressure");
+  assert_near (e.round_bytes[2], 857.375 * MB, 1, "round 3");
+  assert_near (e.round_bytes[3], 428.6875 * MB, 1, "round 4");
+  assert_near (e.round_bytes[8], 13.396484375 * MB, 1, "round 9");
   assert_int_equal (e.method, VMS_ESTIMATE_NETWORK);
 
   /* 400 MB/s of writes over the same link: the backpressure would leave
@@ -181,6 +190,32 @@ test_not_converging_needs_backpressure (void **state)
   vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
   assert_false (e.disks_converge);
   assert_int_equal (e.method, VMS_ESTIMATE_OFFLINE);
+}
+
+/* 100 MB of RAM, 12 MB/s dirtied, 10 MB/s link, 0.3 s limit (3 MB): it
+ * does not converge; with auto-converge at 80 % the second pass that
+ * dirtied all of it slows the vCPUs by 20 % (passes 3, 4), the fourth
+ * (92.16 MB after 96) by 30 %, the sixth (65.03 after 77.41) by 40 %;
+ * then each pass leaves 0.72 of the one before: 46.82, 33.71, ... 2.43
+ * MB after the sixteenth pass. */
+static void
+test_memory_auto_converge (void **state)
+{
+  VmsEstimateMemory memory = { 100 * MB, 12 * MB };
+  VmsEstimateLink link = { 10 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+  double seconds = 10 + 10 + 10 + 9.6 + 9.216 + 7.74144;
+
+  exact_params (&params);
+  params.max_downtime_s = 0.3;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_false (e.memory_converges);
+  assert_near (e.ram_throttle_percent, 40, 1e-9, "RAM throttle");
+  assert_int_equal (e.memory_passes, 16);
+  /* Passes 7 to 16: 6.502810 s shrinking by 0.72 each. */
+  seconds += 6.5028096 * (1 - pow (0.72, 10)) / (1 - 0.72);
+  assert_near (e.memory_s, seconds, 1e-3, "memory seconds");
 }
 
 /* 1000 MB of RAM, 50 MB/s dirtied, 100 MB/s link, 0.3 s limit (30 MB):
@@ -505,6 +540,7 @@ main (void)
     cmocka_unit_test (test_idle_vm),
     cmocka_unit_test (test_writing_vm_converges),
     cmocka_unit_test (test_not_converging_needs_backpressure),
+    cmocka_unit_test (test_memory_auto_converge),
     cmocka_unit_test (test_memory_passes),
     cmocka_unit_test (test_compression),
     cmocka_unit_test (test_two_disks),
