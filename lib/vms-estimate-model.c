@@ -483,15 +483,77 @@ plan_compression (const VmsEstimateMemory *memory, double throughput,
     }
 }
 
+/* The rate the RAM crosses a bandwidth at: compressed where the estimate
+ * recommends it, as migrate --estimate then runs. */
+static double
+ram_rate (const VmsEstimateMemory *memory, const VmsEstimate *out,
+          double bandwidth)
+{
+  if (!out->compress)
+    return bandwidth;
+  return MIN (bandwidth / memory->compress_ratio, memory->compress_rate);
+}
+
+/* pause: memory at the full link, then the last round in the downtime
+ * (a pass of each disk, with its fixed costs), over what the guest wrote
+ * during the last round and memory. */
+static void
+predict_pause (const VmsEstimateDisk *disks, guint n_disks,
+               const VmsEstimateMemory *memory, double throughput,
+               double last_round_s, const VmsEstimateParams *params,
+               VmsEstimate *out)
+{
+  double rate = ram_rate (memory, out, throughput);
+  /* Whether the RAM converges over the link as it is, compressed or not. */
+  gboolean converges = out->memory_converges;
+  double ram_left = simulate_ram (memory, rate, params, out);
+  double bytes, final_s;
+
+  out->memory_converges = converges;
+  final_s = round_time (disks, n_disks, NULL, last_round_s + out->memory_s,
+                        out->write_share, throughput, &bytes);
+  out->final_bytes_pause = (guint64)bytes;
+  out->downtime_pause_s = params->switchover_s + out->stop_flush_s + final_s
+                          + n_disks * params->round_overhead_s
+                          + ram_left / rate;
+  out->total_pause_s = params->setup_s + out->background_s + out->rounds_s
+                       + out->memory_s + out->downtime_pause_s;
+}
+
+/* mirror: a catch-up copy behind the mirror, then memory while every
+ * guest write also crosses the link; the downtime holds a FLUSH. */
+static void
+predict_mirror (const VmsEstimateDisk *disks, guint n_disks,
+                const VmsEstimateMemory *memory, const VmsEstimateLink *link,
+                double last_round_s, const VmsEstimateParams *params,
+                VmsEstimate *out)
+{
+  double throughput = MAX (link->throughput, 1.0);
+  double bytes, rate, ram_left;
+  VmsEstimate mirror = { 0 };
+
+  out->catchup_s_mirror = round_time (disks, n_disks, NULL, last_round_s,
+                                      out->write_share, throughput, &bytes)
+                          + n_disks * params->round_overhead_s;
+  rate = ram_rate (memory, out,
+                   MAX (throughput - out->write_share * out->disk_write_rate,
+                        throughput * MIN_MEMORY_SHARE));
+  ram_left = simulate_ram (memory, rate, params, &mirror);
+  out->downtime_mirror_s = params->switchover_s + out->stop_flush_s
+                           + link->rtt_s + ram_left / rate;
+  out->total_mirror_s = params->setup_s + out->background_s + out->rounds_s
+                        + out->catchup_s_mirror + mirror.memory_s
+                        + out->downtime_mirror_s;
+}
+
 void
 vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
                   const VmsEstimateMemory *memory, const VmsEstimateLink *link,
                   const VmsEstimateParams *params, VmsEstimate *out)
 {
   double throughput = MAX (link->throughput, 1.0);
-  double last_round_s, ram_left, mirror_bandwidth, offline_copy_s = 0;
-  double network_s, bytes, final_s, total_data = 0;
-  VmsEstimate mirror = { 0 };
+  double last_round_s, offline_copy_s = 0;
+  double network_s, total_data = 0;
   Backpressure no_backpressure = { 0 };
 
   memset (out, 0, sizeof *out);
@@ -532,33 +594,11 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
     }
   last_round_s = out->n_rounds ? out->last_round_s : out->background_s;
 
-  /* pause: memory at the full link, then the last round in the downtime
-   * (a pass of each disk, with its fixed costs), over what the guest
-   * wrote during the last round and memory. */
-  ram_left = simulate_ram (memory, throughput, params, out);
+  /* Uncompressed first: whether compression is worth it. */
+  simulate_ram (memory, throughput, params, out);
   plan_compression (memory, throughput, params, out);
-  final_s = round_time (disks, n_disks, NULL, last_round_s + out->memory_s,
-                        out->write_share, throughput, &bytes);
-  out->final_bytes_pause = (guint64)bytes;
-  out->downtime_pause_s = params->switchover_s + out->stop_flush_s + final_s
-                          + n_disks * params->round_overhead_s
-                          + ram_left / throughput;
-  out->total_pause_s = params->setup_s + out->background_s + out->rounds_s
-                       + out->memory_s + out->downtime_pause_s;
-
-  /* mirror: a catch-up copy behind the mirror, then memory while every
-   * guest write also crosses the link; the downtime holds a FLUSH. */
-  out->catchup_s_mirror = round_time (disks, n_disks, NULL, last_round_s,
-                                      out->write_share, throughput, &bytes)
-                          + n_disks * params->round_overhead_s;
-  mirror_bandwidth = MAX (throughput - out->write_share * out->disk_write_rate,
-                          throughput * MIN_MEMORY_SHARE);
-  ram_left = simulate_ram (memory, mirror_bandwidth, params, &mirror);
-  out->downtime_mirror_s = params->switchover_s + out->stop_flush_s
-                           + link->rtt_s + ram_left / mirror_bandwidth;
-  out->total_mirror_s = params->setup_s + out->background_s + out->rounds_s
-                        + out->catchup_s_mirror + mirror.memory_s
-                        + out->downtime_mirror_s;
+  predict_pause (disks, n_disks, memory, throughput, last_round_s, params, out);
+  predict_mirror (disks, n_disks, memory, link, last_round_s, params, out);
 
   out->offline_s = params->setup_s + offline_copy_s;
 

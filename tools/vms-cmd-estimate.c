@@ -378,8 +378,8 @@ print_vm (const VmsEstimateFileVm *vm, int window_s)
            : e->backpressure_rate > 0
                ? ", converging only with write backpressure"
                : ", not converging");
-  g_print ("  %-22s %10.1f s  (%u passes%s)\n", "memory pre-copy", e->memory_s,
-           e->memory_passes,
+  g_print ("  %-22s %10.1f s  (%u passes%s%s)\n", "memory pre-copy",
+           e->memory_s, e->memory_passes, e->compress ? ", compressed" : "",
            e->memory_converges ? ""
            : e->ram_throttle_percent > 0
                ? ", converging only with RAM backpressure"
