@@ -23,12 +23,25 @@ G_DEFINE_QUARK (vms - plan - error - quark, vms_plan_error)
 #define LINK_PREFIX "link "
 #define MAX_ALERT_TIMEOUT_S (24 * 3600)
 
-static const char *const plan_keys[] = {
-  "concurrency", "bandwidth", "deadline", "max-downtime",     "final-sync",
-  "state-dir",   "alert",     "retries",  "alert-timeout",    "sink",
-  "tls",         "insecure",  "suspend",  "on-downtime-miss", "estimate",
-  NULL
-};
+static const char *const plan_keys[] = { "concurrency",
+                                         "bandwidth",
+                                         "deadline",
+                                         "max-downtime",
+                                         "final-sync",
+                                         "state-dir",
+                                         "alert",
+                                         "retries",
+                                         "alert-timeout",
+                                         "sink",
+                                         "tls",
+                                         "insecure",
+                                         "suspend",
+                                         "on-downtime-miss",
+                                         "estimate",
+                                         "write-backpressure",
+                                         "max-guest-latency",
+                                         "replication-backpressure",
+                                         NULL };
 static const char *const vm_keys[] = { "group",
                                        "source",
                                        "dest-qmp",
@@ -47,6 +60,9 @@ static const char *const vm_keys[] = { "group",
                                        "migrate-uri",
                                        "persistent",
                                        "undefine-source",
+                                       "write-backpressure",
+                                       "max-guest-latency",
+                                       "replication-backpressure",
                                        NULL };
 static const char *const group_keys[] = { "max-downtime", "hold", NULL };
 static const char *const link_keys[] = { "bandwidth", NULL };
@@ -309,6 +325,38 @@ get_on_miss (const Reader *reader, const char *section, gboolean *hold,
   return TRUE;
 }
 
+/* The key in section, else in fallback (NULL: none). */
+static char *
+get_over (const Reader *reader, const char *section, const char *fallback,
+          const char *key)
+{
+  char *text = get (reader, section, key);
+
+  return text || !fallback ? text : get (reader, fallback, key);
+}
+
+/* The backpressure keys, each the section's over fallback's, checked
+ * together as migrate checks its options of those names: [plan] alone,
+ * a VM with the plan's keys it does not give. */
+static gboolean
+get_backpressure (const Reader *reader, const char *section,
+                  const char *fallback, VmsBackpressureOptions *out,
+                  GError **error)
+{
+  g_autofree char *write
+      = get_over (reader, section, fallback, "write-backpressure");
+  g_autofree char *latency
+      = get_over (reader, section, fallback, "max-guest-latency");
+  g_autofree char *replication
+      = get_over (reader, section, fallback, "replication-backpressure");
+  const VmsBackpressureOptionText text = { write, latency, replication };
+  g_autoptr (GError) local = NULL;
+
+  if (!vms_backpressure_options_parse ("", &text, out, &local))
+    return invalid (reader, section, error, "%s", local->message);
+  return TRUE;
+}
+
 /* A true or false key, *out kept when it is not there. */
 static gboolean
 get_boolean (const Reader *reader, const char *section, const char *key,
@@ -360,6 +408,10 @@ read_alert (const Reader *reader, VmsPlan *plan, GError **error)
 static gboolean
 read_plan_section (const Reader *reader, VmsPlan *plan, GError **error)
 {
+  /* Checked here to name [plan]; each VM reads the keys it does not
+   * give from there. */
+  VmsBackpressureOptions backpressure;
+
   plan->concurrency = VMS_PLAN_DEFAULT_CONCURRENCY;
   plan->alert_timeout_s = VMS_PLAN_DEFAULT_ALERT_TIMEOUT_S;
   plan->max_downtime_ms = VMS_PLAN_DEFAULT_MAX_DOWNTIME_MS;
@@ -382,6 +434,7 @@ read_plan_section (const Reader *reader, VmsPlan *plan, GError **error)
       || !get_boolean (reader, "plan", "tls", &plan->tls, error)
       || !get_boolean (reader, "plan", "insecure", &plan->insecure, error)
       || !get_boolean (reader, "plan", "suspend", &plan->suspend, error)
+      || !get_backpressure (reader, "plan", NULL, &backpressure, error)
       || !read_deadline (reader, plan, error)
       || !read_alert (reader, plan, error))
     return FALSE;
@@ -472,7 +525,9 @@ read_vm (const Reader *reader, const VmsPlan *plan, const char *section,
            && get_on_miss (reader, section, &vm->hold_on_miss, error)
            && get_boolean (reader, section, "tls", &vm->tls, error)
            && get_boolean (reader, section, "insecure", &vm->insecure, error)
-           && get_boolean (reader, section, "suspend", &vm->suspend, error))
+           && get_boolean (reader, section, "suspend", &vm->suspend, error)
+           && get_backpressure (reader, section, "plan", &vm->backpressure,
+                                error))
     return vm;
   vm_free (vm);
   return NULL;

@@ -6,6 +6,8 @@
 
 #include <gio/gio.h>
 
+#include "vms-backpressure-option.h"
+
 G_BEGIN_DECLS
 
 #define VMS_PLAN_ERROR (vms_plan_error_quark ())
@@ -48,6 +50,11 @@ typedef struct
                               --suspend (the plan's) */
   gboolean hold_on_miss;   /* on-downtime-miss = hold, as migrate
                               --on-downtime-miss (the plan's) */
+  VmsBackpressureOptions backpressure; /* write-backpressure,
+                              max-guest-latency and
+                              replication-backpressure, as migrate's
+                              options of those names (each key the
+                              plan's when not given) */
 } VmsPlanVm;
 
 /* A link between hosts with its own bandwidth budget, shared by the VMs

@@ -2,7 +2,6 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-cli-copy.h"
-#include "vms-backpressure.h"
 #include "vms-copy.h"
 #include "vms-granularity.h"
 #include "vms-job.h"
@@ -16,8 +15,6 @@
 #define MAX_SECONDS (24 * 3600)
 #define MAX_RATE (G_GUINT64_CONSTANT (1) << 40)
 #define MAX_BYTES (G_GUINT64_CONSTANT (1) << 40)
-/* A guest whose writes may take a minute more is not held back. */
-#define MAX_GUEST_LATENCY_MS 60000
 
 static gboolean
 parse_counts (const VmsCliCopyOptions *options, VmsReplicateConfig *config,
@@ -102,63 +99,19 @@ parse_compare (const char *text, VmsReplicateConfig *config, GError **error)
 }
 
 static gboolean
-parse_backpressure (const char *text, VmsReplicateConfig *config,
-                    GError **error)
+parse_backpressure (const VmsCliCopyOptions *options,
+                    VmsReplicateConfig *config, GError **error)
 {
-  g_autoptr (GError) rate_error = NULL;
+  const VmsBackpressureOptionText text = {
+    .write_backpressure = options->write_backpressure,
+    .max_guest_latency = options->max_guest_latency,
+    .replication_backpressure = options->replication_backpressure,
+  };
+  VmsBackpressureOptions parsed;
 
-  if (!text || g_str_equal (text, "auto"))
-    return TRUE;
-  if (g_str_equal (text, "off"))
-    {
-      config->write_backpressure = VMS_REPLICATE_BACKPRESSURE_OFF;
-      return TRUE;
-    }
-  if (!vms_option_rate ("--write-backpressure", text, VMS_BACKPRESSURE_FLOOR,
-                        MAX_RATE, &config->write_backpressure_rate,
-                        &rate_error))
-    {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   "--write-backpressure takes auto, off or a RATE of at "
-                   "least 256K (bytes/s), not '%s'",
-                   text);
-      return FALSE;
-    }
-  config->write_backpressure = VMS_REPLICATE_BACKPRESSURE_RATE;
-  return TRUE;
-}
-
-/* Replication backpressure is off unless --max-guest-latency is given:
- * then auto; "off" keeps it off all the same (a script may keep the
- * latency and switch it off). */
-static gboolean
-parse_replication_backpressure (const VmsCliCopyOptions *options,
-                                VmsReplicateConfig *config, GError **error)
-{
-  const char *mode = options->replication_backpressure;
-  guint64 latency_ms = 0;
-
-  if (mode && !g_str_equal (mode, "auto") && !g_str_equal (mode, "off"))
-    {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   "--replication-backpressure takes auto or off, not '%s'",
-                   mode);
-      return FALSE;
-    }
-  if (mode && g_str_equal (mode, "auto") && !options->max_guest_latency)
-    {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   "--replication-backpressure auto needs "
-                   "--max-guest-latency MS: how much longer the guest's "
-                   "writes may take");
-      return FALSE;
-    }
-  if (!vms_option_integer ("--max-guest-latency", options->max_guest_latency,
-                           "a number of milliseconds", 1, MAX_GUEST_LATENCY_MS,
-                           &latency_ms, error))
+  if (!vms_backpressure_options_parse ("--", &text, &parsed, error))
     return FALSE;
-  if (!mode || !g_str_equal (mode, "off"))
-    config->max_guest_latency_ms = latency_ms;
+  vms_replicate_config_set_backpressure (config, &parsed);
   return TRUE;
 }
 
@@ -195,8 +148,7 @@ vms_cli_copy_options_parse (VmsCliCopyOptions *options,
   if (!check_names (options, error) || !parse_counts (options, config, error)
       || !parse_sizes (options, config, error)
       || !parse_compare (options->compare, config, error)
-      || !parse_backpressure (options->write_backpressure, config, error)
-      || !parse_replication_backpressure (options, config, error))
+      || !parse_backpressure (options, config, error))
     return FALSE;
   /* QEMU gets the sink's socket and keys for the mirror, in its own
    * working directory; the job keeps them for a run from another one. */

@@ -504,9 +504,6 @@ not_for_server (const MigrateOptions *options)
     { base->granularity != NULL, "--granularity" },
     { base->bitmap_memory != NULL, "--bitmap-memory" },
     { base->compare != NULL, "--compare" },
-    { base->write_backpressure != NULL, "--write-backpressure" },
-    { base->replication_backpressure != NULL, "--replication-backpressure" },
-    { base->max_guest_latency != NULL, "--max-guest-latency" },
     { base->checkpoint_seconds != NULL, "--checkpoint-seconds" },
     { base->io_timeout != NULL, "--io-timeout" },
     { base->retry_timeout != NULL, "--retry-timeout" },
@@ -563,6 +560,11 @@ job_plan (const MigrateOptions *options, const char *id, char **argv)
   set_flag (plan, section, "tls", options->tls);
   set_flag (plan, section, "insecure", options->insecure);
   set_flag (plan, section, "suspend", options->suspend);
+  set_if (plan, section, "write-backpressure",
+          options->base.write_backpressure);
+  set_if (plan, section, "max-guest-latency", options->base.max_guest_latency);
+  set_if (plan, section, "replication-backpressure",
+          options->base.replication_backpressure);
   return g_steal_pointer (&plan);
 }
 

@@ -313,6 +313,10 @@ static const BadInput bad_copy_options[] = {
     "--max-guest-latency wants a number of milliseconds from 1 to 60000" },
   { { "--max-guest-latency", "1.5" }, "--max-guest-latency wants" },
   { { "--replication-backpressure", "auto" }, "needs --max-guest-latency" },
+  { { "--write-backpressure", "255K" },
+    "--write-backpressure takes auto, off or a RATE of at least 256K "
+    "(bytes/s), not '255K'" },
+  { { "--write-backpressure", "on" }, "--write-backpressure takes auto, off" },
   { { "--replication-backpressure", "on", "--max-guest-latency", "5" },
     "--replication-backpressure takes auto or off, not 'on'" },
 };

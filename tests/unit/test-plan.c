@@ -228,6 +228,75 @@ test_plan_defaults (void **state)
                     VMS_PLAN_DEFAULT_MAX_DOWNTIME_MS);
 }
 
+/* The backpressure keys: [plan]'s for every VM, each key a VM gives
+ * over the plan's, the defaults of migrate's options where neither
+ * says. */
+static void
+test_plan_backpressure (void **state)
+{
+  g_autofree char *path = write_plan (
+      "backpressure.plan",
+      "[plan]\nsink = s\nwrite-backpressure = 256K\n"
+      "max-guest-latency = 40\n" QMP_VM ("inherits", "01") QMP_VM (
+          "off",
+          "02") "write-backpressure = off\n"
+                "replication-backpressure = off\n" QMP_VM (
+                    "own",
+                    "03") "write-backpressure = auto\nmax-guest-latency = 10\n"
+                          "replication-backpressure = auto\n");
+  g_autofree char *off_path = write_plan (
+      "replication-off.plan",
+      "[plan]\nsink = s\nwrite-backpressure = 2M\n"
+      "replication-backpressure = off\n" QMP_VM (
+          "latency",
+          "01") "max-guest-latency = 5\n" QMP_VM ("on",
+                                                  "02") "max-guest-latency = "
+                                                        "5\nreplication-"
+                                                        "backpressure = "
+                                                        "auto\n");
+  g_autofree char *default_path = write_plan (
+      "no-backpressure.plan", "[plan]\nsink = s\n" QMP_VM ("a", "01"));
+  g_autoptr (GError) error = NULL;
+  g_autoptr (VmsPlan) plan = vms_plan_load (path, &error);
+  g_autoptr (VmsPlan) off_plan = NULL;
+  g_autoptr (VmsPlan) default_plan = NULL;
+  const VmsBackpressureOptions *vm;
+
+  if (!plan)
+    fail_msg ("%s", error->message);
+  vm = &((VmsPlanVm *)plan->vms->pdata[0])->backpressure;
+  assert_int_equal (vm->write_backpressure, VMS_BACKPRESSURE_OPTION_RATE);
+  assert_int_equal (vm->write_backpressure_rate, 256 * 1024);
+  assert_int_equal (vm->max_guest_latency_ms, 40);
+  vm = &((VmsPlanVm *)plan->vms->pdata[1])->backpressure;
+  assert_int_equal (vm->write_backpressure, VMS_BACKPRESSURE_OPTION_OFF);
+  /* off keeps replication backpressure off, the plan's latency or not. */
+  assert_int_equal (vm->max_guest_latency_ms, 0);
+  vm = &((VmsPlanVm *)plan->vms->pdata[2])->backpressure;
+  assert_int_equal (vm->write_backpressure, VMS_BACKPRESSURE_OPTION_AUTO);
+  assert_int_equal (vm->max_guest_latency_ms, 10);
+
+  off_plan = vms_plan_load (off_path, &error);
+  if (!off_plan)
+    fail_msg ("%s", error->message);
+  /* The plan's off holds for a VM that gives only its latency... */
+  vm = &((VmsPlanVm *)off_plan->vms->pdata[0])->backpressure;
+  assert_int_equal (vm->write_backpressure, VMS_BACKPRESSURE_OPTION_RATE);
+  assert_int_equal (vm->write_backpressure_rate, 2 * 1024 * 1024);
+  assert_int_equal (vm->max_guest_latency_ms, 0);
+  /* ... not for one that says auto. */
+  vm = &((VmsPlanVm *)off_plan->vms->pdata[1])->backpressure;
+  assert_int_equal (vm->max_guest_latency_ms, 5);
+
+  default_plan = vms_plan_load (default_path, &error);
+  if (!default_plan)
+    fail_msg ("%s", error->message);
+  vm = &((VmsPlanVm *)default_plan->vms->pdata[0])->backpressure;
+  assert_int_equal (vm->write_backpressure, VMS_BACKPRESSURE_OPTION_AUTO);
+  assert_int_equal (vm->write_backpressure_rate, 0);
+  assert_int_equal (vm->max_guest_latency_ms, 0);
+}
+
 /* Each mistake is refused with the section and what is wrong. */
 static void
 test_plan_refusals (void **state)
@@ -284,6 +353,27 @@ test_plan_refusals (void **state)
       "[plan]: estimate: " },
     { "[plan]\nsink = s\ntls = maybe\n" QMP_VM ("a", "01"),
       "[plan]: tls is true or false" },
+    { "[plan]\nsink = s\nwrite-backpressure = fast\n" QMP_VM ("a", "01"),
+      "[plan]: write-backpressure takes auto, off or a RATE of at least 256K "
+      "(bytes/s), not 'fast'" },
+    { "[plan]\nsink = s\n" QMP_VM ("a", "01") "write-backpressure = 255K\n",
+      "[vm a]: write-backpressure takes auto, off or a RATE of at least 256K "
+      "(bytes/s), not '255K'" },
+    { "[plan]\nsink = s\nmax-guest-latency = 0\n" QMP_VM ("a", "01"),
+      "[plan]: max-guest-latency wants a number of milliseconds from 1 to "
+      "60000, not '0'" },
+    { "[plan]\nsink = s\n" QMP_VM ("a", "01") "max-guest-latency = 60001\n",
+      "[vm a]: max-guest-latency wants a number of milliseconds from 1 to "
+      "60000, not '60001'" },
+    { "[plan]\nsink = s\nreplication-backpressure = on\n" QMP_VM ("a", "01"),
+      "[plan]: replication-backpressure takes auto or off, not 'on'" },
+    { "[plan]\nsink = s\nreplication-backpressure = auto\n" QMP_VM (
+          "a", "01") "max-guest-latency = 5\n",
+      "[plan]: replication-backpressure auto needs max-guest-latency MS: how "
+      "much longer the guest's writes may take" },
+    { "[plan]\nsink = s\n" QMP_VM ("a", "01") "replication-backpressure = "
+                                              "auto\n",
+      "[vm a]: replication-backpressure auto needs max-guest-latency MS" },
     { "[plan]\nsink = s\n", "no VM" },
     { "not a key file\n", "bad.plan: " },
   };
@@ -406,6 +496,7 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_plan_read),
     cmocka_unit_test (test_plan_defaults),
+    cmocka_unit_test (test_plan_backpressure),
     cmocka_unit_test (test_plan_links),
     cmocka_unit_test (test_plan_run_order),
     cmocka_unit_test (test_plan_refusals),

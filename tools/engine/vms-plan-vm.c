@@ -82,6 +82,7 @@ build_config (const Runner *runner, const VmsPlanVm *vm, gboolean resume,
   config->insecure = vm->insecure;
   config->suspend = vm->suspend;
   config->hold_on_miss = vm->hold_on_miss;
+  vms_replicate_config_set_backpressure (&config->copy, &vm->backpressure);
   /* Reported against its prediction, when the estimate has one. */
   if (plan->estimate && vms_plan_vm_in_order (vm, runner->estimate_order) >= 0)
     config->estimate = g_strdup (plan->estimate);

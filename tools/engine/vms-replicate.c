@@ -702,6 +702,26 @@ vms_replicate_config_clear (VmsReplicateConfig *config)
 }
 
 void
+vms_replicate_config_set_backpressure (VmsReplicateConfig *config,
+                                       const VmsBackpressureOptions *options)
+{
+  switch (options->write_backpressure)
+    {
+    case VMS_BACKPRESSURE_OPTION_AUTO:
+      config->write_backpressure = VMS_REPLICATE_BACKPRESSURE_AUTO;
+      break;
+    case VMS_BACKPRESSURE_OPTION_OFF:
+      config->write_backpressure = VMS_REPLICATE_BACKPRESSURE_OFF;
+      break;
+    case VMS_BACKPRESSURE_OPTION_RATE:
+      config->write_backpressure = VMS_REPLICATE_BACKPRESSURE_RATE;
+      break;
+    }
+  config->write_backpressure_rate = options->write_backpressure_rate;
+  config->max_guest_latency_ms = options->max_guest_latency_ms;
+}
+
+void
 vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
                     GCancellable *cancellable, VmsProgress *progress)
 {

@@ -6,6 +6,7 @@
 
 #include <gio/gio.h>
 
+#include "vms-backpressure-option.h"
 #include "vms-copy.h"
 #include "vms-job.h"
 #include "vms-job-lock.h"
@@ -101,6 +102,13 @@ typedef struct
 /* The defaults of the options not given. */
 void vms_replicate_config_init (VmsReplicateConfig *config);
 void vms_replicate_config_clear (VmsReplicateConfig *config);
+
+/* Set config's backpressure (write_backpressure and its rate,
+ * max_guest_latency_ms) to what options say: the one mapping of the
+ * parsed settings of migrate's options and of a plan's keys. */
+void
+vms_replicate_config_set_backpressure (VmsReplicateConfig *config,
+                                       const VmsBackpressureOptions *options);
 
 /* Which kind of pass is running, for the bytes-per-pass figures. */
 typedef enum
