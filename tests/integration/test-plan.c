@@ -125,15 +125,17 @@ write_plan (Fixture *fixture)
                               CONCURRENCY, sink, deadline,
                               fixture->alerts_path);
     }
-  /* pc alone gets an objective no pause can meet. */
+  /* pc alone gets an objective no pause can meet; VM 1 alone replication
+   * backpressure (an allowance it never reaches: only its summary). */
   for (guint i = 0; i < fixture->n_vms; i++)
     g_string_append_printf (
         plan,
         "[vm %s]\nsource = qmp:%s\ndest-qmp = qmp:%s\n"
-        "dest-uri = unix:%s/memory.sock\n%s%s",
+        "dest-uri = unix:%s/memory.sock\n%s%s%s",
         vm_name (i), fixture->source[i]->qmp2_path, fixture->dest[i]->qmp2_path,
         fixture->dest[i]->dir, fixture->grouped ? "group = trio\n" : "",
-        !fixture->grouped && i == 2 ? "max-downtime = 1\n" : "");
+        !fixture->grouped && i == 2 ? "max-downtime = 1\n" : "",
+        !fixture->grouped && i == 1 ? "max-guest-latency = 60000\n" : "");
   assert_true (g_file_set_contents (fixture->plan_path, plan->str, -1, NULL));
 }
 
@@ -364,6 +366,19 @@ test_plan_runs_vms_unattended (void **state)
     }
   assert_outcomes (fixture, run, "migrated");
   assert_moved (fixture);
+  /* The plan's keys reach the VM's migration, and only its own. */
+  for (guint i = 0; i < fixture->n_vms; i++)
+    {
+      g_autofree char *who = g_strdup_printf ("\"vm\":\"%s\"", vm_name (i));
+      gboolean summary
+          = line_of (run->out->str, "\"event\":\"replication-backpressure\"",
+                     who, FALSE)
+            >= 0;
+
+      if (summary != (i == 1))
+        fail_msg ("%s: replication backpressure %s", vm_name (i),
+                  summary ? "on, not asked for" : "off, asked for");
+    }
   {
     g_autoptr (GError) error = NULL;
 
