@@ -592,6 +592,9 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
       out->backpressure_rate = rate * MIN (BACKPRESSURE_MAX_SHARE, ratio);
       simulate_backpressure (disks, n_disks, throughput, params, out);
     }
+  /* What waits in the page cache at the stop was written under the
+   * backpressure of the last rounds and the memory. */
+  out->stop_flush_s *= out->write_share;
   last_round_s = out->n_rounds ? out->last_round_s : out->background_s;
 
   /* Uncompressed first: whether compression is worth it. */

@@ -171,9 +171,13 @@ test_not_converging_needs_backpressure (void **state)
 
   exact_params (&params);
   linear_disk (&d, "vd0", GB, 95 * MB, 100 * GB);
+  d.disk.write_rate = 95 * MB;
   vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
   assert_false (e.disks_converge);
   assert_true (e.disks_converge_with_backpressure);
+  /* The page cache holds 30 s of the writes held to 50 MB/s: 1.5 s at
+   * 1 GB/s. */
+  assert_near (e.stop_flush_s, 1.5, 1e-9, "stop flush");
   assert_near (e.backpressure_rate, 50 * MB, 1, "backpressure");
   assert_near (e.write_share, 50.0 / 95, 1e-9, "what the guest keeps");
   assert_int_equal (e.n_rounds, 9);
