@@ -128,7 +128,18 @@ run_state (VmsTestVm *vm)
   g_autoptr (JsonNode) reply
       = vms_qmp_execute (vm->qmp, "query-status", NULL, &error);
 
-  vms_assert_ok (reply, error);
+  if (!reply)
+    {
+      /* Seen twice in CI, never here: say whether QEMU died, and what it
+       * wrote before. */
+      g_autofree char *log = NULL;
+      gboolean gone = vms_test_vm_wait_exit (vm, 1000);
+
+      g_file_get_contents (vm->log_path, &log, NULL, NULL);
+      fail_msg ("QMP of %s failed (%s): QEMU %s; its log: %s", vm->dir,
+                error->message, gone ? "exited" : "still runs",
+                log ? log : "(none)");
+    }
   return g_strdup (
       json_object_get_string_member (json_node_get_object (reply), "status"));
 }
