@@ -609,17 +609,19 @@ test_migrate_kill9_then_abort (void **state)
 
 /* ---- RAM backpressure ---- */
 
-/* The guest rewrites 4 MiB of RAM as fast as its vCPU goes and QEMU may
- * send it at 4 MB/s: a pass sends less than the guest dirties meanwhile.
- * As fast as it goes, so that slowing its vCPU slows its writes (a
- * dirtier held to a rate would catch up in the time it is left). */
-#define RAM_GUEST "vms.mem_mib=4 vms.mem_rate_mib=0"
-#define RAM_LINK "4M"
+/* The guest rewrites 16 MiB of RAM as fast as its vCPU goes and QEMU may
+ * send it at 16 MiB/s: a pass sends less than the guest dirties
+ * meanwhile.  As fast as it goes, so that slowing its vCPU slows its
+ * writes (a dirtier held to a rate would catch up in the time it is
+ * left); that vCPU takes a whole CPU, so the link is fast enough for the
+ * first pass over the rest of the RAM to take seconds, not tens. */
+#define RAM_GUEST "vms.mem_mib=16 vms.mem_rate_mib=0"
+#define RAM_LINK "16M"
 /* Past this the memory is taken not to converge. */
 #define RAM_TIMEOUT_S 90
 /* With backpressure off: QEMU slowed the guest well before this with it
- * (its first step about 25 s into the memory migration here). */
-#define RAM_OFF_TIMEOUT_S 45
+ * (its first step some 8 s into the memory migration here). */
+#define RAM_OFF_TIMEOUT_S 25
 
 /* Bytes/s of RAM vm's guest rewrites (its dirtier's count of pages on
  * the serial console), over RATE_SAMPLE_MS. */
@@ -779,7 +781,7 @@ test_migrate_ram_backpressure (void **state)
   vms_test_command_wait_for (run, "\"event\":\"ram-backpressure\"",
                              RAM_TIMEOUT_S * 1000);
   /* Under TCG QEMU's throttle hardly slows a vCPU's memset (it still
-   * dirties the 4 MiB each pass at 99 %): the RAM left is made to fit
+   * dirties the 16 MiB each pass at 99 %): the RAM left is made to fit
    * from outside, once vmshift has raised QEMU's limit as far as it goes
    * (it would set it back otherwise). */
   vms_test_command_wait_for (run, "downtime limit raised to 300 ms",
