@@ -272,6 +272,31 @@ assert_replica_identical (Fixture *fixture, const char *job)
 
 /* ---- fixtures ---- */
 
+/* The source started from options and ready, the sink, the state
+ * directory; FALSE, said, when one cannot start. */
+static gboolean
+start_source_and_sink (Fixture *fixture, const VmsTestVmOptions *options)
+{
+  g_autoptr (GError) error = NULL;
+
+  fixture->source = vms_test_vm_start (options, &error);
+  if (!fixture->source || !vms_test_vm_wait_ready (fixture->source, &error))
+    {
+      print_error ("cannot start the source: %s\n", error->message);
+      return FALSE;
+    }
+  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
+  if (!fixture->sink)
+    {
+      print_error ("cannot start the sink: %s\n", error->message);
+      return FALSE;
+    }
+  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
+  g_mkdir (fixture->state_dir, 0700);
+  fixture->sink_uri = vms_test_sink_uri (fixture->sink, "");
+  return TRUE;
+}
+
 static int
 setup (void **state)
 {
@@ -286,22 +311,13 @@ setup (void **state)
   };
 
   *state = fixture;
-  fixture->source = vms_test_vm_start (&options, &error);
-  if (!fixture->source || !vms_test_vm_wait_ready (fixture->source, &error)
-      || !vms_throttle_set (fixture->source->qmp, "vd0", limits, &error))
+  if (!start_source_and_sink (fixture, &options))
+    return -1;
+  if (!vms_throttle_set (fixture->source->qmp, "vd0", limits, &error))
     {
-      print_error ("cannot start the source: %s\n", error->message);
+      print_error ("cannot limit the source's writes: %s\n", error->message);
       return -1;
     }
-  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
-  if (!fixture->sink)
-    {
-      print_error ("cannot start the sink: %s\n", error->message);
-      return -1;
-    }
-  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
-  g_mkdir (fixture->state_dir, 0700);
-  fixture->sink_uri = vms_test_sink_uri (fixture->sink, "");
   fixture->before = write_rate (fixture->source);
   print_message ("  guest write rate before: %.0f KiB/s\n",
                  fixture->before / 1024);
@@ -667,7 +683,6 @@ static int
 setup_ram (void **state)
 {
   Fixture *fixture = g_new0 (Fixture, 1);
-  g_autoptr (GError) error = NULL;
   VmsTestVmOptions options = {
     .workload = "dirtier",
     .extra_cmdline = RAM_GUEST,
@@ -676,21 +691,8 @@ setup_ram (void **state)
   };
 
   *state = fixture;
-  fixture->source = vms_test_vm_start (&options, &error);
-  if (!fixture->source || !vms_test_vm_wait_ready (fixture->source, &error))
-    {
-      print_error ("cannot start the source: %s\n", error->message);
-      return -1;
-    }
-  fixture->sink = vms_test_sink_start (NULL, NULL, &error);
-  if (!fixture->sink)
-    {
-      print_error ("cannot start the sink: %s\n", error->message);
-      return -1;
-    }
-  fixture->state_dir = g_build_filename (fixture->sink->dir, "state", NULL);
-  g_mkdir (fixture->state_dir, 0700);
-  fixture->sink_uri = vms_test_sink_uri (fixture->sink, "");
+  if (!start_source_and_sink (fixture, &options))
+    return -1;
   fixture->before = dirty_rate (fixture->source);
   print_message ("  guest dirties RAM at %.0f KiB/s before\n",
                  fixture->before / 1024);
