@@ -9,6 +9,9 @@
  * widens to the link's rest first, then goes, then the limit doubles, each step
  * after QEMU had its rounds and its time at the one before, up to a cap; the
  * report shows the objective missed rather than a migration that does not end.
+ * Whether the RAM left shrinks is judged from single looks at it, which
+ * land anywhere in a round; the first step is also taken, more surely,
+ * when the guest dirties RAM about as fast as the cap lets it cross.
  */
 #include "vms-memory-tuning.h"
 
@@ -25,6 +28,7 @@ vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms, int objective_ms,
   tuning->cap_ms = MAX (objective_ms, VMS_MEMORY_TUNING_MIN_CAP_MS);
   tuning->rounds_at = 0;
   tuning->remaining_at = 0;
+  tuning->transferred_at = 0;
   tuning->changed_us = now_us;
 }
 
@@ -48,7 +52,36 @@ vms_memory_tuning_restart (VmsMemoryTuning *tuning, gint64 now_us)
 {
   tuning->rounds_at = 0;
   tuning->remaining_at = 0;
+  tuning->transferred_at = 0;
   tuning->changed_us = now_us;
+}
+
+static void
+look_from (VmsMemoryTuning *tuning, const VmsQemuMigrationInfo *info,
+           gint64 now_us)
+{
+  tuning->rounds_at = info->dirty_sync_count;
+  tuning->remaining_at = info->ram_remaining;
+  tuning->transferred_at = info->ram_transferred;
+  tuning->changed_us = now_us;
+}
+
+/* Under our first cap, the guest dirtied RAM nearly as fast as it was
+ * sent since the last change: QEMU's dirty rate is its last round's,
+ * the rate sent is averaged over all the rounds since. */
+static gboolean
+dirties_as_fast_as_sent (VmsMemoryTuning *tuning,
+                         const VmsQemuMigrationInfo *info, gint64 now_us)
+{
+  double dirty_rate = (double)info->dirty_pages_rate * info->page_size;
+  double sent_rate;
+
+  if (!tuning->capped || !tuning->wide_bandwidth || now_us <= tuning->changed_us
+      || info->ram_transferred <= tuning->transferred_at)
+    return FALSE;
+  sent_rate = (info->ram_transferred - tuning->transferred_at)
+              * (double)G_USEC_PER_SEC / (now_us - tuning->changed_us);
+  return dirty_rate >= sent_rate * VMS_MEMORY_TUNING_DIRTY_SHARE;
 }
 
 /* QEMU had its rounds and its time since the last change, and still
@@ -63,20 +96,17 @@ not_converging (VmsMemoryTuning *tuning, const VmsQemuMigrationInfo *info,
     return FALSE;
   if (tuning->rounds_at == 0)
     {
-      tuning->rounds_at = info->dirty_sync_count;
-      tuning->remaining_at = info->ram_remaining;
-      tuning->changed_us = now_us;
+      look_from (tuning, info, now_us);
       return FALSE;
     }
   if (info->dirty_sync_count < tuning->rounds_at + VMS_MEMORY_TUNING_WAIT_ROUNDS
       || now_us - tuning->changed_us < VMS_MEMORY_TUNING_WAIT_US)
     return FALSE;
   /* Still shrinking: it gets there by itself. */
-  if (info->ram_remaining < tuning->remaining_at * 0.9)
+  if (!dirties_as_fast_as_sent (tuning, info, now_us)
+      && info->ram_remaining < tuning->remaining_at * 0.9)
     {
-      tuning->rounds_at = info->dirty_sync_count;
-      tuning->remaining_at = info->ram_remaining;
-      tuning->changed_us = now_us;
+      look_from (tuning, info, now_us);
       return FALSE;
     }
   /* QEMU expects to fit its limit: it switches over at its next check. */
@@ -92,9 +122,7 @@ vms_memory_tuning_next (VmsMemoryTuning *tuning,
   if ((!tuning->capped && tuning->limit_ms >= tuning->cap_ms)
       || !not_converging (tuning, info, now_us))
     return VMS_MEMORY_TUNING_KEEP;
-  tuning->rounds_at = info->dirty_sync_count;
-  tuning->remaining_at = info->ram_remaining;
-  tuning->changed_us = now_us;
+  look_from (tuning, info, now_us);
   /* Over a link with deep queues an unlimited QEMU queues seconds of RAM
    * there; the link's rest bounds that to one burst. */
   if (tuning->capped && tuning->wide_bandwidth)
@@ -130,9 +158,7 @@ vms_memory_tuning_bandwidth (VmsMemoryTuning *tuning,
   if (spent_us < G_USEC_PER_SEC || rate <= 0)
     return FALSE;
   tuning->capped = TRUE;
-  tuning->rounds_at = info->dirty_sync_count;
-  tuning->remaining_at = info->ram_remaining;
-  tuning->changed_us = now_us;
+  look_from (tuning, info, now_us);
   *bandwidth
       = MAX ((guint64)(rate * VMS_MEMORY_TUNING_LINK_SHARE), 1024 * 1024);
   /* That round had what the disks left of the link; a cap at the floor

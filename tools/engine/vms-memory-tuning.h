@@ -27,6 +27,13 @@ G_BEGIN_DECLS
 #define VMS_MEMORY_TUNING_QUEUE_MS                                             \
   ((int)(100 * VMS_MEMORY_TUNING_LINK_SHARE / 2))
 
+/* A guest that dirties RAM at this fraction of the rate it is sent at
+ * leaves each round this fraction of the one before: some 25 rounds
+ * from a first pass's leftovers to a 30 ms limit, minutes of pre-copy.
+ * Such a RAM under our cap gets the link's rest after its fair try,
+ * whatever a look at the RAM left says (it swings within a round). */
+#define VMS_MEMORY_TUNING_DIRTY_SHARE 0.8
+
 typedef struct
 {
   gint64 started_us;        /* monotonic: the memory migration started */
@@ -40,6 +47,7 @@ typedef struct
   int cap_ms;               /* the most it is raised to */
   guint64 rounds_at;        /* QEMU's dirty-sync-count at the last change */
   guint64 remaining_at;     /* the RAM left then */
+  guint64 transferred_at;   /* the RAM sent by then */
   gint64 changed_us;        /* monotonic time of the last change */
 } VmsMemoryTuning;
 
