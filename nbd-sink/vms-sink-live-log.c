@@ -332,5 +332,5 @@ vms_sink_live_log_remove (int dir_fd, const char *dir, const char *name,
   /* unlinkat removes a link itself, never what it points to. */
   if (unlinkat (dir_fd, file, 0) < 0 && errno != ENOENT)
     return fail (error, errno, "unlink", path);
-  return TRUE;
+  return vms_sink_file_remove_temps (dir_fd, dir, file, error);
 }

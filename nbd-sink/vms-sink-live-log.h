@@ -62,7 +62,8 @@ gboolean vms_sink_live_log_sync (VmsSinkLiveLog *log, GError **error);
 /* Forget every record, durably: plain writes land everywhere again. */
 gboolean vms_sink_live_log_reset (VmsSinkLiveLog *log, GError **error);
 
-/* Remove replica name's live log from dir_fd; none is success. */
+/* Remove replica name's live log from dir_fd, and the temporary files
+ * of a compaction a crash interrupted; none is success. */
 gboolean vms_sink_live_log_remove (int dir_fd, const char *dir,
                                    const char *name, GError **error);
 

@@ -318,6 +318,24 @@ test_stale_temporary_file_removed (void **state)
   assert_true (exists (fixture, "." NAME ".live.89abcdef"));
 }
 
+/* Removing a replica's log takes a crashed compaction's leftovers too. */
+static void
+test_remove_takes_temporary_files (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsRangeSet) reread = NULL;
+  g_autoptr (VmsSinkLiveLog) log = open_log (fixture, &reread);
+  g_autoptr (GError) error = NULL;
+
+  g_clear_pointer (&log, vms_sink_live_log_free);
+  plant (fixture, "." NAME ".live.fedcba98");
+  assert_ok (
+      vms_sink_live_log_remove (fixture->dir_fd, fixture->dir, NAME, &error),
+      error);
+  assert_false (exists (fixture, NAME ".live"));
+  assert_false (exists (fixture, "." NAME ".live.fedcba98"));
+}
+
 int
 main (void)
 {
@@ -333,6 +351,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_reset_after_compaction, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_stale_temporary_file_removed, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_remove_takes_temporary_files, setup,
                                      teardown),
   };
 
