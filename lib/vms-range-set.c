@@ -152,6 +152,20 @@ vms_range_set_overlaps (VmsRangeSet *set, guint64 offset, guint64 length)
   return range->start - offset < length;
 }
 
+gboolean
+vms_range_set_foreach (VmsRangeSet *set, VmsRangeFunc func, gpointer user_data)
+{
+  for (GTreeNode *node = g_tree_node_first (set->ranges); node;
+       node = g_tree_node_next (node))
+    {
+      Range *range = g_tree_node_value (node);
+
+      if (!func (range->start, range->end - range->start, user_data))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 guint
 vms_range_set_count (VmsRangeSet *set)
 {

@@ -33,6 +33,12 @@ gboolean vms_range_set_foreach_gap (VmsRangeSet *set, guint64 offset,
                                     guint64 length, VmsRangeFunc func,
                                     gpointer user_data);
 
+/* Call func, in order, for each range of the set: disjoint and not
+ * touching, so that what it is given is the smallest list of ranges
+ * making up the set.  Returns FALSE as soon as func does. */
+gboolean vms_range_set_foreach (VmsRangeSet *set, VmsRangeFunc func,
+                                gpointer user_data);
+
 /* Number of disjoint ranges, and bytes covered. */
 guint vms_range_set_count (VmsRangeSet *set);
 guint64 vms_range_set_total (VmsRangeSet *set);

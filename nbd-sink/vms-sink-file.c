@@ -5,14 +5,21 @@
 #include "vms-sink-file.h"
 #include "vms-sink-error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Temporary names tried by vms_sink_file_replace before giving up: each
  * is random, so a clash means someone is filling the directory. */
 #define TEMP_ATTEMPTS 16
+/* Hex digits of the random part of a temporary name (TEMP_FORMAT). */
+#define TEMP_DIGITS 8
+/* A temporary file for name: a leading '.' keeps it out of every listing
+ * of names. */
+#define TEMP_FORMAT ".%s.%08x"
 
 const char *
 vms_sink_file_kind (mode_t mode)
@@ -207,8 +214,7 @@ open_temp (int dir_fd, const char *dir, const char *name, char **temp,
       int fd;
 
       g_free (*temp);
-      /* A leading '.' keeps it out of every listing of names. */
-      *temp = g_strdup_printf (".%s.%08x", name, g_random_int ());
+      *temp = g_strdup_printf (TEMP_FORMAT, name, g_random_int ());
       fd = openat (dir_fd, *temp,
                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (fd >= 0)
@@ -274,4 +280,62 @@ vms_sink_file_replace (int dir_fd, const char *dir, const char *name,
       return FALSE;
     }
   return TRUE;
+}
+
+/* Whether entry is a name open_temp could have made for name. */
+static gboolean
+is_temp_of (const char *entry, const char *name)
+{
+  gsize length = strlen (name);
+
+  if (entry[0] != '.' || strncmp (entry + 1, name, length) != 0
+      || entry[length + 1] != '.')
+    return FALSE;
+  entry += length + 2;
+  for (int i = 0; i < TEMP_DIGITS; i++)
+    if (!g_ascii_isxdigit (entry[i]))
+      return FALSE;
+  return entry[TEMP_DIGITS] == '\0';
+}
+
+gboolean
+vms_sink_file_remove_temps (int dir_fd, const char *dir, const char *name,
+                            GError **error)
+{
+  /* Its own descriptor: closedir closes it, and readdir moves its
+   * offset. */
+  int fd = openat (dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *handle = fd >= 0 ? fdopendir (fd) : NULL;
+  struct dirent *entry;
+  int err = 0;
+
+  if (!handle)
+    {
+      err = errno;
+      if (fd >= 0)
+        close (fd);
+      fail_errno (error, err, "open", dir, NULL);
+      return FALSE;
+    }
+  errno = 0;
+  while (!err && (entry = readdir (handle)))
+    {
+      /* unlinkat removes a link itself; a directory of that name is not
+       * one of ours, and stays. */
+      if (is_temp_of (entry->d_name, name)
+          && unlinkat (dir_fd, entry->d_name, 0) < 0 && errno != ENOENT
+          && errno != EISDIR)
+        {
+          err = errno;
+          fail_errno (error, err, "unlink", dir, entry->d_name);
+        }
+      errno = 0;
+    }
+  if (!err && errno)
+    {
+      err = errno;
+      fail_errno (error, err, "read", dir, NULL);
+    }
+  closedir (handle);
+  return err == 0;
 }

@@ -50,4 +50,10 @@ gboolean vms_sink_file_replace (int dir_fd, const char *dir, const char *name,
                                 const char *contents, gsize length,
                                 GError **error);
 
+/* Remove the temporary files that vms_sink_file_replace of name in
+ * dir_fd left when its process died between creating and renaming
+ * them.  Only for a name no other process may be replacing now. */
+gboolean vms_sink_file_remove_temps (int dir_fd, const char *dir,
+                                     const char *name, GError **error);
+
 G_END_DECLS

@@ -947,6 +947,22 @@ is_gap (guint64 offset, guint64 length, gpointer user_data)
   return FALSE;
 }
 
+/* A new record may bring the live log to its compaction.  A failed one
+ * does not fail the live write: the log keeps every record and takes
+ * the next (vms_sink_live_log_maybe_compact says when it cannot). */
+static void
+compact_live_log (VmsSinkReplica *replica)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!vms_sink_live_log_maybe_compact (replica->live_log, replica->live,
+                                        &error))
+    notice (replica->store,
+            "replica '%s': compacting the live log failed (tried again "
+            "when it has doubled): %s",
+            replica->name, error->message);
+}
+
 /* Remember a live write's range, on disk first when it is new, before the
  * write lands.  Remembered in memory even if the disk refused it: QEMU
  * retries a failed live write, and a replicator write must not slip in
@@ -965,6 +981,8 @@ remember_live (VmsSinkReplica *replica, guint64 offset, guint64 count,
   if (!replica->live)
     replica->live = vms_range_set_new ();
   vms_range_set_add (replica->live, offset, count);
+  if (!known && logged)
+    compact_live_log (replica);
   return logged;
 }
 

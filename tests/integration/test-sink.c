@@ -437,6 +437,93 @@ test_live_log_torn_record (void **state)
   assert_bytes (plain, 3 * BLOCK, BLOCK, 0x77);
 }
 
+/* A long mirror writes sequential blocks: a few more live writes than
+ * the live log takes before it is compacted (1 MiB of 16-byte records:
+ * 65536 writes; each takes tens of microseconds, as live writes are
+ * serialised), so that without compaction it would hold 1.03 MiB. */
+#define LONG_MIRROR_BLOCKS (66 * 1024)
+/* Compacted, it holds one record, plus those of the blocks after. */
+#define COMPACTED_LOG_BOUND (512 * 1024)
+/* Live writes in flight at once, as QEMU's mirror keeps many. */
+#define LONG_MIRROR_IN_FLIGHT 64
+
+static int
+count_failure (void *user_data, int *error)
+{
+  if (*error)
+    (*(guint *)user_data)++;
+  /* Retire the command: the test checks the count. */
+  return 1;
+}
+
+/* Blocks [0, blocks) written through live, many at a time, then FLUSH. */
+static void
+write_sequentially (nbd_handle *live, guint64 blocks, guint8 value)
+{
+  nbd_completion_callback completion = { .callback = count_failure };
+  guint8 buffer[BLOCK];
+  guint failures = 0;
+
+  pattern (buffer, BLOCK, value);
+  completion.user_data = &failures;
+  for (guint64 block = 0; block < blocks; block++)
+    {
+      while (nbd_aio_in_flight (live) >= LONG_MIRROR_IN_FLIGHT)
+        assert_true (nbd_poll (live, -1) >= 0);
+      assert_true (
+          nbd_aio_pwrite (live, buffer, BLOCK, block * BLOCK, completion, 0)
+          >= 0);
+    }
+  while (nbd_aio_in_flight (live) > 0)
+    assert_true (nbd_poll (live, -1) >= 0);
+  assert_int_equal (failures, 0);
+  assert_int_equal (nbd_flush (live, 0), 0);
+}
+
+/* The live log is compacted while the mirror runs: small on disk, and
+ * still protecting every block after a restart of the sink. */
+static void
+test_live_log_compacted (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *log = g_build_filename (fixture->sink->replica_dir,
+                                           ".vmshift", "long.live", NULL);
+  guint64 end = (guint64)LONG_MIRROR_BLOCKS * BLOCK;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (nbd_handle) plain = NULL;
+  guint8 buffer[2 * BLOCK];
+  struct stat st;
+
+  vms_test_sink_create_replica (fixture->sink, "long", end + MiB);
+  {
+    g_autoptr (nbd_handle) live
+        = vms_test_sink_connect (fixture->sink, "long@live", &error);
+
+    vms_assert_ok (live, error);
+    write_sequentially (live, LONG_MIRROR_BLOCKS, 0x77);
+  }
+  assert_int_equal (g_lstat (log, &st), 0);
+  if (st.st_size >= COMPACTED_LOG_BOUND)
+    fail_msg ("%s holds %" G_GINT64_FORMAT " bytes after %d sequential "
+              "live writes: not compacted",
+              log, (gint64)st.st_size, LONG_MIRROR_BLOCKS);
+
+  vms_test_sink_kill (fixture->sink);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+  plain = vms_test_sink_connect (fixture->sink, "long", &error);
+  vms_assert_ok (plain, error);
+  pattern (buffer, sizeof buffer, 0x33);
+  /* Over the first block, the middle, and across the end of the live
+   * writes: only what lies past the end lands. */
+  assert_int_equal (nbd_pwrite (plain, buffer, BLOCK, 0, 0), 0);
+  assert_int_equal (nbd_pwrite (plain, buffer, BLOCK, end / 2, 0), 0);
+  assert_int_equal (nbd_pwrite (plain, buffer, 2 * BLOCK, end - BLOCK, 0), 0);
+  assert_bytes (plain, 0, BLOCK, 0x77);
+  assert_bytes (plain, end / 2, BLOCK, 0x77);
+  assert_bytes (plain, end - BLOCK, BLOCK, 0x77);
+  assert_bytes (plain, end, BLOCK, 0x33);
+}
+
 /* The mirror's switchover: a connection to @handover opened while the
  * mirror writes changes nothing; its FLUSH makes the replica durable and
  * lets plain writes (the destination's) land everywhere. */
@@ -1098,6 +1185,7 @@ main (void)
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_live_log_torn_record, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_live_log_compacted, setup, teardown),
     cmocka_unit_test_setup_teardown (test_live_ranges_outlive_connections,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_hashes_match_xxhsum, setup, teardown),

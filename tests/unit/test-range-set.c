@@ -14,7 +14,7 @@
 
 typedef struct
 {
-  guint8 *covered;  /* the model: one byte per position, 1 if in a gap */
+  guint8 *covered;  /* one byte per position, set to 1 by each piece */
   guint64 pieces;   /* gap pieces seen */
   guint64 last_end; /* end of the previous piece, to check order */
 } GapCheck;
@@ -32,6 +32,19 @@ mark_gap (guint64 offset, guint64 length, gpointer user_data)
   check->pieces++;
   check->last_end = offset + length;
   return TRUE;
+}
+
+/* The set's ranges, walked whole, cover exactly the model's bytes, in
+ * order and without touching (mark_gap checks both). */
+static void
+assert_ranges_match_model (VmsRangeSet *set, const guint8 *model)
+{
+  g_autofree guint8 *seen = g_new0 (guint8, MODEL_SIZE);
+  GapCheck check = { seen };
+
+  assert_true (vms_range_set_foreach (set, mark_gap, &check));
+  assert_memory_equal (seen, model, MODEL_SIZE);
+  assert_int_equal (check.pieces, vms_range_set_count (set));
 }
 
 static void
@@ -59,6 +72,7 @@ test_random_against_model (void **state)
       for (guint i = 0; i < MODEL_SIZE; i++)
         total += model[i];
       assert_int_equal (vms_range_set_total (set), total);
+      assert_ranges_match_model (set, model);
 
       /* Queries over random windows agree with the model. */
       for (int query = 0; query < 200; query++)
@@ -129,6 +143,27 @@ test_edges (void **state)
   /* A callback that fails stops the walk. */
   assert_false (vms_range_set_foreach_gap (set, 0, 100, fail_on_gap, &calls));
   assert_int_equal (calls, 1);
+  vms_range_set_add (set, 0, 10);
+  calls = 0;
+  assert_false (vms_range_set_foreach (set, fail_on_gap, &calls));
+  assert_int_equal (calls, 1);
+}
+
+static gboolean
+never_called (guint64 offset, guint64 length, gpointer user_data)
+{
+  fail_msg ("called for [%" G_GUINT64_FORMAT ", +%" G_GUINT64_FORMAT
+            ") of an empty set",
+            offset, length);
+  return FALSE;
+}
+
+static void
+test_foreach_empty (void **state)
+{
+  g_autoptr (VmsRangeSet) set = vms_range_set_new ();
+
+  assert_true (vms_range_set_foreach (set, never_called, NULL));
 }
 
 int
@@ -138,6 +173,7 @@ main (void)
     cmocka_unit_test (test_random_against_model),
     cmocka_unit_test (test_merging),
     cmocka_unit_test (test_edges),
+    cmocka_unit_test (test_foreach_empty),
   };
 
   return cmocka_run_group_tests_name ("range-set", tests, NULL, NULL);
