@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-db-internal.h"
+#include "vms-json.h"
 
 #include <math.h>
 
@@ -30,16 +31,6 @@ array_member (JsonObject *object, const char *member)
   JsonNode *node = member_of_type (object, member, JSON_NODE_ARRAY);
 
   return node ? json_node_get_array (node) : NULL;
-}
-
-static const char *
-string_member (JsonObject *object, const char *member)
-{
-  JsonNode *node = member_of_type (object, member, JSON_NODE_VALUE);
-
-  return node && json_node_get_value_type (node) == G_TYPE_STRING
-             ? json_node_get_string (node)
-             : NULL;
 }
 
 static gboolean
@@ -114,9 +105,9 @@ put_estimate_vm (VmsDb *db, const char *id, guint index, JsonObject *vm,
     return FALSE;
   vms_db_bind_text (stmt, 1, id);
   sqlite3_bind_int64 (stmt, 2, index);
-  vms_db_bind_text (stmt, 3, string_member (vm, "source"));
-  vms_db_bind_text (stmt, 4, string_member (vm, "vm-name"));
-  vms_db_bind_text (stmt, 5, string_member (vm, "vm-uuid"));
+  vms_db_bind_text (stmt, 3, vms_json_string_member (vm, "source"));
+  vms_db_bind_text (stmt, 4, vms_json_string_member (vm, "vm-name"));
+  vms_db_bind_text (stmt, 5, vms_json_string_member (vm, "vm-uuid"));
   vms_db_bind_count (stmt, 6, count_member (vm, "ram-size"));
   vms_db_bind_real (stmt, 7, real_member (vm, "ram-dirty-rate"));
   vms_db_bind_real (stmt, 8, real_member (vm, "throughput"));
@@ -126,8 +117,9 @@ put_estimate_vm (VmsDb *db, const char *id, guint index, JsonObject *vm,
                     real_member (prediction, "downtime-pause-seconds"));
   vms_db_bind_real (stmt, 12,
                     real_member (prediction, "downtime-mirror-seconds"));
-  vms_db_bind_text (stmt, 13, string_member (prediction, "method"));
-  vms_db_bind_text (stmt, 14, string_member (prediction, "final-sync"));
+  vms_db_bind_text (stmt, 13, vms_json_string_member (prediction, "method"));
+  vms_db_bind_text (stmt, 14,
+                    vms_json_string_member (prediction, "final-sync"));
   return vms_db_run (db, stmt, error);
 }
 
@@ -137,7 +129,7 @@ static gboolean
 put_estimate_samples (VmsDb *db, const char *id, guint vm_index,
                       JsonObject *disk, GError **error)
 {
-  const char *name = string_member (disk, "name");
+  const char *name = vms_json_string_member (disk, "name");
   JsonArray *samples = array_member (disk, "dirty-samples");
   g_autoptr (sqlite3_stmt) stmt = vms_db_prepare (
       db,
@@ -234,7 +226,7 @@ put_estimate_locked (VmsDb *db, const char *id, JsonObject *estimate,
 gboolean
 vms_db_put_estimate (VmsDb *db, JsonObject *estimate, GError **error)
 {
-  const char *id = string_member (estimate, "id");
+  const char *id = vms_json_string_member (estimate, "id");
 
   if (!id || !*id)
     {

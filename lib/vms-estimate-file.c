@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-estimate-file.h"
+#include "vms-json.h"
 #include "vms-file.h"
 #include "vms-job.h"
 
@@ -370,14 +371,13 @@ object_member (JsonObject *object, const char *member)
   return node ? json_node_get_object (node) : NULL;
 }
 
+/* A missing text reads as empty: an estimate from an older vmshift. */
 static const char *
-string_member (JsonObject *object, const char *member)
+text_member (JsonObject *object, const char *member)
 {
-  JsonNode *node = member_of_type (object, member, JSON_NODE_VALUE);
+  const char *text = vms_json_string_member (object, member);
 
-  return node && json_node_get_value_type (node) == G_TYPE_STRING
-             ? json_node_get_string (node)
-             : "";
+  return text ? text : "";
 }
 
 static double
@@ -399,14 +399,14 @@ static gboolean
 vm_matches (JsonObject *vm, const char *vm_uuid, const char *vm_name,
             const char *source)
 {
-  const char *uuid = string_member (vm, "vm-uuid");
-  const char *name = string_member (vm, "vm-name");
+  const char *uuid = text_member (vm, "vm-uuid");
+  const char *name = text_member (vm, "vm-name");
 
   if (*uuid && !g_str_equal (uuid, NO_UUID))
     return g_str_equal (uuid, vm_uuid);
   if (*name)
     return g_str_equal (name, vm_name);
-  return g_str_equal (string_member (vm, "source"), source);
+  return g_str_equal (text_member (vm, "source"), source);
 }
 
 /* Each disk's granularity: a migration that reports against the
@@ -429,9 +429,9 @@ read_granularities (JsonObject *vm, VmsPrediction *out)
       /* Files written before the granularity was recorded observed with
        * QEMU's default, but say nothing: no claim is made for them. */
       if (granularity >= 1 && granularity <= G_MAXUINT32
-          && *string_member (disk, "name"))
+          && *text_member (disk, "name"))
         g_hash_table_insert (out->granularities,
-                             g_strdup (string_member (disk, "name")),
+                             g_strdup (text_member (disk, "name")),
                              GUINT_TO_POINTER ((guint)granularity));
     }
 }

@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-qmp-message.h"
+#include "vms-json.h"
 #include "vms-qmp-error.h"
 
 void
@@ -26,18 +27,6 @@ protocol_error (GError **error, const char *what)
   return FALSE;
 }
 
-/* A string member, or NULL when absent or of another type. */
-static const char *
-get_string_member (JsonObject *object, const char *name)
-{
-  JsonNode *node = json_object_get_member (object, name);
-
-  if (!node || !JSON_NODE_HOLDS_VALUE (node)
-      || json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (node);
-}
-
 static gboolean
 get_int_member (JsonObject *object, const char *name, gint64 *out)
 {
@@ -54,7 +43,7 @@ static void
 take_id (VmsQmpMessage *message, JsonObject *object)
 {
   JsonNode *id = json_object_get_member (object, "id");
-  const char *id_string = get_string_member (object, "id");
+  const char *id_string = vms_json_string_member (object, "id");
 
   message->has_id = id != NULL;
   message->id = g_strdup (id_string);
@@ -70,8 +59,8 @@ classify_error (VmsQmpMessage *message, JsonObject *object, GError **error)
   if (!JSON_NODE_HOLDS_OBJECT (node))
     return protocol_error (error, "\"error\" is not an object");
   details = json_node_get_object (node);
-  error_class = get_string_member (details, "class");
-  desc = get_string_member (details, "desc");
+  error_class = vms_json_string_member (details, "class");
+  desc = vms_json_string_member (details, "desc");
   if (!error_class || !desc)
     return protocol_error (error, "\"error\" lacks string \"class\" or \"desc\"");
   message->kind = VMS_QMP_MESSAGE_ERROR;
@@ -84,7 +73,7 @@ classify_error (VmsQmpMessage *message, JsonObject *object, GError **error)
 static gboolean
 classify_event (VmsQmpMessage *message, JsonObject *object, GError **error)
 {
-  const char *name = get_string_member (object, "event");
+  const char *name = vms_json_string_member (object, "event");
   JsonNode *data = json_object_get_member (object, "data");
   JsonNode *timestamp = json_object_get_member (object, "timestamp");
   gint64 seconds, microseconds;

@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-server.h"
+#include "vms-json.h"
 #include "vms-job.h"
 
 #include <libsoup/soup.h>
@@ -125,19 +126,6 @@ new_message (VmsServer *server, const char *method, const char *path,
   return msg;
 }
 
-/* member of object when it is a string, else NULL: what vmshiftd sends
- * is checked, not trusted. */
-static const char *
-string_member (JsonObject *object, const char *member)
-{
-  JsonNode *node = json_object_get_member (object, member);
-
-  return node && JSON_NODE_HOLDS_VALUE (node)
-                 && json_node_get_value_type (node) == G_TYPE_STRING
-             ? json_node_get_string (node)
-             : NULL;
-}
-
 static gboolean
 boolean_member (JsonObject *object, const char *member)
 {
@@ -153,7 +141,7 @@ boolean_member (JsonObject *object, const char *member)
 static void
 set_refusal (SoupMessage *msg, JsonObject *object, GError **error)
 {
-  const char *why = object ? string_member (object, "error") : NULL;
+  const char *why = object ? vms_json_string_member (object, "error") : NULL;
 
   g_set_error (error, VMS_SERVER_ERROR,
                soup_message_get_status (msg) == SOUP_STATUS_BAD_REQUEST
@@ -264,11 +252,11 @@ dispatch (const char *data, gint64 id, const Run *run, VmsProgress *progress,
   g_autofree char *text = NULL;
 
   if (!fields || id <= run->event_id
-      || g_strcmp0 (string_member (fields, run->tag), run->name) != 0
-      || !string_member (fields, "event"))
+      || g_strcmp0 (vms_json_string_member (fields, run->tag), run->name) != 0
+      || !vms_json_string_member (fields, "event"))
     return;
-  event = g_strdup (string_member (fields, "event"));
-  text = g_strdup (string_member (fields, "message"));
+  event = g_strdup (vms_json_string_member (fields, "event"));
+  text = g_strdup (vms_json_string_member (fields, "message"));
   json_object_remove_member (fields, "event");
   if (json_object_has_member (fields, "message"))
     json_object_remove_member (fields, "message");
