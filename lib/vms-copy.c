@@ -1191,6 +1191,8 @@ checkpoint (Copy *copy)
   copy->last_checkpoint_us = g_get_monotonic_time ();
   if (!flush_destination (copy))
     return FALSE;
+  copy->stats->final_flush_us
+      = g_get_monotonic_time () - copy->last_checkpoint_us;
   copy->flush_watermark = copy->checkpoint_watermark = watermark;
   return record_checkpoint (copy);
 }

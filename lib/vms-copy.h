@@ -61,6 +61,9 @@ typedef struct
   guint64 work_done;      /* of those, bytes below the watermark (more than
                              work_total if the guest filled holes since) */
   guint flushes;          /* FLUSH requests completed */
+  gint64 final_flush_us;  /* how long the FLUSH that ended the copy took:
+                             a final round's pays as much inside the
+                             downtime */
   guint reconnects;       /* times the connections were made again */
   gint64 reconnect_us;    /* spent without connections, from their loss
                              to connecting again */

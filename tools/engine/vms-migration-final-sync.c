@@ -12,9 +12,12 @@
 #include "vms-migration-backend.h"
 #include "vms-guest.h"
 
-/* What a final round costs in the pause besides its data, per disk: the
- * bitmap switch, the export, the connections, the FLUSH (measured on
- * loopback; a round trip more on a real link). */
+/* What a final round costs in the pause besides its data and its FLUSH,
+ * per disk: the bitmap switch, the export, the connections (measured on
+ * loopback; a round trip more on a real link).  The FLUSH is the last
+ * round's, measured: the sink writes back a round's data then, 10 ms on
+ * a quiet disk, 200 ms and more while the source's QEMU flushes a
+ * guest's writes to the same disk. */
 #define FINAL_ROUND_OVERHEAD_MS 30
 /* The mirror's steps in the pause: a query of the job, a FLUSH, the
  * sink's live-range reset, migrate-continue. */
@@ -108,7 +111,8 @@ predict_final_round (VmsMigration *migration, double *final_bytes,
   if (rep->longest_round_span_us >= *memory_s * G_USEC_PER_SEC)
     *final_bytes = MIN (*final_bytes, rep->longest_round_bytes);
   return FINAL_ROUND_OVERHEAD_MS * disks
-         + (int)(*final_bytes / copy_rate * 1000);
+         + (int)(*final_bytes / copy_rate * 1000)
+         + (int)(rep->round_flush_us / 1000);
 }
 
 static void
@@ -144,11 +148,12 @@ choose_auto (VmsMigration *migration)
       migration->final_sync_reason = g_strdup_printf (
           "auto: the final round would hold about %.1f MiB (the guest "
           "writes %.1f MiB/s during about %.1f s of memory copy), about %d "
-          "ms at the measured %.1f MiB/s, %s the %d ms the %d ms objective "
-          "leaves for it",
+          "ms at the measured %.1f MiB/s with a FLUSH like the last "
+          "round's (%d ms), %s the %d ms the %d ms objective leaves for it",
           final_bytes / MIB, migration->rep.guest_write_rate / MIB, memory_s,
-          final_ms, copy_rate / MIB, fits ? "within" : "more than",
-          MAX (share_ms, 0), objective_ms);
+          final_ms, copy_rate / MIB,
+          (int)(migration->rep.round_flush_us / 1000),
+          fits ? "within" : "more than", MAX (share_ms, 0), objective_ms);
     }
   migration->final_steps_ms = migration->mode == VMS_MIGRATE_FINAL_PAUSE
                                   ? MAX (final_ms, 0)

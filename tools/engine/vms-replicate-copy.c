@@ -476,6 +476,20 @@ longest_outage (Batch *batch)
   return longest;
 }
 
+static gint64
+slowest_final_flush (Batch *batch)
+{
+  gint64 slowest = 0;
+
+  for (guint i = 0; i < batch->tasks->len; i++)
+    {
+      Task *task = batch->tasks->pdata[i];
+
+      slowest = MAX (slowest, task->stats.final_flush_us);
+    }
+  return slowest;
+}
+
 static void
 forward_cancel (GCancellable *cancellable, gpointer batch_cancellable)
 {
@@ -543,6 +557,8 @@ vms_replicate_copy_disks (VmsReplicate *rep, GPtrArray *copies, GError **error)
    * RAM's share of the link, which a reset did not make slower. */
   rep->run_us[rep->pass] += MAX (
       g_get_monotonic_time () - started_us - longest_outage (&batch), 0);
+  if (ok && rep->pass == VMS_REPLICATE_PASS_ROUNDS)
+    rep->round_flush_us = slowest_final_flush (&batch);
   g_cancellable_disconnect (rep->cancellable, handler);
 
 out:

@@ -154,6 +154,10 @@ typedef struct
                                   span of this run, and that span: a
                                   shorter one dirties no more */
   gint64 longest_round_span_us;
+  gint64 round_flush_us;         /* the last round's closing FLUSH, the
+                                    slowest disk's: the sink writing back
+                                    what a round wrote, which a final round
+                                    does inside the downtime */
   VmsBackpressure *backpressure; /* write backpressure of this run */
   VmsReplicationBackpressure *replication_backpressure; /* its replication
                                   backpressure, NULL: off */
