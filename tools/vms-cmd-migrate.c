@@ -66,6 +66,7 @@ typedef struct
   VmsCliCopyOptions base;   /* disk copy options, shared with sync */
   char *dest_qmp;           /* --dest-qmp */
   char *dest_uri;           /* --dest-uri */
+  char *dest_restart;       /* --dest-restart COMMAND */
   char *final_sync;         /* --final-sync */
   char *on_miss;            /* --on-downtime-miss */
   char *bandwidth;          /* --bandwidth (disks and RAM) */
@@ -113,10 +114,10 @@ check_libvirt_arguments (MigrateOptions *options, int argc,
                    "host that receives the disks");
       return FALSE;
     }
-  if (options->dest_qmp || options->dest_uri)
+  if (options->dest_qmp || options->dest_uri || options->dest_restart)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                   "--dest-qmp and --dest-uri drive QEMU "
+                   "--dest-qmp, --dest-uri and --dest-restart drive QEMU "
                    "directly; with --connect libvirt starts the "
                    "destination (use --migrateuri for where memory "
                    "goes)");
@@ -224,6 +225,26 @@ check_required (const MigrateOptions *options, GError **error)
   return FALSE;
 }
 
+/* --dest-restart COMMAND: words as a shell splits them, for a run
+ * without one. */
+static gboolean
+parse_dest_restart (MigrateOptions *options, VmsMigrationConfig *config,
+                    GError **error)
+{
+  g_autoptr (GError) parse_error = NULL;
+  g_auto (GStrv) argv = NULL;
+
+  if (!g_shell_parse_argv (options->dest_restart, NULL, &argv, &parse_error))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "--dest-restart '%s': %s", options->dest_restart,
+                   parse_error->message);
+      return FALSE;
+    }
+  config->dest_restart = g_steal_pointer (&argv);
+  return TRUE;
+}
+
 static gboolean
 check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
                  GError **error)
@@ -263,6 +284,8 @@ check_arguments (MigrateOptions *options, int argc, VmsMigrationConfig *config,
       return FALSE;
     }
   config->mode_set = options->final_sync != NULL;
+  if (options->dest_restart && !parse_dest_restart (options, config, error))
+    return FALSE;
   if (options->on_miss && !g_str_equal (options->on_miss, "proceed")
       && !g_str_equal (options->on_miss, "hold"))
     {
@@ -298,6 +321,7 @@ options_clear (MigrateOptions *options)
   g_clear_pointer (&options->final_sync, g_free);
   g_clear_pointer (&options->on_miss, g_free);
   g_clear_pointer (&options->bandwidth, g_free);
+  g_clear_pointer (&options->dest_restart, g_free);
   g_clear_pointer (&options->estimate, g_free);
   g_clear_pointer (&options->connect, g_free);
   g_clear_pointer (&options->migrate_uri, g_free);
@@ -647,6 +671,12 @@ vms_cmd_migrate (int argc, char **argv)
     { "dest-uri", 'u', 0, G_OPTION_ARG_STRING, &options.dest_uri,
       "Where the destination listens for memory (tcp:HOST:PORT, unix:PATH)",
       "URI" },
+    { "dest-restart", 0, 0, G_OPTION_ARG_STRING, &options.dest_restart,
+      "Command that starts the destination QEMU again (-incoming defer, "
+      "same --dest-qmp) when it exited on a broken memory stream: the "
+      "memory is then retried in the same run (split as a shell would, run "
+      "without one)",
+      "COMMAND" },
     { "tls", 0, 0, G_OPTION_ARG_NONE, &options.tls,
       "Memory over TLS: QEMU uses the sink URI's tls-psk-file or "
       "tls-certificates on both hosts (with --connect: libvirt's TLS)",

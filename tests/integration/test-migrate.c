@@ -1450,6 +1450,116 @@ test_memory_reset_rolls_back (void **state)
   resume_to_paused_destination (fixture, "memreset");
 }
 
+/* Wait (at most timeout_s) until the source's migration is status. */
+static void
+wait_source_migration (Fixture *fixture, const char *status, guint timeout_s)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
+  g_autofree char *last = NULL;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (JsonNode) reply = vms_qmp_execute (
+          fixture->source->qmp, "query-migrate", NULL, &error);
+      JsonObject *object;
+
+      vms_assert_ok (reply, error);
+      object = json_node_get_object (reply);
+      g_free (last);
+      last = g_strdup (json_object_has_member (object, "status")
+                           ? json_object_get_string_member (object, "status")
+                           : "none");
+      if (g_str_equal (last, status))
+        return;
+      g_usleep (G_USEC_PER_SEC / 20);
+    }
+  fail_msg ("the source's migration is '%s', not '%s', after %u s", last,
+            status, timeout_s);
+}
+
+/* A --dest-restart command for the test: it asks for a new destination
+ * (the file wanted appears) and returns once the test made one (the file
+ * done appears), as a service manager's start would. */
+static char *
+restart_script (Fixture *fixture, char **wanted, char **done)
+{
+  g_autofree char *script
+      = g_build_filename (fixture->state_dir, "dest-restart.sh", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr (GError) error = NULL;
+
+  *wanted = g_build_filename (fixture->state_dir, "restart-wanted", NULL);
+  *done = g_build_filename (fixture->state_dir, "restart-done", NULL);
+  text = g_strdup_printf ("#!/bin/sh\n"
+                          ": > '%s'\n"
+                          "for i in $(seq 600); do\n"
+                          "  [ -e '%s' ] && exit 0\n"
+                          "  sleep 0.1\n"
+                          "done\n"
+                          "exit 1\n",
+                          *wanted, *done);
+  vms_assert_ok (g_file_set_contents (script, text, -1, &error), error);
+  return g_strdup_printf ("--dest-restart=/bin/sh %s", script);
+}
+
+/* As test_memory_reset_rolls_back, with --dest-restart: once QEMU 7.2's
+ * destination exited on the reset stream, the command has it started
+ * again (the same command line and monitor), and vmshift retries the
+ * memory on it in the same run, the disks as they were: migrated,
+ * replicas identical.  Without the restart the run rolls back (the test
+ * above). */
+static void
+test_memory_reset_destination_restarted (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *wanted = NULL, *done = NULL, *restart = NULL;
+  gint64 deadline;
+
+  if (!fixture->hosts)
+    vms_test_skip ("needs root for two network-namespace hosts");
+  fixture->prefix = "md";
+  fixture->dest_in_b = TRUE;
+  fixture->memory_uri
+      = g_strdup_printf ("tcp:%s:%u", fixture->hosts->address[1], MEMORY_PORT);
+  fixture->memory_option = "--insecure";
+  restart = restart_script (fixture, &wanted, &done);
+  create_replicas (fixture);
+  start_destination (fixture, TRUE);
+  first = migrate_new (fixture, "memrestart", "--final-sync=pause",
+                       "--bandwidth=8M", "--suspend", restart, NULL);
+  vms_test_command_wait_for (first, "\"event\":\"memory-round\"", 120000);
+  vms_assert_ok (
+      vms_test_hosts_reset_tcp (fixture->hosts, 1, MEMORY_PORT, TRUE, &error),
+      error);
+  g_usleep (3 * G_USEC_PER_SEC);
+  vms_assert_ok (
+      vms_test_hosts_reset_tcp (fixture->hosts, 1, MEMORY_PORT, FALSE, &error),
+      error);
+  vms_test_command_wait_for (first, "\"event\":\"destination-restart\"", 60000);
+  deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+  while (!g_file_test (wanted, G_FILE_TEST_EXISTS))
+    {
+      if (g_get_monotonic_time () > deadline)
+        fail_msg ("vmshift did not run its --dest-restart command");
+      g_usleep (G_USEC_PER_SEC / 10);
+    }
+  vms_assert_ok (vms_test_vm_restart (fixture->dest, FALSE, &error), error);
+  vms_assert_ok (g_file_set_contents (done, "", 0, &error), error);
+  /* At 8 MB/s this guest's RAM never converges (the first attempt only
+   * had to be under way for the reset): once the new attempt runs, its
+   * parameters set by vmshift, the RAM gets the link. */
+  wait_source_migration (fixture, "active", 60);
+  set_memory_bandwidth (fixture, G_GINT64_CONSTANT (1) << 30);
+  vms_test_command_expect_success (first);
+  assert_true (
+      vms_test_command_event_int (first, "migrated", NULL, "memory-attempts")
+      >= 2);
+  assert_replicas_identical (fixture);
+}
+
 /* Run vmshift abort JOB on the fixture's state directory. */
 static void
 run_abort (Fixture *fixture, const char *job, VmsTestRun *run)
@@ -2381,6 +2491,8 @@ main (void)
                                      setup_hosts, teardown),
     cmocka_unit_test_setup_teardown (test_mirror_restart_capped_while_paused,
                                      setup, teardown),
+    cmocka_unit_test_setup_teardown (test_memory_reset_destination_restarted,
+                                     setup_hosts, teardown),
     cmocka_unit_test_setup_teardown (test_memory_reset_rolls_back, setup_hosts,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_abort_then_resume, setup, teardown),

@@ -12,6 +12,7 @@
 #include "vms-memory-tuning.h"
 #include "vms-migration-tls.h"
 #include "vms-ram-sample.h"
+#include "vms-dest-restart.h"
 
 #include <unistd.h>
 
@@ -1315,6 +1316,76 @@ set_destination_gone (VmsMigration *migration, const GError *cause,
                  cause->message, job);
 }
 
+/* A destination started again by --dest-restart gets this long to open
+ * its monitor. */
+#define RESTART_QMP_TIMEOUT_MS 30000
+#define RESTART_QMP_POLL_MS 200
+
+static gboolean
+go_on_restarting (gpointer user_data, GError **error)
+{
+  return !vms_migration_stop_requested (user_data, error);
+}
+
+/* Its monitor, once the restarted QEMU opened it, and a QEMU waiting for
+ * a migration behind it. */
+static gboolean
+reconnect_destination (VmsMigration *migration, GError **error)
+{
+  gint64 deadline
+      = g_get_monotonic_time () + RESTART_QMP_TIMEOUT_MS * (gint64)1000;
+  g_autofree char *state = NULL;
+
+  for (;;)
+    {
+      g_autoptr (GError) connect_error = NULL;
+
+      if (qmp_connect_destination (migration, &connect_error))
+        break;
+      if (g_get_monotonic_time () >= deadline)
+        {
+          g_propagate_prefixed_error (
+              error, g_steal_pointer (&connect_error),
+              "the destination started again by --dest-restart did not "
+              "open its monitor within %d s: ",
+              RESTART_QMP_TIMEOUT_MS / 1000);
+          return FALSE;
+        }
+      if (!go_on_restarting (migration, error))
+        return FALSE;
+      g_usleep (RESTART_QMP_POLL_MS * 1000);
+    }
+  state = vms_qemu_migration_run_state (dest_of (migration), error);
+  if (state && !g_str_equal (state, "inmigrate"))
+    g_set_error (error, VMS_MIGRATION_ERROR, VMS_MIGRATION_ERROR_PRECONDITION,
+                 "the destination started again by --dest-restart is '%s', "
+                 "not waiting for a migration (-incoming defer)",
+                 state);
+  return state && g_str_equal (state, "inmigrate");
+}
+
+/* --dest-restart: QEMU 7.2's destination exited on the failed stream;
+ * the user's command starts it again, and the next attempt begins with
+ * migrate-incoming on the new one. */
+static gboolean
+restart_destination (VmsMigration *migration, GError **error)
+{
+  QmpBackend *backend = backend_of (migration);
+  char **argv = migration->config.dest_restart;
+  JsonObject *fields = json_object_new ();
+
+  json_object_set_string_member (fields, "command", argv[0]);
+  vms_progress_event (migration->progress, "destination-restart", fields,
+                      "the destination QEMU exited (QEMU 7.2 ends a failed "
+                      "incoming migration): starting it again with %s",
+                      argv[0]);
+  g_clear_pointer (&backend->dest, vms_qmp_free);
+  backend->dest_failed = FALSE;
+  backend->listening = FALSE;
+  return vms_dest_restart_run (argv, go_on_restarting, migration, error)
+         && reconnect_destination (migration, error);
+}
+
 /* The memory stream broke.  QEMU 7.2's destination exits on that, and
  * vmshift, which did not start it, cannot start it again: then the
  * migration rolls back.  A destination that lives on either still
@@ -1332,6 +1403,16 @@ qmp_prepare_memory_retry (VmsMigration *migration, const GError *cause,
     return FALSE;
   if (!settle_destination (migration, &status))
     {
+      if (migration->config.dest_restart && backend->dest_failed)
+        {
+          if (restart_destination (migration, error))
+            return qmp_resume_source (migration, error);
+          g_prefix_error (error,
+                          "%s; the destination QEMU exited and starting it "
+                          "again failed: ",
+                          cause->message);
+          return FALSE;
+        }
       set_destination_gone (migration, cause, error);
       return FALSE;
     }

@@ -109,6 +109,7 @@ vms_migration_config_clear (VmsMigrationConfig *config)
   g_clear_pointer (&config->source, g_free);
   g_clear_pointer (&config->dest_qmp, g_free);
   g_clear_pointer (&config->dest_uri, g_free);
+  g_clear_pointer (&config->dest_restart, g_strfreev);
   g_clear_pointer (&config->estimate, g_free);
   g_clear_pointer (&config->group, vms_group_unref);
   libvirt_config_clear (&config->libvirt);

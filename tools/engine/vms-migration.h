@@ -72,6 +72,8 @@ typedef struct
   VmsMigrateFinalSync mode; /* how the disks' last writes cross */
   char *dest_qmp;           /* the destination QEMU's monitor */
   char *dest_uri;           /* where memory goes (QMP backend) */
+  char **dest_restart;      /* argv that starts the destination QEMU
+                               again after it exited (QMP), or NULL */
   gboolean tls;             /* memory over TLS, with the sink's keys (QMP)
                                or libvirt's (VIR_MIGRATE_TLS) */
   gboolean insecure;        /* clear-text memory off loopback allowed */
