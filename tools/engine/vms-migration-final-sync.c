@@ -92,6 +92,7 @@ predict_final_round (VmsMigration *migration, double *final_bytes,
 {
   VmsReplicate *rep = &migration->rep;
   double copy_rate = vms_replicate_copy_rate (rep);
+  double round_rate = vms_replicate_round_rate (rep);
   guint disks = rep->job ? rep->job->disks->len : 1;
   guint64 ram = migration->guest_ram;
 
@@ -111,7 +112,7 @@ predict_final_round (VmsMigration *migration, double *final_bytes,
   if (rep->longest_round_span_us >= *memory_s * G_USEC_PER_SEC)
     *final_bytes = MIN (*final_bytes, rep->longest_round_bytes);
   return FINAL_ROUND_OVERHEAD_MS * disks
-         + (int)(*final_bytes / copy_rate * 1000)
+         + (int)(*final_bytes / round_rate * 1000)
          + (int)(rep->round_flush_us / 1000);
 }
 
@@ -122,7 +123,7 @@ choose_auto (VmsMigration *migration)
   int share_ms = vms_downtime_disk_share_ms (objective_ms);
   double final_bytes, memory_s;
   int final_ms = predict_final_round (migration, &final_bytes, &memory_s);
-  double copy_rate = vms_replicate_copy_rate (&migration->rep);
+  double round_rate = vms_replicate_round_rate (&migration->rep);
 
   if (final_ms == 0)
     {
@@ -148,10 +149,11 @@ choose_auto (VmsMigration *migration)
       migration->final_sync_reason = g_strdup_printf (
           "auto: the final round would hold about %.1f MiB (the guest "
           "writes %.1f MiB/s during about %.1f s of memory copy), about %d "
-          "ms at the measured %.1f MiB/s with a FLUSH like the last "
-          "round's (%d ms), %s the %d ms the %d ms objective leaves for it",
+          "ms at the %.1f MiB/s the rounds crossed at, with a FLUSH like "
+          "the last round's (%d ms), %s the %d ms the %d ms objective "
+          "leaves for it",
           final_bytes / MIB, migration->rep.guest_write_rate / MIB, memory_s,
-          final_ms, copy_rate / MIB,
+          final_ms, round_rate / MIB,
           (int)(migration->rep.round_flush_us / 1000),
           fits ? "within" : "more than", MAX (share_ms, 0), objective_ms);
     }

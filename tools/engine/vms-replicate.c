@@ -321,6 +321,18 @@ vms_replicate_copy_rate (VmsReplicate *rep)
   return bytes * (double)G_USEC_PER_SEC / spent_us;
 }
 
+double
+vms_replicate_round_rate (VmsReplicate *rep)
+{
+  guint64 bytes = rep->run_bytes[VMS_REPLICATE_PASS_ROUNDS];
+  gint64 spent_us = rep->run_us[VMS_REPLICATE_PASS_ROUNDS];
+
+  /* Less than this is mostly a round's fixed steps. */
+  if (bytes < 1024 * 1024 || spent_us < 50000)
+    return vms_replicate_copy_rate (rep);
+  return bytes * (double)G_USEC_PER_SEC / spent_us;
+}
+
 /* Small enough to end the rounds: by time at the measured rate when a
  * budget is given (and the rate known), else by size. */
 static gboolean

@@ -230,6 +230,13 @@ void vms_replicate_stop_server (VmsReplicate *rep);
  * tell. */
 double vms_replicate_copy_rate (VmsReplicate *rep);
 
+/* Bytes per second the dirty rounds of this run reached, or the copies'
+ * rate (vms_replicate_copy_rate) when they copied too little to tell:
+ * a round's scattered small writes cross far slower than the background
+ * copy's long runs (15 against 210 MiB/s on loopback for a guest's 4 KiB
+ * writes), and a final round is one of them. */
+double vms_replicate_round_rate (VmsReplicate *rep);
+
 /* One event per disk with what was sent. */
 void vms_replicate_report_disks (VmsReplicate *rep);
 
