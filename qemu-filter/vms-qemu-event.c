@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-qemu-event.h"
+#include "vms-json.h"
 
 typedef struct
 {
@@ -31,12 +32,7 @@ kept_event_free (gpointer data)
 const char *
 vms_event_string (JsonObject *data, const char *member)
 {
-  JsonNode *node = data ? json_object_get_member (data, member) : NULL;
-
-  if (!node || !JSON_NODE_HOLDS_VALUE (node)
-      || json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (node);
+  return vms_json_string_member (data, member);
 }
 
 static gboolean

@@ -1403,6 +1403,22 @@ test_mirror_restart_capped_while_paused (void **state)
 /* The port host B's destination QEMU takes the memory on. */
 #define MEMORY_PORT 4590
 
+/* Host B resets every connection to the memory port (nft reject with
+ * tcp reset, and ss -K on those established) for seconds. */
+static void
+reset_memory_stream (Fixture *fixture, guint seconds)
+{
+  g_autoptr (GError) error = NULL;
+
+  vms_assert_ok (
+      vms_test_hosts_reset_tcp (fixture->hosts, 1, MEMORY_PORT, TRUE, &error),
+      error);
+  g_usleep (seconds * G_USEC_PER_SEC);
+  vms_assert_ok (
+      vms_test_hosts_reset_tcp (fixture->hosts, 1, MEMORY_PORT, FALSE, &error),
+      error);
+}
+
 /* Host B resets the memory stream (nft reject with tcp reset, ss -K) for
  * 3 s once the source's migration transfers RAM (its first round
  * reported): QEMU 7.2's destination exits on a failed incoming
@@ -1415,7 +1431,6 @@ test_memory_reset_rolls_back (void **state)
 {
   Fixture *fixture = *state;
   g_autoptr (VmsTestCommand) first = NULL;
-  g_autoptr (GError) error = NULL;
   g_autofree char *err = NULL;
 
   if (!fixture->hosts)
@@ -1431,13 +1446,7 @@ test_memory_reset_rolls_back (void **state)
   first = migrate_new (fixture, "memreset", "--final-sync=pause",
                        "--bandwidth=8M", NULL);
   vms_test_command_wait_for (first, "\"event\":\"memory-round\"", 120000);
-  vms_assert_ok (
-      vms_test_hosts_reset_tcp (fixture->hosts, 1, MEMORY_PORT, TRUE, &error),
-      error);
-  g_usleep (3 * G_USEC_PER_SEC);
-  vms_assert_ok (
-      vms_test_hosts_reset_tcp (fixture->hosts, 1, MEMORY_PORT, FALSE, &error),
-      error);
+  reset_memory_stream (fixture, 3);
   assert_int_not_equal (vms_test_command_wait (first), 0);
   err = vms_test_command_stderr (first);
   print_message ("rolled back: %s\n", err);
@@ -1531,13 +1540,7 @@ test_memory_reset_destination_restarted (void **state)
   first = migrate_new (fixture, "memrestart", "--final-sync=pause",
                        "--bandwidth=8M", "--suspend", restart, NULL);
   vms_test_command_wait_for (first, "\"event\":\"memory-round\"", 120000);
-  vms_assert_ok (
-      vms_test_hosts_reset_tcp (fixture->hosts, 1, MEMORY_PORT, TRUE, &error),
-      error);
-  g_usleep (3 * G_USEC_PER_SEC);
-  vms_assert_ok (
-      vms_test_hosts_reset_tcp (fixture->hosts, 1, MEMORY_PORT, FALSE, &error),
-      error);
+  reset_memory_stream (fixture, 3);
   vms_test_command_wait_for (first, "\"event\":\"destination-restart\"", 60000);
   deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
   while (!g_file_test (wanted, G_FILE_TEST_EXISTS))

@@ -460,34 +460,20 @@ outcome (Batch *batch, GError **error)
   return FALSE;
 }
 
-/* The longest time a disk of the batch spent reconnecting: the disks
- * copy at once, and usually lose their connections together. */
+/* The largest of a gint64 member of the batch's disks' copy stats (at
+ * offset in VmsCopyStats): the disks copy at once. */
 static gint64
-longest_outage (Batch *batch)
+batch_most (Batch *batch, gsize offset)
 {
-  gint64 longest = 0;
+  gint64 most = 0;
 
   for (guint i = 0; i < batch->tasks->len; i++)
     {
       Task *task = batch->tasks->pdata[i];
 
-      longest = MAX (longest, task->stats.reconnect_us);
+      most = MAX (most, G_STRUCT_MEMBER (gint64, &task->stats, offset));
     }
-  return longest;
-}
-
-static gint64
-slowest_final_flush (Batch *batch)
-{
-  gint64 slowest = 0;
-
-  for (guint i = 0; i < batch->tasks->len; i++)
-    {
-      Task *task = batch->tasks->pdata[i];
-
-      slowest = MAX (slowest, task->stats.final_flush_us);
-    }
-  return slowest;
+  return most;
 }
 
 static void
@@ -556,9 +542,13 @@ vms_replicate_copy_disks (VmsReplicate *rep, GPtrArray *copies, GError **error)
    * without connections is left out: the rate measured here caps the
    * RAM's share of the link, which a reset did not make slower. */
   rep->run_us[rep->pass] += MAX (
-      g_get_monotonic_time () - started_us - longest_outage (&batch), 0);
+      g_get_monotonic_time () - started_us
+          - batch_most (&batch, G_STRUCT_OFFSET (VmsCopyStats, reconnect_us)),
+      0);
+  /* The slowest disk's FLUSH is the one a final round waits for. */
   if (ok && rep->pass == VMS_REPLICATE_PASS_ROUNDS)
-    rep->round_flush_us = slowest_final_flush (&batch);
+    rep->round_flush_us
+        = batch_most (&batch, G_STRUCT_OFFSET (VmsCopyStats, final_flush_us));
   g_cancellable_disconnect (rep->cancellable, handler);
 
 out:
