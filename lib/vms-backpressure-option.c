@@ -69,6 +69,7 @@ parse_replication (const char *prefix, const VmsBackpressureOptionText *text,
    * switch it off. */
   if (!mode || !g_str_equal (mode, "off"))
     out->max_guest_latency_ms = latency_ms;
+  out->replication_asked = mode || text->max_guest_latency;
   return TRUE;
 }
 

@@ -38,6 +38,9 @@ typedef struct
   VmsBackpressureOptionWrite write_backpressure;
   guint64 write_backpressure_rate; /* RATE, bytes/s */
   guint max_guest_latency_ms;      /* 0: replication backpressure off */
+  gboolean replication_asked;      /* max-guest-latency or
+                                      replication-backpressure was given: no
+                                      estimate's recommendation overrides it */
 } VmsBackpressureOptions;
 
 /* Parse text into *out (from zero, the defaults).  Replication

@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-estimate-file.h"
+#include "vms-backpressure-option.h"
 #include "vms-json.h"
 #include "vms-file.h"
 #include "vms-job.h"
@@ -165,6 +166,8 @@ build_disk (JsonBuilder *b, const VmsEstimateFileDisk *disk)
   DOUBLE ("pace", disk->pace);
   DOUBLE ("round-noise", disk->round_noise);
   DOUBLE ("write-rate", disk->write_rate);
+  DOUBLE ("latency-before-us", disk->latency_before_us);
+  DOUBLE ("latency-copying-us", disk->latency_copying_us);
   INT ("granularity", disk->granularity);
   if (disk->granularity_reason)
     STRING ("granularity-reason", disk->granularity_reason);
@@ -214,6 +217,10 @@ build_prediction (JsonBuilder *b, const VmsEstimate *e)
            e->disks_converge_with_backpressure);
   DOUBLE ("write-share", e->write_share);
   DOUBLE ("ram-throttle-percent", e->ram_throttle_percent);
+  INT ("guest-latency-ms", e->guest_latency_ms);
+  DOUBLE ("latency-before-us", e->latency_before_us);
+  DOUBLE ("latency-copying-us", e->latency_copying_us);
+  DOUBLE ("replication-rate", e->replication_rate);
   BOOLEAN ("compress-zstd", e->compress);
   DOUBLE ("compress-memory-seconds", e->compress_memory_s);
   if (e->compress_reason)
@@ -458,6 +465,10 @@ read_prediction (JsonObject *prediction, JsonObject *link, VmsPrediction *out)
                            prediction, "compress-zstd", FALSE);
   out->backpressure_rate
       = MAX (number_member (prediction, "backpressure-rate"), 0);
+  out->guest_latency_ms = CLAMP (number_member (prediction, "guest-latency-ms"),
+                                 0, VMS_BACKPRESSURE_OPTION_MAX_LATENCY_MS);
+  out->replication_rate
+      = MAX (number_member (prediction, "replication-rate"), 0);
 }
 
 /* The first VM of vms that is the one asked for and has a prediction

@@ -42,6 +42,11 @@ typedef struct
   double round_noise;       /* the probe rounds' relative deviation from the
                                dirty curve */
   double write_rate;        /* bytes/s the guest wrote over the window */
+  double latency_before_us; /* what its writes cost the guest over the
+                               window (µs per write, flushes included),
+                               0: unknown (too few writes) */
+  double latency_copying_us; /* ... while the background copy's probe
+                                ran (its worst slice's), 0: unknown */
   guint32 granularity;      /* bytes per bit of its bitmaps: what a job
                                would choose (vms_granularity_choose_asked),
                                0: not recorded (an older file) */
@@ -142,6 +147,9 @@ typedef struct
   double backpressure_rate;  /* the guest's disk writes, all disks, held
                                 to this for the rounds to converge
                                 (bytes/s); 0: not needed */
+  guint guest_latency_ms;    /* --max-guest-latency recommended, 0: none */
+  double replication_rate;   /* ... the slowest copy expected under it,
+                                bytes/s */
   GHashTable *granularities; /* disk name -> bytes per bit the estimate
                                 observed it with (GUINT_TO_POINTER); a
                                 disk recorded without one is absent */

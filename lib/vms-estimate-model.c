@@ -2,6 +2,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-estimate-model.h"
+#include "vms-latency-control.h"
 
 #include <math.h>
 
@@ -546,8 +547,58 @@ predict_mirror (const VmsEstimateDisk *disks, guint n_disks,
                         + out->downtime_mirror_s;
 }
 
+/* Replication backpressure as the estimate recommends it.  The disk
+ * whose writes the probe's copy slowed most sets the allowance (as long
+ * again as they took before, at least the minimum); a copy that slowed
+ * its guest's writes by more is taken slowed in proportion (the extra
+ * latency growing with the copy's rate, a queue the guest shares), never
+ * below the controller's floor.  slowed: disks with those rates. */
+static void
+plan_replication_backpressure (const VmsEstimateDisk *disks, guint n,
+                               double throughput, VmsEstimateDisk *slowed,
+                               VmsEstimate *out)
+{
+  double allowance_us, worst_excess = -1;
+
+  for (guint i = 0; i < n; i++)
+    {
+      slowed[i] = disks[i];
+      if (disks[i].latency_before_us > 0 && disks[i].latency_copying_us > 0
+          && disks[i].latency_copying_us - disks[i].latency_before_us
+                 > worst_excess)
+        {
+          worst_excess
+              = disks[i].latency_copying_us - disks[i].latency_before_us;
+          out->latency_before_us = disks[i].latency_before_us;
+          out->latency_copying_us = disks[i].latency_copying_us;
+        }
+    }
+  allowance_us = 1000.0
+                 * ceil (MAX (out->latency_before_us / 1000.0,
+                              VMS_ESTIMATE_MIN_LATENCY_ALLOWANCE_MS));
+  if (worst_excess <= allowance_us)
+    return;
+  out->guest_latency_ms = (guint)(allowance_us / 1000);
+  for (guint i = 0; i < n; i++)
+    {
+      double excess = disks[i].latency_copying_us - disks[i].latency_before_us;
+      double share;
+
+      if (disks[i].latency_before_us <= 0 || disks[i].latency_copying_us <= 0
+          || excess <= allowance_us)
+        continue;
+      share = allowance_us / excess;
+      slowed[i].copy_rate = MAX (copy_rate (&disks[i], throughput) * share,
+                                 VMS_LATENCY_CONTROL_FLOOR);
+      slowed[i].round_rate = MAX (round_rate (&disks[i], throughput) * share,
+                                  VMS_LATENCY_CONTROL_FLOOR);
+      if (!out->replication_rate || slowed[i].copy_rate < out->replication_rate)
+        out->replication_rate = slowed[i].copy_rate;
+    }
+}
+
 void
-vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
+vms_estimate_run (const VmsEstimateDisk *observed, guint n_disks,
                   const VmsEstimateMemory *memory, const VmsEstimateLink *link,
                   const VmsEstimateParams *params, VmsEstimate *out)
 {
@@ -555,8 +606,11 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
   double last_round_s, offline_copy_s = 0;
   double network_s, total_data = 0;
   Backpressure no_backpressure = { 0 };
+  /* The copies as they run live: with replication backpressure. */
+  g_autofree VmsEstimateDisk *disks = g_new0 (VmsEstimateDisk, n_disks + 1);
 
   memset (out, 0, sizeof *out);
+  plan_replication_backpressure (observed, n_disks, throughput, disks, out);
   simulate_disks (disks, n_disks, NULL, throughput, params, &no_backpressure,
                   out);
   /* With the host's page cache between QEMU and the image (QEMU's
@@ -572,11 +626,12 @@ vms_estimate_run (const VmsEstimateDisk *disks, guint n_disks,
 
       out->disk_write_rate += tail_slope (&disks[i]);
       total_data += (double)disks[i].data_bytes;
-      /* Offline, the guest does not write: no growth. */
-      offline_copy_s += background_time (&disks[i],
-                                         (double)disks[i].data_bytes, FALSE,
-                                         throughput, &sent)
-                        + params->round_overhead_s;
+      /* Offline, the guest does not write (no growth) and nothing
+       * holds the copy back for it. */
+      offline_copy_s
+          += background_time (&observed[i], (double)observed[i].data_bytes,
+                              FALSE, throughput, &sent)
+             + params->round_overhead_s;
     }
   if (!out->disks_converge && out->n_rounds > 0)
     {

@@ -38,6 +38,12 @@ typedef struct
                             runs, against the window (0..1]: in t seconds
                             of a migration it dirties what the curve has
                             at pace x t; 0: 1 */
+  double latency_before_us;  /* what the guest's writes cost it (µs per
+                                write, flushes included) with no copy
+                                running; 0: unknown (it wrote too little) */
+  double latency_copying_us; /* ... while its background copy ran at
+                                copy_rate (the worst of a few seconds');
+                                0: unknown */
 } VmsEstimateDisk;
 
 typedef struct
@@ -111,6 +117,11 @@ const char *vms_estimate_method_name (VmsEstimateMethod method);
  * pass that dirtied more than this percentage of what it sent. */
 #define VMS_ESTIMATE_RAM_THROTTLE_THRESHOLD 80
 
+/* Replication backpressure as the estimate recommends it: the guest's
+ * writes may take as long again as before the copy, and at least this
+ * much longer (ms): --max-guest-latency. */
+#define VMS_ESTIMATE_MIN_LATENCY_ALLOWANCE_MS 1
+
 typedef struct
 {
   double background_s; /* background copy of every disk */
@@ -136,6 +147,17 @@ typedef struct
   double ram_throttle_percent; /* how much QEMU's auto-converge slows the
                                   vCPUs for a RAM that does not converge
                                   (memory_s is with it), 0: not needed */
+  guint guest_latency_ms;      /* --max-guest-latency recommended: the copy
+                                  made a disk's writes take longer than
+                                  that much more; 0: not needed, or not
+                                  known (the guest wrote too little) */
+  double latency_before_us;    /* the disk whose writes the copy slowed
+                                  most: their latency before it (µs, 0:
+                                  unknown) ... */
+  double latency_copying_us;   /* ... and while it ran */
+  double replication_rate;     /* with guest_latency_ms, the slowest copy
+                                  held to this (bytes/s): the copies and
+                                  rounds above are with it; 0: none */
   double memory_s;           /* RAM pre-copy until switchover */
   guint memory_passes;       /* RAM passes */
   gboolean memory_converges; /* RAM dirty rate below the link's */

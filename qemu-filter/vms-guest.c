@@ -127,6 +127,29 @@ vms_guest_block_stats_free (VmsGuestBlockStats *stats)
   g_free (stats);
 }
 
+VmsGuestWriteCounters
+vms_guest_write_counters (const VmsGuestBlockStats *entry)
+{
+  if (!entry)
+    return (VmsGuestWriteCounters){ 0 };
+  return (VmsGuestWriteCounters){ entry->wr_operations,
+                                  entry->wr_total_time_ns
+                                      + entry->flush_total_time_ns,
+                                  TRUE };
+}
+
+double
+vms_guest_write_latency_us (const VmsGuestWriteCounters *before,
+                            const VmsGuestWriteCounters *after)
+{
+  if (!before->known || !after->known || after->writes < before->writes
+      || after->time_ns < before->time_ns
+      || after->writes - before->writes < VMS_GUEST_LATENCY_MIN_WRITES)
+    return -1;
+  return (after->time_ns - before->time_ns) / 1000.0
+         / (after->writes - before->writes);
+}
+
 /* A figure QEMU 7.2 always sends, but only replication backpressure
  * needs: left at 0 when missing rather than failing every caller. */
 static gboolean

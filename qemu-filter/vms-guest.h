@@ -84,6 +84,31 @@ typedef struct
 
 void vms_guest_block_stats_free (VmsGuestBlockStats *stats);
 
+/* A disk's write figures at one moment: two of them give what the
+ * guest's writes cost it in between (vms_guest_write_latency_us). */
+typedef struct
+{
+  guint64 writes;  /* wr_operations */
+  guint64 time_ns; /* wr_total_time_ns + flush_total_time_ns */
+  gboolean known;  /* QEMU gave the disk's figures */
+} VmsGuestWriteCounters;
+
+/* Fewer writes than this between two samples tell no latency. */
+#define VMS_GUEST_LATENCY_MIN_WRITES 5
+
+/* entry's write figures; unknown when entry is NULL. */
+VmsGuestWriteCounters
+vms_guest_write_counters (const VmsGuestBlockStats *entry);
+
+/* The time QEMU's block layer spent on the guest's writes and flushes
+ * between before and after, per write (µs): for a guest writing
+ * synchronously (a flush per write) what each write costs it.  -1 when
+ * either is unknown, the guest wrote fewer than
+ * VMS_GUEST_LATENCY_MIN_WRITES, or the figures went back (QEMU's only
+ * grow: another device). */
+double vms_guest_write_latency_us (const VmsGuestWriteCounters *before,
+                                   const VmsGuestWriteCounters *after);
+
 /* query-blockstats: every backend's figures (VmsGuestBlockStats*, caller
  * unrefs), one query for all disks. */
 GPtrArray *vms_guest_query_blockstats (VmsQmp *qmp, GError **error);

@@ -333,8 +333,9 @@ print_compression (const VmsEstimateFileVm *vm)
            e->compress_reason);
 }
 
-/* What vmshift migrate's default backpressure does to the guest, which
- * the times printed include. */
+/* What backpressure does to the guest in a migration with this estimate
+ * (write and RAM backpressure are migrate's defaults, replication
+ * backpressure its recommendation), which the times printed include. */
 static void
 print_backpressure (const VmsEstimate *e)
 {
@@ -349,6 +350,21 @@ print_backpressure (const VmsEstimate *e)
                cap, e->disks_converge_with_backpressure ? "" : " (not enough)",
                e->write_share * 100);
     }
+  if (e->guest_latency_ms > 0)
+    {
+      g_autofree char *rate = vms_format_size (e->replication_rate);
+
+      g_print ("  replication backpressure: the copy made the guest's writes "
+               "take %.2f ms (%.2f ms before); migrate --max-guest-latency "
+               "%u slows it to about %s/s to keep them within %u ms more "
+               "(migrate --estimate applies it; times above with it)\n",
+               e->latency_copying_us / 1000, e->latency_before_us / 1000,
+               e->guest_latency_ms, rate, e->guest_latency_ms);
+    }
+  else if (e->latency_copying_us > 0)
+    g_print ("  replication backpressure: not needed (the guest's writes "
+             "took %.2f ms with the copy running, %.2f ms before)\n",
+             e->latency_copying_us / 1000, e->latency_before_us / 1000);
   if (e->ram_throttle_percent > 0)
     g_print ("  RAM backpressure: QEMU's auto-converge slows the vCPUs by "
              "up to %.0f%% (armed by --write-backpressure auto; times above "

@@ -16,6 +16,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <libnbd.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -574,6 +575,170 @@ test_migrate_slows_for_the_guest (void **state)
   vms_test_assert_identical (fixture->source->disk_paths[0], "qcow2", replica);
 }
 
+/* The harness's highest sample (µs), -1: none told. */
+static double
+highest (const Samples *samples)
+{
+  double most = -1;
+
+  for (guint i = 0; i < samples->latency->len; i++)
+    most = MAX (most, g_array_index (samples->latency, double, i));
+  return most;
+}
+
+/* vmshift estimate of the guest: what its writes cost with no copy and
+ * under its copy probe, and the --max-guest-latency it recommends
+ * (0: none), from its "estimate" event. */
+static guint
+estimate_latency (Fixture *fixture, const char *id)
+{
+  g_autofree char *source
+      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  const char *argv[] = { vmshift,
+                         "estimate",
+                         source,
+                         "--sink",
+                         fixture->sink_uri,
+                         "--id",
+                         id,
+                         "--window",
+                         "4",
+                         "--interval",
+                         "2",
+                         "--probe-seconds",
+                         "2",
+                         state_arg,
+                         "--json",
+                         NULL };
+  g_autoptr (VmsTestCommand) run
+      = vms_test_command_start (NULL, argv, fixture->state_dir);
+  g_autoptr (JsonObject) result = NULL;
+  g_auto (Samples) seen = { 0 };
+  JsonObject *vm, *prediction, *disk;
+  double before = latency_over (fixture, 2), disk_before, copying;
+  guint latency_ms;
+
+  watch (fixture, run, "under vmshift estimate", &seen);
+  vms_test_command_expect_success (run);
+  result = vms_test_command_last_event (run, "estimate", NULL);
+  assert_non_null (result);
+  vm = json_array_get_object_element (
+      json_object_get_array_member (
+          json_object_get_object_member (result, "estimate"), "vms"),
+      0);
+  prediction = json_object_get_object_member (vm, "prediction");
+  disk = json_array_get_object_element (
+      json_object_get_array_member (vm, "disks"), 0);
+  disk_before = json_object_get_double_member (disk, "latency-before-us");
+  copying = json_object_get_double_member (disk, "latency-copying-us");
+  latency_ms = json_object_get_int_member (prediction, "guest-latency-ms");
+  print_message ("  the estimate: the guest's writes took %.2f ms, %.2f ms "
+                 "under its copy probe (the harness: %.2f ms before, at "
+                 "most %.2f ms during); --max-guest-latency %u "
+                 "recommended\n",
+                 disk_before / 1000, copying / 1000, before / 1000,
+                 highest (&seen) / 1000, latency_ms);
+  /* The guest writes 64 times a second throughout: both are known. */
+  assert_true (disk_before > 0);
+  assert_true (copying > 0);
+  if (latency_ms == 0)
+    {
+      double allowance = MAX (before, 1000.0);
+
+      /* Nothing recommended is right only where the copy did not slow
+       * the guest by as much, as the harness saw it too. */
+      if (highest (&seen) > before + 2 * allowance)
+        fail_msg ("the guest's writes took up to %.2f ms during the "
+                  "estimate (%.2f ms before) and it recommends no "
+                  "--max-guest-latency",
+                  highest (&seen) / 1000, before / 1000);
+      vms_test_skip ("the copy probe did not slow the guest's writes here "
+                     "(%.2f ms, %.2f ms before it): nothing to recommend",
+                     copying / 1000, disk_before / 1000);
+    }
+  /* As long again as before, at least 1 ms, and exceeded under the
+   * probe. */
+  assert_int_equal (latency_ms, MAX (1, (guint)ceil (disk_before / 1000)));
+  assert_true (copying - disk_before > latency_ms * 1000.0);
+  assert_true (json_object_get_double_member (prediction, "replication-rate")
+               > 0);
+  return latency_ms;
+}
+
+/* An estimate of the guest writing synchronously recommends
+ * --max-guest-latency, since its copy probe slowed the guest's writes;
+ * migrate --estimate, given no latency of its own, takes it: the copy
+ * slows for the guest with that allowance, and the migration completes
+ * with the replica equal to the source. */
+static void
+test_migrate_takes_the_estimates_latency (void **state)
+{
+  Fixture *fixture = *state;
+  g_autofree char *source
+      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
+  g_autofree char *dest_qmp = NULL;
+  g_autofree char *memory = NULL;
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  g_autofree char *replica
+      = vms_test_sink_replica_path (fixture->sink, "rbp-vd0");
+  g_autoptr (VmsTestCommand) run = NULL;
+  g_autoptr (JsonObject) recommended = NULL;
+  g_autoptr (JsonObject) summary = NULL;
+  g_autoptr (GArray) steps = NULL;
+  g_auto (Samples) held = { 0 };
+  guint latency_ms = estimate_latency (fixture, "rbp-e"), cuts, raises;
+
+  start_destination (fixture);
+  dest_qmp = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
+  memory = g_strdup_printf ("--dest-uri=unix:%s/mig.sock", fixture->dest->dir);
+  {
+    const char *argv[] = { vmshift,
+                           "migrate",
+                           source,
+                           "--sink",
+                           fixture->sink_uri,
+                           "--job",
+                           "mig-e",
+                           "--replica-prefix",
+                           "rbp",
+                           dest_qmp,
+                           memory,
+                           "--final-sync=pause",
+                           "--suspend",
+                           "--estimate",
+                           "rbp-e",
+                           state_arg,
+                           "--json",
+                           NULL };
+
+    run = vms_test_command_start (NULL, argv, fixture->state_dir);
+  }
+  watch (fixture, run, "under a migration with --estimate", &held);
+  vms_test_command_expect_success (run);
+  assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
+  recommended = vms_test_command_last_event (
+      run, "replication-backpressure-recommended", NULL);
+  assert_non_null (recommended);
+  print_message ("  %s\n",
+                 json_object_get_string_member (recommended, "message"));
+  assert_int_equal (json_object_get_int_member (recommended, "latency-ms"),
+                    latency_ms);
+  steps = steps_of (run);
+  assert_steps (steps, &cuts, &raises);
+  for (guint i = 0; i < steps->len; i++)
+    assert_int_equal (g_array_index (steps, Step, i).allowance_us,
+                      latency_ms * 1000);
+  summary = vms_test_command_last_event (run, "replication-backpressure", NULL);
+  assert_non_null (summary);
+  print_message ("  %s\n", json_object_get_string_member (summary, "message"));
+  assert_string_equal (json_object_get_string_member (summary, "why"),
+                       "summary");
+  vms_test_assert_identical (fixture->source->disk_paths[0], "qcow2", replica);
+}
+
 int
 main (void)
 {
@@ -582,6 +747,8 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_migrate_slows_for_the_guest, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_migrate_takes_the_estimates_latency,
+                                     setup, teardown),
   };
 
   vms_test_require_program ("qemu-system-x86_64", "qemu-system-x86");

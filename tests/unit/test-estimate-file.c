@@ -73,6 +73,9 @@ add_vm (VmsEstimateFile *estimate, const char *source, const char *name,
   vm->prediction.reason = "because";
   /* The VM of 20 only: it is read back per VM. */
   vm->prediction.compress = k == 20;
+  /* Replication backpressure: k / 10 ms at k MB/s. */
+  vm->prediction.guest_latency_ms = (guint)k / 10;
+  vm->prediction.replication_rate = k * 1e6;
 }
 
 /* Three VMs: one told by its UUID, one by its name (no -uuid), one by
@@ -118,6 +121,8 @@ assert_loads (const char *dir, const char *uuid, const char *name,
   assert_int_equal (prediction.connections, 4);
   assert_int_equal (prediction.request_size, 1 << 20);
   assert_int_equal (prediction.compress_zstd, k == 20);
+  assert_int_equal (prediction.guest_latency_ms, (guint)k / 10);
+  assert_true (prediction.replication_rate == k * 1e6);
   assert_non_null (prediction.granularities);
   if (k == 30)
     assert_false (g_hash_table_contains (prediction.granularities, "vd0"));

@@ -455,6 +455,66 @@ test_disk_rates (void **state)
   assert_near (e.final_bytes_pause, 1.5 * MB, 1, "last round at half pace");
 }
 
+/* Replication backpressure: 500 MB of data copied at 50 MB/s (10 s),
+ * rounds at 20 MB/s.  A copy that raised the guest's writes from 0.5 ms
+ * to 5.5 ms (5 ms more) is recommended --max-guest-latency 1 (as long
+ * again as before, at least 1 ms) and taken slowed to a fifth: 10 MB/s,
+ * 50 s, rounds at 4 MB/s.  Offline nothing holds the copy back. */
+static void
+test_replication_backpressure (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 100 * MB, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", 500 * MB, 2 * MB, 10 * GB);
+  d.disk.copy_rate = 50 * MB;
+  d.disk.round_rate = 20 * MB;
+  d.disk.latency_before_us = 500;
+  d.disk.latency_copying_us = 5500;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.guest_latency_ms, 1);
+  assert_near (e.latency_before_us, 500, 1e-9, "latency before");
+  assert_near (e.latency_copying_us, 5500, 1e-9, "latency copying");
+  assert_near (e.replication_rate, 10 * MB, 1, "copy rate under it");
+  assert_near (e.background_s, 50, 1e-9, "background slowed");
+  /* Round 1: 2 MB/s x 50 s = 100 MB at 4 MB/s. */
+  assert_near (e.round_bytes[0], 100 * MB, 1, "round 1");
+  assert_near (e.round_s[0], 25, 1e-9, "round 1 slowed");
+  assert_near (e.offline_s, 10, 1e-9, "offline unslowed");
+
+  /* Writes that took 3 ms before may take 3 ms more: 5.5 ms (2.5 ms
+   * more) is within, nothing recommended, the copy at its rate. */
+  d.disk.latency_before_us = 3000;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.guest_latency_ms, 0);
+  assert_near (e.replication_rate, 0, 1e-9, "no rate");
+  assert_near (e.latency_copying_us, 5500, 1e-9, "latency still told");
+  assert_near (e.background_s, 10, 1e-9, "background at its rate");
+
+  /* A 2.2 ms baseline rounds the allowance up to 3 ms; 32.2 ms copying
+   * (30 ms more) slows the copy to a tenth, 5 MB/s. */
+  d.disk.latency_before_us = 2200;
+  d.disk.latency_copying_us = 32200;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.guest_latency_ms, 3);
+  assert_near (e.replication_rate, 5 * MB, 1, "a tenth");
+
+  /* Never below the controller's floor (1 MiB/s). */
+  d.disk.latency_copying_us = 2200 + 3000 * 1000.0;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.replication_rate, 1024 * 1024, 1, "the floor");
+
+  /* A guest that wrote too little to tell: no recommendation. */
+  d.disk.latency_before_us = 0;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.guest_latency_ms, 0);
+  assert_near (e.background_s, 10, 1e-9, "unknown: unslowed");
+}
+
 /* The guest fills holes as the background copy runs: 1000 MB of data
  * copied at 100 MB/s, growing by 10 MB/s halfway through the data.  The
  * frontier reaches that place after half the copy, so the copy sends
@@ -553,6 +613,7 @@ main (void)
     cmocka_unit_test (test_two_disks),
     cmocka_unit_test (test_seed_device),
     cmocka_unit_test (test_disk_rates),
+    cmocka_unit_test (test_replication_backpressure),
     cmocka_unit_test (test_hole_filling),
     cmocka_unit_test (test_round_noise),
     cmocka_unit_test (test_group_order),

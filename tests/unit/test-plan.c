@@ -270,8 +270,10 @@ test_plan_backpressure (void **state)
   assert_int_equal (vm->max_guest_latency_ms, 40);
   vm = &((VmsPlanVm *)plan->vms->pdata[1])->backpressure;
   assert_int_equal (vm->write_backpressure, VMS_BACKPRESSURE_OPTION_OFF);
-  /* off keeps replication backpressure off, the plan's latency or not. */
+  /* off keeps replication backpressure off, the plan's latency or not,
+   * and as chosen: an estimate's recommendation does not turn it on. */
   assert_int_equal (vm->max_guest_latency_ms, 0);
+  assert_true (vm->replication_asked);
   vm = &((VmsPlanVm *)plan->vms->pdata[2])->backpressure;
   assert_int_equal (vm->write_backpressure, VMS_BACKPRESSURE_OPTION_AUTO);
   assert_int_equal (vm->max_guest_latency_ms, 10);
@@ -295,6 +297,8 @@ test_plan_backpressure (void **state)
   assert_int_equal (vm->write_backpressure, VMS_BACKPRESSURE_OPTION_AUTO);
   assert_int_equal (vm->write_backpressure_rate, 0);
   assert_int_equal (vm->max_guest_latency_ms, 0);
+  /* Not chosen: an estimate may recommend it. */
+  assert_false (vm->replication_asked);
 }
 
 /* Each mistake is refused with the section and what is wrong. */

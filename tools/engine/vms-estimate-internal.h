@@ -9,6 +9,7 @@
 
 #include "vms-disk.h"
 #include "vms-estimate.h"
+#include "vms-guest.h"
 #include "vms-qmp.h"
 
 G_BEGIN_DECLS
@@ -31,6 +32,8 @@ typedef struct
   gint64 mapped_us;         /* monotonic time of the first map */
   guint64 written_start;    /* QEMU's wr_bytes when the window opened */
   gboolean written_lost;    /* QEMU's count was missing or went back */
+  VmsGuestWriteCounters window_writes; /* QEMU's write figures when the
+                                          window opened */
 } EstimateDisk;
 
 /* One VM being observed. */
@@ -78,6 +81,10 @@ gboolean vms_estimate_open_vm (EstimateRun *run, EstimateVm *vm,
 /* The window: sample every VM's dirty bitmaps, RAM dirty rate and disk
  * writes until config->window_s. */
 gboolean vms_estimate_observe (EstimateRun *run, GError **error);
+
+/* The disk's write figures now (unknown when QEMU gives none). */
+VmsGuestWriteCounters vms_estimate_write_counters (EstimateVm *vm,
+                                                   EstimateDisk *disk);
 
 /* Remove every temporary bitmap of ours on the VM's disks, also those a
  * killed earlier run left (errors ignored; reconnects if QMP broke). */

@@ -199,8 +199,9 @@ sample_disks (EstimateVm *vm, double seconds, GError **error)
 
 /* QEMU's count of bytes each disk of a VM has written, sampled with its
  * bitmap: the guest's writes over the same window as the bits they
- * dirtied, rewrites included.  Best effort: a disk QEMU gives no count
- * for has none, and the model goes by its bitmap alone. */
+ * dirtied, rewrites included, and what they cost it (their latency).
+ * Best effort: a disk QEMU gives no count for has none, and the model
+ * goes by its bitmap alone. */
 static void
 sample_written (EstimateVm *vm, gboolean at_start, double elapsed)
 {
@@ -221,8 +222,16 @@ sample_written (EstimateVm *vm, gboolean at_start, double elapsed)
         {
           disk->written_start = entry ? entry->wr_bytes : 0;
           disk->written_lost = !entry;
+          disk->window_writes = vms_guest_write_counters (entry);
           continue;
         }
+      /* What its writes cost the guest with no copy running. */
+      {
+        VmsGuestWriteCounters now = vms_guest_write_counters (entry);
+
+        disk->out->latency_before_us
+            = MAX (vms_guest_write_latency_us (&disk->window_writes, &now), 0);
+      }
       /* A count that went missing or back (a device reset) leaves no
        * series rather than one that would lie. */
       if (!entry || entry->wr_bytes < disk->written_start)
@@ -238,6 +247,17 @@ sample_written (EstimateVm *vm, gboolean at_start, double elapsed)
       if (elapsed > 0)
         disk->out->write_rate = since / elapsed;
     }
+}
+
+VmsGuestWriteCounters
+vms_estimate_write_counters (EstimateVm *vm, EstimateDisk *disk)
+{
+  g_autoptr (GPtrArray) stats = vms_guest_query_blockstats (vm->qmp, NULL);
+
+  return vms_guest_write_counters (
+      stats ? vms_guest_block_stats_find (stats, disk->disk->node_name,
+                                          disk->disk->name)
+            : NULL);
 }
 
 static void

@@ -184,10 +184,13 @@ remap_disk (EstimateDisk *disk, const char *uri, guint64 *buckets,
 
 /* The background copy's rate, in time per byte of data: the mean of the
  * slices' (each stands for a share of the data, and copies from its start
- * to its end or for --probe-seconds), whose inverse is the rate. */
+ * to its end or for --probe-seconds), whose inverse is the rate.  And
+ * what it cost the guest's writes, for replication backpressure: the
+ * worst slice's latency, since its controller acts on a second's, not
+ * on the mean. */
 static gboolean
-probe_background (EstimateRun *run, EstimateDisk *disk, const char *uri,
-                  const guint64 *buckets, GError **error)
+probe_background (EstimateRun *run, EstimateVm *vm, EstimateDisk *disk,
+                  const char *uri, const guint64 *buckets, GError **error)
 {
   guint64 size = disk->disk->size, data = disk->out->data;
   guint64 step = bucket_size (disk);
@@ -202,12 +205,18 @@ probe_background (EstimateRun *run, EstimateDisk *disk, const char *uri,
                 ? quantile_bucket (buckets, data, k + 1, PROBE_SLICES) * step
                 : size;
       CopyResult copy;
+      VmsGuestWriteCounters before, after;
 
       /* A share within one bucket: that bucket. */
       end = MIN (MAX (end, (first + 1) * step), size);
+      before = vms_estimate_write_counters (vm, disk);
       if (!copy_probe (run, disk, uri, NULL, first * step, end,
                        run->config->probe_seconds, &copy, error))
         return FALSE;
+      after = vms_estimate_write_counters (vm, disk);
+      disk->out->latency_copying_us
+          = MAX (disk->out->latency_copying_us,
+                 vms_guest_write_latency_us (&before, &after));
       if (copy.rate > 0)
         {
           inverse += 1 / copy.rate;
@@ -399,10 +408,11 @@ probe_disk (EstimateRun *run, EstimateVm *vm, guint index, EstimateDisk *disk,
   g_autofree guint64 *buckets = g_new0 (guint64, VMS_ESTIMATE_MAP_BUCKETS);
   g_autofree char *uri = vms_estimate_export_disk (vm, disk, socket_path,
                                                    export_name, NULL, error);
+
   gboolean ok;
 
   ok = uri && remap_disk (disk, uri, buckets, error)
-       && probe_background (run, disk, uri, buckets, error);
+       && probe_background (run, vm, disk, uri, buckets, error);
   if (uri)
     vms_export_remove (vm->qmp, export_name, NULL);
   return ok

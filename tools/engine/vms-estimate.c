@@ -209,6 +209,8 @@ vms_estimate_model_disk (const VmsEstimateFileDisk *disk, VmsEstimateDisk *out)
   out->growth_rate = disk->growth_rate;
   out->growth_position = disk->growth_position;
   out->pace = disk->pace;
+  out->latency_before_us = disk->latency_before_us;
+  out->latency_copying_us = disk->latency_copying_us;
 }
 
 /* How the rounds' sizes vary: the mean over the disks whose rounds were

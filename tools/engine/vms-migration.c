@@ -358,6 +358,37 @@ apply_backpressure (VmsMigration *migration)
                       migration->config.estimate, rate_text);
 }
 
+/* --max-guest-latency where the estimate recommends it (its copy probe
+ * slowed the guest's writes) and replication backpressure was not
+ * chosen either way. */
+static void
+apply_replication_backpressure (VmsMigration *migration)
+{
+  VmsReplicateConfig *copy = &migration->config.copy;
+  guint latency_ms = migration->prediction.guest_latency_ms;
+  g_autofree char *rate_text = NULL;
+  JsonObject *fields;
+
+  if (latency_ms == 0 || copy->max_guest_latency_asked)
+    return;
+  copy->max_guest_latency_ms = latency_ms;
+  vms_replicate_enable_replication_backpressure (&migration->rep);
+  rate_text = vms_format_size (migration->prediction.replication_rate);
+  fields = json_object_new ();
+  json_object_set_int_member (fields, "latency-ms", latency_ms);
+  json_object_set_int_member (fields, "rate",
+                              (gint64)migration->prediction.replication_rate);
+  json_object_set_string_member (fields, "estimate",
+                                 migration->config.estimate);
+  vms_progress_event (
+      migration->progress, "replication-backpressure-recommended", fields,
+      "estimate %s: the copy slowed the guest's writes; it "
+      "slows down when they take %u ms more than before it "
+      "(--max-guest-latency %u; about %s/s expected), "
+      "--replication-backpressure off to not",
+      migration->config.estimate, latency_ms, latency_ms, rate_text);
+}
+
 /* The estimate's prediction, and its best link configuration unless the
  * config says otherwise. */
 static gboolean
@@ -386,6 +417,7 @@ load_prediction (VmsMigration *migration, GError **error)
         = MIN (migration->prediction.request_size, VMS_COPY_MAX_REQUEST_SIZE);
   apply_compression (migration);
   apply_backpressure (migration);
+  apply_replication_backpressure (migration);
   return TRUE;
 }
 

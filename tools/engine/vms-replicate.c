@@ -731,6 +731,19 @@ vms_replicate_config_set_backpressure (VmsReplicateConfig *config,
     }
   config->write_backpressure_rate = options->write_backpressure_rate;
   config->max_guest_latency_ms = options->max_guest_latency_ms;
+  config->max_guest_latency_asked = options->replication_asked;
+}
+
+/* The copy's token bucket, at --max-bandwidth (0: unlimited): a bucket of
+ * a tenth of a second smooths without starving. */
+static VmsRate *
+new_rate (const VmsReplicateConfig *config)
+{
+  return vms_rate_new (
+      config->max_bandwidth,
+      MAX (config->max_bandwidth / 10, config->request_size
+                                           ? config->request_size
+                                           : VMS_COPY_DEFAULT_REQUEST_SIZE));
 }
 
 void
@@ -745,15 +758,19 @@ vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
   rep->progress = progress;
   rep->backpressure = vms_backpressure_new ();
   if (config->max_guest_latency_ms)
+    vms_replicate_enable_replication_backpressure (rep);
+  else if (config->max_bandwidth)
+    rep->rate = new_rate (config);
+}
+
+void
+vms_replicate_enable_replication_backpressure (VmsReplicate *rep)
+{
+  if (!rep->replication_backpressure)
     rep->replication_backpressure = vms_replication_backpressure_new ();
-  /* Replication backpressure changes the limit as the copy runs. */
-  if (config->max_bandwidth || config->max_guest_latency_ms)
-    /* A bucket of a tenth of a second smooths without starving. */
-    rep->rate = vms_rate_new (
-        config->max_bandwidth,
-        MAX (config->max_bandwidth / 10, config->request_size
-                                             ? config->request_size
-                                             : VMS_COPY_DEFAULT_REQUEST_SIZE));
+  /* It changes the limit as the copy runs: the copy needs one. */
+  if (!rep->rate)
+    rep->rate = new_rate (rep->config);
 }
 
 /* ---- the job ---- */

@@ -97,6 +97,10 @@ typedef struct
                                        backpressure slows the copy when the
                                        guest's writes take this much longer
                                        than before it; 0: off */
+  gboolean max_guest_latency_asked; /* the user chose replication
+                                       backpressure (on or off): an
+                                       estimate's recommendation does not
+                                       change it */
 } VmsReplicateConfig;
 
 /* The defaults of the options not given. */
@@ -166,6 +170,11 @@ typedef struct
 /* Borrow config, cancellable and progress for a replication. */
 void vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
                          GCancellable *cancellable, VmsProgress *progress);
+
+/* Replication backpressure on from now (the next pass), with
+ * rep->config->max_guest_latency_ms (not 0) set since vms_replicate_init:
+ * an estimate's recommendation, read once the job is known. */
+void vms_replicate_enable_replication_backpressure (VmsReplicate *rep);
 
 /* Take job id's lock for this run (held until vms_replicate_clear); TRUE
  * at once when the run holds it already.  VMS_JOB_ERROR_LOCKED names the

@@ -5,20 +5,13 @@
 #include "vms-guest.h"
 #include "vms-latency-control.h"
 
-/* A disk's figures at the last sample. */
-typedef struct
-{
-  guint64 writes;  /* wr_operations */
-  guint64 time_ns; /* wr_total_time_ns + flush_total_time_ns */
-  gboolean known;  /* QEMU gave the disk's figures */
-} Counters;
-
 struct VmsReplicationBackpressure
 {
   VmsLatencyControl control;
   gboolean started;  /* the baseline is measured */
   gboolean warned;   /* a failed sample was reported */
-  GArray *counters;  /* Counters per job disk, at the last sample */
+  GArray *counters;  /* VmsGuestWriteCounters per job disk, at the last
+                        sample */
   GArray *baseline;  /* double µs per job disk, -1: the guest did not write
                         to it before the copy (its writes may then take
                         the allowance, from 0) */
@@ -36,7 +29,7 @@ vms_replication_backpressure_new (void)
 {
   VmsReplicationBackpressure *rbp = g_new0 (VmsReplicationBackpressure, 1);
 
-  rbp->counters = g_array_new (FALSE, TRUE, sizeof (Counters));
+  rbp->counters = g_array_new (FALSE, TRUE, sizeof (VmsGuestWriteCounters));
   rbp->baseline = g_array_new (FALSE, TRUE, sizeof (double));
   rbp->highest_latency = -1;
   return rbp;
@@ -82,21 +75,11 @@ sample (VmsReplicate *rep, double *latency)
       VmsJobDisk *disk = rep->job->disks->pdata[i];
       VmsGuestBlockStats *entry
           = vms_guest_block_stats_find (stats, disk->node, disk->name);
-      Counters *last = &g_array_index (rbp->counters, Counters, i);
-      Counters now = { 0 };
+      VmsGuestWriteCounters *last
+          = &g_array_index (rbp->counters, VmsGuestWriteCounters, i);
+      VmsGuestWriteCounters now = vms_guest_write_counters (entry);
 
-      if (entry)
-        now = (Counters){ entry->wr_operations,
-                          entry->wr_total_time_ns + entry->flush_total_time_ns,
-                          TRUE };
-      latency[i] = -1;
-      /* QEMU's counters only grow; anything else is another device. */
-      if (now.known && last->known && now.writes >= last->writes
-          && now.time_ns >= last->time_ns
-          && now.writes - last->writes
-                 >= VMS_REPLICATION_BACKPRESSURE_MIN_WRITES)
-        latency[i] = (now.time_ns - last->time_ns) / 1000.0
-                     / (now.writes - last->writes);
+      latency[i] = vms_guest_write_latency_us (last, &now);
       *last = now;
     }
   rbp->sampled_us = g_get_monotonic_time ();

@@ -25,8 +25,6 @@ G_BEGIN_DECLS
 #define VMS_REPLICATION_BACKPRESSURE_BASELINE_US (2 * G_USEC_PER_SEC)
 /* Samples are this far apart, at least. */
 #define VMS_REPLICATION_BACKPRESSURE_INTERVAL_US G_USEC_PER_SEC
-/* A sample of fewer writes than this on a disk says nothing of it. */
-#define VMS_REPLICATION_BACKPRESSURE_MIN_WRITES 5
 
 VmsReplicationBackpressure *vms_replication_backpressure_new (void);
 void vms_replication_backpressure_free (VmsReplicationBackpressure *rbp);
