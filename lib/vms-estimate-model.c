@@ -236,12 +236,14 @@ expect_rounds (const VmsEstimateParams *params, gboolean backpressure,
     }
 }
 
-/* Write backpressure as vmshift migrate applies it by default: after a
- * round that is not small and did not shrink (or that the guest dirtied
- * faster than the rounds copy), a step: first to first_share of the
- * guest's writes (the rate the estimate recommends), then each time
- * halved, never below floor_share.  The round after a step was recorded
- * partly before it and is not judged.  Both 0: no backpressure. */
+/* Write backpressure as vmshift migrate --estimate applies it by default:
+ * after the first round that is not small (the estimate foresaw that the
+ * rounds do not converge), a step to first_share of the guest's writes
+ * (the rate the estimate recommends); after each later one that did not
+ * shrink (or that the guest dirtied faster than the rounds copy), the
+ * share cut further, never below floor_share.  The round after a step was
+ * recorded partly before it and is not judged.  Both 0: no
+ * backpressure. */
 typedef struct
 {
   double first_share;
@@ -262,6 +264,7 @@ rounds_go_on (Backpressure *bp, const VmsEstimateParams *params, guint k,
       = !bp->settling && k > 0 && bytes >= params->not_shrinking * previous;
   gboolean outpaced
       = recorded_s > 0 && copy_rate > 0 && bytes / recorded_s >= copy_rate;
+  gboolean foreseen = bp->first_share > 0 && bp->share >= 1;
 
   bp->settling = FALSE;
   if (bytes <= params->converge_bytes)
@@ -269,7 +272,7 @@ rounds_go_on (Backpressure *bp, const VmsEstimateParams *params, guint k,
       out->disks_converge = TRUE;
       return FALSE;
     }
-  if ((not_shrinking || outpaced) && bp->first_share > 0
+  if ((foreseen || not_shrinking || outpaced) && bp->first_share > 0
       && bp->share > bp->floor_share)
     {
       /* As the engine steps (vms-backpressure.c): to what lets the

@@ -165,6 +165,17 @@ apply (VmsReplicate *rep, VmsJobDisk *disk, guint64 rate, const char **member,
   return vms_job_save (rep->job, error);
 }
 
+/* Why a step was taken, for people. */
+static const char *
+why_text (const char *why)
+{
+  if (g_str_equal (why, "estimate"))
+    return "the estimate foresaw rounds that do not converge";
+  if (g_str_equal (why, "not-shrinking"))
+    return "rounds stopped shrinking";
+  return "writes outpace the copy";
+}
+
 static void
 report_step (VmsReplicate *rep, VmsJobDisk *disk, guint i, const char *member,
              const char *why)
@@ -189,9 +200,7 @@ report_step (VmsReplicate *rep, VmsJobDisk *disk, guint i, const char *member,
       rep->progress, "backpressure", fields,
       "%s: guest writes held to %s/s (%s%s; it wrote %s/s, the copy "
       "runs at %s/s)",
-      disk->name, rate_text,
-      g_str_equal (why, "not-shrinking") ? "rounds stopped shrinking"
-                                         : "writes outpace the copy",
+      disk->name, rate_text, why_text (why),
       g_str_equal (member, "bps") ? "; the guest's total limit, reads too" : "",
       wrote_text, copy_text);
 }

@@ -384,8 +384,10 @@ report_converged (VmsReplicate *rep, guint64 total)
 }
 
 /* Why the last round calls for (more) write backpressure, or NULL: it
- * is not small, and it did not shrink or the guest dirties faster than
- * the link copies (rounds cannot converge then). */
+ * is not small, and the estimate foresaw rounds that do not converge
+ * (the first step, its rate, comes after the first round rather than
+ * after rounds spent finding out), or it did not shrink, or the guest
+ * dirties faster than the link copies (rounds cannot converge then). */
 static const char *
 backpressure_reason (VmsReplicate *rep, guint64 total, gboolean not_shrinking)
 {
@@ -393,6 +395,9 @@ backpressure_reason (VmsReplicate *rep, guint64 total, gboolean not_shrinking)
 
   if (round_is_small (rep, total))
     return NULL;
+  if (rep->config->write_backpressure_first
+      && !vms_backpressure_applied (rep->job))
+    return "estimate";
   if (not_shrinking)
     return "not-shrinking";
   if (copy_rate > 0 && rep->guest_write_rate >= copy_rate)
