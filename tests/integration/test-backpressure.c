@@ -531,6 +531,7 @@ test_migrate_takes_the_estimates_rate (void **state)
   JsonObject *first = NULL;
   JsonArray *vms;
   double rate;
+  guint rounds_before = 0;
 
   estimate = vmshift_start (fixture, "estimate", source, "--sink",
                             fixture->sink_uri, "--id", "bp", "--window", "4",
@@ -572,10 +573,16 @@ test_migrate_takes_the_estimates_rate (void **state)
   /* The first step, not the last: the first backpressure line. */
   lines = g_strsplit (run->out->str, "\n", -1);
   for (guint i = 0; lines[i] && !first; i++)
-    if (strstr (lines[i], "\"event\":\"backpressure\"")
-        && json_parser_load_from_data (parser, lines[i], -1, NULL))
-      first = json_node_get_object (json_parser_get_root (parser));
+    {
+      if (strstr (lines[i], "\"event\":\"round\""))
+        rounds_before++;
+      if (strstr (lines[i], "\"event\":\"backpressure\"")
+          && json_parser_load_from_data (parser, lines[i], -1, NULL))
+        first = json_node_get_object (json_parser_get_root (parser));
+    }
   assert_non_null (first);
+  print_message ("  the first step came after %u round(s)\n", rounds_before);
+  assert_int_equal (rounds_before, 1);
   assert_int_equal (json_object_get_int_member (first, "rate"),
                     json_object_get_int_member (recommended, "rate"));
   /* Taken after the first round, for the estimate's reason: no rounds

@@ -28,8 +28,8 @@ VmsBackpressure *vms_backpressure_new (void);
 void vms_backpressure_free (VmsBackpressure *bp);
 
 /* Note what every disk's device has written so far (query-blockstats),
- * at a round switch: the next sample gives the guest's write rate over
- * the round. */
+ * before the first round and at each round's end: each sample gives the
+ * guest's write rate over the round just copied. */
 void vms_backpressure_sample (VmsReplicate *rep);
 
 /* One step after a round that does not converge (why: "not-shrinking" or

@@ -464,9 +464,13 @@ vms_replicate_rounds (VmsReplicate *rep, GError **error)
 
       if (g_cancellable_is_cancelled (rep->cancellable))
         break;
-      vms_backpressure_sample (rep);
+      /* What the guest wrote is sampled at each round's end, so that a
+       * step after round 1 (the estimate's) knows its rate. */
+      if (done == 0)
+        vms_backpressure_sample (rep);
       if (!round_on_disks (rep, disks, &total, error))
         return FALSE;
+      vms_backpressure_sample (rep);
       note_write_rate (rep, total, switched_us);
       done++;
       if (config->rounds >= 0 && done >= config->rounds)
