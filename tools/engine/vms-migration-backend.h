@@ -137,7 +137,9 @@ struct _VmsMigration
                                          objective */
   char *final_sync_reason;            /* why this final sync, for the
                                          report */
-  VmsSinkHandover *handover;          /* the mirror's switchover, prepared */
+  VmsSinkHandover *handover;          /* the mirror's switchover, prepared
+                                         (or done: closed with the
+                                         migration) */
   gint64 written_at_us;               /* monotonic time of written_bytes */
   gint64 written_bytes;               /* the guest's writes to the job's
                                          disks then, -1: not known */

@@ -97,7 +97,10 @@ disks_prepare_handover (VmsMigration *migration)
 }
 
 /* The handover's connections are idempotent to replace: a sink that
- * restarted since they opened gets the long way instead. */
+ * restarted since they opened gets the long way instead.  Done, they stay
+ * open until the migration ends: closing one waits for the sink to close
+ * it, a round trip behind whatever the link queued, which the paused
+ * guest need not wait for. */
 static gboolean
 disks_handover (VmsMigration *migration, GError **error)
 {
@@ -106,7 +109,10 @@ disks_handover (VmsMigration *migration, GError **error)
 
   if (handover
       && vms_sink_handover_run (handover, HANDOVER_TIMEOUT_MS, &handover_error))
-    return TRUE;
+    {
+      migration->handover = g_steal_pointer (&handover);
+      return TRUE;
+    }
   if (handover_error)
     vms_progress_event (migration->progress, "warning", NULL,
                         "%s: flushing and resetting each replica on a new "

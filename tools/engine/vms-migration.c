@@ -616,6 +616,8 @@ cleanup (VmsMigration *migration, GError **error)
         return FALSE;
     }
   migration->disks->drop_bitmaps (migration, source_gone);
+  /* The mirror's handover, kept open past the switchover. */
+  g_clear_pointer (&migration->handover, vms_sink_handover_free);
   job->phase = VMS_JOB_PHASE_MIGRATED;
   job->migration->pid = 0;
   return vms_job_save (job, error);
