@@ -505,6 +505,43 @@ start_destination (Fixture *fixture)
   vms_assert_ok (fixture->dest, error);
 }
 
+/* vmshift migrate of the source to fixture->dest (started), paused at
+ * both ends (--suspend), job job, with option and its value (how
+ * replication backpressure comes in). */
+static VmsTestCommand *
+migrate_start (Fixture *fixture, const char *job, const char *option,
+               const char *value)
+{
+  g_autofree char *source
+      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
+  g_autofree char *dest_qmp
+      = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
+  g_autofree char *memory
+      = g_strdup_printf ("--dest-uri=unix:%s/mig.sock", fixture->dest->dir);
+  g_autofree char *state_arg
+      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
+  const char *argv[] = { vmshift,
+                         "migrate",
+                         source,
+                         "--sink",
+                         fixture->sink_uri,
+                         "--job",
+                         job,
+                         "--replica-prefix",
+                         "rbp",
+                         dest_qmp,
+                         memory,
+                         "--final-sync=pause",
+                         "--suspend",
+                         option,
+                         value,
+                         state_arg,
+                         "--json",
+                         NULL };
+
+  return vms_test_command_start (NULL, argv, fixture->state_dir);
+}
+
 /* migrate gets it too: the background copy is cut for the guest, the
  * report says so, and the migration completes with the replica equal to
  * the source (both paused: --suspend). */
@@ -512,12 +549,6 @@ static void
 test_migrate_slows_for_the_guest (void **state)
 {
   Fixture *fixture = *state;
-  g_autofree char *source
-      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
-  g_autofree char *dest_qmp = NULL;
-  g_autofree char *memory = NULL;
-  g_autofree char *state_arg
-      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
   g_autofree char *replica
       = vms_test_sink_replica_path (fixture->sink, "rbp-vd0");
   g_autoptr (VmsTestCommand) run = NULL;
@@ -529,30 +560,8 @@ test_migrate_slows_for_the_guest (void **state)
 
   start_destination (fixture);
   before = latency_over (fixture, 2);
-  dest_qmp = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
-  memory = g_strdup_printf ("--dest-uri=unix:%s/mig.sock", fixture->dest->dir);
-  {
-    const char *argv[] = { vmshift,
-                           "migrate",
-                           source,
-                           "--sink",
-                           fixture->sink_uri,
-                           "--job",
-                           "mig",
-                           "--replica-prefix",
-                           "rbp",
-                           dest_qmp,
-                           memory,
-                           "--final-sync=pause",
-                           "--suspend",
-                           "--max-guest-latency",
-                           G_STRINGIFY (ALLOWANCE_MS),
-                           state_arg,
-                           "--json",
-                           NULL };
-
-    run = vms_test_command_start (NULL, argv, fixture->state_dir);
-  }
+  run = migrate_start (fixture, "mig", "--max-guest-latency",
+                       G_STRINGIFY (ALLOWANCE_MS));
   held.pause = TRUE;
   watch (
       fixture, run,
@@ -676,12 +685,6 @@ static void
 test_migrate_takes_the_estimates_latency (void **state)
 {
   Fixture *fixture = *state;
-  g_autofree char *source
-      = g_strdup_printf ("qmp:%s", fixture->source->qmp2_path);
-  g_autofree char *dest_qmp = NULL;
-  g_autofree char *memory = NULL;
-  g_autofree char *state_arg
-      = g_strdup_printf ("--state-dir=%s", fixture->state_dir);
   g_autofree char *replica
       = vms_test_sink_replica_path (fixture->sink, "rbp-vd0");
   g_autoptr (VmsTestCommand) run = NULL;
@@ -692,30 +695,7 @@ test_migrate_takes_the_estimates_latency (void **state)
   guint latency_ms = estimate_latency (fixture, "rbp-e"), cuts, raises;
 
   start_destination (fixture);
-  dest_qmp = g_strdup_printf ("--dest-qmp=qmp:%s", fixture->dest->qmp2_path);
-  memory = g_strdup_printf ("--dest-uri=unix:%s/mig.sock", fixture->dest->dir);
-  {
-    const char *argv[] = { vmshift,
-                           "migrate",
-                           source,
-                           "--sink",
-                           fixture->sink_uri,
-                           "--job",
-                           "mig-e",
-                           "--replica-prefix",
-                           "rbp",
-                           dest_qmp,
-                           memory,
-                           "--final-sync=pause",
-                           "--suspend",
-                           "--estimate",
-                           "rbp-e",
-                           state_arg,
-                           "--json",
-                           NULL };
-
-    run = vms_test_command_start (NULL, argv, fixture->state_dir);
-  }
+  run = migrate_start (fixture, "mig-e", "--estimate", "rbp-e");
   watch (fixture, run, "under a migration with --estimate", &held);
   vms_test_command_expect_success (run);
   assert_non_null (strstr (run->out->str, "\"state\":\"done\""));
