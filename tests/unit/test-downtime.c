@@ -411,13 +411,14 @@ test_widen_first (void **state)
  * after a fair try at 4.5 MiB/s sent, a look at 300 KiB with the guest
  * dirtying dirty_pages_rate pages per second: the step taken. */
 static VmsMemoryTuningStep
-step_after_a_low_look (guint64 dirty_pages_rate, guint64 *bandwidth)
+step_after_a_low_look (guint64 dirty_pages_rate, guint64 wide,
+                       guint64 *bandwidth)
 {
   VmsMemoryTuning tuning;
   VmsQemuMigrationInfo info = active (2, 150);
   int limit = 0;
 
-  vms_memory_tuning_init (&tuning, 28, 100, FALSE, TRUE, 7 * 1024 * 1024, 0);
+  vms_memory_tuning_init (&tuning, 28, 100, FALSE, TRUE, wide, 0);
   info.page_size = 4096;
   info.ram_remaining = 540 * 1024;
   info.ram_transferred = 100 * 1024 * 1024;
@@ -440,11 +441,15 @@ test_widen_when_dirtied_as_fast_as_sent (void **state)
   guint64 bandwidth = 0;
 
   /* 4.4 MiB/s dirtied. */
-  assert_int_equal (step_after_a_low_look (1126, &bandwidth),
+  assert_int_equal (step_after_a_low_look (1126, 7 * 1024 * 1024, &bandwidth),
                     VMS_MEMORY_TUNING_WIDEN);
   assert_int_equal (bandwidth, 7 * 1024 * 1024);
   /* Half as fast: it shrinks by itself. */
-  assert_keep (step_after_a_low_look (563, &bandwidth));
+  assert_keep (step_after_a_low_look (563, 7 * 1024 * 1024, &bandwidth));
+  /* A cap with no wider step (a mirror's quarter of the link) goes. */
+  assert_int_equal (step_after_a_low_look (1126, 0, &bandwidth),
+                    VMS_MEMORY_TUNING_UNCAP);
+  assert_keep (step_after_a_low_look (563, 0, &bandwidth));
 }
 
 int

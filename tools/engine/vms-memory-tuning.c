@@ -10,8 +10,9 @@
  * after QEMU had its rounds and its time at the one before, up to a cap; the
  * report shows the objective missed rather than a migration that does not end.
  * Whether the RAM left shrinks is judged from single looks at it, which
- * land anywhere in a round; the first step is also taken, more surely,
- * when the guest dirties RAM about as fast as the cap lets it cross.
+ * land anywhere in a round; a step off our cap is also taken, more
+ * surely, when the guest dirties RAM about as fast as the cap lets it
+ * cross.
  */
 #include "vms-memory-tuning.h"
 
@@ -66,9 +67,14 @@ look_from (VmsMemoryTuning *tuning, const VmsQemuMigrationInfo *info,
   tuning->changed_us = now_us;
 }
 
-/* Under our first cap, the guest dirtied RAM nearly as fast as it was
- * sent since the last change: QEMU's dirty rate is its last round's,
- * the rate sent is averaged over all the rounds since. */
+/* Under a cap of ours (whether the next step widens it or lifts it),
+ * the guest dirtied RAM nearly as fast as it was sent since the last
+ * change: QEMU's dirty rate is its last round's, the rate sent is
+ * averaged over all the rounds since.  (Seen over 50 Mbit/s with a
+ * mirror: the cap at a quarter of the link, a few hundred KiB left
+ * swinging from round to round, and 13 s of rounds, with QEMU's
+ * auto-converge slowing the vCPUs by 70 %, before a look happened to
+ * land on a RAM left that did not look smaller.) */
 static gboolean
 dirties_as_fast_as_sent (VmsMemoryTuning *tuning,
                          const VmsQemuMigrationInfo *info, gint64 now_us)
@@ -76,7 +82,7 @@ dirties_as_fast_as_sent (VmsMemoryTuning *tuning,
   double dirty_rate = (double)info->dirty_pages_rate * info->page_size;
   double sent_rate;
 
-  if (!tuning->capped || !tuning->wide_bandwidth || now_us <= tuning->changed_us
+  if (!tuning->capped || now_us <= tuning->changed_us
       || info->ram_transferred <= tuning->transferred_at)
     return FALSE;
   sent_rate = (info->ram_transferred - tuning->transferred_at)
