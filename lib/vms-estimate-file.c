@@ -232,6 +232,14 @@ build_prediction (JsonBuilder *b, const VmsEstimate *e)
   DOUBLE ("downtime-mirror-seconds", e->downtime_mirror_s);
   DOUBLE ("total-pause-seconds", e->total_pause_s);
   DOUBLE ("total-mirror-seconds", e->total_mirror_s);
+  DOUBLE ("mirror-memory-seconds", e->mirror_memory_s);
+  DOUBLE ("downtime-auto-seconds", e->downtime_auto_s);
+  DOUBLE ("total-auto-seconds", e->total_auto_s);
+  STRING ("auto-final-sync", e->auto_mirror ? "mirror" : "pause");
+  INT ("auto-rounds", e->auto_rounds);
+  DOUBLE ("catchup-mirror-seconds", e->catchup_s_mirror);
+  DOUBLE ("auto-catchup-seconds", e->auto_catchup_s);
+  DOUBLE ("auto-memory-seconds", e->auto_memory_s);
   DOUBLE ("offline-seconds", e->offline_s);
   DOUBLE ("seed-seconds", e->seed_s);
   INT ("seed-device-bytes", e->seed_device_bytes);
@@ -256,6 +264,8 @@ build_vm (JsonBuilder *b, const VmsEstimateFileVm *vm)
   DOUBLE ("ram-zstd-ratio", vm->ram_zstd_ratio);
   DOUBLE ("ram-zstd-rate", vm->ram_zstd_rate);
   DOUBLE ("ram-dirty-rate", vm->ram_dirty_rate);
+  DOUBLE ("ram-dirty-long-rate", vm->ram_dirty_long_rate);
+  DOUBLE ("ram-dirty-long-seconds", vm->ram_dirty_long_s);
   DOUBLE ("throughput", vm->throughput);
   DOUBLE ("setup-seconds", vm->setup_s);
   MEMBER ("disks");
@@ -458,6 +468,14 @@ read_prediction (JsonObject *prediction, JsonObject *link, VmsPrediction *out)
   out->downtime_pause_s = number_member (prediction, "downtime-pause-seconds");
   out->downtime_mirror_s
       = number_member (prediction, "downtime-mirror-seconds");
+  /* Estimates from before auto was predicted have pause's figures. */
+  out->total_auto_s = number_member (prediction, "total-auto-seconds");
+  out->downtime_auto_s = number_member (prediction, "downtime-auto-seconds");
+  if (out->total_auto_s <= 0)
+    {
+      out->total_auto_s = out->total_pause_s;
+      out->downtime_auto_s = out->downtime_pause_s;
+    }
   out->connections = number_member (link, "connections");
   out->request_size = number_member (link, "request-size");
   out->compress_zstd = prediction

@@ -71,7 +71,12 @@ typedef struct
                              multifd would: bytes out per byte in, 0:
                              not measured */
   double ram_zstd_rate;   /* ... bytes in per second on one CPU here */
-  double ram_dirty_rate;  /* mean of the RAM dirty rate samples, bytes/s */
+  double ram_dirty_rate;  /* mean of the RAM dirty rate samples over 1 s,
+                             bytes/s ... */
+  double ram_dirty_long_rate; /* ... and over ram_dirty_long_s (the
+                                 distinct pages over that time, per
+                                 second), 0: not measured */
+  double ram_dirty_long_s;
   double throughput;      /* the link's bytes/s the model used */
   double setup_s;         /* a migration's fixed setup the model used */
   GPtrArray *disks;       /* VmsEstimateFileDisk*, in QEMU's order */
@@ -141,6 +146,8 @@ typedef struct
   double total_mirror_s;     /* whole migration, --final-sync mirror */
   double downtime_pause_s;   /* downtime, --final-sync pause */
   double downtime_mirror_s;  /* downtime, --final-sync mirror */
+  double total_auto_s;       /* whole migration, --final-sync auto */
+  double downtime_auto_s;    /* downtime, --final-sync auto */
   guint connections;         /* the link's best number of connections */
   guint32 request_size;      /* and request size, bytes */
   gboolean compress_zstd;    /* --compress zstd recommended */

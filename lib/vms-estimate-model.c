@@ -8,9 +8,9 @@
 
 /* Memory passes after which QEMU is taken never to converge. */
 #define MAX_MEMORY_PASSES 100
-/* The mirror sends every guest write while memory migrates: at least this
- * share of the link is left to RAM in the model. */
-#define MIN_MEMORY_SHARE 0.1
+/* The mirror sends every guest write while memory migrates: migrate
+ * leaves RAM a quarter of the link at least (vms-migration-qmp.c). */
+#define MIN_MEMORY_SHARE 0.25
 /* Rounds a backpressured guest may take to converge, and the largest
  * share of the link its writes may then take. */
 #define BACKPRESSURE_ROUNDS 8
@@ -24,17 +24,33 @@ vms_estimate_params_init (VmsEstimateParams *params)
 {
   memset (params, 0, sizeof *params);
   params->converge_bytes = 16 * 1024 * 1024;
+  /* migrate's own rule (tools/engine/vms-migration.c, rounds): its
+   * default 100 ms objective less QEMU's overhead (25 ms) and least
+   * limit (20 ms) is what a round may take to end the rounds, and what
+   * --final-sync auto lets a final round take in the pause. */
+  params->converge_s = 0.055;
+  params->final_round_s = 0.055;
+  params->final_round_overhead_s = 0.03;
+  /* ... and its RAM cap (tools/engine/vms-memory-tuning.h), lifted
+   * after QEMU had 5 s at it. */
+  params->ram_link_share = 0.75;
+  params->ram_cap_wait_s = 5;
+  /* QEMU's rate limit period: its passes over a RAM with little left
+   * came every 0.1 s (bench/estimate-accuracy, write30-50mbit). */
+  params->min_memory_pass_s = 0.1;
   params->not_shrinking = 0.9;
   params->max_rounds = 50;
-  /* What vmshift migrate gives QEMU of its default 100 ms objective
-   * (tools/engine/vms-downtime.h: less 25 ms for QEMU's stop, device state
-   * and activation, and 10 ms for a mirror's handover). */
-  params->max_downtime_s = 0.065;
+  /* What vmshift migrate gives QEMU of its default 100 ms objective over
+   * a network (tools/engine/vms-downtime.h: less 25 ms for QEMU's stop,
+   * device state and activation, 10 ms for a mirror's handover and 37 ms
+   * for what the link's queue may hold). */
+  params->max_downtime_s = 0.028;
   params->round_overhead_s = 0.05;
-  /* Measured on the bench machine (bench/estimate-accuracy): the
-   * switchover of an idle TCG guest took about 0.1 s, and a migration
-   * spent about 0.5 s outside copying (connections, TLS, exports). */
-  params->switchover_s = 0.1;
+  /* Measured on the bench machine (bench/migrate-downtime, 100 Mbit/s,
+   * 2026-12-05): an idle TCG guest's downtime took 44-66 ms, most of it
+   * the destination's activation; a migration spent about 0.5 s outside
+   * copying (connections, TLS, exports). */
+  params->switchover_s = 0.05;
   params->setup_s = 0.5;
   params->dirty_expire_s = 30.0;
   params->host_flush_rate = 1e9;
@@ -251,7 +267,34 @@ typedef struct
   double share;       /* left to the guest now */
   double recorded_at; /* ... while the round being copied recorded */
   gboolean settling;
+  /* --final-sync auto: the RAM's crossing time it foresees a final round
+   * over (0: pause or mirror asked, no such check), and whether it chose
+   * mirror. */
+  double auto_memory_s;
+  gboolean auto_mirror;
 } Backpressure;
+
+/* migrate's --final-sync auto after a round of bytes that recorded for
+ * recorded_s (tools/engine/vms-migration-final-sync.c): the final round
+ * pause would copy inside the downtime is what the guest dirties at the
+ * round's rate while the RAM crosses (never more than a round that
+ * recorded longer held); more than the objective's share chooses
+ * mirror. */
+static gboolean
+auto_chooses_mirror (const Backpressure *bp, const VmsEstimateParams *params,
+                     guint n_disks, double bytes, double recorded_s,
+                     double round_rate)
+{
+  double final;
+
+  if (bp->auto_memory_s <= 0 || recorded_s <= 0 || round_rate <= 0)
+    return FALSE;
+  final = bytes / recorded_s * bp->auto_memory_s;
+  if (recorded_s >= bp->auto_memory_s)
+    final = MIN (final, bytes);
+  return n_disks * params->final_round_overhead_s + final / round_rate
+         > params->final_round_s;
+}
 
 /* After round k of bytes that recorded for recorded_s: FALSE when the
  * rounds end. */
@@ -303,6 +346,8 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
 {
   g_autofree double *recording = g_new0 (double, MAX (n, 1));
   double previous_duration, sent_all = 0, previous = 0, rate = throughput;
+  double background_rate = throughput;
+  VmsEstimateParams by_bytes = *params;
 
   out->background_s = 0;
   for (guint i = 0; i < n; i++)
@@ -319,7 +364,17 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
       /* Disk i's bitmap records from the start of its own copy. */
       recording[i] = out->background_s - seconds;
       rate = MIN (rate, round_rate (&disks[i], throughput));
+      background_rate
+          = MIN (background_rate, copy_rate (&disks[i], throughput));
     }
+  /* migrate ends the rounds by time at the background copy's rate: in
+   * bytes, that is this much. */
+  if (params->converge_s > 0)
+    {
+      by_bytes.converge_bytes = (guint64)(params->converge_s * background_rate);
+      by_bytes.converge_s = 0;
+    }
+  params = &by_bytes;
   /* ... until round 1 starts. */
   for (guint i = 0; i < n; i++)
     recording[i] = out->background_s - recording[i];
@@ -330,10 +385,12 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
   previous_duration = out->background_s;
   bp->share = bp->recorded_at = 1;
   bp->settling = FALSE;
+  bp->auto_mirror = FALSE;
   while (out->n_rounds < MIN (params->max_rounds, VMS_ESTIMATE_MAX_ROUNDS))
     {
       double bytes = 0, duration, recorded_s = previous_duration;
       guint k = out->n_rounds;
+      gboolean go_on;
 
       duration
           = round_time (disks, n, k == 0 ? recording : NULL, previous_duration,
@@ -347,50 +404,88 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
       /* The guest writes at the share before any step while this round
        * copies: the next round holds that. */
       bp->recorded_at = bp->share;
-      if (!rounds_go_on (bp, params, k, bytes, previous, recorded_s, rate, out))
+      go_on = rounds_go_on (bp, params, k, bytes, previous, recorded_s, rate,
+                            out);
+      /* Whether they end or not, auto looks at the final round next. */
+      if (auto_chooses_mirror (bp, params, n, bytes, recorded_s, rate))
+        {
+          bp->auto_mirror = TRUE;
+          break;
+        }
+      if (!go_on)
         break;
       previous = bytes;
     }
   out->write_share = bp->share;
+  out->last_round_share = bp->recorded_at;
   expect_rounds (params, bp->first_share > 0, out);
 }
 
-/* QEMU's pre-copy: pass after pass over what the guest dirtied during the
- * previous one, until what is left fits the downtime limit.  Returns the
- * bytes left for the downtime. */
+/* The distinct RAM the guest dirties in t seconds: at the 1 s rate up to
+ * 1 s, then towards what the longer measurement saw, and past it by the
+ * same slope (the pages it keeps rewriting counted once); linear at the
+ * 1 s rate when only that is known. */
 static double
-simulate_memory (const VmsEstimateMemory *memory, double bandwidth,
+ram_dirty_after (const VmsEstimateMemory *memory, double t)
+{
+  double one = memory->dirty_rate, span = memory->dirty_long_s, at_span, slope;
+
+  if (t <= 1 || span <= 1 || memory->dirty_long_rate <= 0)
+    return one * t;
+  at_span = MAX (memory->dirty_long_rate * span, one);
+  slope = (at_span - one) / (span - 1);
+  return one + slope * (t - 1);
+}
+
+/* QEMU's pre-copy: pass after pass over what the guest dirtied during the
+ * previous one, until what is left fits the downtime limit, at bandwidth
+ * (migrate's cap), and at wide once the cap is lifted: when the RAM stops
+ * shrinking under it, ram_cap_wait_s after the first pass at the
+ * earliest.  A pass takes min_memory_pass_s at least: a guest dirtying
+ * more in that than the limit lets QEMU send does not converge, however
+ * little it dirties.  Returns the seconds what is left takes inside the
+ * downtime. */
+static double
+simulate_memory (const VmsEstimateMemory *memory, double bandwidth, double wide,
                  const VmsEstimateParams *params, gboolean auto_converge,
                  VmsEstimate *out)
 {
   double remaining = (double)memory->ram_bytes;
-  double limit = bandwidth * params->max_downtime_s;
-  double throttle = 0;
+  double throttle = 0, first_pass_s = 0;
   guint high = 0;
 
   out->memory_s = 0;
   out->memory_passes = 0;
   out->memory_converges = TRUE;
   out->ram_throttle_percent = 0;
+  wide = MAX (wide, bandwidth);
   /* QEMU sends all of RAM once while the guest runs before it looks at
    * what is left: at least one pass. */
   while (out->memory_passes < MAX_MEMORY_PASSES)
     {
-      double pass = remaining / bandwidth;
+      double pass = MAX (remaining / bandwidth, params->min_memory_pass_s);
       double next = MIN ((double)memory->ram_bytes,
-                         memory->dirty_rate * (1 - throttle) * pass);
+                         ram_dirty_after (memory, pass) * (1 - throttle));
 
       out->memory_s += pass;
-      out->memory_passes++;
-      if (next <= limit)
-        return next;
+      if (out->memory_passes++ == 0)
+        first_pass_s = out->memory_s;
+      if (next <= bandwidth * params->max_downtime_s)
+        return next / bandwidth;
+      if (bandwidth < wide && next >= params->not_shrinking * remaining)
+        {
+          /* migrate lifts its cap after QEMU's fair try at it. */
+          out->memory_s
+              = MAX (out->memory_s, first_pass_s + params->ram_cap_wait_s);
+          bandwidth = wide;
+        }
       /* auto-converge at vmshift's threshold: every second pass that
        * dirtied more than that share of what it sent slows the vCPUs (and
        * what they dirty) by 20 %, then 10 % more each time, to at most
        * 99 % (QEMU's cpu-throttle-initial, -increment and -max). */
-      if (auto_converge
-          && next > remaining * VMS_ESTIMATE_RAM_THROTTLE_THRESHOLD / 100
-          && ++high >= 2)
+      else if (auto_converge
+               && next > remaining * VMS_ESTIMATE_RAM_THROTTLE_THRESHOLD / 100
+               && ++high >= 2)
         {
           high = 0;
           throttle = throttle > 0 ? MIN (throttle + 0.1, 0.99) : 0.2;
@@ -401,21 +496,21 @@ simulate_memory (const VmsEstimateMemory *memory, double bandwidth,
       remaining = next;
     }
   out->memory_converges = FALSE;
-  return remaining;
+  return remaining / bandwidth;
 }
 
 /* The RAM as vmshift migrate runs it by default: a RAM that does not
  * converge has QEMU's auto-converge armed (its RAM backpressure), which
  * memory_converges does not count. */
 static double
-simulate_ram (const VmsEstimateMemory *memory, double bandwidth,
+simulate_ram (const VmsEstimateMemory *memory, double bandwidth, double wide,
               const VmsEstimateParams *params, VmsEstimate *out)
 {
-  double left = simulate_memory (memory, bandwidth, params, FALSE, out);
+  double left = simulate_memory (memory, bandwidth, wide, params, FALSE, out);
 
   if (out->memory_converges)
     return left;
-  left = simulate_memory (memory, bandwidth, params, TRUE, out);
+  left = simulate_memory (memory, bandwidth, wide, params, TRUE, out);
   out->memory_converges = FALSE;
   return left;
 }
@@ -425,10 +520,10 @@ simulate_ram (const VmsEstimateMemory *memory, double bandwidth,
  * and rounds become those; disks_converge stays what it was without. */
 static void
 simulate_backpressure (const VmsEstimateDisk *disks, guint n, double throughput,
-                       const VmsEstimateParams *params, VmsEstimate *out)
+                       const VmsEstimateParams *params, Backpressure *bp,
+                       VmsEstimate *out)
 {
   double writes = 0;
-  Backpressure bp = { 0 };
 
   for (guint i = 0; i < n; i++)
     writes += disks[i].write_rate;
@@ -436,9 +531,9 @@ simulate_backpressure (const VmsEstimateDisk *disks, guint n, double throughput,
     writes = out->disk_write_rate;
   if (writes <= 0 || out->backpressure_rate <= 0)
     return;
-  bp.first_share = MIN (out->backpressure_rate / writes, 1.0);
-  bp.floor_share = MIN (n * VMS_ESTIMATE_BACKPRESSURE_FLOOR / writes, 1.0);
-  simulate_disks (disks, n, NULL, throughput, params, &bp, out);
+  bp->first_share = MIN (out->backpressure_rate / writes, 1.0);
+  bp->floor_share = MIN (n * VMS_ESTIMATE_BACKPRESSURE_FLOOR / writes, 1.0);
+  simulate_disks (disks, n, NULL, throughput, params, bp, out);
   out->disks_converge_with_backpressure = out->disks_converge;
   out->disks_converge = FALSE;
 }
@@ -463,7 +558,7 @@ plan_compression (const VmsEstimateMemory *memory, double throughput,
       return;
     }
   rate = MIN (throughput / memory->compress_ratio, memory->compress_rate);
-  simulate_memory (memory, rate, params, FALSE, &compressed);
+  simulate_memory (memory, rate, rate, params, FALSE, &compressed);
   out->compress_memory_s = compressed.memory_s;
   if (!out->memory_converges && compressed.memory_converges
       && rate >= COMPRESS_MIN_GAIN * throughput)
@@ -498,19 +593,20 @@ ram_rate (const VmsEstimateMemory *memory, const VmsEstimate *out,
   return MIN (bandwidth / memory->compress_ratio, memory->compress_rate);
 }
 
-/* pause: memory at the full link, then the last round in the downtime
- * (a pass of each disk, with its fixed costs), over what the guest wrote
- * during the last round and memory. */
+/* pause: memory under migrate's cap, then the last round in the
+ * downtime (a pass of each disk, with its fixed costs), over what the
+ * guest wrote during the last round and memory. */
 static void
 predict_pause (const VmsEstimateDisk *disks, guint n_disks,
                const VmsEstimateMemory *memory, double throughput,
                double last_round_s, const VmsEstimateParams *params,
                VmsEstimate *out)
 {
-  double rate = ram_rate (memory, out, throughput);
+  double wide = ram_rate (memory, out, throughput);
+  double rate = ram_rate (memory, out, throughput * params->ram_link_share);
   /* Whether the RAM converges over the link as it is, compressed or not. */
   gboolean converges = out->memory_converges;
-  double ram_left = simulate_ram (memory, rate, params, out);
+  double ram_tail_s = simulate_ram (memory, rate, wide, params, out);
   double bytes, final_s;
 
   out->memory_converges = converges;
@@ -518,14 +614,15 @@ predict_pause (const VmsEstimateDisk *disks, guint n_disks,
                         out->write_share, throughput, &bytes);
   out->final_bytes_pause = (guint64)bytes;
   out->downtime_pause_s = params->switchover_s + out->stop_flush_s + final_s
-                          + n_disks * params->round_overhead_s
-                          + ram_left / rate;
+                          + n_disks * params->round_overhead_s + ram_tail_s;
   out->total_pause_s = params->setup_s + out->background_s + out->rounds_s
                        + out->memory_s + out->downtime_pause_s;
 }
 
-/* mirror: a catch-up copy behind the mirror, then memory while every
- * guest write also crosses the link; the downtime holds a FLUSH. */
+/* mirror: a catch-up copy behind the mirror (what the guest wrote while
+ * the last round copied), then memory while every guest write also
+ * crosses the link, under migrate's cap less those writes (a quarter of
+ * the link at least); the downtime holds a FLUSH. */
 static void
 predict_mirror (const VmsEstimateDisk *disks, guint n_disks,
                 const VmsEstimateMemory *memory, const VmsEstimateLink *link,
@@ -533,21 +630,67 @@ predict_mirror (const VmsEstimateDisk *disks, guint n_disks,
                 VmsEstimate *out)
 {
   double throughput = MAX (link->throughput, 1.0);
-  double bytes, rate, ram_left;
+  double bytes, capped, wide, ram_tail_s, writes = 0;
   VmsEstimate mirror = { 0 };
 
+  /* The mirror sends every write, rewrites included. */
+  for (guint i = 0; i < n_disks; i++)
+    writes += disks[i].write_rate;
+  if (writes <= 0)
+    writes = out->disk_write_rate;
+  writes *= out->write_share;
   out->catchup_s_mirror = round_time (disks, n_disks, NULL, last_round_s,
-                                      out->write_share, throughput, &bytes)
+                                      out->last_round_share, throughput, &bytes)
                           + n_disks * params->round_overhead_s;
-  rate = ram_rate (memory, out,
-                   MAX (throughput - out->write_share * out->disk_write_rate,
-                        throughput * MIN_MEMORY_SHARE));
-  ram_left = simulate_ram (memory, rate, params, &mirror);
-  out->downtime_mirror_s = params->switchover_s + out->stop_flush_s
-                           + link->rtt_s + ram_left / rate;
+  capped = MAX (throughput * params->ram_link_share - writes,
+                throughput * MIN_MEMORY_SHARE);
+  wide = MAX (throughput - writes, capped);
+  ram_tail_s = simulate_ram (memory, ram_rate (memory, out, capped),
+                             ram_rate (memory, out, wide), params, &mirror);
+  out->mirror_memory_s = mirror.memory_s;
+  out->downtime_mirror_s
+      = params->switchover_s + out->stop_flush_s + link->rtt_s + ram_tail_s;
   out->total_mirror_s = params->setup_s + out->background_s + out->rounds_s
                         + out->catchup_s_mirror + mirror.memory_s
                         + out->downtime_mirror_s;
+}
+
+/* --final-sync auto, migrate's default: the rounds as pause runs them
+ * (with the same backpressure), but a look after each at the final round
+ * pause would copy inside the downtime, with the RAM crossing at the
+ * background copy's rate; once that does not fit the objective's share,
+ * the rounds end and a mirror carries the guest's writes. */
+static void
+predict_auto (const VmsEstimateDisk *disks, guint n_disks,
+              const VmsEstimateMemory *memory, const VmsEstimateLink *link,
+              const VmsEstimateParams *params, const Backpressure *pause,
+              VmsEstimate *out)
+{
+  double throughput = MAX (link->throughput, 1.0), rate = throughput;
+  double ram
+      = (double)(memory->ram_size ? memory->ram_size : memory->ram_bytes);
+  Backpressure bp = { pause->first_share, pause->floor_share };
+  g_autofree VmsEstimate *run = g_memdup2 (out, sizeof *out);
+
+  for (guint i = 0; i < n_disks; i++)
+    rate = MIN (rate, copy_rate (&disks[i], throughput));
+  bp.auto_memory_s = ram / rate;
+  simulate_disks (disks, n_disks, NULL, throughput, params, &bp, run);
+  out->auto_mirror = bp.auto_mirror;
+  out->auto_rounds = run->n_rounds;
+  if (!bp.auto_mirror)
+    {
+      out->total_auto_s = out->total_pause_s;
+      out->downtime_auto_s = out->downtime_pause_s;
+      return;
+    }
+  predict_mirror (disks, n_disks, memory, link,
+                  run->n_rounds ? run->last_round_s : run->background_s, params,
+                  run);
+  out->auto_catchup_s = run->catchup_s_mirror;
+  out->auto_memory_s = run->mirror_memory_s;
+  out->total_auto_s = run->total_mirror_s;
+  out->downtime_auto_s = run->downtime_mirror_s;
 }
 
 /* Replication backpressure as the estimate recommends it.  The disk
@@ -608,7 +751,7 @@ vms_estimate_run (const VmsEstimateDisk *observed, guint n_disks,
   double throughput = MAX (link->throughput, 1.0);
   double last_round_s, offline_copy_s = 0;
   double network_s, total_data = 0;
-  Backpressure no_backpressure = { 0 };
+  Backpressure no_backpressure = { 0 }, backpressure = { 0 };
   /* The copies as they run live: with replication backpressure. */
   g_autofree VmsEstimateDisk *disks = g_new0 (VmsEstimateDisk, n_disks + 1);
 
@@ -648,7 +791,8 @@ vms_estimate_run (const VmsEstimateDisk *observed, guint n_disks,
                         : throughput;
 
       out->backpressure_rate = rate * MIN (BACKPRESSURE_MAX_SHARE, ratio);
-      simulate_backpressure (disks, n_disks, throughput, params, out);
+      simulate_backpressure (disks, n_disks, throughput, params, &backpressure,
+                             out);
     }
   /* What waits in the page cache at the stop was written under the
    * backpressure of the last rounds and the memory. */
@@ -656,10 +800,11 @@ vms_estimate_run (const VmsEstimateDisk *observed, guint n_disks,
   last_round_s = out->n_rounds ? out->last_round_s : out->background_s;
 
   /* Uncompressed first: whether compression is worth it. */
-  simulate_ram (memory, throughput, params, out);
+  simulate_ram (memory, throughput, throughput, params, out);
   plan_compression (memory, throughput, params, out);
   predict_pause (disks, n_disks, memory, throughput, last_round_s, params, out);
   predict_mirror (disks, n_disks, memory, link, last_round_s, params, out);
+  predict_auto (disks, n_disks, memory, link, params, &backpressure, out);
 
   out->offline_s = params->setup_s + offline_copy_s;
 
@@ -686,7 +831,7 @@ vms_estimate_run (const VmsEstimateDisk *observed, guint n_disks,
         out->seed_link_bytes += seeded.round_bytes[k];
     }
 
-  network_s = MIN (out->total_pause_s, out->total_mirror_s);
+  network_s = out->total_auto_s;
   if (out->seed_s > 0 && out->seed_s < network_s)
     {
       out->method = VMS_ESTIMATE_SEED;

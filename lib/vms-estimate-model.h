@@ -50,10 +50,19 @@ typedef struct
 {
   guint64 ram_bytes; /* what the first RAM pass sends (RAM minus zero
                         pages when known, else the RAM size) */
-  double dirty_rate; /* bytes per second the guest dirties in RAM */
+  double dirty_rate; /* bytes per second the guest dirties in RAM, as
+                        distinct pages over 1 s */
   double compress_ratio; /* zstd as QEMU's multifd: bytes out per byte of
                             those pages, 0: not measured */
   double compress_rate;  /* ... bytes in per second on one CPU */
+  guint64 ram_size;      /* the guest's RAM: what migrate's --final-sync
+                            auto takes the memory to cross (ram_bytes when
+                            0) */
+  double dirty_long_rate; /* the distinct pages dirtied over dirty_long_s,
+                             per second (a guest that rewrites the same
+                             pages dirties fewer per second over longer),
+                             0: not known */
+  double dirty_long_s;
 } VmsEstimateMemory;
 
 typedef struct
@@ -65,7 +74,20 @@ typedef struct
 
 typedef struct
 {
-  guint64 converge_bytes;  /* a round this small ends the rounds */
+  guint64 converge_bytes;        /* a round this small ends the rounds ... */
+  double converge_s;             /* ... or, when not 0 (migrate's default), one
+                                    that copies within this many seconds at the
+                                    background copy's rate */
+  double final_round_s;          /* --final-sync auto: a final round foreseen to
+                                    take more than this chooses mirror, and ends
+                                    the rounds (the objective's share for disks) */
+  double final_round_overhead_s; /* ... its fixed cost per disk */
+  double ram_link_share;         /* RAM capped at this share of the link (less
+                                    a mirror's writes), 1: not capped ... */
+  double ram_cap_wait_s;         /* ... and the cap lifted when RAM does not
+                                    converge under it this long after the first
+                                    pass */
+  double min_memory_pass_s;      /* the shortest of QEMU's RAM passes */
   double not_shrinking;    /* a round >= this x the previous: stop */
   guint max_rounds;        /* hard stop */
   double max_downtime_s;   /* QEMU's downtime limit for RAM */
@@ -144,6 +166,9 @@ typedef struct
                                   leaves the guest at the end of the rounds
                                   (1: all); the rounds, memory and downtime
                                   below are with it, as migrate runs */
+  double last_round_share;     /* ... and what it left while the last
+                                  round copied (what a mirror's catch-up
+                                  recorded) */
   double ram_throttle_percent; /* how much QEMU's auto-converge slows the
                                   vCPUs for a RAM that does not converge
                                   (memory_s is with it), 0: not needed */
@@ -168,10 +193,19 @@ typedef struct
   guint64 final_bytes_pause; /* last disk round inside the downtime */
   double catchup_s_mirror;   /* mirror: copying the bitmap behind the
                                 started mirror */
+  double mirror_memory_s;    /* ... and its RAM pre-copy */
   double stop_flush_s;       /* QEMU flushes the source's page cache when
                                 it stops the VM: in both downtimes */
   double downtime_pause_s;   /* predicted downtime, --final-sync pause */
   double downtime_mirror_s;  /* likewise, mirror */
+  gboolean auto_mirror;      /* --final-sync auto (migrate's default)
+                                chooses mirror ... */
+  guint auto_rounds;         /* ... after this many rounds */
+  double auto_catchup_s;     /* ... its catch-up copy and RAM pre-copy
+                                when it chooses mirror */
+  double auto_memory_s;
+  double downtime_auto_s;    /* predicted downtime, --final-sync auto */
+  double total_auto_s;       /* whole migration, auto */
   double total_pause_s;      /* whole migration, pause */
   double total_mirror_s;     /* whole migration, mirror */
   double offline_s;          /* VM stopped, everything copied */

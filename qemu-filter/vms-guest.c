@@ -61,12 +61,15 @@ vms_guest_read_memory (VmsQmp *qmp, guint64 address, guint64 size,
 }
 
 gboolean
-vms_guest_calc_dirty_rate (VmsQmp *qmp, guint calc_time_s, GError **error)
+vms_guest_calc_dirty_rate (VmsQmp *qmp, guint calc_time_s, guint sample_pages,
+                           GError **error)
 {
   g_autoptr (JsonObject) arguments = json_object_new ();
   g_autoptr (JsonNode) reply = NULL;
 
   json_object_set_int_member (arguments, "calc-time", calc_time_s);
+  if (sample_pages)
+    json_object_set_int_member (arguments, "sample-pages", sample_pages);
   /* Not dirty-bitmap: it kills QEMU 7.2 under TCG. */
   json_object_set_string_member (arguments, "mode", "page-sampling");
   reply = vms_qmp_execute (qmp, "calc-dirty-rate", arguments, error);

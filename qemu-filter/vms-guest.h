@@ -53,12 +53,13 @@ typedef struct
 } VmsGuestDirtyRate;
 
 /* calc-dirty-rate: start measuring how fast the guest dirties its RAM,
- * over calc_time_s seconds, by sampling pages.  The other mode,
+ * over calc_time_s seconds, by sampling sample_pages pages per GiB (0:
+ * QEMU's default, 512; it takes 128 to 16384).  The other mode,
  * dirty-bitmap, kills QEMU 7.2 under TCG (SIGSEGV), so this module never
  * sends it.  QEMU answers at once; the figure comes from
  * vms_guest_query_dirty_rate() once calc_time_s has passed. */
 gboolean vms_guest_calc_dirty_rate (VmsQmp *qmp, guint calc_time_s,
-                                    GError **error);
+                                    guint sample_pages, GError **error);
 
 /* query-dirty-rate: the last measurement. */
 gboolean vms_guest_query_dirty_rate (VmsQmp *qmp, VmsGuestDirtyRate *out,

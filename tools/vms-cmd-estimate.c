@@ -123,6 +123,9 @@ check_params (EstimateOptions *options, GError **error)
                               &hours, error))
     return FALSE;
   params->seed_rate = seed_rate;
+  /* migrate ends its rounds by size, not time, when given one. */
+  if (options->converge)
+    params->converge_s = 0;
   params->seed_shipping_s = hours * 3600;
   return TRUE;
 }
@@ -253,7 +256,9 @@ parse_options (EstimateOptions *options, int *argc, char ***argv,
       "(default 64M)",
       "SIZE" },
     { "converge-bytes", 0, 0, G_OPTION_ARG_STRING, &options->converge,
-      "The migration's --converge-bytes (default 16M)", "SIZE" },
+      "The migration's --converge-bytes (default: as migrate, a round that "
+      "copies within the downtime objective's share)",
+      "SIZE" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
       "Print the result as one JSON event on stdout", NULL },
     { "connect", 'c', 0, G_OPTION_ARG_STRING, &options->connect,
@@ -379,11 +384,15 @@ print_vm (const VmsEstimateFileVm *vm, int window_s)
   g_autofree char *ram = vms_format_size (vm->ram_size);
   g_autofree char *write_rate = vms_format_size (e->disk_write_rate);
   g_autofree char *ram_rate = vms_format_size (vm->ram_dirty_rate);
+  g_autofree char *long_rate = vms_format_size (vm->ram_dirty_long_rate);
+  g_autofree char *over = g_strdup_printf (" (%s/s over %.0f s)", long_rate,
+                                           vm->ram_dirty_long_s);
   gboolean mirror = e->downtime_mirror_s < e->downtime_pause_s;
 
-  g_print ("VM %s (%s): RAM %s, %.0f%% not zero, dirtied at %s/s\n",
+  g_print ("VM %s (%s): RAM %s, %.0f%% not zero, dirtied at %s/s%s\n",
            *vm->vm_name ? vm->vm_name : "(unnamed)", vm->source, ram,
-           vm->ram_nonzero * 100, ram_rate);
+           vm->ram_nonzero * 100, ram_rate,
+           vm->ram_dirty_long_s > 0 ? over : "");
   for (guint i = 0; i < vm->disks->len; i++)
     print_disk (vm->disks->pdata[i], window_s);
   g_print ("  disks write new data at %s/s\n", write_rate);
@@ -402,10 +411,13 @@ print_vm (const VmsEstimateFileVm *vm, int window_s)
                : ", not converging");
   print_compression (vm);
   g_print ("  %-22s %10.0f ms with --final-sync pause, %.0f ms with "
-           "mirror\n",
-           "downtime", e->downtime_pause_s * 1000, e->downtime_mirror_s * 1000);
-  g_print ("  %-22s %10.1f s with pause, %.1f s with mirror\n", "total",
-           e->total_pause_s, e->total_mirror_s);
+           "mirror, %.0f ms with auto (the default: %s after %u rounds)\n",
+           "downtime", e->downtime_pause_s * 1000, e->downtime_mirror_s * 1000,
+           e->downtime_auto_s * 1000, e->auto_mirror ? "mirror" : "pause",
+           e->auto_rounds);
+  g_print ("  %-22s %10.1f s with pause, %.1f s with mirror, %.1f s with "
+           "auto\n",
+           "total", e->total_pause_s, e->total_mirror_s, e->total_auto_s);
   if (e->seed_s > 0)
     print_seed_plan (e, e->method == VMS_ESTIMATE_SEED);
   print_backpressure (e);

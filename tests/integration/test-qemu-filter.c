@@ -1482,7 +1482,7 @@ test_guest_dirty_rate_measured (void **state)
       = g_get_monotonic_time () + DIRTY_RATE_TIMEOUT_MS * (gint64)1000;
   VmsGuestDirtyRate rate = { 0 };
 
-  vms_assert_ok (vms_guest_calc_dirty_rate (qmp, 1, &error), error);
+  vms_assert_ok (vms_guest_calc_dirty_rate (qmp, 1, 0, &error), error);
   while (rate.status != VMS_GUEST_DIRTY_RATE_MEASURED)
     {
       if (g_get_monotonic_time () > deadline)

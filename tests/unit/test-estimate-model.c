@@ -33,6 +33,10 @@ exact_params (VmsEstimateParams *params)
   params->switchover_s = 0;
   params->setup_s = 0;
   params->converge_bytes = 16 * 1000 * 1000;
+  params->converge_s = 0;
+  params->ram_link_share = 1;
+  params->min_memory_pass_s = 0;
+  params->max_downtime_s = 0.065;
 }
 
 /* A disk whose dirty set grows by rate bytes/s, sampled every 10 s for a
@@ -600,6 +604,117 @@ test_group_order (void **state)
   assert_near (vms_estimate_group_order (totals, 0, order), 0, 0, "empty");
 }
 
+/* migrate's default ends the rounds by time: a round that copies within
+ * converge_s at the background copy's rate.  The guest of
+ * test_writing_vm_converges with 0.05 s (5 MB at 100 MB/s): its 10 MB
+ * round 2 does not end them, its 1 MB round 3 does. */
+static void
+test_converge_by_time (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 100 * MB, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  params.converge_s = 0.05;
+  linear_disk (&d, "vd0", GB, 10 * MB, 10 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_int_equal (e.n_rounds, 3);
+  assert_near (e.round_bytes[2], 1 * MB, 1, "round 3");
+  assert_true (e.disks_converge);
+}
+
+/* --final-sync auto: after round 1 (100 MB the guest wrote in 10 s), a
+ * final round of 10 MB/s over the RAM's 1 s at 100 MB/s, 0.1 s plus
+ * 0.03 s, does not fit 0.055 s: mirror, the rounds end.  The mirror's
+ * catch-up holds what the guest wrote during round 1 (10 MB, 0.1 s);
+ * the RAM (100 MB) crosses at what the mirror's 10 MB/s leave, 90 MB/s.
+ * An idle guest is left to pause, with its figures. */
+static void
+test_auto_final_sync (void **state)
+{
+  LinearDisk d;
+  VmsEstimateMemory memory = { 100 * MB, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  linear_disk (&d, "vd0", GB, 10 * MB, 10 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_true (e.auto_mirror);
+  assert_int_equal (e.auto_rounds, 1);
+  assert_near (e.total_auto_s, 10 + 1 + 0.1 + 100.0 / 90, 1e-6, "auto total");
+  assert_near (e.downtime_auto_s, 0, 1e-9, "auto downtime");
+  /* The explicit modes keep all their rounds. */
+  assert_int_equal (e.n_rounds, 2);
+
+  linear_disk (&d, "vd0", GB, 0, 10 * GB);
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_false (e.auto_mirror);
+  assert_near (e.total_auto_s, e.total_pause_s, 1e-9, "auto as pause");
+  assert_near (e.downtime_auto_s, e.downtime_pause_s, 1e-9,
+               "auto downtime as pause");
+}
+
+/* migrate caps the RAM at a share of the link, and lifts the cap when the
+ * RAM stops shrinking under it, 5 s after the first pass at the
+ * earliest.  200 MB, nothing dirtied, at 0.75 of 100 MB/s: 2.667 s.
+ * 100 MB dirtied at 80 MB/s: the first pass (1.333 s) leaves all of it;
+ * from 6.333 s on at 100 MB/s, passes of 1, 0.8, ... 0.328 s leave 80,
+ * 64, ... 26.2 MB, below the 0.3 s limit's 30 MB. */
+static void
+test_ram_cap (void **state)
+{
+  VmsEstimateMemory memory = { 200 * MB, 0 };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  params.ram_link_share = 0.75;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_near (e.memory_s, 200.0 / 75, 1e-9, "capped pass");
+
+  memory = (VmsEstimateMemory){ 100 * MB, 80 * MB };
+  params.max_downtime_s = 0.3;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_true (e.memory_converges);
+  assert_int_equal (e.memory_passes, 7);
+  assert_near (e.memory_s, 100.0 / 75 + 5 + 5 * (1 - pow (0.8, 6)), 1e-6,
+               "cap lifted");
+}
+
+/* A guest that rewrites the same pages: 2 MB distinct in 1 s, 5 MB in
+ * 5 s (1 MB/s), so 2 + 0.75 (t - 1) MB in t s.  100 MB at 10 MB/s: the
+ * first pass (10 s) leaves 8.75 MB, the second (0.875 s) 1.75 MB, under
+ * the 0.3 s limit's 3 MB.  At 2 MB/s throughout it would have taken
+ * passes of 10, 2 and 0.4 s. */
+static void
+test_ram_curve (void **state)
+{
+  VmsEstimateMemory memory = { 100 * MB, 2 * MB };
+  VmsEstimateLink link = { 10 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  params.max_downtime_s = 0.3;
+  memory.dirty_long_rate = 1 * MB;
+  memory.dirty_long_s = 5;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_int_equal (e.memory_passes, 2);
+  assert_near (e.memory_s, 10.875, 1e-9, "memory with the curve");
+  assert_near (e.downtime_pause_s, 0.175, 1e-9, "RAM left");
+
+  memory.dirty_long_s = 0;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_int_equal (e.memory_passes, 3);
+  assert_near (e.memory_s, 12.4, 1e-9, "memory at the 1 s rate");
+}
+
 int
 main (void)
 {
@@ -618,6 +733,10 @@ main (void)
     cmocka_unit_test (test_hole_filling),
     cmocka_unit_test (test_round_noise),
     cmocka_unit_test (test_group_order),
+    cmocka_unit_test (test_converge_by_time),
+    cmocka_unit_test (test_auto_final_sync),
+    cmocka_unit_test (test_ram_cap),
+    cmocka_unit_test (test_ram_curve),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

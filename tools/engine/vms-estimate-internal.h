@@ -46,8 +46,12 @@ typedef struct
   VmsEstimateFileVm *out; /* its figures (borrowed from the result) */
   GPtrArray *found;       /* VmsDisk*: its disks as discovered */
   GPtrArray *disks;       /* EstimateDisk*, as found */
-  GArray *ram_rates;      /* double: RAM dirty rates measured, bytes/s */
-  gboolean rate_pending;  /* a calc-dirty-rate runs */
+  GArray *ram_rates;      /* double: RAM dirty rates measured over 1 s,
+                             bytes/s ... */
+  GArray *ram_long_rates; /* ... and over RAM_RATE_LONG_SECONDS */
+  guint rate_pending_s;   /* a calc-dirty-rate of this many seconds runs,
+                             0: none */
+  guint ram_measures;     /* calc-dirty-rates started */
 } EstimateVm;
 
 /* One run of vms_estimate_measure. */

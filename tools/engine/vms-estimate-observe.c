@@ -13,10 +13,19 @@
 #include "vms-libvirt.h"
 #endif
 
-/* calc-dirty-rate measures this long, and the last measurement, started
- * at the window's end, is read this much later. */
+/* calc-dirty-rate measures over 1 s and over this long in turn (a guest
+ * rewriting the same pages dirties fewer distinct ones per second over
+ * longer, and a RAM pass lasts seconds); the last measurement, started at
+ * the window's end, is read this much after its time. */
 #define RAM_RATE_SECONDS 1
-#define RAM_RATE_LAST_WAIT_US (1100 * 1000)
+#define RAM_RATE_LONG_SECONDS 4
+#define RAM_RATE_LAST_WAIT_US (100 * 1000)
+/* Pages QEMU samples in all (page sampling, 512 per GiB by default, 128 of
+ * a 256 MiB guest: its rate then moves in steps of 2 MiB/s), within what
+ * it takes per GiB. */
+#define RAM_RATE_SAMPLED_PAGES 4096
+#define RAM_RATE_MIN_PAGES_PER_GIB 512
+#define RAM_RATE_MAX_PAGES_PER_GIB 16384
 
 /* ---- RAM ---- */
 
@@ -39,28 +48,59 @@ sample_ram (EstimateRun *run, EstimateVm *vm, GError **error)
   return TRUE;
 }
 
-/* One calc-dirty-rate at a time: start one, read it the next time.  The
- * RAM's rate is best effort (errors ignored): a measurement that failed
- * or is still running gives no sample, and with none the model takes 0. */
-static void
-sample_ram_rate (EstimateVm *vm, guint calc_time_s)
+static guint
+sample_pages_per_gib (const EstimateVm *vm)
 {
-  if (vm->rate_pending)
+  double gib = (double)vm->out->ram_size / (1024.0 * 1024 * 1024);
+
+  if (gib <= 0)
+    return 0;
+  return (guint)CLAMP (RAM_RATE_SAMPLED_PAGES / gib, RAM_RATE_MIN_PAGES_PER_GIB,
+                       RAM_RATE_MAX_PAGES_PER_GIB);
+}
+
+/* One calc-dirty-rate at a time: start one, read it the next time, over
+ * 1 s and over RAM_RATE_LONG_SECONDS in turn.  The RAM's rate is best
+ * effort (errors ignored): a measurement that failed or is still running
+ * gives no sample, and with none the model takes 0. */
+static void
+sample_ram_rate (EstimateVm *vm, gboolean start)
+{
+  guint calc_s;
+
+  if (vm->rate_pending_s)
     {
       VmsGuestDirtyRate rate;
 
       if (!vms_guest_query_dirty_rate (vm->qmp, &rate, NULL)
           || rate.status != VMS_GUEST_DIRTY_RATE_MEASURED)
         return;
-      g_array_append_val (vm->ram_rates, rate.bytes_per_second);
-      vm->rate_pending = FALSE;
+      g_array_append_val (vm->rate_pending_s == RAM_RATE_SECONDS
+                              ? vm->ram_rates
+                              : vm->ram_long_rates,
+                          rate.bytes_per_second);
+      vm->rate_pending_s = 0;
     }
-  if (calc_time_s > 0)
-    vm->rate_pending = vms_guest_calc_dirty_rate (vm->qmp, calc_time_s, NULL);
+  if (!start)
+    return;
+  calc_s = vm->ram_measures++ % 2 ? RAM_RATE_LONG_SECONDS : RAM_RATE_SECONDS;
+  if (vms_guest_calc_dirty_rate (vm->qmp, calc_s, sample_pages_per_gib (vm),
+                                 NULL))
+    vm->rate_pending_s = calc_s;
+}
+
+static double
+mean (GArray *values)
+{
+  double sum = 0;
+
+  for (guint i = 0; i < values->len; i++)
+    sum += g_array_index (values, double, i);
+  return values->len ? sum / values->len : 0;
 }
 
 /* A rate still being measured as the window closed is read once it is
- * done; then the mean of the rates. */
+ * done; then the mean of the rates of each length. */
 static gboolean
 finish_ram_rates (EstimateRun *run, GError **error)
 {
@@ -68,17 +108,20 @@ finish_ram_rates (EstimateRun *run, GError **error)
     {
       EstimateVm *vm = run->vms->pdata[v];
 
-      if (vm->rate_pending)
+      if (vm->rate_pending_s)
         {
           if (!vms_estimate_sleep_until (
-                  run, g_get_monotonic_time () + RAM_RATE_LAST_WAIT_US, error))
+                  run,
+                  g_get_monotonic_time () + vm->rate_pending_s * G_USEC_PER_SEC
+                      + RAM_RATE_LAST_WAIT_US,
+                  error))
             return FALSE;
-          sample_ram_rate (vm, 0);
+          sample_ram_rate (vm, FALSE);
         }
-      vm->out->ram_dirty_rate = 0;
-      for (guint i = 0; i < vm->ram_rates->len; i++)
-        vm->out->ram_dirty_rate
-            += g_array_index (vm->ram_rates, double, i) / vm->ram_rates->len;
+      vm->out->ram_dirty_rate = mean (vm->ram_rates);
+      vm->out->ram_dirty_long_rate = mean (vm->ram_long_rates);
+      vm->out->ram_dirty_long_s
+          = vm->ram_long_rates->len ? RAM_RATE_LONG_SECONDS : 0;
     }
   return TRUE;
 }
@@ -302,10 +345,8 @@ sample_vms (EstimateRun *run, double elapsed, gboolean ram, GError **error)
           return FALSE;
         }
       sample_written (vm, FALSE, elapsed);
-      /* Each measurement takes RAM_RATE_SECONDS, so the last one is read
-       * soon after the window. */
       if (ram)
-        sample_ram_rate (vm, RAM_RATE_SECONDS);
+        sample_ram_rate (vm, TRUE);
     }
   return TRUE;
 }
@@ -323,7 +364,7 @@ vms_estimate_observe (EstimateRun *run, GError **error)
   double elapsed;
 
   for (guint v = 0; v < run->vms->len; v++)
-    sample_ram_rate (run->vms->pdata[v], RAM_RATE_SECONDS);
+    sample_ram_rate (run->vms->pdata[v], TRUE);
   for (guint v = 0; v < run->vms->len; v++)
     sample_written (run->vms->pdata[v], TRUE, 0);
   for (;;)

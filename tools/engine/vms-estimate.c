@@ -74,6 +74,7 @@ vm_free (EstimateVm *vm)
     virDomainFree (vm->domain);
 #endif
   g_array_unref (vm->ram_rates);
+  g_array_unref (vm->ram_long_rates);
   if (vm->disks)
     g_ptr_array_unref (vm->disks);
   if (vm->found)
@@ -95,6 +96,7 @@ open_vms (EstimateRun *run, gpointer libvirt, GError **error)
       vm->index = i;
       vm->out = vms_estimate_file_add_vm (run->result, config->sources[i]);
       vm->ram_rates = g_array_new (FALSE, FALSE, sizeof (double));
+      vm->ram_long_rates = g_array_new (FALSE, FALSE, sizeof (double));
       vm->disks = g_ptr_array_new_with_free_func ((GDestroyNotify)disk_free);
       g_ptr_array_add (run->vms, vm);
 #if VMS_HAVE_LIBVIRT
@@ -241,7 +243,10 @@ predict_vm (VmsEstimateFileVm *vm, const VmsEstimateFileSteps *steps,
   g_autofree VmsEstimateDisk *disks = g_new0 (VmsEstimateDisk, vm->disks->len);
   VmsEstimateMemory memory = { (guint64)(vm->ram_size * vm->ram_nonzero), 0 };
 
+  memory.ram_size = vm->ram_size;
   memory.dirty_rate = vm->ram_dirty_rate;
+  memory.dirty_long_rate = vm->ram_dirty_long_rate;
+  memory.dirty_long_s = vm->ram_dirty_long_s;
   memory.compress_ratio = vm->ram_zstd_ratio;
   memory.compress_rate = vm->ram_zstd_rate;
   for (guint i = 0; i < vm->disks->len; i++)
@@ -285,8 +290,8 @@ vms_estimate_predict (VmsEstimateFile *estimate,
       VmsEstimateFileVm *vm = estimate->vms->pdata[v];
 
       predict_vm (vm, steps, &link, &vm_params);
-      totals[v]
-          = MIN (vm->prediction.total_pause_s, vm->prediction.total_mirror_s);
+      /* What migrate runs by default. */
+      totals[v] = vm->prediction.total_auto_s;
     }
   g_free (estimate->order);
   estimate->order = g_new0 (guint, estimate->vms->len);

@@ -73,10 +73,14 @@ report_prediction (VmsMigration *migrate, JsonObject *fields, double seconds,
                    gint64 downtime_ms)
 {
   gboolean mirror = migrate->mode == VMS_MIGRATE_FINAL_MIRROR;
-  double total = mirror ? migrate->prediction.total_mirror_s
-                        : migrate->prediction.total_pause_s;
-  double downtime = mirror ? migrate->prediction.downtime_mirror_s
-                           : migrate->prediction.downtime_pause_s;
+  /* auto's rounds end early where it foresees mirror: its own figures. */
+  gboolean chosen = migrate->config.mode == VMS_MIGRATE_FINAL_AUTO;
+  double total = chosen   ? migrate->prediction.total_auto_s
+                 : mirror ? migrate->prediction.total_mirror_s
+                          : migrate->prediction.total_pause_s;
+  double downtime = chosen   ? migrate->prediction.downtime_auto_s
+                    : mirror ? migrate->prediction.downtime_mirror_s
+                             : migrate->prediction.downtime_pause_s;
 
   json_object_set_double_member (fields, "predicted-seconds", total);
   json_object_set_int_member (fields, "predicted-downtime-ms",
