@@ -443,8 +443,7 @@ ram_dirty_after (const VmsEstimateMemory *memory, double t)
  * shrinking under it, ram_cap_wait_s after the first pass at the
  * earliest.  A pass takes min_memory_pass_s at least: a guest dirtying
  * more in that than the limit lets QEMU send does not converge, however
- * little it dirties.  Returns the seconds what is left takes inside the
- * downtime. */
+ * little it dirties.  Returns the bytes left for the downtime. */
 static double
 simulate_memory (const VmsEstimateMemory *memory, double bandwidth, double wide,
                  const VmsEstimateParams *params, gboolean auto_converge,
@@ -471,7 +470,7 @@ simulate_memory (const VmsEstimateMemory *memory, double bandwidth, double wide,
       if (out->memory_passes++ == 0)
         first_pass_s = out->memory_s;
       if (next <= bandwidth * params->max_downtime_s)
-        return next / bandwidth;
+        return next;
       if (bandwidth < wide && next >= params->not_shrinking * remaining)
         {
           /* migrate lifts its cap after QEMU's fair try at it. */
@@ -496,7 +495,7 @@ simulate_memory (const VmsEstimateMemory *memory, double bandwidth, double wide,
       remaining = next;
     }
   out->memory_converges = FALSE;
-  return remaining / bandwidth;
+  return remaining;
 }
 
 /* The RAM as vmshift migrate runs it by default: a RAM that does not
@@ -606,7 +605,8 @@ predict_pause (const VmsEstimateDisk *disks, guint n_disks,
   double rate = ram_rate (memory, out, throughput * params->ram_link_share);
   /* Whether the RAM converges over the link as it is, compressed or not. */
   gboolean converges = out->memory_converges;
-  double ram_tail_s = simulate_ram (memory, rate, wide, params, out);
+  /* QEMU's last pass, in the downtime, is not rate limited. */
+  double ram_tail_s = simulate_ram (memory, rate, wide, params, out) / wide;
   double bytes, final_s;
 
   out->memory_converges = converges;
@@ -645,8 +645,11 @@ predict_mirror (const VmsEstimateDisk *disks, guint n_disks,
   capped = MAX (throughput * params->ram_link_share - writes,
                 throughput * MIN_MEMORY_SHARE);
   wide = MAX (throughput - writes, capped);
+  /* QEMU's last pass, in the downtime, is not rate limited, and the
+   * guest's writes have stopped. */
   ram_tail_s = simulate_ram (memory, ram_rate (memory, out, capped),
-                             ram_rate (memory, out, wide), params, &mirror);
+                             ram_rate (memory, out, wide), params, &mirror)
+               / ram_rate (memory, out, throughput);
   out->mirror_memory_s = mirror.memory_s;
   out->downtime_mirror_s
       = params->switchover_s + out->stop_flush_s + link->rtt_s + ram_tail_s;
@@ -743,6 +746,40 @@ plan_replication_backpressure (const VmsEstimateDisk *disks, guint n,
     }
 }
 
+/* The method: the seed route when it is shorter than the link with
+ * migrate's defaults; offline when live migration would need the guest's
+ * disk writes slowed to a crawl; else the network, and why. */
+static void
+choose_method (VmsEstimate *out)
+{
+  if (out->seed_s > 0 && out->seed_s < out->total_auto_s)
+    {
+      out->method = VMS_ESTIMATE_SEED;
+      out->reason = "shipping a seed device is faster than the link";
+    }
+  else if (!out->disks_converge
+           && out->backpressure_rate
+                  < MIN_ACCEPTABLE_WRITE_SHARE * out->disk_write_rate)
+    {
+      out->method = VMS_ESTIMATE_OFFLINE;
+      out->reason = "the guest writes its disks much faster than the link "
+                    "copies; live migration would need it slowed to a "
+                    "crawl";
+    }
+  else
+    {
+      out->method = VMS_ESTIMATE_NETWORK;
+      out->reason = !out->disks_converge
+                        ? "converges over the link once guest disk writes "
+                          "are throttled (backpressure)"
+                    : !out->memory_converges
+                        ? "disks converge; RAM converges once QEMU's "
+                          "auto-converge slows the guest (RAM "
+                          "backpressure, armed by default)"
+                        : "the dirty rounds and RAM converge over the link";
+    }
+}
+
 void
 vms_estimate_run (const VmsEstimateDisk *observed, guint n_disks,
                   const VmsEstimateMemory *memory, const VmsEstimateLink *link,
@@ -750,7 +787,7 @@ vms_estimate_run (const VmsEstimateDisk *observed, guint n_disks,
 {
   double throughput = MAX (link->throughput, 1.0);
   double last_round_s, offline_copy_s = 0;
-  double network_s, total_data = 0;
+  double total_data = 0;
   Backpressure no_backpressure = { 0 }, backpressure = { 0 };
   /* The copies as they run live: with replication backpressure. */
   g_autofree VmsEstimateDisk *disks = g_new0 (VmsEstimateDisk, n_disks + 1);
@@ -831,33 +868,7 @@ vms_estimate_run (const VmsEstimateDisk *observed, guint n_disks,
         out->seed_link_bytes += seeded.round_bytes[k];
     }
 
-  network_s = out->total_auto_s;
-  if (out->seed_s > 0 && out->seed_s < network_s)
-    {
-      out->method = VMS_ESTIMATE_SEED;
-      out->reason = "shipping a seed device is faster than the link";
-    }
-  else if (!out->disks_converge
-           && out->backpressure_rate
-                  < MIN_ACCEPTABLE_WRITE_SHARE * out->disk_write_rate)
-    {
-      out->method = VMS_ESTIMATE_OFFLINE;
-      out->reason = "the guest writes its disks much faster than the link "
-                    "copies; live migration would need it slowed to a "
-                    "crawl";
-    }
-  else
-    {
-      out->method = VMS_ESTIMATE_NETWORK;
-      out->reason = !out->disks_converge
-                        ? "converges over the link once guest disk writes "
-                          "are throttled (backpressure)"
-                    : !out->memory_converges
-                        ? "disks converge; RAM converges once QEMU's "
-                          "auto-converge slows the guest (RAM "
-                          "backpressure, armed by default)"
-                        : "the dirty rounds and RAM converge over the link";
-    }
+  choose_method (out);
 }
 
 static int
