@@ -411,10 +411,10 @@ print_vm (const VmsEstimateFileVm *vm, int window_s)
                : ", not converging");
   print_compression (vm);
   g_print ("  %-22s %10.0f ms with --final-sync pause, %.0f ms with "
-           "mirror, %.0f ms with auto (the default: %s after %u rounds)\n",
+           "mirror, %.0f ms with auto (the default: %s after %u round%s)\n",
            "downtime", e->downtime_pause_s * 1000, e->downtime_mirror_s * 1000,
            e->downtime_auto_s * 1000, e->auto_mirror ? "mirror" : "pause",
-           e->auto_rounds);
+           e->auto_rounds, e->auto_rounds == 1 ? "" : "s");
   g_print ("  %-22s %10.1f s with pause, %.1f s with mirror, %.1f s with "
            "auto\n",
            "total", e->total_pause_s, e->total_mirror_s, e->total_auto_s);
