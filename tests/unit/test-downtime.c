@@ -291,6 +291,46 @@ test_shrinking_left_alone (void **state)
       vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
 }
 
+/* A RAM left within one of QEMU's 0.1 s rounds of dirtying does not
+ * get smaller than that: a look that lands lower there is no progress,
+ * and QEMU, still expecting more than its limit, gets the next step
+ * after its fair try. */
+static void
+test_floor_is_not_shrinking (void **state)
+{
+  VmsMemoryTuning tuning;
+  VmsQemuMigrationInfo info = active (2, 99);
+  gint64 now = 0;
+  guint64 bandwidth_step = 0;
+  int limit = 0;
+
+  vms_memory_tuning_init (&tuning, 28, 100, FALSE, FALSE, 0, now);
+  info.page_size = 4096;
+  /* 2.2 MiB/s dirtied: 225 KiB a round. */
+  info.dirty_pages_rate = 563;
+  info.ram_remaining = 200 * 1024;
+  assert_keep (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
+  info.dirty_sync_count = 6;
+  info.ram_remaining = 0;
+  now += VMS_MEMORY_TUNING_WAIT_US;
+  assert_raise (
+      vms_memory_tuning_next (&tuning, &info, now, &bandwidth_step, &limit));
+
+  /* Above the floor, the same drop is progress. */
+  vms_memory_tuning_init (&tuning, 28, 100, FALSE, FALSE, 0, 0);
+  info = active (2, 99);
+  info.page_size = 4096;
+  info.dirty_pages_rate = 563;
+  info.ram_remaining = 20 * 1024 * 1024;
+  assert_keep (
+      vms_memory_tuning_next (&tuning, &info, 0, &bandwidth_step, &limit));
+  info.dirty_sync_count = 6;
+  info.ram_remaining = 10 * 1024 * 1024;
+  assert_keep (vms_memory_tuning_next (
+      &tuning, &info, VMS_MEMORY_TUNING_WAIT_US, &bandwidth_step, &limit));
+}
+
 /* RAM under our cap that does not converge gets the whole link first,
  * then more downtime. */
 static void
@@ -468,6 +508,7 @@ main (void)
     cmocka_unit_test (test_uncap_first),
     cmocka_unit_test (test_widen_first),
     cmocka_unit_test (test_shrinking_left_alone),
+    cmocka_unit_test (test_floor_is_not_shrinking),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);
