@@ -150,6 +150,30 @@ round_rate (const VmsEstimateDisk *disk, double throughput)
                               : copy_rate (disk, throughput);
 }
 
+/* The slowest of the disks' background copies: migrate's one copy rate
+ * (it ends the rounds by time at it, and auto times the RAM with it). */
+static double
+slowest_copy_rate (const VmsEstimateDisk *disks, guint n, double throughput)
+{
+  double rate = throughput;
+
+  for (guint i = 0; i < n; i++)
+    rate = MIN (rate, copy_rate (&disks[i], throughput));
+  return rate;
+}
+
+/* What the guest writes to its disks, rewrites included (blockstats), or
+ * where that is not known the dirty curves' long-run growth. */
+static double
+guest_writes (const VmsEstimateDisk *disks, guint n, const VmsEstimate *out)
+{
+  double writes = 0;
+
+  for (guint i = 0; i < n; i++)
+    writes += disks[i].write_rate;
+  return writes > 0 ? writes : out->disk_write_rate;
+}
+
 /* Seconds a dirty round over what the disks dirtied in each's own
  * seconds[i] (or all in seconds when per_disk is NULL) takes to copy,
  * its fixed costs not included; *bytes gets its size.  share is what
@@ -272,7 +296,7 @@ typedef struct
   /* --final-sync auto: the RAM's crossing time it foresees a final round
    * over (0: pause or mirror asked, no such check), and whether it chose
    * mirror. */
-  double auto_memory_s;
+  double auto_ram_s;
   gboolean auto_mirror;
 } Backpressure;
 
@@ -289,10 +313,10 @@ auto_chooses_mirror (const Backpressure *bp, const VmsEstimateParams *params,
 {
   double final;
 
-  if (bp->auto_memory_s <= 0 || recorded_s <= 0 || round_rate <= 0)
+  if (bp->auto_ram_s <= 0 || recorded_s <= 0 || round_rate <= 0)
     return FALSE;
-  final = bytes / recorded_s * bp->auto_memory_s;
-  if (recorded_s >= bp->auto_memory_s)
+  final = bytes / recorded_s * bp->auto_ram_s;
+  if (recorded_s >= bp->auto_ram_s)
     final = MIN (final, bytes);
   return n_disks * params->final_round_overhead_s + final / round_rate
          > params->final_round_s;
@@ -348,7 +372,6 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
 {
   g_autofree double *recording = g_new0 (double, MAX (n, 1));
   double previous_duration, sent_all = 0, previous = 0, rate = throughput;
-  double background_rate = throughput;
   VmsEstimateParams by_bytes = *params;
 
   out->background_s = 0;
@@ -366,14 +389,14 @@ simulate_disks (const VmsEstimateDisk *disks, guint n, const double *data,
       /* Disk i's bitmap records from the start of its own copy. */
       recording[i] = out->background_s - seconds;
       rate = MIN (rate, round_rate (&disks[i], throughput));
-      background_rate
-          = MIN (background_rate, copy_rate (&disks[i], throughput));
     }
   /* migrate ends the rounds by time at the background copy's rate: in
    * bytes, that is this much. */
   if (params->converge_s > 0)
     {
-      by_bytes.converge_bytes = (guint64)(params->converge_s * background_rate);
+      by_bytes.converge_bytes
+          = (guint64)(params->converge_s
+                      * slowest_copy_rate (disks, n, throughput));
       by_bytes.converge_s = 0;
     }
   params = &by_bytes;
@@ -524,12 +547,8 @@ simulate_backpressure (const VmsEstimateDisk *disks, guint n, double throughput,
                        const VmsEstimateParams *params, Backpressure *bp,
                        VmsEstimate *out)
 {
-  double writes = 0;
+  double writes = guest_writes (disks, n, out);
 
-  for (guint i = 0; i < n; i++)
-    writes += disks[i].write_rate;
-  if (writes <= 0)
-    writes = out->disk_write_rate;
   if (writes <= 0 || out->backpressure_rate <= 0)
     return;
   bp->first_share = MIN (out->backpressure_rate / writes, 1.0);
@@ -632,15 +651,11 @@ predict_mirror (const VmsEstimateDisk *disks, guint n_disks,
                 VmsEstimate *out)
 {
   double throughput = MAX (link->throughput, 1.0);
-  double bytes, capped, wide, ram_tail_s, writes = 0;
+  /* The mirror sends every write, rewrites included. */
+  double writes = guest_writes (disks, n_disks, out) * out->write_share;
+  double bytes, capped, wide, ram_tail_s;
   VmsEstimate mirror = { 0 };
 
-  /* The mirror sends every write, rewrites included. */
-  for (guint i = 0; i < n_disks; i++)
-    writes += disks[i].write_rate;
-  if (writes <= 0)
-    writes = out->disk_write_rate;
-  writes *= out->write_share;
   out->catchup_s_mirror = round_time (disks, n_disks, NULL, last_round_s,
                                       out->last_round_share, throughput, &bytes)
                           + n_disks * params->round_overhead_s;
@@ -693,15 +708,13 @@ predict_auto (const VmsEstimateDisk *disks, guint n_disks,
               const VmsEstimateParams *params, const Backpressure *pause,
               VmsEstimate *out)
 {
-  double throughput = MAX (link->throughput, 1.0), rate = throughput;
+  double throughput = MAX (link->throughput, 1.0);
   double ram
       = (double)(memory->ram_size ? memory->ram_size : memory->ram_bytes);
   Backpressure bp = { pause->first_share, pause->floor_share };
   g_autofree VmsEstimate *run = g_memdup2 (out, sizeof *out);
 
-  for (guint i = 0; i < n_disks; i++)
-    rate = MIN (rate, copy_rate (&disks[i], throughput));
-  bp.auto_memory_s = ram / rate;
+  bp.auto_ram_s = ram / slowest_copy_rate (disks, n_disks, throughput);
   simulate_disks (disks, n_disks, NULL, throughput, params, &bp, run);
   out->auto_mirror = bp.auto_mirror;
   out->auto_rounds = run->n_rounds;
