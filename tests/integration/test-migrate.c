@@ -2085,6 +2085,15 @@ test_estimate_then_migrate (void **state)
                == 256 * MiB + VMS_TEST_VM_RAM_EXTRA);
   assert_true (json_object_get_double_member (vm, "ram-nonzero-share") > 0);
   assert_true (json_object_get_double_member (vm, "ram-nonzero-share") < 1);
+  /* The dirtier rewrites pages: measured over 1 s and over 4 s in turn,
+   * QEMU sampling 4096 pages of its RAM. */
+  assert_true (json_object_get_double_member (vm, "ram-dirty-rate") > 0);
+  assert_float_equal (json_object_get_double_member_with_default (
+                          vm, "ram-dirty-long-seconds", 0),
+                      4, 0);
+  assert_true (
+      json_object_get_double_member_with_default (vm, "ram-dirty-long-rate", 0)
+      > 0);
   disks = json_object_get_array_member (vm, "disks");
   assert_int_equal (json_array_get_length (disks), 2);
   {
