@@ -58,8 +58,30 @@ roll_back_orphan (const char *state_dir, const char *job_id, GError **error)
   return vms_migration_roll_back_job (migration, error);
 }
 
+/* The destination already runs the VM: going back would lose what the
+ * guest wrote there, so abort finishes the commit, as the job's vmshift
+ * would have on SIGTERM. */
+static gboolean
+finish_orphan (const char *state_dir, const char *job_id, GError **error)
+{
+  g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_TEXT);
+  g_autoptr (VmsMigration) migration = NULL;
+  VmsMigrationConfig config;
+
+  g_printerr ("vmshift: abort: the destination of job %s runs the VM; "
+              "finishing its commit instead of rolling back\n",
+              job_id);
+  vms_migration_config_init (&config);
+  config.copy.state_dir = g_strdup (state_dir);
+  config.copy.resume = g_strdup (job_id);
+  migration = vms_migration_new (&config, on_event, progress);
+  vms_migration_config_clear (&config);
+  return vms_migration_run (migration, NULL, error);
+}
+
 /* Its vmshift died (kill -9, a crash): QEMU may still migrate, or hold
- * the source paused at pre-switchover.  Roll back here. */
+ * the source paused at pre-switchover.  Roll back here, or finish the
+ * commit when it is too late to go back. */
 static int
 abort_orphan (const char *state_dir, VmsJob *job)
 {
@@ -70,7 +92,14 @@ abort_orphan (const char *state_dir, VmsJob *job)
               "from state %s\n",
               job->id,
               job->migration->state ? job->migration->state : "unknown");
-  if (!roll_back_orphan (state_dir, job->id, &error))
+  if (!roll_back_orphan (state_dir, job->id, &error)
+      && g_error_matches (error, VMS_MIGRATION_ERROR,
+                          VMS_MIGRATION_ERROR_MOVED))
+    {
+      g_clear_error (&error);
+      finish_orphan (state_dir, job->id, &error);
+    }
+  if (error)
     {
       vms_cli_error ("abort", "%s", error->message);
       return vms_cli_exit_code (error);
@@ -245,7 +274,9 @@ vms_cmd_abort (int argc, char **argv)
 
   g_option_context_set_summary (
       context, "Stop a running 'vmshift migrate' JOB; it rolls back and the "
-               "source VM keeps running.  With --server, a job vmshiftd "
+               "source VM keeps running, or, once the destination runs the "
+               "VM, finishes.  A JOB whose vmshift died is rolled back (or "
+               "finished) here.  With --server, a job vmshiftd "
                "runs (alone: a job of a plan of many VMs stops with its "
                "plan, 'vmshift plan abort'), followed until it rolled "
                "back.");

@@ -136,6 +136,8 @@ spawn_nbdkit (VmsTestSink *sink, GError **error)
       g_ptr_array_add (
           argv, g_strdup_printf ("--tls-certificates=%s", sink->certificates));
     }
+  for (guint i = 0; sink->filters && sink->filters[i]; i++)
+    g_ptr_array_add (argv, g_strdup_printf ("--filter=%s", sink->filters[i]));
   g_ptr_array_add (argv, g_strdup (plugin));
   g_ptr_array_add (argv, g_strdup_printf ("dir=%s", sink->replica_dir));
   for (guint i = 0; sink->plugin_args && sink->plugin_args[i]; i++)
@@ -392,6 +394,7 @@ vms_test_sink_free (VmsTestSink *sink)
   g_free (sink->socket_path);
   g_free (sink->log_path);
   g_strfreev (sink->plugin_args);
+  g_strfreev (sink->filters);
   g_free (sink->netns);
   g_free (sink->tcp_address);
   g_free (sink->psk_file);

@@ -14,6 +14,9 @@ typedef struct
   char *socket_path;  /* nbdkit's unix socket */
   char *log_path;     /* nbdkit's stderr */
   GStrv plugin_args;  /* extra plugin parameters, e.g. "hash-chunk=64K" */
+  GStrv filters;      /* nbdkit filters in front of the plugin, e.g. "delay"
+                         (their parameters go in plugin_args); taken by
+                         the next start */
   char *netns;        /* network namespace to run in, or NULL */
   char *tcp_address;  /* listen on this IPv4 address instead of a socket */
   char *psk_file;     /* TLS-PSK keys ("vmshift:HEX"), or NULL */

@@ -1730,6 +1730,70 @@ test_kill9_of_vmshift_then_abort (void **state)
   assert_sync_refused (fixture, "orphan", "is migrated");
 }
 
+/* The sink again, opening each connection late (nbdkit's delay filter):
+ * a vmshift marking the replicas complete waits there. */
+static void
+slow_sink_opens (Fixture *fixture, const char *delay)
+{
+  g_autoptr (GError) error = NULL;
+  const char *filters[] = { "delay", NULL };
+  g_autofree char *delay_open = g_strconcat ("delay-open=", delay, NULL);
+  const char *args[] = { delay_open, NULL };
+
+  g_strfreev (fixture->sink->filters);
+  fixture->sink->filters = g_strdupv ((char **)filters);
+  g_strfreev (fixture->sink->plugin_args);
+  fixture->sink->plugin_args = g_strdupv ((char **)args);
+  vms_assert_ok (vms_test_sink_restart (fixture->sink, &error), error);
+}
+
+/* kill -9 of vmshift in commit, the destination running the VM: going
+ * back would lose what the guest wrote there, so vmshift abort finishes
+ * the commit, as the job's vmshift does on SIGTERM, and exits 0.  The
+ * sink opens connections 1.5 s late: vmshift is still in commit when
+ * killed. */
+static void
+test_kill9_in_commit_then_abort_finishes (void **state)
+{
+  Fixture *fixture = *state;
+  g_autoptr (VmsTestCommand) first = NULL;
+  g_auto (VmsTestRun) abort_run = { 0 };
+  guint64 beat;
+
+  fixture->prefix = "c";
+  create_replicas (fixture);
+  slow_sink_opens (fixture, "1500ms");
+  start_destination (fixture, TRUE);
+  first = migrate_new (fixture, "late", "--final-sync=pause", NULL);
+  vms_test_command_wait_for (first, "\"state\":\"commit\"", 300000);
+  kill (first->pid, SIGKILL);
+  vms_test_command_wait (first);
+  if (strstr (first->out->str, "\"state\":\"cleanup\""))
+    fail_msg ("vmshift left commit before it was killed: %s", first->out->str);
+  {
+    g_autofree char *phase = job_phase (fixture, "late");
+
+    assert_string_equal (phase, "migrating");
+  }
+
+  run_abort (fixture, "late", &abort_run);
+  if (abort_run.status != 0)
+    fail_msg ("vmshift abort exited %d: %s", abort_run.status, abort_run.err);
+  assert_non_null (strstr (abort_run.err, "finishing its commit"));
+  assert_non_null (strstr (abort_run.out, "job late: migrated"));
+  {
+    g_autofree char *phase = job_phase (fixture, "late");
+    g_autofree char *source_state = run_state (fixture->source);
+
+    assert_string_equal (phase, "migrated");
+    assert_string_equal (source_state, "postmigrate");
+  }
+  assert_running (fixture->dest, "the destination");
+  beat = vms_test_vm_last_heartbeat (fixture->source);
+  assert_heartbeat_continues (fixture->dest, beat, "the destination");
+  assert_sync_refused (fixture, "late", "is migrated");
+}
+
 /* Memory that does not converge in --memory-timeout rolls back. */
 static void
 test_memory_timeout (void **state)
@@ -2510,6 +2574,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_abort_then_resume, setup, teardown),
     cmocka_unit_test_setup_teardown (test_kill9_of_vmshift_then_abort, setup,
                                      teardown),
+    cmocka_unit_test_setup_teardown (test_kill9_in_commit_then_abort_finishes,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_memory_timeout, setup, teardown),
     cmocka_unit_test_setup_teardown (test_estimate_then_migrate, setup,
                                      teardown),
