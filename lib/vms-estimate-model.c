@@ -653,12 +653,19 @@ predict_mirror (const VmsEstimateDisk *disks, guint n_disks,
   double throughput = MAX (link->throughput, 1.0);
   /* The mirror sends every write, rewrites included. */
   double writes = guest_writes (disks, n_disks, out) * out->write_share;
+  /* Beside the guest's writes that backpressure holds, the catch-up
+   * gets the rest of the link (a quarter at least), as migrate leaves
+   * them room (vms_replicate_leave_room). */
+  double catchup_rate = out->write_share < 1
+                            ? MAX (throughput - writes, throughput / 4)
+                            : throughput;
   double bytes, capped, wide, ram_tail_s;
   VmsEstimate mirror = { 0 };
 
-  out->catchup_s_mirror = round_time (disks, n_disks, NULL, last_round_s,
-                                      out->last_round_share, throughput, &bytes)
-                          + n_disks * params->round_overhead_s;
+  out->catchup_s_mirror
+      = round_time (disks, n_disks, NULL, last_round_s, out->last_round_share,
+                    catchup_rate, &bytes)
+        + n_disks * params->round_overhead_s;
   capped = MAX (throughput * params->ram_link_share - writes,
                 throughput * MIN_MEMORY_SHARE);
   wide = MAX (throughput - writes, capped);

@@ -198,6 +198,12 @@ test_not_converging_needs_backpressure (void **state)
   assert_near (e.round_bytes[3], 225.625 * MB, 1, "round 4");
   assert_near (e.round_bytes[7], 14.1015625 * MB, 1, "round 8");
   assert_int_equal (e.method, VMS_ESTIMATE_NETWORK);
+  /* Behind a mirror the held writes (50 MB/s) cross beside the catch-up,
+   * which gets the other 50 MB/s of the link: what the guest wrote during
+   * the last round, at half the link's rate. */
+  assert_near (e.catchup_s_mirror,
+               95 * MB * e.last_round_share * e.last_round_s / (50 * MB), 1e-6,
+               "catch-up beside the held writes");
 
   /* 400 MB/s of writes over the same link: the backpressure would leave
    * the guest an eighth of its writes: offline. */

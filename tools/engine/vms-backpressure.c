@@ -237,6 +237,16 @@ vms_backpressure_lowest_rate (const VmsBackpressure *bp)
   return bp ? bp->lowest : 0;
 }
 
+guint64
+vms_backpressure_held_rate (const VmsJob *job)
+{
+  guint64 held = 0;
+
+  for (guint i = 0; job && i < job->disks->len; i++)
+    held += ((VmsJobDisk *)job->disks->pdata[i])->throttle_bps_wr;
+  return held;
+}
+
 gboolean
 vms_backpressure_applied (const VmsJob *job)
 {

@@ -51,6 +51,10 @@ gboolean vms_backpressure_release (VmsQmp *qmp, VmsJob *job,
 /* The lowest write limit this run set on any disk (bytes/s), 0: none. */
 guint64 vms_backpressure_lowest_rate (const VmsBackpressure *bp);
 
+/* The write rate the guest is held to on all of job's disks together
+ * (bytes/s), 0: none is held. */
+guint64 vms_backpressure_held_rate (const VmsJob *job);
+
 /* job has a disk whose limits a run changed. */
 gboolean vms_backpressure_applied (const VmsJob *job);
 

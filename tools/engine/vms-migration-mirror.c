@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "vms-migration-mirror.h"
+#include "vms-backpressure.h"
 #include "vms-mirror.h"
 #include "vms-qemu-migration.h"
 #include "vms-sink-client.h"
@@ -311,6 +312,7 @@ vms_migration_mirror_check (VmsMigration *migration, GError **error)
 {
   VmsJob *job = migration->rep.job;
   g_autoptr (GPtrArray) restarted = g_ptr_array_new ();
+  gboolean caught_up;
 
   if (migration->mode != VMS_MIGRATE_FINAL_MIRROR)
     return TRUE;
@@ -333,8 +335,10 @@ vms_migration_mirror_check (VmsMigration *migration, GError **error)
     }
   if (restarted->len == 0)
     return TRUE;
-  if (!vms_replicate_catch_up (&migration->rep, restarted, error)
-      || !vms_job_save (job, error))
+  vms_replicate_leave_room (&migration->rep, vms_backpressure_held_rate (job));
+  caught_up = vms_replicate_catch_up (&migration->rep, restarted, error);
+  vms_replicate_end_room (&migration->rep);
+  if (!caught_up || !vms_job_save (job, error))
     return FALSE;
   vms_progress_event (migration->progress, "mirror", NULL,
                       "%u mirror(s) running again, their disks caught up",

@@ -491,10 +491,18 @@ rounds (VmsMigration *migration, GError **error)
 static gboolean
 start_mirror (VmsMigration *migration, GError **error)
 {
+  VmsReplicate *rep = &migration->rep;
+  gboolean caught_up;
+
   /* The mirror first, then what the bitmap holds: from then on nothing
-   * the guest writes is missed. */
-  return migration->disks->start_mirror (migration, error)
-         && migration->disks->final_round (migration, error);
+   * the guest writes is missed.  The guest gets the rate its write
+   * backpressure promised it beside the catch-up. */
+  if (!migration->disks->start_mirror (migration, error))
+    return FALSE;
+  vms_replicate_leave_room (rep, vms_backpressure_held_rate (rep->job));
+  caught_up = migration->disks->final_round (migration, error);
+  vms_replicate_end_room (rep);
+  return caught_up;
 }
 
 /* The guest's own disk limits back on the source (why says when): the

@@ -773,6 +773,65 @@ vms_replicate_init (VmsReplicate *rep, const VmsReplicateConfig *config,
 }
 
 void
+vms_replicate_leave_room (VmsReplicate *rep, guint64 guest_rate)
+{
+  const VmsReplicateConfig *config = rep->config;
+  double rate = vms_replicate_round_rate (rep);
+  guint64 limit, request;
+  JsonObject *fields;
+  g_autofree char *limit_text = NULL;
+  g_autofree char *guest_text = NULL;
+
+  if (!guest_rate || rate <= 0 || rep->replication_backpressure
+      || rep->room_left)
+    return;
+  limit = (guint64)MAX (rate - (double)guest_rate, rate / 4);
+  if (config->max_bandwidth && config->max_bandwidth <= limit)
+    return;
+  request = config->request_size ? config->request_size
+                                 : VMS_COPY_DEFAULT_REQUEST_SIZE;
+  if (rep->rate)
+    vms_rate_set_limit (rep->rate, limit, MAX (limit / 10, request));
+  else
+    {
+      rep->rate = vms_rate_new (limit, MAX (limit / 10, request));
+      rep->rate_for_mirror = TRUE;
+    }
+  rep->room_left = TRUE;
+  limit_text = vms_format_size (limit);
+  guest_text = vms_format_size (guest_rate);
+  fields = json_object_new ();
+  json_object_set_int_member (fields, "rate", (gint64)limit);
+  json_object_set_int_member (fields, "guest-rate", (gint64)guest_rate);
+  json_object_set_int_member (fields, "round-rate", (gint64)rate);
+  vms_progress_event (rep->progress, "catch-up-limit", fields,
+                      "catch-up copy held to %s/s: the mirror carries the "
+                      "guest's writes, held to %s/s, beside it",
+                      limit_text, guest_text);
+}
+
+void
+vms_replicate_end_room (VmsReplicate *rep)
+{
+  const VmsReplicateConfig *config = rep->config;
+
+  if (!rep->room_left)
+    return;
+  rep->room_left = FALSE;
+  if (rep->rate_for_mirror)
+    {
+      g_clear_pointer (&rep->rate, vms_rate_free);
+      rep->rate_for_mirror = FALSE;
+      return;
+    }
+  vms_rate_set_limit (
+      rep->rate, config->max_bandwidth,
+      MAX (config->max_bandwidth / 10, config->request_size
+                                           ? config->request_size
+                                           : VMS_COPY_DEFAULT_REQUEST_SIZE));
+}
+
+void
 vms_replicate_enable_replication_backpressure (VmsReplicate *rep)
 {
   if (!rep->replication_backpressure)

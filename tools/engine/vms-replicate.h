@@ -162,6 +162,10 @@ typedef struct
                                     slowest disk's: the sink writing back
                                     what a round wrote, which a final round
                                     does inside the downtime */
+  gboolean rate_for_mirror;      /* rate is vms_replicate_leave_room's
+                                    own, freed when the room ends */
+  gboolean room_left;            /* the copy's limit leaves the mirror
+                                    room (vms_replicate_leave_room) */
   VmsBackpressure *backpressure; /* write backpressure of this run */
   VmsReplicationBackpressure *replication_backpressure; /* its replication
                                   backpressure, NULL: off */
@@ -245,6 +249,19 @@ double vms_replicate_copy_rate (VmsReplicate *rep);
  * copy's long runs (15 against 210 MiB/s on loopback for a guest's 4 KiB
  * writes), and a final round is one of them. */
 double vms_replicate_round_rate (VmsReplicate *rep);
+
+/* The copy behind a write-blocking mirror shares the link with the
+ * guest's writes, which the mirror sends as they happen: a copy with many
+ * requests in flight leaves them a sliver of it (0.5 of the 2.8 MiB/s
+ * write backpressure allowed the guest over 50 Mbit/s).  Until
+ * vms_replicate_end_room the copy gets the rounds' rate less guest_rate
+ * (bytes/s the guest is held to; a quarter of that rate at least), one
+ * "catch-up-limit" event says so.  Nothing when guest_rate is 0, the
+ * rate is unknown, replication backpressure sets the limit, or
+ * --max-bandwidth is lower already. */
+void vms_replicate_leave_room (VmsReplicate *rep, guint64 guest_rate);
+/* The copy's own limit back: --max-bandwidth's, or none. */
+void vms_replicate_end_room (VmsReplicate *rep);
 
 /* One event per disk with what was sent. */
 void vms_replicate_report_disks (VmsReplicate *rep);
