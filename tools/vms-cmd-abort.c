@@ -42,19 +42,31 @@ on_event (const char *event, JsonObject *fields, const char *text,
   vms_progress_forward (user_data, event, fields, text);
 }
 
-/* Roll back a job whose vmshift died, from what its state file says. */
-static gboolean
-roll_back_orphan (const char *state_dir, const char *job_id, GError **error)
+/* The migration of job job_id, whose vmshift died, as its state file
+ * has it; its events go to progress. */
+static VmsMigration *
+orphan_migration (const char *state_dir, const char *job_id,
+                  VmsProgress *progress)
 {
-  g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_TEXT);
-  g_autoptr (VmsMigration) migration = NULL;
   VmsMigrationConfig config;
+  VmsMigration *migration;
 
   vms_migration_config_init (&config);
   config.copy.state_dir = g_strdup (state_dir);
   config.copy.resume = g_strdup (job_id);
   migration = vms_migration_new (&config, on_event, progress);
   vms_migration_config_clear (&config);
+  return migration;
+}
+
+/* Roll back a job whose vmshift died, from what its state file says. */
+static gboolean
+roll_back_orphan (const char *state_dir, const char *job_id, GError **error)
+{
+  g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_TEXT);
+  g_autoptr (VmsMigration) migration
+      = orphan_migration (state_dir, job_id, progress);
+
   return vms_migration_roll_back_job (migration, error);
 }
 
@@ -65,17 +77,12 @@ static gboolean
 finish_orphan (const char *state_dir, const char *job_id, GError **error)
 {
   g_autoptr (VmsProgress) progress = vms_progress_new (VMS_PROGRESS_TEXT);
-  g_autoptr (VmsMigration) migration = NULL;
-  VmsMigrationConfig config;
+  g_autoptr (VmsMigration) migration
+      = orphan_migration (state_dir, job_id, progress);
 
   g_printerr ("vmshift: abort: the destination of job %s runs the VM; "
               "finishing its commit instead of rolling back\n",
               job_id);
-  vms_migration_config_init (&config);
-  config.copy.state_dir = g_strdup (state_dir);
-  config.copy.resume = g_strdup (job_id);
-  migration = vms_migration_new (&config, on_event, progress);
-  vms_migration_config_clear (&config);
   return vms_migration_run (migration, NULL, error);
 }
 
@@ -87,19 +94,21 @@ abort_orphan (const char *state_dir, VmsJob *job)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (VmsJob) after = NULL;
+  gboolean ok;
 
   g_printerr ("vmshift: abort: the vmshift of job %s is gone; rolling back "
               "from state %s\n",
               job->id,
               job->migration->state ? job->migration->state : "unknown");
-  if (!roll_back_orphan (state_dir, job->id, &error)
+  ok = roll_back_orphan (state_dir, job->id, &error);
+  if (!ok
       && g_error_matches (error, VMS_MIGRATION_ERROR,
                           VMS_MIGRATION_ERROR_MOVED))
     {
       g_clear_error (&error);
-      finish_orphan (state_dir, job->id, &error);
+      ok = finish_orphan (state_dir, job->id, &error);
     }
-  if (error)
+  if (!ok)
     {
       vms_cli_error ("abort", "%s", error->message);
       return vms_cli_exit_code (error);

@@ -743,16 +743,27 @@ vms_replicate_config_set_backpressure (VmsReplicateConfig *config,
   config->max_guest_latency_asked = options->replication_asked;
 }
 
-/* The copy's token bucket, at --max-bandwidth (0: unlimited): a bucket of
- * a tenth of a second smooths without starving. */
+/* The copy's token bucket at limit bytes/s holds a tenth of a second,
+ * one request at least: it smooths without starving. */
+static guint64
+copy_burst (const VmsReplicateConfig *config, guint64 limit)
+{
+  return MAX (limit / 10, config->request_size ? config->request_size
+                                               : VMS_COPY_DEFAULT_REQUEST_SIZE);
+}
+
+/* The copy's token bucket, at --max-bandwidth (0: unlimited). */
 static VmsRate *
 new_rate (const VmsReplicateConfig *config)
 {
-  return vms_rate_new (
-      config->max_bandwidth,
-      MAX (config->max_bandwidth / 10, config->request_size
-                                           ? config->request_size
-                                           : VMS_COPY_DEFAULT_REQUEST_SIZE));
+  return vms_rate_new (config->max_bandwidth,
+                       copy_burst (config, config->max_bandwidth));
+}
+
+void
+vms_replicate_set_rate_limit (VmsReplicate *rep, guint64 limit)
+{
+  vms_rate_set_limit (rep->rate, limit, copy_burst (rep->config, limit));
 }
 
 void
@@ -777,7 +788,7 @@ vms_replicate_leave_room (VmsReplicate *rep, guint64 guest_rate)
 {
   const VmsReplicateConfig *config = rep->config;
   double rate = vms_replicate_round_rate (rep);
-  guint64 limit, request;
+  guint64 limit;
   JsonObject *fields;
   g_autofree char *limit_text = NULL;
   g_autofree char *guest_text = NULL;
@@ -788,15 +799,12 @@ vms_replicate_leave_room (VmsReplicate *rep, guint64 guest_rate)
   limit = (guint64)MAX (rate - (double)guest_rate, rate / 4);
   if (config->max_bandwidth && config->max_bandwidth <= limit)
     return;
-  request = config->request_size ? config->request_size
-                                 : VMS_COPY_DEFAULT_REQUEST_SIZE;
-  if (rep->rate)
-    vms_rate_set_limit (rep->rate, limit, MAX (limit / 10, request));
+  /* Without replication backpressure the copy has a bucket only for
+   * --max-bandwidth. */
+  if (config->max_bandwidth)
+    vms_replicate_set_rate_limit (rep, limit);
   else
-    {
-      rep->rate = vms_rate_new (limit, MAX (limit / 10, request));
-      rep->rate_for_mirror = TRUE;
-    }
+    rep->rate = vms_rate_new (limit, copy_burst (config, limit));
   rep->room_left = TRUE;
   limit_text = vms_format_size (limit);
   guest_text = vms_format_size (guest_rate);
@@ -818,17 +826,11 @@ vms_replicate_end_room (VmsReplicate *rep)
   if (!rep->room_left)
     return;
   rep->room_left = FALSE;
-  if (rep->rate_for_mirror)
-    {
-      g_clear_pointer (&rep->rate, vms_rate_free);
-      rep->rate_for_mirror = FALSE;
-      return;
-    }
-  vms_rate_set_limit (
-      rep->rate, config->max_bandwidth,
-      MAX (config->max_bandwidth / 10, config->request_size
-                                           ? config->request_size
-                                           : VMS_COPY_DEFAULT_REQUEST_SIZE));
+  /* The bucket vms_replicate_leave_room made, or --max-bandwidth's. */
+  if (config->max_bandwidth)
+    vms_replicate_set_rate_limit (rep, config->max_bandwidth);
+  else
+    g_clear_pointer (&rep->rate, vms_rate_free);
 }
 
 void

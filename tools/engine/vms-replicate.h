@@ -162,8 +162,6 @@ typedef struct
                                     slowest disk's: the sink writing back
                                     what a round wrote, which a final round
                                     does inside the downtime */
-  gboolean rate_for_mirror;      /* rate is vms_replicate_leave_room's
-                                    own, freed when the room ends */
   gboolean room_left;            /* the copy's limit leaves the mirror
                                     room (vms_replicate_leave_room) */
   VmsBackpressure *backpressure; /* write backpressure of this run */
@@ -249,6 +247,10 @@ double vms_replicate_copy_rate (VmsReplicate *rep);
  * copy's long runs (15 against 210 MiB/s on loopback for a guest's 4 KiB
  * writes), and a final round is one of them. */
 double vms_replicate_round_rate (VmsReplicate *rep);
+
+/* The copy's limit (0: none) on rep->rate, with the bucket every limit
+ * of the copy gets. */
+void vms_replicate_set_rate_limit (VmsReplicate *rep, guint64 limit);
 
 /* The copy behind a write-blocking mirror shares the link with the
  * guest's writes, which the mirror sends as they happen: a copy with many

@@ -221,17 +221,6 @@ report_step (VmsReplicate *rep, VmsLatencyControlStep step, int disk_index,
       control->allowance_us / 1000, copy_text);
 }
 
-/* Put the controller's rate on the copy's token bucket: a bucket of a
- * tenth of a second, as vms_replicate_init makes one. */
-static void
-apply_rate (VmsReplicate *rep, guint64 rate)
-{
-  guint64 request = rep->config->request_size ? rep->config->request_size
-                                              : VMS_COPY_DEFAULT_REQUEST_SIZE;
-
-  vms_rate_set_limit (rep->rate, rate, MAX (rate / 10, request));
-}
-
 void
 vms_replication_backpressure_tick (VmsReplicate *rep, guint64 copied)
 {
@@ -271,7 +260,7 @@ vms_replication_backpressure_tick (VmsReplicate *rep, guint64 copied)
       &rbp->control, worst >= 0 ? latency[worst] : -1, copy_rate);
   if (step == VMS_LATENCY_CONTROL_HOLD)
     return;
-  apply_rate (rep, rbp->control.rate);
+  vms_replicate_set_rate_limit (rep, rbp->control.rate);
   if (step == VMS_LATENCY_CONTROL_CUT)
     {
       rbp->cuts++;
