@@ -6,6 +6,13 @@
  * before the switchover flushes its images (bdrv_flush_all), and with
  * cache.direct=off that is seconds of a writing guest's data unless the
  * writeback started earlier.
+ *
+ * An fdatasync, not a sync_file_range: starting the writeback left the
+ * stop waiting for writes still in the disk's queue and for the journal,
+ * 4-18 ms (median 8) for a guest held to 2.7 MiB/s; after our fdatasync
+ * 20 ms earlier, QEMU's took 1.5-2.8 ms (30 stops each, this host's
+ * ext4).  Since Linux 4.13 a writeback error is reported once to each
+ * open file, so ours does not hide it from QEMU's.
  */
 #define _GNU_SOURCE
 #include "vms-writeback.h"
@@ -79,11 +86,12 @@ vms_writeback_add (VmsWriteback *writeback, const char *path)
 }
 
 static void
-start_writeback (VmsWriteback *writeback)
+write_back (VmsWriteback *writeback)
 {
+  /* An error is QEMU's to report (its own flush sees it too); ours would
+   * only repeat it every interval. */
   for (guint i = 0; writeback && i < writeback->fds->len; i++)
-    sync_file_range (g_array_index (writeback->fds, int, i), 0, 0,
-                     SYNC_FILE_RANGE_WRITE);
+    (void)fdatasync (g_array_index (writeback->fds, int, i));
 }
 
 static gpointer
@@ -98,7 +106,7 @@ writeback_thread (gpointer data)
                      + writeback->interval_ms * (gint64)G_TIME_SPAN_MILLISECOND;
 
       g_mutex_unlock (&writeback->lock);
-      start_writeback (writeback);
+      write_back (writeback);
       g_mutex_lock (&writeback->lock);
       while (!writeback->stop
              && g_cond_wait_until (&writeback->wake, &writeback->lock, until))

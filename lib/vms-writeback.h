@@ -1,6 +1,6 @@
-/* vmshift: starting the kernel's writeback of files another process
- * writes through the page cache (a source QEMU's images), so that its
- * flush at the switchover finds little left to write.
+/* vmshift: writing back files another process writes through the page
+ * cache (a source QEMU's images), so that its flush at the switchover
+ * finds little left to write.
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #pragma once
@@ -19,11 +19,10 @@ void vms_writeback_free (VmsWriteback *writeback);
  * network disk, a "json:" filename. */
 gboolean vms_writeback_add (VmsWriteback *writeback, const char *path);
 
-/* Start writing back every watched file's dirty pages every interval_ms,
- * without waiting for them (a hint to the kernel, which keeps no error of
- * it), in a thread of its own until freed: starting it can block while
- * the disk's queue is full, and the caller, who must react to QEMU at
- * once, never waits on the disk. */
+/* Write back every watched file's dirty pages (fdatasync) interval_ms
+ * after the last time ended, in a thread of its own until freed: a flush
+ * waits for the disk, and the caller, who must react to QEMU at once,
+ * never does.  Errors are left to QEMU's own flush. */
 void vms_writeback_start_thread (VmsWriteback *writeback, guint interval_ms);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VmsWriteback, vms_writeback_free)

@@ -18,7 +18,7 @@
 
 /* How often the memory phase looks at both QEMUs. */
 #define POLL_INTERVAL_MS 200
-/* How often the source's images get their writeback started: QEMU's stop
+/* How often the source's images are written back (fdatasync): QEMU's stop
  * then waits only for what the guest wrote in the last few of these ms. */
 #define WRITEBACK_INTERVAL_MS 20
 #define CANCEL_TIMEOUT_MS 30000
@@ -647,8 +647,8 @@ start_incoming (VmsMigration *migration, const char *uri, GError **error)
   return TRUE;
 }
 
-/* The source's images this host can reach, their writeback started: the
- * dirty pages of the guest's writes so far are on their way to disk before
+/* The source's images this host can reach, written back every few ms
+ * from now on: the dirty pages of the guest's writes are on disk before
  * QEMU's stop flushes them inside the downtime. */
 static void
 start_writeback (VmsMigration *migration)
