@@ -46,16 +46,27 @@ vms_estimate_params_init (VmsEstimateParams *params)
    * for what the link's queue may hold). */
   params->max_downtime_s = 0.028;
   params->round_overhead_s = 0.05;
-  /* Measured on the bench machine (bench/migrate-downtime, 100 Mbit/s,
-   * 2026-12-05): an idle TCG guest's downtime took 44-66 ms, most of it
-   * the destination's activation; a migration spent about 0.5 s outside
+  /* bench/estimate-accuracy, this 2-CPU VM (2026-12-05, once QEMU's stop
+   * took 1-2 ms): vmshift's part of the pause and the destination's
+   * activation took 12-15 ms with an idle and a 10 MiB/s guest, plus
+   * 1-2 ms between the parts; over 50 Mbit/s a mirror's handover took
+   * 6-8 ms more (its FLUSH crosses the link).  bench/migrate-downtime's
+   * destinations took 30-53 ms to activate alone: a destination's own
+   * cost, which the estimate does not see. */
+  params->switchover_s = 0.016;
+  params->mirror_handover_s = 0.008;
+  /* bench/migrate-downtime: a migration spent about 0.5 s outside
    * copying (connections, TLS, exports). */
-  params->switchover_s = 0.05;
   params->setup_s = 0.5;
   params->dirty_expire_s = 30.0;
   /* bench/estimate-accuracy write10 (2026-12-05): QEMU's stop took
    * 138 ms with the 187 MB the guest's disk curve gives for 30 s. */
   params->host_flush_rate = 1.35e9;
+  /* migrate's writeback (tools/engine/vms-migration-qmp.c), and what
+   * QEMU's stop took after it: 1.5-2.8 ms over 30 stops of a guest held
+   * to 2.7 MiB/s, this host's ext4 (2026-12-05). */
+  params->writeback_interval_s = 0.02;
+  params->stop_flush_fixed_s = 0.002;
 }
 
 void
@@ -675,33 +686,41 @@ predict_mirror (const VmsEstimateDisk *disks, guint n_disks,
                              ram_rate (memory, out, wide), params, &mirror)
                / ram_rate (memory, out, throughput);
   out->mirror_memory_s = mirror.memory_s;
-  out->downtime_mirror_s
-      = params->switchover_s + out->stop_flush_s + link->rtt_s + ram_tail_s;
+  out->downtime_mirror_s = params->switchover_s + params->mirror_handover_s
+                           + out->stop_flush_s + link->rtt_s + ram_tail_s;
   out->total_mirror_s = params->setup_s + out->background_s + out->rounds_s
                         + out->catchup_s_mirror + mirror.memory_s
                         + out->downtime_mirror_s;
 }
 
 /* With the host's page cache between QEMU and the image (QEMU's
- * default), what the guest wrote in the last dirty_expire_s waits there,
- * and stopping the VM writes it back: an fdatasync inside the downtime.
- * The cache holds pages, not writes: the distinct bytes of the disks'
- * dirty curves over that time, gone through at the share of its writes
+ * default), what the guest wrote in the last dirty_expire_s waits there
+ * when the memory phase starts: the distinct bytes of the disks' dirty
+ * curves over that time, gone through at the share of its writes
  * backpressure leaves the guest (the write rate, rewrites included, for
- * a disk without a curve). */
+ * a disk without a curve).  migrate writes the images back from then on,
+ * every writeback_interval_s (vms-writeback.c), so stopping the VM
+ * flushes what the guest wrote since the last of those, or what is left
+ * of that backlog when the memory phase is shorter than writing it
+ * back; an fdatasync inside the downtime either way. */
 static double
 stop_flush_time (const VmsEstimateDisk *disks, guint n,
-                 const VmsEstimateParams *params, double share)
+                 const VmsEstimateParams *params, double share, double memory_s)
 {
-  double bytes = 0, span = share * params->dirty_expire_s;
+  double backlog = 0, tail = 0, span = share * params->dirty_expire_s;
 
   if (params->host_flush_rate <= 0)
     return 0;
   for (guint i = 0; i < n; i++)
-    bytes += disks[i].n_samples
-                 ? vms_estimate_disk_dirty_after (&disks[i], span)
-                 : disks[i].write_rate * span;
-  return bytes / params->host_flush_rate;
+    {
+      backlog += disks[i].n_samples
+                     ? vms_estimate_disk_dirty_after (&disks[i], span)
+                     : disks[i].write_rate * span;
+      tail += disks[i].write_rate * share * params->writeback_interval_s;
+    }
+  return params->stop_flush_fixed_s
+         + MAX (tail, backlog - params->host_flush_rate * memory_s)
+               / params->host_flush_rate;
 }
 
 /* --final-sync auto, migrate's default: the rounds as pause runs them
@@ -868,13 +887,13 @@ vms_estimate_run (const VmsEstimateDisk *observed, guint n_disks,
       simulate_backpressure (disks, n_disks, throughput, params, &backpressure,
                              out);
     }
-  out->stop_flush_s
-      = stop_flush_time (disks, n_disks, params, out->write_share);
   last_round_s = out->n_rounds ? out->last_round_s : out->background_s;
 
   /* Uncompressed first: whether compression is worth it. */
   simulate_ram (memory, throughput, throughput, params, out);
   plan_compression (memory, throughput, params, out);
+  out->stop_flush_s = stop_flush_time (disks, n_disks, params, out->write_share,
+                                       out->memory_s);
   predict_pause (disks, n_disks, memory, throughput, last_round_s, params, out);
   predict_mirror (disks, n_disks, memory, link, last_round_s, params, out);
   predict_auto (disks, n_disks, memory, link, params, &backpressure, out);

@@ -94,6 +94,7 @@ typedef struct
   double round_overhead_s; /* fixed cost of one round of one disk */
   double switchover_s;     /* fixed part of the downtime (QEMU stops,
                               flushes, the destination activates) */
+  double mirror_handover_s; /* ... and a mirror's handover on top */
   double setup_s;          /* fixed cost of a migration outside copying
                               (preflight, exports, replicas, commit,
                               cleanup), not per round */
@@ -102,6 +103,9 @@ typedef struct
                               back (vm.dirty_expire_centisecs) */
   double host_flush_rate;  /* bytes per second the source host writes its
                               page cache back at */
+  double writeback_interval_s; /* migrate writes the source's images back
+                                  this often during the memory phase */
+  double stop_flush_fixed_s;   /* an fdatasync's own cost in QEMU's stop */
   double round_noise;      /* relative standard deviation of a dirty
                               round's size around W (measured); 0: the
                               rounds stop exactly as predicted */

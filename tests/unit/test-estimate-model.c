@@ -31,6 +31,7 @@ exact_params (VmsEstimateParams *params)
   vms_estimate_params_init (params);
   params->round_overhead_s = 0;
   params->switchover_s = 0;
+  params->mirror_handover_s = 0;
   params->setup_s = 0;
   params->converge_bytes = 16 * 1000 * 1000;
   params->converge_s = 0;
@@ -40,6 +41,7 @@ exact_params (VmsEstimateParams *params)
   params->host_flush_rate = 1e9;
   /* No stop flush unless a test asks for one. */
   params->dirty_expire_s = 0;
+  params->stop_flush_fixed_s = 0;
 }
 
 /* A disk whose dirty set grows by rate bytes/s, sampled every 10 s for a
@@ -150,14 +152,24 @@ test_writing_vm_converges (void **state)
 
   /* The guest writes 20 MB/s into the host's page cache, which keeps 30 s
    * of it and writes back 1 GB/s: its pages, 10 MB/s of distinct ones
-   * (it rewrites every other), 300 MB: stopping the VM flushes them,
-   * 0.3 s more in both downtimes. */
+   * (it rewrites every other), 300 MB when the memory starts.  migrate
+   * writes them back during the memory's 1 s, every 20 ms: stopping the
+   * VM flushes the 0.4 MB of the last 20 ms, 0.4 ms more in both
+   * downtimes. */
   d.disk.write_rate = 20 * MB;
   params.dirty_expire_s = 30;
   params.host_flush_rate = GB;
   vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
-  assert_near (e.stop_flush_s, 0.3, 1e-9, "stop flush");
-  assert_near (e.downtime_pause_s, 0.11 + 0.3, 1e-6, "downtime pause");
+  assert_near (e.memory_s, 1, 1e-6, "memory");
+  assert_near (e.stop_flush_s, 0.0004, 1e-9, "stop flush");
+  assert_near (e.downtime_pause_s, 0.11 + 0.0004, 1e-6, "downtime pause");
+
+  /* A 10 MB RAM crosses in 0.1 s, too short to write 300 MB back: the
+   * stop flushes the other 200 MB. */
+  memory.ram_bytes = 10 * MB;
+  vms_estimate_run (&d.disk, 1, &memory, &link, &params, &e);
+  assert_near (e.memory_s, 0.1, 1e-6, "short memory");
+  assert_near (e.stop_flush_s, 0.2, 1e-9, "stop flush, short memory");
 }
 
 /* Writing 95 MB/s over 100 MB/s: round 2 is 95% of round 1, not
@@ -186,9 +198,10 @@ test_not_converging_needs_backpressure (void **state)
   assert_false (e.disks_converge);
   assert_true (e.disks_converge_with_backpressure);
   /* The page cache holds 30 s of the writes held to 50 MB/s (the guest
-   * goes through its curve at 50/95 of its pace: 1500 MB): 1.5 s at
-   * 1 GB/s. */
-  assert_near (e.stop_flush_s, 1.5, 1e-9, "stop flush");
+   * goes through its curve at 50/95 of its pace: 1500 MB) when the memory
+   * starts, 1 GB/s of them written back during its 1 s. */
+  assert_near (e.memory_s, 1, 1e-6, "memory");
+  assert_near (e.stop_flush_s, 0.5, 1e-9, "stop flush");
   assert_near (e.backpressure_rate, 50 * MB, 1, "backpressure");
   assert_near (e.write_share, 50.0 / 95, 1e-9, "what the guest keeps");
   assert_int_equal (e.n_rounds, 8);
