@@ -76,16 +76,28 @@ child_setup (gpointer data)
 }
 
 static char *
-read_log_tail (const char *path)
+read_tail (const char *path, gsize max)
 {
   g_autofree char *contents = NULL;
   gsize length = 0;
 
   if (!g_file_get_contents (path, &contents, &length, NULL) || length == 0)
     return g_strdup ("(QEMU printed nothing)");
-  if (length > 2000)
-    return g_strdup (contents + length - 2000);
+  if (length > max)
+    return g_strdup (contents + length - max);
   return g_steal_pointer (&contents);
+}
+
+static char *
+read_log_tail (const char *path)
+{
+  return read_tail (path, 2000);
+}
+
+char *
+vms_test_vm_trace_tail (VmsTestVm *vm)
+{
+  return read_tail (vm->trace_path, 4000);
 }
 
 static gboolean
@@ -108,6 +120,11 @@ create_disk (VmsTestVm *vm, guint index, const VmsTestDisk *disk,
           size,       NULL };
   return vms_test_run (argv, NULL, error);
 }
+
+static const char *const traced_events[] = {
+  "qmp_enter_*",        "migrate_set_state", "migration_thread_after_loop",
+  "migrate_fd_cleanup", "migrate_fd_cancel", "runstate_set"
+};
 
 static GPtrArray *
 build_argv (VmsTestVm *vm, const VmsTestVmOptions *options)
@@ -169,6 +186,15 @@ build_argv (VmsTestVm *vm, const VmsTestVmOptions *options)
     }
   ADD ("-serial");
   ADD ("file:%s", vm->serial_path);
+  /* QEMU 7.2 has died a few times in CI after a failed outgoing
+   * migration, never here: its trace says which commands came before. */
+  ADD ("-D");
+  ADD ("%s", vm->trace_path);
+  for (guint i = 0; i < G_N_ELEMENTS (traced_events); i++)
+    {
+      ADD ("-trace");
+      ADD ("enable=%s", traced_events[i]);
+    }
   if (!options->no_guest)
     {
       ADD ("-kernel");
@@ -273,6 +299,7 @@ vms_test_vm_start (const VmsTestVmOptions *options, GError **error)
   if (options->second_qmp)
     vm->qmp2_path = g_build_filename (vm->dir, "vmshift.qmp", NULL);
   vm->log_path = g_build_filename (vm->dir, "qemu.log", NULL);
+  vm->trace_path = g_build_filename (vm->dir, "trace.log", NULL);
   for (guint i = 0; i < VMS_TEST_VM_MAX_DISKS; i++)
     if ((options->disks[i].size || options->disks[i].path)
         && !create_disk (vm, i, &options->disks[i], error))
@@ -467,6 +494,7 @@ vms_test_vm_free (VmsTestVm *vm)
   g_free (vm->qmp2_path);
   g_free (vm->serial_path);
   g_free (vm->log_path);
+  g_free (vm->trace_path);
   for (guint i = 0; i < VMS_TEST_VM_MAX_DISKS; i++)
     g_free (vm->disk_paths[i]);
   g_strfreev (vm->argv);

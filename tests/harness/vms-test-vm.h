@@ -52,12 +52,17 @@ typedef struct
   char *qmp2_path;   /* second monitor socket, or NULL */
   char *serial_path; /* guest serial console log */
   char *log_path;    /* QEMU's stderr */
+  char *trace_path;  /* QEMU's trace of QMP commands and migration states */
   char *disk_paths[VMS_TEST_VM_MAX_DISKS]; /* images, NULL-terminated */
   GPid pid;                                /* QEMU's process id */
   gboolean exited;                         /* QEMU has been reaped */
   VmsQmp *qmp;                             /* connected QMP client */
   char **argv;                             /* QEMU's command line */
 } VmsTestVm;
+
+/* The end of QEMU's trace: the QMP commands and migration states that led
+ * to a failure, for a test's message.  Never NULL. */
+char *vms_test_vm_trace_tail (VmsTestVm *vm);
 
 /* Build the guest kernel and initramfs once per process (the build is
  * cached and safe to run from parallel tests).  Exits 77 when a needed

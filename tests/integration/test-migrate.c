@@ -133,12 +133,15 @@ run_state (VmsTestVm *vm)
       /* Seen twice in CI, never here: say whether QEMU died, and what it
        * wrote before. */
       g_autofree char *log = NULL;
+      g_autofree char *trace = NULL;
       gboolean gone = vms_test_vm_wait_exit (vm, 1000);
 
       g_file_get_contents (vm->log_path, &log, NULL, NULL);
-      fail_msg ("QMP of %s failed (%s): QEMU %s; its log: %s", vm->dir,
-                error->message, gone ? "exited" : "still runs",
-                log ? log : "(none)");
+      trace = vms_test_vm_trace_tail (vm);
+      fail_msg ("QMP of %s failed (%s): QEMU %s; its log: %s\nthe end of "
+                "its trace:\n%s",
+                vm->dir, error->message, gone ? "exited" : "still runs",
+                log ? log : "(none)", trace);
     }
   return g_strdup (
       json_object_get_string_member (json_node_get_object (reply), "status"));
