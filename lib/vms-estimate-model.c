@@ -3,6 +3,7 @@
  */
 #include "vms-estimate-model.h"
 #include "vms-latency-control.h"
+#include "vms-writeback.h"
 
 #include <math.h>
 
@@ -62,10 +63,10 @@ vms_estimate_params_init (VmsEstimateParams *params)
   /* bench/estimate-accuracy write10 (2026-12-05): QEMU's stop took
    * 138 ms with the 187 MB the guest's disk curve gives for 30 s. */
   params->host_flush_rate = 1.35e9;
-  /* migrate's writeback (tools/engine/vms-migration-qmp.c), and what
-   * QEMU's stop took after it: 1.5-2.8 ms over 30 stops of a guest held
-   * to 2.7 MiB/s, this host's ext4 (2026-12-05). */
-  params->writeback_interval_s = 0.02;
+  /* migrate's writeback, and what QEMU's stop took after it: 1.5-2.8 ms
+   * over 30 stops of a guest held to 2.7 MiB/s, this host's ext4
+   * (2026-12-05). */
+  params->writeback_interval_s = VMS_WRITEBACK_INTERVAL_MS / 1000.0;
   params->stop_flush_fixed_s = 0.002;
 }
 

@@ -14,7 +14,6 @@
  * ext4).  Since Linux 4.13 a writeback error is reported once to each
  * open file, so ours does not hide it from QEMU's.
  */
-#define _GNU_SOURCE
 #include "vms-writeback.h"
 
 #include <fcntl.h>

@@ -11,6 +11,11 @@ G_BEGIN_DECLS
 
 typedef struct _VmsWriteback VmsWriteback;
 
+/* How often migrate writes the source's images back during the memory
+ * phase: QEMU's stop then waits only for what the guest wrote in the last
+ * few of these ms.  The estimate counts on it too. */
+#define VMS_WRITEBACK_INTERVAL_MS 20
+
 VmsWriteback *vms_writeback_new (void);
 void vms_writeback_free (VmsWriteback *writeback);
 

@@ -18,9 +18,6 @@
 
 /* How often the memory phase looks at both QEMUs. */
 #define POLL_INTERVAL_MS 200
-/* How often the source's images are written back (fdatasync): QEMU's stop
- * then waits only for what the guest wrote in the last few of these ms. */
-#define WRITEBACK_INTERVAL_MS 20
 #define CANCEL_TIMEOUT_MS 30000
 /* How long the two ends of a broken memory stream may take to notice
  * it (a reset reaches one at once, the other at its next write). */
@@ -667,7 +664,7 @@ start_writeback (VmsMigration *migration)
       if (now)
         vms_writeback_add (backend->writeback, now->filename);
     }
-  vms_writeback_start_thread (backend->writeback, WRITEBACK_INTERVAL_MS);
+  vms_writeback_start_thread (backend->writeback, VMS_WRITEBACK_INTERVAL_MS);
 }
 
 static gboolean
