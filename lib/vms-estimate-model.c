@@ -36,9 +36,10 @@ vms_estimate_params_init (VmsEstimateParams *params)
    * after QEMU had 5 s at it. */
   params->ram_link_share = 0.75;
   params->ram_cap_wait_s = 5;
-  /* QEMU's rate limit period: its passes over a RAM with little left
-   * came every 0.1 s (bench/estimate-accuracy, write30-50mbit). */
-  params->min_memory_pass_s = 0.1;
+  /* QEMU's rate limit period: under a cap, its passes over a RAM with
+   * little left came every 0.1 s (bench/estimate-accuracy,
+   * write30-50mbit). */
+  params->min_memory_pass_s = VMS_ESTIMATE_QEMU_PERIOD_S;
   params->not_shrinking = 0.9;
   params->max_rounds = 50;
   /* What vmshift migrate gives QEMU of its default 100 ms objective over
@@ -474,6 +475,18 @@ ram_dirty_after (const VmsEstimateMemory *memory, double t)
   return one + slope * (t - 1);
 }
 
+/* The time after the first pass at which migrate's looks, wait apart,
+ * find a RAM that stopped shrinking spent seconds after it. */
+static double
+cap_lifted_after (double spent, double wait)
+{
+  if (wait <= 0)
+    return spent;
+  /* A look that falls as the RAM stops counts; rounding must not push
+   * it to the next. */
+  return wait * MAX (1, ceil (spent / wait - 1e-9));
+}
+
 /* QEMU's pre-copy: pass after pass over what the guest dirtied during the
  * previous one, until what is left fits the downtime limit, at bandwidth
  * (migrate's cap), and at wide once the cap is lifted: when the RAM stops
@@ -499,7 +512,10 @@ simulate_memory (const VmsEstimateMemory *memory, double bandwidth, double wide,
    * what is left: at least one pass. */
   while (out->memory_passes < MAX_MEMORY_PASSES)
     {
-      double pass = MAX (remaining / bandwidth, params->min_memory_pass_s);
+      /* Only a cap makes QEMU wait out its period: without one it
+       * looks again as soon as it has sent what was left. */
+      double pass = MAX (remaining / bandwidth,
+                         bandwidth < wide ? params->min_memory_pass_s : 0);
       double next = MIN ((double)memory->ram_bytes,
                          ram_dirty_after (memory, pass) * (1 - throttle));
 
@@ -510,9 +526,12 @@ simulate_memory (const VmsEstimateMemory *memory, double bandwidth, double wide,
         return next;
       if (bandwidth < wide && next >= params->not_shrinking * remaining)
         {
-          /* migrate lifts its cap after QEMU's fair try at it. */
-          out->memory_s
-              = MAX (out->memory_s, first_pass_s + params->ram_cap_wait_s);
+          /* migrate lifts its cap after QEMU's fair try at it: it looks
+           * at the RAM left every ram_cap_wait_s from the first pass on,
+           * and lifts it at the first look that finds no progress. */
+          out->memory_s = first_pass_s
+                          + cap_lifted_after (out->memory_s - first_pass_s,
+                                              params->ram_cap_wait_s);
           bandwidth = wide;
         }
       /* auto-converge at vmshift's threshold: every second pass that
@@ -625,6 +644,30 @@ ram_rate (const VmsEstimateMemory *memory, const VmsEstimate *out,
   return MIN (bandwidth / memory->compress_ratio, memory->compress_rate);
 }
 
+double
+vms_estimate_multifd_rate (double max_bandwidth)
+{
+  double period_bytes = max_bandwidth * VMS_ESTIMATE_QEMU_PERIOD_S;
+
+  return (floor (period_bytes / VMS_ESTIMATE_MULTIFD_PACKET) + 1)
+         * VMS_ESTIMATE_MULTIFD_PACKET / VMS_ESTIMATE_QEMU_PERIOD_S;
+}
+
+/* The rate the RAM crosses at under migrate's cap (a share of the link
+ * that is capped) when wide is the link's rest: compressed RAM goes over
+ * multifd, whose whole packets take QEMU past the cap; the link's rest
+ * bounds them. */
+static double
+capped_ram_rate (const VmsEstimateMemory *memory, const VmsEstimate *out,
+                 double capped, double wide)
+{
+  double rate = ram_rate (memory, out, capped);
+
+  if (!out->compress)
+    return rate;
+  return MIN (vms_estimate_multifd_rate (rate), ram_rate (memory, out, wide));
+}
+
 /* pause: memory under migrate's cap, then the last round in the
  * downtime (a pass of each disk, with its fixed costs), over what the
  * guest wrote during the last round and memory. */
@@ -635,7 +678,8 @@ predict_pause (const VmsEstimateDisk *disks, guint n_disks,
                VmsEstimate *out)
 {
   double wide = ram_rate (memory, out, throughput);
-  double rate = ram_rate (memory, out, throughput * params->ram_link_share);
+  double rate = capped_ram_rate (
+      memory, out, throughput * params->ram_link_share, throughput);
   /* Whether the RAM converges over the link as it is, compressed or not. */
   gboolean converges = out->memory_converges;
   /* QEMU's last pass, in the downtime, is not rate limited. */
@@ -683,9 +727,10 @@ predict_mirror (const VmsEstimateDisk *disks, guint n_disks,
   wide = MAX (throughput - writes, capped);
   /* QEMU's last pass, in the downtime, is not rate limited, and the
    * guest's writes have stopped. */
-  ram_tail_s = simulate_ram (memory, ram_rate (memory, out, capped),
-                             ram_rate (memory, out, wide), params, &mirror)
-               / ram_rate (memory, out, throughput);
+  ram_tail_s
+      = simulate_ram (memory, capped_ram_rate (memory, out, capped, wide),
+                      ram_rate (memory, out, wide), params, &mirror)
+        / ram_rate (memory, out, throughput);
   out->mirror_memory_s = mirror.memory_s;
   out->downtime_mirror_s = params->switchover_s + params->mirror_handover_s
                            + out->stop_flush_s + link->rtt_s + ram_tail_s;

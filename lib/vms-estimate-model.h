@@ -87,7 +87,8 @@ typedef struct
   double ram_cap_wait_s;         /* ... and the cap lifted when RAM does not
                                     converge under it this long after the first
                                     pass */
-  double min_memory_pass_s;      /* the shortest of QEMU's RAM passes */
+  double min_memory_pass_s;      /* the shortest of QEMU's RAM passes under a
+                                    cap */
   double not_shrinking;    /* a round >= this x the previous: stop */
   guint max_rounds;        /* hard stop */
   double max_downtime_s;   /* QEMU's downtime limit for RAM */
@@ -131,6 +132,21 @@ typedef enum
 const char *vms_estimate_method_name (VmsEstimateMethod method);
 
 #define VMS_ESTIMATE_MAX_ROUNDS 64
+
+/* QEMU 7.2's rate limit: each period of this may send max-bandwidth's
+ * share of it, and is checked only after each send. */
+#define VMS_ESTIMATE_QEMU_PERIOD_S 0.1
+/* multifd (which --compress uses) sends its pages in packets of 128,
+ * and charges the rate limit a whole packet as if not compressed: 512
+ * KiB and its 1344-byte header. */
+#define VMS_ESTIMATE_MULTIFD_PACKET (128 * 4096 + 1344)
+
+/* Bytes per second QEMU's multifd sends, before compression, under a
+ * max-bandwidth of max_bandwidth: whole packets each period until the
+ * period's share is passed, so one at least (5.3 MB/s), however low the
+ * cap.  (bench/estimate-accuracy, write30-50mbit: capped at 3.3 MiB/s,
+ * QEMU sent 5.3 MB/s.) */
+double vms_estimate_multifd_rate (double max_bandwidth);
 
 /* Write backpressure as migrate steps it (tools/engine/vms-backpressure.h):
  * no disk held below the floor (bytes/s), and each step aims at rounds

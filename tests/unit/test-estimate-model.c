@@ -712,6 +712,64 @@ test_ram_cap (void **state)
                "cap lifted");
 }
 
+/* Under the cap QEMU waits out its 0.1 s period however little is left,
+ * and migrate looks at the RAM every 5 s from the end of the first pass.
+ * 100 MB dirtied at 60 MB/s under a 75 MB/s cap: passes of 100 x 0.8^k
+ * MB shrink until 6.87 MB take the 0.1 s period and leave 6 MB, which
+ * the next leaves again: the RAM stopped shrinking 5.08 s after the
+ * first pass (1.333 s), so the second look lifts the cap, at 11.333 s.
+ * At 100 MB/s, with no period to wait, passes of 0.06 and 0.036 s leave
+ * 2.16 MB, under the 0.03 s limit's 3 MB. */
+static void
+test_ram_cap_looks (void **state)
+{
+  VmsEstimateMemory memory = { 100 * MB, 60 * MB };
+  VmsEstimateLink link = { 100 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  exact_params (&params);
+  params.ram_link_share = 0.75;
+  params.min_memory_pass_s = 0.1;
+  params.max_downtime_s = 0.03;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_true (e.memory_converges);
+  assert_int_equal (e.memory_passes, 16);
+  assert_near (e.memory_s, 100.0 / 75 + 10 + 0.06 + 0.036, 1e-6,
+               "lifted at the second look");
+}
+
+/* QEMU 7.2's multifd charges its rate limit whole 128-page packets
+ * (525632 bytes with the header) and checks it after each: a period
+ * (0.1 s) sends packets until its share is passed.  So 5.26 MB/s at
+ * least, and 3 packets a period under a 15 MB/s cap.  Compressed to
+ * 50 % over a 10 MB/s link, 100 MB of RAM under migrate's cap (7.5
+ * MB/s of the link, 15 MB/s before compression) crosses at 15.77 MB/s,
+ * not 15, below the link's 20. */
+static void
+test_multifd_cap (void **state)
+{
+  VmsEstimateMemory memory = { 100 * MB, 0, 0.5, 400 * MB };
+  VmsEstimateLink link = { 10 * MB, 0 };
+  VmsEstimateParams params;
+  VmsEstimate e;
+
+  assert_near (vms_estimate_multifd_rate (0), 5256320, 1e-3, "floor");
+  assert_near (vms_estimate_multifd_rate (3.3 * 1024 * 1024), 5256320, 1e-3,
+               "under a packet a period");
+  assert_near (vms_estimate_multifd_rate (15 * MB), 3 * 5256320, 1e-3,
+               "three packets");
+  assert_near (vms_estimate_multifd_rate (10 * 525632), 2 * 5256320, 1e-3,
+               "a period of exactly 1 packet sends 2");
+
+  exact_params (&params);
+  params.ram_link_share = 0.75;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_true (e.compress);
+  assert_near (e.memory_s, 100 * MB / (3 * 5256320), 1e-9,
+               "compressed under the cap");
+}
+
 /* A guest that rewrites the same pages: 2 MB distinct in 1 s, 5 MB in
  * 5 s (1 MB/s), so 2 + 0.75 (t - 1) MB in t s.  100 MB at 10 MB/s: the
  * first pass (10 s) leaves 8.75 MB, the second (0.875 s) 1.75 MB, under
@@ -762,6 +820,8 @@ main (void)
     cmocka_unit_test (test_auto_final_sync),
     cmocka_unit_test (test_ram_cap),
     cmocka_unit_test (test_ram_curve),
+    cmocka_unit_test (test_ram_cap_looks),
+    cmocka_unit_test (test_multifd_cap),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

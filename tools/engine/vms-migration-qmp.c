@@ -13,6 +13,7 @@
 #include "vms-migration-tls.h"
 #include "vms-ram-sample.h"
 #include "vms-dest-restart.h"
+#include "vms-estimate-model.h"
 
 #include <unistd.h>
 
@@ -527,11 +528,24 @@ report_compression (VmsMigration *migration, int channels, double ratio,
   json_object_set_int_member (fields, "channels", channels);
   json_object_set_double_member (fields, "sampled-ratio", ratio);
   if (ratio > 0 && bandwidth)
-    vms_progress_event (migration->progress, "memory-compress", fields,
-                        "memory: compressed with %s over %d connections; "
-                        "sampled pages compress to %.0f%%, so the RAM's cap "
-                        "is %s/s before compression",
-                        method, channels, ratio * 100, cap);
+    {
+      /* What QEMU makes of the cap: it tells how soon the RAM crosses. */
+      double sends = vms_estimate_multifd_rate ((double)bandwidth);
+      g_autofree char *sent = vms_format_size ((guint64)sends);
+      g_autofree char *quantum
+          = sends > bandwidth * 1.05
+                ? g_strdup_printf (" (QEMU sends whole packets of 128 pages, "
+                                   "so %s/s)",
+                                   sent)
+                : g_strdup ("");
+
+      json_object_set_int_member (fields, "qemu-rate", (gint64)sends);
+      vms_progress_event (migration->progress, "memory-compress", fields,
+                          "memory: compressed with %s over %d connections; "
+                          "sampled pages compress to %.0f%%, so the RAM's cap "
+                          "is %s/s before compression%s",
+                          method, channels, ratio * 100, cap, quantum);
+    }
   else
     vms_progress_event (migration->progress, "memory-compress", fields,
                         "memory: compressed with %s over %d connections%s",
