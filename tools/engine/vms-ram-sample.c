@@ -6,8 +6,14 @@
 #include "vms-guest.h"
 #include "vms-zstd-probe.h"
 
-/* RAM is sampled in this many chunks. */
-#define RAM_SAMPLES 64
+/* RAM is sampled in this many chunks.  A guest's RAM mixes pages that
+ * compress to nothing with pages that do not compress: over 40 samples of
+ * a 256 MiB bench guest (estimate-accuracy's write30 workload, whose
+ * RAM compressed whole to 31 %), 64 chunks of 64 KiB read 18-48 %
+ * (standard deviation 7 points), enough to halve or double migrate's
+ * cap of compressed RAM; 256 chunks read 23-39 % (3.5 points) in 0.55 s
+ * of QMP under TCG, and 512 did not do much better. */
+#define RAM_SAMPLES 256
 #define RAM_SAMPLE_SIZE (64 * 1024)
 #define PAGE_SIZE 4096
 /* Below 1 MiB lie ROMs and device memory: not sampled. */
