@@ -489,11 +489,13 @@ cap_lifted_after (double spent, double wait)
 
 /* QEMU's pre-copy: pass after pass over what the guest dirtied during the
  * previous one, until what is left fits the downtime limit, at bandwidth
- * (migrate's cap), and at wide once the cap is lifted: when the RAM stops
- * shrinking under it, ram_cap_wait_s after the first pass at the
- * earliest.  A pass takes min_memory_pass_s at least: a guest dirtying
- * more in that than the limit lets QEMU send does not converge, however
- * little it dirties.  Returns the bytes left for the downtime. */
+ * (migrate's cap), and at wide once the cap is lifted: at the first of
+ * migrate's looks, ram_cap_wait_s apart from the end of the first pass,
+ * after the RAM stopped shrinking under it.  Under the cap a pass takes
+ * min_memory_pass_s at least (QEMU's period), so a guest that keeps
+ * dirtying does not converge there, however little it dirties (bench
+ * runs K, L and M: 0 to 100 KiB left for seconds until the cap went).
+ * Returns the bytes left for the downtime. */
 static double
 simulate_memory (const VmsEstimateMemory *memory, double bandwidth, double wide,
                  const VmsEstimateParams *params, gboolean auto_converge,
@@ -522,7 +524,11 @@ simulate_memory (const VmsEstimateMemory *memory, double bandwidth, double wide,
       out->memory_s += pass;
       if (out->memory_passes++ == 0)
         first_pass_s = out->memory_s;
-      if (next <= bandwidth * params->max_downtime_s)
+      /* QEMU expects what is left to cross at the rate it sent the
+       * last pass at: under a cap, a pass that waited out the period
+       * over a little RAM rates the link low.  A guest that keeps
+       * dirtying then never fits a limit below the period there. */
+      if (next <= remaining / pass * params->max_downtime_s)
         return next;
       if (bandwidth < wide && next >= params->not_shrinking * remaining)
         {

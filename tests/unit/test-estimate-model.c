@@ -737,6 +737,19 @@ test_ram_cap_looks (void **state)
   assert_int_equal (e.memory_passes, 16);
   assert_near (e.memory_s, 100.0 / 75 + 10 + 0.06 + 0.036, 1e-6,
                "lifted at the second look");
+
+  /* QEMU rates the link by the last pass: dirtied at 18 MB/s, passes of
+   * 1.333, 0.32 and 0.1 s leave 24, 5.76 and 1.8 MB; the last sent 5.76
+   * MB in its 0.1 s, so 0.03 s fit 1.728 MB, not 1.8.  The next 0.1 s
+   * leaves 1.8 MB again, and the first look lifts the cap at 6.333 s; at
+   * 100 MB/s the 1.8 MB take 0.018 s and leave 0.324 MB. */
+  memory.dirty_rate = 18 * MB;
+  vms_estimate_run (NULL, 0, &memory, &link, &params, &e);
+  assert_true (e.memory_converges);
+  assert_int_equal (e.memory_passes, 5);
+  assert_near (e.memory_s, 100.0 / 75 + 5 + 0.018, 1e-6,
+               "no fit under the cap");
+  assert_near (e.downtime_pause_s, 0.324 * MB / (100 * MB), 1e-9, "RAM left");
 }
 
 /* QEMU 7.2's multifd charges its rate limit whole 128-page packets
