@@ -15,6 +15,7 @@
  * cross.
  */
 #include "vms-memory-tuning.h"
+#include "vms-estimate-model.h"
 
 void
 vms_memory_tuning_init (VmsMemoryTuning *tuning, int limit_ms, int objective_ms,
@@ -91,7 +92,8 @@ dirties_as_fast_as_sent (VmsMemoryTuning *tuning,
 }
 
 /* The RAM left is within what the guest dirties in one of QEMU's
- * shortest rounds (its rate limit period): as small as it gets.  Looks
+ * shortest rounds (its rate limit period, which the estimate's model
+ * also counts on): as small as it gets.  Looks
  * that land lower there are not progress.  (Seen over 50 Mbit/s: 0 to
  * a few hundred KiB left for 7 s while QEMU, its rate estimate taken
  * over nearly nothing sent, expected 99 ms and did not switch over.) */
@@ -99,7 +101,7 @@ static gboolean
 at_floor (const VmsQemuMigrationInfo *info)
 {
   double per_round = (double)info->dirty_pages_rate * info->page_size
-                     * VMS_MEMORY_TUNING_QEMU_PERIOD_S;
+                     * VMS_ESTIMATE_QEMU_PERIOD_S;
 
   return info->ram_remaining <= per_round;
 }

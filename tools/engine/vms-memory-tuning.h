@@ -34,10 +34,6 @@ G_BEGIN_DECLS
  * whatever a look at the RAM left says (it swings within a round). */
 #define VMS_MEMORY_TUNING_DIRTY_SHARE 0.8
 
-/* QEMU's rate limit period: its rounds over a RAM with little left come
- * this often. */
-#define VMS_MEMORY_TUNING_QEMU_PERIOD_S 0.1
-
 typedef struct
 {
   gint64 started_us;        /* monotonic: the memory migration started */
