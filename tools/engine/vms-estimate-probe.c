@@ -397,6 +397,23 @@ probe_rounds (EstimateRun *run, EstimateVm *vm, guint index, EstimateDisk *disk,
   return TRUE;
 }
 
+/* Tell that the probe of disk's step begins: the probes are the long part
+ * of the estimate, and they load the guest's disks (a harness that
+ * watches the guest tells them from the rest by these). */
+static void
+announce_disk_probe (EstimateRun *run, EstimateVm *vm, EstimateDisk *disk,
+                     const char *step, const char *what)
+{
+  JsonObject *fields = json_object_new ();
+
+  json_object_set_string_member (fields, "vm", vm->out->source);
+  json_object_set_string_member (fields, "disk", disk->disk->name);
+  json_object_set_string_member (fields, "step", step);
+  vms_progress_event (run->config->progress, "probing-disk", fields,
+                      "%s: probing disk %s's %s", vm->out->source,
+                      disk->disk->name, what);
+}
+
 /* After the window, as close to the migration as the estimate gets: map
  * the disk again, then probe its background copy and its dirty rounds. */
 static gboolean
@@ -411,13 +428,18 @@ probe_disk (EstimateRun *run, EstimateVm *vm, guint index, EstimateDisk *disk,
 
   gboolean ok;
 
-  ok = uri && remap_disk (disk, uri, buckets, error)
-       && probe_background (run, vm, disk, uri, buckets, error);
+  ok = uri && remap_disk (disk, uri, buckets, error);
+  if (ok)
+    {
+      announce_disk_probe (run, vm, disk, "background", "background copy");
+      ok = probe_background (run, vm, disk, uri, buckets, error);
+    }
   if (uri)
     vms_export_remove (vm->qmp, export_name, NULL);
-  return ok
-         && (!disk->bitmap
-             || probe_rounds (run, vm, index, disk, socket_path, error));
+  if (!ok || !disk->bitmap)
+    return ok;
+  announce_disk_probe (run, vm, disk, "rounds", "dirty rounds");
+  return probe_rounds (run, vm, index, disk, socket_path, error);
 }
 
 /* ---- vmshift's own steps ---- */
